@@ -1,0 +1,3 @@
+"""RingCentral App Connect connector server."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,93 @@
+"""The ASGI application: routes, middleware, error mapping and the embedded test CRM."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from appconnect import __version__
+from appconnect.api.http import json_response, text_response
+from appconnect.api.middleware import BodySizeLimit
+from appconnect.api.routes import router
+from appconnect.connectors.registry import ConnectorRegistry
+from appconnect.flows import oauth
+from appconnect.flows.errors import DATABASE_FAILED, SESSION_EXPIRED
+from appconnect.flows.reply import ClientError
+from appconnect.flows.services import build_services
+from appconnect.flows.session import SessionRevoked
+from appconnect.security.redact import install_redaction, redact
+from appconnect.settings import Settings
+
+log = logging.getLogger("appconnect")
+
+
+def _manifest(settings: Settings, registry: ConnectorRegistry) -> dict[str, object]:
+    overrides = None
+    if settings.manifest_file is not None:
+        overrides = json.loads(settings.manifest_file.read_text(encoding="utf-8"))
+    return registry.manifest(server_url=settings.server_url(), version=__version__, overrides=overrides)
+
+
+def create_app(settings: Settings, registry: ConnectorRegistry | None = None) -> FastAPI:
+    """Build the server. The database schema must exist (`appconnect migrate`; `serve` runs it first)."""
+    install_redaction()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry URLs with phone numbers
+    services = build_services(settings, registry)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await services.close()
+
+    app = FastAPI(title="App Connect connector server", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.services = services
+    app.state.manifest = _manifest(settings, services.registry)
+    app.include_router(router)
+
+    @app.exception_handler(ClientError)
+    async def client_error(_request: Request, exc: ClientError) -> Response:
+        if exc.as_json:
+            return json_response({"error": exc.text}, exc.status)
+        return text_response(exc.text, exc.status)
+
+    @app.exception_handler(SessionRevoked)
+    async def session_revoked(_request: Request, _exc: SessionRevoked) -> Response:
+        return json_response({"successful": False, "returnMessage": SESSION_EXPIRED.to_wire(),
+                              "errorCode": "CRM_SESSION_REVOKED"}, 401)
+
+    @app.exception_handler(oauth.OAuthError)
+    async def oauth_failed(_request: Request, exc: oauth.OAuthError) -> Response:
+        log.warning("token refresh failed: %s", exc)
+        return json_response({"successful": False, "returnMessage": {
+            "message": "Could not refresh the CRM session. Please try again.", "messageType": "warning",
+            "ttl": 5000}})
+
+    @app.exception_handler(SQLAlchemyError)
+    async def database_failed(_request: Request, exc: SQLAlchemyError) -> Response:
+        log.error("database error: %s", type(exc).__name__)
+        return json_response({"successful": False, "returnMessage": DATABASE_FAILED.to_wire()})
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return json_response({"error": redact(str(exc)) or type(exc).__name__}, 400)
+
+    if settings.embedded_testcrm:
+        from appconnect.embedded_crm import create_testcrm_app
+
+        app.mount("/testcrm", create_testcrm_app(settings.testcrm_database_url,
+                                                 seed_api_key=settings.testcrm_api_key))
+
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+                       allow_headers=["*"], expose_headers=["x-refreshed-jwt-token"])
+    return app

@@ -1,0 +1,222 @@
+"""The App Connect HTTP contract, route by route. Routes parse and answer; flows decide."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from appconnect import __version__
+from appconnect.api.http import caller_of, json_response, parse_body, respond, services_of, text_response
+from appconnect.connectors.sdk import INTERFACE_METHODS, implements
+from appconnect.flows import call_logs, contacts, login, message_logs, user_settings
+from appconnect.flows.reply import ClientError
+from appconnect.flows.requests import (
+    ApiKeyLoginBody,
+    CallLogBody,
+    CallLogPatchBody,
+    ContactCreateBody,
+    DispositionBody,
+    MessageLogBody,
+    UserSettingsBody,
+)
+from appconnect.security.crypto import hash_value
+
+router = APIRouter()
+
+INVALID_JWT = "Invalid JWT token"
+USER_NOT_FOUND = "User not found"
+
+
+# --- health and metadata ------------------------------------------------------------------------------------
+
+
+@router.get("/isAlive")
+async def is_alive() -> Response:
+    return text_response("OK", media_type="text/plain; charset=utf-8")
+
+
+@router.get("/crmManifest")
+async def crm_manifest(request: Request) -> Response:
+    platform = request.query_params.get("platformName", "default")
+    manifest = request.app.state.manifest
+    if platform == "default":
+        return json_response(manifest)
+    if platform not in manifest["platforms"]:
+        return text_response("Platform not found", 400)
+    return json_response({**manifest, "platforms": {platform: manifest["platforms"][platform]}})
+
+
+@router.get("/implementedInterfaces")
+async def implemented_interfaces(request: Request) -> Response:
+    platform = request.query_params.get("platform")
+    if not platform:
+        return text_response("Please provide platform.", 400)
+    connector = services_of(request).registry.get(platform)
+    if connector is None:
+        return json_response({"error": f"Connector not found for platform: {platform}"}, 400)
+    result = {name: implements(connector, method) for name, method in INTERFACE_METHODS.items()}
+    result["getAuthType"] = True
+    for name in ("listAppointments", "createAppointment", "updateAppointment", "refreshAppointment",
+                 "confirmAppointment", "cancelAppointment", "getUserList", "getManagedAuthOptions",
+                 "getLicenseStatus", "refreshUserInfo"):
+        result[name] = False
+    result["getLogFormatType"] = True
+    if connector.auth_type == "oauth":
+        result["getOauthInfo"] = True
+    else:
+        result["getBasicAuth"] = True
+    result["cacheCallNote"] = False
+    return json_response(result)
+
+
+@router.get("/serverVersionInfo")
+async def server_version_info(request: Request) -> Response:
+    return json_response({"version": request.app.state.manifest.get("version", "unknown")})
+
+
+@router.get("/releaseNotes")
+async def release_notes() -> Response:
+    return json_response({__version__: {"global": [
+        {"type": "New", "description": "Python connector server: placeholder contacts, call and SMS logging."}]}})
+
+
+@router.get("/userInfoHash")
+async def user_info_hash(request: Request) -> Response:
+    key = services_of(request).keys.hash_key
+    extension_id = request.query_params.get("extensionId")
+    account_id = request.query_params.get("accountId")
+    if not extension_id or not account_id:
+        return json_response({"error": "extensionId and accountId are required"}, 400)
+    return json_response({"extensionId": hash_value(extension_id, key), "accountId": hash_value(account_id, key)})
+
+
+# --- auth ---------------------------------------------------------------------------------------------------
+
+
+@router.post("/apiKeyLogin")
+async def api_key_login(request: Request) -> Response:
+    body = await parse_body(request, ApiKeyLoginBody)
+    reply = await login.api_key_login(services_of(request), body,
+                                      rc_account_header=request.headers.get("rc-account-id"),
+                                      rc_extension_header=request.headers.get("rc-extension-id"))
+    return respond(request, reply)
+
+
+@router.get("/oauth-callback")
+async def oauth_callback(request: Request) -> Response:
+    return respond(request, await login.oauth_callback(services_of(request), dict(request.query_params)))
+
+
+@router.post("/unAuthorize")
+async def unauthorize(request: Request) -> Response:
+    claims = caller_of(request).require(invalid_text=USER_NOT_FOUND)
+    return respond(request, await login.unauthorize(services_of(request), claims))
+
+
+@router.get("/authValidation")
+async def auth_validation(request: Request) -> Response:
+    claims = caller_of(request).require(invalid_text=INVALID_JWT)
+    return respond(request, await login.auth_validation(services_of(request), claims))
+
+
+@router.get("/hostname")
+async def hostname(request: Request) -> Response:
+    claims = caller_of(request).require(invalid_text=USER_NOT_FOUND)
+    user = await services_of(request).users.get(claims.user_id)
+    if user is None:
+        raise ClientError(USER_NOT_FOUND)
+    return text_response(user.hostname or "")
+
+
+# --- contacts -----------------------------------------------------------------------------------------------
+
+
+@router.get("/contact")
+async def find_contact(request: Request) -> Response:
+    claims = caller_of(request).require()
+    q = request.query_params
+    reply = await contacts.find_contact(
+        services_of(request), claims, phone_number=q.get("phoneNumber"),
+        overriding_format=q.get("overridingFormat", ""), is_extension=q.get("isExtension", "false"),
+        force_refresh=q.get("isForceRefreshAccountData") == "true")
+    return respond(request, reply)
+
+
+@router.post("/contact")
+async def create_contact(request: Request) -> Response:
+    claims = caller_of(request).require()
+    body = await parse_body(request, ContactCreateBody)
+    return respond(request, await contacts.create_contact(services_of(request), claims, body))
+
+
+@router.get("/custom/contact/search")
+async def search_contacts(request: Request) -> Response:
+    claims = caller_of(request).require(invalid_text=INVALID_JWT)
+    name = request.query_params.get("name", "")
+    return respond(request, await contacts.search_by_name(services_of(request), claims, name))
+
+
+# --- call logs ----------------------------------------------------------------------------------------------
+
+
+@router.get("/callLog")
+async def get_call_log(request: Request) -> Response:
+    claims = caller_of(request).require()
+    q = request.query_params
+    reply = await call_logs.get_call_logs(
+        services_of(request), claims, session_ids=q.get("sessionIds"), extension_number=q.get("extensionNumber"),
+        hashed_extension_id=q.get("hashedExtensionId"), require_details=q.get("requireDetails") == "true")
+    return respond(request, reply)
+
+
+@router.post("/callLog")
+async def create_call_log(request: Request) -> Response:
+    claims = caller_of(request).require()
+    body = await parse_body(request, CallLogBody)
+    return respond(request, await call_logs.create_call_log(services_of(request), claims, body))
+
+
+@router.patch("/callLog")
+async def update_call_log(request: Request) -> Response:
+    claims = caller_of(request).require()
+    body = await parse_body(request, CallLogPatchBody)
+    return respond(request, await call_logs.update_call_log(services_of(request), claims, body))
+
+
+@router.put("/callDisposition")
+async def call_disposition(request: Request) -> Response:
+    claims = caller_of(request).require(invalid_text=INVALID_JWT)
+    body = await parse_body(request, DispositionBody)
+    return respond(request, await call_logs.upsert_disposition(services_of(request), claims, body))
+
+
+@router.post("/messageLog")
+async def create_message_log(request: Request) -> Response:
+    claims = caller_of(request).require()
+    body = await parse_body(request, MessageLogBody)
+    return respond(request, await message_logs.create_message_log(services_of(request), claims, body))
+
+
+# --- user settings ------------------------------------------------------------------------------------------
+
+
+@router.get("/user/settings")
+async def get_user_settings(request: Request) -> Response:
+    claims = caller_of(request).require()
+    reply = await user_settings.get_user_settings(services_of(request), claims,
+                                                  request.query_params.get("rcAccountId"))
+    return respond(request, reply)
+
+
+@router.post("/user/settings")
+async def post_user_settings(request: Request) -> Response:
+    claims = caller_of(request).require(invalid_text="Unknown platform")
+    body = await parse_body(request, UserSettingsBody)
+    return respond(request, await user_settings.update_user_settings(services_of(request), claims, body))
+
+
+@router.get("/user/preloadSettings")
+async def preload_settings(request: Request) -> Response:
+    reply = await user_settings.preload_settings(services_of(request), request.query_params.get("rcAccountId"))
+    return respond(request, reply)

@@ -1,0 +1,522 @@
+"""Pipedrive: persons are contacts; calls and SMS conversations are done activities on a deal or lead."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import math
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, ClassVar
+
+import phonenumbers
+
+from appconnect.connectors.sdk import (
+    AuthType,
+    CallLogCreate,
+    CallLogFetched,
+    CallLogInfo,
+    CallLogRef,
+    CallLogUpdate,
+    CallLogUpdated,
+    Connector,
+    ConnectorConfig,
+    Contact,
+    ContactLookup,
+    ContactMatches,
+    ContactRef,
+    CreatedContact,
+    CrmCall,
+    CrmHttp,
+    CrmHttpError,
+    DispositionUpdate,
+    JsonDict,
+    LoginRequest,
+    LogResult,
+    Message,
+    MessageLogCreate,
+    MessageLogUpdate,
+    NewContact,
+    OAuthInfo,
+    PlatformUser,
+    ReturnMessage,
+    UserInfoResult,
+    UserView,
+    placeholder_contact,
+)
+
+DEFAULT_TOKEN_URL = "https://oauth.pipedrive.com/oauth/token"
+DEFAULT_REVOKE_URL = "https://oauth.pipedrive.com/oauth/revoke"
+DEFAULT_AUTHORIZE_URL = "https://oauth.pipedrive.com/oauth/authorize"
+DEFAULT_API_URL = "https://api.pipedrive.com"
+
+#: How long the account's activity types are trusted before they are fetched again.
+ACTIVITY_TYPES_TTL = 300.0
+
+_AGENT_NOTES = "<b>Agent notes</b>"
+_CALL_DETAILS = "<b>Call details</b>"
+_MESSAGES_END = "</ul>------------<br>"
+_COUNTER_RE = re.compile(r"Conversation\((\d+) messages\)")
+_MAX_DURATION_MINUTES = 99 * 60 + 59  # Pipedrive's duration is HH:MM
+
+
+@dataclass(slots=True, frozen=True)
+class ActivityType:
+    """One entry of the account's `/v1/activityTypes`."""
+
+    key: str
+    name: str
+
+
+class PipedriveConnector(Connector):
+    """Pipedrive over its v1/v2 REST API with OAuth; the company host is per user, users/me is global."""
+
+    platform: ClassVar[str] = "pipedrive"
+    auth_type: ClassVar[AuthType] = "oauth"
+    log_format: ClassVar[str] = "text/html"
+    manifest_path: ClassVar[Path | None] = Path(__file__).with_name("manifest.json")
+
+    def __init__(self, config: ConnectorConfig | None = None) -> None:
+        super().__init__(config)
+        self._activity_types: dict[str, tuple[float, list[ActivityType]]] = {}
+
+    # --- auth ----------------------------------------------------------------------------------------------
+
+    def _setting(self, key: str, default: str) -> str:
+        return self.config.get(key) or default
+
+    def _api_url(self) -> str:
+        return self._setting("api_url", DEFAULT_API_URL).rstrip("/")
+
+    def oauth_info(self, hostname: str | None = None) -> OAuthInfo:
+        """Pipedrive's OAuth endpoints are global; the client credentials come from config."""
+        return OAuthInfo(
+            client_id=self.config.get("client_id"),
+            client_secret=self.config.get("client_secret") or None,
+            access_token_uri=self._setting("token_url", DEFAULT_TOKEN_URL),
+            redirect_uri=self.config.get("redirect_uri"),
+            authorization_uri=self._setting("authorize_url", DEFAULT_AUTHORIZE_URL),
+            scopes=None,
+            hostname=hostname,
+            revoke_uri=self._setting("revoke_url", DEFAULT_REVOKE_URL),
+        )
+
+    async def get_user_info(self, request: LoginRequest) -> UserInfoResult:
+        """The company domain from users/me replaces whatever hostname the client sent (it may be `temp`)."""
+        try:
+            body = await request.http.get_json(f"{self._api_url()}/v1/users/me")
+            data = body["data"]
+            user = PlatformUser(
+                id=f"{data['id']}-{self.platform}",
+                name=str(data.get("name") or ""),
+                timezone_name=data.get("timezone_name"),
+                timezone_offset=_opt_str(data.get("timezone_offset")),
+                platform_additional_info={
+                    "companyId": data.get("company_id"),
+                    "companyName": data.get("company_name"),
+                    "companyDomain": data.get("company_domain"),
+                },
+                overriding_hostname=f"{data['company_domain']}.pipedrive.com" if data.get("company_domain")
+                else None,
+            )
+        except (CrmHttpError, KeyError, TypeError, ValueError) as exc:
+            status = getattr(exc, "status", None)
+            detail = f"Pipedrive answered {status}." if status else "Pipedrive's answer could not be read."
+            return UserInfoResult(successful=False, return_message=ReturnMessage(
+                "Could not load user information", "warning", 3000,
+                details=[{"title": "Details", "items": [{"id": "1", "type": "text", "text": detail}]}]))
+        return UserInfoResult(successful=True, user=user,
+                              return_message=ReturnMessage("Connected to Pipedrive.", "success", 3000))
+
+    # --- contacts ------------------------------------------------------------------------------------------
+
+    async def find_contact(self, call: CrmCall, lookup: ContactLookup) -> ContactMatches:
+        """Search by the national significant number: Pipedrive keeps phones as users typed them."""
+        phone = lookup.phone_number
+        if phone.startswith(" "):
+            phone = "+" + phone[1:]  # a `+` decoded as a space on its way through a query string
+        if lookup.is_extension:
+            return ContactMatches(successful=False, contacts=[])
+        if "+" not in phone:
+            return ContactMatches(successful=False, contacts=[], return_message=ReturnMessage(
+                "Logging against internal extension number is not supported.", "warning", 3000))
+        persons = await self._search_persons(call.http, _significant_number(phone), "phone")
+        contacts = await self._enrich(call.http, persons, phone)
+        contacts.append(placeholder_contact())
+        return ContactMatches(successful=True, contacts=contacts)
+
+    async def find_contact_with_name(self, call: CrmCall, name: str) -> ContactMatches:
+        """Free-text contact search from the client's contact picker."""
+        term = name.strip()
+        if len(term) < 2:  # Pipedrive rejects shorter search terms
+            return ContactMatches(successful=True, contacts=[])
+        persons = await self._search_persons(call.http, term, "name")
+        return ContactMatches(successful=True, contacts=await self._enrich(call.http, persons, None))
+
+    async def _search_persons(self, http: CrmHttp, term: str, field: str) -> list[JsonDict]:
+        body = await http.get_json("/api/v2/persons/search", params={"term": term, "fields": field})
+        items = (body.get("data") or {}).get("items") or []
+        return [entry["item"] for entry in items if isinstance(entry, dict) and entry.get("item")]
+
+    async def _enrich(self, http: CrmHttp, persons: list[JsonDict], phone: str | None) -> list[Contact]:
+        """Attach each person's open deals and leads; the per-person calls all run concurrently."""
+        related = await asyncio.gather(*(self._deals_and_leads(http, p["id"]) for p in persons))
+        contacts: list[Contact] = []
+        for person, (deals, leads) in zip(persons, related, strict=True):
+            info: JsonDict = {}
+            if deals:
+                info["deals"] = deals
+            if leads:
+                info["leads"] = leads
+            organization = person.get("organization") or {}
+            contacts.append(Contact(
+                id=str(person["id"]),
+                name=str(person.get("name") or ""),
+                phone=phone,
+                type="contact",
+                organization=str(organization.get("name") or ""),
+                created_date=person.get("add_time"),
+                most_recent_activity_date=person.get("update_time"),
+                additional_info=info,
+            ))
+        return contacts
+
+    async def _deals_and_leads(self, http: CrmHttp, person_id: Any) -> tuple[list[JsonDict], list[JsonDict]]:
+        deals_body, leads = await asyncio.gather(
+            http.get_json("/api/v2/deals", params={"person_id": person_id, "status": "open"}),
+            self._leads(http, person_id),
+        )
+        deals = [{"const": d["id"], "title": d.get("title", "")} for d in deals_body.get("data") or []]
+        return deals, leads
+
+    async def _leads(self, http: CrmHttp, person_id: Any) -> list[JsonDict]:
+        """Leads are optional garnish: a token without the leads scope must not break the lookup."""
+        try:
+            body = await http.get_json("/v1/leads", params={"person_id": person_id})
+        except CrmHttpError:
+            return []
+        return [{"const": lead["id"], "title": lead.get("title", "")} for lead in body.get("data") or []]
+
+    async def create_contact(self, call: CrmCall, new: NewContact) -> CreatedContact | None:
+        """Pipedrive has one contact type (person); an organisation id from the form links it."""
+        body: JsonDict = {"name": new.name, "phone": new.phone_number}
+        org_id = _int_or_none(_first(new.additional_submission, "orgId", "org_id", "organizationId"))
+        if org_id is not None:
+            body["org_id"] = org_id
+        data = (await call.http.post_json("/v1/persons", body))["data"]
+        contact = Contact(id=str(data["id"]), name=str(data.get("name") or new.name), phone=new.phone_number,
+                          type="contact")
+        return CreatedContact(contact=contact,
+                              return_message=ReturnMessage("Contact created.", "success", 2000))
+
+    # --- call logs -----------------------------------------------------------------------------------------
+
+    async def create_call_log(self, call: CrmCall, log: CallLogCreate) -> LogResult:
+        """A call is a done activity on the person, attached to the chosen deal (or else lead) and org."""
+        person_id = _int_or_none(log.contact.id)
+        if person_id is None:
+            return LogResult(None, ReturnMessage("Contact not found", "warning", 5000))
+        activity_type = await self._activity_type(call, "pipedriveCallActivityType", "call")
+        if activity_type is None:
+            return LogResult(None, _no_activity_type("call", "pipedriveCallActivityType"))
+        org_id = await self._person_org(call.http, person_id)
+        record = log.call
+        subject = record.custom_subject or log.subject or _call_subject(record.direction, log.contact.name)
+        due = _parse_time(record.start_time)
+        body: JsonDict = {
+            "owner_id": int(call.user.crm_user_id),
+            "subject": subject,
+            "type": activity_type,
+            "duration": pipedrive_duration(record.duration),
+            "note": log.composed_log_details,
+            "done": True,
+            "due_date": due.strftime("%Y-%m-%d"),
+            "due_time": due.strftime("%H:%M"),
+            "participants": [{"person_id": person_id, "primary": True}],
+        }
+        body.update(_association(log.additional_submission))
+        if org_id is not None:
+            body["org_id"] = org_id
+        data = (await call.http.post_json("/api/v2/activities", body))["data"]
+        return LogResult(str(data["id"]), ReturnMessage("Call logged", "success", 2000))
+
+    async def update_call_log(self, call: CrmCall, update: CallLogUpdate) -> CallLogUpdated:
+        """The server composes the new note from the fetched one; only changed fields are patched."""
+        body: JsonDict = {"note": update.composed_log_details}
+        if update.subject:
+            body["subject"] = update.subject
+        if update.duration is not None:
+            body["duration"] = pipedrive_duration(update.duration)
+        await call.http.patch_json(f"/api/v2/activities/{update.log.log_id}", body)
+        return CallLogUpdated(updated_note=update.composed_log_details,
+                              return_message=ReturnMessage("Call log updated.", "success", 2000))
+
+    async def get_call_log(self, call: CrmCall, ref: CallLogRef) -> CallLogFetched:
+        """Recover the agent's own note from the composed HTML so the client can edit just that part."""
+        data = (await call.http.get_json(f"/api/v2/activities/{ref.log_id}"))["data"]
+        full_body = data.get("note") or ""
+        note = ""
+        if _AGENT_NOTES in full_body:
+            note = full_body.split(_AGENT_NOTES, 1)[1].split(_CALL_DETAILS, 1)[0].replace("<br>", "").strip()
+        contact_name: str | None = None
+        related = (data.get("related_objects") or {}).get("person") if isinstance(data, dict) else None
+        if isinstance(related, dict) and related:
+            contact_name = str(next(iter(related.values())).get("name") or "") or None
+        info = CallLogInfo(subject=data.get("subject"), note=note, full_body=full_body,
+                           contact_name=contact_name,
+                           dispositions={"deals": data.get("deal_id"), "leads": data.get("lead_id")},
+                           full_log_response=data)
+        return CallLogFetched(info=info)
+
+    async def upsert_call_disposition(self, call: CrmCall, update: DispositionUpdate) -> LogResult:
+        """A deal wins over a lead: an activity can be linked to only one of them."""
+        chosen = update.dispositions
+        deal_id = _int_or_none(chosen.get("deals"))
+        if deal_id is not None:
+            body: JsonDict = {"deal_id": deal_id, "lead_id": None}
+        elif chosen.get("leads"):
+            body = {"lead_id": str(chosen["leads"]), "deal_id": None}
+        else:
+            return LogResult(None)
+        await call.http.patch_json(f"/api/v2/activities/{update.log.log_id}", body)
+        return LogResult(update.log.log_id)
+
+    # --- message logs --------------------------------------------------------------------------------------
+
+    async def create_message_log(self, call: CrmCall, log: MessageLogCreate) -> LogResult:
+        """One activity per conversation and day; later messages are appended by update_message_log."""
+        person_id = _int_or_none(log.contact.id)
+        if person_id is None:
+            return LogResult(None, ReturnMessage("Contact not found", "warning", 5000))
+        activity_type = await self._activity_type(call, "pipedriveSMSActivityType", "sms")
+        if activity_type is None:
+            return LogResult(None, _no_activity_type("SMS", "pipedriveSMSActivityType"))
+        user_name, org_id = await asyncio.gather(self._user_name(call.http),
+                                                 self._person_org(call.http, person_id))
+        created = _parse_time(log.message.creation_time)
+        local = created.astimezone(_user_tz(call.user))
+        contact = log.contact
+        name = html.escape(contact.name)
+        if log.recording_link:
+            subject = f"Voicemail left by {contact.name} - {local:%y/%m/%d}"
+            note = (f"<br><b>{html.escape(subject)}</b><br>Voicemail recording link: "
+                    f"{_link(log.recording_link)}<br><br>--- Created via RingCentral App Connect")
+        elif log.fax_doc_link:
+            subject = f"Fax document sent from {contact.name} - {local:%y/%m/%d}"
+            note = (f"<br><b>{html.escape(subject)}</b><br>Fax document link: {_link(log.fax_doc_link)}"
+                    "<br><br>--- Created via RingCentral App Connect")
+        else:
+            subject = f"SMS conversation with {contact.name} - {local:%y/%m/%d}"
+            note = (
+                f"<br><b>{html.escape(subject)}</b><br>"
+                "<b>Conversation summary</b><br>"
+                f"{local:%A, %B %d, %Y}<br>"
+                "Participants<br>"
+                f"<ul><li><b>{html.escape(user_name)}</b><br></li><li><b>{name}</b></li></ul><br>"
+                "Conversation(1 messages)<br>"
+                "BEGIN<br>------------<br><ul>"
+                f"{_message_item(log.message, contact, user_name, call.user, log.image_link)}"
+                f"{_MESSAGES_END}END<br><br>--- Created via RingCentral App Connect"
+            )
+        body: JsonDict = {
+            "owner_id": int(call.user.crm_user_id),
+            "subject": subject,
+            "type": activity_type,
+            "note": note,
+            "done": True,
+            "due_date": created.strftime("%Y-%m-%d"),
+            "due_time": created.strftime("%H:%M"),
+            "participants": [{"person_id": person_id, "primary": True}],
+        }
+        body.update(_association(log.additional_submission))
+        if org_id is not None:
+            body["org_id"] = org_id
+        data = (await call.http.post_json("/api/v2/activities", body))["data"]
+        return LogResult(str(data["id"]), ReturnMessage("Message logged", "success", 2000))
+
+    async def update_message_log(self, call: CrmCall, update: MessageLogUpdate) -> ReturnMessage | None:
+        """Append the message to the day's conversation note and bump its message counter."""
+        path = f"/api/v2/activities/{update.log_id}"
+        outbound = update.message.direction != "Inbound"
+        user_name_task = self._user_name(call.http) if outbound else _constant("")
+        user_name, activity = await asyncio.gather(user_name_task, call.http.get_json(path))
+        note = str(activity["data"].get("note") or "")
+        item = _message_item(update.message, update.contact, user_name, call.user, update.image_link)
+        if _MESSAGES_END in note:
+            note = note.replace(_MESSAGES_END, f"{item}{_MESSAGES_END}", 1)
+        else:
+            note = f"{note}<ul>{item}</ul>"
+        note = _COUNTER_RE.sub(lambda m: f"Conversation({int(m.group(1)) + 1} messages)", note, count=1)
+        body: JsonDict = {"note": note}
+        body.update(_association(update.additional_submission))
+        await call.http.patch_json(path, body)
+        return None
+
+    # --- shared lookups ------------------------------------------------------------------------------------
+
+    async def _user_name(self, http: CrmHttp) -> str:
+        body = await http.get_json(f"{self._api_url()}/v1/users/me")
+        return str(body["data"].get("name") or "")
+
+    async def _person_org(self, http: CrmHttp, person_id: int) -> int | None:
+        data = (await http.get_json(f"/api/v2/persons/{person_id}"))["data"]
+        return _int_or_none(data.get("org_id"))
+
+    async def _activity_type(self, call: CrmCall, setting: str, word: str) -> str | None:
+        """The admin's choice, else the first active type whose name mentions `word` (one forced refetch)."""
+        chosen = call.user.setting(setting)
+        if chosen:
+            return str(chosen)
+        for force in (False, True):
+            for kind in await self._activity_types_for(call, force=force):
+                if word in kind.name.lower():
+                    return kind.key
+        return None
+
+    async def _activity_types_for(self, call: CrmCall, *, force: bool) -> list[ActivityType]:
+        """Activity types rarely change: cache them per company host for ACTIVITY_TYPES_TTL seconds."""
+        key = self.base_url(call.user)
+        cached = self._activity_types.get(key)
+        now = time.monotonic()
+        if cached is not None and not force and cached[0] > now:
+            return cached[1]
+        body = await call.http.get_json("/v1/activityTypes")
+        kinds = [ActivityType(key=str(t["key_string"]), name=str(t.get("name") or ""))
+                 for t in body.get("data") or [] if t.get("active_flag")]
+        self._activity_types[key] = (now + ACTIVITY_TYPES_TTL, kinds)
+        return kinds
+
+
+# ------------------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------------------
+
+
+def pipedrive_duration(seconds: int | str | None) -> str:
+    """Seconds as Pipedrive's "HH:MM", rounded up to the next whole minute.
+
+    Pipedrive only stores minutes. Rounding up keeps a 20-second call from showing as 00:00, and unlike the
+    original connector's unconditional "+1 minute" it does not over-report calls of whole minutes
+    (300 s is 00:05, not 00:06). Anything unreadable is 00:00.
+    """
+    try:
+        total = float(seconds) if seconds is not None else 0.0
+    except (TypeError, ValueError):
+        total = 0.0
+    if not math.isfinite(total) or total < 0:
+        total = 0.0
+    minutes = min(math.ceil(total / 60), _MAX_DURATION_MINUTES)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _call_subject(direction: str, name: str) -> str:
+    if direction == "Inbound":
+        return f"Inbound Call from {name}"
+    return f"Outbound Call to {name}"
+
+
+def _significant_number(phone: str) -> str:
+    """The national significant number (`+14155551234` -> `4155551234`); an unparsable number is sent raw."""
+    try:
+        parsed = phonenumbers.parse(phone, None)
+    except phonenumbers.NumberParseException:
+        return phone
+    significant = str(phonenumbers.national_significant_number(parsed))
+    return significant or phone
+
+
+def _association(submission: JsonDict) -> JsonDict:
+    """deal_id from the form's `deals`, else lead_id from `leads`: Pipedrive links an activity to one only."""
+    deal_id = _int_or_none(submission.get("deals"))
+    if deal_id is not None:
+        return {"deal_id": deal_id}
+    lead = submission.get("leads")
+    if lead:
+        return {"lead_id": str(lead)}
+    return {}
+
+
+def _first(values: JsonDict, *keys: str) -> Any:
+    for key in keys:
+        if values.get(key) not in (None, ""):
+            return values[key]
+    return None
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, dict):  # v1 sometimes expands ids to {"value": id, ...}
+        return _int_or_none(value.get("value"))
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _parse_time(value: Any) -> datetime:
+    """A RingCentral timestamp (ISO 8601 or epoch milliseconds) in UTC; now when absent or unreadable."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000, UTC)
+    if isinstance(value, str) and value.strip():
+        text = value.strip()
+        if text.isdigit():
+            return datetime.fromtimestamp(int(text) / 1000, UTC)
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return datetime.now(UTC)
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return datetime.now(UTC)
+
+
+def _user_tz(user: UserView) -> timezone:
+    """The user's fixed UTC offset (`+02:00`, `-0530`, or minutes); UTC when unknown."""
+    raw = (user.timezone_offset or "").strip()
+    match = re.fullmatch(r"([+-])?(\d{1,2}):?(\d{2})", raw)
+    if match:
+        sign = -1 if match.group(1) == "-" else 1
+        return timezone(sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3))))
+    try:
+        minutes = int(raw)
+    except ValueError:
+        return UTC
+    if abs(minutes) <= 14:  # hours, not minutes
+        minutes *= 60
+    return timezone(timedelta(minutes=minutes)) if abs(minutes) < 24 * 60 else UTC
+
+
+def _message_item(message: Message, contact: ContactRef, user_name: str, user: UserView,
+                  image_link: str | None) -> str:
+    """One `<li>` of the conversation: who, when (user's time), what."""
+    when = _parse_time(message.creation_time).astimezone(_user_tz(user))
+    who = f"{contact.name} ({contact.phone_number})" if message.direction == "Inbound" else user_name
+    text = html.escape(message.subject).replace("\n", "<br>")
+    extra = f"<br>{_link(image_link)}" if image_link else ""
+    return f"<li>{html.escape(who)} {when:%I:%M %p}<br><b>{text}</b>{extra}</li>"
+
+
+def _link(url: str) -> str:
+    safe = html.escape(url, quote=True)
+    return f'<a href="{safe}">{safe}</a>'
+
+
+def _no_activity_type(label: str, setting: str) -> ReturnMessage:
+    return ReturnMessage(
+        f"No {label} activity type found in Pipedrive", "warning", 5000,
+        details=[{"title": "Details", "items": [{"id": "1", "type": "text", "text":
+                  f"Ask your admin to activate a {label} activity type in Pipedrive or to choose one in the "
+                  f"App Connect admin setting \"{setting}\"."}]}])
+
+
+async def _constant(value: str) -> str:
+    return value

@@ -1,0 +1,120 @@
+"""Finds connectors (built-ins plus the `appconnect.connectors` entry-point group) and builds the manifest."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from importlib.metadata import entry_points
+from typing import Any
+
+from appconnect.connectors.sdk import Connector, ConnectorConfig, JsonDict
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "appconnect.connectors"
+
+
+class DuplicatePlatformError(RuntimeError):
+    """Two different connectors claim one platform name."""
+
+
+def _builtin_classes() -> list[type[Connector]]:
+    from appconnect.connectors.pipedrive import PipedriveConnector
+    from appconnect.connectors.testcrm import TestCrmConnector
+
+    return [TestCrmConnector, PipedriveConnector]
+
+
+def _entry_point_classes() -> list[type[Connector]]:
+    found: list[type[Connector]] = []
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = entry.load()
+        except Exception:  # a broken third-party package must not take the server down
+            log.exception("cannot load connector entry point %s", entry.name)
+            continue
+        if isinstance(loaded, type) and issubclass(loaded, Connector):
+            found.append(loaded)
+        else:
+            log.error("entry point %s is not a Connector subclass", entry.name)
+    return found
+
+
+def connector_config(platform: str, environ: Mapping[str, str]) -> ConnectorConfig:
+    """`<PLATFORM>_<KEY>=value` settings become `config.get("<key>")` for that connector."""
+    prefix = platform.upper() + "_"
+    return ConnectorConfig({k[len(prefix):].lower(): v for k, v in environ.items() if k.upper().startswith(prefix)})
+
+
+class ConnectorRegistry:
+    """Platform name -> connector instance; refuses two connectors with one name."""
+
+    def __init__(self, classes: Iterable[type[Connector]], environ: Mapping[str, str] | None = None) -> None:
+        env = dict(environ if environ is not None else os.environ)
+        self._connectors: dict[str, Connector] = {}
+        seen: dict[str, type[Connector]] = {}
+        for cls in classes:
+            name = cls.platform
+            if name in seen:
+                if seen[name] is cls:
+                    continue
+                raise DuplicatePlatformError(
+                    f"platform {name!r} is provided by both {seen[name].__module__}.{seen[name].__name__} "
+                    f"and {cls.__module__}.{cls.__name__}")
+            seen[name] = cls
+            self._connectors[name] = cls(connector_config(name, env))
+        self._manifest_entries: dict[str, JsonDict] = {
+            name: c.manifest_entry() for name, c in self._connectors.items()}
+
+    @classmethod
+    def discover(cls, environ: Mapping[str, str] | None = None) -> ConnectorRegistry:
+        return cls([*_builtin_classes(), *_entry_point_classes()], environ)
+
+    def get(self, platform: str) -> Connector | None:
+        return self._connectors.get(platform)
+
+    def platforms(self) -> list[str]:
+        return list(self._connectors)
+
+    def manifest_entry(self, platform: str) -> JsonDict:
+        return self._manifest_entries[platform]
+
+    def contact_types(self, platform: str) -> list[str]:
+        return [str(t["value"]) for t in self._manifest_entries[platform].get("contactTypes", [])]
+
+    def manifest(self, *, server_url: str, version: str, overrides: Mapping[str, Any] | None = None) -> JsonDict:
+        """The whole manifest the client loads from `/crmManifest`."""
+        manifest: JsonDict = {
+            "serverUrl": server_url,
+            "redirectUri": "https://ringcentral.github.io/ringcentral-embeddable/redirect.html",
+            "author": {"name": "App Connect Python server", "websiteUrl": server_url},
+            "platforms": {},
+            "version": version,
+        }
+        for name, connector in self._connectors.items():
+            entry = dict(self._manifest_entries[name])
+            entry.setdefault("name", name)
+            _fill_oauth(entry, connector)
+            manifest["platforms"][name] = entry
+        if overrides:
+            manifest.update({k: v for k, v in overrides.items() if k != "platforms"})
+            manifest["platforms"].update(overrides.get("platforms", {}))
+        return manifest
+
+
+def _fill_oauth(entry: JsonDict, connector: Connector) -> None:
+    """Client id and redirect URI come from settings, never the secret."""
+    auth = entry.get("auth")
+    if not isinstance(auth, dict) or auth.get("type") != "oauth":
+        return
+    try:
+        info = connector.oauth_info()
+    except Exception:
+        return
+    oauth = dict(auth.get("oauth") or {})
+    oauth["clientId"] = info.client_id
+    oauth["redirectUri"] = info.redirect_uri
+    if info.authorization_uri:
+        oauth["authUrl"] = info.authorization_uri
+    entry["auth"] = {**auth, "oauth": oauth}

@@ -1,0 +1,581 @@
+"""The connector SDK: the typed interfaces a CRM integration implements.
+
+A connector is a subclass of :class:`Connector`. It overrides only the interfaces its CRM supports; the server
+owns everything generic (sessions, token refresh, persistence, idempotency, error mapping). Every CRM call a
+connector makes goes through :class:`CrmHttp`, which adds the auth header and timeouts and raises
+:class:`CrmHttpError` on a non-2xx answer, so a connector only writes the happy path.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol
+
+AuthType = Literal["oauth", "apiKey"]
+MessageType = Literal["success", "warning", "error", "danger", "info"]
+LogFormat = Literal["text/plain", "text/html", "text/markdown"]
+
+JsonDict = dict[str, Any]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Values exchanged with the client and the CRM
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ReturnMessage:
+    """The toast the client shows: `{message, messageType, ttl, details?}`."""
+
+    message: str
+    message_type: MessageType = "success"
+    ttl: int = 3000
+    details: list[JsonDict] | None = None
+
+    def to_wire(self) -> JsonDict:
+        wire: JsonDict = {"message": self.message, "messageType": self.message_type, "ttl": self.ttl}
+        if self.details is not None:
+            wire["details"] = self.details
+        return wire
+
+
+@dataclass(slots=True)
+class Contact:
+    """A CRM contact as the client's contact list shows it."""
+
+    id: str
+    name: str
+    phone: str | None = None
+    type: str | None = None
+    title: str | None = None
+    company: str | None = None
+    organization: str | None = None
+    email: str | None = None
+    created_date: str | None = None
+    most_recent_activity_date: str | None = None
+    additional_info: JsonDict | None = None
+    is_new_contact: bool = False
+    default_contact_type: str | None = None
+
+    def to_wire(self) -> JsonDict:
+        wire: JsonDict = {"id": self.id, "name": self.name}
+        optional = {
+            "phone": self.phone,
+            "type": self.type,
+            "title": self.title,
+            "company": self.company,
+            "organization": self.organization,
+            "email": self.email,
+            "createdDate": self.created_date,
+            "mostRecentActivityDate": self.most_recent_activity_date,
+        }
+        wire.update({k: v for k, v in optional.items() if v is not None})
+        wire["additionalInfo"] = self.additional_info
+        if self.is_new_contact:
+            wire["isNewContact"] = True
+        if self.default_contact_type is not None:
+            wire["defaultContactType"] = self.default_contact_type
+        return wire
+
+    @classmethod
+    def from_wire(cls, data: JsonDict) -> Contact:
+        return cls(
+            id=str(data["id"]),
+            name=str(data.get("name", "")),
+            phone=data.get("phone"),
+            type=data.get("type"),
+            title=data.get("title"),
+            company=data.get("company"),
+            organization=data.get("organization"),
+            email=data.get("email"),
+            created_date=data.get("createdDate"),
+            most_recent_activity_date=data.get("mostRecentActivityDate"),
+            additional_info=data.get("additionalInfo"),
+            is_new_contact=bool(data.get("isNewContact", False)),
+            default_contact_type=data.get("defaultContactType"),
+        )
+
+
+PLACEHOLDER_CONTACT_ID = "createNewContact"
+
+
+def placeholder_contact(default_contact_type: str | None = None) -> Contact:
+    """The "Create new contact..." entry the client offers when a number has no match."""
+    return Contact(id=PLACEHOLDER_CONTACT_ID, name="Create new contact...", is_new_contact=True,
+                   default_contact_type=default_contact_type or None)
+
+
+@dataclass(slots=True)
+class UserView:
+    """What a connector may know about the logged-in user (never the raw tokens)."""
+
+    id: str
+    platform: str
+    hostname: str
+    timezone_name: str | None = None
+    timezone_offset: str | None = None
+    platform_additional_info: JsonDict = field(default_factory=dict)
+    user_settings: JsonDict = field(default_factory=dict)
+
+    @property
+    def crm_user_id(self) -> str:
+        """The CRM's own user id: the stored id is `<crmUserId>-<platform>` by convention."""
+        suffix = f"-{self.platform}"
+        return self.id[: -len(suffix)] if self.id.endswith(suffix) else self.id
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        entry = self.user_settings.get(key)
+        if isinstance(entry, dict) and "value" in entry:
+            return entry["value"]
+        return default
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The outbound HTTP seam
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class CrmHttpError(Exception):
+    """A CRM answered outside 2xx, or did not answer in time. The server maps it to the client's message."""
+
+    def __init__(self, status: int | None, *, retry_after: float | None = None, body: Any = None,
+                 method: str = "", url: str = "") -> None:
+        self.status = status  # None: timeout or network error
+        self.retry_after = retry_after
+        self.body = body
+        self.method = method
+        self.url = url
+        super().__init__(f"{method} {url} -> {status if status is not None else 'no answer'}")
+
+
+class CrmResponse(Protocol):
+    """The part of an HTTP response a connector reads."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Any: ...
+
+    def json(self) -> Any: ...
+
+
+class CrmHttp(Protocol):
+    """An HTTP client bound to one user's CRM session: the auth header is already applied.
+
+    `url` is absolute, or relative to `base_url`. `auth=False` sends no Authorization header (a connector that
+    needs a different one passes it in `headers`). Non-2xx answers raise :class:`CrmHttpError` unless listed in
+    `allow_status`.
+    """
+
+    base_url: str
+
+    async def request(self, method: str, url: str, *, params: dict[str, Any] | None = None,
+                      json: Any = None, data: dict[str, str] | None = None,
+                      headers: dict[str, str] | None = None, auth: bool = True,
+                      allow_status: tuple[int, ...] = ()) -> CrmResponse: ...
+
+    async def get_json(self, url: str, *, params: dict[str, Any] | None = None) -> Any: ...
+
+    async def post_json(self, url: str, body: Any) -> Any: ...
+
+    async def patch_json(self, url: str, body: Any) -> Any: ...
+
+
+@dataclass(slots=True)
+class CrmCall:
+    """Everything an interface needs to talk to the CRM for one user."""
+
+    user: UserView
+    auth_header: str
+    http: CrmHttp
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Interface inputs and outputs
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class OAuthInfo:
+    """Where and as whom the server exchanges and refreshes OAuth tokens."""
+
+    client_id: str
+    client_secret: str | None
+    access_token_uri: str
+    redirect_uri: str
+    authorization_uri: str | None = None
+    scopes: str | None = None
+    hostname: str | None = None
+    revoke_uri: str | None = None
+    fail_message: str | None = None
+
+
+@dataclass(slots=True)
+class LoginRequest:
+    """Input of `get_user_info`: the credential just obtained and what the client sent with it."""
+
+    auth_header: str
+    hostname: str
+    platform: str
+    http: CrmHttp
+    api_key: str | None = None
+    additional_info: JsonDict = field(default_factory=dict)
+    token_response: JsonDict = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PlatformUser:
+    """Who logged in, as the CRM knows them. `id` is stored as the user's key (`<crmUserId>-<platform>`)."""
+
+    id: str
+    name: str
+    timezone_name: str | None = None
+    timezone_offset: str | None = None
+    platform_additional_info: JsonDict = field(default_factory=dict)
+    overriding_hostname: str | None = None
+    overriding_api_key: str | None = None
+
+
+@dataclass(slots=True)
+class UserInfoResult:
+    successful: bool
+    user: PlatformUser | None = None
+    return_message: ReturnMessage | None = None
+
+
+@dataclass(slots=True)
+class ContactLookup:
+    phone_number: str
+    overriding_format: str = ""
+    is_extension: bool = False
+    force_refresh: bool = False
+
+
+@dataclass(slots=True)
+class ContactMatches:
+    """Result of a lookup. `contacts` may end with the placeholder entry; an empty list means no match."""
+
+    successful: bool = True
+    contacts: list[Contact] = field(default_factory=list)
+    return_message: ReturnMessage | None = None
+
+
+@dataclass(slots=True)
+class NewContact:
+    """The placeholder contact the user named and typed in the log form."""
+
+    phone_number: str
+    name: str
+    contact_type: str
+    additional_submission: JsonDict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class CreatedContact:
+    contact: Contact
+    return_message: ReturnMessage | None = None
+
+
+@dataclass(slots=True)
+class ContactRef:
+    """The contact a log is written against, as the client chose it."""
+
+    id: str
+    phone_number: str
+    type: str = ""
+    name: str = ""
+
+
+@dataclass(slots=True)
+class CallParty:
+    phone_number: str | None = None
+    extension_number: str | None = None
+    name: str | None = None
+
+    @classmethod
+    def from_wire(cls, data: Any) -> CallParty:
+        if not isinstance(data, dict):
+            return cls()
+        return cls(phone_number=_opt_str(data.get("phoneNumber")),
+                   extension_number=_opt_str(data.get("extensionNumber")),
+                   name=_opt_str(data.get("name")))
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """The RingCentral call-log record the client sends as `logInfo`."""
+
+    session_id: str
+    id: str | None = None
+    telephony_session_id: str | None = None
+    direction: str = "Outbound"
+    start_time: str | None = None
+    duration: int | str | None = None
+    result: str | None = None
+    from_party: CallParty = field(default_factory=CallParty)
+    to_party: CallParty = field(default_factory=CallParty)
+    recording_link: str | None = None
+    custom_subject: str | None = None
+    legs: list[JsonDict] = field(default_factory=list)
+    raw: JsonDict = field(default_factory=dict)
+
+    @property
+    def contact_party(self) -> CallParty:
+        return self.from_party if self.direction == "Inbound" else self.to_party
+
+
+@dataclass(slots=True)
+class CallLogCreate:
+    contact: ContactRef
+    call: CallRecord
+    note: str = ""
+    subject: str | None = None
+    composed_log_details: str = ""
+    additional_submission: JsonDict = field(default_factory=dict)
+    ai_note: str | None = None
+    transcript: str | None = None
+    voicemail_link: str | None = None
+
+
+@dataclass(slots=True)
+class LogResult:
+    """`log_id` None means the CRM did not take the log."""
+
+    log_id: str | None
+    return_message: ReturnMessage | None = None
+
+
+@dataclass(slots=True)
+class CallLogRef:
+    log_id: str
+    contact_id: str | None = None
+    telephony_session_id: str | None = None
+
+
+@dataclass(slots=True)
+class CallLogInfo:
+    subject: str | None = None
+    note: str | None = None
+    full_body: str | None = None
+    contact_name: str | None = None
+    dispositions: JsonDict | None = None
+    full_log_response: Any = None
+
+    def to_wire(self) -> JsonDict:
+        wire: JsonDict = {
+            "subject": self.subject,
+            "note": self.note,
+            "fullBody": self.full_body,
+            "fullLogResponse": self.full_log_response,
+        }
+        if self.contact_name is not None:
+            wire["contactName"] = self.contact_name
+        if self.dispositions is not None:
+            wire["dispositions"] = self.dispositions
+        return wire
+
+
+@dataclass(slots=True)
+class CallLogFetched:
+    info: CallLogInfo
+    return_message: ReturnMessage | None = None
+
+
+@dataclass(slots=True)
+class CallLogUpdate:
+    log: CallLogRef
+    composed_log_details: str = ""
+    subject: str | None = None
+    note: str | None = None
+    start_time: str | None = None
+    duration: int | str | None = None
+    result: str | None = None
+    recording_link: str | None = None
+    additional_submission: JsonDict = field(default_factory=dict)
+    existing_call_log_details: Any = None
+
+
+@dataclass(slots=True)
+class CallLogUpdated:
+    updated_note: str | None = None
+    return_message: ReturnMessage | None = None
+
+
+@dataclass(slots=True)
+class DispositionUpdate:
+    log: CallLogRef
+    dispositions: JsonDict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Message:
+    """One RingCentral message (SMS, MMS, fax, voicemail) of a conversation."""
+
+    id: str
+    type: str = "SMS"
+    direction: str = "Inbound"
+    subject: str = ""
+    creation_time: str | None = None
+    from_party: CallParty = field(default_factory=CallParty)
+    raw: JsonDict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class MessageLogCreate:
+    contact: ContactRef
+    message: Message
+    conversation_id: str
+    conversation_log_id: str
+    additional_submission: JsonDict = field(default_factory=dict)
+    recording_link: str | None = None
+    fax_doc_link: str | None = None
+    image_link: str | None = None
+
+
+@dataclass(slots=True)
+class MessageLogUpdate:
+    contact: ContactRef
+    message: Message
+    log_id: str
+    conversation_log_id: str
+    additional_submission: JsonDict = field(default_factory=dict)
+    image_link: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The connector base class
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class InterfaceNotImplemented(Exception):
+    """The connector does not offer this interface."""
+
+
+class Connector:
+    """Base class of every CRM connector.
+
+    Class attributes describe the platform; methods are the interfaces. Override what the CRM supports; the
+    registry reports the overridden ones in `/implementedInterfaces`. `manifest_path` (a `manifest.json`
+    beside the connector module) holds the platform's manifest entry.
+    """
+
+    platform: ClassVar[str]
+    auth_type: ClassVar[AuthType] = "apiKey"
+    log_format: ClassVar[str] = "text/plain"
+    manifest_path: ClassVar[Path | None] = None
+
+    def __init__(self, config: ConnectorConfig | None = None) -> None:
+        self.config = config or ConnectorConfig()
+
+    # --- platform description -------------------------------------------------------------------------------
+
+    def manifest_entry(self) -> JsonDict:
+        """This platform's `platforms.<name>` manifest entry."""
+        if self.manifest_path is None:
+            return {"name": self.platform, "displayName": self.platform, "auth": {"type": self.auth_type}}
+        entry: JsonDict = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        return entry
+
+    def contact_types(self) -> list[str]:
+        """The `value`s of the manifest's `contactTypes`; empty when the platform declares none."""
+        return [str(t["value"]) for t in self.manifest_entry().get("contactTypes", [])]
+
+    def base_url(self, user: UserView) -> str:
+        """Base URL for relative CRM paths: config `base_url` (tests point it at a fake), else https://<hostname>."""
+        if self.config.get("base_url"):
+            return self.config.get("base_url").rstrip("/")
+        host = user.hostname
+        if host.startswith(("http://", "https://")):
+            return host.rstrip("/")
+        return f"https://{host}" if host else ""
+
+    # --- auth ----------------------------------------------------------------------------------------------
+
+    def oauth_info(self, hostname: str | None = None) -> OAuthInfo:
+        """OAuth endpoints and client credentials (OAuth connectors only)."""
+        raise InterfaceNotImplemented("getOauthInfo")
+
+    def basic_auth(self, api_key: str) -> str:
+        """The base64 credential for `Authorization: Basic` (API-key connectors). Default: `<apiKey>:`."""
+        import base64
+
+        return base64.b64encode(f"{api_key}:".encode()).decode()
+
+    async def get_user_info(self, request: LoginRequest) -> UserInfoResult:
+        raise InterfaceNotImplemented("getUserInfo")
+
+    async def unauthorize(self, call: CrmCall) -> ReturnMessage | None:
+        """Revoke the CRM credential if the CRM supports it. The server clears the stored tokens."""
+        raise InterfaceNotImplemented("unAuthorize")
+
+    # --- contacts ------------------------------------------------------------------------------------------
+
+    async def find_contact(self, call: CrmCall, lookup: ContactLookup) -> ContactMatches:
+        raise InterfaceNotImplemented("findContact")
+
+    async def find_contact_with_name(self, call: CrmCall, name: str) -> ContactMatches:
+        raise InterfaceNotImplemented("findContactWithName")
+
+    async def create_contact(self, call: CrmCall, new: NewContact) -> CreatedContact | None:
+        raise InterfaceNotImplemented("createContact")
+
+    # --- call logs -----------------------------------------------------------------------------------------
+
+    async def create_call_log(self, call: CrmCall, log: CallLogCreate) -> LogResult:
+        raise InterfaceNotImplemented("createCallLog")
+
+    async def update_call_log(self, call: CrmCall, update: CallLogUpdate) -> CallLogUpdated:
+        raise InterfaceNotImplemented("updateCallLog")
+
+    async def get_call_log(self, call: CrmCall, ref: CallLogRef) -> CallLogFetched:
+        raise InterfaceNotImplemented("getCallLog")
+
+    async def upsert_call_disposition(self, call: CrmCall, update: DispositionUpdate) -> LogResult:
+        raise InterfaceNotImplemented("upsertCallDisposition")
+
+    # --- message logs --------------------------------------------------------------------------------------
+
+    async def create_message_log(self, call: CrmCall, log: MessageLogCreate) -> LogResult:
+        raise InterfaceNotImplemented("createMessageLog")
+
+    async def update_message_log(self, call: CrmCall, update: MessageLogUpdate) -> ReturnMessage | None:
+        raise InterfaceNotImplemented("updateMessageLog")
+
+
+@dataclass(slots=True)
+class ConnectorConfig:
+    """Deployment settings a connector reads (OAuth client credentials, base-URL overrides)."""
+
+    values: dict[str, str] = field(default_factory=dict)
+
+    def get(self, key: str, default: str = "") -> str:
+        return self.values.get(key, default)
+
+
+#: interface name on the wire -> method name on :class:`Connector`
+INTERFACE_METHODS: dict[str, str] = {
+    "getUserInfo": "get_user_info",
+    "createCallLog": "create_call_log",
+    "updateCallLog": "update_call_log",
+    "getCallLog": "get_call_log",
+    "createMessageLog": "create_message_log",
+    "updateMessageLog": "update_message_log",
+    "createContact": "create_contact",
+    "findContact": "find_contact",
+    "unAuthorize": "unauthorize",
+    "upsertCallDisposition": "upsert_call_disposition",
+    "findContactWithName": "find_contact_with_name",
+}
+
+
+def implements(connector: Connector, method: str) -> bool:
+    """True when the connector overrides `method` of the base class."""
+    return getattr(type(connector), method, None) is not getattr(Connector, method, None)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)

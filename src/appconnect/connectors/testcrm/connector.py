@@ -1,0 +1,246 @@
+"""Connector for the embedded test CRM: the reference connector, exercised end to end over real HTTP."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, ClassVar
+
+from appconnect.connectors.sdk import (
+    CallLogCreate,
+    CallLogFetched,
+    CallLogInfo,
+    CallLogRef,
+    CallLogUpdate,
+    CallLogUpdated,
+    Connector,
+    Contact,
+    ContactLookup,
+    ContactMatches,
+    CreatedContact,
+    CrmCall,
+    CrmHttpError,
+    DispositionUpdate,
+    JsonDict,
+    LoginRequest,
+    LogResult,
+    Message,
+    MessageLogCreate,
+    MessageLogUpdate,
+    NewContact,
+    PlatformUser,
+    ReturnMessage,
+    UserInfoResult,
+    UserView,
+)
+
+# the server's text/plain composer puts the note first; it runs until the next "- Label:" line
+_NOTE = re.compile(r"^- (?:Note|Agent notes): ([\s\S]*?)(?=\n- [A-Z][a-zA-Z\s/]*:|\n$|$)")
+_COUNTER = re.compile(r"^Conversation\((\d+) messages?\)")
+_OFFSET = re.compile(r"^([+-])(\d{1,2}):?(\d{2})$")
+
+
+def _as_int(value: Any) -> int | None:
+    """Durations arrive as int or numeric string (or "pending"): only real numbers reach the CRM."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    """ISO 8601 (with `Z`) or epoch milliseconds, as RingCentral sends either."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _iso(value: str | None) -> str | None:
+    """The CRM rejects non-ISO times, so normalize or drop instead of failing the whole log."""
+    parsed = _parse_time(value)
+    return parsed.astimezone(UTC).isoformat().replace("+00:00", "Z") if parsed else None
+
+
+def _user_tz(user: UserView) -> timezone:
+    """The user's fixed offset (`-08:00`, or moment-style hours/minutes numbers); UTC when unknown."""
+    raw = (user.timezone_offset or "").strip()
+    match = _OFFSET.match(raw)
+    if match:
+        sign = -1 if match.group(1) == "-" else 1
+        return timezone(sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3))))
+    try:
+        number = int(raw)
+    except ValueError:
+        return UTC
+    minutes = number * 60 if abs(number) <= 16 else number
+    if abs(minutes) >= 24 * 60:
+        return UTC
+    return timezone(timedelta(minutes=minutes))
+
+
+def _message_time(message: Message, tz: timezone) -> datetime:
+    return (_parse_time(message.creation_time) or datetime.now(UTC)).astimezone(tz)
+
+
+def _message_line(message: Message, tz: timezone, *, image_link: str | None = None,
+                  recording_link: str | None = None, fax_doc_link: str | None = None) -> str:
+    sender = message.from_party.name or message.from_party.phone_number or "unknown"
+    line = f"{message.direction} {sender} {_message_time(message, tz):%H:%M}: {message.subject}"
+    for label, link in (("image", image_link), ("recording", recording_link), ("fax", fax_doc_link)):
+        if link:
+            line += f" [{label}: {link}]"
+    return line
+
+
+def _to_contact(data: JsonDict, phone: str | None) -> Contact:
+    return Contact(id=str(data["id"]), name=str(data.get("name", "")), phone=phone, type=data.get("type"),
+                   company=data.get("company"), email=data.get("email"), created_date=data.get("created_at"),
+                   most_recent_activity_date=data.get("updated_at"), additional_info=None)
+
+
+class TestCrmConnector(Connector):
+    """App Connect connector for the embedded test CRM (`/testcrm/api/v1`), authenticated by API key."""
+
+    __test__ = False  # not a pytest test class
+
+    platform: ClassVar[str] = "testcrm"
+    auth_type = "apiKey"
+    log_format = "text/plain"
+    manifest_path = Path(__file__).parent / "manifest.json"
+
+    # --- auth ----------------------------------------------------------------------------------------------
+
+    async def get_user_info(self, request: LoginRequest) -> UserInfoResult:
+        try:
+            me = await request.http.get_json("me")
+        except CrmHttpError as exc:
+            if exc.status == 401:
+                return UserInfoResult(successful=False,
+                                      return_message=ReturnMessage("Invalid API key.", "danger", 3000))
+            raise
+        user = PlatformUser(id=f"{me['id']}-{self.platform}", name=str(me.get("name", "")),
+                            timezone_name=me.get("timezone_name"), timezone_offset=me.get("timezone_offset"),
+                            platform_additional_info={"email": me.get("email")})
+        return UserInfoResult(successful=True, user=user,
+                              return_message=ReturnMessage("Connected to Test CRM.", "success", 3000))
+
+    async def unauthorize(self, call: CrmCall) -> ReturnMessage | None:
+        # an API key has nothing to revoke at the CRM; the server forgets it
+        return ReturnMessage("Logged out of Test CRM", "success", 1000)
+
+    # --- contacts ------------------------------------------------------------------------------------------
+
+    async def find_contact(self, call: CrmCall, lookup: ContactLookup) -> ContactMatches:
+        if lookup.is_extension:
+            return ContactMatches(successful=False, contacts=[])
+        found = await call.http.get_json("contacts", params={"phone": lookup.phone_number})
+        return ContactMatches(successful=True,
+                              contacts=[_to_contact(c, lookup.phone_number) for c in found.get("data", [])])
+
+    async def find_contact_with_name(self, call: CrmCall, name: str) -> ContactMatches:
+        found = await call.http.get_json("contacts", params={"name": name})
+        contacts = []
+        for data in found.get("data", []):
+            phones = data.get("phones") or []
+            contacts.append(_to_contact(data, phones[0].get("number") if phones else None))
+        return ContactMatches(successful=True, contacts=contacts)
+
+    async def create_contact(self, call: CrmCall, new: NewContact) -> CreatedContact | None:
+        contact_type = new.contact_type or "contact"
+        created = await call.http.post_json("contacts", {
+            "name": new.name, "type": contact_type,
+            "phones": [{"label": "Work", "number": new.phone_number}],
+        })
+        contact = Contact(id=str(created["id"]), name=str(created["name"]),
+                          type=created.get("type", contact_type), phone=new.phone_number)
+        return CreatedContact(contact, ReturnMessage("Contact created.", "success", 2000))
+
+    # --- call logs -----------------------------------------------------------------------------------------
+
+    async def create_call_log(self, call: CrmCall, log: CallLogCreate) -> LogResult:
+        record = log.call
+        inbound = record.direction == "Inbound"
+        who = log.contact.name or log.contact.phone_number or record.contact_party.phone_number or "unknown"
+        subject = log.subject or record.custom_subject or \
+            f"{record.direction} call {'from' if inbound else 'to'} {who}"
+        created = await call.http.post_json("activities", {
+            "contact_id": int(log.contact.id),
+            "kind": "call",
+            "subject": subject,
+            "body": log.composed_log_details,
+            "direction": record.direction if record.direction in ("Inbound", "Outbound") else None,
+            "duration_seconds": _as_int(record.duration),
+            "started_at": _iso(record.start_time),
+            # makes a retried create idempotent at the CRM: same session, same user -> same activity
+            "external_id": f"call:{record.session_id}:{call.user.id}",
+        })
+        return LogResult(str(created["id"]), ReturnMessage("Call logged", "success", 2000))
+
+    async def get_call_log(self, call: CrmCall, ref: CallLogRef) -> CallLogFetched:
+        activity = await call.http.get_json(f"activities/{ref.log_id}")
+        body = str(activity.get("body") or "")
+        match = _NOTE.match(body)
+        info = CallLogInfo(subject=activity.get("subject"), note=match.group(1).strip() if match else "",
+                           full_body=body, full_log_response=activity,
+                           dispositions=activity.get("disposition"))
+        return CallLogFetched(info)
+
+    async def update_call_log(self, call: CrmCall, update: CallLogUpdate) -> CallLogUpdated:
+        patch: JsonDict = {}
+        if update.composed_log_details:
+            patch["body"] = update.composed_log_details
+        if update.subject:
+            patch["subject"] = update.subject
+        duration = _as_int(update.duration)
+        if duration is not None:
+            patch["duration_seconds"] = duration
+        await call.http.patch_json(f"activities/{update.log.log_id}", patch)
+        return CallLogUpdated(updated_note=update.note,
+                              return_message=ReturnMessage("Call log updated", "success", 2000))
+
+    async def upsert_call_disposition(self, call: CrmCall, update: DispositionUpdate) -> LogResult:
+        updated = await call.http.patch_json(f"activities/{update.log.log_id}",
+                                             {"disposition": update.dispositions})
+        return LogResult(str(updated["id"]), ReturnMessage("Call disposition updated", "success", 2000))
+
+    # --- message logs --------------------------------------------------------------------------------------
+
+    async def create_message_log(self, call: CrmCall, log: MessageLogCreate) -> LogResult:
+        tz = _user_tz(call.user)
+        who = log.contact.name or log.contact.phone_number
+        line = _message_line(log.message, tz, image_link=log.image_link, recording_link=log.recording_link,
+                             fax_doc_link=log.fax_doc_link)
+        created = await call.http.post_json("activities", {
+            "contact_id": int(log.contact.id),
+            "kind": "message",
+            "subject": f"SMS conversation with {who} - {_message_time(log.message, tz):%Y-%m-%d}",
+            "body": f"Conversation(1 messages)\n{line}\n",
+            "direction": log.message.direction if log.message.direction in ("Inbound", "Outbound") else None,
+            "external_id": f"msg:{log.conversation_log_id}:{call.user.id}",
+        })
+        return LogResult(str(created["id"]), ReturnMessage("Message logged", "success", 2000))
+
+    async def update_message_log(self, call: CrmCall, update: MessageLogUpdate) -> ReturnMessage | None:
+        activity = await call.http.get_json(f"activities/{update.log_id}")
+        body = str(activity.get("body") or "")
+        line = _message_line(update.message, _user_tz(call.user), image_link=update.image_link)
+        lines = [entry for entry in body.split("\n") if entry]
+        header = _COUNTER.match(lines[0]) if lines else None
+        messages = [*(lines[1:] if header else lines), line]
+        count = int(header.group(1)) + 1 if header else len(messages)
+        new_body = f"Conversation({count} messages)\n" + "".join(f"{entry}\n" for entry in messages)
+        await call.http.patch_json(f"activities/{update.log_id}", {"body": new_body})
+        return ReturnMessage("Message log updated", "success", 2000)

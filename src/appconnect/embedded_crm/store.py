@@ -1,0 +1,313 @@
+"""Persistence of the test CRM. Every piece of API state lives in the database, so worker processes agree."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, CursorResult, RowMapping
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from appconnect.embedded_crm import schema
+from appconnect.embedded_crm.validation import ActivityInput, ContactInput, FaultInput, UserInput, digits_of
+
+SEED_USER_ID = 1
+LIST_LIMIT = 200
+
+
+def now_iso() -> str:
+    """UTC now as ISO 8601 with a `Z`, the form every timestamp of the API takes."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def hash_key(api_key: str) -> str:
+    """API keys are stored as sha256 so a leaked database file leaks no credential."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def _new_id(result: CursorResult[Any]) -> int:
+    """The primary key the INSERT just generated."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+class ContactNotFound(Exception):
+    """An activity named a contact that does not exist."""
+
+
+@dataclass(slots=True, frozen=True)
+class FaultRule:
+    id: int
+    status: int | None
+    retry_after: float | None
+    delay_seconds: float | None
+
+
+def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
+    """WAL + busy_timeout so processes share the file; writes BEGIN IMMEDIATE so they queue, not deadlock."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver must not BEGIN on its own: _on_begin does
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=15000")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql(str(connection.get_execution_options().get("sqlite_begin", "BEGIN")))
+
+
+class TestCrmStore:
+    """Queries of the test CRM over one async engine; tables are created lazily on first use."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, database_url: str, *, seed_api_key: str) -> None:
+        self.engine = create_async_engine(database_url)
+        self._sqlite = self.engine.dialect.name == "sqlite"
+        if self._sqlite:
+            _install_sqlite_pragmas(self.engine)
+        self._seed_api_key = seed_api_key
+        self._ready = False
+        self._init_lock = asyncio.Lock()
+
+    async def aclose(self) -> None:
+        """Close pooled connections (their driver threads would otherwise keep the process alive)."""
+        await self.engine.dispose()
+
+    # --- transactions ----------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            if self._sqlite:
+                await conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+            async with conn.begin():
+                yield conn
+
+    # --- setup -----------------------------------------------------------------------------------------
+
+    async def ensure_ready(self) -> None:
+        """Create tables and the seed user once per process; cheap after the first call."""
+        if self._ready:
+            return
+        async with self._init_lock:
+            if self._ready:
+                return
+            async with self._write() as conn:
+                # inside one write transaction: another process doing the same waits instead of racing
+                await conn.run_sync(schema.metadata.create_all)
+                await self._seed(conn)
+            self._ready = True
+
+    async def _seed(self, conn: AsyncConnection) -> None:
+        users = schema.users
+        exists = (await conn.execute(sa.select(users.c.id).where(users.c.id == SEED_USER_ID))).first()
+        if exists is None:
+            await conn.execute(users.insert().values(
+                id=SEED_USER_ID, name="Test CRM User", email="test.user@testcrm.example",
+                timezone_name="America/Los_Angeles", timezone_offset="-08:00", created_at=now_iso()))
+        key_hash = hash_key(self._seed_api_key)
+        keys = schema.api_keys
+        if (await conn.execute(sa.select(keys.c.user_id).where(keys.c.key_hash == key_hash))).first() is None:
+            await conn.execute(keys.insert().values(key_hash=key_hash, user_id=SEED_USER_ID,
+                                                    created_at=now_iso()))
+
+    # --- users and keys --------------------------------------------------------------------------------
+
+    async def user_for_key(self, api_key: str) -> dict[str, Any] | None:
+        users, keys = schema.users, schema.api_keys
+        columns = (users.c.id, users.c.name, users.c.email, users.c.timezone_name, users.c.timezone_offset)
+        query = (sa.select(*columns).join(keys, keys.c.user_id == users.c.id)
+                 .where(keys.c.key_hash == hash_key(api_key)))
+        async with self._read() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return dict(row) if row is not None else None
+
+    async def create_user_with_key(self, data: UserInput) -> tuple[str, dict[str, Any]]:
+        api_key = "tc_" + secrets.token_urlsafe(24)
+        async with self._write() as conn:
+            result = await conn.execute(schema.users.insert().values(
+                name=data.name, email=data.email, timezone_name=data.timezone_name,
+                timezone_offset=data.timezone_offset, created_at=now_iso()))
+            user_id = _new_id(result)
+            await conn.execute(schema.api_keys.insert().values(key_hash=hash_key(api_key), user_id=user_id,
+                                                               created_at=now_iso()))
+        user = {"id": user_id, "name": data.name, "email": data.email, "timezone_name": data.timezone_name,
+                "timezone_offset": data.timezone_offset}
+        return api_key, user
+
+    # --- contacts --------------------------------------------------------------------------------------
+
+    async def create_contact(self, owner_id: int, data: ContactInput) -> dict[str, Any]:
+        stamp = now_iso()
+        async with self._write() as conn:
+            result = await conn.execute(schema.contacts.insert().values(
+                name=data.name, type=data.type, email=data.email, company=data.company, owner_id=owner_id,
+                created_at=stamp, updated_at=stamp))
+            contact_id = _new_id(result)
+            if data.phones:
+                await conn.execute(schema.contact_phones.insert(), [
+                    {"contact_id": contact_id, "label": p.label, "number": p.number,
+                     "digits": digits_of(p.number)} for p in data.phones])
+        return {"id": contact_id, "name": data.name, "type": data.type,
+                "phones": [{"label": p.label, "number": p.number} for p in data.phones],
+                "email": data.email, "company": data.company, "owner_id": owner_id,
+                "created_at": stamp, "updated_at": stamp}
+
+    async def _contacts_where(self, conn: AsyncConnection, where: sa.ColumnElement[bool] | None,
+                              limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
+        query = sa.select(schema.contacts).order_by(schema.contacts.c.id.desc()).limit(limit)
+        if where is not None:
+            query = query.where(where)
+        rows = (await conn.execute(query)).mappings().all()
+        return await self._with_phones(conn, rows)
+
+    async def _with_phones(self, conn: AsyncConnection, rows: Sequence[RowMapping]) -> list[dict[str, Any]]:
+        if not rows:
+            return []
+        phones = schema.contact_phones
+        ids = [row["id"] for row in rows]
+        phone_rows = (await conn.execute(
+            sa.select(phones.c.contact_id, phones.c.label, phones.c.number)
+            .where(phones.c.contact_id.in_(ids)).order_by(phones.c.id))).all()
+        by_contact: dict[int, list[dict[str, Any]]] = {contact_id: [] for contact_id in ids}
+        for contact_id, label, number in phone_rows:
+            by_contact[contact_id].append({"label": label, "number": number})
+        return [{**dict(row), "phones": by_contact[row["id"]]} for row in rows]
+
+    async def find_contacts_by_digits(self, digits: str) -> list[dict[str, Any]]:
+        phones = schema.contact_phones
+        matching = sa.select(phones.c.contact_id).where(phones.c.digits == digits)
+        async with self._read() as conn:
+            return await self._contacts_where(conn, schema.contacts.c.id.in_(matching))
+
+    async def find_contacts_by_name(self, text: str) -> list[dict[str, Any]]:
+        escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where = sa.func.lower(schema.contacts.c.name).like(f"%{escaped}%", escape="\\")
+        async with self._read() as conn:
+            return await self._contacts_where(conn, where)
+
+    async def list_contacts(self, limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
+        async with self._read() as conn:
+            return await self._contacts_where(conn, None, limit)
+
+    async def get_contact(self, contact_id: int) -> dict[str, Any] | None:
+        async with self._read() as conn:
+            found = await self._contacts_where(conn, schema.contacts.c.id == contact_id, 1)
+        return found[0] if found else None
+
+    # --- activities ------------------------------------------------------------------------------------
+
+    async def create_activity(self, data: ActivityInput) -> tuple[dict[str, Any], bool]:
+        """Insert, or return the existing activity with the same external_id (the bool says "created")."""
+        stamp = now_iso()
+        values = {"contact_id": data.contact_id, "kind": data.kind, "subject": data.subject,
+                  "body": data.body, "direction": data.direction, "duration_seconds": data.duration_seconds,
+                  "started_at": data.started_at, "disposition": data.disposition,
+                  "external_id": data.external_id, "created_at": stamp, "updated_at": stamp}
+        contacts = schema.contacts
+        try:
+            async with self._write() as conn:
+                touched = await conn.execute(contacts.update().where(contacts.c.id == data.contact_id)
+                                             .values(updated_at=stamp))
+                if touched.rowcount == 0:
+                    raise ContactNotFound
+                result = await conn.execute(schema.activities.insert().values(**values))
+                activity_id = _new_id(result)
+        except IntegrityError:
+            if data.external_id is None:
+                raise
+            # the unique index decided the race: whoever inserted first owns the external_id
+            existing = await self._activity_where(schema.activities.c.external_id == data.external_id)
+            if existing is None:
+                raise
+            return existing, False
+        return {"id": activity_id, **values}, True
+
+    async def _activity_where(self, where: sa.ColumnElement[bool]) -> dict[str, Any] | None:
+        async with self._read() as conn:
+            row = (await conn.execute(sa.select(schema.activities).where(where))).mappings().first()
+        return dict(row) if row is not None else None
+
+    async def get_activity(self, activity_id: int) -> dict[str, Any] | None:
+        return await self._activity_where(schema.activities.c.id == activity_id)
+
+    async def update_activity(self, activity_id: int, changes: dict[str, Any]) -> dict[str, Any] | None:
+        activities = schema.activities
+        if changes:
+            async with self._write() as conn:
+                result = await conn.execute(activities.update().where(activities.c.id == activity_id)
+                                            .values(**changes, updated_at=now_iso()))
+                if result.rowcount == 0:
+                    return None
+        return await self.get_activity(activity_id)
+
+    async def list_activities(self, contact_ids: Sequence[int]) -> list[dict[str, Any]]:
+        if not contact_ids:
+            return []
+        activities = schema.activities
+        query = (sa.select(activities).where(activities.c.contact_id.in_(list(contact_ids)))
+                 .order_by(activities.c.id))
+        async with self._read() as conn:
+            return [dict(row) for row in (await conn.execute(query)).mappings().all()]
+
+    # --- fault injection -------------------------------------------------------------------------------
+
+    async def add_fault(self, data: FaultInput) -> dict[str, Any]:
+        values = {"status": data.status, "retry_after": data.retry_after, "delay_seconds": data.delay_seconds,
+                  "remaining": data.times, "method": data.method, "path_prefix": data.path_prefix,
+                  "created_at": now_iso()}
+        async with self._write() as conn:
+            result = await conn.execute(schema.faults.insert().values(**values))
+        return {"id": _new_id(result), **values}
+
+    async def clear_faults(self) -> int:
+        async with self._write() as conn:
+            result = await conn.execute(schema.faults.delete())
+        return int(result.rowcount)
+
+    async def list_faults(self) -> list[dict[str, Any]]:
+        async with self._read() as conn:
+            result = await conn.execute(sa.select(schema.faults).order_by(schema.faults.c.id))
+            rows = result.mappings().all()
+        return [dict(row) for row in rows]
+
+    async def take_fault(self, method: str, path: str) -> FaultRule | None:
+        """Consume one use of the first matching rule; the conditional UPDATE keeps counts exact."""
+        faults = schema.faults
+        async with self._read() as conn:
+            rows = (await conn.execute(sa.select(faults).where(faults.c.remaining > 0)
+                                       .order_by(faults.c.id))).mappings().all()
+        for row in rows:
+            if row["method"] is not None and row["method"] != method:
+                continue
+            if row["path_prefix"] is not None and not path.startswith(row["path_prefix"]):
+                continue
+            async with self._write() as conn:
+                taken = await conn.execute(faults.update()
+                                           .where(faults.c.id == row["id"], faults.c.remaining > 0)
+                                           .values(remaining=faults.c.remaining - 1))
+            if taken.rowcount == 1:
+                return FaultRule(id=row["id"], status=row["status"], retry_after=row["retry_after"],
+                                 delay_seconds=row["delay_seconds"])
+        return None

@@ -1,0 +1,43 @@
+"""Helpers every flow shares: phone numbers, the account scope, loading the caller's user and connector."""
+
+from __future__ import annotations
+
+import re
+
+from appconnect.connectors.sdk import Connector
+from appconnect.flows.reply import ClientError
+from appconnect.flows.services import Services
+from appconnect.security.jwt import SessionClaims
+from appconnect.store.users import UserRecord
+
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+def repair_phone(raw: str) -> str:
+    """A `+` sent unencoded in a query string arrives as a space: restore the first one."""
+    return raw.replace(" ", "+", 1).strip()
+
+
+def is_e164(phone: str) -> bool:
+    return bool(E164.match(phone))
+
+
+def account_scope(user: UserRecord) -> str:
+    """Who shares the contact cache and the one-contact-per-number guarantee: the RC account on one CRM host."""
+    owner = user.rc_account_id or f"user:{user.id}"
+    return f"{owner}@{user.hostname}"
+
+
+def connector_for(services: Services, platform: str) -> Connector:
+    connector = services.registry.get(platform)
+    if connector is None:
+        raise ClientError(f"Connector not found for platform: {platform}", as_json=True)
+    return connector
+
+
+async def active_user(services: Services, claims: SessionClaims, *, by_platform: bool) -> UserRecord | None:
+    """The caller's user row, or None when it is gone or logged out (no credential left)."""
+    user = await services.users.get(claims.user_id, claims.platform if by_platform else None)
+    if user is None or not user.access_token:
+        return None
+    return user

@@ -1,0 +1,448 @@
+"""Central call-log body composer (spec Appendix A).
+
+Connectors that declare `text/plain`, `text/html` or `text/markdown` receive a ready-made log body instead
+of formatting call details themselves. Composition is an upsert over the existing body: on update the CRM's
+current body comes back in, every field replaces its own line when present and is appended otherwise, so
+repeated updates (recording ready, disposition, AI note) never duplicate lines.
+
+Deliberate differences from the original composer:
+
+- values inserted into HTML are escaped (notes and names are user text), and newlines in HTML notes become
+  `<br>`;
+- a falsy user time-zone offset means UTC, not the server's local zone (meaningless for a shared server);
+- an unparseable start time omits the date line instead of writing `Invalid date`;
+- plain and markdown fields are matched as whole lines, so a replaced value never leaves half a line behind.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from appconnect.connectors.sdk import CallParty, CallRecord, ContactRef
+
+PLAIN = "text/plain"
+HTML = "text/html"
+MARKDOWN = "text/markdown"
+FORMATS = frozenset({PLAIN, HTML, MARKDOWN})
+
+DEFAULT_DATE_FORMAT = "YYYY-MM-DD hh:mm:ss A"
+PENDING = "(pending...)"
+
+# Single-line fields, by the label plain text and markdown use. HTML spells some labels differently.
+_SESSION = "Session Id"
+_USER_NAME = "RingCentral user name"
+_RC_NUMBER = "RingCentral number and extension"
+_SUBJECT = "Summary"
+_CONTACT = "Contact Number"
+_DATE = "Date/Time"
+_DURATION = "Duration"
+_RESULT = "Result"
+_RECORDING = "Call recording link"
+_VOICEMAIL = "Voicemail recording link"
+_HTML_LABELS = {_DATE: "Date/time"}
+_HTML_CONTACT_LABELS = ("Caller phone number", "Recipient phone number")
+_LINE_LABELS = (_SESSION, _USER_NAME, _RC_NUMBER, _SUBJECT, _CONTACT, _DATE, _DURATION, _RESULT, _RECORDING,
+                _VOICEMAIL)
+
+# Multi-line blocks: label and the plain-text end marker.
+_AI_NOTE = ("AI Note", "--- END")
+_TRANSCRIPT = ("Transcript", "--- END")
+_JOURNEY = ("Call journey", "--- JOURNEY END")
+
+
+def _plain_line_re(label: str) -> re.Pattern[str]:
+    return re.compile(rf"^- {re.escape(label)}: (?P<value>[^\n]*)", re.MULTILINE)
+
+
+def _markdown_line_re(label: str) -> re.Pattern[str]:
+    return re.compile(rf"^\*\*{re.escape(label)}\*\*: (?P<value>[^\n]*)", re.MULTILINE)
+
+
+def _html_line_re(label: str) -> re.Pattern[str]:
+    # Same tolerance as the original: the <li> wrapper is optional and a link value may be an <a> element.
+    return re.compile(
+        rf"(?:<li>)?<b>{re.escape(label)}</b>:\s*(?P<value><a[^>]*>[^<]*</a>|[^<\n]+)(?:</li>|(?=[<\n])|\Z)",
+        re.IGNORECASE,
+    )
+
+
+_LINE_RES: dict[tuple[str, str], re.Pattern[str]] = {
+    **{(PLAIN, label): _plain_line_re(label) for label in _LINE_LABELS},
+    **{(MARKDOWN, label): _markdown_line_re(label) for label in _LINE_LABELS},
+    **{(HTML, label): _html_line_re(_HTML_LABELS.get(label, label)) for label in _LINE_LABELS},
+    **{(HTML, label): _html_line_re(label) for label in _HTML_CONTACT_LABELS},
+}
+
+
+def _block_res(label: str, end: str) -> dict[tuple[str, str], re.Pattern[str]]:
+    name = re.escape(label)
+    return {
+        (PLAIN, label): re.compile(rf"- {name}:[\s\S]*?{re.escape(end)}"),
+        (HTML, label): re.compile(rf"<div><b>{name}</b><br>[\s\S]*?</div>"),
+        # A markdown block runs to the next heading or field line, or to the end of the body.
+        (MARKDOWN, label): re.compile(
+            rf"^### {name}\n[\s\S]*?(?=\n(?:### |\*\*[^*\n]+\*\*: )|\n?\Z)", re.MULTILINE),
+    }
+
+
+_BLOCK_RES: dict[tuple[str, str], re.Pattern[str]] = {
+    **_block_res(*_AI_NOTE), **_block_res(*_TRANSCRIPT), **_block_res(*_JOURNEY),
+}
+
+_PLAIN_NOTE_RE = re.compile(r"- (?:Note|Agent notes): [\s\S]*?(?=\n- [A-Z][a-zA-Z\s/]*:|\n\Z|\Z)")
+_HTML_NOTE_RE = re.compile(r"<b>Agent notes</b>[\s\S]+?Call details</b>")
+_MARKDOWN_NOTE_RE = re.compile(r"## Agent notes\n[\s\S]*?\n## Call details")
+
+_NEWLINES_RE = re.compile(r"\r\n|\r|\n")
+_TRAILING_NEWLINES_RE = re.compile(r"[\r\n]+\Z")
+_DATE_TOKEN_RE = re.compile(r"\[[^\]]*\]|YYYY|YY|MM|M|DD|D|HH|H|hh|h|mm|m|ss|s|A|a")
+_OFFSET_RE = re.compile(r"^\s*(?P<sign>[+-])?(?P<hours>\d{1,2}):?(?P<minutes>\d{2})\s*$")
+_EPOCH_MS_RE = re.compile(r"^\s*-?\d+(?:\.\d+)?\s*$")
+
+_SETTING_DEFAULTS: dict[str, Any] = {
+    "addCallLogNote": True,
+    "addCallSessionId": False,
+    "addRingCentralUserName": False,
+    "addRingCentralNumber": False,
+    "addCallLogSubject": True,
+    "addCallLogContactNumber": False,
+    "addCallLogDateTime": True,
+    "logDateFormat": DEFAULT_DATE_FORMAT,
+    "addCallLogDuration": True,
+    "addCallLogResult": True,
+    "addCallLogRecording": True,
+    "addCallLogAiNote": True,
+    "addCallLogTranscript": True,
+    "addCallLogLegs": True,
+}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Public API
+# ------------------------------------------------------------------------------------------------------------
+
+
+def compose_call_log(*, log_format: str, existing_body: str = "", call: CallRecord | None = None,
+                     contact: ContactRef | None = None, note: str | None = None, subject: str | None = None,
+                     start_time: str | None = None, duration: int | str | None = None,
+                     result: str | None = None,
+                     recording_link: str | None = None, voicemail_link: str | None = None,
+                     ai_note: str | None = None, transcript: str | None = None,
+                     legs: list[dict[str, Any]] | None = None,
+                     user_settings: Mapping[str, Any] | None = None,
+                     timezone_offset: str | int | float | None = None) -> str:
+    """Upsert the call's details into `existing_body` in the given format; `""` for any other format.
+
+    Explicit arguments win over the matching `call` fields (PATCH passes them separately). `contact` is given
+    on create only, which is what limits the contact number to new logs.
+    """
+    if log_format not in FORMATS:
+        return ""
+    settings = user_settings or {}
+
+    def on(key: str) -> bool:
+        return bool(_setting(settings, key))
+
+    fmt = log_format
+    body = existing_body or ""
+    direction = call.direction if call is not None else "Outbound"
+
+    if note and on("addCallLogNote"):
+        body = _upsert_note(body, note, fmt)
+
+    if call is not None and call.session_id and on("addCallSessionId"):
+        body = _upsert_line(body, fmt, _SESSION, _text(fmt, call.session_id))
+
+    if call is not None and on("addRingCentralUserName"):
+        agent = _agent_party(call)
+        if agent.name:
+            body = _upsert_line(body, fmt, _USER_NAME, _text(fmt, agent.name), only_replace_pending=True)
+
+    if call is not None and on("addRingCentralNumber"):
+        agent = _agent_party(call)
+        if agent.phone_number:
+            number = f"{agent.phone_number} {agent.extension_number or ''}".rstrip()
+            body = _upsert_line(body, fmt, _RC_NUMBER, _text(fmt, number))
+
+    resolved_subject = subject or (call.custom_subject if call is not None else None)
+    if resolved_subject and on("addCallLogSubject"):
+        body = _upsert_line(body, fmt, _SUBJECT, _text(fmt, resolved_subject))
+
+    if contact is not None and contact.phone_number and on("addCallLogContactNumber"):
+        label = _CONTACT
+        if fmt == HTML:
+            label = _HTML_CONTACT_LABELS[0] if direction == "Inbound" else _HTML_CONTACT_LABELS[1]
+        body = _upsert_line(body, fmt, label, _text(fmt, contact.phone_number))
+
+    resolved_start = start_time or (call.start_time if call is not None else None)
+    if resolved_start and on("addCallLogDateTime"):
+        moment = _parse_start_time(resolved_start)
+        if moment is not None:
+            date_format = _setting(settings, "logDateFormat") or DEFAULT_DATE_FORMAT
+            local = moment.astimezone(timezone(_parse_offset(timezone_offset)))
+            body = _upsert_line(body, fmt, _DATE, _text(fmt, format_date(local, str(date_format))))
+
+    resolved_duration = duration if duration is not None else (call.duration if call is not None else None)
+    if resolved_duration is not None and on("addCallLogDuration"):
+        body = _upsert_line(body, fmt, _DURATION, _text(fmt, format_duration(resolved_duration)))
+
+    resolved_result = result or (call.result if call is not None else None)
+    if resolved_result and on("addCallLogResult"):
+        body = _upsert_line(body, fmt, _RESULT, _text(fmt, resolved_result))
+
+    if on("addCallLogRecording"):
+        resolved_recording = recording_link or (call.recording_link if call is not None else None)
+        if resolved_recording:
+            body = _upsert_link(body, fmt, _RECORDING, resolved_recording)
+        if voicemail_link:
+            body = _upsert_link(body, fmt, _VOICEMAIL, voicemail_link)
+
+    if ai_note and on("addCallLogAiNote"):
+        body = _upsert_block(body, fmt, _AI_NOTE, ai_note, html_gap=True, plain_gap=True)
+
+    if transcript and on("addCallLogTranscript"):
+        body = _upsert_block(body, fmt, _TRANSCRIPT, transcript, html_gap=True, plain_gap=True)
+
+    resolved_legs = legs if legs is not None else (call.legs if call is not None else [])
+    if resolved_legs and on("addCallLogLegs"):
+        journey = call_journey(resolved_legs)
+        if journey:
+            body = _upsert_block(body, fmt, _JOURNEY, journey, html_gap=False, plain_gap=False)
+
+    return body
+
+
+def format_duration(seconds: int | str | None) -> str:
+    """`"1 hour, 2 minutes, 5 seconds"`; `"0 seconds"` for zero; non-numeric values (`pending`) pass as is."""
+    if seconds is None:
+        return ""
+    if isinstance(seconds, bool):
+        return str(seconds)
+    try:
+        total = int(float(seconds))
+    except (TypeError, ValueError, OverflowError):
+        return str(seconds)
+    if total < 0:
+        return str(seconds)
+    if total == 0:
+        return "0 seconds"
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{n} {unit}{'s' if n > 1 else ''}"
+             for n, unit in ((hours, "hour"), (minutes, "minute"), (secs, "second")) if n]
+    return ", ".join(parts)
+
+
+def format_date(moment: datetime, pattern: str) -> str:
+    """Format with the moment.js tokens users put in `logDateFormat`; `[text]` and other text stay literal."""
+    hour12 = moment.hour % 12 or 12
+
+    def token(match: re.Match[str]) -> str:
+        tok = match.group(0)
+        if tok.startswith("["):
+            return tok[1:-1]
+        values: dict[str, str] = {
+            "YYYY": f"{moment.year:04d}", "YY": f"{moment.year % 100:02d}",
+            "MM": f"{moment.month:02d}", "M": str(moment.month),
+            "DD": f"{moment.day:02d}", "D": str(moment.day),
+            "HH": f"{moment.hour:02d}", "H": str(moment.hour),
+            "hh": f"{hour12:02d}", "h": str(hour12),
+            "mm": f"{moment.minute:02d}", "m": str(moment.minute),
+            "ss": f"{moment.second:02d}", "s": str(moment.second),
+            "A": "AM" if moment.hour < 12 else "PM", "a": "am" if moment.hour < 12 else "pm",
+        }
+        return values[tok]
+
+    return _DATE_TOKEN_RE.sub(token, pattern)
+
+
+def call_journey(legs: list[dict[str, Any]]) -> str:
+    """One line per leg: where the call started, then each transfer with its duration."""
+    lines: list[str] = []
+    for index, leg in enumerate(legs):
+        if not isinstance(leg, Mapping):
+            continue
+        outbound = leg.get("direction") == "Outbound"
+        if index == 0:
+            if outbound:
+                lines.append(f"Made call from {_party_text(leg.get('from'))}")
+            else:
+                lines.append(f"Received call at {_party_text(leg.get('to'))}")
+            continue
+        party = leg.get("from") if outbound and leg.get("legType") != "PstnToSip" else leg.get("to")
+        leg_duration = leg.get("duration")
+        plural = "s" if isinstance(leg_duration, int | float) and leg_duration > 1 else ""
+        lines.append(f"Transferred to {_party_text(party)}, duration: {leg_duration} second{plural}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Upserts
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _upsert_note(body: str, note: str, fmt: str) -> str:
+    if fmt == HTML:
+        text = _NEWLINES_RE.sub("<br>", html.escape(note, quote=False))
+        block = f"<b>Agent notes</b><br>{text}<br><br><b>Call details</b>"
+        match = _HTML_NOTE_RE.search(body)
+        return _splice(body, match, block) if match else f"{block}<br>{body}"
+    if fmt == MARKDOWN:
+        match = _MARKDOWN_NOTE_RE.search(body)
+        if match:
+            return _splice(body, match, f"## Agent notes\n{note}\n\n## Call details")
+        if body.startswith("## Call details"):
+            return f"## Agent notes\n{note}\n\n{body}"
+        return f"## Agent notes\n{note}\n\n## Call details\n{body}"
+    match = _PLAIN_NOTE_RE.search(body)
+    return _splice(body, match, f"- Note: {note}") if match else f"- Note: {note}\n{body}"
+
+
+def _upsert_line(body: str, fmt: str, label: str, value: str, *, only_replace_pending: bool = False) -> str:
+    """Replace the field's first occurrence, or append it. `value` is already escaped for HTML."""
+    pattern = _LINE_RES[fmt, label]
+    match = pattern.search(body)
+    if match is not None:
+        if only_replace_pending and match.group("value").strip() != PENDING:
+            return body
+        return _splice(body, match, _render_line(fmt, label, value, standalone=False))
+    return _append_line(body, fmt, _render_line(fmt, label, value, standalone=True))
+
+
+def _upsert_link(body: str, fmt: str, label: str, link: str) -> str:
+    """A recording link; HTML shows an `open` anchor, or `(pending...)` until the link is an URL."""
+    if fmt != HTML:
+        return _upsert_line(body, fmt, label, link)
+    if link.startswith("http"):
+        value = f'<a target="_blank" href="{html.escape(link, quote=True)}">open</a>'
+    else:
+        value = PENDING
+    match = _LINE_RES[HTML, label].search(body)
+    line = _render_line(HTML, label, value, standalone=True)
+    if match is not None:
+        return _splice(body, match, line)
+    # A body that wraps its fields in a list gets the link inside the list.
+    closing = body.find("</ul>")
+    if closing == -1:
+        return body + line
+    return body[:closing] + line + body[closing:]
+
+
+def _upsert_block(body: str, fmt: str, block: tuple[str, str], text: str, *, html_gap: bool,
+                  plain_gap: bool) -> str:
+    label, end = block
+    content = _TRAILING_NEWLINES_RE.sub("", text)
+    match = _BLOCK_RES[fmt, label].search(body)
+    if fmt == HTML:
+        content = _NEWLINES_RE.sub("<br>", html.escape(content, quote=False))
+        rendered = f"<div><b>{label}</b><br>{content}</div>"
+        if match is not None:
+            return _splice(body, match, rendered)
+        return body + rendered + ("<br>" if html_gap else "")
+    if fmt == MARKDOWN:
+        rendered = f"### {label}\n{content}"
+        if match is not None:
+            return _splice(body, match, rendered)
+        return _append_line(body, fmt, rendered + "\n")
+    rendered = f"- {label}:\n{content}\n{end}"
+    if match is not None:
+        return _splice(body, match, rendered)
+    return body + ("\n" if plain_gap else "") + rendered + "\n"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Helpers
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _setting(settings: Mapping[str, Any], key: str) -> Any:
+    """`userSettings.<key>.value ?? default`."""
+    entry = settings.get(key)
+    if isinstance(entry, Mapping):
+        value = entry.get("value")
+        if value is not None:
+            return value
+    return _SETTING_DEFAULTS.get(key)
+
+
+def _text(fmt: str, value: str) -> str:
+    return html.escape(value, quote=False) if fmt == HTML else value
+
+
+def _render_line(fmt: str, label: str, value: str, *, standalone: bool) -> str:
+    """A field line. Plain and markdown lines get a newline only when appended (a replace keeps its own)."""
+    if fmt == HTML:
+        return f"<li><b>{_HTML_LABELS.get(label, label)}</b>: {value}</li>"
+    line = f"**{label}**: {value}" if fmt == MARKDOWN else f"- {label}: {value}"
+    return line + "\n" if standalone else line
+
+
+def _append_line(body: str, fmt: str, line: str) -> str:
+    if fmt != HTML and body and not body.endswith("\n"):
+        return f"{body}\n{line}"
+    return body + line
+
+
+def _splice(body: str, match: re.Match[str], replacement: str) -> str:
+    """Replace one match literally (`re.sub` would interpret backslashes in user text)."""
+    return body[: match.start()] + replacement + body[match.end():]
+
+
+def _agent_party(call: CallRecord) -> CallParty:
+    """The RingCentral user's side of the call."""
+    return call.to_party if call.direction == "Inbound" else call.from_party
+
+
+def _party_text(party: Any) -> str:
+    """`Name, +15551234567, ext 101` with the parts present."""
+    if not isinstance(party, Mapping):
+        return ""
+    parts = [str(party["name"])] if party.get("name") else []
+    if party.get("phoneNumber"):
+        parts.append(str(party["phoneNumber"]))
+    if party.get("extensionNumber"):
+        parts.append(f"ext {party['extensionNumber']}")
+    return ", ".join(parts)
+
+
+def _parse_start_time(value: str | int | float) -> datetime | None:
+    """An ISO-8601 string or epoch milliseconds; a time without an offset is taken as UTC."""
+    try:
+        if isinstance(value, int | float) or _EPOCH_MS_RE.match(value):
+            return datetime.fromtimestamp(float(value) / 1000, tz=UTC)
+        parsed = datetime.fromisoformat(value.strip())
+    except (ValueError, OverflowError, OSError):
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _parse_offset(offset: str | int | float | None) -> timedelta:
+    """moment's `utcOffset` input: `'+05:30'`, or a number that is hours when |n| <= 16 and minutes otherwise.
+
+    A falsy or unreadable offset means UTC: the server's own zone says nothing about the user.
+    """
+    if not offset:
+        return timedelta(0)
+    if isinstance(offset, str):
+        match = _OFFSET_RE.match(offset) if ":" in offset else None
+        if match is not None:
+            minutes = int(match["hours"]) * 60 + int(match["minutes"])
+            return timedelta(minutes=-minutes if match["sign"] == "-" else minutes)
+        try:
+            number = float(offset)
+        except ValueError:
+            return timedelta(0)
+    else:
+        number = float(offset)
+    if not math.isfinite(number):
+        return timedelta(0)
+    minutes_total = round(number * 60) if abs(number) <= 16 else round(number)
+    # datetime.timezone accepts strictly less than a day.
+    if abs(minutes_total) >= 24 * 60:
+        return timedelta(0)
+    return timedelta(minutes=minutes_total)

@@ -1,0 +1,158 @@
+"""Contact lookup, search and the placeholder-contact creation (one CRM contact per account and number)."""
+
+from __future__ import annotations
+
+from appconnect.connectors.sdk import (
+    Contact,
+    ContactLookup,
+    ContactMatches,
+    CrmHttpError,
+    InterfaceNotImplemented,
+    NewContact,
+    ReturnMessage,
+    placeholder_contact,
+)
+from appconnect.flows.common import account_scope, active_user, connector_for, is_e164, repair_phone
+from appconnect.flows.errors import crm_error_message, warning
+from appconnect.flows.reply import ClientError, Reply, envelope
+from appconnect.flows.requests import ContactCreateBody
+from appconnect.flows.services import Services
+from appconnect.flows.session import open_session
+from appconnect.security.jwt import SessionClaims
+from appconnect.store.locks import LockTimeout
+
+
+def _not_found_message(phone: str, platform: str) -> ReturnMessage:
+    text = f"A contact with the phone number {phone} could not be found in your {platform} account."
+    return ReturnMessage("Contact not found", "warning", 5000,
+                         [{"title": "Details", "items": [{"id": "1", "type": "text", "text": text}]}])
+
+
+def _default_contact_type(services: Services, platform: str) -> str | None:
+    types = services.registry.contact_types(platform)
+    return types[0] if types else None
+
+
+async def find_contact(services: Services, claims: SessionClaims, *, phone_number: str | None,
+                       overriding_format: str, is_extension: str, force_refresh: bool) -> Reply:
+    if not phone_number:
+        raise ClientError("phoneNumber is required", as_json=True)
+    phone = repair_phone(phone_number)
+    platform = claims.platform
+    user = await active_user(services, claims, by_platform=True)
+    if user is None:
+        return Reply(envelope(False, warning("Contact not found")))
+    connector = connector_for(services, platform)
+    scope = account_scope(user)
+    if not force_refresh:
+        cached = await services.cache.get_contacts(scope, platform, phone,
+                                                   max_age=services.settings.contact_cache_seconds)
+        if cached is not None:
+            return Reply({"successful": True, "returnMessage": None, "contact": cached})
+    call = await open_session(services, connector, user)
+    try:
+        matches = await connector.find_contact(call, ContactLookup(
+            phone_number=phone, overriding_format=overriding_format, is_extension=is_extension == "true",
+            force_refresh=force_refresh))
+    except CrmHttpError as exc:
+        return Reply(envelope(False, crm_error_message(exc, platform, "findContact")))
+    return Reply(await _matches_reply(services, matches, scope=scope, platform=platform, phone=phone,
+                                      force_refresh=force_refresh))
+
+
+async def _matches_reply(services: Services, matches: ContactMatches, *, scope: str, platform: str, phone: str,
+                         force_refresh: bool) -> dict[str, object]:
+    real = [c for c in matches.contacts if not c.is_new_contact]
+    contacts = list(matches.contacts)
+    if matches.successful and not any(c.is_new_contact for c in contacts):
+        contacts.append(placeholder_contact(_default_contact_type(services, platform)))
+    wire = [c.to_wire() for c in contacts]
+    if real:
+        await services.cache.put_contacts(scope, platform, phone, wire)
+        return envelope(matches.successful, matches.return_message, contact=wire)
+    if force_refresh:
+        await services.cache.drop_contacts(scope, platform, phone)
+    message = matches.return_message or _not_found_message(phone, platform)
+    return envelope(matches.successful, message, contact=wire)
+
+
+def _validate_new_contact(services: Services, platform: str, body: ContactCreateBody) -> NewContact | str:
+    """The new contact, or the reason it is refused."""
+    phone = repair_phone(body.phone_number or "")
+    if not is_e164(phone):
+        return "Invalid phone number: use the E.164 format, for example +14155550100."
+    name = (body.new_contact_name or "").strip()
+    if not name:
+        return "Contact name is required."
+    if len(name) > 255:
+        return "Contact name is too long (255 characters at most)."
+    allowed = services.registry.contact_types(platform)
+    contact_type = (body.new_contact_type or "").strip()
+    if allowed and contact_type not in allowed:
+        return f"Unknown contact type {contact_type!r}: expected one of {', '.join(allowed)}."
+    if not allowed and contact_type:
+        return f"{platform} has no contact types; leave the contact type empty."
+    return NewContact(phone_number=phone, name=name, contact_type=contact_type,
+                      additional_submission=body.additional_submission or {})
+
+
+async def create_contact(services: Services, claims: SessionClaims, body: ContactCreateBody) -> Reply:
+    platform = claims.platform
+    connector = connector_for(services, platform)
+    new = _validate_new_contact(services, platform, body)
+    if isinstance(new, str):
+        return Reply(envelope(False, warning(new)))
+    user = await active_user(services, claims, by_platform=True)
+    if user is None:
+        return Reply({"successful": False})
+    scope = account_scope(user)
+    dedupe = services.settings.contact_dedupe_seconds
+    try:
+        async with services.locks.hold(f"contact:{platform}:{scope}:{new.phone_number}",
+                                       ttl=services.settings.crm_read_timeout + 10):
+            recent = await services.cache.recent_created_contact(scope, platform, new.phone_number, max_age=dedupe)
+            if recent is not None:
+                return Reply(envelope(True, ReturnMessage("Contact created.", "success", 2000),
+                                      contact=recent))
+            call = await open_session(services, connector, user)
+            try:
+                created = await connector.create_contact(call, new)
+            except InterfaceNotImplemented:
+                return Reply(envelope(False, warning(f"{platform} does not support creating contacts.")))
+            except CrmHttpError as exc:
+                return Reply(envelope(False, crm_error_message(exc, platform, "createContact")))
+            if created is None:
+                return Reply(envelope(False, warning("Contact was not created.")))
+            contact = _with_defaults(created.contact, new)
+            wire = contact.to_wire()
+            await services.cache.remember_created_contact(scope, platform, new.phone_number, wire)
+            await services.cache.drop_contacts(scope, platform, new.phone_number)
+            return Reply(envelope(True, created.return_message, contact=wire))
+    except LockTimeout:
+        return Reply(envelope(False, warning("Another request is creating this contact. Please try again.")))
+
+
+def _with_defaults(contact: Contact, new: NewContact) -> Contact:
+    if contact.type is None and new.contact_type:
+        contact.type = new.contact_type
+    if contact.phone is None:
+        contact.phone = new.phone_number
+    return contact
+
+
+async def search_by_name(services: Services, claims: SessionClaims, name: str) -> Reply:
+    platform = claims.platform
+    user = await active_user(services, claims, by_platform=True)
+    if user is None:
+        return Reply(envelope(False, warning(f"No contact found with name {name}")))
+    connector = connector_for(services, platform)
+    call = await open_session(services, connector, user)
+    try:
+        matches = await connector.find_contact_with_name(call, name)
+    except CrmHttpError as exc:
+        return Reply(envelope(False, crm_error_message(exc, platform, "findContactWithName")))
+    wire = [c.to_wire() for c in matches.contacts]
+    message = matches.return_message
+    if not any(not c.is_new_contact for c in matches.contacts) and message is None:
+        message = warning(f"No contact found with name {name} ")
+    return Reply(envelope(matches.successful, message, contact=wire))

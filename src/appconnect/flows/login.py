@@ -1,0 +1,177 @@
+"""Connecting and disconnecting a CRM: API-key login, the OAuth callback, logout and session validation."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+from appconnect.connectors.http import CrmHttpClient
+from appconnect.connectors.sdk import (
+    Connector,
+    CrmHttpError,
+    InterfaceNotImplemented,
+    LoginRequest,
+    ReturnMessage,
+    UserInfoResult,
+    UserView,
+    implements,
+)
+from appconnect.flows import oauth
+from appconnect.flows.common import connector_for
+from appconnect.flows.errors import DATABASE_FAILED
+from appconnect.flows.reply import ClientError, Reply
+from appconnect.flows.requests import ApiKeyLoginBody
+from appconnect.flows.services import Services
+from appconnect.flows.session import SessionRevoked, open_session
+from appconnect.security.jwt import SessionClaims
+from appconnect.store.users import UserRecord
+
+
+async def _user_info(connector: Connector, request: LoginRequest) -> UserInfoResult:
+    try:
+        return await connector.get_user_info(request)
+    except CrmHttpError:
+        return UserInfoResult(False, return_message=ReturnMessage("Could not load user information", "warning",
+                                                                  5000))
+
+
+async def _save(services: Services, record: UserRecord) -> UserRecord | None:
+    try:
+        return await services.users.save_login(record)
+    except Exception:
+        return None
+
+
+def _login_reply(services: Services, user: UserRecord, name: str, message: ReturnMessage | None) -> Reply:
+    body: dict[str, Any] = {"jwtToken": services.tokens.sign(user.id, user.platform), "name": name}
+    if message is not None:
+        body["returnMessage"] = message.to_wire()
+    return Reply(body)
+
+
+async def api_key_login(services: Services, body: ApiKeyLoginBody, *, rc_account_header: str | None,
+                        rc_extension_header: str | None) -> Reply:
+    if not body.platform:
+        raise ClientError("Missing platform name")
+    connector = connector_for(services, body.platform)
+    if not body.api_key:
+        return Reply({"returnMessage": ReturnMessage("API key is required.", "warning", 3000).to_wire()}, 400)
+    hostname = body.hostname or ""
+    additional = dict(body.additional_info or {})
+    additional.setdefault("apiKey", body.api_key)
+    auth_header = "Basic " + connector.basic_auth(body.api_key)
+    probe = UserView(id="", platform=body.platform, hostname=hostname)
+    http = CrmHttpClient(services.http, base_url=connector.base_url(probe), auth_header=auth_header)
+    result = await _user_info(connector, LoginRequest(auth_header=auth_header, hostname=hostname,
+                                                      platform=body.platform, http=http, api_key=body.api_key,
+                                                      additional_info=additional))
+    if not result.successful or result.user is None:
+        message = result.return_message or ReturnMessage("Could not log in.", "warning", 3000)
+        return Reply({"returnMessage": message.to_wire()}, 400)
+    info = result.user
+    extra = {k: v for k, v in additional.items() if k != "apiKey"}
+    saved = await _save(services, UserRecord(
+        id=info.id, platform=body.platform, hostname=hostname,
+        rc_account_id=rc_account_header or body.rc_account_id, hashed_rc_extension_id=rc_extension_header,
+        timezone_name=info.timezone_name, timezone_offset=info.timezone_offset,
+        access_token=info.overriding_api_key or body.api_key,
+        platform_additional_info={**extra, **info.platform_additional_info, "proxyId": body.proxy_id}))
+    if saved is None:
+        return Reply({"returnMessage": DATABASE_FAILED.to_wire()}, 400)
+    return _login_reply(services, saved, info.name, result.return_message)
+
+
+def _state_params(callback_uri: str, query_state: str | None) -> dict[str, str]:
+    state = parse_qs(urlparse(callback_uri).query).get("state", [query_state or ""])[0]
+    return {k: v[0] for k, v in parse_qs(unquote(state)).items()}
+
+
+async def oauth_callback(services: Services, query: dict[str, str]) -> Reply:
+    callback_uri = query.get("callbackUri")
+    if not callback_uri or callback_uri == "undefined":
+        if not query.get("code"):
+            raise ClientError("Missing callbackUri")
+        callback_uri = f"{services.settings.server_url()}/oauth-callback?code={query['code']}"
+    state = _state_params(callback_uri, query.get("state"))
+    platform = state.get("platform") or query.get("platform")
+    if not platform:
+        raise ClientError("Missing platform name")
+    connector = connector_for(services, platform)
+    hostname = query.get("hostname") or state.get("hostname") or ""
+    callback_query = parse_qs(urlparse(callback_uri).query)
+    if "error" in callback_query:
+        message = callback_query.get("error_description", callback_query["error"])[0]
+        return Reply({"returnMessage": ReturnMessage(f"Authorization failed: {message}", "danger", 5000).to_wire()})
+    code = callback_query.get("code", [query.get("code", "")])[0]
+    info = connector.oauth_info(hostname)
+    if info.fail_message:
+        return Reply({"returnMessage": ReturnMessage(info.fail_message, "danger", 5000).to_wire()})
+    if urlparse(callback_uri).path != urlparse(info.redirect_uri).path:
+        raise ClientError("Redirected path should match configured path", as_json=True)
+    try:
+        tokens = await oauth.exchange_code(services.http, info, code)
+    except oauth.OAuthError as exc:
+        message = ReturnMessage(f"Could not connect: the CRM refused the authorization ({exc.code}).", "danger",
+                                5000)
+        return Reply({"returnMessage": message.to_wire()})
+    auth_header = f"Bearer {tokens.access_token}"
+    base = connector.base_url(UserView(id="", platform=platform, hostname=info.hostname or hostname))
+    http = CrmHttpClient(services.http, base_url=base, auth_header=auth_header)
+    result = await _user_info(connector, LoginRequest(
+        auth_header=auth_header, hostname=info.hostname or hostname, platform=platform, http=http,
+        token_response=tokens.raw, query=dict(query)))
+    if not result.successful or result.user is None:
+        message = result.return_message or ReturnMessage("Could not load user information", "warning", 5000)
+        return Reply({"returnMessage": message.to_wire()})
+    user_info = result.user
+    saved = await _save(services, UserRecord(
+        id=user_info.id, platform=platform, hostname=user_info.overriding_hostname or info.hostname or hostname,
+        rc_account_id=query.get("rcAccountId"), hashed_rc_extension_id=query.get("rcExtensionId"),
+        timezone_name=user_info.timezone_name, timezone_offset=user_info.timezone_offset,
+        access_token=tokens.access_token, refresh_token=tokens.refresh_token, token_expiry=tokens.expires_at,
+        platform_additional_info={**user_info.platform_additional_info, "proxyId": query.get("proxyId")}))
+    if saved is None:
+        return Reply({"returnMessage": DATABASE_FAILED.to_wire()})
+    return _login_reply(services, saved, user_info.name, result.return_message)
+
+
+async def unauthorize(services: Services, claims: SessionClaims) -> Reply:
+    """Revoke at the CRM where possible, then forget the credentials. The body is the bare returnMessage."""
+    user = await services.users.get(claims.user_id)
+    if user is None:
+        raise ClientError("User not found")
+    connector = connector_for(services, user.platform)
+    message: ReturnMessage | None = None
+    if user.access_token:
+        if implements(connector, "unauthorize"):
+            try:
+                call = await open_session(services, connector, user)
+                message = await connector.unauthorize(call)
+            except (CrmHttpError, SessionRevoked, InterfaceNotImplemented):
+                message = None
+        if connector.auth_type == "oauth":
+            info = connector.oauth_info(user.hostname)
+            if user.refresh_token:
+                await oauth.revoke(services.http, info, user.refresh_token, "refresh_token")
+            await oauth.revoke(services.http, info, user.access_token, "access_token")
+    await services.users.clear_tokens(user.id)
+    message = message or ReturnMessage(f"Logged out of {connector.manifest_entry().get('displayName', user.platform)}",
+                                       "success", 1000)
+    return Reply(message.to_wire())
+
+
+async def auth_validation(services: Services, claims: SessionClaims) -> Reply:
+    user = await services.users.get(claims.user_id, claims.platform)
+    if user is None or not user.access_token:
+        return Reply({"successful": False})
+    connector = connector_for(services, user.platform)
+    if connector.auth_type != "oauth":
+        raise ClientError("Auth validation is only for OAuth platforms", as_json=True)
+    try:
+        await open_session(services, connector, user)
+    except SessionRevoked:
+        return Reply({"successful": False, "returnMessage": ReturnMessage(
+            "User session expired. Please connect again.", "warning", 5000).to_wire()})
+    except oauth.OAuthError:
+        return Reply({"successful": False})
+    return Reply({"successful": True})

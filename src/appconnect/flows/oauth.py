@@ -1,0 +1,100 @@
+"""The shared OAuth2 component: code exchange, refresh and revocation for every OAuth connector."""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+import httpx
+import orjson
+
+from appconnect.connectors.sdk import OAuthInfo
+
+
+class OAuthError(Exception):
+    """The token endpoint refused; `code` is the OAuth error code (`invalid_grant` means log in again)."""
+
+    def __init__(self, code: str, status: int | None = None) -> None:
+        self.code = code
+        self.status = status
+        super().__init__(f"OAuth error {code}" + (f" (HTTP {status})" if status else ""))
+
+
+@dataclass(slots=True)
+class TokenSet:
+    access_token: str
+    refresh_token: str | None
+    expires_at: datetime | None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+def _client_auth(info: OAuthInfo) -> dict[str, str]:
+    if not info.client_secret:
+        return {}
+    credential = base64.b64encode(f"{info.client_id}:{info.client_secret}".encode()).decode()
+    return {"Authorization": f"Basic {credential}"}
+
+
+def _parse(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = orjson.loads(response.content)
+        if isinstance(data, dict):
+            return data
+    except orjson.JSONDecodeError:
+        pass
+    return {k: v[0] for k, v in parse_qs(response.text).items()}
+
+
+async def _token_request(client: httpx.AsyncClient, info: OAuthInfo, form: dict[str, str]) -> dict[str, Any]:
+    headers = {"Accept": "application/json, application/x-www-form-urlencoded",
+               "Content-Type": "application/x-www-form-urlencoded", **_client_auth(info)}
+    if not info.client_secret:
+        form = {**form, "client_id": info.client_id}
+    try:
+        response = await client.post(info.access_token_uri, content=urlencode(form), headers=headers)
+    except httpx.HTTPError as exc:
+        raise OAuthError("unreachable") from exc
+    data = _parse(response)
+    if "error" in data or not (200 <= response.status_code < 399):
+        raise OAuthError(str(data.get("error") or "http_error"), response.status_code)
+    if not data.get("access_token"):
+        raise OAuthError("no_access_token", response.status_code)
+    return data
+
+
+def _token_set(data: dict[str, Any], previous_refresh: str | None = None) -> TokenSet:
+    expires_in = data.get("expires_in")
+    expires_at = None
+    if expires_in not in (None, ""):
+        expires_at = datetime.fromtimestamp(time.time(), UTC) + timedelta(seconds=float(expires_in))
+    refresh = data.get("refresh_token") or previous_refresh
+    return TokenSet(str(data["access_token"]), str(refresh) if refresh else None, expires_at, data)
+
+
+async def exchange_code(client: httpx.AsyncClient, info: OAuthInfo, code: str) -> TokenSet:
+    data = await _token_request(client, info, {"code": code, "grant_type": "authorization_code",
+                                               "redirect_uri": info.redirect_uri})
+    return _token_set(data)
+
+
+async def refresh(client: httpx.AsyncClient, info: OAuthInfo, refresh_token: str) -> TokenSet:
+    """A missing `refresh_token` in the answer keeps the old one."""
+    data = await _token_request(client, info, {"refresh_token": refresh_token, "grant_type": "refresh_token"})
+    return _token_set(data, previous_refresh=refresh_token)
+
+
+async def revoke(client: httpx.AsyncClient, info: OAuthInfo, token: str, hint: str) -> bool:
+    """RFC 7009 revocation; failures are reported, not raised (logout goes on regardless)."""
+    if not info.revoke_uri:
+        return False
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **_client_auth(info)}
+    try:
+        response = await client.post(info.revoke_uri, content=urlencode({"token": token, "token_type_hint": hint}),
+                                     headers=headers)
+    except httpx.HTTPError:
+        return False
+    return response.is_success

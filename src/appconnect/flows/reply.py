@@ -1,0 +1,41 @@
+"""What a flow answers: HTTP status plus a JSON object or a plain-text body (the contract mixes both)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from appconnect.connectors.sdk import JsonDict, ReturnMessage
+
+
+@dataclass(slots=True)
+class Reply:
+    body: JsonDict | str | None
+    status: int = 200
+
+
+class ClientError(Exception):
+    """Refuse the request: 400 plain text by default (missing JWT, unknown user), or `{error}` JSON."""
+
+    def __init__(self, text: str, status: int = 400, *, as_json: bool = False) -> None:
+        self.text = text
+        self.status = status
+        self.as_json = as_json
+        super().__init__(text)
+
+
+def envelope(successful: bool, return_message: ReturnMessage | None = None, **fields: Any) -> JsonDict:
+    """`{successful, returnMessage?, ...}`: keys the contract leaves undefined are omitted."""
+    body: JsonDict = {"successful": successful}
+    if return_message is not None:
+        body["returnMessage"] = return_message.to_wire()
+    body.update({k: v for k, v in fields.items() if v is not _OMIT})
+    return body
+
+
+class _Omit:
+    pass
+
+
+_OMIT: Any = _Omit()
+OMIT: Any = _OMIT

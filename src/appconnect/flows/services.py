@@ -1,0 +1,83 @@
+"""Everything a flow needs, built once per process: stores, locks, ciphers, connectors, the HTTP client."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from appconnect.connectors.http import build_transport_client
+from appconnect.connectors.registry import ConnectorRegistry
+from appconnect.security.crypto import TokenCipher
+from appconnect.security.jwt import SessionTokens
+from appconnect.security.keys import ServerKeys, load_keys
+from appconnect.settings import Settings
+from appconnect.store.cache import AccountCache
+from appconnect.store.call_logs import CallLogStore
+from appconnect.store.db import create_engine
+from appconnect.store.locks import DatabaseSharedLock, LockManager, RedisSharedLock
+from appconnect.store.message_logs import MessageLogStore
+from appconnect.store.users import UserStore
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    keys: ServerKeys
+    engine: AsyncEngine
+    http: httpx.AsyncClient
+    registry: ConnectorRegistry
+    tokens: SessionTokens
+    users: UserStore
+    call_logs: CallLogStore
+    message_logs: MessageLogStore
+    cache: AccountCache
+    locks: LockManager
+    redis: Any = None
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.engine.dispose()
+
+
+def connector_environment(settings: Settings) -> dict[str, str]:
+    """Connector settings (`<PLATFORM>_<KEY>`) from the environment and `.env`; the embedded CRM's URL."""
+    from dotenv import dotenv_values
+
+    env = {k: v for k, v in dotenv_values(".env").items() if v is not None}
+    env.update(os.environ)
+    env.setdefault("TESTCRM_BASE_URL", f"{settings.server_url()}/testcrm/api/v1")
+    return env
+
+
+def build_services(settings: Settings, registry: ConnectorRegistry | None = None) -> Services:
+    keys = load_keys(settings)
+    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+    redis_client = None
+    if settings.redis_url:
+        import redis.asyncio as redis_asyncio
+
+        redis_client = redis_asyncio.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        shared: DatabaseSharedLock | RedisSharedLock = RedisSharedLock(redis_client)
+    else:
+        shared = DatabaseSharedLock(engine)
+    return Services(
+        settings=settings,
+        keys=keys,
+        engine=engine,
+        http=build_transport_client(connect_timeout=settings.crm_connect_timeout,
+                                    read_timeout=settings.crm_read_timeout),
+        registry=registry or ConnectorRegistry.discover(connector_environment(settings)),
+        tokens=SessionTokens(keys.jwt_secret),
+        users=UserStore(engine, TokenCipher(keys.encryption_keys)),
+        call_logs=CallLogStore(engine),
+        message_logs=MessageLogStore(engine),
+        cache=AccountCache(engine),
+        locks=LockManager(shared, wait_seconds=settings.lock_wait_seconds),
+        redis=redis_client,
+    )

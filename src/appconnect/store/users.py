@@ -1,0 +1,113 @@
+"""Users and their CRM credentials; tokens are encrypted on the way in and decrypted on the way out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from appconnect.security.crypto import TokenCipher
+from appconnect.store.tables import users
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class UserRecord:
+    id: str
+    platform: str
+    hostname: str = ""
+    rc_account_id: str | None = None
+    hashed_rc_extension_id: str | None = None
+    timezone_name: str | None = None
+    timezone_offset: str | None = None
+    access_token: str | None = None
+    refresh_token: str | None = None
+    token_expiry: datetime | None = None
+    platform_additional_info: dict[str, Any] = field(default_factory=dict)
+    user_settings: dict[str, Any] = field(default_factory=dict)
+
+
+class UserStore:
+    def __init__(self, engine: AsyncEngine, cipher: TokenCipher) -> None:
+        self._engine = engine
+        self._cipher = cipher
+
+    def _record(self, row: Any) -> UserRecord:
+        return UserRecord(
+            id=row.id, platform=row.platform, hostname=row.hostname or "", rc_account_id=row.rc_account_id,
+            hashed_rc_extension_id=row.hashed_rc_extension_id, timezone_name=row.timezone_name,
+            timezone_offset=row.timezone_offset, access_token=self._cipher.decrypt(row.access_token),
+            refresh_token=self._cipher.decrypt(row.refresh_token), token_expiry=as_utc(row.token_expiry),
+            platform_additional_info=dict(row.platform_additional_info or {}),
+            user_settings=dict(row.user_settings or {}),
+        )
+
+    async def get(self, user_id: str, platform: str | None = None) -> UserRecord | None:
+        query = select(users).where(users.c.id == user_id)
+        if platform is not None:
+            query = query.where(users.c.platform == platform)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return self._record(row) if row is not None else None
+
+    async def save_login(self, record: UserRecord) -> UserRecord:
+        """Insert or update a user at login: credentials replaced, additional info merged, settings kept."""
+        now = datetime.now(UTC)
+        values = {
+            "platform": record.platform, "hostname": record.hostname, "rc_account_id": record.rc_account_id,
+            "hashed_rc_extension_id": record.hashed_rc_extension_id, "timezone_name": record.timezone_name,
+            "timezone_offset": record.timezone_offset,
+            "access_token": self._cipher.encrypt(record.access_token),
+            "refresh_token": self._cipher.encrypt(record.refresh_token),
+            "token_expiry": record.token_expiry, "updated_at": now,
+        }
+        for _attempt in range(3):
+            existing = await self.get(record.id)
+            if existing is not None:
+                merged = {**existing.platform_additional_info, **record.platform_additional_info}
+                async with self._engine.begin() as conn:
+                    await conn.execute(update(users).where(users.c.id == record.id)
+                                       .values(platform_additional_info=merged, **values))
+                break
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(insert(users).values(
+                        id=record.id, platform_additional_info=record.platform_additional_info,
+                        user_settings={}, created_at=now, **values))
+                break
+            except IntegrityError:
+                continue
+        else:  # pragma: no cover - three lost races in a row
+            raise RuntimeError("could not save user")
+        saved = await self.get(record.id)
+        assert saved is not None
+        return saved
+
+    async def save_tokens(self, user_id: str, *, access_token: str | None, refresh_token: str | None,
+                          token_expiry: datetime | None) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(update(users).where(users.c.id == user_id).values(
+                access_token=self._cipher.encrypt(access_token),
+                refresh_token=self._cipher.encrypt(refresh_token),
+                token_expiry=token_expiry, updated_at=datetime.now(UTC)))
+
+    async def clear_tokens(self, user_id: str) -> None:
+        """Logout: the row stays (settings survive), the credentials go."""
+        async with self._engine.begin() as conn:
+            await conn.execute(update(users).where(users.c.id == user_id).values(
+                access_token=None, refresh_token=None, token_expiry=None, updated_at=datetime.now(UTC)))
+
+    async def save_settings(self, user_id: str, settings: dict[str, Any]) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(update(users).where(users.c.id == user_id).values(
+                user_settings=settings, updated_at=datetime.now(UTC)))

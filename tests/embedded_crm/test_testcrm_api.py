@@ -1,0 +1,392 @@
+"""The embedded test CRM over a real uvicorn server and a real SQLite file."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from appconnect.embedded_crm import create_testcrm_app
+from tests.support.live_server import serve_asgi
+
+SEED_KEY = "seed-key-for-tests"
+_numbers = itertools.count(1000)
+
+
+def basic(key: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+
+
+def fresh_number() -> str:
+    """A phone number no other test uses, so tests sharing the CRM never see each other's contacts."""
+    return f"+1415{next(_numbers):07d}"
+
+
+class Crm:
+    def __init__(self, base_url: str, db_path: Path) -> None:
+        self.base_url = base_url
+        self.db_path = db_path
+        self.client = httpx.Client(base_url=f"{base_url}/api/v1", headers=basic(SEED_KEY), timeout=10)
+        self.raw = httpx.Client(base_url=base_url, timeout=10)
+
+    def count(self, sql: str, *params: Any) -> int:
+        with sqlite3.connect(self.db_path) as conn:
+            return int(conn.execute(sql, params).fetchone()[0])
+
+    def contact(self, name: str = "Jane Doe", *numbers: str, **extra: Any) -> dict[str, Any]:
+        phones = [{"label": "Work", "number": n} for n in (numbers or (fresh_number(),))]
+        response = self.client.post("/contacts", json={"name": name, "type": "contact", "phones": phones, **extra})
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+
+@pytest.fixture(scope="module")
+def crm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crm]:
+    db_path = tmp_path_factory.mktemp("testcrm") / "testcrm.sqlite3"
+    app = create_testcrm_app(f"sqlite+aiosqlite:///{db_path}", seed_api_key=SEED_KEY)
+    with serve_asgi(app, lifespan="on") as base_url:
+        crm = Crm(base_url, db_path)
+        yield crm
+        crm.client.close()
+        crm.raw.close()
+
+
+@pytest.fixture(autouse=True)
+def no_faults(crm: Crm) -> Iterator[None]:
+    yield
+    crm.raw.delete("/api/_faults")
+
+
+# --- auth ---------------------------------------------------------------------------------------------------
+
+
+def test_every_api_route_requires_a_known_api_key(crm: Crm) -> None:
+    for headers in ({}, basic("wrong-key"), {"Authorization": f"Bearer {SEED_KEY}"}, {"Authorization": "Basic !!"}):
+        for method, path in (("GET", "/me"), ("GET", "/contacts"), ("POST", "/contacts"),
+                             ("GET", "/activities/1"), ("PATCH", "/activities/1")):
+            response = crm.raw.request(method, f"/api/v1{path}", headers=headers, json={})
+            assert response.status_code == 401, (method, path, headers)
+            assert response.json() == {"error": "invalid_api_key"}
+
+
+def test_me_returns_the_seeded_user(crm: Crm) -> None:
+    me = crm.client.get("/me").json()
+    assert me == {"id": 1, "name": "Test CRM User", "email": me["email"],
+                  "timezone_name": "America/Los_Angeles", "timezone_offset": "-08:00"}
+
+
+def test_new_api_key_is_a_new_user_and_is_stored_hashed(crm: Crm) -> None:
+    response = crm.raw.post("/api/v1/api-keys", json={"name": "Isolated Tester"})
+    assert response.status_code == 201
+    created = response.json()
+    key, user = created["apiKey"], created["user"]
+    assert user["name"] == "Isolated Tester" and user["id"] != 1
+    me = crm.raw.get("/api/v1/me", headers=basic(key)).json()
+    assert me["id"] == user["id"] and me["name"] == "Isolated Tester"
+    assert crm.count("SELECT count(*) FROM api_keys WHERE key_hash = ?", key) == 0
+    assert crm.count("SELECT count(*) FROM api_keys WHERE key_hash = ?",
+                     hashlib.sha256(key.encode()).hexdigest()) == 1
+    assert crm.raw.post("/api/v1/api-keys", json={"name": ""}).status_code == 400
+
+
+# --- contacts -----------------------------------------------------------------------------------------------
+
+
+def test_create_contact_and_find_it_by_each_of_its_phones(crm: Crm) -> None:
+    work, mobile = fresh_number(), fresh_number()
+    contact = crm.contact("Ada Lovelace", work, mobile, email="ada@example.com", company="Engines Ltd")
+    assert contact["name"] == "Ada Lovelace" and contact["type"] == "contact"
+    assert [p["number"] for p in contact["phones"]] == [work, mobile]
+    assert contact["owner_id"] == 1 and contact["created_at"].endswith("Z")
+    for number in (work, mobile):
+        found = crm.client.get("/contacts", params={"phone": number}).json()["data"]
+        assert [c["id"] for c in found] == [contact["id"]]
+        assert found[0]["email"] == "ada@example.com" and found[0]["company"] == "Engines Ltd"
+    assert crm.client.get(f"/contacts/{contact['id']}").json() == contact
+    assert crm.client.get("/contacts", params={"phone": fresh_number()}).json() == {"data": []}
+
+
+def test_phone_lookup_ignores_formatting_and_a_plus_decoded_as_space(crm: Crm) -> None:
+    number = fresh_number()  # +1415NNNNNNN
+    formatted = f"+1 ({number[2:5]}) {number[5:8]}-{number[8:]}"
+    contact = crm.contact("Formatted Phone", formatted)
+    assert contact["phones"][0]["number"] == formatted
+    for query in (number, formatted, number.replace("+", " ")):
+        found = crm.client.get("/contacts", params={"phone": query}).json()["data"]
+        assert [c["id"] for c in found] == [contact["id"]], query
+    # an unencoded "+" in the query string arrives as a space
+    raw = crm.client.get(f"/contacts?phone={number}").json()["data"]
+    assert [c["id"] for c in raw] == [contact["id"]]
+
+
+def test_several_contacts_may_share_a_number(crm: Crm) -> None:
+    shared = fresh_number()
+    first = crm.contact("Shared One", shared)
+    second = crm.contact("Shared Two", fresh_number(), shared)
+    found = crm.client.get("/contacts", params={"phone": shared}).json()["data"]
+    assert sorted(c["id"] for c in found) == sorted([first["id"], second["id"]])
+
+
+def test_find_by_name_is_a_case_insensitive_substring_match(crm: Crm) -> None:
+    contact = crm.contact("Grace Hopper-Zeta")
+    found = crm.client.get("/contacts", params={"name": "hopper-z"}).json()["data"]
+    assert [c["id"] for c in found] == [contact["id"]]
+    assert crm.client.get("/contacts", params={"name": "Hop%Zeta"}).json() == {"data": []}  # % is literal
+    assert any(c["id"] == contact["id"] for c in crm.client.get("/contacts").json()["data"])
+
+
+def test_missing_contact_is_404(crm: Crm) -> None:
+    response = crm.client.get("/contacts/999999")
+    assert response.status_code == 404 and response.json() == {"error": "not_found"}
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"type": "contact", "phones": []}, "name"),
+    ({"name": "   ", "type": "contact"}, "name"),
+    ({"name": 42, "type": "contact"}, "name"),
+    ({"name": "X", "type": "customer"}, "type"),
+    ({"name": "X"}, "type"),
+    ({"name": "X", "type": "lead", "phones": "+14155550100"}, "phones"),
+    ({"name": "X", "type": "lead", "phones": ["+14155550100"]}, "phones[0]"),
+    ({"name": "X", "type": "lead", "phones": [{"number": "4155550100"}]}, "phones[0].number"),
+    ({"name": "X", "type": "lead", "phones": [{"number": "+0123456789"}]}, "phones[0].number"),
+    ({"name": "X", "type": "lead", "phones": [{"number": 14155550100}]}, "phones[0].number"),
+    ({"name": "X", "type": "lead", "phones": [{"number": "+14155550100"}, {"number": "+1"}]}, "phones[1].number"),
+    ({"name": "X", "type": "lead", "phones": [{"number": "+14155550100", "label": 7}]}, "phones[0].label"),
+    ({"name": "X", "type": "lead", "email": ["a@b.c"]}, "email"),
+    ([{"name": "X"}], "body"),
+])
+def test_invalid_contacts_are_rejected_and_nothing_is_written(crm: Crm, body: Any, field: str) -> None:
+    before = (crm.count("SELECT count(*) FROM contacts"), crm.count("SELECT count(*) FROM contact_phones"))
+    response = crm.client.post("/contacts", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == field and response.json()["error"]
+    after = (crm.count("SELECT count(*) FROM contacts"), crm.count("SELECT count(*) FROM contact_phones"))
+    assert after == before
+
+
+def test_invalid_json_is_400(crm: Crm) -> None:
+    response = crm.client.post("/contacts", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and response.json()["field"] == "body"
+
+
+def test_unknown_fields_are_ignored(crm: Crm) -> None:
+    contact = crm.contact("Extra Fields", fresh_number(), favourite_color="blue")
+    assert "favourite_color" not in contact
+
+
+def test_phone_lookup_uses_the_digits_index(crm: Crm) -> None:
+    with sqlite3.connect(crm.db_path) as conn:
+        plan = " ".join(str(row) for row in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT contact_id FROM contact_phones WHERE digits = ?", ("14155550100",)))
+    assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, plan
+
+
+# --- activities ---------------------------------------------------------------------------------------------
+
+
+def test_activity_create_get_patch_and_list(crm: Crm) -> None:
+    contact = crm.contact("Call Target")
+    body = {"contact_id": contact["id"], "kind": "call", "subject": "Inbound call", "body": "- Note: hi\n",
+            "direction": "Inbound", "duration_seconds": 65, "started_at": "2024-05-01T10:00:00.000Z"}
+    response = crm.client.post("/activities", json=body)
+    assert response.status_code == 201
+    activity = response.json()
+    assert {k: activity[k] for k in body} == body
+    assert activity["disposition"] is None and activity["external_id"] is None
+    assert crm.client.get(f"/activities/{activity['id']}").json() == activity
+    assert crm.client.get(f"/contacts/{contact['id']}").json()["updated_at"] >= contact["updated_at"]
+
+    patched = crm.client.patch(f"/activities/{activity['id']}", json={
+        "subject": "Changed", "body": "new body", "duration_seconds": 70,
+        "disposition": {"outcome": "Left voicemail"}}).json()
+    assert (patched["subject"], patched["body"], patched["duration_seconds"]) == ("Changed", "new body", 70)
+    assert patched["disposition"] == {"outcome": "Left voicemail"}
+    assert patched["direction"] == "Inbound" and patched["updated_at"] >= activity["updated_at"]
+    assert crm.client.get(f"/activities/{activity['id']}").json() == patched
+
+    listed = crm.client.get("/activities", params={"contact_id": contact["id"]}).json()["data"]
+    assert [a["id"] for a in listed] == [activity["id"]]
+
+
+@pytest.mark.parametrize(("patch", "field"), [
+    ({"subject": ""}, "subject"),
+    ({"subject": 5}, "subject"),
+    ({"body": ["x"]}, "body"),
+    ({"duration_seconds": "60"}, "duration_seconds"),
+    ({"duration_seconds": True}, "duration_seconds"),
+    ({"disposition": "done"}, "disposition"),
+])
+def test_patch_rejects_wrong_types_and_changes_nothing(crm: Crm, patch: dict[str, Any], field: str) -> None:
+    contact = crm.contact("Patch Target")
+    activity = crm.client.post("/activities", json={"contact_id": contact["id"], "kind": "call",
+                                                    "subject": "S", "body": "B"}).json()
+    response = crm.client.patch(f"/activities/{activity['id']}", json=patch)
+    assert response.status_code == 400 and response.json()["field"] == field
+    assert crm.client.get(f"/activities/{activity['id']}").json() == activity
+
+
+def test_patch_or_get_of_a_missing_activity_is_404(crm: Crm) -> None:
+    assert crm.client.get("/activities/987654").status_code == 404
+    assert crm.client.patch("/activities/987654", json={"subject": "x"}).status_code == 404
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"contact_id": None, "kind": "call", "subject": "S"}, "contact_id"),
+    ({"contact_id": "1", "kind": "call", "subject": "S"}, "contact_id"),
+    ({"contact_id": 987654, "kind": "call", "subject": "S"}, "contact_id"),
+    ({"kind": "email", "subject": "S"}, "kind"),
+    ({"kind": "call", "subject": ""}, "subject"),
+    ({"kind": "call", "subject": "S", "direction": "Sideways"}, "direction"),
+    ({"kind": "call", "subject": "S", "duration_seconds": -1}, "duration_seconds"),
+    ({"kind": "call", "subject": "S", "started_at": "yesterday"}, "started_at"),
+    ({"kind": "call", "subject": "S", "external_id": 12}, "external_id"),
+])
+def test_invalid_activities_are_rejected(crm: Crm, body: dict[str, Any], field: str) -> None:
+    contact = crm.contact("Activity Validation")
+    before = crm.count("SELECT count(*) FROM activities")
+    response = crm.client.post("/activities", json={"contact_id": contact["id"], **body})
+    assert response.status_code == 400 and response.json()["field"] == field, response.text
+    assert crm.count("SELECT count(*) FROM activities") == before
+
+
+def test_external_id_makes_create_idempotent(crm: Crm) -> None:
+    contact = crm.contact("Idempotent")
+    body = {"contact_id": contact["id"], "kind": "call", "subject": "First", "external_id": "call:abc:1"}
+    first = crm.client.post("/activities", json=body)
+    again = crm.client.post("/activities", json={**body, "subject": "Second"})
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json() and again.json()["subject"] == "First"
+    assert crm.count("SELECT count(*) FROM activities WHERE external_id = ?", "call:abc:1") == 1
+
+
+def test_concurrent_creates_with_one_external_id_write_exactly_one_activity(crm: Crm) -> None:
+    contact = crm.contact("Concurrent")
+    body = {"contact_id": contact["id"], "kind": "call", "subject": "Race", "external_id": "call:race:1"}
+    barrier = threading.Barrier(20)
+    results: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def create() -> None:
+        with httpx.Client(base_url=f"{crm.base_url}/api/v1", headers=basic(SEED_KEY), timeout=30) as client:
+            barrier.wait()
+            response = client.post("/activities", json=body)
+        with lock:
+            results.append((response.status_code, response.json()["id"]))
+
+    threads = [threading.Thread(target=create) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(results) == 20
+    assert sorted(status for status, _ in results) == [200] * 19 + [201]
+    assert len({activity_id for _, activity_id in results}) == 1
+    assert crm.count("SELECT count(*) FROM activities WHERE contact_id = ?", contact["id"]) == 1
+
+
+# --- fault injection ----------------------------------------------------------------------------------------
+
+
+def test_429_fault_is_answered_exactly_times_then_requests_succeed(crm: Crm) -> None:
+    number = fresh_number()
+    crm.contact("Fault Target", number)
+    rule = crm.raw.post("/api/_faults", json={"status": 429, "retry_after": 7, "times": 2, "method": "GET",
+                                              "path_prefix": "/api/v1/contacts"})
+    assert rule.status_code == 201
+    assert crm.client.get("/me").status_code == 200  # other paths are not affected
+    assert crm.client.post("/contacts", json={"name": "POST passes", "type": "lead"}).status_code == 201
+    for _ in range(2):
+        response = crm.client.get("/contacts", params={"phone": number})
+        assert response.status_code == 429
+        assert response.headers["retry-after"] == "7" and response.json() == {"error": "injected"}
+    assert len(crm.client.get("/contacts", params={"phone": number}).json()["data"]) == 1
+
+
+def test_fault_without_auth_still_fires_and_does_no_work(crm: Crm) -> None:
+    crm.raw.post("/api/_faults", json={"status": 500, "method": "POST", "path_prefix": "/api/v1/contacts"})
+    before = crm.count("SELECT count(*) FROM contacts")
+    response = crm.client.post("/contacts", json={"name": "Never written", "type": "contact"})
+    assert response.status_code == 500 and "retry-after" not in response.headers
+    assert crm.count("SELECT count(*) FROM contacts") == before
+
+
+def test_concurrent_requests_consume_a_fault_exactly_times(crm: Crm) -> None:
+    crm.raw.post("/api/_faults", json={"status": 503, "times": 5, "path_prefix": "/api/v1/me"})
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def call() -> None:
+        with httpx.Client(base_url=f"{crm.base_url}/api/v1", headers=basic(SEED_KEY), timeout=30) as client:
+            status = client.get("/me").status_code
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=call) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(statuses) == [200] * 15 + [503] * 5
+
+
+def test_delay_fault_does_the_work_after_the_caller_gave_up(crm: Crm) -> None:
+    contact = crm.contact("Slow CRM")
+    crm.raw.post("/api/_faults", json={"delay_seconds": 1.0, "method": "POST", "path_prefix": "/api/v1/activities"})
+    started = time.monotonic()
+    with pytest.raises(httpx.ReadTimeout):
+        crm.client.post("/activities", json={"contact_id": contact["id"], "kind": "call", "subject": "Late"},
+                        timeout=0.3)
+    assert time.monotonic() - started < 0.9
+    deadline = time.monotonic() + 5
+    while crm.count("SELECT count(*) FROM activities WHERE contact_id = ?", contact["id"]) == 0:
+        assert time.monotonic() < deadline, "the delayed request never did its work"
+        time.sleep(0.05)
+    assert crm.client.get("/activities", params={"contact_id": contact["id"]}).json()["data"][0]["subject"] == "Late"
+
+
+def test_fault_rules_are_validated_and_cleared(crm: Crm) -> None:
+    assert crm.raw.post("/api/_faults", json={"times": 2}).status_code == 400
+    assert crm.raw.post("/api/_faults", json={"status": 200}).status_code == 400
+    assert crm.raw.post("/api/_faults", json={"status": 500, "times": 0}).status_code == 400
+    crm.raw.post("/api/_faults", json={"status": 500, "times": 3})
+    assert crm.raw.delete("/api/_faults").json() == {"deleted": 1}
+    assert crm.client.get("/me").status_code == 200
+
+
+def test_stats_count_requests_per_route_template(crm: Crm) -> None:
+    before = crm.raw.get("/api/_stats").json()["requests"].get("GET /api/v1/contacts/{contact_id:int}", 0)
+    crm.client.get("/contacts/1")
+    crm.client.get("/contacts/2")
+    after = crm.raw.get("/api/_stats").json()["requests"]["GET /api/v1/contacts/{contact_id:int}"]
+    assert after == before + 2
+
+
+# --- HTML ---------------------------------------------------------------------------------------------------
+
+
+def test_html_pages_show_contacts_and_activities_escaped(crm: Crm) -> None:
+    number = fresh_number()
+    contact = crm.contact("<script>alert(1)</script> & Co", number)
+    crm.client.post("/activities", json={"contact_id": contact["id"], "kind": "call", "subject": "Call <b>x</b>",
+                                         "body": "- Note: 1 < 2 & \"quotes\"\n- Result: Answered\n",
+                                         "direction": "Outbound", "duration_seconds": 125})
+    page = crm.raw.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    for html in (page.text, crm.raw.get(f"/contacts/{contact['id']}").text):
+        assert "<script>alert(1)</script>" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; Co" in html
+        assert number in html
+        assert "Call &lt;b&gt;x&lt;/b&gt;" in html
+        assert "<pre>- Note: 1 &lt; 2 &amp; &quot;quotes&quot;\n- Result: Answered\n</pre>" in html
+        assert "Outbound" in html and "2m 05s" in html
+    assert crm.raw.get("/contacts/987654").status_code == 404
