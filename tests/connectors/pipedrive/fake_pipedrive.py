@@ -14,23 +14,23 @@ import binascii
 import copy
 import re
 import secrets
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+
+from tests.support.live_server import serve_asgi
 
 JsonDict = dict[str, Any]
 RefreshTokenMode = Literal["same", "rotate", "omit"]
@@ -156,8 +156,7 @@ class FakePipedrive:
         self._default_expires_in = expires_in
         self._default_refresh_mode: RefreshTokenMode = refresh_token_mode
         self._lock = threading.RLock()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._stack: ExitStack | None = None
         self._port = 0
         self._init_state()
 
@@ -243,32 +242,20 @@ class FakePipedrive:
         return {f"PIPEDRIVE_{key.upper()}": value for key, value in self.connector_config().items()}
 
     def start(self) -> FakePipedrive:
-        if self._server is not None:
+        if self._stack is not None:
             return self
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app(), log_level="warning", lifespan="off", access_log=False)
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="fake-pipedrive",
-                                  daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("FakePipedrive did not start")
-            time.sleep(0.01)
-        self._server, self._thread = server, thread
+        stack = ExitStack()
+        base_url = stack.enter_context(serve_asgi(self.app()))
+        self._port = int(base_url.rsplit(":", 1)[1])
+        self._stack = stack
         return self
 
     def stop(self) -> None:
-        if self._server is None or self._thread is None:
+        if self._stack is None:
             return
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._server = self._thread = None
+        stack, self._stack = self._stack, None
         self._port = 0
+        stack.close()
 
     def __enter__(self) -> FakePipedrive:
         return self.start()
