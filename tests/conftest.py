@@ -18,7 +18,9 @@ from appconnect.settings import Settings
 from appconnect.store.migrate import upgrade
 from tests.support.app_server import run_app
 
-POSTGRES_URL = os.environ.get("APPCONNECT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "APPCONNECT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
 
 
 def postgres_reachable() -> bool:
@@ -116,9 +118,11 @@ def crm_api_key(server: LiveServer, client: httpx.Client) -> str:
 @pytest.fixture
 def jwt(client: httpx.Client, crm_api_key: str) -> str:
     """A user logged in to the test CRM with an API key, as the client does it."""
-    response = client.post("/apiKeyLogin", json={"platform": "testcrm", "apiKey": crm_api_key,
-                                                 "hostname": "testcrm.local"},
-                           headers={"rc-account-id": f"acct-{uuid.uuid4().hex}"})
+    response = client.post(
+        "/apiKeyLogin",
+        json={"platform": "testcrm", "apiKey": crm_api_key, "hostname": "testcrm.local"},
+        headers={"rc-account-id": f"acct-{uuid.uuid4().hex}"},
+    )
     assert response.status_code == 200, response.text
     token: str = response.json()["jwtToken"]
     return token
@@ -131,17 +135,28 @@ def new_phone() -> str:
 
 def call_log_body(session_id: str, contact_id: str, phone: str, **extra: object) -> dict[str, object]:
     return {
-        "logInfo": {"sessionId": session_id, "id": f"call-{session_id}", "telephonySessionId": f"t-{session_id}",
-                    "direction": "Inbound", "startTime": "2026-11-25T10:00:00.000Z", "duration": 95,
-                    "result": "Call connected", "from": {"phoneNumber": phone, "name": "Caller"},
-                    "to": {"phoneNumber": "+16505550000", "name": "Agent"}},
-        "contactId": contact_id, "contactName": "Caller", "contactType": "contact", "note": "first note",
-        "additionalSubmission": {}, **extra,
+        "logInfo": {
+            "sessionId": session_id,
+            "id": f"call-{session_id}",
+            "telephonySessionId": f"t-{session_id}",
+            "direction": "Inbound",
+            "startTime": "2026-11-25T10:00:00.000Z",
+            "duration": 95,
+            "result": "Call connected",
+            "from": {"phoneNumber": phone, "name": "Caller"},
+            "to": {"phoneNumber": "+16505550000", "name": "Agent"},
+        },
+        "contactId": contact_id,
+        "contactName": "Caller",
+        "contactType": "contact",
+        "note": "first note",
+        "additionalSubmission": {},
+        **extra,
     }
 
 
 @pytest.fixture
-def crm(client: httpx.Client, crm_api_key: str) -> "CrmView":
+def crm(client: httpx.Client, crm_api_key: str) -> CrmView:
     return CrmView(client, crm_api_key)
 
 
@@ -159,8 +174,9 @@ class CrmView:
         return data
 
     def activities_of(self, contact_id: object) -> list[dict[str, object]]:
-        response = self._client.get("/testcrm/api/v1/activities", params={"contact_id": contact_id},
-                                    auth=self._auth)
+        response = self._client.get(
+            "/testcrm/api/v1/activities", params={"contact_id": contact_id}, auth=self._auth
+        )
         assert response.status_code == 200, response.text
         data: list[dict[str, object]] = response.json()["data"]
         return data

@@ -28,23 +28,42 @@ def _migrate(settings: Settings) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     # Workers are separate processes: hand them the command-line choices through the environment.
-    overrides = {"APPCONNECT_HOST": args.host, "APPCONNECT_PORT": args.port, "APPCONNECT_WORKERS": args.workers,
-                 "APPCONNECT_DATABASE_URL": args.database_url, "APPCONNECT_MANIFEST_FILE": args.manifest}
+    overrides = {
+        "APPCONNECT_HOST": args.host,
+        "APPCONNECT_PORT": args.port,
+        "APPCONNECT_WORKERS": args.workers,
+        "APPCONNECT_DATABASE_URL": args.database_url,
+        "APPCONNECT_MANIFEST_FILE": args.manifest,
+    }
     for key, value in overrides.items():
         if value is not None:
             os.environ[key] = str(value)
     get_settings.cache_clear()
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     if settings.auto_migrate:
         _migrate(settings)
     import uvicorn
 
-    print(f"App Connect server on {settings.server_url()}  manifest: "
-          f"{settings.server_url()}/crmManifest?platformName=testcrm", flush=True)
-    uvicorn.run("appconnect.cli:app_factory", factory=True, host=settings.host, port=settings.port,
-                workers=settings.workers if settings.workers > 1 else None, access_log=False,
-                log_level=settings.log_level, loop="uvloop", http="httptools", proxy_headers=True)
+    print(
+        f"App Connect server on {settings.server_url()}  manifest: "
+        f"{settings.server_url()}/crmManifest?platformName=testcrm",
+        flush=True,
+    )
+    uvicorn.run(
+        "appconnect.cli:app_factory",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers if settings.workers > 1 else None,
+        access_log=False,
+        log_level=settings.log_level,
+        loop="uvloop",
+        http="httptools",
+        proxy_headers=True,
+    )
     return 0
 
 

@@ -17,7 +17,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 6066
     workers: int = 1
-    public_url: str = Field(default="", description="URL the client reaches this server at; default http://host:port")
+    public_url: str = Field(
+        default="", description="URL the client reaches this server at; default http://host:port"
+    )
     database_url: str = Field(
         default="sqlite+aiosqlite:///./appconnect.sqlite3",
         validation_alias=AliasChoices("APPCONNECT_DATABASE_URL", "DATABASE_URL"),

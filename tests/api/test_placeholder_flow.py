@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import httpx
-
 from tests.conftest import CrmView, LiveServer, call_log_body, new_phone
 
 
-def test_full_client_sequence_creates_one_contact_and_one_call(server: LiveServer, client: httpx.Client,
-                                                               crm_api_key: str, crm: CrmView) -> None:
+def test_full_client_sequence_creates_one_contact_and_one_call(
+    server: LiveServer, client: httpx.Client, crm_api_key: str, crm: CrmView
+) -> None:
     manifest = client.get("/crmManifest", params={"platformName": "testcrm"}).json()
     testcrm = manifest["platforms"]["testcrm"]
     assert manifest["serverUrl"] == server.base_url
     assert [t["value"] for t in testcrm["contactTypes"]] == ["contact", "lead"]
 
-    login = client.post("/apiKeyLogin?state=platform=testcrm",
-                        json={"platform": "testcrm", "apiKey": crm_api_key, "hostname": "testcrm.local"})
+    login = client.post(
+        "/apiKeyLogin?state=platform=testcrm",
+        json={"platform": "testcrm", "apiKey": crm_api_key, "hostname": "testcrm.local"},
+    )
     assert login.status_code == 200
     jwt = login.json()["jwtToken"]
     assert login.json()["returnMessage"]["messageType"] == "success"
@@ -24,47 +26,94 @@ def test_full_client_sequence_creates_one_contact_and_one_call(server: LiveServe
     session_id = f"s-{phone[1:]}"
     # the released client puts the JWT in the query and does not URL-encode the phone number's "+"
     none_logged = client.get(f"/callLog?sessionIds={session_id}&requireDetails=false&jwtToken={jwt}").json()
-    assert none_logged == {"successful": True, "logs": [{"sessionId": session_id, "matched": False}],
-                           "returnMessage": None}
+    assert none_logged == {
+        "successful": True,
+        "logs": [{"sessionId": session_id, "matched": False}],
+        "returnMessage": None,
+    }
 
-    lookup = client.get(f"/contact?phoneNumber={phone}&overridingFormat=&isExtension=false"
-                        f"&isForceRefreshAccountData=false&jwtToken={jwt}").json()
+    lookup = client.get(
+        f"/contact?phoneNumber={phone}&overridingFormat=&isExtension=false"
+        f"&isForceRefreshAccountData=false&jwtToken={jwt}"
+    ).json()
     assert lookup["successful"] is True
     assert lookup["returnMessage"]["message"] == "Contact not found"
-    assert lookup["contact"] == [{"id": "createNewContact", "name": "Create new contact...", "additionalInfo": None,
-                                  "isNewContact": True, "defaultContactType": "contact"}]
+    assert lookup["contact"] == [
+        {
+            "id": "createNewContact",
+            "name": "Create new contact...",
+            "additionalInfo": None,
+            "isNewContact": True,
+            "defaultContactType": "contact",
+        }
+    ]
 
-    created = client.post(f"/contact?jwtToken={jwt}", json={
-        "phoneNumber": phone, "newContactName": "Ada Placeholder", "newContactType": "lead",
-        "additionalSubmission": {}}).json()
+    created = client.post(
+        f"/contact?jwtToken={jwt}",
+        json={
+            "phoneNumber": phone,
+            "newContactName": "Ada Placeholder",
+            "newContactType": "lead",
+            "additionalSubmission": {},
+        },
+    ).json()
     assert created["successful"] is True
     contact = created["contact"]
     assert contact["name"] == "Ada Placeholder" and contact["type"] == "lead"
 
-    logged = client.post(f"/callLog?jwtToken={jwt}",
-                         json=call_log_body(session_id, contact["id"], phone, contactName="Ada Placeholder",
-                                            contactType="lead")).json()
+    logged = client.post(
+        f"/callLog?jwtToken={jwt}",
+        json=call_log_body(
+            session_id, contact["id"], phone, contactName="Ada Placeholder", contactType="lead"
+        ),
+    ).json()
     assert logged["successful"] is True, logged
     log_id = logged["logId"]
 
     matched = client.get(f"/callLog?sessionIds={session_id}&jwtToken={jwt}").json()
     assert matched["logs"] == [{"sessionId": session_id, "matched": True, "logId": log_id}]
 
-    patched = client.patch(f"/callLog?jwtToken={jwt}", json={
-        "sessionId": session_id, "note": "updated note", "duration": 125, "result": "Call connected",
-        "recordingLink": "https://media.example/rec/1"}).json()
+    patched = client.patch(
+        f"/callLog?jwtToken={jwt}",
+        json={
+            "sessionId": session_id,
+            "note": "updated note",
+            "duration": 125,
+            "result": "Call connected",
+            "recordingLink": "https://media.example/rec/1",
+        },
+    ).json()
     assert patched["successful"] is True and patched["logId"] == log_id
 
-    sms = client.post(f"/messageLog?jwtToken={jwt}", json={
-        "logInfo": {"conversationId": "conv-1", "conversationLogId": f"conv-1-{phone}-2026-11-25",
-                    "messages": [{"id": f"m-{phone}", "type": "SMS", "direction": "Inbound", "subject": "hi there",
-                                  "creationTime": "2026-11-25T10:05:00.000Z", "from": {"phoneNumber": phone}}],
-                    "correspondents": [{"phoneNumber": phone, "name": "Ada Placeholder"}]},
-        "contactId": contact["id"], "contactName": "Ada Placeholder", "contactType": "lead"}).json()
+    sms = client.post(
+        f"/messageLog?jwtToken={jwt}",
+        json={
+            "logInfo": {
+                "conversationId": "conv-1",
+                "conversationLogId": f"conv-1-{phone}-2026-11-25",
+                "messages": [
+                    {
+                        "id": f"m-{phone}",
+                        "type": "SMS",
+                        "direction": "Inbound",
+                        "subject": "hi there",
+                        "creationTime": "2026-11-25T10:05:00.000Z",
+                        "from": {"phoneNumber": phone},
+                    }
+                ],
+                "correspondents": [{"phoneNumber": phone, "name": "Ada Placeholder"}],
+            },
+            "contactId": contact["id"],
+            "contactName": "Ada Placeholder",
+            "contactType": "lead",
+        },
+    ).json()
     assert sms["successful"] is True and sms["logIds"] == [f"m-{phone}"]
 
-    found = client.get(f"/contact?phoneNumber={phone}&overridingFormat=&isExtension=false"
-                       f"&isForceRefreshAccountData=false&jwtToken={jwt}").json()
+    found = client.get(
+        f"/contact?phoneNumber={phone}&overridingFormat=&isExtension=false"
+        f"&isForceRefreshAccountData=false&jwtToken={jwt}"
+    ).json()
     assert found["successful"] is True
     assert found["contact"][0]["id"] == contact["id"]
     assert found["contact"][0]["name"] == "Ada Placeholder"
@@ -91,6 +140,8 @@ def test_full_client_sequence_creates_one_contact_and_one_call(server: LiveServe
 
 
 def test_bearer_header_works_like_the_query_token(client: httpx.Client, jwt: str) -> None:
-    response = client.get("/contact", params={"phoneNumber": new_phone()}, headers={"Authorization": f"Bearer {jwt}"})
+    response = client.get(
+        "/contact", params={"phoneNumber": new_phone()}, headers={"Authorization": f"Bearer {jwt}"}
+    )
     assert response.status_code == 200
     assert response.json()["contact"][0]["isNewContact"] is True

@@ -71,11 +71,20 @@ def no_faults(crm: Crm) -> Iterator[None]:
 
 
 def test_every_api_route_requires_a_known_api_key(crm: Crm) -> None:
-    bad_headers = ({}, basic("wrong-key"), {"Authorization": f"Bearer {SEED_KEY}"},
-                   {"Authorization": "Basic !!"})
+    bad_headers = (
+        {},
+        basic("wrong-key"),
+        {"Authorization": f"Bearer {SEED_KEY}"},
+        {"Authorization": "Basic !!"},
+    )
     for headers in bad_headers:
-        for method, path in (("GET", "/me"), ("GET", "/contacts"), ("POST", "/contacts"),
-                             ("GET", "/activities/1"), ("PATCH", "/activities/1")):
+        for method, path in (
+            ("GET", "/me"),
+            ("GET", "/contacts"),
+            ("POST", "/contacts"),
+            ("GET", "/activities/1"),
+            ("PATCH", "/activities/1"),
+        ):
             response = crm.raw.request(method, f"/api/v1{path}", headers=headers, json={})
             assert response.status_code == 401, (method, path, headers)
             assert response.json() == {"error": "invalid_api_key"}
@@ -83,8 +92,13 @@ def test_every_api_route_requires_a_known_api_key(crm: Crm) -> None:
 
 def test_me_returns_the_seeded_user(crm: Crm) -> None:
     me = crm.client.get("/me").json()
-    assert me == {"id": 1, "name": "Test CRM User", "email": me["email"],
-                  "timezone_name": "America/Los_Angeles", "timezone_offset": "-08:00"}
+    assert me == {
+        "id": 1,
+        "name": "Test CRM User",
+        "email": me["email"],
+        "timezone_name": "America/Los_Angeles",
+        "timezone_offset": "-08:00",
+    }
 
 
 def test_new_api_key_is_a_new_user_and_is_stored_hashed(crm: Crm) -> None:
@@ -96,8 +110,12 @@ def test_new_api_key_is_a_new_user_and_is_stored_hashed(crm: Crm) -> None:
     me = crm.raw.get("/api/v1/me", headers=basic(key)).json()
     assert me["id"] == user["id"] and me["name"] == "Isolated Tester"
     assert crm.count("SELECT count(*) FROM api_keys WHERE key_hash = ?", key) == 0
-    assert crm.count("SELECT count(*) FROM api_keys WHERE key_hash = ?",
-                     hashlib.sha256(key.encode()).hexdigest()) == 1
+    assert (
+        crm.count(
+            "SELECT count(*) FROM api_keys WHERE key_hash = ?", hashlib.sha256(key.encode()).hexdigest()
+        )
+        == 1
+    )
     assert crm.raw.post("/api/v1/api-keys", json={"name": ""}).status_code == 400
 
 
@@ -152,23 +170,31 @@ def test_missing_contact_is_404(crm: Crm) -> None:
     assert response.status_code == 404 and response.json() == {"error": "not_found"}
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"type": "contact", "phones": []}, "name"),
-    ({"name": "   ", "type": "contact"}, "name"),
-    ({"name": 42, "type": "contact"}, "name"),
-    ({"name": "X", "type": "customer"}, "type"),
-    ({"name": "X"}, "type"),
-    ({"name": "X", "type": "lead", "phones": "+14155550100"}, "phones"),
-    ({"name": "X", "type": "lead", "phones": ["+14155550100"]}, "phones[0]"),
-    ({"name": "X", "type": "lead", "phones": [{"number": "4155550100"}]}, "phones[0].number"),
-    ({"name": "X", "type": "lead", "phones": [{"number": "+0123456789"}]}, "phones[0].number"),
-    ({"name": "X", "type": "lead", "phones": [{"number": 14155550100}]}, "phones[0].number"),
-    ({"name": "X", "type": "lead", "phones": [{"number": "+14155550100"}, {"number": "+1"}]},
-     "phones[1].number"),
-    ({"name": "X", "type": "lead", "phones": [{"number": "+14155550100", "label": 7}]}, "phones[0].label"),
-    ({"name": "X", "type": "lead", "email": ["a@b.c"]}, "email"),
-    ([{"name": "X"}], "body"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"type": "contact", "phones": []}, "name"),
+        ({"name": "   ", "type": "contact"}, "name"),
+        ({"name": 42, "type": "contact"}, "name"),
+        ({"name": "X", "type": "customer"}, "type"),
+        ({"name": "X"}, "type"),
+        ({"name": "X", "type": "lead", "phones": "+14155550100"}, "phones"),
+        ({"name": "X", "type": "lead", "phones": ["+14155550100"]}, "phones[0]"),
+        ({"name": "X", "type": "lead", "phones": [{"number": "4155550100"}]}, "phones[0].number"),
+        ({"name": "X", "type": "lead", "phones": [{"number": "+0123456789"}]}, "phones[0].number"),
+        ({"name": "X", "type": "lead", "phones": [{"number": 14155550100}]}, "phones[0].number"),
+        (
+            {"name": "X", "type": "lead", "phones": [{"number": "+14155550100"}, {"number": "+1"}]},
+            "phones[1].number",
+        ),
+        (
+            {"name": "X", "type": "lead", "phones": [{"number": "+14155550100", "label": 7}]},
+            "phones[0].label",
+        ),
+        ({"name": "X", "type": "lead", "email": ["a@b.c"]}, "email"),
+        ([{"name": "X"}], "body"),
+    ],
+)
 def test_invalid_contacts_are_rejected_and_nothing_is_written(crm: Crm, body: Any, field: str) -> None:
     before = (crm.count("SELECT count(*) FROM contacts"), crm.count("SELECT count(*) FROM contact_phones"))
     response = crm.client.post("/contacts", json=body)
@@ -179,8 +205,9 @@ def test_invalid_contacts_are_rejected_and_nothing_is_written(crm: Crm, body: An
 
 
 def test_invalid_json_is_400(crm: Crm) -> None:
-    response = crm.client.post("/contacts", content=b"{not json",
-                               headers={"Content-Type": "application/json"})
+    response = crm.client.post(
+        "/contacts", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 400 and response.json()["field"] == "body"
 
 
@@ -191,8 +218,12 @@ def test_unknown_fields_are_ignored(crm: Crm) -> None:
 
 def test_phone_lookup_uses_the_digits_index(crm: Crm) -> None:
     with sqlite3.connect(crm.db_path) as conn:
-        plan = " ".join(str(row) for row in conn.execute(
-            "EXPLAIN QUERY PLAN SELECT contact_id FROM contact_phones WHERE digits = ?", ("14155550100",)))
+        plan = " ".join(
+            str(row)
+            for row in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT contact_id FROM contact_phones WHERE digits = ?", ("14155550100",)
+            )
+        )
     assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, plan
 
 
@@ -201,8 +232,15 @@ def test_phone_lookup_uses_the_digits_index(crm: Crm) -> None:
 
 def test_activity_create_get_patch_and_list(crm: Crm) -> None:
     contact = crm.contact("Call Target")
-    body = {"contact_id": contact["id"], "kind": "call", "subject": "Inbound call", "body": "- Note: hi\n",
-            "direction": "Inbound", "duration_seconds": 65, "started_at": "2024-05-01T10:00:00.000Z"}
+    body = {
+        "contact_id": contact["id"],
+        "kind": "call",
+        "subject": "Inbound call",
+        "body": "- Note: hi\n",
+        "direction": "Inbound",
+        "duration_seconds": 65,
+        "started_at": "2024-05-01T10:00:00.000Z",
+    }
     response = crm.client.post("/activities", json=body)
     assert response.status_code == 201
     activity = response.json()
@@ -211,9 +249,15 @@ def test_activity_create_get_patch_and_list(crm: Crm) -> None:
     assert crm.client.get(f"/activities/{activity['id']}").json() == activity
     assert crm.client.get(f"/contacts/{contact['id']}").json()["updated_at"] >= contact["updated_at"]
 
-    patched = crm.client.patch(f"/activities/{activity['id']}", json={
-        "subject": "Changed", "body": "new body", "duration_seconds": 70,
-        "disposition": {"outcome": "Left voicemail"}}).json()
+    patched = crm.client.patch(
+        f"/activities/{activity['id']}",
+        json={
+            "subject": "Changed",
+            "body": "new body",
+            "duration_seconds": 70,
+            "disposition": {"outcome": "Left voicemail"},
+        },
+    ).json()
     assert (patched["subject"], patched["body"], patched["duration_seconds"]) == ("Changed", "new body", 70)
     assert patched["disposition"] == {"outcome": "Left voicemail"}
     assert patched["direction"] == "Inbound" and patched["updated_at"] >= activity["updated_at"]
@@ -223,18 +267,22 @@ def test_activity_create_get_patch_and_list(crm: Crm) -> None:
     assert [a["id"] for a in listed] == [activity["id"]]
 
 
-@pytest.mark.parametrize(("patch", "field"), [
-    ({"subject": ""}, "subject"),
-    ({"subject": 5}, "subject"),
-    ({"body": ["x"]}, "body"),
-    ({"duration_seconds": "60"}, "duration_seconds"),
-    ({"duration_seconds": True}, "duration_seconds"),
-    ({"disposition": "done"}, "disposition"),
-])
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"subject": ""}, "subject"),
+        ({"subject": 5}, "subject"),
+        ({"body": ["x"]}, "body"),
+        ({"duration_seconds": "60"}, "duration_seconds"),
+        ({"duration_seconds": True}, "duration_seconds"),
+        ({"disposition": "done"}, "disposition"),
+    ],
+)
 def test_patch_rejects_wrong_types_and_changes_nothing(crm: Crm, patch: dict[str, Any], field: str) -> None:
     contact = crm.contact("Patch Target")
-    activity = crm.client.post("/activities", json={"contact_id": contact["id"], "kind": "call",
-                                                    "subject": "S", "body": "B"}).json()
+    activity = crm.client.post(
+        "/activities", json={"contact_id": contact["id"], "kind": "call", "subject": "S", "body": "B"}
+    ).json()
     response = crm.client.patch(f"/activities/{activity['id']}", json=patch)
     assert response.status_code == 400 and response.json()["field"] == field
     assert crm.client.get(f"/activities/{activity['id']}").json() == activity
@@ -245,17 +293,20 @@ def test_patch_or_get_of_a_missing_activity_is_404(crm: Crm) -> None:
     assert crm.client.patch("/activities/987654", json={"subject": "x"}).status_code == 404
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"contact_id": None, "kind": "call", "subject": "S"}, "contact_id"),
-    ({"contact_id": "1", "kind": "call", "subject": "S"}, "contact_id"),
-    ({"contact_id": 987654, "kind": "call", "subject": "S"}, "contact_id"),
-    ({"kind": "email", "subject": "S"}, "kind"),
-    ({"kind": "call", "subject": ""}, "subject"),
-    ({"kind": "call", "subject": "S", "direction": "Sideways"}, "direction"),
-    ({"kind": "call", "subject": "S", "duration_seconds": -1}, "duration_seconds"),
-    ({"kind": "call", "subject": "S", "started_at": "yesterday"}, "started_at"),
-    ({"kind": "call", "subject": "S", "external_id": 12}, "external_id"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"contact_id": None, "kind": "call", "subject": "S"}, "contact_id"),
+        ({"contact_id": "1", "kind": "call", "subject": "S"}, "contact_id"),
+        ({"contact_id": 987654, "kind": "call", "subject": "S"}, "contact_id"),
+        ({"kind": "email", "subject": "S"}, "kind"),
+        ({"kind": "call", "subject": ""}, "subject"),
+        ({"kind": "call", "subject": "S", "direction": "Sideways"}, "direction"),
+        ({"kind": "call", "subject": "S", "duration_seconds": -1}, "duration_seconds"),
+        ({"kind": "call", "subject": "S", "started_at": "yesterday"}, "started_at"),
+        ({"kind": "call", "subject": "S", "external_id": 12}, "external_id"),
+    ],
+)
 def test_invalid_activities_are_rejected(crm: Crm, body: dict[str, Any], field: str) -> None:
     contact = crm.contact("Activity Validation")
     before = crm.count("SELECT count(*) FROM activities")
@@ -305,8 +356,16 @@ def test_concurrent_creates_with_one_external_id_write_exactly_one_activity(crm:
 def test_429_fault_is_answered_exactly_times_then_requests_succeed(crm: Crm) -> None:
     number = fresh_number()
     crm.contact("Fault Target", number)
-    rule = crm.raw.post("/api/_faults", json={"status": 429, "retry_after": 7, "times": 2, "method": "GET",
-                                              "path_prefix": "/api/v1/contacts"})
+    rule = crm.raw.post(
+        "/api/_faults",
+        json={
+            "status": 429,
+            "retry_after": 7,
+            "times": 2,
+            "method": "GET",
+            "path_prefix": "/api/v1/contacts",
+        },
+    )
     assert rule.status_code == 201
     assert crm.client.get("/me").status_code == 200  # other paths are not affected
     assert crm.client.post("/contacts", json={"name": "POST passes", "type": "lead"}).status_code == 201
@@ -346,12 +405,14 @@ def test_concurrent_requests_consume_a_fault_exactly_times(crm: Crm) -> None:
 
 def test_delay_fault_does_the_work_after_the_caller_gave_up(crm: Crm) -> None:
     contact = crm.contact("Slow CRM")
-    crm.raw.post("/api/_faults", json={"delay_seconds": 1.0, "method": "POST",
-                                       "path_prefix": "/api/v1/activities"})
+    crm.raw.post(
+        "/api/_faults", json={"delay_seconds": 1.0, "method": "POST", "path_prefix": "/api/v1/activities"}
+    )
     started = time.monotonic()
     with pytest.raises(httpx.ReadTimeout):
-        crm.client.post("/activities", json={"contact_id": contact["id"], "kind": "call", "subject": "Late"},
-                        timeout=0.3)
+        crm.client.post(
+            "/activities", json={"contact_id": contact["id"], "kind": "call", "subject": "Late"}, timeout=0.3
+        )
     assert time.monotonic() - started < 0.9
     deadline = time.monotonic() + 5
     while crm.count("SELECT count(*) FROM activities WHERE contact_id = ?", contact["id"]) == 0:
@@ -384,10 +445,17 @@ def test_stats_count_requests_per_route_template(crm: Crm) -> None:
 def test_html_pages_show_contacts_and_activities_escaped(crm: Crm) -> None:
     number = fresh_number()
     contact = crm.contact("<script>alert(1)</script> & Co", number)
-    crm.client.post("/activities", json={
-        "contact_id": contact["id"], "kind": "call", "subject": "Call <b>x</b>",
-        "body": "- Note: 1 < 2 & \"quotes\"\n- Result: Answered\n", "direction": "Outbound",
-        "duration_seconds": 125})
+    crm.client.post(
+        "/activities",
+        json={
+            "contact_id": contact["id"],
+            "kind": "call",
+            "subject": "Call <b>x</b>",
+            "body": '- Note: 1 < 2 & "quotes"\n- Result: Answered\n',
+            "direction": "Outbound",
+            "duration_seconds": 125,
+        },
+    )
     page = crm.raw.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     for html in (page.text, crm.raw.get(f"/contacts/{contact['id']}").text):
@@ -398,3 +466,40 @@ def test_html_pages_show_contacts_and_activities_escaped(crm: Crm) -> None:
         assert "<pre>- Note: 1 &lt; 2 &amp; &quot;quotes&quot;\n- Result: Answered\n</pre>" in html
         assert "Outbound" in html and "2m 05s" in html
     assert crm.raw.get("/contacts/987654").status_code == 404
+
+
+# --- several server processes on one database file ----------------------------------------------------------
+
+
+def test_two_app_instances_on_one_file_share_idempotency_and_faults(tmp_path: Path) -> None:
+    """Each instance has its own engine and pool, as each worker process would."""
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'shared.sqlite3'}"
+    first_app = create_testcrm_app(db_url, seed_api_key=SEED_KEY)
+    second_app = create_testcrm_app(db_url, seed_api_key=SEED_KEY)
+    with serve_asgi(first_app, lifespan="on") as first, serve_asgi(second_app, lifespan="on") as second:
+        bases = [first, second]
+        with httpx.Client(base_url=f"{first}/api/v1", headers=basic(SEED_KEY), timeout=30) as client:
+            contact = client.post("/contacts", json={"name": "Shared", "type": "contact"}).json()
+        with httpx.Client(base_url=second) as admin:
+            rule = admin.post("/api/_faults", json={"status": 429, "times": 3, "method": "POST"})
+            assert rule.status_code == 201
+        body = {"contact_id": contact["id"], "kind": "message", "subject": "S", "external_id": "msg:shared:1"}
+        statuses: list[int] = []
+        lock = threading.Lock()
+
+        def create(index: int) -> None:
+            base = bases[index % 2]
+            with httpx.Client(base_url=f"{base}/api/v1", headers=basic(SEED_KEY), timeout=30) as client:
+                status = client.post("/activities", json=body).status_code
+            with lock:
+                statuses.append(status)
+
+        threads = [threading.Thread(target=create, args=(i,)) for i in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sorted(statuses) == [200] * 16 + [201] + [429] * 3
+        with sqlite3.connect(tmp_path / "shared.sqlite3") as conn:
+            assert conn.execute("SELECT count(*) FROM activities").fetchone()[0] == 1
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

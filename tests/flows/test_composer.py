@@ -12,19 +12,33 @@ from appconnect.flows.composer import compose_call_log, format_duration
 AGENT = CallParty(phone_number="+16505550100", extension_number="101", name="Alice Agent")
 CUSTOMER = CallParty(phone_number="+14155550123", name="Bob Buyer")
 LEGS: list[dict[str, Any]] = [
-    {"direction": "Outbound", "duration": 3725,
-     "from": {"name": "Alice Agent", "phoneNumber": "+16505550100", "extensionNumber": "101"},
-     "to": {"phoneNumber": "+14155550123"}},
-    {"direction": "Outbound", "legType": "PstnToSip", "duration": 40,
-     "from": {"phoneNumber": "+16505550100"}, "to": {"name": "Carol", "extensionNumber": "102"}},
+    {
+        "direction": "Outbound",
+        "duration": 3725,
+        "from": {"name": "Alice Agent", "phoneNumber": "+16505550100", "extensionNumber": "101"},
+        "to": {"phoneNumber": "+14155550123"},
+    },
+    {
+        "direction": "Outbound",
+        "legType": "PstnToSip",
+        "duration": 40,
+        "from": {"phoneNumber": "+16505550100"},
+        "to": {"name": "Carol", "extensionNumber": "102"},
+    },
 ]
 
 
 def outbound_call(**overrides: Any) -> CallRecord:
     values: dict[str, Any] = {
-        "session_id": "4242", "direction": "Outbound", "start_time": "2024-03-05T14:07:09.000Z",
-        "duration": 3725, "result": "Call connected", "from_party": AGENT, "to_party": CUSTOMER,
-        "recording_link": "https://media.ringcentral.com/rec/1", "custom_subject": "Pricing follow-up",
+        "session_id": "4242",
+        "direction": "Outbound",
+        "start_time": "2024-03-05T14:07:09.000Z",
+        "duration": 3725,
+        "result": "Call connected",
+        "from_party": AGENT,
+        "to_party": CUSTOMER,
+        "recording_link": "https://media.ringcentral.com/rec/1",
+        "custom_subject": "Pricing follow-up",
         "legs": LEGS,
     }
     values.update(overrides)
@@ -41,16 +55,22 @@ def create(log_format: str, **kwargs: Any) -> str:
     return compose_call_log(log_format=log_format, **kwargs)
 
 
-JOURNEY_LINES = ("Made call from Alice Agent, +16505550100, ext 101\n"
-                 "Transferred to Carol, ext 102, duration: 40 seconds")
+JOURNEY_LINES = (
+    "Made call from Alice Agent, +16505550100, ext 101\nTransferred to Carol, ext 102, duration: 40 seconds"
+)
 
 
 # --- create -----------------------------------------------------------------------------------------------
 
 
 def test_create_plain_text_body() -> None:
-    body = create("text/plain", note="Wants the annual plan", ai_note="Customer asked about pricing.\n",
-                  transcript="Alice: Hi\nBob: Hello", timezone_offset="-05:00")
+    body = create(
+        "text/plain",
+        note="Wants the annual plan",
+        ai_note="Customer asked about pricing.\n",
+        transcript="Alice: Hi\nBob: Hello",
+        timezone_offset="-05:00",
+    )
     assert body == (
         "- Note: Wants the annual plan\n"
         "- Summary: Pricing follow-up\n"
@@ -65,8 +85,9 @@ def test_create_plain_text_body() -> None:
 
 
 def test_create_html_body() -> None:
-    body = create("text/html", note="Wants the annual plan", ai_note="Line one\nLine two",
-                  timezone_offset="-05:00")
+    body = create(
+        "text/html", note="Wants the annual plan", ai_note="Line one\nLine two", timezone_offset="-05:00"
+    )
     assert body == (
         "<b>Agent notes</b><br>Wants the annual plan<br><br><b>Call details</b><br>"
         "<li><b>Summary</b>: Pricing follow-up</li>"
@@ -80,8 +101,9 @@ def test_create_html_body() -> None:
 
 
 def test_create_markdown_body() -> None:
-    body = create("text/markdown", note="Wants the annual plan", transcript="Alice: Hi",
-                  timezone_offset="-05:00")
+    body = create(
+        "text/markdown", note="Wants the annual plan", transcript="Alice: Hi", timezone_offset="-05:00"
+    )
     assert body == (
         "## Agent notes\nWants the annual plan\n\n## Call details\n"
         "**Summary**: Pricing follow-up\n"
@@ -109,12 +131,17 @@ def test_recompose_with_same_input_is_stable() -> None:
 
 
 def test_update_replaces_duration_and_result_instead_of_duplicating() -> None:
-    existing = ("- Note: first note\n- Summary: Pricing follow-up\n- Duration: pending\n"
-                "- Result: In Progress\n- Call recording link: https://media.ringcentral.com/rec/1\n")
-    body = compose_call_log(log_format="text/plain", existing_body=existing, duration=65,
-                            result="Call connected")
-    assert body == ("- Note: first note\n- Summary: Pricing follow-up\n- Duration: 1 minute, 5 seconds\n"
-                    "- Result: Call connected\n- Call recording link: https://media.ringcentral.com/rec/1\n")
+    existing = (
+        "- Note: first note\n- Summary: Pricing follow-up\n- Duration: pending\n"
+        "- Result: In Progress\n- Call recording link: https://media.ringcentral.com/rec/1\n"
+    )
+    body = compose_call_log(
+        log_format="text/plain", existing_body=existing, duration=65, result="Call connected"
+    )
+    assert body == (
+        "- Note: first note\n- Summary: Pricing follow-up\n- Duration: 1 minute, 5 seconds\n"
+        "- Result: Call connected\n- Call recording link: https://media.ringcentral.com/rec/1\n"
+    )
 
 
 def test_update_replaces_plain_note() -> None:
@@ -124,8 +151,9 @@ def test_update_replaces_plain_note() -> None:
 
 
 def test_update_replaces_legacy_agent_notes_label() -> None:
-    body = compose_call_log(log_format="text/plain", existing_body="- Agent notes: old\n- Result: Missed\n",
-                            note="new")
+    body = compose_call_log(
+        log_format="text/plain", existing_body="- Agent notes: old\n- Result: Missed\n", note="new"
+    )
     assert body == "- Note: new\n- Result: Missed\n"
 
 
@@ -142,30 +170,45 @@ def test_update_replaces_markdown_note() -> None:
 
 
 def test_update_adds_note_above_markdown_details() -> None:
-    body = compose_call_log(log_format="text/markdown", existing_body="## Call details\n**Result**: Missed\n",
-                            note="new")
+    body = compose_call_log(
+        log_format="text/markdown", existing_body="## Call details\n**Result**: Missed\n", note="new"
+    )
     assert body == "## Agent notes\nnew\n\n## Call details\n**Result**: Missed\n"
 
 
 def test_update_appends_new_recording_link_on_its_own_line() -> None:
-    body = compose_call_log(log_format="text/plain", existing_body="- Note: hi\n- Result: Call connected",
-                            recording_link="https://media.ringcentral.com/rec/2")
-    assert body == "- Note: hi\n- Result: Call connected\n- Call recording link: https://media.ringcentral.com/rec/2\n"
+    body = compose_call_log(
+        log_format="text/plain",
+        existing_body="- Note: hi\n- Result: Call connected",
+        recording_link="https://media.ringcentral.com/rec/2",
+    )
+    assert (
+        body
+        == "- Note: hi\n- Result: Call connected\n- Call recording link: https://media.ringcentral.com/rec/2\n"
+    )
 
 
 def test_update_replaces_pending_html_recording_with_anchor() -> None:
     existing = "<li><b>Result</b>: Call connected</li><li><b>Call recording link</b>: (pending...)</li>"
-    body = compose_call_log(log_format="text/html", existing_body=existing,
-                            recording_link="https://media.ringcentral.com/rec/2")
-    assert body == ('<li><b>Result</b>: Call connected</li><li><b>Call recording link</b>: '
-                    '<a target="_blank" href="https://media.ringcentral.com/rec/2">open</a></li>')
+    body = compose_call_log(
+        log_format="text/html", existing_body=existing, recording_link="https://media.ringcentral.com/rec/2"
+    )
+    assert body == (
+        "<li><b>Result</b>: Call connected</li><li><b>Call recording link</b>: "
+        '<a target="_blank" href="https://media.ringcentral.com/rec/2">open</a></li>'
+    )
 
 
 def test_html_recording_goes_inside_an_existing_list() -> None:
-    body = compose_call_log(log_format="text/html", existing_body="<ul><li><b>Result</b>: Missed</li></ul>",
-                            recording_link="https://media.ringcentral.com/rec/2")
-    assert body == ('<ul><li><b>Result</b>: Missed</li><li><b>Call recording link</b>: '
-                    '<a target="_blank" href="https://media.ringcentral.com/rec/2">open</a></li></ul>')
+    body = compose_call_log(
+        log_format="text/html",
+        existing_body="<ul><li><b>Result</b>: Missed</li></ul>",
+        recording_link="https://media.ringcentral.com/rec/2",
+    )
+    assert body == (
+        "<ul><li><b>Result</b>: Missed</li><li><b>Call recording link</b>: "
+        '<a target="_blank" href="https://media.ringcentral.com/rec/2">open</a></li></ul>'
+    )
 
 
 def test_html_recording_that_is_not_a_url_shows_pending() -> None:
@@ -174,8 +217,11 @@ def test_html_recording_that_is_not_a_url_shows_pending() -> None:
 
 
 def test_voicemail_link_is_its_own_line() -> None:
-    body = compose_call_log(log_format="text/plain", existing_body="- Result: Voicemail\n",
-                            voicemail_link="https://media.ringcentral.com/vm/9")
+    body = compose_call_log(
+        log_format="text/plain",
+        existing_body="- Result: Voicemail\n",
+        voicemail_link="https://media.ringcentral.com/vm/9",
+    )
     assert body == "- Result: Voicemail\n- Voicemail recording link: https://media.ringcentral.com/vm/9\n"
 
 
@@ -194,27 +240,49 @@ def test_markdown_block_stops_at_a_later_field() -> None:
 def test_user_name_replaces_only_a_pending_value() -> None:
     on = settings(addRingCentralUserName=True)
     call = outbound_call(legs=[])
-    pending = compose_call_log(log_format="text/plain",
-                               existing_body="- RingCentral user name: (pending...)\n",
-                               call=call, user_settings=on)
-    kept = compose_call_log(log_format="text/plain", existing_body="- RingCentral user name: Someone\n",
-                            call=call, user_settings=on)
+    pending = compose_call_log(
+        log_format="text/plain",
+        existing_body="- RingCentral user name: (pending...)\n",
+        call=call,
+        user_settings=on,
+    )
+    kept = compose_call_log(
+        log_format="text/plain",
+        existing_body="- RingCentral user name: Someone\n",
+        call=call,
+        user_settings=on,
+    )
     assert pending.startswith("- RingCentral user name: Alice Agent\n")
     assert kept.startswith("- RingCentral user name: Someone\n")
 
 
 def test_subject_argument_wins_over_custom_subject() -> None:
-    body = compose_call_log(log_format="text/plain", existing_body="- Summary: Old\n",
-                            call=outbound_call(), subject="Renewal", user_settings=settings(
-                                addCallLogDateTime=False, addCallLogDuration=False, addCallLogResult=False,
-                                addCallLogRecording=False, addCallLogLegs=False))
+    body = compose_call_log(
+        log_format="text/plain",
+        existing_body="- Summary: Old\n",
+        call=outbound_call(),
+        subject="Renewal",
+        user_settings=settings(
+            addCallLogDateTime=False,
+            addCallLogDuration=False,
+            addCallLogResult=False,
+            addCallLogRecording=False,
+            addCallLogLegs=False,
+        ),
+    )
     assert body == "- Summary: Renewal\n"
 
 
 def test_contact_number_only_on_create() -> None:
-    on = settings(addCallLogContactNumber=True, addCallLogDateTime=False, addCallLogDuration=False,
-                  addCallLogResult=False, addCallLogRecording=False, addCallLogLegs=False,
-                  addCallLogSubject=False)
+    on = settings(
+        addCallLogContactNumber=True,
+        addCallLogDateTime=False,
+        addCallLogDuration=False,
+        addCallLogResult=False,
+        addCallLogRecording=False,
+        addCallLogLegs=False,
+        addCallLogSubject=False,
+    )
     created = create("text/html", user_settings=on)
     updated = compose_call_log(log_format="text/html", call=outbound_call(), user_settings=on)
     assert created == "<li><b>Recipient phone number</b>: +14155550123</li>"
@@ -225,51 +293,74 @@ def test_contact_number_only_on_create() -> None:
 
 
 def test_settings_switch_fields_off() -> None:
-    off = settings(addCallLogNote=False, addCallLogSubject=False, addCallLogDateTime=False,
-                   addCallLogDuration=False, addCallLogRecording=False, addCallLogAiNote=False,
-                   addCallLogTranscript=False, addCallLogLegs=False)
+    off = settings(
+        addCallLogNote=False,
+        addCallLogSubject=False,
+        addCallLogDateTime=False,
+        addCallLogDuration=False,
+        addCallLogRecording=False,
+        addCallLogAiNote=False,
+        addCallLogTranscript=False,
+        addCallLogLegs=False,
+    )
     body = create("text/plain", note="n", ai_note="a", transcript="t", user_settings=off)
     assert body == "- Result: Call connected\n"
 
 
 def test_optional_fields_switched_on() -> None:
-    on = settings(addCallSessionId=True, addRingCentralUserName=True, addRingCentralNumber=True,
-                  addCallLogContactNumber=True, addCallLogSubject=False, addCallLogDateTime=False,
-                  addCallLogDuration=False, addCallLogResult=False, addCallLogRecording=False,
-                  addCallLogLegs=False)
+    on = settings(
+        addCallSessionId=True,
+        addRingCentralUserName=True,
+        addRingCentralNumber=True,
+        addCallLogContactNumber=True,
+        addCallLogSubject=False,
+        addCallLogDateTime=False,
+        addCallLogDuration=False,
+        addCallLogResult=False,
+        addCallLogRecording=False,
+        addCallLogLegs=False,
+    )
     body = create("text/markdown", user_settings=on)
-    assert body == ("**Session Id**: 4242\n**RingCentral user name**: Alice Agent\n"
-                    "**RingCentral number and extension**: +16505550100 101\n"
-                    "**Contact Number**: +14155550123\n")
+    assert body == (
+        "**Session Id**: 4242\n**RingCentral user name**: Alice Agent\n"
+        "**RingCentral number and extension**: +16505550100 101\n"
+        "**Contact Number**: +14155550123\n"
+    )
 
 
 def test_setting_without_value_uses_default() -> None:
-    body = create("text/plain", user_settings={"addCallLogResult": {"value": None}, "addCallLogDuration": {}},
-                  call=outbound_call(legs=[], recording_link=None, custom_subject=None, start_time=None))
+    body = create(
+        "text/plain",
+        user_settings={"addCallLogResult": {"value": None}, "addCallLogDuration": {}},
+        call=outbound_call(legs=[], recording_link=None, custom_subject=None, start_time=None),
+    )
     assert body == "- Duration: 1 hour, 2 minutes, 5 seconds\n- Result: Call connected\n"
 
 
 # --- dates ------------------------------------------------------------------------------------------------
 
 
-def date_line(offset: Any = None, date_format: str | None = None,
-              start: str = "2024-03-05T14:07:09Z") -> str:
+def date_line(offset: Any = None, date_format: str | None = None, start: str = "2024-03-05T14:07:09Z") -> str:
     user = settings(logDateFormat=date_format) if date_format else {}
-    return compose_call_log(log_format="text/plain", start_time=start, timezone_offset=offset,
-                            user_settings=user)
+    return compose_call_log(
+        log_format="text/plain", start_time=start, timezone_offset=offset, user_settings=user
+    )
 
 
-@pytest.mark.parametrize(("offset", "expected"), [
-    (None, "2024-03-05 02:07:09 PM"),
-    ("", "2024-03-05 02:07:09 PM"),
-    ("+05:30", "2024-03-05 07:37:09 PM"),
-    ("-08:00", "2024-03-05 06:07:09 AM"),
-    ("-5", "2024-03-05 09:07:09 AM"),
-    (5.5, "2024-03-05 07:37:09 PM"),
-    ("330", "2024-03-05 07:37:09 PM"),
-    (-480, "2024-03-05 06:07:09 AM"),
-    ("not an offset", "2024-03-05 02:07:09 PM"),
-])
+@pytest.mark.parametrize(
+    ("offset", "expected"),
+    [
+        (None, "2024-03-05 02:07:09 PM"),
+        ("", "2024-03-05 02:07:09 PM"),
+        ("+05:30", "2024-03-05 07:37:09 PM"),
+        ("-08:00", "2024-03-05 06:07:09 AM"),
+        ("-5", "2024-03-05 09:07:09 AM"),
+        (5.5, "2024-03-05 07:37:09 PM"),
+        ("330", "2024-03-05 07:37:09 PM"),
+        (-480, "2024-03-05 06:07:09 AM"),
+        ("not an offset", "2024-03-05 02:07:09 PM"),
+    ],
+)
 def test_date_time_with_offsets(offset: Any, expected: str) -> None:
     assert date_line(offset) == f"- Date/Time: {expected}\n"
 
@@ -278,12 +369,15 @@ def test_date_offset_can_cross_midnight() -> None:
     assert date_line("+10:00", start="2024-12-31T20:00:00Z") == "- Date/Time: 2025-01-01 06:00:00 AM\n"
 
 
-@pytest.mark.parametrize(("date_format", "expected"), [
-    ("YYYY-MM-DD HH:mm:ss", "2024-03-05 14:07:09"),
-    ("D/M/YY h:mm a", "5/3/24 2:07 pm"),
-    ("MM/DD/YYYY hh:mm A", "03/05/2024 02:07 PM"),
-    ("[at] H:mm", "at 14:07"),
-])
+@pytest.mark.parametrize(
+    ("date_format", "expected"),
+    [
+        ("YYYY-MM-DD HH:mm:ss", "2024-03-05 14:07:09"),
+        ("D/M/YY h:mm a", "5/3/24 2:07 pm"),
+        ("MM/DD/YYYY hh:mm A", "03/05/2024 02:07 PM"),
+        ("[at] H:mm", "at 14:07"),
+    ],
+)
 def test_date_format_tokens(date_format: str, expected: str) -> None:
     assert date_line(date_format=date_format) == f"- Date/Time: {expected}\n"
 
@@ -303,27 +397,31 @@ def test_unparseable_start_time_omits_date() -> None:
 
 def test_update_replaces_date_line() -> None:
     existing = "- Date/Time: 2020-01-01 01:00:00 AM\n- Result: x\n"
-    body = compose_call_log(log_format="text/plain", existing_body=existing,
-                            start_time="2024-03-05T14:07:09Z")
+    body = compose_call_log(
+        log_format="text/plain", existing_body=existing, start_time="2024-03-05T14:07:09Z"
+    )
     assert body == "- Date/Time: 2024-03-05 02:07:09 PM\n- Result: x\n"
 
 
 # --- durations --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("seconds", "expected"), [
-    (0, "0 seconds"),
-    (1, "1 second"),
-    (59, "59 seconds"),
-    (60, "1 minute"),
-    (61, "1 minute, 1 second"),
-    (3600, "1 hour"),
-    (3725, "1 hour, 2 minutes, 5 seconds"),
-    (7322, "2 hours, 2 minutes, 2 seconds"),
-    ("125", "2 minutes, 5 seconds"),
-    ("pending", "pending"),
-    (None, ""),
-])
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (0, "0 seconds"),
+        (1, "1 second"),
+        (59, "59 seconds"),
+        (60, "1 minute"),
+        (61, "1 minute, 1 second"),
+        (3600, "1 hour"),
+        (3725, "1 hour, 2 minutes, 5 seconds"),
+        (7322, "2 hours, 2 minutes, 2 seconds"),
+        ("125", "2 minutes, 5 seconds"),
+        ("pending", "pending"),
+        (None, ""),
+    ],
+)
 def test_format_duration(seconds: int | str | None, expected: str) -> None:
     assert format_duration(seconds) == expected
 
@@ -334,34 +432,50 @@ def test_zero_duration_is_logged() -> None:
 
 
 def test_journey_singular_second() -> None:
-    legs: list[dict[str, Any]] = [{"direction": "Inbound", "to": {"phoneNumber": "+16505550100"}},
-                                  {"direction": "Inbound", "to": {"extensionNumber": "102"}, "duration": 1}]
+    legs: list[dict[str, Any]] = [
+        {"direction": "Inbound", "to": {"phoneNumber": "+16505550100"}},
+        {"direction": "Inbound", "to": {"extensionNumber": "102"}, "duration": 1},
+    ]
     body = compose_call_log(log_format="text/plain", legs=legs)
-    assert body == ("- Call journey:\nReceived call at +16505550100\n"
-                    "Transferred to ext 102, duration: 1 second\n--- JOURNEY END\n")
+    assert body == (
+        "- Call journey:\nReceived call at +16505550100\n"
+        "Transferred to ext 102, duration: 1 second\n--- JOURNEY END\n"
+    )
 
 
 # --- escaping ---------------------------------------------------------------------------------------------
 
 
 def test_html_values_are_escaped() -> None:
-    call = outbound_call(custom_subject="Q&A <script>", legs=[], recording_link=None, start_time=None,
-                         duration=None, result=None)
-    body = compose_call_log(log_format="text/html", call=call, note='<img src=x onerror="alert(1)">\nbye',
-                            transcript="a < b")
-    assert body == ('<b>Agent notes</b><br>&lt;img src=x onerror="alert(1)"&gt;<br>bye<br><br>'
-                    "<b>Call details</b><br>"
-                    "<li><b>Summary</b>: Q&amp;A &lt;script&gt;</li>"
-                    "<div><b>Transcript</b><br>a &lt; b</div><br>")
+    call = outbound_call(
+        custom_subject="Q&A <script>",
+        legs=[],
+        recording_link=None,
+        start_time=None,
+        duration=None,
+        result=None,
+    )
+    body = compose_call_log(
+        log_format="text/html", call=call, note='<img src=x onerror="alert(1)">\nbye', transcript="a < b"
+    )
+    assert body == (
+        '<b>Agent notes</b><br>&lt;img src=x onerror="alert(1)"&gt;<br>bye<br><br>'
+        "<b>Call details</b><br>"
+        "<li><b>Summary</b>: Q&amp;A &lt;script&gt;</li>"
+        "<div><b>Transcript</b><br>a &lt; b</div><br>"
+    )
 
 
 def test_html_recording_href_is_escaped() -> None:
     body = compose_call_log(log_format="text/html", recording_link='https://x/"onmouseover="x')
-    assert body == ('<li><b>Call recording link</b>: '
-                    '<a target="_blank" href="https://x/&quot;onmouseover=&quot;x">open</a></li>')
+    assert body == (
+        "<li><b>Call recording link</b>: "
+        '<a target="_blank" href="https://x/&quot;onmouseover=&quot;x">open</a></li>'
+    )
 
 
 def test_plain_text_is_not_escaped_and_backslashes_survive() -> None:
-    body = compose_call_log(log_format="text/plain", existing_body="- Note: old\n- Result: x\n",
-                            note=r"a < b \1 \g<0>")
+    body = compose_call_log(
+        log_format="text/plain", existing_body="- Note: old\n- Result: x\n", note=r"a < b \1 \g<0>"
+    )
     assert body == "- Note: a < b \\1 \\g<0>\n- Result: x\n"

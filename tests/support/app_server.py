@@ -20,8 +20,9 @@ def run_app(build: Callable[[str], Any], *, startup_timeout: float = 20.0) -> It
     sock.bind(("127.0.0.1", 0))
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     app = build(base_url)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", loop="asyncio",
-                                           timeout_graceful_shutdown=5))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="on", loop="asyncio", timeout_graceful_shutdown=5)
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout

@@ -22,16 +22,28 @@ def _bound_socket(host: str) -> socket.socket:
 
 
 @contextmanager
-def serve_asgi(app: Any, *, host: str = "127.0.0.1", lifespan: Literal["on", "off", "auto"] = "off",
-               startup_timeout: float = 15.0, shutdown_timeout: float = 15.0) -> Iterator[str]:
+def serve_asgi(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    lifespan: Literal["on", "off", "auto"] = "off",
+    startup_timeout: float = 15.0,
+    shutdown_timeout: float = 15.0,
+) -> Iterator[str]:
     """Serve `app` on a free port and yield its base URL (`http://127.0.0.1:<port>`, no trailing slash).
 
     `lifespan="on"` runs the app's startup and shutdown (e.g. to close DB pools inside the server's loop).
     """
     sock = _bound_socket(host)
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan=lifespan,
-                            timeout_graceful_shutdown=int(shutdown_timeout))
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan=lifespan,
+        timeout_graceful_shutdown=int(shutdown_timeout),
+    )
     server = uvicorn.Server(config)
     errors: list[BaseException] = []
 

@@ -42,13 +42,29 @@ def create_app(settings: Settings, registry: ConnectorRegistry | None = None) ->
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry URLs with phone numbers
     services = build_services(settings, registry)
 
+    embedded_crm = None
+    if settings.embedded_testcrm:
+        from appconnect.embedded_crm import create_testcrm_app
+
+        embedded_crm = create_testcrm_app(
+            settings.testcrm_database_url, seed_api_key=settings.testcrm_api_key
+        )
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         await services.close()
+        if embedded_crm is not None:  # a mounted app's own lifespan never runs
+            await embedded_crm.state.testcrm.aclose()
 
-    app = FastAPI(title="App Connect connector server", version=__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="App Connect connector server",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.services = services
     app.state.manifest = _manifest(settings, services.registry)
     app.include_router(router)
@@ -61,15 +77,28 @@ def create_app(settings: Settings, registry: ConnectorRegistry | None = None) ->
 
     @app.exception_handler(SessionRevoked)
     async def session_revoked(_request: Request, _exc: SessionRevoked) -> Response:
-        return json_response({"successful": False, "returnMessage": SESSION_EXPIRED.to_wire(),
-                              "errorCode": "CRM_SESSION_REVOKED"}, 401)
+        return json_response(
+            {
+                "successful": False,
+                "returnMessage": SESSION_EXPIRED.to_wire(),
+                "errorCode": "CRM_SESSION_REVOKED",
+            },
+            401,
+        )
 
     @app.exception_handler(oauth.OAuthError)
     async def oauth_failed(_request: Request, exc: oauth.OAuthError) -> Response:
         log.warning("token refresh failed: %s", exc)
-        return json_response({"successful": False, "returnMessage": {
-            "message": "Could not refresh the CRM session. Please try again.", "messageType": "warning",
-            "ttl": 5000}})
+        return json_response(
+            {
+                "successful": False,
+                "returnMessage": {
+                    "message": "Could not refresh the CRM session. Please try again.",
+                    "messageType": "warning",
+                    "ttl": 5000,
+                },
+            }
+        )
 
     @app.exception_handler(SQLAlchemyError)
     async def database_failed(_request: Request, exc: SQLAlchemyError) -> Response:
@@ -81,13 +110,15 @@ def create_app(settings: Settings, registry: ConnectorRegistry | None = None) ->
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return json_response({"error": redact(str(exc)) or type(exc).__name__}, 400)
 
-    if settings.embedded_testcrm:
-        from appconnect.embedded_crm import create_testcrm_app
-
-        app.mount("/testcrm", create_testcrm_app(settings.testcrm_database_url,
-                                                 seed_api_key=settings.testcrm_api_key))
+    if embedded_crm is not None:
+        app.mount("/testcrm", embedded_crm)
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
-                       allow_headers=["*"], expose_headers=["x-refreshed-jwt-token"])
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+        allow_headers=["*"],
+        expose_headers=["x-refreshed-jwt-token"],
+    )
     return app

@@ -57,9 +57,18 @@ async def implemented_interfaces(request: Request) -> Response:
         return json_response({"error": f"Connector not found for platform: {platform}"}, 400)
     result = {name: implements(connector, method) for name, method in INTERFACE_METHODS.items()}
     result["getAuthType"] = True
-    for name in ("listAppointments", "createAppointment", "updateAppointment", "refreshAppointment",
-                 "confirmAppointment", "cancelAppointment", "getUserList", "getManagedAuthOptions",
-                 "getLicenseStatus", "refreshUserInfo"):
+    for name in (
+        "listAppointments",
+        "createAppointment",
+        "updateAppointment",
+        "refreshAppointment",
+        "confirmAppointment",
+        "cancelAppointment",
+        "getUserList",
+        "getManagedAuthOptions",
+        "getLicenseStatus",
+        "refreshUserInfo",
+    ):
         result[name] = False
     result["getLogFormatType"] = True
     if connector.auth_type == "oauth":
@@ -77,8 +86,18 @@ async def server_version_info(request: Request) -> Response:
 
 @router.get("/releaseNotes")
 async def release_notes() -> Response:
-    return json_response({__version__: {"global": [
-        {"type": "New", "description": "Python connector server: placeholder contacts, call and SMS logging."}]}})
+    return json_response(
+        {
+            __version__: {
+                "global": [
+                    {
+                        "type": "New",
+                        "description": "Python connector server: placeholder contacts, call and SMS logging.",
+                    }
+                ]
+            }
+        }
+    )
 
 
 @router.get("/userInfoHash")
@@ -88,7 +107,9 @@ async def user_info_hash(request: Request) -> Response:
     account_id = request.query_params.get("accountId")
     if not extension_id or not account_id:
         return json_response({"error": "extensionId and accountId are required"}, 400)
-    return json_response({"extensionId": hash_value(extension_id, key), "accountId": hash_value(account_id, key)})
+    return json_response(
+        {"extensionId": hash_value(extension_id, key), "accountId": hash_value(account_id, key)}
+    )
 
 
 # --- auth ---------------------------------------------------------------------------------------------------
@@ -97,9 +118,12 @@ async def user_info_hash(request: Request) -> Response:
 @router.post("/apiKeyLogin")
 async def api_key_login(request: Request) -> Response:
     body = await parse_body(request, ApiKeyLoginBody)
-    reply = await login.api_key_login(services_of(request), body,
-                                      rc_account_header=request.headers.get("rc-account-id"),
-                                      rc_extension_header=request.headers.get("rc-extension-id"))
+    reply = await login.api_key_login(
+        services_of(request),
+        body,
+        rc_account_header=request.headers.get("rc-account-id"),
+        rc_extension_header=request.headers.get("rc-extension-id"),
+    )
     return respond(request, reply)
 
 
@@ -137,9 +161,13 @@ async def find_contact(request: Request) -> Response:
     claims = caller_of(request).require()
     q = request.query_params
     reply = await contacts.find_contact(
-        services_of(request), claims, phone_number=q.get("phoneNumber"),
-        overriding_format=q.get("overridingFormat", ""), is_extension=q.get("isExtension", "false"),
-        force_refresh=q.get("isForceRefreshAccountData") == "true")
+        services_of(request),
+        claims,
+        phone_number=q.get("phoneNumber"),
+        overriding_format=q.get("overridingFormat", ""),
+        is_extension=q.get("isExtension", "false"),
+        force_refresh=q.get("isForceRefreshAccountData") == "true",
+    )
     return respond(request, reply)
 
 
@@ -165,8 +193,13 @@ async def get_call_log(request: Request) -> Response:
     claims = caller_of(request).require()
     q = request.query_params
     reply = await call_logs.get_call_logs(
-        services_of(request), claims, session_ids=q.get("sessionIds"), extension_number=q.get("extensionNumber"),
-        hashed_extension_id=q.get("hashedExtensionId"), require_details=q.get("requireDetails") == "true")
+        services_of(request),
+        claims,
+        session_ids=q.get("sessionIds"),
+        extension_number=q.get("extensionNumber"),
+        hashed_extension_id=q.get("hashedExtensionId"),
+        require_details=q.get("requireDetails") == "true",
+    )
     return respond(request, reply)
 
 
@@ -204,8 +237,9 @@ async def create_message_log(request: Request) -> Response:
 @router.get("/user/settings")
 async def get_user_settings(request: Request) -> Response:
     claims = caller_of(request).require()
-    reply = await user_settings.get_user_settings(services_of(request), claims,
-                                                  request.query_params.get("rcAccountId"))
+    reply = await user_settings.get_user_settings(
+        services_of(request), claims, request.query_params.get("rcAccountId")
+    )
     return respond(request, reply)
 
 
@@ -218,5 +252,7 @@ async def post_user_settings(request: Request) -> Response:
 
 @router.get("/user/preloadSettings")
 async def preload_settings(request: Request) -> Response:
-    reply = await user_settings.preload_settings(services_of(request), request.query_params.get("rcAccountId"))
+    reply = await user_settings.preload_settings(
+        services_of(request), request.query_params.get("rcAccountId")
+    )
     return respond(request, reply)

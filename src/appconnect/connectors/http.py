@@ -10,13 +10,17 @@ import orjson
 from appconnect.connectors.sdk import CrmHttpError, CrmResponse
 
 
-def build_transport_client(*, connect_timeout: float, read_timeout: float,
-                           max_connections: int = 200) -> httpx.AsyncClient:
+def build_transport_client(
+    *, connect_timeout: float, read_timeout: float, max_connections: int = 200
+) -> httpx.AsyncClient:
     """The process-wide pooled client every CRM call goes through."""
-    timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout)
+    timeout = httpx.Timeout(
+        connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
+    )
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections // 2)
-    return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False,
-                             headers={"User-Agent": "appconnect-server"})
+    return httpx.AsyncClient(
+        timeout=timeout, limits=limits, follow_redirects=False, headers={"User-Agent": "appconnect-server"}
+    )
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -49,10 +53,18 @@ class CrmHttpClient:
             return url
         return f"{self.base_url}/{url.lstrip('/')}"
 
-    async def request(self, method: str, url: str, *, params: dict[str, Any] | None = None,
-                      json: Any = None, data: dict[str, str] | None = None,
-                      headers: dict[str, str] | None = None, auth: bool = True,
-                      allow_status: tuple[int, ...] = ()) -> CrmResponse:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        data: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: bool = True,
+        allow_status: tuple[int, ...] = (),
+    ) -> CrmResponse:
         full_url = self._url(url)
         send_headers: dict[str, str] = {"Accept": "application/json"}
         if auth and self._auth_header:
@@ -64,16 +76,22 @@ class CrmHttpClient:
             content = orjson.dumps(json)
             send_headers["Content-Type"] = "application/json"
         try:
-            response = await self._client.request(method, full_url, params=params, content=content,
-                                                  data=data, headers=send_headers)
+            response = await self._client.request(
+                method, full_url, params=params, content=content, data=data, headers=send_headers
+            )
         except httpx.TimeoutException as exc:
             raise CrmHttpError(None, method=method, url=_redact_query(full_url)) from exc
         except httpx.HTTPError as exc:
             raise CrmHttpError(None, method=method, url=_redact_query(full_url)) from exc
         if response.is_success or response.status_code in allow_status:
             return response
-        raise CrmHttpError(response.status_code, retry_after=_retry_after(response), body=_body(response),
-                           method=method, url=_redact_query(full_url))
+        raise CrmHttpError(
+            response.status_code,
+            retry_after=_retry_after(response),
+            body=_body(response),
+            method=method,
+            url=_redact_query(full_url),
+        )
 
     async def get_json(self, url: str, *, params: dict[str, Any] | None = None) -> Any:
         return (await self.request("GET", url, params=params)).json()

@@ -44,7 +44,9 @@ def _entry_point_classes() -> list[type[Connector]]:
 def connector_config(platform: str, environ: Mapping[str, str]) -> ConnectorConfig:
     """`<PLATFORM>_<KEY>=value` settings become `config.get("<key>")` for that connector."""
     prefix = platform.upper() + "_"
-    return ConnectorConfig({k[len(prefix):].lower(): v for k, v in environ.items() if k.upper().startswith(prefix)})
+    return ConnectorConfig(
+        {k[len(prefix) :].lower(): v for k, v in environ.items() if k.upper().startswith(prefix)}
+    )
 
 
 class ConnectorRegistry:
@@ -61,11 +63,13 @@ class ConnectorRegistry:
                     continue
                 raise DuplicatePlatformError(
                     f"platform {name!r} is provided by both {seen[name].__module__}.{seen[name].__name__} "
-                    f"and {cls.__module__}.{cls.__name__}")
+                    f"and {cls.__module__}.{cls.__name__}"
+                )
             seen[name] = cls
             self._connectors[name] = cls(connector_config(name, env))
         self._manifest_entries: dict[str, JsonDict] = {
-            name: c.manifest_entry() for name, c in self._connectors.items()}
+            name: c.manifest_entry() for name, c in self._connectors.items()
+        }
 
     @classmethod
     def discover(cls, environ: Mapping[str, str] | None = None) -> ConnectorRegistry:
@@ -83,7 +87,9 @@ class ConnectorRegistry:
     def contact_types(self, platform: str) -> list[str]:
         return [str(t["value"]) for t in self._manifest_entries[platform].get("contactTypes", [])]
 
-    def manifest(self, *, server_url: str, version: str, overrides: Mapping[str, Any] | None = None) -> JsonDict:
+    def manifest(
+        self, *, server_url: str, version: str, overrides: Mapping[str, Any] | None = None
+    ) -> JsonDict:
         """The whole manifest the client loads from `/crmManifest`."""
         manifest: JsonDict = {
             "serverUrl": server_url,

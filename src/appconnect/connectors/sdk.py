@@ -103,8 +103,12 @@ PLACEHOLDER_CONTACT_ID = "createNewContact"
 
 def placeholder_contact(default_contact_type: str | None = None) -> Contact:
     """The "Create new contact..." entry the client offers when a number has no match."""
-    return Contact(id=PLACEHOLDER_CONTACT_ID, name="Create new contact...", is_new_contact=True,
-                   default_contact_type=default_contact_type or None)
+    return Contact(
+        id=PLACEHOLDER_CONTACT_ID,
+        name="Create new contact...",
+        is_new_contact=True,
+        default_contact_type=default_contact_type or None,
+    )
 
 
 @dataclass(slots=True)
@@ -140,8 +144,15 @@ class UserView:
 class CrmHttpError(Exception):
     """A CRM answered outside 2xx, or did not answer in time. The server maps it to the client's message."""
 
-    def __init__(self, status: int | None, *, retry_after: float | None = None, body: Any = None,
-                 method: str = "", url: str = "") -> None:
+    def __init__(
+        self,
+        status: int | None,
+        *,
+        retry_after: float | None = None,
+        body: Any = None,
+        method: str = "",
+        url: str = "",
+    ) -> None:
         self.status = status  # None: timeout or network error
         self.retry_after = retry_after
         self.body = body
@@ -172,10 +183,18 @@ class CrmHttp(Protocol):
 
     base_url: str
 
-    async def request(self, method: str, url: str, *, params: dict[str, Any] | None = None,
-                      json: Any = None, data: dict[str, str] | None = None,
-                      headers: dict[str, str] | None = None, auth: bool = True,
-                      allow_status: tuple[int, ...] = ()) -> CrmResponse: ...
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        data: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: bool = True,
+        allow_status: tuple[int, ...] = (),
+    ) -> CrmResponse: ...
 
     async def get_json(self, url: str, *, params: dict[str, Any] | None = None) -> Any: ...
 
@@ -300,9 +319,11 @@ class CallParty:
     def from_wire(cls, data: Any) -> CallParty:
         if not isinstance(data, dict):
             return cls()
-        return cls(phone_number=_opt_str(data.get("phoneNumber")),
-                   extension_number=_opt_str(data.get("extensionNumber")),
-                   name=_opt_str(data.get("name")))
+        return cls(
+            phone_number=_opt_str(data.get("phoneNumber")),
+            extension_number=_opt_str(data.get("extensionNumber")),
+            name=_opt_str(data.get("name")),
+        )
 
 
 @dataclass(slots=True)

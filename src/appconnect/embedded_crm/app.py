@@ -48,7 +48,7 @@ def _sub_path(request: Request) -> str:
     path: str = request.scope["path"]
     root: str = request.scope.get("root_path", "")
     if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
-        return path[len(root):] or "/"
+        return path[len(root) :] or "/"
     return path
 
 
@@ -77,8 +77,20 @@ async def _body(request: Request) -> dict[str, Any]:
 
 
 def _activity_wire(row: dict[str, Any]) -> dict[str, Any]:
-    keys = ("id", "contact_id", "kind", "subject", "body", "direction", "duration_seconds", "started_at",
-            "disposition", "external_id", "created_at", "updated_at")
+    keys = (
+        "id",
+        "contact_id",
+        "kind",
+        "subject",
+        "body",
+        "direction",
+        "duration_seconds",
+        "started_at",
+        "disposition",
+        "external_id",
+        "created_at",
+        "updated_at",
+    )
     return {k: row.get(k) for k in keys}
 
 

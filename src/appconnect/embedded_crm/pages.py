@@ -43,33 +43,45 @@ def _activity_html(activity: dict[str, Any]) -> str:
     if activity.get("disposition"):
         disposition = f'<div class="muted">Disposition: {_e(activity["disposition"])}</div>'
     body = f"<pre>{_e(activity['body'])}</pre>" if activity.get("body") else ""
-    return (f'<div class="activity"><strong>{_e(activity["subject"])}</strong> '
-            f'<span class="muted">#{_e(activity["id"])} · {" · ".join(d for d in details if d)}</span>'
-            f"{disposition}{body}</div>")
+    return (
+        f'<div class="activity"><strong>{_e(activity["subject"])}</strong> '
+        f'<span class="muted">#{_e(activity["id"])} · {" · ".join(d for d in details if d)}</span>'
+        f"{disposition}{body}</div>"
+    )
 
 
 def _contact_html(contact: dict[str, Any], activities: list[dict[str, Any]], base_path: str) -> str:
-    phones = "".join(f"<li>{_e(p['number'])} <span class='muted'>{_e(p.get('label'))}</span></li>"
-                     for p in contact["phones"])
+    phones = "".join(
+        f"<li>{_e(p['number'])} <span class='muted'>{_e(p.get('label'))}</span></li>"
+        for p in contact["phones"]
+    )
     extra = " · ".join(_e(v) for v in (contact.get("company"), contact.get("email")) if v)
     items = "".join(_activity_html(a) for a in activities) or '<p class="muted">No activities yet.</p>'
-    return (f'<div class="contact"><h2><a href="{_e(base_path)}/contacts/{_e(contact["id"])}">'
-            f'{_e(contact["name"])}</a><span class="badge">{_e(contact["type"])}</span></h2>'
-            f'<div class="muted">#{_e(contact["id"])} · created {_e(contact["created_at"])}'
-            f'{" · " + extra if extra else ""}</div><ul class="phones">{phones}</ul>{items}</div>')
+    return (
+        f'<div class="contact"><h2><a href="{_e(base_path)}/contacts/{_e(contact["id"])}">'
+        f'{_e(contact["name"])}</a><span class="badge">{_e(contact["type"])}</span></h2>'
+        f'<div class="muted">#{_e(contact["id"])} · created {_e(contact["created_at"])}'
+        f'{" · " + extra if extra else ""}</div><ul class="phones">{phones}</ul>{items}</div>'
+    )
 
 
 def _document(title: str, content: str) -> str:
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-            f"<style>{_STYLE}</style></head><body>{content}</body></html>")
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f"<style>{_STYLE}</style></head><body>{content}</body></html>"
+    )
 
 
-def render_index(contacts: list[dict[str, Any]], activities: dict[int, list[dict[str, Any]]],
-                 base_path: str) -> str:
+def render_index(
+    contacts: list[dict[str, Any]], activities: dict[int, list[dict[str, Any]]], base_path: str
+) -> str:
     """All contacts (newest first), each with its activities."""
     cards = "".join(_contact_html(c, activities.get(c["id"], []), base_path) for c in contacts)
-    return _document("Test CRM", f'<h1>Test CRM</h1><p class="muted">{len(contacts)} contact(s)</p>'
-                                 + (cards or '<p class="muted">No contacts yet.</p>'))
+    return _document(
+        "Test CRM",
+        f'<h1>Test CRM</h1><p class="muted">{len(contacts)} contact(s)</p>'
+        + (cards or '<p class="muted">No contacts yet.</p>'),
+    )
 
 
 def render_contact(contact: dict[str, Any], activities: list[dict[str, Any]], base_path: str) -> str:
@@ -79,5 +91,6 @@ def render_contact(contact: dict[str, Any], activities: list[dict[str, Any]], ba
 
 
 def render_not_found(base_path: str) -> str:
-    return _document("Not found - Test CRM",
-                     f'<h1>Not found</h1><p><a href="{_e(base_path)}/">&larr; All contacts</a></p>')
+    return _document(
+        "Not found - Test CRM", f'<h1>Not found</h1><p><a href="{_e(base_path)}/">&larr; All contacts</a></p>'
+    )

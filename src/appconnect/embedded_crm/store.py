@@ -123,22 +123,33 @@ class TestCrmStore:
         users = schema.users
         exists = (await conn.execute(sa.select(users.c.id).where(users.c.id == SEED_USER_ID))).first()
         if exists is None:
-            await conn.execute(users.insert().values(
-                id=SEED_USER_ID, name="Test CRM User", email="test.user@testcrm.example",
-                timezone_name="America/Los_Angeles", timezone_offset="-08:00", created_at=now_iso()))
+            await conn.execute(
+                users.insert().values(
+                    id=SEED_USER_ID,
+                    name="Test CRM User",
+                    email="test.user@testcrm.example",
+                    timezone_name="America/Los_Angeles",
+                    timezone_offset="-08:00",
+                    created_at=now_iso(),
+                )
+            )
         key_hash = hash_key(self._seed_api_key)
         keys = schema.api_keys
         if (await conn.execute(sa.select(keys.c.user_id).where(keys.c.key_hash == key_hash))).first() is None:
-            await conn.execute(keys.insert().values(key_hash=key_hash, user_id=SEED_USER_ID,
-                                                    created_at=now_iso()))
+            await conn.execute(
+                keys.insert().values(key_hash=key_hash, user_id=SEED_USER_ID, created_at=now_iso())
+            )
 
     # --- users and keys --------------------------------------------------------------------------------
 
     async def user_for_key(self, api_key: str) -> dict[str, Any] | None:
         users, keys = schema.users, schema.api_keys
         columns = (users.c.id, users.c.name, users.c.email, users.c.timezone_name, users.c.timezone_offset)
-        query = (sa.select(*columns).join(keys, keys.c.user_id == users.c.id)
-                 .where(keys.c.key_hash == hash_key(api_key)))
+        query = (
+            sa.select(*columns)
+            .join(keys, keys.c.user_id == users.c.id)
+            .where(keys.c.key_hash == hash_key(api_key))
+        )
         async with self._read() as conn:
             row = (await conn.execute(query)).mappings().first()
         return dict(row) if row is not None else None
@@ -146,14 +157,28 @@ class TestCrmStore:
     async def create_user_with_key(self, data: UserInput) -> tuple[str, dict[str, Any]]:
         api_key = "tc_" + secrets.token_urlsafe(24)
         async with self._write() as conn:
-            result = await conn.execute(schema.users.insert().values(
-                name=data.name, email=data.email, timezone_name=data.timezone_name,
-                timezone_offset=data.timezone_offset, created_at=now_iso()))
+            result = await conn.execute(
+                schema.users.insert().values(
+                    name=data.name,
+                    email=data.email,
+                    timezone_name=data.timezone_name,
+                    timezone_offset=data.timezone_offset,
+                    created_at=now_iso(),
+                )
+            )
             user_id = _new_id(result)
-            await conn.execute(schema.api_keys.insert().values(key_hash=hash_key(api_key), user_id=user_id,
-                                                               created_at=now_iso()))
-        user = {"id": user_id, "name": data.name, "email": data.email, "timezone_name": data.timezone_name,
-                "timezone_offset": data.timezone_offset}
+            await conn.execute(
+                schema.api_keys.insert().values(
+                    key_hash=hash_key(api_key), user_id=user_id, created_at=now_iso()
+                )
+            )
+        user = {
+            "id": user_id,
+            "name": data.name,
+            "email": data.email,
+            "timezone_name": data.timezone_name,
+            "timezone_offset": data.timezone_offset,
+        }
         return api_key, user
 
     # --- contacts --------------------------------------------------------------------------------------
@@ -161,21 +186,46 @@ class TestCrmStore:
     async def create_contact(self, owner_id: int, data: ContactInput) -> dict[str, Any]:
         stamp = now_iso()
         async with self._write() as conn:
-            result = await conn.execute(schema.contacts.insert().values(
-                name=data.name, type=data.type, email=data.email, company=data.company, owner_id=owner_id,
-                created_at=stamp, updated_at=stamp))
+            result = await conn.execute(
+                schema.contacts.insert().values(
+                    name=data.name,
+                    type=data.type,
+                    email=data.email,
+                    company=data.company,
+                    owner_id=owner_id,
+                    created_at=stamp,
+                    updated_at=stamp,
+                )
+            )
             contact_id = _new_id(result)
             if data.phones:
-                await conn.execute(schema.contact_phones.insert(), [
-                    {"contact_id": contact_id, "label": p.label, "number": p.number,
-                     "digits": digits_of(p.number)} for p in data.phones])
-        return {"id": contact_id, "name": data.name, "type": data.type,
-                "phones": [{"label": p.label, "number": p.number} for p in data.phones],
-                "email": data.email, "company": data.company, "owner_id": owner_id,
-                "created_at": stamp, "updated_at": stamp}
+                await conn.execute(
+                    schema.contact_phones.insert(),
+                    [
+                        {
+                            "contact_id": contact_id,
+                            "label": p.label,
+                            "number": p.number,
+                            "digits": digits_of(p.number),
+                        }
+                        for p in data.phones
+                    ],
+                )
+        return {
+            "id": contact_id,
+            "name": data.name,
+            "type": data.type,
+            "phones": [{"label": p.label, "number": p.number} for p in data.phones],
+            "email": data.email,
+            "company": data.company,
+            "owner_id": owner_id,
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
 
-    async def _contacts_where(self, conn: AsyncConnection, where: sa.ColumnElement[bool] | None,
-                              limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
+    async def _contacts_where(
+        self, conn: AsyncConnection, where: sa.ColumnElement[bool] | None, limit: int = LIST_LIMIT
+    ) -> list[dict[str, Any]]:
         query = sa.select(schema.contacts).order_by(schema.contacts.c.id.desc()).limit(limit)
         if where is not None:
             query = query.where(where)
@@ -187,9 +237,13 @@ class TestCrmStore:
             return []
         phones = schema.contact_phones
         ids = [row["id"] for row in rows]
-        phone_rows = (await conn.execute(
-            sa.select(phones.c.contact_id, phones.c.label, phones.c.number)
-            .where(phones.c.contact_id.in_(ids)).order_by(phones.c.id))).all()
+        phone_rows = (
+            await conn.execute(
+                sa.select(phones.c.contact_id, phones.c.label, phones.c.number)
+                .where(phones.c.contact_id.in_(ids))
+                .order_by(phones.c.id)
+            )
+        ).all()
         by_contact: dict[int, list[dict[str, Any]]] = {contact_id: [] for contact_id in ids}
         for contact_id, label, number in phone_rows:
             by_contact[contact_id].append({"label": label, "number": number})
@@ -221,15 +275,25 @@ class TestCrmStore:
     async def create_activity(self, data: ActivityInput) -> tuple[dict[str, Any], bool]:
         """Insert, or return the existing activity with the same external_id (the bool says "created")."""
         stamp = now_iso()
-        values = {"contact_id": data.contact_id, "kind": data.kind, "subject": data.subject,
-                  "body": data.body, "direction": data.direction, "duration_seconds": data.duration_seconds,
-                  "started_at": data.started_at, "disposition": data.disposition,
-                  "external_id": data.external_id, "created_at": stamp, "updated_at": stamp}
+        values = {
+            "contact_id": data.contact_id,
+            "kind": data.kind,
+            "subject": data.subject,
+            "body": data.body,
+            "direction": data.direction,
+            "duration_seconds": data.duration_seconds,
+            "started_at": data.started_at,
+            "disposition": data.disposition,
+            "external_id": data.external_id,
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
         contacts = schema.contacts
         try:
             async with self._write() as conn:
-                touched = await conn.execute(contacts.update().where(contacts.c.id == data.contact_id)
-                                             .values(updated_at=stamp))
+                touched = await conn.execute(
+                    contacts.update().where(contacts.c.id == data.contact_id).values(updated_at=stamp)
+                )
                 if touched.rowcount == 0:
                     raise ContactNotFound
                 result = await conn.execute(schema.activities.insert().values(**values))
@@ -256,8 +320,11 @@ class TestCrmStore:
         activities = schema.activities
         if changes:
             async with self._write() as conn:
-                result = await conn.execute(activities.update().where(activities.c.id == activity_id)
-                                            .values(**changes, updated_at=now_iso()))
+                result = await conn.execute(
+                    activities.update()
+                    .where(activities.c.id == activity_id)
+                    .values(**changes, updated_at=now_iso())
+                )
                 if result.rowcount == 0:
                     return None
         return await self.get_activity(activity_id)
@@ -266,17 +333,26 @@ class TestCrmStore:
         if not contact_ids:
             return []
         activities = schema.activities
-        query = (sa.select(activities).where(activities.c.contact_id.in_(list(contact_ids)))
-                 .order_by(activities.c.id))
+        query = (
+            sa.select(activities)
+            .where(activities.c.contact_id.in_(list(contact_ids)))
+            .order_by(activities.c.id)
+        )
         async with self._read() as conn:
             return [dict(row) for row in (await conn.execute(query)).mappings().all()]
 
     # --- fault injection -------------------------------------------------------------------------------
 
     async def add_fault(self, data: FaultInput) -> dict[str, Any]:
-        values = {"status": data.status, "retry_after": data.retry_after, "delay_seconds": data.delay_seconds,
-                  "remaining": data.times, "method": data.method, "path_prefix": data.path_prefix,
-                  "created_at": now_iso()}
+        values = {
+            "status": data.status,
+            "retry_after": data.retry_after,
+            "delay_seconds": data.delay_seconds,
+            "remaining": data.times,
+            "method": data.method,
+            "path_prefix": data.path_prefix,
+            "created_at": now_iso(),
+        }
         async with self._write() as conn:
             result = await conn.execute(schema.faults.insert().values(**values))
         return {"id": _new_id(result), **values}
@@ -296,18 +372,27 @@ class TestCrmStore:
         """Consume one use of the first matching rule; the conditional UPDATE keeps counts exact."""
         faults = schema.faults
         async with self._read() as conn:
-            rows = (await conn.execute(sa.select(faults).where(faults.c.remaining > 0)
-                                       .order_by(faults.c.id))).mappings().all()
+            rows = (
+                (await conn.execute(sa.select(faults).where(faults.c.remaining > 0).order_by(faults.c.id)))
+                .mappings()
+                .all()
+            )
         for row in rows:
             if row["method"] is not None and row["method"] != method:
                 continue
             if row["path_prefix"] is not None and not path.startswith(row["path_prefix"]):
                 continue
             async with self._write() as conn:
-                taken = await conn.execute(faults.update()
-                                           .where(faults.c.id == row["id"], faults.c.remaining > 0)
-                                           .values(remaining=faults.c.remaining - 1))
+                taken = await conn.execute(
+                    faults.update()
+                    .where(faults.c.id == row["id"], faults.c.remaining > 0)
+                    .values(remaining=faults.c.remaining - 1)
+                )
             if taken.rowcount == 1:
-                return FaultRule(id=row["id"], status=row["status"], retry_after=row["retry_after"],
-                                 delay_seconds=row["delay_seconds"])
+                return FaultRule(
+                    id=row["id"],
+                    status=row["status"],
+                    retry_after=row["retry_after"],
+                    delay_seconds=row["delay_seconds"],
+                )
         return None

@@ -149,9 +149,13 @@ def parse_contact(data: dict[str, Any]) -> ContactInput:
         if label is not None and (not isinstance(label, str) or len(label) > 60):
             raise ValidationFailed("label must be a short string", f"{where}.label")
         phones.append(PhoneInput(number=number.strip(), label=label))
-    return ContactInput(name=name, type=str(contact_type), phones=phones,
-                        email=_opt_str(data, "email", max_len=320),
-                        company=_opt_str(data, "company", max_len=300))
+    return ContactInput(
+        name=name,
+        type=str(contact_type),
+        phones=phones,
+        email=_opt_str(data, "email", max_len=320),
+        company=_opt_str(data, "company", max_len=300),
+    )
 
 
 @dataclass(slots=True)
@@ -248,6 +252,11 @@ def parse_fault(data: dict[str, Any]) -> FaultInput:
     path_prefix = _opt_str(data, "path_prefix", max_len=200)
     if path_prefix is not None and not path_prefix.startswith("/"):
         raise ValidationFailed("path_prefix must start with /", "path_prefix")
-    return FaultInput(status=status, retry_after=_opt_number(data, "retry_after", maximum=86_400),
-                      delay_seconds=delay, times=times, method=method.upper() if method else None,
-                      path_prefix=path_prefix)
+    return FaultInput(
+        status=status,
+        retry_after=_opt_number(data, "retry_after", maximum=86_400),
+        delay_seconds=delay,
+        times=times,
+        method=method.upper() if method else None,
+        path_prefix=path_prefix,
+    )

@@ -36,8 +36,9 @@ def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def identity_of(services: Services, *, extension_number: object, hashed_extension_id: str | None,
-                rc_extension_id: object) -> ExtensionIdentity:
+def identity_of(
+    services: Services, *, extension_number: object, hashed_extension_id: str | None, rc_extension_id: object
+) -> ExtensionIdentity:
     """The agent identity a log is deduplicated by (the contract's callLogLookup)."""
     hashed = hashed_extension_id or ""
     if not hashed and rc_extension_id not in (None, ""):
@@ -48,13 +49,18 @@ def identity_of(services: Services, *, extension_number: object, hashed_extensio
 def call_record(info: CallLogInfoBody) -> CallRecord:
     recording = info.recording or {}
     return CallRecord(
-        session_id=str(info.session_id), id=_text(info.id) or None, telephony_session_id=info.telephony_session_id,
-        direction=info.direction, start_time=_text(info.start_time) or None,
+        session_id=str(info.session_id),
+        id=_text(info.id) or None,
+        telephony_session_id=info.telephony_session_id,
+        direction=info.direction,
+        start_time=_text(info.start_time) or None,
         duration=info.duration if not isinstance(info.duration, float) else int(info.duration),
-        result=info.result, from_party=CallParty.from_wire(info.from_.model_dump(by_alias=True) if info.from_ else None),
+        result=info.result,
+        from_party=CallParty.from_wire(info.from_.model_dump(by_alias=True) if info.from_ else None),
         to_party=CallParty.from_wire(info.to.model_dump(by_alias=True) if info.to else None),
         recording_link=recording.get("link") if isinstance(recording.get("link"), str) else None,
-        custom_subject=info.custom_subject, legs=list(info.legs or []),
+        custom_subject=info.custom_subject,
+        legs=list(info.legs or []),
         raw=info.model_dump(by_alias=True, exclude_none=True),
     )
 
@@ -62,9 +68,12 @@ def call_record(info: CallLogInfoBody) -> CallRecord:
 async def create_call_log(services: Services, claims: SessionClaims, body: CallLogBody) -> Reply:
     info = body.log_info
     session_id = str(info.session_id)
-    identity = identity_of(services, extension_number=body.extension_number or info.extension_number,
-                           hashed_extension_id=body.hashed_extension_id or info.hashed_extension_id,
-                           rc_extension_id=body.rc_extension_id or info.rc_extension_id)
+    identity = identity_of(
+        services,
+        extension_number=body.extension_number or info.extension_number,
+        hashed_extension_id=body.hashed_extension_id or info.hashed_extension_id,
+        rc_extension_id=body.rc_extension_id or info.rc_extension_id,
+    )
     existing_message = ReturnMessage(f"Existing log for session {session_id}", "warning", 3000)
     if session_id in await services.call_logs.find([session_id], identity, include_pending=True):
         return Reply(envelope(False, existing_message))
@@ -76,12 +85,21 @@ async def create_call_log(services: Services, claims: SessionClaims, body: CallL
     contact_phone = record.contact_party.phone_number or ""
     if body.contact_id in (None, "", 0, "0"):
         return Reply(envelope(False, warning(f"Contact not found for number {contact_phone}")))
-    contact = ContactRef(id=str(body.contact_id), phone_number=contact_phone, type=body.contact_type or "",
-                         name=body.contact_name or "")
+    contact = ContactRef(
+        id=str(body.contact_id),
+        phone_number=contact_phone,
+        type=body.contact_type or "",
+        name=body.contact_name or "",
+    )
     outcome, pk = await services.call_logs.reserve(
-        session_id=session_id, identity=identity, call_id=record.telephony_session_id or record.id or "",
-        platform=user.platform, user_id=user.id, contact_id=contact.id,
-        stale_after=services.settings.crm_read_timeout * 2 + 10)
+        session_id=session_id,
+        identity=identity,
+        call_id=record.telephony_session_id or record.id or "",
+        platform=user.platform,
+        user_id=user.id,
+        contact_id=contact.id,
+        stale_after=services.settings.crm_read_timeout * 2 + 10,
+    )
     if outcome is Reservation.EXISTS or pk is None:
         return Reply(envelope(False, existing_message))
     try:
@@ -89,14 +107,31 @@ async def create_call_log(services: Services, claims: SessionClaims, body: CallL
         composed = ""
         if connector.log_format in COMPOSED_FORMATS:
             composed = compose_call_log(
-                log_format=connector.log_format, call=record, contact=contact, note=body.note,
-                subject=record.custom_subject, ai_note=body.ai_note, transcript=body.transcript,
+                log_format=connector.log_format,
+                call=record,
+                contact=contact,
+                note=body.note,
+                subject=record.custom_subject,
+                ai_note=body.ai_note,
+                transcript=body.transcript,
                 voicemail_link=body.voicemail_link or _voicemail_link(info),
-                user_settings=user.user_settings, timezone_offset=user.timezone_offset)
-        result = await connector.create_call_log(call, CallLogCreate(
-            contact=contact, call=record, note=body.note or "", subject=record.custom_subject,
-            composed_log_details=composed, additional_submission=body.additional_submission or {},
-            ai_note=body.ai_note, transcript=body.transcript, voicemail_link=body.voicemail_link))
+                user_settings=user.user_settings,
+                timezone_offset=user.timezone_offset,
+            )
+        result = await connector.create_call_log(
+            call,
+            CallLogCreate(
+                contact=contact,
+                call=record,
+                note=body.note or "",
+                subject=record.custom_subject,
+                composed_log_details=composed,
+                additional_submission=body.additional_submission or {},
+                ai_note=body.ai_note,
+                transcript=body.transcript,
+                voicemail_link=body.voicemail_link,
+            ),
+        )
     except SessionRevoked:
         await services.call_logs.release(pk)
         raise
@@ -130,14 +165,21 @@ async def _existing_body(connector: Connector, call: CrmCall, row: CallLogRow) -
 
 
 def _ref(row: CallLogRow) -> CallLogRef:
-    return CallLogRef(log_id=row.third_party_log_id or "", contact_id=row.contact_id,
-                      telephony_session_id=row.call_id or None)
+    return CallLogRef(
+        log_id=row.third_party_log_id or "",
+        contact_id=row.contact_id,
+        telephony_session_id=row.call_id or None,
+    )
 
 
 async def update_call_log(services: Services, claims: SessionClaims, body: CallLogPatchBody) -> Reply:
     session_id = str(body.session_id)
-    identity = identity_of(services, extension_number=body.extension_number,
-                           hashed_extension_id=body.hashed_extension_id, rc_extension_id=body.rc_extension_id)
+    identity = identity_of(
+        services,
+        extension_number=body.extension_number,
+        hashed_extension_id=body.hashed_extension_id,
+        rc_extension_id=body.rc_extension_id,
+    )
     row = (await services.call_logs.find([session_id], identity)).get(session_id)
     if row is None:
         return Reply({"successful": False})
@@ -155,17 +197,37 @@ async def update_call_log(services: Services, claims: SessionClaims, body: CallL
             if fetched is not None:
                 existing = fetched.info.full_body or fetched.info.note or ""
             composed = compose_call_log(
-                log_format=connector.log_format, existing_body=existing, note=body.note, subject=body.subject,
-                start_time=_text(body.start_time) or None, duration=_duration(body.duration),
-                result=body.result, recording_link=body.recording_link, voicemail_link=body.voicemail_link,
-                ai_note=body.ai_note, transcript=body.transcript, legs=body.legs,
-                user_settings=user.user_settings, timezone_offset=user.timezone_offset,
-                call=_patch_record(session_id, body))
-        updated = await connector.update_call_log(call, CallLogUpdate(
-            log=_ref(row), composed_log_details=composed, subject=body.subject, note=body.note,
-            start_time=_text(body.start_time) or None, duration=_duration(body.duration), result=body.result,
-            recording_link=body.recording_link, additional_submission=body.additional_submission or {},
-            existing_call_log_details=fetched.info.full_log_response if fetched else None))
+                log_format=connector.log_format,
+                existing_body=existing,
+                note=body.note,
+                subject=body.subject,
+                start_time=_text(body.start_time) or None,
+                duration=_duration(body.duration),
+                result=body.result,
+                recording_link=body.recording_link,
+                voicemail_link=body.voicemail_link,
+                ai_note=body.ai_note,
+                transcript=body.transcript,
+                legs=body.legs,
+                user_settings=user.user_settings,
+                timezone_offset=user.timezone_offset,
+                call=_patch_record(session_id, body),
+            )
+        updated = await connector.update_call_log(
+            call,
+            CallLogUpdate(
+                log=_ref(row),
+                composed_log_details=composed,
+                subject=body.subject,
+                note=body.note,
+                start_time=_text(body.start_time) or None,
+                duration=_duration(body.duration),
+                result=body.result,
+                recording_link=body.recording_link,
+                additional_submission=body.additional_submission or {},
+                existing_call_log_details=fetched.info.full_log_response if fetched else None,
+            ),
+        )
     except CrmHttpError as exc:
         return Reply(envelope(False, crm_error_message(exc, user.platform, "updateCallLog")))
     fields: dict[str, Any] = {"logId": row.third_party_log_id}
@@ -180,22 +242,36 @@ def _duration(value: int | str | float | None) -> int | str | None:
 
 def _patch_record(session_id: str, body: CallLogPatchBody) -> CallRecord:
     return CallRecord(
-        session_id=session_id, direction=body.direction or "Outbound", start_time=_text(body.start_time) or None,
-        duration=_duration(body.duration), result=body.result,
+        session_id=session_id,
+        direction=body.direction or "Outbound",
+        start_time=_text(body.start_time) or None,
+        duration=_duration(body.duration),
+        result=body.result,
         from_party=CallParty.from_wire(body.from_.model_dump(by_alias=True) if body.from_ else None),
         to_party=CallParty.from_wire(body.to.model_dump(by_alias=True) if body.to else None),
-        legs=list(body.legs or []))
+        legs=list(body.legs or []),
+    )
 
 
-async def get_call_logs(services: Services, claims: SessionClaims, *, session_ids: str | None,
-                        extension_number: str | None, hashed_extension_id: str | None,
-                        require_details: bool) -> Reply:
+async def get_call_logs(
+    services: Services,
+    claims: SessionClaims,
+    *,
+    session_ids: str | None,
+    extension_number: str | None,
+    hashed_extension_id: str | None,
+    require_details: bool,
+) -> Reply:
     user = await services.users.get(claims.user_id)
     if user is None or not session_ids:
         return Reply({"successful": False})
     wanted = [s for s in session_ids.split(",")][:5]
-    identity = identity_of(services, extension_number=extension_number, hashed_extension_id=hashed_extension_id,
-                           rc_extension_id=None)
+    identity = identity_of(
+        services,
+        extension_number=extension_number,
+        hashed_extension_id=hashed_extension_id,
+        rc_extension_id=None,
+    )
     rows = await services.call_logs.find(wanted, identity)
     logs: list[dict[str, Any]] = []
     last_message: ReturnMessage | None = None
@@ -206,7 +282,11 @@ async def get_call_logs(services: Services, claims: SessionClaims, *, session_id
         if row is None or (require_details and session_id == "0"):
             logs.append({"sessionId": session_id, "matched": False})
             continue
-        entry: dict[str, Any] = {"sessionId": row.session_id, "matched": True, "logId": row.third_party_log_id}
+        entry: dict[str, Any] = {
+            "sessionId": row.session_id,
+            "matched": True,
+            "logId": row.third_party_log_id,
+        }
         if require_details and user.access_token:
             call = call or await open_session(services, connector, user)
             try:
@@ -216,14 +296,19 @@ async def get_call_logs(services: Services, claims: SessionClaims, *, session_id
             except CrmHttpError as exc:
                 last_message = crm_error_message(exc, user.platform, "getCallLog")
         logs.append(entry)
-    return Reply({"successful": True, "logs": logs,
-                  "returnMessage": last_message.to_wire() if last_message else None})
+    return Reply(
+        {"successful": True, "logs": logs, "returnMessage": last_message.to_wire() if last_message else None}
+    )
 
 
 async def upsert_disposition(services: Services, claims: SessionClaims, body: DispositionBody) -> Reply:
     session_id = str(body.session_id)
-    identity = identity_of(services, extension_number=body.extension_number,
-                           hashed_extension_id=body.hashed_extension_id, rc_extension_id=body.rc_extension_id)
+    identity = identity_of(
+        services,
+        extension_number=body.extension_number,
+        hashed_extension_id=body.hashed_extension_id,
+        rc_extension_id=body.rc_extension_id,
+    )
     row = (await services.call_logs.find([session_id], identity)).get(session_id)
     if row is None:
         return Reply(envelope(False, warning("Cannot find log", 3000)))
@@ -233,7 +318,9 @@ async def upsert_disposition(services: Services, claims: SessionClaims, body: Di
     connector = connector_for(services, user.platform)
     call = await open_session(services, connector, user)
     try:
-        result = await connector.upsert_call_disposition(call, DispositionUpdate(_ref(row), body.dispositions))
+        result = await connector.upsert_call_disposition(
+            call, DispositionUpdate(_ref(row), body.dispositions)
+        )
     except CrmHttpError as exc:
         return Reply(envelope(False, crm_error_message(exc, user.platform, "upsertCallDisposition")))
     return Reply(envelope(bool(result.log_id), result.return_message))

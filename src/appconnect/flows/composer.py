@@ -46,8 +46,18 @@ _RECORDING = "Call recording link"
 _VOICEMAIL = "Voicemail recording link"
 _HTML_LABELS = {_DATE: "Date/time"}
 _HTML_CONTACT_LABELS = ("Caller phone number", "Recipient phone number")
-_LINE_LABELS = (_SESSION, _USER_NAME, _RC_NUMBER, _SUBJECT, _CONTACT, _DATE, _DURATION, _RESULT, _RECORDING,
-                _VOICEMAIL)
+_LINE_LABELS = (
+    _SESSION,
+    _USER_NAME,
+    _RC_NUMBER,
+    _SUBJECT,
+    _CONTACT,
+    _DATE,
+    _DURATION,
+    _RESULT,
+    _RECORDING,
+    _VOICEMAIL,
+)
 
 # Multi-line blocks: label and the plain-text end marker.
 _AI_NOTE = ("AI Note", "--- END")
@@ -86,12 +96,15 @@ def _block_res(label: str, end: str) -> dict[tuple[str, str], re.Pattern[str]]:
         (HTML, label): re.compile(rf"<div><b>{name}</b><br>[\s\S]*?</div>"),
         # A markdown block runs to the next heading or field line, or to the end of the body.
         (MARKDOWN, label): re.compile(
-            rf"^### {name}\n[\s\S]*?(?=\n(?:### |\*\*[^*\n]+\*\*: )|\n?\Z)", re.MULTILINE),
+            rf"^### {name}\n[\s\S]*?(?=\n(?:### |\*\*[^*\n]+\*\*: )|\n?\Z)", re.MULTILINE
+        ),
     }
 
 
 _BLOCK_RES: dict[tuple[str, str], re.Pattern[str]] = {
-    **_block_res(*_AI_NOTE), **_block_res(*_TRANSCRIPT), **_block_res(*_JOURNEY),
+    **_block_res(*_AI_NOTE),
+    **_block_res(*_TRANSCRIPT),
+    **_block_res(*_JOURNEY),
 }
 
 _PLAIN_NOTE_RE = re.compile(r"- (?:Note|Agent notes): [\s\S]*?(?=\n- [A-Z][a-zA-Z\s/]*:|\n\Z|\Z)")
@@ -127,15 +140,25 @@ _SETTING_DEFAULTS: dict[str, Any] = {
 # ------------------------------------------------------------------------------------------------------------
 
 
-def compose_call_log(*, log_format: str, existing_body: str = "", call: CallRecord | None = None,
-                     contact: ContactRef | None = None, note: str | None = None, subject: str | None = None,
-                     start_time: str | None = None, duration: int | str | None = None,
-                     result: str | None = None,
-                     recording_link: str | None = None, voicemail_link: str | None = None,
-                     ai_note: str | None = None, transcript: str | None = None,
-                     legs: list[dict[str, Any]] | None = None,
-                     user_settings: Mapping[str, Any] | None = None,
-                     timezone_offset: str | int | float | None = None) -> str:
+def compose_call_log(
+    *,
+    log_format: str,
+    existing_body: str = "",
+    call: CallRecord | None = None,
+    contact: ContactRef | None = None,
+    note: str | None = None,
+    subject: str | None = None,
+    start_time: str | None = None,
+    duration: int | str | None = None,
+    result: str | None = None,
+    recording_link: str | None = None,
+    voicemail_link: str | None = None,
+    ai_note: str | None = None,
+    transcript: str | None = None,
+    legs: list[dict[str, Any]] | None = None,
+    user_settings: Mapping[str, Any] | None = None,
+    timezone_offset: str | int | float | None = None,
+) -> str:
     """Upsert the call's details into `existing_body` in the given format; `""` for any other format.
 
     Explicit arguments win over the matching `call` fields (PATCH passes them separately). `contact` is given
@@ -233,8 +256,11 @@ def format_duration(seconds: int | str | None) -> str:
         return "0 seconds"
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
-    parts = [f"{n} {unit}{'s' if n > 1 else ''}"
-             for n, unit in ((hours, "hour"), (minutes, "minute"), (secs, "second")) if n]
+    parts = [
+        f"{n} {unit}{'s' if n > 1 else ''}"
+        for n, unit in ((hours, "hour"), (minutes, "minute"), (secs, "second"))
+        if n
+    ]
     return ", ".join(parts)
 
 
@@ -247,14 +273,22 @@ def format_date(moment: datetime, pattern: str) -> str:
         if tok.startswith("["):
             return tok[1:-1]
         values: dict[str, str] = {
-            "YYYY": f"{moment.year:04d}", "YY": f"{moment.year % 100:02d}",
-            "MM": f"{moment.month:02d}", "M": str(moment.month),
-            "DD": f"{moment.day:02d}", "D": str(moment.day),
-            "HH": f"{moment.hour:02d}", "H": str(moment.hour),
-            "hh": f"{hour12:02d}", "h": str(hour12),
-            "mm": f"{moment.minute:02d}", "m": str(moment.minute),
-            "ss": f"{moment.second:02d}", "s": str(moment.second),
-            "A": "AM" if moment.hour < 12 else "PM", "a": "am" if moment.hour < 12 else "pm",
+            "YYYY": f"{moment.year:04d}",
+            "YY": f"{moment.year % 100:02d}",
+            "MM": f"{moment.month:02d}",
+            "M": str(moment.month),
+            "DD": f"{moment.day:02d}",
+            "D": str(moment.day),
+            "HH": f"{moment.hour:02d}",
+            "H": str(moment.hour),
+            "hh": f"{hour12:02d}",
+            "h": str(hour12),
+            "mm": f"{moment.minute:02d}",
+            "m": str(moment.minute),
+            "ss": f"{moment.second:02d}",
+            "s": str(moment.second),
+            "A": "AM" if moment.hour < 12 else "PM",
+            "a": "am" if moment.hour < 12 else "pm",
         }
         return values[tok]
 
@@ -318,10 +352,7 @@ def _upsert_link(body: str, fmt: str, label: str, link: str) -> str:
     """A recording link; HTML shows an `open` anchor, or `(pending...)` until the link is an URL."""
     if fmt != HTML:
         return _upsert_line(body, fmt, label, link)
-    if link.startswith("http"):
-        value = f'<a target="_blank" href="{html.escape(link, quote=True)}">open</a>'
-    else:
-        value = PENDING
+    value = f'<a target="_blank" href="{html.escape(link, quote=True)}">open</a>' if link.startswith("http") else PENDING
     match = _LINE_RES[HTML, label].search(body)
     line = _render_line(HTML, label, value, standalone=True)
     if match is not None:
@@ -333,8 +364,9 @@ def _upsert_link(body: str, fmt: str, label: str, link: str) -> str:
     return body[:closing] + line + body[closing:]
 
 
-def _upsert_block(body: str, fmt: str, block: tuple[str, str], text: str, *, html_gap: bool,
-                  plain_gap: bool) -> str:
+def _upsert_block(
+    body: str, fmt: str, block: tuple[str, str], text: str, *, html_gap: bool, plain_gap: bool
+) -> str:
     label, end = block
     content = _TRAILING_NEWLINES_RE.sub("", text)
     match = _BLOCK_RES[fmt, label].search(body)
@@ -390,7 +422,7 @@ def _append_line(body: str, fmt: str, line: str) -> str:
 
 def _splice(body: str, match: re.Match[str], replacement: str) -> str:
     """Replace one match literally (`re.sub` would interpret backslashes in user text)."""
-    return body[: match.start()] + replacement + body[match.end():]
+    return body[: match.start()] + replacement + body[match.end() :]
 
 
 def _agent_party(call: CallRecord) -> CallParty:

@@ -24,8 +24,12 @@ from appconnect.store.locks import LockTimeout
 
 def _not_found_message(phone: str, platform: str) -> ReturnMessage:
     text = f"A contact with the phone number {phone} could not be found in your {platform} account."
-    return ReturnMessage("Contact not found", "warning", 5000,
-                         [{"title": "Details", "items": [{"id": "1", "type": "text", "text": text}]}])
+    return ReturnMessage(
+        "Contact not found",
+        "warning",
+        5000,
+        [{"title": "Details", "items": [{"id": "1", "type": "text", "text": text}]}],
+    )
 
 
 def _default_contact_type(services: Services, platform: str) -> str | None:
@@ -33,8 +37,15 @@ def _default_contact_type(services: Services, platform: str) -> str | None:
     return types[0] if types else None
 
 
-async def find_contact(services: Services, claims: SessionClaims, *, phone_number: str | None,
-                       overriding_format: str, is_extension: str, force_refresh: bool) -> Reply:
+async def find_contact(
+    services: Services,
+    claims: SessionClaims,
+    *,
+    phone_number: str | None,
+    overriding_format: str,
+    is_extension: str,
+    force_refresh: bool,
+) -> Reply:
     if not phone_number:
         raise ClientError("phoneNumber is required", as_json=True)
     phone = repair_phone(phone_number)
@@ -45,23 +56,34 @@ async def find_contact(services: Services, claims: SessionClaims, *, phone_numbe
     connector = connector_for(services, platform)
     scope = account_scope(user)
     if not force_refresh:
-        cached = await services.cache.get_contacts(scope, platform, phone,
-                                                   max_age=services.settings.contact_cache_seconds)
+        cached = await services.cache.get_contacts(
+            scope, platform, phone, max_age=services.settings.contact_cache_seconds
+        )
         if cached is not None:
             return Reply({"successful": True, "returnMessage": None, "contact": cached})
     call = await open_session(services, connector, user)
     try:
-        matches = await connector.find_contact(call, ContactLookup(
-            phone_number=phone, overriding_format=overriding_format, is_extension=is_extension == "true",
-            force_refresh=force_refresh))
+        matches = await connector.find_contact(
+            call,
+            ContactLookup(
+                phone_number=phone,
+                overriding_format=overriding_format,
+                is_extension=is_extension == "true",
+                force_refresh=force_refresh,
+            ),
+        )
     except CrmHttpError as exc:
         return Reply(envelope(False, crm_error_message(exc, platform, "findContact")))
-    return Reply(await _matches_reply(services, matches, scope=scope, platform=platform, phone=phone,
-                                      force_refresh=force_refresh))
+    return Reply(
+        await _matches_reply(
+            services, matches, scope=scope, platform=platform, phone=phone, force_refresh=force_refresh
+        )
+    )
 
 
-async def _matches_reply(services: Services, matches: ContactMatches, *, scope: str, platform: str, phone: str,
-                         force_refresh: bool) -> dict[str, object]:
+async def _matches_reply(
+    services: Services, matches: ContactMatches, *, scope: str, platform: str, phone: str, force_refresh: bool
+) -> dict[str, object]:
     real = [c for c in matches.contacts if not c.is_new_contact]
     contacts = list(matches.contacts)
     if matches.successful and not any(c.is_new_contact for c in contacts):
@@ -92,8 +114,12 @@ def _validate_new_contact(services: Services, platform: str, body: ContactCreate
         return f"Unknown contact type {contact_type!r}: expected one of {', '.join(allowed)}."
     if not allowed and contact_type:
         return f"{platform} has no contact types; leave the contact type empty."
-    return NewContact(phone_number=phone, name=name, contact_type=contact_type,
-                      additional_submission=body.additional_submission or {})
+    return NewContact(
+        phone_number=phone,
+        name=name,
+        contact_type=contact_type,
+        additional_submission=body.additional_submission or {},
+    )
 
 
 async def create_contact(services: Services, claims: SessionClaims, body: ContactCreateBody) -> Reply:
@@ -108,12 +134,16 @@ async def create_contact(services: Services, claims: SessionClaims, body: Contac
     scope = account_scope(user)
     dedupe = services.settings.contact_dedupe_seconds
     try:
-        async with services.locks.hold(f"contact:{platform}:{scope}:{new.phone_number}",
-                                       ttl=services.settings.crm_read_timeout + 10):
-            recent = await services.cache.recent_created_contact(scope, platform, new.phone_number, max_age=dedupe)
+        async with services.locks.hold(
+            f"contact:{platform}:{scope}:{new.phone_number}", ttl=services.settings.crm_read_timeout + 10
+        ):
+            recent = await services.cache.recent_created_contact(
+                scope, platform, new.phone_number, max_age=dedupe
+            )
             if recent is not None:
-                return Reply(envelope(True, ReturnMessage("Contact created.", "success", 2000),
-                                      contact=recent))
+                return Reply(
+                    envelope(True, ReturnMessage("Contact created.", "success", 2000), contact=recent)
+                )
             call = await open_session(services, connector, user)
             try:
                 created = await connector.create_contact(call, new)

@@ -31,8 +31,9 @@ async def _user_info(connector: Connector, request: LoginRequest) -> UserInfoRes
     try:
         return await connector.get_user_info(request)
     except CrmHttpError:
-        return UserInfoResult(False, return_message=ReturnMessage("Could not load user information", "warning",
-                                                                  5000))
+        return UserInfoResult(
+            False, return_message=ReturnMessage("Could not load user information", "warning", 5000)
+        )
 
 
 async def _save(services: Services, record: UserRecord) -> UserRecord | None:
@@ -49,8 +50,13 @@ def _login_reply(services: Services, user: UserRecord, name: str, message: Retur
     return Reply(body)
 
 
-async def api_key_login(services: Services, body: ApiKeyLoginBody, *, rc_account_header: str | None,
-                        rc_extension_header: str | None) -> Reply:
+async def api_key_login(
+    services: Services,
+    body: ApiKeyLoginBody,
+    *,
+    rc_account_header: str | None,
+    rc_extension_header: str | None,
+) -> Reply:
     if not body.platform:
         raise ClientError("Missing platform name")
     connector = connector_for(services, body.platform)
@@ -62,20 +68,36 @@ async def api_key_login(services: Services, body: ApiKeyLoginBody, *, rc_account
     auth_header = "Basic " + connector.basic_auth(body.api_key)
     probe = UserView(id="", platform=body.platform, hostname=hostname)
     http = CrmHttpClient(services.http, base_url=connector.base_url(probe), auth_header=auth_header)
-    result = await _user_info(connector, LoginRequest(auth_header=auth_header, hostname=hostname,
-                                                      platform=body.platform, http=http, api_key=body.api_key,
-                                                      additional_info=additional))
+    result = await _user_info(
+        connector,
+        LoginRequest(
+            auth_header=auth_header,
+            hostname=hostname,
+            platform=body.platform,
+            http=http,
+            api_key=body.api_key,
+            additional_info=additional,
+        ),
+    )
     if not result.successful or result.user is None:
         message = result.return_message or ReturnMessage("Could not log in.", "warning", 3000)
         return Reply({"returnMessage": message.to_wire()}, 400)
     info = result.user
     extra = {k: v for k, v in additional.items() if k != "apiKey"}
-    saved = await _save(services, UserRecord(
-        id=info.id, platform=body.platform, hostname=hostname,
-        rc_account_id=rc_account_header or body.rc_account_id, hashed_rc_extension_id=rc_extension_header,
-        timezone_name=info.timezone_name, timezone_offset=info.timezone_offset,
-        access_token=info.overriding_api_key or body.api_key,
-        platform_additional_info={**extra, **info.platform_additional_info, "proxyId": body.proxy_id}))
+    saved = await _save(
+        services,
+        UserRecord(
+            id=info.id,
+            platform=body.platform,
+            hostname=hostname,
+            rc_account_id=rc_account_header or body.rc_account_id,
+            hashed_rc_extension_id=rc_extension_header,
+            timezone_name=info.timezone_name,
+            timezone_offset=info.timezone_offset,
+            access_token=info.overriding_api_key or body.api_key,
+            platform_additional_info={**extra, **info.platform_additional_info, "proxyId": body.proxy_id},
+        ),
+    )
     if saved is None:
         return Reply({"returnMessage": DATABASE_FAILED.to_wire()}, 400)
     return _login_reply(services, saved, info.name, result.return_message)
@@ -100,8 +122,10 @@ async def oauth_callback(services: Services, query: dict[str, str]) -> Reply:
     hostname = query.get("hostname") or state.get("hostname") or ""
     callback_query = parse_qs(urlparse(callback_uri).query)
     if "error" in callback_query:
-        message = callback_query.get("error_description", callback_query["error"])[0]
-        return Reply({"returnMessage": ReturnMessage(f"Authorization failed: {message}", "danger", 5000).to_wire()})
+        reason = callback_query.get("error_description", callback_query["error"])[0]
+        return Reply(
+            {"returnMessage": ReturnMessage(f"Authorization failed: {reason}", "danger", 5000).to_wire()}
+        )
     code = callback_query.get("code", [query.get("code", "")])[0]
     info = connector.oauth_info(hostname)
     if info.fail_message:
@@ -111,25 +135,44 @@ async def oauth_callback(services: Services, query: dict[str, str]) -> Reply:
     try:
         tokens = await oauth.exchange_code(services.http, info, code)
     except oauth.OAuthError as exc:
-        message = ReturnMessage(f"Could not connect: the CRM refused the authorization ({exc.code}).", "danger",
-                                5000)
+        message = ReturnMessage(
+            f"Could not connect: the CRM refused the authorization ({exc.code}).", "danger", 5000
+        )
         return Reply({"returnMessage": message.to_wire()})
     auth_header = f"Bearer {tokens.access_token}"
     base = connector.base_url(UserView(id="", platform=platform, hostname=info.hostname or hostname))
     http = CrmHttpClient(services.http, base_url=base, auth_header=auth_header)
-    result = await _user_info(connector, LoginRequest(
-        auth_header=auth_header, hostname=info.hostname or hostname, platform=platform, http=http,
-        token_response=tokens.raw, query=dict(query)))
+    result = await _user_info(
+        connector,
+        LoginRequest(
+            auth_header=auth_header,
+            hostname=info.hostname or hostname,
+            platform=platform,
+            http=http,
+            token_response=tokens.raw,
+            query=dict(query),
+        ),
+    )
     if not result.successful or result.user is None:
         message = result.return_message or ReturnMessage("Could not load user information", "warning", 5000)
         return Reply({"returnMessage": message.to_wire()})
     user_info = result.user
-    saved = await _save(services, UserRecord(
-        id=user_info.id, platform=platform, hostname=user_info.overriding_hostname or info.hostname or hostname,
-        rc_account_id=query.get("rcAccountId"), hashed_rc_extension_id=query.get("rcExtensionId"),
-        timezone_name=user_info.timezone_name, timezone_offset=user_info.timezone_offset,
-        access_token=tokens.access_token, refresh_token=tokens.refresh_token, token_expiry=tokens.expires_at,
-        platform_additional_info={**user_info.platform_additional_info, "proxyId": query.get("proxyId")}))
+    saved = await _save(
+        services,
+        UserRecord(
+            id=user_info.id,
+            platform=platform,
+            hostname=user_info.overriding_hostname or info.hostname or hostname,
+            rc_account_id=query.get("rcAccountId"),
+            hashed_rc_extension_id=query.get("rcExtensionId"),
+            timezone_name=user_info.timezone_name,
+            timezone_offset=user_info.timezone_offset,
+            access_token=tokens.access_token,
+            refresh_token=tokens.refresh_token,
+            token_expiry=tokens.expires_at,
+            platform_additional_info={**user_info.platform_additional_info, "proxyId": query.get("proxyId")},
+        ),
+    )
     if saved is None:
         return Reply({"returnMessage": DATABASE_FAILED.to_wire()})
     return _login_reply(services, saved, user_info.name, result.return_message)
@@ -155,8 +198,9 @@ async def unauthorize(services: Services, claims: SessionClaims) -> Reply:
                 await oauth.revoke(services.http, info, user.refresh_token, "refresh_token")
             await oauth.revoke(services.http, info, user.access_token, "access_token")
     await services.users.clear_tokens(user.id)
-    message = message or ReturnMessage(f"Logged out of {connector.manifest_entry().get('displayName', user.platform)}",
-                                       "success", 1000)
+    message = message or ReturnMessage(
+        f"Logged out of {connector.manifest_entry().get('displayName', user.platform)}", "success", 1000
+    )
     return Reply(message.to_wire())
 
 
@@ -170,8 +214,14 @@ async def auth_validation(services: Services, claims: SessionClaims) -> Reply:
     try:
         await open_session(services, connector, user)
     except SessionRevoked:
-        return Reply({"successful": False, "returnMessage": ReturnMessage(
-            "User session expired. Please connect again.", "warning", 5000).to_wire()})
+        return Reply(
+            {
+                "successful": False,
+                "returnMessage": ReturnMessage(
+                    "User session expired. Please connect again.", "warning", 5000
+                ).to_wire(),
+            }
+        )
     except oauth.OAuthError:
         return Reply({"successful": False})
     return Reply({"successful": True})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from appconnect.connectors.sdk import (
     CallParty,
     ContactRef,
@@ -24,15 +23,22 @@ from appconnect.store.message_logs import MessageLogRow
 
 
 def _message(body: MessageBody) -> Message:
-    return Message(id=str(body.id), type=body.type, direction=body.direction, subject=body.subject or "",
-                   creation_time=body.creation_time,
-                   from_party=CallParty.from_wire(body.from_.model_dump(by_alias=True) if body.from_ else None),
-                   raw=body.model_dump(by_alias=True, exclude_none=True))
+    return Message(
+        id=str(body.id),
+        type=body.type,
+        direction=body.direction,
+        subject=body.subject or "",
+        creation_time=body.creation_time,
+        from_party=CallParty.from_wire(body.from_.model_dump(by_alias=True) if body.from_ else None),
+        raw=body.model_dump(by_alias=True, exclude_none=True),
+    )
 
 
 def _attachment_link(body: MessageBody, kind: str) -> str | None:
     for attachment in body.attachments or []:
-        if attachment.get("type") == kind and isinstance(attachment.get("link") or attachment.get("uri"), str):
+        if attachment.get("type") == kind and isinstance(
+            attachment.get("link") or attachment.get("uri"), str
+        ):
             return str(attachment.get("link") or attachment.get("uri"))
     return None
 
@@ -48,8 +54,12 @@ async def create_message_log(services: Services, claims: SessionClaims, body: Me
     phone = (info.correspondents[0].phone_number if info.correspondents else None) or ""
     if body.contact_id in (None, "", 0, "0"):
         return Reply(envelope(False, warning(f"Contact not found for number {phone}")))
-    contact = ContactRef(id=str(body.contact_id), phone_number=phone, type=body.contact_type or "",
-                         name=body.contact_name or "")
+    contact = ContactRef(
+        id=str(body.contact_id),
+        phone_number=phone,
+        type=body.contact_type or "",
+        name=body.contact_name or "",
+    )
     group = len(info.correspondents) > 1
     suffix = f"-{contact.id}" if group else ""
     conversation_id = f"{info.conversation_id or ''}{suffix}"
@@ -59,8 +69,10 @@ async def create_message_log(services: Services, claims: SessionClaims, body: Me
     logged: list[str] = []
     last_message: ReturnMessage | None = None
     try:
-        async with services.locks.hold(f"conversation:{user.platform}:{conversation_log_id}",
-                                       ttl=services.settings.crm_read_timeout * 2 + 10):
+        async with services.locks.hold(
+            f"conversation:{user.platform}:{conversation_log_id}",
+            ttl=services.settings.crm_read_timeout * 2 + 10,
+        ):
             ids = [f"{m.id}{suffix}" for m in info.messages]
             already = await services.message_logs.logged_ids(ids)
             log_id = await services.message_logs.conversation_log_id_owner(conversation_log_id)
@@ -70,34 +82,60 @@ async def create_message_log(services: Services, claims: SessionClaims, body: Me
                     continue
                 message = _message(message_body)
                 if log_id is not None:
-                    last_message = await connector.update_message_log(call, MessageLogUpdate(
-                        contact=contact, message=message, log_id=log_id, conversation_log_id=conversation_log_id,
-                        additional_submission=body.additional_submission or {},
-                        image_link=_attachment_link(message_body, "MmsAttachment")))
+                    last_message = await connector.update_message_log(
+                        call,
+                        MessageLogUpdate(
+                            contact=contact,
+                            message=message,
+                            log_id=log_id,
+                            conversation_log_id=conversation_log_id,
+                            additional_submission=body.additional_submission or {},
+                            image_link=_attachment_link(message_body, "MmsAttachment"),
+                        ),
+                    )
                 else:
-                    result = await connector.create_message_log(call, MessageLogCreate(
-                        contact=contact, message=message, conversation_id=conversation_id,
-                        conversation_log_id=conversation_log_id,
-                        additional_submission=body.additional_submission or {},
-                        recording_link=_attachment_link(message_body, "AudioRecording"),
-                        fax_doc_link=_attachment_link(message_body, "RenderedDocument"),
-                        image_link=_attachment_link(message_body, "MmsAttachment")))
+                    result = await connector.create_message_log(
+                        call,
+                        MessageLogCreate(
+                            contact=contact,
+                            message=message,
+                            conversation_id=conversation_id,
+                            conversation_log_id=conversation_log_id,
+                            additional_submission=body.additional_submission or {},
+                            recording_link=_attachment_link(message_body, "AudioRecording"),
+                            fax_doc_link=_attachment_link(message_body, "RenderedDocument"),
+                            image_link=_attachment_link(message_body, "MmsAttachment"),
+                        ),
+                    )
                     last_message = result.return_message
                     if not result.log_id:
                         continue
                     log_id = result.log_id
-                await services.message_logs.add(MessageLogRow(
-                    id=message_id, platform=user.platform, conversation_id=conversation_id,
-                    conversation_log_id=conversation_log_id, third_party_log_id=log_id, user_id=user.id))
+                await services.message_logs.add(
+                    MessageLogRow(
+                        id=message_id,
+                        platform=user.platform,
+                        conversation_id=conversation_id,
+                        conversation_log_id=conversation_log_id,
+                        third_party_log_id=log_id,
+                        user_id=user.id,
+                    )
+                )
                 already.add(message_id)
                 logged.append(message_id)
     except CrmHttpError as exc:
         operation = "updateMessageLog" if logged else "createMessageLog"
         return Reply(envelope(False, crm_error_message(exc, user.platform, operation)))
     except LockTimeout:
-        return Reply(envelope(False, warning("This conversation is being logged by another request. "
-                                             "Please try again.")))
-    return Reply({"successful": True, "logIds": logged,
-                  "returnMessage": last_message.to_wire() if last_message else None})
-
-
+        return Reply(
+            envelope(
+                False, warning("This conversation is being logged by another request. Please try again.")
+            )
+        )
+    return Reply(
+        {
+            "successful": True,
+            "logIds": logged,
+            "returnMessage": last_message.to_wire() if last_message else None,
+        }
+    )

@@ -50,8 +50,11 @@ def _parse(response: httpx.Response) -> dict[str, Any]:
 
 
 async def _token_request(client: httpx.AsyncClient, info: OAuthInfo, form: dict[str, str]) -> dict[str, Any]:
-    headers = {"Accept": "application/json, application/x-www-form-urlencoded",
-               "Content-Type": "application/x-www-form-urlencoded", **_client_auth(info)}
+    headers = {
+        "Accept": "application/json, application/x-www-form-urlencoded",
+        "Content-Type": "application/x-www-form-urlencoded",
+        **_client_auth(info),
+    }
     if not info.client_secret:
         form = {**form, "client_id": info.client_id}
     try:
@@ -76,8 +79,9 @@ def _token_set(data: dict[str, Any], previous_refresh: str | None = None) -> Tok
 
 
 async def exchange_code(client: httpx.AsyncClient, info: OAuthInfo, code: str) -> TokenSet:
-    data = await _token_request(client, info, {"code": code, "grant_type": "authorization_code",
-                                               "redirect_uri": info.redirect_uri})
+    data = await _token_request(
+        client, info, {"code": code, "grant_type": "authorization_code", "redirect_uri": info.redirect_uri}
+    )
     return _token_set(data)
 
 
@@ -93,8 +97,9 @@ async def revoke(client: httpx.AsyncClient, info: OAuthInfo, token: str, hint: s
         return False
     headers = {"Content-Type": "application/x-www-form-urlencoded", **_client_auth(info)}
     try:
-        response = await client.post(info.revoke_uri, content=urlencode({"token": token, "token_type_hint": hint}),
-                                     headers=headers)
+        response = await client.post(
+            info.revoke_uri, content=urlencode({"token": token, "token_type_hint": hint}), headers=headers
+        )
     except httpx.HTTPError:
         return False
     return response.is_success

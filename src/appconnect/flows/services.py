@@ -70,8 +70,9 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
         settings=settings,
         keys=keys,
         engine=engine,
-        http=build_transport_client(connect_timeout=settings.crm_connect_timeout,
-                                    read_timeout=settings.crm_read_timeout),
+        http=build_transport_client(
+            connect_timeout=settings.crm_connect_timeout, read_timeout=settings.crm_read_timeout
+        ),
         registry=registry or ConnectorRegistry.discover(connector_environment(settings)),
         tokens=SessionTokens(keys.jwt_secret),
         users=UserStore(engine, TokenCipher(keys.encryption_keys)),

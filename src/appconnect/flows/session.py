@@ -18,14 +18,24 @@ class SessionRevoked(Exception):
 
 
 def user_view(user: UserRecord) -> UserView:
-    return UserView(id=user.id, platform=user.platform, hostname=user.hostname,
-                    timezone_name=user.timezone_name, timezone_offset=user.timezone_offset,
-                    platform_additional_info=user.platform_additional_info, user_settings=user.user_settings)
+    return UserView(
+        id=user.id,
+        platform=user.platform,
+        hostname=user.hostname,
+        timezone_name=user.timezone_name,
+        timezone_offset=user.timezone_offset,
+        platform_additional_info=user.platform_additional_info,
+        user_settings=user.user_settings,
+    )
 
 
 def _due(user: UserRecord, now: datetime) -> bool:
-    return bool(user.access_token and user.refresh_token and user.token_expiry is not None
-                and user.token_expiry < now + REFRESH_MARGIN)
+    return bool(
+        user.access_token
+        and user.refresh_token
+        and user.token_expiry is not None
+        and user.token_expiry < now + REFRESH_MARGIN
+    )
 
 
 async def _refreshed(services: Services, connector: Connector, user: UserRecord) -> UserRecord:
@@ -38,13 +48,19 @@ async def _refreshed(services: Services, connector: Connector, user: UserRecord)
             return current
         assert current.refresh_token is not None
         try:
-            tokens = await oauth.refresh(services.http, connector.oauth_info(current.hostname), current.refresh_token)
+            tokens = await oauth.refresh(
+                services.http, connector.oauth_info(current.hostname), current.refresh_token
+            )
         except oauth.OAuthError as exc:
             if exc.code == "invalid_grant":
                 raise SessionRevoked(user.id) from exc
             raise
-        await services.users.save_tokens(current.id, access_token=tokens.access_token,
-                                         refresh_token=tokens.refresh_token, token_expiry=tokens.expires_at)
+        await services.users.save_tokens(
+            current.id,
+            access_token=tokens.access_token,
+            refresh_token=tokens.refresh_token,
+            token_expiry=tokens.expires_at,
+        )
         current.access_token = tokens.access_token
         current.refresh_token = tokens.refresh_token
         current.token_expiry = tokens.expires_at

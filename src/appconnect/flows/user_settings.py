@@ -22,10 +22,16 @@ def merge_settings(admin: dict[str, Any] | None, user: dict[str, Any] | None) ->
         if isinstance(admin_value, dict) and admin_value.get("isRemoved"):
             continue
         user_value = user.get(key)
-        customizable = admin_value is None or (isinstance(admin_value, dict) and admin_value.get("customizable"))
+        customizable = admin_value is None or (
+            isinstance(admin_value, dict) and admin_value.get("customizable")
+        )
         if customizable and isinstance(user_value, dict):
-            merged[key] = {"customizable": True, "value": user_value.get("value"),
-                           "defaultValue": user_value.get("defaultValue"), "options": user_value.get("options")}
+            merged[key] = {
+                "customizable": True,
+                "value": user_value.get("value"),
+                "defaultValue": user_value.get("defaultValue"),
+                "options": user_value.get("options"),
+            }
         elif admin_value is not None:
             merged[key] = admin_value
     return merged

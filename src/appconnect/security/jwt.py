@@ -31,8 +31,9 @@ class SessionTokens:
 
     def verify(self, token: str) -> SessionClaims | None:
         try:
-            payload = jwt.decode(token, self._secret, algorithms=["HS256", "HS384", "HS512"],
-                                 options={"require": []})
+            payload = jwt.decode(
+                token, self._secret, algorithms=["HS256", "HS384", "HS512"], options={"require": []}
+            )
         except jwt.PyJWTError:
             return None
         user_id = payload.get("id")

@@ -44,8 +44,11 @@ def _load_or_create_key_file(path: Path) -> dict[str, str]:
         return data
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(generated, handle)
-    log.warning("generated new server keys in %s; set APPCONNECT_JWT_SECRET and APPCONNECT_ENCRYPTION_KEYS "
-                "in production", path)
+    log.warning(
+        "generated new server keys in %s; set APPCONNECT_JWT_SECRET and APPCONNECT_ENCRYPTION_KEYS "
+        "in production",
+        path,
+    )
     return generated
 
 

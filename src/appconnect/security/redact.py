@@ -7,8 +7,10 @@ import re
 
 _PATTERNS = [
     re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"),
-    re.compile(r"(?i)((?:jwtToken|access_token|refresh_token|apiKey|api_key|token|code|client_secret|"
-               r"rcAccessToken)[\"']?\s*[=:]\s*[\"']?)[^&\s\"',}]+"),
+    re.compile(
+        r"(?i)((?:jwtToken|access_token|refresh_token|apiKey|api_key|token|code|client_secret|"
+        r"rcAccessToken)[\"']?\s*[=:]\s*[\"']?)[^&\s\"',}]+"
+    ),
     re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),
 ]
 

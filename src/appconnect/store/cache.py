@@ -20,8 +20,13 @@ class AccountCache:
     async def get_contacts(self, account_id: str, platform: str, phone: str, *, max_age: float) -> Any | None:
         c = account_data.c
         async with self._engine.connect() as conn:
-            row = (await conn.execute(select(c.data, c.updated_at).where(
-                c.account_id == account_id, c.platform == platform, c.data_key == f"contact-{phone}"))).first()
+            row = (
+                await conn.execute(
+                    select(c.data, c.updated_at).where(
+                        c.account_id == account_id, c.platform == platform, c.data_key == f"contact-{phone}"
+                    )
+                )
+            ).first()
         if row is None:
             return None
         updated = as_utc(row.updated_at)
@@ -34,29 +39,47 @@ class AccountCache:
         c = account_data.c
         key = and_(c.account_id == account_id, c.platform == platform, c.data_key == f"contact-{phone}")
         async with self._engine.begin() as conn:
-            changed = await conn.execute(update(account_data).where(key).values(data=contacts, updated_at=now))
+            changed = await conn.execute(
+                update(account_data).where(key).values(data=contacts, updated_at=now)
+            )
         if changed.rowcount:
             return
         try:
             async with self._engine.begin() as conn:
-                await conn.execute(insert(account_data).values(
-                    account_id=account_id, platform=platform, data_key=f"contact-{phone}", data=contacts,
-                    created_at=now, updated_at=now))
+                await conn.execute(
+                    insert(account_data).values(
+                        account_id=account_id,
+                        platform=platform,
+                        data_key=f"contact-{phone}",
+                        data=contacts,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
         except IntegrityError:
             pass  # a concurrent lookup cached the same answer
 
     async def drop_contacts(self, account_id: str, platform: str, phone: str) -> None:
         c = account_data.c
         async with self._engine.begin() as conn:
-            await conn.execute(delete(account_data).where(
-                c.account_id == account_id, c.platform == platform, c.data_key == f"contact-{phone}"))
+            await conn.execute(
+                delete(account_data).where(
+                    c.account_id == account_id, c.platform == platform, c.data_key == f"contact-{phone}"
+                )
+            )
 
-    async def recent_created_contact(self, account_id: str, platform: str, phone: str,
-                                     *, max_age: float) -> Any | None:
+    async def recent_created_contact(
+        self, account_id: str, platform: str, phone: str, *, max_age: float
+    ) -> Any | None:
         c = created_contacts.c
         async with self._engine.connect() as conn:
-            row = (await conn.execute(select(c.contact, c.created_at).where(
-                c.account_id == account_id, c.platform == platform, c.phone_number == phone))).first()
+            row = (
+                await conn.execute(
+                    select(c.contact, c.created_at).where(
+                        c.account_id == account_id, c.platform == platform, c.phone_number == phone
+                    )
+                )
+            ).first()
         if row is None:
             return None
         created = as_utc(row.created_at)
@@ -64,18 +87,33 @@ class AccountCache:
             return None
         return row.contact
 
-    async def remember_created_contact(self, account_id: str, platform: str, phone: str, contact: Any) -> None:
+    async def remember_created_contact(
+        self, account_id: str, platform: str, phone: str, contact: Any
+    ) -> None:
         now = datetime.now(UTC)
         c = created_contacts.c
         async with self._engine.begin() as conn:
-            await conn.execute(delete(created_contacts).where(
-                c.account_id == account_id, c.platform == platform, c.phone_number == phone))
-            await conn.execute(insert(created_contacts).values(
-                account_id=account_id, platform=platform, phone_number=phone, contact=contact,
-                created_at=now, updated_at=now))
+            await conn.execute(
+                delete(created_contacts).where(
+                    c.account_id == account_id, c.platform == platform, c.phone_number == phone
+                )
+            )
+            await conn.execute(
+                insert(created_contacts).values(
+                    account_id=account_id,
+                    platform=platform,
+                    phone_number=phone,
+                    contact=contact,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
 
     async def admin_settings(self, account_hash: str) -> dict[str, Any] | None:
         async with self._engine.connect() as conn:
-            row = (await conn.execute(select(admin_configs.c.user_settings)
-                                      .where(admin_configs.c.id == account_hash))).first()
+            row = (
+                await conn.execute(
+                    select(admin_configs.c.user_settings).where(admin_configs.c.id == account_hash)
+                )
+            ).first()
         return dict(row.user_settings) if row is not None and row.user_settings else None

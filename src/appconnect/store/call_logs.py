@@ -49,8 +49,10 @@ def _identity_clause(identity: ExtensionIdentity) -> ColumnElement[bool] | None:
     c = call_logs.c
     legacy = or_(c.hashed_extension_id == "", c.hashed_extension_id.is_(None))
     if identity.hashed_extension_id:
-        clauses = [c.hashed_extension_id == identity.hashed_extension_id,
-                   and_(c.extension_number == "", legacy)]
+        clauses = [
+            c.hashed_extension_id == identity.hashed_extension_id,
+            and_(c.extension_number == "", legacy),
+        ]
         if identity.extension_number:
             clauses.append(and_(c.extension_number == identity.extension_number, legacy))
         return or_(*clauses)
@@ -60,10 +62,19 @@ def _identity_clause(identity: ExtensionIdentity) -> ColumnElement[bool] | None:
 
 
 def _row(row: Any) -> CallLogRow:
-    return CallLogRow(pk=row.pk, session_id=row.session_id, extension_number=row.extension_number,
-                      hashed_extension_id=row.hashed_extension_id, call_id=row.call_id, platform=row.platform,
-                      user_id=row.user_id, contact_id=row.contact_id, third_party_log_id=row.third_party_log_id,
-                      status=row.status, updated_at=as_utc(row.updated_at))
+    return CallLogRow(
+        pk=row.pk,
+        session_id=row.session_id,
+        extension_number=row.extension_number,
+        hashed_extension_id=row.hashed_extension_id,
+        call_id=row.call_id,
+        platform=row.platform,
+        user_id=row.user_id,
+        contact_id=row.contact_id,
+        third_party_log_id=row.third_party_log_id,
+        status=row.status,
+        updated_at=as_utc(row.updated_at),
+    )
 
 
 def _rank(row: CallLogRow, identity: ExtensionIdentity) -> int:
@@ -78,8 +89,9 @@ class CallLogStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def find(self, session_ids: list[str], identity: ExtensionIdentity,
-                   *, include_pending: bool = False) -> dict[str, CallLogRow]:
+    async def find(
+        self, session_ids: list[str], identity: ExtensionIdentity, *, include_pending: bool = False
+    ) -> dict[str, CallLogRow]:
         """The best-matching row per session id."""
         query = select(call_logs).where(call_logs.c.session_id.in_(session_ids))
         clause = _identity_clause(identity)
@@ -94,8 +106,17 @@ class CallLogStore:
             best.setdefault(row.session_id, row)
         return best
 
-    async def reserve(self, *, session_id: str, identity: ExtensionIdentity, call_id: str, platform: str,
-                      user_id: str, contact_id: str, stale_after: float) -> tuple[Reservation, int | None]:
+    async def reserve(
+        self,
+        *,
+        session_id: str,
+        identity: ExtensionIdentity,
+        call_id: str,
+        platform: str,
+        user_id: str,
+        contact_id: str,
+        stale_after: float,
+    ) -> tuple[Reservation, int | None]:
         """Claim the session for this identity before calling the CRM.
 
         Returns (RESERVED, pk) for the caller that must create the CRM log, or (EXISTS, None) when a log exists
@@ -106,22 +127,41 @@ class CallLogStore:
         now = datetime.now(UTC)
         if session_id in existing:
             row = existing[session_id]
-            if row.status == "done" or row.updated_at is None or row.updated_at > now - timedelta(
-                    seconds=stale_after):
+            if (
+                row.status == "done"
+                or row.updated_at is None
+                or row.updated_at > now - timedelta(seconds=stale_after)
+            ):
                 return Reservation.EXISTS, None
             async with self._engine.begin() as conn:
                 taken = await conn.execute(
-                    update(call_logs).where(call_logs.c.pk == row.pk, call_logs.c.status == "pending",
-                                            call_logs.c.updated_at == row.updated_at)
-                    .values(updated_at=now, user_id=user_id, contact_id=contact_id))
+                    update(call_logs)
+                    .where(
+                        call_logs.c.pk == row.pk,
+                        call_logs.c.status == "pending",
+                        call_logs.c.updated_at == row.updated_at,
+                    )
+                    .values(updated_at=now, user_id=user_id, contact_id=contact_id)
+                )
             return (Reservation.RESERVED, row.pk) if taken.rowcount == 1 else (Reservation.EXISTS, None)
         try:
             async with self._engine.begin() as conn:
-                result = await conn.execute(insert(call_logs).values(
-                    session_id=session_id, extension_number=identity.extension_number,
-                    hashed_extension_id=identity.hashed_extension_id, call_id=call_id, platform=platform,
-                    user_id=user_id, contact_id=contact_id, status="pending", created_at=now, updated_at=now,
-                ).returning(call_logs.c.pk))
+                result = await conn.execute(
+                    insert(call_logs)
+                    .values(
+                        session_id=session_id,
+                        extension_number=identity.extension_number,
+                        hashed_extension_id=identity.hashed_extension_id,
+                        call_id=call_id,
+                        platform=platform,
+                        user_id=user_id,
+                        contact_id=contact_id,
+                        status="pending",
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    .returning(call_logs.c.pk)
+                )
                 pk = int(result.scalar_one())
         except IntegrityError:
             return Reservation.EXISTS, None
@@ -129,8 +169,11 @@ class CallLogStore:
 
     async def complete(self, pk: int, third_party_log_id: str) -> None:
         async with self._engine.begin() as conn:
-            await conn.execute(update(call_logs).where(call_logs.c.pk == pk).values(
-                third_party_log_id=third_party_log_id, status="done", updated_at=datetime.now(UTC)))
+            await conn.execute(
+                update(call_logs)
+                .where(call_logs.c.pk == pk)
+                .values(third_party_log_id=third_party_log_id, status="done", updated_at=datetime.now(UTC))
+            )
 
     async def release(self, pk: int) -> None:
         """The CRM did not take the log: forget the reservation so the client's retry can log it."""

@@ -11,11 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 def normalize_url(url: str) -> str:
     """Accept plain `sqlite:`/`postgres:` URLs and pick the async driver."""
     if url.startswith("sqlite:///") or url.startswith("sqlite://"):
-        return "sqlite+aiosqlite" + url[len("sqlite"):]
+        return "sqlite+aiosqlite" + url[len("sqlite") :]
     if url.startswith("postgres://"):
-        return "postgresql+asyncpg://" + url[len("postgres://"):]
+        return "postgresql+asyncpg://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
-        return "postgresql+asyncpg://" + url[len("postgresql://"):]
+        return "postgresql+asyncpg://" + url[len("postgresql://") :]
     return url
 
 
@@ -27,8 +27,9 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine tuned for the dialect."""
     url = normalize_url(url)
     if is_sqlite(url):
-        engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
-                                     connect_args={"timeout": 30})
+        engine = create_async_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, connect_args={"timeout": 30}
+        )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -43,8 +43,9 @@ class DatabaseSharedLock:
         now = datetime.now(UTC)
         try:
             async with self._engine.begin() as conn:
-                await conn.execute(insert(locks).values(name=name, owner=owner,
-                                                        expires_at=now + timedelta(seconds=ttl)))
+                await conn.execute(
+                    insert(locks).values(name=name, owner=owner, expires_at=now + timedelta(seconds=ttl))
+                )
             return True
         except IntegrityError:
             async with self._engine.begin() as conn:
@@ -56,7 +57,9 @@ class DatabaseSharedLock:
             await conn.execute(delete(locks).where(locks.c.name == name, locks.c.owner == owner))
 
 
-_RELEASE_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+_RELEASE_SCRIPT = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
 
 
 class RedisSharedLock:

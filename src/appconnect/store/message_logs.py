@@ -35,16 +35,30 @@ class MessageLogStore:
     async def conversation_log_id_owner(self, conversation_log_id: str) -> str | None:
         """The CRM activity already holding this conversation log, if any."""
         async with self._engine.connect() as conn:
-            row = (await conn.execute(
-                select(message_logs.c.third_party_log_id)
-                .where(message_logs.c.conversation_log_id == conversation_log_id,
-                       message_logs.c.third_party_log_id.is_not(None)).limit(1))).first()
+            row = (
+                await conn.execute(
+                    select(message_logs.c.third_party_log_id)
+                    .where(
+                        message_logs.c.conversation_log_id == conversation_log_id,
+                        message_logs.c.third_party_log_id.is_not(None),
+                    )
+                    .limit(1)
+                )
+            ).first()
         return row.third_party_log_id if row is not None else None
 
     async def add(self, row: MessageLogRow) -> None:
         now = datetime.now(UTC)
         async with self._engine.begin() as conn:
-            await conn.execute(insert(message_logs).values(
-                id=row.id, platform=row.platform, conversation_id=row.conversation_id,
-                conversation_log_id=row.conversation_log_id, third_party_log_id=row.third_party_log_id,
-                user_id=row.user_id, created_at=now, updated_at=now))
+            await conn.execute(
+                insert(message_logs).values(
+                    id=row.id,
+                    platform=row.platform,
+                    conversation_id=row.conversation_id,
+                    conversation_log_id=row.conversation_log_id,
+                    third_party_log_id=row.third_party_log_id,
+                    user_id=row.user_id,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )

@@ -44,10 +44,16 @@ class UserStore:
 
     def _record(self, row: Any) -> UserRecord:
         return UserRecord(
-            id=row.id, platform=row.platform, hostname=row.hostname or "", rc_account_id=row.rc_account_id,
-            hashed_rc_extension_id=row.hashed_rc_extension_id, timezone_name=row.timezone_name,
-            timezone_offset=row.timezone_offset, access_token=self._cipher.decrypt(row.access_token),
-            refresh_token=self._cipher.decrypt(row.refresh_token), token_expiry=as_utc(row.token_expiry),
+            id=row.id,
+            platform=row.platform,
+            hostname=row.hostname or "",
+            rc_account_id=row.rc_account_id,
+            hashed_rc_extension_id=row.hashed_rc_extension_id,
+            timezone_name=row.timezone_name,
+            timezone_offset=row.timezone_offset,
+            access_token=self._cipher.decrypt(row.access_token),
+            refresh_token=self._cipher.decrypt(row.refresh_token),
+            token_expiry=as_utc(row.token_expiry),
             platform_additional_info=dict(row.platform_additional_info or {}),
             user_settings=dict(row.user_settings or {}),
         )
@@ -64,26 +70,39 @@ class UserStore:
         """Insert or update a user at login: credentials replaced, additional info merged, settings kept."""
         now = datetime.now(UTC)
         values = {
-            "platform": record.platform, "hostname": record.hostname, "rc_account_id": record.rc_account_id,
-            "hashed_rc_extension_id": record.hashed_rc_extension_id, "timezone_name": record.timezone_name,
+            "platform": record.platform,
+            "hostname": record.hostname,
+            "rc_account_id": record.rc_account_id,
+            "hashed_rc_extension_id": record.hashed_rc_extension_id,
+            "timezone_name": record.timezone_name,
             "timezone_offset": record.timezone_offset,
             "access_token": self._cipher.encrypt(record.access_token),
             "refresh_token": self._cipher.encrypt(record.refresh_token),
-            "token_expiry": record.token_expiry, "updated_at": now,
+            "token_expiry": record.token_expiry,
+            "updated_at": now,
         }
         for _attempt in range(3):
             existing = await self.get(record.id)
             if existing is not None:
                 merged = {**existing.platform_additional_info, **record.platform_additional_info}
                 async with self._engine.begin() as conn:
-                    await conn.execute(update(users).where(users.c.id == record.id)
-                                       .values(platform_additional_info=merged, **values))
+                    await conn.execute(
+                        update(users)
+                        .where(users.c.id == record.id)
+                        .values(platform_additional_info=merged, **values)
+                    )
                 break
             try:
                 async with self._engine.begin() as conn:
-                    await conn.execute(insert(users).values(
-                        id=record.id, platform_additional_info=record.platform_additional_info,
-                        user_settings={}, created_at=now, **values))
+                    await conn.execute(
+                        insert(users).values(
+                            id=record.id,
+                            platform_additional_info=record.platform_additional_info,
+                            user_settings={},
+                            created_at=now,
+                            **values,
+                        )
+                    )
                 break
             except IntegrityError:
                 continue
@@ -93,21 +112,41 @@ class UserStore:
         assert saved is not None
         return saved
 
-    async def save_tokens(self, user_id: str, *, access_token: str | None, refresh_token: str | None,
-                          token_expiry: datetime | None) -> None:
+    async def save_tokens(
+        self,
+        user_id: str,
+        *,
+        access_token: str | None,
+        refresh_token: str | None,
+        token_expiry: datetime | None,
+    ) -> None:
         async with self._engine.begin() as conn:
-            await conn.execute(update(users).where(users.c.id == user_id).values(
-                access_token=self._cipher.encrypt(access_token),
-                refresh_token=self._cipher.encrypt(refresh_token),
-                token_expiry=token_expiry, updated_at=datetime.now(UTC)))
+            await conn.execute(
+                update(users)
+                .where(users.c.id == user_id)
+                .values(
+                    access_token=self._cipher.encrypt(access_token),
+                    refresh_token=self._cipher.encrypt(refresh_token),
+                    token_expiry=token_expiry,
+                    updated_at=datetime.now(UTC),
+                )
+            )
 
     async def clear_tokens(self, user_id: str) -> None:
         """Logout: the row stays (settings survive), the credentials go."""
         async with self._engine.begin() as conn:
-            await conn.execute(update(users).where(users.c.id == user_id).values(
-                access_token=None, refresh_token=None, token_expiry=None, updated_at=datetime.now(UTC)))
+            await conn.execute(
+                update(users)
+                .where(users.c.id == user_id)
+                .values(
+                    access_token=None, refresh_token=None, token_expiry=None, updated_at=datetime.now(UTC)
+                )
+            )
 
     async def save_settings(self, user_id: str, settings: dict[str, Any]) -> None:
         async with self._engine.begin() as conn:
-            await conn.execute(update(users).where(users.c.id == user_id).values(
-                user_settings=settings, updated_at=datetime.now(UTC)))
+            await conn.execute(
+                update(users)
+                .where(users.c.id == user_id)
+                .values(user_settings=settings, updated_at=datetime.now(UTC))
+            )

@@ -119,17 +119,27 @@ class PipedriveConnector(Connector):
                     "companyName": data.get("company_name"),
                     "companyDomain": data.get("company_domain"),
                 },
-                overriding_hostname=f"{data['company_domain']}.pipedrive.com" if data.get("company_domain")
+                overriding_hostname=f"{data['company_domain']}.pipedrive.com"
+                if data.get("company_domain")
                 else None,
             )
         except (CrmHttpError, KeyError, TypeError, ValueError) as exc:
             status = getattr(exc, "status", None)
             detail = f"Pipedrive answered {status}." if status else "Pipedrive's answer could not be read."
-            return UserInfoResult(successful=False, return_message=ReturnMessage(
-                "Could not load user information", "warning", 3000,
-                details=[{"title": "Details", "items": [{"id": "1", "type": "text", "text": detail}]}]))
-        return UserInfoResult(successful=True, user=user,
-                              return_message=ReturnMessage("Connected to Pipedrive.", "success", 3000))
+            return UserInfoResult(
+                successful=False,
+                return_message=ReturnMessage(
+                    "Could not load user information",
+                    "warning",
+                    3000,
+                    details=[{"title": "Details", "items": [{"id": "1", "type": "text", "text": detail}]}],
+                ),
+            )
+        return UserInfoResult(
+            successful=True,
+            user=user,
+            return_message=ReturnMessage("Connected to Pipedrive.", "success", 3000),
+        )
 
     # --- contacts ------------------------------------------------------------------------------------------
 
@@ -141,8 +151,13 @@ class PipedriveConnector(Connector):
         if lookup.is_extension:
             return ContactMatches(successful=False, contacts=[])
         if "+" not in phone:
-            return ContactMatches(successful=False, contacts=[], return_message=ReturnMessage(
-                "Logging against internal extension number is not supported.", "warning", 3000))
+            return ContactMatches(
+                successful=False,
+                contacts=[],
+                return_message=ReturnMessage(
+                    "Logging against internal extension number is not supported.", "warning", 3000
+                ),
+            )
         persons = await self._search_persons(call.http, _significant_number(phone), "phone")
         contacts = await self._enrich(call.http, persons, phone)
         contacts.append(placeholder_contact())
@@ -172,16 +187,18 @@ class PipedriveConnector(Connector):
             if leads:
                 info["leads"] = leads
             organization = person.get("organization") or {}
-            contacts.append(Contact(
-                id=str(person["id"]),
-                name=str(person.get("name") or ""),
-                phone=phone,
-                type="contact",
-                organization=str(organization.get("name") or ""),
-                created_date=person.get("add_time"),
-                most_recent_activity_date=person.get("update_time"),
-                additional_info=info,
-            ))
+            contacts.append(
+                Contact(
+                    id=str(person["id"]),
+                    name=str(person.get("name") or ""),
+                    phone=phone,
+                    type="contact",
+                    organization=str(organization.get("name") or ""),
+                    created_date=person.get("add_time"),
+                    most_recent_activity_date=person.get("update_time"),
+                    additional_info=info,
+                )
+            )
         return contacts
 
     async def _deals_and_leads(self, http: CrmHttp, person_id: Any) -> tuple[list[JsonDict], list[JsonDict]]:
@@ -207,10 +224,12 @@ class PipedriveConnector(Connector):
         if org_id is not None:
             body["org_id"] = org_id
         data = (await call.http.post_json("/v1/persons", body))["data"]
-        contact = Contact(id=str(data["id"]), name=str(data.get("name") or new.name), phone=new.phone_number,
-                          type="contact")
-        return CreatedContact(contact=contact,
-                              return_message=ReturnMessage("Contact created.", "success", 2000))
+        contact = Contact(
+            id=str(data["id"]), name=str(data.get("name") or new.name), phone=new.phone_number, type="contact"
+        )
+        return CreatedContact(
+            contact=contact, return_message=ReturnMessage("Contact created.", "success", 2000)
+        )
 
     # --- call logs -----------------------------------------------------------------------------------------
 
@@ -251,8 +270,10 @@ class PipedriveConnector(Connector):
         if update.duration is not None:
             body["duration"] = pipedrive_duration(update.duration)
         await call.http.patch_json(f"/api/v2/activities/{update.log.log_id}", body)
-        return CallLogUpdated(updated_note=update.composed_log_details,
-                              return_message=ReturnMessage("Call log updated.", "success", 2000))
+        return CallLogUpdated(
+            updated_note=update.composed_log_details,
+            return_message=ReturnMessage("Call log updated.", "success", 2000),
+        )
 
     async def get_call_log(self, call: CrmCall, ref: CallLogRef) -> CallLogFetched:
         """Recover the agent's own note from the composed HTML so the client can edit just that part."""
@@ -265,10 +286,14 @@ class PipedriveConnector(Connector):
         related = (data.get("related_objects") or {}).get("person") if isinstance(data, dict) else None
         if isinstance(related, dict) and related:
             contact_name = str(next(iter(related.values())).get("name") or "") or None
-        info = CallLogInfo(subject=data.get("subject"), note=note, full_body=full_body,
-                           contact_name=contact_name,
-                           dispositions={"deals": data.get("deal_id"), "leads": data.get("lead_id")},
-                           full_log_response=data)
+        info = CallLogInfo(
+            subject=data.get("subject"),
+            note=note,
+            full_body=full_body,
+            contact_name=contact_name,
+            dispositions={"deals": data.get("deal_id"), "leads": data.get("lead_id")},
+            full_log_response=data,
+        )
         return CallLogFetched(info=info)
 
     async def upsert_call_disposition(self, call: CrmCall, update: DispositionUpdate) -> LogResult:
@@ -294,20 +319,25 @@ class PipedriveConnector(Connector):
         activity_type = await self._activity_type(call, "pipedriveSMSActivityType", "sms")
         if activity_type is None:
             return LogResult(None, _no_activity_type("SMS", "pipedriveSMSActivityType"))
-        user_name, org_id = await asyncio.gather(self._user_name(call.http),
-                                                 self._person_org(call.http, person_id))
+        user_name, org_id = await asyncio.gather(
+            self._user_name(call.http), self._person_org(call.http, person_id)
+        )
         created = _parse_time(log.message.creation_time)
         local = created.astimezone(_user_tz(call.user))
         contact = log.contact
         name = html.escape(contact.name)
         if log.recording_link:
             subject = f"Voicemail left by {contact.name} - {local:%y/%m/%d}"
-            note = (f"<br><b>{html.escape(subject)}</b><br>Voicemail recording link: "
-                    f"{_link(log.recording_link)}<br><br>--- Created via RingCentral App Connect")
+            note = (
+                f"<br><b>{html.escape(subject)}</b><br>Voicemail recording link: "
+                f"{_link(log.recording_link)}<br><br>--- Created via RingCentral App Connect"
+            )
         elif log.fax_doc_link:
             subject = f"Fax document sent from {contact.name} - {local:%y/%m/%d}"
-            note = (f"<br><b>{html.escape(subject)}</b><br>Fax document link: {_link(log.fax_doc_link)}"
-                    "<br><br>--- Created via RingCentral App Connect")
+            note = (
+                f"<br><b>{html.escape(subject)}</b><br>Fax document link: {_link(log.fax_doc_link)}"
+                "<br><br>--- Created via RingCentral App Connect"
+            )
         else:
             subject = f"SMS conversation with {contact.name} - {local:%y/%m/%d}"
             note = (
@@ -384,8 +414,11 @@ class PipedriveConnector(Connector):
         if cached is not None and not force and cached[0] > now:
             return cached[1]
         body = await call.http.get_json("/v1/activityTypes")
-        kinds = [ActivityType(key=str(t["key_string"]), name=str(t.get("name") or ""))
-                 for t in body.get("data") or [] if t.get("active_flag")]
+        kinds = [
+            ActivityType(key=str(t["key_string"]), name=str(t.get("name") or ""))
+            for t in body.get("data") or []
+            if t.get("active_flag")
+        ]
         self._activity_types[key] = (now + ACTIVITY_TYPES_TTL, kinds)
         return kinds
 
@@ -495,8 +528,9 @@ def _user_tz(user: UserView) -> timezone:
     return timezone(timedelta(minutes=minutes)) if abs(minutes) < 24 * 60 else UTC
 
 
-def _message_item(message: Message, contact: ContactRef, user_name: str, user: UserView,
-                  image_link: str | None) -> str:
+def _message_item(
+    message: Message, contact: ContactRef, user_name: str, user: UserView, image_link: str | None
+) -> str:
     """One `<li>` of the conversation: who, when (user's time), what."""
     when = _parse_time(message.creation_time).astimezone(_user_tz(user))
     who = f"{contact.name} ({contact.phone_number})" if message.direction == "Inbound" else user_name
@@ -512,10 +546,23 @@ def _link(url: str) -> str:
 
 def _no_activity_type(label: str, setting: str) -> ReturnMessage:
     return ReturnMessage(
-        f"No {label} activity type found in Pipedrive", "warning", 5000,
-        details=[{"title": "Details", "items": [{"id": "1", "type": "text", "text":
-                  f"Ask your admin to activate a {label} activity type in Pipedrive or to choose one in the "
-                  f"App Connect admin setting \"{setting}\"."}]}])
+        f"No {label} activity type found in Pipedrive",
+        "warning",
+        5000,
+        details=[
+            {
+                "title": "Details",
+                "items": [
+                    {
+                        "id": "1",
+                        "type": "text",
+                        "text": f"Ask your admin to activate a {label} activity type in Pipedrive or to choose one in the "
+                        f'App Connect admin setting "{setting}".',
+                    }
+                ],
+            }
+        ],
+    )
 
 
 async def _constant(value: str) -> str:

@@ -95,8 +95,14 @@ def _message_time(message: Message, tz: timezone) -> datetime:
     return (_parse_time(message.creation_time) or datetime.now(UTC)).astimezone(tz)
 
 
-def _message_line(message: Message, tz: timezone, *, image_link: str | None = None,
-                  recording_link: str | None = None, fax_doc_link: str | None = None) -> str:
+def _message_line(
+    message: Message,
+    tz: timezone,
+    *,
+    image_link: str | None = None,
+    recording_link: str | None = None,
+    fax_doc_link: str | None = None,
+) -> str:
     sender = message.from_party.name or message.from_party.phone_number or "unknown"
     line = f"{message.direction} {sender} {_message_time(message, tz):%H:%M}: {message.subject}"
     for label, link in (("image", image_link), ("recording", recording_link), ("fax", fax_doc_link)):
@@ -106,9 +112,17 @@ def _message_line(message: Message, tz: timezone, *, image_link: str | None = No
 
 
 def _to_contact(data: JsonDict, phone: str | None) -> Contact:
-    return Contact(id=str(data["id"]), name=str(data.get("name", "")), phone=phone, type=data.get("type"),
-                   company=data.get("company"), email=data.get("email"), created_date=data.get("created_at"),
-                   most_recent_activity_date=data.get("updated_at"), additional_info=None)
+    return Contact(
+        id=str(data["id"]),
+        name=str(data.get("name", "")),
+        phone=phone,
+        type=data.get("type"),
+        company=data.get("company"),
+        email=data.get("email"),
+        created_date=data.get("created_at"),
+        most_recent_activity_date=data.get("updated_at"),
+        additional_info=None,
+    )
 
 
 class TestCrmConnector(Connector):
@@ -121,6 +135,16 @@ class TestCrmConnector(Connector):
     log_format = "text/plain"
     manifest_path = Path(__file__).parent / "manifest.json"
 
+    def manifest_entry(self) -> JsonDict:
+        """The manifest's CRM URL follows where the embedded CRM really is (config `base_url`)."""
+        entry = super().manifest_entry()
+        base = self.config.get("base_url")
+        if base:
+            crm_url = base.removesuffix("/").removesuffix("/api/v1")
+            entry["environment"] = {"type": "fixed", "url": crm_url}
+            entry["contactPageUrl"] = f"{crm_url}/contacts/{{contactId}}"
+        return entry
+
     # --- auth ----------------------------------------------------------------------------------------------
 
     async def get_user_info(self, request: LoginRequest) -> UserInfoResult:
@@ -128,14 +152,22 @@ class TestCrmConnector(Connector):
             me = await request.http.get_json("me")
         except CrmHttpError as exc:
             if exc.status == 401:
-                return UserInfoResult(successful=False,
-                                      return_message=ReturnMessage("Invalid API key.", "danger", 3000))
+                return UserInfoResult(
+                    successful=False, return_message=ReturnMessage("Invalid API key.", "danger", 3000)
+                )
             raise
-        user = PlatformUser(id=f"{me['id']}-{self.platform}", name=str(me.get("name", "")),
-                            timezone_name=me.get("timezone_name"), timezone_offset=me.get("timezone_offset"),
-                            platform_additional_info={"email": me.get("email")})
-        return UserInfoResult(successful=True, user=user,
-                              return_message=ReturnMessage("Connected to Test CRM.", "success", 3000))
+        user = PlatformUser(
+            id=f"{me['id']}-{self.platform}",
+            name=str(me.get("name", "")),
+            timezone_name=me.get("timezone_name"),
+            timezone_offset=me.get("timezone_offset"),
+            platform_additional_info={"email": me.get("email")},
+        )
+        return UserInfoResult(
+            successful=True,
+            user=user,
+            return_message=ReturnMessage("Connected to Test CRM.", "success", 3000),
+        )
 
     async def unauthorize(self, call: CrmCall) -> ReturnMessage | None:
         # an API key has nothing to revoke at the CRM; the server forgets it
@@ -147,8 +179,9 @@ class TestCrmConnector(Connector):
         if lookup.is_extension:
             return ContactMatches(successful=False, contacts=[])
         found = await call.http.get_json("contacts", params={"phone": lookup.phone_number})
-        return ContactMatches(successful=True,
-                              contacts=[_to_contact(c, lookup.phone_number) for c in found.get("data", [])])
+        return ContactMatches(
+            successful=True, contacts=[_to_contact(c, lookup.phone_number) for c in found.get("data", [])]
+        )
 
     async def find_contact_with_name(self, call: CrmCall, name: str) -> ContactMatches:
         found = await call.http.get_json("contacts", params={"name": name})
@@ -160,12 +193,20 @@ class TestCrmConnector(Connector):
 
     async def create_contact(self, call: CrmCall, new: NewContact) -> CreatedContact | None:
         contact_type = new.contact_type or "contact"
-        created = await call.http.post_json("contacts", {
-            "name": new.name, "type": contact_type,
-            "phones": [{"label": "Work", "number": new.phone_number}],
-        })
-        contact = Contact(id=str(created["id"]), name=str(created["name"]),
-                          type=created.get("type", contact_type), phone=new.phone_number)
+        created = await call.http.post_json(
+            "contacts",
+            {
+                "name": new.name,
+                "type": contact_type,
+                "phones": [{"label": "Work", "number": new.phone_number}],
+            },
+        )
+        contact = Contact(
+            id=str(created["id"]),
+            name=str(created["name"]),
+            type=created.get("type", contact_type),
+            phone=new.phone_number,
+        )
         return CreatedContact(contact, ReturnMessage("Contact created.", "success", 2000))
 
     # --- call logs -----------------------------------------------------------------------------------------
@@ -174,28 +215,38 @@ class TestCrmConnector(Connector):
         record = log.call
         inbound = record.direction == "Inbound"
         who = log.contact.name or log.contact.phone_number or record.contact_party.phone_number or "unknown"
-        subject = log.subject or record.custom_subject or \
-            f"{record.direction} call {'from' if inbound else 'to'} {who}"
-        created = await call.http.post_json("activities", {
-            "contact_id": int(log.contact.id),
-            "kind": "call",
-            "subject": subject,
-            "body": log.composed_log_details,
-            "direction": record.direction if record.direction in ("Inbound", "Outbound") else None,
-            "duration_seconds": _as_int(record.duration),
-            "started_at": _iso(record.start_time),
-            # makes a retried create idempotent at the CRM: same session, same user -> same activity
-            "external_id": f"call:{record.session_id}:{call.user.id}",
-        })
+        subject = (
+            log.subject
+            or record.custom_subject
+            or f"{record.direction} call {'from' if inbound else 'to'} {who}"
+        )
+        created = await call.http.post_json(
+            "activities",
+            {
+                "contact_id": int(log.contact.id),
+                "kind": "call",
+                "subject": subject,
+                "body": log.composed_log_details,
+                "direction": record.direction if record.direction in ("Inbound", "Outbound") else None,
+                "duration_seconds": _as_int(record.duration),
+                "started_at": _iso(record.start_time),
+                # makes a retried create idempotent at the CRM: same session, same user -> same activity
+                "external_id": f"call:{record.session_id}:{call.user.id}",
+            },
+        )
         return LogResult(str(created["id"]), ReturnMessage("Call logged", "success", 2000))
 
     async def get_call_log(self, call: CrmCall, ref: CallLogRef) -> CallLogFetched:
         activity = await call.http.get_json(f"activities/{ref.log_id}")
         body = str(activity.get("body") or "")
         match = _NOTE.match(body)
-        info = CallLogInfo(subject=activity.get("subject"), note=match.group(1).strip() if match else "",
-                           full_body=body, full_log_response=activity,
-                           dispositions=activity.get("disposition"))
+        info = CallLogInfo(
+            subject=activity.get("subject"),
+            note=match.group(1).strip() if match else "",
+            full_body=body,
+            full_log_response=activity,
+            dispositions=activity.get("disposition"),
+        )
         return CallLogFetched(info)
 
     async def update_call_log(self, call: CrmCall, update: CallLogUpdate) -> CallLogUpdated:
@@ -208,12 +259,14 @@ class TestCrmConnector(Connector):
         if duration is not None:
             patch["duration_seconds"] = duration
         await call.http.patch_json(f"activities/{update.log.log_id}", patch)
-        return CallLogUpdated(updated_note=update.note,
-                              return_message=ReturnMessage("Call log updated", "success", 2000))
+        return CallLogUpdated(
+            updated_note=update.note, return_message=ReturnMessage("Call log updated", "success", 2000)
+        )
 
     async def upsert_call_disposition(self, call: CrmCall, update: DispositionUpdate) -> LogResult:
-        updated = await call.http.patch_json(f"activities/{update.log.log_id}",
-                                             {"disposition": update.dispositions})
+        updated = await call.http.patch_json(
+            f"activities/{update.log.log_id}", {"disposition": update.dispositions}
+        )
         return LogResult(str(updated["id"]), ReturnMessage("Call disposition updated", "success", 2000))
 
     # --- message logs --------------------------------------------------------------------------------------
@@ -221,16 +274,26 @@ class TestCrmConnector(Connector):
     async def create_message_log(self, call: CrmCall, log: MessageLogCreate) -> LogResult:
         tz = _user_tz(call.user)
         who = log.contact.name or log.contact.phone_number
-        line = _message_line(log.message, tz, image_link=log.image_link, recording_link=log.recording_link,
-                             fax_doc_link=log.fax_doc_link)
-        created = await call.http.post_json("activities", {
-            "contact_id": int(log.contact.id),
-            "kind": "message",
-            "subject": f"SMS conversation with {who} - {_message_time(log.message, tz):%Y-%m-%d}",
-            "body": f"Conversation(1 messages)\n{line}\n",
-            "direction": log.message.direction if log.message.direction in ("Inbound", "Outbound") else None,
-            "external_id": f"msg:{log.conversation_log_id}:{call.user.id}",
-        })
+        line = _message_line(
+            log.message,
+            tz,
+            image_link=log.image_link,
+            recording_link=log.recording_link,
+            fax_doc_link=log.fax_doc_link,
+        )
+        created = await call.http.post_json(
+            "activities",
+            {
+                "contact_id": int(log.contact.id),
+                "kind": "message",
+                "subject": f"SMS conversation with {who} - {_message_time(log.message, tz):%Y-%m-%d}",
+                "body": f"Conversation(1 messages)\n{line}\n",
+                "direction": log.message.direction
+                if log.message.direction in ("Inbound", "Outbound")
+                else None,
+                "external_id": f"msg:{log.conversation_log_id}:{call.user.id}",
+            },
+        )
         return LogResult(str(created["id"]), ReturnMessage("Message logged", "success", 2000))
 
     async def update_message_log(self, call: CrmCall, update: MessageLogUpdate) -> ReturnMessage | None:
