@@ -8,9 +8,9 @@ import time
 import httpx
 import jwt as pyjwt
 import pytest
-from tests.conftest import CrmView, LiveServer, call_log_body, new_phone
 
 from appconnect.security.jwt import SessionTokens
+from tests.conftest import CrmView, LiveServer, call_log_body, new_phone
 
 AUTHORIZE_FIRST = "Please go to Settings and authorize CRM platform"
 

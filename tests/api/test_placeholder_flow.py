@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+
 from tests.conftest import CrmView, LiveServer, call_log_body, new_phone
 
 

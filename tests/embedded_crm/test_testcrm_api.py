@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.live_server import serve_asgi
 
 from appconnect.embedded_crm import create_testcrm_app
+from tests.support.live_server import serve_asgi
 
 SEED_KEY = "seed-key-for-tests"
 _numbers = itertools.count(1000)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 _PATTERNS = [
     re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"),
@@ -22,23 +23,27 @@ def redact(text: str) -> str:
     return _PATTERNS[2].sub("***jwt***", text)
 
 
-class RedactingFilter(logging.Filter):
-    """Applied to every handler: a record's final message is redacted before it is written."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg = cleaned
-            record.args = None
-        return True
+_installed = False
 
 
 def install_redaction() -> None:
-    """Attach the filter to the root handlers and uvicorn's, so no library can leak a token."""
-    flt = RedactingFilter()
-    for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "sqlalchemy"):
-        logger = logging.getLogger(name)
-        logger.addFilter(flt)
-        for handler in logger.handlers:
-            handler.addFilter(flt)
+    """Redact every log record when it is created, whatever logger or handler it goes to."""
+    global _installed
+    if _installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is logging's problem, not ours
+            return record
+        cleaned = redact(message)
+        if cleaned != message or record.args:
+            record.msg = cleaned
+            record.args = None
+        return record
+
+    logging.setLogRecordFactory(redacting_factory)
+    _installed = True

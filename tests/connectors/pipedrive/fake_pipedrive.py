@@ -29,6 +29,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+
 from tests.support.live_server import serve_asgi
 
 JsonDict = dict[str, Any]

@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.live_server import serve_asgi
 
 from appconnect.connectors.http import CrmHttpClient
 from appconnect.connectors.sdk import (
@@ -32,6 +31,7 @@ from appconnect.connectors.sdk import (
 )
 from appconnect.connectors.testcrm import TestCrmConnector
 from appconnect.embedded_crm import create_testcrm_app
+from tests.support.live_server import serve_asgi
 
 SEED_KEY = "connector-test-key"
 _numbers = itertools.count(2000)
