@@ -45,6 +45,9 @@ def _serve(args: argparse.Namespace) -> int:
     )
     if settings.auto_migrate:
         _migrate(settings)
+    from appconnect.security.keys import load_keys
+
+    load_keys(settings)  # create any generated keys once, before the workers read them
     import uvicorn
 
     print(

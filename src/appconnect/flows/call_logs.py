@@ -12,13 +12,12 @@ from appconnect.connectors.sdk import (
     CallParty,
     CallRecord,
     Connector,
-    ContactRef,
     CrmCall,
     CrmHttpError,
     DispositionUpdate,
     ReturnMessage,
 )
-from appconnect.flows.common import active_user, connector_for
+from appconnect.flows.common import active_user, chosen_contact, connector_for
 from appconnect.flows.composer import compose_call_log
 from appconnect.flows.errors import DATABASE_FAILED, crm_error_message, warning
 from appconnect.flows.reply import Reply, envelope
@@ -83,14 +82,9 @@ async def create_call_log(services: Services, claims: SessionClaims, body: CallL
     connector = connector_for(services, user.platform)
     record = call_record(info)
     contact_phone = record.contact_party.phone_number or ""
-    if body.contact_id in (None, "", 0, "0"):
+    contact = chosen_contact(body.contact_id, contact_phone, body.contact_type, body.contact_name)
+    if contact is None:
         return Reply(envelope(False, warning(f"Contact not found for number {contact_phone}")))
-    contact = ContactRef(
-        id=str(body.contact_id),
-        phone_number=contact_phone,
-        type=body.contact_type or "",
-        name=body.contact_name or "",
-    )
     outcome, pk = await services.call_logs.reserve(
         session_id=session_id,
         identity=identity,
@@ -172,15 +166,21 @@ def _ref(row: CallLogRow) -> CallLogRef:
     )
 
 
-async def update_call_log(services: Services, claims: SessionClaims, body: CallLogPatchBody) -> Reply:
-    session_id = str(body.session_id)
+async def _logged_row(services: Services, body: CallLogPatchBody | DispositionBody) -> CallLogRow | None:
+    """The completed log of the body's session for the body's agent identity."""
     identity = identity_of(
         services,
         extension_number=body.extension_number,
         hashed_extension_id=body.hashed_extension_id,
         rc_extension_id=body.rc_extension_id,
     )
-    row = (await services.call_logs.find([session_id], identity)).get(session_id)
+    session_id = str(body.session_id)
+    return (await services.call_logs.find([session_id], identity)).get(session_id)
+
+
+async def update_call_log(services: Services, claims: SessionClaims, body: CallLogPatchBody) -> Reply:
+    session_id = str(body.session_id)
+    row = await _logged_row(services, body)
     if row is None:
         return Reply({"successful": False})
     user = await active_user(services, claims, by_platform=False)
@@ -302,14 +302,7 @@ async def get_call_logs(
 
 
 async def upsert_disposition(services: Services, claims: SessionClaims, body: DispositionBody) -> Reply:
-    session_id = str(body.session_id)
-    identity = identity_of(
-        services,
-        extension_number=body.extension_number,
-        hashed_extension_id=body.hashed_extension_id,
-        rc_extension_id=body.rc_extension_id,
-    )
-    row = (await services.call_logs.find([session_id], identity)).get(session_id)
+    row = await _logged_row(services, body)
     if row is None:
         return Reply(envelope(False, warning("Cannot find log", 3000)))
     user = await active_user(services, claims, by_platform=False)

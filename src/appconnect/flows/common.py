@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from appconnect.connectors.sdk import Connector
+from appconnect.connectors.sdk import Connector, ContactRef
 from appconnect.flows.reply import ClientError
 from appconnect.flows.services import Services
 from appconnect.security.jwt import SessionClaims
@@ -41,3 +41,12 @@ async def active_user(services: Services, claims: SessionClaims, *, by_platform:
     if user is None or not user.access_token:
         return None
     return user
+
+
+def chosen_contact(
+    contact_id: object, phone: str, contact_type: str | None, name: str | None
+) -> ContactRef | None:
+    """The contact the client picked for a log; None when it sent none (the contract treats `0` as none)."""
+    if contact_id in (None, "", 0, "0"):
+        return None
+    return ContactRef(id=str(contact_id), phone_number=phone, type=contact_type or "", name=name or "")

@@ -352,7 +352,11 @@ def _upsert_link(body: str, fmt: str, label: str, link: str) -> str:
     """A recording link; HTML shows an `open` anchor, or `(pending...)` until the link is an URL."""
     if fmt != HTML:
         return _upsert_line(body, fmt, label, link)
-    value = f'<a target="_blank" href="{html.escape(link, quote=True)}">open</a>' if link.startswith("http") else PENDING
+    value = (
+        f'<a target="_blank" href="{html.escape(link, quote=True)}">open</a>'
+        if link.startswith("http")
+        else PENDING
+    )
     match = _LINE_RES[HTML, label].search(body)
     line = _render_line(HTML, label, value, standalone=True)
     if match is not None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from appconnect.connectors.sdk import (
     CallParty,
-    ContactRef,
     CrmHttpError,
     Message,
     MessageLogCreate,
     MessageLogUpdate,
     ReturnMessage,
 )
-from appconnect.flows.common import active_user, connector_for
+from appconnect.flows.common import active_user, chosen_contact, connector_for
 from appconnect.flows.errors import crm_error_message, warning
 from appconnect.flows.reply import Reply, envelope
 from appconnect.flows.requests import MessageBody, MessageLogBody
@@ -52,14 +51,9 @@ async def create_message_log(services: Services, claims: SessionClaims, body: Me
         return Reply(envelope(False, warning("Contact not found")))
     connector = connector_for(services, user.platform)
     phone = (info.correspondents[0].phone_number if info.correspondents else None) or ""
-    if body.contact_id in (None, "", 0, "0"):
+    contact = chosen_contact(body.contact_id, phone, body.contact_type, body.contact_name)
+    if contact is None:
         return Reply(envelope(False, warning(f"Contact not found for number {phone}")))
-    contact = ContactRef(
-        id=str(body.contact_id),
-        phone_number=phone,
-        type=body.contact_type or "",
-        name=body.contact_name or "",
-    )
     group = len(info.correspondents) > 1
     suffix = f"-{contact.id}" if group else ""
     conversation_id = f"{info.conversation_id or ''}{suffix}"

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,11 @@ class ServerKeys:
 
 
 def _load_or_create_key_file(path: Path) -> dict[str, str]:
-    """Read the key file; create it atomically (O_EXCL) so concurrent workers agree on one set of keys."""
+    """Read the key file, or create it complete-or-not-at-all so concurrent workers agree on one set of keys.
+
+    The keys are written to a private temporary file that is then hard-linked into place: a reader never sees a
+    half-written file, and of two processes racing, the second link fails and that process reads the first's.
+    """
     try:
         data: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
         return data
@@ -37,16 +42,22 @@ def _load_or_create_key_file(path: Path) -> dict[str, str]:
         "encryption_key": Fernet.generate_key().decode(),
         "hash_key": secrets.token_urlsafe(24),
     }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=".keys-", dir=path.parent)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return data
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(generated, handle)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(generated, handle)
+        os.chmod(temporary, 0o600)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            existing: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+            return existing
+    finally:
+        os.unlink(temporary)
     log.warning(
-        "generated new server keys in %s; set APPCONNECT_JWT_SECRET and APPCONNECT_ENCRYPTION_KEYS "
-        "in production",
+        "generated new server keys in %s; set APPCONNECT_JWT_SECRET, APPCONNECT_ENCRYPTION_KEYS and "
+        "APPCONNECT_HASH_KEY in production",
         path,
     )
     return generated
