@@ -25,6 +25,7 @@ from appconnect.flows.services import build_services
 from appconnect.flows.session import SessionRevoked
 from appconnect.security.redact import install_redaction, redact
 from appconnect.settings import Settings
+from appconnect.store.locks import LockTimeout
 
 log = logging.getLogger("appconnect")
 
@@ -94,6 +95,19 @@ def create_app(settings: Settings, registry: ConnectorRegistry | None = None) ->
                 "successful": False,
                 "returnMessage": {
                     "message": "Could not refresh the CRM session. Please try again.",
+                    "messageType": "warning",
+                    "ttl": 5000,
+                },
+            }
+        )
+
+    @app.exception_handler(LockTimeout)
+    async def lock_timeout(_request: Request, _exc: LockTimeout) -> Response:
+        return json_response(
+            {
+                "successful": False,
+                "returnMessage": {
+                    "message": "The CRM is busy with another request for this user. Please try again.",
                     "messageType": "warning",
                     "ttl": 5000,
                 },
