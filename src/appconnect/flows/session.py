@@ -42,7 +42,7 @@ async def _refreshed(services: Services, connector: Connector, user: UserRecord)
     """Exactly one refresh per user across all processes; the others wait and read the new token."""
     async with services.locks.hold(f"refresh:{user.id}", ttl=services.settings.crm_read_timeout + 10):
         current = await services.users.get(user.id)
-        if current is None or not current.access_token:
+        if current is None or not current.access_token or current.session_revoked:
             raise SessionRevoked(user.id)
         if not _due(current, datetime.now(UTC)):
             return current
@@ -53,6 +53,9 @@ async def _refreshed(services: Services, connector: Connector, user: UserRecord)
             )
         except oauth.OAuthError as exc:
             if exc.code == "invalid_grant":
+                # Remember it, so requests queued behind this lock (and later ones) answer 401 at once
+                # instead of each asking the CRM again.
+                await services.users.mark_revoked(current.id)
                 raise SessionRevoked(user.id) from exc
             raise
         await services.users.save_tokens(
@@ -70,6 +73,8 @@ async def _refreshed(services: Services, connector: Connector, user: UserRecord)
 async def open_session(services: Services, connector: Connector, user: UserRecord) -> CrmCall:
     """The auth header and bound HTTP client for this user's CRM calls."""
     if connector.auth_type == "oauth":
+        if user.session_revoked:
+            raise SessionRevoked(user.id)
         if _due(user, datetime.now(UTC)):
             user = await _refreshed(services, connector, user)
         auth_header = f"Bearer {user.access_token}"

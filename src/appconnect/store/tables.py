@@ -39,6 +39,8 @@ users = Table(
     Column("access_token", Text),  # encrypted
     Column("refresh_token", Text),  # encrypted
     Column("token_expiry", DateTime(timezone=True)),
+    # set when the CRM refused the refresh token (invalid_grant): answer 401 without asking it again
+    Column("session_revoked_at", DateTime(timezone=True)),
     Column("platform_additional_info", JSON, nullable=False, default=dict),
     Column("user_settings", JSON, nullable=False, default=dict),
     *_timestamps(),

@@ -33,6 +33,7 @@ class UserRecord:
     access_token: str | None = None
     refresh_token: str | None = None
     token_expiry: datetime | None = None
+    session_revoked: bool = False
     platform_additional_info: dict[str, Any] = field(default_factory=dict)
     user_settings: dict[str, Any] = field(default_factory=dict)
 
@@ -54,6 +55,7 @@ class UserStore:
             access_token=self._cipher.decrypt(row.access_token),
             refresh_token=self._cipher.decrypt(row.refresh_token),
             token_expiry=as_utc(row.token_expiry),
+            session_revoked=row.session_revoked_at is not None,
             platform_additional_info=dict(row.platform_additional_info or {}),
             user_settings=dict(row.user_settings or {}),
         )
@@ -79,12 +81,20 @@ class UserStore:
             "access_token": self._cipher.encrypt(record.access_token),
             "refresh_token": self._cipher.encrypt(record.refresh_token),
             "token_expiry": record.token_expiry,
+            "session_revoked_at": None,  # a new login heals a revoked session
             "updated_at": now,
         }
         for _attempt in range(3):
-            existing = await self.get(record.id)
+            # Only the additional info is merged: the stored credentials are replaced, never decrypted, so a
+            # login also heals a row whose tokens were encrypted with a key this server no longer has.
+            async with self._engine.connect() as conn:
+                existing = (
+                    await conn.execute(
+                        select(users.c.platform_additional_info).where(users.c.id == record.id)
+                    )
+                ).first()
             if existing is not None:
-                merged = {**existing.platform_additional_info, **record.platform_additional_info}
+                merged = {**(existing.platform_additional_info or {}), **record.platform_additional_info}
                 async with self._engine.begin() as conn:
                     await conn.execute(
                         update(users)
@@ -130,6 +140,13 @@ class UserStore:
                     token_expiry=token_expiry,
                     updated_at=datetime.now(UTC),
                 )
+            )
+
+    async def mark_revoked(self, user_id: str) -> None:
+        """The CRM refused the refresh token: every later request answers 401 until the user logs in again."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(users).where(users.c.id == user_id).values(session_revoked_at=datetime.now(UTC))
             )
 
     async def clear_tokens(self, user_id: str) -> None:
