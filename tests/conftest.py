@@ -74,6 +74,7 @@ def make_settings(folder: Path, database_url: str, **overrides: object) -> Setti
         "crm_read_timeout": 2.0,
         "crm_connect_timeout": 2.0,
         "max_body_bytes": 256 * 1024,
+        "testcrm_fault_injection": True,
         **overrides,
     }
     return Settings(**values)  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ class Settings(BaseSettings):
         default="sqlite+aiosqlite:///./appconnect.sqlite3",
         validation_alias=AliasChoices("APPCONNECT_DATABASE_URL", "DATABASE_URL"),
     )
-    database_pool_size: int = 10
+    database_pool_size: int = 20
     auto_migrate: bool = True
     redis_url: str = Field(default="", validation_alias=AliasChoices("APPCONNECT_REDIS_URL", "REDIS_URL"))
 
@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     embedded_testcrm: bool = True
     testcrm_database_url: str = "sqlite+aiosqlite:///./testcrm.sqlite3"
     testcrm_api_key: str = "testcrm-demo-key"
+    testcrm_fault_injection: bool = False
 
     crm_connect_timeout: float = 5.0
     crm_read_timeout: float = 20.0

@@ -48,7 +48,9 @@ def create_app(settings: Settings, registry: ConnectorRegistry | None = None) ->
         from appconnect.embedded_crm import create_testcrm_app
 
         embedded_crm = create_testcrm_app(
-            settings.testcrm_database_url, seed_api_key=settings.testcrm_api_key
+            settings.testcrm_database_url,
+            seed_api_key=settings.testcrm_api_key,
+            fault_injection=settings.testcrm_fault_injection,
         )
 
     @asynccontextmanager

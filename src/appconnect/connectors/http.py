@@ -17,7 +17,11 @@ def build_transport_client(
     timeout = httpx.Timeout(
         connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
     )
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections // 2)
+    # Idle connections are dropped before the usual 5 s server-side keep-alive timeout, so a request is never
+    # sent on a connection the CRM is closing at that moment (a POST cannot safely be retried).
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections // 2, keepalive_expiry=2.0
+    )
     return httpx.AsyncClient(
         timeout=timeout, limits=limits, follow_redirects=False, headers={"User-Agent": "appconnect-server"}
     )

@@ -104,8 +104,9 @@ class TestCrmApi:
 
     __test__ = False
 
-    def __init__(self, store: TestCrmStore) -> None:
+    def __init__(self, store: TestCrmStore, *, fault_injection: bool = True) -> None:
         self.store = store
+        self.fault_injection = fault_injection
         self.stats: Counter[str] = Counter()
 
     def api_route(self, path: str, handler: Handler, methods: list[str], *, auth: bool = True) -> Route:
@@ -117,7 +118,11 @@ class TestCrmApi:
             if request.method in ("POST", "PATCH", "PUT"):
                 # received in full before any injected delay, as a slow CRM would have it
                 await request.body()
-            fault = await self.store.take_fault(request.method, _sub_path(request))
+            fault = (
+                await self.store.take_fault(request.method, _sub_path(request))
+                if self.fault_injection
+                else None
+            )
             if fault is not None:
                 if fault.delay_seconds:
                     await asyncio.sleep(fault.delay_seconds)
@@ -238,7 +243,7 @@ class TestCrmApi:
         return HTMLResponse(pages.render_contact(contact, activities, base))
 
     def routes(self) -> list[Route]:
-        return [
+        routes = [
             Route("/", self.index_page, methods=["GET"]),
             Route("/contacts/{contact_id:int}", self.contact_page, methods=["GET"]),
             self.api_route("/api/v1/me", self.me, ["GET"]),
@@ -250,17 +255,26 @@ class TestCrmApi:
             self.api_route("/api/v1/activities", self.list_activities, ["GET"]),
             self.api_route("/api/v1/activities/{activity_id:int}", self.get_activity, ["GET"]),
             self.api_route("/api/v1/activities/{activity_id:int}", self.patch_activity, ["PATCH"]),
-            Route("/api/_faults", self.add_fault, methods=["POST"]),
-            Route("/api/_faults", self.clear_faults, methods=["DELETE"]),
-            Route("/api/_faults", self.list_faults, methods=["GET"]),
-            Route("/api/_stats", self.get_stats, methods=["GET"]),
         ]
+        if self.fault_injection:  # unauthenticated test tooling: never exposed unless asked for
+            routes += [
+                Route("/api/_faults", self.add_fault, methods=["POST"]),
+                Route("/api/_faults", self.clear_faults, methods=["DELETE"]),
+                Route("/api/_faults", self.list_faults, methods=["GET"]),
+                Route("/api/_stats", self.get_stats, methods=["GET"]),
+            ]
+        return routes
 
 
-def create_testcrm_app(database_url: str, *, seed_api_key: str = "testcrm-demo-key") -> Starlette:
-    """Build the test CRM. Mounted apps get no lifespan: call `app.state.testcrm.aclose()` on shutdown."""
+def create_testcrm_app(
+    database_url: str, *, seed_api_key: str = "testcrm-demo-key", fault_injection: bool = True
+) -> Starlette:
+    """Build the test CRM. Mounted apps get no lifespan: call `app.state.testcrm.aclose()` on shutdown.
+
+    `fault_injection` adds the unauthenticated `/api/_faults` tooling the tests use to make the CRM fail.
+    """
     store = TestCrmStore(database_url, seed_api_key=seed_api_key)
-    api = TestCrmApi(store)
+    api = TestCrmApi(store, fault_injection=fault_injection)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from appconnect.embedded_crm import schema
 from appconnect.embedded_crm.validation import ActivityInput, ContactInput, FaultInput, UserInput, digits_of
 
-SEED_USER_ID = 1
 LIST_LIMIT = 200
 
 
@@ -84,6 +83,7 @@ class TestCrmStore:
         self._seed_api_key = seed_api_key
         self._ready = False
         self._init_lock = asyncio.Lock()
+        self._users_by_key: dict[str, dict[str, Any]] = {}
 
     async def aclose(self) -> None:
         """Close pooled connections (their driver threads would otherwise keep the process alive)."""
@@ -120,39 +120,45 @@ class TestCrmStore:
             self._ready = True
 
     async def _seed(self, conn: AsyncConnection) -> None:
-        users = schema.users
-        exists = (await conn.execute(sa.select(users.c.id).where(users.c.id == SEED_USER_ID))).first()
-        if exists is None:
-            await conn.execute(
-                users.insert().values(
-                    id=SEED_USER_ID,
-                    name="Test CRM User",
-                    email="test.user@testcrm.example",
-                    timezone_name="America/Los_Angeles",
-                    timezone_offset="-08:00",
-                    created_at=now_iso(),
-                )
-            )
-        key_hash = hash_key(self._seed_api_key)
+        """The demo user and key; the user id comes from the database (PostgreSQL sequences stay right)."""
         keys = schema.api_keys
-        if (await conn.execute(sa.select(keys.c.user_id).where(keys.c.key_hash == key_hash))).first() is None:
-            await conn.execute(
-                keys.insert().values(key_hash=key_hash, user_id=SEED_USER_ID, created_at=now_iso())
+        key_hash = hash_key(self._seed_api_key)
+        if (
+            await conn.execute(sa.select(keys.c.user_id).where(keys.c.key_hash == key_hash))
+        ).first() is not None:
+            return
+        result = await conn.execute(
+            schema.users.insert().values(
+                name="Test CRM User",
+                email="test.user@testcrm.example",
+                timezone_name="America/Los_Angeles",
+                timezone_offset="-08:00",
+                created_at=now_iso(),
             )
+        )
+        await conn.execute(
+            keys.insert().values(key_hash=key_hash, user_id=_new_id(result), created_at=now_iso())
+        )
 
     # --- users and keys --------------------------------------------------------------------------------
 
     async def user_for_key(self, api_key: str) -> dict[str, Any] | None:
         users, keys = schema.users, schema.api_keys
+        key_hash = hash_key(api_key)
         columns = (users.c.id, users.c.name, users.c.email, users.c.timezone_name, users.c.timezone_offset)
         query = (
-            sa.select(*columns)
-            .join(keys, keys.c.user_id == users.c.id)
-            .where(keys.c.key_hash == hash_key(api_key))
+            sa.select(*columns).join(keys, keys.c.user_id == users.c.id).where(keys.c.key_hash == key_hash)
         )
+        cached = self._users_by_key.get(key_hash)
+        if cached is not None:
+            return dict(cached)
         async with self._read() as conn:
             row = (await conn.execute(query)).mappings().first()
-        return dict(row) if row is not None else None
+        if row is None:
+            return None
+        if len(self._users_by_key) < 10_000:  # keys are never changed or deleted: safe to remember
+            self._users_by_key[key_hash] = dict(row)
+        return dict(row)
 
     async def create_user_with_key(self, data: UserInput) -> tuple[str, dict[str, Any]]:
         api_key = "tc_" + secrets.token_urlsafe(24)

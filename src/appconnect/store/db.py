@@ -27,8 +27,14 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine tuned for the dialect."""
     url = normalize_url(url)
     if is_sqlite(url):
+        # Reads never open an SQLite transaction (the driver begins one only before a write) and writes always
+        # commit or roll back explicitly, so the ROLLBACK a pool issues on every return is a wasted thread hop.
         engine = create_async_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, connect_args={"timeout": 30}
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_reset_on_return=None,
+            connect_args={"timeout": 30},
         )
 
         @event.listens_for(engine.sync_engine, "connect")

@@ -53,11 +53,29 @@ _TIME_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _DURATION_RE = re.compile(r"^\d{2}:[0-5]\d$")
 _SEARCH_FIELDS = frozenset({"name", "email", "phone", "notes", "custom_fields"})
 _DEAL_STATUSES = frozenset({"open", "won", "lost", "deleted"})
-_ACTIVITY_KEYS = frozenset({
-    "subject", "type", "owner_id", "deal_id", "lead_id", "person_id", "org_id", "project_id", "due_date",
-    "due_time", "duration", "busy", "done", "location", "participants", "attendees", "public_description",
-    "priority", "note",
-})
+_ACTIVITY_KEYS = frozenset(
+    {
+        "subject",
+        "type",
+        "owner_id",
+        "deal_id",
+        "lead_id",
+        "person_id",
+        "org_id",
+        "project_id",
+        "due_date",
+        "due_time",
+        "duration",
+        "busy",
+        "done",
+        "location",
+        "participants",
+        "attendees",
+        "public_description",
+        "priority",
+        "note",
+    }
+)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -146,9 +164,16 @@ class _State:
 class FakePipedrive:
     """Pipedrive's OAuth server and REST API on one local port; use as a context manager or start()/stop()."""
 
-    def __init__(self, *, client_id: str = DEFAULT_CLIENT_ID, client_secret: str = DEFAULT_CLIENT_SECRET,
-                 redirect_uri: str = DEFAULT_REDIRECT_URI, expires_in: int = 3600,
-                 refresh_token_mode: RefreshTokenMode = "same", company_domain: str = "testcompany") -> None:
+    def __init__(
+        self,
+        *,
+        client_id: str = DEFAULT_CLIENT_ID,
+        client_secret: str = DEFAULT_CLIENT_SECRET,
+        redirect_uri: str = DEFAULT_REDIRECT_URI,
+        expires_in: int = 3600,
+        refresh_token_mode: RefreshTokenMode = "same",
+        company_domain: str = "testcompany",
+    ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
         self.redirect_uri = redirect_uri
@@ -199,9 +224,15 @@ class FakePipedrive:
                 "has_created_company": True,
                 "language": {"language_code": "en", "country_code": "US"},
             }
-            for name, key in (("Call", "call"), ("Meeting", "meeting"), ("Task", "task"),
-                              ("Deadline", "deadline"), ("Email", "email"), ("Lunch", "lunch"),
-                              ("SMS", "sms")):
+            for name, key in (
+                ("Call", "call"),
+                ("Meeting", "meeting"),
+                ("Task", "task"),
+                ("Deadline", "deadline"),
+                ("Email", "email"),
+                ("Lunch", "lunch"),
+                ("SMS", "sms"),
+            ):
                 self.add_activity_type(name, key)
 
     # --- lifecycle ------------------------------------------------------------------------------------------
@@ -311,15 +342,30 @@ class FakePipedrive:
 
     # --- faults ---------------------------------------------------------------------------------------------
 
-    def inject(self, status: int | None = None, *, times: int = 1, path_prefix: str | None = None,
-               method: str | None = None, retry_after: float | None = None,
-               delay: float | None = None) -> None:
+    def inject(
+        self,
+        status: int | None = None,
+        *,
+        times: int = 1,
+        path_prefix: str | None = None,
+        method: str | None = None,
+        retry_after: float | None = None,
+        delay: float | None = None,
+    ) -> None:
         """Answer the next `times` matching requests with `status` (after `delay` s), or only delay them."""
         if status is None and delay is None:
             raise ValueError("inject() needs a status or a delay")
         with self._lock:
-            self._faults.append(Fault(status=status, times=times, path_prefix=path_prefix, method=method,
-                                      retry_after=retry_after, delay=delay))
+            self._faults.append(
+                Fault(
+                    status=status,
+                    times=times,
+                    path_prefix=path_prefix,
+                    method=method,
+                    retry_after=retry_after,
+                    delay=delay,
+                )
+            )
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:
@@ -343,8 +389,15 @@ class FakePipedrive:
             self._state.orgs[org["id"]] = org
             return copy.deepcopy(org)
 
-    def add_person(self, name: str, *, phones: list[str] | None = None, emails: list[str] | None = None,
-                   org_id: int | None = None, owner_id: int | None = None) -> JsonDict:
+    def add_person(
+        self,
+        name: str,
+        *,
+        phones: list[str] | None = None,
+        emails: list[str] | None = None,
+        org_id: int | None = None,
+        owner_id: int | None = None,
+    ) -> JsonDict:
         with self._lock:
             if org_id is not None and org_id not in self._state.orgs:
                 raise KeyError(f"no org {org_id}")
@@ -362,32 +415,64 @@ class FakePipedrive:
             self._state.persons[person["id"]] = person
             return copy.deepcopy(person)
 
-    def add_deal(self, title: str, *, person_id: int | None = None, org_id: int | None = None,
-                 status: str = "open", value: float = 0) -> JsonDict:
+    def add_deal(
+        self,
+        title: str,
+        *,
+        person_id: int | None = None,
+        org_id: int | None = None,
+        status: str = "open",
+        value: float = 0,
+    ) -> JsonDict:
         with self._lock:
             stamp = self.now()
-            deal = {"id": self._next_id("deal"), "title": title, "status": status, "person_id": person_id,
-                    "org_id": org_id, "owner_id": self.user["id"], "value": value, "currency": "USD",
-                    "stage_id": 1, "pipeline_id": 1, "add_time": stamp, "update_time": stamp}
+            deal = {
+                "id": self._next_id("deal"),
+                "title": title,
+                "status": status,
+                "person_id": person_id,
+                "org_id": org_id,
+                "owner_id": self.user["id"],
+                "value": value,
+                "currency": "USD",
+                "stage_id": 1,
+                "pipeline_id": 1,
+                "add_time": stamp,
+                "update_time": stamp,
+            }
             self._state.deals[deal["id"]] = deal
             return copy.deepcopy(deal)
 
-    def add_lead(self, title: str, *, person_id: int | None = None, org_id: int | None = None,
-                 archived: bool = False) -> JsonDict:
+    def add_lead(
+        self, title: str, *, person_id: int | None = None, org_id: int | None = None, archived: bool = False
+    ) -> JsonDict:
         with self._lock:
             stamp = self.now()
-            lead = {"id": str(uuid.uuid4()), "title": title, "person_id": person_id,
-                    "organization_id": org_id, "owner_id": self.user["id"], "is_archived": archived,
-                    "add_time": stamp, "update_time": stamp}
+            lead = {
+                "id": str(uuid.uuid4()),
+                "title": title,
+                "person_id": person_id,
+                "organization_id": org_id,
+                "owner_id": self.user["id"],
+                "is_archived": archived,
+                "add_time": stamp,
+                "update_time": stamp,
+            }
             self._state.leads[lead["id"]] = lead
             return copy.deepcopy(lead)
 
     def add_activity_type(self, name: str, key_string: str, *, active: bool = True) -> JsonDict:
         with self._lock:
-            kind = {"id": self._next_id("activity_type"), "name": name, "key_string": key_string,
-                    "active_flag": active, "order_nr": self._ids["activity_type"], "icon_key": key_string,
-                    "color": None, "is_custom_flag": key_string not in {"call", "meeting", "task", "deadline",
-                                                                          "email", "lunch"}}
+            kind = {
+                "id": self._next_id("activity_type"),
+                "name": name,
+                "key_string": key_string,
+                "active_flag": active,
+                "order_nr": self._ids["activity_type"],
+                "icon_key": key_string,
+                "color": None,
+                "is_custom_flag": key_string not in {"call", "meeting", "task", "deadline", "email", "lunch"},
+            }
             self._state.activity_types.append(kind)
             return dict(kind)
 
@@ -426,8 +511,11 @@ class FakePipedrive:
 
     def requests_to(self, path_prefix: str, method: str | None = None) -> list[RecordedRequest]:
         with self._lock:
-            return [r for r in self.requests
-                    if r.path.startswith(path_prefix) and (method is None or r.method == method.upper())]
+            return [
+                r
+                for r in self.requests
+                if r.path.startswith(path_prefix) and (method is None or r.method == method.upper())
+            ]
 
     # --------------------------------------------------------------------------------------------------------
     # HTTP
@@ -452,8 +540,9 @@ class FakePipedrive:
             Route("/oauth/token", self._wrap(self._oauth_token, api=False), methods=["POST"]),
             Route("/oauth/revoke", self._wrap(self._oauth_revoke, api=False), methods=["POST"]),
         ]
-        routes += [Route(path, self._wrap(handler, api=True), methods=[method])
-                   for method, path, handler in api]
+        routes += [
+            Route(path, self._wrap(handler, api=True), methods=[method]) for method, path, handler in api
+        ]
         return Starlette(routes=routes)
 
     def _wrap(self, handler: Handler, *, api: bool) -> Callable[[Request], Awaitable[Response]]:
@@ -474,13 +563,19 @@ class FakePipedrive:
                 body = form
             authorization = request.headers.get("authorization", "")
             with self._lock:
-                self.requests.append(RecordedRequest(
-                    method=request.method, path=request.url.path, query=dict(request.query_params),
-                    raw_query=request.url.query, json=body if form is None else None,
-                    form={k: ("<redacted>" if k in _SECRET_FORM_KEYS else v) for k, v in form.items()}
-                    if form is not None else None,
-                    auth_scheme=authorization.split(" ", 1)[0] if authorization else None,
-                ))
+                self.requests.append(
+                    RecordedRequest(
+                        method=request.method,
+                        path=request.url.path,
+                        query=dict(request.query_params),
+                        raw_query=request.url.query,
+                        json=body if form is None else None,
+                        form={k: ("<redacted>" if k in _SECRET_FORM_KEYS else v) for k, v in form.items()}
+                        if form is not None
+                        else None,
+                        auth_scheme=authorization.split(" ", 1)[0] if authorization else None,
+                    )
+                )
             fault = self._take_fault(request.method, request.url.path)
             if fault is not None:
                 if fault.delay:
@@ -494,8 +589,9 @@ class FakePipedrive:
             except _BadRequest as exc:
                 return _error(400, str(exc))
             if api:
-                response.headers.update({"x-ratelimit-limit": "80", "x-ratelimit-remaining": "79",
-                                         "x-ratelimit-reset": "2"})
+                response.headers.update(
+                    {"x-ratelimit-limit": "80", "x-ratelimit-remaining": "79", "x-ratelimit-reset": "2"}
+                )
             return response
 
         return endpoint
@@ -516,7 +612,8 @@ class FakePipedrive:
             return False
         client_id, _, secret = decoded.partition(":")
         return secrets.compare_digest(client_id, self.client_id) and secrets.compare_digest(
-            secret, self.client_secret)
+            secret, self.client_secret
+        )
 
     async def _oauth_authorize(self, request: Request, body: Any) -> Response:
         query = request.query_params
@@ -531,7 +628,8 @@ class FakePipedrive:
         if not self._client_ok(request):
             return JSONResponse({"error": "invalid_client"}, status_code=401)
         if not isinstance(body, dict) or "application/x-www-form-urlencoded" not in request.headers.get(
-                "content-type", ""):
+            "content-type", ""
+        ):
             return JSONResponse({"error": "invalid_request"}, status_code=400)
         grant_type = body.get("grant_type")
         with self._lock:
@@ -562,8 +660,14 @@ class FakePipedrive:
         return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
 
     def _token_body(self, access: str, refresh: str, scope: str) -> JsonDict:
-        return {"access_token": access, "token_type": "Bearer", "refresh_token": refresh, "scope": scope,
-                "expires_in": self.expires_in, "api_domain": self.base_url}
+        return {
+            "access_token": access,
+            "token_type": "Bearer",
+            "refresh_token": refresh,
+            "scope": scope,
+            "expires_in": self.expires_in,
+            "api_domain": self.base_url,
+        }
 
     async def _oauth_revoke(self, request: Request, body: Any) -> Response:
         if not self._client_ok(request):
@@ -614,12 +718,14 @@ class FakePipedrive:
                 if score > 0:
                     hits.append((score, person))
             hits.sort(key=lambda h: (-h[0], h[1]["id"]))
-            page = hits[start:start + limit]
-            items = [{"result_score": round(score, 4), "item": self._search_item(person)}
-                     for score, person in page]
+            page = hits[start : start + limit]
+            items = [
+                {"result_score": round(score, 4), "item": self._search_item(person)} for score, person in page
+            ]
         next_cursor = _make_cursor(start + limit) if start + limit < len(hits) else None
-        return JSONResponse({"success": True, "data": {"items": items},
-                             "additional_data": {"next_cursor": next_cursor}})
+        return JSONResponse(
+            {"success": True, "data": {"items": items}, "additional_data": {"next_cursor": next_cursor}}
+        )
 
     def _search_item(self, person: JsonDict) -> JsonDict:
         org = self._state.orgs.get(person["org_id"]) if person["org_id"] is not None else None
@@ -631,8 +737,9 @@ class FakePipedrive:
             "emails": [e["value"] for e in person["emails"]],
             "visible_to": 3,
             "owner": {"id": person["owner_id"]},
-            "organization": ({"id": org["id"], "name": org["name"], "address": org["address"]}
-                             if org else None),
+            "organization": (
+                {"id": org["id"], "name": org["name"], "address": org["address"]} if org else None
+            ),
             "custom_fields": [],
             "notes": [],
         }
@@ -655,9 +762,16 @@ class FakePipedrive:
             if org_id is not None and org_id not in self._state.orgs:
                 raise _BadRequest("Organization not found.")
             stamp = self.now()
-            person = {"id": self._next_id("person"), "name": name.strip(), "phones": phones, "emails": emails,
-                      "org_id": org_id, "owner_id": owner_id if owner_id is not None else self.user["id"],
-                      "add_time": stamp, "update_time": stamp}
+            person = {
+                "id": self._next_id("person"),
+                "name": name.strip(),
+                "phones": phones,
+                "emails": emails,
+                "org_id": org_id,
+                "owner_id": owner_id if owner_id is not None else self.user["id"],
+                "add_time": stamp,
+                "update_time": stamp,
+            }
             self._state.persons[person["id"]] = person
             data = self._v1_person(person)
         return JSONResponse({"success": True, "data": data}, status_code=201)
@@ -717,11 +831,21 @@ class FakePipedrive:
             raise _BadRequest(f"Invalid status: {query.get('status')}")
         with self._lock:
             deals = [
-                {"id": d["id"], "title": d["title"], "status": d["status"], "person_id": d["person_id"],
-                 "org_id": d["org_id"], "owner_id": d["owner_id"], "value": d["value"],
-                 "currency": d["currency"],
-                 "stage_id": d["stage_id"], "pipeline_id": d["pipeline_id"], "add_time": _iso(d["add_time"]),
-                 "update_time": _iso(d["update_time"]), "is_deleted": d["status"] == "deleted"}
+                {
+                    "id": d["id"],
+                    "title": d["title"],
+                    "status": d["status"],
+                    "person_id": d["person_id"],
+                    "org_id": d["org_id"],
+                    "owner_id": d["owner_id"],
+                    "value": d["value"],
+                    "currency": d["currency"],
+                    "stage_id": d["stage_id"],
+                    "pipeline_id": d["pipeline_id"],
+                    "add_time": _iso(d["add_time"]),
+                    "update_time": _iso(d["update_time"]),
+                    "is_deleted": d["status"] == "deleted",
+                }
                 for d in sorted(self._state.deals.values(), key=lambda d: d["id"])
                 if d["status"] in statuses and (person_id is None or d["person_id"] == person_id)
             ]
@@ -735,17 +859,31 @@ class FakePipedrive:
             raise _BadRequest("Invalid archived_status")
         with self._lock:
             leads = [
-                {"id": lead["id"], "title": lead["title"], "person_id": lead["person_id"],
-                 "organization_id": lead["organization_id"], "owner_id": lead["owner_id"],
-                 "is_archived": lead["is_archived"], "add_time": _iso(lead["add_time"]),
-                 "update_time": _iso(lead["update_time"]), "value": None, "label_ids": []}
+                {
+                    "id": lead["id"],
+                    "title": lead["title"],
+                    "person_id": lead["person_id"],
+                    "organization_id": lead["organization_id"],
+                    "owner_id": lead["owner_id"],
+                    "is_archived": lead["is_archived"],
+                    "add_time": _iso(lead["add_time"]),
+                    "update_time": _iso(lead["update_time"]),
+                    "value": None,
+                    "label_ids": [],
+                }
                 for lead in self._state.leads.values()
                 if (person_id is None or lead["person_id"] == person_id)
                 and (archived == "all" or lead["is_archived"] == (archived == "archived"))
             ]
-        return JSONResponse({"success": True, "data": leads,
-                             "additional_data": {"pagination": {"start": 0, "limit": 100,
-                                                                "more_items_in_collection": False}}})
+        return JSONResponse(
+            {
+                "success": True,
+                "data": leads,
+                "additional_data": {
+                    "pagination": {"start": 0, "limit": 100, "more_items_in_collection": False}
+                },
+            }
+        )
 
     async def _activity_types(self, request: Request, body: Any) -> Response:
         with self._lock:
@@ -762,12 +900,29 @@ class FakePipedrive:
             fields = self._validate_activity(body)
             stamp = self.now()
             activity: JsonDict = {
-                "id": self._next_id("activity"), "subject": "", "type": self._default_type(), "owner_id":
-                self.user["id"], "deal_id": None, "lead_id": None, "person_id": None, "org_id": None,
-                "project_id": None, "due_date": None, "due_time": None, "duration": None, "busy": False,
-                "done": False, "location": None, "participants": [], "attendees": [],
+                "id": self._next_id("activity"),
+                "subject": "",
+                "type": self._default_type(),
+                "owner_id": self.user["id"],
+                "deal_id": None,
+                "lead_id": None,
+                "person_id": None,
+                "org_id": None,
+                "project_id": None,
+                "due_date": None,
+                "due_time": None,
+                "duration": None,
+                "busy": False,
+                "done": False,
+                "location": None,
+                "participants": [],
+                "attendees": [],
                 "public_description": None,
-                "priority": None, "note": None, "is_deleted": False, "add_time": stamp, "update_time": stamp,
+                "priority": None,
+                "note": None,
+                "is_deleted": False,
+                "add_time": stamp,
+                "update_time": stamp,
                 "marked_as_done_time": None,
             }
             self._apply_activity(activity, fields)
@@ -833,8 +988,11 @@ class FakePipedrive:
             elif key in {"deal_id", "person_id", "org_id", "project_id"}:
                 if value is not None and not _is_int(value):
                     raise _BadRequest(f"{key} must be an integer or null")
-                store = {"deal_id": self._state.deals, "person_id": self._state.persons,
-                         "org_id": self._state.orgs}.get(key)
+                store = {
+                    "deal_id": self._state.deals,
+                    "person_id": self._state.persons,
+                    "org_id": self._state.orgs,
+                }.get(key)
                 if value is not None and store is not None and value not in store:
                     raise _BadRequest(f"{key} {value} not found")
             elif key == "lead_id":
@@ -899,15 +1057,22 @@ def _fault_response(fault: Fault) -> JSONResponse:
     message = "Internal server error"
     if fault.status == 429:
         wait = fault.retry_after if fault.retry_after is not None else 2
-        headers = {"Retry-After": f"{wait:g}", "x-ratelimit-limit": "80", "x-ratelimit-remaining": "0",
-                   "x-ratelimit-reset": f"{wait:g}"}
+        headers = {
+            "Retry-After": f"{wait:g}",
+            "x-ratelimit-limit": "80",
+            "x-ratelimit-remaining": "0",
+            "x-ratelimit-reset": f"{wait:g}",
+        }
         message = "Request over limit"
     elif fault.retry_after is not None:
         headers = {"Retry-After": f"{fault.retry_after:g}"}
     if fault.status < 500 and fault.status != 429:
         message = "Request failed"
-    return JSONResponse({"success": False, "error": message, "errorCode": fault.status},
-                        status_code=fault.status, headers=headers)
+    return JSONResponse(
+        {"success": False, "error": message, "errorCode": fault.status},
+        status_code=fault.status,
+        headers=headers,
+    )
 
 
 def _seed_points(values: list[str] | None) -> list[JsonDict]:

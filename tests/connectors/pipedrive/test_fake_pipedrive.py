@@ -21,22 +21,34 @@ def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def _exchange(client: httpx.AsyncClient, fake: FakePipedrive, code: str,
-                    redirect_uri: str | None = None) -> httpx.Response:
-    return await client.post(fake.token_url, headers=_basic(fake), data={
-        "grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri or fake.redirect_uri})
+async def _exchange(
+    client: httpx.AsyncClient, fake: FakePipedrive, code: str, redirect_uri: str | None = None
+) -> httpx.Response:
+    return await client.post(
+        fake.token_url,
+        headers=_basic(fake),
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri or fake.redirect_uri,
+        },
+    )
 
 
 async def _refresh(client: httpx.AsyncClient, fake: FakePipedrive, refresh_token: str) -> httpx.Response:
-    return await client.post(fake.token_url, headers=_basic(fake),
-                             data={"grant_type": "refresh_token", "refresh_token": refresh_token})
+    return await client.post(
+        fake.token_url,
+        headers=_basic(fake),
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+    )
 
 
 # --- OAuth --------------------------------------------------------------------------------------------------
 
 
-async def test_code_exchange_returns_pipedrive_token_shape(fake_pipedrive: FakePipedrive,
-                                                           http_client: httpx.AsyncClient) -> None:
+async def test_code_exchange_returns_pipedrive_token_shape(
+    fake_pipedrive: FakePipedrive, http_client: httpx.AsyncClient
+) -> None:
     response = await _exchange(http_client, fake_pipedrive, fake_pipedrive.issue_code())
     assert response.status_code == 200
     body = response.json()
@@ -47,8 +59,11 @@ async def test_code_exchange_returns_pipedrive_token_shape(fake_pipedrive: FakeP
     assert fake_pipedrive.is_access_token_valid(body["access_token"])
     recorded = fake_pipedrive.requests_to("/oauth/token")[0]
     assert recorded.auth_scheme == "Basic"
-    assert recorded.form == {"grant_type": "authorization_code", "code": "<redacted>",
-                             "redirect_uri": fake_pipedrive.redirect_uri}
+    assert recorded.form == {
+        "grant_type": "authorization_code",
+        "code": "<redacted>",
+        "redirect_uri": fake_pipedrive.redirect_uri,
+    }
 
 
 async def test_code_is_single_use(fake_pipedrive: FakePipedrive, http_client: httpx.AsyncClient) -> None:
@@ -59,47 +74,70 @@ async def test_code_is_single_use(fake_pipedrive: FakePipedrive, http_client: ht
     assert second.json() == {"error": "invalid_grant"}
 
 
-async def test_code_exchange_rejects_wrong_redirect_uri(fake_pipedrive: FakePipedrive,
-                                                        http_client: httpx.AsyncClient) -> None:
-    response = await _exchange(http_client, fake_pipedrive, fake_pipedrive.issue_code(),
-                               redirect_uri="https://evil.example/cb")
+async def test_code_exchange_rejects_wrong_redirect_uri(
+    fake_pipedrive: FakePipedrive, http_client: httpx.AsyncClient
+) -> None:
+    response = await _exchange(
+        http_client, fake_pipedrive, fake_pipedrive.issue_code(), redirect_uri="https://evil.example/cb"
+    )
     assert response.status_code == 400
     assert response.json() == {"error": "invalid_grant"}
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Basic Zm9vOmJhcg=="},
-                                     {"Authorization": "Bearer x"}])
-async def test_token_endpoint_requires_basic_client_auth(fake_pipedrive: FakePipedrive,
-                                                         http_client: httpx.AsyncClient,
-                                                         headers: dict[str, str]) -> None:
-    response = await http_client.post(fake_pipedrive.token_url, headers=headers, data={
-        "grant_type": "authorization_code", "code": fake_pipedrive.issue_code(),
-        "redirect_uri": fake_pipedrive.redirect_uri})
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Basic Zm9vOmJhcg=="}, {"Authorization": "Bearer x"}]
+)
+async def test_token_endpoint_requires_basic_client_auth(
+    fake_pipedrive: FakePipedrive, http_client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    response = await http_client.post(
+        fake_pipedrive.token_url,
+        headers=headers,
+        data={
+            "grant_type": "authorization_code",
+            "code": fake_pipedrive.issue_code(),
+            "redirect_uri": fake_pipedrive.redirect_uri,
+        },
+    )
     assert response.status_code == 401
     assert response.json() == {"error": "invalid_client"}
 
 
-async def test_token_endpoint_rejects_json_body(fake_pipedrive: FakePipedrive,
-                                                http_client: httpx.AsyncClient) -> None:
-    response = await http_client.post(fake_pipedrive.token_url, headers=_basic(fake_pipedrive), json={
-        "grant_type": "authorization_code", "code": fake_pipedrive.issue_code(),
-        "redirect_uri": fake_pipedrive.redirect_uri})
+async def test_token_endpoint_rejects_json_body(
+    fake_pipedrive: FakePipedrive, http_client: httpx.AsyncClient
+) -> None:
+    response = await http_client.post(
+        fake_pipedrive.token_url,
+        headers=_basic(fake_pipedrive),
+        json={
+            "grant_type": "authorization_code",
+            "code": fake_pipedrive.issue_code(),
+            "redirect_uri": fake_pipedrive.redirect_uri,
+        },
+    )
     assert response.status_code == 400
 
 
-async def test_authorize_redirects_with_a_usable_code(fake_pipedrive: FakePipedrive,
-                                                      http_client: httpx.AsyncClient) -> None:
-    response = await http_client.get(fake_pipedrive.authorize_url, params={
-        "client_id": fake_pipedrive.client_id, "redirect_uri": fake_pipedrive.redirect_uri, "state": "s1"})
+async def test_authorize_redirects_with_a_usable_code(
+    fake_pipedrive: FakePipedrive, http_client: httpx.AsyncClient
+) -> None:
+    response = await http_client.get(
+        fake_pipedrive.authorize_url,
+        params={
+            "client_id": fake_pipedrive.client_id,
+            "redirect_uri": fake_pipedrive.redirect_uri,
+            "state": "s1",
+        },
+    )
     assert response.status_code == 302
     location = httpx.URL(response.headers["location"])
     assert location.params["state"] == "s1"
     assert (await _exchange(http_client, fake_pipedrive, location.params["code"])).status_code == 200
 
 
-async def test_access_token_expires_on_the_fake_clock(fake_pipedrive: FakePipedrive,
-                                                      http_client: httpx.AsyncClient,
-                                                      pipedrive_tokens: TokenPair) -> None:
+async def test_access_token_expires_on_the_fake_clock(
+    fake_pipedrive: FakePipedrive, http_client: httpx.AsyncClient, pipedrive_tokens: TokenPair
+) -> None:
     me = f"{fake_pipedrive.base_url}/v1/users/me"
     assert (await http_client.get(me, headers=_bearer(pipedrive_tokens.access_token))).status_code == 200
     fake_pipedrive.advance_time(3601)
@@ -108,9 +146,9 @@ async def test_access_token_expires_on_the_fake_clock(fake_pipedrive: FakePipedr
     assert expired.json()["error"] == "unauthorized access"
 
 
-async def test_refresh_issues_new_access_token_and_counts(fake_pipedrive: FakePipedrive,
-                                                          http_client: httpx.AsyncClient,
-                                                          pipedrive_tokens: TokenPair) -> None:
+async def test_refresh_issues_new_access_token_and_counts(
+    fake_pipedrive: FakePipedrive, http_client: httpx.AsyncClient, pipedrive_tokens: TokenPair
+) -> None:
     fake_pipedrive.advance_time(4000)
     response = await _refresh(http_client, fake_pipedrive, pipedrive_tokens.refresh_token)
     assert response.status_code == 200
@@ -118,14 +156,15 @@ async def test_refresh_issues_new_access_token_and_counts(fake_pipedrive: FakePi
     assert body["access_token"] != pipedrive_tokens.access_token
     assert body["refresh_token"] == pipedrive_tokens.refresh_token
     assert fake_pipedrive.refresh_calls == 1
-    me = await http_client.get(f"{fake_pipedrive.base_url}/v1/users/me",
-                               headers=_bearer(body["access_token"]))
+    me = await http_client.get(
+        f"{fake_pipedrive.base_url}/v1/users/me", headers=_bearer(body["access_token"])
+    )
     assert me.status_code == 200
 
 
-async def test_refresh_rotation_invalidates_the_old_refresh_token(fake_pipedrive: FakePipedrive,
-                                                                  http_client: httpx.AsyncClient,
-                                                                  pipedrive_tokens: TokenPair) -> None:
+async def test_refresh_rotation_invalidates_the_old_refresh_token(
+    fake_pipedrive: FakePipedrive, http_client: httpx.AsyncClient, pipedrive_tokens: TokenPair
+) -> None:
     fake_pipedrive.refresh_token_mode = "rotate"
     body = (await _refresh(http_client, fake_pipedrive, pipedrive_tokens.refresh_token)).json()
     assert body["refresh_token"] != pipedrive_tokens.refresh_token
@@ -135,41 +174,49 @@ async def test_refresh_rotation_invalidates_the_old_refresh_token(fake_pipedrive
     assert (await _refresh(http_client, fake_pipedrive, body["refresh_token"])).status_code == 200
 
 
-async def test_refresh_can_omit_the_refresh_token(fake_pipedrive: FakePipedrive,
-                                                  http_client: httpx.AsyncClient,
-                                                  pipedrive_tokens: TokenPair) -> None:
+async def test_refresh_can_omit_the_refresh_token(
+    fake_pipedrive: FakePipedrive, http_client: httpx.AsyncClient, pipedrive_tokens: TokenPair
+) -> None:
     fake_pipedrive.refresh_token_mode = "omit"
     body = (await _refresh(http_client, fake_pipedrive, pipedrive_tokens.refresh_token)).json()
     assert "refresh_token" not in body
     assert (await _refresh(http_client, fake_pipedrive, pipedrive_tokens.refresh_token)).status_code == 200
 
 
-async def test_unknown_refresh_token_is_invalid_grant(fake_pipedrive: FakePipedrive,
-                                                      http_client: httpx.AsyncClient) -> None:
+async def test_unknown_refresh_token_is_invalid_grant(
+    fake_pipedrive: FakePipedrive, http_client: httpx.AsyncClient
+) -> None:
     response = await _refresh(http_client, fake_pipedrive, "rt-nope")
     assert response.status_code == 400
     assert response.json() == {"error": "invalid_grant"}
 
 
-async def test_revoking_the_refresh_token_ends_the_grant(fake_pipedrive: FakePipedrive,
-                                                         http_client: httpx.AsyncClient,
-                                                         pipedrive_tokens: TokenPair) -> None:
-    unauthenticated = await http_client.post(fake_pipedrive.revoke_url,
-                                             data={"token": pipedrive_tokens.refresh_token})
+async def test_revoking_the_refresh_token_ends_the_grant(
+    fake_pipedrive: FakePipedrive, http_client: httpx.AsyncClient, pipedrive_tokens: TokenPair
+) -> None:
+    unauthenticated = await http_client.post(
+        fake_pipedrive.revoke_url, data={"token": pipedrive_tokens.refresh_token}
+    )
     assert unauthenticated.status_code == 401
-    response = await http_client.post(fake_pipedrive.revoke_url, headers=_basic(fake_pipedrive), data={
-        "token": pipedrive_tokens.refresh_token, "token_type_hint": "refresh_token"})
+    response = await http_client.post(
+        fake_pipedrive.revoke_url,
+        headers=_basic(fake_pipedrive),
+        data={"token": pipedrive_tokens.refresh_token, "token_type_hint": "refresh_token"},
+    )
     assert response.status_code == 200
     assert not fake_pipedrive.is_access_token_valid(pipedrive_tokens.access_token)
     assert (await _refresh(http_client, fake_pipedrive, pipedrive_tokens.refresh_token)).status_code == 400
     assert fake_pipedrive.revoke_calls == 1
 
 
-async def test_revoking_an_access_token_keeps_the_refresh_token(fake_pipedrive: FakePipedrive,
-                                                                http_client: httpx.AsyncClient,
-                                                                pipedrive_tokens: TokenPair) -> None:
-    await http_client.post(fake_pipedrive.revoke_url, headers=_basic(fake_pipedrive),
-                           data={"token": pipedrive_tokens.access_token})
+async def test_revoking_an_access_token_keeps_the_refresh_token(
+    fake_pipedrive: FakePipedrive, http_client: httpx.AsyncClient, pipedrive_tokens: TokenPair
+) -> None:
+    await http_client.post(
+        fake_pipedrive.revoke_url,
+        headers=_basic(fake_pipedrive),
+        data={"token": pipedrive_tokens.access_token},
+    )
     assert not fake_pipedrive.is_access_token_valid(pipedrive_tokens.access_token)
     assert fake_pipedrive.is_refresh_token_valid(pipedrive_tokens.refresh_token)
 
@@ -179,18 +226,24 @@ async def test_revoking_an_access_token_keeps_the_refresh_token(fake_pipedrive: 
 
 @pytest.fixture
 async def api(fake_pipedrive: FakePipedrive, pipedrive_tokens: TokenPair) -> Any:
-    async with httpx.AsyncClient(base_url=fake_pipedrive.base_url, timeout=10,
-                                 headers=_bearer(pipedrive_tokens.access_token)) as client:
+    async with httpx.AsyncClient(
+        base_url=fake_pipedrive.base_url, timeout=10, headers=_bearer(pipedrive_tokens.access_token)
+    ) as client:
         yield client
 
 
 @pytest.mark.parametrize("path", ["/v1/users/me", "/api/v2/persons/1001", "/v1/activityTypes"])
-async def test_api_requires_a_valid_bearer_token(fake_pipedrive: FakePipedrive,
-                                                 http_client: httpx.AsyncClient, path: str) -> None:
+async def test_api_requires_a_valid_bearer_token(
+    fake_pipedrive: FakePipedrive, http_client: httpx.AsyncClient, path: str
+) -> None:
     response = await http_client.get(fake_pipedrive.base_url + path, headers=_bearer("at-forged"))
     assert response.status_code == 401
-    assert response.json() == {"success": False, "error": "unauthorized access", "errorCode": 401,
-                               "error_info": response.json()["error_info"]}
+    assert response.json() == {
+        "success": False,
+        "error": "unauthorized access",
+        "errorCode": 401,
+        "error_info": response.json()["error_info"],
+    }
 
 
 async def test_users_me(api: httpx.AsyncClient, fake_pipedrive: FakePipedrive) -> None:
@@ -199,8 +252,9 @@ async def test_users_me(api: httpx.AsyncClient, fake_pipedrive: FakePipedrive) -
     assert data["company_domain"] == "testcompany"
 
 
-async def test_phone_search_matches_digits_and_plus_quirk(api: httpx.AsyncClient,
-                                                          fake_pipedrive: FakePipedrive) -> None:
+async def test_phone_search_matches_digits_and_plus_quirk(
+    api: httpx.AsyncClient, fake_pipedrive: FakePipedrive
+) -> None:
     org = fake_pipedrive.add_org("Analytical Engines", address="London")
     ada = fake_pipedrive.add_person("Ada Lovelace", phones=["+1 (415) 555-0102"], org_id=org["id"])
     fake_pipedrive.add_person("Someone Else", phones=["+14155550199"])
@@ -249,20 +303,24 @@ async def test_create_person_v1_shape(api: httpx.AsyncClient, fake_pipedrive: Fa
     assert data["phone"] == [{"label": "", "value": "+14155550104", "primary": True}]
     assert len(data["add_time"]) == 19 and data["add_time"][10] == " "
     assert fake_pipedrive.persons[data["id"]]["name"] == "Katherine Johnson"
-    listed = await api.post("/v1/persons", json={
-        "name": "K J", "phone": [{"value": "+1415", "primary": True, "label": "mobile"}]})
+    listed = await api.post(
+        "/v1/persons", json={"name": "K J", "phone": [{"value": "+1415", "primary": True, "label": "mobile"}]}
+    )
     assert listed.json()["data"]["phone"][0]["label"] == "mobile"
 
 
-@pytest.mark.parametrize("body", [
-    {"phone": "+14155550104"},
-    {"name": ""},
-    {"name": 5},
-    {"name": "X", "phone": 14155550104},
-    {"name": "X", "phone": [{"number": "1"}]},
-    {"name": "X", "org_id": "12"},
-    {"name": "X", "org_id": 99999},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"phone": "+14155550104"},
+        {"name": ""},
+        {"name": 5},
+        {"name": "X", "phone": 14155550104},
+        {"name": "X", "phone": [{"number": "1"}]},
+        {"name": "X", "org_id": "12"},
+        {"name": "X", "org_id": 99999},
+    ],
+)
 async def test_create_person_rejects_bad_bodies(api: httpx.AsyncClient, body: dict[str, Any]) -> None:
     assert (await api.post("/v1/persons", json=body)).status_code == 400
 
@@ -277,8 +335,9 @@ async def test_get_person_v2(api: httpx.AsyncClient, fake_pipedrive: FakePipedri
     assert (await api.get("/api/v2/persons/424242")).status_code == 404
 
 
-async def test_deals_and_leads_filter_by_person(api: httpx.AsyncClient,
-                                                fake_pipedrive: FakePipedrive) -> None:
+async def test_deals_and_leads_filter_by_person(
+    api: httpx.AsyncClient, fake_pipedrive: FakePipedrive
+) -> None:
     person = fake_pipedrive.add_person("Maya Patel")
     deal = fake_pipedrive.add_deal("Renewal", person_id=person["id"])
     fake_pipedrive.add_deal("Won already", person_id=person["id"], status="won")
@@ -304,9 +363,17 @@ _PERSON = -1  # stands for "the person this test created"
 
 
 def _activity(person_id: int, **extra: Any) -> dict[str, Any]:
-    body = {"subject": "Inbound Call from Maya", "type": "call", "owner_id": 12345, "done": True,
-            "due_date": "2026-03-12", "due_time": "14:35", "duration": "00:09", "note": "<b>hi</b>",
-            "participants": [{"person_id": person_id, "primary": True}]}
+    body = {
+        "subject": "Inbound Call from Maya",
+        "type": "call",
+        "owner_id": 12345,
+        "done": True,
+        "due_date": "2026-03-12",
+        "due_time": "14:35",
+        "duration": "00:09",
+        "note": "<b>hi</b>",
+        "participants": [{"person_id": person_id, "primary": True}],
+    }
     body.update(extra)
     return body
 
@@ -331,32 +398,36 @@ async def test_create_get_patch_activity(api: httpx.AsyncClient, fake_pipedrive:
     assert (await api.patch("/api/v2/activities/999999", json={"note": "x"})).status_code == 404
 
 
-@pytest.mark.parametrize("extra", [
-    {"subject": None},
-    {"subject": ""},
-    {"type": "carrier_pigeon"},
-    {"owner_id": "12345"},
-    {"deal_id": 999999},
-    {"deal_id": "2001"},
-    {"lead_id": "not-a-lead"},
-    {"org_id": 424242},
-    {"participants": [{"person_id": 424242, "primary": True}]},
-    {"participants": [{"person_id": "1001", "primary": True}]},
-    {"participants": [{"person_id": _PERSON, "primary": "yes"}]},
-    {"participants": [{"person_id": _PERSON, "primary": True, "role": "x"}]},
-    {"due_date": "2026-3-12"},
-    {"due_date": "2026-02-30"},
-    {"due_time": "14:35:00"},
-    {"due_time": "25:00"},
-    {"duration": "300"},
-    {"duration": "00:61"},
-    {"done": 1},
-    {"note": 5},
-    {"user_id": 12345},
-    {"person_ids": [1]},
-])
-async def test_create_activity_rejects_what_v2_rejects(api: httpx.AsyncClient, fake_pipedrive: FakePipedrive,
-                                                       extra: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"subject": None},
+        {"subject": ""},
+        {"type": "carrier_pigeon"},
+        {"owner_id": "12345"},
+        {"deal_id": 999999},
+        {"deal_id": "2001"},
+        {"lead_id": "not-a-lead"},
+        {"org_id": 424242},
+        {"participants": [{"person_id": 424242, "primary": True}]},
+        {"participants": [{"person_id": "1001", "primary": True}]},
+        {"participants": [{"person_id": _PERSON, "primary": "yes"}]},
+        {"participants": [{"person_id": _PERSON, "primary": True, "role": "x"}]},
+        {"due_date": "2026-3-12"},
+        {"due_date": "2026-02-30"},
+        {"due_time": "14:35:00"},
+        {"due_time": "25:00"},
+        {"duration": "300"},
+        {"duration": "00:61"},
+        {"done": 1},
+        {"note": 5},
+        {"user_id": 12345},
+        {"person_ids": [1]},
+    ],
+)
+async def test_create_activity_rejects_what_v2_rejects(
+    api: httpx.AsyncClient, fake_pipedrive: FakePipedrive, extra: dict[str, Any]
+) -> None:
     person = fake_pipedrive.add_person("Maya Patel")
     body = _activity(person["id"], **extra)
     for participant in body["participants"]:
@@ -367,8 +438,9 @@ async def test_create_activity_rejects_what_v2_rejects(api: httpx.AsyncClient, f
     assert fake_pipedrive.activities == {}
 
 
-async def test_activity_missing_subject_and_deal_plus_lead_rejected(api: httpx.AsyncClient,
-                                                                    fake_pipedrive: FakePipedrive) -> None:
+async def test_activity_missing_subject_and_deal_plus_lead_rejected(
+    api: httpx.AsyncClient, fake_pipedrive: FakePipedrive
+) -> None:
     person = fake_pipedrive.add_person("Maya Patel")
     body = _activity(person["id"])
     del body["subject"]
@@ -387,8 +459,9 @@ async def test_activity_missing_subject_and_deal_plus_lead_rejected(api: httpx.A
 # --- faults -------------------------------------------------------------------------------------------------
 
 
-async def test_injected_429_carries_rate_limit_headers(api: httpx.AsyncClient,
-                                                       fake_pipedrive: FakePipedrive) -> None:
+async def test_injected_429_carries_rate_limit_headers(
+    api: httpx.AsyncClient, fake_pipedrive: FakePipedrive
+) -> None:
     fake_pipedrive.inject(429, times=2, path_prefix="/v1/users", retry_after=7)
     for _ in range(2):
         response = await api.get("/v1/users/me")
@@ -400,16 +473,18 @@ async def test_injected_429_carries_rate_limit_headers(api: httpx.AsyncClient,
     assert (await api.get("/v1/users/me")).status_code == 200
 
 
-async def test_injected_fault_filters_by_method_and_path(api: httpx.AsyncClient,
-                                                         fake_pipedrive: FakePipedrive) -> None:
+async def test_injected_fault_filters_by_method_and_path(
+    api: httpx.AsyncClient, fake_pipedrive: FakePipedrive
+) -> None:
     fake_pipedrive.inject(500, method="POST", path_prefix="/v1/persons")
     assert (await api.get("/v1/users/me")).status_code == 200
     assert (await api.post("/v1/persons", json={"name": "A B"})).status_code == 500
     assert (await api.post("/v1/persons", json={"name": "A B"})).status_code == 201
 
 
-async def test_injected_delay_does_not_block_other_requests(api: httpx.AsyncClient,
-                                                            fake_pipedrive: FakePipedrive) -> None:
+async def test_injected_delay_does_not_block_other_requests(
+    api: httpx.AsyncClient, fake_pipedrive: FakePipedrive
+) -> None:
     fake_pipedrive.inject(delay=0.5, path_prefix="/v1/activityTypes")
     started = time.monotonic()
     slow = asyncio.ensure_future(api.get("/v1/activityTypes"))
@@ -420,8 +495,9 @@ async def test_injected_delay_does_not_block_other_requests(api: httpx.AsyncClie
     assert time.monotonic() - started >= 0.5
 
 
-async def test_request_log_keeps_bodies_not_tokens(api: httpx.AsyncClient, fake_pipedrive: FakePipedrive,
-                                                   pipedrive_tokens: TokenPair) -> None:
+async def test_request_log_keeps_bodies_not_tokens(
+    api: httpx.AsyncClient, fake_pipedrive: FakePipedrive, pipedrive_tokens: TokenPair
+) -> None:
     await api.post("/v1/persons", json={"name": "Log Me", "phone": "+1415"})
     [recorded] = fake_pipedrive.requests_to("/v1/persons", "POST")
     assert recorded.json == {"name": "Log Me", "phone": "+1415"}

@@ -35,8 +35,10 @@ from appconnect.connectors.sdk import (
     implements,
 )
 
-COMPOSED = ("<b>Agent notes</b><br>Asked about the renewal<br>Will call back<br><br>"
-            "<b>Call details</b><br><b>Duration</b>: 8 minutes<br>")
+COMPOSED = (
+    "<b>Agent notes</b><br>Asked about the renewal<br>Will call back<br><br>"
+    "<b>Call details</b><br><b>Duration</b>: 8 minutes<br>"
+)
 
 
 @dataclass
@@ -48,8 +50,13 @@ class Env:
 
 
 def _user(**settings: str) -> UserView:
-    return UserView(id="12345-pipedrive", platform="pipedrive", hostname="testcompany.pipedrive.com",
-                    timezone_offset="+00:00", user_settings={k: {"value": v} for k, v in settings.items()})
+    return UserView(
+        id="12345-pipedrive",
+        platform="pipedrive",
+        hostname="testcompany.pipedrive.com",
+        timezone_offset="+00:00",
+        user_settings={k: {"value": v} for k, v in settings.items()},
+    )
 
 
 @pytest.fixture
@@ -61,31 +68,46 @@ async def env(fake_pipedrive: FakePipedrive, pipedrive_tokens: TokenPair) -> Asy
         yield Env(fake_pipedrive, connector, CrmCall(user=_user(), auth_header=auth, http=http), http)
 
 
-def _call(direction: str = "Inbound", duration: int | str | None = 487,
-          subject: str | None = None) -> CallRecord:
+def _call(
+    direction: str = "Inbound", duration: int | str | None = 487, subject: str | None = None
+) -> CallRecord:
     contact = CallParty(phone_number="+14155550142", name="Maya Patel")
     agent = CallParty(phone_number="+14155550101", name="Jordan Lee", extension_number="101")
-    return CallRecord(session_id="s-1", direction=direction, start_time="2026-03-12T14:35:20.000Z",
-                      duration=duration, result="Completed", custom_subject=subject,
-                      from_party=contact if direction == "Inbound" else agent,
-                      to_party=agent if direction == "Inbound" else contact)
+    return CallRecord(
+        session_id="s-1",
+        direction=direction,
+        start_time="2026-03-12T14:35:20.000Z",
+        duration=duration,
+        result="Completed",
+        custom_subject=subject,
+        from_party=contact if direction == "Inbound" else agent,
+        to_party=agent if direction == "Inbound" else contact,
+    )
 
 
 def _ref(person: dict[str, object]) -> ContactRef:
-    return ContactRef(id=str(person["id"]), phone_number="+14155550142", type="contact",
-                      name=str(person["name"]))
+    return ContactRef(
+        id=str(person["id"]), phone_number="+14155550142", type="contact", name=str(person["name"])
+    )
 
 
 # --- platform -----------------------------------------------------------------------------------------------
 
 
 def test_oauth_info_defaults_to_pipedrive_hosts() -> None:
-    info = PipedriveConnector(ConnectorConfig({"client_id": "cid", "client_secret": "sec",
-                                               "redirect_uri": "https://x/pipedrive-redirect"})).oauth_info()
+    info = PipedriveConnector(
+        ConnectorConfig(
+            {"client_id": "cid", "client_secret": "sec", "redirect_uri": "https://x/pipedrive-redirect"}
+        )
+    ).oauth_info()
     assert info.access_token_uri == "https://oauth.pipedrive.com/oauth/token"
     assert info.authorization_uri == "https://oauth.pipedrive.com/oauth/authorize"
     assert info.revoke_uri == "https://oauth.pipedrive.com/oauth/revoke"
-    assert (info.client_id, info.client_secret, info.redirect_uri) == ("cid", "sec", "https://x/pipedrive-redirect")
+    assert (info.client_id, info.client_secret, info.redirect_uri) == (
+        "cid",
+        "sec",
+        "https://x/pipedrive-redirect",
+    )
     assert info.scopes is None
 
 
@@ -93,8 +115,15 @@ def test_manifest_entry_carries_no_secret_and_no_contact_types() -> None:
     connector = PipedriveConnector()
     entry = connector.manifest_entry()
     assert entry["name"] == "pipedrive"
-    assert entry["auth"] == {"type": "oauth", "oauth": {"authUrl": "https://oauth.pipedrive.com/oauth/authorize",
-                                                        "clientId": "", "redirectUri": "", "scope": ""}}
+    assert entry["auth"] == {
+        "type": "oauth",
+        "oauth": {
+            "authUrl": "https://oauth.pipedrive.com/oauth/authorize",
+            "clientId": "",
+            "redirectUri": "",
+            "scope": "",
+        },
+    }
     assert connector.contact_types() == []
     consts = [f["const"] for f in entry["page"]["callLog"]["additionalFields"]]
     assert "deals" in consts and "leads" in consts
@@ -104,10 +133,22 @@ def test_manifest_entry_carries_no_secret_and_no_contact_types() -> None:
     assert connector.log_format == "text/html"
 
 
-@pytest.mark.parametrize(("seconds", "expected"), [
-    (0, "00:00"), (20, "00:01"), (60, "00:01"), (61, "00:02"), (300, "00:05"), (487, "00:09"),
-    (4500, "01:15"), ("300", "00:05"), ("n/a", "00:00"), (None, "00:00"), (-5, "00:00"),
-])
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (0, "00:00"),
+        (20, "00:01"),
+        (60, "00:01"),
+        (61, "00:02"),
+        (300, "00:05"),
+        (487, "00:09"),
+        (4500, "01:15"),
+        ("300", "00:05"),
+        ("n/a", "00:00"),
+        (None, "00:00"),
+        (-5, "00:00"),
+    ],
+)
 def test_duration_rounds_up_to_whole_minutes(seconds: int | str | None, expected: str) -> None:
     assert pipedrive_duration(seconds) == expected
 
@@ -116,15 +157,19 @@ def test_duration_rounds_up_to_whole_minutes(seconds: int | str | None, expected
 
 
 async def test_get_user_info_uses_company_domain(env: Env) -> None:
-    result = await env.connector.get_user_info(LoginRequest(auth_header=env.call.auth_header, hostname="temp",
-                                                            platform="pipedrive", http=env.http))
+    result = await env.connector.get_user_info(
+        LoginRequest(auth_header=env.call.auth_header, hostname="temp", platform="pipedrive", http=env.http)
+    )
     assert result.successful
     assert result.user is not None
     assert result.user.id == "12345-pipedrive"
     assert result.user.name == "Jordan Lee"
     assert result.user.overriding_hostname == "testcompany.pipedrive.com"
-    assert result.user.platform_additional_info == {"companyId": 7777, "companyName": "Test Company",
-                                                    "companyDomain": "testcompany"}
+    assert result.user.platform_additional_info == {
+        "companyId": 7777,
+        "companyName": "Test Company",
+        "companyDomain": "testcompany",
+    }
     assert result.user.timezone_offset == "-08:00"
     assert result.return_message is not None and result.return_message.message == "Connected to Pipedrive."
 
@@ -132,8 +177,9 @@ async def test_get_user_info_uses_company_domain(env: Env) -> None:
 async def test_get_user_info_reports_failure(env: Env) -> None:
     async with httpx.AsyncClient(timeout=10) as client:
         http = CrmHttpClient(client, base_url=env.fake.base_url, auth_header="Bearer at-forged")
-        request = LoginRequest(auth_header="Bearer at-forged", hostname="temp", platform="pipedrive",
-                               http=http)
+        request = LoginRequest(
+            auth_header="Bearer at-forged", hostname="temp", platform="pipedrive", http=http
+        )
         result = await env.connector.get_user_info(request)
     assert not result.successful
     assert result.return_message is not None
@@ -155,8 +201,10 @@ async def test_find_contact_returns_person_with_deals_leads_and_placeholder(env:
     assert (contact.id, contact.name, contact.phone) == (str(ada["id"]), "Ada Lovelace", "+14155550102")
     assert contact.organization == "Analytical Engines"
     assert contact.type == "contact"
-    assert contact.additional_info == {"deals": [{"const": deal["id"], "title": "Engine renewal"}],
-                                       "leads": [{"const": lead["id"], "title": "Difference engine"}]}
+    assert contact.additional_info == {
+        "deals": [{"const": deal["id"], "title": "Engine renewal"}],
+        "leads": [{"const": lead["id"], "title": "Difference engine"}],
+    }
     assert placeholder.id == PLACEHOLDER_CONTACT_ID
     [search] = env.fake.requests_to("/api/v2/persons/search")
     assert search.query == {"term": "4155550102", "fields": "phone"}
@@ -236,8 +284,9 @@ async def test_find_contact_with_name(env: Env) -> None:
 
 
 async def test_create_contact_posts_person(env: Env) -> None:
-    created = await env.connector.create_contact(env.call, NewContact(
-        phone_number="+14155550104", name="Katherine Johnson", contact_type="contact"))
+    created = await env.connector.create_contact(
+        env.call, NewContact(phone_number="+14155550104", name="Katherine Johnson", contact_type="contact")
+    )
     assert created is not None
     assert created.contact.name == "Katherine Johnson"
     assert created.return_message is not None and created.return_message.message == "Contact created."
@@ -249,9 +298,15 @@ async def test_create_contact_posts_person(env: Env) -> None:
 
 async def test_create_contact_links_organisation(env: Env) -> None:
     org = env.fake.add_org("NASA")
-    created = await env.connector.create_contact(env.call, NewContact(
-        phone_number="+14155550104", name="Katherine Johnson", contact_type="",
-        additional_submission={"orgId": str(org["id"])}))
+    created = await env.connector.create_contact(
+        env.call,
+        NewContact(
+            phone_number="+14155550104",
+            name="Katherine Johnson",
+            contact_type="",
+            additional_submission={"orgId": str(org["id"])},
+        ),
+    )
     assert created is not None
     assert env.fake.persons[int(created.contact.id)]["org_id"] == org["id"]
 
@@ -264,9 +319,15 @@ async def test_create_call_log_writes_done_activity_on_deal(env: Env) -> None:
     maya = env.fake.add_person("Maya Patel", phones=["+14155550142"], org_id=org["id"])
     deal = env.fake.add_deal("Renewal", person_id=maya["id"])
     lead = env.fake.add_lead("Upsell", person_id=maya["id"])
-    result = await env.connector.create_call_log(env.call, CallLogCreate(
-        contact=_ref(maya), call=_call(), composed_log_details=COMPOSED,
-        additional_submission={"deals": str(deal["id"]), "leads": lead["id"]}))
+    result = await env.connector.create_call_log(
+        env.call,
+        CallLogCreate(
+            contact=_ref(maya),
+            call=_call(),
+            composed_log_details=COMPOSED,
+            additional_submission={"deals": str(deal["id"]), "leads": lead["id"]},
+        ),
+    )
     assert result.log_id is not None
     activity = env.fake.activity(result.log_id)
     assert activity["subject"] == "Inbound Call from Maya Patel"
@@ -284,14 +345,21 @@ async def test_create_call_log_writes_done_activity_on_deal(env: Env) -> None:
 async def test_create_call_log_on_lead_with_custom_subject(env: Env) -> None:
     maya = env.fake.add_person("Maya Patel", phones=["+14155550142"])
     lead = env.fake.add_lead("Upsell", person_id=maya["id"])
-    result = await env.connector.create_call_log(env.call, CallLogCreate(
-        contact=_ref(maya), call=_call("Outbound", subject="Quarterly check-in"),
-        composed_log_details=COMPOSED, additional_submission={"leads": lead["id"]}))
+    result = await env.connector.create_call_log(
+        env.call,
+        CallLogCreate(
+            contact=_ref(maya),
+            call=_call("Outbound", subject="Quarterly check-in"),
+            composed_log_details=COMPOSED,
+            additional_submission={"leads": lead["id"]},
+        ),
+    )
     activity = env.fake.activity(str(result.log_id))
     assert activity["subject"] == "Quarterly check-in"
     assert (activity["deal_id"], activity["lead_id"], activity["org_id"]) == (None, lead["id"], None)
-    default = await env.connector.create_call_log(env.call, CallLogCreate(
-        contact=_ref(maya), call=_call("Outbound"), composed_log_details=COMPOSED))
+    default = await env.connector.create_call_log(
+        env.call, CallLogCreate(contact=_ref(maya), call=_call("Outbound"), composed_log_details=COMPOSED)
+    )
     assert env.fake.activity(str(default.log_id))["subject"] == "Outbound Call to Maya Patel"
 
 
@@ -299,19 +367,22 @@ async def test_activity_type_admin_setting_wins(env: Env) -> None:
     env.fake.add_activity_type("Phone (logged)", "logged_phone")
     maya = env.fake.add_person("Maya Patel")
     call = CrmCall(user=_user(pipedriveCallActivityType="logged_phone"), auth_header="", http=env.http)
-    result = await env.connector.create_call_log(call, CallLogCreate(contact=_ref(maya), call=_call(),
-                                                                     composed_log_details=COMPOSED))
+    result = await env.connector.create_call_log(
+        call, CallLogCreate(contact=_ref(maya), call=_call(), composed_log_details=COMPOSED)
+    )
     assert env.fake.activity(str(result.log_id))["type"] == "logged_phone"
     assert env.fake.requests_to("/v1/activityTypes") == []
 
 
 async def test_activity_types_are_cached_and_matched_by_name(env: Env) -> None:
-    env.fake.set_activity_types([("Meeting", "meeting", True), ("Old call", "old", False),
-                                 ("Phone Call", "phone_call", True)])
+    env.fake.set_activity_types(
+        [("Meeting", "meeting", True), ("Old call", "old", False), ("Phone Call", "phone_call", True)]
+    )
     maya = env.fake.add_person("Maya Patel")
     for _ in range(2):
-        result = await env.connector.create_call_log(env.call, CallLogCreate(
-            contact=_ref(maya), call=_call(), composed_log_details=COMPOSED))
+        result = await env.connector.create_call_log(
+            env.call, CallLogCreate(contact=_ref(maya), call=_call(), composed_log_details=COMPOSED)
+        )
         assert env.fake.activity(str(result.log_id))["type"] == "phone_call"
     assert len(env.fake.requests_to("/v1/activityTypes")) == 1
 
@@ -319,24 +390,32 @@ async def test_activity_types_are_cached_and_matched_by_name(env: Env) -> None:
 async def test_missing_call_activity_type_refetches_once_then_warns(env: Env) -> None:
     env.fake.set_activity_types([("Meeting", "meeting", True)])
     maya = env.fake.add_person("Maya Patel")
-    result = await env.connector.create_call_log(env.call, CallLogCreate(contact=_ref(maya), call=_call(),
-                                                                         composed_log_details=COMPOSED))
+    result = await env.connector.create_call_log(
+        env.call, CallLogCreate(contact=_ref(maya), call=_call(), composed_log_details=COMPOSED)
+    )
     assert result.log_id is None
     assert result.return_message is not None and result.return_message.message_type == "warning"
     assert env.fake.activities == {}
     assert len(env.fake.requests_to("/v1/activityTypes")) == 2
     env.fake.add_activity_type("Call", "call")
-    retry = await env.connector.create_call_log(env.call, CallLogCreate(contact=_ref(maya), call=_call(),
-                                                                        composed_log_details=COMPOSED))
+    retry = await env.connector.create_call_log(
+        env.call, CallLogCreate(contact=_ref(maya), call=_call(), composed_log_details=COMPOSED)
+    )
     assert retry.log_id is not None
 
 
 async def test_get_and_update_call_log(env: Env) -> None:
     maya = env.fake.add_person("Maya Patel")
     deal = env.fake.add_deal("Renewal", person_id=maya["id"])
-    created = await env.connector.create_call_log(env.call, CallLogCreate(
-        contact=_ref(maya), call=_call(), composed_log_details=COMPOSED,
-        additional_submission={"deals": deal["id"]}))
+    created = await env.connector.create_call_log(
+        env.call,
+        CallLogCreate(
+            contact=_ref(maya),
+            call=_call(),
+            composed_log_details=COMPOSED,
+            additional_submission={"deals": deal["id"]},
+        ),
+    )
     assert created.log_id is not None
     ref = CallLogRef(log_id=created.log_id, contact_id=str(maya["id"]))
     fetched = (await env.connector.get_call_log(env.call, ref)).info
@@ -346,33 +425,49 @@ async def test_get_and_update_call_log(env: Env) -> None:
     assert fetched.dispositions == {"deals": deal["id"], "leads": None}
     assert fetched.full_log_response["id"] == int(created.log_id)
     new_body = COMPOSED.replace("Will call back", "Called back")
-    updated = await env.connector.update_call_log(env.call, CallLogUpdate(
-        log=ref, composed_log_details=new_body, subject="Renewal call", duration=125))
+    updated = await env.connector.update_call_log(
+        env.call, CallLogUpdate(log=ref, composed_log_details=new_body, subject="Renewal call", duration=125)
+    )
     assert updated.updated_note == new_body
     activity = env.fake.activity(created.log_id)
     assert activity["note"] == new_body
     assert (activity["subject"], activity["duration"]) == ("Renewal call", "00:03")
     assert env.fake.requests_to("/api/v2/activities/", "PATCH")[0].json == {
-        "note": new_body, "subject": "Renewal call", "duration": "00:03"}
+        "note": new_body,
+        "subject": "Renewal call",
+        "duration": "00:03",
+    }
 
 
 async def test_upsert_call_disposition_switches_between_deal_and_lead(env: Env) -> None:
     maya = env.fake.add_person("Maya Patel")
     deal = env.fake.add_deal("Renewal", person_id=maya["id"])
     lead = env.fake.add_lead("Upsell", person_id=maya["id"])
-    created = await env.connector.create_call_log(env.call, CallLogCreate(
-        contact=_ref(maya), call=_call(), composed_log_details=COMPOSED,
-        additional_submission={"deals": deal["id"]}))
+    created = await env.connector.create_call_log(
+        env.call,
+        CallLogCreate(
+            contact=_ref(maya),
+            call=_call(),
+            composed_log_details=COMPOSED,
+            additional_submission={"deals": deal["id"]},
+        ),
+    )
     ref = CallLogRef(log_id=str(created.log_id))
-    to_lead = await env.connector.upsert_call_disposition(env.call, DispositionUpdate(
-        log=ref, dispositions={"leads": lead["id"]}))
+    to_lead = await env.connector.upsert_call_disposition(
+        env.call, DispositionUpdate(log=ref, dispositions={"leads": lead["id"]})
+    )
     assert to_lead.log_id == created.log_id
     assert (env.fake.activity(ref.log_id)["deal_id"], env.fake.activity(ref.log_id)["lead_id"]) == (
-        None, lead["id"])
-    await env.connector.upsert_call_disposition(env.call, DispositionUpdate(
-        log=ref, dispositions={"deals": str(deal["id"]), "leads": lead["id"]}))
+        None,
+        lead["id"],
+    )
+    await env.connector.upsert_call_disposition(
+        env.call, DispositionUpdate(log=ref, dispositions={"deals": str(deal["id"]), "leads": lead["id"]})
+    )
     assert (env.fake.activity(ref.log_id)["deal_id"], env.fake.activity(ref.log_id)["lead_id"]) == (
-        deal["id"], None)
+        deal["id"],
+        None,
+    )
     patches = len(env.fake.requests_to("/api/v2/activities/", "PATCH"))
     empty = DispositionUpdate(log=ref, dispositions={})
     nothing = await env.connector.upsert_call_disposition(env.call, empty)
@@ -390,9 +485,16 @@ def _sms(msg_id: str, text: str, direction: str = "Inbound", at: str = "2026-03-
 async def test_message_log_conversation_grows(env: Env) -> None:
     maya = env.fake.add_person("Maya Patel", phones=["+14155550142"])
     deal = env.fake.add_deal("Renewal", person_id=maya["id"])
-    created = await env.connector.create_message_log(env.call, MessageLogCreate(
-        contact=_ref(maya), message=_sms("m1", "Hi <there> & welcome"), conversation_id="c1",
-        conversation_log_id="c1-2026-03-12", additional_submission={"deals": deal["id"]}))
+    created = await env.connector.create_message_log(
+        env.call,
+        MessageLogCreate(
+            contact=_ref(maya),
+            message=_sms("m1", "Hi <there> & welcome"),
+            conversation_id="c1",
+            conversation_log_id="c1-2026-03-12",
+            additional_submission={"deals": deal["id"]},
+        ),
+    )
     assert created.log_id is not None
     activity = env.fake.activity(created.log_id)
     assert activity["subject"] == "SMS conversation with Maya Patel - 26/03/12"
@@ -403,10 +505,16 @@ async def test_message_log_conversation_grows(env: Env) -> None:
     assert "Hi &lt;there&gt; &amp; welcome" in activity["note"]
     assert "<b>Jordan Lee</b>" in activity["note"]
 
-    await env.connector.update_message_log(env.call, MessageLogUpdate(
-        contact=_ref(maya), message=_sms("m2", "Thanks!", "Outbound", "2026-03-12T15:01:00.000Z"),
-        log_id=created.log_id, conversation_log_id="c1-2026-03-12",
-        additional_submission={"deals": deal["id"]}))
+    await env.connector.update_message_log(
+        env.call,
+        MessageLogUpdate(
+            contact=_ref(maya),
+            message=_sms("m2", "Thanks!", "Outbound", "2026-03-12T15:01:00.000Z"),
+            log_id=created.log_id,
+            conversation_log_id="c1-2026-03-12",
+            additional_submission={"deals": deal["id"]},
+        ),
+    )
     note = env.fake.activity(created.log_id)["note"]
     assert "Conversation(2 messages)" in note
     first = note.index("Maya Patel (+14155550142) 02:35 PM")
@@ -417,8 +525,12 @@ async def test_message_log_conversation_grows(env: Env) -> None:
 async def test_message_log_without_sms_activity_type_is_not_logged(env: Env) -> None:
     env.fake.set_activity_types([("Call", "call", True)])
     maya = env.fake.add_person("Maya Patel")
-    result = await env.connector.create_message_log(env.call, MessageLogCreate(
-        contact=_ref(maya), message=_sms("m1", "Hi"), conversation_id="c1", conversation_log_id="c1-d"))
+    result = await env.connector.create_message_log(
+        env.call,
+        MessageLogCreate(
+            contact=_ref(maya), message=_sms("m1", "Hi"), conversation_id="c1", conversation_log_id="c1-d"
+        ),
+    )
     assert result.log_id is None
     assert result.return_message is not None and result.return_message.message_type == "warning"
     assert env.fake.activities == {}
@@ -426,9 +538,16 @@ async def test_message_log_without_sms_activity_type_is_not_logged(env: Env) -> 
 
 async def test_voicemail_message_log(env: Env) -> None:
     maya = env.fake.add_person("Maya Patel")
-    result = await env.connector.create_message_log(env.call, MessageLogCreate(
-        contact=_ref(maya), message=_sms("m1", ""), conversation_id="c1", conversation_log_id="c1-d",
-        recording_link="https://media.example.test/vm/1?a=1&b=2"))
+    result = await env.connector.create_message_log(
+        env.call,
+        MessageLogCreate(
+            contact=_ref(maya),
+            message=_sms("m1", ""),
+            conversation_id="c1",
+            conversation_log_id="c1-d",
+            recording_link="https://media.example.test/vm/1?a=1&b=2",
+        ),
+    )
     activity = env.fake.activity(str(result.log_id))
     assert activity["subject"] == "Voicemail left by Maya Patel - 26/03/12"
     assert 'href="https://media.example.test/vm/1?a=1&amp;b=2"' in activity["note"]
