@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import secrets
 from collections.abc import AsyncIterator, Sequence
@@ -83,6 +84,7 @@ class TestCrmStore:
         self._seed_api_key = seed_api_key
         self._ready = False
         self._init_lock = asyncio.Lock()
+        self._write_lock = asyncio.Lock() if self._sqlite else contextlib.nullcontext()
         self._users_by_key: dict[str, dict[str, Any]] = {}
 
     async def aclose(self) -> None:
@@ -98,7 +100,8 @@ class TestCrmStore:
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
+        # one writer per process at a time: SQLite's own busy wait sleeps in coarse steps
+        async with self._write_lock, self.engine.connect() as conn:
             if self._sqlite:
                 await conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
             async with conn.begin():

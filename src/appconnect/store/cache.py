@@ -9,6 +9,7 @@ from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from appconnect.store.db import write_transaction
 from appconnect.store.tables import account_data, admin_configs, created_contacts
 from appconnect.store.users import as_utc
 
@@ -38,14 +39,14 @@ class AccountCache:
         now = datetime.now(UTC)
         c = account_data.c
         key = and_(c.account_id == account_id, c.platform == platform, c.data_key == f"contact-{phone}")
-        async with self._engine.begin() as conn:
+        async with write_transaction(self._engine) as conn:
             changed = await conn.execute(
                 update(account_data).where(key).values(data=contacts, updated_at=now)
             )
         if changed.rowcount:
             return
         try:
-            async with self._engine.begin() as conn:
+            async with write_transaction(self._engine) as conn:
                 await conn.execute(
                     insert(account_data).values(
                         account_id=account_id,
@@ -61,7 +62,7 @@ class AccountCache:
 
     async def drop_contacts(self, account_id: str, platform: str, phone: str) -> None:
         c = account_data.c
-        async with self._engine.begin() as conn:
+        async with write_transaction(self._engine) as conn:
             await conn.execute(
                 delete(account_data).where(
                     c.account_id == account_id, c.platform == platform, c.data_key == f"contact-{phone}"
@@ -92,7 +93,7 @@ class AccountCache:
     ) -> None:
         now = datetime.now(UTC)
         c = created_contacts.c
-        async with self._engine.begin() as conn:
+        async with write_transaction(self._engine) as conn:
             await conn.execute(
                 delete(created_contacts).where(
                     c.account_id == account_id, c.platform == platform, c.phone_number == phone

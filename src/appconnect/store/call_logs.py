@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
+from appconnect.store.db import write_transaction
 from appconnect.store.tables import call_logs
 from appconnect.store.users import as_utc
 
@@ -133,7 +134,7 @@ class CallLogStore:
                 or row.updated_at > now - timedelta(seconds=stale_after)
             ):
                 return Reservation.EXISTS, None
-            async with self._engine.begin() as conn:
+            async with write_transaction(self._engine) as conn:
                 taken = await conn.execute(
                     update(call_logs)
                     .where(
@@ -145,7 +146,7 @@ class CallLogStore:
                 )
             return (Reservation.RESERVED, row.pk) if taken.rowcount == 1 else (Reservation.EXISTS, None)
         try:
-            async with self._engine.begin() as conn:
+            async with write_transaction(self._engine) as conn:
                 result = await conn.execute(
                     insert(call_logs)
                     .values(
@@ -168,7 +169,7 @@ class CallLogStore:
         return Reservation.RESERVED, pk
 
     async def complete(self, pk: int, third_party_log_id: str) -> None:
-        async with self._engine.begin() as conn:
+        async with write_transaction(self._engine) as conn:
             await conn.execute(
                 update(call_logs)
                 .where(call_logs.c.pk == pk)
@@ -177,5 +178,5 @@ class CallLogStore:
 
     async def release(self, pk: int) -> None:
         """The CRM did not take the log: forget the reservation so the client's retry can log it."""
-        async with self._engine.begin() as conn:
+        async with write_transaction(self._engine) as conn:
             await conn.execute(delete(call_logs).where(call_logs.c.pk == pk, call_logs.c.status == "pending"))

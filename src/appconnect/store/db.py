@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
 def normalize_url(url: str) -> str:
@@ -47,3 +51,24 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=False)
+
+
+_sqlite_writers: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@asynccontextmanager
+async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A committed-or-rolled-back transaction for writes.
+
+    SQLite has one writer at a time and makes the others sleep-and-retry in coarse steps; queueing this
+    process's writers on an asyncio lock instead leaves only other processes to wait for.
+    """
+    if engine.dialect.name != "sqlite":
+        async with engine.begin() as conn:
+            yield conn
+        return
+    lock = _sqlite_writers.get(engine.sync_engine)
+    if lock is None:
+        lock = _sqlite_writers[engine.sync_engine] = asyncio.Lock()
+    async with lock, engine.begin() as conn:
+        yield conn

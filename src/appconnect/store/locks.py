@@ -20,6 +20,7 @@ from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from appconnect.store.db import write_transaction
 from appconnect.store.tables import locks
 
 
@@ -42,18 +43,18 @@ class DatabaseSharedLock:
     async def try_acquire(self, name: str, owner: str, ttl: float) -> bool:
         now = datetime.now(UTC)
         try:
-            async with self._engine.begin() as conn:
+            async with write_transaction(self._engine) as conn:
                 await conn.execute(
                     insert(locks).values(name=name, owner=owner, expires_at=now + timedelta(seconds=ttl))
                 )
             return True
         except IntegrityError:
-            async with self._engine.begin() as conn:
+            async with write_transaction(self._engine) as conn:
                 await conn.execute(delete(locks).where(locks.c.name == name, locks.c.expires_at < now))
             return False
 
     async def release(self, name: str, owner: str) -> None:
-        async with self._engine.begin() as conn:
+        async with write_transaction(self._engine) as conn:
             await conn.execute(delete(locks).where(locks.c.name == name, locks.c.owner == owner))
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from appconnect.store.db import write_transaction
 from appconnect.store.tables import message_logs
 
 
@@ -49,7 +50,7 @@ class MessageLogStore:
 
     async def add(self, row: MessageLogRow) -> None:
         now = datetime.now(UTC)
-        async with self._engine.begin() as conn:
+        async with write_transaction(self._engine) as conn:
             await conn.execute(
                 insert(message_logs).values(
                     id=row.id,

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from appconnect.security.crypto import TokenCipher
+from appconnect.store.db import write_transaction
 from appconnect.store.tables import users
 
 
@@ -95,7 +96,7 @@ class UserStore:
                 ).first()
             if existing is not None:
                 merged = {**(existing.platform_additional_info or {}), **record.platform_additional_info}
-                async with self._engine.begin() as conn:
+                async with write_transaction(self._engine) as conn:
                     await conn.execute(
                         update(users)
                         .where(users.c.id == record.id)
@@ -103,7 +104,7 @@ class UserStore:
                     )
                 break
             try:
-                async with self._engine.begin() as conn:
+                async with write_transaction(self._engine) as conn:
                     await conn.execute(
                         insert(users).values(
                             id=record.id,
@@ -130,7 +131,7 @@ class UserStore:
         refresh_token: str | None,
         token_expiry: datetime | None,
     ) -> None:
-        async with self._engine.begin() as conn:
+        async with write_transaction(self._engine) as conn:
             await conn.execute(
                 update(users)
                 .where(users.c.id == user_id)
@@ -144,14 +145,14 @@ class UserStore:
 
     async def mark_revoked(self, user_id: str) -> None:
         """The CRM refused the refresh token: every later request answers 401 until the user logs in again."""
-        async with self._engine.begin() as conn:
+        async with write_transaction(self._engine) as conn:
             await conn.execute(
                 update(users).where(users.c.id == user_id).values(session_revoked_at=datetime.now(UTC))
             )
 
     async def clear_tokens(self, user_id: str) -> None:
         """Logout: the row stays (settings survive), the credentials go."""
-        async with self._engine.begin() as conn:
+        async with write_transaction(self._engine) as conn:
             await conn.execute(
                 update(users)
                 .where(users.c.id == user_id)
@@ -161,7 +162,7 @@ class UserStore:
             )
 
     async def save_settings(self, user_id: str, settings: dict[str, Any]) -> None:
-        async with self._engine.begin() as conn:
+        async with write_transaction(self._engine) as conn:
             await conn.execute(
                 update(users)
                 .where(users.c.id == user_id)
