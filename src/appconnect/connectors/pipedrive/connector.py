@@ -244,23 +244,18 @@ class PipedriveConnector(Connector):
         org_id = await self._person_org(call.http, person_id)
         record = log.call
         subject = record.custom_subject or log.subject or _call_subject(record.direction, log.contact.name)
-        due = _parse_time(record.start_time)
-        body: JsonDict = {
-            "owner_id": int(call.user.crm_user_id),
-            "subject": subject,
-            "type": activity_type,
-            "duration": pipedrive_duration(record.duration),
-            "note": log.composed_log_details,
-            "done": True,
-            "due_date": due.strftime("%Y-%m-%d"),
-            "due_time": due.strftime("%H:%M"),
-            "participants": [{"person_id": person_id, "primary": True}],
-        }
-        body.update(_association(log.additional_submission))
-        if org_id is not None:
-            body["org_id"] = org_id
-        data = (await call.http.post_json("/api/v2/activities", body))["data"]
-        return LogResult(str(data["id"]), ReturnMessage("Call logged", "success", 2000))
+        activity_id = await _create_done_activity(
+            call,
+            person_id=person_id,
+            org_id=org_id,
+            activity_type=activity_type,
+            subject=subject,
+            note=log.composed_log_details,
+            when=_parse_time(record.start_time),
+            additional_submission=log.additional_submission,
+            extra={"duration": pipedrive_duration(record.duration)},
+        )
+        return LogResult(activity_id, ReturnMessage("Call logged", "success", 2000))
 
     async def update_call_log(self, call: CrmCall, update: CallLogUpdate) -> CallLogUpdated:
         """The server composes the new note from the fetched one; only changed fields are patched."""
@@ -351,21 +346,17 @@ class PipedriveConnector(Connector):
                 f"{_message_item(log.message, contact, user_name, call.user, log.image_link)}"
                 f"{_MESSAGES_END}END<br><br>--- Created via RingCentral App Connect"
             )
-        body: JsonDict = {
-            "owner_id": int(call.user.crm_user_id),
-            "subject": subject,
-            "type": activity_type,
-            "note": note,
-            "done": True,
-            "due_date": created.strftime("%Y-%m-%d"),
-            "due_time": created.strftime("%H:%M"),
-            "participants": [{"person_id": person_id, "primary": True}],
-        }
-        body.update(_association(log.additional_submission))
-        if org_id is not None:
-            body["org_id"] = org_id
-        data = (await call.http.post_json("/api/v2/activities", body))["data"]
-        return LogResult(str(data["id"]), ReturnMessage("Message logged", "success", 2000))
+        activity_id = await _create_done_activity(
+            call,
+            person_id=person_id,
+            org_id=org_id,
+            activity_type=activity_type,
+            subject=subject,
+            note=note,
+            when=created,
+            additional_submission=log.additional_submission,
+        )
+        return LogResult(activity_id, ReturnMessage("Message logged", "success", 2000))
 
     async def update_message_log(self, call: CrmCall, update: MessageLogUpdate) -> ReturnMessage | None:
         """Append the message to the day's conversation note and bump its message counter."""
@@ -459,6 +450,37 @@ def _significant_number(phone: str) -> str:
         return phone
     significant = str(phonenumbers.national_significant_number(parsed))
     return significant or phone
+
+
+async def _create_done_activity(
+    call: CrmCall,
+    *,
+    person_id: int,
+    org_id: int | None,
+    activity_type: str,
+    subject: str,
+    note: str,
+    when: datetime,
+    additional_submission: JsonDict,
+    extra: JsonDict | None = None,
+) -> str:
+    """A done activity owned by the user, with the person as primary participant and the chosen deal or lead."""
+    body: JsonDict = {
+        "owner_id": int(call.user.crm_user_id),
+        "subject": subject,
+        "type": activity_type,
+        **(extra or {}),
+        "note": note,
+        "done": True,
+        "due_date": when.strftime("%Y-%m-%d"),
+        "due_time": when.strftime("%H:%M"),
+        "participants": [{"person_id": person_id, "primary": True}],
+    }
+    body.update(_association(additional_submission))
+    if org_id is not None:
+        body["org_id"] = org_id
+    data = (await call.http.post_json("/api/v2/activities", body))["data"]
+    return str(data["id"])
 
 
 def _association(submission: JsonDict) -> JsonDict:
