@@ -3,7 +3,7 @@
 
     /work/venv/bin/python bench/bench.py [--workers 2] [--database-url sqlite|postgres|URL]
                                          [--seconds 20] [--concurrency 32] [--seed-call-logs 100000]
-                                         [--profile-seconds 10]
+                                         [--profile-seconds 10] [--crm embedded|external]
 
 Starts `python -m appconnect.cli serve` in a fresh temporary working directory (fresh SQLite files, key file
 and embedded test-CRM database), logs agents in with test-CRM API keys, then drives it from this process
@@ -15,6 +15,10 @@ and embedded test-CRM database), logs agents in with test-CRM API keys, then dri
 * server CPU ms per operation (utime+stime of the server process tree, /proc), RSS per worker
 * with --seed-call-logs N: N call_logs rows and N/10 contact-cache rows inserted directly into the server's
   database, then flows and lookups measured again and the ratios printed.
+
+With --crm external the test CRM runs in a second `serve` process of its own (the server under test gets
+APPCONNECT_EMBEDDED_TESTCRM=false and TESTCRM_BASE_URL pointing at it) and its CPU is reported apart; by default
+it is the one embedded in the server under test, and its CPU is part of the server's.
 
 Prints numbers only; it never asserts on times. Results: bench/results/<timestamp>-<label>.json and the
 latest result per configuration merged into bench/results/latest.json.
@@ -57,6 +61,10 @@ HOSTNAME = "testcrm.local"
 NOTE = (
     "server CPU includes the embedded test CRM: it runs inside the same worker processes, and each flow "
     "makes ~6 loopback HTTP calls to it (each served by a worker too)"
+)
+NOTE_EXTERNAL = (
+    "server CPU excludes the test CRM: it runs in a separate process (crm columns); the connector's outbound "
+    "HTTP calls to it (~6 per flow, over loopback) are in the server's CPU, as with a remote CRM"
 )
 
 
@@ -189,16 +197,24 @@ class BackendSampler:
 class CpuWindow:
     """CPU used by the server tree, this process and the whole machine between start() and stop()."""
 
-    def __init__(self, server_root: int, postgres_database: str | None = None) -> None:
+    def __init__(
+        self, server_root: int, postgres_database: str | None = None, crm_root: int | None = None
+    ) -> None:
         self.server_root = server_root
         self.postgres_database = postgres_database
+        self.crm_root = crm_root
         self._backends: BackendSampler | None = None
+        self._crm: dict[int, tuple[float, float]] = {}
+
+    def _crm_cpu(self) -> dict[int, tuple[float, float]]:
+        return cpu_seconds(process_tree(self.crm_root)) if self.crm_root is not None else {}
 
     def start(self) -> None:
         tree = process_tree(self.server_root)
         if self.postgres_database:
             self._backends = BackendSampler(self.postgres_database)
             self._backends.start()
+        self._crm = self._crm_cpu()
         self._server = cpu_seconds(tree)
         self._switches = context_switches(tree)
         self._client = os.times()
@@ -208,6 +224,7 @@ class CpuWindow:
     def stop(self) -> dict[str, float]:
         tree = process_tree(self.server_root)
         after = cpu_seconds(tree)
+        crm_after = self._crm_cpu()
         db = self._backends.stop() if self._backends else 0.0
         births = self._backends.births if self._backends else 0
         switches = context_switches(tree) - self._switches
@@ -217,6 +234,7 @@ class CpuWindow:
         user = sum(u - self._server.get(pid, (0.0, 0.0))[0] for pid, (u, _) in after.items())
         system = sum(k - self._server.get(pid, (0.0, 0.0))[1] for pid, (_, k) in after.items())
         server = user + system
+        crm = sum(u + k - sum(self._crm.get(pid, (0.0, 0.0))) for pid, (u, k) in crm_after.items())
         client_cpu = (client.user - self._client.user) + (client.system - self._client.system)
         d_total = max(total - self._machine[1], 1)
         busy_cores = (busy - self._machine[0]) / d_total * (os.cpu_count() or 1)
@@ -229,11 +247,13 @@ class CpuWindow:
             "postgres_backend_cpu_s": db,
             "postgres_backends_started": births,
             "server_cores": server / wall,
+            "crm_cpu_s": crm,
+            "crm_cores": crm / wall,
             "client_cpu_s": client_cpu,
             "client_cores": client_cpu / wall,
             "machine_busy": (busy - self._machine[0]) / d_total,
-            # CPU used by neither the server nor this load generator (other jobs on the machine)
-            "other_cores": max(0.0, busy_cores - (server + client_cpu + db) / wall),
+            # CPU used by neither the server, the external CRM nor this load generator (other jobs)
+            "other_cores": max(0.0, busy_cores - (server + crm + client_cpu + db) / wall),
         }
 
 
@@ -290,7 +310,10 @@ class Server:
         testcrm_url: str | None,
         extra_path: str = "",
         extra_env: dict[str, str] | None = None,
+        crm: Server | None = None,
     ) -> None:
+        # crm: the separate test-CRM process this server talks to (--crm external); None = embedded
+        self.crm = crm
         self.extra_path = extra_path
         self.extra_env = extra_env or {}
         self.postgres_database: str | None = None
@@ -704,10 +727,15 @@ async def measure(
         agents,
         op,
         ramp=ramp,
-        window=CpuWindow(server.proc.pid, server.postgres_database),
+        window=CpuWindow(
+            server.proc.pid,
+            server.postgres_database,
+            crm_root=server.crm.proc.pid if server.crm is not None and server.crm.proc is not None else None,
+        ),
     )
     assert cpu is not None
     ops = stats.ok
+    external = server.crm is not None
     result: dict[str, Any] = {
         "ok": ops,
         "errors": stats.failed,
@@ -719,6 +747,8 @@ async def measure(
         "postgres_backend_cpu_ms_per_op": (cpu["postgres_backend_cpu_s"] * 1000 / ops)
         if ops and server.postgres_database
         else None,
+        # the external test CRM's own CPU (with --crm embedded it is inside server_cpu_ms_per_op)
+        "crm_cpu_ms_per_op": (cpu["crm_cpu_s"] * 1000 / ops) if ops and external else None,
         "server_sys_share": (cpu["server_sys_s"] / cpu["server_cpu_s"]) if cpu["server_cpu_s"] else None,
         "server_context_switches_per_op": (cpu["server_context_switches"] / ops) if ops else None,
         **{k: round(v, 4) for k, v in cpu.items()},
@@ -730,7 +760,8 @@ async def measure(
     print(
         f"  {name:<16} {ops:>7} ok {stats.failed:>5} err  {result['per_s']:>8.1f}/s  "
         f"server {cpu['server_cores']:.2f} cores ({cpu['server_sys_s'] / max(cpu['server_cpu_s'], 1e-9):.0%} sys)  "
-        f"client {cpu['client_cores']:.2f} cores  "
+        + (f"crm {cpu['crm_cores']:.2f} cores  " if external else "")
+        + f"client {cpu['client_cores']:.2f} cores  "
         + (
             f"postgres {cpu['postgres_backend_cpu_s'] / cpu['wall_s']:.2f} cores "
             f"({cpu['postgres_backends_started']:.0f} backends started)  "
@@ -746,10 +777,16 @@ async def measure(
 # --- setup: accounts, seeding ------------------------------------------------------------------------------
 
 
-async def make_agents(client: httpx.AsyncClient, count: int) -> list[Agent]:
+async def make_agents(
+    client: httpx.AsyncClient, count: int, crm_client: httpx.AsyncClient | None = None
+) -> list[Agent]:
+    """Test-CRM API keys are made on the CRM (`crm_client`, default the server's embedded one); the logins
+    go to the server under test."""
     agents = []
     for index in range(count):
-        key = await client.post("/testcrm/api/v1/api-keys", json={"name": f"Bench Agent {index}"})
+        key = await (crm_client or client).post(
+            "/testcrm/api/v1/api-keys", json={"name": f"Bench Agent {index}"}
+        )
         key.raise_for_status()
         rc_account = f"bench-acct-{index}-{uuid.uuid4().hex[:6]}"
         login = await client.post(
@@ -1106,15 +1143,34 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await fresh_postgres_database(
             args.testcrm_database_url, allow_any=args.i_know_this_drops_the_database
         )
+    crm: Server | None = None
+    server_env = dict(args.server_env)
+    if args.crm == "external":
+        # a second `serve` process of its own; only its /testcrm part is used (its connector routes idle)
+        crm_workdir = Path(tempfile.mkdtemp(prefix="appconnect-bench-crm-"))
+        crm = Server(
+            workers=args.crm_workers,
+            database_url=resolve_database("sqlite", crm_workdir),
+            workdir=crm_workdir,
+            testcrm_url=args.testcrm_database_url,
+        )
+        server_env = {
+            "APPCONNECT_EMBEDDED_TESTCRM": "false",
+            "TESTCRM_BASE_URL": f"{crm.base_url}/testcrm/api/v1",
+            **server_env,
+        }
     server = Server(
         workers=args.workers,
         database_url=database_url,
         workdir=workdir,
-        testcrm_url=args.testcrm_database_url,
+        testcrm_url=None if crm is not None else args.testcrm_database_url,
         extra_path=args.server_extra_path or "",
-        extra_env=dict(args.server_env),
+        extra_env=server_env,
+        crm=crm,
     )
-    label = args.label or f"{backend}-w{args.workers}-seed{args.seed_call_logs}"
+    label = args.label or f"{backend}-w{args.workers}-seed{args.seed_call_logs}" + (
+        "-extcrm" if crm is not None else ""
+    )
     result: dict[str, Any] = {
         "label": label,
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -1135,20 +1191,38 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "testcrm_database": "sqlite (temp file)"
             if not args.testcrm_database_url
             else redact_url(args.testcrm_database_url),
+            "crm": args.crm,
+            "crm_workers": args.crm_workers if crm is not None else None,
+            "crm_base_url": f"{crm.base_url}/testcrm/api/v1" if crm is not None else None,
         },
-        "note": NOTE,
+        "note": NOTE_EXTERNAL if crm is not None else NOTE,
     }
     result["machine"]["busy_before_start"] = await wait_quiet(args.wait_quiet)
-    print(f"server: {backend}, {args.workers} worker(s), workdir {workdir}", flush=True)
-    server.start()
     try:
+        if crm is not None:
+            print(
+                f"test CRM: separate process, {args.crm_workers} worker(s), {crm.base_url}/testcrm, "
+                f"workdir {crm.workdir}",
+                flush=True,
+            )
+            crm.start()
+            await crm.wait_ready()
+            result["crm_pids"] = {"parent": crm.proc.pid if crm.proc else None, "workers": crm.worker_pids()}
+        print(f"server: {backend}, {args.workers} worker(s), workdir {workdir}", flush=True)
+        server.start()
         await server.wait_ready()
         result["server_pids"] = {
             "parent": server.proc.pid if server.proc else None,
             "workers": server.worker_pids(),
         }
-        async with _load_client(server, args.concurrency) as client:
-            agents = await make_agents(client, args.agents)
+        async with contextlib.AsyncExitStack() as stack:
+            client = await stack.enter_async_context(_load_client(server, args.concurrency))
+            crm_client = (
+                await stack.enter_async_context(httpx.AsyncClient(base_url=crm.base_url, timeout=60))
+                if crm is not None
+                else None
+            )
+            agents = await make_agents(client, args.agents, crm_client)
         ids = Ids()
         if args.warmup > 0:
             async with _load_client(server, args.concurrency) as client:
@@ -1179,6 +1253,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "parent": rss_mib(server.proc.pid) if server.proc else None,
             "workers": [rss_mib(pid) for pid in server.worker_pids()],
         }
+        if crm is not None:
+            result["crm_rss_mib"] = {
+                "parent": rss_mib(crm.proc.pid) if crm.proc else None,
+                "workers": [rss_mib(pid) for pid in crm.worker_pids()] if crm.workers > 1 else [],
+            }
         if args.profile_seconds > 0:
             print(
                 f"profiling flows with py-spy for {args.profile_seconds:g}s (not part of the numbers)",
@@ -1187,22 +1266,34 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             result["profile"] = await profile_flows(
                 server, agents, ids, args.concurrency, args.profile_seconds, RESULTS, label
             )
-        log_text = server.log_path.read_text(errors="replace") if server.log_path.exists() else ""
-        notable = [
-            line[:300]
-            for line in log_text.splitlines()
-            if re.search(r"\b(ERROR|CRITICAL|Traceback)\b", line)
-            or ("WARNING" in line and "server keys" not in line)
-        ]
-        result["server_log_errors"] = sum(1 for line in notable if "ERROR" in line or "Traceback" in line)
-        result["server_log_notable"] = notable[-30:]
+        for key, proc in (("server", server), ("crm", crm)):
+            if proc is None:
+                continue
+            notable = _notable_log_lines(proc)
+            result[f"{key}_log_errors"] = sum(1 for line in notable if "ERROR" in line or "Traceback" in line)
+            result[f"{key}_log_notable"] = notable[-30:]
     finally:
         server.stop()
-        if args.keep_workdir:
-            print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        if crm is not None:
+            crm.stop()
+        for path in (workdir, crm.workdir if crm is not None else None):
+            if path is None:
+                continue
+            if args.keep_workdir:
+                print(f"kept {path}")
+            else:
+                shutil.rmtree(path, ignore_errors=True)
     return result
+
+
+def _notable_log_lines(server: Server) -> list[str]:
+    log_text = server.log_path.read_text(errors="replace") if server.log_path.exists() else ""
+    return [
+        line[:300]
+        for line in log_text.splitlines()
+        if re.search(r"\b(ERROR|CRITICAL|Traceback)\b", line)
+        or ("WARNING" in line and "server keys" not in line)
+    ]
 
 
 # --- reporting ---------------------------------------------------------------------------------------------
@@ -1223,9 +1314,11 @@ def print_report(result: dict[str, Any]) -> None:
         f"   {cfg['workers']} workers, {cfg['backend']}, concurrency {cfg['concurrency']}, "
         f"{cfg['agents']} agents, {cfg['seconds']:g}s per measurement"
     )
+    external = cfg.get("crm") == "external"
+    crm_header = f"{'crm ms/op':>11}{'crm cores':>11}" if external else ""
     header = (
         f"   {'':<18}{'ops/s':>9}{'errors':>8}{'srv CPU ms/op':>15}{'ops/core-s':>12}{'srv cores':>11}"
-        f"{'pg ms/op':>10}{'client cores':>14}{'other cores':>13}{'p50 ms':>9}{'p95 ms':>9}"
+        f"{'pg ms/op':>10}{crm_header}{'client cores':>14}{'other cores':>13}{'p50 ms':>9}{'p95 ms':>9}"
     )
     for phase in ("empty", "seeded"):
         if phase not in result:
@@ -1244,10 +1337,13 @@ def print_report(result: dict[str, Any]) -> None:
             lat: dict[str, float] = r["latency_ms"].get("flow total") or next(
                 iter(r["latency_ms"].values()), {}
             )
+            crm_cells = (
+                f"{_fmt(r.get('crm_cpu_ms_per_op')):>11}{r.get('crm_cores', 0.0):>11.2f}" if external else ""
+            )
             print(
                 f"   {name:<18}{r['per_s']:>9.1f}{r['errors']:>8}{_fmt(r['server_cpu_ms_per_op']):>15}"
                 f"{_fmt(r['per_server_core_s']):>12}{r['server_cores']:>11.2f}"
-                f"{_fmt(r.get('postgres_backend_cpu_ms_per_op')):>10}{r['client_cores']:>14.2f}"
+                f"{_fmt(r.get('postgres_backend_cpu_ms_per_op')):>10}{crm_cells}{r['client_cores']:>14.2f}"
                 f"{r['other_cores']:>13.2f}{_fmt(lat.get('p50')):>9}{_fmt(lat.get('p95')):>9}"
             )
     if "ratio_seeded_vs_empty" in result:
@@ -1263,6 +1359,18 @@ def print_report(result: dict[str, Any]) -> None:
     rss = result.get("rss_mib") or {}
     workers = ", ".join(_fmt(v) for v in rss.get("workers", []))
     print(f"   RSS MiB: workers [{workers}], supervisor {_fmt(rss.get('parent'))}")
+    if "crm_rss_mib" in result:
+        crm_rss = result["crm_rss_mib"]
+        crm_workers = ", ".join(_fmt(v) for v in crm_rss.get("workers", []))
+        print(
+            f"   test CRM RSS MiB: process {_fmt(crm_rss.get('parent'))}"
+            + (f", workers [{crm_workers}]" if crm_workers else "")
+        )
+    for key in ("server", "crm"):
+        if result.get(f"{key}_log_errors"):
+            print(
+                f"   {key} log: {result[f'{key}_log_errors']} error line(s), see {key}_log_notable in the JSON"
+            )
     flows = result["empty"].get("flows", {"latency_ms": {}})
     print(
         "   flow step latency (empty db) p50/p95 ms: "
@@ -1327,8 +1435,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--testcrm-database-url",
-        help="embedded test CRM database: default a temp SQLite file; 'postgres' = "
+        help="test CRM database: default a temp SQLite file; 'postgres' = "
         f"{DEFAULT_POSTGRES_URL}_crm (dropped and re-created; its CPU is not in the pg column)",
+    )
+    parser.add_argument(
+        "--crm",
+        choices=("embedded", "external"),
+        default="embedded",
+        help="embedded (default): the test CRM mounted at /testcrm in the server under test, its CPU counted "
+        "as the server's; external: a separate `serve` process serves the test CRM, the server under test "
+        "runs with APPCONNECT_EMBEDDED_TESTCRM=false and TESTCRM_BASE_URL pointing at it, and its CPU is "
+        "reported apart (crm columns)",
+    )
+    parser.add_argument(
+        "--crm-workers", type=int, default=1, help="workers of the external test-CRM process (default 1)"
     )
     parser.add_argument("--seconds", type=float, default=20, help="length of each measurement (default 20)")
     parser.add_argument("--warmup", type=float, default=3, help="warm-up flows before measuring (default 3s)")
