@@ -134,7 +134,15 @@ def new_phone() -> str:
     return "+1415" + str(uuid.uuid4().int)[:7]
 
 
-def call_log_body(session_id: str, contact_id: str, phone: str, **extra: object) -> dict[str, object]:
+def call_log_body(
+    session_id: str,
+    contact_id: str,
+    phone: str,
+    *,
+    log_info: dict[str, object] | None = None,
+    **extra: object,
+) -> dict[str, object]:
+    """A POST /callLog body as the client sends it; `log_info` overrides fields of the call record."""
     return {
         "logInfo": {
             "sessionId": session_id,
@@ -146,6 +154,7 @@ def call_log_body(session_id: str, contact_id: str, phone: str, **extra: object)
             "result": "Call connected",
             "from": {"phoneNumber": phone, "name": "Caller"},
             "to": {"phoneNumber": "+16505550000", "name": "Agent"},
+            **(log_info or {}),
         },
         "contactId": contact_id,
         "contactName": "Caller",

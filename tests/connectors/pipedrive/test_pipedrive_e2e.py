@@ -35,7 +35,7 @@ from appconnect.security.keys import load_keys
 from appconnect.store.db import create_engine
 from appconnect.store.tables import users
 from appconnect.store.users import UserRecord, UserStore
-from tests.conftest import LiveServer, start_server
+from tests.conftest import LiveServer, call_log_body, new_phone, start_server
 
 USER_ID = "12345-pipedrive"  # the fake's user 12345, keyed the App Connect way
 SESSION_EXPIRED = "User session expired. Please connect again."
@@ -203,32 +203,24 @@ async def agent(pd_server: LiveServer, fake_pipedrive: FakePipedrive) -> AsyncIt
         yield Agent(http, pd_server, fake_pipedrive)
 
 
-def new_phone() -> str:
-    return "+1415" + str(uuid.uuid4().int)[:7]
-
-
 def call_body(
     session_id: str, contact_id: str, phone: str, *, note: str = "Asked about the renewal", **extra: Any
 ) -> JsonDict:
-    return {
-        "logInfo": {
-            "sessionId": session_id,
-            "id": f"call-{session_id}",
-            "telephonySessionId": f"t-{session_id}",
-            "direction": "Inbound",
+    """A call from Maya Patel to Jordan Lee, 8 min 7 s: the values the Pipedrive assertions expect."""
+    return call_log_body(
+        session_id,
+        contact_id,
+        phone,
+        log_info={
             "startTime": "2026-03-12T14:35:20.000Z",
             "duration": 487,
-            "result": "Call connected",
             "from": {"phoneNumber": phone, "name": "Maya Patel"},
             "to": {"phoneNumber": "+14155550101", "name": "Jordan Lee"},
         },
-        "contactId": contact_id,
-        "contactName": "Maya Patel",
-        "contactType": "contact",
-        "note": note,
-        "additionalSubmission": {},
+        contactName="Maya Patel",
+        note=note,
         **extra,
-    }
+    )
 
 
 def message(
