@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
-from appconnect.connectors.sdk import Connector, ConnectorConfig, JsonDict
+from appconnect.connectors.sdk import Connector, ConnectorConfig, JsonDict, contact_type_values
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class ConnectorRegistry:
         return self._manifest_entries[platform]
 
     def contact_types(self, platform: str) -> list[str]:
-        return [str(t["value"]) for t in self._manifest_entries[platform].get("contactTypes", [])]
+        return contact_type_values(self._manifest_entries[platform])
 
     def manifest(
         self, *, server_url: str, version: str, overrides: Mapping[str, Any] | None = None

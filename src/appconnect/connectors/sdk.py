@@ -79,24 +79,6 @@ class Contact:
             wire["defaultContactType"] = self.default_contact_type
         return wire
 
-    @classmethod
-    def from_wire(cls, data: JsonDict) -> Contact:
-        return cls(
-            id=str(data["id"]),
-            name=str(data.get("name", "")),
-            phone=data.get("phone"),
-            type=data.get("type"),
-            title=data.get("title"),
-            company=data.get("company"),
-            organization=data.get("organization"),
-            email=data.get("email"),
-            created_date=data.get("createdDate"),
-            most_recent_activity_date=data.get("mostRecentActivityDate"),
-            additional_info=data.get("additionalInfo"),
-            is_new_contact=bool(data.get("isNewContact", False)),
-            default_contact_type=data.get("defaultContactType"),
-        )
-
 
 PLACEHOLDER_CONTACT_ID = "createNewContact"
 
@@ -315,16 +297,6 @@ class CallParty:
     extension_number: str | None = None
     name: str | None = None
 
-    @classmethod
-    def from_wire(cls, data: Any) -> CallParty:
-        if not isinstance(data, dict):
-            return cls()
-        return cls(
-            phone_number=_opt_str(data.get("phoneNumber")),
-            extension_number=_opt_str(data.get("extensionNumber")),
-            name=_opt_str(data.get("name")),
-        )
-
 
 @dataclass(slots=True)
 class CallRecord:
@@ -503,7 +475,7 @@ class Connector:
 
     def contact_types(self) -> list[str]:
         """The `value`s of the manifest's `contactTypes`; empty when the platform declares none."""
-        return [str(t["value"]) for t in self.manifest_entry().get("contactTypes", [])]
+        return contact_type_values(self.manifest_entry())
 
     def base_url(self, user: UserView) -> str:
         """Base URL for relative CRM paths: config `base_url` (tests point it at a fake), else https://<hostname>."""
@@ -593,10 +565,11 @@ INTERFACE_METHODS: dict[str, str] = {
 }
 
 
+def contact_type_values(manifest_entry: JsonDict) -> list[str]:
+    """The `value` of each `contactTypes` entry of a platform's manifest entry."""
+    return [str(t["value"]) for t in manifest_entry.get("contactTypes", [])]
+
+
 def implements(connector: Connector, method: str) -> bool:
     """True when the connector overrides `method` of the base class."""
     return getattr(type(connector), method, None) is not getattr(Connector, method, None)
-
-
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else str(value)

@@ -9,7 +9,6 @@ from appconnect.connectors.sdk import (
     CallLogFetched,
     CallLogRef,
     CallLogUpdate,
-    CallParty,
     CallRecord,
     Connector,
     CrmCall,
@@ -21,7 +20,13 @@ from appconnect.flows.common import active_user, chosen_contact, connector_for
 from appconnect.flows.composer import compose_call_log
 from appconnect.flows.errors import DATABASE_FAILED, crm_error_message, warning
 from appconnect.flows.reply import Reply, envelope
-from appconnect.flows.requests import CallLogBody, CallLogInfoBody, CallLogPatchBody, DispositionBody
+from appconnect.flows.requests import (
+    CallLogBody,
+    CallLogInfoBody,
+    CallLogPatchBody,
+    DispositionBody,
+    party_of,
+)
 from appconnect.flows.services import Services
 from appconnect.flows.session import SessionRevoked, open_session
 from appconnect.security.crypto import hash_value
@@ -53,10 +58,10 @@ def call_record(info: CallLogInfoBody) -> CallRecord:
         telephony_session_id=info.telephony_session_id,
         direction=info.direction,
         start_time=_text(info.start_time) or None,
-        duration=info.duration if not isinstance(info.duration, float) else int(info.duration),
+        duration=_duration(info.duration),
         result=info.result,
-        from_party=CallParty.from_wire(info.from_.model_dump(by_alias=True) if info.from_ else None),
-        to_party=CallParty.from_wire(info.to.model_dump(by_alias=True) if info.to else None),
+        from_party=party_of(info.from_),
+        to_party=party_of(info.to),
         recording_link=recording.get("link") if isinstance(recording.get("link"), str) else None,
         custom_subject=info.custom_subject,
         legs=list(info.legs or []),
@@ -247,8 +252,8 @@ def _patch_record(session_id: str, body: CallLogPatchBody) -> CallRecord:
         start_time=_text(body.start_time) or None,
         duration=_duration(body.duration),
         result=body.result,
-        from_party=CallParty.from_wire(body.from_.model_dump(by_alias=True) if body.from_ else None),
-        to_party=CallParty.from_wire(body.to.model_dump(by_alias=True) if body.to else None),
+        from_party=party_of(body.from_),
+        to_party=party_of(body.to),
         legs=list(body.legs or []),
     )
 

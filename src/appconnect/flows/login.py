@@ -199,7 +199,9 @@ async def unauthorize(services: Services, claims: SessionClaims) -> Reply:
             await oauth.revoke(services.http, info, user.access_token, "access_token")
     await services.users.clear_tokens(user.id)
     message = message or ReturnMessage(
-        f"Logged out of {connector.manifest_entry().get('displayName', user.platform)}", "success", 1000
+        f"Logged out of {services.registry.manifest_entry(user.platform).get('displayName', user.platform)}",
+        "success",
+        1000,
     )
     return Reply(message.to_wire())
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from appconnect.connectors.sdk import (
-    CallParty,
     CrmHttpError,
     Message,
     MessageLogCreate,
@@ -13,7 +12,7 @@ from appconnect.connectors.sdk import (
 from appconnect.flows.common import active_user, chosen_contact, connector_for
 from appconnect.flows.errors import crm_error_message, warning
 from appconnect.flows.reply import Reply, envelope
-from appconnect.flows.requests import MessageBody, MessageLogBody
+from appconnect.flows.requests import MessageBody, MessageLogBody, party_of
 from appconnect.flows.services import Services
 from appconnect.flows.session import open_session
 from appconnect.security.jwt import SessionClaims
@@ -28,7 +27,7 @@ def _message(body: MessageBody) -> Message:
         direction=body.direction,
         subject=body.subject or "",
         creation_time=body.creation_time,
-        from_party=CallParty.from_wire(body.from_.model_dump(by_alias=True) if body.from_ else None),
+        from_party=party_of(body.from_),
         raw=body.model_dump(by_alias=True, exclude_none=True),
     )
 

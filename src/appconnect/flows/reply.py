@@ -29,13 +29,5 @@ def envelope(successful: bool, return_message: ReturnMessage | None = None, **fi
     body: JsonDict = {"successful": successful}
     if return_message is not None:
         body["returnMessage"] = return_message.to_wire()
-    body.update({k: v for k, v in fields.items() if v is not _OMIT})
+    body.update(fields)
     return body
-
-
-class _Omit:
-    pass
-
-
-_OMIT: Any = _Omit()
-OMIT: Any = _OMIT

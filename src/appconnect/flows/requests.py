@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from appconnect.connectors.sdk import CallParty
 
 
 class _Body(BaseModel):
@@ -31,6 +33,18 @@ class PartyBody(_Body):
     phone_number: StrictStr | None = Field(default=None, alias="phoneNumber")
     extension_number: StrictStr | StrictInt | None = Field(default=None, alias="extensionNumber")
     name: StrictStr | None = None
+
+
+def party_of(body: PartyBody | None) -> CallParty:
+    """The SDK's view of a `from`/`to` party (empty when the client sent none)."""
+    if body is None:
+        return CallParty()
+    extension = body.extension_number
+    return CallParty(
+        phone_number=body.phone_number,
+        extension_number=None if extension is None else str(extension),
+        name=body.name,
+    )
 
 
 class CallLogInfoBody(_Body):
@@ -131,7 +145,3 @@ class MessageLogBody(_Body):
 class UserSettingsBody(_Body):
     user_settings: dict[str, Any] = Field(default_factory=dict, alias="userSettings")
     setting_keys_to_remove: list[StrictStr] = Field(default_factory=list, alias="settingKeysToRemove")
-
-
-class FlagQuery(_Body):
-    flag: StrictBool = False
