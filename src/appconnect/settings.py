@@ -47,6 +47,30 @@ class Settings(BaseSettings):
     lock_wait_seconds: float = 25.0
     log_level: str = "info"
 
+    # Outbound CRM calls: retries (connectors/http.py) and the per-account limiter (store/rate_limits.py)
+    crm_retry_attempts: int = Field(
+        default=3, ge=1, le=10, description="tries per CRM call, the first included"
+    )
+    crm_retry_base_delay: float = Field(
+        default=0.25, ge=0, description="first backoff step, doubled per retry"
+    )
+    crm_retry_budget_seconds: float = Field(
+        default=6.0, ge=0, description="total time one CRM call may spend waiting between tries"
+    )
+    crm_retry_after_cap_seconds: float = Field(
+        default=5.0, ge=0, description="a longer Retry-After is not waited for: the 429 is reported"
+    )
+    crm_call_deadline_seconds: float = Field(
+        default=25.0, gt=0, description="no new try starts past this (the client gives up at 30 s)"
+    )
+    crm_rate_limit: str = Field(
+        default="",
+        description="empty: each connector's own limit; 'off'; 'N/S' for every platform; or 'pipedrive=N/S,...'",
+    )
+    crm_rate_limit_max_wait_seconds: float = Field(
+        default=2.0, ge=0, description="how long a call waits for the account's budget before failing as 429"
+    )
+
     def server_url(self) -> str:
         """The URL this server is reached at, as written into the manifest."""
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")

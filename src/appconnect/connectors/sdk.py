@@ -134,12 +134,16 @@ class CrmHttpError(Exception):
         body: Any = None,
         method: str = "",
         url: str = "",
+        outcome_unknown: bool = False,
     ) -> None:
         self.status = status  # None: timeout or network error
         self.retry_after = retry_after
         self.body = body
         self.method = method
         self.url = url
+        # True when the request may have reached the CRM and been applied (no answer after it was sent, or a
+        # 5xx): a write must not be sent again blindly; ask the CRM what it has first.
+        self.outcome_unknown = outcome_unknown
         super().__init__(f"{method} {url} -> {status if status is not None else 'no answer'}")
 
 
@@ -160,7 +164,9 @@ class CrmHttp(Protocol):
 
     `url` is absolute, or relative to `base_url`. `auth=False` sends no Authorization header (a connector that
     needs a different one passes it in `headers`). Non-2xx answers raise :class:`CrmHttpError` unless listed in
-    `allow_status`.
+    `allow_status`. GET/HEAD are retried after 502/503/504 and lost connections; a write is retried only when
+    it cannot have reached the CRM (connect error, 429), unless the connector passes `idempotent=True` (a
+    request that gives the same result when sent twice, e.g. a PATCH that sets absolute values).
     """
 
     base_url: str
@@ -176,6 +182,7 @@ class CrmHttp(Protocol):
         headers: dict[str, str] | None = None,
         auth: bool = True,
         allow_status: tuple[int, ...] = (),
+        idempotent: bool = False,
     ) -> CrmResponse: ...
 
     async def get_json(self, url: str, *, params: dict[str, Any] | None = None) -> Any: ...
@@ -183,6 +190,14 @@ class CrmHttp(Protocol):
     async def post_json(self, url: str, body: Any) -> Any: ...
 
     async def patch_json(self, url: str, body: Any) -> Any: ...
+
+
+@dataclass(slots=True, frozen=True)
+class RateLimit:
+    """At most `requests` CRM calls per `per_seconds` for one CRM account, shared by every worker and machine."""
+
+    requests: int
+    per_seconds: float
 
 
 @dataclass(slots=True)
@@ -460,6 +475,9 @@ class Connector:
     auth_type: ClassVar[AuthType] = "apiKey"
     log_format: ClassVar[str] = "text/plain"
     manifest_path: ClassVar[Path | None] = None
+    #: calls allowed per CRM account (see :meth:`rate_limit_key`); None: no limit. `APPCONNECT_CRM_RATE_LIMIT`
+    #: overrides it. The default suits a CRM that documents nothing: 10 calls a second, bursts of 100.
+    rate_limit: ClassVar[RateLimit | None] = RateLimit(requests=100, per_seconds=10.0)
 
     def __init__(self, config: ConnectorConfig | None = None) -> None:
         self.config = config or ConnectorConfig()
@@ -485,6 +503,10 @@ class Connector:
         if host.startswith(("http://", "https://")):
             return host.rstrip("/")
         return f"https://{host}" if host else ""
+
+    def rate_limit_key(self, user: UserView) -> str:
+        """The CRM account whose rate limit a call spends: by default the CRM host (one company per host)."""
+        return user.hostname.lower()
 
     # --- auth ----------------------------------------------------------------------------------------------
 

@@ -9,8 +9,9 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from appconnect.connectors.http import build_transport_client
+from appconnect.connectors.http import AccountLimiter, RetryPolicy, build_transport_client
 from appconnect.connectors.registry import ConnectorRegistry
+from appconnect.connectors.sdk import Connector, UserView
 from appconnect.security.crypto import TokenCipher
 from appconnect.security.jwt import SessionTokens
 from appconnect.security.keys import ServerKeys, load_keys
@@ -20,6 +21,12 @@ from appconnect.store.call_logs import CallLogStore
 from appconnect.store.db import create_engine
 from appconnect.store.locks import DatabaseSharedLock, LockManager, RedisSharedLock
 from appconnect.store.message_logs import MessageLogStore
+from appconnect.store.rate_limits import (
+    DatabaseRateLimiter,
+    RateLimiterBackend,
+    RateLimitOverrides,
+    RedisRateLimiter,
+)
 from appconnect.store.users import UserStore
 
 
@@ -37,6 +44,24 @@ class Services:
     cache: AccountCache
     locks: LockManager
     redis: Any = None
+    rate_limiter: RateLimiterBackend | None = None
+    rate_limit_overrides: RateLimitOverrides | None = None
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy.from_settings(self.settings)
+
+    def account_limiter(self, connector: Connector, user: UserView) -> AccountLimiter | None:
+        """The shared rate limit the calls of `user` spend: the connector's, unless settings override it."""
+        overrides = self.rate_limit_overrides or RateLimitOverrides()
+        limit = overrides.limit_for(connector.platform, connector.rate_limit)
+        if limit is None or self.rate_limiter is None:
+            return None
+        return AccountLimiter(
+            backend=self.rate_limiter,
+            key=f"{connector.platform}:{connector.rate_limit_key(user)}",
+            limit=limit,
+            max_wait=self.settings.crm_rate_limit_max_wait_seconds,
+        )
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -64,8 +89,10 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
 
         redis_client = redis_asyncio.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
         shared: DatabaseSharedLock | RedisSharedLock = RedisSharedLock(redis_client)
+        limiter: RateLimiterBackend = RedisRateLimiter(redis_client)
     else:
         shared = DatabaseSharedLock(engine)
+        limiter = DatabaseRateLimiter(engine)
     return Services(
         settings=settings,
         keys=keys,
@@ -81,4 +108,6 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
         cache=AccountCache(engine),
         locks=LockManager(shared, wait_seconds=settings.lock_wait_seconds),
         redis=redis_client,
+        rate_limiter=limiter,
+        rate_limit_overrides=RateLimitOverrides.parse(settings.crm_rate_limit),
     )

@@ -81,5 +81,11 @@ async def open_session(services: Services, connector: Connector, user: UserRecor
     else:
         auth_header = "Basic " + connector.basic_auth(user.access_token or "")
     view = user_view(user)
-    http = CrmHttpClient(services.http, base_url=connector.base_url(view), auth_header=auth_header)
+    http = CrmHttpClient(
+        services.http,
+        base_url=connector.base_url(view),
+        auth_header=auth_header,
+        retry=services.retry_policy(),
+        limiter=services.account_limiter(connector, view),
+    )
     return CrmCall(view, auth_header, http)

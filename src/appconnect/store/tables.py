@@ -6,6 +6,7 @@ from sqlalchemy import (
     JSON,
     Column,
     DateTime,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -115,4 +116,14 @@ admin_configs = Table(
     Column("id", String(255), primary_key=True),
     Column("user_settings", JSON, nullable=False, default=dict),
     *_timestamps(),
+)
+
+#: The per-CRM-account rate limiter when no Redis is configured (store/rate_limits.py): one row per
+#: `<platform>:<account>`, `tat` the GCRA "theoretical arrival time" (epoch seconds), `grant_id` the last granted call.
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("limit_key", String(255), primary_key=True),
+    Column("tat", Float, nullable=False),
+    Column("grant_id", String(32), nullable=False, server_default=""),
 )

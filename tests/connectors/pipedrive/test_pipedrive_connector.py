@@ -257,11 +257,11 @@ async def test_find_contact_refuses_extension_numbers_without_calling(env: Env) 
 
 async def test_find_contact_propagates_rate_limit(env: Env) -> None:
     env.fake.add_person("Ada Lovelace", phones=["+14155550102"])
-    env.fake.inject(429, path_prefix="/api/v2/deals", retry_after=3)
+    env.fake.inject(429, path_prefix="/api/v2/deals", retry_after=30)  # longer than the server waits
     with pytest.raises(CrmHttpError) as caught:
         await env.connector.find_contact(env.call, ContactLookup(phone_number="+14155550102"))
     assert caught.value.status == 429
-    assert caught.value.retry_after == 3
+    assert caught.value.retry_after == 30
 
 
 async def test_find_contact_enriches_persons_concurrently(env: Env) -> None:

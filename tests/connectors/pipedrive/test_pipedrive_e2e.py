@@ -662,20 +662,15 @@ async def test_crm_401_on_a_normal_call_is_an_authorization_error(
 
 
 async def test_rate_limited_search(agent: Agent, fake_pipedrive: FakePipedrive) -> None:
+    """A short Retry-After is waited out by the server: the lookup succeeds, the search was sent twice."""
     fake = fake_pipedrive
     person = fake.add_person("Maya Patel", phones=["+14155550142"])
     await agent.login()
-    fake.inject(status=429, retry_after=7, path_prefix="/api/v2/persons/search")
-    limited = await agent.find_contact("+14155550142")
-    assert limited.status_code == 200
-    body = limited.json()
-    assert body["successful"] is False
-    assert body["returnMessage"]["message"] == "Rate limit exceeded"
-    assert "pipedrive" in body["returnMessage"]["details"][0]["items"][0]["text"]
-
-    again = (await agent.find_contact("+14155550142")).json()  # the limit has passed
-    assert again["successful"] is True
-    assert [c["id"] for c in again["contact"] if not c.get("isNewContact")] == [str(person["id"])]
+    fake.inject(status=429, retry_after=0.3, path_prefix="/api/v2/persons/search")
+    found = (await agent.find_contact("+14155550142")).json()
+    assert found["successful"] is True
+    assert [c["id"] for c in found["contact"] if not c.get("isNewContact")] == [str(person["id"])]
+    assert len(fake.requests_to("/api/v2/persons/search")) == 2
 
 
 async def test_failed_activity_creation_leaves_no_log_and_retry_succeeds(

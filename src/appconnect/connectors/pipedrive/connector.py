@@ -42,6 +42,7 @@ from appconnect.connectors.sdk import (
     NewContact,
     OAuthInfo,
     PlatformUser,
+    RateLimit,
     ReturnMessage,
     UserInfoResult,
     UserView,
@@ -78,10 +79,19 @@ class PipedriveConnector(Connector):
     auth_type: ClassVar[AuthType] = "oauth"
     log_format: ClassVar[str] = "text/html"
     manifest_path: ClassVar[Path | None] = Path(__file__).with_name("manifest.json")
+    #: Pipedrive limits bursts per token (20 requests / 2 s on its smallest plan, more on larger ones) and
+    #: spends a daily token budget per company. The company's users together get 40 calls per 2 s here, so one
+    #: agent's burst cannot exhaust the company's budget; raise it with APPCONNECT_CRM_RATE_LIMIT.
+    rate_limit: ClassVar[RateLimit | None] = RateLimit(requests=40, per_seconds=2.0)
 
     def __init__(self, config: ConnectorConfig | None = None) -> None:
         super().__init__(config)
         self._activity_types: dict[str, tuple[float, list[ActivityType]]] = {}
+
+    def rate_limit_key(self, user: UserView) -> str:
+        """The Pipedrive company: its id from users/me when known, else its host."""
+        company = user.platform_additional_info.get("companyId")
+        return f"company-{company}" if company else user.hostname.lower()
 
     # --- auth ----------------------------------------------------------------------------------------------
 

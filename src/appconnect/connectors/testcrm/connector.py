@@ -30,6 +30,7 @@ from appconnect.connectors.sdk import (
     MessageLogUpdate,
     NewContact,
     PlatformUser,
+    RateLimit,
     ReturnMessage,
     UserInfoResult,
     UserView,
@@ -134,6 +135,12 @@ class TestCrmConnector(Connector):
     auth_type = "apiKey"
     log_format = "text/plain"
     manifest_path = Path(__file__).parent / "manifest.json"
+    #: the embedded CRM has no limit of its own; this one only keeps a runaway client from flooding it
+    rate_limit: ClassVar[RateLimit | None] = RateLimit(requests=200, per_seconds=2.0)
+
+    def rate_limit_key(self, user: UserView) -> str:
+        """In the test CRM every API key is its own account (its own contacts), so each has its own budget."""
+        return f"{user.hostname.lower()}/{user.crm_user_id}"
 
     def manifest_entry(self) -> JsonDict:
         """The manifest's CRM URL follows where the embedded CRM really is (config `base_url`)."""

@@ -1,0 +1,191 @@
+"""The per-CRM-account rate limiter, shared by every worker and machine: Redis when configured, else the database.
+
+Algorithm: GCRA (a token bucket kept as one number, the "theoretical arrival time"). A limit of N calls per S
+seconds lets a burst of N through at once, then one call every S/N seconds. One key per CRM account holds the
+number, so a call costs exactly one Redis round trip (a script) or one SQL statement (an upsert with RETURNING):
+no read-then-write race between workers, no background sync, and no drift between processes. A local bucket
+synced periodically would save that round trip but lets N processes overspend the account N-fold between syncs,
+which is the failure this limiter exists to prevent.
+
+When the CRM itself answers 429, :meth:`back_off` pushes the account's number forward so *every* caller of that
+account waits out the `Retry-After`, not only the request that saw it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from appconnect.connectors.sdk import RateLimit
+from appconnect.store.db import write_transaction
+
+#: longest shared back-off one 429 may impose on an account (a hostile or broken Retry-After is capped)
+MAX_BACK_OFF_SECONDS = 300.0
+
+
+class RateLimiterBackend(Protocol):
+    async def acquire(self, key: str, limit: RateLimit) -> float:
+        """Spend one call of `key`'s budget: 0.0 when granted, else the seconds until one is free (nothing spent)."""
+        ...
+
+    async def back_off(self, key: str, limit: RateLimit, seconds: float) -> None:
+        """Grant nothing for `key` during the next `seconds`."""
+        ...
+
+
+def _emission(limit: RateLimit) -> tuple[float, float]:
+    """(seconds between calls, burst tolerance in seconds)."""
+    interval = limit.per_seconds / max(limit.requests, 1)
+    return interval, limit.per_seconds
+
+
+# `{max}` is the two-argument maximum of the dialect; `{real}` its double type (PostgreSQL needs the casts to
+# type the bound parameters).
+_GCRA_SQL = """
+INSERT INTO rate_limits (limit_key, tat, grant_id)
+VALUES (:key, CAST(:now AS {real}) + CAST(:interval AS {real}), :grant)
+ON CONFLICT (limit_key) DO UPDATE SET
+  grant_id = CASE
+    WHEN {max}(rate_limits.tat, CAST(:now AS {real})) + CAST(:interval AS {real}) - CAST(:now AS {real})
+         <= CAST(:window AS {real})
+    THEN :grant ELSE rate_limits.grant_id END,
+  tat = CASE
+    WHEN {max}(rate_limits.tat, CAST(:now AS {real})) + CAST(:interval AS {real}) - CAST(:now AS {real})
+         <= CAST(:window AS {real})
+    THEN {max}(rate_limits.tat, CAST(:now AS {real})) + CAST(:interval AS {real}) ELSE rate_limits.tat END
+RETURNING tat, grant_id
+"""
+
+_BACK_OFF_SQL = """
+INSERT INTO rate_limits (limit_key, tat, grant_id) VALUES (:key, CAST(:blocked AS {real}), '')
+ON CONFLICT (limit_key) DO UPDATE SET tat = {max}(rate_limits.tat, CAST(:blocked AS {real}))
+"""
+
+
+class DatabaseRateLimiter:
+    """One row per CRM account in `rate_limits`; one upsert statement per call (SQLite and PostgreSQL)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        sqlite = engine.dialect.name == "sqlite"
+        functions = {"max": "max" if sqlite else "greatest", "real": "REAL" if sqlite else "DOUBLE PRECISION"}
+        self._gcra = text(_GCRA_SQL.format(**functions))
+        self._back_off = text(_BACK_OFF_SQL.format(**functions))
+
+    async def acquire(self, key: str, limit: RateLimit) -> float:
+        interval, window = _emission(limit)
+        now = time.time()
+        grant = uuid.uuid4().hex
+        async with write_transaction(self._engine) as conn:
+            row = (
+                await conn.execute(
+                    self._gcra,
+                    {"key": key, "now": now, "interval": interval, "window": window, "grant": grant},
+                )
+            ).one()
+        if row.grant_id == grant:
+            return 0.0
+        return max(float(row.tat) + interval - window - now, 0.001)
+
+    async def back_off(self, key: str, limit: RateLimit, seconds: float) -> None:
+        interval, window = _emission(limit)
+        blocked = time.time() + min(seconds, MAX_BACK_OFF_SECONDS) + window - interval
+        async with write_transaction(self._engine) as conn:
+            await conn.execute(self._back_off, {"key": key, "blocked": blocked})
+
+
+# Times in integer milliseconds from the Redis server's own clock, so machines with skewed clocks agree.
+_REDIS_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local wait = tat + interval - window - now
+if wait > 0 then return wait end
+redis.call('SET', KEYS[1], tat + interval, 'PX', tat + interval - now + 1000)
+return 0
+"""
+
+_REDIS_BACK_OFF = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local blocked = now + tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if blocked > tat then redis.call('SET', KEYS[1], blocked, 'PX', blocked - now + 1000) end
+return 0
+"""
+
+
+class RedisRateLimiter:
+    """One key per CRM account; one script call (one round trip) per CRM call."""
+
+    def __init__(self, client: Any, prefix: str = "appconnect:ratelimit:") -> None:
+        self._client = client
+        self._prefix = prefix
+
+    async def acquire(self, key: str, limit: RateLimit) -> float:
+        interval, window = _emission(limit)
+        wait_ms = await self._client.eval(
+            _REDIS_ACQUIRE, 1, self._prefix + key, max(int(interval * 1000), 1), int(window * 1000)
+        )
+        return 0.0 if int(wait_ms) <= 0 else int(wait_ms) / 1000
+
+    async def back_off(self, key: str, limit: RateLimit, seconds: float) -> None:
+        interval, window = _emission(limit)
+        blocked_ms = int((min(seconds, MAX_BACK_OFF_SECONDS) + window - interval) * 1000)
+        await self._client.eval(_REDIS_BACK_OFF, 1, self._prefix + key, blocked_ms)
+
+
+class RateLimitSettingError(ValueError):
+    """`APPCONNECT_CRM_RATE_LIMIT` could not be read."""
+
+
+def _parse_limit(value: str) -> RateLimit | None:
+    value = value.strip().lower()
+    if value in ("off", "none", "0"):
+        return None
+    requests, sep, seconds = value.partition("/")
+    try:
+        limit = RateLimit(int(requests), float(seconds) if sep else 1.0)
+    except ValueError as exc:
+        raise RateLimitSettingError(f"rate limit {value!r}: expected N/SECONDS or off") from exc
+    if limit.requests < 1 or limit.per_seconds <= 0:
+        raise RateLimitSettingError(f"rate limit {value!r}: both numbers must be positive")
+    return limit
+
+
+@dataclass(slots=True)
+class RateLimitOverrides:
+    """`APPCONNECT_CRM_RATE_LIMIT`: '' (connector defaults), 'off', 'N/S' (every platform), 'pipedrive=N/S,...'."""
+
+    everywhere: RateLimit | bool | None = False  # False: no global override
+    by_platform: dict[str, RateLimit | None] | None = None
+
+    @classmethod
+    def parse(cls, value: str) -> RateLimitOverrides:
+        value = value.strip()
+        if not value:
+            return cls()
+        if "=" not in value:
+            return cls(everywhere=_parse_limit(value))
+        by_platform: dict[str, RateLimit | None] = {}
+        for part in value.split(","):
+            platform, _, limit = part.partition("=")
+            if not platform.strip() or not limit.strip():
+                raise RateLimitSettingError(f"rate limit entry {part!r}: expected platform=N/SECONDS")
+            by_platform[platform.strip().lower()] = _parse_limit(limit)
+        return cls(by_platform=by_platform)
+
+    def limit_for(self, platform: str, default: RateLimit | None) -> RateLimit | None:
+        if self.everywhere is not False:
+            return self.everywhere if isinstance(self.everywhere, RateLimit) else None
+        if self.by_platform is not None and platform.lower() in self.by_platform:
+            return self.by_platform[platform.lower()]
+        return default
