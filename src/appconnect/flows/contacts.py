@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from appconnect.connectors.sdk import (
+    Connector,
     Contact,
     ContactLookup,
     ContactMatches,
+    CrmCall,
     CrmHttpError,
     InterfaceNotImplemented,
     NewContact,
@@ -140,16 +142,33 @@ async def create_contact(services: Services, claims: SessionClaims, body: Contac
             recent = await services.cache.recent_created_contact(
                 scope, platform, new.phone_number, max_age=dedupe
             )
-            if recent is not None:
+            if recent is not None and not _is_unknown_outcome(recent):
                 return Reply(
                     envelope(True, ReturnMessage("Contact created.", "success", 2000), contact=recent)
                 )
             call = await open_session(services, connector, user)
+            if recent is not None:
+                # An earlier create got no answer: the CRM may have made the contact. Adopt it if so.
+                try:
+                    adopted = await _adopt_unknown_create(connector, call, new)
+                except CrmHttpError as exc:
+                    return Reply(envelope(False, crm_error_message(exc, platform, "createContact")))
+                if adopted is not None:
+                    wire = _with_defaults(adopted, new).to_wire()
+                    await services.cache.remember_created_contact(scope, platform, new.phone_number, wire)
+                    await services.cache.drop_contacts(scope, platform, new.phone_number)
+                    return Reply(
+                        envelope(True, ReturnMessage("Contact created.", "success", 2000), contact=wire)
+                    )
             try:
                 created = await connector.create_contact(call, new)
             except InterfaceNotImplemented:
                 return Reply(envelope(False, warning(f"{platform} does not support creating contacts.")))
             except CrmHttpError as exc:
+                if exc.outcome_unknown:
+                    await services.cache.remember_created_contact(
+                        scope, platform, new.phone_number, _unknown_outcome_marker(new)
+                    )
                 return Reply(envelope(False, crm_error_message(exc, platform, "createContact")))
             if created is None:
                 return Reply(envelope(False, warning("Contact was not created.")))
@@ -160,6 +179,46 @@ async def create_contact(services: Services, claims: SessionClaims, body: Contac
             return Reply(envelope(True, created.return_message, contact=wire))
     except LockTimeout:
         return Reply(envelope(False, warning("Another request is creating this contact. Please try again.")))
+
+
+_UNKNOWN_OUTCOME_KEY = "createOutcomeUnknown"
+
+
+def _unknown_outcome_marker(new: NewContact) -> dict[str, object]:
+    """Stored in place of the created contact when the CRM took the create but did not answer."""
+    return {_UNKNOWN_OUTCOME_KEY: True, "name": new.name, "type": new.contact_type}
+
+
+def _is_unknown_outcome(stored: object) -> bool:
+    return isinstance(stored, dict) and bool(stored.get(_UNKNOWN_OUTCOME_KEY))
+
+
+def _same_name(a: str, b: str) -> bool:
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+
+
+async def _adopt_unknown_create(connector: Connector, call: CrmCall, new: NewContact) -> Contact | None:
+    """The contact an unanswered create made, if the CRM has it: a contact with this number and the requested
+    name (and type, when the CRM reports one).
+
+    A contact with this number but another name is not adopted: it is another record (a colleague's, or one
+    made in the CRM meanwhile), and the user asked for this name; a new contact is created as before. The
+    residual risk is a create still running at the CRM when the retry asks (it answers nothing found, then
+    the late create lands); it is bounded by the read timeout the first attempt already waited out.
+    """
+    try:
+        matches = await connector.find_contact(
+            call, ContactLookup(phone_number=new.phone_number, force_refresh=True)
+        )
+    except InterfaceNotImplemented:
+        return None
+    for contact in matches.contacts:
+        if contact.is_new_contact or not _same_name(contact.name, new.name):
+            continue
+        if contact.type and new.contact_type and contact.type != new.contact_type:
+            continue
+        return contact
+    return None
 
 
 def _with_defaults(contact: Contact, new: NewContact) -> Contact:
