@@ -341,13 +341,14 @@ async def test_crm_errors_surface_as_crm_http_error(
     connector: TestCrmConnector, call: CrmCall, crm_url: str
 ) -> None:
     with httpx.Client(base_url=crm_url) as admin:
-        admin.post("/api/_faults", json={"status": 429, "retry_after": 3, "path_prefix": "/api/v1/contacts"})
+        # a Retry-After longer than the client waits (it would retry a shorter one)
+        admin.post("/api/_faults", json={"status": 429, "retry_after": 30, "path_prefix": "/api/v1/contacts"})
         try:
             with pytest.raises(CrmHttpError) as caught:
                 await connector.find_contact(call, ContactLookup(phone_number=fresh_number()))
         finally:
             admin.delete("/api/_faults")
-    assert (caught.value.status, caught.value.retry_after) == (429, 3.0)
+    assert (caught.value.status, caught.value.retry_after) == (429, 30.0)
 
     with pytest.raises(CrmHttpError) as missing:
         await connector.get_call_log(call, CallLogRef(log_id="999999"))
