@@ -6,6 +6,7 @@ answer was lost is adopted rather than repeated, and a rate-limited account is l
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
@@ -269,6 +270,35 @@ def test_a_429_makes_every_worker_back_off(
         phone = new_phone()
         faults.inject(status=429, retry_after=60, times=1, method="GET", path_prefix="/api/v1/contacts")
         assert lookup(client, jwt_a, phone)["returnMessage"]["message"] == "Rate limit exceeded"
+        faults.inject(status=500, times=1, method="GET", path_prefix="/api/v1/contacts")
+        refused = lookup(client_b, jwt_b, phone)
+        assert refused["returnMessage"]["message"] == "Rate limit exceeded"
+    assert fault_still_pending(client, crm_api_key)
+
+
+def test_a_429_makes_every_machine_back_off_through_redis(
+    server: LiveServer, client: httpx.Client, crm_api_key: str, faults: CrmView, tmp_path: Path
+) -> None:
+    """Two servers sharing Redis: the back-off one of them learnt holds for the other."""
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+    except OSError:
+        pytest.skip("Redis not reachable on 127.0.0.1:6379")
+    hostname = f"redis-{uuid.uuid4().hex[:8]}.local"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    redis_url = "redis://127.0.0.1:6379/0"
+    with (
+        second_server(server, tmp_path / "a", redis_url=redis_url) as first,
+        second_server(server, tmp_path / "b", redis_url=redis_url) as second,
+        httpx.Client(base_url=first.base_url, timeout=30) as client_a,
+        httpx.Client(base_url=second.base_url, timeout=30) as client_b,
+    ):
+        jwt_a = login(client_a, crm_api_key, hostname)
+        jwt_b = login(client_b, crm_api_key, hostname)
+        phone = new_phone()
+        faults.inject(status=429, retry_after=60, times=1, method="GET", path_prefix="/api/v1/contacts")
+        assert lookup(client_a, jwt_a, phone)["returnMessage"]["message"] == "Rate limit exceeded"
         faults.inject(status=500, times=1, method="GET", path_prefix="/api/v1/contacts")
         refused = lookup(client_b, jwt_b, phone)
         assert refused["returnMessage"]["message"] == "Rate limit exceeded"
