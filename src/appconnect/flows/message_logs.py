@@ -124,8 +124,9 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
                 except InterfaceNotImplemented:
                     return Reply(envelope(False, NEEDS_ATTENTION)), Delivery.FINAL
                 await store.resolve_unknown(scope, conversation_log_id, log_id)
-                if log_id is not None:
+                if log_id is not None:  # the earlier create did land: its message is logged
                     already.update(unknown)
+                    logged.extend(i for i in ids if i in unknown)
             for message_body in reversed(info.messages):  # the client sends newest first
                 message_id = f"{message_body.id}{suffix}"
                 if message_id in already:
