@@ -155,7 +155,11 @@ async def deliver_call_log(
         # attempts spent: the retrier stops (next_attempt_at None) but the status keeps what is known, so a
         # later client retry still checks the CRM first when the outcome was unknown
         await store.park(
-            claim.pk, status=status, payload=None, attempts=attempts, next_attempt_at=next_attempt(settings, attempts)
+            claim.pk,
+            status=status,
+            payload=None,
+            attempts=attempts,
+            next_attempt_at=next_attempt(settings, attempts),
         )
 
     try:
@@ -192,7 +196,9 @@ async def deliver_call_log(
                 found = await connector.find_call_log(call, create)
             except InterfaceNotImplemented:
                 # cannot tell whether the earlier create landed: never risk a second activity
-                await store.park(claim.pk, status=FAILED, payload=None, attempts=attempts, next_attempt_at=None)
+                await store.park(
+                    claim.pk, status=FAILED, payload=None, attempts=attempts, next_attempt_at=None
+                )
                 return Reply(envelope(False, NEEDS_ATTENTION)), Delivery.FINAL
             except CrmHttpError as exc:
                 await keep(UNKNOWN)
@@ -210,7 +216,9 @@ async def deliver_call_log(
             if refused_for_good(exc):
                 raise
             await keep(UNKNOWN if outcome_unknown(exc) else QUEUED)
-            return Reply(envelope(False, crm_error_message(exc, user.platform, "createCallLog"))), Delivery.RETRY
+            return Reply(
+                envelope(False, crm_error_message(exc, user.platform, "createCallLog"))
+            ), Delivery.RETRY
     except SessionRevoked:
         if from_client:
             await store.release(claim.pk)

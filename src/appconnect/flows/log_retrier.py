@@ -92,7 +92,9 @@ async def _retry_messages(services: Services, entry: OutboxEntry, window: float)
     if delivery is Delivery.FINAL:
         await store.retry_later(entry.pk, attempts=attempts, next_attempt_at=None)
         return 0
-    await store.retry_later(entry.pk, attempts=attempts, next_attempt_at=next_attempt(services.settings, attempts))
+    await store.retry_later(
+        entry.pk, attempts=attempts, next_attempt_at=next_attempt(services.settings, attempts)
+    )
     return 0
 
 

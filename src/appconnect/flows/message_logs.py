@@ -157,7 +157,9 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
                     if not result.log_id:
                         continue
                     log_id = result.log_id
-                await store.add(scope, _row(user, message_id, conversation_id, conversation_log_id, log_id, "done"))
+                await store.add(
+                    scope, _row(user, message_id, conversation_id, conversation_log_id, log_id, "done")
+                )
                 already.add(message_id)
                 logged.append(message_id)
     except CrmHttpError as exc:

@@ -123,7 +123,12 @@ class CallLogStore:
         self._cipher = cipher
 
     async def find(
-        self, scope: str, session_ids: list[str], identity: ExtensionIdentity, *, include_pending: bool = False
+        self,
+        scope: str,
+        session_ids: list[str],
+        identity: ExtensionIdentity,
+        *,
+        include_pending: bool = False,
     ) -> dict[str, CallLogRow]:
         """The best-matching row per session id, within the caller's scope only."""
         query = select(call_logs).where(call_logs.c.scope == scope, call_logs.c.session_id.in_(session_ids))
