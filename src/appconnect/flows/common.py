@@ -43,7 +43,7 @@ def verified_scope(connector: Connector, platform: str, user: PlatformUser, host
     if connector.base_url(probes[0]) != connector.base_url(probes[1]):
         host = connector.base_url(UserView(id="", platform=platform, hostname=hostname)).lower()
     scope = f"{platform}|{host}|{account}"
-    if len(scope) > 400:
+    if len(scope) > 120:  # cache keys and lock names embed it: keep it short
         scope = f"{platform}|sha256:{hashlib.sha256(scope.encode()).hexdigest()}"
     return scope
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 from appconnect.connectors.sdk import (
@@ -111,7 +112,7 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
     try:
         call = await open_session(services, connector, user)
         async with services.locks.hold(
-            f"conversation:{user.platform}:{scope}:{conversation_log_id}",
+            "conversation:" + hashlib.sha256(f"{scope}\n{conversation_log_id}".encode()).hexdigest(),
             ttl=stale_window(services.settings),
         ):
             ids = [f"{m.id}{suffix}" for m in info.messages]
