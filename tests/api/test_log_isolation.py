@@ -214,3 +214,51 @@ def test_users_of_one_server_have_distinct_scopes(server: LiveServer, client: ht
     stored = asyncio.run(scopes())
     assert all(stored) and stored[0] != stored[1]
     assert all(rc_account not in str(scope) for scope in stored)
+
+
+def test_logs_from_before_scopes_follow_their_user_into_the_verified_scope(
+    server: LiveServer, client: httpx.Client
+) -> None:
+    """A user who logged calls before migration 0003 logs in again: those calls are still matched."""
+    import asyncio
+
+    from sqlalchemy import insert, update
+
+    from appconnect.store.db import create_engine
+    from appconnect.store.tables import call_logs, users
+
+    key, jwt = new_company(client, rc_account_id=f"acct-{uuid.uuid4().hex}")
+    user_id = f"{client.get('/testcrm/api/v1/me', auth=(key, '')).json()['id']}-testcrm"
+    session = f"legacy-{uuid.uuid4().hex}"
+
+    async def make_legacy() -> None:
+        engine = create_engine(server.settings.database_url, pool_size=1)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(update(users).where(users.c.id == user_id).values(account_scope=None))
+                await conn.execute(
+                    insert(call_logs).values(
+                        scope=f"legacy:{user_id}",
+                        session_id=session,
+                        platform="testcrm",
+                        user_id=user_id,
+                        third_party_log_id="legacy-activity",
+                        status="done",
+                    )
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(make_legacy())
+    assert client.get("/callLog", params={"sessionIds": session}, headers=auth(jwt)).json()["logs"][0][
+        "matched"
+    ]
+    _key, relogged = new_company_login(client, key)
+    logs = client.get("/callLog", params={"sessionIds": session}, headers=auth(relogged)).json()["logs"]
+    assert logs == [{"sessionId": session, "matched": True, "logId": "legacy-activity"}]
+
+
+def new_company_login(client: httpx.Client, key: str) -> tuple[str, str]:
+    login = client.post("/apiKeyLogin", json={"platform": "testcrm", "apiKey": key})
+    assert login.status_code == 200, login.text
+    return key, login.json()["jwtToken"]
