@@ -17,6 +17,7 @@ from appconnect.connectors.sdk import (
     DispositionUpdate,
     InterfaceNotImplemented,
     ReturnMessage,
+    implements,
 )
 from appconnect.flows.common import account_scope, active_user, chosen_contact, connector_for
 from appconnect.flows.composer import compose_call_log
@@ -191,7 +192,9 @@ async def deliver_call_log(
             transcript=body.transcript,
             voicemail_link=body.voicemail_link,
         )
-        if claim.must_check:
+        # a kept log is looked up before it is created again: required when the earlier create may have landed
+        # (`must_check`), and cheap insurance after a CRM error when the connector can look
+        if claim.must_check or (claim.retried and implements(connector, "find_call_log")):
             try:
                 found = await connector.find_call_log(call, create)
             except InterfaceNotImplemented:
@@ -201,7 +204,7 @@ async def deliver_call_log(
                 )
                 return Reply(envelope(False, NEEDS_ATTENTION)), Delivery.FINAL
             except CrmHttpError as exc:
-                await keep(UNKNOWN)
+                await keep(UNKNOWN if claim.must_check else QUEUED)
                 return Reply(envelope(False, crm_error_message(exc, user.platform, "createCallLog"))), (
                     Delivery.RETRY
                 )

@@ -72,6 +72,8 @@ class Claim:
     pk: int
     must_check: bool
     attempts: int = 0
+    #: the row was kept after an earlier attempt (a CRM error): worth a look in the CRM when one is possible
+    retried: bool = False
 
 
 def _identity_clause(identity: ExtensionIdentity) -> ColumnElement[bool] | None:
@@ -230,7 +232,7 @@ class CallLogStore:
         if taken.rowcount != 1:
             return None
         # an abandoned `pending` row may have sent its create before dying: its outcome is unknown too
-        return Claim(row.pk, must_check=row.status in (PENDING, UNKNOWN), attempts=row.attempts)
+        return Claim(row.pk, must_check=row.status in (PENDING, UNKNOWN), attempts=row.attempts, retried=True)
 
     async def complete(self, pk: int, third_party_log_id: str) -> None:
         async with write_transaction(self._engine) as conn:
