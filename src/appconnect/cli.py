@@ -66,6 +66,8 @@ def _serve(args: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         proxy_headers=True,
+        # SIGTERM: stop accepting, let in-flight requests finish (a CRM call is bounded by its timeouts)
+        timeout_graceful_shutdown=int(settings.crm_read_timeout * 2 + settings.crm_connect_timeout + 10),
     )
     return 0
 

@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     contact_dedupe_seconds: int = 600
     contact_cache_seconds: int = 86400
     lock_wait_seconds: float = 25.0
+    # logs the CRM could not take are kept and delivered by a background retrier (one at a time across workers)
+    log_retry_interval_seconds: float = 30.0
+    log_retry_base_seconds: float = 30.0
+    log_retry_max_attempts: int = 8
+    log_retrier_enabled: bool = True
+    #: a `pending` log reservation older than this was abandoned (0: derived from the CRM timeouts)
+    log_stale_seconds: float = 0.0
     log_level: str = "info"
 
     # Outbound CRM calls: retries (connectors/http.py) and the per-account limiter (store/rate_limits.py)

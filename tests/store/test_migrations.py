@@ -42,3 +42,46 @@ def test_upgrade_is_incremental_and_idempotent(tmp_path: Path) -> None:
     upgrade(url)
     upgrade(url)
     assert schema_differences(url) == []
+
+
+def test_logs_from_before_scopes_stay_with_their_user(tmp_path: Path) -> None:
+    """0003 keys existing rows by `legacy:<user id>`: matched again for that user, never for another tenant."""
+    from sqlalchemy import text
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'legacy.sqlite3'}"
+    upgrade(url, "0002")
+
+    async def run(statements: list[str]) -> list[tuple[object, ...]]:
+        engine = create_engine(url, pool_size=1)
+        try:
+            async with engine.begin() as conn:
+                rows: list[tuple[object, ...]] = []
+                for statement in statements:
+                    result = await conn.execute(text(statement))
+                    if result.returns_rows:
+                        rows += [tuple(r) for r in result.all()]
+                return rows
+        finally:
+            await engine.dispose()
+
+    asyncio.run(
+        run(
+            [
+                "INSERT INTO call_logs (session_id, platform, user_id, third_party_log_id, status)"
+                " VALUES ('s1', 'testcrm', 'u1-testcrm', '7', 'done')",
+                "INSERT INTO message_logs (id, platform, conversation_log_id, third_party_log_id, user_id)"
+                " VALUES ('m1', 'testcrm', 'c1', '8', 'u1-testcrm')",
+            ]
+        )
+    )
+    upgrade(url)
+    rows = asyncio.run(
+        run(
+            [
+                "SELECT scope, session_id, status FROM call_logs",
+                "SELECT scope, id, status, third_party_log_id FROM message_logs",
+            ]
+        )
+    )
+    assert rows == [("legacy:u1-testcrm", "s1", "done"), ("legacy:u1-testcrm", "m1", "done", "8")]
+    assert schema_differences(url) == []

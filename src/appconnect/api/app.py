@@ -20,6 +20,7 @@ from appconnect.api.routes import router
 from appconnect.connectors.registry import ConnectorRegistry
 from appconnect.flows import oauth
 from appconnect.flows.errors import DATABASE_FAILED, SESSION_EXPIRED
+from appconnect.flows.log_retrier import LogRetrier
 from appconnect.flows.reply import ClientError
 from appconnect.flows.services import build_services
 from appconnect.flows.session import SessionRevoked
@@ -55,7 +56,11 @@ def create_app(settings: Settings, registry: ConnectorRegistry | None = None) ->
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        retrier = LogRetrier(services)
+        if settings.log_retrier_enabled:
+            retrier.start()
         yield
+        await retrier.stop()
         await services.close()
         if embedded_crm is not None:  # a mounted app's own lifespan never runs
             await embedded_crm.state.testcrm.aclose()

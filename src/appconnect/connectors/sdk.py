@@ -254,6 +254,10 @@ class PlatformUser:
     platform_additional_info: JsonDict = field(default_factory=dict)
     overriding_hostname: str | None = None
     overriding_api_key: str | None = None
+    #: the CRM's own id of the company/account this user belongs to, as the CRM reported it. The server keys
+    #: every stored log and cache row by it (never by client-supplied headers); None: the user is their own
+    #: account.
+    account_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -552,6 +556,15 @@ class Connector:
     async def upsert_call_disposition(self, call: CrmCall, update: DispositionUpdate) -> LogResult:
         raise InterfaceNotImplemented("upsertCallDisposition")
 
+    async def find_call_log(self, call: CrmCall, log: CallLogCreate) -> str | None:
+        """The id of the CRM log an earlier `create_call_log` of this same call may have written, or None.
+
+        Asked before creating again when an earlier create's outcome is unknown (sent, no answer). Find it by a
+        marker the create wrote (session id in an external id or in the note). Without this interface the
+        server never re-creates such a log: it reports it as needing attention instead of risking a duplicate.
+        """
+        raise InterfaceNotImplemented("findCallLog")
+
     # --- message logs --------------------------------------------------------------------------------------
 
     async def create_message_log(self, call: CrmCall, log: MessageLogCreate) -> LogResult:
@@ -559,6 +572,13 @@ class Connector:
 
     async def update_message_log(self, call: CrmCall, update: MessageLogUpdate) -> ReturnMessage | None:
         raise InterfaceNotImplemented("updateMessageLog")
+
+    async def find_message_log(self, call: CrmCall, log: MessageLogCreate) -> str | None:
+        """The id of the activity an earlier `create_message_log` of this conversation log may have written.
+
+        Same contract as :meth:`find_call_log`, keyed by `log.conversation_log_id`.
+        """
+        raise InterfaceNotImplemented("findMessageLog")
 
 
 @dataclass(slots=True)

@@ -196,6 +196,10 @@ class TestCrmApi:
         return _json(_activity_wire(activity)) if activity else _error(404, "not_found")
 
     async def list_activities(self, request: Request, _user: User | None) -> Response:
+        external_id = request.query_params.get("external_id")
+        if external_id is not None:
+            match = await self.store.find_activity_by_external_id(external_id) if external_id else None
+            return _json({"data": [_activity_wire(match)] if match else []})
         raw = request.query_params.get("contact_id", "")
         if not raw.isdigit():
             raise ValidationFailed("contact_id must be an integer", "contact_id")

@@ -322,6 +322,10 @@ class TestCrmStore:
             row = (await conn.execute(sa.select(schema.activities).where(where))).mappings().first()
         return dict(row) if row is not None else None
 
+    async def find_activity_by_external_id(self, external_id: str) -> dict[str, Any] | None:
+        """The activity a client created with this idempotency key, if any (lets it check an unanswered create)."""
+        return await self._activity_where(schema.activities.c.external_id == external_id)
+
     async def get_activity(self, activity_id: int) -> dict[str, Any] | None:
         return await self._activity_where(schema.activities.c.id == activity_id)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from appconnect.connectors.sdk import (
@@ -14,11 +15,21 @@ from appconnect.connectors.sdk import (
     CrmCall,
     CrmHttpError,
     DispositionUpdate,
+    InterfaceNotImplemented,
     ReturnMessage,
+    implements,
 )
-from appconnect.flows.common import active_user, chosen_contact, connector_for
+from appconnect.flows.common import account_scope, active_user, chosen_contact, connector_for
 from appconnect.flows.composer import compose_call_log
-from appconnect.flows.errors import DATABASE_FAILED, crm_error_message, warning
+from appconnect.flows.delivery import (
+    NEEDS_ATTENTION,
+    Delivery,
+    next_attempt,
+    outcome_unknown,
+    refused_for_good,
+    stale_window,
+)
+from appconnect.flows.errors import DATABASE_FAILED, SESSION_EXPIRED, crm_error_message, warning
 from appconnect.flows.reply import Reply, envelope
 from appconnect.flows.requests import (
     CallLogBody,
@@ -31,7 +42,17 @@ from appconnect.flows.services import Services
 from appconnect.flows.session import SessionRevoked, open_session
 from appconnect.security.crypto import hash_value
 from appconnect.security.jwt import SessionClaims
-from appconnect.store.call_logs import CallLogRow, ExtensionIdentity, Reservation
+from appconnect.store.call_logs import (
+    FAILED,
+    QUEUED,
+    UNKNOWN,
+    CallLogRow,
+    CallLogStore,
+    Claim,
+    ExtensionIdentity,
+    Reservation,
+)
+from appconnect.store.users import UserRecord
 
 COMPOSED_FORMATS = ("text/plain", "text/html", "text/markdown")
 
@@ -72,36 +93,79 @@ def call_record(info: CallLogInfoBody) -> CallRecord:
 async def create_call_log(services: Services, claims: SessionClaims, body: CallLogBody) -> Reply:
     info = body.log_info
     session_id = str(info.session_id)
-    identity = identity_of(
-        services,
-        extension_number=body.extension_number or info.extension_number,
-        hashed_extension_id=body.hashed_extension_id or info.hashed_extension_id,
-        rc_extension_id=body.rc_extension_id or info.rc_extension_id,
-    )
+    identity = _identity_of_body(services, body)
     existing_message = ReturnMessage(f"Existing log for session {session_id}", "warning", 3000)
-    if session_id in await services.call_logs.find([session_id], identity, include_pending=True):
-        return Reply(envelope(False, existing_message))
     user = await active_user(services, claims, by_platform=False)
     if user is None:
         return Reply(envelope(False, warning("User not found")))
-    connector = connector_for(services, user.platform)
+    scope = account_scope(user)
+    if session_id in await services.call_logs.find(scope, [session_id], identity):
+        return Reply(envelope(False, existing_message))
     record = call_record(info)
     contact_phone = record.contact_party.phone_number or ""
     contact = chosen_contact(body.contact_id, contact_phone, body.contact_type, body.contact_name)
     if contact is None:
         return Reply(envelope(False, warning(f"Contact not found for number {contact_phone}")))
-    outcome, pk = await services.call_logs.reserve(
+    outcome, claim = await services.call_logs.reserve(
+        scope=scope,
         session_id=session_id,
         identity=identity,
         call_id=record.telephony_session_id or record.id or "",
         platform=user.platform,
         user_id=user.id,
         contact_id=contact.id,
-        stale_after=services.settings.crm_read_timeout * 2 + 10,
+        stale_after=stale_window(services.settings),
+        payload=body.model_dump_json(by_alias=True),
     )
-    if outcome is Reservation.EXISTS or pk is None:
+    if outcome is Reservation.EXISTS or claim is None:
         return Reply(envelope(False, existing_message))
+    reply, _delivery = await deliver_call_log(services, user, body, claim, from_client=True)
+    return reply
+
+
+def _identity_of_body(services: Services, body: CallLogBody) -> ExtensionIdentity:
+    info = body.log_info
+    return identity_of(
+        services,
+        extension_number=body.extension_number or info.extension_number,
+        hashed_extension_id=body.hashed_extension_id or info.hashed_extension_id,
+        rc_extension_id=body.rc_extension_id or info.rc_extension_id,
+    )
+
+
+async def deliver_call_log(
+    services: Services, user: UserRecord, body: CallLogBody, claim: Claim, *, from_client: bool
+) -> tuple[Reply, Delivery]:
+    """Write the reserved log into the CRM exactly once: look for an earlier unanswered create first, then
+    create; a CRM that cannot take it leaves the log kept (`queued`/`unknown`) for the retrier.
+
+    `from_client`: a user's request (a refusal forgets the reservation so the user can fix and retry) rather
+    than the retrier (a refusal marks the kept log `failed`).
+    """
+    store = services.call_logs
+    settings = services.settings
+    connector = connector_for(services, user.platform)
+    info = body.log_info
+    record = call_record(info)
+    contact = chosen_contact(
+        body.contact_id, record.contact_party.phone_number or "", body.contact_type, body.contact_name
+    )
+    attempts = claim.attempts + 1
+
+    async def keep(status: str) -> None:
+        # attempts spent: the retrier stops (next_attempt_at None) but the status keeps what is known, so a
+        # later client retry still checks the CRM first when the outcome was unknown
+        await store.park(
+            claim.pk,
+            status=status,
+            payload=None,
+            attempts=attempts,
+            next_attempt_at=next_attempt(settings, attempts),
+        )
+
     try:
+        if contact is None:
+            raise ValueError("a kept call log without a contact")
         call = await open_session(services, connector, user)
         composed = ""
         if connector.log_format in COMPOSED_FORMATS:
@@ -117,37 +181,77 @@ async def create_call_log(services: Services, claims: SessionClaims, body: CallL
                 user_settings=user.user_settings,
                 timezone_offset=user.timezone_offset,
             )
-        result = await connector.create_call_log(
-            call,
-            CallLogCreate(
-                contact=contact,
-                call=record,
-                note=body.note or "",
-                subject=record.custom_subject,
-                composed_log_details=composed,
-                additional_submission=body.additional_submission or {},
-                ai_note=body.ai_note,
-                transcript=body.transcript,
-                voicemail_link=body.voicemail_link,
-            ),
+        create = CallLogCreate(
+            contact=contact,
+            call=record,
+            note=body.note or "",
+            subject=record.custom_subject,
+            composed_log_details=composed,
+            additional_submission=body.additional_submission or {},
+            ai_note=body.ai_note,
+            transcript=body.transcript,
+            voicemail_link=body.voicemail_link,
         )
+        # a kept log is looked up before it is created again: required when the earlier create may have landed
+        # (`must_check`), and cheap insurance after a CRM error when the connector can look
+        if claim.must_check or (claim.retried and implements(connector, "find_call_log")):
+            try:
+                found = await connector.find_call_log(call, create)
+            except InterfaceNotImplemented:
+                # cannot tell whether the earlier create landed: never risk a second activity
+                await store.park(
+                    claim.pk, status=FAILED, payload=None, attempts=attempts, next_attempt_at=None
+                )
+                return Reply(envelope(False, NEEDS_ATTENTION)), Delivery.FINAL
+            except CrmHttpError as exc:
+                await keep(UNKNOWN if claim.must_check else QUEUED)
+                return Reply(envelope(False, crm_error_message(exc, user.platform, "createCallLog"))), (
+                    Delivery.RETRY
+                )
+            if found:
+                await store.complete(claim.pk, found)
+                return Reply(envelope(True, ReturnMessage("Call logged", "success", 2000), logId=found)), (
+                    Delivery.DONE
+                )
+        try:
+            result = await connector.create_call_log(call, create)
+        except CrmHttpError as exc:
+            if refused_for_good(exc):
+                raise
+            await keep(UNKNOWN if outcome_unknown(exc) else QUEUED)
+            return Reply(
+                envelope(False, crm_error_message(exc, user.platform, "createCallLog"))
+            ), Delivery.RETRY
     except SessionRevoked:
-        await services.call_logs.release(pk)
-        raise
+        if from_client:
+            await store.release(claim.pk)
+            raise
+        await keep(QUEUED)
+        return Reply(envelope(False, SESSION_EXPIRED)), Delivery.RETRY
     except CrmHttpError as exc:
-        await services.call_logs.release(pk)
-        return Reply(envelope(False, crm_error_message(exc, user.platform, "createCallLog")))
+        await _refused(store, claim, attempts, from_client=from_client)
+        return Reply(envelope(False, crm_error_message(exc, user.platform, "createCallLog"))), Delivery.FINAL
     except BaseException:
-        await services.call_logs.release(pk)
+        # the outcome is unknown (a bug, a cancelled request): keep it so the next attempt looks first
+        with contextlib.suppress(Exception):
+            await keep(UNKNOWN)
         raise
     if not result.log_id:
-        await services.call_logs.release(pk)
-        return Reply(envelope(False, result.return_message))
+        await _refused(store, claim, attempts, from_client=from_client)
+        return Reply(envelope(False, result.return_message)), Delivery.FINAL
     try:
-        await services.call_logs.complete(pk, result.log_id)
+        await store.complete(claim.pk, result.log_id)
     except Exception:
-        return Reply(envelope(False, DATABASE_FAILED))
-    return Reply(envelope(True, result.return_message, logId=result.log_id))
+        # the reservation stays `pending`; once stale, the next attempt finds this log in the CRM and adopts it
+        return Reply(envelope(False, DATABASE_FAILED)), Delivery.RETRY
+    return Reply(envelope(True, result.return_message, logId=result.log_id)), Delivery.DONE
+
+
+async def _refused(store: CallLogStore, claim: Claim, attempts: int, *, from_client: bool) -> None:
+    if from_client:
+        await store.release(claim.pk)
+    else:
+        await store.park(claim.pk, status=FAILED, payload=None, attempts=attempts, next_attempt_at=None)
 
 
 def _voicemail_link(info: CallLogInfoBody) -> str | None:
@@ -171,8 +275,10 @@ def _ref(row: CallLogRow) -> CallLogRef:
     )
 
 
-async def _logged_row(services: Services, body: CallLogPatchBody | DispositionBody) -> CallLogRow | None:
-    """The completed log of the body's session for the body's agent identity."""
+async def _logged_row(
+    services: Services, user: UserRecord, body: CallLogPatchBody | DispositionBody
+) -> CallLogRow | None:
+    """The completed log of the body's session for the body's agent identity, in the caller's scope."""
     identity = identity_of(
         services,
         extension_number=body.extension_number,
@@ -180,16 +286,16 @@ async def _logged_row(services: Services, body: CallLogPatchBody | DispositionBo
         rc_extension_id=body.rc_extension_id,
     )
     session_id = str(body.session_id)
-    return (await services.call_logs.find([session_id], identity)).get(session_id)
+    return (await services.call_logs.find(account_scope(user), [session_id], identity)).get(session_id)
 
 
 async def update_call_log(services: Services, claims: SessionClaims, body: CallLogPatchBody) -> Reply:
     session_id = str(body.session_id)
-    row = await _logged_row(services, body)
-    if row is None:
-        return Reply({"successful": False})
     user = await active_user(services, claims, by_platform=False)
     if user is None:
+        return Reply({"successful": False})
+    row = await _logged_row(services, user, body)
+    if row is None:
         return Reply({"successful": False})
     connector = connector_for(services, user.platform)
     call = await open_session(services, connector, user)
@@ -277,7 +383,7 @@ async def get_call_logs(
         hashed_extension_id=hashed_extension_id,
         rc_extension_id=None,
     )
-    rows = await services.call_logs.find(wanted, identity)
+    rows = await services.call_logs.find(account_scope(user), wanted, identity)
     logs: list[dict[str, Any]] = []
     last_message: ReturnMessage | None = None
     call: CrmCall | None = None
@@ -307,12 +413,12 @@ async def get_call_logs(
 
 
 async def upsert_disposition(services: Services, claims: SessionClaims, body: DispositionBody) -> Reply:
-    row = await _logged_row(services, body)
-    if row is None:
-        return Reply(envelope(False, warning("Cannot find log", 3000)))
     user = await active_user(services, claims, by_platform=False)
     if user is None:
         return Reply(envelope(False, warning("Cannot find user", 3000)))
+    row = await _logged_row(services, user, body)
+    if row is None:
+        return Reply(envelope(False, warning("Cannot find log", 3000)))
     connector = connector_for(services, user.platform)
     call = await open_session(services, connector, user)
     try:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
-from appconnect.connectors.sdk import Connector, ContactRef
+from appconnect.connectors.sdk import Connector, ContactRef, PlatformUser, UserView
 from appconnect.flows.reply import ClientError
 from appconnect.flows.services import Services
 from appconnect.security.jwt import SessionClaims
-from appconnect.store.users import UserRecord
+from appconnect.store.users import UserRecord, legacy_scope
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
@@ -23,9 +24,28 @@ def is_e164(phone: str) -> bool:
 
 
 def account_scope(user: UserRecord) -> str:
-    """Who shares the contact cache and the one-contact-per-number guarantee: the RC account on one CRM host."""
-    owner = user.rc_account_id or f"user:{user.id}"
-    return f"{owner}@{user.hostname}"
+    """The tenant of every stored log and cache row: what the CRM itself reported at login (never a header).
+
+    Users who have not logged in since scopes exist keep the scope their old rows were migrated to.
+    """
+    return user.account_scope or legacy_scope(user.id)
+
+
+def verified_scope(connector: Connector, platform: str, user: PlatformUser, hostname: str) -> str:
+    """The scope for a user the CRM just vouched for: its account (company) id, else the user itself.
+
+    When the CRM's address comes from the client (a hostname-driven connector), that host is part of the scope:
+    a CRM run by someone else cannot claim another tenant's account id.
+    """
+    account = f"account:{user.account_id}" if user.account_id else f"user:{user.id}"
+    host = ""
+    probes = [UserView(id="", platform=platform, hostname=h) for h in ("a.invalid", "b.invalid")]
+    if connector.base_url(probes[0]) != connector.base_url(probes[1]):
+        host = connector.base_url(UserView(id="", platform=platform, hostname=hostname)).lower()
+    scope = f"{platform}|{host}|{account}"
+    if len(scope) > 120:  # cache keys and lock names embed it: keep it short
+        scope = f"{platform}|sha256:{hashlib.sha256(scope.encode()).hexdigest()}"
+    return scope
 
 
 def connector_for(services: Services, platform: str) -> Connector:

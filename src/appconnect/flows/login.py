@@ -17,7 +17,7 @@ from appconnect.connectors.sdk import (
     implements,
 )
 from appconnect.flows import oauth
-from appconnect.flows.common import connector_for
+from appconnect.flows.common import connector_for, verified_scope
 from appconnect.flows.errors import DATABASE_FAILED
 from appconnect.flows.reply import ClientError, Reply
 from appconnect.flows.requests import ApiKeyLoginBody
@@ -96,6 +96,7 @@ async def api_key_login(
             timezone_offset=info.timezone_offset,
             access_token=info.overriding_api_key or body.api_key,
             platform_additional_info={**extra, **info.platform_additional_info, "proxyId": body.proxy_id},
+            account_scope=verified_scope(connector, body.platform, info, hostname),
         ),
     )
     if saved is None:
@@ -171,6 +172,9 @@ async def oauth_callback(services: Services, query: dict[str, str]) -> Reply:
             refresh_token=tokens.refresh_token,
             token_expiry=tokens.expires_at,
             platform_additional_info={**user_info.platform_additional_info, "proxyId": query.get("proxyId")},
+            account_scope=verified_scope(
+                connector, platform, user_info, user_info.overriding_hostname or info.hostname or hostname
+            ),
         ),
     )
     if saved is None:

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
+from datetime import UTC, datetime
+
 from appconnect.connectors.sdk import (
     CrmHttpError,
+    InterfaceNotImplemented,
     Message,
     MessageLogCreate,
     MessageLogUpdate,
     ReturnMessage,
 )
-from appconnect.flows.common import active_user, chosen_contact, connector_for
+from appconnect.flows.common import account_scope, active_user, chosen_contact, connector_for
+from appconnect.flows.delivery import (
+    NEEDS_ATTENTION,
+    Delivery,
+    next_attempt,
+    outcome_unknown,
+    refused_for_good,
+    stale_window,
+)
 from appconnect.flows.errors import crm_error_message, warning
 from appconnect.flows.reply import Reply, envelope
 from appconnect.flows.requests import MessageBody, MessageLogBody, party_of
@@ -18,6 +30,7 @@ from appconnect.flows.session import open_session
 from appconnect.security.jwt import SessionClaims
 from appconnect.store.locks import LockTimeout
 from appconnect.store.message_logs import MessageLogRow
+from appconnect.store.users import UserRecord
 
 
 def _message(body: MessageBody) -> Message:
@@ -42,44 +55,89 @@ def _attachment_link(body: MessageBody, kind: str) -> str | None:
 
 
 async def create_message_log(services: Services, claims: SessionClaims, body: MessageLogBody) -> Reply:
-    info = body.log_info
-    if not info.messages:
+    if not body.log_info.messages:
         return Reply(envelope(False, warning("No message to log.", 3000)))
     user = await active_user(services, claims, by_platform=False)
     if user is None:
         return Reply(envelope(False, warning("Contact not found")))
+    reply, delivery = await log_messages(services, user, body)
+    if delivery is Delivery.RETRY:
+        # the CRM could not take it: keep the request; the retrier replays it (idempotent per message id)
+        await services.message_logs.enqueue(
+            scope=account_scope(user),
+            user_id=user.id,
+            platform=user.platform,
+            payload=body.model_dump_json(by_alias=True),
+            next_attempt_at=next_attempt(services.settings, 0) or datetime.now(UTC),
+        )
+    return reply
+
+
+async def log_messages(services: Services, user: UserRecord, body: MessageLogBody) -> tuple[Reply, Delivery]:
+    """Log each message not yet logged into the conversation log's one CRM activity, within the user's scope.
+
+    A create whose answer never came is recorded as `unknown`; the next attempt asks the CRM whether that
+    activity exists (adopting it) before creating one.
+    """
+    info = body.log_info
+    scope = account_scope(user)
     connector = connector_for(services, user.platform)
     phone = (info.correspondents[0].phone_number if info.correspondents else None) or ""
     contact = chosen_contact(body.contact_id, phone, body.contact_type, body.contact_name)
     if contact is None:
-        return Reply(envelope(False, warning(f"Contact not found for number {phone}")))
+        return Reply(envelope(False, warning(f"Contact not found for number {phone}"))), Delivery.FINAL
+    if not info.messages:
+        return Reply(envelope(True, None, logIds=[])), Delivery.DONE
     group = len(info.correspondents) > 1
     suffix = f"-{contact.id}" if group else ""
     conversation_id = f"{info.conversation_id or ''}{suffix}"
     default_log_id = f"{info.conversation_id or ''}-{(info.messages[0].creation_time or '')[:10]}"
     conversation_log_id = f"{info.conversation_log_id or default_log_id}{suffix}"
-    call = await open_session(services, connector, user)
+    store = services.message_logs
     logged: list[str] = []
     last_message: ReturnMessage | None = None
+
+    def create_of(message_body: MessageBody) -> MessageLogCreate:
+        return MessageLogCreate(
+            contact=contact,
+            message=_message(message_body),
+            conversation_id=conversation_id,
+            conversation_log_id=conversation_log_id,
+            additional_submission=body.additional_submission or {},
+            recording_link=_attachment_link(message_body, "AudioRecording"),
+            fax_doc_link=_attachment_link(message_body, "RenderedDocument"),
+            image_link=_attachment_link(message_body, "MmsAttachment"),
+        )
+
     try:
+        call = await open_session(services, connector, user)
         async with services.locks.hold(
-            f"conversation:{user.platform}:{conversation_log_id}",
-            ttl=services.settings.crm_read_timeout * 2 + 10,
+            "conversation:" + hashlib.sha256(f"{scope}\n{conversation_log_id}".encode()).hexdigest(),
+            ttl=stale_window(services.settings),
         ):
             ids = [f"{m.id}{suffix}" for m in info.messages]
-            already = await services.message_logs.logged_ids(ids)
-            log_id = await services.message_logs.conversation_log_id_owner(conversation_log_id)
+            already = await store.logged_ids(scope, ids)
+            log_id = await store.conversation_log_id_owner(scope, conversation_log_id)
+            unknown = await store.unknown_ids(scope, conversation_log_id)
+            if unknown and log_id is None:
+                try:
+                    log_id = await connector.find_message_log(call, create_of(info.messages[-1]))
+                except InterfaceNotImplemented:
+                    return Reply(envelope(False, NEEDS_ATTENTION)), Delivery.FINAL
+                await store.resolve_unknown(scope, conversation_log_id, log_id)
+                if log_id is not None:  # the earlier create did land: its message is logged
+                    already.update(unknown)
+                    logged.extend(i for i in ids if i in unknown)
             for message_body in reversed(info.messages):  # the client sends newest first
                 message_id = f"{message_body.id}{suffix}"
                 if message_id in already:
                     continue
-                message = _message(message_body)
                 if log_id is not None:
                     last_message = await connector.update_message_log(
                         call,
                         MessageLogUpdate(
                             contact=contact,
-                            message=message,
+                            message=_message(message_body),
                             log_id=log_id,
                             conversation_log_id=conversation_log_id,
                             additional_submission=body.additional_submission or {},
@@ -87,48 +145,57 @@ async def create_message_log(services: Services, claims: SessionClaims, body: Me
                         ),
                     )
                 else:
-                    result = await connector.create_message_log(
-                        call,
-                        MessageLogCreate(
-                            contact=contact,
-                            message=message,
-                            conversation_id=conversation_id,
-                            conversation_log_id=conversation_log_id,
-                            additional_submission=body.additional_submission or {},
-                            recording_link=_attachment_link(message_body, "AudioRecording"),
-                            fax_doc_link=_attachment_link(message_body, "RenderedDocument"),
-                            image_link=_attachment_link(message_body, "MmsAttachment"),
-                        ),
-                    )
+                    try:
+                        result = await connector.create_message_log(call, create_of(message_body))
+                    except CrmHttpError as exc:
+                        if outcome_unknown(exc):
+                            await store.add(
+                                scope,
+                                _row(user, message_id, conversation_id, conversation_log_id, None, "unknown"),
+                            )
+                        raise
                     last_message = result.return_message
                     if not result.log_id:
                         continue
                     log_id = result.log_id
-                await services.message_logs.add(
-                    MessageLogRow(
-                        id=message_id,
-                        platform=user.platform,
-                        conversation_id=conversation_id,
-                        conversation_log_id=conversation_log_id,
-                        third_party_log_id=log_id,
-                        user_id=user.id,
-                    )
+                await store.add(
+                    scope, _row(user, message_id, conversation_id, conversation_log_id, log_id, "done")
                 )
                 already.add(message_id)
                 logged.append(message_id)
     except CrmHttpError as exc:
         operation = "updateMessageLog" if logged else "createMessageLog"
-        return Reply(envelope(False, crm_error_message(exc, user.platform, operation)))
+        delivery = Delivery.FINAL if refused_for_good(exc) else Delivery.RETRY
+        return Reply(envelope(False, crm_error_message(exc, user.platform, operation))), delivery
     except LockTimeout:
-        return Reply(
-            envelope(
-                False, warning("This conversation is being logged by another request. Please try again.")
-            )
-        )
-    return Reply(
-        {
-            "successful": True,
-            "logIds": logged,
-            "returnMessage": last_message.to_wire() if last_message else None,
-        }
+        message = warning("This conversation is being logged by another request. Please try again.")
+        return Reply(envelope(False, message)), Delivery.BUSY
+    return (
+        Reply(
+            {
+                "successful": True,
+                "logIds": logged,
+                "returnMessage": last_message.to_wire() if last_message else None,
+            }
+        ),
+        Delivery.DONE,
+    )
+
+
+def _row(
+    user: UserRecord,
+    message_id: str,
+    conversation_id: str,
+    conversation_log_id: str,
+    log_id: str | None,
+    status: str,
+) -> MessageLogRow:
+    return MessageLogRow(
+        id=message_id,
+        platform=user.platform,
+        conversation_id=conversation_id,
+        conversation_log_id=conversation_log_id,
+        third_party_log_id=log_id,
+        user_id=user.id,
+        status=status,
     )

@@ -93,6 +93,7 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
     else:
         shared = DatabaseSharedLock(engine)
         limiter = DatabaseRateLimiter(engine)
+    cipher = TokenCipher(keys.encryption_keys)
     return Services(
         settings=settings,
         keys=keys,
@@ -102,9 +103,9 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
         ),
         registry=registry or ConnectorRegistry.discover(connector_environment(settings)),
         tokens=SessionTokens(keys.jwt_secret),
-        users=UserStore(engine, TokenCipher(keys.encryption_keys)),
-        call_logs=CallLogStore(engine),
-        message_logs=MessageLogStore(engine),
+        users=UserStore(engine, cipher),
+        call_logs=CallLogStore(engine, cipher),
+        message_logs=MessageLogStore(engine, cipher),
         cache=AccountCache(engine),
         locks=LockManager(shared, wait_seconds=settings.lock_wait_seconds),
         redis=redis_client,

@@ -1,4 +1,11 @@
-"""Call-log rows: reserved before the CRM is called, completed with the CRM's log id, or released on failure."""
+"""Call-log rows, one per tenant scope, session and agent identity.
+
+Life of a row: `pending` (reserved before the CRM is called) -> `done` (the CRM's log id is known). When the CRM
+could not take the log the row keeps the request (encrypted) as `queued` (the CRM said no: safe to create
+again) or `unknown` (the create was sent but no answer came: ask the CRM before creating again); the retrier
+or the client's own retry takes such a row over. A `pending` row older than the stale window belonged to a
+request that died (kill -9, database down) and is taken over too, as `unknown`.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +19,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
+from appconnect.security.crypto import TokenCipher
 from appconnect.store.db import write_transaction
 from appconnect.store.tables import call_logs
 from appconnect.store.users import as_utc
+
+PENDING = "pending"
+DONE = "done"
+QUEUED = "queued"
+UNKNOWN = "unknown"
+#: the CRM refused the kept log for good, or its earlier outcome cannot be checked (the user was told to look
+#: in the CRM first); only an explicit client retry takes it over
+FAILED = "failed"
+#: statuses a new attempt may take over at once (no request is working on them)
+PARKED = (QUEUED, UNKNOWN, FAILED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +46,7 @@ class ExtensionIdentity:
 @dataclass(slots=True)
 class CallLogRow:
     pk: int
+    scope: str
     session_id: str
     extension_number: str
     hashed_extension_id: str
@@ -38,11 +57,23 @@ class CallLogRow:
     third_party_log_id: str | None
     status: str
     updated_at: datetime | None
+    attempts: int = 0
 
 
 class Reservation(Enum):
     RESERVED = "reserved"
     EXISTS = "exists"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A row this request now works on; `must_check` when an earlier create may have reached the CRM."""
+
+    pk: int
+    must_check: bool
+    attempts: int = 0
+    #: the row was kept after an earlier attempt (a CRM error): worth a look in the CRM when one is possible
+    retried: bool = False
 
 
 def _identity_clause(identity: ExtensionIdentity) -> ColumnElement[bool] | None:
@@ -65,6 +96,7 @@ def _identity_clause(identity: ExtensionIdentity) -> ColumnElement[bool] | None:
 def _row(row: Any) -> CallLogRow:
     return CallLogRow(
         pk=row.pk,
+        scope=row.scope,
         session_id=row.session_id,
         extension_number=row.extension_number,
         hashed_extension_id=row.hashed_extension_id,
@@ -75,6 +107,7 @@ def _row(row: Any) -> CallLogRow:
         third_party_log_id=row.third_party_log_id,
         status=row.status,
         updated_at=as_utc(row.updated_at),
+        attempts=row.attempts or 0,
     )
 
 
@@ -87,29 +120,36 @@ def _rank(row: CallLogRow, identity: ExtensionIdentity) -> int:
 
 
 class CallLogStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, cipher: TokenCipher) -> None:
         self._engine = engine
+        self._cipher = cipher
 
     async def find(
-        self, session_ids: list[str], identity: ExtensionIdentity, *, include_pending: bool = False
+        self,
+        scope: str,
+        session_ids: list[str],
+        identity: ExtensionIdentity,
+        *,
+        include_pending: bool = False,
     ) -> dict[str, CallLogRow]:
-        """The best-matching row per session id."""
-        query = select(call_logs).where(call_logs.c.session_id.in_(session_ids))
+        """The best-matching row per session id, within the caller's scope only."""
+        query = select(call_logs).where(call_logs.c.scope == scope, call_logs.c.session_id.in_(session_ids))
         clause = _identity_clause(identity)
         if clause is not None:
             query = query.where(clause)
         if not include_pending:
-            query = query.where(call_logs.c.status == "done")
+            query = query.where(call_logs.c.status == DONE)
         async with self._engine.connect() as conn:
             rows = [_row(r) for r in (await conn.execute(query)).all()]
         best: dict[str, CallLogRow] = {}
-        for row in sorted(rows, key=lambda r: _rank(r, identity)):
+        for row in sorted(rows, key=lambda r: (r.status != DONE, _rank(r, identity))):
             best.setdefault(row.session_id, row)
         return best
 
     async def reserve(
         self,
         *,
+        scope: str,
         session_id: str,
         identity: ExtensionIdentity,
         call_id: str,
@@ -117,39 +157,28 @@ class CallLogStore:
         user_id: str,
         contact_id: str,
         stale_after: float,
-    ) -> tuple[Reservation, int | None]:
+        payload: str | None = None,
+    ) -> tuple[Reservation, Claim | None]:
         """Claim the session for this identity before calling the CRM.
 
-        Returns (RESERVED, pk) for the caller that must create the CRM log, or (EXISTS, None) when a log exists
-        or another request is creating it. A `pending` row older than `stale_after` seconds belonged to a
-        request that died mid-way; it is taken over.
+        (RESERVED, claim) for the caller that must create (or, when `claim.must_check`, first look for) the CRM
+        log; (EXISTS, None) when a log exists or another live request is creating it.
         """
-        existing = await self.find([session_id], identity, include_pending=True)
-        now = datetime.now(UTC)
-        if session_id in existing:
-            row = existing[session_id]
-            if (
-                row.status == "done"
-                or row.updated_at is None
-                or row.updated_at > now - timedelta(seconds=stale_after)
-            ):
+        existing = (await self.find(scope, [session_id], identity, include_pending=True)).get(session_id)
+        if existing is not None:
+            if existing.status == DONE:
                 return Reservation.EXISTS, None
-            async with write_transaction(self._engine) as conn:
-                taken = await conn.execute(
-                    update(call_logs)
-                    .where(
-                        call_logs.c.pk == row.pk,
-                        call_logs.c.status == "pending",
-                        call_logs.c.updated_at == row.updated_at,
-                    )
-                    .values(updated_at=now, user_id=user_id, contact_id=contact_id)
-                )
-            return (Reservation.RESERVED, row.pk) if taken.rowcount == 1 else (Reservation.EXISTS, None)
+            claim = await self.take_over(
+                existing, stale_after=stale_after, user_id=user_id, contact_id=contact_id, payload=payload
+            )
+            return (Reservation.RESERVED, claim) if claim else (Reservation.EXISTS, None)
+        now = datetime.now(UTC)
         try:
             async with write_transaction(self._engine) as conn:
                 result = await conn.execute(
                     insert(call_logs)
                     .values(
+                        scope=scope,
                         session_id=session_id,
                         extension_number=identity.extension_number,
                         hashed_extension_id=identity.hashed_extension_id,
@@ -157,7 +186,9 @@ class CallLogStore:
                         platform=platform,
                         user_id=user_id,
                         contact_id=contact_id,
-                        status="pending",
+                        status=PENDING,
+                        payload=self._cipher.encrypt(payload),
+                        attempts=0,
                         created_at=now,
                         updated_at=now,
                     )
@@ -166,17 +197,99 @@ class CallLogStore:
                 pk = int(result.scalar_one())
         except IntegrityError:
             return Reservation.EXISTS, None
-        return Reservation.RESERVED, pk
+        return Reservation.RESERVED, Claim(pk, must_check=False)
+
+    async def take_over(
+        self,
+        row: CallLogRow,
+        *,
+        stale_after: float,
+        user_id: str | None = None,
+        contact_id: str | None = None,
+        payload: str | None = None,
+    ) -> Claim | None:
+        """Move a parked or abandoned row to `pending` for this request; None when someone else has it.
+
+        The status change is the compare-and-set: of two contenders only one sees its UPDATE match.
+        """
+        now = datetime.now(UTC)
+        c = call_logs.c
+        if row.status == PENDING:
+            condition = and_(c.status == PENDING, c.updated_at < now - timedelta(seconds=stale_after))
+        elif row.status in PARKED:
+            condition = c.status == row.status
+        else:
+            return None
+        values: dict[str, Any] = {"status": PENDING, "updated_at": now}
+        if user_id is not None:
+            values["user_id"] = user_id
+        if contact_id is not None:
+            values["contact_id"] = contact_id
+        if payload is not None:
+            values["payload"] = self._cipher.encrypt(payload)
+        async with write_transaction(self._engine) as conn:
+            taken = await conn.execute(update(call_logs).where(c.pk == row.pk, condition).values(**values))
+        if taken.rowcount != 1:
+            return None
+        # an abandoned `pending` row may have sent its create before dying: its outcome is unknown too
+        return Claim(row.pk, must_check=row.status in (PENDING, UNKNOWN), attempts=row.attempts, retried=True)
 
     async def complete(self, pk: int, third_party_log_id: str) -> None:
         async with write_transaction(self._engine) as conn:
             await conn.execute(
                 update(call_logs)
                 .where(call_logs.c.pk == pk)
-                .values(third_party_log_id=third_party_log_id, status="done", updated_at=datetime.now(UTC))
+                .values(
+                    third_party_log_id=third_party_log_id,
+                    status=DONE,
+                    payload=None,
+                    next_attempt_at=None,
+                    updated_at=datetime.now(UTC),
+                )
             )
 
     async def release(self, pk: int) -> None:
-        """The CRM did not take the log: forget the reservation so the client's retry can log it."""
+        """The CRM refused the log for good (4xx): forget the reservation so the client's retry can log it."""
         async with write_transaction(self._engine) as conn:
-            await conn.execute(delete(call_logs).where(call_logs.c.pk == pk, call_logs.c.status == "pending"))
+            await conn.execute(delete(call_logs).where(call_logs.c.pk == pk, call_logs.c.status == PENDING))
+
+    async def park(
+        self, pk: int, *, status: str, payload: str | None, attempts: int, next_attempt_at: datetime | None
+    ) -> None:
+        """Keep a log the CRM did not take (`queued`/`unknown`/`failed`) with its request, for a later try."""
+        values: dict[str, Any] = {
+            "status": status,
+            "attempts": attempts,
+            "next_attempt_at": next_attempt_at,
+            "updated_at": datetime.now(UTC),
+        }
+        if payload is not None:
+            values["payload"] = self._cipher.encrypt(payload)
+        async with write_transaction(self._engine) as conn:
+            await conn.execute(
+                update(call_logs).where(call_logs.c.pk == pk, call_logs.c.status == PENDING).values(**values)
+            )
+
+    async def due(self, *, limit: int, stale_after: float) -> list[CallLogRow]:
+        """Rows the retrier should try now: parked and due, or abandoned mid-request with a request kept."""
+        now = datetime.now(UTC)
+        c = call_logs.c
+        query = (
+            select(call_logs)
+            .where(
+                c.payload.is_not(None),
+                or_(
+                    and_(c.status.in_((QUEUED, UNKNOWN)), c.next_attempt_at <= now),
+                    and_(c.status == PENDING, c.updated_at < now - timedelta(seconds=stale_after)),
+                ),
+            )
+            .order_by(c.pk)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [_row(r) for r in (await conn.execute(query)).all()]
+
+    async def payload(self, pk: int) -> str | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(call_logs.c.payload).where(call_logs.c.pk == pk))).first()
+        return self._cipher.decrypt(row.payload) if row is not None else None

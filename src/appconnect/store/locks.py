@@ -86,6 +86,18 @@ class LockManager:
         self._local: dict[str, tuple[asyncio.Lock, int]] = {}
 
     @asynccontextmanager
+    async def try_hold(self, name: str, *, ttl: float) -> AsyncIterator[bool]:
+        """Take the lock only if it is free right now (no waiting): yields whether this caller holds it."""
+        owner = uuid.uuid4().hex
+        if not await self._shared.try_acquire(name, owner, ttl):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            await self._shared.release(name, owner)
+
+    @asynccontextmanager
     async def hold(self, name: str, *, ttl: float = 30.0) -> AsyncIterator[None]:
         local, users = self._local.get(name, (asyncio.Lock(), 0))
         self._local[name] = (local, users + 1)

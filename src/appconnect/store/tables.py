@@ -45,6 +45,8 @@ users = Table(
     Column("platform_additional_info", JSON, nullable=False, default=dict),
     Column("user_settings", JSON, nullable=False, default=dict),
     *_timestamps(),
+    # the tenant every stored log and cache row of this user belongs to, from what the CRM reported at login
+    Column("account_scope", String(512)),
 )
 
 #: One row per logged call and extension identity. The row is reserved (status `pending`) before the CRM is
@@ -63,20 +65,49 @@ call_logs = Table(
     Column("third_party_log_id", String(255)),
     Column("status", String(16), nullable=False, server_default="done"),
     *_timestamps(),
-    UniqueConstraint("session_id", "extension_number", "hashed_extension_id", name="uq_call_logs_identity"),
+    # tenant: a session id is only ever seen within the account scope that logged it
+    Column("scope", String(512), nullable=False, server_default=""),
+    # the request body (encrypted) of a log the CRM has not taken yet: the retrier delivers it later
+    Column("payload", Text),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    UniqueConstraint(
+        "scope", "session_id", "extension_number", "hashed_extension_id", name="uq_call_logs_scope_identity"
+    ),
+    Index("ix_call_logs_status_next_attempt", "status", "next_attempt_at"),
 )
 
+#: One row per logged message, per tenant. `status` `unknown`: the CRM create timed out after it was sent.
 message_logs = Table(
     "message_logs",
     metadata,
+    Column("scope", String(512), primary_key=True),
     Column("id", String(255), primary_key=True),
     Column("platform", String(64), nullable=False),
     Column("conversation_id", String(255)),
     Column("conversation_log_id", String(255)),
     Column("third_party_log_id", String(255)),
     Column("user_id", String(255), nullable=False),
+    Column("status", String(16), nullable=False, server_default="done"),
     *_timestamps(),
-    Index("ix_message_logs_conversation_log_id", "conversation_log_id"),
+    Index("ix_message_logs_scope_conversation_log_id", "scope", "conversation_log_id"),
+)
+
+#: Message-log requests the CRM could not take: the encrypted body, replayed by the retrier (idempotent per
+#: message id, so a client retry that got there first makes the replay a no-op).
+message_outbox = Table(
+    "message_outbox",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("scope", String(512), nullable=False),
+    Column("user_id", String(255), nullable=False),
+    Column("platform", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False, server_default="queued"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    *_timestamps(),
+    Index("ix_message_outbox_status_next_attempt", "status", "next_attempt_at"),
 )
 
 #: Account-level cache: `contact-<E164>` -> the matched contacts, shared by the users of one account.

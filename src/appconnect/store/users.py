@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from appconnect.security.crypto import TokenCipher
 from appconnect.store.db import write_transaction
-from appconnect.store.tables import users
+from appconnect.store.tables import call_logs, message_logs, users
 
 
 def as_utc(value: datetime | None) -> datetime | None:
@@ -20,6 +20,18 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def legacy_scope(user_id: str) -> str:
+    """The scope of rows logged before scopes existed (migration 0003): they stay with their user."""
+    return f"legacy:{user_id}"
+
+
+async def adopt_legacy_rows(conn: Any, user_id: str, scope: str) -> None:
+    """A user's first login with a CRM-verified scope takes their pre-scope log rows into it."""
+    old = legacy_scope(user_id)
+    await conn.execute(update(call_logs).where(call_logs.c.scope == old).values(scope=scope))
+    await conn.execute(update(message_logs).where(message_logs.c.scope == old).values(scope=scope))
 
 
 @dataclass(slots=True)
@@ -37,6 +49,7 @@ class UserRecord:
     session_revoked: bool = False
     platform_additional_info: dict[str, Any] = field(default_factory=dict)
     user_settings: dict[str, Any] = field(default_factory=dict)
+    account_scope: str | None = None
 
 
 class UserStore:
@@ -59,6 +72,7 @@ class UserStore:
             session_revoked=row.session_revoked_at is not None,
             platform_additional_info=dict(row.platform_additional_info or {}),
             user_settings=dict(row.user_settings or {}),
+            account_scope=row.account_scope,
         )
 
     async def get(self, user_id: str, platform: str | None = None) -> UserRecord | None:
@@ -85,13 +99,17 @@ class UserStore:
             "session_revoked_at": None,  # a new login heals a revoked session
             "updated_at": now,
         }
+        if record.account_scope is not None:
+            values["account_scope"] = record.account_scope
         for _attempt in range(3):
             # Only the additional info is merged: the stored credentials are replaced, never decrypted, so a
             # login also heals a row whose tokens were encrypted with a key this server no longer has.
             async with self._engine.connect() as conn:
                 existing = (
                     await conn.execute(
-                        select(users.c.platform_additional_info).where(users.c.id == record.id)
+                        select(users.c.platform_additional_info, users.c.account_scope).where(
+                            users.c.id == record.id
+                        )
                     )
                 ).first()
             if existing is not None:
@@ -102,6 +120,8 @@ class UserStore:
                         .where(users.c.id == record.id)
                         .values(platform_additional_info=merged, **values)
                     )
+                    if existing.account_scope is None and record.account_scope is not None:
+                        await adopt_legacy_rows(conn, record.id, record.account_scope)
                 break
             try:
                 async with write_transaction(self._engine) as conn:

@@ -531,6 +531,7 @@ class FakePipedrive:
             ("GET", "/api/v2/deals", self._deals_list),
             ("GET", "/v1/leads", self._leads_list),
             ("GET", "/v1/activityTypes", self._activity_types),
+            ("GET", "/api/v2/activities", self._activities_list),
             ("POST", "/api/v2/activities", self._activities_create),
             ("GET", "/api/v2/activities/{activity_id}", self._activities_get),
             ("PATCH", "/api/v2/activities/{activity_id}", self._activities_patch),
@@ -928,6 +929,41 @@ class FakePipedrive:
             self._apply_activity(activity, fields)
             self._state.activities[activity["id"]] = activity
             return _ok(_activity_view(activity))
+
+    async def _activities_list(self, request: Request, body: Any) -> Response:
+        """`GET /api/v2/activities`: filters owner_id, person_id, deal_id, done; newest first by add_time or id;
+        cursor pagination (`limit` at most 500)."""
+        query = request.query_params
+        filters = {key: _int_param(query.get(key), key) for key in ("owner_id", "person_id", "deal_id")}
+        done = query.get("done")
+        if done not in (None, "true", "false"):
+            raise _BadRequest("done must be true or false")
+        limit = _int_param(query.get("limit"), "limit", 100)
+        if not 1 <= limit <= 500:
+            raise _BadRequest("limit must be between 1 and 500")
+        sort_by = query.get("sort_by", "id")
+        if sort_by not in ("id", "add_time", "update_time"):
+            raise _BadRequest(f"Invalid sort_by: {sort_by}")
+        descending = query.get("sort_direction", "asc") == "desc"
+        offset = _cursor_offset(query.get("cursor"))
+        with self._lock:
+            found = [
+                a
+                for a in self._state.activities.values()
+                if not a["is_deleted"]
+                and all(value is None or a[key] == value for key, value in filters.items())
+                and (done is None or a["done"] == (done == "true"))
+            ]
+            found.sort(key=lambda a: (a[sort_by], a["id"]), reverse=descending)
+            page = [_activity_view(a) for a in found[offset : offset + limit]]
+        more = offset + limit < len(found)
+        return JSONResponse(
+            {
+                "success": True,
+                "data": page,
+                "additional_data": {"next_cursor": _make_cursor(offset + limit) if more else None},
+            }
+        )
 
     async def _activities_get(self, request: Request, body: Any) -> Response:
         activity_id = _path_int(request, "activity_id")

@@ -503,3 +503,27 @@ async def test_request_log_keeps_bodies_not_tokens(
     assert recorded.json == {"name": "Log Me", "phone": "+1415"}
     assert recorded.auth_scheme == "Bearer"
     assert pipedrive_tokens.access_token not in repr(fake_pipedrive.requests)
+
+
+async def test_list_activities_filters_sorts_and_pages(
+    api: httpx.AsyncClient, fake_pipedrive: FakePipedrive
+) -> None:
+    maya = fake_pipedrive.add_person("Maya Patel")
+    other = fake_pipedrive.add_person("Someone Else")
+    ids = [
+        (await api.post("/api/v2/activities", json=_activity(maya["id"], note=f"n{i}"))).json()["data"]["id"]
+        for i in range(3)
+    ]
+    await api.post("/api/v2/activities", json=_activity(other["id"]))
+    await api.post("/api/v2/activities", json=_activity(maya["id"], done=False))
+    params = {"person_id": maya["id"], "owner_id": 12345, "done": "true", "sort_by": "id", "limit": 2}
+    first = (await api.get("/api/v2/activities", params={**params, "sort_direction": "desc"})).json()
+    assert [a["id"] for a in first["data"]] == [ids[2], ids[1]]
+    cursor = first["additional_data"]["next_cursor"]
+    rest = (
+        await api.get("/api/v2/activities", params={**params, "sort_direction": "desc", "cursor": cursor})
+    ).json()
+    assert [a["id"] for a in rest["data"]] == [ids[0]] and rest["additional_data"]["next_cursor"] is None
+    assert rest["data"][0]["note"] == "n0"
+    assert (await api.get("/api/v2/activities", params={"limit": 501})).status_code == 400
+    assert (await api.get("/api/v2/activities", params={"person_id": "x"})).status_code == 400

@@ -764,3 +764,76 @@ async def test_manifest_carries_client_id_never_secret(agent: Agent, fake_pipedr
     assert fake_pipedrive.client_secret not in orjson.dumps(manifest).decode()
     everything = await agent.request("GET", "/crmManifest")
     assert fake_pipedrive.client_secret not in everything.text
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 7. unknown outcome: Pipedrive writes the activity after the server stopped waiting
+# ------------------------------------------------------------------------------------------------------------
+
+
+async def wait_for_activities(fake: FakePipedrive, count: int) -> None:
+    """The slow create completes at the fake after the server's read timeout."""
+    for _ in range(200):
+        if len(fake.activities) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"expected {count} activities, have {len(fake.activities)}")
+
+
+async def test_call_log_written_after_the_timeout_is_found_by_its_marker_not_duplicated(
+    agent: Agent, fake_pipedrive: FakePipedrive
+) -> None:
+    fake = fake_pipedrive
+    person = fake.add_person("Maya Patel", phones=["+14155550142"])
+    await agent.login()
+    session_id = f"s-{uuid.uuid4().hex}"
+    body = call_body(session_id, str(person["id"]), "+14155550142")
+    fake.inject(delay=3, path_prefix="/api/v2/activities", method="POST")  # read timeout is 2 s
+
+    timed_out = await agent.log_call(body)
+    assert timed_out.json()["successful"] is False
+    await wait_for_activities(fake, 1)
+    assert not await agent.call_log_matched(session_id)
+
+    retried = await agent.log_call(body)
+    assert retried.json()["successful"] is True, retried.text
+    activity = only_activity(fake)
+    assert retried.json()["logId"] == str(activity["id"])
+    assert await agent.call_log_matched(session_id)
+    assert len(fake.requests_to("/api/v2/activities", "POST")) == 1
+
+
+async def test_message_log_written_after_the_timeout_is_found_by_its_marker_not_duplicated(
+    agent: Agent, fake_pipedrive: FakePipedrive
+) -> None:
+    fake = fake_pipedrive
+    person = fake.add_person("Maya Patel", phones=["+14155550142"])
+    await agent.login()
+    conversation = f"c{uuid.uuid4().hex[:8]}"
+    body = message_body(
+        conversation,
+        str(person["id"]),
+        "+14155550142",
+        [message(f"m-{conversation}", "+14155550142", "Hi there")],
+    )
+    fake.inject(delay=3, path_prefix="/api/v2/activities", method="POST")
+
+    timed_out = await agent.log_messages(body)
+    assert timed_out["successful"] is False
+    await wait_for_activities(fake, 1)
+
+    retried = await agent.log_messages(body)
+    assert retried["successful"] is True and retried["logIds"] == [f"m-{conversation}"], retried
+    activity = only_activity(fake)
+    assert str(activity["note"]).count("Hi there") == 1
+    assert len(fake.requests_to("/api/v2/activities", "POST")) == 1
+    later = await agent.log_messages(
+        message_body(
+            conversation,
+            str(person["id"]),
+            "+14155550142",
+            [message(f"m2-{conversation}", "+14155550142", "Second one", at="2026-03-12T14:40:00.000Z")],
+        )
+    )
+    assert later["successful"] is True
+    assert "Second one" in str(only_activity(fake)["note"])  # appended to the adopted activity

@@ -132,6 +132,7 @@ class PipedriveConnector(Connector):
                 overriding_hostname=f"{data['company_domain']}.pipedrive.com"
                 if data.get("company_domain")
                 else None,
+                account_id=str(data["company_id"]) if data.get("company_id") is not None else None,
             )
         except (CrmHttpError, KeyError, TypeError, ValueError) as exc:
             status = getattr(exc, "status", None)
@@ -260,12 +261,16 @@ class PipedriveConnector(Connector):
             org_id=org_id,
             activity_type=activity_type,
             subject=subject,
-            note=log.composed_log_details,
+            note=log.composed_log_details + _marker_line(_call_marker(log)),
             when=_parse_time(record.start_time),
             additional_submission=log.additional_submission,
             extra={"duration": pipedrive_duration(record.duration)},
         )
         return LogResult(activity_id, ReturnMessage("Call logged", "success", 2000))
+
+    async def find_call_log(self, call: CrmCall, log: CallLogCreate) -> str | None:
+        """The person's done activity of this user whose note carries the call's marker."""
+        return await _activity_with_marker(call, log.contact.id, _call_marker(log))
 
     async def update_call_log(self, call: CrmCall, update: CallLogUpdate) -> CallLogUpdated:
         """The server composes the new note from the fetched one; only changed fields are patched."""
@@ -283,7 +288,7 @@ class PipedriveConnector(Connector):
     async def get_call_log(self, call: CrmCall, ref: CallLogRef) -> CallLogFetched:
         """Recover the agent's own note from the composed HTML so the client can edit just that part."""
         data = (await call.http.get_json(f"/api/v2/activities/{ref.log_id}"))["data"]
-        full_body = data.get("note") or ""
+        full_body = _MARKER_RE.sub("", data.get("note") or "")
         note = ""
         if _AGENT_NOTES in full_body:
             note = full_body.split(_AGENT_NOTES, 1)[1].split(_CALL_DETAILS, 1)[0].replace("<br>", "").strip()
@@ -362,11 +367,14 @@ class PipedriveConnector(Connector):
             org_id=org_id,
             activity_type=activity_type,
             subject=subject,
-            note=note,
+            note=note + _marker_line(_message_marker(log)),
             when=created,
             additional_submission=log.additional_submission,
         )
         return LogResult(activity_id, ReturnMessage("Message logged", "success", 2000))
+
+    async def find_message_log(self, call: CrmCall, log: MessageLogCreate) -> str | None:
+        return await _activity_with_marker(call, log.contact.id, _message_marker(log))
 
     async def update_message_log(self, call: CrmCall, update: MessageLogUpdate) -> ReturnMessage | None:
         """Append the message to the day's conversation note and bump its message counter."""
@@ -491,6 +499,53 @@ async def _create_done_activity(
         body["org_id"] = org_id
     data = (await call.http.post_json("/api/v2/activities", body))["data"]
     return str(data["id"])
+
+
+def _call_marker(log: CallLogCreate) -> str:
+    """Written into the note so an unanswered create can be found again: the RingCentral session id."""
+    return f"rc-call-{log.call.session_id}"
+
+
+def _message_marker(log: MessageLogCreate) -> str:
+    return f"rc-sms-{log.conversation_log_id}"
+
+
+def _marker_line(marker: str) -> str:
+    return f"<br><small>[{html.escape(marker)}]</small>"
+
+
+#: the marker is only needed until an unanswered create is adopted; the note the user edits never shows it
+_MARKER_RE = re.compile(r"<br><small>\[rc-(?:call|sms)-[^\]<]*\]</small>")
+
+
+#: how many pages of the person's activities are searched for a marker (newest first)
+MARKER_SEARCH_PAGES = 5
+
+
+async def _activity_with_marker(call: CrmCall, person_id: str, marker: str) -> str | None:
+    """The newest done activity of this user on the person whose note holds `[marker]`."""
+    person = _int_or_none(person_id)
+    if person is None:
+        return None
+    needle = f"[{html.escape(marker)}]"
+    params: JsonDict = {
+        "person_id": person,
+        "owner_id": int(call.user.crm_user_id),
+        "done": "true",
+        "sort_by": "add_time",
+        "sort_direction": "desc",
+        "limit": 100,
+    }
+    for _page in range(MARKER_SEARCH_PAGES):
+        body = await call.http.get_json("/api/v2/activities", params=params)
+        for activity in body.get("data") or []:
+            if needle in str(activity.get("note") or ""):
+                return str(activity["id"])
+        cursor = (body.get("additional_data") or {}).get("next_cursor")
+        if not cursor:
+            return None
+        params["cursor"] = cursor
+    return None
 
 
 def _association(submission: JsonDict) -> JsonDict:

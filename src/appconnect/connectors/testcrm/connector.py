@@ -126,6 +126,20 @@ def _to_contact(data: JsonDict, phone: str | None) -> Contact:
     )
 
 
+def _call_marker(call: CrmCall, log: CallLogCreate) -> str:
+    return f"call:{log.call.session_id}:{call.user.id}"
+
+
+def _message_marker(call: CrmCall, log: MessageLogCreate) -> str:
+    return f"msg:{log.conversation_log_id}:{call.user.id}"
+
+
+async def _activity_with_external_id(call: CrmCall, external_id: str) -> str | None:
+    found = await call.http.get_json("activities", params={"external_id": external_id})
+    data = found.get("data") or []
+    return str(data[0]["id"]) if data else None
+
+
 class TestCrmConnector(Connector):
     """App Connect connector for the embedded test CRM (`/testcrm/api/v1`), authenticated by API key."""
 
@@ -238,10 +252,14 @@ class TestCrmConnector(Connector):
                 "duration_seconds": _as_int(record.duration),
                 "started_at": _iso(record.start_time),
                 # makes a retried create idempotent at the CRM: same session, same user -> same activity
-                "external_id": f"call:{record.session_id}:{call.user.id}",
+                "external_id": _call_marker(call, log),
             },
         )
         return LogResult(str(created["id"]), ReturnMessage("Call logged", "success", 2000))
+
+    async def find_call_log(self, call: CrmCall, log: CallLogCreate) -> str | None:
+        """The activity holding this call's idempotency key, written by an earlier create."""
+        return await _activity_with_external_id(call, _call_marker(call, log))
 
     async def get_call_log(self, call: CrmCall, ref: CallLogRef) -> CallLogFetched:
         activity = await call.http.get_json(f"activities/{ref.log_id}")
@@ -298,10 +316,13 @@ class TestCrmConnector(Connector):
                 "direction": log.message.direction
                 if log.message.direction in ("Inbound", "Outbound")
                 else None,
-                "external_id": f"msg:{log.conversation_log_id}:{call.user.id}",
+                "external_id": _message_marker(call, log),
             },
         )
         return LogResult(str(created["id"]), ReturnMessage("Message logged", "success", 2000))
+
+    async def find_message_log(self, call: CrmCall, log: MessageLogCreate) -> str | None:
+        return await _activity_with_external_id(call, _message_marker(call, log))
 
     async def update_message_log(self, call: CrmCall, update: MessageLogUpdate) -> ReturnMessage | None:
         activity = await call.http.get_json(f"activities/{update.log_id}")

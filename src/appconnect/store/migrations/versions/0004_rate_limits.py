@@ -1,7 +1,7 @@
 """rate_limits: the per-CRM-account rate limiter's state when no Redis is configured
 
 Revision ID: 0004_rate_limits
-Revises: 0002
+Revises: 0003_tenant_scope_outbox
 Create Date: 2026-12-01
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_rate_limits"
-down_revision = "0002"
+down_revision = "0003_tenant_scope_outbox"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,53 @@
+"""How a log the CRM did not take is classified, kept and retried (shared by call and message logs)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+
+from appconnect.connectors.sdk import CrmHttpError, ReturnMessage
+from appconnect.settings import Settings
+
+
+class Delivery(Enum):
+    """What became of one attempt to write a log into the CRM."""
+
+    DONE = "done"  # the CRM holds it (created now, or found from an earlier attempt)
+    RETRY = "retry"  # the CRM could not take it now: kept, tried again later
+    FINAL = "final"  # the CRM refused it for good (4xx) or nothing can be done automatically
+    BUSY = "busy"  # another request is writing the same log right now: the retrier tries later
+
+
+def outcome_unknown(exc: CrmHttpError) -> bool:
+    """No answer (timeout, reset) or a gateway timeout: the create may have reached the CRM."""
+    return exc.status is None or exc.status in (408, 504)
+
+
+def refused_for_good(exc: CrmHttpError) -> bool:
+    """A 4xx other than throttling/timeout: sending the same request again cannot succeed."""
+    return exc.status is not None and 400 <= exc.status < 500 and exc.status not in (408, 425, 429)
+
+
+def stale_window(settings: Settings) -> float:
+    """How long a `pending` reservation may live before another attempt takes it over: longer than any live
+    request holds it (a CRM create plus the look-up before it, each bounded by the read timeout)."""
+    if settings.log_stale_seconds > 0:
+        return settings.log_stale_seconds
+    return settings.crm_read_timeout * 2 + settings.crm_connect_timeout * 2 + 10
+
+
+def next_attempt(settings: Settings, attempts: int) -> datetime | None:
+    """Exponential backoff from `log_retry_base_seconds`; None once `log_retry_max_attempts` are spent."""
+    if attempts >= settings.log_retry_max_attempts:
+        return None
+    delay = min(settings.log_retry_base_seconds * 2 ** max(attempts - 1, 0), 3600.0)
+    return datetime.now(UTC) + timedelta(seconds=delay)
+
+
+NEEDS_ATTENTION = ReturnMessage(
+    "The CRM did not confirm an earlier attempt to save this log, and it cannot be checked automatically. "
+    "Please check the CRM before logging it again.",
+    "warning",
+    8000,
+)
+KEPT_FOR_RETRY = "The log was kept and will be sent to the CRM automatically when it answers again."
