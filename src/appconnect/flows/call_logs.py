@@ -16,7 +16,7 @@ from appconnect.connectors.sdk import (
     DispositionUpdate,
     ReturnMessage,
 )
-from appconnect.flows.common import active_user, chosen_contact, connector_for
+from appconnect.flows.common import active_user, chosen_contact, connector_for, current_user
 from appconnect.flows.composer import compose_call_log
 from appconnect.flows.errors import DATABASE_FAILED, crm_error_message, warning
 from appconnect.flows.reply import Reply, envelope
@@ -267,7 +267,7 @@ async def get_call_logs(
     hashed_extension_id: str | None,
     require_details: bool,
 ) -> Reply:
-    user = await services.users.get(claims.user_id)
+    user = await current_user(services, claims)
     if user is None or not session_ids:
         return Reply({"successful": False})
     wanted = [s for s in session_ids.split(",")][:5]
