@@ -48,10 +48,14 @@ def make_sqlite_private(url: str) -> None:
     path = sqlite_file(url)
     if path is None:
         return
+    # Never open an existing database file: closing any descriptor of it drops every POSIX lock this process
+    # holds on it, and another process could then reset the WAL under our open connections.
     try:
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
     except OSError:
-        return  # a missing folder or a read-only file: SQLite reports it in its own words
+        return  # a missing folder: SQLite reports it in its own words
     for companion in ("", "-wal", "-shm", "-journal"):
         candidate = path.with_name(path.name + companion)
         try:
