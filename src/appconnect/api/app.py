@@ -51,6 +51,11 @@ def create_app(settings: Settings, registry: ConnectorRegistry | None = None) ->
         exposure = settings.testcrm_exposure_warning()
         if exposure:
             log.warning(exposure)
+        if settings.testcrm_fault_injection and not settings.testcrm_admin_token:
+            log.warning(
+                "test CRM fault injection is on but APPCONNECT_TESTCRM_ADMIN_TOKEN is unset: "
+                "/testcrm/api/_faults refuses every request"
+            )
         embedded_crm = create_testcrm_app(
             settings.testcrm_database_url,
             seed_api_key=settings.testcrm_api_key,
