@@ -9,6 +9,7 @@ import uuid
 import httpx
 import jwt as pyjwt
 
+from appconnect.security.jwt import SessionTokens
 from appconnect.security.keys import load_keys
 from tests.conftest import LiveServer
 
@@ -75,3 +76,17 @@ def test_logout_revokes_the_session_token_even_after_a_new_login(
     assert client.post("/unAuthorize", headers=bearer(jwt)).status_code == 400
     # the old token's logout attempt did not log the new session out
     assert client.get("/hostname", headers=bearer(fresh)).status_code == 200
+
+
+def test_a_revoked_token_near_expiry_cannot_be_rotated_into_a_valid_one(
+    server: LiveServer, client: httpx.Client, jwt: str
+) -> None:
+    tokens = SessionTokens(load_keys(server.settings).jwt_secret)
+    user_id = user_id_of(jwt)
+    near_expiry = tokens.sign(user_id, "testcrm", now=time.time() - 10 * 86400)
+    assert client.post("/unAuthorize", headers=bearer(jwt)).status_code == 200
+    response = client.get("/contact", params={"phoneNumber": "+14155550102"}, headers=bearer(near_expiry))
+    rotated = response.headers.get("x-refreshed-jwt-token")
+    if rotated is not None:
+        assert client.get("/hostname", headers=bearer(rotated)).status_code == 400
+    assert client.get("/hostname", headers=bearer(near_expiry)).status_code == 400

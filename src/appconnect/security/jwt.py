@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -27,15 +28,19 @@ class SessionTokens:
     def __init__(self, secret: str) -> None:
         self._secret = secret
 
-    def sign(self, user_id: str, platform: str, *, now: float | None = None) -> str:
+    def sign(
+        self, user_id: str, platform: str, *, now: float | None = None, issued_at: float | None = None
+    ) -> str:
+        """A token valid for 14 days from `now`; `issued_at` (default `now`) is the login it descends from."""
+        current = now if now is not None else time.time()
         # `iat` keeps milliseconds (a JWT NumericDate may): a login right after a logout in the same second
         # must still be newer than the logout
-        issued = round(now if now is not None else time.time(), 3)
+        issued = math.floor((issued_at if issued_at is not None else current) * 1000) / 1000
         payload = {
             "id": user_id,
             "platform": platform,
             "iat": issued,
-            "exp": int(issued) + TOKEN_LIFETIME_SECONDS,
+            "exp": int(current) + TOKEN_LIFETIME_SECONDS,
         }
         return jwt.encode(payload, self._secret, algorithm="HS256")
 
@@ -60,8 +65,11 @@ class SessionTokens:
         return SessionClaims(str(user_id), platform, int(exp), float(iat))
 
     def rotated(self, claims: SessionClaims, *, now: float | None = None) -> str | None:
-        """A fresh token when the current one expires within 7 days."""
+        """A fresh token when the current one expires within 7 days.
+
+        It keeps the login's `iat`, so a logout revokes the whole chain of rotations, not only the first token.
+        """
         current = now if now is not None else time.time()
         if claims.expires_at - current <= ROTATE_WITHIN_SECONDS:
-            return self.sign(claims.user_id, claims.platform, now=current)
+            return self.sign(claims.user_id, claims.platform, now=current, issued_at=claims.issued_at)
         return None
