@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NoReturn
 
 import httpx
 import pytest
@@ -18,42 +20,122 @@ from appconnect.settings import Settings
 from appconnect.store.migrate import upgrade
 from tests.support.app_server import run_app
 
+#: The PostgreSQL server and credentials of the suite, and the database it connects to only to CREATE and
+#: DROP its own databases (`appconnect_test_<random>`): it never drops or empties a database it did not create.
 POSTGRES_URL = os.environ.get(
-    "APPCONNECT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+    "APPCONNECT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
+TEST_DATABASE_PREFIX = "appconnect_test_"
+#: Bearer token of the test CRM's key minting and fault injection in every server the fixtures start.
+TESTCRM_ADMIN_TOKEN = "suite-admin-token"
+_created_databases: list[str] = []
+
+
+def crm_admin_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TESTCRM_ADMIN_TOKEN}"}
+
+
+def _postgres_address() -> tuple[str, int]:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(POSTGRES_URL)
+    return url.host or "127.0.0.1", url.port or 5432
 
 
 def postgres_reachable() -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+        with socket.create_connection(_postgres_address(), timeout=1):
             return True
     except OSError:
         return False
 
 
-def reset_postgres(url: str) -> None:
-    """Start from an empty schema so every run migrates from scratch."""
+def postgres_unavailable(reason: str) -> NoReturn:
+    """Skip without PostgreSQL, except on CI, which must test it."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} but CI must test PostgreSQL")
+    pytest.skip(f"{reason} (runs on CI; set APPCONNECT_TEST_POSTGRES_URL)")
+
+
+def _run(coroutine: Coroutine[Any, Any, None]) -> None:
+    """asyncio.run, also from inside a running event loop (async tests)."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(coroutine)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _admin(sql: str) -> None:
     import asyncpg
 
-    async def reset() -> None:
-        conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    async def execute() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL.replace("postgresql+asyncpg", "postgresql"), timeout=5)
         try:
-            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+            await conn.execute(sql)
         finally:
             await conn.close()
 
-    asyncio.run(reset())
+    _run(execute())
+
+
+def create_test_database() -> str:
+    """A new, empty database of the suite's own, dropped at the end of the session; skips without PostgreSQL
+    (including a server that answers "too many clients")."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    host, port = _postgres_address()
+    if not postgres_reachable():
+        postgres_unavailable(f"PostgreSQL not reachable on {host}:{port}")
+    name = f"{TEST_DATABASE_PREFIX}{uuid.uuid4().hex[:12]}"
+    try:
+        _admin(f'CREATE DATABASE "{name}"')
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        postgres_unavailable(f"cannot create a test database on {host}:{port}: {type(exc).__name__}: {exc}")
+    _created_databases.append(name)
+    url = make_url(POSTGRES_URL).set(database=name)
+    return url.render_as_string(hide_password=False)
+
+
+def drop_test_databases() -> None:
+    """Drop the databases this run created, and only those."""
+    while _created_databases:
+        name = _created_databases.pop()
+        try:
+            _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except Exception as exc:  # a leak is reported, never hidden
+            print(f"could not drop test database {name}: {exc}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    drop_test_databases()
+
+
+def reset_postgres(url: str) -> None:
+    """Empty a database this run created (a database it did not create is never touched)."""
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    if name not in _created_databases:
+        raise RuntimeError(f"refusing to reset database {name!r}: the test suite did not create it")
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _admin(f'CREATE DATABASE "{name}"')
 
 
 def database_url_for(backend: str, folder: Path) -> str:
+    """A fresh, empty database of `backend`: an SQLite file in `folder`, or a new PostgreSQL database."""
     if backend == "sqlite":
         return f"sqlite+aiosqlite:///{folder / 'appconnect.sqlite3'}"
-    if not postgres_reachable():
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 but CI must test it")
-        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432 (runs on CI)")
-    reset_postgres(POSTGRES_URL)
-    return POSTGRES_URL
+    return create_test_database()
 
 
 @dataclass
@@ -75,6 +157,11 @@ def make_settings(folder: Path, database_url: str, **overrides: object) -> Setti
         "crm_connect_timeout": 2.0,
         "max_body_bytes": 256 * 1024,
         "testcrm_fault_injection": True,
+        "testcrm_admin_token": TESTCRM_ADMIN_TOKEN,
+        # a bounded number of connections per server for the whole suite; waits stay well inside timeouts
+        "database_pool_size": 2,
+        "database_max_overflow": 3,
+        "database_pool_timeout": 30.0,
         **overrides,
     }
     return Settings(**values)  # type: ignore[arg-type]
@@ -110,7 +197,11 @@ def client(server: LiveServer) -> Iterator[httpx.Client]:
 @pytest.fixture
 def crm_api_key(server: LiveServer, client: httpx.Client) -> str:
     """A fresh test-CRM account, so each test sees only its own contacts."""
-    response = client.post("/testcrm/api/v1/api-keys", json={"name": f"Agent {uuid.uuid4().hex[:6]}"})
+    response = client.post(
+        "/testcrm/api/v1/api-keys",
+        json={"name": f"Agent {uuid.uuid4().hex[:6]}"},
+        headers=crm_admin_headers(),
+    )
     assert response.status_code in (200, 201), response.text
     key: str = response.json()["apiKey"]
     return key
@@ -192,8 +283,8 @@ class CrmView:
         return data
 
     def inject(self, **rule: object) -> None:
-        response = self._client.post("/testcrm/api/_faults", json=rule)
+        response = self._client.post("/testcrm/api/_faults", json=rule, headers=crm_admin_headers())
         assert response.status_code in (200, 201), response.text
 
     def clear_faults(self) -> None:
-        self._client.delete("/testcrm/api/_faults")
+        self._client.delete("/testcrm/api/_faults", headers=crm_admin_headers())

@@ -9,8 +9,13 @@ import sys
 from collections.abc import Sequence
 
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from appconnect.settings import Settings, get_settings
+
+
+class CommandFailed(Exception):
+    """Printed as one `appconnect: <message>` line on stderr; the command exits with status 2."""
 
 
 def app_factory() -> FastAPI:
@@ -21,9 +26,45 @@ def app_factory() -> FastAPI:
 
 
 def _migrate(settings: Settings) -> None:
-    from appconnect.store.migrate import upgrade
+    from appconnect.store.migrate import MigrationFailed, upgrade_or_explain
 
-    upgrade(settings.database_url)
+    try:
+        upgrade_or_explain(settings.database_url)
+    except MigrationFailed as exc:
+        raise CommandFailed(str(exc)) from None
+
+
+def _load_settings() -> Settings:
+    """Settings from the environment, `.env` and flags; a bad value is one clear line, not a traceback."""
+    get_settings.cache_clear()
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"APPCONNECT_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise CommandFailed(f"invalid setting: {problems}") from None
+
+
+def _check_connection_budget(settings: Settings) -> None:
+    """Print the most database connections this machine opens; refuse more than the configured maximum."""
+    from appconnect.store.db import is_sqlite
+
+    total = settings.database_connections_total()
+    budget = (
+        f"{settings.workers} worker(s) x ({settings.database_pool_size} pool + "
+        f"{settings.database_max_overflow} overflow) = {total} database connections at most"
+    )
+    if is_sqlite(settings.database_url):
+        return
+    if total > settings.database_max_connections:
+        raise CommandFailed(
+            f"{budget}, above APPCONNECT_DATABASE_MAX_CONNECTIONS={settings.database_max_connections}: "
+            "lower APPCONNECT_WORKERS, APPCONNECT_DATABASE_POOL_SIZE or APPCONNECT_DATABASE_MAX_OVERFLOW, "
+            "or raise the maximum if PostgreSQL's max_connections allows it"
+        )
+    print(f"PostgreSQL: {budget} (maximum {settings.database_max_connections})", flush=True)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -38,11 +79,14 @@ def _serve(args: argparse.Namespace) -> int:
     for key, value in overrides.items():
         if value is not None:
             os.environ[key] = str(value)
-    get_settings.cache_clear()
-    settings = get_settings()
+    settings = _load_settings()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    _check_connection_budget(settings)
+    exposure = settings.testcrm_exposure_warning()
+    if exposure:
+        print(exposure, file=sys.stderr, flush=True)
     if settings.auto_migrate:
         _migrate(settings)
     from appconnect.security.keys import load_keys
@@ -50,9 +94,10 @@ def _serve(args: argparse.Namespace) -> int:
     load_keys(settings)  # create any generated keys once, before the workers read them
     import uvicorn
 
+    platform = "testcrm" if settings.testcrm_enabled() else "<platform>"
     print(
         f"App Connect server on {settings.server_url()}  manifest: "
-        f"{settings.server_url()}/crmManifest?platformName=testcrm",
+        f"{settings.server_url()}/crmManifest?platformName={platform}",
         flush=True,
     )
     uvicorn.run(
@@ -84,12 +129,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
     migrate.add_argument("--database-url", help="SQLAlchemy URL (default from settings)")
     args = parser.parse_args(argv)
-    if args.command == "serve":
-        return _serve(args)
-    if args.database_url:
-        os.environ["APPCONNECT_DATABASE_URL"] = args.database_url
-        get_settings.cache_clear()
-    _migrate(get_settings())
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.database_url:
+            os.environ["APPCONNECT_DATABASE_URL"] = args.database_url
+        _migrate(_load_settings())
+    except CommandFailed as exc:
+        print(f"appconnect: {exc}", file=sys.stderr, flush=True)
+        return 2
     print("schema is up to date")
     return 0
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,8 +18,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="APPCONNECT_", env_file=".env", extra="ignore")
 
     host: str = "127.0.0.1"
-    port: int = 6066
-    workers: int = 1
+    port: int = Field(default=6066, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1)
     public_url: str = Field(
         default="", description="URL the client reaches this server at; default http://host:port"
     )
@@ -24,7 +27,14 @@ class Settings(BaseSettings):
         default="sqlite+aiosqlite:///./appconnect.sqlite3",
         validation_alias=AliasChoices("APPCONNECT_DATABASE_URL", "DATABASE_URL"),
     )
-    database_pool_size: int = 20
+    database_pool_size: int = Field(default=5, ge=1, description="connections each worker keeps open")
+    database_max_overflow: int = Field(default=5, ge=0, description="extra connections a worker may open")
+    database_pool_timeout: float = Field(
+        default=10.0, gt=0, description="seconds a request waits for a free connection before 'busy, retry'"
+    )
+    database_max_connections: int = Field(
+        default=50, ge=1, description="`serve` refuses workers x (pool + overflow) above this (PostgreSQL)"
+    )
     auto_migrate: bool = True
     redis_url: str = Field(default="", validation_alias=AliasChoices("APPCONNECT_REDIS_URL", "REDIS_URL"))
 
@@ -34,10 +44,15 @@ class Settings(BaseSettings):
     key_file: Path = Path(".appconnect-keys.json")
 
     manifest_file: Path | None = None
-    embedded_testcrm: bool = True
+    embedded_testcrm: bool | None = Field(
+        default=None, description="None (auto): on only when the public URL is a loopback address"
+    )
     testcrm_database_url: str = "sqlite+aiosqlite:///./testcrm.sqlite3"
     testcrm_api_key: str = "testcrm-demo-key"
     testcrm_fault_injection: bool = False
+    testcrm_admin_token: str = Field(
+        default="", description="bearer token for the test CRM's key minting and fault injection"
+    )
 
     crm_connect_timeout: float = 5.0
     crm_read_timeout: float = 20.0
@@ -78,9 +93,57 @@ class Settings(BaseSettings):
         default=2.0, ge=0, description="how long a call waits for the account's budget before failing as 429"
     )
 
+    @field_validator("embedded_testcrm", mode="before")
+    @classmethod
+    def _auto_is_none(cls, value: Any) -> Any:
+        """`auto` (or empty) means: decide from the public URL."""
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
+            return None
+        return value
+
     def server_url(self) -> str:
         """The URL this server is reached at, as written into the manifest."""
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def public_url_is_loopback(self) -> bool:
+        """Only this machine can reach the server at its public URL."""
+        return is_loopback_host(urlsplit(self.server_url()).hostname)
+
+    def testcrm_enabled(self) -> bool:
+        """The embedded test CRM is served: explicitly, or by default only on a loopback public URL."""
+        if self.embedded_testcrm is None:
+            return self.public_url_is_loopback()
+        return self.embedded_testcrm
+
+    def testcrm_exposure_warning(self) -> str | None:
+        """The loud start-up warning for a test CRM served where other machines can reach it."""
+        if not self.testcrm_enabled() or self.public_url_is_loopback():
+            return None
+        return (
+            f"WARNING: the embedded test CRM is ON at a non-loopback public URL ({self.server_url()}/testcrm): "
+            "anyone who can reach this server can read every test-CRM contact and note and log in with its "
+            "seeded API key. Unset APPCONNECT_EMBEDDED_TESTCRM (or set it to false) unless this is a demo."
+        )
+
+    def database_connections_per_worker(self) -> int:
+        return self.database_pool_size + self.database_max_overflow
+
+    def database_connections_total(self) -> int:
+        """The most connections all workers of this machine may open to the database."""
+        return self.workers * self.database_connections_per_worker()
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """127.0.0.0/8, ::1 or localhost: only this machine can be on the other end."""
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @lru_cache(maxsize=1)

@@ -19,6 +19,8 @@ from appconnect.embedded_crm import create_testcrm_app
 from tests.support.live_server import serve_asgi
 
 SEED_KEY = "seed-key-for-tests"
+ADMIN_TOKEN = "admin-token-for-tests"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 _numbers = itertools.count(1000)
 
 
@@ -37,6 +39,7 @@ class Crm:
         self.db_path = db_path
         self.client = httpx.Client(base_url=f"{base_url}/api/v1", headers=basic(SEED_KEY), timeout=10)
         self.raw = httpx.Client(base_url=base_url, timeout=10)
+        self.admin = httpx.Client(base_url=base_url, timeout=10, headers=ADMIN)
 
     def count(self, sql: str, *params: Any) -> int:
         with sqlite3.connect(self.db_path) as conn:
@@ -53,18 +56,19 @@ class Crm:
 @pytest.fixture(scope="module")
 def crm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crm]:
     db_path = tmp_path_factory.mktemp("testcrm") / "testcrm.sqlite3"
-    app = create_testcrm_app(f"sqlite+aiosqlite:///{db_path}", seed_api_key=SEED_KEY)
+    app = create_testcrm_app(f"sqlite+aiosqlite:///{db_path}", seed_api_key=SEED_KEY, admin_token=ADMIN_TOKEN)
     with serve_asgi(app, lifespan="on") as base_url:
         crm = Crm(base_url, db_path)
         yield crm
         crm.client.close()
         crm.raw.close()
+        crm.admin.close()
 
 
 @pytest.fixture(autouse=True)
 def no_faults(crm: Crm) -> Iterator[None]:
     yield
-    crm.raw.delete("/api/_faults")
+    crm.admin.delete("/api/_faults")
 
 
 # --- auth ---------------------------------------------------------------------------------------------------
@@ -102,7 +106,7 @@ def test_me_returns_the_seeded_user(crm: Crm) -> None:
 
 
 def test_new_api_key_is_a_new_user_and_is_stored_hashed(crm: Crm) -> None:
-    response = crm.raw.post("/api/v1/api-keys", json={"name": "Isolated Tester"})
+    response = crm.admin.post("/api/v1/api-keys", json={"name": "Isolated Tester"})
     assert response.status_code == 201
     created = response.json()
     key, user = created["apiKey"], created["user"]
@@ -116,7 +120,7 @@ def test_new_api_key_is_a_new_user_and_is_stored_hashed(crm: Crm) -> None:
         )
         == 1
     )
-    assert crm.raw.post("/api/v1/api-keys", json={"name": ""}).status_code == 400
+    assert crm.admin.post("/api/v1/api-keys", json={"name": ""}).status_code == 400
 
 
 # --- contacts -----------------------------------------------------------------------------------------------
@@ -356,7 +360,7 @@ def test_concurrent_creates_with_one_external_id_write_exactly_one_activity(crm:
 def test_429_fault_is_answered_exactly_times_then_requests_succeed(crm: Crm) -> None:
     number = fresh_number()
     crm.contact("Fault Target", number)
-    rule = crm.raw.post(
+    rule = crm.admin.post(
         "/api/_faults",
         json={
             "status": 429,
@@ -377,7 +381,7 @@ def test_429_fault_is_answered_exactly_times_then_requests_succeed(crm: Crm) -> 
 
 
 def test_fault_without_auth_still_fires_and_does_no_work(crm: Crm) -> None:
-    crm.raw.post("/api/_faults", json={"status": 500, "method": "POST", "path_prefix": "/api/v1/contacts"})
+    crm.admin.post("/api/_faults", json={"status": 500, "method": "POST", "path_prefix": "/api/v1/contacts"})
     before = crm.count("SELECT count(*) FROM contacts")
     response = crm.client.post("/contacts", json={"name": "Never written", "type": "contact"})
     assert response.status_code == 500 and "retry-after" not in response.headers
@@ -385,7 +389,7 @@ def test_fault_without_auth_still_fires_and_does_no_work(crm: Crm) -> None:
 
 
 def test_concurrent_requests_consume_a_fault_exactly_times(crm: Crm) -> None:
-    crm.raw.post("/api/_faults", json={"status": 503, "times": 5, "path_prefix": "/api/v1/me"})
+    crm.admin.post("/api/_faults", json={"status": 503, "times": 5, "path_prefix": "/api/v1/me"})
     statuses: list[int] = []
     lock = threading.Lock()
 
@@ -405,7 +409,7 @@ def test_concurrent_requests_consume_a_fault_exactly_times(crm: Crm) -> None:
 
 def test_delay_fault_does_the_work_after_the_caller_gave_up(crm: Crm) -> None:
     contact = crm.contact("Slow CRM")
-    crm.raw.post(
+    crm.admin.post(
         "/api/_faults", json={"delay_seconds": 1.0, "method": "POST", "path_prefix": "/api/v1/activities"}
     )
     started = time.monotonic()
@@ -423,19 +427,19 @@ def test_delay_fault_does_the_work_after_the_caller_gave_up(crm: Crm) -> None:
 
 
 def test_fault_rules_are_validated_and_cleared(crm: Crm) -> None:
-    assert crm.raw.post("/api/_faults", json={"times": 2}).status_code == 400
-    assert crm.raw.post("/api/_faults", json={"status": 200}).status_code == 400
-    assert crm.raw.post("/api/_faults", json={"status": 500, "times": 0}).status_code == 400
-    crm.raw.post("/api/_faults", json={"status": 500, "times": 3})
-    assert crm.raw.delete("/api/_faults").json() == {"deleted": 1}
+    assert crm.admin.post("/api/_faults", json={"times": 2}).status_code == 400
+    assert crm.admin.post("/api/_faults", json={"status": 200}).status_code == 400
+    assert crm.admin.post("/api/_faults", json={"status": 500, "times": 0}).status_code == 400
+    crm.admin.post("/api/_faults", json={"status": 500, "times": 3})
+    assert crm.admin.delete("/api/_faults").json() == {"deleted": 1}
     assert crm.client.get("/me").status_code == 200
 
 
 def test_stats_count_requests_per_route_template(crm: Crm) -> None:
-    before = crm.raw.get("/api/_stats").json()["requests"].get("GET /api/v1/contacts/{contact_id:int}", 0)
+    before = crm.admin.get("/api/_stats").json()["requests"].get("GET /api/v1/contacts/{contact_id:int}", 0)
     crm.client.get("/contacts/1")
     crm.client.get("/contacts/2")
-    after = crm.raw.get("/api/_stats").json()["requests"]["GET /api/v1/contacts/{contact_id:int}"]
+    after = crm.admin.get("/api/_stats").json()["requests"]["GET /api/v1/contacts/{contact_id:int}"]
     assert after == before + 2
 
 
@@ -474,13 +478,13 @@ def test_html_pages_show_contacts_and_activities_escaped(crm: Crm) -> None:
 def test_two_app_instances_on_one_file_share_idempotency_and_faults(tmp_path: Path) -> None:
     """Each instance has its own engine and pool, as each worker process would."""
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'shared.sqlite3'}"
-    first_app = create_testcrm_app(db_url, seed_api_key=SEED_KEY)
-    second_app = create_testcrm_app(db_url, seed_api_key=SEED_KEY)
+    first_app = create_testcrm_app(db_url, seed_api_key=SEED_KEY, admin_token=ADMIN_TOKEN)
+    second_app = create_testcrm_app(db_url, seed_api_key=SEED_KEY, admin_token=ADMIN_TOKEN)
     with serve_asgi(first_app, lifespan="on") as first, serve_asgi(second_app, lifespan="on") as second:
         bases = [first, second]
         with httpx.Client(base_url=f"{first}/api/v1", headers=basic(SEED_KEY), timeout=30) as client:
             contact = client.post("/contacts", json={"name": "Shared", "type": "contact"}).json()
-        with httpx.Client(base_url=second) as admin:
+        with httpx.Client(base_url=second, headers=ADMIN) as admin:
             rule = admin.post("/api/_faults", json={"status": 429, "times": 3, "method": "POST"})
             assert rule.status_code == 201
         body = {"contact_id": contact["id"], "kind": "message", "subject": "S", "external_id": "msg:shared:1"}
@@ -503,3 +507,32 @@ def test_two_app_instances_on_one_file_share_idempotency_and_faults(tmp_path: Pa
         with sqlite3.connect(tmp_path / "shared.sqlite3") as conn:
             assert conn.execute("SELECT count(*) FROM activities").fetchone()[0] == 1
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+# --- ids too large for any row, and the fault list --------------------------------------------------------
+
+
+@pytest.mark.parametrize("huge", [2**31, 2**63 - 1, 2**63, 10**30])
+def test_ids_too_large_for_a_row_are_not_found_not_a_server_error(crm: Crm, huge: int) -> None:
+    assert crm.client.get(f"/contacts/{huge}").status_code == 404
+    assert crm.client.get(f"/activities/{huge}").status_code == 404
+    assert crm.client.patch(f"/activities/{huge}", json={"subject": "x"}).status_code == 404
+    assert crm.raw.get(f"/contacts/{huge}").status_code == 404
+    listed = crm.client.get("/activities", params={"contact_id": str(huge)})
+    assert listed.status_code == 400 and listed.json()["field"] == "contact_id"
+    created = crm.client.post("/activities", json={"contact_id": huge, "kind": "call", "subject": "S"})
+    assert created.status_code == 400 and created.json()["field"] == "contact_id"
+    contact = crm.contact("Big Duration")
+    too_long = {"contact_id": contact["id"], "kind": "call", "subject": "S", "duration_seconds": huge}
+    rejected = crm.client.post("/activities", json=too_long)
+    assert rejected.status_code == 400 and rejected.json()["field"] == "duration_seconds"
+    assert crm.admin.post("/api/_faults", json={"status": 500, "times": huge}).status_code == 400
+
+
+def test_the_fault_list_answers_the_rules(crm: Crm) -> None:
+    crm.admin.post("/api/_faults", json={"status": 503, "times": 2, "path_prefix": "/api/v1/nowhere"})
+    listed = crm.admin.get("/api/_faults")
+    assert listed.status_code == 200, listed.text
+    [rule] = listed.json()["data"]
+    assert (rule["status"], rule["remaining"], rule["path_prefix"]) == (503, 2, "/api/v1/nowhere")
+    assert crm.raw.get("/api/_faults").status_code == 401

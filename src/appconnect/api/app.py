@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from appconnect import __version__
+from appconnect.api.busy import install_busy_handler
 from appconnect.api.http import json_response, text_response
 from appconnect.api.middleware import BodySizeLimit
 from appconnect.api.routes import router
@@ -45,13 +46,23 @@ def create_app(settings: Settings, registry: ConnectorRegistry | None = None) ->
     services = build_services(settings, registry)
 
     embedded_crm = None
-    if settings.embedded_testcrm:
+    if settings.testcrm_enabled():
         from appconnect.embedded_crm import create_testcrm_app
 
+        exposure = settings.testcrm_exposure_warning()
+        if exposure:
+            log.warning(exposure)
+        if settings.testcrm_fault_injection and not settings.testcrm_admin_token:
+            log.warning(
+                "test CRM fault injection is on but APPCONNECT_TESTCRM_ADMIN_TOKEN is unset: "
+                "/testcrm/api/_faults refuses every request"
+            )
         embedded_crm = create_testcrm_app(
             settings.testcrm_database_url,
             seed_api_key=settings.testcrm_api_key,
             fault_injection=settings.testcrm_fault_injection,
+            admin_token=settings.testcrm_admin_token,
+            loopback_key_minting=settings.public_url_is_loopback(),
         )
 
     @asynccontextmanager
@@ -120,6 +131,8 @@ def create_app(settings: Settings, registry: ConnectorRegistry | None = None) ->
                 },
             }
         )
+
+    install_busy_handler(app)
 
     @app.exception_handler(SQLAlchemyError)
     async def database_failed(_request: Request, exc: SQLAlchemyError) -> Response:

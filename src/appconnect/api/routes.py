@@ -10,6 +10,7 @@ from appconnect import __version__
 from appconnect.api.http import caller_of, json_response, parse_body, respond, services_of, text_response
 from appconnect.connectors.sdk import INTERFACE_METHODS, implements
 from appconnect.flows import call_logs, contacts, login, message_logs, user_settings
+from appconnect.flows.common import current_user
 from appconnect.flows.reply import ClientError
 from appconnect.flows.requests import (
     ApiKeyLoginBody,
@@ -147,7 +148,7 @@ async def auth_validation(request: Request) -> Response:
 @router.get("/hostname")
 async def hostname(request: Request) -> Response:
     claims = caller_of(request).require(invalid_text=USER_NOT_FOUND)
-    user = await services_of(request).users.get(claims.user_id)
+    user = await current_user(services_of(request), claims)
     if user is None:
         raise ClientError(USER_NOT_FOUND)
     return text_response(user.hostname or "")

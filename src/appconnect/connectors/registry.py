@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -72,8 +72,12 @@ class ConnectorRegistry:
         }
 
     @classmethod
-    def discover(cls, environ: Mapping[str, str] | None = None) -> ConnectorRegistry:
-        return cls([*_builtin_classes(), *_entry_point_classes()], environ)
+    def discover(
+        cls, environ: Mapping[str, str] | None = None, *, exclude: Collection[str] = ()
+    ) -> ConnectorRegistry:
+        """Built-ins plus entry points; platforms in `exclude` are not offered (e.g. testcrm when it is off)."""
+        classes = [*_builtin_classes(), *_entry_point_classes()]
+        return cls([c for c in classes if c.platform not in exclude], environ)
 
     def get(self, platform: str) -> Connector | None:
         return self._connectors.get(platform)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import secrets
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from starlette.routing import Route
 from appconnect.embedded_crm import pages
 from appconnect.embedded_crm.store import ContactNotFound, TestCrmStore
 from appconnect.embedded_crm.validation import (
+    MAX_INT,
     ValidationFailed,
     digits_of,
     parse_activity,
@@ -28,6 +30,7 @@ from appconnect.embedded_crm.validation import (
     parse_user,
     require_object,
 )
+from appconnect.settings import is_loopback_host
 
 User = dict[str, Any]
 Handler = Callable[[Request, User | None], Awaitable[Response]]
@@ -67,6 +70,17 @@ def _api_key_from(header: str | None) -> str | None:
     return key or None
 
 
+def _row_id(request: Request, name: str) -> int | None:
+    """A path id, or None when it is too large to name any row (the caller answers 404, not 500)."""
+    value = int(request.path_params[name])
+    return value if value <= MAX_INT else None
+
+
+def _bearer(header: str | None) -> str | None:
+    scheme, _, credential = (header or "").partition(" ")
+    return credential.strip() or None if scheme.lower() == "bearer" else None
+
+
 async def _body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
@@ -104,10 +118,34 @@ class TestCrmApi:
 
     __test__ = False
 
-    def __init__(self, store: TestCrmStore, *, fault_injection: bool = True) -> None:
+    def __init__(
+        self,
+        store: TestCrmStore,
+        *,
+        fault_injection: bool = True,
+        admin_token: str = "",
+        loopback_key_minting: bool = True,
+    ) -> None:
         self.store = store
         self.fault_injection = fault_injection
+        self.admin_token = admin_token
+        self.loopback_key_minting = loopback_key_minting
         self.stats: Counter[str] = Counter()
+
+    def _is_admin(self, request: Request) -> bool:
+        offered = _bearer(request.headers.get("authorization"))
+        return bool(self.admin_token and offered and secrets.compare_digest(offered, self.admin_token))
+
+    def _admin_refusal(self, request: Request, *, loopback_allowed: bool) -> Response | None:
+        """None when the caller may use admin tooling: the admin token, or (no token set) a permitted loopback."""
+        if self.admin_token:
+            if self._is_admin(request):
+                return None
+            return _error(401, "admin_token_required")
+        client = request.client.host if request.client else None
+        if loopback_allowed and is_loopback_host(client):
+            return None
+        return _error(403, "admin_token_not_configured")
 
     def api_route(self, path: str, handler: Handler, methods: list[str], *, auth: bool = True) -> Route:
         """Wrap a handler: lazy init, fault injection, then auth and 400 mapping."""
@@ -149,6 +187,9 @@ class TestCrmApi:
         return _json({k: user[k] for k in _USER_FIELDS})
 
     async def create_api_key(self, request: Request, _user: User | None) -> Response:
+        refusal = self._admin_refusal(request, loopback_allowed=self.loopback_key_minting)
+        if refusal is not None:
+            return refusal
         api_key, created = await self.store.create_user_with_key(parse_user(await _body(request)))
         return _json({"apiKey": api_key, "user": created}, 201)
 
@@ -173,7 +214,8 @@ class TestCrmApi:
         return _json({"data": [_contact_wire(c) for c in found]})
 
     async def get_contact(self, request: Request, _user: User | None) -> Response:
-        contact = await self.store.get_contact(int(request.path_params["contact_id"]))
+        contact_id = _row_id(request, "contact_id")
+        contact = await self.store.get_contact(contact_id) if contact_id is not None else None
         return _json(_contact_wire(contact)) if contact else _error(404, "not_found")
 
     # --- activities ------------------------------------------------------------------------------------
@@ -187,12 +229,14 @@ class TestCrmApi:
         return _json(_activity_wire(activity), 201 if created else 200)
 
     async def get_activity(self, request: Request, _user: User | None) -> Response:
-        activity = await self.store.get_activity(int(request.path_params["activity_id"]))
+        activity_id = _row_id(request, "activity_id")
+        activity = await self.store.get_activity(activity_id) if activity_id is not None else None
         return _json(_activity_wire(activity)) if activity else _error(404, "not_found")
 
     async def patch_activity(self, request: Request, _user: User | None) -> Response:
         changes = parse_activity_patch(await _body(request))
-        activity = await self.store.update_activity(int(request.path_params["activity_id"]), changes)
+        activity_id = _row_id(request, "activity_id")
+        activity = await self.store.update_activity(activity_id, changes) if activity_id is not None else None
         return _json(_activity_wire(activity)) if activity else _error(404, "not_found")
 
     async def list_activities(self, request: Request, _user: User | None) -> Response:
@@ -201,12 +245,21 @@ class TestCrmApi:
             match = await self.store.find_activity_by_external_id(external_id) if external_id else None
             return _json({"data": [_activity_wire(match)] if match else []})
         raw = request.query_params.get("contact_id", "")
-        if not raw.isdigit():
-            raise ValidationFailed("contact_id must be an integer", "contact_id")
+        if not raw.isdigit() or int(raw) > MAX_INT:
+            raise ValidationFailed(f"contact_id must be an integer between 0 and {MAX_INT}", "contact_id")
         found = await self.store.list_activities([int(raw)])
         return _json({"data": [_activity_wire(a) for a in found]})
 
-    # --- fault injection and stats (no auth: test tooling) ---------------------------------------------
+    # --- fault injection and stats (test tooling: admin token only) -----------------------------------
+
+    def admin_route(self, path: str, handler: Callable[[Request], Awaitable[Response]], method: str) -> Route:
+        """Fault injection makes the CRM misbehave for everyone: only the admin token may use it."""
+
+        async def endpoint(request: Request) -> Response:
+            refusal = self._admin_refusal(request, loopback_allowed=False)
+            return refusal if refusal is not None else await handler(request)
+
+        return Route(path, endpoint, methods=[method])
 
     async def add_fault(self, request: Request) -> Response:
         await self.store.ensure_ready()
@@ -240,7 +293,8 @@ class TestCrmApi:
     async def contact_page(self, request: Request) -> Response:
         await self.store.ensure_ready()
         base = request.scope.get("root_path", "")
-        contact = await self.store.get_contact(int(request.path_params["contact_id"]))
+        contact_id = _row_id(request, "contact_id")
+        contact = await self.store.get_contact(contact_id) if contact_id is not None else None
         if contact is None:
             return HTMLResponse(pages.render_not_found(base), status_code=404)
         activities = await self.store.list_activities([contact["id"]])
@@ -260,25 +314,38 @@ class TestCrmApi:
             self.api_route("/api/v1/activities/{activity_id:int}", self.get_activity, ["GET"]),
             self.api_route("/api/v1/activities/{activity_id:int}", self.patch_activity, ["PATCH"]),
         ]
-        if self.fault_injection:  # unauthenticated test tooling: never exposed unless asked for
+        if self.fault_injection:  # test tooling: never exposed unless asked for, and then only to the admin
             routes += [
-                Route("/api/_faults", self.add_fault, methods=["POST"]),
-                Route("/api/_faults", self.clear_faults, methods=["DELETE"]),
-                Route("/api/_faults", self.list_faults, methods=["GET"]),
-                Route("/api/_stats", self.get_stats, methods=["GET"]),
+                self.admin_route("/api/_faults", self.add_fault, "POST"),
+                self.admin_route("/api/_faults", self.clear_faults, "DELETE"),
+                self.admin_route("/api/_faults", self.list_faults, "GET"),
+                self.admin_route("/api/_stats", self.get_stats, "GET"),
             ]
         return routes
 
 
 def create_testcrm_app(
-    database_url: str, *, seed_api_key: str = "testcrm-demo-key", fault_injection: bool = True
+    database_url: str,
+    *,
+    seed_api_key: str = "testcrm-demo-key",
+    fault_injection: bool = True,
+    admin_token: str = "",
+    loopback_key_minting: bool = True,
 ) -> Starlette:
     """Build the test CRM. Mounted apps get no lifespan: call `app.state.testcrm.aclose()` on shutdown.
 
-    `fault_injection` adds the unauthenticated `/api/_faults` tooling the tests use to make the CRM fail.
+    `fault_injection` adds the `/api/_faults` tooling the tests use to make the CRM fail; it answers only
+    `Authorization: Bearer <admin_token>`. Minting API keys takes the admin token too; with no token set,
+    only loopback clients may mint, and only when `loopback_key_minting` (the server sets it for a loopback
+    public URL).
     """
     store = TestCrmStore(database_url, seed_api_key=seed_api_key)
-    api = TestCrmApi(store, fault_injection=fault_injection)
+    api = TestCrmApi(
+        store,
+        fault_injection=fault_injection,
+        admin_token=admin_token,
+        loopback_key_minting=loopback_key_minting,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from appconnect.embedded_crm import schema
 from appconnect.embedded_crm.validation import ActivityInput, ContactInput, FaultInput, UserInput, digits_of
+from appconnect.store.db import make_sqlite_private, quiet_driver_logs
 
 LIST_LIMIT = 200
 
@@ -77,7 +78,10 @@ class TestCrmStore:
     __test__ = False  # not a pytest test class
 
     def __init__(self, database_url: str, *, seed_api_key: str) -> None:
-        self.engine = create_async_engine(database_url)
+        make_sqlite_private(database_url)
+        quiet_driver_logs()
+        # the test CRM stores names, phone numbers and notes: never log its SQL parameters
+        self.engine = create_async_engine(database_url, hide_parameters=True)
         self._sqlite = self.engine.dialect.name == "sqlite"
         if self._sqlite:
             _install_sqlite_pragmas(self.engine)
@@ -379,7 +383,8 @@ class TestCrmStore:
         async with self._read() as conn:
             result = await conn.execute(sa.select(schema.faults).order_by(schema.faults.c.id))
             rows = result.mappings().all()
-        return [dict(row) for row in rows]
+        # column names come back as `quoted_name` (a str subclass) that orjson refuses as a key
+        return [{str(key): value for key, value in row.items()} for row in rows]
 
     async def take_fault(self, method: str, path: str) -> FaultRule | None:
         """Consume one use of the first matching rule; the conditional UPDATE keeps counts exact."""

@@ -37,6 +37,10 @@ def is_e164(number: str) -> bool:
     return bool(E164.match(_FORMATTING.sub("", number)))
 
 
+#: Ids and counts are 32-bit columns on PostgreSQL: a larger number cannot name a row (404) or be stored (400).
+MAX_INT = 2**31 - 1
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -63,8 +67,8 @@ def _opt_int(data: dict[str, Any], key: str) -> int | None:
     value = data.get(key)
     if value is None:
         return None
-    if not _is_int(value) or value < 0:
-        raise ValidationFailed(f"{key} must be a non-negative integer", key)
+    if not _is_int(value) or not 0 <= value <= MAX_INT:
+        raise ValidationFailed(f"{key} must be an integer between 0 and {MAX_INT}", key)
     return int(value)
 
 
@@ -174,8 +178,8 @@ class ActivityInput:
 def parse_activity(data: dict[str, Any]) -> ActivityInput:
     """Validate `POST /activities` (the contact's existence is checked in the write transaction)."""
     contact_id = data.get("contact_id")
-    if not isinstance(contact_id, int) or isinstance(contact_id, bool):
-        raise ValidationFailed("contact_id must be an integer", "contact_id")
+    if not isinstance(contact_id, int) or isinstance(contact_id, bool) or not 0 <= contact_id <= MAX_INT:
+        raise ValidationFailed(f"contact_id must be an integer between 0 and {MAX_INT}", "contact_id")
     kind = _opt_choice(data, "kind", ACTIVITY_KINDS)
     if kind is None:
         raise ValidationFailed("kind must be one of call, message", "kind")
@@ -246,7 +250,7 @@ def parse_fault(data: dict[str, Any]) -> FaultInput:
     if status is None and delay is None:
         raise ValidationFailed("a fault needs status or delay_seconds", "status")
     times = data.get("times", 1)
-    if not isinstance(times, int) or isinstance(times, bool) or times < 1:
+    if not _is_int(times) or not 1 <= times <= MAX_INT:
         raise ValidationFailed("times must be a positive integer", "times")
     method = _opt_str(data, "method", max_len=10)
     path_prefix = _opt_str(data, "path_prefix", max_len=200)

@@ -19,7 +19,7 @@ from appconnect.connectors.sdk import (
     ReturnMessage,
     implements,
 )
-from appconnect.flows.common import account_scope, active_user, chosen_contact, connector_for
+from appconnect.flows.common import account_scope, active_user, chosen_contact, connector_for, current_user
 from appconnect.flows.composer import compose_call_log
 from appconnect.flows.delivery import (
     NEEDS_ATTENTION,
@@ -373,7 +373,7 @@ async def get_call_logs(
     hashed_extension_id: str | None,
     require_details: bool,
 ) -> Reply:
-    user = await services.users.get(claims.user_id)
+    user = await current_user(services, claims)
     if user is None or not session_ids:
         return Reply({"successful": False})
     wanted = [s for s in session_ids.split(",")][:5]

@@ -55,9 +55,28 @@ def connector_for(services: Services, platform: str) -> Connector:
     return connector
 
 
+def session_is_current(user: UserRecord, claims: SessionClaims) -> bool:
+    """False for a session JWT issued before the user's last logout (compared in whole milliseconds)."""
+    if user.tokens_valid_after is None:
+        return True
+    valid_after = user.tokens_valid_after
+    valid_after_ms = int(valid_after.timestamp()) * 1000 + valid_after.microsecond // 1000
+    return round(claims.issued_at * 1000) >= valid_after_ms
+
+
+async def current_user(
+    services: Services, claims: SessionClaims, platform: str | None = None
+) -> UserRecord | None:
+    """The caller's user row, or None when it is gone or the JWT was issued before a logout."""
+    user = await services.users.get(claims.user_id, platform)
+    if user is None or not session_is_current(user, claims):
+        return None
+    return user
+
+
 async def active_user(services: Services, claims: SessionClaims, *, by_platform: bool) -> UserRecord | None:
-    """The caller's user row, or None when it is gone or logged out (no credential left)."""
-    user = await services.users.get(claims.user_id, claims.platform if by_platform else None)
+    """The caller's user row, or None when it is gone or logged out (no credential left, or a revoked JWT)."""
+    user = await current_user(services, claims, claims.platform if by_platform else None)
     if user is None or not user.access_token:
         return None
     return user

@@ -17,7 +17,7 @@ from appconnect.connectors.sdk import (
     implements,
 )
 from appconnect.flows import oauth
-from appconnect.flows.common import connector_for, verified_scope
+from appconnect.flows.common import connector_for, current_user, verified_scope
 from appconnect.flows.errors import DATABASE_FAILED
 from appconnect.flows.reply import ClientError, Reply
 from appconnect.flows.requests import ApiKeyLoginBody
@@ -184,7 +184,7 @@ async def oauth_callback(services: Services, query: dict[str, str]) -> Reply:
 
 async def unauthorize(services: Services, claims: SessionClaims) -> Reply:
     """Revoke at the CRM where possible, then forget the credentials. The body is the bare returnMessage."""
-    user = await services.users.get(claims.user_id)
+    user = await current_user(services, claims)
     if user is None:
         raise ClientError("User not found")
     connector = connector_for(services, user.platform)
@@ -211,7 +211,7 @@ async def unauthorize(services: Services, claims: SessionClaims) -> Reply:
 
 
 async def auth_validation(services: Services, claims: SessionClaims) -> Reply:
-    user = await services.users.get(claims.user_id, claims.platform)
+    user = await current_user(services, claims, claims.platform)
     if user is None or not user.access_token:
         return Reply({"successful": False})
     connector = connector_for(services, user.platform)

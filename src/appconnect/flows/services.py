@@ -80,9 +80,32 @@ def connector_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+def testcrm_connector_offered(settings: Settings, env: dict[str, str]) -> bool:
+    """The testcrm platform is offered only when a test CRM answers: the embedded one, or an external one.
+
+    An explicit `TESTCRM_BASE_URL` naming this server's own `/testcrm` does not count when the embedded CRM
+    is off: nothing is served there, and logins must not reach a CRM that is not meant to be on.
+    """
+    if settings.testcrm_enabled():
+        return True
+    own = f"{settings.server_url()}/testcrm/api/v1"
+    return env.get("TESTCRM_BASE_URL", own).rstrip("/") != own
+
+
+def _discover(settings: Settings) -> ConnectorRegistry:
+    env = connector_environment(settings)
+    excluded = () if testcrm_connector_offered(settings, env) else ("testcrm",)
+    return ConnectorRegistry.discover(env, exclude=excluded)
+
+
 def build_services(settings: Settings, registry: ConnectorRegistry | None = None) -> Services:
     keys = load_keys(settings)
-    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+        pool_timeout=settings.database_pool_timeout,
+    )
     redis_client = None
     if settings.redis_url:
         import redis.asyncio as redis_asyncio
@@ -101,7 +124,7 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
         http=build_transport_client(
             connect_timeout=settings.crm_connect_timeout, read_timeout=settings.crm_read_timeout
         ),
-        registry=registry or ConnectorRegistry.discover(connector_environment(settings)),
+        registry=registry or _discover(settings),
         tokens=SessionTokens(keys.jwt_secret),
         users=UserStore(engine, cipher),
         call_logs=CallLogStore(engine, cipher),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from appconnect.flows.common import current_user
 from appconnect.flows.reply import ClientError, Reply
 from appconnect.flows.requests import UserSettingsBody
 from appconnect.flows.services import Services
@@ -38,7 +39,7 @@ def merge_settings(admin: dict[str, Any] | None, user: dict[str, Any] | None) ->
 
 
 async def get_user_settings(services: Services, claims: SessionClaims, rc_account_id: str | None) -> Reply:
-    user = await services.users.get(claims.user_id)
+    user = await current_user(services, claims)
     if user is None:
         raise ClientError("User not found")
     admin = await services.cache.admin_settings(rc_account_id) if rc_account_id else None
@@ -46,7 +47,7 @@ async def get_user_settings(services: Services, claims: SessionClaims, rc_accoun
 
 
 async def update_user_settings(services: Services, claims: SessionClaims, body: UserSettingsBody) -> Reply:
-    user = await services.users.get(claims.user_id)
+    user = await current_user(services, claims)
     if user is None:
         raise ClientError("User not found")
     settings = {**user.user_settings, **body.user_settings}

@@ -1,7 +1,8 @@
-"""App Connect session tokens: HS256 JWTs carrying only `{id, platform}`."""
+"""App Connect session tokens: HS256 JWTs carrying only `{id, platform}`, always with `iat` and `exp`."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -9,13 +10,16 @@ import jwt
 
 TOKEN_LIFETIME_SECONDS = 14 * 24 * 3600
 ROTATE_WITHIN_SECONDS = 7 * 24 * 3600
+LEEWAY_SECONDS = 30  # clocks of machines behind one load balancer differ a little
 
 
 @dataclass(frozen=True, slots=True)
 class SessionClaims:
     user_id: str
     platform: str
-    expires_at: int | None
+    expires_at: int
+    #: seconds since the epoch, to the millisecond: a logout revokes every token issued before it
+    issued_at: float
 
 
 class SessionTokens:
@@ -24,15 +28,30 @@ class SessionTokens:
     def __init__(self, secret: str) -> None:
         self._secret = secret
 
-    def sign(self, user_id: str, platform: str, *, now: float | None = None) -> str:
-        issued = int(now if now is not None else time.time())
-        payload = {"id": user_id, "platform": platform, "iat": issued, "exp": issued + TOKEN_LIFETIME_SECONDS}
+    def sign(
+        self, user_id: str, platform: str, *, now: float | None = None, issued_at: float | None = None
+    ) -> str:
+        """A token valid for 14 days from `now`; `issued_at` (default `now`) is the login it descends from."""
+        current = now if now is not None else time.time()
+        # `iat` keeps milliseconds (a JWT NumericDate may): a login right after a logout in the same second
+        # must still be newer than the logout
+        issued = math.floor((issued_at if issued_at is not None else current) * 1000) / 1000
+        payload = {
+            "id": user_id,
+            "platform": platform,
+            "iat": issued,
+            "exp": int(current) + TOKEN_LIFETIME_SECONDS,
+        }
         return jwt.encode(payload, self._secret, algorithm="HS256")
 
     def verify(self, token: str) -> SessionClaims | None:
         try:
             payload = jwt.decode(
-                token, self._secret, algorithms=["HS256", "HS384", "HS512"], options={"require": []}
+                token,
+                self._secret,
+                algorithms=["HS256", "HS384", "HS512"],
+                options={"require": ["exp", "iat"]},
+                leeway=LEEWAY_SECONDS,
             )
         except jwt.PyJWTError:
             return None
@@ -40,14 +59,17 @@ class SessionTokens:
         platform = payload.get("platform")
         if not isinstance(user_id, (str, int)) or not isinstance(platform, str):
             return None
-        exp = payload.get("exp")
-        return SessionClaims(str(user_id), platform, int(exp) if isinstance(exp, (int, float)) else None)
+        exp, iat = payload.get("exp"), payload.get("iat")
+        if not isinstance(exp, (int, float)) or not isinstance(iat, (int, float)):
+            return None  # a token that never expires is never accepted
+        return SessionClaims(str(user_id), platform, int(exp), float(iat))
 
     def rotated(self, claims: SessionClaims, *, now: float | None = None) -> str | None:
-        """A fresh token when the current one expires within 7 days (tokens without `exp` never rotate)."""
-        if claims.expires_at is None:
-            return None
+        """A fresh token when the current one expires within 7 days.
+
+        It keeps the login's `iat`, so a logout revokes the whole chain of rotations, not only the first token.
+        """
         current = now if now is not None else time.time()
         if claims.expires_at - current <= ROTATE_WITHIN_SECONDS:
-            return self.sign(claims.user_id, claims.platform, now=current)
+            return self.sign(claims.user_id, claims.platform, now=current, issued_at=claims.issued_at)
         return None

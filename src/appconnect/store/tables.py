@@ -42,6 +42,8 @@ users = Table(
     Column("token_expiry", DateTime(timezone=True)),
     # set when the CRM refused the refresh token (invalid_grant): answer 401 without asking it again
     Column("session_revoked_at", DateTime(timezone=True)),
+    # set at logout: session JWTs issued before it are refused (checked on every authenticated request)
+    Column("tokens_valid_after", DateTime(timezone=True)),
     Column("platform_additional_info", JSON, nullable=False, default=dict),
     Column("user_settings", JSON, nullable=False, default=dict),
     *_timestamps(),

@@ -47,6 +47,7 @@ class UserRecord:
     refresh_token: str | None = None
     token_expiry: datetime | None = None
     session_revoked: bool = False
+    tokens_valid_after: datetime | None = None
     platform_additional_info: dict[str, Any] = field(default_factory=dict)
     user_settings: dict[str, Any] = field(default_factory=dict)
     account_scope: str | None = None
@@ -70,6 +71,7 @@ class UserStore:
             refresh_token=self._cipher.decrypt(row.refresh_token),
             token_expiry=as_utc(row.token_expiry),
             session_revoked=row.session_revoked_at is not None,
+            tokens_valid_after=as_utc(row.tokens_valid_after),
             platform_additional_info=dict(row.platform_additional_info or {}),
             user_settings=dict(row.user_settings or {}),
             account_scope=row.account_scope,
@@ -171,13 +173,19 @@ class UserStore:
             )
 
     async def clear_tokens(self, user_id: str) -> None:
-        """Logout: the row stays (settings survive), the credentials go."""
+        """Logout: the row stays (settings survive), the credentials go, and so do the session JWTs issued
+        until now (to the millisecond, the precision of their `iat`)."""
+        now = datetime.now(UTC)
         async with write_transaction(self._engine) as conn:
             await conn.execute(
                 update(users)
                 .where(users.c.id == user_id)
                 .values(
-                    access_token=None, refresh_token=None, token_expiry=None, updated_at=datetime.now(UTC)
+                    access_token=None,
+                    refresh_token=None,
+                    token_expiry=None,
+                    tokens_valid_after=now.replace(microsecond=now.microsecond // 1000 * 1000),
+                    updated_at=now,
                 )
             )
 

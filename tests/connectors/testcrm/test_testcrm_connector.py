@@ -34,6 +34,7 @@ from appconnect.embedded_crm import create_testcrm_app
 from tests.support.live_server import serve_asgi
 
 SEED_KEY = "connector-test-key"
+ADMIN_TOKEN = "connector-test-admin-token"
 _numbers = itertools.count(2000)
 
 
@@ -44,7 +45,7 @@ def fresh_number() -> str:
 @pytest.fixture(scope="module")
 def crm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     db_path = tmp_path_factory.mktemp("testcrm-connector") / "testcrm.sqlite3"
-    app = create_testcrm_app(f"sqlite+aiosqlite:///{db_path}", seed_api_key=SEED_KEY)
+    app = create_testcrm_app(f"sqlite+aiosqlite:///{db_path}", seed_api_key=SEED_KEY, admin_token=ADMIN_TOKEN)
     with serve_asgi(app, lifespan="on") as base_url:
         yield base_url
 
@@ -340,7 +341,7 @@ async def test_unauthorize(connector: TestCrmConnector, call: CrmCall) -> None:
 async def test_crm_errors_surface_as_crm_http_error(
     connector: TestCrmConnector, call: CrmCall, crm_url: str
 ) -> None:
-    with httpx.Client(base_url=crm_url) as admin:
+    with httpx.Client(base_url=crm_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as admin:
         # a Retry-After longer than the client waits (it would retry a shorter one)
         admin.post("/api/_faults", json={"status": 429, "retry_after": 30, "path_prefix": "/api/v1/contacts"})
         try:

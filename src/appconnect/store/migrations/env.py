@@ -22,7 +22,7 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    engine = create_engine(config.get_main_option("sqlalchemy.url") or "", pool_size=1)
+    engine = create_engine(config.get_main_option("sqlalchemy.url") or "", pool_size=1, max_overflow=0)
     async with engine.connect() as connection:
         await connection.run_sync(_run)
         await connection.commit()

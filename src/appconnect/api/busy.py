@@ -1,0 +1,37 @@
+"""Every database connection of this worker is in use: answer "busy, retry" instead of queueing for ever."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.requests import Request
+from starlette.responses import Response
+
+from appconnect.api.http import json_response
+
+log = logging.getLogger("appconnect")
+
+BUSY_RETRY_AFTER_SECONDS = 2
+
+
+def install_busy_handler(app: FastAPI) -> None:
+    """The pool timeout (`APPCONNECT_DATABASE_POOL_TIMEOUT`) bounds the wait; the client may retry."""
+
+    @app.exception_handler(PoolTimeout)
+    async def database_busy(request: Request, _exc: PoolTimeout) -> Response:
+        log.warning("no free database connection for %s %s", request.method, request.url.path)
+        response = json_response(
+            {
+                "successful": False,
+                "returnMessage": {
+                    "message": "The server is busy. Please try again in a moment.",
+                    "messageType": "warning",
+                    "ttl": 5000,
+                },
+            },
+            503,
+            headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+        )
+        return response
