@@ -148,8 +148,8 @@ class ServerProcess:
             APPCONNECT_DATABASE_POOL_SIZE=os.environ.get("APPCONNECT_DATABASE_POOL_SIZE", "3"),
             APPCONNECT_LOG_LEVEL="warning",
             TESTCRM_BASE_URL=self.crm.api_url,
-            **self.settings,
         )
+        env.update(self.settings)  # may point TESTCRM_BASE_URL elsewhere, e.g. at a proxy
         command = [sys.executable, "-m", "appconnect.cli", "serve", "--port", str(self.port)]
         command += ["--workers", str(self.workers), "--database-url", self.database_url]
         with open(self.log, "ab") as log:
