@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import CrmView, call_log_body, new_phone
-from tests.faults.conftest import bearer, create_contact, retry_until
+from tests.faults.conftest import bearer, create_contact, log_call_until_matched, retry_until
 from tests.faults.processes import CrmProcess, ServerProcess
 from tests.faults.reset_proxy import ResetProxy, reset_proxy
 
@@ -58,19 +58,11 @@ def contact_with_retries(setup: Setup, phone: str) -> str:
     return str(answers[-1]["contact"]["id"])
 
 
-def log_with_retries(setup: Setup, phone: str, contact_id: str, session: str) -> dict[str, object]:
+def log_with_retries(setup: Setup, phone: str, contact_id: str, session: str) -> str:
     body = call_log_body(session, contact_id, phone)
-    answers = retry_until(
-        lambda: httpx.post(
-            f"{setup.server.base_url}/callLog", json=body, headers=bearer(setup.jwt), timeout=30
-        ).json(),
-        lambda answer: answer.get("successful") is True,
-        seconds=RETRY_SECONDS,
-        pause=0.3,
-    )
-    assert answers[-1]["successful"] is True, answers[-1]
-    last: dict[str, object] = answers[-1]
-    return last
+    log_id = log_call_until_matched(setup.server.base_url, setup.jwt, body, seconds=RETRY_SECONDS)
+    assert log_id is not None, f"{session} is still not logged"
+    return log_id
 
 
 def assert_one_contact_one_activity(setup: Setup, phone: str, session: str, log_id: object) -> None:
@@ -106,7 +98,7 @@ def run_flow(setup: Setup) -> None:
     assert looked_up[-1]["contact"][0]["isNewContact"] is True, looked_up[-1]
     contact_id = contact_with_retries(setup, phone)
     logged = log_with_retries(setup, phone, contact_id, session)
-    assert_one_contact_one_activity(setup, phone, session, logged["logId"])
+    assert_one_contact_one_activity(setup, phone, session, logged)
 
 
 def test_429_storm_then_retries_give_one_contact_and_one_activity(setup: Setup) -> None:
@@ -130,7 +122,7 @@ def test_repeated_answers_slower_than_the_read_timeout_give_one_activity(setup: 
         delay_seconds=READ_TIMEOUT + 0.5, times=3, method="POST", path_prefix="/api/v1/activities"
     )
     logged = log_with_retries(setup, phone, contact_id, session)
-    assert_one_contact_one_activity(setup, phone, session, logged["logId"])
+    assert_one_contact_one_activity(setup, phone, session, logged)
 
 
 def test_connection_reset_after_the_crm_created_the_activity_gives_one_activity(setup: Setup) -> None:
@@ -144,10 +136,10 @@ def test_connection_reset_after_the_crm_created_the_activity_gives_one_activity(
         headers=bearer(setup.jwt),
         timeout=30,
     ).json()
-    assert setup.proxy.armed() == 0 and first["successful"] is False
+    assert setup.proxy.armed() == 0, first  # the CRM's answer was dropped (the server may adopt or fail)
     assert len(setup.crm.activities_of(contact_id)) == 1  # the CRM did create it
     logged = log_with_retries(setup, phone, contact_id, session)
-    assert_one_contact_one_activity(setup, phone, session, logged["logId"])
+    assert_one_contact_one_activity(setup, phone, session, logged)
 
 
 @pytest.mark.xfail(
@@ -158,8 +150,8 @@ def test_connection_reset_after_the_crm_created_the_contact_gives_one_contact(se
     session = f"reset-{phone}"
     setup.proxy.arm(1)
     first = create_contact(setup.server.base_url, setup.jwt, phone).json()
-    assert setup.proxy.armed() == 0 and first["successful"] is False
+    assert setup.proxy.armed() == 0, first  # the CRM's answer was dropped (the server may adopt or fail)
     assert len(setup.crm.contacts_with_phone(phone)) == 1  # the CRM did create it
     contact_id = contact_with_retries(setup, phone)
     logged = log_with_retries(setup, phone, contact_id, session)
-    assert_one_contact_one_activity(setup, phone, session, logged["logId"])
+    assert_one_contact_one_activity(setup, phone, session, logged)

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import call_log_body, new_phone
-from tests.faults.conftest import bearer, create_contact, retry_until
+from tests.faults.conftest import bearer, create_contact, log_call_until_matched, matched_log_id
 from tests.faults.processes import CrmProcess, ServerProcess
 
 READ_TIMEOUT = "2"  # the stale window of a reservation is derived from it: keep it short
@@ -59,24 +59,13 @@ def test_kill_9_mid_call_log_then_restart_logs_the_call_exactly_once(
         assert "error" in outcome, "the killed server cannot have answered"
 
         server.start()
-        answers = retry_until(
-            lambda: httpx.post(
-                f"{server.base_url}/callLog", json=body, headers=bearer(jwt), timeout=30
-            ).json(),
-            lambda answer: answer.get("successful") is True,
-            seconds=30,
-            pause=1.0,
-        )
-        assert answers[-1]["successful"] is True, answers[-1]
+        log_id = log_call_until_matched(server.base_url, jwt, body, seconds=30)
+        assert log_id is not None, "the call is still not logged after the stale window"
 
         activities = crm.activities_of(contact_id)
         assert len(activities) == 1, activities
-        assert answers[-1]["logId"] == str(activities[0]["id"])
-        looked_up = httpx.get(
-            f"{server.base_url}/callLog", params={"sessionIds": session}, headers=bearer(jwt), timeout=30
-        ).json()
-        assert looked_up["logs"][0]["matched"] is True
-        assert looked_up["logs"][0]["logId"] == str(activities[0]["id"])
+        assert log_id == str(activities[0]["id"])
+        assert matched_log_id(server.base_url, jwt, session) == log_id
 
         again = httpx.post(f"{server.base_url}/callLog", json=body, headers=bearer(jwt), timeout=30).json()
         assert again["successful"] is False  # "Existing log": still exactly one activity
