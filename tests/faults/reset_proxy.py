@@ -18,6 +18,7 @@ class ResetProxy:
         self.port = 0
         self.resets = 0
         self._armed = 0
+        self._method: bytes | None = None
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -27,18 +28,19 @@ class ResetProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def arm(self, answers_to_drop: int) -> None:
-        """The next `answers_to_drop` CRM answers are replaced by a connection reset."""
+    def arm(self, answers_to_drop: int, method: str | None = None) -> None:
+        """The next `answers_to_drop` CRM answers (to requests of `method`, if given) become a connection reset."""
         with self._lock:
             self._armed = answers_to_drop
+            self._method = method.encode() + b" " if method else None
 
     def armed(self) -> int:
         with self._lock:
             return self._armed
 
-    def _take(self) -> bool:
+    def _take(self, request_line: bytes) -> bool:
         with self._lock:
-            if self._armed <= 0:
+            if self._armed <= 0 or (self._method is not None and not request_line.startswith(self._method)):
                 return False
             self._armed -= 1
             self.resets += 1
@@ -67,9 +69,13 @@ class ResetProxy:
             self._reset(writer)
             return
 
+        last_request = [b""]  # the start of the latest request sent on this connection
+
         async def upstream() -> None:
             with contextlib.suppress(OSError):
                 while data := await reader.read(65536):
+                    if data[:1].isalpha():
+                        last_request[0] = data[:16]
                     up_writer.write(data)
                     await up_writer.drain()
             with contextlib.suppress(OSError):
@@ -78,7 +84,9 @@ class ResetProxy:
         async def downstream() -> None:
             with contextlib.suppress(OSError):
                 while data := await up_reader.read(65536):
-                    if self._take():  # the CRM answered: the request was done; the server never hears it
+                    if self._take(
+                        last_request[0]
+                    ):  # the CRM answered: the request was done; the server never hears it
                         self._reset(writer)
                         self._reset(up_writer)
                         return
