@@ -58,6 +58,10 @@ HOSTNAME = "testcrm.local"
 # --- the processes ------------------------------------------------------------------------------------------
 
 
+#: the soak CRM's own admin token: key minting and fault injection need it
+CRM_ADMIN_TOKEN = "soak-admin-token"
+
+
 def serve_crm(port: int, database_url: str) -> None:
     """`--serve-crm`: the test CRM alone, mounted under /testcrm as in the connector server."""
     import uvicorn
@@ -66,7 +70,7 @@ def serve_crm(port: int, database_url: str) -> None:
 
     from appconnect.embedded_crm.app import create_testcrm_app
 
-    crm = create_testcrm_app(database_url, fault_injection=True)
+    crm = create_testcrm_app(database_url, fault_injection=True, admin_token=CRM_ADMIN_TOKEN)
     app = Starlette(routes=[Mount("/testcrm", app=crm)])
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
@@ -492,7 +496,11 @@ async def soak(args: argparse.Namespace, workdir: Path) -> int:
         limits = httpx.Limits(max_connections=args.concurrency * 2, keepalive_expiry=2)
         async with (
             httpx.AsyncClient(base_url=base, timeout=args.client_timeout, limits=limits) as server,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{crm_port}", timeout=30) as crm,
+            httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{crm_port}",
+                timeout=30,
+                headers={"Authorization": f"Bearer {CRM_ADMIN_TOKEN}"},
+            ) as crm,
         ):
             agents = await make_agents(server, crm, args.agents)
             stats = Stats()

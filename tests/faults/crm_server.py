@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from appconnect.embedded_crm.app import create_testcrm_app
+from tests.conftest import TESTCRM_ADMIN_TOKEN
 
 
 def main() -> None:
@@ -19,7 +20,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--database-url", required=True)
     args = parser.parse_args()
-    crm = create_testcrm_app(args.database_url, fault_injection=True)
+    crm = create_testcrm_app(args.database_url, fault_injection=True, admin_token=TESTCRM_ADMIN_TOKEN)
     app = Starlette(routes=[Mount("/testcrm", app=crm)])
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 

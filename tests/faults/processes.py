@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import CrmView
+from tests.conftest import CrmView, crm_admin_headers
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -79,7 +79,7 @@ class CrmProcess:
         self.api_url = f"{self.base_url}/testcrm/api/v1"
         self.log = folder / "crm.log"
         self.process: subprocess.Popen[bytes] | None = None
-        self.http = httpx.Client(base_url=self.base_url, timeout=30)
+        self.http = httpx.Client(base_url=self.base_url, timeout=30, headers=crm_admin_headers())
 
     def start(self) -> CrmProcess:
         database = f"sqlite+aiosqlite:///{self.folder / 'crm.sqlite3'}"

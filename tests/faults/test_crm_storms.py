@@ -142,9 +142,6 @@ def test_connection_reset_after_the_crm_created_the_activity_gives_one_activity(
     assert_one_contact_one_activity(setup, phone, session, logged)
 
 
-@pytest.mark.xfail(
-    strict=False, reason="issue 6 item 3: unknown-outcome create is not adopted; branch crmcalls"
-)
 def test_connection_reset_after_the_crm_created_the_contact_gives_one_contact(setup: Setup) -> None:
     phone = new_phone()
     session = f"reset-{phone}"

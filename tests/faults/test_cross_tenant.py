@@ -13,10 +13,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.conftest import CrmView, LiveServer, call_log_body, new_phone
+from tests.conftest import CrmView, LiveServer, call_log_body, crm_admin_headers, new_phone
 
 HOSTNAME = "testcrm.local"
-FIXED_ON = "fixed on branch logs"
 
 
 @dataclass
@@ -42,7 +41,9 @@ def login(client: httpx.Client, crm_key: str, rc_account_id: str) -> httpx.Respo
 
 
 def new_company(client: httpx.Client, name: str) -> Company:
-    key = client.post("/testcrm/api/v1/api-keys", json={"name": name}).json()["apiKey"]
+    key = client.post("/testcrm/api/v1/api-keys", json={"name": name}, headers=crm_admin_headers()).json()[
+        "apiKey"
+    ]
     account = f"acct-{uuid.uuid4().hex}"
     response = login(client, key, account)
     assert response.status_code == 200, response.text
@@ -74,7 +75,6 @@ def only_activity(company: Company) -> dict[str, object]:
     return activities[0]
 
 
-@pytest.mark.xfail(strict=False, reason=f"issue 6 item 1: call logs found by session id alone; {FIXED_ON}")
 def test_another_company_cannot_read_a_call_log_or_its_note(
     client: httpx.Client, companies: tuple[Company, Company]
 ) -> None:
@@ -89,7 +89,6 @@ def test_another_company_cannot_read_a_call_log_or_its_note(
     assert owner_view["logs"][0]["matched"] is True
 
 
-@pytest.mark.xfail(strict=False, reason=f"issue 6 item 1: PATCH /callLog by session id alone; {FIXED_ON}")
 def test_another_company_cannot_overwrite_note_or_subject(
     client: httpx.Client, companies: tuple[Company, Company]
 ) -> None:
@@ -113,9 +112,6 @@ def test_another_company_cannot_overwrite_note_or_subject(
     assert b.crm.activities_of(b.contact_id) == []
 
 
-@pytest.mark.xfail(
-    strict=False, reason=f"issue 6 item 1: PUT /callDisposition by session id alone; {FIXED_ON}"
-)
 def test_another_company_cannot_set_a_disposition(
     client: httpx.Client, companies: tuple[Company, Company]
 ) -> None:
@@ -133,10 +129,6 @@ def test_another_company_cannot_set_a_disposition(
     assert only_activity(a)["disposition"] == before["disposition"]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=f"issue 6 item 1: a session id logged by another company blocks the owner; {FIXED_ON}",
-)
 def test_another_company_logging_the_same_session_id_does_not_block_the_owner(
     client: httpx.Client, companies: tuple[Company, Company]
 ) -> None:
@@ -175,9 +167,6 @@ def message_body(company: Company, conversation_log_id: str, message_id: str, te
     }
 
 
-@pytest.mark.xfail(
-    strict=False, reason=f"issue 6 item 1: message logs found by conversationLogId alone; {FIXED_ON}"
-)
 def test_another_company_cannot_append_to_a_message_log(
     client: httpx.Client, companies: tuple[Company, Company]
 ) -> None:
@@ -201,9 +190,6 @@ def test_another_company_cannot_append_to_a_message_log(
     assert "beta intrusion" not in str(after["body"])
 
 
-@pytest.mark.xfail(
-    strict=False, reason=f"issue 6 item 1: contact cache keyed by the client's rc-account-id; {FIXED_ON}"
-)
 def test_a_borrowed_account_id_and_hostname_do_not_reveal_cached_contacts(
     client: httpx.Client, companies: tuple[Company, Company], server: LiveServer
 ) -> None:

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import call_log_body, new_phone
 from tests.faults.conftest import bearer, create_contact, log_call_until_matched, matched_log_id
@@ -18,9 +17,6 @@ CRM_DELAY = 1.5  # under the read timeout: the server is still waiting when it i
 ACTIVITY_CREATE = "POST /api/v1/activities"
 
 
-@pytest.mark.xfail(
-    strict=False, reason="issue 6 item 2: stale pending reservation never taken over; branch logs"
-)
 def test_kill_9_mid_call_log_then_restart_logs_the_call_exactly_once(
     tmp_path: Path, crm_process: CrmProcess
 ) -> None:

@@ -50,9 +50,6 @@ def test_duplicate_creates_on_two_workers_with_a_slow_crm_make_one_contact(
     assert len(crm.contacts_with_phone(phone)) == 1
 
 
-@pytest.mark.xfail(
-    strict=False, reason="issue 6 item 3: unknown-outcome create is not adopted; branch crmcalls"
-)
 def test_create_finished_by_the_crm_after_the_read_timeout_is_adopted_on_retry(
     two_workers: ServerProcess, crm_process: CrmProcess
 ) -> None:
