@@ -12,6 +12,7 @@ from appconnect.connectors.sdk import INTERFACE_METHODS, implements
 from appconnect.flows import call_logs, contacts, login, message_logs, user_settings
 from appconnect.flows.reply import ClientError
 from appconnect.flows.requests import (
+    PHONE_CHARS,
     ApiKeyLoginBody,
     CallLogBody,
     CallLogPatchBody,
@@ -33,7 +34,7 @@ USER_NOT_FOUND = "User not found"
 
 @router.get("/isAlive")
 async def is_alive() -> Response:
-    return text_response("OK", media_type="text/plain; charset=utf-8")
+    return text_response("OK")
 
 
 @router.get("/crmManifest")
@@ -160,6 +161,8 @@ async def hostname(request: Request) -> Response:
 async def find_contact(request: Request) -> Response:
     claims = caller_of(request).require()
     q = request.query_params
+    if len(q.get("phoneNumber") or "") > PHONE_CHARS:
+        raise ClientError(f"phoneNumber: must be at most {PHONE_CHARS} characters", as_json=True)
     reply = await contacts.find_contact(
         services_of(request),
         claims,
@@ -195,7 +198,8 @@ async def get_call_log(request: Request) -> Response:
     reply = await call_logs.get_call_logs(
         services_of(request),
         claims,
-        session_ids=q.get("sessionIds"),
+        # empty entries (`sessionIds=,,`) name no session: they must not match anything
+        session_ids=",".join(s for s in (q.get("sessionIds") or "").split(",") if s.strip()),
         extension_number=q.get("extensionNumber"),
         hashed_extension_id=q.get("hashedExtensionId"),
         require_details=q.get("requireDetails") == "true",
