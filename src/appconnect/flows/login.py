@@ -161,6 +161,8 @@ async def oauth_callback(services: Services, query: dict[str, str]) -> Reply:
     if not platform:
         raise ClientError("Missing platform name")
     connector = connector_for(services, platform)
+    if connector.auth_type != "oauth":
+        raise ClientError(f"platform: {platform} does not log in with OAuth", as_json=True)
     hostname = checked_hostname(query.get("hostname") or state.get("hostname"))
     _checked_id("rcAccountId", query.get("rcAccountId"))
     _checked_id("rcExtensionId", query.get("rcExtensionId"))
