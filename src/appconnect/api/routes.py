@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from appconnect import __version__
 from appconnect.api.http import caller_of, json_response, parse_body, respond, services_of, text_response
+from appconnect.api.openapi import DOCS_CSP, DOCS_INIT_JS, DOCS_PATH, OPENAPI_PATH, build_openapi, docs_page
 from appconnect.connectors.sdk import INTERFACE_METHODS, implements
 from appconnect.flows import call_logs, contacts, login, message_logs, user_settings
 from appconnect.flows.reply import ClientError
@@ -111,6 +112,29 @@ async def user_info_hash(request: Request) -> Response:
     return json_response(
         {"extensionId": hash_value(extension_id, key), "accountId": hash_value(account_id, key)}
     )
+
+
+@router.get(OPENAPI_PATH, include_in_schema=False)
+async def openapi_document(request: Request) -> Response:
+    document = getattr(request.app.state, "openapi_document", None)
+    if document is None:
+        document = build_openapi(__version__, services_of(request).settings.server_url())
+        request.app.state.openapi_document = document
+    return json_response(document)
+
+
+@router.get(DOCS_PATH, include_in_schema=False)
+async def docs() -> Response:
+    return Response(
+        docs_page("App Connect connector server API"),
+        media_type="text/html; charset=utf-8",
+        headers={"content-security-policy": DOCS_CSP},
+    )
+
+
+@router.get(f"{DOCS_PATH}/init.js", include_in_schema=False)
+async def docs_script() -> Response:
+    return Response(DOCS_INIT_JS, media_type="text/javascript; charset=utf-8")
 
 
 # --- auth ---------------------------------------------------------------------------------------------------
