@@ -118,6 +118,9 @@ def test_every_answer_has_cors_and_a_request_id(server: LiveServer, client: http
         assert response.headers["access-control-allow-origin"] == "*"
         assert response.headers["x-request-id"]
     assert "x-request-id" in not_found.headers["access-control-expose-headers"]
+    for response in (too_big, not_found):
+        assert response.json()["successful"] is False
+        assert response.json()["requestId"] == response.headers["x-request-id"]
 
 
 def test_a_sane_incoming_request_id_is_kept_and_a_hostile_one_replaced(client: httpx.Client) -> None:

@@ -309,3 +309,13 @@ def test_user_settings_are_bounded_in_depth_keys_and_size(client: httpx.Client, 
         last = client.post("/user/settings", json={"userSettings": chunk}, headers=auth)
     assert last.status_code == 400 and "userSettings" in last.json()["error"]
     assert client.get("/user/settings", headers=auth).status_code == 200
+
+
+@pytest.mark.parametrize("header", ["rc-account-id", "rc-extension-id"])
+def test_login_refuses_identity_headers_longer_than_their_column(
+    client: httpx.Client, crm_api_key: str, header: str
+) -> None:
+    response = client.post(
+        "/apiKeyLogin", json={"platform": "testcrm", "apiKey": crm_api_key}, headers={header: "h" * 300}
+    )
+    assert response.status_code == 400 and header in response.json()["error"]

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -134,6 +135,12 @@ def create_app(settings: Settings, registry: ConnectorRegistry | None = None) ->
             )
         log.error("database error, request %s: %s", request_id, type(exc).__name__, exc_info=exc)
         return json_response({"successful": False, "returnMessage": DATABASE_FAILED.to_wire()})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """Unknown route or method: the same envelope as every other error answer."""
+        headers = dict(exc.headers) if exc.headers else None
+        return json_response(error_body(str(exc.detail), _request_id(request)), exc.status_code, headers)
 
     # Anything else escapes to ErrorBoundary (innermost middleware), so its answer still gets CORS headers.
 

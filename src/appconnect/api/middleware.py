@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from urllib.parse import parse_qsl
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from appconnect.api.failures import classify, encode, error_body, request_id_from
@@ -30,7 +29,7 @@ class BodySizeLimit:
             return
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._refuse(send)
+                await self._refuse(scope, send)
                 return
         received = 0
         started = False
@@ -54,17 +53,11 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(scope, send)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, scope: Scope, send: Send) -> None:
         message = f"Request body too large (limit {self.max_bytes} bytes)"
-        body = orjson.dumps(
-            {
-                "successful": False,
-                "returnMessage": {"message": message, "messageType": "warning", "ttl": 5000},
-                "error": message,
-            }
-        )
+        body = encode(error_body(message, scope.get("state", {}).get("request_id")))
         await send(
             {
                 "type": "http.response.start",
