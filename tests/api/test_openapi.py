@@ -86,7 +86,7 @@ def schemathesis_command() -> list[str]:
 
 @pytest.mark.parametrize("authenticated", [True, False], ids=["with-jwt", "without-jwt"])
 def test_schemathesis_finds_no_5xx_and_no_answer_outside_the_schema(
-    server: LiveServer, jwt: str, authenticated: bool
+    server: LiveServer, jwt: str, authenticated: bool, tmp_path: Path
 ) -> None:
     if not authenticated and server.settings.database_url.startswith("postgresql"):
         pytest.skip("without a JWT nothing reaches the database: fuzzed once, on SQLite")
@@ -106,7 +106,8 @@ def test_schemathesis_finds_no_5xx_and_no_answer_outside_the_schema(
     if authenticated:
         # logging out would leave the rest of the run without a session; the unauthenticated run covers it
         command += ["--header", f"Authorization: Bearer {jwt}", "--exclude-path", "/unAuthorize"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    # its run directory (.schemathesis/) goes to a temporary folder, not the checkout
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-8000:]
     assert "passed" in output and "failed" not in output.split("SUMMARY")[-1]
