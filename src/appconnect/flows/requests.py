@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     StrictInt,
     StrictStr,
     StringConstraints,
@@ -104,13 +105,33 @@ def _duration(value: int | str | float) -> int | str | float:
     return value
 
 
+def _documented(**keywords: int | str) -> Any:
+    """JSON-schema keywords for the OpenAPI document; string keywords do not constrain the integer branch."""
+    extra: dict[str, JsonValue] = dict(keywords)
+    return Field(json_schema_extra=extra)
+
+
 Id = Annotated[StrictStr, StringConstraints(max_length=ID_CHARS)]
-Duration = Annotated[StrictInt | StrictStr | float, AfterValidator(_duration)]
-IdOrNumber = Annotated[StrictStr | StrictInt, _bounded(ID_CHARS)]
-SessionId = Annotated[StrictStr | StrictInt, AfterValidator(_session_id)]
-ExtensionNumber = Annotated[StrictStr | StrictInt, _bounded(EXTENSION_CHARS)]
-ContactId = Annotated[StrictStr | StrictInt, _bounded(CONTACT_ID_CHARS)]
-MessageId = Annotated[StrictStr | StrictInt, _bounded(MESSAGE_ID_CHARS)]
+Duration = Annotated[
+    StrictInt | StrictStr | float,
+    AfterValidator(_duration),
+    _documented(minimum=0, maximum=MAX_DURATION_SECONDS, maxLength=32),
+]
+IdOrNumber = Annotated[StrictStr | StrictInt, _bounded(ID_CHARS), _documented(maxLength=ID_CHARS)]
+SessionId = Annotated[
+    StrictStr | StrictInt,
+    AfterValidator(_session_id),
+    _documented(maxLength=ID_CHARS, pattern=r"^[^,]*[^,\s][^,]*$"),
+]
+ExtensionNumber = Annotated[
+    StrictStr | StrictInt, _bounded(EXTENSION_CHARS), _documented(maxLength=EXTENSION_CHARS)
+]
+ContactId = Annotated[
+    StrictStr | StrictInt, _bounded(CONTACT_ID_CHARS), _documented(maxLength=CONTACT_ID_CHARS)
+]
+MessageId = Annotated[
+    StrictStr | StrictInt, _bounded(MESSAGE_ID_CHARS), _documented(maxLength=MESSAGE_ID_CHARS)
+]
 Phone = Annotated[StrictStr, StringConstraints(max_length=PHONE_CHARS)]
 ConversationLogId = Annotated[StrictStr, StringConstraints(max_length=MESSAGE_ID_CHARS)]
 
