@@ -88,7 +88,16 @@ def test_huge_duration_is_a_400_naming_the_field(client: httpx.Client, jwt: str,
 
 @pytest.mark.parametrize(
     "start_time",
-    ["99999999999999999999", "-1", "not a time", "2026-13-45T99:99:99Z", "253402300800000", 2**62],
+    [
+        "99999999999999999999",
+        "-1",
+        "not a time",
+        "2026-13-45T99:99:99Z",
+        "253402300800000",
+        2**62,
+        "9999-12-31T23:59:59-14:00",
+        "0001-01-01T00:00:00+14:00",
+    ],
 )
 def test_odd_start_time_still_logs_the_call(client: httpx.Client, jwt: str, start_time: object) -> None:
     phone = new_phone()

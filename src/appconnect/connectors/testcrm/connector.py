@@ -84,6 +84,8 @@ def _parse_time(value: str | None) -> datetime | None:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except (ValueError, OverflowError, OSError):
         return None
+    if not 1 < parsed.year < 9999:  # a day from the calendar's edge: any offset would overflow
+        return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
