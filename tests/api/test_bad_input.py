@@ -24,7 +24,7 @@ def test_missing_jwt_is_400_plain_text(client: httpx.Client) -> None:
     response = client.get("/contact", params={"phoneNumber": new_phone()})
     assert response.status_code == 400
     assert response.text == AUTHORIZE_FIRST
-    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
 
 
 def test_garbage_jwt_in_query_is_400(client: httpx.Client) -> None:
@@ -83,7 +83,8 @@ def test_jwt_near_expiry_is_rotated_in_a_header(server: LiveServer, client: http
 def test_unknown_platform_login_is_refused(client: httpx.Client) -> None:
     response = client.post("/apiKeyLogin", json={"platform": "nosuchcrm", "apiKey": "k"})
     assert response.status_code == 400
-    assert response.json() == {"error": "Connector not found for platform: nosuchcrm"}
+    assert response.json()["error"] == "Connector not found for platform: nosuchcrm"
+    assert response.json()["returnMessage"]["message"] == "Connector not found for platform: nosuchcrm"
     missing = client.post("/apiKeyLogin", json={"apiKey": "k"})
     assert missing.status_code == 400 and missing.text == "Missing platform name"
 
@@ -102,7 +103,8 @@ def test_unknown_platform_in_a_valid_jwt_is_refused(server: LiveServer, client: 
         headers={"Authorization": f"Bearer {token}"},
     )
     assert response.status_code == 400
-    assert response.json() == {"error": "Connector not found for platform: nosuchcrm"}
+    assert response.json()["error"] == "Connector not found for platform: nosuchcrm"
+    assert response.json()["returnMessage"]["message"] == "Connector not found for platform: nosuchcrm"
 
 
 @pytest.mark.parametrize(

@@ -479,3 +479,27 @@ def test_plain_text_is_not_escaped_and_backslashes_survive() -> None:
         log_format="text/plain", existing_body="- Note: old\n- Result: x\n", note=r"a < b \1 \g<0>"
     )
     assert body == "- Note: a < b \\1 \\g<0>\n- Result: x\n"
+
+
+@pytest.mark.parametrize(
+    "start_time",
+    [
+        "9999-12-31T23:59:59+00:00",
+        "0001-01-01T00:00:00+00:00",
+        "99999999999999999999",
+        "253402300800000",
+        2**62,
+    ],
+)
+@pytest.mark.parametrize("timezone_offset", ["+14:00", "-14:00", "-23:59"])
+def test_start_times_at_the_calendar_edge_do_not_crash(start_time: str | int, timezone_offset: str) -> None:
+    """Converting a moment a day from year 1 or 9999 into the user's zone overflowed and failed the log."""
+    for log_format in ("text/plain", "text/html", "text/markdown"):
+        body = compose_call_log(
+            log_format=log_format,
+            start_time=start_time,  # type: ignore[arg-type]
+            duration="99999999999999999999",
+            timezone_offset=timezone_offset,
+            note="kept",
+        )
+        assert "kept" in body

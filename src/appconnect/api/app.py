@@ -9,23 +9,30 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
 from appconnect import __version__
 from appconnect.api.busy import install_busy_handler
+from appconnect.api.failures import (
+    DEPENDENCY_DOWN_MESSAGE,
+    RETRY_AFTER_SECONDS,
+    error_body,
+)
 from appconnect.api.http import json_response, text_response
-from appconnect.api.middleware import BodySizeLimit
+from appconnect.api.middleware import BodySizeLimit, ErrorBoundary, QueryGuard, RequestContext
 from appconnect.api.routes import router
 from appconnect.connectors.registry import ConnectorRegistry
 from appconnect.flows import oauth
+from appconnect.flows.availability import is_dependency_down
 from appconnect.flows.errors import DATABASE_FAILED, SESSION_EXPIRED
 from appconnect.flows.log_retrier import LogRetrier
 from appconnect.flows.reply import ClientError
 from appconnect.flows.services import build_services
 from appconnect.flows.session import SessionRevoked
-from appconnect.security.redact import install_redaction, redact
+from appconnect.security.redact import install_redaction
 from appconnect.settings import Settings
 from appconnect.store.locks import LockTimeout
 
@@ -89,9 +96,9 @@ def create_app(settings: Settings, registry: ConnectorRegistry | None = None) ->
     app.include_router(router)
 
     @app.exception_handler(ClientError)
-    async def client_error(_request: Request, exc: ClientError) -> Response:
+    async def client_error(request: Request, exc: ClientError) -> Response:
         if exc.as_json:
-            return json_response({"error": exc.text}, exc.status)
+            return json_response(error_body(exc.text, _request_id(request)), exc.status)
         return text_response(exc.text, exc.status)
 
     @app.exception_handler(SessionRevoked)
@@ -135,24 +142,44 @@ def create_app(settings: Settings, registry: ConnectorRegistry | None = None) ->
     install_busy_handler(app)
 
     @app.exception_handler(SQLAlchemyError)
-    async def database_failed(_request: Request, exc: SQLAlchemyError) -> Response:
-        log.error("database error: %s", type(exc).__name__)
+    async def database_failed(request: Request, exc: SQLAlchemyError) -> Response:
+        request_id = _request_id(request)
+        if is_dependency_down(exc):
+            log.error("database unavailable, request %s", request_id, exc_info=exc)
+            return json_response(
+                error_body(DEPENDENCY_DOWN_MESSAGE, request_id),
+                503,
+                headers={"retry-after": str(RETRY_AFTER_SECONDS)},
+            )
+        log.error("database error, request %s: %s", request_id, type(exc).__name__, exc_info=exc)
         return json_response({"successful": False, "returnMessage": DATABASE_FAILED.to_wire()})
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return json_response({"error": redact(str(exc)) or type(exc).__name__}, 400)
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """Unknown route or method: the same envelope as every other error answer."""
+        headers = dict(exc.headers) if exc.headers else None
+        return json_response(error_body(str(exc.detail), _request_id(request)), exc.status_code, headers)
+
+    # Anything else escapes to ErrorBoundary (innermost middleware), so its answer still gets CORS headers.
 
     if embedded_crm is not None:
         app.mount("/testcrm", embedded_crm)
 
+    # add_middleware wraps: the last added is the outermost layer.
+    app.add_middleware(ErrorBoundary)
+    app.add_middleware(QueryGuard)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=["*"],
         allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
         allow_headers=["*"],
-        expose_headers=["x-refreshed-jwt-token"],
+        expose_headers=["x-refreshed-jwt-token", "x-request-id"],
     )
+    app.add_middleware(RequestContext)
     return app
+
+
+def _request_id(request: Request) -> str | None:
+    request_id: str | None = getattr(request.state, "request_id", None)
+    return request_id

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from appconnect.api.session import Caller, read_caller
 from appconnect.flows.reply import ClientError, Reply
+from appconnect.flows.requests import InvalidField, check_json
 from appconnect.flows.services import Services
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -33,8 +34,9 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
-def text_response(text: str, status: int = 200, media_type: str = "text/html; charset=utf-8") -> Response:
-    return Response(text, status_code=status, media_type=media_type)
+def text_response(text: str, status: int = 200) -> Response:
+    """Plain text, never HTML: stored values (the login hostname) must not run as script in a browser."""
+    return Response(text, status_code=status, media_type="text/plain; charset=utf-8")
 
 
 def respond(request: Request, reply: Reply) -> Response:
@@ -55,7 +57,7 @@ def _describe(error: ValidationError) -> str:
     problems = []
     for item in error.errors()[:5]:
         where = ".".join(str(p) for p in item["loc"]) or "body"
-        problems.append(f"{where}: {item['msg']}")
+        problems.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
     return "Invalid request body: " + "; ".join(problems)
 
 
@@ -68,6 +70,10 @@ async def parse_body(request: Request, model: type[Model]) -> Model:
         raise ClientError("Invalid request body: not valid JSON", as_json=True) from exc
     if not isinstance(data, dict):
         raise ClientError("Invalid request body: expected a JSON object", as_json=True)
+    try:
+        check_json(data)
+    except InvalidField as exc:
+        raise ClientError(f"Invalid request body: {exc}", as_json=True) from exc
     try:
         return model.model_validate(data)
     except ValidationError as exc:

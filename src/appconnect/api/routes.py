@@ -8,11 +8,13 @@ from starlette.responses import Response
 
 from appconnect import __version__
 from appconnect.api.http import caller_of, json_response, parse_body, respond, services_of, text_response
+from appconnect.api.openapi import DOCS_CSP, DOCS_INIT_JS, DOCS_PATH, OPENAPI_PATH, build_openapi, docs_page
 from appconnect.connectors.sdk import INTERFACE_METHODS, implements
 from appconnect.flows import call_logs, contacts, login, message_logs, user_settings
 from appconnect.flows.common import current_user
 from appconnect.flows.reply import ClientError
 from appconnect.flows.requests import (
+    PHONE_CHARS,
     ApiKeyLoginBody,
     CallLogBody,
     CallLogPatchBody,
@@ -34,7 +36,7 @@ USER_NOT_FOUND = "User not found"
 
 @router.get("/isAlive")
 async def is_alive() -> Response:
-    return text_response("OK", media_type="text/plain; charset=utf-8")
+    return text_response("OK")
 
 
 @router.get("/crmManifest")
@@ -113,6 +115,29 @@ async def user_info_hash(request: Request) -> Response:
     )
 
 
+@router.get(OPENAPI_PATH, include_in_schema=False)
+async def openapi_document(request: Request) -> Response:
+    document = getattr(request.app.state, "openapi_document", None)
+    if document is None:
+        document = build_openapi(__version__, services_of(request).settings.server_url())
+        request.app.state.openapi_document = document
+    return json_response(document)
+
+
+@router.get(DOCS_PATH, include_in_schema=False)
+async def docs() -> Response:
+    return Response(
+        docs_page("App Connect connector server API"),
+        media_type="text/html; charset=utf-8",
+        headers={"content-security-policy": DOCS_CSP},
+    )
+
+
+@router.get(f"{DOCS_PATH}/init.js", include_in_schema=False)
+async def docs_script() -> Response:
+    return Response(DOCS_INIT_JS, media_type="text/javascript; charset=utf-8")
+
+
 # --- auth ---------------------------------------------------------------------------------------------------
 
 
@@ -161,6 +186,8 @@ async def hostname(request: Request) -> Response:
 async def find_contact(request: Request) -> Response:
     claims = caller_of(request).require()
     q = request.query_params
+    if len(q.get("phoneNumber") or "") > PHONE_CHARS:
+        raise ClientError(f"phoneNumber: must be at most {PHONE_CHARS} characters", as_json=True)
     reply = await contacts.find_contact(
         services_of(request),
         claims,
@@ -196,7 +223,8 @@ async def get_call_log(request: Request) -> Response:
     reply = await call_logs.get_call_logs(
         services_of(request),
         claims,
-        session_ids=q.get("sessionIds"),
+        # empty entries (`sessionIds=,,`) name no session: they must not match anything
+        session_ids=",".join(s for s in (q.get("sessionIds") or "").split(",") if s.strip()),
         extension_number=q.get("extensionNumber"),
         hashed_extension_id=q.get("hashedExtensionId"),
         require_details=q.get("requireDetails") == "true",

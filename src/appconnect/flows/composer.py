@@ -207,7 +207,10 @@ def compose_call_log(
         moment = _parse_start_time(resolved_start)
         if moment is not None:
             date_format = _setting(settings, "logDateFormat") or DEFAULT_DATE_FORMAT
-            local = moment.astimezone(timezone(_parse_offset(timezone_offset)))
+            try:
+                local = moment.astimezone(timezone(_parse_offset(timezone_offset)))
+            except OverflowError:  # a time at the very edge of the calendar: show it as given
+                local = moment
             body = _upsert_line(body, fmt, _DATE, _text(fmt, format_date(local, str(date_format))))
 
     resolved_duration = duration if duration is not None else (call.duration if call is not None else None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -17,6 +18,7 @@ from appconnect.connectors.sdk import (
     implements,
 )
 from appconnect.flows import oauth
+from appconnect.flows.availability import is_dependency_down
 from appconnect.flows.common import connector_for, current_user, verified_scope
 from appconnect.flows.errors import DATABASE_FAILED
 from appconnect.flows.reply import ClientError, Reply
@@ -25,6 +27,42 @@ from appconnect.flows.services import Services
 from appconnect.flows.session import SessionRevoked, open_session
 from appconnect.security.jwt import SessionClaims
 from appconnect.store.users import UserRecord
+
+_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_HOST_PORT = re.compile(r"^(?P<host>[^:]+)(?::(?P<port>[0-9]{1,5}))?$")
+_HOSTNAME_PROBLEM = "hostname: must be a DNS name or host:port (e.g. example.pipedrive.com)"
+_STORED_ID_CHARS = 255
+
+
+def valid_hostname(text: str) -> bool:
+    """A DNS name (internationalised names allowed) with an optional port; no scheme, path or markup."""
+    match = _HOST_PORT.match(text)
+    if match is None:
+        return False
+    port = match["port"]
+    if port is not None and not 0 < int(port) < 65536:
+        return False
+    host = match["host"].rstrip(".")
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except (UnicodeError, ValueError):
+        return False
+    labels = ascii_host.split(".")
+    return len(ascii_host) <= 253 and all(_LABEL.match(label) for label in labels)
+
+
+def checked_hostname(raw: str | None) -> str:
+    """The login hostname, refused with a 400 naming the field unless it is a plain host name."""
+    hostname = (raw or "").strip()
+    if hostname and not valid_hostname(hostname):
+        raise ClientError(_HOSTNAME_PROBLEM, as_json=True)
+    return hostname
+
+
+def _checked_id(name: str, value: str | None) -> str | None:
+    if value is not None and len(value) > _STORED_ID_CHARS:
+        raise ClientError(f"{name}: must be at most {_STORED_ID_CHARS} characters", as_json=True)
+    return value
 
 
 async def _user_info(connector: Connector, request: LoginRequest) -> UserInfoResult:
@@ -39,7 +77,9 @@ async def _user_info(connector: Connector, request: LoginRequest) -> UserInfoRes
 async def _save(services: Services, record: UserRecord) -> UserRecord | None:
     try:
         return await services.users.save_login(record)
-    except Exception:
+    except Exception as exc:
+        if is_dependency_down(exc):
+            raise  # 503 + Retry-After, not a login failure
         return None
 
 
@@ -62,7 +102,9 @@ async def api_key_login(
     connector = connector_for(services, body.platform)
     if not body.api_key:
         return Reply({"returnMessage": ReturnMessage("API key is required.", "warning", 3000).to_wire()}, 400)
-    hostname = body.hostname or ""
+    hostname = checked_hostname(body.hostname)
+    _checked_id("rc-account-id", rc_account_header)
+    _checked_id("rc-extension-id", rc_extension_header)
     additional = dict(body.additional_info or {})
     additional.setdefault("apiKey", body.api_key)
     auth_header = "Basic " + connector.basic_auth(body.api_key)
@@ -120,7 +162,11 @@ async def oauth_callback(services: Services, query: dict[str, str]) -> Reply:
     if not platform:
         raise ClientError("Missing platform name")
     connector = connector_for(services, platform)
-    hostname = query.get("hostname") or state.get("hostname") or ""
+    if connector.auth_type != "oauth":
+        raise ClientError(f"platform: {platform} does not log in with OAuth", as_json=True)
+    hostname = checked_hostname(query.get("hostname") or state.get("hostname"))
+    _checked_id("rcAccountId", query.get("rcAccountId"))
+    _checked_id("rcExtensionId", query.get("rcExtensionId"))
     callback_query = parse_qs(urlparse(callback_uri).query)
     if "error" in callback_query:
         reason = callback_query.get("error_description", callback_query["error"])[0]

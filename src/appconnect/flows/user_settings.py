@@ -6,7 +6,7 @@ from typing import Any
 
 from appconnect.flows.common import current_user
 from appconnect.flows.reply import ClientError, Reply
-from appconnect.flows.requests import UserSettingsBody
+from appconnect.flows.requests import UserSettingsBody, check_settings_size
 from appconnect.flows.services import Services
 from appconnect.security.jwt import SessionClaims
 
@@ -53,6 +53,10 @@ async def update_user_settings(services: Services, claims: SessionClaims, body: 
     settings = {**user.user_settings, **body.user_settings}
     for key in body.setting_keys_to_remove:
         settings.pop(key, None)
+    try:  # each request is bounded; so is what they add up to
+        check_settings_size(settings)
+    except ValueError as exc:
+        raise ClientError(f"userSettings: together with the stored settings, it {exc}", as_json=True) from exc
     await services.users.save_settings(user.id, settings)
     return Reply({"userSettings": settings})
 

@@ -714,7 +714,7 @@ async def test_callback_on_wrong_redirect_path(agent: Agent, fake_pipedrive: Fak
         f"https://appconnect.example.test/somewhere-else?code={code}&state=platform%3Dpipedrive"
     )
     assert response.status_code == 400
-    assert response.json() == {"error": "Redirected path should match configured path"}
+    assert response.json()["error"] == "Redirected path should match configured path"
     assert fake_pipedrive.code_exchanges == 0
 
 

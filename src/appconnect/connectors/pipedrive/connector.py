@@ -585,18 +585,23 @@ def _opt_str(value: Any) -> str | None:
 
 def _parse_time(value: Any) -> datetime:
     """A RingCentral timestamp (ISO 8601 or epoch milliseconds) in UTC; now when absent or unreadable."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000, UTC)
-    if isinstance(value, str) and value.strip():
-        text = value.strip()
-        if text.isdigit():
-            return datetime.fromtimestamp(int(text) / 1000, UTC)
-        try:
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            return datetime.now(UTC)
-        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return datetime.now(UTC)
+    parsed: datetime | None = None
+    try:  # an epoch beyond year 9999 overflows: treat it like any unreadable time
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            parsed = datetime.fromtimestamp(value / 1000, UTC)
+        elif isinstance(value, str) and value.strip():
+            text = value.strip()
+            if text.isdigit():
+                parsed = datetime.fromtimestamp(int(text) / 1000, UTC)
+            else:
+                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+                parsed = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        parsed = None
+    # a day from the calendar's edge: converting to the user's zone would overflow
+    if parsed is None or not 1 < parsed.year < 9999:
+        return datetime.now(UTC)
+    return parsed
 
 
 def _user_tz(user: UserView) -> timezone:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -42,17 +43,35 @@ _COUNTER = re.compile(r"^Conversation\((\d+) messages?\)")
 _OFFSET = re.compile(r"^([+-])(\d{1,2}):?(\d{2})$")
 
 
+_MAX_DURATION_SECONDS = 10**9  # ~31 years: anything larger is not a call duration
+
+
 def _as_int(value: Any) -> int | None:
-    """Durations arrive as int or numeric string (or "pending"): only real numbers reach the CRM."""
+    """Durations arrive as int or numeric string (or "pending"): only plausible numbers reach the CRM."""
+    number: int | None = None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
+        number = value
+    elif isinstance(value, float) and math.isfinite(value):
+        number = int(value)
+    elif isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 12:
+        number = int(value.strip())
+    return number if number is not None and 0 <= number <= _MAX_DURATION_SECONDS else None
+
+
+def _contact_ref(contact_id: str) -> int | None:
+    """Test-CRM contact ids are positive 64-bit integers; anything else cannot name one of its contacts."""
+    text = contact_id.strip()
+    if not text.isdigit() or len(text) > 18:
+        return None
+    return int(text)
+
+
+def _unknown_contact() -> LogResult:
+    return LogResult(
+        None, ReturnMessage("Contact not found: the test CRM's contact ids are numbers.", "warning", 5000)
+    )
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -60,11 +79,13 @@ def _parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
     text = value.strip()
-    if text.isdigit():
-        return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
-    try:
+    try:  # an epoch beyond year 9999 overflows: unreadable, like any other odd time
+        if text.isdigit():
+            return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
+        return None
+    if not 1 < parsed.year < 9999:  # a day from the calendar's edge: any offset would overflow
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
@@ -233,6 +254,9 @@ class TestCrmConnector(Connector):
     # --- call logs -----------------------------------------------------------------------------------------
 
     async def create_call_log(self, call: CrmCall, log: CallLogCreate) -> LogResult:
+        contact_ref = _contact_ref(log.contact.id)
+        if contact_ref is None:
+            return _unknown_contact()
         record = log.call
         inbound = record.direction == "Inbound"
         who = log.contact.name or log.contact.phone_number or record.contact_party.phone_number or "unknown"
@@ -244,7 +268,7 @@ class TestCrmConnector(Connector):
         created = await call.http.post_json(
             "activities",
             {
-                "contact_id": int(log.contact.id),
+                "contact_id": contact_ref,
                 "kind": "call",
                 "subject": subject,
                 "body": log.composed_log_details,
@@ -297,6 +321,9 @@ class TestCrmConnector(Connector):
     # --- message logs --------------------------------------------------------------------------------------
 
     async def create_message_log(self, call: CrmCall, log: MessageLogCreate) -> LogResult:
+        contact_ref = _contact_ref(log.contact.id)
+        if contact_ref is None:
+            return _unknown_contact()
         tz = _user_tz(call.user)
         who = log.contact.name or log.contact.phone_number
         line = _message_line(
@@ -309,7 +336,7 @@ class TestCrmConnector(Connector):
         created = await call.http.post_json(
             "activities",
             {
-                "contact_id": int(log.contact.id),
+                "contact_id": contact_ref,
                 "kind": "message",
                 "subject": f"SMS conversation with {who} - {_message_time(log.message, tz):%Y-%m-%d}",
                 "body": f"Conversation(1 messages)\n{line}\n",

@@ -1,0 +1,519 @@
+"""The server's own OpenAPI 3.1 document of the contract routes it implements, and its docs page.
+
+Request bodies come from the pydantic models the routes validate with (flows/requests.py), so the document
+cannot drift from what is accepted. Responses describe what the routes really answer, errors included: 400
+(bad input, missing or invalid JWT: JSON envelope or plain text, as the contract has both), 401 (revoked CRM
+session), 413 (body too large), 500 (unexpected) and 503 (a dependency is down, with `Retry-After`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from appconnect.flows.requests import (
+    ApiKeyLoginBody,
+    CallLogBody,
+    CallLogPatchBody,
+    ContactCreateBody,
+    DispositionBody,
+    MessageLogBody,
+    UserSettingsBody,
+)
+
+OPENAPI_PATH = "/openapi.json"
+DOCS_PATH = "/docs"
+
+Json = dict[str, Any]
+
+_BODY_MODELS: dict[str, type[BaseModel]] = {
+    "ApiKeyLoginRequest": ApiKeyLoginBody,
+    "CreateContactRequest": ContactCreateBody,
+    "CreateCallLogRequest": CallLogBody,
+    "UpdateCallLogRequest": CallLogPatchBody,
+    "CallDispositionRequest": DispositionBody,
+    "MessageLogRequest": MessageLogBody,
+    "UserSettingsUpdateRequest": UserSettingsBody,
+}
+
+
+def _ref(name: str) -> Json:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: Json) -> Json:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+_ID: Json = {"anyOf": [{"type": "string"}, {"type": "integer"}]}
+
+_SCHEMAS: dict[str, Json] = {
+    "ReturnMessage": {
+        "type": "object",
+        "description": "A message the client shows: text, severity and how long (ms).",
+        "properties": {
+            "message": {"type": "string"},
+            "messageType": {"type": "string", "examples": ["success", "warning", "danger"]},
+            "ttl": {"type": "integer"},
+            "details": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "ErrorEnvelope": {
+        "type": "object",
+        "description": (
+            "An error answer: the contract envelope (`successful: false`, `returnMessage`), `error` (the "
+            "contract's 400 shape) and `requestId` (also the `X-Request-Id` header) to find the log line."
+        ),
+        "properties": {
+            "successful": {"const": False},
+            "returnMessage": _ref("ReturnMessage"),
+            "error": {"type": "string"},
+            "requestId": {"type": "string"},
+        },
+    },
+    "Contact": {
+        "type": "object",
+        "required": ["id"],
+        "properties": {
+            "id": _ID,
+            "name": {"type": "string"},
+            "type": _nullable({"type": "string"}),
+            "phone": _nullable({"type": "string"}),
+            "isNewContact": {"type": "boolean"},
+            "additionalInfo": _nullable({"type": "object"}),
+        },
+    },
+    "ContactListResponse": {
+        "type": "object",
+        "required": ["successful"],
+        "properties": {
+            "successful": {"type": "boolean"},
+            "returnMessage": _nullable(_ref("ReturnMessage")),
+            "contact": {"type": "array", "items": _ref("Contact")},
+        },
+    },
+    "ContactCreateResponse": {
+        "type": "object",
+        "required": ["successful"],
+        "properties": {
+            "successful": {"type": "boolean"},
+            "returnMessage": _ref("ReturnMessage"),
+            "contact": _ref("Contact"),
+        },
+    },
+    "LoginResponse": {
+        "type": "object",
+        "description": "`jwtToken` on success; only `returnMessage` when the CRM refused the login.",
+        "properties": {
+            "jwtToken": {"type": "string"},
+            "name": {"type": "string"},
+            "returnMessage": _ref("ReturnMessage"),
+        },
+    },
+    "Envelope": {
+        "type": "object",
+        "required": ["successful"],
+        "properties": {"successful": {"type": "boolean"}, "returnMessage": _nullable(_ref("ReturnMessage"))},
+    },
+    "CallLogLookupResponse": {
+        "type": "object",
+        "required": ["successful"],
+        "properties": {
+            "successful": {"type": "boolean"},
+            "returnMessage": _nullable(_ref("ReturnMessage")),
+            "logs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["sessionId", "matched"],
+                    "properties": {
+                        "sessionId": {"type": "string"},
+                        "matched": {"type": "boolean"},
+                        "logId": _ID,
+                        "logData": {"type": "object"},
+                    },
+                },
+            },
+        },
+    },
+    "CallLogMutationResponse": {
+        "type": "object",
+        "required": ["successful"],
+        "properties": {
+            "successful": {"type": "boolean"},
+            "returnMessage": _ref("ReturnMessage"),
+            "logId": _ID,
+            "updatedNote": _nullable({"type": "string"}),
+        },
+    },
+    "MessageLogResponse": {
+        "type": "object",
+        "required": ["successful"],
+        "properties": {
+            "successful": {"type": "boolean"},
+            "returnMessage": _nullable(_ref("ReturnMessage")),
+            "logIds": {"type": "array", "items": _ID},
+        },
+    },
+    "UserSettings": {
+        "type": "object",
+        "description": "Setting id -> `{value, customizable?, defaultValue?, options?}`.",
+        "additionalProperties": True,
+    },
+}
+
+_TEXT: Json = {"text/plain": {"schema": {"type": "string"}}}
+_REQUEST_ID_HEADER: Json = {
+    "X-Request-Id": {"description": "Id of this request in the server log.", "schema": {"type": "string"}}
+}
+
+
+def _json(schema: Json) -> Json:
+    return {"application/json": {"schema": schema}}
+
+
+def _error(description: str, *, text: bool = False, retry_after: bool = False) -> Json:
+    content = _json(_ref("ErrorEnvelope"))
+    if text:
+        content = {**content, **_TEXT}
+    headers = dict(_REQUEST_ID_HEADER)
+    if retry_after:
+        headers["Retry-After"] = {
+            "description": "Seconds to wait before retrying.",
+            "schema": {"type": "string"},
+        }
+    return {"description": description, "content": content, "headers": headers}
+
+
+_BAD_REQUEST = _error(
+    "Bad input (names the field), missing or invalid JWT, unknown user or platform. Plain text where the "
+    "contract answers text (e.g. `Please go to Settings and authorize CRM platform`).",
+    text=True,
+)
+_SERVER_ERRORS: Json = {
+    "500": _error("Unexpected error; the traceback is in the server log under the request id."),
+    "503": _error(
+        "The database or Redis is unavailable; retry after `Retry-After` seconds.", retry_after=True
+    ),
+}
+
+
+def _param(name: str, description: str, *, required: bool = False, schema: Json | None = None) -> Json:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
+_TRUE_FALSE: Json = {"type": "string", "enum": ["true", "false"]}
+
+
+def _operation(
+    operation_id: str,
+    summary: str,
+    ok: Json,
+    *,
+    jwt: bool = False,
+    body: str | None = None,
+    params: list[Json] | None = None,
+    ok_text: bool = False,
+    tag: str,
+) -> Json:
+    responses: Json = {
+        "200": {
+            "description": "Answer; business failures are `successful: false` with a `returnMessage`.",
+            "content": _TEXT if ok_text else _json(ok),
+            "headers": dict(_REQUEST_ID_HEADER),
+        },
+        "400": _BAD_REQUEST,
+        **_SERVER_ERRORS,
+    }
+    if jwt:
+        responses["401"] = _error(
+            "The CRM session was revoked (`errorCode: CRM_SESSION_REVOKED`); log in again."
+        )
+    operation: Json = {"operationId": operation_id, "summary": summary, "tags": [tag], "responses": responses}
+    if jwt:
+        operation["security"] = [{"userJwt": []}, {"legacyUserJwt": []}]
+    if params:
+        operation["parameters"] = params
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": _json(_ref(body))}
+        responses["413"] = _error("The request body is larger than `APPCONNECT_MAX_BODY_BYTES`.")
+    return operation
+
+
+def _paths() -> Json:
+    platform = _param("platform", "Connector name, e.g. `testcrm` or `pipedrive`.", required=True)
+    return {
+        "/isAlive": {"get": _operation("isAlive", "Health check: `OK`", {}, ok_text=True, tag="Health")},
+        "/crmManifest": {
+            "get": _operation(
+                "getManifest",
+                "The manifest (all platforms, or one)",
+                {"type": "object", "required": ["platforms"]},
+                params=[_param("platformName", "One platform's manifest; `default` (or absent) for all.")],
+                tag="Health",
+            )
+        },
+        "/implementedInterfaces": {
+            "get": _operation(
+                "getImplementedInterfaces",
+                "Which connector interfaces a platform implements",
+                {"type": "object", "additionalProperties": {"type": "boolean"}},
+                params=[platform],
+                tag="Health",
+            )
+        },
+        "/serverVersionInfo": {
+            "get": _operation(
+                "getServerVersionInfo",
+                "Server version",
+                {"type": "object", "required": ["version"], "properties": {"version": {"type": "string"}}},
+                tag="Health",
+            )
+        },
+        "/releaseNotes": {
+            "get": _operation("getReleaseNotes", "Release notes by version", {"type": "object"}, tag="Health")
+        },
+        "/userInfoHash": {
+            "get": _operation(
+                "getUserInfoHash",
+                "Hashed RingCentral extension and account ids",
+                {
+                    "type": "object",
+                    "required": ["extensionId", "accountId"],
+                    "properties": {"extensionId": {"type": "string"}, "accountId": {"type": "string"}},
+                },
+                params=[
+                    _param("extensionId", "RingCentral extension id", required=True),
+                    _param("accountId", "RingCentral account id", required=True),
+                ],
+                tag="Health",
+            )
+        },
+        "/apiKeyLogin": {
+            "post": _operation(
+                "apiKeyLogin",
+                "Log in with a CRM API key; answers the session JWT",
+                _ref("LoginResponse"),
+                body="ApiKeyLoginRequest",
+                tag="Auth",
+            )
+        },
+        "/oauth-callback": {
+            "get": _operation(
+                "oauthCallback",
+                "Finish an OAuth login: exchange the code, answer the session JWT",
+                _ref("LoginResponse"),
+                params=[
+                    _param("callbackUri", "The redirect URL the CRM sent the browser to (`code`, `state`)."),
+                    _param("hostname", "The CRM host (DNS name or host:port)."),
+                    _param("rcAccountId", "Hashed RingCentral account id."),
+                    _param("rcExtensionId", "Hashed RingCentral extension id."),
+                    _param("proxyId", "Proxy connector id."),
+                    _param("code", "Authorization code (when `callbackUri` is absent)."),
+                    _param("state", "OAuth state (fallback)."),
+                ],
+                tag="Auth",
+            )
+        },
+        "/unAuthorize": {
+            "post": _operation(
+                "unAuthorize",
+                "Log out: revoke at the CRM and forget the credentials; answers the bare returnMessage",
+                _ref("ReturnMessage"),
+                jwt=True,
+                tag="Auth",
+            )
+        },
+        "/authValidation": {
+            "get": _operation(
+                "authValidation", "Is the OAuth session still valid?", _ref("Envelope"), jwt=True, tag="Auth"
+            )
+        },
+        "/hostname": {
+            "get": _operation(
+                "getHostname",
+                "The CRM hostname given at login (plain text)",
+                {},
+                jwt=True,
+                ok_text=True,
+                tag="Auth",
+            )
+        },
+        "/contact": {
+            "get": _operation(
+                "findContact",
+                "Find contacts by phone number (a placeholder entry when none match)",
+                _ref("ContactListResponse"),
+                jwt=True,
+                params=[
+                    _param("phoneNumber", "E.164 phone number", required=True),
+                    _param("overridingFormat", "Comma-separated phone formats to search too"),
+                    _param("isExtension", "`true` when the number is an extension", schema=_TRUE_FALSE),
+                    _param(
+                        "isForceRefreshAccountData", "`true` bypasses the contact cache", schema=_TRUE_FALSE
+                    ),
+                ],
+                tag="Contacts",
+            ),
+            "post": _operation(
+                "createContact",
+                "Create the placeholder contact (one per account and number)",
+                _ref("ContactCreateResponse"),
+                jwt=True,
+                body="CreateContactRequest",
+                tag="Contacts",
+            ),
+        },
+        "/custom/contact/search": {
+            "get": _operation(
+                "searchContactsByName",
+                "Search contacts by name",
+                _ref("ContactListResponse"),
+                jwt=True,
+                params=[_param("name", "Name to search for")],
+                tag="Contacts",
+            )
+        },
+        "/callLog": {
+            "get": _operation(
+                "getCallLog",
+                "Which of up to five call sessions are logged (empty entries are ignored)",
+                _ref("CallLogLookupResponse"),
+                jwt=True,
+                params=[
+                    _param("sessionIds", "Comma-separated RingCentral session ids"),
+                    _param("extensionNumber", "Extension identity of the agent"),
+                    _param("hashedExtensionId", "Hashed extension identity of the agent"),
+                    _param("requireDetails", "`true` adds the CRM activity", schema=_TRUE_FALSE),
+                ],
+                tag="Call logs",
+            ),
+            "post": _operation(
+                "createCallLog",
+                "Log a call (one activity per session and extension identity)",
+                _ref("CallLogMutationResponse"),
+                jwt=True,
+                body="CreateCallLogRequest",
+                tag="Call logs",
+            ),
+            "patch": _operation(
+                "updateCallLog",
+                "Update a logged call (note, subject, recording, result)",
+                _ref("CallLogMutationResponse"),
+                jwt=True,
+                body="UpdateCallLogRequest",
+                tag="Call logs",
+            ),
+        },
+        "/callDisposition": {
+            "put": _operation(
+                "upsertCallDisposition",
+                "Set the disposition fields of a logged call",
+                _ref("Envelope"),
+                jwt=True,
+                body="CallDispositionRequest",
+                tag="Call logs",
+            )
+        },
+        "/messageLog": {
+            "post": _operation(
+                "createMessageLog",
+                "Log SMS/MMS/fax/voicemail messages (one activity per conversation and day)",
+                _ref("MessageLogResponse"),
+                jwt=True,
+                body="MessageLogRequest",
+                tag="Message logs",
+            )
+        },
+        "/user/settings": {
+            "get": _operation(
+                "getUserSettings",
+                "The user's settings merged with the account admin's",
+                _ref("UserSettings"),
+                jwt=True,
+                params=[_param("rcAccountId", "Hashed RingCentral account id (admin settings)")],
+                tag="Settings",
+            ),
+            "post": _operation(
+                "updateUserSettings",
+                "Merge settings in and remove keys; answers the stored settings",
+                {"type": "object", "properties": {"userSettings": _ref("UserSettings")}},
+                jwt=True,
+                body="UserSettingsUpdateRequest",
+                tag="Settings",
+            ),
+        },
+        "/user/preloadSettings": {
+            "get": _operation(
+                "preloadSettings",
+                "The account admin's settings, before login",
+                {
+                    "type": "object",
+                    "required": ["userSettings"],
+                    "properties": {"userSettings": {"type": "object"}},
+                },
+                params=[_param("rcAccountId", "Hashed RingCentral account id", required=True)],
+                tag="Settings",
+            )
+        },
+    }
+
+
+def _body_schemas() -> dict[str, Json]:
+    """Request-body schemas straight from the pydantic models (by alias: the wire names)."""
+    schemas: dict[str, Json] = {}
+    for name, model in _BODY_MODELS.items():
+        schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[name] = schema
+    return schemas
+
+
+def build_openapi(version: str, server_url: str) -> Json:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "App Connect connector server",
+            "version": version,
+            "description": (
+                "The RingCentral App Connect connector-server contract routes this server implements. "
+                "Business failures are HTTP 200 with `successful: false` and a `returnMessage`; every answer "
+                "carries `X-Request-Id`."
+            ),
+        },
+        "servers": [{"url": server_url}],
+        "paths": _paths(),
+        "components": {
+            "schemas": {**_body_schemas(), **_SCHEMAS},
+            "securitySchemes": {
+                "userJwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "legacyUserJwt": {"type": "apiKey", "in": "query", "name": "jwtToken"},
+            },
+        },
+    }
+
+
+def docs_page(title: str) -> str:
+    """Swagger UI over the local document. The UI's own script and style come from a CDN."""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+</head><body><div id="swagger-ui"></div>
+<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script src="{DOCS_PATH}/init.js"></script>
+</body></html>"""
+
+
+DOCS_INIT_JS = f'window.ui = SwaggerUIBundle({{url: "{OPENAPI_PATH}", dom_id: "#swagger-ui"}});\n'
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "img-src 'self' data: https://cdn.jsdelivr.net; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
