@@ -103,10 +103,6 @@ def private_postgres() -> PrivatePostgres:
     return cluster
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 6 items 2, 3, 4: raw 400s while the database is down, stuck reservations; branches api, logs, crmcalls",
-)
 def test_postgres_restart_under_load_loses_and_duplicates_nothing(
     tmp_path: Path, crm_process: CrmProcess, private_postgres: PrivatePostgres
 ) -> None:
