@@ -20,7 +20,7 @@ from appconnect.connectors.registry import ConnectorRegistry
 from appconnect.connectors.sdk import ContactLookup, ContactMatches, CrmCall
 from appconnect.connectors.testcrm import TestCrmConnector
 from appconnect.store.migrate import upgrade
-from tests.conftest import LiveServer, call_log_body, make_settings, new_phone
+from tests.conftest import LiveServer, call_log_body, crm_admin_headers, make_settings, new_phone
 from tests.support.app_server import run_app
 
 ORIGIN = {"Origin": "https://app.example.test"}
@@ -172,7 +172,9 @@ def exploding_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveS
 
 
 def login(client: httpx.Client) -> str:
-    key = client.post("/testcrm/api/v1/api-keys", json={"name": "Agent"}).json()["apiKey"]
+    key = client.post("/testcrm/api/v1/api-keys", json={"name": "Agent"}, headers=crm_admin_headers()).json()[
+        "apiKey"
+    ]
     response = client.post("/apiKeyLogin", json={"platform": "testcrm", "apiKey": key})
     assert response.status_code == 200, response.text
     token: str = response.json()["jwtToken"]

@@ -68,3 +68,50 @@ def test_kill_9_mid_call_log_then_restart_logs_the_call_exactly_once(
         assert len(crm.activities_of(contact_id)) == 1
     finally:
         server.stop()
+
+
+CONTACT_CREATE = "POST /api/v1/contacts"
+
+
+def test_kill_9_mid_placeholder_contact_then_retry_adopts_the_contact_the_crm_made(
+    tmp_path: Path, crm_process: CrmProcess
+) -> None:
+    """The server dies while the CRM is still creating the contact: the retry finds it instead of a second."""
+    database = f"sqlite+aiosqlite:///{tmp_path / 'appconnect.sqlite3'}"
+    server = ServerProcess(tmp_path, database, crm_process, APPCONNECT_CRM_READ_TIMEOUT=READ_TIMEOUT).start()
+    try:
+        key, crm = crm_process.new_account()
+        jwt = server.login(key)
+        phone = new_phone()
+        creates_before = crm_process.requests_seen(CONTACT_CREATE)
+        crm.inject(delay_seconds=CRM_DELAY, times=1, method="POST", path_prefix="/api/v1/contacts")
+        outcome: dict[str, object] = {}
+
+        def first_attempt() -> None:
+            try:
+                outcome["response"] = create_contact(server.base_url, jwt, phone)
+            except httpx.HTTPError as exc:
+                outcome["error"] = exc
+
+        sender = threading.Thread(target=first_attempt, daemon=True)
+        sender.start()
+        deadline = time.monotonic() + 10
+        while crm_process.requests_seen(CONTACT_CREATE) == creates_before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert crm_process.requests_seen(CONTACT_CREATE) > creates_before, "the CRM never got the create"
+        server.kill_hard()
+        sender.join(10)
+        assert "error" in outcome, "the killed server cannot have answered"
+        deadline = time.monotonic() + 10
+        while not crm.contacts_with_phone(phone) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the CRM finishes the create it was sleeping on
+        assert len(crm.contacts_with_phone(phone)) == 1
+
+        server.start()
+        retried = create_contact(server.base_url, jwt, phone).json()
+        assert retried["successful"] is True, retried
+        contacts = crm.contacts_with_phone(phone)
+        assert len(contacts) == 1, contacts
+        assert str(contacts[0]["id"]) == str(retried["contact"]["id"])
+    finally:
+        server.stop()

@@ -160,17 +160,22 @@ async def create_contact(services: Services, claims: SessionClaims, body: Contac
                     return Reply(
                         envelope(True, ReturnMessage("Contact created.", "success", 2000), contact=wire)
                     )
+            # Recorded before the CRM is asked: if this process dies, or the database fails while the answer
+            # is being stored, the next attempt finds the record and asks the CRM before creating again.
+            await services.cache.remember_created_contact(
+                scope, platform, new.phone_number, _unknown_outcome_marker(new)
+            )
             try:
                 created = await connector.create_contact(call, new)
             except InterfaceNotImplemented:
+                await services.cache.forget_created_contact(scope, platform, new.phone_number)
                 return Reply(envelope(False, warning(f"{platform} does not support creating contacts.")))
             except CrmHttpError as exc:
-                if exc.outcome_unknown:
-                    await services.cache.remember_created_contact(
-                        scope, platform, new.phone_number, _unknown_outcome_marker(new)
-                    )
+                if not exc.outcome_unknown:
+                    await services.cache.forget_created_contact(scope, platform, new.phone_number)
                 return Reply(envelope(False, crm_error_message(exc, platform, "createContact")))
             if created is None:
+                await services.cache.forget_created_contact(scope, platform, new.phone_number)
                 return Reply(envelope(False, warning("Contact was not created.")))
             contact = _with_defaults(created.contact, new)
             wire = contact.to_wire()
@@ -185,7 +190,8 @@ _UNKNOWN_OUTCOME_KEY = "createOutcomeUnknown"
 
 
 def _unknown_outcome_marker(new: NewContact) -> dict[str, object]:
-    """Stored in place of the created contact when the CRM took the create but did not answer."""
+    """Stored in place of the created contact until the CRM's answer is stored: a create in flight, or one the
+    CRM may have taken without our hearing back."""
     return {_UNKNOWN_OUTCOME_KEY: True, "name": new.name, "type": new.contact_type}
 
 

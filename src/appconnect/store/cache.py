@@ -88,6 +88,16 @@ class AccountCache:
             return None
         return row.contact
 
+    async def forget_created_contact(self, account_id: str, platform: str, phone: str) -> None:
+        """The CRM refused the create: nothing to replay or adopt."""
+        c = created_contacts.c
+        async with write_transaction(self._engine) as conn:
+            await conn.execute(
+                delete(created_contacts).where(
+                    c.account_id == account_id, c.platform == platform, c.phone_number == phone
+                )
+            )
+
     async def remember_created_contact(
         self, account_id: str, platform: str, phone: str, contact: Any
     ) -> None:
