@@ -29,7 +29,9 @@ def auth(jwt: str) -> dict[str, str]:
 
 
 def login(client: httpx.Client) -> tuple[str, str]:
-    key = client.post("/testcrm/api/v1/api-keys", json={"name": f"R {uuid.uuid4().hex[:6]}"}).json()["apiKey"]
+    key = client.post(
+        "/testcrm/api/v1/api-keys", json={"name": f"R {uuid.uuid4().hex[:6]}"}, headers=crm_admin_headers()
+    ).json()["apiKey"]
     response = client.post("/apiKeyLogin", json={"platform": "testcrm", "apiKey": key})
     assert response.status_code == 200, response.text
     return key, response.json()["jwtToken"]
@@ -53,7 +55,7 @@ def matched(client: httpx.Client, jwt: str, session: str) -> bool:
 
 def activity_posts(client: httpx.Client) -> int:
     """How many `POST /api/v1/activities` the embedded test CRM has received (it runs in the server process)."""
-    stats = client.get("/testcrm/api/_stats").json()["requests"]
+    stats = client.get("/testcrm/api/_stats", headers=crm_admin_headers()).json()["requests"]
     return int(stats.get("POST /api/v1/activities", 0))
 
 
@@ -324,13 +326,13 @@ def retrying_server(server: LiveServer, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture
 def retry_client(retrying_server: LiveServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=retrying_server.base_url, timeout=30) as http:
-        http.delete("/testcrm/api/_faults")
+        http.delete("/testcrm/api/_faults", headers=crm_admin_headers())
         yield http
-        http.delete("/testcrm/api/_faults")
+        http.delete("/testcrm/api/_faults", headers=crm_admin_headers())
 
 
 def inject(client: httpx.Client, **rule: object) -> None:
-    response = client.post("/testcrm/api/_faults", json=rule)
+    response = client.post("/testcrm/api/_faults", json=rule, headers=crm_admin_headers())
     assert response.status_code in (200, 201), response.text
 
 
