@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.api.test_multiprocess import free_port
-from tests.conftest import call_log_body, new_phone
+from tests.conftest import TESTCRM_ADMIN_TOKEN, call_log_body, crm_admin_headers, new_phone
 
 
 class ServerProcess:
@@ -38,6 +38,7 @@ class ServerProcess:
             "APPCONNECT_PUBLIC_URL": self.base,
             "TESTCRM_BASE_URL": f"{self.base}/testcrm/api/v1",
             "APPCONNECT_TESTCRM_FAULT_INJECTION": "true",
+            "APPCONNECT_TESTCRM_ADMIN_TOKEN": TESTCRM_ADMIN_TOKEN,
             "APPCONNECT_CRM_READ_TIMEOUT": "10",
             "APPCONNECT_LOG_STALE_SECONDS": "1",
             "APPCONNECT_LOG_RETRY_INTERVAL_SECONDS": "0.3",
@@ -81,7 +82,9 @@ def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
 
 def prepare(http: httpx.Client) -> tuple[str, str, str, str]:
     """(api key, jwt, contact id, phone) of a fresh user with one contact."""
-    key = http.post("/testcrm/api/v1/api-keys", json={"name": f"K {uuid.uuid4().hex[:6]}"}).json()["apiKey"]
+    key = http.post(
+        "/testcrm/api/v1/api-keys", json={"name": f"K {uuid.uuid4().hex[:6]}"}, headers=crm_admin_headers()
+    ).json()["apiKey"]
     jwt = http.post("/apiKeyLogin", json={"platform": "testcrm", "apiKey": key}).json()["jwtToken"]
     phone = new_phone()
     contact = http.post(
@@ -110,7 +113,8 @@ def log_in_background(base: str, jwt: str, body: dict[str, object]) -> tuple[thr
 
 
 def activity_posts(http: httpx.Client) -> int:
-    return int(http.get("/testcrm/api/_stats").json()["requests"].get("POST /api/v1/activities", 0))
+    stats = http.get("/testcrm/api/_stats", headers=crm_admin_headers()).json()["requests"]
+    return int(stats.get("POST /api/v1/activities", 0))
 
 
 def wait_until_create_sent(http: httpx.Client, before: int) -> None:
@@ -128,6 +132,7 @@ def test_kill_9_mid_call_log_is_delivered_once_after_restart(server_process: Ser
         http.post(
             "/testcrm/api/_faults",
             json={"delay_seconds": 8, "method": "POST", "path_prefix": "/api/v1/activities"},
+            headers=crm_admin_headers(),
         )
         before = activity_posts(http)
         thread, outcome = log_in_background(server_process.base, jwt, call_log_body(session, contact, phone))
@@ -161,6 +166,7 @@ def test_sigterm_lets_an_in_flight_call_log_finish(server_process: ServerProcess
         http.post(
             "/testcrm/api/_faults",
             json={"delay_seconds": 1.5, "method": "POST", "path_prefix": "/api/v1/activities"},
+            headers=crm_admin_headers(),
         )
         before = activity_posts(http)
         thread, outcome = log_in_background(
