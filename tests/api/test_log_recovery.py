@@ -17,6 +17,8 @@ import httpx
 import pytest
 from sqlalchemy import insert, select
 
+from appconnect.connectors.testcrm import TestCrmConnector
+from appconnect.flows.delivery import NEEDS_ATTENTION
 from appconnect.store.db import create_engine
 from appconnect.store.tables import call_logs, users
 from tests.conftest import CrmView, LiveServer, call_log_body, crm_admin_headers, new_phone, start_server
@@ -214,6 +216,91 @@ def test_message_log_created_after_our_timeout_is_adopted_not_created_again(
     assert activity_posts(client) == posts + 1
     again = client.post("/messageLog", json=body, headers=auth(jwt)).json()
     assert again == {"successful": True, "logIds": [], "returnMessage": None}
+
+
+def sms_conversation(contact_id: str, phone: str, texts: list[tuple[str, str]]) -> dict[str, Any]:
+    """One conversation log's messages, newest first as the client sends them: (message id, text) oldest first."""
+    body = sms_body(contact_id, phone, texts[0][0])
+    body["logInfo"]["messages"] = [
+        {
+            "id": message_id,
+            "subject": text,
+            "direction": "Inbound",
+            "creationTime": f"2026-11-25T10:0{minute}:00Z",
+            "from": {"phoneNumber": phone},
+        }
+        for minute, (message_id, text) in reversed(list(enumerate(texts)))
+    ]
+    return body
+
+
+def append_answered_late(client: httpx.Client, jwt: str, faults: CrmView) -> tuple[str, str, dict[str, Any]]:
+    """Log a first message, then a second whose append the CRM does after the server stopped waiting.
+
+    Returns the contact, the phone number and the request that logs both (to send again).
+    """
+    phone = new_phone()
+    contact = new_contact(client, jwt, phone)
+    first = client.post(
+        "/messageLog",
+        json=sms_conversation(contact, phone, [(f"a1-{phone}", "first text")]),
+        headers=auth(jwt),
+    ).json()
+    assert first["successful"] is True, first
+    both = sms_conversation(contact, phone, [(f"a1-{phone}", "first text"), (f"a2-{phone}", "second text")])
+    faults.inject(delay_seconds=3, times=1, method="PATCH", path_prefix="/api/v1/activities")
+    timed_out = client.post("/messageLog", json=both, headers=auth(jwt)).json()
+    assert timed_out["successful"] is False
+    wait_for(lambda: "second text" in str(faults.activities_of(contact)[0]["body"]))
+    return contact, phone, both
+
+
+def test_message_append_done_after_our_timeout_is_not_appended_again(
+    client: httpx.Client, jwt: str, faults: CrmView
+) -> None:
+    contact, phone, both = append_answered_late(client, jwt, faults)
+
+    retried = client.post("/messageLog", json=both, headers=auth(jwt)).json()
+    assert retried["successful"] is True and retried["logIds"] == [f"a2-{phone}"], retried
+    [activity] = faults.activities_of(contact)
+    body = str(activity["body"])
+    assert body.count("first text") == 1 and body.count("second text") == 1, body
+    assert body.startswith("Conversation(2 messages)\n"), body
+    again = client.post("/messageLog", json=both, headers=auth(jwt)).json()
+    assert again == {"successful": True, "logIds": [], "returnMessage": None}
+
+
+def test_unknown_append_is_not_sent_again_to_a_connector_without_idempotent_appends(
+    client: httpx.Client, jwt: str, faults: CrmView, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connector that cannot tell whether the activity holds a message gets a warning, not a second copy."""
+    monkeypatch.setattr(TestCrmConnector, "idempotent_message_append", False)
+    contact, phone, both = append_answered_late(client, jwt, faults)
+    patches = activity_patches(client)
+
+    retried = client.post("/messageLog", json=both, headers=auth(jwt)).json()
+    assert retried["successful"] is False
+    assert retried["returnMessage"]["message"] == NEEDS_ATTENTION.message
+    assert activity_patches(client) == patches
+
+    # later messages of the conversation are still appended; the doubtful one is still not sent again
+    three = sms_conversation(
+        contact,
+        phone,
+        [(f"a1-{phone}", "first text"), (f"a2-{phone}", "second text"), (f"a3-{phone}", "third text")],
+    )
+    later = client.post("/messageLog", json=three, headers=auth(jwt)).json()
+    assert later["successful"] is False and later["logIds"] == [f"a3-{phone}"], later
+    [activity] = faults.activities_of(contact)
+    body = str(activity["body"])
+    assert [body.count(t) for t in ("first text", "second text", "third text")] == [1, 1, 1], body
+    assert body.startswith("Conversation(3 messages)\n"), body
+
+
+def activity_patches(client: httpx.Client) -> int:
+    """How many `PATCH /api/v1/activities/{id}` the embedded test CRM has received."""
+    stats: dict[str, int] = client.get("/testcrm/api/_stats", headers=crm_admin_headers()).json()["requests"]
+    return sum(count for key, count in stats.items() if key.startswith("PATCH /api/v1/activities"))
 
 
 # --- nothing lost: the background retrier ----------------------------------------------------------------------

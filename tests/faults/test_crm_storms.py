@@ -189,9 +189,6 @@ def post_message_until_logged(setup: Setup, body: dict[str, object]) -> None:
     assert answers[-1]["successful"] is True, answers[-1]
 
 
-@pytest.mark.xfail(
-    strict=False, reason="issue 6 item 3: an append whose outcome is unknown is re-sent; branch logs"
-)
 def test_connection_resets_on_message_logs_give_one_activity_with_each_message_once(setup: Setup) -> None:
     phone = new_phone()
     contact_id = contact_with_retries(setup, phone)

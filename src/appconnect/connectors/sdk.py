@@ -482,6 +482,10 @@ class Connector:
     #: calls allowed per CRM account (see :meth:`rate_limit_key`); None: no limit. `APPCONNECT_CRM_RATE_LIMIT`
     #: overrides it. The default suits a CRM that documents nothing: 10 calls a second, bursts of 100.
     rate_limit: ClassVar[RateLimit | None] = RateLimit(requests=100, per_seconds=10.0)
+    #: True when :meth:`update_message_log` skips a message the activity already holds (found by a per-message
+    #: marker it writes), so sending the same append again cannot duplicate it. Only then does the server
+    #: re-send an append whose outcome is unknown; otherwise it reports that message as needing attention.
+    idempotent_message_append: ClassVar[bool] = False
 
     def __init__(self, config: ConnectorConfig | None = None) -> None:
         self.config = config or ConnectorConfig()
@@ -571,6 +575,12 @@ class Connector:
         raise InterfaceNotImplemented("createMessageLog")
 
     async def update_message_log(self, call: CrmCall, update: MessageLogUpdate) -> ReturnMessage | None:
+        """Append `update.message` to the activity `update.log_id` (and keep its message count right).
+
+        An append may be sent again after an earlier one got no answer. A connector that writes a marker of
+        each message (its RingCentral id) into the activity and skips a message whose marker is already there
+        declares :attr:`idempotent_message_append`; without it such a message is never appended twice.
+        """
         raise InterfaceNotImplemented("updateMessageLog")
 
     async def find_message_log(self, call: CrmCall, log: MessageLogCreate) -> str | None:

@@ -29,7 +29,7 @@ from appconnect.flows.services import Services
 from appconnect.flows.session import open_session
 from appconnect.security.jwt import SessionClaims
 from appconnect.store.locks import LockTimeout
-from appconnect.store.message_logs import MessageLogRow
+from appconnect.store.message_logs import APPEND_UNKNOWN, MessageLogRow
 from appconnect.store.users import UserRecord
 
 
@@ -77,7 +77,9 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
     """Log each message not yet logged into the conversation log's one CRM activity, within the user's scope.
 
     A create whose answer never came is recorded as `unknown`; the next attempt asks the CRM whether that
-    activity exists (adopting it) before creating one.
+    activity exists (adopting it) before creating one. An append whose answer never came is recorded as
+    `append_unknown`: it is sent again only to a connector whose appends skip a message already in the activity
+    (`idempotent_message_append`); otherwise that message is answered as needing attention, never re-appended.
     """
     info = body.log_info
     scope = account_scope(user)
@@ -95,6 +97,7 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
     conversation_log_id = f"{info.conversation_log_id or default_log_id}{suffix}"
     store = services.message_logs
     logged: list[str] = []
+    needs_attention = False
     last_message: ReturnMessage | None = None
 
     def create_of(message_body: MessageBody) -> MessageLogCreate:
@@ -117,6 +120,7 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
         ):
             ids = [f"{m.id}{suffix}" for m in info.messages]
             already = await store.logged_ids(scope, ids)
+            append_unknown = await store.append_unknown_ids(scope, ids)
             log_id = await store.conversation_log_id_owner(scope, conversation_log_id)
             unknown = await store.unknown_ids(scope, conversation_log_id)
             if unknown and log_id is None:
@@ -132,18 +136,29 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
                 message_id = f"{message_body.id}{suffix}"
                 if message_id in already:
                     continue
+                if message_id in append_unknown and not connector.idempotent_message_append:
+                    needs_attention = True  # appending it again could show it twice in the activity
+                    continue
                 if log_id is not None:
-                    last_message = await connector.update_message_log(
-                        call,
-                        MessageLogUpdate(
-                            contact=contact,
-                            message=_message(message_body),
-                            log_id=log_id,
-                            conversation_log_id=conversation_log_id,
-                            additional_submission=body.additional_submission or {},
-                            image_link=_attachment_link(message_body, "MmsAttachment"),
-                        ),
-                    )
+                    try:
+                        last_message = await connector.update_message_log(
+                            call,
+                            MessageLogUpdate(
+                                contact=contact,
+                                message=_message(message_body),
+                                log_id=log_id,
+                                conversation_log_id=conversation_log_id,
+                                additional_submission=body.additional_submission or {},
+                                image_link=_attachment_link(message_body, "MmsAttachment"),
+                            ),
+                        )
+                    except CrmHttpError as exc:
+                        if message_id not in append_unknown and _append_may_have_landed(exc):
+                            doubtful = _row(
+                                user, message_id, conversation_id, conversation_log_id, log_id, APPEND_UNKNOWN
+                            )
+                            await store.add(scope, doubtful)
+                        raise
                 else:
                     try:
                         result = await connector.create_message_log(call, create_of(message_body))
@@ -158,9 +173,12 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
                     if not result.log_id:
                         continue
                     log_id = result.log_id
-                await store.add(
-                    scope, _row(user, message_id, conversation_id, conversation_log_id, log_id, "done")
-                )
+                if message_id in append_unknown:
+                    await store.mark_done(scope, message_id, log_id)
+                else:
+                    await store.add(
+                        scope, _row(user, message_id, conversation_id, conversation_log_id, log_id, "done")
+                    )
                 already.add(message_id)
                 logged.append(message_id)
     except CrmHttpError as exc:
@@ -170,6 +188,8 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
     except LockTimeout:
         message = warning("This conversation is being logged by another request. Please try again.")
         return Reply(envelope(False, message)), Delivery.BUSY
+    if needs_attention:
+        return Reply(envelope(False, NEEDS_ATTENTION, logIds=logged)), Delivery.FINAL
     return (
         Reply(
             {
@@ -180,6 +200,11 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
         ),
         Delivery.DONE,
     )
+
+
+def _append_may_have_landed(exc: CrmHttpError) -> bool:
+    """The append was sent and not answered (or answered by a gateway timeout): the CRM may hold it."""
+    return exc.outcome_unknown or outcome_unknown(exc)
 
 
 def _row(

@@ -1,6 +1,7 @@
 """Message-log rows, per tenant scope: one per logged RingCentral message, grouped into one CRM activity per
 conversation log. A message whose create timed out after it was sent is kept as `unknown` until the CRM says
-whether the activity exists. Requests the CRM could not take wait, encrypted, in the outbox."""
+whether the activity exists; one whose append to an existing activity got no answer is kept as
+`append_unknown` (with that activity's id). Requests the CRM could not take wait, encrypted, in the outbox."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from appconnect.security.crypto import TokenCipher
 from appconnect.store.db import write_transaction
 from appconnect.store.tables import message_logs, message_outbox
 from appconnect.store.users import as_utc
+
+#: status of a message whose append to an existing activity was sent and never answered
+APPEND_UNKNOWN = "append_unknown"
 
 
 @dataclass(slots=True)
@@ -97,6 +101,27 @@ class MessageLogStore:
                     .where(where)
                     .values(status="done", third_party_log_id=log_id, updated_at=datetime.now(UTC))
                 )
+
+    async def append_unknown_ids(self, scope: str, message_ids: list[str]) -> set[str]:
+        """Messages whose append was sent without an answer: the activity may or may not hold them."""
+        if not message_ids:
+            return set()
+        c = message_logs.c
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                select(c.id).where(c.scope == scope, c.id.in_(message_ids), c.status == APPEND_UNKNOWN)
+            )
+            return {r.id for r in rows}
+
+    async def mark_done(self, scope: str, message_id: str, log_id: str) -> None:
+        """A message kept as `append_unknown` is now known to be in the activity `log_id`."""
+        c = message_logs.c
+        async with write_transaction(self._engine) as conn:
+            await conn.execute(
+                update(message_logs)
+                .where(c.scope == scope, c.id == message_id)
+                .values(status="done", third_party_log_id=log_id, updated_at=datetime.now(UTC))
+            )
 
     async def add(self, scope: str, row: MessageLogRow) -> None:
         now = datetime.now(UTC)

@@ -521,6 +521,21 @@ async def test_message_log_conversation_grows(env: Env) -> None:
     first = note.index("Maya Patel (+14155550142) 02:35 PM")
     second = note.index("Jordan Lee 03:01 PM<br><b>Thanks!</b>")
     assert first < second < note.index("</ul>------------<br>END")
+    assert "[rc-msg-m1]" in note and "[rc-msg-m2]" in note
+
+    # the same append sent again (its first answer lost) finds the message's tag: nothing is written
+    patches = len(env.fake.requests_to("/api/v2/activities/", "PATCH"))
+    await env.connector.update_message_log(
+        env.call,
+        MessageLogUpdate(
+            contact=_ref(maya),
+            message=_sms("m2", "Thanks!", "Outbound", "2026-03-12T15:01:00.000Z"),
+            log_id=created.log_id,
+            conversation_log_id="c1-2026-03-12",
+        ),
+    )
+    assert env.fake.activity(created.log_id)["note"] == note
+    assert len(env.fake.requests_to("/api/v2/activities/", "PATCH")) == patches
 
 
 async def test_message_log_without_sms_activity_type_is_not_logged(env: Env) -> None:

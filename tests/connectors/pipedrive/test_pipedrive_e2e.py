@@ -837,3 +837,32 @@ async def test_message_log_written_after_the_timeout_is_found_by_its_marker_not_
     )
     assert later["successful"] is True
     assert "Second one" in str(only_activity(fake)["note"])  # appended to the adopted activity
+
+
+async def test_message_append_written_after_the_timeout_is_found_by_its_tag_not_appended_again(
+    agent: Agent, fake_pipedrive: FakePipedrive
+) -> None:
+    fake = fake_pipedrive
+    person = fake.add_person("Maya Patel", phones=["+14155550142"])
+    await agent.login()
+    conversation = f"c{uuid.uuid4().hex[:8]}"
+    first = message(f"m1-{conversation}", "+14155550142", "Hi there")
+    second = message(f"m2-{conversation}", "+14155550142", "Second one", at="2026-03-12T14:40:00.000Z")
+    logged = await agent.log_messages(message_body(conversation, str(person["id"]), "+14155550142", [first]))
+    assert logged["successful"] is True, logged
+    both = message_body(conversation, str(person["id"]), "+14155550142", [second, first])
+    fake.inject(delay=3, path_prefix="/api/v2/activities/", method="PATCH")  # read timeout is 2 s
+
+    timed_out = await agent.log_messages(both)
+    assert timed_out["successful"] is False
+    for _ in range(200):  # the slow append completes at the fake after the server stopped waiting
+        if "Second one" in str(only_activity(fake)["note"]):
+            break
+        await asyncio.sleep(0.05)
+
+    retried = await agent.log_messages(both)
+    assert retried["successful"] is True and retried["logIds"] == [f"m2-{conversation}"], retried
+    note = str(only_activity(fake)["note"])
+    assert note.count("Hi there") == 1 and note.count("Second one") == 1, note
+    assert "Conversation(2 messages)" in note
+    assert len(fake.requests_to("/api/v2/activities", "POST")) == 1

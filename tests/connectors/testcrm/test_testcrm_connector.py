@@ -310,7 +310,7 @@ async def test_message_log_create_and_update(
     assert stored["kind"] == "message"
     # 03:15 UTC is 19:15 on the previous day at -08:00
     assert stored["subject"] == "SMS conversation with Sam Sms - 2024-05-01"
-    assert stored["body"] == f"Conversation(1 messages)\nInbound {number} 19:15: Hi there\n"
+    assert stored["body"] == f"Conversation(1 messages)\nInbound {number} 19:15: Hi there [rc:m1]\n"
     assert stored["external_id"] == "msg:conv-1-2024-05-01:1-testcrm"
 
     reply = Message(
@@ -329,8 +329,19 @@ async def test_message_log_create_and_update(
     assert message is not None and message.message == "Message log updated"
     body = crm.get(f"/activities/{result.log_id}").json()["body"]
     assert body == (
-        f"Conversation(2 messages)\nInbound {number} 19:15: Hi there\nOutbound Agent 19:20: Hello back\n"
+        f"Conversation(2 messages)\nInbound {number} 19:15: Hi there [rc:m1]\n"
+        "Outbound Agent 19:20: Hello back [rc:m2]\n"
     )
+
+    # the same append sent again (its first answer lost) finds its tag and leaves the activity as it is
+    again = await connector.update_message_log(
+        call,
+        MessageLogUpdate(
+            contact=contact, message=reply, log_id=result.log_id, conversation_log_id="conv-1-2024-05-01"
+        ),
+    )
+    assert again is not None and again.message == "Message log updated"
+    assert crm.get(f"/activities/{result.log_id}").json()["body"] == body
 
 
 async def test_unauthorize(connector: TestCrmConnector, call: CrmCall) -> None:

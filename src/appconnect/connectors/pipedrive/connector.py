@@ -83,6 +83,7 @@ class PipedriveConnector(Connector):
     #: spends a daily token budget per company. The company's users together get 40 calls per 2 s here, so one
     #: agent's burst cannot exhaust the company's budget; raise it with APPCONNECT_CRM_RATE_LIMIT.
     rate_limit: ClassVar[RateLimit | None] = RateLimit(requests=40, per_seconds=2.0)
+    idempotent_message_append: ClassVar[bool] = True
 
     def __init__(self, config: ConnectorConfig | None = None) -> None:
         super().__init__(config)
@@ -367,7 +368,7 @@ class PipedriveConnector(Connector):
             org_id=org_id,
             activity_type=activity_type,
             subject=subject,
-            note=note + _marker_line(_message_marker(log)),
+            note=note + _marker_line(_message_marker(log)) + _message_tag(log.message),
             when=created,
             additional_submission=log.additional_submission,
         )
@@ -377,19 +378,25 @@ class PipedriveConnector(Connector):
         return await _activity_with_marker(call, log.contact.id, _message_marker(log))
 
     async def update_message_log(self, call: CrmCall, update: MessageLogUpdate) -> ReturnMessage | None:
-        """Append the message to the day's conversation note and bump its message counter."""
+        """Append the message to the day's conversation note and bump its message counter.
+
+        Skipped when the note already carries the message's tag: an earlier append got there without an answer.
+        """
         path = f"/api/v2/activities/{update.log_id}"
         outbound = update.message.direction != "Inbound"
         user_name_task = self._user_name(call.http) if outbound else _constant("")
         user_name, activity = await asyncio.gather(user_name_task, call.http.get_json(path))
         note = str(activity["data"].get("note") or "")
+        tag = _message_tag(update.message)
+        if _message_needle(update.message) in note:
+            return None
         item = _message_item(update.message, update.contact, user_name, call.user, update.image_link)
         if _MESSAGES_END in note:
             note = note.replace(_MESSAGES_END, f"{item}{_MESSAGES_END}", 1)
         else:
             note = f"{note}<ul>{item}</ul>"
         note = _COUNTER_RE.sub(lambda m: f"Conversation({int(m.group(1)) + 1} messages)", note, count=1)
-        body: JsonDict = {"note": note}
+        body: JsonDict = {"note": note + tag}
         body.update(_association(update.additional_submission))
         await call.http.patch_json(path, body)
         return None
@@ -514,8 +521,19 @@ def _marker_line(marker: str) -> str:
     return f"<br><small>[{html.escape(marker)}]</small>"
 
 
+def _message_tag(message: Message) -> str:
+    """Written at the end of the note, beside the conversation's marker, for each message it holds: an append
+    sent again after an unanswered one finds its message already there instead of adding it twice."""
+    return f"<small>{_message_needle(message)}</small>"
+
+
+def _message_needle(message: Message) -> str:
+    """What is looked for, like the conversation marker: only the bracketed text, whatever HTML is around it."""
+    return f"[rc-msg-{html.escape(message.id)}]"
+
+
 #: the marker is only needed until an unanswered create is adopted; the note the user edits never shows it
-_MARKER_RE = re.compile(r"<br><small>\[rc-(?:call|sms)-[^\]<]*\]</small>")
+_MARKER_RE = re.compile(r"(?:<br>)?<small>\[rc-(?:call|sms|msg)-[^\]<]*\]</small>")
 
 
 #: how many pages of the person's activities are searched for a marker (newest first)

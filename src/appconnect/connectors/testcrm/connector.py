@@ -155,6 +155,11 @@ def _message_marker(call: CrmCall, log: MessageLogCreate) -> str:
     return f"msg:{log.conversation_log_id}:{call.user.id}"
 
 
+def _message_tag(message: Message) -> str:
+    """Ends the message's line: an append sent again finds its message already there and skips it."""
+    return f"[rc:{message.id}]"
+
+
 async def _activity_with_external_id(call: CrmCall, external_id: str) -> str | None:
     found = await call.http.get_json("activities", params={"external_id": external_id})
     data = found.get("data") or []
@@ -172,6 +177,7 @@ class TestCrmConnector(Connector):
     manifest_path = Path(__file__).parent / "manifest.json"
     #: the embedded CRM has no limit of its own; this one only keeps a runaway client from flooding it
     rate_limit: ClassVar[RateLimit | None] = RateLimit(requests=200, per_seconds=2.0)
+    idempotent_message_append: ClassVar[bool] = True
 
     def rate_limit_key(self, user: UserView) -> str:
         """In the test CRM every API key is its own account (its own contacts), so each has its own budget."""
@@ -333,6 +339,7 @@ class TestCrmConnector(Connector):
             recording_link=log.recording_link,
             fax_doc_link=log.fax_doc_link,
         )
+        line = f"{line} {_message_tag(log.message)}"
         created = await call.http.post_json(
             "activities",
             {
@@ -352,9 +359,14 @@ class TestCrmConnector(Connector):
         return await _activity_with_external_id(call, _message_marker(call, log))
 
     async def update_message_log(self, call: CrmCall, update: MessageLogUpdate) -> ReturnMessage | None:
+        """Append the message's line and bump the counter, unless an earlier append already wrote it."""
         activity = await call.http.get_json(f"activities/{update.log_id}")
         body = str(activity.get("body") or "")
+        tag = _message_tag(update.message)
+        if f" {tag}\n" in body:
+            return ReturnMessage("Message log updated", "success", 2000)
         line = _message_line(update.message, _user_tz(call.user), image_link=update.image_link)
+        line = f"{line} {tag}"
         lines = [entry for entry in body.split("\n") if entry]
         header = _COUNTER.match(lines[0]) if lines else None
         messages = [*(lines[1:] if header else lines), line]
