@@ -315,6 +315,7 @@ def retrying_server(server: LiveServer, tmp_path_factory: pytest.TempPathFactory
         folder,
         server.settings.database_url,
         key_file=server.settings.key_file,
+        log_retrier_enabled=True,
         log_retry_interval_seconds=0.2,
         log_retry_base_seconds=1.0,
     ) as live:
