@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from appconnect.connectors.sdk import (
@@ -23,10 +24,12 @@ from appconnect.flows.common import account_scope, active_user, chosen_contact, 
 from appconnect.flows.composer import compose_call_log
 from appconnect.flows.delivery import (
     NEEDS_ATTENTION,
+    NOT_SETTLED,
     Delivery,
     next_attempt,
     outcome_unknown,
     refused_for_good,
+    settle_window,
     stale_window,
 )
 from appconnect.flows.errors import DATABASE_FAILED, SESSION_EXPIRED, crm_error_message, warning
@@ -213,6 +216,19 @@ async def deliver_call_log(
                 return Reply(envelope(True, ReturnMessage("Call logged", "success", 2000), logId=found)), (
                     Delivery.DONE
                 )
+            if claim.unanswered_at is not None:
+                settled_at = claim.unanswered_at + timedelta(seconds=settle_window(settings))
+                if datetime.now(UTC) < settled_at:
+                    # the CRM may still be writing the unanswered create: creating now could make a second one
+                    await store.park(
+                        claim.pk,
+                        status=UNKNOWN,
+                        payload=None,
+                        attempts=claim.attempts,
+                        next_attempt_at=settled_at,
+                        recorded_at=claim.unanswered_at,
+                    )
+                    return Reply(envelope(False, NOT_SETTLED)), Delivery.RETRY
         try:
             result = await connector.create_call_log(call, create)
         except CrmHttpError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from appconnect.connectors.sdk import (
     Connector,
     Contact,
@@ -15,6 +17,7 @@ from appconnect.connectors.sdk import (
     placeholder_contact,
 )
 from appconnect.flows.common import account_scope, active_user, connector_for, is_e164, repair_phone
+from appconnect.flows.delivery import NOT_SETTLED, settle_window
 from appconnect.flows.errors import crm_error_message, warning
 from appconnect.flows.reply import ClientError, Reply, envelope
 from appconnect.flows.requests import ContactCreateBody
@@ -142,17 +145,18 @@ async def create_contact(services: Services, claims: SessionClaims, body: Contac
             recent = await services.cache.recent_created_contact(
                 scope, platform, new.phone_number, max_age=dedupe
             )
-            if recent is not None and not _is_unknown_outcome(recent):
+            if recent is not None and not _is_unknown_outcome(recent[0]):
                 return Reply(
-                    envelope(True, ReturnMessage("Contact created.", "success", 2000), contact=recent)
+                    envelope(True, ReturnMessage("Contact created.", "success", 2000), contact=recent[0])
                 )
             call = await open_session(services, connector, user)
             if recent is not None:
                 # An earlier create got no answer: the CRM may have made the contact. Adopt it if so.
                 try:
-                    adopted = await _adopt_unknown_create(connector, call, new)
+                    at_crm = await _contacts_with_number(connector, call, new.phone_number)
                 except CrmHttpError as exc:
                     return Reply(envelope(False, crm_error_message(exc, platform, "createContact")))
+                adopted = _same_contact(at_crm, new.name, new.contact_type)
                 if adopted is not None:
                     wire = _with_defaults(adopted, new).to_wire()
                     await services.cache.remember_created_contact(scope, platform, new.phone_number, wire)
@@ -160,6 +164,12 @@ async def create_contact(services: Services, claims: SessionClaims, body: Contac
                     return Reply(
                         envelope(True, ReturnMessage("Contact created.", "success", 2000), contact=wire)
                     )
+                earlier, recorded_at = recent
+                landed = _same_contact(at_crm, str(earlier.get("name") or ""), str(earlier.get("type") or ""))
+                settled_at = recorded_at + timedelta(seconds=settle_window(services.settings))
+                if landed is None and datetime.now(UTC) < settled_at:
+                    # the CRM may still be making the earlier one: creating now could make a second contact
+                    return Reply(envelope(False, NOT_SETTLED))
             # Recorded before the CRM is asked: if this process dies, or the database fails while the answer
             # is being stored, the next attempt finds the record and asks the CRM before creating again.
             await services.cache.remember_created_contact(
@@ -171,7 +181,11 @@ async def create_contact(services: Services, claims: SessionClaims, body: Contac
                 await services.cache.forget_created_contact(scope, platform, new.phone_number)
                 return Reply(envelope(False, warning(f"{platform} does not support creating contacts.")))
             except CrmHttpError as exc:
-                if not exc.outcome_unknown:
+                if exc.outcome_unknown:  # recorded again: the settle window runs from the missing answer
+                    await services.cache.remember_created_contact(
+                        scope, platform, new.phone_number, _unknown_outcome_marker(new)
+                    )
+                else:
                     await services.cache.forget_created_contact(scope, platform, new.phone_number)
                 return Reply(envelope(False, crm_error_message(exc, platform, "createContact")))
             if created is None:
@@ -203,25 +217,27 @@ def _same_name(a: str, b: str) -> bool:
     return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
 
 
-async def _adopt_unknown_create(connector: Connector, call: CrmCall, new: NewContact) -> Contact | None:
-    """The contact an unanswered create made, if the CRM has it: a contact with this number and the requested
-    name (and type, when the CRM reports one).
+async def _contacts_with_number(connector: Connector, call: CrmCall, phone: str) -> list[Contact]:
+    """What the CRM holds for this number now, asked past the cache (an unanswered create may have landed)."""
+    try:
+        matches = await connector.find_contact(call, ContactLookup(phone_number=phone, force_refresh=True))
+    except InterfaceNotImplemented:
+        return []
+    return [c for c in matches.contacts if not c.is_new_contact]
+
+
+def _same_contact(contacts: list[Contact], name: str, contact_type: str) -> Contact | None:
+    """The contact an unanswered create made: this number and the requested name (and type, when both are
+    known).
 
     A contact with this number but another name is not adopted: it is another record (a colleague's, or one
-    made in the CRM meanwhile), and the user asked for this name; a new contact is created as before. The
-    residual risk is a create still running at the CRM when the retry asks (it answers nothing found, then
-    the late create lands); it is bounded by the read timeout the first attempt already waited out.
+    made in the CRM meanwhile), and the user asked for this name; a new contact is created as before. Until
+    the settle window has passed, finding nothing is not proof that the earlier create was lost.
     """
-    try:
-        matches = await connector.find_contact(
-            call, ContactLookup(phone_number=new.phone_number, force_refresh=True)
-        )
-    except InterfaceNotImplemented:
-        return None
-    for contact in matches.contacts:
-        if contact.is_new_contact or not _same_name(contact.name, new.name):
+    for contact in contacts:
+        if not _same_name(contact.name, name):
             continue
-        if contact.type and new.contact_type and contact.type != new.contact_type:
+        if contact.type and contact_type and contact.type != contact_type:
             continue
         return contact
     return None

@@ -36,6 +36,12 @@ def stale_window(settings: Settings) -> float:
     return settings.crm_read_timeout * 2 + settings.crm_connect_timeout * 2 + 10
 
 
+def settle_window(settings: Settings) -> float:
+    """How long after an unanswered write the CRM may still be carrying it out: until then, finding nothing
+    does not prove the write was lost, so nothing is created again."""
+    return settings.crm_read_timeout + settings.crm_connect_timeout
+
+
 def next_attempt(settings: Settings, attempts: int) -> datetime | None:
     """Exponential backoff from `log_retry_base_seconds`; None once `log_retry_max_attempts` are spent."""
     if attempts >= settings.log_retry_max_attempts:
@@ -49,5 +55,8 @@ NEEDS_ATTENTION = ReturnMessage(
     "Please check the CRM before logging it again.",
     "warning",
     8000,
+)
+NOT_SETTLED = ReturnMessage(
+    "The CRM has not confirmed an earlier attempt yet. Please try again in a few seconds.", "warning", 5000
 )
 KEPT_FOR_RETRY = "The log was kept and will be sent to the CRM automatically when it answers again."

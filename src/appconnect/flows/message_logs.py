@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from appconnect.connectors.sdk import (
     CrmHttpError,
@@ -16,10 +16,12 @@ from appconnect.connectors.sdk import (
 from appconnect.flows.common import account_scope, active_user, chosen_contact, connector_for
 from appconnect.flows.delivery import (
     NEEDS_ATTENTION,
+    NOT_SETTLED,
     Delivery,
     next_attempt,
     outcome_unknown,
     refused_for_good,
+    settle_window,
     stale_window,
 )
 from appconnect.flows.errors import crm_error_message, warning
@@ -122,12 +124,20 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
             already = await store.logged_ids(scope, ids)
             append_unknown = await store.append_unknown_ids(scope, ids)
             log_id = await store.conversation_log_id_owner(scope, conversation_log_id)
-            unknown = await store.unknown_ids(scope, conversation_log_id)
+            unknown, unanswered_at = await store.unknown_ids(scope, conversation_log_id)
             if unknown and log_id is None:
                 try:
                     log_id = await connector.find_message_log(call, create_of(info.messages[-1]))
                 except InterfaceNotImplemented:
                     return Reply(envelope(False, NEEDS_ATTENTION)), Delivery.FINAL
+                settle = timedelta(seconds=settle_window(services.settings))
+                if (
+                    log_id is None
+                    and unanswered_at is not None
+                    and datetime.now(UTC) < unanswered_at + settle
+                ):
+                    # the CRM may still be writing the unanswered create: creating now could make a second one
+                    return Reply(envelope(False, NOT_SETTLED)), Delivery.RETRY
                 await store.resolve_unknown(scope, conversation_log_id, log_id)
                 if log_id is not None:  # the earlier create did land: its message is logged
                     already.update(unknown)

@@ -71,7 +71,8 @@ class AccountCache:
 
     async def recent_created_contact(
         self, account_id: str, platform: str, phone: str, *, max_age: float
-    ) -> Any | None:
+    ) -> tuple[Any, datetime] | None:
+        """The contact (or unknown-outcome marker) recorded for this number, and when it was recorded."""
         c = created_contacts.c
         async with self._engine.connect() as conn:
             row = (
@@ -83,10 +84,10 @@ class AccountCache:
             ).first()
         if row is None:
             return None
-        created = as_utc(row.created_at)
-        if created is not None and created < datetime.now(UTC) - timedelta(seconds=max_age):
+        created = as_utc(row.created_at) or datetime.now(UTC)
+        if created < datetime.now(UTC) - timedelta(seconds=max_age):
             return None
-        return row.contact
+        return row.contact, created
 
     async def forget_created_contact(self, account_id: str, platform: str, phone: str) -> None:
         """The CRM refused the create: nothing to replay or adopt."""

@@ -74,6 +74,8 @@ class Claim:
     attempts: int = 0
     #: the row was kept after an earlier attempt (a CRM error): worth a look in the CRM when one is possible
     retried: bool = False
+    #: when an earlier create went unanswered (status `unknown`): the CRM may still be carrying it out for a while
+    unanswered_at: datetime | None = None
 
 
 def _identity_clause(identity: ExtensionIdentity) -> ColumnElement[bool] | None:
@@ -232,7 +234,13 @@ class CallLogStore:
         if taken.rowcount != 1:
             return None
         # an abandoned `pending` row may have sent its create before dying: its outcome is unknown too
-        return Claim(row.pk, must_check=row.status in (PENDING, UNKNOWN), attempts=row.attempts, retried=True)
+        return Claim(
+            row.pk,
+            must_check=row.status in (PENDING, UNKNOWN),
+            attempts=row.attempts,
+            retried=True,
+            unanswered_at=row.updated_at if row.status == UNKNOWN else None,
+        )
 
     async def complete(self, pk: int, third_party_log_id: str) -> None:
         async with write_transaction(self._engine) as conn:
@@ -254,14 +262,23 @@ class CallLogStore:
             await conn.execute(delete(call_logs).where(call_logs.c.pk == pk, call_logs.c.status == PENDING))
 
     async def park(
-        self, pk: int, *, status: str, payload: str | None, attempts: int, next_attempt_at: datetime | None
+        self,
+        pk: int,
+        *,
+        status: str,
+        payload: str | None,
+        attempts: int,
+        next_attempt_at: datetime | None,
+        recorded_at: datetime | None = None,
     ) -> None:
-        """Keep a log the CRM did not take (`queued`/`unknown`/`failed`) with its request, for a later try."""
+        """Keep a log the CRM did not take (`queued`/`unknown`/`failed`) with its request, for a later try.
+
+        `recorded_at` keeps the time of the original unanswered create when a check found nothing yet."""
         values: dict[str, Any] = {
             "status": status,
             "attempts": attempts,
             "next_attempt_at": next_attempt_at,
-            "updated_at": datetime.now(UTC),
+            "updated_at": recorded_at or datetime.now(UTC),
         }
         if payload is not None:
             values["payload"] = self._cipher.encrypt(payload)

@@ -77,16 +77,20 @@ class MessageLogStore:
             ).first()
         return row.third_party_log_id if row is not None else None
 
-    async def unknown_ids(self, scope: str, conversation_log_id: str) -> list[str]:
-        """Messages whose activity create was sent without an answer: the CRM may or may not hold them."""
+    async def unknown_ids(self, scope: str, conversation_log_id: str) -> tuple[list[str], datetime | None]:
+        """Messages whose activity create was sent without an answer (the CRM may or may not hold them), and
+        when the latest of those answers went missing."""
         c = message_logs.c
         async with self._engine.connect() as conn:
-            rows = await conn.execute(
-                select(c.id).where(
-                    c.scope == scope, c.conversation_log_id == conversation_log_id, c.status == "unknown"
+            rows = (
+                await conn.execute(
+                    select(c.id, c.updated_at).where(
+                        c.scope == scope, c.conversation_log_id == conversation_log_id, c.status == "unknown"
+                    )
                 )
-            )
-            return [r.id for r in rows]
+            ).all()
+        times = [t for t in (as_utc(r.updated_at) for r in rows) if t is not None]
+        return [r.id for r in rows], max(times, default=None)
 
     async def resolve_unknown(self, scope: str, conversation_log_id: str, log_id: str | None) -> None:
         """The CRM answered: adopt its activity (`log_id`) for the unknown rows, or forget them (None)."""
