@@ -899,11 +899,11 @@ def main(argv: list[str] | None = None) -> int:
             fake.check_prerequisites()
             if not args.appconnect.exists():
                 raise Prerequisite(f"{args.appconnect} not found: pip install -e '.[test]' into .venv first")
-            line, factor = calibrate(args.shared_bench)
-            print(f"calibrate.py: {line}", flush=True)
             if any(CONFIGS[c][0] == "postgres" for c in args.config):
                 pg = Postgres(args.postgres_admin_url)
                 pg.connect()
+            line, factor = calibrate(args.shared_bench)
+            print(f"calibrate.py: {line}", flush=True)
             fake.start()
             fake.verify(args.appconnect.parent / "python")
             for rep in range(args.reps):
