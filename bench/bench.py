@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Load benchmark of the App Connect connector server (real server subprocess, real HTTP, closed loop).
 
-    /work/venv/bin/python bench/bench.py [--workers 2] [--database-url sqlite|postgres|URL]
+    .venv/bin/python bench/bench.py [--workers 2] [--database-url sqlite|postgres|URL]
                                          [--seconds 20] [--concurrency 32] [--seed-call-logs 100000]
                                          [--profile-seconds 10] [--crm embedded|external]
 
