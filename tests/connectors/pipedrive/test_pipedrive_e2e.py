@@ -603,19 +603,20 @@ def assert_session_revoked(response: httpx.Response) -> None:
 
 
 async def test_revoked_refresh_token_answers_401(agent: Agent, fake_pipedrive: FakePipedrive) -> None:
+    maya_phone = new_phone()  # a number no earlier test cached for the shared company
     fake = fake_pipedrive
-    person = fake.add_person("Maya Patel", phones=["+14155550142"])
+    person = fake.add_person("Maya Patel", phones=[maya_phone])
     await agent.login(expires_in=SHORT_LIVED)
     stored = await stored_user(agent.server)
     assert stored.refresh_token
     await revoke_at_fake(fake, stored.refresh_token)
 
-    assert_session_revoked(await agent.find_contact("+14155550142", expect_401=True))
+    assert_session_revoked(await agent.find_contact(maya_phone, expect_401=True))
     assert fake.refresh_calls == 1
 
     session_id = f"s-{uuid.uuid4().hex}"
     assert_session_revoked(
-        await agent.log_call(call_body(session_id, str(person["id"]), "+14155550142"), expect_401=True)
+        await agent.log_call(call_body(session_id, str(person["id"]), maya_phone), expect_401=True)
     )
     assert fake.refresh_calls == 1  # the revocation is remembered: no second refresh
     assert fake.activities == {}
@@ -630,7 +631,7 @@ async def test_revoked_refresh_token_answers_401(agent: Agent, fake_pipedrive: F
 
     # Connecting again heals the session.
     await agent.login()
-    healed = await agent.log_call(call_body(session_id, str(person["id"]), "+14155550142"))
+    healed = await agent.log_call(call_body(session_id, str(person["id"]), maya_phone))
     assert healed.status_code == 200 and healed.json()["successful"] is True, healed.text
     assert len(fake.activities) == 1
 
@@ -638,18 +639,19 @@ async def test_revoked_refresh_token_answers_401(agent: Agent, fake_pipedrive: F
 async def test_crm_401_on_a_normal_call_is_an_authorization_error(
     agent: Agent, fake_pipedrive: FakePipedrive
 ) -> None:
+    maya_phone = new_phone()  # a number no earlier test cached for the shared company
     fake = fake_pipedrive
-    person = fake.add_person("Maya Patel", phones=["+14155550142"])
+    person = fake.add_person("Maya Patel", phones=[maya_phone])
     await agent.login()
     fake.inject(status=401, path_prefix="/api/v2/persons/search")
-    found = await agent.find_contact("+14155550142")
+    found = await agent.find_contact(maya_phone)
     assert found.status_code == 200
     assert found.json()["successful"] is False
     assert message_of(found.json()) == "Authorization error"
 
     fake.inject(status=401, path_prefix="/api/v2/activities", method="POST")
     session_id = f"s-{uuid.uuid4().hex}"
-    logged = await agent.log_call(call_body(session_id, str(person["id"]), "+14155550142"))
+    logged = await agent.log_call(call_body(session_id, str(person["id"]), maya_phone))
     assert logged.status_code == 200
     assert logged.json()["successful"] is False
     assert message_of(logged.json()) == "Authorization error"
@@ -663,11 +665,12 @@ async def test_crm_401_on_a_normal_call_is_an_authorization_error(
 
 async def test_rate_limited_search(agent: Agent, fake_pipedrive: FakePipedrive) -> None:
     """A short Retry-After is waited out by the server: the lookup succeeds, the search was sent twice."""
+    maya_phone = new_phone()  # a number no earlier test cached for the shared company
     fake = fake_pipedrive
-    person = fake.add_person("Maya Patel", phones=["+14155550142"])
+    person = fake.add_person("Maya Patel", phones=[maya_phone])
     await agent.login()
     fake.inject(status=429, retry_after=0.3, path_prefix="/api/v2/persons/search")
-    found = (await agent.find_contact("+14155550142")).json()
+    found = (await agent.find_contact(maya_phone)).json()
     assert found["successful"] is True
     assert [c["id"] for c in found["contact"] if not c.get("isNewContact")] == [str(person["id"])]
     assert len(fake.requests_to("/api/v2/persons/search")) == 2
@@ -676,12 +679,13 @@ async def test_rate_limited_search(agent: Agent, fake_pipedrive: FakePipedrive) 
 async def test_failed_activity_creation_leaves_no_log_and_retry_succeeds(
     agent: Agent, fake_pipedrive: FakePipedrive
 ) -> None:
+    maya_phone = new_phone()  # a number no earlier test cached for the shared company
     fake = fake_pipedrive
-    person = fake.add_person("Maya Patel", phones=["+14155550142"])
+    person = fake.add_person("Maya Patel", phones=[maya_phone])
     await agent.login()
     fake.inject(status=500, path_prefix="/api/v2/activities", method="POST")
     session_id = f"s-{uuid.uuid4().hex}"
-    body = call_body(session_id, str(person["id"]), "+14155550142")
+    body = call_body(session_id, str(person["id"]), maya_phone)
 
     failed = await agent.log_call(body)
     assert failed.status_code == 200
@@ -783,11 +787,12 @@ async def wait_for_activities(fake: FakePipedrive, count: int) -> None:
 async def test_call_log_written_after_the_timeout_is_found_by_its_marker_not_duplicated(
     agent: Agent, fake_pipedrive: FakePipedrive
 ) -> None:
+    maya_phone = new_phone()  # a number no earlier test cached for the shared company
     fake = fake_pipedrive
-    person = fake.add_person("Maya Patel", phones=["+14155550142"])
+    person = fake.add_person("Maya Patel", phones=[maya_phone])
     await agent.login()
     session_id = f"s-{uuid.uuid4().hex}"
-    body = call_body(session_id, str(person["id"]), "+14155550142")
+    body = call_body(session_id, str(person["id"]), maya_phone)
     fake.inject(delay=3, path_prefix="/api/v2/activities", method="POST")  # read timeout is 2 s
 
     timed_out = await agent.log_call(body)
@@ -806,15 +811,16 @@ async def test_call_log_written_after_the_timeout_is_found_by_its_marker_not_dup
 async def test_message_log_written_after_the_timeout_is_found_by_its_marker_not_duplicated(
     agent: Agent, fake_pipedrive: FakePipedrive
 ) -> None:
+    maya_phone = new_phone()  # a number no earlier test cached for the shared company
     fake = fake_pipedrive
-    person = fake.add_person("Maya Patel", phones=["+14155550142"])
+    person = fake.add_person("Maya Patel", phones=[maya_phone])
     await agent.login()
     conversation = f"c{uuid.uuid4().hex[:8]}"
     body = message_body(
         conversation,
         str(person["id"]),
-        "+14155550142",
-        [message(f"m-{conversation}", "+14155550142", "Hi there")],
+        maya_phone,
+        [message(f"m-{conversation}", maya_phone, "Hi there")],
     )
     fake.inject(delay=3, path_prefix="/api/v2/activities", method="POST")
 
@@ -831,8 +837,8 @@ async def test_message_log_written_after_the_timeout_is_found_by_its_marker_not_
         message_body(
             conversation,
             str(person["id"]),
-            "+14155550142",
-            [message(f"m2-{conversation}", "+14155550142", "Second one", at="2026-03-12T14:40:00.000Z")],
+            maya_phone,
+            [message(f"m2-{conversation}", maya_phone, "Second one", at="2026-03-12T14:40:00.000Z")],
         )
     )
     assert later["successful"] is True
@@ -842,15 +848,16 @@ async def test_message_log_written_after_the_timeout_is_found_by_its_marker_not_
 async def test_message_append_written_after_the_timeout_is_found_by_its_tag_not_appended_again(
     agent: Agent, fake_pipedrive: FakePipedrive
 ) -> None:
+    maya_phone = new_phone()  # a number no earlier test cached for the shared company
     fake = fake_pipedrive
-    person = fake.add_person("Maya Patel", phones=["+14155550142"])
+    person = fake.add_person("Maya Patel", phones=[maya_phone])
     await agent.login()
     conversation = f"c{uuid.uuid4().hex[:8]}"
-    first = message(f"m1-{conversation}", "+14155550142", "Hi there")
-    second = message(f"m2-{conversation}", "+14155550142", "Second one", at="2026-03-12T14:40:00.000Z")
-    logged = await agent.log_messages(message_body(conversation, str(person["id"]), "+14155550142", [first]))
+    first = message(f"m1-{conversation}", maya_phone, "Hi there")
+    second = message(f"m2-{conversation}", maya_phone, "Second one", at="2026-03-12T14:40:00.000Z")
+    logged = await agent.log_messages(message_body(conversation, str(person["id"]), maya_phone, [first]))
     assert logged["successful"] is True, logged
-    both = message_body(conversation, str(person["id"]), "+14155550142", [second, first])
+    both = message_body(conversation, str(person["id"]), maya_phone, [second, first])
     fake.inject(delay=3, path_prefix="/api/v2/activities/", method="PATCH")  # read timeout is 2 s
 
     timed_out = await agent.log_messages(both)

@@ -92,10 +92,11 @@ async def test_concurrent_duplicate_creates_give_one_person(
 
 
 async def test_429_storm_on_search_is_waited_out(pd_agent: Agent, fake_pipedrive: FakePipedrive) -> None:
+    maya_phone = new_phone()  # a number no earlier test cached for the shared company
     fake = fake_pipedrive
-    person = fake.add_person("Maya Patel", phones=["+14155550142"])
+    person = fake.add_person("Maya Patel", phones=[maya_phone])
     fake.inject(status=429, retry_after=0.2, times=2, path_prefix="/api/v2/persons/search")
-    found = (await pd_agent.find_contact("+14155550142", force=True)).json()
+    found = (await pd_agent.find_contact(maya_phone, force=True)).json()
     assert found["successful"] is True, found
     assert [c["id"] for c in found["contact"] if not c.get("isNewContact")] == [str(person["id"])]
     assert len(fake.requests_to("/api/v2/persons/search")) == 3
@@ -113,11 +114,12 @@ async def test_429_with_a_long_retry_after_is_reported_not_waited(
 
 
 async def test_5xx_burst_on_reads_is_retried(pd_agent: Agent, fake_pipedrive: FakePipedrive) -> None:
+    maya_phone = new_phone()  # a number no earlier test cached for the shared company
     fake = fake_pipedrive
-    fake.add_person("Maya Patel", phones=["+14155550142"])
+    fake.add_person("Maya Patel", phones=[maya_phone])
     fake.inject(status=502, times=1, path_prefix="/api/v2/persons/search")
     fake.inject(status=504, times=1, path_prefix="/api/v2/persons/search")
-    found = (await pd_agent.find_contact("+14155550142", force=True)).json()
+    found = (await pd_agent.find_contact(maya_phone, force=True)).json()
     assert found["successful"] is True, found
     assert len(fake.requests_to("/api/v2/persons/search")) == 3
 
