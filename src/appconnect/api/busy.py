@@ -9,6 +9,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.requests import Request
 from starlette.responses import Response
 
+from appconnect.api.failures import error_body
 from appconnect.api.http import json_response
 
 log = logging.getLogger("appconnect")
@@ -22,15 +23,9 @@ def install_busy_handler(app: FastAPI) -> None:
     @app.exception_handler(PoolTimeout)
     async def database_busy(request: Request, _exc: PoolTimeout) -> Response:
         log.warning("no free database connection for %s %s", request.method, request.url.path)
+        request_id: str | None = getattr(request.state, "request_id", None)
         response = json_response(
-            {
-                "successful": False,
-                "returnMessage": {
-                    "message": "The server is busy. Please try again in a moment.",
-                    "messageType": "warning",
-                    "ttl": 5000,
-                },
-            },
+            error_body("The server is busy. Please try again in a moment.", request_id),
             503,
             headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
         )

@@ -56,19 +56,15 @@ class BodySizeLimit:
                 await self._refuse(scope, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        message = f"Request body too large (limit {self.max_bytes} bytes)"
-        body = encode(error_body(message, scope.get("state", {}).get("request_id")))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_error(scope, send, 413, f"Request body too large (limit {self.max_bytes} bytes)")
+
+
+async def send_error(scope: Scope, send: Send, status: int, message: str) -> None:
+    """Answer the error envelope straight from a middleware (outer middleware still add their headers)."""
+    body = encode(error_body(message, scope.get("state", {}).get("request_id")))
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -193,19 +189,7 @@ class QueryGuard:
         if scope["type"] == "http" and not scope.get("path", "").startswith(TESTCRM_PREFIX):
             problem = _query_problem(scope.get("query_string", b""))
             if problem is not None:
-                request_id = scope.get("state", {}).get("request_id")
-                body = encode(error_body(f"Invalid query parameter {problem}", request_id))
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 400,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                await send_error(scope, send, 400, f"Invalid query parameter {problem}")
                 return
         await self.app(scope, receive, send)
 
