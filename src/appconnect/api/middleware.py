@@ -59,10 +59,16 @@ class BodySizeLimit:
         await send_error(scope, send, 413, f"Request body too large (limit {self.max_bytes} bytes)")
 
 
-async def send_error(scope: Scope, send: Send, status: int, message: str) -> None:
+async def send_error(
+    scope: Scope, send: Send, status: int, message: str, extra_headers: dict[str, str] | None = None
+) -> None:
     """Answer the error envelope straight from a middleware (outer middleware still add their headers)."""
     body = encode(error_body(message, scope.get("state", {}).get("request_id")))
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *((k.encode(), v.encode()) for k, v in (extra_headers or {}).items()),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -162,14 +168,7 @@ class ErrorBoundary:
             )
             if started:
                 raise
-            body = encode(error_body(message, request_id))
-            headers = [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *((k.encode(), v.encode()) for k, v in extra_headers.items()),
-            ]
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            await send_error(scope, send, status, message, extra_headers)
 
 
 MAX_QUERY_VALUE_CHARS = 4096

@@ -59,4 +59,3 @@ NEEDS_ATTENTION = ReturnMessage(
 NOT_SETTLED = ReturnMessage(
     "The CRM has not confirmed an earlier attempt yet. Please try again in a few seconds.", "warning", 5000
 )
-KEPT_FOR_RETRY = "The log was kept and will be sent to the CRM automatically when it answers again."
