@@ -158,9 +158,7 @@ async def create_contact(services: Services, claims: SessionClaims, body: Contac
                     return Reply(envelope(False, crm_error_message(exc, platform, "createContact")))
                 adopted = _same_contact(at_crm, new.name, new.contact_type)
                 if adopted is not None:
-                    wire = _with_defaults(adopted, new).to_wire()
-                    await services.cache.remember_created_contact(scope, platform, new.phone_number, wire)
-                    await services.cache.drop_contacts(scope, platform, new.phone_number)
+                    wire = await _remember(services, scope, platform, new, adopted)
                     return Reply(
                         envelope(True, ReturnMessage("Contact created.", "success", 2000), contact=wire)
                     )
@@ -191,13 +189,20 @@ async def create_contact(services: Services, claims: SessionClaims, body: Contac
             if created is None:
                 await services.cache.forget_created_contact(scope, platform, new.phone_number)
                 return Reply(envelope(False, warning("Contact was not created.")))
-            contact = _with_defaults(created.contact, new)
-            wire = contact.to_wire()
-            await services.cache.remember_created_contact(scope, platform, new.phone_number, wire)
-            await services.cache.drop_contacts(scope, platform, new.phone_number)
+            wire = await _remember(services, scope, platform, new, created.contact)
             return Reply(envelope(True, created.return_message, contact=wire))
     except LockTimeout:
         return Reply(envelope(False, warning("Another request is creating this contact. Please try again.")))
+
+
+async def _remember(
+    services: Services, scope: str, platform: str, new: NewContact, contact: Contact
+) -> dict[str, object]:
+    """The contact now stands for this number: replayed to duplicates; the stale lookup cache is dropped."""
+    wire = _with_defaults(contact, new).to_wire()
+    await services.cache.remember_created_contact(scope, platform, new.phone_number, wire)
+    await services.cache.drop_contacts(scope, platform, new.phone_number)
+    return wire
 
 
 _UNKNOWN_OUTCOME_KEY = "createOutcomeUnknown"
