@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,31 @@ from tests.faults.processes import CrmProcess, ServerProcess
 READ_TIMEOUT = "2"  # the stale window of a reservation is derived from it: keep it short
 CRM_DELAY = 1.5  # under the read timeout: the server is still waiting when it is killed
 ACTIVITY_CREATE = "POST /api/v1/activities"
+CONTACT_CREATE = "POST /api/v1/contacts"
+
+
+def kill_mid_write(
+    server: ServerProcess, crm_process: CrmProcess, route: str, send: Callable[[], httpx.Response]
+) -> None:
+    """Send a write in the background and `kill -9` the server once the (slowed) CRM has received it."""
+    before = crm_process.requests_seen(route)
+    outcome: dict[str, object] = {}
+
+    def first_attempt() -> None:
+        try:
+            outcome["response"] = send()
+        except httpx.HTTPError as exc:
+            outcome["error"] = exc
+
+    sender = threading.Thread(target=first_attempt, daemon=True)
+    sender.start()
+    deadline = time.monotonic() + 10
+    while crm_process.requests_seen(route) == before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert crm_process.requests_seen(route) > before, "the CRM never got the create"
+    server.kill_hard()  # the CRM is still sleeping on the create: the server dies mid-request
+    sender.join(10)
+    assert "error" in outcome, "the killed server cannot have answered"
 
 
 def test_kill_9_mid_call_log_then_restart_logs_the_call_exactly_once(
@@ -32,27 +58,13 @@ def test_kill_9_mid_call_log_then_restart_logs_the_call_exactly_once(
         session = f"kill9-{phone}"
         body = call_log_body(session, contact_id, phone)
 
-        creates_before = crm_process.requests_seen(ACTIVITY_CREATE)
         crm.inject(delay_seconds=CRM_DELAY, times=1, method="POST", path_prefix="/api/v1/activities")
-        outcome: dict[str, object] = {}
-
-        def first_attempt() -> None:
-            try:
-                outcome["response"] = httpx.post(
-                    f"{server.base_url}/callLog", json=body, headers=bearer(jwt), timeout=30
-                )
-            except httpx.HTTPError as exc:
-                outcome["error"] = exc
-
-        sender = threading.Thread(target=first_attempt, daemon=True)
-        sender.start()
-        deadline = time.monotonic() + 10
-        while crm_process.requests_seen(ACTIVITY_CREATE) == creates_before and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert crm_process.requests_seen(ACTIVITY_CREATE) > creates_before, "the CRM never got the create"
-        server.kill_hard()  # the CRM is still sleeping on the create: the server dies mid-request
-        sender.join(10)
-        assert "error" in outcome, "the killed server cannot have answered"
+        kill_mid_write(
+            server,
+            crm_process,
+            ACTIVITY_CREATE,
+            lambda: httpx.post(f"{server.base_url}/callLog", json=body, headers=bearer(jwt), timeout=30),
+        )
 
         server.start()
         log_id = log_call_until_matched(server.base_url, jwt, body, seconds=30)
@@ -70,9 +82,6 @@ def test_kill_9_mid_call_log_then_restart_logs_the_call_exactly_once(
         server.stop()
 
 
-CONTACT_CREATE = "POST /api/v1/contacts"
-
-
 def test_kill_9_mid_placeholder_contact_then_retry_adopts_the_contact_the_crm_made(
     tmp_path: Path, crm_process: CrmProcess
 ) -> None:
@@ -83,25 +92,10 @@ def test_kill_9_mid_placeholder_contact_then_retry_adopts_the_contact_the_crm_ma
         key, crm = crm_process.new_account()
         jwt = server.login(key)
         phone = new_phone()
-        creates_before = crm_process.requests_seen(CONTACT_CREATE)
         crm.inject(delay_seconds=CRM_DELAY, times=1, method="POST", path_prefix="/api/v1/contacts")
-        outcome: dict[str, object] = {}
-
-        def first_attempt() -> None:
-            try:
-                outcome["response"] = create_contact(server.base_url, jwt, phone)
-            except httpx.HTTPError as exc:
-                outcome["error"] = exc
-
-        sender = threading.Thread(target=first_attempt, daemon=True)
-        sender.start()
-        deadline = time.monotonic() + 10
-        while crm_process.requests_seen(CONTACT_CREATE) == creates_before and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert crm_process.requests_seen(CONTACT_CREATE) > creates_before, "the CRM never got the create"
-        server.kill_hard()
-        sender.join(10)
-        assert "error" in outcome, "the killed server cannot have answered"
+        kill_mid_write(
+            server, crm_process, CONTACT_CREATE, lambda: create_contact(server.base_url, jwt, phone)
+        )
         deadline = time.monotonic() + 10
         while not crm.contacts_with_phone(phone) and time.monotonic() < deadline:
             time.sleep(0.05)  # the CRM finishes the create it was sleeping on
