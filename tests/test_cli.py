@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import stat
 import subprocess
 import sys
@@ -16,17 +15,11 @@ import httpx
 import pytest
 
 from tests.conftest import POSTGRES_URL, postgres_reachable, postgres_unavailable
+from tests.support.ports import free_port
 
 APPCONNECT = str(Path(sys.executable).with_name("appconnect"))
 PASSWORD = "Sup3r-s3cret-pw"
 INFO_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ INFO ")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def clean_env(**extra: str) -> dict[str, str]:

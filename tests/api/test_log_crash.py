@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.test_multiprocess import free_port
 from tests.conftest import TESTCRM_ADMIN_TOKEN, call_log_body, crm_admin_headers, new_phone
+from tests.support.ports import free_port
 
 
 class ServerProcess:
