@@ -488,7 +488,7 @@ def check_database(
     """
     queries = {
         "call_logs": "SELECT count(*), count(DISTINCT session_id), "
-        "sum(CASE WHEN status = 'done' THEN 1 ELSE 0 END) FROM call_logs",
+        f"sum(CASE WHEN status = 'done' THEN 1 ELSE 0 END) FROM call_logs WHERE session_id NOT LIKE '{SEED_PREFIX}%'",
         "contacts": "SELECT contact FROM created_contacts",
     }
     if backend == "sqlite":
@@ -520,6 +520,73 @@ def check_database(
         expected > 0 and total == done == distinct == expected and len(contacts) == real == expected
     )
     return result
+
+
+SEED_PREFIX = "seed-"
+
+
+def seed_database(
+    backend: str, database_url: str, workdir: Path, pg: Postgres | None, rows: int
+) -> dict[str, Any]:
+    """`rows` done call logs and `rows` contact-cache rows, a tenth of each in the bench user's own scope and
+    the rest spread over 200 other tenants: the server must cost the same with a full database."""
+    started = time.monotonic()
+    if backend == "sqlite":
+        conn = sqlite3.connect(workdir / "appconnect.sqlite3", timeout=30)
+        scope = conn.execute("SELECT account_scope FROM users LIMIT 1").fetchone()[0]
+    else:
+        assert pg is not None
+        scope = pg.fetch(database_url, "SELECT account_scope FROM users LIMIT 1")[0][0]
+    scopes = [scope] + [f"pipedrive||account:seed-{k}" for k in range(200)]
+    now = datetime.now(UTC).replace(tzinfo=None)
+
+    def scope_of(i: int) -> str:
+        return scope if i % 10 == 0 else scopes[1 + i % 200]
+
+    logs = [
+        (scope_of(i), f"{SEED_PREFIX}{i}", "101", "", f"t-{SEED_PREFIX}{i}", "pipedrive", "seed-user",
+         str(i), f"act-{i}", "done", 0, now, now)
+        for i in range(rows)
+    ]  # fmt: skip
+    cache = [
+        (scope_of(i), "pipedrive", f"contact-+1{3000000000 + i}", '[{"id": "1", "name": "Seeded"}]', now, now)
+        for i in range(rows)
+    ]
+    log_sql = (
+        "INSERT INTO call_logs (scope, session_id, extension_number, hashed_extension_id, call_id, platform, "
+        "user_id, contact_id, third_party_log_id, status, attempts, created_at, updated_at) VALUES "
+    )
+    cache_sql = "INSERT INTO account_data (account_id, platform, data_key, data, created_at, updated_at) VALUES "
+    if backend == "sqlite":
+        with conn:
+            conn.executemany(log_sql + "(" + ",".join("?" * 13) + ")", logs)
+            conn.executemany(cache_sql + "(?,?,?,?,?,?)", cache)
+        conn.close()
+    else:
+        assert pg is not None
+
+        async def go() -> None:
+            db = await asyncpg.connect(asyncpg_dsn(database_url), timeout=10)
+            try:
+                await db.copy_records_to_table(
+                    "call_logs",
+                    records=[(*r[:11], r[11].replace(tzinfo=UTC), r[12].replace(tzinfo=UTC)) for r in logs],
+                    columns=[
+                        "scope", "session_id", "extension_number", "hashed_extension_id", "call_id", "platform",
+                        "user_id", "contact_id", "third_party_log_id", "status", "attempts", "created_at",
+                        "updated_at",
+                    ],
+                )  # fmt: skip
+                await db.executemany(
+                    cache_sql + "($1, $2, $3, $4::json, $5, $6)",
+                    [(*r[:4], r[4].replace(tzinfo=UTC), r[5].replace(tzinfo=UTC)) for r in cache],
+                )
+                await db.execute("ANALYZE")
+            finally:
+                await db.close()
+
+        pg.run(go())
+    return {"rows": rows, "seconds": round(time.monotonic() - started, 1)}
 
 
 # --------------------------------------------------------------------------- one run
@@ -603,6 +670,10 @@ def one_run(
         processes = name_processes(server.proc.pid, workers)
         jwt_file = workdir / "jwt.txt"
         jwt_file.write_text(login(server) + "\n")
+        seeded = None
+        if args.seed:
+            seeded = seed_database(backend, database_url, workdir, pg, args.seed)
+            log(f"{config}: seeded {args.seed} call logs and {args.seed} contact-cache rows in {seeded['seconds']} s")
         time.sleep(1.0)
         idle = {name: proc_rss_mib(pid) for name, pid in processes.items()}
         log(f"{config}: /isAlive after {alive:.2f} s; processes {processes}; idle RSS {idle}")
@@ -636,6 +707,7 @@ def one_run(
             "database": database or "sqlite",
             "processes": processes,
             "idle_rss_mib": idle,
+            "seeded": seeded,
             "check": check,
             "derived": derived,
             "flow": flow,
@@ -850,6 +922,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--server-env", action="append", default=[], metavar="KEY=VALUE", help="extra server setting"
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="before the load, store N call logs and N contact-cache rows (a tenth in the bench user's scope)",
     )
     p.add_argument("--keep-workdir", action="store_true", help="keep each run's temp folder")
     p.add_argument("--no-save", action="store_true", help="write nothing to bench/results")

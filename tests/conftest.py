@@ -228,6 +228,32 @@ def new_phone() -> str:
     return "+1415" + str(uuid.uuid4().int)[:7]
 
 
+def message_log_body(contact_id: str, phone: str) -> dict[str, Any]:
+    """A message log of one inbound SMS in a new conversation."""
+    conversation = f"conv-{uuid.uuid4().hex[:8]}"
+    return {
+        "logInfo": {
+            "conversationId": conversation,
+            "conversationLogId": f"{conversation}-2026-11-25",
+            "messages": [
+                {
+                    "id": f"m-{uuid.uuid4().hex[:8]}",
+                    "type": "SMS",
+                    "direction": "Inbound",
+                    "subject": "hello",
+                    "creationTime": "2026-11-25T10:00:00.000Z",
+                    "from": {"phoneNumber": phone, "name": "Caller"},
+                }
+            ],
+            "correspondents": [{"phoneNumber": phone, "name": "Caller"}],
+        },
+        "contactId": contact_id,
+        "contactName": "Caller",
+        "contactType": "contact",
+        "additionalSubmission": {"deal": "d1"},
+    }
+
+
 def call_log_body(
     session_id: str,
     contact_id: str,

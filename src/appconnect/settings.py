@@ -36,6 +36,14 @@ class Settings(BaseSettings):
         default=50, ge=1, description="`serve` refuses workers x (pool + overflow) above this (PostgreSQL)"
     )
     auto_migrate: bool = True
+    user_cache: bool | None = Field(
+        default=None,
+        description=(
+            "workers keep recently used users (store/user_cache.py). None (auto): on with SQLite, where a "
+            "change is seen by the very next request; off with PostgreSQL, where other machines learn of a "
+            "change (a logout) by LISTEN/NOTIFY, milliseconds later"
+        ),
+    )
     redis_url: str = Field(default="", validation_alias=AliasChoices("APPCONNECT_REDIS_URL", "REDIS_URL"))
 
     jwt_secret: str = ""

@@ -20,7 +20,14 @@ from appconnect.connectors.registry import ConnectorRegistry
 from appconnect.connectors.sdk import ContactLookup, ContactMatches, CrmCall
 from appconnect.connectors.testcrm import TestCrmConnector
 from appconnect.store.migrate import upgrade
-from tests.conftest import LiveServer, call_log_body, crm_admin_headers, make_settings, new_phone
+from tests.conftest import (
+    LiveServer,
+    call_log_body,
+    crm_admin_headers,
+    make_settings,
+    message_log_body,
+    new_phone,
+)
 from tests.support.app_server import run_app
 
 ORIGIN = {"Origin": "https://app.example.test"}
@@ -241,10 +248,18 @@ def test_redis_down_is_a_503_with_retry_after(tmp_path: Path, refused_port: int)
     for base_url in serve(tmp_path, database_url, redis_url=f"redis://127.0.0.1:{refused_port}/0"):
         with httpx.Client(base_url=base_url, timeout=30) as client:
             jwt = login(client)
-            response = client.post(
+            headers = {"Authorization": f"Bearer {jwt}", **ORIGIN}
+            phone = new_phone()
+            # the placeholder contact claims its number in the database: it needs no Redis
+            created = client.post(
                 "/contact",
-                json={"phoneNumber": new_phone(), "newContactName": "Ada", "newContactType": "contact"},
-                headers={"Authorization": f"Bearer {jwt}", **ORIGIN},
+                json={"phoneNumber": phone, "newContactName": "Ada", "newContactType": "contact"},
+                headers=headers,
+            )
+            assert created.status_code == 200 and created.json()["successful"] is True, created.text
+            # a message log takes the conversation's lock, in Redis
+            response = client.post(
+                "/messageLog", json=message_log_body(created.json()["contact"]["id"], phone), headers=headers
             )
             assert_kept_alive(response, client.get("/isAlive"))
     assert_error_envelope(response, 503)

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import call_log_body, new_phone
+from tests.conftest import call_log_body, message_log_body, new_phone
 
 NUL = "a\x00b"
 LONG = "9" * 300
@@ -33,31 +33,6 @@ def set_path(body: dict[str, Any], path: str, value: object) -> dict[str, Any]:
     else:
         node[last] = value
     return result
-
-
-def message_log_body(contact_id: str, phone: str) -> dict[str, Any]:
-    conversation = f"conv-{uuid.uuid4().hex[:8]}"
-    return {
-        "logInfo": {
-            "conversationId": conversation,
-            "conversationLogId": f"{conversation}-2026-11-25",
-            "messages": [
-                {
-                    "id": f"m-{uuid.uuid4().hex[:8]}",
-                    "type": "SMS",
-                    "direction": "Inbound",
-                    "subject": "hello",
-                    "creationTime": "2026-11-25T10:00:00.000Z",
-                    "from": {"phoneNumber": phone, "name": "Caller"},
-                }
-            ],
-            "correspondents": [{"phoneNumber": phone, "name": "Caller"}],
-        },
-        "contactId": contact_id,
-        "contactName": "Caller",
-        "contactType": "contact",
-        "additionalSubmission": {"deal": "d1"},
-    }
 
 
 BODY_FIELDS: dict[tuple[str, str], list[str]] = {

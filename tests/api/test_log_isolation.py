@@ -226,6 +226,7 @@ def test_logs_from_before_scopes_follow_their_user_into_the_verified_scope(
 
     from appconnect.store.db import create_engine
     from appconnect.store.tables import call_logs, users
+    from appconnect.store.user_cache import announce_user_change
 
     key, jwt = new_company(client, rc_account_id=f"acct-{uuid.uuid4().hex}")
     user_id = f"{client.get('/testcrm/api/v1/me', auth=(key, '')).json()['id']}-testcrm"
@@ -248,6 +249,7 @@ def test_logs_from_before_scopes_follow_their_user_into_the_verified_scope(
                 )
         finally:
             await engine.dispose()
+        await announce_user_change(server.settings.database_url, user_id)
 
     asyncio.run(make_legacy())
     assert client.get("/callLog", params={"sessionIds": session}, headers=auth(jwt)).json()["logs"][0][

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from appconnect.store.db import create_engine
 from appconnect.store.locks import DatabaseSharedLock, LockManager, LockTimeout, RedisSharedLock
 from appconnect.store.migrate import upgrade
+from appconnect.store.sql import open_fast_database
 
 
 def redis_reachable() -> bool:
@@ -31,9 +31,9 @@ async def shared(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     if request.param == "database":
         url = f"sqlite+aiosqlite:///{tmp_path / 'locks.sqlite3'}"
         await asyncio.to_thread(upgrade, url)
-        engine = create_engine(url, pool_size=4)
-        yield DatabaseSharedLock(engine)
-        await engine.dispose()
+        db = open_fast_database(url, max_connections=4, acquire_timeout=10)
+        yield DatabaseSharedLock(db)
+        await db.close()
         return
     if not redis_reachable():
         if os.environ.get("CI"):

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 import pytest
 
 from appconnect.connectors.sdk import RateLimit
-from appconnect.store.db import create_engine
 from appconnect.store.rate_limits import (
     DatabaseRateLimiter,
     RateLimiterBackend,
@@ -18,6 +17,7 @@ from appconnect.store.rate_limits import (
     RateLimitSettingError,
     RedisRateLimiter,
 )
+from appconnect.store.sql import open_fast_database
 from tests.conftest import LiveServer
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -45,11 +45,11 @@ async def limiter(request: pytest.FixtureRequest, server: LiveServer) -> AsyncIt
         finally:
             await client.aclose()
         return
-    engine = create_engine(server.settings.database_url, pool_size=5)
+    db = open_fast_database(server.settings.database_url, max_connections=5, acquire_timeout=10)
     try:
-        yield DatabaseRateLimiter(engine)
+        yield DatabaseRateLimiter(db)
     finally:
-        await engine.dispose()
+        await db.close()
 
 
 async def test_exactly_the_burst_is_granted_under_concurrency(limiter: RateLimiterBackend) -> None:

@@ -46,6 +46,7 @@ from appconnect.flows.session import SessionRevoked, open_session
 from appconnect.security.crypto import hash_value
 from appconnect.security.jwt import SessionClaims
 from appconnect.store.call_logs import (
+    DONE,
     FAILED,
     QUEUED,
     UNKNOWN,
@@ -102,7 +103,11 @@ async def create_call_log(services: Services, claims: SessionClaims, body: CallL
     if user is None:
         return Reply(envelope(False, warning("User not found")))
     scope = account_scope(user)
-    if session_id in await services.call_logs.find(scope, [session_id], identity):
+    # one lookup serves both the "already logged" answer and the reservation below
+    existing = (await services.call_logs.find(scope, [session_id], identity, include_pending=True)).get(
+        session_id
+    )
+    if existing is not None and existing.status == DONE:
         return Reply(envelope(False, existing_message))
     record = call_record(info)
     contact_phone = record.contact_party.phone_number or ""
@@ -119,6 +124,8 @@ async def create_call_log(services: Services, claims: SessionClaims, body: CallL
         contact_id=contact.id,
         stale_after=stale_window(services.settings),
         payload=body.model_dump_json(by_alias=True),
+        existing=existing,
+        looked_up=True,
     )
     if outcome is Reservation.EXISTS or claim is None:
         return Reply(envelope(False, existing_message))

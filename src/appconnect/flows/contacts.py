@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from appconnect.connectors.sdk import (
@@ -24,6 +28,7 @@ from appconnect.flows.requests import ContactCreateBody
 from appconnect.flows.services import Services
 from appconnect.flows.session import open_session
 from appconnect.security.jwt import SessionClaims
+from appconnect.store.cache import CreatedRecord
 from appconnect.store.locks import LockTimeout
 
 
@@ -137,62 +142,114 @@ async def create_contact(services: Services, claims: SessionClaims, body: Contac
     if user is None:
         return Reply({"successful": False})
     scope = account_scope(user)
-    dedupe = services.settings.contact_dedupe_seconds
     try:
-        async with services.locks.hold(
-            f"contact:{platform}:{scope}:{new.phone_number}", ttl=services.settings.crm_read_timeout + 10
-        ):
-            recent = await services.cache.recent_created_contact(
-                scope, platform, new.phone_number, max_age=dedupe
-            )
-            if recent is not None and not _is_unknown_outcome(recent[0]):
-                return Reply(
-                    envelope(True, ReturnMessage("Contact created.", "success", 2000), contact=recent[0])
-                )
-            call = await open_session(services, connector, user)
-            if recent is not None:
-                # An earlier create got no answer: the CRM may have made the contact. Adopt it if so.
-                try:
-                    at_crm = await _contacts_with_number(connector, call, new.phone_number)
-                except CrmHttpError as exc:
-                    return Reply(envelope(False, crm_error_message(exc, platform, "createContact")))
-                adopted = _same_contact(at_crm, new.name, new.contact_type)
-                if adopted is not None:
-                    wire = await _remember(services, scope, platform, new, adopted)
-                    return Reply(
-                        envelope(True, ReturnMessage("Contact created.", "success", 2000), contact=wire)
-                    )
-                earlier, recorded_at = recent
-                landed = _same_contact(at_crm, str(earlier.get("name") or ""), str(earlier.get("type") or ""))
-                settled_at = recorded_at + timedelta(seconds=settle_window(services.settings))
-                if landed is None and datetime.now(UTC) < settled_at:
-                    # the CRM may still be making the earlier one: creating now could make a second contact
-                    return Reply(envelope(False, NOT_SETTLED))
-            # Recorded before the CRM is asked: if this process dies, or the database fails while the answer
-            # is being stored, the next attempt finds the record and asks the CRM before creating again.
-            await services.cache.remember_created_contact(
-                scope, platform, new.phone_number, _unknown_outcome_marker(new)
-            )
-            try:
-                created = await connector.create_contact(call, new)
-            except InterfaceNotImplemented:
-                await services.cache.forget_created_contact(scope, platform, new.phone_number)
-                return Reply(envelope(False, warning(f"{platform} does not support creating contacts.")))
-            except CrmHttpError as exc:
-                if exc.outcome_unknown:  # recorded again: the settle window runs from the missing answer
-                    await services.cache.remember_created_contact(
-                        scope, platform, new.phone_number, _unknown_outcome_marker(new)
-                    )
-                else:
-                    await services.cache.forget_created_contact(scope, platform, new.phone_number)
-                return Reply(envelope(False, crm_error_message(exc, platform, "createContact")))
-            if created is None:
-                await services.cache.forget_created_contact(scope, platform, new.phone_number)
-                return Reply(envelope(False, warning("Contact was not created.")))
-            wire = await _remember(services, scope, platform, new, created.contact)
-            return Reply(envelope(True, created.return_message, contact=wire))
+        earlier = await _claim_number(services, scope, platform, new)
     except LockTimeout:
         return Reply(envelope(False, warning("Another request is creating this contact. Please try again.")))
+    if isinstance(earlier, dict):  # created before, within the dedupe window: the same answer again
+        return Reply(envelope(True, ReturnMessage("Contact created.", "success", 2000), contact=earlier))
+    cache = services.cache
+    sent = False
+    try:
+        call = await open_session(services, connector, user)
+        if earlier is not None:
+            # An earlier create got no answer: the CRM may have made the contact. Adopt it if so.
+            try:
+                at_crm = await _contacts_with_number(connector, call, new.phone_number)
+            except CrmHttpError as exc:
+                await cache.keep_created_contact(scope, platform, new.phone_number, earlier, _unowned(earlier))
+                return Reply(envelope(False, crm_error_message(exc, platform, "createContact")))
+            adopted = _same_contact(at_crm, new.name, new.contact_type)
+            if adopted is not None:
+                wire = await _remember(services, scope, platform, new, adopted)
+                return Reply(envelope(True, ReturnMessage("Contact created.", "success", 2000), contact=wire))
+            previous = earlier.contact
+            landed = _same_contact(at_crm, str(previous.get("name") or ""), str(previous.get("type") or ""))
+            settled_at = earlier.recorded_at + timedelta(seconds=settle_window(services.settings))
+            if landed is None and datetime.now(UTC) < settled_at:
+                # the CRM may still be making the earlier one: creating now could make a second contact
+                await cache.keep_created_contact(scope, platform, new.phone_number, earlier, _unowned(earlier))
+                return Reply(envelope(False, NOT_SETTLED))
+        sent = True
+        try:
+            created = await connector.create_contact(call, new)
+        except InterfaceNotImplemented:
+            await cache.forget_created_contact(scope, platform, new.phone_number)
+            return Reply(envelope(False, warning(f"{platform} does not support creating contacts.")))
+        except CrmHttpError as exc:
+            if exc.outcome_unknown:  # recorded again: the settle window runs from the missing answer
+                await cache.set_created_contact(scope, platform, new.phone_number, _unknown_outcome_marker(new))
+            else:
+                await cache.forget_created_contact(scope, platform, new.phone_number)
+            return Reply(envelope(False, crm_error_message(exc, platform, "createContact")))
+        if created is None:
+            await cache.forget_created_contact(scope, platform, new.phone_number)
+            return Reply(envelope(False, warning("Contact was not created.")))
+    except BaseException:
+        # Anything unexpected (the session refresh failed, a bug, cancellation): once the create was sent it
+        # may have reached the CRM, so the record stays an unanswered create, free for the next attempt to check;
+        # before that, a fresh claim is simply dropped.
+        await _release_claim(services, scope, platform, new, forget=not sent and earlier is None)
+        raise
+    wire = await _remember(services, scope, platform, new, created.contact)
+    return Reply(envelope(True, created.return_message, contact=wire))
+
+
+async def _claim_number(
+    services: Services, scope: str, platform: str, new: NewContact
+) -> dict[str, object] | CreatedRecord | None:
+    """Make this request the one creating the contact for this number.
+
+    Returns None (a fresh claim: create), the earlier unanswered create's record (claimed: check the CRM
+    first), or the contact created within the dedupe window (replay it). A create another live request is
+    working on is waited for, at most the lock wait; its marker names its owner and expires with the
+    outbound call's budget, so a crashed request never blocks the number for longer than that.
+    """
+    cache = services.cache
+    settings = services.settings
+    in_flight_for = timedelta(seconds=settings.crm_read_timeout + 10)
+    owner = uuid.uuid4().hex
+    marker = _unknown_outcome_marker(new, owner=owner)
+    deadline = time.monotonic() + settings.lock_wait_seconds
+    delay = 0.005
+    while True:
+        if await cache.claim_created_contact(
+            scope, platform, new.phone_number, marker, max_age=settings.contact_dedupe_seconds
+        ):
+            return None
+        record = await cache.created_contact(scope, platform, new.phone_number)
+        if record is not None:
+            if not _is_unknown_outcome(record.contact):
+                contact: dict[str, object] = record.contact
+                return contact
+            busy = record.contact.get("owner") and datetime.now(UTC) < record.updated_at + in_flight_for
+            if not busy and await cache.take_over_created_contact(
+                scope, platform, new.phone_number, record, marker
+            ):
+                return record
+        if time.monotonic() > deadline:
+            raise LockTimeout(f"contact:{platform}:{new.phone_number}")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+async def _release_claim(
+    services: Services, scope: str, platform: str, new: NewContact, *, forget: bool
+) -> None:
+    """Give the number up: forgotten, or left as an unanswered create nobody works on (best effort: the
+    database may be what failed; the claim then expires by itself)."""
+    with contextlib.suppress(Exception):
+        if forget:
+            await services.cache.forget_created_contact(scope, platform, new.phone_number)
+            return
+        record = await services.cache.created_contact(scope, platform, new.phone_number)
+        if record is not None and _is_unknown_outcome(record.contact):
+            await services.cache.keep_created_contact(scope, platform, new.phone_number, record, _unowned(record))
+
+
+def _unowned(record: CreatedRecord) -> dict[str, object]:
+    """A record's unanswered-create marker without the owner: nobody works on it now."""
+    return {k: v for k, v in dict(record.contact).items() if k != "owner"}
 
 
 async def _remember(
@@ -200,18 +257,20 @@ async def _remember(
 ) -> dict[str, object]:
     """The contact now stands for this number: replayed to duplicates; the stale lookup cache is dropped."""
     wire = _with_defaults(contact, new).to_wire()
-    await services.cache.remember_created_contact(scope, platform, new.phone_number, wire)
-    await services.cache.drop_contacts(scope, platform, new.phone_number)
+    await services.cache.set_created_contact(scope, platform, new.phone_number, wire, drop_lookup=True)
     return wire
 
 
 _UNKNOWN_OUTCOME_KEY = "createOutcomeUnknown"
 
 
-def _unknown_outcome_marker(new: NewContact) -> dict[str, object]:
-    """Stored in place of the created contact until the CRM's answer is stored: a create in flight, or one the
-    CRM may have taken without our hearing back."""
-    return {_UNKNOWN_OUTCOME_KEY: True, "name": new.name, "type": new.contact_type}
+def _unknown_outcome_marker(new: NewContact, *, owner: str | None = None) -> dict[str, object]:
+    """Stored in place of the created contact until the CRM's answer is stored: a create in flight (`owner`
+    names the request working on it), or one the CRM may have taken without our hearing back."""
+    marker: dict[str, object] = {_UNKNOWN_OUTCOME_KEY: True, "name": new.name, "type": new.contact_type}
+    if owner is not None:
+        marker["owner"] = owner
+    return marker
 
 
 def _is_unknown_outcome(stored: object) -> bool:

@@ -18,7 +18,7 @@ from appconnect.security.keys import ServerKeys, load_keys
 from appconnect.settings import Settings
 from appconnect.store.cache import AccountCache
 from appconnect.store.call_logs import CallLogStore
-from appconnect.store.db import create_engine
+from appconnect.store.db import create_engine, is_sqlite, sqlite_file
 from appconnect.store.locks import DatabaseSharedLock, LockManager, RedisSharedLock
 from appconnect.store.message_logs import MessageLogStore
 from appconnect.store.rate_limits import (
@@ -27,6 +27,8 @@ from appconnect.store.rate_limits import (
     RateLimitOverrides,
     RedisRateLimiter,
 )
+from appconnect.store.sql import FastDatabase, PostgresDatabase, open_fast_database
+from appconnect.store.user_cache import ListenChanges, SharedMemoryChanges, UserCache
 from appconnect.store.users import UserStore
 
 
@@ -35,6 +37,8 @@ class Services:
     settings: Settings
     keys: ServerKeys
     engine: AsyncEngine
+    #: the hot path's driver-level access (store/sql.py); the engine serves the rest
+    fast: FastDatabase
     http: httpx.AsyncClient
     registry: ConnectorRegistry
     tokens: SessionTokens
@@ -46,6 +50,7 @@ class Services:
     redis: Any = None
     rate_limiter: RateLimiterBackend | None = None
     rate_limit_overrides: RateLimitOverrides | None = None
+    user_cache: UserCache | None = None
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy.from_settings(self.settings)
@@ -67,6 +72,9 @@ class Services:
         await self.http.aclose()
         if self.redis is not None:
             await self.redis.aclose()
+        if self.user_cache is not None:
+            await self.user_cache.changes.close()
+        await self.fast.close()
         await self.engine.dispose()
 
 
@@ -98,13 +106,26 @@ def _discover(settings: Settings) -> ConnectorRegistry:
     return ConnectorRegistry.discover(env, exclude=excluded)
 
 
+def split_connections(per_worker: int) -> tuple[int, int]:
+    """A worker's connection budget split between the engine (logins, message logs, the retrier) and the hot
+    path's pool (every lookup, placeholder contact and call log): the hot path gets two thirds."""
+    engine_share = max(1, per_worker // 3)
+    return engine_share, max(1, per_worker - engine_share)
+
+
 def build_services(settings: Settings, registry: ConnectorRegistry | None = None) -> Services:
     keys = load_keys(settings)
+    engine_share, fast_share = split_connections(settings.database_connections_per_worker())
     engine = create_engine(
         settings.database_url,
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_max_overflow,
+        pool_size=min(settings.database_pool_size, engine_share),
+        max_overflow=max(0, engine_share - settings.database_pool_size),
         pool_timeout=settings.database_pool_timeout,
+    )
+    if _user_cache_on(settings) and not is_sqlite(settings.database_url):
+        fast_share = max(1, fast_share - 1)  # the user cache's LISTEN connection
+    fast = open_fast_database(
+        settings.database_url, max_connections=fast_share, acquire_timeout=settings.database_pool_timeout
     )
     redis_client = None
     if settings.redis_url:
@@ -114,24 +135,45 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
         shared: DatabaseSharedLock | RedisSharedLock = RedisSharedLock(redis_client)
         limiter: RateLimiterBackend = RedisRateLimiter(redis_client)
     else:
-        shared = DatabaseSharedLock(engine)
-        limiter = DatabaseRateLimiter(engine)
+        shared = DatabaseSharedLock(fast)
+        limiter = DatabaseRateLimiter(fast)
     cipher = TokenCipher(keys.encryption_keys)
+    user_cache = _user_cache(settings, fast)
     return Services(
         settings=settings,
         keys=keys,
         engine=engine,
+        fast=fast,
         http=build_transport_client(
             connect_timeout=settings.crm_connect_timeout, read_timeout=settings.crm_read_timeout
         ),
         registry=registry or _discover(settings),
         tokens=SessionTokens(keys.jwt_secret),
-        users=UserStore(engine, cipher),
-        call_logs=CallLogStore(engine, cipher),
+        users=UserStore(engine, cipher, fast, user_cache),
+        call_logs=CallLogStore(engine, cipher, fast),
         message_logs=MessageLogStore(engine, cipher),
-        cache=AccountCache(engine),
+        cache=AccountCache(engine, fast),
         locks=LockManager(shared, wait_seconds=settings.lock_wait_seconds),
         redis=redis_client,
         rate_limiter=limiter,
         rate_limit_overrides=RateLimitOverrides.parse(settings.crm_rate_limit),
+        user_cache=user_cache,
     )
+
+
+def _user_cache_on(settings: Settings) -> bool:
+    if settings.user_cache is None:
+        return is_sqlite(settings.database_url)
+    return settings.user_cache
+
+
+def _user_cache(settings: Settings, fast: FastDatabase) -> UserCache | None:
+    """SQLite: change counters in shared memory beside the database file; PostgreSQL: LISTEN/NOTIFY."""
+    if not _user_cache_on(settings):
+        return None
+    if isinstance(fast, PostgresDatabase):
+        return UserCache(ListenChanges(fast.dsn))
+    path = sqlite_file(settings.database_url)
+    if path is None:
+        return None
+    return UserCache(SharedMemoryChanges(path.with_name(path.name + "-users")))

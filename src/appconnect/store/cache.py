@@ -1,125 +1,169 @@
-"""Account-level caches: contact matches per number, and recently created placeholder contacts."""
+"""Account-level caches: contact matches per number, and the placeholder contact created per number.
+
+Both sit on the hot path (every lookup reads the first; every placeholder contact claims the second), so they
+run on the fast driver layer (`store/sql.py`) with one statement per step.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from appconnect.store.db import write_transaction
-from appconnect.store.tables import account_data, admin_configs, created_contacts
-from appconnect.store.users import as_utc
+from appconnect.store.sql import FastDatabase, from_json, sql, to_json
+from appconnect.store.tables import admin_configs
+
+_GET_CONTACTS = sql(
+    "SELECT data, updated_at FROM account_data WHERE account_id = ? AND platform = ? AND data_key = ?"
+)
+_PUT_CONTACTS = sql(
+    """INSERT INTO account_data (account_id, platform, data_key, data, created_at, updated_at)
+    VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (account_id, platform, data_key) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at"""
+)
+_DROP_CONTACTS = sql("DELETE FROM account_data WHERE account_id = ? AND platform = ? AND data_key = ?")
+
+#: Claim a number for one create: a new row, or one whose record is older than the dedupe window (it no longer
+#: counts). Returns a row only to the request that now owns the create.
+_CLAIM_CREATED = sql(
+    """INSERT INTO created_contacts (account_id, platform, phone_number, contact, created_at, updated_at)
+    VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (account_id, platform, phone_number) DO UPDATE
+    SET contact = excluded.contact, created_at = excluded.created_at, updated_at = excluded.updated_at
+    WHERE created_contacts.created_at < ?
+    RETURNING phone_number"""
+)
+_READ_CREATED = sql(
+    """SELECT contact, created_at, updated_at FROM created_contacts
+    WHERE account_id = ? AND platform = ? AND phone_number = ?"""
+)
+#: Take over a record nobody works on any more (compare-and-set on its last update): keeps `created_at`, the
+#: time an earlier create went unanswered, which the settle window counts from.
+_TAKE_OVER_CREATED = sql(
+    """UPDATE created_contacts SET contact = ?, updated_at = ?
+    WHERE account_id = ? AND platform = ? AND phone_number = ? AND updated_at = ?"""
+)
+_SET_CREATED = sql(
+    """UPDATE created_contacts SET contact = ?, created_at = ?, updated_at = ?
+    WHERE account_id = ? AND platform = ? AND phone_number = ?"""
+)
+_FORGET_CREATED = sql(
+    "DELETE FROM created_contacts WHERE account_id = ? AND platform = ? AND phone_number = ?"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedRecord:
+    """What is recorded for a number: the created contact, or a marker for a create in flight or unanswered."""
+
+    contact: Any
+    recorded_at: datetime
+    updated_at: datetime
+    #: the raw `updated_at` as stored: the compare-and-set token of a take-over
+    version: Any
+
+
+def _contacts_key(phone: str) -> str:
+    return f"contact-{phone}"
 
 
 class AccountCache:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, fast: FastDatabase) -> None:
         self._engine = engine
+        self._fast = fast
 
     async def get_contacts(self, account_id: str, platform: str, phone: str, *, max_age: float) -> Any | None:
-        c = account_data.c
-        async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(c.data, c.updated_at).where(
-                        c.account_id == account_id, c.platform == platform, c.data_key == f"contact-{phone}"
-                    )
-                )
-            ).first()
+        row = await self._fast.one(_GET_CONTACTS, account_id, platform, _contacts_key(phone))
         if row is None:
             return None
-        updated = as_utc(row.updated_at)
+        updated = self._fast.when(row["updated_at"])
         if updated is not None and updated < datetime.now(UTC) - timedelta(seconds=max_age):
             return None
-        return row.data
+        return from_json(row["data"])
 
     async def put_contacts(self, account_id: str, platform: str, phone: str, contacts: list[Any]) -> None:
-        now = datetime.now(UTC)
-        c = account_data.c
-        key = and_(c.account_id == account_id, c.platform == platform, c.data_key == f"contact-{phone}")
-        async with write_transaction(self._engine) as conn:
-            changed = await conn.execute(
-                update(account_data).where(key).values(data=contacts, updated_at=now)
-            )
-        if changed.rowcount:
-            return
-        try:
-            async with write_transaction(self._engine) as conn:
-                await conn.execute(
-                    insert(account_data).values(
-                        account_id=account_id,
-                        platform=platform,
-                        data_key=f"contact-{phone}",
-                        data=contacts,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-        except IntegrityError:
-            pass  # a concurrent lookup cached the same answer
+        now = self._fast.stamp(datetime.now(UTC))
+        await self._fast.run(
+            _PUT_CONTACTS, account_id, platform, _contacts_key(phone), to_json(contacts), now, now
+        )
 
     async def drop_contacts(self, account_id: str, platform: str, phone: str) -> None:
-        c = account_data.c
-        async with write_transaction(self._engine) as conn:
-            await conn.execute(
-                delete(account_data).where(
-                    c.account_id == account_id, c.platform == platform, c.data_key == f"contact-{phone}"
-                )
-            )
+        await self._fast.run(_DROP_CONTACTS, account_id, platform, _contacts_key(phone))
 
-    async def recent_created_contact(
-        self, account_id: str, platform: str, phone: str, *, max_age: float
-    ) -> tuple[Any, datetime] | None:
-        """The contact (or unknown-outcome marker) recorded for this number, and when it was recorded."""
-        c = created_contacts.c
-        async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(c.contact, c.created_at).where(
-                        c.account_id == account_id, c.platform == platform, c.phone_number == phone
-                    )
-                )
-            ).first()
+    async def claim_created_contact(
+        self, account_id: str, platform: str, phone: str, marker: Any, *, max_age: float
+    ) -> bool:
+        """Record `marker` for this number unless a record younger than `max_age` is there: True when this
+        request now owns the create (recorded before the CRM is asked, so a crash leaves a trace)."""
+        now = datetime.now(UTC)
+        stamp = self._fast.stamp(now)
+        expired_before = self._fast.stamp(now - timedelta(seconds=max_age))
+        async with self._fast.transaction() as tx:
+            row = await tx.one(
+                _CLAIM_CREATED, account_id, platform, phone, to_json(marker), stamp, stamp, expired_before
+            )
+        return row is not None
+
+    async def created_contact(self, account_id: str, platform: str, phone: str) -> CreatedRecord | None:
+        row = await self._fast.one(_READ_CREATED, account_id, platform, phone)
         if row is None:
             return None
-        created = as_utc(row.created_at) or datetime.now(UTC)
-        if created < datetime.now(UTC) - timedelta(seconds=max_age):
-            return None
-        return row.contact, created
+        now = datetime.now(UTC)
+        return CreatedRecord(
+            contact=from_json(row["contact"]),
+            recorded_at=self._fast.when(row["created_at"]) or now,
+            updated_at=self._fast.when(row["updated_at"]) or now,
+            version=row["updated_at"],
+        )
+
+    async def take_over_created_contact(
+        self, account_id: str, platform: str, phone: str, record: CreatedRecord, marker: Any
+    ) -> bool:
+        """Own a record whose create nobody is working on any more; False when another request got it first."""
+        async with self._fast.transaction() as tx:
+            taken = await tx.run(
+                _TAKE_OVER_CREATED,
+                to_json(marker),
+                self._fast.stamp(datetime.now(UTC)),
+                account_id,
+                platform,
+                phone,
+                record.version,
+            )
+        return bool(taken == 1)
+
+    async def set_created_contact(
+        self, account_id: str, platform: str, phone: str, contact: Any, *, drop_lookup: bool = False
+    ) -> None:
+        """Record the outcome for this number (the contact, or an unanswered-create marker, timed from now);
+        `drop_lookup` also drops the number's cached lookup answer, in the same transaction."""
+        now = self._fast.stamp(datetime.now(UTC))
+        async with self._fast.transaction() as tx:
+            await tx.run(_SET_CREATED, to_json(contact), now, now, account_id, platform, phone)
+            if drop_lookup:
+                await tx.run(_DROP_CONTACTS, account_id, platform, _contacts_key(phone))
+
+    async def keep_created_contact(
+        self, account_id: str, platform: str, phone: str, record: CreatedRecord, marker: Any
+    ) -> None:
+        """Hand a record back unchanged in time (its settle window still runs) with `marker` as content."""
+        async with self._fast.transaction() as tx:
+            await tx.run(
+                _SET_CREATED,
+                to_json(marker),
+                self._fast.stamp(record.recorded_at),
+                self._fast.stamp(datetime.now(UTC)),
+                account_id,
+                platform,
+                phone,
+            )
 
     async def forget_created_contact(self, account_id: str, platform: str, phone: str) -> None:
         """The CRM refused the create: nothing to replay or adopt."""
-        c = created_contacts.c
-        async with write_transaction(self._engine) as conn:
-            await conn.execute(
-                delete(created_contacts).where(
-                    c.account_id == account_id, c.platform == platform, c.phone_number == phone
-                )
-            )
-
-    async def remember_created_contact(
-        self, account_id: str, platform: str, phone: str, contact: Any
-    ) -> None:
-        now = datetime.now(UTC)
-        c = created_contacts.c
-        async with write_transaction(self._engine) as conn:
-            await conn.execute(
-                delete(created_contacts).where(
-                    c.account_id == account_id, c.platform == platform, c.phone_number == phone
-                )
-            )
-            await conn.execute(
-                insert(created_contacts).values(
-                    account_id=account_id,
-                    platform=platform,
-                    phone_number=phone,
-                    contact=contact,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+        await self._fast.run(_FORGET_CREATED, account_id, platform, phone)
 
     async def admin_settings(self, account_hash: str) -> dict[str, Any] | None:
         async with self._engine.connect() as conn:

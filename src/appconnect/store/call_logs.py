@@ -14,13 +14,13 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from appconnect.security.crypto import TokenCipher
 from appconnect.store.db import write_transaction
+from appconnect.store.sql import FastDatabase, Statement, sql
 from appconnect.store.tables import call_logs
 from appconnect.store.users import as_utc
 
@@ -95,6 +95,62 @@ def _identity_clause(identity: ExtensionIdentity) -> ColumnElement[bool] | None:
     return None
 
 
+_ROW_COLUMNS = (
+    "pk, scope, session_id, extension_number, hashed_extension_id, call_id, platform, user_id, contact_id, "
+    "third_party_log_id, status, updated_at, attempts"
+)
+_LEGACY = "(hashed_extension_id = '' OR hashed_extension_id IS NULL)"
+_find_statements: dict[tuple[int, str, bool], Statement] = {}
+
+
+def _find_statement(
+    sessions: int, identity: ExtensionIdentity, include_pending: bool
+) -> tuple[Statement, list[str]]:
+    """The lookup for `sessions` session ids and this kind of identity (built once per shape), and the
+    identity's parameters in placeholder order."""
+    if identity.hashed_extension_id:
+        shape = "hashed+ext" if identity.extension_number else "hashed"
+        args = [identity.hashed_extension_id]
+        if identity.extension_number:
+            args.append(identity.extension_number)
+    elif identity.extension_number:
+        shape, args = "ext", [identity.extension_number]
+    else:
+        shape, args = "none", []
+    key = (sessions, shape, include_pending)
+    statement = _find_statements.get(key)
+    if statement is None:
+        # built from constants only: every value is a bound parameter
+        placeholders = ", ".join("?" * sessions)
+        text = f"SELECT {_ROW_COLUMNS} FROM call_logs WHERE scope = ? AND session_id IN ({placeholders})"  # noqa: S608
+        if shape == "hashed":
+            text += f" AND (hashed_extension_id = ? OR (extension_number = '' AND {_LEGACY}))"
+        elif shape == "hashed+ext":
+            text += (
+                f" AND (hashed_extension_id = ? OR (extension_number = '' AND {_LEGACY})"
+                f" OR (extension_number = ? AND {_LEGACY}))"
+            )
+        elif shape == "ext":
+            text += " AND extension_number = ?"
+        if not include_pending:
+            text += " AND status = 'done'"
+        statement = _find_statements[key] = sql(text)
+    return statement, args
+
+
+_RESERVE = sql(
+    """INSERT INTO call_logs (scope, session_id, extension_number, hashed_extension_id, call_id, platform, user_id,
+    contact_id, status, payload, attempts, created_at, updated_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, 0, ?, ?)
+    ON CONFLICT (scope, session_id, extension_number, hashed_extension_id) DO NOTHING
+    RETURNING pk"""
+)
+_COMPLETE = sql(
+    """UPDATE call_logs SET third_party_log_id = ?, status = 'done', payload = NULL, next_attempt_at = NULL,
+    updated_at = ? WHERE pk = ?"""
+)
+
+
 def _row(row: Any) -> CallLogRow:
     return CallLogRow(
         pk=row.pk,
@@ -122,9 +178,27 @@ def _rank(row: CallLogRow, identity: ExtensionIdentity) -> int:
 
 
 class CallLogStore:
-    def __init__(self, engine: AsyncEngine, cipher: TokenCipher) -> None:
+    def __init__(self, engine: AsyncEngine, cipher: TokenCipher, fast: FastDatabase) -> None:
         self._engine = engine
         self._cipher = cipher
+        self._fast = fast
+
+    def _fast_row(self, row: Any) -> CallLogRow:
+        return CallLogRow(
+            pk=row["pk"],
+            scope=row["scope"],
+            session_id=row["session_id"],
+            extension_number=row["extension_number"],
+            hashed_extension_id=row["hashed_extension_id"],
+            call_id=row["call_id"],
+            platform=row["platform"],
+            user_id=row["user_id"],
+            contact_id=row["contact_id"],
+            third_party_log_id=row["third_party_log_id"],
+            status=row["status"],
+            updated_at=self._fast.when(row["updated_at"]),
+            attempts=row["attempts"] or 0,
+        )
 
     async def find(
         self,
@@ -135,14 +209,11 @@ class CallLogStore:
         include_pending: bool = False,
     ) -> dict[str, CallLogRow]:
         """The best-matching row per session id, within the caller's scope only."""
-        query = select(call_logs).where(call_logs.c.scope == scope, call_logs.c.session_id.in_(session_ids))
-        clause = _identity_clause(identity)
-        if clause is not None:
-            query = query.where(clause)
-        if not include_pending:
-            query = query.where(call_logs.c.status == DONE)
-        async with self._engine.connect() as conn:
-            rows = [_row(r) for r in (await conn.execute(query)).all()]
+        if not session_ids:
+            return {}
+        statement, identity_args = _find_statement(len(session_ids), identity, include_pending)
+        found = await self._fast.all(statement, scope, *session_ids, *identity_args)
+        rows = [self._fast_row(r) for r in found]
         best: dict[str, CallLogRow] = {}
         for row in sorted(rows, key=lambda r: (r.status != DONE, _rank(r, identity))):
             best.setdefault(row.session_id, row)
@@ -160,13 +231,17 @@ class CallLogStore:
         contact_id: str,
         stale_after: float,
         payload: str | None = None,
+        existing: CallLogRow | None = None,
+        looked_up: bool = False,
     ) -> tuple[Reservation, Claim | None]:
         """Claim the session for this identity before calling the CRM.
 
         (RESERVED, claim) for the caller that must create (or, when `claim.must_check`, first look for) the CRM
-        log; (EXISTS, None) when a log exists or another live request is creating it.
+        log; (EXISTS, None) when a log exists or another live request is creating it. `looked_up`: the caller
+        already ran `find(..., include_pending=True)` and passes its answer as `existing`.
         """
-        existing = (await self.find(scope, [session_id], identity, include_pending=True)).get(session_id)
+        if not looked_up:
+            existing = (await self.find(scope, [session_id], identity, include_pending=True)).get(session_id)
         if existing is not None:
             if existing.status == DONE:
                 return Reservation.EXISTS, None
@@ -174,31 +249,25 @@ class CallLogStore:
                 existing, stale_after=stale_after, user_id=user_id, contact_id=contact_id, payload=payload
             )
             return (Reservation.RESERVED, claim) if claim else (Reservation.EXISTS, None)
-        now = datetime.now(UTC)
-        try:
-            async with write_transaction(self._engine) as conn:
-                result = await conn.execute(
-                    insert(call_logs)
-                    .values(
-                        scope=scope,
-                        session_id=session_id,
-                        extension_number=identity.extension_number,
-                        hashed_extension_id=identity.hashed_extension_id,
-                        call_id=call_id,
-                        platform=platform,
-                        user_id=user_id,
-                        contact_id=contact_id,
-                        status=PENDING,
-                        payload=self._cipher.encrypt(payload),
-                        attempts=0,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    .returning(call_logs.c.pk)
-                )
-                pk = int(result.scalar_one())
-        except IntegrityError:
+        now = self._fast.stamp(datetime.now(UTC))
+        async with self._fast.transaction() as tx:
+            row = await tx.one(
+                _RESERVE,
+                scope,
+                session_id,
+                identity.extension_number,
+                identity.hashed_extension_id,
+                call_id,
+                platform,
+                user_id,
+                contact_id,
+                self._cipher.encrypt(payload),
+                now,
+                now,
+            )
+        if row is None:  # another request reserved it between our lookup and this insert
             return Reservation.EXISTS, None
+        pk = int(row["pk"])
         return Reservation.RESERVED, Claim(pk, must_check=False)
 
     async def take_over(
@@ -243,18 +312,7 @@ class CallLogStore:
         )
 
     async def complete(self, pk: int, third_party_log_id: str) -> None:
-        async with write_transaction(self._engine) as conn:
-            await conn.execute(
-                update(call_logs)
-                .where(call_logs.c.pk == pk)
-                .values(
-                    third_party_log_id=third_party_log_id,
-                    status=DONE,
-                    payload=None,
-                    next_attempt_at=None,
-                    updated_at=datetime.now(UTC),
-                )
-            )
+        await self._fast.run(_COMPLETE, third_party_log_id, self._fast.stamp(datetime.now(UTC)), pk)
 
     async def release(self, pk: int) -> None:
         """The CRM refused the log for good (4xx): forget the reservation so the client's retry can log it."""

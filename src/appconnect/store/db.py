@@ -56,7 +56,7 @@ def make_sqlite_private(url: str) -> None:
         pass
     except OSError:
         return  # a missing folder: SQLite reports it in its own words
-    for companion in ("", "-wal", "-shm", "-journal"):
+    for companion in ("", "-wal", "-shm", "-journal", "-users"):
         candidate = path.with_name(path.name + companion)
         try:
             if candidate.stat().st_mode & 0o077:

@@ -16,12 +16,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import delete, insert
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from appconnect.store.db import write_transaction
-from appconnect.store.tables import locks
+from appconnect.store.sql import FastDatabase, sql
 
 
 class LockTimeout(Exception):
@@ -34,28 +29,31 @@ class _SharedLock(Protocol):
     async def release(self, name: str, owner: str) -> None: ...
 
 
-class DatabaseSharedLock:
-    """A lock row per name; an expired row is removed by the next contender."""
+_TAKE_LOCK = sql(
+    """INSERT INTO locks (name, owner, expires_at) VALUES (?, ?, ?)
+    ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+    WHERE locks.expires_at < ?
+    RETURNING owner"""
+)
+_RELEASE_LOCK = sql("DELETE FROM locks WHERE name = ? AND owner = ?")
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+
+class DatabaseSharedLock:
+    """A lock row per name, taken in one statement: inserted, or taken over once its holder's TTL ran out."""
+
+    def __init__(self, db: FastDatabase) -> None:
+        self._db = db
 
     async def try_acquire(self, name: str, owner: str, ttl: float) -> bool:
         now = datetime.now(UTC)
-        try:
-            async with write_transaction(self._engine) as conn:
-                await conn.execute(
-                    insert(locks).values(name=name, owner=owner, expires_at=now + timedelta(seconds=ttl))
-                )
-            return True
-        except IntegrityError:
-            async with write_transaction(self._engine) as conn:
-                await conn.execute(delete(locks).where(locks.c.name == name, locks.c.expires_at < now))
-            return False
+        async with self._db.transaction() as tx:
+            row = await tx.one(
+                _TAKE_LOCK, name, owner, self._db.stamp(now + timedelta(seconds=ttl)), self._db.stamp(now)
+            )
+        return row is not None
 
     async def release(self, name: str, owner: str) -> None:
-        async with write_transaction(self._engine) as conn:
-            await conn.execute(delete(locks).where(locks.c.name == name, locks.c.owner == owner))
+        await self._db.run(_RELEASE_LOCK, name, owner)
 
 
 _RELEASE_SCRIPT = (

@@ -18,11 +18,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from appconnect.connectors.sdk import RateLimit
-from appconnect.store.db import write_transaction
+from appconnect.store.sql import FastDatabase, Statement
 
 #: longest shared back-off one 429 may impose on an account (a hostile or broken Retry-After is capped)
 MAX_BACK_OFF_SECONDS = 300.0
@@ -44,59 +41,65 @@ def _emission(limit: RateLimit) -> tuple[float, float]:
     return interval, limit.per_seconds
 
 
-# `{max}` is the two-argument maximum of the dialect; `{real}` its double type (PostgreSQL needs the casts to
-# type the bound parameters).
+# `{max}` is the two-argument maximum of the dialect, `{real}` its double type (PostgreSQL needs the casts to
+# type the parameters) and `{pN}` the dialect's placeholder for the n-th parameter, used more than once.
+# Parameters: 1 key, 2 now, 3 interval, 4 window, 5 grant id.
 _GCRA_SQL = """
 INSERT INTO rate_limits (limit_key, tat, grant_id)
-VALUES (:key, CAST(:now AS {real}) + CAST(:interval AS {real}), :grant)
+VALUES ({p1}, CAST({p2} AS {real}) + CAST({p3} AS {real}), {p5})
 ON CONFLICT (limit_key) DO UPDATE SET
   grant_id = CASE
-    WHEN {max}(rate_limits.tat, CAST(:now AS {real})) + CAST(:interval AS {real}) - CAST(:now AS {real})
-         <= CAST(:window AS {real})
-    THEN :grant ELSE rate_limits.grant_id END,
+    WHEN {max}(rate_limits.tat, CAST({p2} AS {real})) + CAST({p3} AS {real}) - CAST({p2} AS {real})
+         <= CAST({p4} AS {real})
+    THEN {p5} ELSE rate_limits.grant_id END,
   tat = CASE
-    WHEN {max}(rate_limits.tat, CAST(:now AS {real})) + CAST(:interval AS {real}) - CAST(:now AS {real})
-         <= CAST(:window AS {real})
-    THEN {max}(rate_limits.tat, CAST(:now AS {real})) + CAST(:interval AS {real}) ELSE rate_limits.tat END
+    WHEN {max}(rate_limits.tat, CAST({p2} AS {real})) + CAST({p3} AS {real}) - CAST({p2} AS {real})
+         <= CAST({p4} AS {real})
+    THEN {max}(rate_limits.tat, CAST({p2} AS {real})) + CAST({p3} AS {real}) ELSE rate_limits.tat END
 RETURNING tat, grant_id
 """
 
+# Parameters: 1 key, 2 blocked until.
 _BACK_OFF_SQL = """
-INSERT INTO rate_limits (limit_key, tat, grant_id) VALUES (:key, CAST(:blocked AS {real}), '')
-ON CONFLICT (limit_key) DO UPDATE SET tat = {max}(rate_limits.tat, CAST(:blocked AS {real}))
+INSERT INTO rate_limits (limit_key, tat, grant_id) VALUES ({p1}, CAST({p2} AS {real}), '')
+ON CONFLICT (limit_key) DO UPDATE SET tat = {max}(rate_limits.tat, CAST({p2} AS {real}))
 """
+
+
+def _both_dialects(template: str) -> Statement:
+    def render(sqlite: bool) -> str:
+        words = {"max": "max" if sqlite else "greatest", "real": "REAL" if sqlite else "DOUBLE PRECISION"}
+        numbered = {f"p{n}": (f"?{n}" if sqlite else f"${n}") for n in range(1, 6)}
+        return " ".join(template.format(**words, **numbered).split())
+
+    return Statement(sqlite=render(True), postgres=render(False))
+
+
+_GCRA = _both_dialects(_GCRA_SQL)
+_BACK_OFF = _both_dialects(_BACK_OFF_SQL)
 
 
 class DatabaseRateLimiter:
     """One row per CRM account in `rate_limits`; one upsert statement per call (SQLite and PostgreSQL)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        sqlite = engine.dialect.name == "sqlite"
-        functions = {"max": "max" if sqlite else "greatest", "real": "REAL" if sqlite else "DOUBLE PRECISION"}
-        self._gcra = text(_GCRA_SQL.format(**functions))
-        self._back_off = text(_BACK_OFF_SQL.format(**functions))
+    def __init__(self, db: FastDatabase) -> None:
+        self._db = db
 
     async def acquire(self, key: str, limit: RateLimit) -> float:
         interval, window = _emission(limit)
         now = time.time()
         grant = uuid.uuid4().hex
-        async with write_transaction(self._engine) as conn:
-            row = (
-                await conn.execute(
-                    self._gcra,
-                    {"key": key, "now": now, "interval": interval, "window": window, "grant": grant},
-                )
-            ).one()
-        if row.grant_id == grant:
+        async with self._db.transaction() as tx:
+            row = await tx.one(_GCRA, key, now, interval, window, grant)
+        assert row is not None  # an upsert with RETURNING always answers a row
+        if row["grant_id"] == grant:
             return 0.0
-        return max(float(row.tat) + interval - window - now, 0.001)
+        return max(float(row["tat"]) + interval - window - now, 0.001)
 
     async def back_off(self, key: str, limit: RateLimit, seconds: float) -> None:
         interval, window = _emission(limit)
         blocked = time.time() + min(seconds, MAX_BACK_OFF_SECONDS) + window - interval
-        async with write_transaction(self._engine) as conn:
-            await conn.execute(self._back_off, {"key": key, "blocked": blocked})
+        await self._db.run(_BACK_OFF, key, blocked)
 
 
 # Times in integer milliseconds from the Redis server's own clock, so machines with skewed clocks agree.

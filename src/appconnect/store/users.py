@@ -4,15 +4,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from appconnect.security.crypto import TokenCipher
 from appconnect.store.db import write_transaction
+from appconnect.store.sql import FastDatabase, from_json, sql
 from appconnect.store.tables import call_logs, message_logs, users
+
+if TYPE_CHECKING:
+    from appconnect.store.user_cache import UserCache
+
+_NOTIFY_CHANGE = text("SELECT pg_notify('appconnect_users', :user_id)")
+
+_USER_COLUMNS = (
+    "id, platform, hostname, rc_account_id, hashed_rc_extension_id, timezone_name, timezone_offset, "
+    "access_token, refresh_token, token_expiry, session_revoked_at, tokens_valid_after, "
+    "platform_additional_info, user_settings, account_scope"
+)
+# built from constants only: every value is a bound parameter
+_GET_USER = sql(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?")  # noqa: S608
 
 
 def as_utc(value: datetime | None) -> datetime | None:
@@ -54,36 +68,60 @@ class UserRecord:
 
 
 class UserStore:
-    def __init__(self, engine: AsyncEngine, cipher: TokenCipher) -> None:
+    def __init__(
+        self, engine: AsyncEngine, cipher: TokenCipher, fast: FastDatabase, cache: UserCache | None = None
+    ) -> None:
         self._engine = engine
         self._cipher = cipher
+        self._fast = fast
+        self._cache = cache
+        self._postgres = engine.dialect.name == "postgresql"
+
+    async def _announce(self, conn: Any, user_id: str) -> None:
+        """Inside the changing transaction: PostgreSQL delivers the notification when (and only if) it commits."""
+        if self._postgres:
+            await conn.execute(_NOTIFY_CHANGE, {"user_id": user_id})
+
+    def _changed(self, user_id: str) -> None:
+        """After the commit: this process's cache and (SQLite) the other workers' counters."""
+        if self._cache is not None:
+            self._cache.changed(user_id)
 
     def _record(self, row: Any) -> UserRecord:
+        when = self._fast.when
         return UserRecord(
-            id=row.id,
-            platform=row.platform,
-            hostname=row.hostname or "",
-            rc_account_id=row.rc_account_id,
-            hashed_rc_extension_id=row.hashed_rc_extension_id,
-            timezone_name=row.timezone_name,
-            timezone_offset=row.timezone_offset,
-            access_token=self._cipher.decrypt(row.access_token),
-            refresh_token=self._cipher.decrypt(row.refresh_token),
-            token_expiry=as_utc(row.token_expiry),
-            session_revoked=row.session_revoked_at is not None,
-            tokens_valid_after=as_utc(row.tokens_valid_after),
-            platform_additional_info=dict(row.platform_additional_info or {}),
-            user_settings=dict(row.user_settings or {}),
-            account_scope=row.account_scope,
+            id=row["id"],
+            platform=row["platform"],
+            hostname=row["hostname"] or "",
+            rc_account_id=row["rc_account_id"],
+            hashed_rc_extension_id=row["hashed_rc_extension_id"],
+            timezone_name=row["timezone_name"],
+            timezone_offset=row["timezone_offset"],
+            access_token=self._cipher.decrypt(row["access_token"]),
+            refresh_token=self._cipher.decrypt(row["refresh_token"]),
+            token_expiry=when(row["token_expiry"]),
+            session_revoked=row["session_revoked_at"] is not None,
+            tokens_valid_after=when(row["tokens_valid_after"]),
+            platform_additional_info=dict(from_json(row["platform_additional_info"]) or {}),
+            user_settings=dict(from_json(row["user_settings"]) or {}),
+            account_scope=row["account_scope"],
         )
 
     async def get(self, user_id: str, platform: str | None = None) -> UserRecord | None:
-        query = select(users).where(users.c.id == user_id)
-        if platform is not None:
-            query = query.where(users.c.platform == platform)
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).first()
-        return self._record(row) if row is not None else None
+        """Every authenticated request reads its user: from this worker's cache while no process changed it,
+        else one prepared statement, no transaction."""
+        generation = None
+        if self._cache is not None:
+            generation, cached = self._cache.lookup(user_id)
+            if cached is not None:
+                return cached if platform is None or cached.platform == platform else None
+        row = await self._fast.one(_GET_USER, user_id)
+        if row is None:
+            return None
+        record = self._record(row)
+        if self._cache is not None:
+            self._cache.store(user_id, generation, record)
+        return record if platform is None or record.platform == platform else None
 
     async def save_login(self, record: UserRecord) -> UserRecord:
         """Insert or update a user at login: credentials replaced, additional info merged, settings kept."""
@@ -124,6 +162,8 @@ class UserStore:
                     )
                     if existing.account_scope is None and record.account_scope is not None:
                         await adopt_legacy_rows(conn, record.id, record.account_scope)
+                    await self._announce(conn, record.id)
+                self._changed(record.id)
                 break
             try:
                 async with write_transaction(self._engine) as conn:
@@ -136,6 +176,8 @@ class UserStore:
                             **values,
                         )
                     )
+                    await self._announce(conn, record.id)
+                self._changed(record.id)
                 break
             except IntegrityError:
                 continue
@@ -164,6 +206,8 @@ class UserStore:
                     updated_at=datetime.now(UTC),
                 )
             )
+            await self._announce(conn, user_id)
+        self._changed(user_id)
 
     async def mark_revoked(self, user_id: str) -> None:
         """The CRM refused the refresh token: every later request answers 401 until the user logs in again."""
@@ -171,6 +215,8 @@ class UserStore:
             await conn.execute(
                 update(users).where(users.c.id == user_id).values(session_revoked_at=datetime.now(UTC))
             )
+            await self._announce(conn, user_id)
+        self._changed(user_id)
 
     async def clear_tokens(self, user_id: str) -> None:
         """Logout: the row stays (settings survive), the credentials go, and so do the session JWTs issued
@@ -188,6 +234,8 @@ class UserStore:
                     updated_at=now,
                 )
             )
+            await self._announce(conn, user_id)
+        self._changed(user_id)
 
     async def save_settings(self, user_id: str, settings: dict[str, Any]) -> None:
         async with write_transaction(self._engine) as conn:
@@ -196,3 +244,5 @@ class UserStore:
                 .where(users.c.id == user_id)
                 .values(user_settings=settings, updated_at=datetime.now(UTC))
             )
+            await self._announce(conn, user_id)
+        self._changed(user_id)

@@ -33,6 +33,7 @@ from sqlalchemy import update
 from appconnect.security.crypto import TokenCipher
 from appconnect.security.keys import load_keys
 from appconnect.store.db import create_engine
+from appconnect.store.sql import open_fast_database
 from appconnect.store.tables import users
 from appconnect.store.users import UserRecord, UserStore
 from tests.conftest import LiveServer, call_log_body, new_phone, start_server
@@ -258,9 +259,12 @@ def message_body(conversation_id: str, contact_id: str, phone: str, messages: li
 async def stored_user(server: LiveServer) -> UserRecord:
     """The user row as the server stored it, decrypted with the server's own keys and store."""
     engine = create_engine(server.settings.database_url, pool_size=1)
+    fast = open_fast_database(server.settings.database_url, max_connections=1, acquire_timeout=10)
     try:
-        user = await UserStore(engine, TokenCipher(load_keys(server.settings).encryption_keys)).get(USER_ID)
+        cipher = TokenCipher(load_keys(server.settings).encryption_keys)
+        user = await UserStore(engine, cipher, fast).get(USER_ID)
     finally:
+        await fast.close()
         await engine.dispose()
     assert user is not None
     return user

@@ -1,0 +1,398 @@
+"""The hot path's database access: hand-written SQL run straight on the driver, below SQLAlchemy.
+
+Every request of the client's flow runs a handful of statements. Through SQLAlchemy's async engine each one
+costs statement building, cache-key generation, a greenlet bridge and, on SQLite, two thread hand-offs
+(aiosqlite): together more CPU than the rest of the request. Here:
+
+* statements are plain SQL text written once (`Statement`), with `?` placeholders turned into `$n` for
+  PostgreSQL at import time;
+* SQLite runs on the event loop thread through the standard `sqlite3` module (a statement takes microseconds).
+  The busy timeout is 0, so a database locked by another process never blocks the loop: the attempt is
+  repeated after an `asyncio.sleep`. Writes queue on an in-process lock and run between `BEGIN IMMEDIATE` and
+  `COMMIT` with no await in between, reads use a second connection and see only committed data;
+* PostgreSQL runs on an asyncpg pool (prepared statements cached per connection, single-statement reads in
+  autocommit, no reset round trip when a connection goes back to the pool).
+
+Failures come out as SQLAlchemy's exception classes (`IntegrityError`, `OperationalError`, `TimeoutError` for
+a pool with no free connection), so the error mapping written for the engine applies unchanged. The
+statement's parameters never reach the exception (they hold phone numbers, names and notes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+import sqlalchemy.exc
+from sqlalchemy.engine import make_url
+
+from appconnect.store.db import is_sqlite, make_sqlite_private, normalize_url, sqlite_file
+
+Row = Any  # sqlite3.Row or asyncpg.Record: both index by column name
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One SQL statement in both dialects' placeholder styles."""
+
+    sqlite: str
+    postgres: str
+
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+def sql(text: str) -> Statement:
+    """`?` placeholders (SQLite's) and their `$1..$n` twins for asyncpg. No `?` may appear in a literal."""
+    counter = iter(range(1, 1000))
+    postgres = _PLACEHOLDER.sub(lambda _m: f"${next(counter)}", text)
+    return Statement(sqlite=" ".join(text.split()), postgres=" ".join(postgres.split()))
+
+
+class Executor(Protocol):
+    """What a transaction offers: statements run inside it."""
+
+    async def one(self, statement: Statement, *args: Any) -> Row | None: ...
+
+    async def all(self, statement: Statement, *args: Any) -> list[Row]: ...
+
+    async def run(self, statement: Statement, *args: Any) -> int: ...
+
+
+class FastDatabase(Executor, Protocol):
+    dialect: str
+
+    def transaction(self) -> Any: ...
+
+    def stamp(self, value: datetime | None) -> Any: ...
+
+    def when(self, value: Any) -> datetime | None: ...
+
+    async def close(self) -> None: ...
+
+
+def to_json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def from_json(value: Any) -> Any:
+    if value is None or not isinstance(value, str | bytes):
+        return value
+    return orjson.loads(value)
+
+
+def _wrapped(statement: str, exc: BaseException) -> sqlalchemy.exc.SQLAlchemyError:
+    """The driver's error as SQLAlchemy's class for it, without the parameters."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return sqlalchemy.exc.IntegrityError(statement, None, exc)
+    if isinstance(exc, sqlite3.OperationalError):
+        return sqlalchemy.exc.OperationalError(statement, None, exc)
+    if isinstance(exc, sqlite3.Error):
+        return sqlalchemy.exc.DatabaseError(statement, None, exc)
+    import asyncpg  # type: ignore[import-untyped]
+
+    if isinstance(exc, asyncpg.PostgresError):
+        # PostgreSQL's DETAIL line quotes the offending values ("Key (phone)=(...) already exists"): keep only
+        # the message and the SQLSTATE
+        sqlstate = getattr(exc, "sqlstate", None) or "?"
+        redacted = _PostgresFailure(f"{type(exc).__name__} [{sqlstate}]: {exc.args[0] if exc.args else ''}")
+        if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+            return sqlalchemy.exc.IntegrityError(statement, None, redacted)
+        if not isinstance(
+            exc, asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError | asyncpg.TooManyConnectionsError
+        ):
+            return sqlalchemy.exc.DatabaseError(statement, None, redacted)
+        return sqlalchemy.exc.OperationalError(statement, None, redacted)
+    # lost or refused connections, interface errors, OS errors: the database is unreachable
+    return sqlalchemy.exc.OperationalError(statement, None, exc)
+
+
+class _PostgresFailure(Exception):
+    """A PostgreSQL error reduced to what may be shown and logged."""
+
+
+# --- SQLite -------------------------------------------------------------------------------------------------
+
+_BUSY_WAIT_SECONDS = 30.0
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
+class _SqliteExecutor:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def one(self, statement: Statement, *args: Any) -> Row | None:
+        try:
+            row: Row | None = self._conn.execute(statement.sqlite, args).fetchone()
+        except sqlite3.Error as exc:
+            raise _wrapped(statement.sqlite, exc) from exc
+        return row
+
+    async def all(self, statement: Statement, *args: Any) -> list[Row]:
+        try:
+            return self._conn.execute(statement.sqlite, args).fetchall()
+        except sqlite3.Error as exc:
+            raise _wrapped(statement.sqlite, exc) from exc
+
+    async def run(self, statement: Statement, *args: Any) -> int:
+        try:
+            return self._conn.execute(statement.sqlite, args).rowcount
+        except sqlite3.Error as exc:
+            raise _wrapped(statement.sqlite, exc) from exc
+
+
+async def _sqlite_retrying(conn: sqlite3.Connection, statement: Statement, args: Sequence[Any]) -> Any:
+    """Run a statement outside a transaction, sleeping (not blocking) while another process holds a lock."""
+    deadline = time.monotonic() + _BUSY_WAIT_SECONDS
+    delay = 0.001
+    while True:
+        try:
+            return conn.execute(statement.sqlite, args)
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() > deadline:
+                raise _wrapped(statement.sqlite, exc) from exc
+        except sqlite3.Error as exc:
+            raise _wrapped(statement.sqlite, exc) from exc
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+class SqliteDatabase:
+    """Two connections on the event loop thread: one for reads, one for writes (serialised in-process)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._reader: sqlite3.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=0)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout=0")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            raise _wrapped("connect", exc) from exc
+        return conn
+
+    def _read_conn(self) -> sqlite3.Connection:
+        if self._reader is None:
+            self._reader = self._open()
+        return self._reader
+
+    def _write_conn(self) -> sqlite3.Connection:
+        if self._writer is None:
+            self._writer = self._open()
+        return self._writer
+
+    async def one(self, statement: Statement, *args: Any) -> Row | None:
+        row: Row | None = (await _sqlite_retrying(self._read_conn(), statement, args)).fetchone()
+        return row
+
+    async def all(self, statement: Statement, *args: Any) -> list[Row]:
+        rows: list[Row] = (await _sqlite_retrying(self._read_conn(), statement, args)).fetchall()
+        return rows
+
+    async def run(self, statement: Statement, *args: Any) -> int:
+        """One write in its own transaction."""
+        async with self.transaction() as tx:
+            return await tx.run(statement, *args)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_SqliteExecutor]:
+        async with self._write_lock:
+            conn = self._write_conn()
+            await _sqlite_retrying(conn, _BEGIN, ())
+            try:
+                yield _SqliteExecutor(conn)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise _wrapped("COMMIT", exc) from exc
+
+    def stamp(self, value: datetime | None) -> Any:
+        """The text SQLAlchemy's SQLite DateTime stores (naive UTC), so both paths compare alike."""
+        if value is None:
+            return None
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+    def when(self, value: Any) -> datetime | None:
+        if value is None:
+            return None
+        parsed = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+    async def close(self) -> None:
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                conn.close()
+        self._reader = self._writer = None
+
+
+_BEGIN = Statement("BEGIN IMMEDIATE", "BEGIN")
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------------------
+
+
+class _PgExecutor:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def one(self, statement: Statement, *args: Any) -> Row | None:
+        try:
+            return await self._conn.fetchrow(statement.postgres, *args)
+        except Exception as exc:
+            raise _wrapped(statement.postgres, exc) from exc
+
+    async def all(self, statement: Statement, *args: Any) -> list[Row]:
+        try:
+            rows: list[Row] = await self._conn.fetch(statement.postgres, *args)
+        except Exception as exc:
+            raise _wrapped(statement.postgres, exc) from exc
+        return rows
+
+    async def run(self, statement: Statement, *args: Any) -> int:
+        try:
+            status: str = await self._conn.execute(statement.postgres, *args)
+        except Exception as exc:
+            raise _wrapped(statement.postgres, exc) from exc
+        tail = status.rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+
+async def _no_reset(conn: Any) -> None:
+    """Our statements leave no session state behind; only an aborted transaction needs undoing."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
+class PostgresDatabase:
+    dialect = "postgresql"
+
+    def __init__(self, url: str, *, max_size: int, acquire_timeout: float) -> None:
+        parsed = make_url(normalize_url(url)).set(drivername="postgresql")
+        self._dsn = parsed.render_as_string(hide_password=False)
+        self._max_size = max_size
+        self._acquire_timeout = acquire_timeout
+        self._pool: Any = None
+        self._creating: asyncio.Lock | None = None
+
+    @property
+    def dsn(self) -> str:
+        return self._dsn
+
+    async def _get_pool(self) -> Any:
+        if self._pool is not None:
+            return self._pool
+        if self._creating is None:
+            self._creating = asyncio.Lock()
+        async with self._creating:
+            if self._pool is None:
+                import asyncpg
+
+                try:
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn,
+                        min_size=0,
+                        max_size=self._max_size,
+                        reset=_no_reset,
+                        timeout=self._acquire_timeout,
+                        command_timeout=None,
+                    )
+                except Exception as exc:
+                    raise _wrapped("connect", exc) from exc
+        return self._pool
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        pool = await self._get_pool()
+        try:
+            conn = await pool.acquire(timeout=self._acquire_timeout)
+        except TimeoutError as exc:
+            raise sqlalchemy.exc.TimeoutError("no free database connection") from exc
+        except Exception as exc:
+            raise _wrapped("connect", exc) from exc
+        try:
+            yield conn
+        finally:
+            await pool.release(conn)
+
+    async def one(self, statement: Statement, *args: Any) -> Row | None:
+        async with self._connection() as conn:
+            return await _PgExecutor(conn).one(statement, *args)
+
+    async def all(self, statement: Statement, *args: Any) -> list[Row]:
+        async with self._connection() as conn:
+            return await _PgExecutor(conn).all(statement, *args)
+
+    async def run(self, statement: Statement, *args: Any) -> int:
+        async with self._connection() as conn:
+            return await _PgExecutor(conn).run(statement, *args)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_PgExecutor]:
+        async with self._connection() as conn:
+            try:
+                tx = conn.transaction()
+                await tx.start()
+            except Exception as exc:
+                raise _wrapped("BEGIN", exc) from exc
+            try:
+                yield _PgExecutor(conn)
+            except BaseException:
+                # a lost connection cannot roll back: the server did so when it went
+                with contextlib.suppress(Exception):
+                    await tx.rollback()
+                raise
+            try:
+                await tx.commit()
+            except Exception as exc:
+                raise _wrapped("COMMIT", exc) from exc
+
+    def stamp(self, value: datetime | None) -> Any:
+        return value
+
+    def when(self, value: Any) -> datetime | None:
+        if value is None:
+            return None
+        moment: datetime = value
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+def open_fast_database(url: str, *, max_connections: int, acquire_timeout: float) -> FastDatabase:
+    """SQLite file or PostgreSQL, from the same URL the engine uses."""
+    if is_sqlite(url):
+        path = sqlite_file(url)
+        if path is None:
+            raise ValueError("the SQLite database must be a file (an in-memory one is private to a connection)")
+        make_sqlite_private(url)
+        return SqliteDatabase(str(path))
+    return PostgresDatabase(url, max_size=max(1, max_connections), acquire_timeout=acquire_timeout)
