@@ -11,6 +11,7 @@ import jwt
 TOKEN_LIFETIME_SECONDS = 14 * 24 * 3600
 ROTATE_WITHIN_SECONDS = 7 * 24 * 3600
 LEEWAY_SECONDS = 30  # clocks of machines behind one load balancer differ a little
+VERIFIED_KEPT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,10 @@ class SessionTokens:
 
     def __init__(self, secret: str) -> None:
         self._secret = secret
+        # A client sends the same token on every request: its verified claims are kept (bounded, oldest out).
+        # Only the signature check is skipped on a hit; expiry is checked every time, and revocation (logout)
+        # is checked against the user row by the flows, as before.
+        self._verified: dict[str, SessionClaims] = {}
 
     def sign(
         self, user_id: str, platform: str, *, now: float | None = None, issued_at: float | None = None
@@ -45,6 +50,20 @@ class SessionTokens:
         return jwt.encode(payload, self._secret, algorithm="HS256")
 
     def verify(self, token: str) -> SessionClaims | None:
+        known = self._verified.get(token)
+        if known is not None:
+            if known.expires_at + LEEWAY_SECONDS > time.time():
+                return known
+            del self._verified[token]
+            return None
+        claims = self._verify_signed(token)
+        if claims is not None:
+            if len(self._verified) >= VERIFIED_KEPT:
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = claims
+        return claims
+
+    def _verify_signed(self, token: str) -> SessionClaims | None:
         try:
             payload = jwt.decode(
                 token,
