@@ -6,9 +6,9 @@ error), then for every configuration (SQLite / PostgreSQL, 1 / 2 workers) and ev
 
 1. a fresh temp folder (SQLite file, key file) and, for PostgreSQL, a fresh database `appconnect_bench_<random>`
    created through `--postgres-admin-url` (only that database is dropped again);
-2. `appconnect serve` with the environment the shared README gives (`SSL_CERT_FILE` = the fake's CA: httpx's
-   default SSL context honours it, checked before the first run), the test CRM off, the rate limiter off and a
-   database connection budget that fits; start to first `GET /isAlive` = 200 is timed;
+2. `appconnect serve` with the environment the shared README gives (`SSL_CERT_FILE` = the fake's CA: the
+   server's default SSL context honours it, checked before the first run), the test CRM off, the rate limiter
+   off and a database connection budget that fits; start to first `GET /isAlive` = 200 is timed;
 3. login through the real OAuth callback; idle RSS of every server process (supervisor, workers, helpers);
 4. `flow_load.py --mode flow`, every server process passed as `--watch-pid`; PostgreSQL backends of the bench
    database are sampled from `pg_stat_activity` + `/proc/<pid>/stat` over the same window;
@@ -219,21 +219,32 @@ class FakeCrm:
         log(out.stdout.strip() or out.stderr.strip())
 
     def verify(self, python: Path) -> None:
-        """The fake answers over TLS with its CA, from this script and from httpx in the server's venv."""
+        """The fake answers over TLS with its CA, from this script and from the server's own outbound client."""
         ctx = ssl.create_default_context(cafile=str(self.ca))
         with urllib.request.urlopen("https://api.pipedrive.com/v1/users/me", context=ctx, timeout=5) as resp:
             if resp.status != 200:
                 raise RunFailed(f"fake Pipedrive answered {resp.status}")
-        # The server's outbound client is an httpx.AsyncClient with the default verify/trust_env: its SSL
-        # context takes the CA bundle from SSL_CERT_FILE. Check that empirically with the server's own httpx.
-        probe = "import httpx; print(httpx.get('https://api.pipedrive.com/v1/users/me').status_code)"
+        # The server's outbound client (connectors/http.py) verifies TLS with ssl.create_default_context(),
+        # which takes the CA bundle from SSL_CERT_FILE. Check that empirically with that very client.
+        probe = (
+            "import asyncio\n"
+            "from appconnect.connectors.http import build_transport_client\n"
+            "async def main():\n"
+            "    client = build_transport_client(connect_timeout=5, read_timeout=5)\n"
+            "    try:\n"
+            "        answer = await client.send('GET', 'https://api.pipedrive.com/v1/users/me')\n"
+            "    finally:\n"
+            "        await client.aclose()\n"
+            "    print(answer.status_code)\n"
+            "asyncio.run(main())\n"
+        )
         env = {k: v for k, v in os.environ.items() if not k.endswith("_PROXY") and not k.endswith("_proxy")}
         env["SSL_CERT_FILE"] = str(self.ca)
         env.pop("SSL_CERT_DIR", None)
         out = subprocess.run([str(python), "-c", probe], env=env, capture_output=True, text=True, timeout=30)
         if out.returncode != 0 or out.stdout.strip() != "200":
             raise RunFailed(
-                f"httpx does not reach the fake with SSL_CERT_FILE: {out.stdout} {out.stderr[-800:]}"
+                f"the server's client does not reach the fake with SSL_CERT_FILE: {out.stdout} {out.stderr[-800:]}"
             )
 
 

@@ -1,4 +1,5 @@
-"""The outbound client against a scripted CRM on a real socket: resets, slow answers, 429 with an HTTP-date.
+"""The outbound client against a scripted CRM on a real socket: resets, slow answers, 429 with an HTTP-date,
+TLS handshakes that fail, proxies from the environment.
 
 The CRM here is a small raw-socket HTTP server, because closing the connection in the middle of a request (after
 reading it, before answering) is exactly the fault under test and no web framework lets a handler do that.
@@ -7,33 +8,56 @@ reading it, before answering) is exactly the fault under test and no web framewo
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
+import ssl
 import struct
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from appconnect.connectors.http import CrmHttpClient, RetryPolicy, build_transport_client
+from appconnect.connectors.http import CrmHttpClient, CrmTransport, RetryPolicy, build_transport_client
 from appconnect.connectors.sdk import CrmHttpError
 
 
 class ScriptedCrm:
-    """Answers each request with the next scripted action: `reset`, `slow`, an HTTP status, or `ok`."""
+    """Answers each request with the next scripted action: `reset`, `slow`, an HTTP status, or `ok`.
 
-    def __init__(self, script: list[str | int], *, headers: dict[str, str] | None = None) -> None:
+    With `tls`, each new connection first takes the next of `handshakes`: `reset` (the TLS handshake is cut),
+    `stall` (no answer to the client's hello) or `ok` (the default).
+    """
+
+    def __init__(
+        self,
+        script: list[str | int],
+        *,
+        headers: dict[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
+        handshakes: list[str] | None = None,
+    ) -> None:
         self.script = list(script)
         self.headers = headers or {}
+        self.tls = tls
+        self.handshakes = list(handshakes or [])
         self.received: list[str] = []
+        self.targets: list[str] = []
+        self.connections = 0
         self._server: asyncio.Server | None = None
 
     @property
     def url(self) -> str:
         assert self._server is not None
         port = self._server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -42,8 +66,24 @@ class ScriptedCrm:
         if self._server is not None:
             self._server.close()
 
+    async def closed(self) -> None:
+        if self._server is not None:
+            await self._server.wait_closed()
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
+            if self.tls is not None:
+                handshake = self.handshakes.pop(0) if self.handshakes else "ok"
+                if handshake == "reset":
+                    await reader.read(1)  # the client's hello has arrived
+                    _reset(writer)
+                    return
+                if handshake == "stall":
+                    await asyncio.sleep(2.0)
+                    writer.close()
+                    return
+                await writer.start_tls(self.tls)
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = 0
@@ -52,13 +92,13 @@ class ScriptedCrm:
                         length = int(line.split(":", 1)[1])
                 if length:
                     await reader.readexactly(length)
-                self.received.append(head.split(b" ", 1)[0].decode())
+                method, target = head.split(b" ", 2)[:2]
+                self.received.append(method.decode())
+                self.targets.append(target.decode())
                 action = self.script.pop(0) if self.script else "ok"
                 if action == "reset":
-                    # RST instead of FIN: the request was read, the connection dies before any answer
-                    sock = writer.get_extra_info("socket")
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    writer.transport.abort()
+                    # the request was read, the connection dies before any answer
+                    _reset(writer)
                     return
                 if action == "slow":
                     await asyncio.sleep(1.0)
@@ -72,12 +112,19 @@ class ScriptedCrm:
                     + body
                 )
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             return
 
 
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """RST instead of FIN."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
 @pytest.fixture
-async def transport() -> AsyncIterator[httpx.AsyncClient]:
+async def transport() -> AsyncIterator[CrmTransport]:
     client = build_transport_client(connect_timeout=1.0, read_timeout=0.4)
     try:
         yield client
@@ -85,18 +132,18 @@ async def transport() -> AsyncIterator[httpx.AsyncClient]:
         await client.aclose()
 
 
-async def crm_with(script: list[str | int], **kwargs: dict[str, str]) -> ScriptedCrm:
+async def crm_with(script: list[str | int], **kwargs: Any) -> ScriptedCrm:
     crm = ScriptedCrm(script, **kwargs)
     await crm.start()
     return crm
 
 
-def client_for(transport: httpx.AsyncClient, crm: ScriptedCrm, **policy: float) -> CrmHttpClient:
+def client_for(transport: CrmTransport, crm: ScriptedCrm, **policy: float) -> CrmHttpClient:
     retry = RetryPolicy(attempts=3, base_delay=0.01, budget_seconds=3.0, retry_after_cap=3.0, **policy)
     return CrmHttpClient(transport, base_url=crm.url, retry=retry)
 
 
-async def test_a_read_survives_connection_resets(transport: httpx.AsyncClient) -> None:
+async def test_a_read_survives_connection_resets(transport: CrmTransport) -> None:
     crm = await crm_with(["reset", "reset", "ok"])
     try:
         response = await client_for(transport, crm).request("GET", "/contacts")
@@ -106,7 +153,7 @@ async def test_a_read_survives_connection_resets(transport: httpx.AsyncClient) -
     assert crm.received == ["GET", "GET", "GET"]
 
 
-async def test_a_write_is_not_sent_again_after_a_reset(transport: httpx.AsyncClient) -> None:
+async def test_a_write_is_not_sent_again_after_a_reset(transport: CrmTransport) -> None:
     crm = await crm_with(["reset", "ok"])
     try:
         with pytest.raises(CrmHttpError) as caught:
@@ -118,7 +165,7 @@ async def test_a_write_is_not_sent_again_after_a_reset(transport: httpx.AsyncCli
     assert crm.received == ["POST"]
 
 
-async def test_a_write_marked_idempotent_is_retried_after_a_reset(transport: httpx.AsyncClient) -> None:
+async def test_a_write_marked_idempotent_is_retried_after_a_reset(transport: CrmTransport) -> None:
     crm = await crm_with(["reset", "ok"])
     try:
         response = await client_for(transport, crm).request(
@@ -130,7 +177,7 @@ async def test_a_write_marked_idempotent_is_retried_after_a_reset(transport: htt
     assert crm.received == ["PATCH", "PATCH"]
 
 
-async def test_a_slow_read_is_tried_again_a_slow_write_is_not(transport: httpx.AsyncClient) -> None:
+async def test_a_slow_read_is_tried_again_a_slow_write_is_not(transport: CrmTransport) -> None:
     crm = await crm_with(["slow", "ok", "slow"])
     try:
         http = client_for(transport, crm)
@@ -143,7 +190,7 @@ async def test_a_slow_read_is_tried_again_a_slow_write_is_not(transport: httpx.A
     assert crm.received == ["GET", "GET", "POST"]
 
 
-async def test_a_5xx_burst_stops_at_the_attempt_cap(transport: httpx.AsyncClient) -> None:
+async def test_a_5xx_burst_stops_at_the_attempt_cap(transport: CrmTransport) -> None:
     crm = await crm_with([503, 503, 503, 503, 503])
     try:
         with pytest.raises(CrmHttpError) as caught:
@@ -154,7 +201,7 @@ async def test_a_5xx_burst_stops_at_the_attempt_cap(transport: httpx.AsyncClient
     assert crm.received == ["GET"] * 3
 
 
-async def test_a_write_answered_502_is_reported_as_unknown_outcome(transport: httpx.AsyncClient) -> None:
+async def test_a_write_answered_502_is_reported_as_unknown_outcome(transport: CrmTransport) -> None:
     crm = await crm_with([502, "ok"])
     try:
         with pytest.raises(CrmHttpError) as caught:
@@ -165,7 +212,7 @@ async def test_a_write_answered_502_is_reported_as_unknown_outcome(transport: ht
     assert crm.received == ["POST"]
 
 
-async def test_retry_after_as_an_http_date(transport: httpx.AsyncClient) -> None:
+async def test_retry_after_as_an_http_date(transport: CrmTransport) -> None:
     soon = format_datetime(datetime.now(UTC) + timedelta(seconds=1), usegmt=True)
     crm = await crm_with([429, "ok"], headers={"Retry-After": soon})
     try:
@@ -187,7 +234,7 @@ async def test_retry_after_as_an_http_date(transport: httpx.AsyncClient) -> None
     assert crm.received == ["GET"]
 
 
-async def test_no_try_starts_past_the_call_deadline(transport: httpx.AsyncClient) -> None:
+async def test_no_try_starts_past_the_call_deadline(transport: CrmTransport) -> None:
     crm = await crm_with(["slow", "slow", "slow"])
     try:
         with pytest.raises(CrmHttpError):
@@ -195,3 +242,180 @@ async def test_no_try_starts_past_the_call_deadline(transport: httpx.AsyncClient
     finally:
         await crm.stop()
     assert crm.received == ["GET"]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# what the aiohttp transport must not do on its own, and what it must tell apart
+# ------------------------------------------------------------------------------------------------------------
+
+
+async def test_a_delete_is_not_sent_again_after_a_reset(transport: CrmTransport) -> None:
+    """aiohttp by itself sends GET/PUT/DELETE again when the connection dies; a DELETE is a write here."""
+    crm = await crm_with(["reset", "ok"])
+    try:
+        with pytest.raises(CrmHttpError) as caught:
+            await client_for(transport, crm).request("DELETE", "/activities/1")
+    finally:
+        await crm.stop()
+    assert caught.value.status is None and caught.value.outcome_unknown is True
+    assert crm.received == ["DELETE"]
+
+
+async def test_a_read_is_sent_at_most_the_attempt_cap_times(transport: CrmTransport) -> None:
+    crm = await crm_with(["reset", "reset", "reset", "reset", "ok"])
+    try:
+        with pytest.raises(CrmHttpError) as caught:
+            await client_for(transport, crm).request("GET", "/contacts")
+    finally:
+        await crm.stop()
+    assert caught.value.status is None and caught.value.outcome_unknown is False
+    assert crm.received == ["GET"] * 3
+
+
+async def test_a_refused_connection_is_reported_as_not_sent(transport: CrmTransport) -> None:
+    crm = await crm_with([])
+    url = crm.url
+    await crm.stop()
+    await crm.closed()
+    with pytest.raises(CrmHttpError) as caught:
+        await CrmHttpClient(transport, base_url=url, retry=RetryPolicy(attempts=2, base_delay=0.01)).request(
+            "POST", "/contacts", json={"name": "Ada"}
+        )
+    assert caught.value.status is None and caught.value.outcome_unknown is False
+    assert caught.value.url == f"{url}/contacts"
+
+
+@dataclass
+class Tls:
+    """A CA the client trusts through `SSL_CERT_FILE`, and a server context with a certificate it signed."""
+
+    ca_file: Path
+    server: ssl.SSLContext
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+    folder = tmp_path_factory.mktemp("tls")
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("test CA"))
+        .issuer_name(_name("test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("127.0.0.1"))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_file = folder / "ca.pem"
+    ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    chain = folder / "server.pem"
+    chain.write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(chain)
+    return Tls(ca_file, server)
+
+
+@pytest.fixture
+async def tls_transport(tls: Tls, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[CrmTransport]:
+    """A transport that trusts the test CA the way the server trusts the bench's fake CRM: `SSL_CERT_FILE`."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca_file))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    client = build_transport_client(connect_timeout=0.3, read_timeout=0.4)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def test_tls_is_verified_against_ssl_cert_file(tls: Tls, tls_transport: CrmTransport) -> None:
+    crm = await crm_with([], tls=tls.server)
+    try:
+        response = await client_for(tls_transport, crm).request("POST", "/contacts", json={"name": "Ada"})
+    finally:
+        await crm.stop()
+    assert response.status_code == 200
+    assert crm.received == ["POST"]
+
+
+async def test_an_untrusted_certificate_fails_before_anything_is_sent(tls: Tls, transport: CrmTransport) -> None:
+    crm = await crm_with([], tls=tls.server)  # `transport` trusts the system's CAs only
+    try:
+        with pytest.raises(CrmHttpError) as caught:
+            await client_for(transport, crm).request("POST", "/contacts", json={"name": "Ada"})
+    finally:
+        await crm.stop()
+    assert caught.value.status is None and caught.value.outcome_unknown is False
+    assert crm.received == []
+
+
+async def test_a_write_is_sent_again_after_a_cut_handshake(tls: Tls, tls_transport: CrmTransport) -> None:
+    """A TLS handshake is part of connecting: nothing of the request went out, so even a POST is tried again."""
+    crm = await crm_with([], tls=tls.server, handshakes=["reset"])
+    try:
+        response = await client_for(tls_transport, crm).request("POST", "/contacts", json={"name": "Ada"})
+    finally:
+        await crm.stop()
+    assert response.status_code == 200
+    assert crm.connections == 2
+    assert crm.received == ["POST"]
+
+
+async def test_a_write_is_sent_again_after_a_connect_timeout(tls: Tls, tls_transport: CrmTransport) -> None:
+    crm = await crm_with([], tls=tls.server, handshakes=["stall"])
+    try:
+        response = await client_for(tls_transport, crm).request("POST", "/contacts", json={"name": "Ada"})
+    finally:
+        await crm.stop()
+    assert response.status_code == 200
+    assert crm.connections == 2
+    assert crm.received == ["POST"]
+
+
+async def test_http_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpx took `HTTP_PROXY` from the environment; the aiohttp transport does too (read once, at start)."""
+    proxy = await crm_with([])
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = build_transport_client(connect_timeout=1.0, read_timeout=0.4)
+    try:
+        response = await CrmHttpClient(client, base_url="http://crm.example.test/api").request(
+            "GET", "contacts", params={"phone": "+14155550100", "active": True}
+        )
+    finally:
+        await client.aclose()
+        await proxy.stop()
+    assert response.status_code == 200
+    assert proxy.targets == ["http://crm.example.test/api/contacts?phone=%2B14155550100&active=true"]

@@ -15,6 +15,9 @@ from tests.conftest import CrmView, call_log_body, new_phone
 def test_debug_logging_never_carries_sql_parameters(
     client: httpx.Client, jwt: str, crm: CrmView, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # this test's own client (httpx, in the server's process) logs the URLs it requests; the server does not use
+    # httpx. First: caplog's handler takes the level of the last call.
+    caplog.set_level(logging.WARNING, logger="httpx")
     caplog.set_level(logging.DEBUG)  # APPCONNECT_LOG_LEVEL=debug: drivers (aiosqlite) log their statements
     caplog.set_level(logging.DEBUG, logger="sqlalchemy.engine")  # and an operator turned on SQL echo too
     auth = {"Authorization": f"Bearer {jwt}"}

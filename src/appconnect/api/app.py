@@ -49,7 +49,6 @@ def _manifest(settings: Settings, registry: ConnectorRegistry) -> dict[str, obje
 def create_app(settings: Settings, registry: ConnectorRegistry | None = None) -> FastAPI:
     """Build the server. The database schema must exist (`appconnect migrate`; `serve` runs it first)."""
     install_redaction()
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry URLs with phone numbers
     services = build_services(settings, registry)
 
     embedded_crm = None

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-import httpx
 import orjson
 
+from appconnect.connectors.http import CrmHttpResponse, CrmTransport, TransportError
 from appconnect.connectors.sdk import OAuthInfo
 
 
@@ -39,7 +39,7 @@ def _client_auth(info: OAuthInfo) -> dict[str, str]:
     return {"Authorization": f"Basic {credential}"}
 
 
-def _parse(response: httpx.Response) -> dict[str, Any]:
+def _parse(response: CrmHttpResponse) -> dict[str, Any]:
     try:
         data = orjson.loads(response.content)
         if isinstance(data, dict):
@@ -49,7 +49,7 @@ def _parse(response: httpx.Response) -> dict[str, Any]:
     return {k: v[0] for k, v in parse_qs(response.text).items()}
 
 
-async def _token_request(client: httpx.AsyncClient, info: OAuthInfo, form: dict[str, str]) -> dict[str, Any]:
+async def _token_request(client: CrmTransport, info: OAuthInfo, form: dict[str, str]) -> dict[str, Any]:
     headers = {
         "Accept": "application/json, application/x-www-form-urlencoded",
         "Content-Type": "application/x-www-form-urlencoded",
@@ -58,8 +58,8 @@ async def _token_request(client: httpx.AsyncClient, info: OAuthInfo, form: dict[
     if not info.client_secret:
         form = {**form, "client_id": info.client_id}
     try:
-        response = await client.post(info.access_token_uri, content=urlencode(form), headers=headers)
-    except httpx.HTTPError as exc:
+        response = await client.send("POST", info.access_token_uri, body=urlencode(form).encode(), headers=headers)
+    except TransportError as exc:
         raise OAuthError("unreachable") from exc
     data = _parse(response)
     if "error" in data or not (200 <= response.status_code < 399):
@@ -78,28 +78,31 @@ def _token_set(data: dict[str, Any], previous_refresh: str | None = None) -> Tok
     return TokenSet(str(data["access_token"]), str(refresh) if refresh else None, expires_at, data)
 
 
-async def exchange_code(client: httpx.AsyncClient, info: OAuthInfo, code: str) -> TokenSet:
+async def exchange_code(client: CrmTransport, info: OAuthInfo, code: str) -> TokenSet:
     data = await _token_request(
         client, info, {"code": code, "grant_type": "authorization_code", "redirect_uri": info.redirect_uri}
     )
     return _token_set(data)
 
 
-async def refresh(client: httpx.AsyncClient, info: OAuthInfo, refresh_token: str) -> TokenSet:
+async def refresh(client: CrmTransport, info: OAuthInfo, refresh_token: str) -> TokenSet:
     """A missing `refresh_token` in the answer keeps the old one."""
     data = await _token_request(client, info, {"refresh_token": refresh_token, "grant_type": "refresh_token"})
     return _token_set(data, previous_refresh=refresh_token)
 
 
-async def revoke(client: httpx.AsyncClient, info: OAuthInfo, token: str, hint: str) -> bool:
+async def revoke(client: CrmTransport, info: OAuthInfo, token: str, hint: str) -> bool:
     """RFC 7009 revocation; failures are reported, not raised (logout goes on regardless)."""
     if not info.revoke_uri:
         return False
     headers = {"Content-Type": "application/x-www-form-urlencoded", **_client_auth(info)}
     try:
-        response = await client.post(
-            info.revoke_uri, content=urlencode({"token": token, "token_type_hint": hint}), headers=headers
+        response = await client.send(
+            "POST",
+            info.revoke_uri,
+            body=urlencode({"token": token, "token_type_hint": hint}).encode(),
+            headers=headers,
         )
-    except httpx.HTTPError:
+    except TransportError:
         return False
     return response.is_success

@@ -6,10 +6,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from appconnect.connectors.http import AccountLimiter, RetryPolicy, build_transport_client
+from appconnect.connectors.http import AccountLimiter, CrmTransport, RetryPolicy, build_transport_client
 from appconnect.connectors.registry import ConnectorRegistry
 from appconnect.connectors.sdk import Connector, UserView
 from appconnect.security.crypto import TokenCipher
@@ -39,7 +38,7 @@ class Services:
     engine: AsyncEngine
     #: the hot path's driver-level access (store/sql.py); the engine serves the rest
     fast: FastDatabase
-    http: httpx.AsyncClient
+    http: CrmTransport
     registry: ConnectorRegistry
     tokens: SessionTokens
     users: UserStore
@@ -145,7 +144,9 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
         engine=engine,
         fast=fast,
         http=build_transport_client(
-            connect_timeout=settings.crm_connect_timeout, read_timeout=settings.crm_read_timeout
+            connect_timeout=settings.crm_connect_timeout,
+            read_timeout=settings.crm_read_timeout,
+            call_deadline=settings.crm_call_deadline_seconds,
         ),
         registry=registry or _discover(settings),
         tokens=SessionTokens(keys.jwt_secret),

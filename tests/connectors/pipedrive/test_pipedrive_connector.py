@@ -6,11 +6,10 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import httpx
 import pytest
 from fake_pipedrive import FakePipedrive, TokenPair
 
-from appconnect.connectors.http import CrmHttpClient
+from appconnect.connectors.http import CrmHttpClient, build_transport_client
 from appconnect.connectors.pipedrive import PipedriveConnector
 from appconnect.connectors.pipedrive.connector import pipedrive_duration
 from appconnect.connectors.sdk import (
@@ -63,9 +62,12 @@ def _user(**settings: str) -> UserView:
 async def env(fake_pipedrive: FakePipedrive, pipedrive_tokens: TokenPair) -> AsyncIterator[Env]:
     connector = PipedriveConnector(ConnectorConfig(fake_pipedrive.connector_config()))
     auth = f"Bearer {pipedrive_tokens.access_token}"
-    async with httpx.AsyncClient(timeout=10) as client:
+    client = build_transport_client(connect_timeout=10, read_timeout=10)
+    try:
         http = CrmHttpClient(client, base_url=fake_pipedrive.base_url, auth_header=auth)
         yield Env(fake_pipedrive, connector, CrmCall(user=_user(), auth_header=auth, http=http), http)
+    finally:
+        await client.aclose()
 
 
 def _call(
@@ -175,12 +177,15 @@ async def test_get_user_info_uses_company_domain(env: Env) -> None:
 
 
 async def test_get_user_info_reports_failure(env: Env) -> None:
-    async with httpx.AsyncClient(timeout=10) as client:
+    client = build_transport_client(connect_timeout=10, read_timeout=10)
+    try:
         http = CrmHttpClient(client, base_url=env.fake.base_url, auth_header="Bearer at-forged")
         request = LoginRequest(
             auth_header="Bearer at-forged", hostname="temp", platform="pipedrive", http=http
         )
         result = await env.connector.get_user_info(request)
+    finally:
+        await client.aclose()
     assert not result.successful
     assert result.return_message is not None
     assert result.return_message.message == "Could not load user information"

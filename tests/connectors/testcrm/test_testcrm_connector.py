@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from appconnect.connectors.http import CrmHttpClient
+from appconnect.connectors.http import CrmHttpClient, CrmTransport, build_transport_client
 from appconnect.connectors.sdk import (
     CallLogCreate,
     CallLogRef,
@@ -56,13 +56,16 @@ def connector(crm_url: str) -> TestCrmConnector:
 
 
 @pytest.fixture
-async def transport() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10) as client:
+async def transport() -> AsyncIterator[CrmTransport]:
+    client = build_transport_client(connect_timeout=10, read_timeout=10)
+    try:
         yield client
+    finally:
+        await client.aclose()
 
 
 def make_http(
-    transport: httpx.AsyncClient, connector: TestCrmConnector, user: UserView, key: str = SEED_KEY
+    transport: CrmTransport, connector: TestCrmConnector, user: UserView, key: str = SEED_KEY
 ) -> CrmHttpClient:
     return CrmHttpClient(
         transport, base_url=connector.base_url(user), auth_header="Basic " + connector.basic_auth(key)
@@ -75,7 +78,7 @@ def user() -> UserView:
 
 
 @pytest.fixture
-def call(transport: httpx.AsyncClient, connector: TestCrmConnector, user: UserView) -> CrmCall:
+def call(transport: CrmTransport, connector: TestCrmConnector, user: UserView) -> CrmCall:
     http = make_http(transport, connector, user)
     return CrmCall(user=user, auth_header="Basic " + connector.basic_auth(SEED_KEY), http=http)
 
@@ -122,7 +125,7 @@ def test_platform_description(connector: TestCrmConnector) -> None:
 
 
 async def test_get_user_info_with_a_valid_and_an_invalid_key(
-    connector: TestCrmConnector, transport: httpx.AsyncClient, user: UserView
+    connector: TestCrmConnector, transport: CrmTransport, user: UserView
 ) -> None:
     request = LoginRequest(
         auth_header="",
