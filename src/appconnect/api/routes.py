@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
 from appconnect import __version__
+from appconnect.api.dispatch import Router
 from appconnect.api.http import caller_of, json_response, parse_body, respond, services_of, text_response
 from appconnect.api.openapi import DOCS_CSP, DOCS_INIT_JS, DOCS_PATH, OPENAPI_PATH, build_openapi, docs_page
 from appconnect.connectors.sdk import INTERFACE_METHODS, implements
@@ -25,7 +25,7 @@ from appconnect.flows.requests import (
 )
 from appconnect.security.crypto import hash_value
 
-router = APIRouter()
+router = Router()
 
 INVALID_JWT = "Invalid JWT token"
 USER_NOT_FOUND = "User not found"
@@ -35,7 +35,7 @@ USER_NOT_FOUND = "User not found"
 
 
 @router.get("/isAlive")
-async def is_alive() -> Response:
+async def is_alive(_request: Request) -> Response:
     return text_response("OK")
 
 
@@ -88,7 +88,7 @@ async def server_version_info(request: Request) -> Response:
 
 
 @router.get("/releaseNotes")
-async def release_notes() -> Response:
+async def release_notes(_request: Request) -> Response:
     return json_response(
         {
             __version__: {
@@ -115,7 +115,7 @@ async def user_info_hash(request: Request) -> Response:
     )
 
 
-@router.get(OPENAPI_PATH, include_in_schema=False)
+@router.get(OPENAPI_PATH)
 async def openapi_document(request: Request) -> Response:
     document = getattr(request.app.state, "openapi_document", None)
     if document is None:
@@ -124,8 +124,8 @@ async def openapi_document(request: Request) -> Response:
     return json_response(document)
 
 
-@router.get(DOCS_PATH, include_in_schema=False)
-async def docs() -> Response:
+@router.get(DOCS_PATH)
+async def docs(_request: Request) -> Response:
     return Response(
         docs_page("App Connect connector server API"),
         media_type="text/html; charset=utf-8",
@@ -133,8 +133,8 @@ async def docs() -> Response:
     )
 
 
-@router.get(f"{DOCS_PATH}/init.js", include_in_schema=False)
-async def docs_script() -> Response:
+@router.get(f"{DOCS_PATH}/init.js")
+async def docs_script(_request: Request) -> Response:
     return Response(DOCS_INIT_JS, media_type="text/javascript; charset=utf-8")
 
 
