@@ -213,7 +213,9 @@ async def run(requests: int, reps: int) -> None:
                     results.setdefault((label, name), []).append(await drive(variant, request, requests))
 
         names = list(variants)
-        print(f"µs of CPU per request, median of {reps} interleaved rounds of {requests} requests (in-process)")
+        print(
+            f"µs of CPU per request, median of {reps} interleaved rounds of {requests} requests (in-process)"
+        )
         print(f"| request | {' | '.join(names)} |")
         print(f"| --- | {' | '.join('---' for _ in names)} |")
         for label in REQUESTS:
@@ -227,12 +229,55 @@ async def run(requests: int, reps: int) -> None:
             await variants["app, metrics off"].state.services.close()  # type: ignore[attr-defined]
 
 
+async def crm_observer_cost(calls: int, reps: int) -> None:
+    """µs of CPU the metrics add to one CRM call: the `observed` wrapper with and without an observer."""
+    try:
+        from appconnect.api.metrics import WorkerMetrics
+        from appconnect.connectors import observe
+    except ImportError:
+        return  # a checkout without metrics
+
+    @observe.observed
+    async def crm_call() -> int:
+        return 1
+
+    async def plain_call() -> int:
+        return 1
+
+    metrics = WorkerMetrics(None)
+
+    async def timed(call: Callable[[], Awaitable[int]]) -> float:
+        started = time.process_time()
+        for _ in range(calls):
+            await call()
+        return (time.process_time() - started) / calls * 1e6
+
+    results: dict[str, list[float]] = {
+        "unwrapped": [],
+        "observed, no observer": [],
+        "observed, metrics on": [],
+    }
+    for _ in range(reps):
+        results["unwrapped"].append(await timed(plain_call))
+        results["observed, no observer"].append(await timed(crm_call))
+        observe.add_observer(metrics.observe_crm)
+        results["observed, metrics on"].append(await timed(crm_call))
+        observe.remove_observer(metrics.observe_crm)
+    print()
+    print(f"CRM call wrapper: µs of CPU per call (an empty coroutine), median of {reps} rounds of {calls}")
+    for name, values in results.items():
+        print(f"| {name} | {statistics.median(values):.2f} |")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=20000, help="requests per round and variant")
     parser.add_argument("--reps", type=int, default=5, help="interleaved rounds")
     args = parser.parse_args()
     asyncio.run(run(args.requests, args.reps))
+    asyncio.run(crm_observer_cost(args.requests, args.reps))
 
 
 if __name__ == "__main__":

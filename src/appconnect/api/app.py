@@ -20,6 +20,7 @@ from appconnect.api.failures import (
     error_body,
 )
 from appconnect.api.http import json_response, text_response
+from appconnect.api.metrics import WorkerMetrics, database_pool_stats, run_directory
 from appconnect.api.middleware import Edge
 from appconnect.api.routes import router
 from appconnect.connectors.registry import ConnectorRegistry
@@ -70,12 +71,20 @@ def create_app(settings: Settings, registry: ConnectorRegistry | None = None) ->
             loopback_key_minting=settings.public_url_is_loopback(),
         )
 
+    worker_metrics = None
+    if settings.metrics_enabled:
+        worker_metrics = WorkerMetrics(run_directory(settings), database_pool_stats(services))
+
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         retrier = LogRetrier(services)
         if settings.log_retrier_enabled:
             retrier.start()
+        if worker_metrics is not None:
+            worker_metrics.start()
         yield
+        if worker_metrics is not None:
+            await worker_metrics.stop()
         await retrier.stop()
         await services.close()
         if embedded_crm is not None:  # a mounted app's own lifespan never runs
@@ -97,6 +106,9 @@ def create_app(settings: Settings, registry: ConnectorRegistry | None = None) ->
     )
     app.state.services = services
     app.state.manifest = _manifest(settings, services.registry)
+    app.state.metrics = worker_metrics
+    if worker_metrics is not None:
+        app.observers.append(worker_metrics.observe_request)
     return app
 
 

@@ -51,9 +51,7 @@ MAX_QUERY_VALUE_CHARS = 4096
 CORS_ALLOW_METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
 CORS_EXPOSE_HEADERS = b"x-refreshed-jwt-token, x-request-id"
 CORS_MAX_AGE = b"600"
-_PREFLIGHT_VARY = (
-    b"Origin, Access-Control-Request-Method, Access-Control-Request-Headers, Access-Control-Request-Private-Network"
-)
+_PREFLIGHT_VARY = b"Origin, Access-Control-Request-Method, Access-Control-Request-Headers, Access-Control-Request-Private-Network"
 _SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -161,7 +159,9 @@ class Edge:
             if not testcrm_path and scope["query_string"]:
                 problem = _query_problem(scope["query_string"])
                 if problem is not None:
-                    await _send_error(send_with_headers, 400, f"Invalid query parameter {problem}", request_id)
+                    await _send_error(
+                        send_with_headers, 400, f"Invalid query parameter {problem}", request_id
+                    )
                     return
             handler = self._routes.get((method, path))
             if handler is not None:
@@ -195,7 +195,9 @@ class Edge:
                 for observe in observers:
                     observe(method, route, status, elapsed)
 
-    async def _answer(self, handler: Handler, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+    async def _answer(
+        self, handler: Handler, scope: Scope, receive: Receive, send: Send, request_id: str
+    ) -> None:
         request = Request(scope, receive)
         try:
             response = await handler(request)
@@ -236,7 +238,9 @@ class Edge:
         await _send_error(send, 404, "Not Found", request_id)
 
     async def _too_large(self, request_id: str, send: Send) -> None:
-        await _send_error(send, 413, f"Request body too large (limit {self._max_body_bytes} bytes)", request_id)
+        await _send_error(
+            send, 413, f"Request body too large (limit {self._max_body_bytes} bytes)", request_id
+        )
 
     async def _run_lifespan(self, receive: Receive, send: Send) -> None:
         await receive()  # lifespan.startup
@@ -352,4 +356,3 @@ def _query_problem(query_string: bytes) -> str | None:
         if len(value) > MAX_QUERY_VALUE_CHARS:
             return f"{shown}: must be at most {MAX_QUERY_VALUE_CHARS} characters"
     return None
-

@@ -8,6 +8,7 @@ from starlette.responses import Response
 from appconnect import __version__
 from appconnect.api.dispatch import Router
 from appconnect.api.http import caller_of, json_response, parse_body, respond, services_of, text_response
+from appconnect.api.metrics import CONTENT_TYPE, METRICS_PATH, may_read
 from appconnect.api.openapi import DOCS_CSP, DOCS_INIT_JS, DOCS_PATH, OPENAPI_PATH, build_openapi, docs_page
 from appconnect.connectors.sdk import INTERFACE_METHODS, implements
 from appconnect.flows import call_logs, contacts, login, message_logs, user_settings
@@ -136,6 +137,20 @@ async def docs(_request: Request) -> Response:
 @router.get(f"{DOCS_PATH}/init.js")
 async def docs_script(_request: Request) -> Response:
     return Response(DOCS_INIT_JS, media_type="text/javascript; charset=utf-8")
+
+
+@router.get(METRICS_PATH)
+async def metrics(request: Request) -> Response:
+    """Prometheus text of all workers; a token (or a loopback client) is needed, see api/metrics.py."""
+    worker_metrics = getattr(request.app.state, "metrics", None)
+    if worker_metrics is None:
+        raise ClientError("Not Found", 404, as_json=True)
+    client = request.scope.get("client")
+    if not may_read(
+        services_of(request).settings, request.headers.get("authorization"), client and client[0]
+    ):
+        raise ClientError("Not allowed to read the metrics", 403, as_json=True)
+    return Response(worker_metrics.render(), media_type=CONTENT_TYPE)
 
 
 # --- auth ---------------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import orjson
 
+from appconnect.connectors.observe import observed
 from appconnect.connectors.sdk import CrmHttpError, CrmResponse, RateLimit
 from appconnect.store.rate_limits import RateLimiterBackend
 
@@ -139,6 +140,7 @@ class CrmHttpClient:
             return url
         return f"{self.base_url}/{url.lstrip('/')}"
 
+    @observed
     async def request(
         self,
         method: str,
