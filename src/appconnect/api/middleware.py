@@ -51,7 +51,14 @@ MAX_QUERY_VALUE_CHARS = 4096
 CORS_ALLOW_METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
 CORS_EXPOSE_HEADERS = b"x-refreshed-jwt-token, x-request-id"
 CORS_MAX_AGE = b"600"
-_PREFLIGHT_VARY = b"Origin, Access-Control-Request-Method, Access-Control-Request-Headers, Access-Control-Request-Private-Network"
+_PREFLIGHT_VARY = b", ".join(
+    (
+        b"Origin",
+        b"Access-Control-Request-Method",
+        b"Access-Control-Request-Headers",
+        b"Access-Control-Request-Private-Network",
+    )
+)
 _SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
