@@ -7,18 +7,21 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
 from pydantic import ValidationError
 
 from appconnect.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from appconnect.api.middleware import Edge
 
 
 class CommandFailed(Exception):
     """Printed as one `appconnect: <message>` line on stderr; the command exits with status 2."""
 
 
-def app_factory() -> FastAPI:
+def app_factory() -> Edge:
     """Entry point for uvicorn workers: each worker builds its app from the environment."""
     from appconnect.api.app import create_app
 

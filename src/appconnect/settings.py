@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     #: a `pending` log reservation older than this was abandoned (0: derived from the CRM timeouts)
     log_stale_seconds: float = 0.0
     log_level: str = "info"
+    # Prometheus `/metrics` (api/metrics.py): on unless turned off; without a token only loopback clients read it
+    metrics_enabled: bool = True
+    metrics_token: str = Field(
+        default="", description="bearer token a scraper must send to read /metrics from a non-loopback address"
+    )
 
     # Outbound CRM calls: retries (connectors/http.py) and the per-account limiter (store/rate_limits.py)
     crm_retry_attempts: int = Field(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,16 +15,12 @@ log = logging.getLogger("appconnect")
 BUSY_RETRY_AFTER_SECONDS = 2
 
 
-def install_busy_handler(app: FastAPI) -> None:
+async def database_busy(request: Request, _exc: Exception) -> Response:
     """The pool timeout (`APPCONNECT_DATABASE_POOL_TIMEOUT`) bounds the wait; the client may retry."""
-
-    @app.exception_handler(PoolTimeout)
-    async def database_busy(request: Request, _exc: PoolTimeout) -> Response:
-        log.warning("no free database connection for %s %s", request.method, request.url.path)
-        request_id: str | None = getattr(request.state, "request_id", None)
-        response = json_response(
-            error_body("The server is busy. Please try again in a moment.", request_id),
-            503,
-            headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
-        )
-        return response
+    log.warning("no free database connection for %s %s", request.method, request.url.path)
+    request_id: str | None = getattr(request.state, "request_id", None)
+    return json_response(
+        error_body("The server is busy. Please try again in a moment.", request_id),
+        503,
+        headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+    )

@@ -7,15 +7,16 @@ traceback goes to the log with the request id, which the client sees too so supp
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
-import uuid
+import secrets
 from typing import Any
 
 import orjson
 
 from appconnect.flows.availability import is_dependency_down
 
-REQUEST_ID_HEADER = "x-request-id"
 RETRY_AFTER_SECONDS = 5
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -23,15 +24,31 @@ DEPENDENCY_DOWN_MESSAGE = "A service this server depends on is unavailable. Plea
 UNEXPECTED_MESSAGE = "Something went wrong on the server. Please try again."
 
 
-def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
+def sane_request_id(given: bytes | None) -> str:
     """The caller's `X-Request-Id` when it is short and plain (it is echoed and logged), else a new one."""
-    for name, value in headers:
-        if name.lower() == REQUEST_ID_HEADER.encode():
-            text = value.decode("latin-1")
-            if _SANE_REQUEST_ID.match(text):
-                return text
-            break
-    return uuid.uuid4().hex
+    if given is not None:
+        text = given.decode("latin-1")
+        if _SANE_REQUEST_ID.match(text):
+            return text
+    return _new_request_id()
+
+
+class _RequestIds:
+    """32 hex characters: a random per-process prefix and a counter (a fresh uuid4 costs more, no gain)."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)  # a forked worker must not repeat its parent's ids
+
+    def reset(self) -> None:
+        self.prefix = secrets.token_hex(8)
+        self.counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+_new_request_id = _RequestIds()
 
 
 def error_body(message: str, request_id: str | None, *, ttl: int = 5000) -> dict[str, Any]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
 from appconnect import __version__
+from appconnect.api.dispatch import Router
 from appconnect.api.http import caller_of, json_response, parse_body, respond, services_of, text_response
+from appconnect.api.metrics import CONTENT_TYPE, METRICS_PATH, may_read
 from appconnect.api.openapi import DOCS_CSP, DOCS_INIT_JS, DOCS_PATH, OPENAPI_PATH, build_openapi, docs_page
 from appconnect.connectors.sdk import INTERFACE_METHODS, implements
 from appconnect.flows import call_logs, contacts, login, message_logs, user_settings
@@ -25,7 +26,7 @@ from appconnect.flows.requests import (
 )
 from appconnect.security.crypto import hash_value
 
-router = APIRouter()
+router = Router()
 
 INVALID_JWT = "Invalid JWT token"
 USER_NOT_FOUND = "User not found"
@@ -35,7 +36,7 @@ USER_NOT_FOUND = "User not found"
 
 
 @router.get("/isAlive")
-async def is_alive() -> Response:
+async def is_alive(_request: Request) -> Response:
     return text_response("OK")
 
 
@@ -88,7 +89,7 @@ async def server_version_info(request: Request) -> Response:
 
 
 @router.get("/releaseNotes")
-async def release_notes() -> Response:
+async def release_notes(_request: Request) -> Response:
     return json_response(
         {
             __version__: {
@@ -115,7 +116,7 @@ async def user_info_hash(request: Request) -> Response:
     )
 
 
-@router.get(OPENAPI_PATH, include_in_schema=False)
+@router.get(OPENAPI_PATH)
 async def openapi_document(request: Request) -> Response:
     document = getattr(request.app.state, "openapi_document", None)
     if document is None:
@@ -124,8 +125,8 @@ async def openapi_document(request: Request) -> Response:
     return json_response(document)
 
 
-@router.get(DOCS_PATH, include_in_schema=False)
-async def docs() -> Response:
+@router.get(DOCS_PATH)
+async def docs(_request: Request) -> Response:
     return Response(
         docs_page("App Connect connector server API"),
         media_type="text/html; charset=utf-8",
@@ -133,9 +134,23 @@ async def docs() -> Response:
     )
 
 
-@router.get(f"{DOCS_PATH}/init.js", include_in_schema=False)
-async def docs_script() -> Response:
+@router.get(f"{DOCS_PATH}/init.js")
+async def docs_script(_request: Request) -> Response:
     return Response(DOCS_INIT_JS, media_type="text/javascript; charset=utf-8")
+
+
+@router.get(METRICS_PATH)
+async def metrics(request: Request) -> Response:
+    """Prometheus text of all workers; a token (or a loopback client) is needed, see api/metrics.py."""
+    worker_metrics = getattr(request.app.state, "metrics", None)
+    if worker_metrics is None:
+        raise ClientError("Not Found", 404, as_json=True)
+    client = request.scope.get("client")
+    if not may_read(
+        services_of(request).settings, request.headers.get("authorization"), client and client[0]
+    ):
+        raise ClientError("Not allowed to read the metrics", 403, as_json=True)
+    return Response(worker_metrics.render(), media_type=CONTENT_TYPE)
 
 
 # --- auth ---------------------------------------------------------------------------------------------------

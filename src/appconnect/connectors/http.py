@@ -36,6 +36,7 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 import orjson
 
+from appconnect.connectors.observe import observed
 from appconnect.connectors.sdk import CrmHttpError, CrmResponse, RateLimit
 from appconnect.store.rate_limits import RateLimiterBackend
 
@@ -384,6 +385,7 @@ class CrmHttpClient:
             send["Content-Type"] = "application/json"
         return send
 
+    @observed
     async def request(
         self,
         method: str,

@@ -8,6 +8,7 @@ from collections.abc import Collection, Iterable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
+from appconnect.connectors.observe import current_platform
 from appconnect.connectors.sdk import Connector, ConnectorConfig, JsonDict, contact_type_values
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,10 @@ class ConnectorRegistry:
         return cls([c for c in classes if c.platform not in exclude], environ)
 
     def get(self, platform: str) -> Connector | None:
-        return self._connectors.get(platform)
+        connector = self._connectors.get(platform)
+        if connector is not None:
+            current_platform.set(platform)  # the label of this task's CRM call metrics (connectors/observe.py)
+        return connector
 
     def platforms(self) -> list[str]:
         return list(self._connectors)

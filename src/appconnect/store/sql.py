@@ -71,6 +71,10 @@ class Executor(Protocol):
 class FastDatabase(Executor, Protocol):
     dialect: str
 
+    def usage(self) -> tuple[int, int]:
+        """(connections in use, connections it may open): for the pool-usage metric."""
+        ...
+
     def transaction(self) -> Any: ...
 
     def stamp(self, value: datetime | None) -> Any: ...
@@ -232,6 +236,9 @@ class SqliteDatabase:
                     conn.execute("ROLLBACK")
                 raise _wrapped("COMMIT", exc) from exc
 
+    def usage(self) -> tuple[int, int]:
+        return (1 if self._write_lock.locked() else 0), 1
+
     def stamp(self, value: datetime | None) -> Any:
         """The text SQLAlchemy's SQLite DateTime stores (naive UTC), so both paths compare alike."""
         if value is None:
@@ -371,6 +378,11 @@ class PostgresDatabase:
                 await tx.commit()
             except Exception as exc:
                 raise _wrapped("COMMIT", exc) from exc
+
+    def usage(self) -> tuple[int, int]:
+        if self._pool is None:
+            return 0, self._max_size
+        return int(self._pool.get_size() - self._pool.get_idle_size()), self._max_size
 
     def stamp(self, value: datetime | None) -> Any:
         return value

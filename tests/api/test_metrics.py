@@ -1,0 +1,202 @@
+"""Prometheus `/metrics` over real HTTP: its series, bounded labels, who may read it, and two workers' totals."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from appconnect.api.app import create_app
+from tests.conftest import LiveServer, make_settings, new_phone
+from tests.support.app_server import run_app
+from tests.support.ports import free_port
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
+
+
+def parse(text: str) -> dict[str, dict[frozenset[tuple[str, str]], float]]:
+    """Metric name -> {label set -> value}, from the Prometheus text format (checking every line parses)."""
+    samples: dict[str, dict[frozenset[tuple[str, str]], float]] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = _SAMPLE.match(line)
+        assert match, f"not a Prometheus sample line: {line!r}"
+        name, labels, value = match.groups()
+        pairs = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels or ""))
+        samples.setdefault(name, {})[pairs] = float(value)
+    return samples
+
+
+def value(samples: dict[str, dict[frozenset[tuple[str, str]], float]], name: str, **labels: str) -> float:
+    """The sum of the samples of `name` whose labels include `labels`."""
+    wanted = set(labels.items())
+    return sum(v for pairs, v in samples.get(name, {}).items() if wanted <= pairs)
+
+
+def scrape(client: httpx.Client) -> dict[str, dict[frozenset[tuple[str, str]], float]]:
+    response = client.get("/metrics")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return parse(response.text)
+
+
+def test_metrics_count_requests_per_route_template_and_crm_calls_per_platform(
+    client: httpx.Client, jwt: str
+) -> None:
+    before = scrape(client)
+    for _ in range(3):
+        assert client.get("/isAlive").status_code == 200
+    secret_path = f"/no/such/route/{new_phone()}"
+    assert client.get(secret_path).status_code == 404
+    phone = new_phone()
+    lookup = client.get("/contact", params={"phoneNumber": phone}, headers={"Authorization": f"Bearer {jwt}"})
+    assert lookup.status_code == 200
+
+    text = client.get("/metrics").text
+    after = parse(text)
+    name = "appconnect_http_requests_total"
+    alive = {"route": "/isAlive", "method": "GET", "status": "2xx"}
+    assert value(after, name, **alive) - value(before, name, **alive) >= 3
+    unmatched = {"route": "unmatched", "method": "GET", "status": "4xx"}
+    assert value(after, name, **unmatched) - value(before, name, **unmatched) >= 1
+    assert value(after, "appconnect_http_request_duration_seconds_count", route="/contact", method="GET") >= 1
+    # the histogram's buckets are cumulative and end with +Inf = count
+    buckets = {
+        dict(pairs)["le"]: v
+        for pairs, v in after["appconnect_http_request_duration_seconds_bucket"].items()
+        if ("route", "/isAlive") in pairs
+    }
+    assert buckets["+Inf"] == value(after, "appconnect_http_request_duration_seconds_count", route="/isAlive")
+    assert list(buckets.values()) == sorted(buckets.values())
+    # the lookup asked the test CRM
+    assert value(after, "appconnect_crm_requests_total", platform="testcrm", outcome="ok") >= 1
+    assert "appconnect_db_pool_connections_in_use" in after
+    assert after["appconnect_worker_processes"][frozenset()] >= 1
+    # no raw path, phone number or token becomes a label
+    assert secret_path not in text
+    assert phone.lstrip("+") not in text
+    assert jwt not in text
+
+
+@pytest.fixture
+def guarded_server(tmp_path: Path) -> Iterator[str]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'app.sqlite3'}"
+    from appconnect.store.migrate import upgrade
+
+    upgrade(url)
+
+    def build(base: str) -> object:
+        return create_app(make_settings(tmp_path, url, public_url=base, metrics_token="scrape-token"))
+
+    with run_app(build) as base_url:
+        yield base_url
+
+
+def test_a_metrics_token_is_required_when_configured(guarded_server: str) -> None:
+    with httpx.Client(base_url=guarded_server) as http:
+        assert http.get("/metrics").status_code == 403
+        assert http.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 403
+        refused = http.get("/metrics", headers={"Authorization": "Basic scrape-token"})
+        assert refused.status_code == 403
+        assert refused.json()["successful"] is False
+        allowed = http.get("/metrics", headers={"Authorization": "Bearer scrape-token"})
+        assert allowed.status_code == 200
+        assert "appconnect_http_requests_total" in allowed.text
+
+
+def test_metrics_can_be_turned_off(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'app.sqlite3'}"
+    from appconnect.store.migrate import upgrade
+
+    upgrade(url)
+
+    def build(base: str) -> object:
+        return create_app(make_settings(tmp_path, url, public_url=base, metrics_enabled=False))
+
+    with run_app(build) as base_url, httpx.Client(base_url=base_url) as http:
+        assert http.get("/isAlive").status_code == 200
+        assert http.get("/metrics").status_code == 404
+
+
+@pytest.fixture(scope="module")
+def two_workers(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`appconnect serve --workers 2`, as an operator starts it."""
+    folder: Path = tmp_path_factory.mktemp("metrics-workers")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "APPCONNECT_DATABASE_URL": server.settings.database_url,
+        "APPCONNECT_KEY_FILE": str(folder / "keys.json"),
+        "APPCONNECT_TESTCRM_DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'testcrm.sqlite3'}",
+        "APPCONNECT_PUBLIC_URL": base,
+        "APPCONNECT_LOG_LEVEL": "warning",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "appconnect.cli", "serve", "--workers", "2", "--port", str(port)],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/isAlive", timeout=1).text == "OK":
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                output = process.stdout.read().decode() if process.stdout else ""
+                raise RuntimeError(f"multi-worker server did not start:\n{output}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _fresh_scrape(base: str) -> dict[str, dict[frozenset[tuple[str, str]], float]]:
+    """A scrape on a new connection: whichever worker accepts it answers."""
+    with httpx.Client(base_url=base, headers={"Connection": "close"}) as http:
+        return scrape(http)
+
+
+def test_two_workers_report_their_totals_whichever_answers(two_workers: str) -> None:
+    labels = {"route": "/serverVersionInfo", "method": "GET", "status": "2xx"}
+    sent = 40
+    for _ in range(sent):  # a new connection each: the kernel hands them to either worker
+        response = httpx.get(f"{two_workers}/serverVersionInfo", headers={"Connection": "close"})
+        assert response.status_code == 200
+    # each worker writes its numbers for the others once a second: wait for both to have done so
+    deadline = time.monotonic() + 20
+    while True:
+        samples = _fresh_scrape(two_workers)
+        if value(samples, "appconnect_http_requests_total", **labels) == sent:
+            break
+        assert time.monotonic() < deadline, (
+            f"totals never reached {sent}: {samples.get('appconnect_http_requests_total')}"
+        )
+        time.sleep(0.3)
+    assert samples["appconnect_worker_processes"][frozenset()] == 2
+    # every answer, from either worker, carries both workers' requests
+    for _ in range(6):
+        samples = _fresh_scrape(two_workers)
+        assert value(samples, "appconnect_http_requests_total", **labels) == sent
+        assert (
+            value(samples, "appconnect_http_request_duration_seconds_count", route="/serverVersionInfo")
+            == sent
+        )
+        assert samples["appconnect_worker_processes"][frozenset()] == 2
