@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from appconnect.api.app import create_app
+from appconnect.api.metrics import FLUSH_SECONDS
 from tests.conftest import LiveServer, make_settings, new_phone
 from tests.support.app_server import run_app
 from tests.support.ports import free_port
@@ -190,6 +191,8 @@ def test_two_workers_report_their_totals_whichever_answers(two_workers: str) -> 
             f"totals never reached {sent}: {samples.get('appconnect_http_requests_total')}"
         )
         time.sleep(0.3)
+    # the worker that answered counted its own requests live; the other's file may be up to one flush old
+    time.sleep(FLUSH_SECONDS + 0.5)
     assert samples["appconnect_worker_processes"][frozenset()] == 2
     # every answer, from either worker, carries both workers' requests
     for _ in range(6):

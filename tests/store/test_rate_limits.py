@@ -11,6 +11,7 @@ import pytest
 
 from appconnect.connectors.sdk import RateLimit
 from appconnect.store.rate_limits import (
+    Batched,
     DatabaseRateLimiter,
     RateLimiterBackend,
     RateLimitOverrides,
@@ -93,3 +94,33 @@ def test_settings_override_per_platform_or_everywhere() -> None:
     for bad in ("fast", "0/1", "pipedrive=", "10/-1"):
         with pytest.raises(RateLimitSettingError):
             RateLimitOverrides.parse(bad)
+
+
+async def test_batches_of_several_processes_never_exceed_the_burst(limiter: RateLimiterBackend) -> None:
+    """Three processes each take budget in batches: together they spend exactly the account's burst."""
+    key = f"pipedrive:batched-{uuid.uuid4().hex}"
+    limit = RateLimit(requests=40, per_seconds=60.0)  # batches of 4
+    processes = [Batched(limiter) for _ in range(3)]
+    waits = await asyncio.gather(*(processes[i % 3].acquire(key, limit) for i in range(90)))
+    assert sum(1 for w in waits if w == 0) == 40
+    assert sum(1 for w in waits if w > 0) == 50
+
+
+async def test_a_batch_is_one_round_trip_for_several_calls(limiter: RateLimiterBackend) -> None:
+    key = f"pipedrive:trips-{uuid.uuid4().hex}"
+    limit = RateLimit(requests=40, per_seconds=60.0)  # batches of 4
+    batched = Batched(limiter)
+    for _ in range(4):
+        assert await batched.acquire(key, limit) == 0
+    # the backend itself saw one grant of 4: 36 left for everyone else
+    others = await asyncio.gather(*(limiter.acquire(key, limit) for _ in range(40)))
+    assert sum(1 for w in others if w == 0) == 36
+
+
+async def test_back_off_drops_the_batch_of_this_process(limiter: RateLimiterBackend) -> None:
+    key = f"pipedrive:batch-backoff-{uuid.uuid4().hex}"
+    limit = RateLimit(requests=100, per_seconds=1.0)
+    batched = Batched(limiter)
+    assert await batched.acquire(key, limit) == 0  # took a batch, spent one
+    await batched.back_off(key, limit, 30.0)
+    assert await batched.acquire(key, limit) > 29

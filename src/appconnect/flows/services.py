@@ -21,6 +21,7 @@ from appconnect.store.db import create_engine, is_sqlite, sqlite_file
 from appconnect.store.locks import DatabaseSharedLock, LockManager, RedisSharedLock
 from appconnect.store.message_logs import MessageLogStore
 from appconnect.store.rate_limits import (
+    Batched,
     DatabaseRateLimiter,
     RateLimiterBackend,
     RateLimitOverrides,
@@ -156,7 +157,7 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
         cache=AccountCache(engine, fast),
         locks=LockManager(shared, wait_seconds=settings.lock_wait_seconds),
         redis=redis_client,
-        rate_limiter=limiter,
+        rate_limiter=Batched(limiter),
         rate_limit_overrides=RateLimitOverrides.parse(settings.crm_rate_limit),
         user_cache=user_cache,
     )

@@ -101,10 +101,9 @@ class AccountCache:
         now = datetime.now(UTC)
         stamp = self._fast.stamp(now)
         expired_before = self._fast.stamp(now - timedelta(seconds=max_age))
-        async with self._fast.transaction() as tx:
-            row = await tx.one(
-                _CLAIM_CREATED, account_id, platform, phone, to_json(marker), stamp, stamp, expired_before
-            )
+        row = await self._fast.write(
+            _CLAIM_CREATED, account_id, platform, phone, to_json(marker), stamp, stamp, expired_before
+        )
         return row is not None
 
     async def created_contact(self, account_id: str, platform: str, phone: str) -> CreatedRecord | None:
@@ -123,43 +122,41 @@ class AccountCache:
         self, account_id: str, platform: str, phone: str, record: CreatedRecord, marker: Any
     ) -> bool:
         """Own a record whose create nobody is working on any more; False when another request got it first."""
-        async with self._fast.transaction() as tx:
-            taken = await tx.run(
-                _TAKE_OVER_CREATED,
-                to_json(marker),
-                self._fast.stamp(datetime.now(UTC)),
-                account_id,
-                platform,
-                phone,
-                record.version,
-            )
-        return bool(taken == 1)
+        taken = await self._fast.run(
+            _TAKE_OVER_CREATED,
+            to_json(marker),
+            self._fast.stamp(datetime.now(UTC)),
+            account_id,
+            platform,
+            phone,
+            record.version,
+        )
+        return taken == 1
 
     async def set_created_contact(
         self, account_id: str, platform: str, phone: str, contact: Any, *, drop_lookup: bool = False
     ) -> None:
         """Record the outcome for this number (the contact, or an unanswered-create marker, timed from now);
-        `drop_lookup` also drops the number's cached lookup answer, in the same transaction."""
+        `drop_lookup` also drops the number's cached lookup answer."""
         now = self._fast.stamp(datetime.now(UTC))
-        async with self._fast.transaction() as tx:
-            await tx.run(_SET_CREATED, to_json(contact), now, now, account_id, platform, phone)
-            if drop_lookup:
-                await tx.run(_DROP_CONTACTS, account_id, platform, _contacts_key(phone))
+        await self._fast.run(_SET_CREATED, to_json(contact), now, now, account_id, platform, phone)
+        if drop_lookup:
+            # a separate statement: should it fail, the lookup cache only keeps an older match a while longer
+            await self._fast.run(_DROP_CONTACTS, account_id, platform, _contacts_key(phone))
 
     async def keep_created_contact(
         self, account_id: str, platform: str, phone: str, record: CreatedRecord, marker: Any
     ) -> None:
         """Hand a record back unchanged in time (its settle window still runs) with `marker` as content."""
-        async with self._fast.transaction() as tx:
-            await tx.run(
-                _SET_CREATED,
-                to_json(marker),
-                self._fast.stamp(record.recorded_at),
-                self._fast.stamp(datetime.now(UTC)),
-                account_id,
-                platform,
-                phone,
-            )
+        await self._fast.run(
+            _SET_CREATED,
+            to_json(marker),
+            self._fast.stamp(record.recorded_at),
+            self._fast.stamp(datetime.now(UTC)),
+            account_id,
+            platform,
+            phone,
+        )
 
     async def forget_created_contact(self, account_id: str, platform: str, phone: str) -> None:
         """The CRM refused the create: nothing to replay or adopt."""

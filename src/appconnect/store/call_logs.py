@@ -250,21 +250,20 @@ class CallLogStore:
             )
             return (Reservation.RESERVED, claim) if claim else (Reservation.EXISTS, None)
         now = self._fast.stamp(datetime.now(UTC))
-        async with self._fast.transaction() as tx:
-            row = await tx.one(
-                _RESERVE,
-                scope,
-                session_id,
-                identity.extension_number,
-                identity.hashed_extension_id,
-                call_id,
-                platform,
-                user_id,
-                contact_id,
-                self._cipher.encrypt(payload),
-                now,
-                now,
-            )
+        row = await self._fast.write(
+            _RESERVE,
+            scope,
+            session_id,
+            identity.extension_number,
+            identity.hashed_extension_id,
+            call_id,
+            platform,
+            user_id,
+            contact_id,
+            self._cipher.encrypt(payload),
+            now,
+            now,
+        )
         if row is None:  # another request reserved it between our lookup and this insert
             return Reservation.EXISTS, None
         pk = int(row["pk"])

@@ -46,10 +46,9 @@ class DatabaseSharedLock:
 
     async def try_acquire(self, name: str, owner: str, ttl: float) -> bool:
         now = datetime.now(UTC)
-        async with self._db.transaction() as tx:
-            row = await tx.one(
-                _TAKE_LOCK, name, owner, self._db.stamp(now + timedelta(seconds=ttl)), self._db.stamp(now)
-            )
+        row = await self._db.write(
+            _TAKE_LOCK, name, owner, self._db.stamp(now + timedelta(seconds=ttl)), self._db.stamp(now)
+        )
         return row is not None
 
     async def release(self, name: str, owner: str) -> None:

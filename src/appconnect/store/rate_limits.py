@@ -9,10 +9,14 @@ which is the failure this limiter exists to prevent.
 
 When the CRM itself answers 429, :meth:`back_off` pushes the account's number forward so *every* caller of that
 account waits out the `Retry-After`, not only the request that saw it.
+
+`Batched` takes a few calls of budget at once (each a real grant of the shared bucket, so the account is never
+overspent) and spends them in-process within the time they took to earn: one round trip per few CRM calls.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass
@@ -26,8 +30,9 @@ MAX_BACK_OFF_SECONDS = 300.0
 
 
 class RateLimiterBackend(Protocol):
-    async def acquire(self, key: str, limit: RateLimit) -> float:
-        """Spend one call of `key`'s budget: 0.0 when granted, else the seconds until one is free (nothing spent)."""
+    async def acquire(self, key: str, limit: RateLimit, tokens: int = 1) -> float:
+        """Spend `tokens` calls of `key`'s budget: 0.0 when granted, else the seconds until they are free
+        (nothing spent)."""
         ...
 
     async def back_off(self, key: str, limit: RateLimit, seconds: float) -> None:
@@ -85,16 +90,15 @@ class DatabaseRateLimiter:
     def __init__(self, db: FastDatabase) -> None:
         self._db = db
 
-    async def acquire(self, key: str, limit: RateLimit) -> float:
+    async def acquire(self, key: str, limit: RateLimit, tokens: int = 1) -> float:
         interval, window = _emission(limit)
         now = time.time()
         grant = uuid.uuid4().hex
-        async with self._db.transaction() as tx:
-            row = await tx.one(_GCRA, key, now, interval, window, grant)
+        row = await self._db.write(_GCRA, key, now, interval * tokens, window, grant)
         assert row is not None  # an upsert with RETURNING always answers a row
         if row["grant_id"] == grant:
             return 0.0
-        return max(float(row["tat"]) + interval - window - now, 0.001)
+        return max(float(row["tat"]) + interval * tokens - window - now, 0.001)
 
     async def back_off(self, key: str, limit: RateLimit, seconds: float) -> None:
         interval, window = _emission(limit)
@@ -133,10 +137,10 @@ class RedisRateLimiter:
         self._client = client
         self._prefix = prefix
 
-    async def acquire(self, key: str, limit: RateLimit) -> float:
+    async def acquire(self, key: str, limit: RateLimit, tokens: int = 1) -> float:
         interval, window = _emission(limit)
         wait_ms = await self._client.eval(
-            _REDIS_ACQUIRE, 1, self._prefix + key, max(int(interval * 1000), 1), int(window * 1000)
+            _REDIS_ACQUIRE, 1, self._prefix + key, max(int(interval * tokens * 1000), 1), int(window * 1000)
         )
         return 0.0 if int(wait_ms) <= 0 else int(wait_ms) / 1000
 
@@ -144,6 +148,55 @@ class RedisRateLimiter:
         interval, window = _emission(limit)
         blocked_ms = int((min(seconds, MAX_BACK_OFF_SECONDS) + window - interval) * 1000)
         await self._client.eval(_REDIS_BACK_OFF, 1, self._prefix + key, blocked_ms)
+
+
+class Batched:
+    """Takes up to `most` calls of an account's budget in one grant and spends them in this process.
+
+    Every call spent was granted by the shared bucket, so all processes together never exceed the account's
+    limit. Granted calls not spent within the time they took to earn (`tokens x interval`) are dropped: a
+    batch never carries budget into a later burst. After a 429, this process's remaining calls are dropped
+    too (other processes may still spend theirs: at most `most - 1` each).
+    """
+
+    def __init__(self, backend: RateLimiterBackend, *, most: int = 8) -> None:
+        self.backend = backend
+        self._most = most
+        self._local: dict[str, tuple[int, float]] = {}
+        # one refill at a time per account: concurrent callers wait for it and share the batch
+        self._refilling: dict[str, asyncio.Lock] = {}
+
+    def _batch(self, limit: RateLimit) -> int:
+        return max(1, min(self._most, limit.requests // 10))
+
+    def _spend(self, key: str, tokens: int) -> bool:
+        left, until = self._local.get(key, (0, 0.0))
+        if left >= tokens and time.monotonic() < until:
+            self._local[key] = (left - tokens, until)
+            return True
+        return False
+
+    async def acquire(self, key: str, limit: RateLimit, tokens: int = 1) -> float:
+        if self._spend(key, tokens):
+            return 0.0
+        batch = self._batch(limit)
+        if batch <= tokens:
+            return await self.backend.acquire(key, limit, tokens)
+        lock = self._refilling.setdefault(key, asyncio.Lock())
+        async with lock:
+            if self._spend(key, tokens):  # another caller refilled while this one waited
+                return 0.0
+            if await self.backend.acquire(key, limit, batch) == 0.0:
+                interval, _window = _emission(limit)
+                self._local[key] = (batch - tokens, time.monotonic() + batch * interval)
+                return 0.0
+        if len(self._refilling) > 10_000:  # bounded: idle accounts' locks go
+            self._refilling = {k: v for k, v in self._refilling.items() if v.locked()}
+        return await self.backend.acquire(key, limit, tokens)
+
+    async def back_off(self, key: str, limit: RateLimit, seconds: float) -> None:
+        self._local.pop(key, None)
+        await self.backend.back_off(key, limit, seconds)
 
 
 class RateLimitSettingError(ValueError):

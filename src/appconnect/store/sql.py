@@ -71,6 +71,10 @@ class Executor(Protocol):
 class FastDatabase(Executor, Protocol):
     dialect: str
 
+    async def write(self, statement: Statement, *args: Any) -> Row | None:
+        """One write statement on its own (committed by itself), and its RETURNING row if any."""
+        ...
+
     def usage(self) -> tuple[int, int]:
         """(connections in use, connections it may open): for the pool-usage metric."""
         ...
@@ -214,9 +218,20 @@ class SqliteDatabase:
         return rows
 
     async def run(self, statement: Statement, *args: Any) -> int:
-        """One write in its own transaction."""
-        async with self.transaction() as tx:
-            return await tx.run(statement, *args)
+        """One write, committed by itself (SQLite's autocommit: no BEGIN/COMMIT round of our own)."""
+        async with self._write_lock:
+            cursor = await _sqlite_retrying(self._write_conn(), statement, args)
+            count: int = cursor.rowcount
+            cursor.close()
+        return count
+
+    async def write(self, statement: Statement, *args: Any) -> Row | None:
+        async with self._write_lock:
+            cursor = await _sqlite_retrying(self._write_conn(), statement, args)
+            # a RETURNING statement commits only once it has run to the end
+            rows = cursor.fetchall()
+            cursor.close()
+        return rows[0] if rows else None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[_SqliteExecutor]:
@@ -358,6 +373,11 @@ class PostgresDatabase:
     async def run(self, statement: Statement, *args: Any) -> int:
         async with self._connection() as conn:
             return await _PgExecutor(conn).run(statement, *args)
+
+    async def write(self, statement: Statement, *args: Any) -> Row | None:
+        """Autocommit: one round trip, no BEGIN/COMMIT."""
+        async with self._connection() as conn:
+            return await _PgExecutor(conn).one(statement, *args)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[_PgExecutor]:
