@@ -352,7 +352,11 @@ class PostgresDatabase:
     async def _connection(self) -> AsyncIterator[Any]:
         pool = await self._get_pool()
         try:
-            conn = await pool.acquire(timeout=self._acquire_timeout)
+            if pool.get_idle_size():
+                # an idle connection is handed over without waiting: skip the timeout's timer machinery
+                conn = await pool.acquire()
+            else:
+                conn = await pool.acquire(timeout=self._acquire_timeout)
         except TimeoutError as exc:
             raise sqlalchemy.exc.TimeoutError("no free database connection") from exc
         except Exception as exc:
