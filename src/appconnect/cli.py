@@ -88,39 +88,43 @@ def _serve(args: argparse.Namespace) -> int:
     from appconnect.server import preflight
 
     preflight_pid = preflight.start(settings)
-    if settings.workers > 1:
-        # the supervisor takes this pid; the settings, pydantic and the rest are left behind
-        os.execv(  # noqa: S606 (this interpreter, our module)
-            sys.executable,
-            [
-                sys.executable, "-m", "appconnect.server.supervisor",
-                "--workers", str(settings.workers),
-                "--host", settings.host,
-                "--port", str(settings.port),
-                "--graceful-timeout", str(graceful_timeout(settings)),
-                "--log-level", settings.log_level,
-                "--preflight-pid", str(preflight_pid),
-            ],
-        )  # fmt: skip
-    return _serve_in_this_process(settings, preflight_pid)
+    # The slow part of a start, once for all workers (they are forked from here), while the preflight runs.
+    from appconnect.server import worker
+
+    if settings.workers == 1:
+        return _serve_in_this_process(settings, preflight_pid)
+    import threading
+
+    # forking is safe only without threads (none is started by importing the app); else the supervisor spawns
+    forked = worker.fork(settings.workers) if threading.active_count() == 1 else []
+    arguments = [
+        "--workers", str(settings.workers),
+        "--host", settings.host,
+        "--port", str(settings.port),
+        "--graceful-timeout", str(graceful_timeout(settings)),
+        "--log-level", settings.log_level,
+        "--preflight-pid", str(preflight_pid),
+    ]  # fmt: skip
+    for pid, gate in forked:
+        os.set_inheritable(gate, True)
+        arguments += ["--worker", f"{pid}:{gate}"]
+    # the supervisor takes this pid and the children; the application, pydantic and the rest are left behind
+    os.execv(sys.executable, [sys.executable, "-m", "appconnect.server.supervisor", *arguments])  # noqa: S606
 
 
 def _serve_in_this_process(settings: Settings, preflight_pid: int) -> int:
-    """One worker: this process serves. The preflight (schema, keys) runs beside it while it imports the app."""
-    try:
-        from appconnect.server import worker
-    finally:
-        status = os.waitstatus_to_exitcode(os.waitpid(preflight_pid, 0)[1])
+    """One worker: this process serves, once the preflight (schema, keys) is done."""
+    status = os.waitstatus_to_exitcode(os.waitpid(preflight_pid, 0)[1])
     if status != 0:
         return status  # the preflight printed its one line
+    from appconnect.api.app import create_app
+    from appconnect.server import worker
     from appconnect.server.sockets import bound_socket
 
     try:
         sock = bound_socket(settings.host, settings.port, reuse_port=False)
     except OSError as exc:
         raise CommandFailed(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
-    from appconnect.api.app import create_app  # imported with the worker module already
-
     worker.run(create_app(settings), settings, sock)
     return 0
 

@@ -63,6 +63,36 @@ def _stop_when_orphaned() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+def fork(count: int) -> list[tuple[int, int]]:
+    """`count` workers forked from this process, which has imported the application (once, for all of them)
+    and runs no thread and no event loop yet; each waits for "go" on its stdin. [(pid, write end of its pipe)].
+    """
+    forked: list[tuple[int, int]] = []
+    sys.stdout.flush()
+    sys.stderr.flush()
+    for _ in range(count):
+        gate_read, gate_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                os.dup2(gate_read, 0)
+                for fd in (gate_read, gate_write, *(gate for _, gate in forked)):
+                    os.close(fd)  # a sibling's pipe kept open here would hide its supervisor's exit from it
+                status = main()
+            except SystemExit as exc:
+                status = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:
+                logging.getLogger("appconnect").exception("worker %d failed", os.getpid())
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(status)
+        os.close(gate_read)
+        forked.append((pid, gate_write))
+    return forked
+
+
 def main() -> int:
     try:
         go = os.read(0, 1)
