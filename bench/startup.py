@@ -62,14 +62,18 @@ def cpu_s(pid: int) -> float:
     return sum(int(fields[i]) for i in (11, 12, 13, 14)) / CLK_TCK
 
 
-def rss_mib(pid: int) -> float:
+def memory_mib(pid: int) -> tuple[float, float]:
+    """(RSS, PSS): PSS shares each page among the processes mapping it, so workers forked from one parent
+    (whose untouched library pages are not yet mapped in the child, hence not in its RSS) compare fairly."""
+    found = {"Rss:": 0.0, "Pss:": 0.0}
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            key = line.split(":")[0] + ":"
+            if key in found:
+                found[key] = int(line.split()[1]) / 1024
     except OSError:
         pass
-    return 0.0
+    return found["Rss:"], found["Pss:"]
 
 
 def alive(url: str) -> bool:
@@ -98,7 +102,7 @@ def one_start(args: argparse.Namespace, pythonpath: str, folder: Path) -> dict[s
         wall = time.monotonic() - started
         cpu = sum(cpu_s(pid) for pid in tree(proc.pid))
         time.sleep(args.settle)
-        rss = {pid: rss_mib(pid) for pid in tree(proc.pid)}
+        memory = sorted((memory_mib(pid) for pid in tree(proc.pid)), reverse=True)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -106,7 +110,7 @@ def one_start(args: argparse.Namespace, pythonpath: str, folder: Path) -> dict[s
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    return {"wall": wall, "cpu": cpu, "rss": sorted(rss.values(), reverse=True)}
+    return {"wall": wall, "cpu": cpu, "memory": memory}
 
 
 def main() -> int:
@@ -127,8 +131,9 @@ def main() -> int:
             if args.migrated and rep == 0:
                 continue  # this start migrated the database
             results[name].append(run)
+            memory = ", ".join(f"{rss:.0f}/{pss:.0f}" for rss, pss in run["memory"])  # type: ignore[attr-defined]
             print(f"{name} rep {len(results[name])}: {run['wall']:.2f} s wall, {run['cpu']:.2f} s CPU, "
-                  f"RSS MiB {[round(float(x)) for x in run['rss']]}", flush=True)  # type: ignore[union-attr]
+                  f"RSS/PSS MiB per process {memory}", flush=True)
     print(f"\nworkers {args.workers}, {'migrated' if args.migrated else 'fresh'} database, medians of {args.reps}:")
     for name, runs in results.items():
         wall = statistics.median(float(r["wall"]) for r in runs)  # type: ignore[arg-type]

@@ -1,7 +1,8 @@
-"""One server worker: the application on uvicorn, on a socket of its own (`python -m appconnect.server.worker`).
+"""One server worker: the application on uvicorn, on a socket of its own.
 
-Started by the supervisor with a pipe as stdin: the worker imports the application at once (in parallel with
-the preflight), builds it only after the supervisor writes "go" (the schema and keys exist then), and shuts
+`serve` forks the first workers after importing the application once (`fork`); the supervisor replaces a dead
+one with a fresh `python -m appconnect.server.worker`, which imports it itself. Either way stdin is a pipe from
+the supervisor: the worker builds the app only after it reads "go" (the schema and keys exist then), and shuts
 down gracefully when the pipe closes (the supervisor is gone, even by `kill -9`).
 """
 
@@ -15,7 +16,7 @@ import sys
 import threading
 from typing import Any
 
-# Imported before waiting for "go": this is the slow part of a start, and it overlaps the preflight.
+# Imported before waiting for "go": the slow part of a start, done while the preflight runs.
 import uvicorn
 
 from appconnect.api.app import create_app
@@ -81,7 +82,7 @@ def fork(count: int) -> list[tuple[int, int]]:
                     os.close(fd)  # a sibling's pipe kept open here would hide its supervisor's exit from it
                 status = main()
             except SystemExit as exc:
-                status = exc.code if isinstance(exc.code, int) else 1
+                status = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
             except BaseException:
                 logging.getLogger("appconnect").exception("worker %d failed", os.getpid())
             finally:
