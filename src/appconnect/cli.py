@@ -7,25 +7,15 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from appconnect.server.drain import graceful_timeout
 from appconnect.settings import Settings, get_settings
-
-if TYPE_CHECKING:
-    from appconnect.api.middleware import Edge
 
 
 class CommandFailed(Exception):
     """Printed as one `appconnect: <message>` line on stderr; the command exits with status 2."""
-
-
-def app_factory() -> Edge:
-    """Entry point for uvicorn workers: each worker builds its app from the environment."""
-    from appconnect.api.app import create_app
-
-    return create_app(get_settings())
 
 
 def _migrate(settings: Settings) -> None:
@@ -52,14 +42,12 @@ def _load_settings() -> Settings:
 
 def _check_connection_budget(settings: Settings) -> None:
     """Print the most database connections this machine opens; refuse more than the configured maximum."""
-    from appconnect.store.db import is_sqlite
-
     total = settings.database_connections_total()
     budget = (
         f"{settings.workers} worker(s) x ({settings.database_pool_size} pool + "
         f"{settings.database_max_overflow} overflow) = {total} database connections at most"
     )
-    if is_sqlite(settings.database_url):
+    if settings.database_url.startswith("sqlite"):
         return
     if total > settings.database_max_connections:
         raise CommandFailed(
@@ -71,6 +59,7 @@ def _check_connection_budget(settings: Settings) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    """Validate, then serve: in this process with one worker, else under a thin supervisor (`server/`)."""
     # Workers are separate processes: hand them the command-line choices through the environment.
     overrides = {
         "APPCONNECT_HOST": args.host,
@@ -90,33 +79,53 @@ def _serve(args: argparse.Namespace) -> int:
     exposure = settings.testcrm_exposure_warning()
     if exposure:
         print(exposure, file=sys.stderr, flush=True)
-    if settings.auto_migrate:
-        _migrate(settings)
-    from appconnect.security.keys import load_keys
-
-    load_keys(settings)  # create any generated keys once, before the workers read them
-    import uvicorn
-
     platform = "testcrm" if settings.testcrm_enabled() else "<platform>"
     print(
         f"App Connect server on {settings.server_url()}  manifest: "
         f"{settings.server_url()}/crmManifest?platformName={platform}",
         flush=True,
     )
-    uvicorn.run(
-        "appconnect.cli:app_factory",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers if settings.workers > 1 else None,
-        access_log=False,
-        log_level=settings.log_level,
-        loop="uvloop",
-        http="httptools",
-        proxy_headers=True,
-        # SIGTERM: stop accepting, let in-flight requests finish (a CRM call is bounded by its timeouts)
-        timeout_graceful_shutdown=int(settings.crm_read_timeout * 2 + settings.crm_connect_timeout + 10),
-    )
+    from appconnect.server import preflight
+
+    preflight_pid = preflight.start(settings)
+    # The slow part of a start, once for all workers (they are forked from here), while the preflight runs.
+    from appconnect.server import worker
+
+    if settings.workers == 1:
+        return _serve_in_this_process(settings, preflight_pid)
+    import threading
+
+    # forking is safe only without threads (none is started by importing the app); else the supervisor spawns
+    forked = worker.fork(settings.workers) if threading.active_count() == 1 else []
+    arguments = [
+        "--workers", str(settings.workers),
+        "--host", settings.host,
+        "--port", str(settings.port),
+        "--graceful-timeout", str(graceful_timeout(settings)),
+        "--log-level", settings.log_level,
+        "--preflight-pid", str(preflight_pid),
+    ]  # fmt: skip
+    for pid, gate in forked:
+        os.set_inheritable(gate, True)
+        arguments += ["--worker", f"{pid}:{gate}"]
+    # the supervisor takes this pid and the children; the application, pydantic and the rest are left behind
+    os.execv(sys.executable, [sys.executable, "-m", "appconnect.server.supervisor", *arguments])  # noqa: S606
+
+
+def _serve_in_this_process(settings: Settings, preflight_pid: int) -> int:
+    """One worker: this process serves, once the preflight (schema, keys) is done."""
+    status = os.waitstatus_to_exitcode(os.waitpid(preflight_pid, 0)[1])
+    if status != 0:
+        return status  # the preflight printed its one line
+    from appconnect.api.app import create_app
+    from appconnect.server import worker
+    from appconnect.server.sockets import bound_socket
+
+    try:
+        sock = bound_socket(settings.host, settings.port, reuse_port=False)
+    except OSError as exc:
+        raise CommandFailed(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
+    worker.run(create_app(settings), settings, sock)
     return 0
 
 

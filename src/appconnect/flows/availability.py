@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Iterator
 
-import asyncpg  # type: ignore[import-untyped]
-import redis.exceptions
 import sqlalchemy.exc
 
 _DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
@@ -16,13 +15,25 @@ _DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
     sqlalchemy.exc.TimeoutError,
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.InterfaceError,
-    asyncpg.TooManyConnectionsError,
 )
+
+
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    """Redis's and asyncpg's own errors, once they are imported: a driver never imported (Redis not configured,
+    SQLite instead of PostgreSQL) raised none, and importing it just to check would cost every worker ~10 MiB."""
+    found: tuple[type[BaseException], ...] = ()
+    redis_errors = sys.modules.get("redis.exceptions")
+    if redis_errors is not None:
+        found += (redis_errors.ConnectionError, redis_errors.TimeoutError)
+    asyncpg = sys.modules.get("asyncpg")
+    if asyncpg is not None and hasattr(asyncpg, "TooManyConnectionsError"):
+        found += (
+            asyncpg.PostgresConnectionError,
+            asyncpg.CannotConnectNowError,
+            asyncpg.InterfaceError,
+            asyncpg.TooManyConnectionsError,
+        )
+    return found
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
@@ -36,8 +47,9 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 def is_dependency_down(exc: BaseException) -> bool:
     """A database or Redis we cannot reach (refused, reset, timed out, connection lost, pool exhausted)."""
+    known = _DEPENDENCY_ERRORS + _driver_errors()
     for cause in _causes(exc):
-        if isinstance(cause, _DEPENDENCY_ERRORS):
+        if isinstance(cause, known):
             return True
         if isinstance(cause, sqlalchemy.exc.DBAPIError) and cause.connection_invalidated:
             return True
