@@ -12,6 +12,7 @@ from sqlalchemy import update
 from appconnect.connectors.registry import ConnectorRegistry
 from appconnect.flows.log_retrier import run_once
 from appconnect.flows.services import build_services
+from appconnect.store.db import create_engine
 from appconnect.store.tables import call_logs
 from tests.conftest import CrmView, LiveServer, call_log_body, new_phone
 
@@ -20,12 +21,16 @@ async def race_two_retriers(server: LiveServer, session: str) -> list[int]:
     registry_env = {"TESTCRM_BASE_URL": server.crm_api}
     workers = [build_services(server.settings, ConnectorRegistry.discover(registry_env)) for _ in range(2)]
     try:
-        async with workers[0].engine.begin() as conn:  # due now instead of after the first backoff
-            await conn.execute(
-                update(call_logs)
-                .where(call_logs.c.session_id == session)
-                .values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1))
-            )
+        engine = create_engine(server.settings.database_url, pool_size=1)
+        try:
+            async with engine.begin() as conn:  # due now instead of after the first backoff
+                await conn.execute(
+                    update(call_logs)
+                    .where(call_logs.c.session_id == session)
+                    .values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1))
+                )
+        finally:
+            await engine.dispose()
         return list(await asyncio.gather(*(run_once(w) for w in workers)))
     finally:
         for worker in workers:

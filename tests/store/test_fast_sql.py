@@ -1,4 +1,4 @@
-"""The hot path's driver layer (store/sql.py) on a real SQLite file and the real PostgreSQL: a locked SQLite
+"""The server's database layer (store/sql.py) on a real SQLite file and the real PostgreSQL: a locked SQLite
 database never blocks the event loop, failures come out as the engine's exception classes, a full pool is
 "busy", and transactions are all-or-nothing."""
 
@@ -14,11 +14,17 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-import sqlalchemy.exc
 
 from appconnect.flows.availability import is_dependency_down
 from appconnect.store.migrate import upgrade
-from appconnect.store.sql import FastDatabase, open_fast_database, sql
+from appconnect.store.sql import (
+    DatabaseBusy,
+    DatabaseUnavailable,
+    FastDatabase,
+    IntegrityError,
+    open_fast_database,
+    sql,
+)
 from tests.conftest import create_test_database, postgres_reachable, postgres_unavailable
 
 INSERT_LOCK = sql("INSERT INTO locks (name, owner, expires_at) VALUES (?, ?, ?)")
@@ -46,7 +52,7 @@ async def test_a_duplicate_key_is_an_integrity_error(db: tuple[FastDatabase, str
     name = f"lock-{uuid.uuid4().hex}"
     stamp = database.stamp(datetime.now(UTC))
     await database.run(INSERT_LOCK, name, "a", stamp)
-    with pytest.raises(sqlalchemy.exc.IntegrityError) as caught:
+    with pytest.raises(IntegrityError) as caught:
         await database.run(INSERT_LOCK, name, "b", stamp)
     assert name not in str(caught.value)  # parameters never reach the message
     assert not is_dependency_down(caught.value)
@@ -112,7 +118,7 @@ async def test_postgres_pool_exhaustion_is_busy_and_an_unreachable_server_is_dow
     database = open_fast_database(url, max_connections=1, acquire_timeout=0.3)
     try:
         async with database.transaction():
-            with pytest.raises(sqlalchemy.exc.TimeoutError) as busy:
+            with pytest.raises(DatabaseBusy) as busy:
                 await database.one(sql("SELECT 1 AS one"))
             assert is_dependency_down(busy.value)
     finally:
@@ -122,7 +128,7 @@ async def test_postgres_pool_exhaustion_is_busy_and_an_unreachable_server_is_dow
     unreachable = open_fast_database(
         "postgresql+asyncpg://postgres@127.0.0.1:1/none", max_connections=1, acquire_timeout=2.0
     )
-    with pytest.raises(sqlalchemy.exc.OperationalError) as down:
+    with pytest.raises(DatabaseUnavailable) as down:
         await unreachable.one(sql("SELECT 1 AS one"))
     assert is_dependency_down(down.value)
     await unreachable.close()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -34,6 +34,7 @@ from appconnect.flows.session import SessionRevoked
 from appconnect.security.redact import install_redaction
 from appconnect.settings import Settings
 from appconnect.store.locks import LockTimeout
+from appconnect.store.sql import DatabaseBusy, DatabaseError
 
 log = logging.getLogger("appconnect")
 
@@ -96,8 +97,9 @@ def create_app(settings: Settings, registry: ConnectorRegistry | None = None) ->
             SessionRevoked: session_revoked,
             oauth.OAuthError: oauth_failed,
             LockTimeout: lock_timeout,
-            PoolTimeout: database_busy,
-            SQLAlchemyError: database_failed,
+            DatabaseBusy: database_busy,
+            DatabaseError: database_failed,
+            **_sqlalchemy_handlers(),
         },
         max_body_bytes=settings.max_body_bytes,
         lifespan=lifespan,
@@ -159,7 +161,15 @@ async def lock_timeout(_request: Request, _exc: LockTimeout) -> Response:
     )
 
 
-async def database_failed(request: Request, exc: SQLAlchemyError) -> Response:
+def _sqlalchemy_handlers() -> dict[type[BaseException], Any]:
+    """The embedded test CRM (and only it) runs on SQLAlchemy: map its errors too when it is loaded."""
+    errors = sys.modules.get("sqlalchemy.exc")
+    if errors is None:
+        return {}
+    return {errors.TimeoutError: database_busy, errors.SQLAlchemyError: database_failed}
+
+
+async def database_failed(request: Request, exc: Exception) -> Response:
     request_id = _request_id(request)
     if is_dependency_down(exc):
         log.error("database unavailable, request %s", request_id, exc_info=exc)

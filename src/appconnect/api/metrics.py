@@ -59,15 +59,7 @@ def database_pool_stats(services: Services) -> PoolStats:
     """
 
     def read() -> tuple[int, int] | None:
-        # the hot path's own connections (store/sql.py) plus the engine's (everything else)
-        in_use, most = services.fast.usage()
-        pool: Any = services.engine.sync_engine.pool
-        checked_out = getattr(pool, "checkedout", None)
-        size = getattr(pool, "size", None)
-        if not callable(checked_out) or not callable(size):
-            return in_use, most  # an engine pool without bookkeeping (NullPool, StaticPool)
-        overflow = getattr(pool, "_max_overflow", 0)
-        return in_use + int(checked_out()), most + int(size()) + max(int(overflow), 0)
+        return services.fast.usage()
 
     return read
 

@@ -6,22 +6,28 @@ import socket
 import sys
 from collections.abc import Iterator
 
-import sqlalchemy.exc
+from appconnect.store.sql import DatabaseUnavailable
 
 _DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
     socket.gaierror,
-    sqlalchemy.exc.TimeoutError,
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
+    DatabaseUnavailable,
 )
 
 
 def _driver_errors() -> tuple[type[BaseException], ...]:
-    """Redis's and asyncpg's own errors, once they are imported: a driver never imported (Redis not configured,
-    SQLite instead of PostgreSQL) raised none, and importing it just to check would cost every worker ~10 MiB."""
+    """Redis's, asyncpg's and SQLAlchemy's own errors, once they are imported: a library never imported (Redis
+    not configured, SQLite instead of PostgreSQL, no embedded test CRM) raised none, and importing it just to
+    check would cost every worker megabytes."""
     found: tuple[type[BaseException], ...] = ()
+    sqlalchemy_errors = sys.modules.get("sqlalchemy.exc")
+    if sqlalchemy_errors is not None:
+        found += (
+            sqlalchemy_errors.TimeoutError,
+            sqlalchemy_errors.OperationalError,
+            sqlalchemy_errors.InterfaceError,
+        )
     redis_errors = sys.modules.get("redis.exceptions")
     if redis_errors is not None:
         found += (redis_errors.ConnectionError, redis_errors.TimeoutError)
@@ -51,6 +57,6 @@ def is_dependency_down(exc: BaseException) -> bool:
     for cause in _causes(exc):
         if isinstance(cause, known):
             return True
-        if isinstance(cause, sqlalchemy.exc.DBAPIError) and cause.connection_invalidated:
+        if getattr(cause, "connection_invalidated", False):  # SQLAlchemy's DBAPIError on a lost connection
             return True
     return False

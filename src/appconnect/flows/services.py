@@ -6,8 +6,6 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from appconnect.connectors.http import AccountLimiter, CrmTransport, RetryPolicy, build_transport_client
 from appconnect.connectors.registry import ConnectorRegistry
 from appconnect.connectors.sdk import Connector, UserView
@@ -17,7 +15,6 @@ from appconnect.security.keys import ServerKeys, load_keys
 from appconnect.settings import Settings
 from appconnect.store.cache import AccountCache
 from appconnect.store.call_logs import CallLogStore
-from appconnect.store.db import create_engine, is_sqlite, sqlite_file
 from appconnect.store.locks import DatabaseSharedLock, LockManager, RedisSharedLock
 from appconnect.store.message_logs import MessageLogStore
 from appconnect.store.rate_limits import (
@@ -28,6 +25,7 @@ from appconnect.store.rate_limits import (
     RedisRateLimiter,
 )
 from appconnect.store.sql import FastDatabase, PostgresDatabase, open_fast_database
+from appconnect.store.urls import is_sqlite, sqlite_file
 from appconnect.store.user_cache import ListenChanges, SharedMemoryChanges, UserCache
 from appconnect.store.users import UserStore
 
@@ -36,8 +34,7 @@ from appconnect.store.users import UserStore
 class Services:
     settings: Settings
     keys: ServerKeys
-    engine: AsyncEngine
-    #: the hot path's driver-level access (store/sql.py); the engine serves the rest
+    #: every statement the server runs (store/sql.py)
     fast: FastDatabase
     http: CrmTransport
     registry: ConnectorRegistry
@@ -75,7 +72,6 @@ class Services:
         if self.user_cache is not None:
             await self.user_cache.changes.close()
         await self.fast.close()
-        await self.engine.dispose()
 
 
 def connector_environment(settings: Settings) -> dict[str, str]:
@@ -106,26 +102,13 @@ def _discover(settings: Settings) -> ConnectorRegistry:
     return ConnectorRegistry.discover(env, exclude=excluded)
 
 
-def split_connections(per_worker: int) -> tuple[int, int]:
-    """A worker's connection budget split between the engine (logins, message logs, the retrier) and the hot
-    path's pool (every lookup, placeholder contact and call log): the hot path gets two thirds."""
-    engine_share = max(1, per_worker // 3)
-    return engine_share, max(1, per_worker - engine_share)
-
-
 def build_services(settings: Settings, registry: ConnectorRegistry | None = None) -> Services:
     keys = load_keys(settings)
-    engine_share, fast_share = split_connections(settings.database_connections_per_worker())
-    engine = create_engine(
-        settings.database_url,
-        pool_size=min(settings.database_pool_size, engine_share),
-        max_overflow=max(0, engine_share - settings.database_pool_size),
-        pool_timeout=settings.database_pool_timeout,
-    )
+    connections = settings.database_connections_per_worker()
     if _user_cache_on(settings) and not is_sqlite(settings.database_url):
-        fast_share = max(1, fast_share - 1)  # the user cache's LISTEN connection
+        connections = max(1, connections - 1)  # the user cache's LISTEN connection
     fast = open_fast_database(
-        settings.database_url, max_connections=fast_share, acquire_timeout=settings.database_pool_timeout
+        settings.database_url, max_connections=connections, acquire_timeout=settings.database_pool_timeout
     )
     redis_client = None
     if settings.redis_url:
@@ -142,7 +125,6 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
     return Services(
         settings=settings,
         keys=keys,
-        engine=engine,
         fast=fast,
         http=build_transport_client(
             connect_timeout=settings.crm_connect_timeout,
@@ -151,10 +133,10 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
         ),
         registry=registry or _discover(settings),
         tokens=SessionTokens(keys.jwt_secret),
-        users=UserStore(engine, cipher, fast, user_cache),
-        call_logs=CallLogStore(engine, cipher, fast),
-        message_logs=MessageLogStore(engine, cipher),
-        cache=AccountCache(engine, fast),
+        users=UserStore(cipher, fast, user_cache),
+        call_logs=CallLogStore(cipher, fast),
+        message_logs=MessageLogStore(cipher, fast),
+        cache=AccountCache(fast),
         locks=LockManager(shared, wait_seconds=settings.lock_wait_seconds),
         redis=redis_client,
         rate_limiter=Batched(limiter),

@@ -42,11 +42,8 @@ def start(settings: Settings) -> int:
     The child exits with 0, or 2 after printing one `appconnect: ...` line. The caller waits for it with
     `os.waitpid` (after `exec`, the supervisor still can: the child stays its child).
     """
-    # The database layer is imported by the server anyway: importing it before the fork spares the preflight
-    # a second import of it when it has to migrate (about 0.15 s of CPU), and costs the server nothing.
-    import appconnect.store.db
-    import appconnect.store.tables  # noqa: F401
-
+    # SQLAlchemy and Alembic are imported in the child only, and only when it has to migrate: the server's
+    # own processes never load them (store/sql.py talks to the drivers directly).
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()

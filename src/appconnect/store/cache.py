@@ -10,11 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from appconnect.store.sql import FastDatabase, from_json, sql, to_json
-from appconnect.store.tables import admin_configs
 
 _GET_CONTACTS = sql(
     "SELECT data, updated_at FROM account_data WHERE account_id = ? AND platform = ? AND data_key = ?"
@@ -50,6 +46,7 @@ _SET_CREATED = sql(
     """UPDATE created_contacts SET contact = ?, created_at = ?, updated_at = ?
     WHERE account_id = ? AND platform = ? AND phone_number = ?"""
 )
+_ADMIN_SETTINGS = sql("SELECT user_settings FROM admin_configs WHERE id = ?")
 _FORGET_CREATED = sql(
     "DELETE FROM created_contacts WHERE account_id = ? AND platform = ? AND phone_number = ?"
 )
@@ -71,8 +68,7 @@ def _contacts_key(phone: str) -> str:
 
 
 class AccountCache:
-    def __init__(self, engine: AsyncEngine, fast: FastDatabase) -> None:
-        self._engine = engine
+    def __init__(self, fast: FastDatabase) -> None:
         self._fast = fast
 
     async def get_contacts(self, account_id: str, platform: str, phone: str, *, max_age: float) -> Any | None:
@@ -163,10 +159,6 @@ class AccountCache:
         await self._fast.run(_FORGET_CREATED, account_id, platform, phone)
 
     async def admin_settings(self, account_hash: str) -> dict[str, Any] | None:
-        async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(admin_configs.c.user_settings).where(admin_configs.c.id == account_hash)
-                )
-            ).first()
-        return dict(row.user_settings) if row is not None and row.user_settings else None
+        row = await self._fast.one(_ADMIN_SETTINGS, account_hash)
+        settings = from_json(row["user_settings"]) if row is not None else None
+        return dict(settings) if settings else None

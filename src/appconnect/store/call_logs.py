@@ -14,15 +14,8 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.sql.elements import ColumnElement
-
 from appconnect.security.crypto import TokenCipher
-from appconnect.store.db import write_transaction
 from appconnect.store.sql import FastDatabase, Statement, sql
-from appconnect.store.tables import call_logs
-from appconnect.store.users import as_utc
 
 PENDING = "pending"
 DONE = "done"
@@ -78,23 +71,6 @@ class Claim:
     unanswered_at: datetime | None = None
 
 
-def _identity_clause(identity: ExtensionIdentity) -> ColumnElement[bool] | None:
-    """The contract's lookup: exact hash, or a legacy row of the same extension, or a legacy empty row."""
-    c = call_logs.c
-    legacy = or_(c.hashed_extension_id == "", c.hashed_extension_id.is_(None))
-    if identity.hashed_extension_id:
-        clauses = [
-            c.hashed_extension_id == identity.hashed_extension_id,
-            and_(c.extension_number == "", legacy),
-        ]
-        if identity.extension_number:
-            clauses.append(and_(c.extension_number == identity.extension_number, legacy))
-        return or_(*clauses)
-    if identity.extension_number:
-        return c.extension_number == identity.extension_number
-    return None
-
-
 _ROW_COLUMNS = (
     "pk, scope, session_id, extension_number, hashed_extension_id, call_id, platform, user_id, contact_id, "
     "third_party_log_id, status, updated_at, attempts"
@@ -145,28 +121,31 @@ _RESERVE = sql(
     ON CONFLICT (scope, session_id, extension_number, hashed_extension_id) DO NOTHING
     RETURNING pk"""
 )
+#: the compare-and-set of a take-over: a parked row in the status it was read in, or an abandoned `pending` one
+_TAKE_OVER_PARKED = sql(
+    """UPDATE call_logs SET status = 'pending', updated_at = ?, user_id = COALESCE(?, user_id),
+    contact_id = COALESCE(?, contact_id), payload = COALESCE(?, payload) WHERE pk = ? AND status = ?"""
+)
+_TAKE_OVER_ABANDONED = sql(
+    """UPDATE call_logs SET status = 'pending', updated_at = ?, user_id = COALESCE(?, user_id),
+    contact_id = COALESCE(?, contact_id), payload = COALESCE(?, payload)
+    WHERE pk = ? AND status = 'pending' AND updated_at < ?"""
+)
+_RELEASE = sql("DELETE FROM call_logs WHERE pk = ? AND status = 'pending'")
+_PARK = sql(
+    """UPDATE call_logs SET status = ?, attempts = ?, next_attempt_at = ?, updated_at = ?,
+    payload = COALESCE(?, payload) WHERE pk = ? AND status = 'pending'"""
+)
+_DUE = sql(
+    f"""SELECT {_ROW_COLUMNS} FROM call_logs WHERE payload IS NOT NULL AND (
+    (status IN ('queued', 'unknown') AND next_attempt_at <= ?) OR (status = 'pending' AND updated_at < ?))
+    ORDER BY pk LIMIT ?"""  # noqa: S608 - constants only
+)
+_PAYLOAD = sql("SELECT payload FROM call_logs WHERE pk = ?")
 _COMPLETE = sql(
     """UPDATE call_logs SET third_party_log_id = ?, status = 'done', payload = NULL, next_attempt_at = NULL,
     updated_at = ? WHERE pk = ?"""
 )
-
-
-def _row(row: Any) -> CallLogRow:
-    return CallLogRow(
-        pk=row.pk,
-        scope=row.scope,
-        session_id=row.session_id,
-        extension_number=row.extension_number,
-        hashed_extension_id=row.hashed_extension_id,
-        call_id=row.call_id,
-        platform=row.platform,
-        user_id=row.user_id,
-        contact_id=row.contact_id,
-        third_party_log_id=row.third_party_log_id,
-        status=row.status,
-        updated_at=as_utc(row.updated_at),
-        attempts=row.attempts or 0,
-    )
 
 
 def _rank(row: CallLogRow, identity: ExtensionIdentity) -> int:
@@ -178,8 +157,7 @@ def _rank(row: CallLogRow, identity: ExtensionIdentity) -> int:
 
 
 class CallLogStore:
-    def __init__(self, engine: AsyncEngine, cipher: TokenCipher, fast: FastDatabase) -> None:
-        self._engine = engine
+    def __init__(self, cipher: TokenCipher, fast: FastDatabase) -> None:
         self._cipher = cipher
         self._fast = fast
 
@@ -283,23 +261,21 @@ class CallLogStore:
         The status change is the compare-and-set: of two contenders only one sees its UPDATE match.
         """
         now = datetime.now(UTC)
-        c = call_logs.c
+        changes = (
+            self._fast.stamp(now),
+            user_id,
+            contact_id,
+            self._cipher.encrypt(payload) if payload is not None else None,
+            row.pk,
+        )
         if row.status == PENDING:
-            condition = and_(c.status == PENDING, c.updated_at < now - timedelta(seconds=stale_after))
+            stale_before = self._fast.stamp(now - timedelta(seconds=stale_after))
+            taken = await self._fast.run(_TAKE_OVER_ABANDONED, *changes, stale_before)
         elif row.status in PARKED:
-            condition = c.status == row.status
+            taken = await self._fast.run(_TAKE_OVER_PARKED, *changes, row.status)
         else:
             return None
-        values: dict[str, Any] = {"status": PENDING, "updated_at": now}
-        if user_id is not None:
-            values["user_id"] = user_id
-        if contact_id is not None:
-            values["contact_id"] = contact_id
-        if payload is not None:
-            values["payload"] = self._cipher.encrypt(payload)
-        async with write_transaction(self._engine) as conn:
-            taken = await conn.execute(update(call_logs).where(c.pk == row.pk, condition).values(**values))
-        if taken.rowcount != 1:
+        if taken != 1:
             return None
         # an abandoned `pending` row may have sent its create before dying: its outcome is unknown too
         return Claim(
@@ -315,8 +291,7 @@ class CallLogStore:
 
     async def release(self, pk: int) -> None:
         """The CRM refused the log for good (4xx): forget the reservation so the client's retry can log it."""
-        async with write_transaction(self._engine) as conn:
-            await conn.execute(delete(call_logs).where(call_logs.c.pk == pk, call_logs.c.status == PENDING))
+        await self._fast.run(_RELEASE, pk)
 
     async def park(
         self,
@@ -331,39 +306,23 @@ class CallLogStore:
         """Keep a log the CRM did not take (`queued`/`unknown`/`failed`) with its request, for a later try.
 
         `recorded_at` keeps the time of the original unanswered create when a check found nothing yet."""
-        values: dict[str, Any] = {
-            "status": status,
-            "attempts": attempts,
-            "next_attempt_at": next_attempt_at,
-            "updated_at": recorded_at or datetime.now(UTC),
-        }
-        if payload is not None:
-            values["payload"] = self._cipher.encrypt(payload)
-        async with write_transaction(self._engine) as conn:
-            await conn.execute(
-                update(call_logs).where(call_logs.c.pk == pk, call_logs.c.status == PENDING).values(**values)
-            )
+        await self._fast.run(
+            _PARK,
+            status,
+            attempts,
+            self._fast.stamp(next_attempt_at),
+            self._fast.stamp(recorded_at or datetime.now(UTC)),
+            self._cipher.encrypt(payload) if payload is not None else None,
+            pk,
+        )
 
     async def due(self, *, limit: int, stale_after: float) -> list[CallLogRow]:
         """Rows the retrier should try now: parked and due, or abandoned mid-request with a request kept."""
         now = datetime.now(UTC)
-        c = call_logs.c
-        query = (
-            select(call_logs)
-            .where(
-                c.payload.is_not(None),
-                or_(
-                    and_(c.status.in_((QUEUED, UNKNOWN)), c.next_attempt_at <= now),
-                    and_(c.status == PENDING, c.updated_at < now - timedelta(seconds=stale_after)),
-                ),
-            )
-            .order_by(c.pk)
-            .limit(limit)
-        )
-        async with self._engine.connect() as conn:
-            return [_row(r) for r in (await conn.execute(query)).all()]
+        stale_before = now - timedelta(seconds=stale_after)
+        rows = await self._fast.all(_DUE, self._fast.stamp(now), self._fast.stamp(stale_before), limit)
+        return [self._fast_row(r) for r in rows]
 
     async def payload(self, pk: int) -> str | None:
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(select(call_logs.c.payload).where(call_logs.c.pk == pk))).first()
-        return self._cipher.decrypt(row.payload) if row is not None else None
+        row = await self._fast.one(_PAYLOAD, pk)
+        return self._cipher.decrypt(row["payload"]) if row is not None else None

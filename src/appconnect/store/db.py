@@ -1,68 +1,20 @@
-"""Engine construction: SQLite (WAL, busy timeout) by default, PostgreSQL via `DATABASE_URL`."""
+"""SQLAlchemy engines: migrations, the embedded test CRM and tests (the server itself runs on `store/sql.py`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from appconnect.store.urls import is_sqlite, make_sqlite_private, normalize_url, sqlite_file
 
-def normalize_url(url: str) -> str:
-    """Accept plain `sqlite:`/`postgres:` URLs and pick the async driver."""
-    if url.startswith("sqlite:///") or url.startswith("sqlite://"):
-        return "sqlite+aiosqlite" + url[len("sqlite") :]
-    if url.startswith("postgres://"):
-        return "postgresql+asyncpg://" + url[len("postgres://") :]
-    if url.startswith("postgresql://"):
-        return "postgresql+asyncpg://" + url[len("postgresql://") :]
-    return url
-
-
-def is_sqlite(url: str) -> bool:
-    return normalize_url(url).startswith("sqlite")
-
-
-def sqlite_file(url: str) -> Path | None:
-    """The file behind an SQLite URL; None for other databases and in-memory ones."""
-    if not is_sqlite(url):
-        return None
-    database = make_url(normalize_url(url)).database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return Path(database)
-
-
-def make_sqlite_private(url: str) -> None:
-    """Create the SQLite file 0600 before SQLite does (it gives `-wal`/`-shm` the file's mode) and tighten
-    existing files: they hold phone numbers, names, notes and encrypted CRM tokens.
-    """
-    path = sqlite_file(url)
-    if path is None:
-        return
-    # Never open an existing database file: closing any descriptor of it drops every POSIX lock this process
-    # holds on it, and another process could then reset the WAL under our open connections.
-    try:
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    except FileExistsError:
-        pass
-    except OSError:
-        return  # a missing folder: SQLite reports it in its own words
-    for companion in ("", "-wal", "-shm", "-journal", "-users"):
-        candidate = path.with_name(path.name + companion)
-        try:
-            if candidate.stat().st_mode & 0o077:
-                os.chmod(candidate, 0o600)
-        except OSError:
-            continue
+__all__ = ["create_engine", "is_sqlite", "make_sqlite_private", "normalize_url", "sqlite_file", "write_transaction"]
 
 
 class _NoResultRows(logging.Filter):

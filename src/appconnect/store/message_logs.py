@@ -7,15 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-from sqlalchemy import and_, delete, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from appconnect.security.crypto import TokenCipher
-from appconnect.store.db import write_transaction
-from appconnect.store.tables import message_logs, message_outbox
-from appconnect.store.users import as_utc
+from appconnect.store.sql import FastDatabase, Statement, sql
 
 #: status of a message whose append to an existing activity was sent and never answered
 APPEND_UNKNOWN = "append_unknown"
@@ -43,181 +37,172 @@ class OutboxEntry:
     updated_at: datetime | None
 
 
+_UNKNOWN_IDS = sql(
+    "SELECT id, updated_at FROM message_logs WHERE scope = ? AND conversation_log_id = ? AND status = 'unknown'"
+)
+_OWNER = sql(
+    """SELECT third_party_log_id FROM message_logs WHERE scope = ? AND conversation_log_id = ?
+    AND third_party_log_id IS NOT NULL AND status = 'done' LIMIT 1"""
+)
+_FORGET_UNKNOWN = sql(
+    "DELETE FROM message_logs WHERE scope = ? AND conversation_log_id = ? AND status = 'unknown'"
+)
+_ADOPT_UNKNOWN = sql(
+    """UPDATE message_logs SET status = 'done', third_party_log_id = ?, updated_at = ?
+    WHERE scope = ? AND conversation_log_id = ? AND status = 'unknown'"""
+)
+_MARK_DONE = sql(
+    "UPDATE message_logs SET status = 'done', third_party_log_id = ?, updated_at = ? WHERE scope = ? AND id = ?"
+)
+_ADD = sql(
+    """INSERT INTO message_logs (scope, id, platform, conversation_id, conversation_log_id, third_party_log_id,
+    user_id, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+)
+_ENQUEUE = sql(
+    """INSERT INTO message_outbox (scope, user_id, platform, payload, status, attempts, next_attempt_at,
+    created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', 0, ?, ?, ?)"""
+)
+_DUE = sql(
+    """SELECT pk, scope, user_id, platform, status, attempts, updated_at FROM message_outbox
+    WHERE (status = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= ?))
+    OR (status = 'sending' AND updated_at < ?) ORDER BY pk LIMIT ?"""
+)
+_CLAIM_QUEUED = sql("UPDATE message_outbox SET status = 'sending', updated_at = ? WHERE pk = ? AND status = 'queued'")
+_CLAIM_ABANDONED = sql(
+    "UPDATE message_outbox SET status = 'sending', updated_at = ? WHERE pk = ? AND status = 'sending' AND updated_at < ?"
+)
+_OUTBOX_PAYLOAD = sql("SELECT payload FROM message_outbox WHERE pk = ?")
+_DELIVERED = sql("DELETE FROM message_outbox WHERE pk = ?")
+_RETRY_LATER = sql(
+    "UPDATE message_outbox SET status = ?, attempts = ?, next_attempt_at = ?, updated_at = ? WHERE pk = ?"
+)
+_by_ids: dict[tuple[str, int], Statement] = {}
+
+
+def _ids_with_status(status: str, count: int) -> Statement:
+    """`SELECT id ... WHERE id IN (?, ...)` for `count` ids, built once per size."""
+    key = (status, count)
+    statement = _by_ids.get(key)
+    if statement is None:
+        placeholders = ", ".join("?" * count)
+        statement = _by_ids[key] = sql(
+            f"SELECT id FROM message_logs WHERE scope = ? AND status = ? AND id IN ({placeholders})"  # noqa: S608
+        )
+    return statement
+
+
 class MessageLogStore:
-    def __init__(self, engine: AsyncEngine, cipher: TokenCipher) -> None:
-        self._engine = engine
+    def __init__(self, cipher: TokenCipher, fast: FastDatabase) -> None:
         self._cipher = cipher
+        self._fast = fast
+
+    def _now(self) -> object:
+        return self._fast.stamp(datetime.now(UTC))
+
+    async def _ids(self, scope: str, status: str, message_ids: list[str]) -> set[str]:
+        if not message_ids:
+            return set()
+        rows = await self._fast.all(_ids_with_status(status, len(message_ids)), scope, status, *message_ids)
+        return {r["id"] for r in rows}
 
     async def logged_ids(self, scope: str, message_ids: list[str]) -> set[str]:
         """Messages already in a CRM activity of this scope."""
-        if not message_ids:
-            return set()
-        c = message_logs.c
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(
-                select(c.id).where(c.scope == scope, c.id.in_(message_ids), c.status == "done")
-            )
-            return {r.id for r in rows}
+        return await self._ids(scope, "done", message_ids)
 
     async def conversation_log_id_owner(self, scope: str, conversation_log_id: str) -> str | None:
         """The CRM activity already holding this conversation log in this scope, if any."""
-        c = message_logs.c
-        async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(c.third_party_log_id)
-                    .where(
-                        c.scope == scope,
-                        c.conversation_log_id == conversation_log_id,
-                        c.third_party_log_id.is_not(None),
-                        c.status == "done",
-                    )
-                    .limit(1)
-                )
-            ).first()
-        return row.third_party_log_id if row is not None else None
+        row = await self._fast.one(_OWNER, scope, conversation_log_id)
+        return str(row["third_party_log_id"]) if row is not None else None
 
     async def unknown_ids(self, scope: str, conversation_log_id: str) -> tuple[list[str], datetime | None]:
         """Messages whose activity create was sent without an answer (the CRM may or may not hold them), and
         when the latest of those answers went missing."""
-        c = message_logs.c
-        async with self._engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(c.id, c.updated_at).where(
-                        c.scope == scope, c.conversation_log_id == conversation_log_id, c.status == "unknown"
-                    )
-                )
-            ).all()
-        times = [t for t in (as_utc(r.updated_at) for r in rows) if t is not None]
-        return [r.id for r in rows], max(times, default=None)
+        rows = await self._fast.all(_UNKNOWN_IDS, scope, conversation_log_id)
+        times = [t for t in (self._fast.when(r["updated_at"]) for r in rows) if t is not None]
+        return [r["id"] for r in rows], max(times, default=None)
 
     async def resolve_unknown(self, scope: str, conversation_log_id: str, log_id: str | None) -> None:
         """The CRM answered: adopt its activity (`log_id`) for the unknown rows, or forget them (None)."""
-        c = message_logs.c
-        where = and_(c.scope == scope, c.conversation_log_id == conversation_log_id, c.status == "unknown")
-        async with write_transaction(self._engine) as conn:
-            if log_id is None:
-                await conn.execute(delete(message_logs).where(where))
-            else:
-                await conn.execute(
-                    update(message_logs)
-                    .where(where)
-                    .values(status="done", third_party_log_id=log_id, updated_at=datetime.now(UTC))
-                )
+        if log_id is None:
+            await self._fast.run(_FORGET_UNKNOWN, scope, conversation_log_id)
+        else:
+            await self._fast.run(_ADOPT_UNKNOWN, log_id, self._now(), scope, conversation_log_id)
 
     async def append_unknown_ids(self, scope: str, message_ids: list[str]) -> set[str]:
         """Messages whose append was sent without an answer: the activity may or may not hold them."""
-        if not message_ids:
-            return set()
-        c = message_logs.c
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(
-                select(c.id).where(c.scope == scope, c.id.in_(message_ids), c.status == APPEND_UNKNOWN)
-            )
-            return {r.id for r in rows}
+        return await self._ids(scope, APPEND_UNKNOWN, message_ids)
 
     async def mark_done(self, scope: str, message_id: str, log_id: str) -> None:
         """A message kept as `append_unknown` is now known to be in the activity `log_id`."""
-        c = message_logs.c
-        async with write_transaction(self._engine) as conn:
-            await conn.execute(
-                update(message_logs)
-                .where(c.scope == scope, c.id == message_id)
-                .values(status="done", third_party_log_id=log_id, updated_at=datetime.now(UTC))
-            )
+        await self._fast.run(_MARK_DONE, log_id, self._now(), scope, message_id)
 
     async def add(self, scope: str, row: MessageLogRow) -> None:
-        now = datetime.now(UTC)
-        async with write_transaction(self._engine) as conn:
-            await conn.execute(
-                insert(message_logs).values(
-                    scope=scope,
-                    id=row.id,
-                    platform=row.platform,
-                    conversation_id=row.conversation_id,
-                    conversation_log_id=row.conversation_log_id,
-                    third_party_log_id=row.third_party_log_id,
-                    user_id=row.user_id,
-                    status=row.status,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+        now = self._now()
+        await self._fast.run(
+            _ADD,
+            scope,
+            row.id,
+            row.platform,
+            row.conversation_id,
+            row.conversation_log_id,
+            row.third_party_log_id,
+            row.user_id,
+            row.status,
+            now,
+            now,
+        )
 
     # --- outbox -------------------------------------------------------------------------------------------
 
     async def enqueue(
         self, *, scope: str, user_id: str, platform: str, payload: str, next_attempt_at: datetime
     ) -> None:
-        now = datetime.now(UTC)
-        async with write_transaction(self._engine) as conn:
-            await conn.execute(
-                insert(message_outbox).values(
-                    scope=scope,
-                    user_id=user_id,
-                    platform=platform,
-                    payload=self._cipher.encrypt(payload),
-                    status="queued",
-                    attempts=0,
-                    next_attempt_at=next_attempt_at,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+        now = self._now()
+        await self._fast.run(
+            _ENQUEUE,
+            scope,
+            user_id,
+            platform,
+            self._cipher.encrypt(payload),
+            self._fast.stamp(next_attempt_at),
+            now,
+            now,
+        )
 
     async def due(self, *, limit: int, stale_after: float) -> list[OutboxEntry]:
         now = datetime.now(UTC)
-        c = message_outbox.c
-        query = (
-            select(message_outbox)
-            .where(
-                or_(
-                    and_(c.status == "queued", or_(c.next_attempt_at.is_(None), c.next_attempt_at <= now)),
-                    and_(c.status == "sending", c.updated_at < now - timedelta(seconds=stale_after)),
-                )
-            )
-            .order_by(c.pk)
-            .limit(limit)
-        )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+        stale_before = self._fast.stamp(now - timedelta(seconds=stale_after))
+        rows = await self._fast.all(_DUE, self._fast.stamp(now), stale_before, limit)
         return [
-            OutboxEntry(r.pk, r.scope, r.user_id, r.platform, r.status, r.attempts or 0, as_utc(r.updated_at))
+            OutboxEntry(
+                r["pk"],
+                r["scope"],
+                r["user_id"],
+                r["platform"],
+                r["status"],
+                r["attempts"] or 0,
+                self._fast.when(r["updated_at"]),
+            )
             for r in rows
         ]
 
     async def claim(self, entry: OutboxEntry, *, stale_after: float) -> str | None:
         """Take an outbox entry for delivery (compare-and-set on its status); its decrypted request, or None."""
         now = datetime.now(UTC)
-        c = message_outbox.c
         if entry.status == "sending":
-            condition = and_(c.status == "sending", c.updated_at < now - timedelta(seconds=stale_after))
+            stale_before = self._fast.stamp(now - timedelta(seconds=stale_after))
+            taken = await self._fast.run(_CLAIM_ABANDONED, self._fast.stamp(now), entry.pk, stale_before)
         else:
-            condition = c.status == "queued"
-        async with write_transaction(self._engine) as conn:
-            taken = await conn.execute(
-                update(message_outbox)
-                .where(c.pk == entry.pk, condition)
-                .values(status="sending", updated_at=now)
-            )
-        if taken.rowcount != 1:
+            taken = await self._fast.run(_CLAIM_QUEUED, self._fast.stamp(now), entry.pk)
+        if taken != 1:
             return None
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(select(c.payload).where(c.pk == entry.pk))).first()
-        return self._cipher.decrypt(row.payload) if row is not None else None
+        row = await self._fast.one(_OUTBOX_PAYLOAD, entry.pk)
+        return self._cipher.decrypt(row["payload"]) if row is not None else None
 
     async def delivered(self, pk: int) -> None:
-        async with write_transaction(self._engine) as conn:
-            await conn.execute(delete(message_outbox).where(message_outbox.c.pk == pk))
+        await self._fast.run(_DELIVERED, pk)
 
     async def retry_later(self, pk: int, *, attempts: int, next_attempt_at: datetime | None) -> None:
         """Back to the queue for a later attempt, or `failed` (kept for an operator) when none is left."""
-        values: dict[str, Any] = {
-            "status": "queued" if next_attempt_at is not None else "failed",
-            "attempts": attempts,
-            "next_attempt_at": next_attempt_at,
-            "updated_at": datetime.now(UTC),
-        }
-        async with write_transaction(self._engine) as conn:
-            await conn.execute(update(message_outbox).where(message_outbox.c.pk == pk).values(**values))
+        status = "queued" if next_attempt_at is not None else "failed"
+        await self._fast.run(_RETRY_LATER, status, attempts, self._fast.stamp(next_attempt_at), self._now(), pk)

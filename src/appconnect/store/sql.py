@@ -13,9 +13,11 @@ costs statement building, cache-key generation, a greenlet bridge and, on SQLite
 * PostgreSQL runs on an asyncpg pool (prepared statements cached per connection, single-statement reads in
   autocommit, no reset round trip when a connection goes back to the pool).
 
-Failures come out as SQLAlchemy's exception classes (`IntegrityError`, `OperationalError`, `TimeoutError` for
-a pool with no free connection), so the error mapping written for the engine applies unchanged. The
-statement's parameters never reach the exception (they hold phone numbers, names and notes).
+Failures come out as this module's `DatabaseError` classes: `IntegrityError` (a duplicate key),
+`DatabaseUnavailable` (unreachable, connection lost) and `DatabaseBusy` (no free connection in time). The
+statement's parameters never reach the exception (they hold phone numbers, names and notes). The whole server
+runs on this layer; SQLAlchemy (the schema, Alembic migrations, the embedded test CRM) is never imported by a
+worker.
 """
 
 from __future__ import annotations
@@ -32,10 +34,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
-import sqlalchemy.exc
-from sqlalchemy.engine import make_url
 
-from appconnect.store.db import is_sqlite, make_sqlite_private, normalize_url, sqlite_file
+from appconnect.store.urls import is_sqlite, make_sqlite_private, normalize_url, sqlite_file
 
 Row = Any  # sqlite3.Row or asyncpg.Record: both index by column name
 
@@ -98,34 +98,50 @@ def from_json(value: Any) -> Any:
     return orjson.loads(value)
 
 
-def _wrapped(statement: str, exc: BaseException) -> sqlalchemy.exc.SQLAlchemyError:
-    """The driver's error as SQLAlchemy's class for it, without the parameters."""
+class DatabaseError(Exception):
+    """A statement failed. The message names the statement and the driver's reason, never the parameters."""
+
+
+class IntegrityError(DatabaseError):
+    """A unique key or another constraint refused the write."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot be reached, or the connection was lost: retry later (HTTP 503)."""
+
+
+class DatabaseBusy(DatabaseUnavailable):
+    """Every connection of this worker stayed in use for the whole pool timeout."""
+
+
+def _failure(kind: type[DatabaseError], statement: str, reason: str) -> DatabaseError:
+    return kind(f"{reason} [{statement[:120]}]")
+
+
+def _wrapped(statement: str, exc: BaseException) -> DatabaseError:
+    """The driver's error as ours, without the parameters."""
     if isinstance(exc, sqlite3.IntegrityError):
-        return sqlalchemy.exc.IntegrityError(statement, None, exc)
+        return _failure(IntegrityError, statement, f"IntegrityError: {exc}")
     if isinstance(exc, sqlite3.OperationalError):
-        return sqlalchemy.exc.OperationalError(statement, None, exc)
+        return _failure(DatabaseUnavailable, statement, f"OperationalError: {exc}")
     if isinstance(exc, sqlite3.Error):
-        return sqlalchemy.exc.DatabaseError(statement, None, exc)
+        return _failure(DatabaseError, statement, f"{type(exc).__name__}: {exc}")
     import asyncpg  # type: ignore[import-untyped]
 
     if isinstance(exc, asyncpg.PostgresError):
         # PostgreSQL's DETAIL line quotes the offending values ("Key (phone)=(...) already exists"): keep only
         # the message and the SQLSTATE
         sqlstate = getattr(exc, "sqlstate", None) or "?"
-        redacted = _PostgresFailure(f"{type(exc).__name__} [{sqlstate}]: {exc.args[0] if exc.args else ''}")
+        reason = f"{type(exc).__name__} [{sqlstate}]: {exc.args[0] if exc.args else ''}"
         if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
-            return sqlalchemy.exc.IntegrityError(statement, None, redacted)
+            return _failure(IntegrityError, statement, reason)
         if not isinstance(
             exc, asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError | asyncpg.TooManyConnectionsError
         ):
-            return sqlalchemy.exc.DatabaseError(statement, None, redacted)
-        return sqlalchemy.exc.OperationalError(statement, None, redacted)
+            return _failure(DatabaseError, statement, reason)
+        return _failure(DatabaseUnavailable, statement, reason)
     # lost or refused connections, interface errors, OS errors: the database is unreachable
-    return sqlalchemy.exc.OperationalError(statement, None, exc)
-
-
-class _PostgresFailure(Exception):
-    """A PostgreSQL error reduced to what may be shown and logged."""
+    return _failure(DatabaseUnavailable, statement, type(exc).__name__)
 
 
 # --- SQLite -------------------------------------------------------------------------------------------------
@@ -146,20 +162,20 @@ class _SqliteExecutor:
         try:
             row: Row | None = self._conn.execute(statement.sqlite, args).fetchone()
         except sqlite3.Error as exc:
-            raise _wrapped(statement.sqlite, exc) from exc
+            raise _wrapped(statement.sqlite, exc) from None
         return row
 
     async def all(self, statement: Statement, *args: Any) -> list[Row]:
         try:
             return self._conn.execute(statement.sqlite, args).fetchall()
         except sqlite3.Error as exc:
-            raise _wrapped(statement.sqlite, exc) from exc
+            raise _wrapped(statement.sqlite, exc) from None
 
     async def run(self, statement: Statement, *args: Any) -> int:
         try:
             return self._conn.execute(statement.sqlite, args).rowcount
         except sqlite3.Error as exc:
-            raise _wrapped(statement.sqlite, exc) from exc
+            raise _wrapped(statement.sqlite, exc) from None
 
 
 async def _sqlite_retrying(conn: sqlite3.Connection, statement: Statement, args: Sequence[Any]) -> Any:
@@ -171,9 +187,9 @@ async def _sqlite_retrying(conn: sqlite3.Connection, statement: Statement, args:
             return conn.execute(statement.sqlite, args)
         except sqlite3.OperationalError as exc:
             if not _is_busy(exc) or time.monotonic() > deadline:
-                raise _wrapped(statement.sqlite, exc) from exc
+                raise _wrapped(statement.sqlite, exc) from None
         except sqlite3.Error as exc:
-            raise _wrapped(statement.sqlite, exc) from exc
+            raise _wrapped(statement.sqlite, exc) from None
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.05)
 
@@ -196,7 +212,7 @@ class SqliteDatabase:
             conn.execute("PRAGMA busy_timeout=0")
             conn.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
-            raise _wrapped("connect", exc) from exc
+            raise _wrapped("connect", exc) from None
         return conn
 
     def _read_conn(self) -> sqlite3.Connection:
@@ -249,7 +265,7 @@ class SqliteDatabase:
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                raise _wrapped("COMMIT", exc) from exc
+                raise _wrapped("COMMIT", exc) from None
 
     def usage(self) -> tuple[int, int]:
         return (1 if self._write_lock.locked() else 0), 1
@@ -287,20 +303,20 @@ class _PgExecutor:
         try:
             return await self._conn.fetchrow(statement.postgres, *args)
         except Exception as exc:
-            raise _wrapped(statement.postgres, exc) from exc
+            raise _wrapped(statement.postgres, exc) from None
 
     async def all(self, statement: Statement, *args: Any) -> list[Row]:
         try:
             rows: list[Row] = await self._conn.fetch(statement.postgres, *args)
         except Exception as exc:
-            raise _wrapped(statement.postgres, exc) from exc
+            raise _wrapped(statement.postgres, exc) from None
         return rows
 
     async def run(self, statement: Statement, *args: Any) -> int:
         try:
             status: str = await self._conn.execute(statement.postgres, *args)
         except Exception as exc:
-            raise _wrapped(statement.postgres, exc) from exc
+            raise _wrapped(statement.postgres, exc) from None
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
 
@@ -315,8 +331,8 @@ class PostgresDatabase:
     dialect = "postgresql"
 
     def __init__(self, url: str, *, max_size: int, acquire_timeout: float) -> None:
-        parsed = make_url(normalize_url(url)).set(drivername="postgresql")
-        self._dsn = parsed.render_as_string(hide_password=False)
+        # asyncpg takes the libpq form: the same URL without SQLAlchemy's driver name
+        self._dsn = "postgresql://" + normalize_url(url).split("://", 1)[1]
         self._max_size = max_size
         self._acquire_timeout = acquire_timeout
         self._pool: Any = None
@@ -345,7 +361,7 @@ class PostgresDatabase:
                         command_timeout=None,
                     )
                 except Exception as exc:
-                    raise _wrapped("connect", exc) from exc
+                    raise _wrapped("connect", exc) from None
         return self._pool
 
     @asynccontextmanager
@@ -358,9 +374,9 @@ class PostgresDatabase:
             else:
                 conn = await pool.acquire(timeout=self._acquire_timeout)
         except TimeoutError as exc:
-            raise sqlalchemy.exc.TimeoutError("no free database connection") from exc
+            raise DatabaseBusy("no free database connection") from exc
         except Exception as exc:
-            raise _wrapped("connect", exc) from exc
+            raise _wrapped("connect", exc) from None
         try:
             yield conn
         finally:
@@ -390,7 +406,7 @@ class PostgresDatabase:
                 tx = conn.transaction()
                 await tx.start()
             except Exception as exc:
-                raise _wrapped("BEGIN", exc) from exc
+                raise _wrapped("BEGIN", exc) from None
             try:
                 yield _PgExecutor(conn)
             except BaseException:
@@ -401,7 +417,7 @@ class PostgresDatabase:
             try:
                 await tx.commit()
             except Exception as exc:
-                raise _wrapped("COMMIT", exc) from exc
+                raise _wrapped("COMMIT", exc) from None
 
     def usage(self) -> tuple[int, int]:
         if self._pool is None:

@@ -227,8 +227,8 @@ class UserCache:
 
 async def announce_user_change(database_url: str, user_id: str) -> None:
     """Tell running servers that `user_id` was changed outside them (a row edited by hand or by a script)."""
-    from appconnect.store.db import sqlite_file
     from appconnect.store.sql import PostgresDatabase, open_fast_database, sql
+    from appconnect.store.urls import sqlite_file
 
     db = open_fast_database(database_url, max_connections=1, acquire_timeout=10)
     try:

@@ -6,19 +6,38 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select, text, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from appconnect.security.crypto import TokenCipher
-from appconnect.store.db import write_transaction
-from appconnect.store.sql import FastDatabase, from_json, sql
-from appconnect.store.tables import call_logs, message_logs, users
+from appconnect.store.sql import Executor, FastDatabase, IntegrityError, from_json, sql, to_json
 
 if TYPE_CHECKING:
     from appconnect.store.user_cache import UserCache
 
-_NOTIFY_CHANGE = text("SELECT pg_notify('appconnect_users', :user_id)")
+_NOTIFY_CHANGE = sql("SELECT pg_notify('appconnect_users', ?)")
+_LOGIN_STATE = sql("SELECT platform_additional_info, account_scope FROM users WHERE id = ?")
+# a login replaces the credentials and heals a revoked session; the scope is set only when the CRM reported one
+_LOGIN_UPDATE = sql(
+    """UPDATE users SET platform = ?, hostname = ?, rc_account_id = ?, hashed_rc_extension_id = ?,
+    timezone_name = ?, timezone_offset = ?, access_token = ?, refresh_token = ?, token_expiry = ?,
+    session_revoked_at = NULL, updated_at = ?, platform_additional_info = ?,
+    account_scope = COALESCE(?, account_scope) WHERE id = ?"""
+)
+_LOGIN_INSERT = sql(
+    """INSERT INTO users (platform, hostname, rc_account_id, hashed_rc_extension_id, timezone_name,
+    timezone_offset, access_token, refresh_token, token_expiry, session_revoked_at, updated_at,
+    platform_additional_info, account_scope, id, user_settings, created_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, '{}', ?)"""
+)
+_ADOPT_CALL_LOGS = sql("UPDATE call_logs SET scope = ? WHERE scope = ?")
+_ADOPT_MESSAGE_LOGS = sql("UPDATE message_logs SET scope = ? WHERE scope = ?")
+_SAVE_TOKENS = sql(
+    "UPDATE users SET access_token = ?, refresh_token = ?, token_expiry = ?, updated_at = ? WHERE id = ?"
+)
+_MARK_REVOKED = sql("UPDATE users SET session_revoked_at = ?, updated_at = ? WHERE id = ?")
+_CLEAR_TOKENS = sql(
+    """UPDATE users SET access_token = NULL, refresh_token = NULL, token_expiry = NULL, tokens_valid_after = ?,
+    updated_at = ? WHERE id = ?"""
+)
+_SAVE_SETTINGS = sql("UPDATE users SET user_settings = ?, updated_at = ? WHERE id = ?")
 
 _USER_COLUMNS = (
     "id, platform, hostname, rc_account_id, hashed_rc_extension_id, timezone_name, timezone_offset, "
@@ -41,11 +60,11 @@ def legacy_scope(user_id: str) -> str:
     return f"legacy:{user_id}"
 
 
-async def adopt_legacy_rows(conn: Any, user_id: str, scope: str) -> None:
+async def adopt_legacy_rows(tx: Executor, user_id: str, scope: str) -> None:
     """A user's first login with a CRM-verified scope takes their pre-scope log rows into it."""
     old = legacy_scope(user_id)
-    await conn.execute(update(call_logs).where(call_logs.c.scope == old).values(scope=scope))
-    await conn.execute(update(message_logs).where(message_logs.c.scope == old).values(scope=scope))
+    await tx.run(_ADOPT_CALL_LOGS, scope, old)
+    await tx.run(_ADOPT_MESSAGE_LOGS, scope, old)
 
 
 @dataclass(slots=True)
@@ -68,19 +87,23 @@ class UserRecord:
 
 
 class UserStore:
-    def __init__(
-        self, engine: AsyncEngine, cipher: TokenCipher, fast: FastDatabase, cache: UserCache | None = None
-    ) -> None:
-        self._engine = engine
+    def __init__(self, cipher: TokenCipher, fast: FastDatabase, cache: UserCache | None = None) -> None:
         self._cipher = cipher
         self._fast = fast
         self._cache = cache
-        self._postgres = engine.dialect.name == "postgresql"
+        self._postgres = fast.dialect == "postgresql"
 
-    async def _announce(self, conn: Any, user_id: str) -> None:
+    async def _announce(self, tx: Executor, user_id: str) -> None:
         """Inside the changing transaction: PostgreSQL delivers the notification when (and only if) it commits."""
         if self._postgres:
-            await conn.execute(_NOTIFY_CHANGE, {"user_id": user_id})
+            await tx.one(_NOTIFY_CHANGE, user_id)
+
+    async def _update(self, statement: Any, user_id: str, *args: Any) -> None:
+        """One change to one user: the statement (whose last parameter is the user id), announced."""
+        async with self._fast.transaction() as tx:
+            await tx.run(statement, *args, user_id)
+            await self._announce(tx, user_id)
+        self._changed(user_id)
 
     def _changed(self, user_id: str) -> None:
         """After the commit: this process's cache and (SQLite) the other workers' counters."""
@@ -125,62 +148,50 @@ class UserStore:
 
     async def save_login(self, record: UserRecord) -> UserRecord:
         """Insert or update a user at login: credentials replaced, additional info merged, settings kept."""
-        now = datetime.now(UTC)
-        values = {
-            "platform": record.platform,
-            "hostname": record.hostname,
-            "rc_account_id": record.rc_account_id,
-            "hashed_rc_extension_id": record.hashed_rc_extension_id,
-            "timezone_name": record.timezone_name,
-            "timezone_offset": record.timezone_offset,
-            "access_token": self._cipher.encrypt(record.access_token),
-            "refresh_token": self._cipher.encrypt(record.refresh_token),
-            "token_expiry": record.token_expiry,
-            "session_revoked_at": None,  # a new login heals a revoked session
-            "updated_at": now,
-        }
-        if record.account_scope is not None:
-            values["account_scope"] = record.account_scope
+        now = self._fast.stamp(datetime.now(UTC))
+        # Only the additional info is merged: the stored credentials are replaced, never decrypted, so a login
+        # also heals a row whose tokens were encrypted with a key this server no longer has.
+        common = (
+            record.platform,
+            record.hostname,
+            record.rc_account_id,
+            record.hashed_rc_extension_id,
+            record.timezone_name,
+            record.timezone_offset,
+            self._cipher.encrypt(record.access_token),
+            self._cipher.encrypt(record.refresh_token),
+            self._fast.stamp(record.token_expiry),
+            now,
+        )
         for _attempt in range(3):
-            # Only the additional info is merged: the stored credentials are replaced, never decrypted, so a
-            # login also heals a row whose tokens were encrypted with a key this server no longer has.
-            async with self._engine.connect() as conn:
-                existing = (
-                    await conn.execute(
-                        select(users.c.platform_additional_info, users.c.account_scope).where(
-                            users.c.id == record.id
-                        )
-                    )
-                ).first()
+            existing = await self._fast.one(_LOGIN_STATE, record.id)
             if existing is not None:
-                merged = {**(existing.platform_additional_info or {}), **record.platform_additional_info}
-                async with write_transaction(self._engine) as conn:
-                    await conn.execute(
-                        update(users)
-                        .where(users.c.id == record.id)
-                        .values(platform_additional_info=merged, **values)
-                    )
-                    if existing.account_scope is None and record.account_scope is not None:
-                        await adopt_legacy_rows(conn, record.id, record.account_scope)
-                    await self._announce(conn, record.id)
+                merged = {
+                    **(from_json(existing["platform_additional_info"]) or {}),
+                    **record.platform_additional_info,
+                }
+                async with self._fast.transaction() as tx:
+                    await tx.run(_LOGIN_UPDATE, *common, to_json(merged), record.account_scope, record.id)
+                    if existing["account_scope"] is None and record.account_scope is not None:
+                        await adopt_legacy_rows(tx, record.id, record.account_scope)
+                    await self._announce(tx, record.id)
                 self._changed(record.id)
                 break
             try:
-                async with write_transaction(self._engine) as conn:
-                    await conn.execute(
-                        insert(users).values(
-                            id=record.id,
-                            platform_additional_info=record.platform_additional_info,
-                            user_settings={},
-                            created_at=now,
-                            **values,
-                        )
+                async with self._fast.transaction() as tx:
+                    await tx.run(
+                        _LOGIN_INSERT,
+                        *common,
+                        to_json(record.platform_additional_info),
+                        record.account_scope,
+                        record.id,
+                        now,
                     )
-                    await self._announce(conn, record.id)
+                    await self._announce(tx, record.id)
                 self._changed(record.id)
                 break
             except IntegrityError:
-                continue
+                continue  # a concurrent first login inserted the row: update it instead
         else:  # pragma: no cover - three lost races in a row
             raise RuntimeError("could not save user")
         saved = await self.get(record.id)
@@ -195,54 +206,26 @@ class UserStore:
         refresh_token: str | None,
         token_expiry: datetime | None,
     ) -> None:
-        async with write_transaction(self._engine) as conn:
-            await conn.execute(
-                update(users)
-                .where(users.c.id == user_id)
-                .values(
-                    access_token=self._cipher.encrypt(access_token),
-                    refresh_token=self._cipher.encrypt(refresh_token),
-                    token_expiry=token_expiry,
-                    updated_at=datetime.now(UTC),
-                )
-            )
-            await self._announce(conn, user_id)
-        self._changed(user_id)
+        await self._update(
+            _SAVE_TOKENS,
+            user_id,
+            self._cipher.encrypt(access_token),
+            self._cipher.encrypt(refresh_token),
+            self._fast.stamp(token_expiry),
+            self._fast.stamp(datetime.now(UTC)),
+        )
 
     async def mark_revoked(self, user_id: str) -> None:
         """The CRM refused the refresh token: every later request answers 401 until the user logs in again."""
-        async with write_transaction(self._engine) as conn:
-            await conn.execute(
-                update(users).where(users.c.id == user_id).values(session_revoked_at=datetime.now(UTC))
-            )
-            await self._announce(conn, user_id)
-        self._changed(user_id)
+        now = self._fast.stamp(datetime.now(UTC))
+        await self._update(_MARK_REVOKED, user_id, now, now)
 
     async def clear_tokens(self, user_id: str) -> None:
         """Logout: the row stays (settings survive), the credentials go, and so do the session JWTs issued
         until now (to the millisecond, the precision of their `iat`)."""
         now = datetime.now(UTC)
-        async with write_transaction(self._engine) as conn:
-            await conn.execute(
-                update(users)
-                .where(users.c.id == user_id)
-                .values(
-                    access_token=None,
-                    refresh_token=None,
-                    token_expiry=None,
-                    tokens_valid_after=now.replace(microsecond=now.microsecond // 1000 * 1000),
-                    updated_at=now,
-                )
-            )
-            await self._announce(conn, user_id)
-        self._changed(user_id)
+        valid_after = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        await self._update(_CLEAR_TOKENS, user_id, self._fast.stamp(valid_after), self._fast.stamp(now))
 
     async def save_settings(self, user_id: str, settings: dict[str, Any]) -> None:
-        async with write_transaction(self._engine) as conn:
-            await conn.execute(
-                update(users)
-                .where(users.c.id == user_id)
-                .values(user_settings=settings, updated_at=datetime.now(UTC))
-            )
-            await self._announce(conn, user_id)
-        self._changed(user_id)
+        await self._update(_SAVE_SETTINGS, user_id, to_json(settings), self._fast.stamp(datetime.now(UTC)))

@@ -258,14 +258,12 @@ def message_body(conversation_id: str, contact_id: str, phone: str, messages: li
 
 async def stored_user(server: LiveServer) -> UserRecord:
     """The user row as the server stored it, decrypted with the server's own keys and store."""
-    engine = create_engine(server.settings.database_url, pool_size=1)
     fast = open_fast_database(server.settings.database_url, max_connections=1, acquire_timeout=10)
     try:
         cipher = TokenCipher(load_keys(server.settings).encryption_keys)
-        user = await UserStore(engine, cipher, fast).get(USER_ID)
+        user = await UserStore(cipher, fast).get(USER_ID)
     finally:
         await fast.close()
-        await engine.dispose()
     assert user is not None
     return user
 
