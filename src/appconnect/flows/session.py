@@ -41,7 +41,7 @@ def _due(user: UserRecord, now: datetime) -> bool:
 async def _refreshed(services: Services, connector: Connector, user: UserRecord) -> UserRecord:
     """Exactly one refresh per user across all processes; the others wait and read the new token."""
     async with services.locks.hold(f"refresh:{user.id}", ttl=services.settings.crm_read_timeout + 10):
-        current = await services.users.get(user.id)
+        current = await services.users.get(user.id, fresh=True)
         if current is None or not current.access_token or current.session_revoked:
             raise SessionRevoked(user.id)
         if not _due(current, datetime.now(UTC)):

@@ -130,11 +130,12 @@ class UserStore:
             account_scope=row["account_scope"],
         )
 
-    async def get(self, user_id: str, platform: str | None = None) -> UserRecord | None:
+    async def get(self, user_id: str, platform: str | None = None, *, fresh: bool = False) -> UserRecord | None:
         """Every authenticated request reads its user: from this worker's cache while no process changed it,
-        else one prepared statement, no transaction."""
+        else one prepared statement, no transaction. `fresh`: from the database whatever the cache holds (under
+        the refresh lock, where a notification still on its way must not make a second refresh)."""
         generation = None
-        if self._cache is not None:
+        if self._cache is not None and not fresh:
             generation, cached = self._cache.lookup(user_id)
             if cached is not None:
                 return cached if platform is None or cached.platform == platform else None
