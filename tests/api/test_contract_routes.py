@@ -159,3 +159,36 @@ def test_migrate_command_creates_the_schema(tmp_path: Path) -> None:
         r[0] for r in sqlite3.connect(database).execute("select name from sqlite_master where type='table'")
     }
     assert {"users", "call_logs", "message_logs", "account_data", "locks"} <= tables
+
+
+def test_a_call_is_logged_once_per_agent_identity_legacy_rows_included(
+    client: httpx.Client, jwt: str, crm: CrmView
+) -> None:
+    """The contract's callLogLookup: a log without any agent identity (an older client) or with only the
+    extension number answers for the same agent sending a hashed id later; another agent may log the call."""
+    phone = new_phone()
+    contact = client.post(
+        "/contact",
+        json={"phoneNumber": phone, "newContactName": "Ada", "newContactType": "contact"},
+        headers=auth(jwt),
+    ).json()["contact"]["id"]
+
+    def log(session: str, **identity: object) -> dict[str, object]:
+        response = client.post(
+            "/callLog", json=call_log_body(session, contact, phone, **identity), headers=auth(jwt)
+        )
+        assert response.status_code == 200, response.text
+        answer: dict[str, object] = response.json()
+        return answer
+
+    anonymous = f"legacy-{new_phone()}"
+    assert log(anonymous)["successful"] is True  # no identity at all
+    assert log(anonymous, hashedExtensionId="h-101", extensionNumber="101")["successful"] is False
+
+    by_extension = f"ext-{new_phone()}"
+    assert log(by_extension, extensionNumber="101")["successful"] is True
+    again = log(by_extension, hashedExtensionId="h-101", extensionNumber="101")
+    assert again["successful"] is False and "Existing log" in str(again["returnMessage"])
+    # a transferred call: the other agent logs it too, once
+    assert log(by_extension, hashedExtensionId="h-202", extensionNumber="202")["successful"] is True
+    assert log(by_extension, hashedExtensionId="h-202", extensionNumber="202")["successful"] is False

@@ -9,6 +9,7 @@ request that died (kill -9, database down) and is taken over too, as `unknown`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -79,39 +80,92 @@ _LEGACY = "(hashed_extension_id = '' OR hashed_extension_id IS NULL)"
 _find_statements: dict[tuple[int, str, bool], Statement] = {}
 
 
+def _identity_of(identity: ExtensionIdentity) -> tuple[str, list[str]]:
+    """The shape of the contract's identity lookup for this identity, and its parameters in order."""
+    if identity.hashed_extension_id:
+        if identity.extension_number:
+            return "hashed+ext", [identity.hashed_extension_id, identity.extension_number]
+        return "hashed", [identity.hashed_extension_id]
+    if identity.extension_number:
+        return "ext", [identity.extension_number]
+    return "none", []
+
+
+def _identity_sql(shape: str) -> str:
+    """The contract's lookup: exact hash, or a legacy row of the same extension, or a legacy empty row."""
+    if shape == "hashed":
+        return f" AND (hashed_extension_id = ? OR (extension_number = '' AND {_LEGACY}))"
+    if shape == "hashed+ext":
+        return (
+            f" AND (hashed_extension_id = ? OR (extension_number = '' AND {_LEGACY})"
+            f" OR (extension_number = ? AND {_LEGACY}))"
+        )
+    if shape == "ext":
+        return " AND extension_number = ?"
+    return ""
+
+
 def _find_statement(
     sessions: int, identity: ExtensionIdentity, include_pending: bool
 ) -> tuple[Statement, list[str]]:
     """The lookup for `sessions` session ids and this kind of identity (built once per shape), and the
     identity's parameters in placeholder order."""
-    if identity.hashed_extension_id:
-        shape = "hashed+ext" if identity.extension_number else "hashed"
-        args = [identity.hashed_extension_id]
-        if identity.extension_number:
-            args.append(identity.extension_number)
-    elif identity.extension_number:
-        shape, args = "ext", [identity.extension_number]
-    else:
-        shape, args = "none", []
+    shape, args = _identity_of(identity)
     key = (sessions, shape, include_pending)
     statement = _find_statements.get(key)
     if statement is None:
         # built from constants only: every value is a bound parameter
         placeholders = ", ".join("?" * sessions)
         text = f"SELECT {_ROW_COLUMNS} FROM call_logs WHERE scope = ? AND session_id IN ({placeholders})"  # noqa: S608
-        if shape == "hashed":
-            text += f" AND (hashed_extension_id = ? OR (extension_number = '' AND {_LEGACY}))"
-        elif shape == "hashed+ext":
-            text += (
-                f" AND (hashed_extension_id = ? OR (extension_number = '' AND {_LEGACY})"
-                f" OR (extension_number = ? AND {_LEGACY}))"
-            )
-        elif shape == "ext":
-            text += " AND extension_number = ?"
+        text += _identity_sql(shape)
         if not include_pending:
             text += " AND status = 'done'"
         statement = _find_statements[key] = sql(text)
     return statement, args
+
+
+_reserve_new_statements: dict[str, Statement] = {}
+# (column, PostgreSQL type) of a new reservation's values; SQLite takes them untyped
+_NEW_ROW = (
+    ("scope", "varchar"),
+    ("session_id", "varchar"),
+    ("extension_number", "varchar"),
+    ("hashed_extension_id", "varchar"),
+    ("call_id", "varchar"),
+    ("platform", "varchar"),
+    ("user_id", "varchar"),
+    ("contact_id", "varchar"),
+    ("payload", "text"),
+    ("created_at", "timestamptz"),
+    ("updated_at", "timestamptz"),
+)
+
+
+def _reserve_new_statement(shape: str) -> Statement:
+    """Insert a `pending` row unless any row answers the contract's lookup for this session and identity (a
+    legacy row included): a new call is reserved in one statement."""
+    statement = _reserve_new_statements.get(shape)
+    if statement is None:
+        columns = ", ".join(name for name, _type in _NEW_ROW)
+
+        def render(values: list[str], lookup: str) -> str:
+            # built from constants only: every value is a bound parameter
+            return " ".join(
+                f"""INSERT INTO call_logs ({columns}, status, attempts)
+                SELECT {", ".join(values)}, 'pending', 0
+                WHERE NOT EXISTS (SELECT 1 FROM call_logs WHERE scope = ? AND session_id = ?{lookup})
+                ON CONFLICT (scope, session_id, extension_number, hashed_extension_id) DO NOTHING
+                RETURNING pk""".split()  # noqa: S608
+            )
+
+        lookup = _identity_sql(shape)
+        sqlite = render(["?"] * len(_NEW_ROW), lookup)
+        # PostgreSQL cannot infer the types of parameters in a SELECT list: cast each one
+        counter = iter(range(1, 100))
+        typed = [f"${next(counter)}::{kind}" for _name, kind in _NEW_ROW]
+        postgres = re.sub(r"\?", lambda _m: f"${next(counter)}", render(typed, lookup))
+        statement = _reserve_new_statements[shape] = Statement(sqlite=sqlite, postgres=postgres)
+    return statement
 
 
 _RESERVE = sql(
@@ -196,6 +250,41 @@ class CallLogStore:
         for row in sorted(rows, key=lambda r: (r.status != DONE, _rank(r, identity))):
             best.setdefault(row.session_id, row)
         return best
+
+    async def reserve_new(
+        self,
+        *,
+        scope: str,
+        session_id: str,
+        identity: ExtensionIdentity,
+        call_id: str,
+        platform: str,
+        user_id: str,
+        contact_id: str,
+        payload: str | None,
+    ) -> Claim | None:
+        """Reserve a session nobody logged yet, in one statement; None when any row already answers for it
+        (then `find` and `reserve` decide what to do with that row)."""
+        shape, identity_args = _identity_of(identity)
+        now = self._fast.stamp(datetime.now(UTC))
+        row = await self._fast.write(
+            _reserve_new_statement(shape),
+            scope,
+            session_id,
+            identity.extension_number,
+            identity.hashed_extension_id,
+            call_id,
+            platform,
+            user_id,
+            contact_id,
+            self._cipher.encrypt(payload),
+            now,
+            now,
+            scope,
+            session_id,
+            *identity_args,
+        )
+        return Claim(int(row["pk"]), must_check=False) if row is not None else None
 
     async def reserve(
         self,
