@@ -23,6 +23,8 @@ from appconnect.embedded_crm.validation import ActivityInput, ContactInput, Faul
 from appconnect.store.db import make_sqlite_private, quiet_driver_logs
 
 LIST_LIMIT = 200
+#: a phone search with this many digits or more matches numbers containing them; shorter ones match exactly
+CONTAINS_SEARCH_DIGITS = 6
 
 
 def now_iso() -> str:
@@ -263,8 +265,18 @@ class TestCrmStore:
         return [{**dict(row), "phones": by_contact[row["id"]]} for row in rows]
 
     async def find_contacts_by_digits(self, digits: str) -> list[dict[str, Any]]:
+        """Contacts with a number whose digits contain these: loose on purpose, as real CRMs' searches are.
+
+        `4155550100` finds `(415) 555-0100`, `+1 415 555 0100 x12` and also `+44 4155 550100`: clients
+        re-check what they get. Short terms (an internal extension) only match the same digits exactly.
+        """
         phones = schema.contact_phones
-        matching = sa.select(phones.c.contact_id).where(phones.c.digits == digits)
+        condition = (
+            phones.c.digits.contains(digits, autoescape=True)
+            if len(digits) >= CONTAINS_SEARCH_DIGITS
+            else phones.c.digits == digits
+        )
+        matching = sa.select(phones.c.contact_id).where(condition)
         async with self._read() as conn:
             return await self._contacts_where(conn, schema.contacts.c.id.in_(matching))
 

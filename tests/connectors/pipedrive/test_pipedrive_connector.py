@@ -230,6 +230,34 @@ async def test_find_contact_multiple_matches_and_swallowed_leads_failure(env: En
     assert matches.contacts[-1].id == PLACEHOLDER_CONTACT_ID
 
 
+@pytest.mark.parametrize(
+    ("stored", "caller", "significant"),
+    [
+        ("(415) 555-0100", "+14155550100", "4155550100"),
+        ("415.555.0100", "+14155550100", "4155550100"),
+        ("+1 415 555 0100", "+14155550100", "4155550100"),
+        ("4155550100", "+14155550100", "4155550100"),
+        ("415-555-0100 ext. 123", "+14155550100", "4155550100"),
+        ("020 7946 0018", "+442079460018", "2079460018"),
+        ("030 12345678", "+493012345678", "3012345678"),
+        ("(02) 9876 5432", "+61298765432", "298765432"),
+    ],
+)
+async def test_find_contact_finds_a_number_as_typed_and_drops_lookalikes(
+    env: Env, stored: str, caller: str, significant: str
+) -> None:
+    right = env.fake.add_person("Typed Number", phones=["+1 650 555 0199", stored])
+    # Pipedrive's search is loose: these hold the caller's digits too, but are other people's numbers
+    env.fake.add_person("Other Country", phones=[f"+7 {significant}"])
+    env.fake.add_person("Longer Number", phones=[f"{caller} 99"])
+    matches = await env.connector.find_contact(env.call, ContactLookup(phone_number=caller))
+    assert [c.id for c in matches.contacts] == [str(right["id"]), PLACEHOLDER_CONTACT_ID]
+    [search] = env.fake.requests_to("/api/v2/persons/search")  # one CRM call, whatever the format
+    assert search.query == {"term": significant, "fields": "phone"}
+    loose = await env.http.get_json("/api/v2/persons/search", params={"term": significant, "fields": "phone"})
+    assert len(loose["data"]["items"]) == 3
+
+
 async def test_find_contact_without_match_offers_only_placeholder(env: Env) -> None:
     matches = await env.connector.find_contact(env.call, ContactLookup(phone_number="+14155550101"))
     assert matches.successful

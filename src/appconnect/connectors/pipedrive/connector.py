@@ -12,8 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
-import phonenumbers
-
+from appconnect.connectors.phone import any_same_number, significant_number
 from appconnect.connectors.sdk import (
     AuthType,
     CallLogCreate,
@@ -170,7 +169,11 @@ class PipedriveConnector(Connector):
                     "Logging against internal extension number is not supported.", "warning", 3000
                 ),
             )
-        persons = await self._search_persons(call.http, _significant_number(phone), "phone")
+        # Pipedrive's phone search compares digits, so the national significant number finds every spelling
+        # (`(415) 555-0100`, `+1 415 555 0100`, `020 7946 0018`) in one call; the loose hits (any number
+        # merely containing those digits) are dropped by parsing what each person has stored.
+        found = await self._search_persons(call.http, significant_number(phone), "phone")
+        persons = [person for person in found if any_same_number(_stored_phones(person), phone)]
         contacts = await self._enrich(call.http, persons, phone)
         contacts.append(placeholder_contact())
         return ContactMatches(successful=True, contacts=contacts)
@@ -467,14 +470,16 @@ def _call_subject(direction: str, name: str) -> str:
     return f"Outbound Call to {name}"
 
 
-def _significant_number(phone: str) -> str:
-    """The national significant number (`+14155551234` -> `4155551234`); an unparsable number is sent raw."""
-    try:
-        parsed = phonenumbers.parse(phone, None)
-    except phonenumbers.NumberParseException:
-        return phone
-    significant = str(phonenumbers.national_significant_number(parsed))
-    return significant or phone
+def _stored_phones(person: JsonDict) -> list[str]:
+    """A search item's numbers: v2 lists strings, v1 objects with a `value`; anything else holds none."""
+    raw = person.get("phones", person.get("phone"))
+    entries = raw if isinstance(raw, list) else [raw]
+    numbers: list[str] = []
+    for entry in entries:
+        value = entry.get("value") if isinstance(entry, dict) else entry
+        if isinstance(value, str) and value:
+            numbers.append(value)
+    return numbers
 
 
 async def _create_done_activity(

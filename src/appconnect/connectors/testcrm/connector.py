@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
+from appconnect.connectors.phone import any_same_number, significant_number
 from appconnect.connectors.sdk import (
     CallLogCreate,
     CallLogFetched,
@@ -147,6 +148,11 @@ def _to_contact(data: JsonDict, phone: str | None) -> Contact:
     )
 
 
+def _has_number(contact: JsonDict, e164: str) -> bool:
+    numbers = [p.get("number") for p in contact.get("phones") or [] if isinstance(p, dict)]
+    return any_same_number([n for n in numbers if isinstance(n, str)], e164)
+
+
 def _call_marker(call: CrmCall, log: CallLogCreate) -> str:
     return f"call:{log.call.session_id}:{call.user.id}"
 
@@ -226,9 +232,14 @@ class TestCrmConnector(Connector):
     async def find_contact(self, call: CrmCall, lookup: ContactLookup) -> ContactMatches:
         if lookup.is_extension:
             return ContactMatches(successful=False, contacts=[])
-        found = await call.http.get_json("contacts", params={"phone": lookup.phone_number})
+        phone = lookup.phone_number
+        # the CRM keeps numbers as typed and its search matches digits loosely: search the national
+        # significant number (contained in every spelling), then keep only contacts whose stored number
+        # parses, in the caller's country, as the caller's number
+        found = await call.http.get_json("contacts", params={"phone": significant_number(phone)})
         return ContactMatches(
-            successful=True, contacts=[_to_contact(c, lookup.phone_number) for c in found.get("data", [])]
+            successful=True,
+            contacts=[_to_contact(c, phone) for c in found.get("data", []) if _has_number(c, phone)],
         )
 
     async def find_contact_with_name(self, call: CrmCall, name: str) -> ContactMatches:
