@@ -369,7 +369,12 @@ class Server:
     def worker_pids(self) -> list[int]:
         assert self.proc is not None
         tree = process_tree(self.proc.pid)[1:]
-        workers = [p for p in tree if "spawn_main" in cmdline(p) and "resource_tracker" not in cmdline(p)]
+        # forked workers carry the serve command line (replacements: `appconnect.server.worker`)
+        workers = [
+            p
+            for p in tree
+            if ("spawn_main" in cmdline(p) or "appconnect" in cmdline(p)) and "resource_tracker" not in cmdline(p)
+        ]
         return workers or [self.proc.pid]
 
     async def wait_ready(self, timeout: float = 90.0) -> None:
