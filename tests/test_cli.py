@@ -8,7 +8,6 @@ import re
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,6 +15,7 @@ import pytest
 
 from tests.conftest import POSTGRES_URL, postgres_reachable, postgres_unavailable
 from tests.support.ports import free_port
+from tests.support.served import wait_until_alive
 
 APPCONNECT = str(Path(sys.executable).with_name("appconnect"))
 PASSWORD = "Sup3r-s3cret-pw"
@@ -148,15 +148,7 @@ def test_the_readme_first_command_serves_the_test_crm_on_loopback(tmp_path: Path
     finally:
         os.umask(old_umask)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/isAlive", timeout=1).text == "OK":
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
+        wait_until_alive(base, process, 30)
         with httpx.Client(base_url=base, timeout=10) as client:
             assert (
                 "testcrm"

@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import TESTCRM_ADMIN_TOKEN, call_log_body, crm_admin_headers, new_phone
 from tests.support.ports import free_port
+from tests.support.served import wait_until_alive
 
 
 class ServerProcess:
@@ -52,17 +53,7 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.base}/isAlive", timeout=1).text == "OK":
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                output = self.process.stdout.read().decode() if self.process.stdout else ""
-                raise RuntimeError(f"server did not start:\n{output}")
-            time.sleep(0.2)
+        wait_until_alive(self.base, self.process, 30)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +14,7 @@ from appconnect.api.app import create_app
 from appconnect.api.metrics import FLUSH_SECONDS
 from tests.conftest import LiveServer, make_settings, new_phone
 from tests.support.app_server import run_app
-from tests.support.ports import free_port
+from tests.support.served import serve_process
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
 
@@ -131,42 +128,13 @@ def test_metrics_can_be_turned_off(tmp_path: Path) -> None:
 def two_workers(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`appconnect serve --workers 2`, as an operator starts it."""
     folder: Path = tmp_path_factory.mktemp("metrics-workers")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
+    settings = {
         "APPCONNECT_DATABASE_URL": server.settings.database_url,
         "APPCONNECT_KEY_FILE": str(folder / "keys.json"),
         "APPCONNECT_TESTCRM_DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'testcrm.sqlite3'}",
-        "APPCONNECT_PUBLIC_URL": base,
-        "APPCONNECT_LOG_LEVEL": "warning",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "appconnect.cli", "serve", "--workers", "2", "--port", str(port)],
-        cwd=folder,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/isAlive", timeout=1).text == "OK":
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                output = process.stdout.read().decode() if process.stdout else ""
-                raise RuntimeError(f"multi-worker server did not start:\n{output}")
-            time.sleep(0.2)
+    with serve_process(folder, settings) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def _fresh_scrape(base: str) -> dict[str, dict[frozenset[tuple[str, str]], float]]:

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,50 +10,21 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer, call_log_body, new_phone
-from tests.support.ports import free_port
+from tests.support.served import serve_process
 
 
 @pytest.fixture(scope="module")
 def workers(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Two worker processes on the same database as the in-thread test server."""
     folder: Path = tmp_path_factory.mktemp("workers")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
+    settings = {
         "APPCONNECT_DATABASE_URL": server.settings.database_url,
         "APPCONNECT_KEY_FILE": str(folder / "keys.json"),
         "APPCONNECT_TESTCRM_DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'testcrm.sqlite3'}",
-        "APPCONNECT_PUBLIC_URL": base,
-        "TESTCRM_BASE_URL": f"{base}/testcrm/api/v1",
-        "APPCONNECT_LOG_LEVEL": "warning",
+        "TESTCRM_BASE_URL": "{base}/testcrm/api/v1",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "appconnect.cli", "serve", "--workers", "2", "--port", str(port)],
-        cwd=folder,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/isAlive", timeout=1).text == "OK":
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                output = process.stdout.read().decode() if process.stdout else ""
-                raise RuntimeError(f"multi-worker server did not start:\n{output}")
-            time.sleep(0.2)
+    with serve_process(folder, settings) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 async def test_two_workers_create_one_contact_and_one_activity(workers: str) -> None:

@@ -10,9 +10,6 @@ notification sent by the changing transaction arrives (LISTEN/NOTIFY).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer, crm_admin_headers, new_phone
-from tests.support.ports import free_port
+from tests.support.served import serve_process
 
 CONNECTIONS = 6
 #: how long a PostgreSQL notification may take to reach the other workers on a loaded test machine
@@ -37,47 +34,18 @@ def auth(jwt: str) -> dict[str, str]:
 def other_server(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Two more worker processes on the same database, keys and test CRM as the in-thread server."""
     folder: Path = tmp_path_factory.mktemp("other-server")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
+    settings = {
         "APPCONNECT_DATABASE_URL": server.settings.database_url,
         "APPCONNECT_KEY_FILE": str(Path(server.settings.key_file).resolve()),
         "APPCONNECT_EMBEDDED_TESTCRM": "false",
-        "APPCONNECT_PUBLIC_URL": base,
         "TESTCRM_BASE_URL": server.crm_api,
-        "APPCONNECT_LOG_LEVEL": "warning",
         "APPCONNECT_DATABASE_POOL_SIZE": "2",
         "APPCONNECT_DATABASE_MAX_OVERFLOW": "2",
         "APPCONNECT_LOG_RETRIER_ENABLED": "false",
         "APPCONNECT_USER_CACHE": "true",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "appconnect.cli", "serve", "--workers", "2", "--port", str(port)],
-        cwd=folder,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/isAlive", timeout=1).text == "OK":
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                output = process.stdout.read().decode() if process.stdout else ""
-                raise RuntimeError(f"second server did not start:\n{output}")
-            time.sleep(0.2)
+    with serve_process(folder, settings) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture

@@ -54,6 +54,7 @@ from appconnect.store.call_logs import (
     CallLogStore,
     Claim,
     ExtensionIdentity,
+    NewCallLog,
     Reservation,
 )
 from appconnect.store.users import UserRecord
@@ -106,21 +107,21 @@ async def create_call_log(services: Services, claims: SessionClaims, body: CallL
     record = call_record(info)
     contact_phone = record.contact_party.phone_number or ""
     contact = chosen_contact(body.contact_id, contact_phone, body.contact_type, body.contact_name)
-    call_id = record.telephony_session_id or record.id or ""
-    payload = body.model_dump_json(by_alias=True)
     claim = None
+    new = None
     if contact is not None:
-        # the common case, a call nobody logged yet: reserved in one statement
-        claim = await services.call_logs.reserve_new(
+        new = NewCallLog(
             scope=scope,
             session_id=session_id,
             identity=identity,
-            call_id=call_id,
+            call_id=record.telephony_session_id or record.id or "",
             platform=user.platform,
             user_id=user.id,
             contact_id=contact.id,
-            payload=payload,
+            payload=body.model_dump_json(by_alias=True),
         )
+        # the common case, a call nobody logged yet: reserved in one statement
+        claim = await services.call_logs.reserve_new(new)
     if claim is None:
         # a row answers for this session (or no contact was chosen): one lookup decides
         existing = (await services.call_logs.find(scope, [session_id], identity, include_pending=True)).get(
@@ -128,20 +129,10 @@ async def create_call_log(services: Services, claims: SessionClaims, body: CallL
         )
         if existing is not None and existing.status == DONE:
             return Reply(envelope(False, existing_message))
-        if contact is None:
+        if new is None:
             return Reply(envelope(False, warning(f"Contact not found for number {contact_phone}")))
         outcome, claim = await services.call_logs.reserve(
-            scope=scope,
-            session_id=session_id,
-            identity=identity,
-            call_id=call_id,
-            platform=user.platform,
-            user_id=user.id,
-            contact_id=contact.id,
-            stale_after=stale_window(services.settings),
-            payload=payload,
-            existing=existing,
-            looked_up=True,
+            new, stale_after=stale_window(services.settings), existing=existing, looked_up=True
         )
         if outcome is Reservation.EXISTS or claim is None:
             return Reply(envelope(False, existing_message))

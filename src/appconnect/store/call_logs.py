@@ -54,6 +54,21 @@ class CallLogRow:
     attempts: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class NewCallLog:
+    """What a reservation stores: the session, the agent identity, the chosen contact and the request."""
+
+    scope: str
+    session_id: str
+    identity: ExtensionIdentity
+    call_id: str
+    platform: str
+    user_id: str
+    contact_id: str
+    #: the request body, kept (encrypted) so the retrier can deliver it after a crash
+    payload: str | None = None
+
+
 class Reservation(Enum):
     RESERVED = "reserved"
     EXISTS = "exists"
@@ -168,13 +183,6 @@ def _reserve_new_statement(shape: str) -> Statement:
     return statement
 
 
-_RESERVE = sql(
-    """INSERT INTO call_logs (scope, session_id, extension_number, hashed_extension_id, call_id, platform, user_id,
-    contact_id, status, payload, attempts, created_at, updated_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, 0, ?, ?)
-    ON CONFLICT (scope, session_id, extension_number, hashed_extension_id) DO NOTHING
-    RETURNING pk"""
-)
 #: the compare-and-set of a take-over: a parked row in the status it was read in, or an abandoned `pending` one
 _TAKE_OVER_PARKED = sql(
     """UPDATE call_logs SET status = 'pending', updated_at = ?, user_id = COALESCE(?, user_id),
@@ -251,53 +259,35 @@ class CallLogStore:
             best.setdefault(row.session_id, row)
         return best
 
-    async def reserve_new(
-        self,
-        *,
-        scope: str,
-        session_id: str,
-        identity: ExtensionIdentity,
-        call_id: str,
-        platform: str,
-        user_id: str,
-        contact_id: str,
-        payload: str | None,
-    ) -> Claim | None:
+    async def reserve_new(self, new: NewCallLog) -> Claim | None:
         """Reserve a session nobody logged yet, in one statement; None when any row already answers for it
         (then `find` and `reserve` decide what to do with that row)."""
-        shape, identity_args = _identity_of(identity)
+        shape, identity_args = _identity_of(new.identity)
         now = self._fast.stamp(datetime.now(UTC))
         row = await self._fast.write(
             _reserve_new_statement(shape),
-            scope,
-            session_id,
-            identity.extension_number,
-            identity.hashed_extension_id,
-            call_id,
-            platform,
-            user_id,
-            contact_id,
-            self._cipher.encrypt(payload),
+            new.scope,
+            new.session_id,
+            new.identity.extension_number,
+            new.identity.hashed_extension_id,
+            new.call_id,
+            new.platform,
+            new.user_id,
+            new.contact_id,
+            self._cipher.encrypt(new.payload),
             now,
             now,
-            scope,
-            session_id,
+            new.scope,
+            new.session_id,
             *identity_args,
         )
         return Claim(int(row["pk"]), must_check=False) if row is not None else None
 
     async def reserve(
         self,
+        new: NewCallLog,
         *,
-        scope: str,
-        session_id: str,
-        identity: ExtensionIdentity,
-        call_id: str,
-        platform: str,
-        user_id: str,
-        contact_id: str,
         stale_after: float,
-        payload: str | None = None,
         existing: CallLogRow | None = None,
         looked_up: bool = False,
     ) -> tuple[Reservation, Claim | None]:
@@ -308,33 +298,22 @@ class CallLogStore:
         already ran `find(..., include_pending=True)` and passes its answer as `existing`.
         """
         if not looked_up:
-            existing = (await self.find(scope, [session_id], identity, include_pending=True)).get(session_id)
+            found = await self.find(new.scope, [new.session_id], new.identity, include_pending=True)
+            existing = found.get(new.session_id)
         if existing is not None:
             if existing.status == DONE:
                 return Reservation.EXISTS, None
             claim = await self.take_over(
-                existing, stale_after=stale_after, user_id=user_id, contact_id=contact_id, payload=payload
+                existing,
+                stale_after=stale_after,
+                user_id=new.user_id,
+                contact_id=new.contact_id,
+                payload=new.payload,
             )
             return (Reservation.RESERVED, claim) if claim else (Reservation.EXISTS, None)
-        now = self._fast.stamp(datetime.now(UTC))
-        row = await self._fast.write(
-            _RESERVE,
-            scope,
-            session_id,
-            identity.extension_number,
-            identity.hashed_extension_id,
-            call_id,
-            platform,
-            user_id,
-            contact_id,
-            self._cipher.encrypt(payload),
-            now,
-            now,
-        )
-        if row is None:  # another request reserved it between our lookup and this insert
-            return Reservation.EXISTS, None
-        pk = int(row["pk"])
-        return Reservation.RESERVED, Claim(pk, must_check=False)
+        claim = await self.reserve_new(new)
+        # None: another request reserved it between our lookup and this insert
+        return (Reservation.RESERVED, claim) if claim else (Reservation.EXISTS, None)
 
     async def take_over(
         self,
