@@ -1,7 +1,7 @@
 """Account-level caches: contact matches per number, and the placeholder contact created per number.
 
-Both sit on the hot path (every lookup reads the first; every placeholder contact claims the second), so they
-run on the fast driver layer (`store/sql.py`) with one statement per step.
+Both sit on the hot path (every lookup reads the first; every placeholder contact claims the second): one
+statement per step.
 """
 
 from __future__ import annotations

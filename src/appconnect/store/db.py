@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import weakref
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from appconnect.store.urls import is_sqlite, make_sqlite_private, normalize_url, sqlite_file
 
-__all__ = ["create_engine", "is_sqlite", "make_sqlite_private", "normalize_url", "sqlite_file", "write_transaction"]
+__all__ = ["create_engine", "is_sqlite", "make_sqlite_private", "normalize_url", "sqlite_file"]
 
 
 class _NoResultRows(logging.Filter):
@@ -82,24 +78,3 @@ def create_engine(
         pool_pre_ping=False,
         hide_parameters=True,
     )
-
-
-_sqlite_writers: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-
-@asynccontextmanager
-async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A committed-or-rolled-back transaction for writes.
-
-    SQLite has one writer at a time and makes the others sleep-and-retry in coarse steps; queueing this
-    process's writers on an asyncio lock instead leaves only other processes to wait for.
-    """
-    if engine.dialect.name != "sqlite":
-        async with engine.begin() as conn:
-            yield conn
-        return
-    lock = _sqlite_writers.get(engine.sync_engine)
-    if lock is None:
-        lock = _sqlite_writers[engine.sync_engine] = asyncio.Lock()
-    async with lock, engine.begin() as conn:
-        yield conn

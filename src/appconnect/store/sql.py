@@ -1,4 +1,4 @@
-"""The hot path's database access: hand-written SQL run straight on the driver, below SQLAlchemy.
+"""The server's database access: hand-written SQL run straight on the driver, below SQLAlchemy.
 
 Every request of the client's flow runs a handful of statements. Through SQLAlchemy's async engine each one
 costs statement building, cache-key generation, a greenlet bridge and, on SQLite, two thread hand-offs
@@ -8,8 +8,9 @@ costs statement building, cache-key generation, a greenlet bridge and, on SQLite
   PostgreSQL at import time;
 * SQLite runs on the event loop thread through the standard `sqlite3` module (a statement takes microseconds).
   The busy timeout is 0, so a database locked by another process never blocks the loop: the attempt is
-  repeated after an `asyncio.sleep`. Writes queue on an in-process lock and run between `BEGIN IMMEDIATE` and
-  `COMMIT` with no await in between, reads use a second connection and see only committed data;
+  repeated after an `asyncio.sleep`. Writes queue on an in-process lock: a single statement commits by
+  itself, a transaction runs between `BEGIN IMMEDIATE` and `COMMIT` with no await in between; reads use a
+  second connection and see only committed data;
 * PostgreSQL runs on an asyncpg pool (prepared statements cached per connection, single-statement reads in
   autocommit, no reset round trip when a connection goes back to the pool).
 
