@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
@@ -85,3 +86,66 @@ def test_logs_from_before_scopes_stay_with_their_user(tmp_path: Path) -> None:
     )
     assert rows == [("legacy:u1-testcrm", "s1", "done"), ("legacy:u1-testcrm", "m1", "done", "8")]
     assert schema_differences(url) == []
+
+
+def describe_schema(url: str) -> dict[str, object]:
+    """Every table's columns (type, nullability, server default), primary key, unique constraints and indexes,
+    as the database itself reports them."""
+    from sqlalchemy import inspect
+
+    async def read() -> dict[str, object]:
+        engine = create_engine(url, pool_size=1)
+        try:
+            async with engine.connect() as conn:
+
+                def describe(sync: Connection) -> dict[str, object]:
+                    inspector = inspect(sync)
+                    schema: dict[str, object] = {}
+                    for table in sorted(inspector.get_table_names()):
+                        schema[table] = {
+                            # by name: migrations append added columns at the end, and every statement
+                            # names its columns, so the order is the one thing allowed to differ
+                            "columns": sorted(
+                                (c["name"], str(c["type"]), c["nullable"], str(c.get("default")))
+                                for c in inspector.get_columns(table)
+                            ),
+                            "primary_key": inspector.get_pk_constraint(table)["constrained_columns"],
+                            "unique": sorted(
+                                (u["name"] or "", tuple(u["column_names"]))
+                                for u in inspector.get_unique_constraints(table)
+                            ),
+                            "indexes": sorted(
+                                (i["name"] or "", tuple(str(c) for c in i["column_names"]), bool(i["unique"]))
+                                for i in inspector.get_indexes(table)
+                            ),
+                        }
+                    return schema
+
+                return await conn.run_sync(describe)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_new_database_is_created_exactly_as_the_migrations_build_it(tmp_path: Path, backend: str) -> None:
+    """A first start creates an empty database from tables.py and stamps it: the same schema, column by column,
+    as replaying every migration, so later migrations apply to either alike."""
+    from alembic import command
+
+    from appconnect.store.migrate import alembic_config
+    from tests.conftest import create_test_database, postgres_reachable, postgres_unavailable
+
+    if backend == "sqlite":
+        replayed, created = (f"sqlite+aiosqlite:///{tmp_path / name}" for name in ("replayed.db", "created.db"))
+    else:
+        if not postgres_reachable():
+            postgres_unavailable("PostgreSQL not reachable")
+        replayed, created = create_test_database(), create_test_database()
+    command.upgrade(alembic_config(replayed), "head")  # every migration, one after the other
+    upgrade(created)  # empty: created from the table definitions and stamped
+    assert describe_schema(created) == describe_schema(replayed)
+    assert schema_differences(created) == []
+    upgrade(created)  # stamped at the head: nothing left to do, no error
+    assert describe_schema(created) == describe_schema(replayed)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from appconnect.security.redact import redact
-from appconnect.store.db import normalize_url, sqlite_file
+from appconnect.store.db import create_engine, normalize_url, sqlite_file
+from appconnect.store.revisions import head_revision
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -20,6 +25,8 @@ class MigrationFailed(Exception):
 
 
 def alembic_config(database_url: str) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", normalize_url(database_url).replace("%", "%%"))
@@ -53,8 +60,46 @@ def failure_reason(exc: BaseException, database_url: str) -> str:
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
-    """Bring the schema to `revision`. Blocking: call it from a thread or before the event loop starts."""
+    """Bring the schema to `revision`. Blocking: call it from a thread or before the event loop starts.
+
+    A database with no tables at all that is to reach the newest revision is created from `tables.py` and
+    stamped with that revision (what replaying every migration produces, proven by a test), which spares a
+    first start most of Alembic's cost; anything else goes through the migrations.
+    """
+    head = head_revision()
+    if revision in ("head", head) and head is not None and asyncio.run(_create_if_empty(database_url, head)):
+        return
+    from alembic import command
+
     command.upgrade(alembic_config(database_url), revision)
+
+
+async def _create_if_empty(database_url: str, head: str) -> bool:
+    """Create the newest schema in an empty database, stamped `head`; False (nothing done) when any table
+    exists. One transaction: a concurrent first start loses on the version table and gets False."""
+    from appconnect.store.tables import metadata
+
+    def create(conn: Connection) -> bool:
+        if inspect(conn).get_table_names():
+            return False
+        metadata.create_all(conn)
+        conn.execute(
+            text(
+                "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+            )
+        )
+        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:head)"), {"head": head})
+        return True
+
+    engine = create_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        async with engine.begin() as conn:
+            return await conn.run_sync(create)
+    except DBAPIError:
+        return False  # e.g. another process created it at the same moment: the migrations decide
+    finally:
+        await engine.dispose()
 
 
 def upgrade_or_explain(database_url: str, revision: str = "head") -> None:
