@@ -132,7 +132,7 @@ async def create_call_log(services: Services, claims: SessionClaims, body: CallL
         if new is None:
             return Reply(envelope(False, warning(f"Contact not found for number {contact_phone}")))
         outcome, claim = await services.call_logs.reserve(
-            new, stale_after=stale_window(services.settings), existing=existing, looked_up=True
+            new, stale_after=stale_window(services.settings), existing=existing
         )
         if outcome is Reservation.EXISTS or claim is None:
             return Reply(envelope(False, existing_message))

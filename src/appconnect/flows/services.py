@@ -26,7 +26,7 @@ from appconnect.store.rate_limits import (
 )
 from appconnect.store.sql import FastDatabase, PostgresDatabase, open_fast_database
 from appconnect.store.urls import is_sqlite, sqlite_file
-from appconnect.store.user_cache import ListenChanges, SharedMemoryChanges, UserCache
+from appconnect.store.user_cache import ListenChanges, SharedMemoryChanges, UserCache, changes_file
 from appconnect.store.users import UserStore
 
 
@@ -160,4 +160,4 @@ def _user_cache(settings: Settings, fast: FastDatabase) -> UserCache | None:
     path = sqlite_file(settings.database_url)
     if path is None:
         return None
-    return UserCache(SharedMemoryChanges(path.with_name(path.name + "-users")))
+    return UserCache(SharedMemoryChanges(changes_file(path)))

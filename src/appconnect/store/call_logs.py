@@ -284,22 +284,14 @@ class CallLogStore:
         return Claim(int(row["pk"]), must_check=False) if row is not None else None
 
     async def reserve(
-        self,
-        new: NewCallLog,
-        *,
-        stale_after: float,
-        existing: CallLogRow | None = None,
-        looked_up: bool = False,
+        self, new: NewCallLog, *, stale_after: float, existing: CallLogRow | None
     ) -> tuple[Reservation, Claim | None]:
-        """Claim the session for this identity before calling the CRM.
+        """Claim the session for this identity before calling the CRM, given what `find(...,
+        include_pending=True)` answered for it (`existing`).
 
         (RESERVED, claim) for the caller that must create (or, when `claim.must_check`, first look for) the CRM
-        log; (EXISTS, None) when a log exists or another live request is creating it. `looked_up`: the caller
-        already ran `find(..., include_pending=True)` and passes its answer as `existing`.
+        log; (EXISTS, None) when a log exists or another live request is creating it.
         """
-        if not looked_up:
-            found = await self.find(new.scope, [new.session_id], new.identity, include_pending=True)
-            existing = found.get(new.session_id)
         if existing is not None:
             if existing.status == DONE:
                 return Reservation.EXISTS, None

@@ -57,6 +57,11 @@ class UserChanges(Protocol):
     async def close(self) -> None: ...
 
 
+def changes_file(database: Path) -> Path:
+    """The change counters of an SQLite database: a file beside it (0600, like the database's own files)."""
+    return database.with_name(database.name + "-users")
+
+
 class SharedMemoryChanges:
     """Per-user change counters in a memory-mapped file shared by the worker processes of one machine.
 
@@ -227,18 +232,17 @@ class UserCache:
 
 async def announce_user_change(database_url: str, user_id: str) -> None:
     """Tell running servers that `user_id` was changed outside them (a row edited by hand or by a script)."""
-    from appconnect.store.sql import PostgresDatabase, open_fast_database, sql
+    from appconnect.store.sql import open_fast_database, sql
     from appconnect.store.urls import sqlite_file
 
+    path = sqlite_file(database_url)
+    if path is not None:
+        changes = SharedMemoryChanges(changes_file(path))
+        changes.announced(user_id)
+        await changes.close()
+        return
     db = open_fast_database(database_url, max_connections=1, acquire_timeout=10)
     try:
-        if isinstance(db, PostgresDatabase):
-            await db.one(sql("SELECT pg_notify('appconnect_users', ?)"), user_id)
-            return
-        path = sqlite_file(database_url)
-        if path is not None:
-            changes = SharedMemoryChanges(path.with_name(path.name + "-users"))
-            changes.announced(user_id)
-            await changes.close()
+        await db.one(sql("SELECT pg_notify('appconnect_users', ?)"), user_id)
     finally:
         await db.close()

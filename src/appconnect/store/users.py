@@ -48,13 +48,6 @@ _USER_COLUMNS = (
 _GET_USER = sql(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?")  # noqa: S608
 
 
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def legacy_scope(user_id: str) -> str:
     """The scope of rows logged before scopes existed (migration 0003): they stay with their user."""
     return f"legacy:{user_id}"
