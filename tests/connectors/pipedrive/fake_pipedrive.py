@@ -2,52 +2,50 @@
 
 It validates requests the way the real API does (strict v2 bodies, Bearer tokens that expire, single-use
 authorization codes, Basic client auth on the token endpoints) so a connector bug shows up as a 400/401 here
-instead of in production. State lives in memory behind one lock: the server thread mutates it, the test thread
-inspects it.
+instead of in production. Lifecycle, request log, faults, rate limiting, paging and OAuth grants come from the
+shared toolkit (`tests/support/fake_crm.py`); this module holds only Pipedrive's resources and rules.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import copy
 import re
-import secrets
-import threading
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode
+from typing import Any
+from urllib.parse import urlencode
 
-import orjson
-from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
 
-from tests.support.live_server import serve_asgi
+from tests.support.fake_crm import (
+    FakeCrm,
+    FakeRequest,
+    FakeRoute,
+    OAuthGrants,
+    RateLimitPolicy,
+    RecordedRequest,
+    RefreshTokenMode,
+    TokenPair,
+    bad_request,
+    basic_credentials,
+    bearer_token,
+    cursor_offset,
+    make_cursor,
+    same_secret,
+)
 
 JsonDict = dict[str, Any]
-RefreshTokenMode = Literal["same", "rotate", "omit"]
-Handler = Callable[[Request, Any], Awaitable[Response]]
+
+__all__ = ["FakePipedrive", "RecordedRequest", "TokenPair", "running_fake_pipedrive"]
 
 DEFAULT_CLIENT_ID = "fake-pipedrive-client"
 DEFAULT_CLIENT_SECRET = "fake-pipedrive-secret"
 DEFAULT_REDIRECT_URI = "https://appconnect.example.test/pipedrive-redirect"
 DEFAULT_SCOPE = "base,contacts:full,deals:read,leads:read,activities:full"
 
-_UNAUTHORIZED: JsonDict = {
-    "success": False,
-    "error": "unauthorized access",
-    "errorCode": 401,
-    "error_info": "Please check developers.pipedrive.com for more information about Pipedrive API.",
-}
-_SECRET_FORM_KEYS = frozenset({"code", "refresh_token", "token", "client_secret"})
+_UNAUTHORIZED_INFO = "Please check developers.pipedrive.com for more information about Pipedrive API."
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TIME_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _DURATION_RE = re.compile(r"^\d{2}:[0-5]\d$")
@@ -78,91 +76,10 @@ _ACTIVITY_KEYS = frozenset(
 )
 
 
-# ------------------------------------------------------------------------------------------------------------
-# Records the tests inspect
-# ------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class RecordedRequest:
-    """One request as the fake saw it; OAuth secrets in form bodies are redacted."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    raw_query: str
-    json: Any = None
-    form: dict[str, str] | None = None
-    auth_scheme: str | None = None
-
-
-@dataclass(slots=True)
-class Fault:
-    """A canned failure (or delay) for the next `times` matching requests."""
-
-    status: int | None
-    times: int
-    path_prefix: str | None = None
-    method: str | None = None
-    retry_after: float | None = None
-    delay: float | None = None
-
-    def matches(self, method: str, path: str) -> bool:
-        if self.method is not None and self.method.upper() != method:
-            return False
-        return self.path_prefix is None or path.startswith(self.path_prefix)
-
-
-@dataclass(slots=True)
-class _CodeGrant:
-    redirect_uri: str
-    scope: str
-    used: bool = False
-
-
-@dataclass(slots=True)
-class _RefreshGrant:
-    scope: str
-    revoked: bool = False
-
-
-@dataclass(slots=True)
-class _AccessGrant:
-    refresh_token: str
-    expires_at: float
-    revoked: bool = False
-
-
-@dataclass(slots=True)
-class TokenPair:
-    """Tokens the fake issued, for tests that skip the HTTP code exchange."""
-
-    access_token: str
-    refresh_token: str
-    expires_in: int
-
-
-class _BadRequest(Exception):
-    """A request the real API would reject with 400."""
-
-
-@dataclass(slots=True)
-class _State:
-    persons: dict[int, JsonDict] = field(default_factory=dict)
-    orgs: dict[int, JsonDict] = field(default_factory=dict)
-    deals: dict[int, JsonDict] = field(default_factory=dict)
-    leads: dict[str, JsonDict] = field(default_factory=dict)
-    activities: dict[int, JsonDict] = field(default_factory=dict)
-    activity_types: list[JsonDict] = field(default_factory=list)
-
-
-# ------------------------------------------------------------------------------------------------------------
-# The fake
-# ------------------------------------------------------------------------------------------------------------
-
-
-class FakePipedrive:
+class FakePipedrive(FakeCrm):
     """Pipedrive's OAuth server and REST API on one local port; use as a context manager or start()/stop()."""
+
+    crm_name = "Pipedrive"
 
     def __init__(
         self,
@@ -180,68 +97,82 @@ class FakePipedrive:
         self.company_domain = company_domain
         self._default_expires_in = expires_in
         self._default_refresh_mode: RefreshTokenMode = refresh_token_mode
-        self._lock = threading.RLock()
-        self._stack: ExitStack | None = None
-        self._port = 0
-        self._init_state()
+        super().__init__()
 
-    def _init_state(self) -> None:
-        """(Re)create every piece of mutable state: used at construction and by reset()."""
-        with self._lock:
-            self.expires_in = self._default_expires_in
-            self.refresh_token_mode: RefreshTokenMode = self._default_refresh_mode
-            self.refresh_calls = 0
-            self.code_exchanges = 0
-            self.revoke_calls = 0
-            self.requests: list[RecordedRequest] = []
-            self._faults: list[Fault] = []
-            self._clock_offset = 0.0
-            self._codes: dict[str, _CodeGrant] = {}
-            self._refresh: dict[str, _RefreshGrant] = {}
-            self._access: dict[str, _AccessGrant] = {}
-            self._ids = {"person": 1000, "org": 500, "deal": 2000, "activity": 4000, "activity_type": 0}
-            self._state = _State()
-            self.user: JsonDict = {
-                "id": 12345,
-                "name": "Jordan Lee",
-                "email": "jordan.lee@example.test",
-                "phone": "+14155550101",
-                "company_id": 7777,
-                "company_name": "Test Company",
-                "company_domain": self.company_domain,
-                "company_country": "US",
-                "timezone_name": "America/Los_Angeles",
-                "timezone_offset": "-08:00",
-                "locale": "en_US",
-                "lang": 1,
-                "default_currency": "USD",
-                "active_flag": True,
-                "is_admin": 1,
-                "is_you": True,
-                "role_id": 1,
-                "icon_url": None,
-                "activated": True,
-                "has_created_company": True,
-                "language": {"language_code": "en", "country_code": "US"},
-            }
-            for name, key in (
-                ("Call", "call"),
-                ("Meeting", "meeting"),
-                ("Task", "task"),
-                ("Deadline", "deadline"),
-                ("Email", "email"),
-                ("Lunch", "lunch"),
-                ("SMS", "sms"),
-            ):
-                self.add_activity_type(name, key)
+    def init_state(self) -> None:
+        # Pipedrive's burst limit: 80 requests per 2 s per token (the x-ratelimit-* headers say so).
+        self.rate_limit = RateLimitPolicy(limit=80, window=2.0)
+        self.grants = OAuthGrants(self.now, expires_in=self._default_expires_in)
+        self.grants.refresh_token_mode = self._default_refresh_mode
+        self.persons_by_id: dict[int, JsonDict] = {}
+        self.orgs_by_id: dict[int, JsonDict] = {}
+        self.deals_by_id: dict[int, JsonDict] = {}
+        self.leads_by_id: dict[str, JsonDict] = {}
+        self.activities_by_id: dict[int, JsonDict] = {}
+        self.activity_types: list[JsonDict] = []
+        self.user: JsonDict = {
+            "id": 12345,
+            "name": "Jordan Lee",
+            "email": "jordan.lee@example.test",
+            "phone": "+14155550101",
+            "company_id": 7777,
+            "company_name": "Test Company",
+            "company_domain": self.company_domain,
+            "company_country": "US",
+            "timezone_name": "America/Los_Angeles",
+            "timezone_offset": "-08:00",
+            "locale": "en_US",
+            "lang": 1,
+            "default_currency": "USD",
+            "active_flag": True,
+            "is_admin": 1,
+            "is_you": True,
+            "role_id": 1,
+            "icon_url": None,
+            "activated": True,
+            "has_created_company": True,
+            "language": {"language_code": "en", "country_code": "US"},
+        }
+        for name, key in (
+            ("Call", "call"),
+            ("Meeting", "meeting"),
+            ("Task", "task"),
+            ("Deadline", "deadline"),
+            ("Email", "email"),
+            ("Lunch", "lunch"),
+            ("SMS", "sms"),
+        ):
+            self.add_activity_type(name, key)
 
-    # --- lifecycle ------------------------------------------------------------------------------------------
+    # --- settings the tests read and change -----------------------------------------------------------------
 
     @property
-    def base_url(self) -> str:
-        if not self._port:
-            raise RuntimeError("FakePipedrive is not started")
-        return f"http://127.0.0.1:{self._port}"
+    def expires_in(self) -> int:
+        return self.grants.expires_in
+
+    @expires_in.setter
+    def expires_in(self, value: int) -> None:
+        self.grants.expires_in = value
+
+    @property
+    def refresh_token_mode(self) -> RefreshTokenMode:
+        return self.grants.refresh_token_mode
+
+    @refresh_token_mode.setter
+    def refresh_token_mode(self, value: RefreshTokenMode) -> None:
+        self.grants.refresh_token_mode = value
+
+    @property
+    def refresh_calls(self) -> int:
+        return self.grants.refresh_calls
+
+    @property
+    def code_exchanges(self) -> int:
+        return self.grants.code_exchanges
+
+    @property
+    def revoke_calls(self) -> int:
+        return self.grants.revoke_calls
 
     @property
     def token_url(self) -> str:
@@ -272,121 +203,32 @@ class FakePipedrive:
         """The same settings as `PIPEDRIVE_<KEY>` environment variables, for server-level tests."""
         return {f"PIPEDRIVE_{key.upper()}": value for key, value in self.connector_config().items()}
 
-    def start(self) -> FakePipedrive:
-        if self._stack is not None:
-            return self
-        stack = ExitStack()
-        base_url = stack.enter_context(serve_asgi(self.app()))
-        self._port = int(base_url.rsplit(":", 1)[1])
-        self._stack = stack
-        return self
-
-    def stop(self) -> None:
-        if self._stack is None:
-            return
-        stack, self._stack = self._stack, None
-        self._port = 0
-        stack.close()
-
-    def __enter__(self) -> FakePipedrive:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def reset(self) -> None:
-        """Forget all state and settings (the server keeps running): one fake can serve many tests."""
-        self._init_state()
-
-    # --- clock and tokens -----------------------------------------------------------------------------------
-
-    def now(self) -> float:
-        """The fake's clock: wall time plus whatever advance_time() added."""
-        return time.time() + self._clock_offset
-
-    def advance_time(self, seconds: float) -> None:
-        """Move the fake clock forward so access tokens expire without sleeping."""
-        with self._lock:
-            self._clock_offset += seconds
+    # --- tokens ---------------------------------------------------------------------------------------------
 
     def issue_code(self, *, redirect_uri: str | None = None, scope: str = DEFAULT_SCOPE) -> str:
         """Pre-issue an authorization code, as if the user had approved the app install."""
-        code = f"code-{secrets.token_urlsafe(12)}"
         with self._lock:
-            self._codes[code] = _CodeGrant(redirect_uri=redirect_uri or self.redirect_uri, scope=scope)
-        return code
+            return self.grants.issue_code(redirect_uri or self.redirect_uri, scope)
 
     def issue_tokens(self, *, scope: str = DEFAULT_SCOPE) -> TokenPair:
         """Mint an access/refresh pair directly, for tests that do not exercise the code exchange."""
         with self._lock:
-            refresh = f"rt-{secrets.token_urlsafe(16)}"
-            self._refresh[refresh] = _RefreshGrant(scope=scope)
-            access = self._mint_access(refresh)
-            return TokenPair(access_token=access, refresh_token=refresh, expires_in=self.expires_in)
+            return self.grants.issue_tokens(scope)
 
     def is_access_token_valid(self, token: str) -> bool:
         with self._lock:
-            grant = self._access.get(token)
-            return grant is not None and not grant.revoked and grant.expires_at > self.now()
+            return self.grants.access_valid(token)
 
     def is_refresh_token_valid(self, token: str) -> bool:
         with self._lock:
-            grant = self._refresh.get(token)
-            return grant is not None and not grant.revoked
-
-    def _mint_access(self, refresh_token: str) -> str:
-        access = f"at-{secrets.token_urlsafe(16)}"
-        expires_at = self.now() + self.expires_in
-        self._access[access] = _AccessGrant(refresh_token=refresh_token, expires_at=expires_at)
-        return access
-
-    # --- faults ---------------------------------------------------------------------------------------------
-
-    def inject(
-        self,
-        status: int | None = None,
-        *,
-        times: int = 1,
-        path_prefix: str | None = None,
-        method: str | None = None,
-        retry_after: float | None = None,
-        delay: float | None = None,
-    ) -> None:
-        """Answer the next `times` matching requests with `status` (after `delay` s), or only delay them."""
-        if status is None and delay is None:
-            raise ValueError("inject() needs a status or a delay")
-        with self._lock:
-            self._faults.append(
-                Fault(
-                    status=status,
-                    times=times,
-                    path_prefix=path_prefix,
-                    method=method,
-                    retry_after=retry_after,
-                    delay=delay,
-                )
-            )
-
-    def _take_fault(self, method: str, path: str) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.times > 0 and fault.matches(method, path):
-                    fault.times -= 1
-                    if fault.times == 0:
-                        self._faults.remove(fault)
-                    return fault
-        return None
+            return self.grants.refresh_valid(token)
 
     # --- seeding --------------------------------------------------------------------------------------------
 
-    def _next_id(self, kind: str) -> int:
-        self._ids[kind] += 1
-        return self._ids[kind]
-
     def add_org(self, name: str, *, address: str | None = None) -> JsonDict:
         with self._lock:
-            org = {"id": self._next_id("org"), "name": name, "address": address}
-            self._state.orgs[org["id"]] = org
+            org = {"id": self.next_id("org", 500), "name": name, "address": address}
+            self.orgs_by_id[org["id"]] = org
             return copy.deepcopy(org)
 
     def add_person(
@@ -399,11 +241,11 @@ class FakePipedrive:
         owner_id: int | None = None,
     ) -> JsonDict:
         with self._lock:
-            if org_id is not None and org_id not in self._state.orgs:
+            if org_id is not None and org_id not in self.orgs_by_id:
                 raise KeyError(f"no org {org_id}")
             stamp = self.now()
             person = {
-                "id": self._next_id("person"),
+                "id": self.next_id("person", 1000),
                 "name": name,
                 "phones": _seed_points(phones),
                 "emails": _seed_points(emails),
@@ -412,7 +254,7 @@ class FakePipedrive:
                 "add_time": stamp,
                 "update_time": stamp,
             }
-            self._state.persons[person["id"]] = person
+            self.persons_by_id[person["id"]] = person
             return copy.deepcopy(person)
 
     def add_deal(
@@ -427,7 +269,7 @@ class FakePipedrive:
         with self._lock:
             stamp = self.now()
             deal = {
-                "id": self._next_id("deal"),
+                "id": self.next_id("deal", 2000),
                 "title": title,
                 "status": status,
                 "person_id": person_id,
@@ -440,7 +282,7 @@ class FakePipedrive:
                 "add_time": stamp,
                 "update_time": stamp,
             }
-            self._state.deals[deal["id"]] = deal
+            self.deals_by_id[deal["id"]] = deal
             return copy.deepcopy(deal)
 
     def add_lead(
@@ -458,28 +300,28 @@ class FakePipedrive:
                 "add_time": stamp,
                 "update_time": stamp,
             }
-            self._state.leads[lead["id"]] = lead
+            self.leads_by_id[lead["id"]] = lead
             return copy.deepcopy(lead)
 
     def add_activity_type(self, name: str, key_string: str, *, active: bool = True) -> JsonDict:
         with self._lock:
             kind = {
-                "id": self._next_id("activity_type"),
+                "id": self.next_id("activity_type", 0),
                 "name": name,
                 "key_string": key_string,
                 "active_flag": active,
-                "order_nr": self._ids["activity_type"],
+                "order_nr": len(self.activity_types) + 1,
                 "icon_key": key_string,
                 "color": None,
                 "is_custom_flag": key_string not in {"call", "meeting", "task", "deadline", "email", "lunch"},
             }
-            self._state.activity_types.append(kind)
+            self.activity_types.append(kind)
             return dict(kind)
 
     def set_activity_types(self, types: list[tuple[str, str, bool]]) -> None:
         """Replace the account's activity types with `(name, key_string, active)` triples."""
         with self._lock:
-            self._state.activity_types.clear()
+            self.activity_types.clear()
             for name, key, active in types:
                 self.add_activity_type(name, key, active=active)
 
@@ -488,136 +330,76 @@ class FakePipedrive:
     @property
     def persons(self) -> dict[int, JsonDict]:
         with self._lock:
-            return copy.deepcopy(self._state.persons)
+            return copy.deepcopy(self.persons_by_id)
 
     @property
     def activities(self) -> dict[int, JsonDict]:
         with self._lock:
-            return copy.deepcopy(self._state.activities)
+            return copy.deepcopy(self.activities_by_id)
 
     @property
     def deals(self) -> dict[int, JsonDict]:
         with self._lock:
-            return copy.deepcopy(self._state.deals)
+            return copy.deepcopy(self.deals_by_id)
 
     @property
     def leads(self) -> dict[str, JsonDict]:
         with self._lock:
-            return copy.deepcopy(self._state.leads)
+            return copy.deepcopy(self.leads_by_id)
 
     def activity(self, activity_id: int | str) -> JsonDict:
         with self._lock:
-            return copy.deepcopy(self._state.activities[int(activity_id)])
+            return copy.deepcopy(self.activities_by_id[int(activity_id)])
 
-    def requests_to(self, path_prefix: str, method: str | None = None) -> list[RecordedRequest]:
-        with self._lock:
-            return [
-                r
-                for r in self.requests
-                if r.path.startswith(path_prefix) and (method is None or r.method == method.upper())
-            ]
+    # --- the HTTP surface -----------------------------------------------------------------------------------
 
-    # --------------------------------------------------------------------------------------------------------
-    # HTTP
-    # --------------------------------------------------------------------------------------------------------
-
-    def app(self) -> Starlette:
-        """The ASGI app: OAuth routes plus the API routes the connector uses."""
-        api: list[tuple[str, str, Handler]] = [
-            ("GET", "/v1/users/me", self._users_me),
-            ("GET", "/api/v2/persons/search", self._persons_search),
-            ("POST", "/v1/persons", self._persons_create),
-            ("GET", "/api/v2/persons/{person_id}", self._persons_get),
-            ("GET", "/api/v2/deals", self._deals_list),
-            ("GET", "/v1/leads", self._leads_list),
-            ("GET", "/v1/activityTypes", self._activity_types),
-            ("GET", "/api/v2/activities", self._activities_list),
-            ("POST", "/api/v2/activities", self._activities_create),
-            ("GET", "/api/v2/activities/{activity_id}", self._activities_get),
-            ("PATCH", "/api/v2/activities/{activity_id}", self._activities_patch),
+    def routes(self) -> list[FakeRoute]:
+        """OAuth routes plus the API routes the connector uses."""
+        return [
+            FakeRoute("GET", "/oauth/authorize", self._oauth_authorize, auth=False),
+            FakeRoute("POST", "/oauth/token", self._oauth_token, auth=False),
+            FakeRoute("POST", "/oauth/revoke", self._oauth_revoke, auth=False),
+            FakeRoute("GET", "/v1/users/me", self._users_me),
+            FakeRoute("GET", "/api/v2/persons/search", self._persons_search),
+            FakeRoute("POST", "/v1/persons", self._persons_create),
+            FakeRoute("GET", "/api/v2/persons/{person_id}", self._persons_get),
+            FakeRoute("GET", "/api/v2/deals", self._deals_list),
+            FakeRoute("GET", "/v1/leads", self._leads_list),
+            FakeRoute("GET", "/v1/activityTypes", self._activity_types),
+            FakeRoute("GET", "/api/v2/activities", self._activities_list),
+            FakeRoute("POST", "/api/v2/activities", self._activities_create),
+            FakeRoute("GET", "/api/v2/activities/{activity_id}", self._activities_get),
+            FakeRoute("PATCH", "/api/v2/activities/{activity_id}", self._activities_patch),
         ]
-        routes = [
-            Route("/oauth/authorize", self._wrap(self._oauth_authorize, api=False), methods=["GET"]),
-            Route("/oauth/token", self._wrap(self._oauth_token, api=False), methods=["POST"]),
-            Route("/oauth/revoke", self._wrap(self._oauth_revoke, api=False), methods=["POST"]),
-        ]
-        routes += [
-            Route(path, self._wrap(handler, api=True), methods=[method]) for method, path, handler in api
-        ]
-        return Starlette(routes=routes)
 
-    def _wrap(self, handler: Handler, *, api: bool) -> Callable[[Request], Awaitable[Response]]:
-        """Shared per-request work: parse and log the body, apply faults, check the Bearer token."""
+    def authenticate(self, request: FakeRequest) -> bool:
+        token = bearer_token(request.headers.get("authorization", ""))
+        return token is not None and self.is_access_token_valid(token)
 
-        async def endpoint(request: Request) -> Response:
-            raw = await request.body()
-            content_type = request.headers.get("content-type", "")
-            body: Any = None
-            form: dict[str, str] | None = None
-            if raw and "application/json" in content_type:
-                try:
-                    body = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    return _error(400, "Invalid JSON body")
-            elif raw and "application/x-www-form-urlencoded" in content_type:
-                form = dict(parse_qsl(raw.decode(), keep_blank_values=True))
-                body = form
-            authorization = request.headers.get("authorization", "")
-            with self._lock:
-                self.requests.append(
-                    RecordedRequest(
-                        method=request.method,
-                        path=request.url.path,
-                        query=dict(request.query_params),
-                        raw_query=request.url.query,
-                        json=body if form is None else None,
-                        form={k: ("<redacted>" if k in _SECRET_FORM_KEYS else v) for k, v in form.items()}
-                        if form is not None
-                        else None,
-                        auth_scheme=authorization.split(" ", 1)[0] if authorization else None,
-                    )
-                )
-            fault = self._take_fault(request.method, request.url.path)
-            if fault is not None:
-                if fault.delay:
-                    await asyncio.sleep(fault.delay)
-                if fault.status is not None:
-                    return _fault_response(fault)
-            if api and not self._bearer_ok(authorization):
-                return JSONResponse(_UNAUTHORIZED, status_code=401)
-            try:
-                response = await handler(request, body)
-            except _BadRequest as exc:
-                return _error(400, str(exc))
-            if api:
-                response.headers.update(
-                    {"x-ratelimit-limit": "80", "x-ratelimit-remaining": "79", "x-ratelimit-reset": "2"}
-                )
-            return response
+    def error_body(self, status: int, message: str, extra: JsonDict) -> Any:
+        return {"success": False, "error": message, "errorCode": status, **extra}
 
-        return endpoint
+    def unauthorized(self) -> Response:
+        return self.error(401, "unauthorized access", extra={"error_info": _UNAUTHORIZED_INFO})
 
-    def _bearer_ok(self, authorization: str) -> bool:
-        scheme, _, token = authorization.partition(" ")
-        return scheme.lower() == "bearer" and self.is_access_token_valid(token.strip())
+    def rate_limit_headers(self, limit: int, remaining: int, reset_seconds: float) -> dict[str, str]:
+        return {
+            "x-ratelimit-limit": str(limit),
+            "x-ratelimit-remaining": str(remaining),
+            "x-ratelimit-reset": f"{max(1, round(reset_seconds)):g}",
+        }
 
     # --- OAuth ----------------------------------------------------------------------------------------------
 
-    def _client_ok(self, request: Request) -> bool:
-        scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "basic":
+    def _client_ok(self, request: FakeRequest) -> bool:
+        credentials = basic_credentials(request.headers.get("authorization", ""))
+        if credentials is None:
             return False
-        try:
-            decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        client_id, _, secret = decoded.partition(":")
-        return secrets.compare_digest(client_id, self.client_id) and secrets.compare_digest(
-            secret, self.client_secret
-        )
+        client_id, secret = credentials
+        return same_secret(client_id, self.client_id) and same_secret(secret, self.client_secret)
 
-    async def _oauth_authorize(self, request: Request, body: Any) -> Response:
-        query = request.query_params
+    async def _oauth_authorize(self, request: FakeRequest) -> Response:
+        query = request.query
         if query.get("client_id") != self.client_id or query.get("redirect_uri") != self.redirect_uri:
             return JSONResponse({"error": "invalid_request"}, status_code=400)
         params = {"code": self.issue_code()}
@@ -625,96 +407,74 @@ class FakePipedrive:
             params["state"] = query["state"]
         return RedirectResponse(f"{self.redirect_uri}?{urlencode(params)}", status_code=302)
 
-    async def _oauth_token(self, request: Request, body: Any) -> Response:
+    async def _oauth_token(self, request: FakeRequest) -> Response:
         if not self._client_ok(request):
             return JSONResponse({"error": "invalid_client"}, status_code=401)
-        if not isinstance(body, dict) or "application/x-www-form-urlencoded" not in request.headers.get(
-            "content-type", ""
-        ):
+        body = request.form
+        if body is None:
             return JSONResponse({"error": "invalid_request"}, status_code=400)
         grant_type = body.get("grant_type")
         with self._lock:
             if grant_type == "authorization_code":
-                self.code_exchanges += 1
-                grant = self._codes.get(body.get("code", ""))
-                if grant is None or grant.used or body.get("redirect_uri") != grant.redirect_uri:
+                issued = self.grants.exchange_code(body.get("code", ""), body.get("redirect_uri"))
+                if issued is None:
                     return JSONResponse({"error": "invalid_grant"}, status_code=400)
-                grant.used = True
-                refresh = f"rt-{secrets.token_urlsafe(16)}"
-                self._refresh[refresh] = _RefreshGrant(scope=grant.scope)
-                return JSONResponse(self._token_body(self._mint_access(refresh), refresh, grant.scope))
+                return JSONResponse(self._token_body(issued[0], DEFAULT_SCOPE))
             if grant_type == "refresh_token":
-                self.refresh_calls += 1
-                old = body.get("refresh_token", "")
-                rgrant = self._refresh.get(old)
-                if rgrant is None or rgrant.revoked:
+                pair = self.grants.refresh(body.get("refresh_token", ""))
+                if pair is None:
                     return JSONResponse({"error": "invalid_grant"}, status_code=400)
-                refresh = old
-                if self.refresh_token_mode == "rotate":
-                    rgrant.revoked = True
-                    refresh = f"rt-{secrets.token_urlsafe(16)}"
-                    self._refresh[refresh] = _RefreshGrant(scope=rgrant.scope)
-                token = self._token_body(self._mint_access(refresh), refresh, rgrant.scope)
-                if self.refresh_token_mode == "omit":
-                    del token["refresh_token"]
-                return JSONResponse(token)
+                return JSONResponse(self._token_body(pair, DEFAULT_SCOPE))
         return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
 
-    def _token_body(self, access: str, refresh: str, scope: str) -> JsonDict:
-        return {
-            "access_token": access,
+    def _token_body(self, pair: TokenPair, scope: str) -> JsonDict:
+        body: JsonDict = {
+            "access_token": pair.access_token,
             "token_type": "Bearer",
-            "refresh_token": refresh,
+            "refresh_token": pair.refresh_token,
             "scope": scope,
-            "expires_in": self.expires_in,
+            "expires_in": pair.expires_in,
             "api_domain": self.base_url,
         }
+        if not pair.refresh_token:
+            del body["refresh_token"]
+        return body
 
-    async def _oauth_revoke(self, request: Request, body: Any) -> Response:
+    async def _oauth_revoke(self, request: FakeRequest) -> Response:
         if not self._client_ok(request):
             return JSONResponse({"error": "invalid_client"}, status_code=401)
-        if not isinstance(body, dict) or not body.get("token"):
+        if request.form is None or not request.form.get("token"):
             return JSONResponse({"error": "invalid_request"}, status_code=400)
-        token = body["token"]
         with self._lock:
-            self.revoke_calls += 1
-            if token in self._refresh:
-                # Revoking the refresh token ends the whole grant, access tokens included.
-                self._refresh[token].revoked = True
-                for grant in self._access.values():
-                    if grant.refresh_token == token:
-                        grant.revoked = True
-            elif token in self._access:
-                self._access[token].revoked = True
-        # RFC 7009: an unknown token is not an error.
+            self.grants.revoke(request.form["token"])
         return Response(status_code=200)
 
     # --- API: users, persons --------------------------------------------------------------------------------
 
-    async def _users_me(self, request: Request, body: Any) -> Response:
+    async def _users_me(self, request: FakeRequest) -> Response:
         with self._lock:
             return _ok(dict(self.user))
 
-    async def _persons_search(self, request: Request, body: Any) -> Response:
-        query = request.query_params
+    async def _persons_search(self, request: FakeRequest) -> Response:
+        query = request.query
         term = query.get("term", "")
         if term.startswith(" "):
             # A raw `+` in the query string decodes to a space; the real API sees the same thing.
             term = "+" + term[1:]
         exact = query.get("exact_match", "false").lower() == "true"
         if len(term.strip()) < (1 if exact else 2):
-            raise _BadRequest("Search term must be at least 2 characters long")
+            raise bad_request("Search term must be at least 2 characters long")
         requested = query.get("fields", ",".join(sorted(_SEARCH_FIELDS)))
         fields = {f.strip() for f in requested.split(",") if f.strip()}
         if not fields or not fields <= _SEARCH_FIELDS:
-            raise _BadRequest(f"Invalid fields: {query.get('fields')}")
+            raise bad_request(f"Invalid fields: {query.get('fields')}")
         limit = _int_param(query.get("limit"), "limit", default=100)
         if not 1 <= limit <= 500:
-            raise _BadRequest("limit must be between 1 and 500")
-        start = _cursor_offset(query.get("cursor"))
+            raise bad_request("limit must be between 1 and 500")
+        start = cursor_offset(query.get("cursor"))
         with self._lock:
             hits: list[tuple[float, JsonDict]] = []
-            for person in self._state.persons.values():
+            for person in self.persons_by_id.values():
                 score = _person_score(person, term, fields, exact)
                 if score > 0:
                     hits.append((score, person))
@@ -723,13 +483,13 @@ class FakePipedrive:
             items = [
                 {"result_score": round(score, 4), "item": self._search_item(person)} for score, person in page
             ]
-        next_cursor = _make_cursor(start + limit) if start + limit < len(hits) else None
+        next_cursor = make_cursor(start + limit) if start + limit < len(hits) else None
         return JSONResponse(
             {"success": True, "data": {"items": items}, "additional_data": {"next_cursor": next_cursor}}
         )
 
     def _search_item(self, person: JsonDict) -> JsonDict:
-        org = self._state.orgs.get(person["org_id"]) if person["org_id"] is not None else None
+        org = self.orgs_by_id.get(person["org_id"]) if person["org_id"] is not None else None
         return {
             "id": person["id"],
             "type": "person",
@@ -745,26 +505,27 @@ class FakePipedrive:
             "notes": [],
         }
 
-    async def _persons_create(self, request: Request, body: Any) -> Response:
+    async def _persons_create(self, request: FakeRequest) -> Response:
+        body = request.json
         if not isinstance(body, dict):
-            raise _BadRequest("Body must be a JSON object")
+            raise bad_request("Body must be a JSON object")
         name = body.get("name")
         if not isinstance(name, str) or not name.strip():
-            raise _BadRequest("Name must be given.")
+            raise bad_request("Name must be given.")
         phones = _contact_points(body.get("phone"), "phone")
         emails = _contact_points(body.get("email"), "email")
         org_id = body.get("org_id")
         owner_id = body.get("owner_id")
         if org_id is not None and not _is_int(org_id):
-            raise _BadRequest("org_id must be an integer")
+            raise bad_request("org_id must be an integer")
         if owner_id is not None and not _is_int(owner_id):
-            raise _BadRequest("owner_id must be an integer")
+            raise bad_request("owner_id must be an integer")
         with self._lock:
-            if org_id is not None and org_id not in self._state.orgs:
-                raise _BadRequest("Organization not found.")
+            if org_id is not None and org_id not in self.orgs_by_id:
+                raise bad_request("Organization not found.")
             stamp = self.now()
             person = {
-                "id": self._next_id("person"),
+                "id": self.next_id("person", 1000),
                 "name": name.strip(),
                 "phones": phones,
                 "emails": emails,
@@ -773,12 +534,12 @@ class FakePipedrive:
                 "add_time": stamp,
                 "update_time": stamp,
             }
-            self._state.persons[person["id"]] = person
+            self.persons_by_id[person["id"]] = person
             data = self._v1_person(person)
         return JSONResponse({"success": True, "data": data}, status_code=201)
 
     def _v1_person(self, person: JsonDict) -> JsonDict:
-        org = self._state.orgs.get(person["org_id"]) if person["org_id"] is not None else None
+        org = self.orgs_by_id.get(person["org_id"]) if person["org_id"] is not None else None
         first, _, last = person["name"].partition(" ")
         return {
             "id": person["id"],
@@ -797,12 +558,12 @@ class FakePipedrive:
             "org_name": org["name"] if org else None,
         }
 
-    async def _persons_get(self, request: Request, body: Any) -> Response:
+    async def _persons_get(self, request: FakeRequest) -> Response:
         person_id = _path_int(request, "person_id")
         with self._lock:
-            person = self._state.persons.get(person_id)
+            person = self.persons_by_id.get(person_id)
             if person is None:
-                return _error(404, "Person not found")
+                return self.error(404, "Person not found")
             first, _, last = person["name"].partition(" ")
             data = {
                 "id": person["id"],
@@ -824,12 +585,12 @@ class FakePipedrive:
 
     # --- API: deals, leads, activity types ------------------------------------------------------------------
 
-    async def _deals_list(self, request: Request, body: Any) -> Response:
-        query = request.query_params
+    async def _deals_list(self, request: FakeRequest) -> Response:
+        query = request.query
         person_id = _int_param(query.get("person_id"), "person_id")
         statuses = {s for s in query.get("status", "open,won,lost").split(",") if s}
         if not statuses <= _DEAL_STATUSES:
-            raise _BadRequest(f"Invalid status: {query.get('status')}")
+            raise bad_request(f"Invalid status: {query.get('status')}")
         with self._lock:
             deals = [
                 {
@@ -847,17 +608,17 @@ class FakePipedrive:
                     "update_time": _iso(d["update_time"]),
                     "is_deleted": d["status"] == "deleted",
                 }
-                for d in sorted(self._state.deals.values(), key=lambda d: d["id"])
+                for d in sorted(self.deals_by_id.values(), key=lambda d: d["id"])
                 if d["status"] in statuses and (person_id is None or d["person_id"] == person_id)
             ]
         return JSONResponse({"success": True, "data": deals, "additional_data": {"next_cursor": None}})
 
-    async def _leads_list(self, request: Request, body: Any) -> Response:
-        query = request.query_params
+    async def _leads_list(self, request: FakeRequest) -> Response:
+        query = request.query
         person_id = _int_param(query.get("person_id"), "person_id")
         archived = query.get("archived_status", "not_archived")
         if archived not in {"archived", "not_archived", "all"}:
-            raise _BadRequest("Invalid archived_status")
+            raise bad_request("Invalid archived_status")
         with self._lock:
             leads = [
                 {
@@ -872,7 +633,7 @@ class FakePipedrive:
                     "value": None,
                     "label_ids": [],
                 }
-                for lead in self._state.leads.values()
+                for lead in self.leads_by_id.values()
                 if (person_id is None or lead["person_id"] == person_id)
                 and (archived == "all" or lead["is_archived"] == (archived == "archived"))
             ]
@@ -886,22 +647,23 @@ class FakePipedrive:
             }
         )
 
-    async def _activity_types(self, request: Request, body: Any) -> Response:
+    async def _activity_types(self, request: FakeRequest) -> Response:
         with self._lock:
-            return _ok([dict(t) for t in self._state.activity_types])
+            return _ok([dict(t) for t in self.activity_types])
 
     # --- API: activities ------------------------------------------------------------------------------------
 
-    async def _activities_create(self, request: Request, body: Any) -> Response:
+    async def _activities_create(self, request: FakeRequest) -> Response:
+        body = request.json
         if not isinstance(body, dict):
-            raise _BadRequest("Body must be a JSON object")
+            raise bad_request("Body must be a JSON object")
         if "subject" not in body:
-            raise _BadRequest("subject is required")
+            raise bad_request("subject is required")
         with self._lock:
             fields = self._validate_activity(body)
             stamp = self.now()
             activity: JsonDict = {
-                "id": self._next_id("activity"),
+                "id": self.next_id("activity", 4000),
                 "subject": "",
                 "type": self._default_type(),
                 "owner_id": self.user["id"],
@@ -927,29 +689,29 @@ class FakePipedrive:
                 "marked_as_done_time": None,
             }
             self._apply_activity(activity, fields)
-            self._state.activities[activity["id"]] = activity
+            self.activities_by_id[activity["id"]] = activity
             return _ok(_activity_view(activity))
 
-    async def _activities_list(self, request: Request, body: Any) -> Response:
+    async def _activities_list(self, request: FakeRequest) -> Response:
         """`GET /api/v2/activities`: filters owner_id, person_id, deal_id, done; newest first by add_time or id;
         cursor pagination (`limit` at most 500)."""
-        query = request.query_params
+        query = request.query
         filters = {key: _int_param(query.get(key), key) for key in ("owner_id", "person_id", "deal_id")}
         done = query.get("done")
         if done not in (None, "true", "false"):
-            raise _BadRequest("done must be true or false")
+            raise bad_request("done must be true or false")
         limit = _int_param(query.get("limit"), "limit", 100)
         if not 1 <= limit <= 500:
-            raise _BadRequest("limit must be between 1 and 500")
+            raise bad_request("limit must be between 1 and 500")
         sort_by = query.get("sort_by", "id")
         if sort_by not in ("id", "add_time", "update_time"):
-            raise _BadRequest(f"Invalid sort_by: {sort_by}")
+            raise bad_request(f"Invalid sort_by: {sort_by}")
         descending = query.get("sort_direction", "asc") == "desc"
-        offset = _cursor_offset(query.get("cursor"))
+        offset = cursor_offset(query.get("cursor"))
         with self._lock:
             found = [
                 a
-                for a in self._state.activities.values()
+                for a in self.activities_by_id.values()
                 if not a["is_deleted"]
                 and all(value is None or a[key] == value for key, value in filters.items())
                 and (done is None or a["done"] == (done == "true"))
@@ -961,26 +723,27 @@ class FakePipedrive:
             {
                 "success": True,
                 "data": page,
-                "additional_data": {"next_cursor": _make_cursor(offset + limit) if more else None},
+                "additional_data": {"next_cursor": make_cursor(offset + limit) if more else None},
             }
         )
 
-    async def _activities_get(self, request: Request, body: Any) -> Response:
+    async def _activities_get(self, request: FakeRequest) -> Response:
         activity_id = _path_int(request, "activity_id")
         with self._lock:
-            activity = self._state.activities.get(activity_id)
+            activity = self.activities_by_id.get(activity_id)
             if activity is None:
-                return _error(404, "Activity not found")
+                return self.error(404, "Activity not found")
             return _ok(_activity_view(activity))
 
-    async def _activities_patch(self, request: Request, body: Any) -> Response:
+    async def _activities_patch(self, request: FakeRequest) -> Response:
         activity_id = _path_int(request, "activity_id")
+        body = request.json
         if not isinstance(body, dict):
-            raise _BadRequest("Body must be a JSON object")
+            raise bad_request("Body must be a JSON object")
         with self._lock:
-            activity = self._state.activities.get(activity_id)
+            activity = self.activities_by_id.get(activity_id)
             if activity is None:
-                return _error(404, "Activity not found")
+                return self.error(404, "Activity not found")
             fields = self._validate_activity(body)
             updated = dict(activity)
             self._apply_activity(updated, fields)
@@ -989,7 +752,7 @@ class FakePipedrive:
             return _ok(_activity_view(activity))
 
     def _default_type(self) -> str:
-        active = [t for t in self._state.activity_types if t["active_flag"]]
+        active = [t for t in self.activity_types if t["active_flag"]]
         return str(active[0]["key_string"]) if active else "call"
 
     def _apply_activity(self, activity: JsonDict, fields: JsonDict) -> None:
@@ -1002,75 +765,75 @@ class FakePipedrive:
         if activity["done"] and not was_done:
             activity["marked_as_done_time"] = self.now()
         if activity["deal_id"] is not None and activity["lead_id"] is not None:
-            raise _BadRequest("An activity cannot be linked to both a deal and a lead")
+            raise bad_request("An activity cannot be linked to both a deal and a lead")
 
     def _validate_activity(self, body: JsonDict) -> JsonDict:
         """Type-check a v2 activity body the way the v2 schema validator does: unknown keys are rejected."""
         unknown = set(body) - _ACTIVITY_KEYS
         if unknown:
-            raise _BadRequest(f"Unknown fields: {', '.join(sorted(unknown))}")
+            raise bad_request(f"Unknown fields: {', '.join(sorted(unknown))}")
         out: JsonDict = {}
         for key, value in body.items():
             if key == "subject":
                 if not isinstance(value, str) or not value.strip():
-                    raise _BadRequest("subject must be a non-empty string")
+                    raise bad_request("subject must be a non-empty string")
             elif key == "type":
-                keys = {t["key_string"] for t in self._state.activity_types if t["active_flag"]}
+                keys = {t["key_string"] for t in self.activity_types if t["active_flag"]}
                 if not isinstance(value, str) or value not in keys:
-                    raise _BadRequest(f"Invalid activity type: {value!r}")
+                    raise bad_request(f"Invalid activity type: {value!r}")
             elif key in {"owner_id", "priority"}:
                 if not _is_int(value):
-                    raise _BadRequest(f"{key} must be an integer")
+                    raise bad_request(f"{key} must be an integer")
             elif key in {"deal_id", "person_id", "org_id", "project_id"}:
                 if value is not None and not _is_int(value):
-                    raise _BadRequest(f"{key} must be an integer or null")
+                    raise bad_request(f"{key} must be an integer or null")
                 store = {
-                    "deal_id": self._state.deals,
-                    "person_id": self._state.persons,
-                    "org_id": self._state.orgs,
+                    "deal_id": self.deals_by_id,
+                    "person_id": self.persons_by_id,
+                    "org_id": self.orgs_by_id,
                 }.get(key)
                 if value is not None and store is not None and value not in store:
-                    raise _BadRequest(f"{key} {value} not found")
+                    raise bad_request(f"{key} {value} not found")
             elif key == "lead_id":
-                if value is not None and (not isinstance(value, str) or value not in self._state.leads):
-                    raise _BadRequest(f"lead_id {value!r} not found")
+                if value is not None and (not isinstance(value, str) or value not in self.leads_by_id):
+                    raise bad_request(f"lead_id {value!r} not found")
             elif key == "due_date":
                 if not isinstance(value, str) or not _DATE_RE.match(value) or not _valid_date(value):
-                    raise _BadRequest("due_date must be YYYY-MM-DD")
+                    raise bad_request("due_date must be YYYY-MM-DD")
             elif key == "due_time":
                 if not isinstance(value, str) or not _TIME_RE.match(value):
-                    raise _BadRequest("due_time must be HH:MM")
+                    raise bad_request("due_time must be HH:MM")
             elif key == "duration":
                 if not isinstance(value, str) or not _DURATION_RE.match(value):
-                    raise _BadRequest("duration must be HH:MM")
+                    raise bad_request("duration must be HH:MM")
             elif key in {"done", "busy"}:
                 if not isinstance(value, bool):
-                    raise _BadRequest(f"{key} must be a boolean")
+                    raise bad_request(f"{key} must be a boolean")
             elif key in {"note", "public_description"}:
                 if value is not None and not isinstance(value, str):
-                    raise _BadRequest(f"{key} must be a string")
+                    raise bad_request(f"{key} must be a string")
             elif key == "participants":
                 value = self._validate_participants(value)
             elif key == "attendees":
                 if not isinstance(value, list) or not all(isinstance(a, dict) for a in value):
-                    raise _BadRequest("attendees must be a list of objects")
+                    raise bad_request("attendees must be a list of objects")
             elif key == "location" and value is not None and not isinstance(value, (str, dict)):
-                raise _BadRequest("location must be an object")
+                raise bad_request("location must be an object")
             out[key] = copy.deepcopy(value)
         return out
 
     def _validate_participants(self, value: Any) -> list[JsonDict]:
         if not isinstance(value, list):
-            raise _BadRequest("participants must be a list")
+            raise bad_request("participants must be a list")
         for entry in value:
             if not isinstance(entry, dict) or set(entry) - {"person_id", "primary"}:
-                raise _BadRequest("participants entries must be {person_id, primary}")
-            if not _is_int(entry.get("person_id")) or entry["person_id"] not in self._state.persons:
-                raise _BadRequest(f"participant person {entry.get('person_id')!r} not found")
+                raise bad_request("participants entries must be {person_id, primary}")
+            if not _is_int(entry.get("person_id")) or entry["person_id"] not in self.persons_by_id:
+                raise bad_request(f"participant person {entry.get('person_id')!r} not found")
             if not isinstance(entry.get("primary", False), bool):
-                raise _BadRequest("participants[].primary must be a boolean")
+                raise bad_request("participants[].primary must be a boolean")
         if sum(1 for e in value if e.get("primary")) > 1:
-            raise _BadRequest("only one participant can be primary")
+            raise bad_request("only one participant can be primary")
         return [{"person_id": e["person_id"], "primary": bool(e.get("primary", False))} for e in value]
 
 
@@ -1081,34 +844,6 @@ class FakePipedrive:
 
 def _ok(data: Any) -> JSONResponse:
     return JSONResponse({"success": True, "data": data})
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"success": False, "error": message, "errorCode": status}, status_code=status)
-
-
-def _fault_response(fault: Fault) -> JSONResponse:
-    assert fault.status is not None
-    headers: dict[str, str] = {}
-    message = "Internal server error"
-    if fault.status == 429:
-        wait = fault.retry_after if fault.retry_after is not None else 2
-        headers = {
-            "Retry-After": f"{wait:g}",
-            "x-ratelimit-limit": "80",
-            "x-ratelimit-remaining": "0",
-            "x-ratelimit-reset": f"{wait:g}",
-        }
-        message = "Request over limit"
-    elif fault.retry_after is not None:
-        headers = {"Retry-After": f"{fault.retry_after:g}"}
-    if fault.status < 500 and fault.status != 429:
-        message = "Request failed"
-    return JSONResponse(
-        {"success": False, "error": message, "errorCode": fault.status},
-        status_code=fault.status,
-        headers=headers,
-    )
 
 
 def _seed_points(values: list[str] | None) -> list[JsonDict]:
@@ -1133,25 +868,12 @@ def _int_param(raw: str | None, name: str, default: int | None = None) -> Any:
     try:
         return int(raw)
     except ValueError:
-        raise _BadRequest(f"{name} must be an integer") from None
+        raise bad_request(f"{name} must be an integer") from None
 
 
-def _path_int(request: Request, name: str) -> int:
+def _path_int(request: FakeRequest, name: str) -> int:
     value: int = _int_param(request.path_params[name], name)
     return value
-
-
-def _cursor_offset(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    try:
-        return int(base64.urlsafe_b64decode(cursor.encode()).decode().removeprefix("o:"))
-    except (ValueError, binascii.Error):
-        raise _BadRequest("Invalid cursor") from None
-
-
-def _make_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode()
 
 
 def _digits(value: str) -> str:
@@ -1187,21 +909,21 @@ def _contact_points(value: Any, kind: str) -> list[JsonDict]:
     if isinstance(value, str):
         return [{"label": "", "value": value, "primary": True}] if value else []
     if not isinstance(value, list):
-        raise _BadRequest(f"{kind} must be a string or a list")
+        raise bad_request(f"{kind} must be a string or a list")
     points: list[JsonDict] = []
     for index, entry in enumerate(value):
         if isinstance(entry, str):
             entry = {"value": entry}
         if not isinstance(entry, dict) or not isinstance(entry.get("value"), str):
-            raise _BadRequest(f"{kind}[{index}].value must be a string")
+            raise bad_request(f"{kind}[{index}].value must be a string")
         primary = entry.get("primary", index == 0)
         if isinstance(primary, str) and primary in {"true", "false"}:
             primary = primary == "true"
         if not isinstance(primary, bool):
-            raise _BadRequest(f"{kind}[{index}].primary must be a boolean")
+            raise bad_request(f"{kind}[{index}].primary must be a boolean")
         label = entry.get("label", "")
         if not isinstance(label, str):
-            raise _BadRequest(f"{kind}[{index}].label must be a string")
+            raise bad_request(f"{kind}[{index}].label must be a string")
         points.append({"label": label, "value": entry["value"], "primary": primary})
     return points
 

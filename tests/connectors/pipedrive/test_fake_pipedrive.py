@@ -527,3 +527,22 @@ async def test_list_activities_filters_sorts_and_pages(
     assert rest["data"][0]["note"] == "n0"
     assert (await api.get("/api/v2/activities", params={"limit": 501})).status_code == 400
     assert (await api.get("/api/v2/activities", params={"person_id": "x"})).status_code == 400
+
+
+async def test_burst_limit_counts_per_token(api: httpx.AsyncClient, fake_pipedrive: FakePipedrive) -> None:
+    fake_pipedrive.rate_limit.limit = 3
+    remaining = [(await api.get("/v1/users/me")).headers["x-ratelimit-remaining"] for _ in range(3)]
+    assert remaining == ["2", "1", "0"]
+    limited = await api.get("/v1/users/me")
+    assert limited.status_code == 429 and limited.json()["errorCode"] == 429
+    assert 1 <= int(limited.headers["retry-after"]) <= 2
+    fake_pipedrive.advance_time(2)
+    assert (await api.get("/v1/users/me")).status_code == 200
+
+
+async def test_fault_after_the_work_keeps_the_record(
+    api: httpx.AsyncClient, fake_pipedrive: FakePipedrive
+) -> None:
+    fake_pipedrive.inject(502, method="POST", path_prefix="/v1/persons", when="after")
+    assert (await api.post("/v1/persons", json={"name": "Late Answer"})).status_code == 502
+    assert [p["name"] for p in fake_pipedrive.persons.values()] == ["Late Answer"]
