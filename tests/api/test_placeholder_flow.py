@@ -146,3 +146,28 @@ def test_bearer_header_works_like_the_query_token(client: httpx.Client, jwt: str
     )
     assert response.status_code == 200
     assert response.json()["contact"][0]["isNewContact"] is True
+
+
+def test_a_placeholder_contact_replaces_the_cached_lookup_answer(
+    server: LiveServer, client: httpx.Client, crm_api_key: str, jwt: str
+) -> None:
+    """A number whose match is cached gets one more contact: the next lookup must show it, not the cache."""
+    phone = new_phone()
+    stored = client.post(
+        "/testcrm/api/v1/contacts",
+        json={"name": "Already There", "type": "contact", "phones": [{"number": phone}]},
+        auth=(crm_api_key, ""),
+    )
+    assert stored.status_code in (200, 201), stored.text
+
+    def lookup() -> list[str]:
+        found = client.get("/contact", params={"phoneNumber": phone, "jwtToken": jwt}).json()
+        return sorted(str(c["name"]) for c in found["contact"] if not c.get("isNewContact"))
+
+    assert lookup() == ["Already There"]  # this answer is now cached
+    created = client.post(
+        f"/contact?jwtToken={jwt}",
+        json={"phoneNumber": phone, "newContactName": "New Holder", "newContactType": "contact"},
+    )
+    assert created.status_code == 200 and created.json()["successful"] is True, created.text
+    assert lookup() == ["Already There", "New Holder"]

@@ -132,3 +132,85 @@ async def test_postgres_pool_exhaustion_is_busy_and_an_unreachable_server_is_dow
         await unreachable.one(sql("SELECT 1 AS one"))
     assert is_dependency_down(down.value)
     await unreachable.close()
+
+
+async def _backends(url: str) -> int:
+    """Connections PostgreSQL holds open to the database of `url` (ours and nobody else's)."""
+    import asyncpg
+
+    name = url.rsplit("/", 1)[1]
+    conn = await asyncpg.connect(
+        url.replace("postgresql+asyncpg://", "postgresql://").rsplit("/", 1)[0] + "/postgres"
+    )
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", name
+        )
+    finally:
+        await conn.close()
+    return count
+
+
+@pytest.fixture
+def pg_url() -> str:
+    if not postgres_reachable():
+        postgres_unavailable("PostgreSQL not reachable")
+    return create_test_database()
+
+
+async def test_postgres_pool_never_opens_more_than_its_size_and_serves_every_waiter(pg_url: str) -> None:
+    database = open_fast_database(pg_url, max_connections=3, acquire_timeout=10.0)
+    try:
+        statement = sql("SELECT pg_sleep(0.02), ?::int AS n")
+        rows = await asyncio.gather(*(database.one(statement, n) for n in range(40)))
+        assert sorted(row["n"] for row in rows) == list(range(40))
+        assert await _backends(pg_url) == 3
+        assert database.usage() == (0, 3)
+    finally:
+        await database.close()
+    assert await _backends(pg_url) == 0
+
+
+async def test_a_cancelled_statement_does_not_poison_the_pool(pg_url: str) -> None:
+    database = open_fast_database(pg_url, max_connections=1, acquire_timeout=5.0)
+    try:
+        slow = asyncio.ensure_future(database.one(sql("SELECT pg_sleep(5) AS slept")))
+        await asyncio.sleep(0.2)
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        # the one slot is free again and the next statement gets a clean connection
+        row = await asyncio.wait_for(database.one(sql("SELECT ?::int AS n"), 7), 5)
+        assert row is not None and row["n"] == 7
+        assert database.usage() == (0, 1)
+    finally:
+        await database.close()
+
+
+async def test_connections_killed_by_the_server_are_replaced(pg_url: str) -> None:
+    import asyncpg
+
+    database = open_fast_database(pg_url, max_connections=2, acquire_timeout=5.0)
+    try:
+        await asyncio.gather(*(database.one(sql("SELECT pg_sleep(0.05) AS s")) for _ in range(2)))
+        admin = await asyncpg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.2)
+        # both idle connections are dead: each is dropped when taken, at worst one statement fails
+        outcomes = []
+        for _ in range(3):
+            try:
+                row = await database.one(sql("SELECT 1 AS one"))
+                outcomes.append(row is not None and row["one"] == 1)
+            except DatabaseUnavailable:
+                outcomes.append(False)
+        assert outcomes[-1] is True
+        assert database.usage() == (0, 2)
+    finally:
+        await database.close()

@@ -46,6 +46,12 @@ _SET_CREATED = sql(
     """UPDATE created_contacts SET contact = ?, created_at = ?, updated_at = ?
     WHERE account_id = ? AND platform = ? AND phone_number = ?"""
 )
+#: PostgreSQL does both in one statement (a data-modifying WITH): the set and the drop of the lookup answer
+_SET_CREATED_AND_DROP = sql(
+    """WITH dropped AS (DELETE FROM account_data WHERE account_id = ? AND platform = ? AND data_key = ?)
+    UPDATE created_contacts SET contact = ?, created_at = ?, updated_at = ?
+    WHERE account_id = ? AND platform = ? AND phone_number = ?"""
+)
 _ADMIN_SETTINGS = sql("SELECT user_settings FROM admin_configs WHERE id = ?")
 _FORGET_CREATED = sql(
     "DELETE FROM created_contacts WHERE account_id = ? AND platform = ? AND phone_number = ?"
@@ -135,6 +141,21 @@ class AccountCache:
         """Record the outcome for this number (the contact, or an unanswered-create marker, timed from now);
         `drop_lookup` also drops the number's cached lookup answer."""
         now = self._fast.stamp(datetime.now(UTC))
+        if drop_lookup and self._fast.dialect == "postgresql":
+            key = _contacts_key(phone)
+            await self._fast.run(
+                _SET_CREATED_AND_DROP,
+                account_id,
+                platform,
+                key,
+                to_json(contact),
+                now,
+                now,
+                account_id,
+                platform,
+                phone,
+            )
+            return
         await self._fast.run(_SET_CREATED, to_json(contact), now, now, account_id, platform, phone)
         if drop_lookup:
             # a separate statement: should it fail, the lookup cache only keeps an older match a while longer
