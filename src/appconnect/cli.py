@@ -124,7 +124,9 @@ def _serve_in_this_process(settings: Settings, preflight_pid: int) -> int:
     try:
         sock = bound_socket(settings.host, settings.port, reuse_port=False)
     except OSError as exc:
-        raise CommandFailed(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
+        raise CommandFailed(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
+        ) from None
     worker.run(create_app(settings), settings, sock)
     return 0
 

@@ -79,7 +79,8 @@ class Settings(BaseSettings):
     # Prometheus `/metrics` (api/metrics.py): on unless turned off; without a token only loopback clients read it
     metrics_enabled: bool = True
     metrics_token: str = Field(
-        default="", description="bearer token a scraper must send to read /metrics from a non-loopback address"
+        default="",
+        description="bearer token a scraper must send to read /metrics from a non-loopback address",
     )
 
     # Outbound CRM calls: retries (connectors/http.py) and the per-account limiter (store/rate_limits.py)

@@ -356,7 +356,11 @@ def _limited(receive: Receive, max_bytes: int) -> Receive:
 
 def _query_problem(query_string: bytes) -> str | None:
     """PostgreSQL cannot compare or store NUL, so without this one database fails where the other answers."""
-    if len(query_string) <= MAX_QUERY_VALUE_CHARS and b"%00" not in query_string and b"\x00" not in query_string:
+    if (
+        len(query_string) <= MAX_QUERY_VALUE_CHARS
+        and b"%00" not in query_string
+        and b"\x00" not in query_string
+    ):
         return None  # no value can be longer than the whole string, and no NUL is there, raw or encoded
     for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
         shown = name.replace("\x00", "\\0")[:64]

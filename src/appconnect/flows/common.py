@@ -9,7 +9,7 @@ from appconnect.connectors.sdk import Connector, ContactRef, PlatformUser, UserV
 from appconnect.flows.reply import ClientError
 from appconnect.flows.services import Services
 from appconnect.security.jwt import SessionClaims
-from appconnect.store.users import UserRecord, legacy_scope
+from appconnect.store.users import NOT_READ, AccountRow, NotRead, UserRecord, legacy_scope
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
@@ -80,6 +80,16 @@ async def active_user(services: Services, claims: SessionClaims, *, by_platform:
     if user is None or not user.access_token:
         return None
     return user
+
+
+async def active_user_with_account_data(
+    services: Services, claims: SessionClaims, data_key: str
+) -> tuple[UserRecord | None, AccountRow | NotRead]:
+    """`active_user` (by platform) plus its account's `data_key` row, read in the same statement when it can be."""
+    user, companion = await services.users.get_with_account_data(claims.user_id, claims.platform, data_key)
+    if user is None or not session_is_current(user, claims) or not user.access_token:
+        return None, NOT_READ
+    return user, companion
 
 
 def chosen_contact(

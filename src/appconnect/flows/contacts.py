@@ -20,7 +20,14 @@ from appconnect.connectors.sdk import (
     ReturnMessage,
     placeholder_contact,
 )
-from appconnect.flows.common import account_scope, active_user, connector_for, is_e164, repair_phone
+from appconnect.flows.common import (
+    account_scope,
+    active_user,
+    active_user_with_account_data,
+    connector_for,
+    is_e164,
+    repair_phone,
+)
 from appconnect.flows.delivery import NOT_SETTLED, settle_window
 from appconnect.flows.errors import crm_error_message, warning
 from appconnect.flows.reply import ClientError, Reply, envelope
@@ -28,8 +35,9 @@ from appconnect.flows.requests import ContactCreateBody
 from appconnect.flows.services import Services
 from appconnect.flows.session import open_session
 from appconnect.security.jwt import SessionClaims
-from appconnect.store.cache import CreatedRecord
+from appconnect.store.cache import CreatedRecord, contacts_key
 from appconnect.store.locks import LockTimeout
+from appconnect.store.users import AccountRow
 
 
 def _not_found_message(phone: str, platform: str) -> ReturnMessage:
@@ -60,15 +68,17 @@ async def find_contact(
         raise ClientError("phoneNumber is required", as_json=True)
     phone = repair_phone(phone_number)
     platform = claims.platform
-    user = await active_user(services, claims, by_platform=True)
+    user, prefetched = await active_user_with_account_data(services, claims, contacts_key(phone))
     if user is None:
         return Reply(envelope(False, warning("Contact not found")))
     connector = connector_for(services, platform)
     scope = account_scope(user)
     if not force_refresh:
-        cached = await services.cache.get_contacts(
-            scope, platform, phone, max_age=services.settings.contact_cache_seconds
-        )
+        max_age = services.settings.contact_cache_seconds
+        if isinstance(prefetched, AccountRow):
+            cached = services.cache.fresh_contacts(prefetched.data, prefetched.updated_at, max_age=max_age)
+        else:
+            cached = await services.cache.get_contacts(scope, platform, phone, max_age=max_age)
         if cached is not None:
             return Reply({"successful": True, "returnMessage": None, "contact": cached})
     call = await open_session(services, connector, user)
@@ -157,7 +167,9 @@ async def create_contact(services: Services, claims: SessionClaims, body: Contac
             try:
                 at_crm = await _contacts_with_number(connector, call, new.phone_number)
             except CrmHttpError as exc:
-                await cache.keep_created_contact(scope, platform, new.phone_number, earlier, _unowned(earlier))
+                await cache.keep_created_contact(
+                    scope, platform, new.phone_number, earlier, _unowned(earlier)
+                )
                 return Reply(envelope(False, crm_error_message(exc, platform, "createContact")))
             adopted = _same_contact(at_crm, new.name, new.contact_type)
             if adopted is not None:
@@ -168,7 +180,9 @@ async def create_contact(services: Services, claims: SessionClaims, body: Contac
             settled_at = earlier.recorded_at + timedelta(seconds=settle_window(services.settings))
             if landed is None and datetime.now(UTC) < settled_at:
                 # the CRM may still be making the earlier one: creating now could make a second contact
-                await cache.keep_created_contact(scope, platform, new.phone_number, earlier, _unowned(earlier))
+                await cache.keep_created_contact(
+                    scope, platform, new.phone_number, earlier, _unowned(earlier)
+                )
                 return Reply(envelope(False, NOT_SETTLED))
         sent = True
         try:
@@ -178,7 +192,9 @@ async def create_contact(services: Services, claims: SessionClaims, body: Contac
             return Reply(envelope(False, warning(f"{platform} does not support creating contacts.")))
         except CrmHttpError as exc:
             if exc.outcome_unknown:  # recorded again: the settle window runs from the missing answer
-                await cache.set_created_contact(scope, platform, new.phone_number, _unknown_outcome_marker(new))
+                await cache.set_created_contact(
+                    scope, platform, new.phone_number, _unknown_outcome_marker(new)
+                )
             else:
                 await cache.forget_created_contact(scope, platform, new.phone_number)
             return Reply(envelope(False, crm_error_message(exc, platform, "createContact")))
@@ -244,7 +260,9 @@ async def _release_claim(
             return
         record = await services.cache.created_contact(scope, platform, new.phone_number)
         if record is not None and _is_unknown_outcome(record.contact):
-            await services.cache.keep_created_contact(scope, platform, new.phone_number, record, _unowned(record))
+            await services.cache.keep_created_contact(
+                scope, platform, new.phone_number, record, _unowned(record)
+            )
 
 
 def _unowned(record: CreatedRecord) -> dict[str, object]:

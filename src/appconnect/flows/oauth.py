@@ -58,7 +58,9 @@ async def _token_request(client: CrmTransport, info: OAuthInfo, form: dict[str, 
     if not info.client_secret:
         form = {**form, "client_id": info.client_id}
     try:
-        response = await client.send("POST", info.access_token_uri, body=urlencode(form).encode(), headers=headers)
+        response = await client.send(
+            "POST", info.access_token_uri, body=urlencode(form).encode(), headers=headers
+        )
     except TransportError as exc:
         raise OAuthError("unreachable") from exc
     data = _parse(response)

@@ -216,12 +216,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--preflight-pid", type=int, required=True, help="the preflight `serve` forked")
     parser.add_argument(
-        "--worker", type=_worker, action="append", default=[], metavar="PID:FD", help="a worker `serve` forked"
+        "--worker",
+        type=_worker,
+        action="append",
+        default=[],
+        metavar="PID:FD",
+        help="a worker `serve` forked",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     supervisor = Supervisor(args.worker, args.workers, args.graceful_timeout)
     try:
         port_holder = claim_port(args.host, args.port)

@@ -69,7 +69,8 @@ class CreatedRecord:
     version: Any
 
 
-def _contacts_key(phone: str) -> str:
+def contacts_key(phone: str) -> str:
+    """The `account_data` key of a number's cached lookup answer."""
     return f"contact-{phone}"
 
 
@@ -78,22 +79,28 @@ class AccountCache:
         self._fast = fast
 
     async def get_contacts(self, account_id: str, platform: str, phone: str, *, max_age: float) -> Any | None:
-        row = await self._fast.one(_GET_CONTACTS, account_id, platform, _contacts_key(phone))
+        row = await self._fast.one(_GET_CONTACTS, account_id, platform, contacts_key(phone))
         if row is None:
             return None
-        updated = self._fast.when(row["updated_at"])
+        return self.fresh_contacts(row["data"], row["updated_at"], max_age=max_age)
+
+    def fresh_contacts(self, data: Any, updated_at: Any, *, max_age: float) -> Any | None:
+        """A cached lookup answer as stored (`data`, `updated_at`), or None when there is none or it is too old."""
+        if data is None:
+            return None
+        updated = self._fast.when(updated_at)
         if updated is not None and updated < datetime.now(UTC) - timedelta(seconds=max_age):
             return None
-        return from_json(row["data"])
+        return from_json(data)
 
     async def put_contacts(self, account_id: str, platform: str, phone: str, contacts: list[Any]) -> None:
         now = self._fast.stamp(datetime.now(UTC))
         await self._fast.run(
-            _PUT_CONTACTS, account_id, platform, _contacts_key(phone), to_json(contacts), now, now
+            _PUT_CONTACTS, account_id, platform, contacts_key(phone), to_json(contacts), now, now
         )
 
     async def drop_contacts(self, account_id: str, platform: str, phone: str) -> None:
-        await self._fast.run(_DROP_CONTACTS, account_id, platform, _contacts_key(phone))
+        await self._fast.run(_DROP_CONTACTS, account_id, platform, contacts_key(phone))
 
     async def claim_created_contact(
         self, account_id: str, platform: str, phone: str, marker: Any, *, max_age: float
@@ -142,7 +149,7 @@ class AccountCache:
         `drop_lookup` also drops the number's cached lookup answer."""
         now = self._fast.stamp(datetime.now(UTC))
         if drop_lookup and self._fast.dialect == "postgresql":
-            key = _contacts_key(phone)
+            key = contacts_key(phone)
             await self._fast.run(
                 _SET_CREATED_AND_DROP,
                 account_id,
@@ -159,7 +166,7 @@ class AccountCache:
         await self._fast.run(_SET_CREATED, to_json(contact), now, now, account_id, platform, phone)
         if drop_lookup:
             # a separate statement: should it fail, the lookup cache only keeps an older match a while longer
-            await self._fast.run(_DROP_CONTACTS, account_id, platform, _contacts_key(phone))
+            await self._fast.run(_DROP_CONTACTS, account_id, platform, contacts_key(phone))
 
     async def keep_created_contact(
         self, account_id: str, platform: str, phone: str, record: CreatedRecord, marker: Any

@@ -67,7 +67,9 @@ _DUE = sql(
     WHERE (status = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= ?))
     OR (status = 'sending' AND updated_at < ?) ORDER BY pk LIMIT ?"""
 )
-_CLAIM_QUEUED = sql("UPDATE message_outbox SET status = 'sending', updated_at = ? WHERE pk = ? AND status = 'queued'")
+_CLAIM_QUEUED = sql(
+    "UPDATE message_outbox SET status = 'sending', updated_at = ? WHERE pk = ? AND status = 'queued'"
+)
 _CLAIM_ABANDONED = sql(
     "UPDATE message_outbox SET status = 'sending', updated_at = ? WHERE pk = ? AND status = 'sending' AND updated_at < ?"
 )
@@ -205,4 +207,6 @@ class MessageLogStore:
     async def retry_later(self, pk: int, *, attempts: int, next_attempt_at: datetime | None) -> None:
         """Back to the queue for a later attempt, or `failed` (kept for an operator) when none is left."""
         status = "queued" if next_attempt_at is not None else "failed"
-        await self._fast.run(_RETRY_LATER, status, attempts, self._fast.stamp(next_attempt_at), self._now(), pk)
+        await self._fast.run(
+            _RETRY_LATER, status, attempts, self._fast.stamp(next_attempt_at), self._now(), pk
+        )

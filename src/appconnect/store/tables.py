@@ -24,8 +24,12 @@ def _timestamps() -> list[Column[object]]:
     # the same default expression the migrations wrote, so a database created from these definitions is
     # identical to one the migrations built (tests/store/test_migrations.py)
     return [
-        Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("(CURRENT_TIMESTAMP)")),
-        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("(CURRENT_TIMESTAMP)")),
+        Column(
+            "created_at", DateTime(timezone=True), nullable=False, server_default=text("(CURRENT_TIMESTAMP)")
+        ),
+        Column(
+            "updated_at", DateTime(timezone=True), nullable=False, server_default=text("(CURRENT_TIMESTAMP)")
+        ),
     ]
 
 

@@ -46,6 +46,29 @@ _USER_COLUMNS = (
 )
 # built from constants only: every value is a bound parameter
 _GET_USER = sql(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?")  # noqa: S608
+#: The user and, in the same round trip, one cached row of their account (a lookup's cached answer): joined on
+#: the stored scope, so it can only be the user's own account's row.
+_GET_USER_WITH_DATA = sql(
+    f"SELECT {', '.join('u.' + c.strip() for c in _USER_COLUMNS.split(','))}, "  # noqa: S608
+    "a.data AS companion_data, a.updated_at AS companion_updated_at "
+    "FROM users u LEFT JOIN account_data a "
+    "ON a.account_id = u.account_scope AND a.platform = ? AND a.data_key = ? WHERE u.id = ?"
+)
+
+
+class NotRead:
+    """The companion row was not read with the user (the user came from the cache or has no stored scope)."""
+
+
+NOT_READ = NotRead()
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    """An `account_data` row read together with its user: None fields when the account has no such row."""
+
+    data: Any
+    updated_at: Any
 
 
 def legacy_scope(user_id: str) -> str:
@@ -123,7 +146,9 @@ class UserStore:
             account_scope=row["account_scope"],
         )
 
-    async def get(self, user_id: str, platform: str | None = None, *, fresh: bool = False) -> UserRecord | None:
+    async def get(
+        self, user_id: str, platform: str | None = None, *, fresh: bool = False
+    ) -> UserRecord | None:
         """Every authenticated request reads its user: from this worker's cache while no process changed it,
         else one prepared statement, no transaction. `fresh`: from the database whatever the cache holds (under
         the refresh lock, where a notification still on its way must not make a second refresh)."""
@@ -139,6 +164,28 @@ class UserStore:
         if self._cache is not None:
             self._cache.store(user_id, generation, record)
         return record if platform is None or record.platform == platform else None
+
+    async def get_with_account_data(
+        self, user_id: str, platform: str, data_key: str
+    ) -> tuple[UserRecord | None, AccountRow | NotRead]:
+        """`get(user_id, platform)` plus the account's `data_key` row of `platform`, in one statement when the user
+        is not served from the cache (a lookup then costs one round trip instead of two)."""
+        generation = None
+        if self._cache is not None:
+            generation, cached = self._cache.lookup(user_id)
+            if cached is not None:
+                return (cached if cached.platform == platform else None), NOT_READ
+        row = await self._fast.one(_GET_USER_WITH_DATA, platform, data_key, user_id)
+        if row is None:
+            return None, NOT_READ
+        record = self._record(row)
+        if self._cache is not None:
+            self._cache.store(user_id, generation, record)
+        if record.platform != platform:
+            return None, NOT_READ
+        if record.account_scope is None:
+            return record, NOT_READ
+        return record, AccountRow(row["companion_data"], row["companion_updated_at"])
 
     async def save_login(self, record: UserRecord) -> UserRecord:
         """Insert or update a user at login: credentials replaced, additional info merged, settings kept."""
