@@ -178,6 +178,12 @@ class ConformanceTarget(ABC):
         Raise :class:`FaultNotSupported` for a combination the fake cannot produce.
         """
 
+    def clear_faults(self) -> None:
+        """Forget injected faults not used up yet (the suite injects enough for every retry the server might
+        make, then calls this before reading the CRM). Default: nothing, which suits a target that reads its
+        fake's state in memory; a target whose reads go through the faulted HTTP API must clear them."""
+        return None
+
     # --- optional knobs -------------------------------------------------------------------------------------
 
     def new_contact_submission(self, contact_type: str) -> dict[str, Any]:
