@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from tests.conftest import crm_admin_headers
 from tests.connectors.conformance.target import (
     ConformanceTarget,
     CrmRecord,
@@ -20,7 +21,6 @@ from tests.connectors.conformance.target import (
     same_number_loosely,
 )
 from tests.connectors.pipedrive.fake_pipedrive import FakePipedrive
-from tests.conftest import crm_admin_headers
 
 # ------------------------------------------------------------------------------------------------------------
 # The embedded test CRM
