@@ -66,9 +66,10 @@ class CrmRecord:
 
     `id` is the CRM's id as the server passes it to the client (a string: `str(fake_id)`). `kind` is the
     contact type value for contacts (`""` when the CRM has no contact types) and `"call"`/`"message"` for logs
-    when the CRM tells them apart (`""` otherwise). `text` is every human-readable text of the record joined
-    (contact: its name; log: subject, note, body, description...), so the suite can check a note or a message
-    reached the CRM. `raw` is the fake's own record, for messages in assertion failures.
+    when the CRM tells them apart (`""` otherwise; any other value is allowed). `text` is every human-readable
+    text of the record joined (contact: its full name, "First Last" where the CRM splits it; log: subject,
+    note, body, description...), so the suite can check a note or a message reached the CRM. `raw` is the
+    fake's own record, for messages in assertion failures.
     """
 
     id: str
@@ -91,6 +92,9 @@ class ConformanceTarget(ABC):
     backends: ClassVar[tuple[str, ...]] = ("sqlite",)
     #: seconds the suite waits for work a CRM is still doing after a delayed ("lost") answer to show up
     settle_seconds: ClassVar[float] = 8.0
+    #: True when the CRM's search answers 404 for "nothing found" and the connector rightly reads it so: the
+    #: suite then expects the placeholder (not an error) when the lookup gets a 404
+    lookup_404_means_no_match: ClassVar[bool] = False
 
     # --- lifecycle --------------------------------------------------------------------------------------------
 

@@ -255,11 +255,10 @@ class PipedriveTarget(ConformanceTarget):
             "retry_after": retry_after,
             "delay": delay,
         }
-        if when == "after" and status is not None:
-            try:
-                self.fake.inject(status, when="after", **fault)  # type: ignore[call-arg, unused-ignore]
-            except TypeError:  # a fake without the toolkit's "after" faults
+        try:
+            self.fake.inject(status, when=when, **fault)  # type: ignore[call-arg, unused-ignore]
+        except TypeError:  # an older fake without the toolkit's `when`: its faults all come first
+            if when == "after" and status is not None:
                 raise FaultNotSupported("this FakePipedrive has no faults after the work") from None
-            return
-        # before; or a delay-only "after": the fake waits, then does the work, so its answer comes too late
-        self.fake.inject(status, **fault)
+            # a delay-only "after": the fake waits, then does the work, so its answer comes too late
+            self.fake.inject(status, **fault)
