@@ -338,6 +338,8 @@ _PAGE_FIELD_TYPES = {
     "integer",
     "inputField",
 }
+#: `uiSchema["ui:field"]` values of page items that only show something (a text, a link button)
+_DISPLAY_ONLY = {"typography", "button", "link", "admonition"}
 
 
 async def test_manifest_auth_matches_the_connector(harness: Harness) -> None:
@@ -356,15 +358,21 @@ async def test_manifest_auth_matches_the_connector(harness: Harness) -> None:
     fields = page.get("content")
     assert isinstance(fields, list) and fields, f"the auth page asks for nothing: {page}"
     consts = []
+    inputs = []
     for item in fields:
         assert isinstance(item, dict), item
         assert isinstance(item.get("const"), str) and item["const"].strip(), item
-        assert isinstance(item.get("title"), str) and item["title"].strip(), item
         assert item.get("type") in _PAGE_FIELD_TYPES, item
         assert isinstance(item.get("required", False), bool), item
+        ui = item.get("uiSchema")
+        assert ui is None or isinstance(ui, dict), item
+        if (ui or {}).get("ui:field") in _DISPLAY_ONLY:
+            continue  # a text or a button: shows something, asks for nothing
+        assert isinstance(item.get("title"), str) and item["title"].strip(), f"an input needs a title: {item}"
+        inputs.append(item)
         consts.append(item["const"])
     assert len(consts) == len(set(consts)), f"auth page fields repeat: {consts}"
-    assert "apiKey" in consts, f"the client sends the `apiKey` field as the credential: {consts}"
+    assert any(item.get("required") for item in inputs), f"the auth page requires no credential: {page}"
 
 
 async def test_implemented_interfaces_are_what_the_class_overrides(harness: Harness) -> None:
