@@ -493,13 +493,22 @@ async def test_whole_client_sequence(client: Client) -> None:
     assert after.status_code != 200 or after.json().get("successful") is False, after.text
 
 
-async def test_a_stored_national_number_is_found_by_its_e164_form(client: Client) -> None:
+#: how CRMs hold a US number (national digits `n`), each of which a lookup by E.164 must find
+STORED_FORMS: dict[str, Callable[[str], str]] = {
+    "parentheses": lambda n: f"({n[:3]}) {n[3:6]}-{n[6:]}",
+    "dots": lambda n: f"{n[:3]}.{n[3:6]}.{n[6:]}",
+    "spaced-e164": lambda n: f"+1 {n[:3]} {n[3:6]} {n[6:]}",
+    "digits": lambda n: n,
+    "extension": lambda n: f"({n[:3]}) {n[3:6]}-{n[6:]} ext. 12",
+}
+
+
+@pytest.mark.parametrize("form", list(STORED_FORMS))
+async def test_a_stored_number_is_found_by_its_e164_form(client: Client, form: str) -> None:
     """The lookup finds a contact whatever format the CRM stores the number in, and only that contact."""
     target = client.harness.target
     e164 = new_phone()
-    national = e164[2:]
-    stored = f"({national[:3]}) {national[3:6]}-{national[6:]}"
-    contact_id = target.seed_contact("Dana Whitfield", stored)
+    contact_id = target.seed_contact("Dana Whitfield", STORED_FORMS[form](e164[2:]))
     target.seed_contact("Someone Else", new_phone())
     found = await client.find_contact(e164)
     assert found["successful"] is True, found
