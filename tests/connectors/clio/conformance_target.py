@@ -95,7 +95,8 @@ class ClioTarget(ConformanceTarget):
         ]
         found.sort(key=lambda c: int(c["id"]))
         return [
-            CrmRecord(str(c["id"]), text=f"{c.get('subject') or ''}\n{c.get('body') or ''}", raw=c) for c in found
+            CrmRecord(str(c["id"]), text=f"{c.get('subject') or ''}\n{c.get('body') or ''}", raw=c)
+            for c in found
         ]
 
     def inject(
