@@ -462,3 +462,67 @@ async def test_429_on_search_is_waited_out(agent: Agent, fake_clio: FakeClio) ->
     found = await agent.find_contact(phone, force=True)
     assert found["successful"] is True, found
     assert [c["id"] for c in found["contact"] if not c.get("isNewContact")] == [str(maya["id"])]
+
+
+async def test_message_append_written_after_the_timeout_is_not_appended_again(
+    agent: Agent, fake_clio: FakeClio
+) -> None:
+    fake = fake_clio
+    phone = new_phone()
+    maya = fake.add_contact("Maya Patel", [phone])
+    await agent.login()
+    conversation = f"c{uuid.uuid4().hex[:8]}"
+    first = message(f"m1-{conversation}", phone, "Hi there")
+    second = message(f"m2-{conversation}", phone, "Second one", at="2026-03-12T14:40:00.000Z")
+    logged = await agent.log_messages(message_body(conversation, str(maya["id"]), phone, [first]))
+    assert logged["successful"] is True, logged
+    both = message_body(conversation, str(maya["id"]), phone, [second, first])
+    # one slow answer: the PATCH sets the whole body, so the server sends it again at once; still one copy
+    fake.inject(delay=3, path_prefix="/api/v4/communications/", method="PATCH")
+    resent = await agent.log_messages(both)
+    assert resent["successful"] is True and resent["logIds"] == [f"m2-{conversation}"], resent
+    await asyncio.sleep(1.2)  # the slow first PATCH lands too
+    assert str(only(fake.communications)["body"]).count("Second one") == 1
+
+    third = message(f"m3-{conversation}", phone, "Third one", at="2026-03-12T14:45:00.000Z")
+    both = message_body(conversation, str(maya["id"]), phone, [third, second, first])
+    fake.inject(delay=3, times=3, path_prefix="/api/v4/communications/", method="PATCH")
+    timed_out = await agent.log_messages(both)
+    assert timed_out["successful"] is False
+    await wait_until(lambda: "Third one" in str(only(fake.communications)["body"]), "the slow append lands")
+
+    retried = await agent.log_messages(both)
+    assert retried["successful"] is True and retried["logIds"] == [f"m3-{conversation}"], retried
+    body = str(only(fake.communications)["body"])
+    assert [body.count(text) for text in ("Hi there", "Second one", "Third one")] == [1, 1, 1], body
+    assert "Conversation(3 messages)" in body
+    patches = fake.requests_to("/api/v4/communications/", "PATCH")
+    assert len(patches) == 5  # 2 for the second message, 3 for the third; none for the retry
+
+
+# ------------------------------------------------------------------------------------------------------------
+# tokens
+# ------------------------------------------------------------------------------------------------------------
+
+
+async def test_an_expiring_token_is_refreshed_and_the_refresh_token_kept(
+    agent: Agent, fake_clio: FakeClio
+) -> None:
+    fake = fake_clio
+    fake.grants.expires_in = 60  # inside the server's 2-minute refresh margin from the start
+    await agent.login("eu")
+    fake.grants.expires_in = 3600
+    user_id = f"{fake.user['id']}-clio"
+    before = await stored_user(agent.server, user_id)
+    fake.advance_time(65)  # the fake now refuses the old access token
+    assert before.access_token and not fake.is_access_token_valid(before.access_token)
+
+    found = await agent.find_contact(new_phone())
+    assert found["successful"] is True, found
+    assert fake.grants.refresh_calls == 1
+    after = await stored_user(agent.server, user_id)
+    assert after.access_token != before.access_token
+    assert after.access_token and fake.is_access_token_valid(after.access_token)
+    assert after.refresh_token == before.refresh_token  # Clio's refresh answer carries none
+    refresh = fake.requests_to("/oauth/token", "POST")[-1]
+    assert refresh.form is not None and refresh.form["grant_type"] == "refresh_token"
