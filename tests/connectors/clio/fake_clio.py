@@ -85,6 +85,12 @@ COMMUNICATION_SCHEMA: dict[str, frozenset[str] | None] = {
     "user": frozenset({"id", "etag", "name"}),
 }
 
+ACTIVITY_SCHEMA: dict[str, frozenset[str] | None] = {
+    **dict.fromkeys(("id", "etag", "type", "quantity", "date", "note", "non_billable"), _SCALAR),
+    "communication": frozenset({"id", "etag"}),
+    "matter": frozenset({"id", "etag", "display_number"}),
+}
+
 PHONE_NAMES = frozenset({"Work", "Home", "Mobile", "Fax", "Pager", "Skype", "Other"})
 CONTACT_TYPES = frozenset({"Person", "Company"})
 COMMUNICATION_TYPES = frozenset({"PhoneCommunication", "EmailCommunication"})
@@ -92,6 +98,7 @@ _CONTACT_KEYS = frozenset(
     {"name", "first_name", "last_name", "type", "phone_numbers", "email_addresses", "title"}
 )
 _COMMUNICATION_KEYS = frozenset({"subject", "body", "type", "received_at", "senders", "receivers", "matter"})
+_ACTIVITY_KEYS = frozenset({"type", "quantity", "date", "note", "non_billable", "communication", "matter"})
 _ERROR_TYPES = {
     400: "ArgumentError",
     401: "AuthenticationError",
@@ -202,6 +209,7 @@ class FakeClio(FakeCrm):
         self.matters: dict[int, JsonDict] = {}
         self.relationships: dict[int, JsonDict] = {}
         self.communications: dict[int, JsonDict] = {}
+        self.activities: dict[int, JsonDict] = {}
 
     def add_contact(
         self, name: str, phones: list[str], *, type: str = "Person", email: str | None = None
@@ -304,6 +312,9 @@ class FakeClio(FakeCrm):
             FakeRoute("POST", "/api/v4/communications.json", self._create_communication),
             FakeRoute("GET", "/api/v4/communications/{id}.json", self._get_communication),
             FakeRoute("PATCH", "/api/v4/communications/{id}.json", self._patch_communication),
+            FakeRoute("GET", "/api/v4/activities.json", self._list_activities),
+            FakeRoute("POST", "/api/v4/activities.json", self._create_activity),
+            FakeRoute("PATCH", "/api/v4/activities/{id}.json", self._patch_activity),
         ]
 
     def authenticate(self, request: FakeRequest) -> bool:
@@ -640,3 +651,70 @@ class FakeClio(FakeCrm):
             self._apply_communication(updated, data)  # all or nothing: a 422 leaves the record as it was
             record.update(updated)
             return self._one(request, record, COMMUNICATION_SCHEMA)
+
+    # --- activities (time entries) --------------------------------------------------------------------------
+
+    def _apply_activity(self, record: JsonDict, data: JsonDict) -> None:
+        if "type" in data and data["type"] != "TimeEntry":
+            raise invalid("Type must be TimeEntry")
+        quantity = data.get("quantity", record.get("quantity"))
+        if isinstance(quantity, bool) or not isinstance(quantity, (int, float)) or quantity < 0:
+            raise invalid("Quantity must be a number of seconds, 0 or more")
+        if "date" in data:
+            try:
+                datetime.strptime(str(data["date"]), "%Y-%m-%d")
+            except ValueError:
+                raise invalid("Date is not a valid date") from None
+        if "non_billable" in data and not isinstance(data["non_billable"], bool):
+            raise invalid("Non billable must be true or false")
+        if "note" in data and not isinstance(data["note"], str):
+            raise invalid("Note must be a string")
+        for key, table in (("communication", self.communications), ("matter", self.matters)):
+            if key in data:
+                ref = data[key]
+                ref_id = ref.get("id") if isinstance(ref, dict) else None
+                found = table.get(ref_id) if isinstance(ref_id, int) else None
+                if found is None:
+                    raise invalid(f"{key.capitalize()} {ref_id!r} not found")
+                record[key] = {k: found.get(k) for k in ("id", "etag", "display_number") if k in found}
+        record.update({k: data[k] for k in ("type", "quantity", "date", "note", "non_billable") if k in data})
+
+    async def _create_activity(self, request: FakeRequest) -> Response:
+        data = self._data(request, _ACTIVITY_KEYS)
+        if "type" not in data or "date" not in data:
+            raise invalid("Type and date can't be blank")
+        with self._lock:
+            record: JsonDict = {
+                "etag": '"a"',
+                "note": "",
+                "non_billable": False,
+                "communication": None,
+                "matter": None,
+            }
+            self._apply_activity(record, data)
+            record["id"] = self.next_id("activity", 60000)
+            self.activities[record["id"]] = record
+            return self._one(request, record, ACTIVITY_SCHEMA, status=201)
+
+    async def _list_activities(self, request: FakeRequest) -> Response:
+        communication_id = request.int_param("communication_id")
+        kind = request.query.get("type")
+        with self._lock:
+            records = [
+                a
+                for a in self.activities.values()
+                if (not kind or a["type"] == kind)
+                and (communication_id is None or (a.get("communication") or {}).get("id") == communication_id)
+            ]
+            return self._page(request, records, ACTIVITY_SCHEMA)
+
+    async def _patch_activity(self, request: FakeRequest) -> Response:
+        data = self._data(request, _ACTIVITY_KEYS)
+        with self._lock:
+            record = self.activities.get(request.path_int("id"))
+            if record is None:
+                raise HttpError(404, "Activity not found")
+            updated = dict(record)
+            self._apply_activity(updated, data)
+            record.update(updated)
+            return self._one(request, record, ACTIVITY_SCHEMA)

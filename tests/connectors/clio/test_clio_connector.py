@@ -393,3 +393,63 @@ async def test_message_log_and_idempotent_append(env: Env) -> None:
         < body.index("------------\nEND")
     )
     assert "Jordan Lee 02:40 PM" in body
+
+
+# --- time entries ----------------------------------------------------------------------------------------------
+
+
+async def test_a_call_bills_its_time_on_the_matter(env: Env) -> None:
+    fake = env.fake
+    maya = fake.add_contact("Maya Patel", ["(415) 555-0142"])
+    matter = fake.add_matter("Lease dispute", client_id=maya["id"])
+    submission = {"matters": matter["id"], "billableStatus": "non-billable"}
+    log = CallLogCreate(
+        contact=_ref(maya), call=_call(), composed_log_details=COMPOSED, additional_submission=submission
+    )
+    result = await env.connector.create_call_log(env.call, log)
+    assert result.log_id is not None and result.return_message is not None
+    assert result.return_message.message_type == "success"
+    [entry] = fake.activities.values()
+    assert entry["type"] == "TimeEntry" and entry["quantity"] == 487 and entry["date"] == "2026-03-12"
+    assert entry["communication"]["id"] == int(result.log_id) and entry["matter"]["id"] == matter["id"]
+    assert entry["non_billable"] is True
+    assert entry["note"] == "[Call] Inbound Call from Maya Patel [+14155550142]"
+
+    fetched = await env.connector.get_call_log(env.call, CallLogRef(log_id=result.log_id))
+    await env.connector.update_call_log(
+        env.call,
+        CallLogUpdate(
+            log=CallLogRef(log_id=result.log_id),
+            composed_log_details=fetched.info.full_body or "",
+            duration=600,
+            existing_call_log_details=fetched.info.full_log_response,
+        ),
+    )
+    assert entry["quantity"] == 600 and len(fake.activities) == 1
+
+
+async def test_time_entries_follow_the_settings(env: Env) -> None:
+    maya = env.fake.add_contact("Maya Patel", ["(415) 555-0142"])
+    env.call.user = _user(env.fake, clioDefaultNonBillableTick=True)
+    await env.connector.create_call_log(env.call, CallLogCreate(contact=_ref(maya), call=_call("s-1")))
+    assert [a["non_billable"] for a in env.fake.activities.values()] == [True]
+    env.call.user = _user(env.fake, clioTimeEntriesEnabled=False)
+    await env.connector.create_call_log(env.call, CallLogCreate(contact=_ref(maya), call=_call("s-2")))
+    assert len(env.fake.activities) == 1 and len(env.fake.communications) == 2
+    matches = await env.connector.find_contact(env.call, ContactLookup(phone_number="+14155550142"))
+    assert matches.contacts[0].additional_info == {
+        "billableStatus": [
+            {"const": "billable", "title": "Billable"},
+            {"const": "non-billable", "title": "Non-billable"},
+        ]
+    }
+
+
+async def test_a_refused_time_entry_never_fails_the_logged_call(env: Env) -> None:
+    maya = env.fake.add_contact("Maya Patel", ["(415) 555-0142"])
+    env.fake.inject(422, path_prefix="/api/v4/activities.json", method="POST")
+    result = await env.connector.create_call_log(env.call, CallLogCreate(contact=_ref(maya), call=_call()))
+    assert result.log_id is not None and int(result.log_id) in env.fake.communications
+    assert result.return_message is not None and result.return_message.message_type == "warning"
+    assert "time entry" in result.return_message.message
+    assert env.fake.activities == {}

@@ -261,6 +261,8 @@ async def test_whole_client_sequence(agent: Agent, fake_clio: FakeClio) -> None:
     assert communication["subject"] == f"[Call] Inbound Call from Maya Patel [{phone}]"
     assert "- Note: Asked about the lease" in communication["body"]
     assert f"[rc-call-{session_id}]" in communication["body"]
+    [time_entry] = fake.activities.values()
+    assert (time_entry["quantity"], time_entry["matter"]["id"]) == (487, matter["id"])
 
     fetched = await agent.http.get(
         "/callLog", headers=agent.auth, params={"sessionIds": session_id, "requireDetails": "true"}

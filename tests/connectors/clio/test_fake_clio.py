@@ -196,3 +196,41 @@ def test_rate_limit_headers_and_429(fake_clio: FakeClio, api: httpx.Client) -> N
     limited = api.get("/api/v4/users/who_am_i.json")
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
     assert limited.json()["error"]["type"] == "RateLimited"
+
+
+def test_time_entries_are_validated_and_filtered_by_communication(
+    fake_clio: FakeClio, api: httpx.Client
+) -> None:
+    maya = fake_clio.add_contact("Maya Patel", ["+1 415 555 0100"])
+    made = api.post(
+        "/api/v4/communications.json",
+        json={
+            "data": {
+                "type": "PhoneCommunication",
+                "senders": [{"id": maya["id"], "type": "Contact"}],
+                "receivers": [{"id": fake_clio.user["id"], "type": "User"}],
+            }
+        },
+    ).json()["data"]
+    entry = {"type": "TimeEntry", "quantity": 95, "date": "2026-03-12", "communication": {"id": made["id"]}}
+    assert api.post("/api/v4/activities.json", json={"data": {**entry, "quantity": "95"}}).status_code == 422
+    assert (
+        api.post("/api/v4/activities.json", json={"data": {**entry, "communication": {"id": 1}}}).status_code
+        == 422
+    )
+    assert (
+        api.post("/api/v4/activities.json", json={"data": {**entry, "date": "12/03/2026"}}).status_code == 422
+    )
+    created = api.post("/api/v4/activities.json", json={"data": entry})
+    assert created.status_code == 201
+    listed = api.get(
+        "/api/v4/activities.json",
+        params={"communication_id": made["id"], "fields": "id,quantity,communication"},
+    ).json()["data"]
+    assert listed == [
+        {
+            "id": created.json()["data"]["id"],
+            "quantity": 95,
+            "communication": {"id": made["id"], "etag": '"x"'},
+        }
+    ]

@@ -66,6 +66,13 @@ MATTER_FIELDS = "id,display_number,description,status"
 COMMUNICATION_FIELDS = (
     "id,subject,body,received_at,matter{id,display_number},senders{id,type,name},receivers{id,type,name}"
 )
+#: the log form's billable picker, offered with every contact
+BILLABLE_CHOICES: JsonDict = {
+    "billableStatus": [
+        {"const": "billable", "title": "Billable"},
+        {"const": "non-billable", "title": "Non-billable"},
+    ]
+}
 #: pages of a paged list that are read at most (200 records each for searches)
 MAX_PAGES = 5
 #: the fewest digits a phone search term carries: shorter tails match too many unrelated records
@@ -294,7 +301,7 @@ class ClioConnector(Connector):
                     email=email if isinstance(email, str) and email else None,
                     created_date=record.get("created_at"),
                     most_recent_activity_date=record.get("updated_at"),
-                    additional_info={"matters": options} if options else {},
+                    additional_info={**({"matters": options} if options else {}), **BILLABLE_CHOICES},
                 )
             )
         return contacts
@@ -371,7 +378,21 @@ class ClioConnector(Connector):
         }
         data.update(_matter(log.additional_submission))
         created = await self._create_communication(call.http, data)
-        return LogResult(created, ReturnMessage("Call logged", "success", 2000))
+        message = ReturnMessage("Call logged", "success", 2000)
+        seconds = _seconds(record.duration)
+        if _time_entries_on(call.user) and seconds > 0:
+            entry: JsonDict = {
+                "type": "TimeEntry",
+                "communication": {"id": int(created)},
+                "quantity": seconds,
+                "date": _parse_time(record.start_time).strftime("%Y-%m-%d"),
+                "non_billable": _non_billable(call.user, log.additional_submission),
+                "note": subject,
+            }
+            entry.update(_matter(log.additional_submission))
+            if not await self._time_entry(call.http, entry):
+                message = _time_entry_warning("Call logged")
+        return LogResult(created, message)
 
     async def find_call_log(self, call: CrmCall, log: CallLogCreate) -> str | None:
         return await self._communication_with_marker(call, log.contact.id, _call_marker(log))
@@ -421,10 +442,12 @@ class ClioConnector(Connector):
         if update.start_time:
             data["received_at"] = _iso(_parse_time(update.start_time))
         await _patch(call.http, f"/api/v4/communications/{log_id}.json", data)
-        return CallLogUpdated(
-            updated_note=update.composed_log_details,
-            return_message=ReturnMessage("Call log updated.", "success", 2000),
-        )
+        message = ReturnMessage("Call log updated.", "success", 2000)
+        seconds = _seconds(update.duration)
+        wanted = update.duration is not None and _time_entries_on(call.user) and seconds > 0
+        if wanted and not await self._update_time_entry(call.http, log_id, seconds):
+            message = _time_entry_warning("Call log updated.")
+        return CallLogUpdated(updated_note=update.composed_log_details, return_message=message)
 
     async def upsert_call_disposition(self, call: CrmCall, update: DispositionUpdate) -> LogResult:
         matter = _matter(update.dispositions)
@@ -517,6 +540,33 @@ class ClioConnector(Connector):
         )
         return str(response.json()["data"]["id"])
 
+    async def _time_entry(self, http: CrmHttp, entry: JsonDict) -> bool:
+        """Bill the call's time. A failure never fails the log: the communication exists and must not be
+        created again, so the agent is told to add the time by hand instead."""
+        try:
+            await http.request(
+                "POST", "/api/v4/activities.json", params={"fields": "id"}, json={"data": entry}
+            )
+        except CrmHttpError:
+            return False
+        return True
+
+    async def _update_time_entry(self, http: CrmHttp, communication_id: str, seconds: int) -> bool:
+        """The time entries of the communication take the call's new duration (an absolute value: safe to
+        send again)."""
+        try:
+            entries = await self._pages(
+                http,
+                "/api/v4/activities.json",
+                {"communication_id": communication_id, "type": "TimeEntry", "fields": "id,quantity"},
+            )
+            for entry in entries:
+                if entry.get("quantity") != seconds:
+                    await _patch(http, f"/api/v4/activities/{entry['id']}.json", {"quantity": seconds})
+        except CrmHttpError:
+            return False
+        return True
+
     async def _communication_with_marker(self, call: CrmCall, contact_id: str, marker: str) -> str | None:
         """The newest phone communication of the contact whose body holds `[marker]`."""
         contact = _int_or_none(contact_id)
@@ -603,6 +653,35 @@ def _marker_line(marker: str) -> str:
 def _message_tag(message: Message) -> str:
     """One per message the conversation holds: a re-sent append finds its message there and skips it."""
     return f"\n[rc-msg-{message.id}]"
+
+
+def _seconds(duration: Any) -> int:
+    """A call's duration in whole seconds; 0 when unknown."""
+    try:
+        value = float(duration)
+    except (TypeError, ValueError):
+        return 0
+    return int(value) if value == value and 0 < value < 10**7 else 0
+
+
+def _time_entries_on(user: UserView) -> bool:
+    return bool(user.setting("clioTimeEntriesEnabled", True))
+
+
+def _non_billable(user: UserView, submission: JsonDict) -> bool:
+    """The log form's billable choice, else the user's default."""
+    chosen = submission.get("billableStatus")
+    if chosen in ("billable", "non-billable"):
+        return bool(chosen == "non-billable")
+    return bool(user.setting("clioDefaultNonBillableTick", False))
+
+
+def _time_entry_warning(done: str) -> ReturnMessage:
+    return ReturnMessage(
+        f"{done} Clio did not take the time entry: please add it in Clio.",
+        "warning",
+        5000,
+    )
 
 
 def _matter(values: JsonDict) -> JsonDict:
