@@ -22,6 +22,7 @@ from appconnect.connectors.sdk import (
     ContactLookup,
     ContactRef,
     CrmCall,
+    CrmHttpError,
     DispositionUpdate,
     LoginRequest,
     Message,
@@ -453,3 +454,12 @@ async def test_a_refused_time_entry_never_fails_the_logged_call(env: Env) -> Non
     assert result.return_message is not None and result.return_message.message_type == "warning"
     assert "time entry" in result.return_message.message
     assert env.fake.activities == {}
+
+
+async def test_one_failed_search_fails_the_lookup_after_the_others_end(env: Env) -> None:
+    env.fake.add_contact("Maya Patel", ["(415) 555-0142"])
+    env.fake.inject(500, path_prefix="/api/v4/contacts.json", method="GET")
+    with pytest.raises(CrmHttpError) as failed:
+        await env.connector.find_contact(env.call, ContactLookup(phone_number="+14155550142"))
+    assert failed.value.status == 500
+    assert len(env.fake.requests_to("/api/v4/contacts.json", "GET")) == 4  # every search ran to its end

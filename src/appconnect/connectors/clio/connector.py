@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, cast
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -51,6 +52,8 @@ from appconnect.connectors.sdk import (
     UserView,
     placeholder_contact,
 )
+
+T = TypeVar("T")
 
 #: Clio's hosts and the config prefix of each region's developer application (`eu_client_id`, ...)
 REGIONS: dict[str, str] = {
@@ -245,11 +248,15 @@ class ClioConnector(Connector):
                 ),
             )
         terms = phone_search_terms(phone, lookup.overriding_format)
-        found = await asyncio.gather(*(self._search(call.http, term) for term in terms))
+        found = await _all([self._search(call.http, term) for term in terms])
         seen: dict[str, JsonDict] = {}
         for results in found:
             for record in results:
-                numbers = [str(p.get("number") or "") for p in record.get("phone_numbers") or []]
+                numbers = [
+                    str(p.get("number") or "")
+                    for p in record.get("phone_numbers") or []
+                    if isinstance(p, dict)
+                ]
                 if str(record.get("id")) not in seen and any_same_number(numbers, phone):
                     seen[str(record["id"])] = record
         contacts = await self._with_matters(call, list(seen.values()), phone)
@@ -287,7 +294,7 @@ class ClioConnector(Connector):
 
     async def _with_matters(self, call: CrmCall, records: list[JsonDict], phone: str | None) -> list[Contact]:
         see_closed = bool(call.user.setting("clioSeeClosedMatters", False))
-        matters = await asyncio.gather(*(self._matters(call.http, r["id"], see_closed) for r in records))
+        matters = await _all([self._matters(call.http, r["id"], see_closed) for r in records])
         contacts: list[Contact] = []
         for record, options in zip(records, matters, strict=True):
             numbers = [p for p in record.get("phone_numbers") or [] if isinstance(p, dict)]
@@ -308,13 +315,15 @@ class ClioConnector(Connector):
 
     async def _matters(self, http: CrmHttp, contact_id: Any, see_closed: bool) -> list[JsonDict]:
         """Matters the contact is the client of, then those it is related to; closed ones only on request."""
-        own, related = await asyncio.gather(
-            self._pages(http, "/api/v4/matters.json", {"client_id": contact_id, "fields": MATTER_FIELDS}),
-            self._pages(
-                http,
-                "/api/v4/relationships.json",
-                {"contact_id": contact_id, "fields": f"matter{{{MATTER_FIELDS}}}"},
-            ),
+        own, related = await _all(
+            [
+                self._pages(http, "/api/v4/matters.json", {"client_id": contact_id, "fields": MATTER_FIELDS}),
+                self._pages(
+                    http,
+                    "/api/v4/relationships.json",
+                    {"contact_id": contact_id, "fields": f"matter{{{MATTER_FIELDS}}}"},
+                ),
+            ]
         )
         options: dict[str, JsonDict] = {}
         for matter in [*own, *(r.get("matter") for r in related)]:
@@ -514,9 +523,8 @@ class ClioConnector(Connector):
         """Append the message before the conversation's end line and bump the count; skipped when its tag is
         already there (an earlier append got through without an answer)."""
         path = f"/api/v4/communications/{_log_id(update.log_id)}.json"
-        existing, user_name = await asyncio.gather(
-            call.http.get_json(path, params={"fields": "id,body"}), self._user_name(call.http)
-        )
+        existing = await call.http.get_json(path, params={"fields": "id,body"})
+        user_name = await self._user_name(call.http)
         body = str(existing["data"].get("body") or "")
         tag = _message_tag(update.message)
         if tag.strip() in body:
@@ -653,6 +661,15 @@ def _marker_line(marker: str) -> str:
 def _message_tag(message: Message) -> str:
     """One per message the conversation holds: a re-sent append finds its message there and skips it."""
     return f"\n[rc-msg-{message.id}]"
+
+
+async def _all(calls: list[Awaitable[T]]) -> list[T]:
+    """Run CRM calls together; the first failure is raised once every call has ended (none left running)."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return cast(list[T], results)
 
 
 def _seconds(duration: Any) -> int:
