@@ -463,3 +463,13 @@ async def test_one_failed_search_fails_the_lookup_after_the_others_end(env: Env)
         await env.connector.find_contact(env.call, ContactLookup(phone_number="+14155550142"))
     assert failed.value.status == 500
     assert len(env.fake.requests_to("/api/v4/contacts.json", "GET")) == 4  # every search ran to its end
+
+
+async def test_contact_search_by_name(env: Env) -> None:
+    maya = env.fake.add_contact("Maya Patel", ["(415) 555-0142"], email="maya@example.test")
+    env.fake.add_contact("Sam Ortiz", ["(415) 555-0143"])
+    matches = await env.connector.find_contact_with_name(env.call, "patel")
+    assert [(c.id, c.name, c.type, c.email, c.phone) for c in matches.contacts] == [
+        (str(maya["id"]), "Maya Patel", "Person", "maya@example.test", "(415) 555-0142")
+    ]
+    assert (await env.connector.find_contact_with_name(env.call, "  ")).contacts == []
