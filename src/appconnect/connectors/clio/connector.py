@@ -1,0 +1,777 @@
+"""Clio (API v4): contacts are Persons and Companies; calls and SMS conversations are phone communications.
+
+Clio runs four separate regions (US, EU, AU, CA), each with its own host, OAuth server and developer
+application, so the hostname a user picks decides both where the API calls go and which client credentials
+the token exchange uses. Every request body is wrapped in `{"data": ...}` and every answer read from `data`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar, cast
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+
+from appconnect.connectors.phone import any_same_number, digits_of, overriding_renderings
+from appconnect.connectors.sdk import (
+    AuthType,
+    CallLogCreate,
+    CallLogFetched,
+    CallLogInfo,
+    CallLogRef,
+    CallLogUpdate,
+    CallLogUpdated,
+    Connector,
+    Contact,
+    ContactLookup,
+    ContactMatches,
+    ContactRef,
+    CreatedContact,
+    CrmCall,
+    CrmHttp,
+    CrmHttpError,
+    DispositionUpdate,
+    JsonDict,
+    LoginRequest,
+    LogResult,
+    Message,
+    MessageLogCreate,
+    MessageLogUpdate,
+    NewContact,
+    OAuthInfo,
+    PlatformUser,
+    RateLimit,
+    ReturnMessage,
+    UserInfoResult,
+    UserView,
+    placeholder_contact,
+)
+
+T = TypeVar("T")
+
+#: Clio's hosts and the config prefix of each region's developer application (`eu_client_id`, ...)
+REGIONS: dict[str, str] = {
+    "app.clio.com": "",
+    "eu.app.clio.com": "eu",
+    "au.app.clio.com": "au",
+    "ca.app.clio.com": "ca",
+}
+DEFAULT_HOST = "app.clio.com"
+
+CONTACT_FIELDS = "id,name,type,created_at,updated_at,primary_email_address,phone_numbers{name,number}"
+MATTER_FIELDS = "id,display_number,description,status"
+COMMUNICATION_FIELDS = (
+    "id,subject,body,received_at,matter{id,display_number},senders{id,type,name},receivers{id,type,name}"
+)
+#: the log form's billable picker, offered with every contact
+BILLABLE_CHOICES: JsonDict = {
+    "billableStatus": [
+        {"const": "billable", "title": "Billable"},
+        {"const": "non-billable", "title": "Non-billable"},
+    ]
+}
+#: pages of a paged list that are read at most (200 records each for searches)
+MAX_PAGES = 5
+#: the fewest digits a phone search term carries: shorter tails match too many unrelated records
+MIN_TAIL_DIGITS = 7
+
+_NOTE_RE = re.compile(r"- (?:Note|Agent notes): ([\s\S]*?)(?=\n- [A-Z][a-zA-Z\s/]*:|\n\Z|\Z)")
+_MARKER_RE = re.compile(r"\n*\[rc-(?:call|sms|msg)-[^\]\n]*\]")
+_CALL_MARKER_RE = re.compile(r"\[rc-call-[^\]\n]*\]")
+_COUNTER_RE = re.compile(r"Conversation\((\d+) messages\)")
+_MESSAGES_END = "------------\nEND"
+
+#: Clio reports time zones by their Rails names; the common ones and their IANA zones
+_RAILS_ZONES: dict[str, str] = {
+    "Eastern Time (US & Canada)": "America/New_York",
+    "Central Time (US & Canada)": "America/Chicago",
+    "Mountain Time (US & Canada)": "America/Denver",
+    "Pacific Time (US & Canada)": "America/Los_Angeles",
+    "Arizona": "America/Phoenix",
+    "Alaska": "America/Juneau",
+    "Hawaii": "Pacific/Honolulu",
+    "Atlantic Time (Canada)": "America/Halifax",
+    "Newfoundland": "America/St_Johns",
+    "Saskatchewan": "America/Regina",
+    "London": "Europe/London",
+    "Edinburgh": "Europe/London",
+    "Dublin": "Europe/Dublin",
+    "Paris": "Europe/Paris",
+    "Berlin": "Europe/Berlin",
+    "Amsterdam": "Europe/Amsterdam",
+    "Madrid": "Europe/Madrid",
+    "Brussels": "Europe/Brussels",
+    "Sydney": "Australia/Sydney",
+    "Melbourne": "Australia/Melbourne",
+    "Canberra": "Australia/Canberra",
+    "Brisbane": "Australia/Brisbane",
+    "Adelaide": "Australia/Adelaide",
+    "Darwin": "Australia/Darwin",
+    "Perth": "Australia/Perth",
+    "Hobart": "Australia/Hobart",
+    "Auckland": "Pacific/Auckland",
+    "UTC": "UTC",
+}
+
+
+def clio_host(hostname: str | None) -> str | None:
+    """The Clio host a user's hostname names (`https://EU.app.clio.com/` -> `eu.app.clio.com`), or None."""
+    text = (hostname or "").strip().lower()
+    if not text:
+        return DEFAULT_HOST
+    if "://" not in text:
+        text = f"https://{text}"
+    host = urlsplit(text).hostname or ""
+    return host if host in REGIONS else None
+
+
+class ClioConnector(Connector):
+    """Clio API v4 with OAuth per region; matters are offered as the log's `matters` field."""
+
+    platform: ClassVar[str] = "clio"
+    auth_type: ClassVar[AuthType] = "oauth"
+    log_format: ClassVar[str] = "text/plain"
+    manifest_path: ClassVar[Path | None] = Path(__file__).with_name("manifest.json")
+    #: Clio limits each access token to 50 requests a minute at peak hours (more off-peak): one user's token
+    #: is one bucket, so the key is the user, not the region's host.
+    rate_limit: ClassVar[RateLimit | None] = RateLimit(requests=50, per_seconds=60.0)
+    idempotent_message_append: ClassVar[bool] = True
+
+    def rate_limit_key(self, user: UserView) -> str:
+        return f"{user.hostname.lower()}|{user.id}"
+
+    # --- hosts ---------------------------------------------------------------------------------------------
+
+    def _origin(self, host: str) -> str:
+        """Where a region's OAuth server and API live: config `base_url` (tests), else the Clio host."""
+        override = self.config.get("base_url")
+        return override.rstrip("/") if override else f"https://{host}"
+
+    def base_url(self, user: UserView) -> str:
+        host = clio_host(user.hostname)
+        if host is None:
+            return super().base_url(user)
+        return self._origin(host)
+
+    # --- auth ----------------------------------------------------------------------------------------------
+
+    def oauth_info(self, hostname: str | None = None) -> OAuthInfo:
+        """The region's own developer application and token endpoint; an unknown host is refused outright so
+        the client secret is never sent anywhere but Clio."""
+        redirect_uri = self.config.get("redirect_uri")
+        host = clio_host(hostname)
+        if host is None:
+            return OAuthInfo(
+                client_id="",
+                client_secret=None,
+                access_token_uri="",
+                redirect_uri=redirect_uri,
+                fail_message="Unknown Clio region: choose app.clio.com, eu.app.clio.com, au.app.clio.com "
+                "or ca.app.clio.com.",
+            )
+        prefix = f"{REGIONS[host]}_" if REGIONS[host] else ""
+        client_id = self.config.get(f"{prefix}client_id")
+        origin = self._origin(host)
+        return OAuthInfo(
+            client_id=client_id,
+            client_secret=self.config.get(f"{prefix}client_secret") or None,
+            access_token_uri=f"{origin}/oauth/token",
+            redirect_uri=redirect_uri,
+            authorization_uri=f"{origin}/oauth/authorize",
+            hostname=host,
+            revoke_uri=None,  # Clio ends a grant with /oauth/deauthorize (see unauthorize), not RFC 7009
+            fail_message=None
+            if client_id
+            else f"Clio {REGIONS[host].upper() or 'US'} is not set up on this server (no client id).",
+        )
+
+    async def get_user_info(self, request: LoginRequest) -> UserInfoResult:
+        try:
+            body = await request.http.get_json(
+                "/api/v4/users/who_am_i.json", params={"fields": "id,name,time_zone"}
+            )
+            data = body["data"]
+            zone_name, offset = _time_zone(data.get("time_zone"))
+            user = PlatformUser(
+                id=f"{data['id']}-{self.platform}",
+                name=str(data.get("name") or ""),
+                timezone_name=zone_name,
+                timezone_offset=offset,
+                platform_additional_info={"region": REGIONS.get(clio_host(request.hostname) or "", "")},
+            )
+        except (CrmHttpError, KeyError, TypeError, ValueError) as exc:
+            status = getattr(exc, "status", None)
+            detail = f"Clio answered {status}." if status else "Clio's answer could not be read."
+            return UserInfoResult(
+                successful=False,
+                return_message=ReturnMessage(
+                    "Could not load user information",
+                    "warning",
+                    3000,
+                    details=[{"title": "Details", "items": [{"id": "1", "type": "text", "text": detail}]}],
+                ),
+            )
+        return UserInfoResult(successful=True, user=user, return_message=ReturnMessage("Connected to Clio."))
+
+    async def unauthorize(self, call: CrmCall) -> ReturnMessage | None:
+        """Clio's deauthorize ends the grant (access and refresh token) for this application."""
+        token = call.auth_header.split(" ", 1)[1] if " " in call.auth_header else call.auth_header
+        await call.http.request("POST", "/oauth/deauthorize", data={"token": token})
+        return ReturnMessage("Logged out of Clio", "success", 1000)
+
+    # --- contacts ------------------------------------------------------------------------------------------
+
+    async def find_contact(self, call: CrmCall, lookup: ContactLookup) -> ContactMatches:
+        """Search the spellings people type, then keep only contacts whose stored numbers are the caller's.
+
+        Clio's `query` finds a contact when the term is a piece of its stored text, so one term per spelling
+        is needed: the trailing digit groups joined with nothing, a space, a dash or a dot are inside
+        `(415) 555-0100`, `415.555.0100`, `+1 415 555 0100`, `4155550100` and `020 7946 0018` alike.
+        """
+        phone = lookup.phone_number
+        if phone.startswith(" "):
+            phone = "+" + phone[1:]  # a `+` decoded as a space on its way through a query string
+        if lookup.is_extension:
+            return ContactMatches(successful=False, contacts=[])
+        if "+" not in phone:
+            return ContactMatches(
+                successful=False,
+                contacts=[],
+                return_message=ReturnMessage(
+                    "Logging against internal extension number is not supported.", "warning", 3000
+                ),
+            )
+        terms = phone_search_terms(phone, lookup.overriding_format)
+        found = await _all([self._search(call.http, term) for term in terms])
+        seen: dict[str, JsonDict] = {}
+        for results in found:
+            for record in results:
+                numbers = [
+                    str(p.get("number") or "")
+                    for p in record.get("phone_numbers") or []
+                    if isinstance(p, dict)
+                ]
+                if str(record.get("id")) not in seen and any_same_number(numbers, phone):
+                    seen[str(record["id"])] = record
+        contacts = await self._with_matters(call, list(seen.values()), phone)
+        contacts.append(placeholder_contact("Person"))
+        return ContactMatches(successful=True, contacts=contacts)
+
+    async def find_contact_with_name(self, call: CrmCall, name: str) -> ContactMatches:
+        term = name.strip()
+        if not term:
+            return ContactMatches(successful=True, contacts=[])
+        records = await self._search(call.http, term)
+        return ContactMatches(successful=True, contacts=await self._with_matters(call, records, None))
+
+    async def _search(self, http: CrmHttp, term: str) -> list[JsonDict]:
+        return await self._pages(
+            http, "/api/v4/contacts.json", {"query": term, "fields": CONTACT_FIELDS, "limit": 200}
+        )
+
+    async def _pages(self, http: CrmHttp, path: str, params: dict[str, Any]) -> list[JsonDict]:
+        """Every record of a list, following `meta.paging.next` (an absolute URL) on Clio's own host only."""
+        body = await http.get_json(path, params=params)
+        records = [r for r in body.get("data") or [] if isinstance(r, dict)]
+        origin = urlsplit(http.base_url)
+        for _page in range(MAX_PAGES - 1):
+            paging = (body.get("meta") or {}).get("paging") or {}
+            next_url = paging.get("next")
+            if not isinstance(next_url, str) or not next_url:
+                break
+            target = urlsplit(next_url)
+            if (target.scheme, target.netloc) != (origin.scheme, origin.netloc):
+                break  # never send the user's token to another host
+            body = await http.get_json(next_url)
+            records.extend(r for r in body.get("data") or [] if isinstance(r, dict))
+        return records
+
+    async def _with_matters(self, call: CrmCall, records: list[JsonDict], phone: str | None) -> list[Contact]:
+        see_closed = bool(call.user.setting("clioSeeClosedMatters", False))
+        matters = await _all([self._matters(call.http, r["id"], see_closed) for r in records])
+        contacts: list[Contact] = []
+        for record, options in zip(records, matters, strict=True):
+            numbers = [p for p in record.get("phone_numbers") or [] if isinstance(p, dict)]
+            email = record.get("primary_email_address")
+            contacts.append(
+                Contact(
+                    id=str(record["id"]),
+                    name=str(record.get("name") or ""),
+                    phone=phone or (str(numbers[0].get("number") or "") if numbers else None),
+                    type=str(record.get("type") or "Person"),
+                    email=email if isinstance(email, str) and email else None,
+                    created_date=record.get("created_at"),
+                    most_recent_activity_date=record.get("updated_at"),
+                    additional_info={**({"matters": options} if options else {}), **BILLABLE_CHOICES},
+                )
+            )
+        return contacts
+
+    async def _matters(self, http: CrmHttp, contact_id: Any, see_closed: bool) -> list[JsonDict]:
+        """Matters the contact is the client of, then those it is related to; closed ones only on request."""
+        own, related = await _all(
+            [
+                self._pages(http, "/api/v4/matters.json", {"client_id": contact_id, "fields": MATTER_FIELDS}),
+                self._pages(
+                    http,
+                    "/api/v4/relationships.json",
+                    {"contact_id": contact_id, "fields": f"matter{{{MATTER_FIELDS}}}"},
+                ),
+            ]
+        )
+        options: dict[str, JsonDict] = {}
+        for matter in [*own, *(r.get("matter") for r in related)]:
+            if not isinstance(matter, dict) or matter.get("id") is None:
+                continue
+            status = str(matter.get("status") or "")
+            if status == "Closed" and not see_closed:
+                continue
+            options.setdefault(
+                str(matter["id"]),
+                {
+                    "const": matter["id"],
+                    "title": str(matter.get("display_number") or matter["id"]),
+                    "description": f"{status} - {matter.get('description') or ''}",
+                    "status": status,
+                },
+            )
+        return list(options.values())
+
+    async def create_contact(self, call: CrmCall, new: NewContact) -> CreatedContact | None:
+        body = {
+            "data": {
+                "name": new.name,
+                "type": new.contact_type or "Person",
+                "phone_numbers": [{"name": "Work", "number": new.phone_number, "default_number": True}],
+            }
+        }
+        response = await call.http.request(
+            "POST", "/api/v4/contacts.json", params={"fields": "id,name,type"}, json=body
+        )
+        data = response.json()["data"]
+        contact = Contact(
+            id=str(data["id"]),
+            name=str(data.get("name") or new.name),
+            phone=new.phone_number,
+            type=str(data.get("type") or new.contact_type or "Person"),
+        )
+        return CreatedContact(
+            contact=contact, return_message=ReturnMessage("Contact created.", "success", 2000)
+        )
+
+    # --- call logs -----------------------------------------------------------------------------------------
+
+    async def create_call_log(self, call: CrmCall, log: CallLogCreate) -> LogResult:
+        """A phone communication between the user and the contact, on the chosen matter."""
+        contact_id = _int_or_none(log.contact.id)
+        if contact_id is None:
+            return LogResult(None, ReturnMessage("Contact not found", "warning", 5000))
+        record = log.call
+        inbound = record.direction == "Inbound"
+        subject = record.custom_subject or log.subject or _call_subject(inbound, log.contact)
+        user_party = {"id": int(call.user.crm_user_id), "type": "User"}
+        contact_party = {"id": contact_id, "type": "Contact"}
+        data: JsonDict = {
+            "subject": subject,
+            "body": (log.composed_log_details or "No details available") + _marker_line(_call_marker(log)),
+            "type": "PhoneCommunication",
+            "received_at": _iso(_parse_time(record.start_time)),
+            "senders": [contact_party if inbound else user_party],
+            "receivers": [user_party if inbound else contact_party],
+        }
+        data.update(_matter(log.additional_submission))
+        created = await self._create_communication(call.http, data)
+        message = ReturnMessage("Call logged", "success", 2000)
+        seconds = _seconds(record.duration)
+        if _time_entries_on(call.user) and seconds > 0:
+            entry: JsonDict = {
+                "type": "TimeEntry",
+                "communication": {"id": int(created)},
+                "quantity": seconds,
+                "date": _parse_time(record.start_time).strftime("%Y-%m-%d"),
+                "non_billable": _non_billable(call.user, log.additional_submission),
+                "note": subject,
+            }
+            entry.update(_matter(log.additional_submission))
+            if not await self._time_entry(call.http, entry):
+                message = _time_entry_warning("Call logged")
+        return LogResult(created, message)
+
+    async def find_call_log(self, call: CrmCall, log: CallLogCreate) -> str | None:
+        return await self._communication_with_marker(call, log.contact.id, _call_marker(log))
+
+    async def get_call_log(self, call: CrmCall, ref: CallLogRef) -> CallLogFetched:
+        """The agent's note is the `- Note:` line of the composed body; the marker never shows."""
+        data = (
+            await call.http.get_json(
+                f"/api/v4/communications/{_log_id(ref.log_id)}.json", params={"fields": COMMUNICATION_FIELDS}
+            )
+        )["data"]
+        full_body = _MARKER_RE.sub("", str(data.get("body") or ""))
+        match = _NOTE_RE.search(full_body)
+        contact_name = None
+        for party in [*(data.get("senders") or []), *(data.get("receivers") or [])]:
+            if isinstance(party, dict) and party.get("type") in ("Person", "Company", "Contact"):
+                contact_name = str(party.get("name") or "") or None
+                break
+        matter = data.get("matter")
+        info = CallLogInfo(
+            subject=data.get("subject"),
+            note=match.group(1).strip() if match else "",
+            full_body=full_body,
+            contact_name=contact_name,
+            dispositions={"matters": matter["id"]} if isinstance(matter, dict) and matter.get("id") else None,
+            full_log_response=data,
+        )
+        return CallLogFetched(info=info)
+
+    async def update_call_log(self, call: CrmCall, update: CallLogUpdate) -> CallLogUpdated:
+        """The server composed the new body from the fetched one; the call's marker is kept at its end."""
+        log_id = _log_id(update.log.log_id)
+        existing = update.existing_call_log_details
+        if not isinstance(existing, dict) or "body" not in existing:
+            existing = (
+                await call.http.get_json(
+                    f"/api/v4/communications/{log_id}.json", params={"fields": "id,body"}
+                )
+            )["data"]
+        marker = _CALL_MARKER_RE.search(str(existing.get("body") or ""))
+        data: JsonDict = {
+            "body": (update.composed_log_details or "No details available")
+            + (f"\n\n{marker.group(0)}" if marker else "")
+        }
+        if update.subject:
+            data["subject"] = update.subject
+        if update.start_time:
+            data["received_at"] = _iso(_parse_time(update.start_time))
+        await _patch(call.http, f"/api/v4/communications/{log_id}.json", data)
+        message = ReturnMessage("Call log updated.", "success", 2000)
+        seconds = _seconds(update.duration)
+        wanted = update.duration is not None and _time_entries_on(call.user) and seconds > 0
+        if wanted and not await self._update_time_entry(call.http, log_id, seconds):
+            message = _time_entry_warning("Call log updated.")
+        return CallLogUpdated(updated_note=update.composed_log_details, return_message=message)
+
+    async def upsert_call_disposition(self, call: CrmCall, update: DispositionUpdate) -> LogResult:
+        matter = _matter(update.dispositions)
+        if not matter:
+            return LogResult(None)
+        log_id = _log_id(update.log.log_id)
+        await _patch(call.http, f"/api/v4/communications/{log_id}.json", matter)
+        return LogResult(update.log.log_id)
+
+    # --- message logs --------------------------------------------------------------------------------------
+
+    async def create_message_log(self, call: CrmCall, log: MessageLogCreate) -> LogResult:
+        """One communication per conversation and day; later messages are appended by update_message_log."""
+        contact_id = _int_or_none(log.contact.id)
+        if contact_id is None:
+            return LogResult(None, ReturnMessage("Contact not found", "warning", 5000))
+        user_name = await self._user_name(call.http)
+        created = _parse_time(log.message.creation_time)
+        local = created.astimezone(_user_tz(call.user))
+        contact = log.contact
+        if log.recording_link:
+            subject = f"Voicemail left by {contact.name} - {local:%y/%m/%d}"
+            body = f"{subject}\nVoicemail recording link: {log.recording_link}\n\n--- Created via RingCentral App Connect"
+        elif log.fax_doc_link:
+            subject = f"Fax document sent from {contact.name} - {local:%y/%m/%d}"
+            body = (
+                f"{subject}\nFax document link: {log.fax_doc_link}\n\n--- Created via RingCentral App Connect"
+            )
+        else:
+            subject = f"SMS conversation with {contact.name} - {local:%y/%m/%d}"
+            item = _message_item(log.message, contact, user_name, call.user, log.image_link)
+            body = (
+                "Conversation summary\n"
+                f"{local:%A, %B %d, %Y}\n\n"
+                "Participants\n"
+                f"    {user_name}\n"
+                f"    {contact.name} ({contact.phone_number})\n\n"
+                "Conversation(1 messages)\n"
+                "BEGIN\n"
+                "------------\n"
+                f"{item}"
+                f"{_MESSAGES_END}\n\n"
+                "--- Created via RingCentral App Connect"
+            )
+        user_party = {"id": int(call.user.crm_user_id), "type": "User"}
+        contact_party = {"id": contact_id, "type": "Contact"}
+        inbound = log.message.direction == "Inbound"
+        data: JsonDict = {
+            "subject": subject,
+            "body": body + _marker_line(_message_marker(log)) + _message_tag(log.message),
+            "type": "PhoneCommunication",
+            "received_at": _iso(created),
+            "senders": [contact_party if inbound else user_party],
+            "receivers": [user_party if inbound else contact_party],
+        }
+        data.update(_matter(log.additional_submission))
+        created_id = await self._create_communication(call.http, data)
+        return LogResult(created_id, ReturnMessage("Message logged", "success", 2000))
+
+    async def find_message_log(self, call: CrmCall, log: MessageLogCreate) -> str | None:
+        return await self._communication_with_marker(call, log.contact.id, _message_marker(log))
+
+    async def update_message_log(self, call: CrmCall, update: MessageLogUpdate) -> ReturnMessage | None:
+        """Append the message before the conversation's end line and bump the count; skipped when its tag is
+        already there (an earlier append got through without an answer)."""
+        path = f"/api/v4/communications/{_log_id(update.log_id)}.json"
+        existing = await call.http.get_json(path, params={"fields": "id,body"})
+        user_name = await self._user_name(call.http)
+        body = str(existing["data"].get("body") or "")
+        tag = _message_tag(update.message)
+        if tag.strip() in body:
+            return None
+        item = _message_item(update.message, update.contact, user_name, call.user, update.image_link)
+        end = _MESSAGES_END if _MESSAGES_END in body else ""
+        body = body.replace(end, f"{item}{end}", 1) if end else f"{body}\n{item}"
+        body = _COUNTER_RE.sub(lambda m: f"Conversation({int(m.group(1)) + 1} messages)", body, count=1)
+        await _patch(call.http, path, {"body": body + tag})
+        return None
+
+    # --- shared --------------------------------------------------------------------------------------------
+
+    async def _user_name(self, http: CrmHttp) -> str:
+        body = await http.get_json("/api/v4/users/who_am_i.json", params={"fields": "id,name"})
+        return str(body["data"].get("name") or "")
+
+    async def _create_communication(self, http: CrmHttp, data: JsonDict) -> str:
+        response = await http.request(
+            "POST", "/api/v4/communications.json", params={"fields": "id"}, json={"data": data}
+        )
+        return str(response.json()["data"]["id"])
+
+    async def _time_entry(self, http: CrmHttp, entry: JsonDict) -> bool:
+        """Bill the call's time. A failure never fails the log: the communication exists and must not be
+        created again, so the agent is told to add the time by hand instead."""
+        try:
+            await http.request(
+                "POST", "/api/v4/activities.json", params={"fields": "id"}, json={"data": entry}
+            )
+        except CrmHttpError:
+            return False
+        return True
+
+    async def _update_time_entry(self, http: CrmHttp, communication_id: str, seconds: int) -> bool:
+        """The time entries of the communication take the call's new duration (an absolute value: safe to
+        send again)."""
+        try:
+            entries = await self._pages(
+                http,
+                "/api/v4/activities.json",
+                {"communication_id": communication_id, "type": "TimeEntry", "fields": "id,quantity"},
+            )
+            for entry in entries:
+                if entry.get("quantity") != seconds:
+                    await _patch(http, f"/api/v4/activities/{entry['id']}.json", {"quantity": seconds})
+        except CrmHttpError:
+            return False
+        return True
+
+    async def _communication_with_marker(self, call: CrmCall, contact_id: str, marker: str) -> str | None:
+        """The newest phone communication of the contact whose body holds `[marker]`."""
+        contact = _int_or_none(contact_id)
+        if contact is None:
+            return None
+        needle = f"[{marker}]"
+        records = await self._pages(
+            call.http,
+            "/api/v4/communications.json",
+            {
+                "contact_id": contact,
+                "type": "PhoneCommunication",
+                "fields": "id,body",
+                "order": "id(desc)",
+                "limit": 50,
+            },
+        )
+        for record in records:
+            if needle in str(record.get("body") or ""):
+                return str(record["id"])
+        return None
+
+
+# ------------------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------------------
+
+
+def phone_search_terms(e164: str, overriding_format: str = "") -> list[str]:
+    """The pieces of text every common spelling of the number contains, for a substring search.
+
+    The trailing digit groups of the international format (at least MIN_TAIL_DIGITS digits: `555`+`0100`,
+    `7946`+`0018`, `1234567`) joined with nothing, a space, a dash and a dot, then the user's own
+    overridingFormat renderings. A number that does not parse is searched by its digits.
+    """
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return [digits_of(e164)] if digits_of(e164) else []
+    international = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    groups = re.findall(r"\d+", international)[1:]  # without the country code
+    tail: list[str] = []
+    while groups and sum(len(g) for g in tail) < MIN_TAIL_DIGITS:
+        tail.insert(0, groups.pop())
+    terms = [sep.join(tail) for sep in ("", " ", "-", ".")] if len(tail) > 1 else ["".join(tail)]
+    terms.extend(overriding_renderings(e164, overriding_format))
+    return list(dict.fromkeys(t for t in terms if t))
+
+
+def _time_zone(name: Any) -> tuple[str | None, str | None]:
+    """(IANA zone, current offset as `+HH:MM`) of the Rails zone name Clio reports; (name, None) if unknown."""
+    if not isinstance(name, str) or not name:
+        return None, None
+    zone_name = _RAILS_ZONES.get(name, name)
+    try:
+        zone = ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return name, None
+    offset = datetime.now(zone).utcoffset() or timedelta(0)
+    minutes = int(offset.total_seconds() // 60)
+    sign = "-" if minutes < 0 else "+"
+    return zone_name, f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _call_subject(inbound: bool, contact: ContactRef) -> str:
+    if inbound:
+        return f"[Call] Inbound Call from {contact.name} [{contact.phone_number}]"
+    return f"[Call] Outbound Call to {contact.name} [{contact.phone_number}]"
+
+
+def _call_marker(log: CallLogCreate) -> str:
+    """Written into the body so an unanswered create can be found again: the RingCentral session id."""
+    return f"rc-call-{log.call.session_id}"
+
+
+def _message_marker(log: MessageLogCreate) -> str:
+    return f"rc-sms-{log.conversation_log_id}"
+
+
+def _marker_line(marker: str) -> str:
+    return f"\n\n[{marker}]"
+
+
+def _message_tag(message: Message) -> str:
+    """One per message the conversation holds: a re-sent append finds its message there and skips it."""
+    return f"\n[rc-msg-{message.id}]"
+
+
+async def _all(calls: list[Awaitable[T]]) -> list[T]:
+    """Run CRM calls together; the first failure is raised once every call has ended (none left running)."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return cast(list[T], results)
+
+
+def _seconds(duration: Any) -> int:
+    """A call's duration in whole seconds; 0 when unknown."""
+    try:
+        value = float(duration)
+    except (TypeError, ValueError):
+        return 0
+    return int(value) if value == value and 0 < value < 10**7 else 0
+
+
+def _time_entries_on(user: UserView) -> bool:
+    return bool(user.setting("clioTimeEntriesEnabled", True))
+
+
+def _non_billable(user: UserView, submission: JsonDict) -> bool:
+    """The log form's billable choice, else the user's default."""
+    chosen = submission.get("billableStatus")
+    if chosen in ("billable", "non-billable"):
+        return bool(chosen == "non-billable")
+    return bool(user.setting("clioDefaultNonBillableTick", False))
+
+
+def _time_entry_warning(done: str) -> ReturnMessage:
+    return ReturnMessage(
+        f"{done} Clio did not take the time entry: please add it in Clio.",
+        "warning",
+        5000,
+    )
+
+
+def _matter(values: JsonDict) -> JsonDict:
+    matter = _int_or_none(values.get("matters"))
+    return {"matter": {"id": matter}} if matter is not None else {}
+
+
+async def _patch(http: CrmHttp, path: str, data: JsonDict) -> None:
+    """A PATCH that sets absolute values: safe to send again."""
+    await http.request("PATCH", path, params={"fields": "id"}, json={"data": data}, idempotent=True)
+
+
+def _log_id(log_id: str) -> str:
+    """The communication id of a stored log id (older logs were stored as `<communication>.<entry>`)."""
+    return log_id.split(".", 1)[0]
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(value: Any) -> datetime:
+    """A RingCentral timestamp (ISO 8601 or epoch milliseconds) in UTC; now when absent or unreadable."""
+    parsed: datetime | None = None
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            parsed = datetime.fromtimestamp(value / 1000, UTC)
+        elif isinstance(value, str) and value.strip():
+            text = value.strip()
+            if text.isdigit():
+                parsed = datetime.fromtimestamp(int(text) / 1000, UTC)
+            else:
+                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+                parsed = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        parsed = None
+    if parsed is None or not 1 < parsed.year < 9999:
+        return datetime.now(UTC)
+    return parsed
+
+
+def _user_tz(user: UserView) -> timezone:
+    """The user's fixed UTC offset (`+02:00`, `-0530`, or minutes); UTC when unknown."""
+    raw = (user.timezone_offset or "").strip()
+    match = re.fullmatch(r"([+-])?(\d{1,2}):?(\d{2})", raw)
+    if match:
+        sign = -1 if match.group(1) == "-" else 1
+        return timezone(sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3))))
+    try:
+        minutes = int(raw)
+    except ValueError:
+        return UTC
+    if abs(minutes) <= 14:
+        minutes *= 60
+    return timezone(timedelta(minutes=minutes)) if abs(minutes) < 24 * 60 else UTC
+
+
+def _message_item(
+    message: Message, contact: ContactRef, user_name: str, user: UserView, image_link: str | None
+) -> str:
+    """One message of the conversation: who and when (user's time), then the text."""
+    when = _parse_time(message.creation_time).astimezone(_user_tz(user))
+    who = f"{contact.name} ({contact.phone_number})" if message.direction == "Inbound" else user_name
+    extra = f"\n{image_link}" if image_link else ""
+    return f"{who} {when:%I:%M %p}\n{message.subject}{extra}\n\n"
