@@ -21,10 +21,11 @@ class DuplicatePlatformError(RuntimeError):
 
 
 def _builtin_classes() -> list[type[Connector]]:
+    from appconnect.connectors.insightly import InsightlyConnector
     from appconnect.connectors.pipedrive import PipedriveConnector
     from appconnect.connectors.testcrm import TestCrmConnector
 
-    return [TestCrmConnector, PipedriveConnector]
+    return [TestCrmConnector, PipedriveConnector, InsightlyConnector]
 
 
 def _entry_point_classes() -> list[type[Connector]]:
