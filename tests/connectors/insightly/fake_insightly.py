@@ -223,6 +223,10 @@ class FakeInsightly(FakeCrm):
             self.api_keys[key] = (user_id, pod or self.pod)
             return key
 
+    def reset_requests(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
     def user_id_of(self, api_key: str) -> int:
         return self.api_keys[api_key][0]
 
