@@ -604,8 +604,8 @@ def insightly_terms(e164: str, overriding_format: str = "") -> list[str]:
     """Spellings to ask an exact-match search for: the common library ones plus what people type by hand.
 
     `search_terms` gives E.164, the bare national number and the national and international spellings; here
-    are added the international one with spaces only, the national one with the trunk prefix but no spaces,
-    and for North American numbers the dashed and dotted forms. The user's overridingFormat renderings come
+    are added the international one with spaces only, the national one with the trunk prefix but no spaces
+    (and without brackets outside North America), and for North American numbers the dashed and dotted forms. The user's overridingFormat renderings come
     last. A number stored any other way (an extension, unusual grouping) cannot be found by an exact search.
     """
     terms = search_terms(e164)
@@ -618,6 +618,8 @@ def insightly_terms(e164: str, overriding_format: str = "") -> list[str]:
         national = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
         terms.append(re.sub(r"[^\d+]+", " ", international).strip())
         terms.append(re.sub(r"\D", "", national))
+        if parsed.country_code != 1:  # `(02) 9876 5432` is also typed without the brackets
+            terms.append(" ".join(re.sub(r"[()]", " ", national).split()))
         if parsed.country_code == 1:
             digits = str(phonenumbers.national_significant_number(parsed))
             if len(digits) == 10:
