@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Coroutine, Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -280,7 +280,7 @@ class InsightlyConnector(Connector):
             fields = (*PHONE_FIELDS[kind], *_extra_fields(call.user, kind))
             searches += [(kind, field, term) for field in fields for term in terms]
         gate = asyncio.Semaphore(SEARCH_CONCURRENCY)
-        results = await asyncio.gather(*(_gated(gate, self._search(call.http, *s)) for s in searches))
+        results = await _all([_gated(gate, self._search(call.http, *s)) for s in searches])
         found: dict[tuple[str, int], JsonDict] = {}
         for (kind, _field, _term), records in zip(searches, results, strict=True):
             for record in records:
@@ -605,8 +605,9 @@ def insightly_terms(e164: str, overriding_format: str = "") -> list[str]:
 
     `search_terms` gives E.164, the bare national number and the national and international spellings; here
     are added the international one with spaces only, the national one with the trunk prefix but no spaces
-    (and without brackets outside North America), and for North American numbers the dashed and dotted forms. The user's overridingFormat renderings come
-    last. A number stored any other way (an extension, unusual grouping) cannot be found by an exact search.
+    (and without brackets outside North America), and for North American numbers the dashed and dotted
+    forms. The user's overridingFormat renderings come last. A number stored any other way (an extension,
+    unusual grouping) cannot be found by an exact search.
     """
     terms = search_terms(e164)
     try:
@@ -652,9 +653,20 @@ def _stored_phones(record: JsonDict, extra_fields: Iterable[str]) -> list[str]:
     return numbers
 
 
-async def _gated(gate: asyncio.Semaphore, work: Awaitable[T]) -> T:
+async def _gated(gate: asyncio.Semaphore, work: Coroutine[Any, Any, T]) -> T:
     async with gate:
         return await work
+
+
+async def _all(works: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run the searches together; the first failure stops the rest (no stray requests) and is raised as is."""
+    tasks: list[asyncio.Task[T]] = []
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(work) for work in works]
+    except* CrmHttpError as failures:
+        raise failures.exceptions[0] from None
+    return [task.result() for task in tasks]
 
 
 # ------------------------------------------------------------------------------------------------------------
