@@ -280,7 +280,7 @@ class InsightlyConnector(Connector):
             fields = (*PHONE_FIELDS[kind], *_extra_fields(call.user, kind))
             searches += [(kind, field, term) for field in fields for term in terms]
         gate = asyncio.Semaphore(SEARCH_CONCURRENCY)
-        results = await _all([_gated(gate, self._search(call.http, *s)) for s in searches])
+        results = await _all([self._search(call.http, *s, gate=gate) for s in searches])
         found: dict[tuple[str, int], JsonDict] = {}
         for (kind, _field, _term), records in zip(searches, results, strict=True):
             for record in records:
@@ -314,11 +314,15 @@ class InsightlyConnector(Connector):
             successful=True, contacts=await self._contacts(call.http, list(found.items()), None)
         )
 
-    async def _search(self, http: CrmHttp, kind: str, field: str, value: str) -> list[JsonDict]:
-        body = await http.get_json(
-            f"/{_RESOURCE[kind]}/Search",
-            params={"field_name": field, "field_value": value, "brief": False, "top": 100},
-        )
+    async def _search(
+        self, http: CrmHttp, kind: str, field: str, value: str, *, gate: asyncio.Semaphore | None = None
+    ) -> list[JsonDict]:
+        params = {"field_name": field, "field_value": value, "brief": False, "top": 100}
+        if gate is None:
+            body = await http.get_json(f"/{_RESOURCE[kind]}/Search", params=params)
+        else:
+            async with gate:
+                body = await http.get_json(f"/{_RESOURCE[kind]}/Search", params=params)
         return [r for r in body if isinstance(r, dict)] if isinstance(body, list) else []
 
     async def _contacts(
@@ -651,11 +655,6 @@ def _stored_phones(record: JsonDict, extra_fields: Iterable[str]) -> list[str]:
         if isinstance(record.get(field), str) and record[field]:
             numbers.append(str(record[field]))
     return numbers
-
-
-async def _gated(gate: asyncio.Semaphore, work: Coroutine[Any, Any, T]) -> T:
-    async with gate:
-        return await work
 
 
 async def _all(works: list[Coroutine[Any, Any, T]]) -> list[T]:
