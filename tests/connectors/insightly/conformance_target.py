@@ -78,7 +78,9 @@ class InsightlyTarget(ConformanceTarget):
     def seed_contact(self, name: str, stored_phone: str, contact_type: str = "") -> str:
         first, _, last = name.partition(" ")
         if contact_type == "lead":
-            return str(self.fake.add_lead(first if last else None, last or first, phone=stored_phone)["LEAD_ID"])
+            return str(
+                self.fake.add_lead(first if last else None, last or first, phone=stored_phone)["LEAD_ID"]
+            )
         return str(self.fake.add_contact(first, last or None, phone=stored_phone)["CONTACT_ID"])
 
     def contacts_with_number(self, e164: str) -> list[CrmRecord]:

@@ -213,11 +213,13 @@ class InsightlyConnector(Connector):
     async def get_user_info(self, request: LoginRequest) -> UserInfoResult:
         """Users/Me on the pod the user named; only the checked pod origin is kept (never the key)."""
         api_url = str(request.additional_info.get("apiUrl") or "")
+        override = self.config.get("base_url").rstrip("/")
         try:
-            origin = self.api_base(api_url)
+            # with the test override every call goes there, never to what was pasted
+            origin = override or self.api_base(api_url)
         except ApiUrlRefused as refused:
             return UserInfoResult(successful=False, return_message=_login_failed(str(refused)))
-        base = self.config.get("base_url").rstrip("/") if self.config.get("base_url") else origin
+        base = override or origin
         try:
             data = await request.http.get_json(f"{base}/{self._version()}/Users/Me")
             user_id = int(data["USER_ID"])
