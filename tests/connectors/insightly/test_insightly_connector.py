@@ -23,12 +23,14 @@ from appconnect.connectors.insightly import InsightlyConnector
 from appconnect.connectors.insightly.connector import ApiUrlRefused, insightly_terms
 from appconnect.connectors.sdk import (
     CallLogCreate,
+    CallLogRef,
     CallRecord,
     ConnectorConfig,
     ContactLookup,
     ContactRef,
     CrmCall,
     CrmHttpError,
+    DispositionUpdate,
     LoginRequest,
     Message,
     MessageLogCreate,
@@ -236,3 +238,41 @@ async def test_message_append_sent_twice_appends_once(env: Env) -> None:
     details = env.fake.event(created.log_id)["DETAILS"]
     assert details.count("Yes\n") == 1 and "Conversation(2 messages)" in details
     assert len(env.fake.requests_to("/v3.1/events", "PUT")) == 1
+
+
+async def test_disposition_replaces_a_link_of_the_same_kind_and_keeps_the_rest(env: Env) -> None:
+    contact = env.fake.add_contact("Maya", "Patel", phone="+14155550100")
+    old, new = env.fake.add_organisation("Old Ltd"), env.fake.add_organisation("New Ltd")
+    project = env.fake.add_project("Rollout")
+    log = _call_log(contact["CONTACT_ID"])
+    log.additional_submission = {"organisation": old["ORGANISATION_ID"], "project": project["PROJECT_ID"]}
+    created = await env.connector.create_call_log(env.call, log)
+    assert created.log_id
+    result = await env.connector.upsert_call_disposition(
+        env.call,
+        DispositionUpdate(CallLogRef(created.log_id), {"organisation": str(new["ORGANISATION_ID"])}),
+    )
+    assert result.log_id == created.log_id
+    kept = sorted(
+        (lk["LINK_OBJECT_NAME"], lk["LINK_OBJECT_ID"]) for lk in env.fake.event(created.log_id)["LINKS"]
+    )
+    assert kept == [
+        ("Contact", contact["CONTACT_ID"]),
+        ("Organisation", new["ORGANISATION_ID"]),
+        ("Project", project["PROJECT_ID"]),
+    ]
+    nothing = await env.connector.upsert_call_disposition(
+        env.call, DispositionUpdate(CallLogRef(created.log_id), {})
+    )
+    assert nothing.log_id is None
+
+
+async def test_name_search_finds_contacts_and_leads(env: Env) -> None:
+    contact = env.fake.add_contact("Maya", "Patel")
+    lead = env.fake.add_lead("Maya", "Patel")
+    env.fake.add_contact("Maya", "Other")
+    matches = await env.connector.find_contact_with_name(env.call, "Maya Patel")
+    assert sorted((c.type or "", c.id) for c in matches.contacts) == [
+        ("contact", str(contact["CONTACT_ID"])),
+        ("lead", str(lead["LEAD_ID"])),
+    ]
