@@ -22,10 +22,11 @@ class DuplicatePlatformError(RuntimeError):
 
 def _builtin_classes() -> list[type[Connector]]:
     from appconnect.connectors.clio import ClioConnector
+    from appconnect.connectors.insightly import InsightlyConnector
     from appconnect.connectors.pipedrive import PipedriveConnector
     from appconnect.connectors.testcrm import TestCrmConnector
 
-    return [TestCrmConnector, PipedriveConnector, ClioConnector]
+    return [TestCrmConnector, PipedriveConnector, ClioConnector, InsightlyConnector]
 
 
 def _entry_point_classes() -> list[type[Connector]]:

@@ -1,0 +1,26 @@
+"""Fixtures: one FakeInsightly per test session, reset before every test."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fake_insightly import FakeInsightly
+
+
+@pytest.fixture(scope="session")
+def _fake_insightly_server() -> Iterator[FakeInsightly]:
+    with FakeInsightly() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_insightly(_fake_insightly_server: FakeInsightly) -> FakeInsightly:
+    """A started fake with fresh state: one user (key `key-jordan`), no records."""
+    _fake_insightly_server.reset()
+    return _fake_insightly_server

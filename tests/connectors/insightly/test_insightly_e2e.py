@@ -1,0 +1,514 @@
+"""End to end: the App Connect client's requests through the real server over loopback HTTP, Insightly faked.
+
+The connector server is started with `INSIGHTLY_ALLOWED_API_ORIGINS` naming the fake, and no base-URL override:
+the user's pasted pod URL (`<fake>/v3.1/`) is what the server stores and calls, as in production. It shares the
+database of the session `server` fixture, so everything runs on SQLite and on PostgreSQL. Every assertion about
+what Insightly holds reads the fake's own state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fake_insightly import FakeInsightly
+
+from tests.conftest import LiveServer, call_log_body, new_phone, start_server
+
+JsonDict = dict[str, Any]
+
+
+@contextmanager
+def insightly_server(
+    fake: FakeInsightly, folder: Path, database_url: str, **overrides: Any
+) -> Iterator[LiveServer]:
+    """A connector server that may send Insightly API keys to the fake's origin (and to insightly.com)."""
+    stack = ExitStack()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("INSIGHTLY_ALLOWED_API_ORIGINS", fake.base_url)
+        env.delenv("INSIGHTLY_BASE_URL", raising=False)
+        previous = os.environ.get("TESTCRM_BASE_URL")
+        if previous is None:
+            env.delenv("TESTCRM_BASE_URL", raising=False)
+        else:
+            env.setenv("TESTCRM_BASE_URL", previous)
+        live = stack.enter_context(
+            contextmanager(start_server)(folder, database_url, embedded_testcrm=False, **overrides)
+        )
+    with stack:
+        yield live
+
+
+@pytest.fixture(scope="session")
+def ins_server(
+    server: LiveServer, _fake_insightly_server: FakeInsightly, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """A second server on the session server's database and keys; the CRM rate limiter off so injected 429s
+    and fault tests leave no back-off behind."""
+    folder = tmp_path_factory.mktemp("insightly-server")
+    with insightly_server(
+        _fake_insightly_server,
+        folder,
+        server.settings.database_url,
+        key_file=server.settings.key_file,
+        crm_rate_limit="off",
+    ) as live:
+        yield live
+
+
+class Agent:
+    """What the App Connect client does, one method per request."""
+
+    def __init__(self, http: httpx.AsyncClient, fake: FakeInsightly) -> None:
+        self.http = http
+        self.fake = fake
+        self.jwt = ""
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.jwt}"}
+
+    async def login(self, api_url: str | None = None, api_key: str | None = None) -> httpx.Response:
+        response = await self.http.post(
+            "/apiKeyLogin",
+            json={
+                "platform": "insightly",
+                "apiKey": api_key or self.fake.default_key,
+                "hostname": "crm.na1.insightly.com",
+                "additionalInfo": {"apiUrl": api_url or f"{self.fake.base_url}/v3.1/"},
+            },
+            headers={"rc-account-id": f"acct-{uuid.uuid4().hex[:10]}"},
+        )
+        if response.status_code == 200:
+            self.jwt = response.json()["jwtToken"]
+        return response
+
+    async def find_contact(self, phone: str, *, force: bool = True, overriding_format: str = "") -> JsonDict:
+        response = await self.http.get(
+            "/contact",
+            params={
+                "jwtToken": self.jwt,
+                "phoneNumber": phone,
+                "overridingFormat": overriding_format,
+                "isExtension": "false",
+                **({"isForceRefreshAccountData": "true"} if force else {}),
+            },
+        )
+        assert response.status_code == 200, response.text
+        body: JsonDict = response.json()
+        return body
+
+    async def create_contact(self, phone: str, name: str, contact_type: str) -> JsonDict:
+        response = await self.http.post(
+            "/contact",
+            headers=self.auth,
+            json={"phoneNumber": phone, "newContactName": name, "newContactType": contact_type},
+        )
+        assert response.status_code == 200, response.text
+        body: JsonDict = response.json()
+        return body
+
+    async def send(self, method: str, path: str, body: JsonDict) -> JsonDict:
+        response = await self.http.request(method, path, headers=self.auth, json=body)
+        assert response.status_code == 200, response.text
+        result: JsonDict = response.json()
+        return result
+
+
+@pytest.fixture
+async def agent(ins_server: LiveServer, fake_insightly: FakeInsightly) -> AsyncIterator[Agent]:
+    async with httpx.AsyncClient(base_url=ins_server.base_url, timeout=30) as http:
+        yield Agent(http, fake_insightly)
+
+
+@pytest.fixture
+async def logged_in(agent: Agent) -> Agent:
+    response = await agent.login()
+    assert response.status_code == 200, response.text
+    return agent
+
+
+def call_body(
+    session_id: str, contact_id: str, phone: str, contact_type: str = "contact", **extra: Any
+) -> JsonDict:
+    return call_log_body(
+        session_id,
+        contact_id,
+        phone,
+        log_info={
+            "startTime": "2026-03-12T14:35:20.000Z",
+            "duration": 487,
+            "from": {"phoneNumber": phone, "name": "Maya Patel"},
+            "to": {"phoneNumber": "+14155550101", "name": "Jordan Lee"},
+        },
+        contactName="Maya Patel",
+        contactType=contact_type,
+        note="Asked about the renewal",
+        **extra,
+    )
+
+
+def message_body(conversation: str, contact_id: str, phone: str, messages: list[JsonDict]) -> JsonDict:
+    return {
+        "logInfo": {
+            "conversationId": conversation,
+            "conversationLogId": f"{conversation}-2026-03-12",
+            "messages": messages,
+            "correspondents": [{"phoneNumber": phone, "name": "Maya Patel"}],
+        },
+        "contactId": contact_id,
+        "contactName": "Maya Patel",
+        "contactType": "contact",
+        "additionalSubmission": {},
+    }
+
+
+def sms(message_id: str, phone: str, text: str, direction: str = "Inbound", at: str = "14:35:20") -> JsonDict:
+    return {
+        "id": message_id,
+        "type": "SMS",
+        "direction": direction,
+        "subject": text,
+        "creationTime": f"2026-03-12T{at}.000Z",
+        "from": {"phoneNumber": phone if direction == "Inbound" else "+14155550101"},
+    }
+
+
+def links(event: JsonDict) -> list[tuple[str, int]]:
+    return sorted((link["LINK_OBJECT_NAME"], link["LINK_OBJECT_ID"]) for link in event["LINKS"])
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the whole client sequence
+# ------------------------------------------------------------------------------------------------------------
+
+
+async def test_whole_client_sequence(logged_in: Agent, fake_insightly: FakeInsightly) -> None:
+    agent, fake = logged_in, fake_insightly
+    me = fake.user_id_of(fake.default_key)
+    assert fake.requests_to("/v3.1/users/me")[0].auth_scheme == "Basic"
+
+    phone = new_phone()
+    miss = await agent.find_contact(phone)
+    assert miss["successful"] is True
+    assert [c["id"] for c in miss["contact"]] == ["createNewContact"]
+    assert miss["contact"][0]["defaultContactType"] == "contact"
+    searched = {
+        (r.path, r.query["field_name"], r.query["field_value"])
+        for r in fake.requests_to("/v3.1/")
+        if "field_name" in r.query
+    }
+    assert ("/v3.1/contacts/search", "PHONE", phone) in searched  # the `+` survived the query string
+    assert ("/v3.1/leads/search", "PHONE_MOBILE", phone[2:]) in searched
+
+    made = await agent.create_contact(phone, "Maya Patel", "contact")
+    assert made["successful"] is True, made
+    [contact] = [c for c in fake.all_contacts() if c["PHONE"] == phone]
+    assert (contact["FIRST_NAME"], contact["LAST_NAME"]) == ("Maya", "Patel")
+    assert made["contact"] == {**made["contact"], "id": str(contact["CONTACT_ID"]), "type": "contact"}
+    lead_phone = new_phone()
+    lead_made = await agent.create_contact(lead_phone, "Sam", "lead")
+    assert lead_made["successful"] is True, lead_made
+    [lead] = [c for c in fake.all_leads() if c["PHONE"] == lead_phone]
+    assert (lead["FIRST_NAME"], lead["LAST_NAME"]) == (None, "Sam")
+    assert lead_made["contact"]["id"] == str(lead["LEAD_ID"]) and lead_made["contact"]["type"] == "lead"
+
+    contact_id = str(contact["CONTACT_ID"])
+    opportunity = fake.add_opportunity("Renewal 2026")
+    session_id = f"s-{uuid.uuid4().hex}"
+    logged = await agent.send(
+        "POST",
+        "/callLog",
+        call_body(
+            session_id, contact_id, phone, additionalSubmission={"opportunity": opportunity["OPPORTUNITY_ID"]}
+        ),
+    )
+    assert logged["successful"] is True, logged
+    [event] = fake.all_events()
+    assert logged["logId"] == str(event["EVENT_ID"])
+    assert links(event) == [
+        ("Contact", contact["CONTACT_ID"]),
+        ("Opportunity", opportunity["OPPORTUNITY_ID"]),
+    ]
+    assert event["OWNER_USER_ID"] == me
+    assert event["TITLE"] == "Inbound Call from Maya Patel"
+    assert (event["START_DATE_UTC"], event["END_DATE_UTC"]) == ("2026-03-12 14:35:20", "2026-03-12 14:43:27")
+    assert "Asked about the renewal" in event["DETAILS"] and f"[rc-call-{session_id}]" in event["DETAILS"]
+
+    got = await agent.http.get(
+        "/callLog", headers=agent.auth, params={"sessionIds": session_id, "requireDetails": "true"}
+    )
+    assert got.status_code == 200, got.text
+    [entry] = got.json()["logs"]
+    assert entry["matched"] is True and entry["logId"] == str(event["EVENT_ID"])
+    assert entry["logData"]["note"] == "Asked about the renewal"
+    assert entry["logData"]["contactName"] == "Maya Patel"
+    assert "[rc-call-" not in entry["logData"]["fullBody"]
+    assert entry["logData"]["dispositions"] == {"opportunity": str(opportunity["OPPORTUNITY_ID"])}
+
+    patched = await agent.send(
+        "PATCH",
+        "/callLog",
+        {"sessionId": session_id, "note": "Will call back on Friday", "subject": "Renewal call"},
+    )
+    assert patched["successful"] is True, patched
+    updated = fake.event(event["EVENT_ID"])
+    assert (
+        "Will call back on Friday" in updated["DETAILS"]
+        and "Asked about the renewal" not in updated["DETAILS"]
+    )
+    assert updated["TITLE"] == "Renewal call"
+    assert f"[rc-call-{session_id}]" in updated["DETAILS"]  # the marker survives edits
+    assert len(fake.requests_to("/v3.1/events", "PUT")) == 1
+
+    organisation = fake.add_organisation("Acme Ltd")
+    project = fake.add_project("Rollout")
+    disposed = await agent.send(
+        "PUT",
+        "/callDisposition",
+        {
+            "sessionId": session_id,
+            "dispositions": {
+                "organisation": organisation["ORGANISATION_ID"],
+                "opportunity": opportunity["OPPORTUNITY_ID"],
+                "project": project["PROJECT_ID"],
+            },
+        },
+    )
+    assert disposed["successful"] is True, disposed
+    assert links(fake.event(event["EVENT_ID"])) == sorted(
+        [
+            ("Contact", contact["CONTACT_ID"]),
+            ("Opportunity", opportunity["OPPORTUNITY_ID"]),  # kept, not linked twice
+            ("Organisation", organisation["ORGANISATION_ID"]),
+            ("Project", project["PROJECT_ID"]),
+        ]
+    )
+
+    conversation = f"conv-{uuid.uuid4().hex}"
+    first, second = f"m-{uuid.uuid4().hex}", f"m-{uuid.uuid4().hex}"
+    one = await agent.send(
+        "POST",
+        "/messageLog",
+        message_body(conversation, contact_id, phone, [sms(first, phone, "Is it ready?")]),
+    )
+    assert one["successful"] is True and one["logIds"] == [first], one
+    two = await agent.send(
+        "POST",
+        "/messageLog",
+        message_body(
+            conversation,
+            contact_id,
+            phone,
+            [
+                sms(second, phone, "Yes, sending it today", "Outbound", "14:40:00"),
+                sms(first, phone, "Is it ready?"),
+            ],
+        ),
+    )
+    assert two["successful"] is True and two["logIds"] == [second], two
+    [conversation_event] = [e for e in fake.all_events() if e["EVENT_ID"] != event["EVENT_ID"]]
+    details = conversation_event["DETAILS"]
+    assert details.index("Is it ready?") < details.index("Yes, sending it today")
+    assert "Conversation(2 messages)" in details and "Jordan Lee" in details
+    assert links(conversation_event) == [("Contact", contact["CONTACT_ID"])]
+    assert conversation_event["END_DATE_UTC"] == "2026-03-12 14:40:00"
+
+    matched = await agent.find_contact(phone)
+    real = [c for c in matched["contact"] if not c.get("isNewContact")]
+    assert [(c["id"], c["name"], c["type"]) for c in real] == [(contact_id, "Maya Patel", "contact")]
+
+    out = await agent.http.post("/unAuthorize", headers=agent.auth)
+    assert out.status_code == 200, out.text
+    assert out.json()["messageType"] == "success"
+    again = await agent.http.get("/contact", params={"jwtToken": agent.jwt, "phoneNumber": phone})
+    assert again.status_code != 200 or again.json()["successful"] is False
+
+
+async def test_lead_call_is_linked_to_the_lead(logged_in: Agent, fake_insightly: FakeInsightly) -> None:
+    phone = new_phone()
+    lead = fake_insightly.add_lead("Sam", "Rivera", mobile=phone)
+    found = await logged_in.find_contact(phone)
+    assert [(c["id"], c["type"]) for c in found["contact"] if not c.get("isNewContact")] == [
+        (str(lead["LEAD_ID"]), "lead")
+    ]
+    logged = await logged_in.send(
+        "POST", "/callLog", call_body(f"s-{uuid.uuid4().hex}", str(lead["LEAD_ID"]), phone, "lead")
+    )
+    assert logged["successful"] is True, logged
+    [event] = fake_insightly.all_events()
+    assert links(event) == [("Lead", lead["LEAD_ID"])]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# pod URL handling at login
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "api_url",
+    [
+        "https://attacker.example.com/v3.1/",
+        "http://api.na1.insightly.com/v3.1/",
+        "https://api.na1.insightly.com.attacker.example/v3.1/",
+        "https://api.na1.insightly.com@attacker.example/v3.1/",
+        "https://attacker.example/api.na1.insightly.com/v3.1/",
+        "https://api.na1.insightly.com:8443/v3.1/",
+        "https://169.254.169.254/latest/meta-data",
+        "",
+    ],
+)
+async def test_hostile_api_urls_are_refused_without_sending_the_key(agent: Agent, api_url: str) -> None:
+    response = await agent.http.post(
+        "/apiKeyLogin",
+        json={
+            "platform": "insightly",
+            "apiKey": agent.fake.default_key,
+            "hostname": "crm.na1.insightly.com",
+            "additionalInfo": {"apiUrl": api_url},
+        },
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["returnMessage"]["message"] == "Could not load user information"
+    assert agent.fake.requests == []
+
+
+async def test_a_key_of_another_pod_or_an_unknown_key_is_refused(agent: Agent) -> None:
+    other_pod = agent.fake.add_user("Eve", "Other", pod="eu1")
+    for key in (other_pod, "no-such-key"):
+        response = await agent.login(api_key=key)
+        assert response.status_code == 400, response.text
+        details = response.json()["returnMessage"]["details"][0]["items"][0]["text"]
+        assert details == "Insightly did not accept the API key."
+
+
+async def test_pod_url_spellings_store_the_same_origin(agent: Agent, fake_insightly: FakeInsightly) -> None:
+    for spelling in (
+        fake_insightly.base_url,
+        f"{fake_insightly.base_url}/v3.1",
+        f"{fake_insightly.base_url}/V3.1/",
+    ):
+        response = await agent.login(api_url=spelling)
+        assert response.status_code == 200, (spelling, response.text)
+        fake_insightly.reset_requests()
+        await agent.find_contact(new_phone())
+        assert all(r.path.startswith("/v3.1/") for r in fake_insightly.requests)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# trust: lost answers never make a second record
+# ------------------------------------------------------------------------------------------------------------
+
+
+async def _wait_for(check: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the fake never finished the slow work"
+        await asyncio.sleep(0.05)
+
+
+async def test_call_log_answer_lost_after_the_work_then_retried_gives_one_linked_event(
+    logged_in: Agent, fake_insightly: FakeInsightly
+) -> None:
+    fake = fake_insightly
+    phone = new_phone()
+    contact = fake.add_contact("Maya", "Patel", phone=phone)
+    session_id = f"s-{uuid.uuid4().hex}"
+    body = call_body(session_id, str(contact["CONTACT_ID"]), phone)
+    fake.inject(delay=3.0, path_prefix="/v3.1/events", method="POST", when="after")  # read timeout is 2 s
+    lost = await logged_in.send("POST", "/callLog", body)
+    assert lost["successful"] is False, lost
+    await _wait_for(lambda: len(fake.all_events()) == 1)
+
+    retried = await logged_in.send("POST", "/callLog", body)
+    assert retried["successful"] is True, retried
+    [event] = fake.all_events()
+    assert retried["logId"] == str(event["EVENT_ID"])
+    assert links(event) == [("Contact", contact["CONTACT_ID"])]
+    assert len(fake.requests_to("/v3.1/events", "POST")) == 2  # the create, then one link (on the retry)
+
+
+async def test_link_call_failing_after_the_event_exists_is_repaired_on_retry(
+    logged_in: Agent, fake_insightly: FakeInsightly
+) -> None:
+    fake = fake_insightly
+    phone = new_phone()
+    contact = fake.add_contact("Maya", "Patel", phone=phone)
+    body = call_body(f"s-{uuid.uuid4().hex}", str(contact["CONTACT_ID"]), phone)
+    fake.inject(503, path_prefix="/v3.1/events/", method="POST")  # the link call only
+    failed = await logged_in.send("POST", "/callLog", body)
+    assert failed["successful"] is False, failed
+    [event] = fake.all_events()
+    assert event["LINKS"] == []
+
+    retried = await logged_in.send("POST", "/callLog", body)
+    assert retried["successful"] is True, retried
+    [event] = fake.all_events()
+    assert retried["logId"] == str(event["EVENT_ID"])
+    assert links(event) == [("Contact", contact["CONTACT_ID"])]
+
+    again = await logged_in.send("POST", "/callLog", body)
+    assert again["successful"] is False and "Existing log" in again["returnMessage"]["message"]
+    assert len(fake.all_events()) == 1
+
+
+async def test_link_answer_lost_after_linking_gives_one_link(
+    logged_in: Agent, fake_insightly: FakeInsightly
+) -> None:
+    fake = fake_insightly
+    phone = new_phone()
+    contact = fake.add_contact("Maya", "Patel", phone=phone)
+    body = call_body(f"s-{uuid.uuid4().hex}", str(contact["CONTACT_ID"]), phone)
+    fake.inject(delay=3.0, path_prefix="/v3.1/events/", method="POST", when="after")
+    lost = await logged_in.send("POST", "/callLog", body)
+    assert lost["successful"] is False, lost
+    await _wait_for(lambda: len(fake.all_events()) == 1 and fake.all_events()[0]["LINKS"] != [])
+    retried = await logged_in.send("POST", "/callLog", body)
+    assert retried["successful"] is True, retried
+    [event] = fake.all_events()
+    assert links(event) == [("Contact", contact["CONTACT_ID"])]
+
+
+async def test_contact_create_answer_lost_then_retried_gives_one_contact(
+    logged_in: Agent, fake_insightly: FakeInsightly
+) -> None:
+    fake = fake_insightly
+    phone = new_phone()
+    fake.inject(delay=3.0, path_prefix="/v3.1/contacts", method="POST", when="after")
+    slow = await logged_in.create_contact(phone, "Maya Patel", "contact")
+    assert slow["successful"] is False, slow
+    await _wait_for(lambda: len(fake.all_contacts()) == 1)
+    retried = await logged_in.create_contact(phone, "Maya Patel", "contact")
+    assert retried["successful"] is True, retried
+    [contact] = fake.all_contacts()
+    assert retried["contact"]["id"] == str(contact["CONTACT_ID"])
+    assert len(fake.requests_to("/v3.1/contacts", "POST")) == 1
+
+
+async def test_message_log_answer_lost_then_retried_gives_one_event(
+    logged_in: Agent, fake_insightly: FakeInsightly
+) -> None:
+    fake = fake_insightly
+    phone = new_phone()
+    contact = fake.add_contact("Maya", "Patel", phone=phone)
+    body = message_body(
+        f"conv-{uuid.uuid4().hex}", str(contact["CONTACT_ID"]), phone, [sms("m-1", phone, "hi")]
+    )
+    fake.inject(delay=3.0, path_prefix="/v3.1/events", method="POST", when="after")
+    first = await logged_in.http.post("/messageLog", headers=logged_in.auth, json=body)
+    assert first.status_code == 200
+    await _wait_for(lambda: len(fake.all_events()) == 1)
+    await asyncio.sleep(0.1)
+    again = await logged_in.send("POST", "/messageLog", body)
+    assert again["successful"] is True, again
+    [event] = fake.all_events()
+    assert links(event) == [("Contact", contact["CONTACT_ID"])]
+    assert event["DETAILS"].count("hi\n") == 1
