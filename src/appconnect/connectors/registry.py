@@ -22,9 +22,10 @@ class DuplicatePlatformError(RuntimeError):
 
 def _builtin_classes() -> list[type[Connector]]:
     from appconnect.connectors.pipedrive import PipedriveConnector
+    from appconnect.connectors.redtail import RedtailConnector
     from appconnect.connectors.testcrm import TestCrmConnector
 
-    return [TestCrmConnector, PipedriveConnector]
+    return [TestCrmConnector, PipedriveConnector, RedtailConnector]
 
 
 def _entry_point_classes() -> list[type[Connector]]:
