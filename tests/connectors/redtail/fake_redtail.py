@@ -161,6 +161,29 @@ class FakeRedtail(FakeCrm):
             ]
         return contact
 
+    def add_activity(self, contact_id: int, subject: str, description: str = "") -> JsonDict:
+        """An activity someone else logged against the contact (completed, no notes)."""
+        activity_id = self.next_id("activity", 5000)
+        now = datetime.now(UTC).isoformat()
+        activity = {
+            "id": activity_id,
+            "subject": subject,
+            "description": description,
+            "start_date": now,
+            "end_date": now,
+            "activity_code_id": 3,
+            "category_id": 1,
+            "repeats": "never",
+            "completed": True,
+            "linked_contacts": [{"contact_id": contact_id}],
+            "created_at": now,
+            "updated_at": now,
+        }
+        with self._lock:
+            self.activities[activity_id] = activity
+            self.notes[activity_id] = []
+        return activity
+
     def activities_of(self, contact_id: int) -> list[JsonDict]:
         with self._lock:
             return [

@@ -1,0 +1,408 @@
+"""End to end: the App Connect client's requests through the real server over loopback HTTP, Redtail faked.
+
+A dedicated connector server runs with `REDTAIL_API_KEY`/`REDTAIL_API_URL` pointing at `FakeRedtail`, on the
+database and keys of the session `server` fixture, so every test here runs on SQLite and on PostgreSQL.
+Assertions about Redtail read the fake's own state; what the server stored is read from its database.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fake_redtail import API_KEY, PASSWORD, USERNAME, FakeRedtail
+from sqlalchemy import select
+
+from appconnect.security.crypto import TokenCipher
+from appconnect.security.keys import load_keys
+from appconnect.store.db import create_engine
+from appconnect.store.sql import open_fast_database
+from appconnect.store.tables import users
+from appconnect.store.users import UserRecord, UserStore
+from tests.conftest import LiveServer, call_log_body, new_phone
+
+USER_ID = f"{USERNAME}-redtail"
+API = "/api/public/v1"
+JsonDict = dict[str, Any]
+
+
+class Agent:
+    """What the App Connect client does, one method per request."""
+
+    def __init__(self, http: httpx.AsyncClient, server: LiveServer, fake: FakeRedtail) -> None:
+        self.http = http
+        self.server = server
+        self.fake = fake
+        self.jwt = ""
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.jwt}"}
+
+    async def login(
+        self, *, username: str = USERNAME, password: str = PASSWORD, api_key: str | None = None
+    ) -> httpx.Response:
+        """The auth page's answers as the client sends them: the fields go in additionalInfo."""
+        body: JsonDict = {
+            "platform": "redtail",
+            "hostname": "crm.redtailtechnology.com",
+            "additionalInfo": {"username": username, "password": password},
+        }
+        if api_key is not None:
+            body["apiKey"] = api_key
+        response = await self.http.post("/apiKeyLogin", json=body)
+        if response.status_code == 200:
+            self.jwt = response.json()["jwtToken"]
+        return response
+
+    async def find_contact(self, phone: str, *, force: bool = True) -> JsonDict:
+        """GET /contact as the client sends it: an unencoded `+` (it arrives as a space)."""
+        url = f"/contact?jwtToken={self.jwt}&phoneNumber={phone}&overridingFormat=&isExtension=false"
+        if force:
+            url += "&isForceRefreshAccountData=true"
+        response = await self.http.get(url)
+        assert response.status_code == 200, response.text
+        body: JsonDict = response.json()
+        return body
+
+    async def create_contact(self, phone: str, name: str) -> JsonDict:
+        response = await self.http.post(
+            "/contact",
+            headers=self.auth,
+            json={"phoneNumber": phone, "newContactName": name, "newContactType": ""},
+        )
+        assert response.status_code == 200, response.text
+        body: JsonDict = response.json()
+        return body
+
+    async def log_call(self, body: JsonDict) -> JsonDict:
+        response = await self.http.post("/callLog", headers=self.auth, json=body)
+        assert response.status_code == 200, response.text
+        result: JsonDict = response.json()
+        return result
+
+    async def log_messages(self, body: JsonDict) -> JsonDict:
+        response = await self.http.post("/messageLog", headers=self.auth, json=body)
+        assert response.status_code == 200, response.text
+        result: JsonDict = response.json()
+        return result
+
+
+@pytest.fixture
+async def agent(rt_server: LiveServer, fake_redtail: FakeRedtail) -> AsyncIterator[Agent]:
+    async with httpx.AsyncClient(base_url=rt_server.base_url, timeout=30) as http:
+        yield Agent(http, rt_server, fake_redtail)
+
+
+@pytest.fixture
+async def logged_in(agent: Agent) -> Agent:
+    response = await agent.login()
+    assert response.status_code == 200, response.text
+    return agent
+
+
+def call_body(session_id: str, contact_id: str, phone: str, *, note: str, **extra: Any) -> JsonDict:
+    return call_log_body(
+        session_id,
+        contact_id,
+        phone,
+        log_info={
+            "startTime": "2026-03-12T14:35:20.000Z",
+            "duration": 487,
+            "from": {"phoneNumber": phone, "name": "Maya Patel"},
+            "to": {"phoneNumber": "+14155550101", "name": "Jordan Lee"},
+        },
+        contactName="Maya Patel",
+        note=note,
+        **extra,
+    )
+
+
+def message(message_id: str, phone: str, text: str, *, direction: str = "Inbound", at: str = "") -> JsonDict:
+    return {
+        "id": message_id,
+        "type": "SMS",
+        "direction": direction,
+        "subject": text,
+        "creationTime": at or "2026-03-12T14:35:20.000Z",
+        "from": {"phoneNumber": phone if direction == "Inbound" else "+14155550101"},
+    }
+
+
+def message_body(conversation_id: str, contact_id: str, phone: str, messages: list[JsonDict]) -> JsonDict:
+    return {
+        "logInfo": {
+            "conversationId": conversation_id,
+            "conversationLogId": f"{conversation_id}-2026-03-12",
+            "messages": messages,
+            "correspondents": [{"phoneNumber": phone, "name": "Maya Patel"}],
+        },
+        "contactId": contact_id,
+        "contactName": "Maya Patel",
+        "contactType": "contact",
+        "additionalSubmission": {},
+    }
+
+
+async def stored_user(server: LiveServer) -> UserRecord:
+    """The user row as the server stored it, decrypted with the server's own keys and store."""
+    fast = open_fast_database(server.settings.database_url, max_connections=1, acquire_timeout=10)
+    try:
+        cipher = TokenCipher(load_keys(server.settings).encryption_keys)
+        user = await UserStore(cipher, fast).get(USER_ID)
+    finally:
+        await fast.close()
+    assert user is not None
+    return user
+
+
+async def raw_user_row(server: LiveServer) -> dict[str, Any]:
+    """The users row exactly as the database holds it (tokens still encrypted)."""
+    engine = create_engine(server.settings.database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            row = (await conn.execute(select(users).where(users.c.id == USER_ID))).mappings().one()
+    finally:
+        await engine.dispose()
+    return dict(row)
+
+
+def schemes(fake: FakeRedtail, path: str) -> set[str | None]:
+    return {r.auth_scheme for r in fake.requests_to(path)}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the whole client sequence
+# ------------------------------------------------------------------------------------------------------------
+
+
+async def test_whole_client_sequence(agent: Agent, fake_redtail: FakeRedtail) -> None:
+    fake = fake_redtail
+    login = await agent.login()  # no apiKey: the auth page asks only for username and password
+    assert login.status_code == 200, login.text
+    assert login.json()["name"] == "Jordan Lee"
+    assert fake.authentications == 1
+    assert schemes(fake, f"{API}/authentication") == {"Basic"}
+
+    # The user key is the stored credential, encrypted; the password is nowhere in the row.
+    row = await raw_user_row(agent.server)
+    assert PASSWORD not in repr(row)
+    assert fake.user_key() not in repr(row)
+    user = await stored_user(agent.server)
+    assert user.access_token == fake.user_key()
+    assert "password" not in user.platform_additional_info
+    assert user.platform_additional_info["username"] == USERNAME
+
+    phone = new_phone()
+    unknown = await agent.find_contact(phone)
+    assert unknown["successful"] is True
+    assert [c["id"] for c in unknown["contact"]] == ["createNewContact"]
+    searches = fake.requests_to(f"{API}/contacts/search_basic")
+    assert searches[-1].query["phone_number"] == phone[2:]  # the national significant number
+    assert schemes(fake, f"{API}/contacts") == {"Userkeyauth"}
+
+    created = await agent.create_contact(phone, "Maya Patel")
+    assert created["successful"] is True, created
+    [contact] = fake.contacts.values()
+    assert (contact["first_name"], contact["last_name"], contact["type"]) == (
+        "Maya",
+        "Patel",
+        "Crm::Contact::Individual",
+    )
+    assert fake.phones[contact["id"]][0] | {"id": 0} == {
+        "id": 0,
+        "phone_type": 6,
+        "number": phone[2:],
+        "country_code": 1,
+        "is_primary": True,
+    }
+    contact_id = str(contact["id"])
+    assert created["contact"]["id"] == contact_id
+
+    session = f"s-{uuid.uuid4().hex}"
+    note = "Asked about <b>fees</b> & the\nrenewal"
+    logged = await agent.log_call(
+        call_body(session, contact_id, phone, note=note, additionalSubmission={"category": 3})
+    )
+    assert logged["successful"] is True, logged
+    [activity] = fake.activities.values()
+    assert logged["logId"] == str(activity["id"])
+    assert activity["completed"] is True
+    assert activity["category_id"] == 3 and activity["activity_code_id"] == 3
+    assert activity["linked_contacts"] == [{"contact_id": contact["id"]}]
+    assert activity["subject"] == "Inbound call from Maya Patel"
+    assert activity["start_date"] == "2026-03-12T14:35:20Z" and activity["end_date"] == "2026-03-12T14:43:27Z"
+    assert "<b>fees</b>" not in activity["description"]  # everything user-supplied is escaped
+    assert "&lt;b&gt;fees&lt;/b&gt; &amp; the<br>renewal" in activity["description"]
+    assert f"[rc-call-{session}]" in activity["description"]
+    notes = fake.notes[activity["id"]]
+    assert [n["body"] for n in notes] == ["Asked about &lt;b&gt;fees&lt;/b&gt; &amp; the<br>renewal"]
+
+    details = await agent.http.get(
+        "/callLog", params={"sessionIds": session, "requireDetails": "true"}, headers=agent.auth
+    )
+    log = details.json()["logs"][0]
+    assert log["matched"] is True
+    assert log["logData"]["note"] == note
+    assert "rc-call-" not in log["logData"]["fullBody"]
+    gets = fake.requests_to(f"{API}/activities/{activity['id']}", "GET")
+    assert gets and all(r.headers.get("include") == "linked_contacts" for r in gets)
+
+    patched = await agent.http.patch(
+        "/callLog",
+        headers=agent.auth,
+        json={"sessionId": session, "note": "Will call back on Friday", "subject": "Renewal call"},
+    )
+    assert patched.json()["successful"] is True, patched.text
+    updated = fake.activities[activity["id"]]
+    assert "Will call back on Friday" in updated["description"] and "fees" not in updated["description"]
+    assert updated["subject"] == "Renewal call"
+
+    disposed = await agent.http.put(
+        "/callDisposition", headers=agent.auth, json={"sessionId": session, "dispositions": {"category": 1}}
+    )
+    assert disposed.json()["successful"] is True, disposed.text
+    assert fake.activities[activity["id"]]["category_id"] == 1
+    assert len(fake.activities) == 1
+
+    conversation = f"conv-{uuid.uuid4().hex}"
+    first, second = f"m-{uuid.uuid4().hex}", f"m-{uuid.uuid4().hex}"
+    one = await agent.log_messages(
+        message_body(conversation, contact_id, phone, [message(first, phone, "Is the <renewal> ready?")])
+    )
+    assert one["successful"] is True and one["logIds"] == [first], one
+    two = await agent.log_messages(
+        message_body(
+            conversation,
+            contact_id,
+            phone,
+            [
+                message(second, phone, "Yes, today", direction="Outbound", at="2026-03-12T14:40:00.000Z"),
+                message(first, phone, "Is the <renewal> ready?"),
+            ],
+        )
+    )
+    assert two["successful"] is True and two["logIds"] == [second], two
+    assert len(fake.activities) == 2
+    sms = next(a for a in fake.activities.values() if a["id"] != activity["id"])
+    text = sms["description"]
+    assert sms["completed"] is True
+    assert "Is the &lt;renewal&gt; ready?" in text and "Yes, today" in text
+    assert text.index("renewal") < text.index("Yes, today")
+    assert "Conversation(2 messages)" in text
+    assert sms["end_date"] == "2026-03-12T14:40:00Z"
+    assert len(fake.requests_to(f"{API}/activities/{sms['id']}", "PATCH")) == 1
+
+    matched = await agent.find_contact(phone)
+    real = [c for c in matched["contact"] if not c.get("isNewContact")]
+    assert [(c["id"], c["name"]) for c in real] == [(contact_id, "Maya Patel")]
+    categories = real[0]["additionalInfo"]["category"]
+    assert {c["const"] for c in categories} == {1, 2, 3}  # the deleted category is not offered
+
+    out = await agent.http.post("/unAuthorize", headers=agent.auth)
+    assert out.status_code == 200 and out.json()["messageType"] == "success"
+    assert (await stored_user(agent.server)).access_token is None
+
+
+# ------------------------------------------------------------------------------------------------------------
+# login
+# ------------------------------------------------------------------------------------------------------------
+
+
+async def test_wrong_password_is_refused_and_nothing_is_stored(agent: Agent, fake_redtail: FakeRedtail) -> None:
+    response = await agent.login(username="someone-else", password="nope")
+    assert response.status_code == 400
+    details = response.json()["returnMessage"]["details"][0]["items"][0]["text"]
+    assert details == "Redtail did not accept this username and password."
+
+
+async def test_login_with_an_api_key_field_too_and_again_keeps_one_user_key(
+    agent: Agent, fake_redtail: FakeRedtail
+) -> None:
+    """A client that also sends apiKey is fine; logging in after a password change finds the same key."""
+    assert (await agent.login(api_key="ignored")).status_code == 200
+    fake_redtail.set_password(USERNAME, "changed pass")
+    assert (await agent.login(password="changed pass")).status_code == 200
+    user = await stored_user(agent.server)
+    assert user.access_token == fake_redtail.user_key()
+    assert "ignored" not in repr(await raw_user_row(agent.server))
+
+
+async def test_missing_username_is_explained(agent: Agent) -> None:
+    response = await agent.login(username="")
+    assert response.status_code == 400
+    text = response.json()["returnMessage"]["details"][0]["items"][0]["text"]
+    assert text == "Enter your Redtail username and password."
+
+
+# ------------------------------------------------------------------------------------------------------------
+# phone matching
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _tail(count: int) -> str:
+    return "".join(random.choice("0123456789") for _ in range(count))
+
+
+def _case(kind: str) -> tuple[str, str, int]:
+    """(stored as typed in Redtail, the caller's E.164, the phone's country code) with fresh digits."""
+    t = _tail(4)
+    cases = {
+        "us-parens": (f"(415) 555-{t}", f"+1415555{t}", 1),
+        "us-dots": (f"415.555.{t}", f"+1415555{t}", 1),
+        "us-international": (f"+1 415 555 {t}", f"+1415555{t}", 1),
+        "us-digits": (f"415555{t}", f"+1415555{t}", 1),
+        "us-extension": (f"(415) 555-{t} x12", f"+1415555{t}", 1),
+        "uk-national": (f"020 7946 {t}", f"+44207946{t}", 44),
+        "de-national": (f"030 1234 {t}", f"+49301234{t}", 49),
+        "au-national": (f"02 9876 {t}", f"+6129876{t}", 61),
+        "uk-international": (f"+44 20 7946 {t}", f"+44207946{t}", 44),
+    }
+    return cases[kind]
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "us-parens",
+        "us-dots",
+        "us-international",
+        "us-digits",
+        "us-extension",
+        "uk-national",
+        "de-national",
+        "au-national",
+        "uk-international",
+    ],
+)
+async def test_numbers_stored_in_any_format_are_found(logged_in: Agent, fake_redtail: FakeRedtail, kind: str) -> None:
+    stored, e164, code = _case(kind)
+    contact = fake_redtail.add_contact("Élodie", "O'Connor", phones=[stored], country_code=code)
+    found = await logged_in.find_contact(e164)
+    real = [c for c in found["contact"] if not c.get("isNewContact")]
+    assert [(c["id"], c["name"]) for c in real] == [(str(contact["id"]), "Élodie O'Connor")], (stored, found)
+
+
+async def test_a_loose_search_hit_with_another_number_is_never_returned(
+    logged_in: Agent, fake_redtail: FakeRedtail
+) -> None:
+    phone = new_phone()
+    sig = phone[2:]
+    fake_redtail.add_contact("Wrong", "Longer", phones=[f"{sig}99"])  # contains the digits, longer number
+    fake_redtail.add_contact("Wrong", "Country", phones=[f"+44 {sig}"], country_code=44)
+    right = fake_redtail.add_contact("Right", "Person", phones=[f"+1 {sig[:3]} {sig[3:6]} {sig[6:]}"])
+    found = await logged_in.find_contact(phone)
+    assert len(fake_redtail.requests_to(f"{API}/contacts/search_basic")) == 1
+    assert [c["id"] for c in found["contact"] if not c.get("isNewContact")] == [str(right["id"])]
+
+
+async def test_search_results_on_several_pages_are_all_checked(logged_in: Agent, fake_redtail: FakeRedtail) -> None:
+    fake_redtail.per_page = 2
+    phone = new_phone()
+    made = [fake_redtail.add_contact("Maya", f"Patel{i}", phones=[phone]) for i in range(5)]
+    found = await logged_in.find_contact(phone)
+    assert [c["id"] for c in found["contact"] if not c.get("isNewContact")] == [str(c["id"]) for c in made]
