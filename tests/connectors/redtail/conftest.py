@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fake_redtail import FakeRedtail
+from redtail_agent import Agent
 
 from tests.conftest import LiveServer, start_server
 
@@ -33,7 +35,9 @@ def fake_redtail(_fake_redtail_server: FakeRedtail) -> FakeRedtail:
 
 
 @contextmanager
-def redtail_server(fake: FakeRedtail, folder: Path, database_url: str, **overrides: Any) -> Iterator[LiveServer]:
+def redtail_server(
+    fake: FakeRedtail, folder: Path, database_url: str, **overrides: Any
+) -> Iterator[LiveServer]:
     """A connector server whose Redtail connector talks to `fake` (settings are read at app build)."""
     stack = ExitStack()
     with pytest.MonkeyPatch.context() as env:
@@ -66,3 +70,16 @@ def rt_server(
         crm_rate_limit="off",
     ) as live:
         yield live
+
+
+@pytest.fixture
+async def agent(rt_server: LiveServer, fake_redtail: FakeRedtail) -> AsyncIterator[Agent]:
+    async with httpx.AsyncClient(base_url=rt_server.base_url, timeout=30) as http:
+        yield Agent(http, rt_server, fake_redtail)
+
+
+@pytest.fixture
+async def logged_in(agent: Agent) -> Agent:
+    response = await agent.login()
+    assert response.status_code == 200, response.text
+    return agent

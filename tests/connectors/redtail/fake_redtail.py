@@ -45,7 +45,16 @@ PASSWORD = "Correct horse 9!"
 DATABASE_ID = 4242
 CONTACT_TYPES = frozenset({"Crm::Contact::Individual", "Crm::Contact::Business"})
 ACTIVITY_FIELDS = frozenset(
-    {"subject", "description", "start_date", "end_date", "activity_code_id", "category_id", "completed", "repeats"}
+    {
+        "subject",
+        "description",
+        "start_date",
+        "end_date",
+        "activity_code_id",
+        "category_id",
+        "completed",
+        "repeats",
+    }
 )
 
 
@@ -93,7 +102,9 @@ class FakeRedtail(FakeCrm):
         self.authentications = 0
         self.add_user(USERNAME, PASSWORD, first_name="Jordan", last_name="Lee")
 
-    def add_user(self, username: str, password: str, *, first_name: str = "", last_name: str = "") -> JsonDict:
+    def add_user(
+        self, username: str, password: str, *, first_name: str = "", last_name: str = ""
+    ) -> JsonDict:
         user = {
             "id": self.next_id("user", 70),
             "username": username,
@@ -288,7 +299,9 @@ class FakeRedtail(FakeCrm):
         elif name is not None and name.strip():
             term = name.strip().casefold()
             with self._lock:
-                found = [dict(c) for _, c in sorted(self.contacts.items()) if term in c["full_name"].casefold()]
+                found = [
+                    dict(c) for _, c in sorted(self.contacts.items()) if term in c["full_name"].casefold()
+                ]
         else:
             raise invalid("A search term is required")
         chunk, meta = self._page(found, request)
@@ -357,9 +370,9 @@ class FakeRedtail(FakeCrm):
         unknown = set(body) - ACTIVITY_FIELDS - {"linked_contacts", "attendees"}
         if unknown:
             problems.append(f"Unknown attributes: {', '.join(sorted(unknown))}")
-        if creating or "subject" in body:
-            if not isinstance(body.get("subject"), str) or not body["subject"].strip():
-                problems.append("Subject can't be blank")
+        subject = body.get("subject")
+        if (creating or "subject" in body) and not (isinstance(subject, str) and subject.strip()):
+            problems.append("Subject can't be blank")
         for field in ("start_date", "end_date"):
             if (creating or field in body) and _iso_or_none(body.get(field)) is None:
                 problems.append(f"{field.replace('_', ' ').capitalize()} is not a valid date")
@@ -404,7 +417,9 @@ class FakeRedtail(FakeCrm):
                 "category_id": body.get("category_id"),
                 "repeats": body.get("repeats", "never"),
                 "completed": False,
-                "linked_contacts": [{"contact_id": link["contact_id"]} for link in body.get("linked_contacts", [])],
+                "linked_contacts": [
+                    {"contact_id": link["contact_id"]} for link in body.get("linked_contacts", [])
+                ],
                 "created_at": now,
                 "updated_at": now,
             }
@@ -448,7 +463,9 @@ class FakeRedtail(FakeCrm):
             for field in ACTIVITY_FIELDS & set(body):
                 activity[field] = body[field]
             if "linked_contacts" in body:
-                activity["linked_contacts"] = [{"contact_id": link["contact_id"]} for link in body["linked_contacts"]]
+                activity["linked_contacts"] = [
+                    {"contact_id": link["contact_id"]} for link in body["linked_contacts"]
+                ]
             activity["updated_at"] = datetime.now(UTC).isoformat()
             view = self._activity_view(activity, include=False)
         return self.json({"activity": view})

@@ -84,7 +84,9 @@ def test_search_basic_matches_phone_digits_anywhere_and_pages(
     also = fake_redtail.add_contact("Maya", "Doe", phones=["+1 415.555.0142 x7"])
     fake_redtail.add_contact("Other", "Person", phones=["4155550199"])
     longer = fake_redtail.add_contact("Long", "Number", phones=["1-415-555-0142"])
-    first = http.get("/contacts/search_basic", params={"phone_number": "4155550142"}, headers=user_auth).json()
+    first = http.get(
+        "/contacts/search_basic", params={"phone_number": "4155550142"}, headers=user_auth
+    ).json()
     assert first["meta"] == {"total_records": 3, "total_pages": 2}
     assert [c["id"] for c in first["contacts"]] == [maya["id"], also["id"]]
     assert "phones" not in first["contacts"][0]  # basic records: phones are a separate resource
@@ -108,7 +110,11 @@ def test_contact_create_validates_and_answers_the_contact(
     assert refused.json()["errors"] == ["Type is not included in the list"]
     blank = http.post(
         "/contacts",
-        json={"type": "Crm::Contact::Individual", "first_name": "A", "phones": [{"number": "", "phone_type": 6}]},
+        json={
+            "type": "Crm::Contact::Individual",
+            "first_name": "A",
+            "phones": [{"number": "", "phone_type": 6}],
+        },
         headers=user_auth,
     )
     assert blank.json()["errors"] == ["Last name can't be blank", "Phone number can't be blank"]
@@ -150,9 +156,14 @@ def test_activity_lifecycle_with_include_header_notes_and_paging(
     plain = http.get(path, headers=user_auth).json()["activity"]
     assert "linked_contacts" not in plain
     expanded = http.get(path, headers={**user_auth, "include": "linked_contacts"}).json()["activity"]
-    assert expanded["linked_contacts"] == [{"contact_id": maya["id"], "first_name": "Maya", "last_name": "Patel"}]
+    assert expanded["linked_contacts"] == [
+        {"contact_id": maya["id"], "first_name": "Maya", "last_name": "Patel"}
+    ]
     assert http.put(path, json={"completed": True}, headers=user_auth).json()["activity"]["completed"] is True
-    assert http.patch(path, json={"description": "new"}, headers=user_auth).json()["activity"]["description"] == "new"
+    assert (
+        http.patch(path, json={"description": "new"}, headers=user_auth).json()["activity"]["description"]
+        == "new"
+    )
     note = http.post(f"{path}/notes", json={"category_id": 2, "note_type": 1, "body": "n"}, headers=user_auth)
     assert note.status_code == 201
     assert [n["body"] for n in http.get(f"{path}/notes", headers=user_auth).json()["notes"]] == ["n"]
@@ -174,7 +185,11 @@ def test_activity_lifecycle_with_include_header_notes_and_paging(
     ],
 )
 def test_activity_validation(
-    fake_redtail: FakeRedtail, http: httpx.Client, user_auth: dict[str, str], change: dict[str, object], error: str
+    fake_redtail: FakeRedtail,
+    http: httpx.Client,
+    user_auth: dict[str, str],
+    change: dict[str, object],
+    error: str,
 ) -> None:
     body: dict[str, object] = {
         "subject": "Call",
@@ -190,7 +205,9 @@ def test_activity_validation(
 
 def test_unknown_records_are_404(http: httpx.Client, user_auth: dict[str, str]) -> None:
     assert http.get("/activities/1", headers=user_auth).status_code == 404
-    assert http.put("/activities/1", json={"completed": True}, headers=user_auth).json() == {"error": "Activity not found"}
+    assert http.put("/activities/1", json={"completed": True}, headers=user_auth).json() == {
+        "error": "Activity not found"
+    }
     assert http.get("/contacts/1/phones", headers=user_auth).status_code == 404
 
 

@@ -9,166 +9,15 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
-from fake_redtail import API_KEY, PASSWORD, USERNAME, FakeRedtail
-from sqlalchemy import select
+from fake_redtail import PASSWORD, USERNAME, FakeRedtail
+from redtail_agent import API, Agent, call_body, message, message_body, raw_user_row, stored_user
 
-from appconnect.security.crypto import TokenCipher
-from appconnect.security.keys import load_keys
-from appconnect.store.db import create_engine
-from appconnect.store.sql import open_fast_database
-from appconnect.store.tables import users
-from appconnect.store.users import UserRecord, UserStore
-from tests.conftest import LiveServer, call_log_body, new_phone
+from tests.conftest import new_phone
 
-USER_ID = f"{USERNAME}-redtail"
-API = "/api/public/v1"
 JsonDict = dict[str, Any]
-
-
-class Agent:
-    """What the App Connect client does, one method per request."""
-
-    def __init__(self, http: httpx.AsyncClient, server: LiveServer, fake: FakeRedtail) -> None:
-        self.http = http
-        self.server = server
-        self.fake = fake
-        self.jwt = ""
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.jwt}"}
-
-    async def login(
-        self, *, username: str = USERNAME, password: str = PASSWORD, api_key: str | None = None
-    ) -> httpx.Response:
-        """The auth page's answers as the client sends them: the fields go in additionalInfo."""
-        body: JsonDict = {
-            "platform": "redtail",
-            "hostname": "crm.redtailtechnology.com",
-            "additionalInfo": {"username": username, "password": password},
-        }
-        if api_key is not None:
-            body["apiKey"] = api_key
-        response = await self.http.post("/apiKeyLogin", json=body)
-        if response.status_code == 200:
-            self.jwt = response.json()["jwtToken"]
-        return response
-
-    async def find_contact(self, phone: str, *, force: bool = True) -> JsonDict:
-        """GET /contact as the client sends it: an unencoded `+` (it arrives as a space)."""
-        url = f"/contact?jwtToken={self.jwt}&phoneNumber={phone}&overridingFormat=&isExtension=false"
-        if force:
-            url += "&isForceRefreshAccountData=true"
-        response = await self.http.get(url)
-        assert response.status_code == 200, response.text
-        body: JsonDict = response.json()
-        return body
-
-    async def create_contact(self, phone: str, name: str) -> JsonDict:
-        response = await self.http.post(
-            "/contact",
-            headers=self.auth,
-            json={"phoneNumber": phone, "newContactName": name, "newContactType": ""},
-        )
-        assert response.status_code == 200, response.text
-        body: JsonDict = response.json()
-        return body
-
-    async def log_call(self, body: JsonDict) -> JsonDict:
-        response = await self.http.post("/callLog", headers=self.auth, json=body)
-        assert response.status_code == 200, response.text
-        result: JsonDict = response.json()
-        return result
-
-    async def log_messages(self, body: JsonDict) -> JsonDict:
-        response = await self.http.post("/messageLog", headers=self.auth, json=body)
-        assert response.status_code == 200, response.text
-        result: JsonDict = response.json()
-        return result
-
-
-@pytest.fixture
-async def agent(rt_server: LiveServer, fake_redtail: FakeRedtail) -> AsyncIterator[Agent]:
-    async with httpx.AsyncClient(base_url=rt_server.base_url, timeout=30) as http:
-        yield Agent(http, rt_server, fake_redtail)
-
-
-@pytest.fixture
-async def logged_in(agent: Agent) -> Agent:
-    response = await agent.login()
-    assert response.status_code == 200, response.text
-    return agent
-
-
-def call_body(session_id: str, contact_id: str, phone: str, *, note: str, **extra: Any) -> JsonDict:
-    return call_log_body(
-        session_id,
-        contact_id,
-        phone,
-        log_info={
-            "startTime": "2026-03-12T14:35:20.000Z",
-            "duration": 487,
-            "from": {"phoneNumber": phone, "name": "Maya Patel"},
-            "to": {"phoneNumber": "+14155550101", "name": "Jordan Lee"},
-        },
-        contactName="Maya Patel",
-        note=note,
-        **extra,
-    )
-
-
-def message(message_id: str, phone: str, text: str, *, direction: str = "Inbound", at: str = "") -> JsonDict:
-    return {
-        "id": message_id,
-        "type": "SMS",
-        "direction": direction,
-        "subject": text,
-        "creationTime": at or "2026-03-12T14:35:20.000Z",
-        "from": {"phoneNumber": phone if direction == "Inbound" else "+14155550101"},
-    }
-
-
-def message_body(conversation_id: str, contact_id: str, phone: str, messages: list[JsonDict]) -> JsonDict:
-    return {
-        "logInfo": {
-            "conversationId": conversation_id,
-            "conversationLogId": f"{conversation_id}-2026-03-12",
-            "messages": messages,
-            "correspondents": [{"phoneNumber": phone, "name": "Maya Patel"}],
-        },
-        "contactId": contact_id,
-        "contactName": "Maya Patel",
-        "contactType": "contact",
-        "additionalSubmission": {},
-    }
-
-
-async def stored_user(server: LiveServer) -> UserRecord:
-    """The user row as the server stored it, decrypted with the server's own keys and store."""
-    fast = open_fast_database(server.settings.database_url, max_connections=1, acquire_timeout=10)
-    try:
-        cipher = TokenCipher(load_keys(server.settings).encryption_keys)
-        user = await UserStore(cipher, fast).get(USER_ID)
-    finally:
-        await fast.close()
-    assert user is not None
-    return user
-
-
-async def raw_user_row(server: LiveServer) -> dict[str, Any]:
-    """The users row exactly as the database holds it (tokens still encrypted)."""
-    engine = create_engine(server.settings.database_url, pool_size=1)
-    try:
-        async with engine.connect() as conn:
-            row = (await conn.execute(select(users).where(users.c.id == USER_ID))).mappings().one()
-    finally:
-        await engine.dispose()
-    return dict(row)
 
 
 def schemes(fake: FakeRedtail, path: str) -> set[str | None]:
@@ -313,7 +162,9 @@ async def test_whole_client_sequence(agent: Agent, fake_redtail: FakeRedtail) ->
 # ------------------------------------------------------------------------------------------------------------
 
 
-async def test_wrong_password_is_refused_and_nothing_is_stored(agent: Agent, fake_redtail: FakeRedtail) -> None:
+async def test_wrong_password_is_refused_and_nothing_is_stored(
+    agent: Agent, fake_redtail: FakeRedtail
+) -> None:
     response = await agent.login(username="someone-else", password="nope")
     assert response.status_code == 400
     details = response.json()["returnMessage"]["details"][0]["items"][0]["text"]
@@ -379,7 +230,9 @@ def _case(kind: str) -> tuple[str, str, int]:
         "uk-international",
     ],
 )
-async def test_numbers_stored_in_any_format_are_found(logged_in: Agent, fake_redtail: FakeRedtail, kind: str) -> None:
+async def test_numbers_stored_in_any_format_are_found(
+    logged_in: Agent, fake_redtail: FakeRedtail, kind: str
+) -> None:
     stored, e164, code = _case(kind)
     contact = fake_redtail.add_contact("Élodie", "O'Connor", phones=[stored], country_code=code)
     found = await logged_in.find_contact(e164)
@@ -400,7 +253,9 @@ async def test_a_loose_search_hit_with_another_number_is_never_returned(
     assert [c["id"] for c in found["contact"] if not c.get("isNewContact")] == [str(right["id"])]
 
 
-async def test_search_results_on_several_pages_are_all_checked(logged_in: Agent, fake_redtail: FakeRedtail) -> None:
+async def test_search_results_on_several_pages_are_all_checked(
+    logged_in: Agent, fake_redtail: FakeRedtail
+) -> None:
     fake_redtail.per_page = 2
     phone = new_phone()
     made = [fake_redtail.add_contact("Maya", f"Patel{i}", phones=[phone]) for i in range(5)]
