@@ -207,7 +207,9 @@ class RedtailConnector(Connector):
             phone=new.phone_number,
             type="contact",
         )
-        return CreatedContact(contact=contact, return_message=ReturnMessage("Contact created.", "success", 2000))
+        return CreatedContact(
+            contact=contact, return_message=ReturnMessage("Contact created.", "success", 2000)
+        )
 
     # --- call logs -----------------------------------------------------------------------------------------
 
@@ -271,7 +273,9 @@ class RedtailConnector(Connector):
         if activity is None:
             return None
         activity_id = str(activity["id"])
-        await self._finish_call_log(api, activity_id, log, fresh=False, completed=bool(activity.get("completed")))
+        await self._finish_call_log(
+            api, activity_id, log, fresh=False, completed=bool(activity.get("completed"))
+        )
         return activity_id
 
     async def update_call_log(self, call: CrmCall, update: CallLogUpdate) -> CallLogUpdated:
@@ -310,7 +314,9 @@ class RedtailConnector(Connector):
         category = _int_or_none(update.dispositions.get("category"))
         if category is None:
             return LogResult(update.log.log_id)
-        await _Api(call).send("PUT", f"/activities/{update.log.log_id}", {"category_id": category}, idempotent=True)
+        await _Api(call).send(
+            "PUT", f"/activities/{update.log.log_id}", {"category_id": category}, idempotent=True
+        )
         return LogResult(update.log.log_id)
 
     # --- message logs --------------------------------------------------------------------------------------
