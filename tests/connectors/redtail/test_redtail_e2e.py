@@ -183,6 +183,13 @@ async def test_login_with_an_api_key_field_too_and_again_keeps_one_user_key(
     assert "ignored" not in repr(await raw_user_row(agent.server))
 
 
+async def test_a_page_with_an_api_key_field_still_needs_the_api_key(agent: Agent) -> None:
+    """Only a platform whose auth page has no apiKey field (Redtail) may log in without one."""
+    response = await agent.http.post("/apiKeyLogin", json={"platform": "pipedrive", "additionalInfo": {}})
+    assert response.status_code == 400
+    assert response.json()["returnMessage"]["message"] == "API key is required."
+
+
 async def test_missing_username_is_explained(agent: Agent) -> None:
     response = await agent.login(username="")
     assert response.status_code == 400

@@ -8,6 +8,7 @@ is dropped. Every later call sends `Authorization: Userkeyauth b64(apikey:userke
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import html
 import re
@@ -157,8 +158,9 @@ class RedtailConnector(Connector):
             )
         api = _Api(call)
         found = await self._search(api, {"phone_number": significant_number(phone)})
-        matched = [c for c in found if _holds_number(await _phones_of(api, c), phone)]
-        categories = await _categories(api)
+        # the hits' phones (one call each when the hit does not carry them) and the categories, concurrently
+        *phones, categories = await asyncio.gather(*(_phones_of(api, c) for c in found), _categories(api))
+        matched = [c for c, held in zip(found, phones, strict=True) if _holds_number(held, phone)]
         contacts = [_contact(c, phone, categories) for c in matched]
         placeholder = placeholder_contact()
         placeholder.additional_info = {"category": categories}
