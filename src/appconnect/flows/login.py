@@ -67,8 +67,9 @@ def _checked_id(name: str, value: str | None) -> str | None:
 
 def _auth_page_fields(manifest_entry: dict[str, Any]) -> list[dict[str, Any]]:
     """The fields of the platform's API-key auth page (`auth.apiKey.page.content`)."""
-    auth = manifest_entry.get("auth") or {}
-    page = (auth.get("apiKey") or {}).get("page") or {} if isinstance(auth, dict) else {}
+    auth = manifest_entry.get("auth")
+    api_key = auth.get("apiKey") if isinstance(auth, dict) else None
+    page = api_key.get("page") if isinstance(api_key, dict) else None
     content = page.get("content") if isinstance(page, dict) else None
     return [f for f in content or [] if isinstance(f, dict)]
 

@@ -268,3 +268,37 @@ async def test_search_results_on_several_pages_are_all_checked(
     made = [fake_redtail.add_contact("Maya", f"Patel{i}", phones=[phone]) for i in range(5)]
     found = await logged_in.find_contact(phone)
     assert [c["id"] for c in found["contact"] if not c.get("isNewContact")] == [str(c["id"]) for c in made]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# categories
+# ------------------------------------------------------------------------------------------------------------
+
+
+async def test_category_comes_from_the_form_else_the_users_setting_else_redtails_default(
+    logged_in: Agent, fake_redtail: FakeRedtail
+) -> None:
+    phone = new_phone()
+    contact = fake_redtail.add_contact("Maya", "Patel", phones=[phone])
+    contact_id = str(contact["id"])
+
+    async def category_of_a_new_log(**extra: Any) -> int:
+        logged = await logged_in.log_call(
+            call_body(f"s-{uuid.uuid4().hex}", contact_id, phone, note="", **extra)
+        )
+        assert logged["successful"] is True, logged
+        return int(fake_redtail.activities[int(logged["logId"])]["category_id"])
+
+    assert await category_of_a_new_log() == 2
+    saved = await logged_in.http.post(
+        "/user/settings", headers=logged_in.auth, json={"userSettings": {"defaultCategory": {"value": 3}}}
+    )
+    assert saved.status_code == 200, saved.text
+    try:
+        assert await category_of_a_new_log() == 3
+        assert await category_of_a_new_log(additionalSubmission={"category": 1}) == 1
+    finally:  # the user row outlives this test
+        await logged_in.http.post(
+            "/user/settings", headers=logged_in.auth, json={"settingKeysToRemove": ["defaultCategory"]}
+        )
+    assert all(not notes for notes in fake_redtail.notes.values())  # no note typed: no note record

@@ -64,6 +64,7 @@ MAX_PAGES = 10
 
 _AGENT_NOTE_RE = re.compile(r"<b>Agent notes</b><br>([\s\S]*?)<br><br><b>Call details</b>")
 _MESSAGES_END = "</ul>------------<br>"
+_TAG_RE = re.compile(r"<[^>]*>")
 _COUNTER_RE = re.compile(r"Conversation\((\d+) messages\)")
 #: the markers are only needed until an unanswered create is adopted; the text the user edits never shows them
 _MARKER_RE = re.compile(r"(?:<br>)?<small>\[rc-(?:call|sms|msg)-[^\]<]*\]</small>")
@@ -257,7 +258,7 @@ class RedtailConnector(Connector):
             present = False
             if not fresh:
                 notes = await api.get(f"/activities/{activity_id}/notes")
-                present = any(str(n.get("body") or "") == note for n in notes.get("notes") or [])
+                present = any(_same_text(str(n.get("body") or ""), note) for n in notes.get("notes") or [])
             if not present:
                 category = _category(log.additional_submission, api.user)
                 await api.send(
@@ -567,6 +568,15 @@ def _message_tag(message: Message) -> str:
 
 def _note_html(note: str) -> str:
     return html.escape(note.strip()).replace("\n", "<br>")
+
+
+def _same_text(stored: str, sent: str) -> bool:
+    """Whether a stored note is the one sent, whatever markup or spacing Redtail normalised."""
+    return _plain(stored) == _plain(sent)
+
+
+def _plain(text: str) -> str:
+    return " ".join(html.unescape(_TAG_RE.sub(" ", text)).split())
 
 
 def _agent_name(user: UserView) -> str:
