@@ -24,9 +24,10 @@ def _builtin_classes() -> list[type[Connector]]:
     from appconnect.connectors.clio import ClioConnector
     from appconnect.connectors.insightly import InsightlyConnector
     from appconnect.connectors.pipedrive import PipedriveConnector
+    from appconnect.connectors.redtail import RedtailConnector
     from appconnect.connectors.testcrm import TestCrmConnector
 
-    return [TestCrmConnector, PipedriveConnector, ClioConnector, InsightlyConnector]
+    return [TestCrmConnector, PipedriveConnector, ClioConnector, InsightlyConnector, RedtailConnector]
 
 
 def _entry_point_classes() -> list[type[Connector]]:

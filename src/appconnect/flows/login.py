@@ -65,6 +65,30 @@ def _checked_id(name: str, value: str | None) -> str | None:
     return value
 
 
+def _auth_page_fields(manifest_entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """The fields of the platform's API-key auth page (`auth.apiKey.page.content`)."""
+    auth = manifest_entry.get("auth")
+    api_key = auth.get("apiKey") if isinstance(auth, dict) else None
+    page = api_key.get("page") if isinstance(api_key, dict) else None
+    content = page.get("content") if isinstance(page, dict) else None
+    return [f for f in content or [] if isinstance(f, dict)]
+
+
+def _asks_for_api_key(manifest_entry: dict[str, Any]) -> bool:
+    """False only for an auth page without an `apiKey` field (e.g. a username and password page)."""
+    fields = _auth_page_fields(manifest_entry)
+    return not fields or any(f.get("const") == "apiKey" for f in fields)
+
+
+def _password_fields(manifest_entry: dict[str, Any]) -> frozenset[str]:
+    """Auth page fields shown as password inputs: used for the login only, never stored with the user."""
+    return frozenset(
+        str(f.get("const"))
+        for f in _auth_page_fields(manifest_entry)
+        if isinstance(f.get("uiSchema"), dict) and f["uiSchema"].get("ui:widget") == "password"
+    )
+
+
 async def _user_info(connector: Connector, request: LoginRequest) -> UserInfoResult:
     try:
         return await connector.get_user_info(request)
@@ -100,14 +124,15 @@ async def api_key_login(
     if not body.platform:
         raise ClientError("Missing platform name")
     connector = connector_for(services, body.platform)
-    if not body.api_key:
+    manifest_entry = services.registry.manifest_entry(body.platform)
+    if not body.api_key and _asks_for_api_key(manifest_entry):
         return Reply({"returnMessage": ReturnMessage("API key is required.", "warning", 3000).to_wire()}, 400)
     hostname = checked_hostname(body.hostname)
     _checked_id("rc-account-id", rc_account_header)
     _checked_id("rc-extension-id", rc_extension_header)
     additional = dict(body.additional_info or {})
     additional.setdefault("apiKey", body.api_key)
-    auth_header = "Basic " + connector.basic_auth(body.api_key)
+    auth_header = "Basic " + connector.basic_auth(body.api_key or "")
     probe = UserView(id="", platform=body.platform, hostname=hostname)
     http = CrmHttpClient(services.http, base_url=connector.base_url(probe), auth_header=auth_header)
     result = await _user_info(
@@ -125,7 +150,8 @@ async def api_key_login(
         message = result.return_message or ReturnMessage("Could not log in.", "warning", 3000)
         return Reply({"returnMessage": message.to_wire()}, 400)
     info = result.user
-    extra = {k: v for k, v in additional.items() if k != "apiKey"}
+    never_stored = {"apiKey", *_password_fields(manifest_entry)}
+    extra = {k: v for k, v in additional.items() if k not in never_stored}
     saved = await _save(
         services,
         UserRecord(

@@ -41,7 +41,10 @@ from tests.connectors.conformance.target import (
     FaultNotSupported,
     Operation,
 )
+from tests.connectors.clio.conformance_target import ClioTarget
 from tests.connectors.conformance.targets_builtin import PipedriveTarget, TestCrmTarget
+from tests.connectors.insightly.conformance_target import InsightlyTarget
+from tests.connectors.redtail.conformance_target import RedtailTarget
 
 JsonDict = dict[str, Any]
 
@@ -49,6 +52,9 @@ JsonDict = dict[str, Any]
 TARGETS: list[ConformanceTarget] = [
     TestCrmTarget(),
     PipedriveTarget(),
+    ClioTarget(),
+    InsightlyTarget(),
+    RedtailTarget(),
 ]
 
 #: The servers' CRM read timeout (tests.conftest sets it): a fault delayed past it is "no answer in time".

@@ -1,0 +1,640 @@
+"""Redtail CRM: contacts are matched by phone; calls and SMS conversations are completed activities.
+
+Redtail authenticates every call with the server operator's API key plus a per-user *user key*. The user key
+is obtained once, at login, from the user's Redtail username and password (`GET /authentication` with
+`Basic b64(apikey:username:password)`); the server stores it encrypted as the user's credential and the password
+is dropped. Every later call sends `Authorization: Userkeyauth b64(apikey:userkey)`, Redtail's documented scheme.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import html
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+from appconnect.connectors.phone import digits_of, number_key, same_number, significant_number
+from appconnect.connectors.sdk import (
+    AuthType,
+    CallLogCreate,
+    CallLogFetched,
+    CallLogInfo,
+    CallLogRef,
+    CallLogUpdate,
+    CallLogUpdated,
+    Connector,
+    Contact,
+    ContactLookup,
+    ContactMatches,
+    ContactRef,
+    CreatedContact,
+    CrmCall,
+    CrmHttp,
+    CrmHttpError,
+    DispositionUpdate,
+    JsonDict,
+    LoginRequest,
+    LogResult,
+    Message,
+    MessageLogCreate,
+    MessageLogUpdate,
+    NewContact,
+    PlatformUser,
+    RateLimit,
+    ReturnMessage,
+    UserInfoResult,
+    UserView,
+    placeholder_contact,
+)
+
+DEFAULT_API_URL = "https://smf.crm3.redtailtechnology.com/api/public/v1"
+#: the category a log gets when neither the form nor the user's setting names one (Redtail's stock "Client")
+DEFAULT_CATEGORY = 2
+#: Redtail's activity code for a phone call
+CALL_ACTIVITY_CODE = 3
+#: the phone type a number created from a call gets
+NEW_PHONE_TYPE = 6
+#: note type of a plain note
+NOTE_TYPE = 1
+#: pages of a contact's activities searched for a marker, and of search results read
+MAX_PAGES = 10
+
+_AGENT_NOTE_RE = re.compile(r"<b>Agent notes</b><br>([\s\S]*?)<br><br><b>Call details</b>")
+_MESSAGES_END = "</ul>------------<br>"
+_TAG_RE = re.compile(r"<[^>]*>")
+_COUNTER_RE = re.compile(r"Conversation\((\d+) messages\)")
+#: the markers are only needed until an unanswered create is adopted; the text the user edits never shows them
+_MARKER_RE = re.compile(r"(?:<br>)?<small>\[rc-(?:call|sms|msg)-[^\]<]*\]</small>")
+
+
+class RedtailConnector(Connector):
+    """Redtail's public v1 REST API; the API server is one per deployment (config `api_url`)."""
+
+    platform: ClassVar[str] = "redtail"
+    auth_type: ClassVar[AuthType] = "apiKey"
+    log_format: ClassVar[str] = "text/html"
+    manifest_path: ClassVar[Path | None] = Path(__file__).with_name("manifest.json")
+    #: Redtail documents no numbers; one database's users together stay at 10 calls a second.
+    rate_limit: ClassVar[RateLimit | None] = RateLimit(requests=50, per_seconds=5.0)
+    idempotent_message_append: ClassVar[bool] = True
+
+    # --- configuration -------------------------------------------------------------------------------------
+
+    def _api_key(self) -> str:
+        return self.config.get("api_key")
+
+    def base_url(self, user: UserView) -> str:
+        """The Redtail API server with its `/api/public/v1` path: the same for every user of this server."""
+        return (self.config.get("api_url") or self.config.get("base_url") or DEFAULT_API_URL).rstrip("/")
+
+    def rate_limit_key(self, user: UserView) -> str:
+        """The Redtail database (one firm) the user belongs to."""
+        database = user.platform_additional_info.get("databaseId")
+        return f"database-{database}" if database is not None else f"user-{user.id}"
+
+    def basic_auth(self, api_key: str) -> str:
+        """`b64(apikey:userkey)`: the stored credential is the user key; `_api` sends it as Userkeyauth."""
+        return _b64(f"{self._api_key()}:{api_key}")
+
+    # --- auth ----------------------------------------------------------------------------------------------
+
+    async def get_user_info(self, request: LoginRequest) -> UserInfoResult:
+        """Trade the username and password for the user's user key; the password goes no further."""
+        username = str(request.additional_info.get("username") or "").strip()
+        password = str(request.additional_info.get("password") or "")
+        if not self._api_key():
+            return _login_failed("This server has no Redtail API key (REDTAIL_API_KEY). Ask your admin.")
+        if not username or not password:
+            return _login_failed("Enter your Redtail username and password.")
+        header = "Basic " + _b64(f"{self._api_key()}:{username}:{password}")
+        try:
+            response = await request.http.request(
+                "GET", "/authentication", headers={"Authorization": header}, allow_status=(401, 403)
+            )
+            if response.status_code in (401, 403):
+                return _login_failed("Redtail did not accept this username and password.")
+            data = response.json()["authenticated_user"]
+            user_key = str(data["user_key"])
+        except CrmHttpError as exc:
+            status = f"Redtail answered {exc.status}." if exc.status else "Redtail did not answer in time."
+            return _login_failed(status)
+        except (KeyError, TypeError, ValueError):
+            return _login_failed("Redtail's answer could not be read.")
+        if not user_key:
+            return _login_failed("Redtail's answer could not be read.")
+        name = " ".join(str(data.get(k) or "").strip() for k in ("first_name", "last_name")).strip()
+        database = data.get("database_id")
+        user = PlatformUser(
+            id=f"{username}-{self.platform}",
+            name=name or username,
+            platform_additional_info={"username": username, "userId": data.get("id"), "databaseId": database},
+            overriding_api_key=user_key,
+            account_id=str(database) if database is not None else None,
+        )
+        return UserInfoResult(True, user, ReturnMessage("Connected to Redtail.", "success", 3000))
+
+    async def unauthorize(self, call: CrmCall) -> ReturnMessage | None:
+        """Redtail has no revocation for a user key: the server forgets it."""
+        return ReturnMessage("Logged out of Redtail", "success", 1000)
+
+    # --- contacts ------------------------------------------------------------------------------------------
+
+    async def find_contact(self, call: CrmCall, lookup: ContactLookup) -> ContactMatches:
+        """Search by the national significant number (Redtail compares digits), then re-check every hit."""
+        phone = lookup.phone_number
+        if phone.startswith(" "):
+            phone = "+" + phone[1:]  # a `+` decoded as a space on its way through a query string
+        if lookup.is_extension:
+            return ContactMatches(successful=False, contacts=[])
+        if not phone.startswith("+"):
+            return ContactMatches(
+                successful=False,
+                contacts=[],
+                return_message=ReturnMessage(
+                    "Logging against internal extension number is not supported.", "warning", 3000
+                ),
+            )
+        api = _Api(call)
+        found = await self._search(api, {"phone_number": significant_number(phone)})
+        # the hits' phones (one call each when the hit does not carry them) and the categories, concurrently
+        *phones, categories = await asyncio.gather(*(_phones_of(api, c) for c in found), _categories(api))
+        matched = [c for c, held in zip(found, phones, strict=True) if _holds_number(held, phone)]
+        contacts = [_contact(c, phone, categories) for c in matched]
+        placeholder = placeholder_contact()
+        placeholder.additional_info = {"category": categories}
+        contacts.append(placeholder)
+        return ContactMatches(successful=True, contacts=contacts)
+
+    async def find_contact_with_name(self, call: CrmCall, name: str) -> ContactMatches:
+        term = name.strip()
+        if len(term) < 2:
+            return ContactMatches(successful=True, contacts=[])
+        api = _Api(call)
+        found = await self._search(api, {"name": term})
+        categories = await _categories(api)
+        return ContactMatches(successful=True, contacts=[_contact(c, None, categories) for c in found])
+
+    async def _search(self, api: _Api, params: JsonDict) -> list[JsonDict]:
+        """Every page of `contacts/search_basic` (bounded), deduplicated by id."""
+        seen: dict[Any, JsonDict] = {}
+        for page in range(1, MAX_PAGES + 1):
+            body = await api.get("/contacts/search_basic", params={**params, "page": page})
+            for contact in body.get("contacts") or []:
+                if isinstance(contact, dict) and contact.get("id") is not None:
+                    seen.setdefault(contact["id"], contact)
+            if page >= _total_pages(body):
+                break
+        return list(seen.values())
+
+    async def create_contact(self, call: CrmCall, new: NewContact) -> CreatedContact | None:
+        """An individual with the caller's number; Redtail has one kind of contact here."""
+        words = new.name.split()
+        first, last = (" ".join(words[:-1]), words[-1]) if words else ("", "")
+        key = number_key(new.phone_number)
+        phone: JsonDict = {"phone_type": NEW_PHONE_TYPE, "number": significant_number(new.phone_number)}
+        if key is not None:
+            phone["country_code"] = key[0]
+        body = {
+            "type": "Crm::Contact::Individual",
+            "first_name": first,
+            "last_name": last,
+            "phones": [phone],
+        }
+        data = (await _Api(call).send("POST", "/contacts", body))["contact"]
+        contact = Contact(
+            id=str(data["id"]),
+            name=_name_of(data) or new.name,
+            phone=new.phone_number,
+            type="contact",
+        )
+        return CreatedContact(
+            contact=contact, return_message=ReturnMessage("Contact created.", "success", 2000)
+        )
+
+    # --- call logs -----------------------------------------------------------------------------------------
+
+    async def create_call_log(self, call: CrmCall, log: CallLogCreate) -> LogResult:
+        """POST the activity (with the call's marker), add the agent's note, then mark it completed.
+
+        Once the activity exists, a failure of a later step is reported as an unknown outcome: the server then
+        asks :meth:`find_call_log`, which adopts the activity and finishes the missing steps, instead of
+        creating a second activity.
+        """
+        contact_id = _int_or_none(log.contact.id)
+        if contact_id is None:
+            return LogResult(None, ReturnMessage("Contact not found", "warning", 5000))
+        record = log.call
+        start = _parse_time(record.start_time)
+        end = start + timedelta(seconds=_seconds(record.duration))
+        subject = record.custom_subject or log.subject or _call_subject(record.direction, log.contact.name)
+        body: JsonDict = {
+            "subject": subject,
+            "description": log.composed_log_details + _marker_line(_call_marker(log)),
+            "start_date": _iso(start),
+            "end_date": _iso(end),
+            "activity_code_id": CALL_ACTIVITY_CODE,
+            "category_id": _category(log.additional_submission, call.user),
+            "repeats": "never",
+            "linked_contacts": [{"contact_id": contact_id}],
+        }
+        api = _Api(call)
+        activity = (await api.send("POST", "/activities", body))["activity"]
+        activity_id = str(activity["id"])
+        try:
+            await self._finish_call_log(api, activity_id, log, fresh=True, completed=False)
+        except CrmHttpError as exc:
+            raise _unknown_outcome(exc) from exc
+        return LogResult(activity_id, ReturnMessage("Call logged", "success", 2000))
+
+    async def _finish_call_log(
+        self, api: _Api, activity_id: str, log: CallLogCreate, *, fresh: bool, completed: bool
+    ) -> None:
+        """The steps after the POST, each skipped when already done, so running them again is harmless."""
+        if log.note.strip():
+            note = _note_html(log.note)
+            present = False
+            if not fresh:
+                notes = await api.get(f"/activities/{activity_id}/notes")
+                present = any(_same_text(str(n.get("body") or ""), note) for n in notes.get("notes") or [])
+            if not present:
+                category = _category(log.additional_submission, api.user)
+                await api.send(
+                    "POST",
+                    f"/activities/{activity_id}/notes",
+                    {"category_id": category, "note_type": NOTE_TYPE, "body": note},
+                )
+        if not completed:
+            await api.send("PUT", f"/activities/{activity_id}", {"completed": True}, idempotent=True)
+
+    async def find_call_log(self, call: CrmCall, log: CallLogCreate) -> str | None:
+        """The contact's activity carrying this call's marker, finished if an earlier create stopped halfway."""
+        api = _Api(call)
+        activity = await _activity_with_marker(api, log.contact.id, _call_marker(log))
+        if activity is None:
+            return None
+        activity_id = str(activity["id"])
+        await self._finish_call_log(
+            api, activity_id, log, fresh=False, completed=bool(activity.get("completed"))
+        )
+        return activity_id
+
+    async def update_call_log(self, call: CrmCall, update: CallLogUpdate) -> CallLogUpdated:
+        body: JsonDict = {"description": update.composed_log_details}
+        if update.subject:
+            body["subject"] = update.subject
+        if update.start_time is not None:
+            start = _parse_time(update.start_time)
+            body["start_date"] = _iso(start)
+            body["end_date"] = _iso(start + timedelta(seconds=_seconds(update.duration)))
+        await _Api(call).send("PUT", f"/activities/{update.log.log_id}", body, idempotent=True)
+        return CallLogUpdated(
+            updated_note=update.composed_log_details,
+            return_message=ReturnMessage("Call log updated.", "success", 2000),
+        )
+
+    async def get_call_log(self, call: CrmCall, ref: CallLogRef) -> CallLogFetched:
+        """The agent's own note is cut out of the composed HTML so the client can edit just that part."""
+        activity = (await _Api(call).get(f"/activities/{ref.log_id}", include_contacts=True))["activity"]
+        full_body = _MARKER_RE.sub("", str(activity.get("description") or ""))
+        match = _AGENT_NOTE_RE.search(full_body)
+        note = html.unescape(match.group(1).replace("<br>", "\n")) if match else ""
+        linked = activity.get("linked_contacts") or []
+        contact_name = _name_of(linked[0]) if linked and isinstance(linked[0], dict) else None
+        info = CallLogInfo(
+            subject=activity.get("subject"),
+            note=note,
+            full_body=full_body,
+            contact_name=contact_name or None,
+            dispositions={"category": activity.get("category_id")},
+            full_log_response=activity,
+        )
+        return CallLogFetched(info=info)
+
+    async def upsert_call_disposition(self, call: CrmCall, update: DispositionUpdate) -> LogResult:
+        category = _int_or_none(update.dispositions.get("category"))
+        if category is None:
+            return LogResult(update.log.log_id)
+        await _Api(call).send(
+            "PUT", f"/activities/{update.log.log_id}", {"category_id": category}, idempotent=True
+        )
+        return LogResult(update.log.log_id)
+
+    # --- message logs --------------------------------------------------------------------------------------
+
+    async def create_message_log(self, call: CrmCall, log: MessageLogCreate) -> LogResult:
+        """One completed activity per conversation and day; later messages are appended by update_message_log."""
+        contact_id = _int_or_none(log.contact.id)
+        if contact_id is None:
+            return LogResult(None, ReturnMessage("Contact not found", "warning", 5000))
+        created = _parse_time(log.message.creation_time)
+        contact = log.contact
+        agent = _agent_name(call.user)
+        if log.recording_link:
+            subject = f"Voicemail from {contact.name} - {created:%Y-%m-%d}"
+            description = f"<b>{html.escape(subject)}</b><br>Recording: {_link(log.recording_link)}"
+        elif log.fax_doc_link:
+            subject = f"Fax from {contact.name} - {created:%Y-%m-%d}"
+            description = f"<b>{html.escape(subject)}</b><br>Document: {_link(log.fax_doc_link)}"
+        else:
+            subject = f"SMS conversation with {contact.name} - {created:%Y-%m-%d}"
+            item = _message_item(log.message, contact, agent, log.image_link)
+            description = (
+                f"<b>{html.escape(subject)}</b><br>"
+                f"Participants: {html.escape(agent)}, {html.escape(contact.name)}<br>"
+                "Conversation(1 messages)<br>"
+                f"------------<br><ul>{item}{_MESSAGES_END}"
+            )
+        body: JsonDict = {
+            "subject": subject,
+            "description": description + _marker_line(_message_marker(log)) + _message_tag(log.message),
+            "start_date": _iso(created),
+            "end_date": _iso(created),
+            "activity_code_id": CALL_ACTIVITY_CODE,
+            "repeats": "never",
+            "linked_contacts": [{"contact_id": contact_id}],
+        }
+        category = _int_or_none(log.additional_submission.get("category"))
+        if category is not None:
+            body["category_id"] = category
+        api = _Api(call)
+        activity = (await api.send("POST", "/activities", body))["activity"]
+        activity_id = str(activity["id"])
+        try:
+            await api.send("PUT", f"/activities/{activity_id}", {"completed": True}, idempotent=True)
+        except CrmHttpError as exc:
+            raise _unknown_outcome(exc) from exc
+        return LogResult(activity_id, ReturnMessage("Message logged", "success", 2000))
+
+    async def find_message_log(self, call: CrmCall, log: MessageLogCreate) -> str | None:
+        api = _Api(call)
+        activity = await _activity_with_marker(api, log.contact.id, _message_marker(log))
+        if activity is None:
+            return None
+        activity_id = str(activity["id"])
+        if not activity.get("completed"):
+            await api.send("PUT", f"/activities/{activity_id}", {"completed": True}, idempotent=True)
+        return activity_id
+
+    async def update_message_log(self, call: CrmCall, update: MessageLogUpdate) -> ReturnMessage | None:
+        """Append the message to the day's activity and bump its counter; skipped when already there."""
+        api = _Api(call)
+        path = f"/activities/{update.log_id}"
+        activity = (await api.get(path, include_contacts=True))["activity"]
+        description = str(activity.get("description") or "")
+        if _message_needle(update.message) in description:
+            return None
+        item = _message_item(update.message, update.contact, _agent_name(call.user), update.image_link)
+        if _MESSAGES_END in description:
+            description = description.replace(_MESSAGES_END, f"{item}{_MESSAGES_END}", 1)
+        else:
+            description = f"{description}<ul>{item}</ul>"
+        description = _COUNTER_RE.sub(
+            lambda m: f"Conversation({int(m.group(1)) + 1} messages)", description, count=1
+        )
+        when = _parse_time(update.message.creation_time)
+        body = {"description": description + _message_tag(update.message), "end_date": _iso(when)}
+        await api.send("PATCH", path, body, idempotent=True)
+        return None
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The Redtail session: every call carries Userkeyauth
+# ------------------------------------------------------------------------------------------------------------
+
+
+class _Api:
+    """The user's CRM client with Redtail's `Userkeyauth` header instead of the server's default Basic."""
+
+    def __init__(self, call: CrmCall) -> None:
+        self.http: CrmHttp = call.http
+        self.user = call.user
+        credential = call.auth_header.split(" ", 1)[-1]
+        self._auth = {"Authorization": f"Userkeyauth {credential}"}
+
+    async def get(self, path: str, *, params: JsonDict | None = None, include_contacts: bool = False) -> Any:
+        headers = {**self._auth, "include": "linked_contacts"} if include_contacts else self._auth
+        return (await self.http.request("GET", path, params=params, headers=headers)).json()
+
+    async def send(self, method: str, path: str, body: Any, *, idempotent: bool = False) -> Any:
+        response = await self.http.request(method, path, json=body, headers=self._auth, idempotent=idempotent)
+        return response.json()
+
+
+async def _activity_with_marker(api: _Api, contact_id: str, marker: str) -> JsonDict | None:
+    """The contact's activity whose description holds `[marker]` (newest pages first)."""
+    contact = _int_or_none(contact_id)
+    if contact is None:
+        return None
+    needle = f"[{html.escape(marker)}]"
+    path = f"/contacts/{contact}/activities"
+    first = await api.get(path, params={"page": 1})
+    for page in range(min(_total_pages(first), MAX_PAGES), 1, -1):
+        found = _find_needle(await api.get(path, params={"page": page}), needle)
+        if found is not None:
+            return found
+    return _find_needle(first, needle)
+
+
+def _find_needle(body: Any, needle: str) -> JsonDict | None:
+    for activity in reversed(body.get("activities") or []):
+        if isinstance(activity, dict) and needle in str(activity.get("description") or ""):
+            return activity
+    return None
+
+
+async def _phones_of(api: _Api, contact: JsonDict) -> list[JsonDict]:
+    """A search hit's phones: included in the hit when Redtail sends them, else read from the contact."""
+    phones = contact.get("phones")
+    if isinstance(phones, list):
+        return [p for p in phones if isinstance(p, dict)]
+    body = await api.get(f"/contacts/{contact['id']}/phones")
+    return [p for p in body.get("phones") or [] if isinstance(p, dict)]
+
+
+def _holds_number(phones: list[JsonDict], e164: str) -> bool:
+    """Whether any stored phone is the caller's number: as typed (read in the caller's country), or as its
+    digits behind the phone's own country code."""
+    for phone in phones:
+        number = str(phone.get("number") or "")
+        if not number:
+            continue
+        if same_number(number, e164):
+            return True
+        code = phone.get("country_code")
+        if code and not number.lstrip().startswith("+") and same_number(f"+{code}{digits_of(number)}", e164):
+            return True
+    return False
+
+
+async def _categories(api: _Api) -> list[JsonDict]:
+    body = await api.get("/lists/categories")
+    return [
+        {"const": c["id"], "title": str(c.get("name") or "")}
+        for c in body.get("categories") or []
+        if isinstance(c, dict) and not c.get("deleted") and c.get("id") is not None
+    ]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _login_failed(text: str) -> UserInfoResult:
+    return UserInfoResult(
+        successful=False,
+        return_message=ReturnMessage(
+            "Could not connect to Redtail",
+            "warning",
+            5000,
+            details=[{"title": "Details", "items": [{"id": "1", "type": "text", "text": text}]}],
+        ),
+    )
+
+
+def _unknown_outcome(exc: CrmHttpError) -> CrmHttpError:
+    """The activity exists but a later step failed: the create is neither done nor undone."""
+    return CrmHttpError(None, method=exc.method, url=exc.url, outcome_unknown=True, body=exc.body)
+
+
+def _total_pages(body: Any) -> int:
+    meta = body.get("meta") if isinstance(body, dict) else None
+    try:
+        return max(1, int((meta or {}).get("total_pages") or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _name_of(record: JsonDict) -> str:
+    parts = [str(record.get(k) or "").strip() for k in ("first_name", "middle_name", "last_name")]
+    name = " ".join(p for p in parts if p)
+    return name or str(record.get("full_name") or "").strip()
+
+
+def _contact(record: JsonDict, phone: str | None, categories: list[JsonDict]) -> Contact:
+    return Contact(
+        id=str(record["id"]),
+        name=_name_of(record),
+        phone=phone,
+        type="contact",
+        title=record.get("job_title") or None,
+        created_date=record.get("created_at"),
+        most_recent_activity_date=record.get("updated_at"),
+        additional_info={"category": categories},
+    )
+
+
+def _category(submission: JsonDict, user: UserView) -> int:
+    """The form's category, else the user's default-category setting, else Redtail's stock one."""
+    for value in (submission.get("category"), user.setting("defaultCategory")):
+        chosen = _int_or_none(value)
+        if chosen is not None:
+            return chosen
+    return DEFAULT_CATEGORY
+
+
+def _call_subject(direction: str, name: str) -> str:
+    return f"Inbound call from {name}" if direction == "Inbound" else f"Outbound call to {name}"
+
+
+def _call_marker(log: CallLogCreate) -> str:
+    """Written into the description so an unanswered create can be found again: the RingCentral session id."""
+    return f"rc-call-{log.call.session_id}"
+
+
+def _message_marker(log: MessageLogCreate) -> str:
+    return f"rc-sms-{log.conversation_log_id}"
+
+
+def _marker_line(marker: str) -> str:
+    return f"<br><small>[{html.escape(marker)}]</small>"
+
+
+def _message_needle(message: Message) -> str:
+    return f"[rc-msg-{html.escape(message.id)}]"
+
+
+def _message_tag(message: Message) -> str:
+    """One per message the activity holds: an append sent again finds its message already there."""
+    return f"<small>{_message_needle(message)}</small>"
+
+
+def _note_html(note: str) -> str:
+    return html.escape(note.strip()).replace("\n", "<br>")
+
+
+def _same_text(stored: str, sent: str) -> bool:
+    """Whether a stored note is the one sent, whatever markup or spacing Redtail normalised."""
+    return _plain(stored) == _plain(sent)
+
+
+def _plain(text: str) -> str:
+    return " ".join(html.unescape(_TAG_RE.sub(" ", text)).split())
+
+
+def _agent_name(user: UserView) -> str:
+    return str(user.platform_additional_info.get("username") or user.crm_user_id)
+
+
+def _message_item(message: Message, contact: ContactRef, agent: str, image_link: str | None) -> str:
+    """One `<li>` of the conversation: who, when (UTC), what; everything from outside is escaped."""
+    when = _parse_time(message.creation_time)
+    who = f"{contact.name} ({contact.phone_number})" if message.direction == "Inbound" else agent
+    text = html.escape(message.subject).replace("\n", "<br>")
+    extra = f"<br>{_link(image_link)}" if image_link else ""
+    return f"<li>{html.escape(who)} {when:%H:%M} UTC<br><b>{text}</b>{extra}</li>"
+
+
+def _link(url: str) -> str:
+    safe = html.escape(url, quote=True)
+    return f'<a href="{safe}">{safe}</a>'
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
+def _seconds(value: int | str | None) -> int:
+    try:
+        seconds = int(float(value)) if value is not None else 0
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return min(max(seconds, 0), 7 * 24 * 3600)
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(value: Any) -> datetime:
+    """A RingCentral timestamp (ISO 8601 or epoch milliseconds) in UTC; now when absent or unreadable."""
+    parsed: datetime | None = None
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            parsed = datetime.fromtimestamp(value / 1000, UTC)
+        elif isinstance(value, str) and value.strip():
+            text = value.strip()
+            if text.isdigit():
+                parsed = datetime.fromtimestamp(int(text) / 1000, UTC)
+            else:
+                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+                parsed = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        parsed = None
+    if parsed is None or not 1 < parsed.year < 9999:
+        return datetime.now(UTC)
+    return parsed

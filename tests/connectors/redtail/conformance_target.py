@@ -1,0 +1,137 @@
+"""The conformance suite's view of Redtail: FakeRedtail started once, the login as the client sends it."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import httpx
+
+from appconnect.connectors.phone import number_key
+from tests.connectors.conformance.target import (
+    ConformanceTarget,
+    CrmRecord,
+    Operation,
+    When,
+    api_key_login,
+    same_number_loosely,
+)
+from tests.connectors.redtail.fake_redtail import API_PATH, PASSWORD, USERNAME, FakeRedtail
+
+#: operation -> (method, path prefix on the fake)
+_REQUESTS: dict[Operation, tuple[str, str]] = {
+    "find_contact": ("GET", f"{API_PATH}/contacts/search_basic"),
+    "create_contact": ("POST", f"{API_PATH}/contacts"),
+    "create_call_log": ("POST", f"{API_PATH}/activities"),
+    "get_call_log": ("GET", f"{API_PATH}/activities/"),
+    "update_call_log": ("PUT", f"{API_PATH}/activities/"),
+    "create_message_log": ("POST", f"{API_PATH}/activities"),
+    "update_message_log": ("PATCH", f"{API_PATH}/activities/"),
+}
+
+
+class RedtailTarget(ConformanceTarget):
+    """Redtail (API key + username/password) against FakeRedtail."""
+
+    __test__ = False
+    platform: ClassVar[str] = "redtail"
+    backends: ClassVar[tuple[str, ...]] = ("sqlite", "postgres")
+
+    def __init__(self) -> None:
+        self.fake = FakeRedtail()
+        self._started = False
+
+    def start(self) -> None:
+        if not self._started:
+            self.fake.start()
+            self._started = True
+
+    def stop(self) -> None:
+        if self._started:
+            self.fake.stop()
+            self._started = False
+
+    def server_env(self) -> dict[str, str]:
+        return self.fake.env()
+
+    def reset(self) -> None:
+        self.fake.reset()
+
+    def clear_faults(self) -> None:
+        self.fake.clear_faults()
+
+    async def login(self, http: httpx.AsyncClient) -> str:
+        """The Redtail auth page has no API key field: username and password go in additionalInfo."""
+        return await api_key_login(
+            http,
+            self.platform,
+            "",
+            hostname="crm.redtailtechnology.com",
+            additional_info={"username": USERNAME, "password": PASSWORD},
+        )
+
+    def seed_contact(self, name: str, stored_phone: str, contact_type: str = "") -> str:
+        words = name.split()
+        key = number_key(stored_phone) if stored_phone.strip().startswith("+") else None
+        contact = self.fake.add_contact(
+            " ".join(words[:-1]),
+            words[-1] if words else "",
+            phones=[stored_phone],
+            country_code=key[0] if key else 1,
+        )
+        return str(contact["id"])
+
+    def contacts_with_number(self, e164: str) -> list[CrmRecord]:
+        contacts = self.fake.snapshot(self.fake.contacts)
+        phones = self.fake.snapshot(self.fake.phones)
+        return [
+            CrmRecord(str(c["id"]), text=str(c["full_name"]), raw=c)
+            for cid, c in sorted(contacts.items())
+            if any(same_number_loosely(str(p["number"]), e164) for p in phones.get(cid, []))
+        ]
+
+    def logs_for(self, contact_id: str, contact_type: str = "") -> list[CrmRecord]:
+        try:
+            wanted = int(contact_id)
+        except ValueError:
+            return []
+        notes = self.fake.snapshot(self.fake.notes)
+        found = sorted(self.fake.activities_of(wanted), key=lambda a: int(a["id"]))
+        return [
+            CrmRecord(
+                str(a["id"]),
+                text="\n".join(
+                    [str(a.get("subject") or ""), str(a.get("description") or "")]
+                    + [str(n["body"]) for n in notes.get(a["id"], [])]
+                ),
+                raw=a,
+            )
+            for a in found
+        ]
+
+    def inject(
+        self,
+        operation: Operation,
+        status: int | None = None,
+        *,
+        delay: float | None = None,
+        retry_after: float | None = None,
+        when: When = "before",
+        times: int = 1,
+    ) -> None:
+        method, prefix = _REQUESTS[operation]
+        self.fake.inject(
+            status,
+            times=times,
+            path_prefix=prefix,
+            method=method,
+            retry_after=retry_after,
+            delay=delay,
+            when=when,
+        )
+
+    def call_log_submission(self) -> dict[str, Any]:
+        return {"category": 3}
+
+    def dispositions(self, *_contact: Any) -> dict[str, Any]:
+        """The call-log category is Redtail's disposition."""
+        return {"category": 1}

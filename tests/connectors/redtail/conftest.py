@@ -1,0 +1,85 @@
+"""Fixtures: one FakeRedtail per test session, reset before every test; a connector server pointed at it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fake_redtail import FakeRedtail
+from redtail_agent import Agent
+
+from tests.conftest import LiveServer, start_server
+
+
+@pytest.fixture(scope="session")
+def _fake_redtail_server() -> Iterator[FakeRedtail]:
+    with FakeRedtail() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_redtail(_fake_redtail_server: FakeRedtail) -> FakeRedtail:
+    """A started fake with fresh state (one user, stock categories, no contacts)."""
+    _fake_redtail_server.reset()
+    _fake_redtail_server.per_page = 50
+    return _fake_redtail_server
+
+
+@contextmanager
+def redtail_server(
+    fake: FakeRedtail, folder: Path, database_url: str, **overrides: Any
+) -> Iterator[LiveServer]:
+    """A connector server whose Redtail connector talks to `fake` (settings are read at app build)."""
+    stack = ExitStack()
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in fake.env().items():
+            env.setenv(key, value)
+        previous = os.environ.get("TESTCRM_BASE_URL")
+        if previous is None:
+            env.delenv("TESTCRM_BASE_URL", raising=False)
+        else:
+            env.setenv("TESTCRM_BASE_URL", previous)
+        live = stack.enter_context(
+            contextmanager(start_server)(folder, database_url, embedded_testcrm=False, **overrides)
+        )
+    with stack:
+        yield live
+
+
+@pytest.fixture(scope="session")
+def rt_server(
+    server: LiveServer, _fake_redtail_server: FakeRedtail, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """A second server on the session server's database and keys, set up for Redtail (rate limiter off, so an
+    injected 429 leaves no back-off behind for the next test)."""
+    folder = tmp_path_factory.mktemp("redtail-server")
+    with redtail_server(
+        _fake_redtail_server,
+        folder,
+        server.settings.database_url,
+        key_file=server.settings.key_file,
+        crm_rate_limit="off",
+    ) as live:
+        yield live
+
+
+@pytest.fixture
+async def agent(rt_server: LiveServer, fake_redtail: FakeRedtail) -> AsyncIterator[Agent]:
+    async with httpx.AsyncClient(base_url=rt_server.base_url, timeout=30) as http:
+        yield Agent(http, rt_server, fake_redtail)
+
+
+@pytest.fixture
+async def logged_in(agent: Agent) -> Agent:
+    response = await agent.login()
+    assert response.status_code == 200, response.text
+    return agent

@@ -1,0 +1,149 @@
+"""The App Connect client's side for the Redtail tests: its requests to the server and the bodies it sends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from fake_redtail import PASSWORD, USERNAME, FakeRedtail
+from sqlalchemy import select
+
+from appconnect.security.crypto import TokenCipher
+from appconnect.security.keys import load_keys
+from appconnect.store.db import create_engine
+from appconnect.store.sql import open_fast_database
+from appconnect.store.tables import users
+from appconnect.store.users import UserRecord, UserStore
+from tests.conftest import LiveServer, call_log_body
+
+USER_ID = f"{USERNAME}-redtail"
+API = "/api/public/v1"
+JsonDict = dict[str, Any]
+
+
+class Agent:
+    """What the App Connect client does, one method per request."""
+
+    def __init__(self, http: httpx.AsyncClient, server: LiveServer, fake: FakeRedtail) -> None:
+        self.http = http
+        self.server = server
+        self.fake = fake
+        self.jwt = ""
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.jwt}"}
+
+    async def login(
+        self, *, username: str = USERNAME, password: str = PASSWORD, api_key: str | None = None
+    ) -> httpx.Response:
+        """The auth page's answers as the client sends them: the fields go in additionalInfo."""
+        body: JsonDict = {
+            "platform": "redtail",
+            "hostname": "crm.redtailtechnology.com",
+            "additionalInfo": {"username": username, "password": password},
+        }
+        if api_key is not None:
+            body["apiKey"] = api_key
+        response = await self.http.post("/apiKeyLogin", json=body)
+        if response.status_code == 200:
+            self.jwt = response.json()["jwtToken"]
+        return response
+
+    async def find_contact(self, phone: str, *, force: bool = True) -> JsonDict:
+        """GET /contact as the client sends it: an unencoded `+` (it arrives as a space)."""
+        url = f"/contact?jwtToken={self.jwt}&phoneNumber={phone}&overridingFormat=&isExtension=false"
+        if force:
+            url += "&isForceRefreshAccountData=true"
+        response = await self.http.get(url)
+        assert response.status_code == 200, response.text
+        body: JsonDict = response.json()
+        return body
+
+    async def create_contact(self, phone: str, name: str) -> JsonDict:
+        response = await self.http.post(
+            "/contact",
+            headers=self.auth,
+            json={"phoneNumber": phone, "newContactName": name, "newContactType": ""},
+        )
+        assert response.status_code == 200, response.text
+        body: JsonDict = response.json()
+        return body
+
+    async def log_call(self, body: JsonDict) -> JsonDict:
+        response = await self.http.post("/callLog", headers=self.auth, json=body)
+        assert response.status_code == 200, response.text
+        result: JsonDict = response.json()
+        return result
+
+    async def log_messages(self, body: JsonDict) -> JsonDict:
+        response = await self.http.post("/messageLog", headers=self.auth, json=body)
+        assert response.status_code == 200, response.text
+        result: JsonDict = response.json()
+        return result
+
+
+def call_body(session_id: str, contact_id: str, phone: str, *, note: str, **extra: Any) -> JsonDict:
+    return call_log_body(
+        session_id,
+        contact_id,
+        phone,
+        log_info={
+            "startTime": "2026-03-12T14:35:20.000Z",
+            "duration": 487,
+            "from": {"phoneNumber": phone, "name": "Maya Patel"},
+            "to": {"phoneNumber": "+14155550101", "name": "Jordan Lee"},
+        },
+        contactName="Maya Patel",
+        note=note,
+        **extra,
+    )
+
+
+def message(message_id: str, phone: str, text: str, *, direction: str = "Inbound", at: str = "") -> JsonDict:
+    return {
+        "id": message_id,
+        "type": "SMS",
+        "direction": direction,
+        "subject": text,
+        "creationTime": at or "2026-03-12T14:35:20.000Z",
+        "from": {"phoneNumber": phone if direction == "Inbound" else "+14155550101"},
+    }
+
+
+def message_body(conversation_id: str, contact_id: str, phone: str, messages: list[JsonDict]) -> JsonDict:
+    return {
+        "logInfo": {
+            "conversationId": conversation_id,
+            "conversationLogId": f"{conversation_id}-2026-03-12",
+            "messages": messages,
+            "correspondents": [{"phoneNumber": phone, "name": "Maya Patel"}],
+        },
+        "contactId": contact_id,
+        "contactName": "Maya Patel",
+        "contactType": "contact",
+        "additionalSubmission": {},
+    }
+
+
+async def stored_user(server: LiveServer) -> UserRecord:
+    """The user row as the server stored it, decrypted with the server's own keys and store."""
+    fast = open_fast_database(server.settings.database_url, max_connections=1, acquire_timeout=10)
+    try:
+        cipher = TokenCipher(load_keys(server.settings).encryption_keys)
+        user = await UserStore(cipher, fast).get(USER_ID)
+    finally:
+        await fast.close()
+    assert user is not None
+    return user
+
+
+async def raw_user_row(server: LiveServer) -> dict[str, Any]:
+    """The users row exactly as the database holds it (tokens still encrypted)."""
+    engine = create_engine(server.settings.database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            row = (await conn.execute(select(users).where(users.c.id == USER_ID))).mappings().one()
+    finally:
+        await engine.dispose()
+    return dict(row)
