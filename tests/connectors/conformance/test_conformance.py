@@ -35,13 +35,13 @@ import pytest
 from appconnect.connectors.registry import ConnectorRegistry
 from appconnect.connectors.sdk import INTERFACE_METHODS, Connector, implements
 from tests.conftest import LiveServer, database_url_for, start_server
+from tests.connectors.clio.conformance_target import ClioTarget
 from tests.connectors.conformance.target import (
     ConformanceTarget,
     CrmRecord,
     FaultNotSupported,
     Operation,
 )
-from tests.connectors.clio.conformance_target import ClioTarget
 from tests.connectors.conformance.targets_builtin import PipedriveTarget, TestCrmTarget
 from tests.connectors.insightly.conformance_target import InsightlyTarget
 from tests.connectors.redtail.conformance_target import RedtailTarget
