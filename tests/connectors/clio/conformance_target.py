@@ -38,7 +38,7 @@ class ClioTarget(ConformanceTarget):
 
     __test__ = False
     platform: ClassVar[str] = "clio"
-    backends: ClassVar[tuple[str, ...]] = ("sqlite", "postgres")
+    backends: ClassVar[tuple[str, ...]] = ("sqlite",)
 
     def __init__(self) -> None:
         self.fake = FakeClio()

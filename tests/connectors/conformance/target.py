@@ -95,6 +95,9 @@ class ConformanceTarget(ABC):
     #: True when the CRM's search answers 404 for "nothing found" and the connector rightly reads it so: the
     #: suite then expects the placeholder (not an error) when the lookup gets a 404
     lookup_404_means_no_match: ClassVar[bool] = False
+    #: stored number forms (keys of the suite's STORED_FORMS) the CRM's search cannot find, with the reason:
+    #: the suite skips those cases and says why, so a limit of the CRM is visible, never silent
+    unfindable_stored_forms: ClassVar[dict[str, str]] = {}
 
     # --- lifecycle --------------------------------------------------------------------------------------------
 

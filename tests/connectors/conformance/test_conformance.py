@@ -513,6 +513,8 @@ STORED_FORMS: dict[str, Callable[[str], str]] = {
 async def test_a_stored_number_is_found_by_its_e164_form(client: Client, form: str) -> None:
     """The lookup finds a contact whatever format the CRM stores the number in, and only that contact."""
     target = client.harness.target
+    if form in target.unfindable_stored_forms:
+        pytest.skip(f"{target.platform}: {target.unfindable_stored_forms[form]}")
     e164 = new_phone()
     contact_id = target.seed_contact("Dana Whitfield", STORED_FORMS[form](e164[2:]))
     target.seed_contact("Someone Else", new_phone())

@@ -34,7 +34,7 @@ class RedtailTarget(ConformanceTarget):
 
     __test__ = False
     platform: ClassVar[str] = "redtail"
-    backends: ClassVar[tuple[str, ...]] = ("sqlite", "postgres")
+    backends: ClassVar[tuple[str, ...]] = ("sqlite",)
 
     def __init__(self) -> None:
         self.fake = FakeRedtail()

@@ -83,7 +83,7 @@ async def test_whole_client_sequence(agent: Agent, fake_redtail: FakeRedtail) ->
     assert activity["completed"] is True
     assert activity["category_id"] == 3 and activity["activity_code_id"] == 3
     assert activity["linked_contacts"] == [{"contact_id": contact["id"]}]
-    assert activity["subject"] == "Inbound call from Maya Patel"
+    assert activity["subject"] == "Inbound Call from Maya Patel"
     assert activity["start_date"] == "2026-03-12T14:35:20Z" and activity["end_date"] == "2026-03-12T14:43:27Z"
     assert "<b>fees</b>" not in activity["description"]  # everything user-supplied is escaped
     assert "&lt;b&gt;fees&lt;/b&gt; &amp; the<br>renewal" in activity["description"]

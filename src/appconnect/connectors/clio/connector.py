@@ -7,17 +7,26 @@ the token exchange uses. Every request body is wrapped in `{"data": ...}` and ev
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Awaitable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
+from appconnect.connectors.kit import (
+    all_or_first_failure,
+    call_marker,
+    call_seconds,
+    int_or_none,
+    iso_utc,
+    message_marker,
+    message_needle,
+    parse_time,
+    user_timezone,
+)
 from appconnect.connectors.phone import any_same_number, digits_of, overriding_renderings
 from appconnect.connectors.sdk import (
     AuthType,
@@ -248,7 +257,7 @@ class ClioConnector(Connector):
                 ),
             )
         terms = phone_search_terms(phone, lookup.overriding_format)
-        found = await _all([self._search(call.http, term) for term in terms])
+        found = await all_or_first_failure([self._search(call.http, term) for term in terms])
         seen: dict[str, JsonDict] = {}
         for results in found:
             for record in results:
@@ -294,7 +303,7 @@ class ClioConnector(Connector):
 
     async def _with_matters(self, call: CrmCall, records: list[JsonDict], phone: str | None) -> list[Contact]:
         see_closed = bool(call.user.setting("clioSeeClosedMatters", False))
-        matters = await _all([self._matters(call.http, r["id"], see_closed) for r in records])
+        matters = await all_or_first_failure([self._matters(call.http, r["id"], see_closed) for r in records])
         contacts: list[Contact] = []
         for record, options in zip(records, matters, strict=True):
             numbers = [p for p in record.get("phone_numbers") or [] if isinstance(p, dict)]
@@ -315,7 +324,7 @@ class ClioConnector(Connector):
 
     async def _matters(self, http: CrmHttp, contact_id: Any, see_closed: bool) -> list[JsonDict]:
         """Matters the contact is the client of, then those it is related to; closed ones only on request."""
-        own, related = await _all(
+        own, related = await all_or_first_failure(
             [
                 self._pages(http, "/api/v4/matters.json", {"client_id": contact_id, "fields": MATTER_FIELDS}),
                 self._pages(
@@ -369,7 +378,7 @@ class ClioConnector(Connector):
 
     async def create_call_log(self, call: CrmCall, log: CallLogCreate) -> LogResult:
         """A phone communication between the user and the contact, on the chosen matter."""
-        contact_id = _int_or_none(log.contact.id)
+        contact_id = int_or_none(log.contact.id)
         if contact_id is None:
             return LogResult(None, ReturnMessage("Contact not found", "warning", 5000))
         record = log.call
@@ -379,22 +388,22 @@ class ClioConnector(Connector):
         contact_party = {"id": contact_id, "type": "Contact"}
         data: JsonDict = {
             "subject": subject,
-            "body": (log.composed_log_details or "No details available") + _marker_line(_call_marker(log)),
+            "body": (log.composed_log_details or "No details available") + _marker_line(call_marker(log)),
             "type": "PhoneCommunication",
-            "received_at": _iso(_parse_time(record.start_time)),
+            "received_at": iso_utc(parse_time(record.start_time)),
             "senders": [contact_party if inbound else user_party],
             "receivers": [user_party if inbound else contact_party],
         }
         data.update(_matter(log.additional_submission))
         created = await self._create_communication(call.http, data)
         message = ReturnMessage("Call logged", "success", 2000)
-        seconds = _seconds(record.duration)
+        seconds = call_seconds(record.duration)
         if _time_entries_on(call.user) and seconds > 0:
             entry: JsonDict = {
                 "type": "TimeEntry",
                 "communication": {"id": int(created)},
                 "quantity": seconds,
-                "date": _parse_time(record.start_time).strftime("%Y-%m-%d"),
+                "date": parse_time(record.start_time).strftime("%Y-%m-%d"),
                 "non_billable": _non_billable(call.user, log.additional_submission),
                 "note": subject,
             }
@@ -404,7 +413,7 @@ class ClioConnector(Connector):
         return LogResult(created, message)
 
     async def find_call_log(self, call: CrmCall, log: CallLogCreate) -> str | None:
-        return await self._communication_with_marker(call, log.contact.id, _call_marker(log))
+        return await self._communication_with_marker(call, log.contact.id, call_marker(log))
 
     async def get_call_log(self, call: CrmCall, ref: CallLogRef) -> CallLogFetched:
         """The agent's note is the `- Note:` line of the composed body; the marker never shows."""
@@ -449,10 +458,10 @@ class ClioConnector(Connector):
         if update.subject:
             data["subject"] = update.subject
         if update.start_time:
-            data["received_at"] = _iso(_parse_time(update.start_time))
+            data["received_at"] = iso_utc(parse_time(update.start_time))
         await _patch(call.http, f"/api/v4/communications/{log_id}.json", data)
         message = ReturnMessage("Call log updated.", "success", 2000)
-        seconds = _seconds(update.duration)
+        seconds = call_seconds(update.duration)
         wanted = update.duration is not None and _time_entries_on(call.user) and seconds > 0
         if wanted and not await self._update_time_entry(call.http, log_id, seconds):
             message = _time_entry_warning("Call log updated.")
@@ -470,12 +479,12 @@ class ClioConnector(Connector):
 
     async def create_message_log(self, call: CrmCall, log: MessageLogCreate) -> LogResult:
         """One communication per conversation and day; later messages are appended by update_message_log."""
-        contact_id = _int_or_none(log.contact.id)
+        contact_id = int_or_none(log.contact.id)
         if contact_id is None:
             return LogResult(None, ReturnMessage("Contact not found", "warning", 5000))
         user_name = await self._user_name(call.http)
-        created = _parse_time(log.message.creation_time)
-        local = created.astimezone(_user_tz(call.user))
+        created = parse_time(log.message.creation_time)
+        local = created.astimezone(user_timezone(call.user))
         contact = log.contact
         if log.recording_link:
             subject = f"Voicemail left by {contact.name} - {local:%y/%m/%d}"
@@ -506,9 +515,9 @@ class ClioConnector(Connector):
         inbound = log.message.direction == "Inbound"
         data: JsonDict = {
             "subject": subject,
-            "body": body + _marker_line(_message_marker(log)) + _message_tag(log.message),
+            "body": body + _marker_line(message_marker(log)) + _message_tag(log.message),
             "type": "PhoneCommunication",
-            "received_at": _iso(created),
+            "received_at": iso_utc(created),
             "senders": [contact_party if inbound else user_party],
             "receivers": [user_party if inbound else contact_party],
         }
@@ -517,7 +526,7 @@ class ClioConnector(Connector):
         return LogResult(created_id, ReturnMessage("Message logged", "success", 2000))
 
     async def find_message_log(self, call: CrmCall, log: MessageLogCreate) -> str | None:
-        return await self._communication_with_marker(call, log.contact.id, _message_marker(log))
+        return await self._communication_with_marker(call, log.contact.id, message_marker(log))
 
     async def update_message_log(self, call: CrmCall, update: MessageLogUpdate) -> ReturnMessage | None:
         """Append the message before the conversation's end line and bump the count; skipped when its tag is
@@ -577,7 +586,7 @@ class ClioConnector(Connector):
 
     async def _communication_with_marker(self, call: CrmCall, contact_id: str, marker: str) -> str | None:
         """The newest phone communication of the contact whose body holds `[marker]`."""
-        contact = _int_or_none(contact_id)
+        contact = int_or_none(contact_id)
         if contact is None:
             return None
         needle = f"[{marker}]"
@@ -645,40 +654,13 @@ def _call_subject(inbound: bool, contact: ContactRef) -> str:
     return f"[Call] Outbound Call to {contact.name} [{contact.phone_number}]"
 
 
-def _call_marker(log: CallLogCreate) -> str:
-    """Written into the body so an unanswered create can be found again: the RingCentral session id."""
-    return f"rc-call-{log.call.session_id}"
-
-
-def _message_marker(log: MessageLogCreate) -> str:
-    return f"rc-sms-{log.conversation_log_id}"
-
-
 def _marker_line(marker: str) -> str:
     return f"\n\n[{marker}]"
 
 
 def _message_tag(message: Message) -> str:
     """One per message the conversation holds: a re-sent append finds its message there and skips it."""
-    return f"\n[rc-msg-{message.id}]"
-
-
-async def _all(calls: list[Awaitable[T]]) -> list[T]:
-    """Run CRM calls together; the first failure is raised once every call has ended (none left running)."""
-    results = await asyncio.gather(*calls, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return cast(list[T], results)
-
-
-def _seconds(duration: Any) -> int:
-    """A call's duration in whole seconds; 0 when unknown."""
-    try:
-        value = float(duration)
-    except (TypeError, ValueError):
-        return 0
-    return int(value) if value == value and 0 < value < 10**7 else 0
+    return "\n" + message_needle(message)
 
 
 def _time_entries_on(user: UserView) -> bool:
@@ -702,7 +684,7 @@ def _time_entry_warning(done: str) -> ReturnMessage:
 
 
 def _matter(values: JsonDict) -> JsonDict:
-    matter = _int_or_none(values.get("matters"))
+    matter = int_or_none(values.get("matters"))
     return {"matter": {"id": matter}} if matter is not None else {}
 
 
@@ -716,62 +698,11 @@ def _log_id(log_id: str) -> str:
     return log_id.split(".", 1)[0]
 
 
-def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        return None
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_time(value: Any) -> datetime:
-    """A RingCentral timestamp (ISO 8601 or epoch milliseconds) in UTC; now when absent or unreadable."""
-    parsed: datetime | None = None
-    try:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            parsed = datetime.fromtimestamp(value / 1000, UTC)
-        elif isinstance(value, str) and value.strip():
-            text = value.strip()
-            if text.isdigit():
-                parsed = datetime.fromtimestamp(int(text) / 1000, UTC)
-            else:
-                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-                parsed = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    except (ValueError, OverflowError, OSError):
-        parsed = None
-    if parsed is None or not 1 < parsed.year < 9999:
-        return datetime.now(UTC)
-    return parsed
-
-
-def _user_tz(user: UserView) -> timezone:
-    """The user's fixed UTC offset (`+02:00`, `-0530`, or minutes); UTC when unknown."""
-    raw = (user.timezone_offset or "").strip()
-    match = re.fullmatch(r"([+-])?(\d{1,2}):?(\d{2})", raw)
-    if match:
-        sign = -1 if match.group(1) == "-" else 1
-        return timezone(sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3))))
-    try:
-        minutes = int(raw)
-    except ValueError:
-        return UTC
-    if abs(minutes) <= 14:
-        minutes *= 60
-    return timezone(timedelta(minutes=minutes)) if abs(minutes) < 24 * 60 else UTC
-
-
 def _message_item(
     message: Message, contact: ContactRef, user_name: str, user: UserView, image_link: str | None
 ) -> str:
     """One message of the conversation: who and when (user's time), then the text."""
-    when = _parse_time(message.creation_time).astimezone(_user_tz(user))
+    when = parse_time(message.creation_time).astimezone(user_timezone(user))
     who = f"{contact.name} ({contact.phone_number})" if message.direction == "Inbound" else user_name
     extra = f"\n{image_link}" if image_link else ""
     return f"{who} {when:%I:%M %p}\n{message.subject}{extra}\n\n"

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Coroutine, Iterable
-from datetime import UTC, datetime, timedelta, timezone
+from collections.abc import Awaitable, Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
@@ -23,6 +23,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
+from appconnect.connectors.kit import (
+    all_or_first_failure,
+    call_marker,
+    call_seconds,
+    call_subject,
+    message_marker,
+    message_needle,
+    parse_time,
+    user_timezone,
+)
 from appconnect.connectors.phone import any_same_number, overriding_renderings, search_terms
 from appconnect.connectors.sdk import (
     AuthType,
@@ -282,7 +292,7 @@ class InsightlyConnector(Connector):
             fields = (*PHONE_FIELDS[kind], *_extra_fields(call.user, kind))
             searches += [(kind, field, term) for field in fields for term in terms]
         gate = asyncio.Semaphore(SEARCH_CONCURRENCY)
-        results = await _all([self._search(call.http, *s, gate=gate) for s in searches])
+        results = await all_or_first_failure([self._search(call.http, *s, gate=gate) for s in searches])
         found: dict[tuple[str, int], JsonDict] = {}
         for (kind, _field, _term), records in zip(searches, results, strict=True):
             for record in records:
@@ -404,13 +414,13 @@ class InsightlyConnector(Connector):
         if contact_id is None or not await self._exists(call.http, kind, contact_id):
             return LogResult(None, ReturnMessage("Contact not found", "warning", 5000))
         record = log.call
-        start = _parse_time(record.start_time)
-        subject = record.custom_subject or log.subject or _call_subject(record.direction, log.contact.name)
+        start = parse_time(record.start_time)
+        subject = record.custom_subject or log.subject or call_subject(record.direction, log.contact.name)
         body: JsonDict = {
             "TITLE": subject,
-            "DETAILS": _with_markers(log.composed_log_details, [_call_marker(log)]),
+            "DETAILS": _with_markers(log.composed_log_details, [call_marker(log)]),
             "START_DATE_UTC": _insightly_time(start),
-            "END_DATE_UTC": _insightly_time(start + timedelta(seconds=_seconds(record.duration))),
+            "END_DATE_UTC": _insightly_time(start + timedelta(seconds=call_seconds(record.duration))),
             "ALL_DAY": False,
             "OWNER_USER_ID": _int(call.user.crm_user_id),
         }
@@ -423,7 +433,7 @@ class InsightlyConnector(Connector):
 
     async def find_call_log(self, call: CrmCall, log: CallLogCreate) -> str | None:
         """The user's recent event carrying this call's marker, linked now if its links never landed."""
-        event = await _event_with_marker(call, _call_marker(log), log.call.start_time)
+        event = await _event_with_marker(call, call_marker(log), log.call.start_time)
         if event is None:
             return None
         kind = _kind(log.contact.type)
@@ -447,12 +457,12 @@ class InsightlyConnector(Connector):
             body["TITLE"] = update.subject
         if update.start_time or update.duration is not None:
             start = (
-                _parse_time(update.start_time)
+                parse_time(update.start_time)
                 if update.start_time
-                else _parse_time(str(existing.get("START_DATE_UTC") or "").replace(" ", "T") + "Z")
+                else parse_time(str(existing.get("START_DATE_UTC") or "").replace(" ", "T") + "Z")
             )
             body["START_DATE_UTC"] = _insightly_time(start)
-            body["END_DATE_UTC"] = _insightly_time(start + timedelta(seconds=_seconds(update.duration)))
+            body["END_DATE_UTC"] = _insightly_time(start + timedelta(seconds=call_seconds(update.duration)))
         await call.http.request("PUT", "/Events", json=body, idempotent=True)
         return CallLogUpdated(
             updated_note=update.composed_log_details,
@@ -522,8 +532,8 @@ class InsightlyConnector(Connector):
         if contact_id is None or not await self._exists(call.http, kind, contact_id):
             return LogResult(None, ReturnMessage("Contact not found", "warning", 5000))
         user_name = await self._user_name(call.http)
-        created = _parse_time(log.message.creation_time)
-        local = created.astimezone(_user_tz(call.user))
+        created = parse_time(log.message.creation_time)
+        local = created.astimezone(user_timezone(call.user))
         contact = log.contact
         if log.recording_link:
             title = f"Voicemail left by {contact.name} - {local:%y/%m/%d}"
@@ -543,7 +553,7 @@ class InsightlyConnector(Connector):
             )
         body: JsonDict = {
             "TITLE": title,
-            "DETAILS": _with_markers(details, [_message_marker(log), _message_tag(log.message)]),
+            "DETAILS": _with_markers(details, [message_marker(log), message_needle(log.message)]),
             "START_DATE_UTC": _insightly_time(created),
             "END_DATE_UTC": _insightly_time(created),
             "ALL_DAY": False,
@@ -557,7 +567,7 @@ class InsightlyConnector(Connector):
         return LogResult(str(event_id), ReturnMessage("Message logged", "success", 2000))
 
     async def find_message_log(self, call: CrmCall, log: MessageLogCreate) -> str | None:
-        event = await _event_with_marker(call, _message_marker(log), log.message.creation_time)
+        event = await _event_with_marker(call, message_marker(log), log.message.creation_time)
         if event is None:
             return None
         contact_id = _int(log.contact.id)
@@ -573,7 +583,7 @@ class InsightlyConnector(Connector):
         user_name_task: Awaitable[str] = self._user_name(call.http) if outbound else _constant("")
         user_name, event = await asyncio.gather(user_name_task, call.http.get_json(f"/Events/{event_id}"))
         details = str(event.get("DETAILS") or "")
-        tag = _message_tag(update.message)
+        tag = message_needle(update.message)
         if tag in details:
             return None
         markers = _MARKER_RE.findall(details)
@@ -585,7 +595,7 @@ class InsightlyConnector(Connector):
         body: JsonDict = {
             "EVENT_ID": event_id,
             "DETAILS": _with_markers(text, [*markers, tag]),
-            "END_DATE_UTC": _insightly_time(_parse_time(update.message.creation_time)),
+            "END_DATE_UTC": _insightly_time(parse_time(update.message.creation_time)),
         }
         await call.http.request("PUT", "/Events", json=body)
         return None
@@ -657,17 +667,6 @@ def _stored_phones(record: JsonDict, extra_fields: Iterable[str]) -> list[str]:
         if isinstance(record.get(field), str) and record[field]:
             numbers.append(str(record[field]))
     return numbers
-
-
-async def _all(works: list[Coroutine[Any, Any, T]]) -> list[T]:
-    """Run the searches together; the first failure stops the rest (no stray requests) and is raised as is."""
-    tasks: list[asyncio.Task[T]] = []
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(work) for work in works]
-    except* CrmHttpError as failures:
-        raise failures.exceptions[0] from None
-    return [task.result() for task in tasks]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -753,7 +752,7 @@ async def _event_with_marker(call: CrmCall, marker: str, around: str | None) -> 
     owner = _int(call.user.crm_user_id)
     if owner is None:
         return None
-    since = _parse_time(around) if around else datetime.now(UTC) - timedelta(days=7)
+    since = parse_time(around) if around else datetime.now(UTC) - timedelta(days=7)
     since = min(since, datetime.now(UTC)) - timedelta(hours=1)
     needle = f"[{marker}]"
     for page in range(MARKER_SEARCH_PAGES):
@@ -777,23 +776,6 @@ async def _event_with_marker(call: CrmCall, marker: str, around: str | None) -> 
         if len(events) < _PAGE_SIZE:
             return None
     return None
-
-
-def _call_marker(log: CallLogCreate) -> str:
-    return f"rc-call-{_clean(log.call.session_id)}"
-
-
-def _message_marker(log: MessageLogCreate) -> str:
-    return f"rc-sms-{_clean(log.conversation_log_id)}"
-
-
-def _message_tag(message: Message) -> str:
-    return f"[rc-msg-{_clean(message.id)}]"
-
-
-def _clean(value: str) -> str:
-    """A marker must stay one bracketed token: no brackets or line breaks from the client's ids."""
-    return re.sub(r"[\[\]\s]", "_", str(value))[:200]
 
 
 def _with_markers(text: str, markers: Iterable[str]) -> str:
@@ -842,41 +824,9 @@ def _opt_str(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
 
 
-def _seconds(value: int | str | None) -> int:
-    try:
-        seconds = int(float(value)) if value is not None else 0
-    except (TypeError, ValueError):
-        return 0
-    return max(0, min(seconds, 7 * 24 * 3600))
-
-
-def _parse_time(value: Any) -> datetime:
-    """A RingCentral timestamp (ISO 8601 or epoch milliseconds) in UTC; now when absent or unreadable."""
-    parsed: datetime | None = None
-    try:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            parsed = datetime.fromtimestamp(value / 1000, UTC)
-        elif isinstance(value, str) and value.strip():
-            text = value.strip()
-            if text.isdigit():
-                parsed = datetime.fromtimestamp(int(text) / 1000, UTC)
-            else:
-                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-                parsed = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    except (ValueError, OverflowError, OSError):
-        parsed = None
-    if parsed is None or not 1900 < parsed.year < 9000:
-        return datetime.now(UTC)
-    return parsed
-
-
 def _insightly_time(when: datetime) -> str:
     """Insightly's UTC date format."""
     return when.astimezone(UTC).strftime(_DATE_FORMAT)
-
-
-def _call_subject(direction: str, name: str) -> str:
-    return f"Inbound Call from {name}" if direction == "Inbound" else f"Outbound Call to {name}"
 
 
 def _iana_zone(windows_zone: Any) -> str | None:
@@ -900,19 +850,10 @@ def _zone_offset(zone: str | None) -> str | None:
     return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
-def _user_tz(user: UserView) -> timezone:
-    raw = (user.timezone_offset or "").strip()
-    match = re.fullmatch(r"([+-])?(\d{1,2}):?(\d{2})", raw)
-    if match:
-        sign = -1 if match.group(1) == "-" else 1
-        return timezone(sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3))))
-    return UTC
-
-
 def _message_item(
     message: Message, contact: ContactRef, user_name: str, user: UserView, image_link: str | None
 ) -> str:
-    when = _parse_time(message.creation_time).astimezone(_user_tz(user))
+    when = parse_time(message.creation_time).astimezone(user_timezone(user))
     who = f"{contact.name} ({contact.phone_number})" if message.direction == "Inbound" else user_name
     extra = f"\n{image_link}" if image_link else ""
     return f"{who} {when:%I:%M %p}\n{message.subject}{extra}\n\n"

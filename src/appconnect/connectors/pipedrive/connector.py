@@ -8,10 +8,19 @@ import math
 import re
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from appconnect.connectors.kit import (
+    call_marker,
+    call_subject,
+    html_link,
+    message_marker,
+    message_needle,
+    parse_time,
+    user_timezone,
+)
 from appconnect.connectors.phone import any_same_number, significant_number
 from appconnect.connectors.sdk import (
     AuthType,
@@ -258,15 +267,15 @@ class PipedriveConnector(Connector):
             return LogResult(None, _no_activity_type("call", "pipedriveCallActivityType"))
         org_id = await self._person_org(call.http, person_id)
         record = log.call
-        subject = record.custom_subject or log.subject or _call_subject(record.direction, log.contact.name)
+        subject = record.custom_subject or log.subject or call_subject(record.direction, log.contact.name)
         activity_id = await _create_done_activity(
             call,
             person_id=person_id,
             org_id=org_id,
             activity_type=activity_type,
             subject=subject,
-            note=log.composed_log_details + _marker_line(_call_marker(log)),
-            when=_parse_time(record.start_time),
+            note=log.composed_log_details + _marker_line(call_marker(log)),
+            when=parse_time(record.start_time),
             additional_submission=log.additional_submission,
             extra={"duration": pipedrive_duration(record.duration)},
         )
@@ -274,7 +283,7 @@ class PipedriveConnector(Connector):
 
     async def find_call_log(self, call: CrmCall, log: CallLogCreate) -> str | None:
         """The person's done activity of this user whose note carries the call's marker."""
-        return await _activity_with_marker(call, log.contact.id, _call_marker(log))
+        return await _activity_with_marker(call, log.contact.id, call_marker(log))
 
     async def update_call_log(self, call: CrmCall, update: CallLogUpdate) -> CallLogUpdated:
         """The server composes the new note from the fetched one; only changed fields are patched."""
@@ -336,20 +345,20 @@ class PipedriveConnector(Connector):
         user_name, org_id = await asyncio.gather(
             self._user_name(call.http), self._person_org(call.http, person_id)
         )
-        created = _parse_time(log.message.creation_time)
-        local = created.astimezone(_user_tz(call.user))
+        created = parse_time(log.message.creation_time)
+        local = created.astimezone(user_timezone(call.user))
         contact = log.contact
         name = html.escape(contact.name)
         if log.recording_link:
             subject = f"Voicemail left by {contact.name} - {local:%y/%m/%d}"
             note = (
                 f"<br><b>{html.escape(subject)}</b><br>Voicemail recording link: "
-                f"{_link(log.recording_link)}<br><br>--- Created via RingCentral App Connect"
+                f"{html_link(log.recording_link)}<br><br>--- Created via RingCentral App Connect"
             )
         elif log.fax_doc_link:
             subject = f"Fax document sent from {contact.name} - {local:%y/%m/%d}"
             note = (
-                f"<br><b>{html.escape(subject)}</b><br>Fax document link: {_link(log.fax_doc_link)}"
+                f"<br><b>{html.escape(subject)}</b><br>Fax document link: {html_link(log.fax_doc_link)}"
                 "<br><br>--- Created via RingCentral App Connect"
             )
         else:
@@ -371,14 +380,14 @@ class PipedriveConnector(Connector):
             org_id=org_id,
             activity_type=activity_type,
             subject=subject,
-            note=note + _marker_line(_message_marker(log)) + _message_tag(log.message),
+            note=note + _marker_line(message_marker(log)) + _message_tag(log.message),
             when=created,
             additional_submission=log.additional_submission,
         )
         return LogResult(activity_id, ReturnMessage("Message logged", "success", 2000))
 
     async def find_message_log(self, call: CrmCall, log: MessageLogCreate) -> str | None:
-        return await _activity_with_marker(call, log.contact.id, _message_marker(log))
+        return await _activity_with_marker(call, log.contact.id, message_marker(log))
 
     async def update_message_log(self, call: CrmCall, update: MessageLogUpdate) -> ReturnMessage | None:
         """Append the message to the day's conversation note and bump its message counter.
@@ -391,7 +400,7 @@ class PipedriveConnector(Connector):
         user_name, activity = await asyncio.gather(user_name_task, call.http.get_json(path))
         note = str(activity["data"].get("note") or "")
         tag = _message_tag(update.message)
-        if _message_needle(update.message) in note:
+        if message_needle(update.message) in note:
             return None
         item = _message_item(update.message, update.contact, user_name, call.user, update.image_link)
         if _MESSAGES_END in note:
@@ -464,12 +473,6 @@ def pipedrive_duration(seconds: int | str | None) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-def _call_subject(direction: str, name: str) -> str:
-    if direction == "Inbound":
-        return f"Inbound Call from {name}"
-    return f"Outbound Call to {name}"
-
-
 def _stored_phones(person: JsonDict) -> list[str]:
     """A search item's numbers: v2 lists strings, v1 objects with a `value`; anything else holds none."""
     raw = person.get("phones", person.get("phone"))
@@ -513,15 +516,6 @@ async def _create_done_activity(
     return str(data["id"])
 
 
-def _call_marker(log: CallLogCreate) -> str:
-    """Written into the note so an unanswered create can be found again: the RingCentral session id."""
-    return f"rc-call-{log.call.session_id}"
-
-
-def _message_marker(log: MessageLogCreate) -> str:
-    return f"rc-sms-{log.conversation_log_id}"
-
-
 def _marker_line(marker: str) -> str:
     return f"<br><small>[{html.escape(marker)}]</small>"
 
@@ -529,12 +523,7 @@ def _marker_line(marker: str) -> str:
 def _message_tag(message: Message) -> str:
     """Written at the end of the note, beside the conversation's marker, for each message it holds: an append
     sent again after an unanswered one finds its message already there instead of adding it twice."""
-    return f"<small>{_message_needle(message)}</small>"
-
-
-def _message_needle(message: Message) -> str:
-    """What is looked for, like the conversation marker: only the bracketed text, whatever HTML is around it."""
-    return f"[rc-msg-{html.escape(message.id)}]"
+    return f"<small>{message_needle(message)}</small>"
 
 
 #: the marker is only needed until an unanswered create is adopted; the note the user edits never shows it
@@ -606,57 +595,15 @@ def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _parse_time(value: Any) -> datetime:
-    """A RingCentral timestamp (ISO 8601 or epoch milliseconds) in UTC; now when absent or unreadable."""
-    parsed: datetime | None = None
-    try:  # an epoch beyond year 9999 overflows: treat it like any unreadable time
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            parsed = datetime.fromtimestamp(value / 1000, UTC)
-        elif isinstance(value, str) and value.strip():
-            text = value.strip()
-            if text.isdigit():
-                parsed = datetime.fromtimestamp(int(text) / 1000, UTC)
-            else:
-                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-                parsed = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    except (ValueError, OverflowError, OSError):
-        parsed = None
-    # a day from the calendar's edge: converting to the user's zone would overflow
-    if parsed is None or not 1 < parsed.year < 9999:
-        return datetime.now(UTC)
-    return parsed
-
-
-def _user_tz(user: UserView) -> timezone:
-    """The user's fixed UTC offset (`+02:00`, `-0530`, or minutes); UTC when unknown."""
-    raw = (user.timezone_offset or "").strip()
-    match = re.fullmatch(r"([+-])?(\d{1,2}):?(\d{2})", raw)
-    if match:
-        sign = -1 if match.group(1) == "-" else 1
-        return timezone(sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3))))
-    try:
-        minutes = int(raw)
-    except ValueError:
-        return UTC
-    if abs(minutes) <= 14:  # hours, not minutes
-        minutes *= 60
-    return timezone(timedelta(minutes=minutes)) if abs(minutes) < 24 * 60 else UTC
-
-
 def _message_item(
     message: Message, contact: ContactRef, user_name: str, user: UserView, image_link: str | None
 ) -> str:
     """One `<li>` of the conversation: who, when (user's time), what."""
-    when = _parse_time(message.creation_time).astimezone(_user_tz(user))
+    when = parse_time(message.creation_time).astimezone(user_timezone(user))
     who = f"{contact.name} ({contact.phone_number})" if message.direction == "Inbound" else user_name
     text = html.escape(message.subject).replace("\n", "<br>")
-    extra = f"<br>{_link(image_link)}" if image_link else ""
+    extra = f"<br>{html_link(image_link)}" if image_link else ""
     return f"<li>{html.escape(who)} {when:%I:%M %p}<br><b>{text}</b>{extra}</li>"
-
-
-def _link(url: str) -> str:
-    safe = html.escape(url, quote=True)
-    return f'<a href="{safe}">{safe}</a>'
 
 
 def _no_activity_type(label: str, setting: str) -> ReturnMessage:

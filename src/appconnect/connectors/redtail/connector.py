@@ -12,10 +12,21 @@ import asyncio
 import base64
 import html
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
+from appconnect.connectors.kit import (
+    call_marker,
+    call_seconds,
+    call_subject,
+    html_link,
+    int_or_none,
+    iso_utc,
+    message_marker,
+    message_needle,
+    parse_time,
+)
 from appconnect.connectors.phone import digits_of, number_key, same_number, significant_number
 from appconnect.connectors.sdk import (
     AuthType,
@@ -223,18 +234,18 @@ class RedtailConnector(Connector):
         asks :meth:`find_call_log`, which adopts the activity and finishes the missing steps, instead of
         creating a second activity.
         """
-        contact_id = _int_or_none(log.contact.id)
+        contact_id = int_or_none(log.contact.id)
         if contact_id is None:
             return LogResult(None, ReturnMessage("Contact not found", "warning", 5000))
         record = log.call
-        start = _parse_time(record.start_time)
-        end = start + timedelta(seconds=_seconds(record.duration))
-        subject = record.custom_subject or log.subject or _call_subject(record.direction, log.contact.name)
+        start = parse_time(record.start_time)
+        end = start + timedelta(seconds=call_seconds(record.duration))
+        subject = record.custom_subject or log.subject or call_subject(record.direction, log.contact.name)
         body: JsonDict = {
             "subject": subject,
-            "description": log.composed_log_details + _marker_line(_call_marker(log)),
-            "start_date": _iso(start),
-            "end_date": _iso(end),
+            "description": log.composed_log_details + _marker_line(call_marker(log)),
+            "start_date": iso_utc(start),
+            "end_date": iso_utc(end),
             "activity_code_id": CALL_ACTIVITY_CODE,
             "category_id": _category(log.additional_submission, call.user),
             "repeats": "never",
@@ -272,7 +283,7 @@ class RedtailConnector(Connector):
     async def find_call_log(self, call: CrmCall, log: CallLogCreate) -> str | None:
         """The contact's activity carrying this call's marker, finished if an earlier create stopped halfway."""
         api = _Api(call)
-        activity = await _activity_with_marker(api, log.contact.id, _call_marker(log))
+        activity = await _activity_with_marker(api, log.contact.id, call_marker(log))
         if activity is None:
             return None
         activity_id = str(activity["id"])
@@ -286,9 +297,9 @@ class RedtailConnector(Connector):
         if update.subject:
             body["subject"] = update.subject
         if update.start_time is not None:
-            start = _parse_time(update.start_time)
-            body["start_date"] = _iso(start)
-            body["end_date"] = _iso(start + timedelta(seconds=_seconds(update.duration)))
+            start = parse_time(update.start_time)
+            body["start_date"] = iso_utc(start)
+            body["end_date"] = iso_utc(start + timedelta(seconds=call_seconds(update.duration)))
         await _Api(call).send("PUT", f"/activities/{update.log.log_id}", body, idempotent=True)
         return CallLogUpdated(
             updated_note=update.composed_log_details,
@@ -314,7 +325,7 @@ class RedtailConnector(Connector):
         return CallLogFetched(info=info)
 
     async def upsert_call_disposition(self, call: CrmCall, update: DispositionUpdate) -> LogResult:
-        category = _int_or_none(update.dispositions.get("category"))
+        category = int_or_none(update.dispositions.get("category"))
         if category is None:
             return LogResult(update.log.log_id)
         await _Api(call).send(
@@ -326,18 +337,18 @@ class RedtailConnector(Connector):
 
     async def create_message_log(self, call: CrmCall, log: MessageLogCreate) -> LogResult:
         """One completed activity per conversation and day; later messages are appended by update_message_log."""
-        contact_id = _int_or_none(log.contact.id)
+        contact_id = int_or_none(log.contact.id)
         if contact_id is None:
             return LogResult(None, ReturnMessage("Contact not found", "warning", 5000))
-        created = _parse_time(log.message.creation_time)
+        created = parse_time(log.message.creation_time)
         contact = log.contact
         agent = _agent_name(call.user)
         if log.recording_link:
             subject = f"Voicemail from {contact.name} - {created:%Y-%m-%d}"
-            description = f"<b>{html.escape(subject)}</b><br>Recording: {_link(log.recording_link)}"
+            description = f"<b>{html.escape(subject)}</b><br>Recording: {html_link(log.recording_link)}"
         elif log.fax_doc_link:
             subject = f"Fax from {contact.name} - {created:%Y-%m-%d}"
-            description = f"<b>{html.escape(subject)}</b><br>Document: {_link(log.fax_doc_link)}"
+            description = f"<b>{html.escape(subject)}</b><br>Document: {html_link(log.fax_doc_link)}"
         else:
             subject = f"SMS conversation with {contact.name} - {created:%Y-%m-%d}"
             item = _message_item(log.message, contact, agent, log.image_link)
@@ -349,14 +360,14 @@ class RedtailConnector(Connector):
             )
         body: JsonDict = {
             "subject": subject,
-            "description": description + _marker_line(_message_marker(log)) + _message_tag(log.message),
-            "start_date": _iso(created),
-            "end_date": _iso(created),
+            "description": description + _marker_line(message_marker(log)) + _message_tag(log.message),
+            "start_date": iso_utc(created),
+            "end_date": iso_utc(created),
             "activity_code_id": CALL_ACTIVITY_CODE,
             "repeats": "never",
             "linked_contacts": [{"contact_id": contact_id}],
         }
-        category = _int_or_none(log.additional_submission.get("category"))
+        category = int_or_none(log.additional_submission.get("category"))
         if category is not None:
             body["category_id"] = category
         api = _Api(call)
@@ -370,7 +381,7 @@ class RedtailConnector(Connector):
 
     async def find_message_log(self, call: CrmCall, log: MessageLogCreate) -> str | None:
         api = _Api(call)
-        activity = await _activity_with_marker(api, log.contact.id, _message_marker(log))
+        activity = await _activity_with_marker(api, log.contact.id, message_marker(log))
         if activity is None:
             return None
         activity_id = str(activity["id"])
@@ -384,7 +395,7 @@ class RedtailConnector(Connector):
         path = f"/activities/{update.log_id}"
         activity = (await api.get(path, include_contacts=True))["activity"]
         description = str(activity.get("description") or "")
-        if _message_needle(update.message) in description:
+        if message_needle(update.message) in description:
             return None
         item = _message_item(update.message, update.contact, _agent_name(call.user), update.image_link)
         if _MESSAGES_END in description:
@@ -394,8 +405,8 @@ class RedtailConnector(Connector):
         description = _COUNTER_RE.sub(
             lambda m: f"Conversation({int(m.group(1)) + 1} messages)", description, count=1
         )
-        when = _parse_time(update.message.creation_time)
-        body = {"description": description + _message_tag(update.message), "end_date": _iso(when)}
+        when = parse_time(update.message.creation_time)
+        body = {"description": description + _message_tag(update.message), "end_date": iso_utc(when)}
         await api.send("PATCH", path, body, idempotent=True)
         return None
 
@@ -425,7 +436,7 @@ class _Api:
 
 async def _activity_with_marker(api: _Api, contact_id: str, marker: str) -> JsonDict | None:
     """The contact's activity whose description holds `[marker]` (newest pages first)."""
-    contact = _int_or_none(contact_id)
+    contact = int_or_none(contact_id)
     if contact is None:
         return None
     needle = f"[{html.escape(marker)}]"
@@ -534,36 +545,19 @@ def _contact(record: JsonDict, phone: str | None, categories: list[JsonDict]) ->
 def _category(submission: JsonDict, user: UserView) -> int:
     """The form's category, else the user's default-category setting, else Redtail's stock one."""
     for value in (submission.get("category"), user.setting("defaultCategory")):
-        chosen = _int_or_none(value)
+        chosen = int_or_none(value)
         if chosen is not None:
             return chosen
     return DEFAULT_CATEGORY
-
-
-def _call_subject(direction: str, name: str) -> str:
-    return f"Inbound call from {name}" if direction == "Inbound" else f"Outbound call to {name}"
-
-
-def _call_marker(log: CallLogCreate) -> str:
-    """Written into the description so an unanswered create can be found again: the RingCentral session id."""
-    return f"rc-call-{log.call.session_id}"
-
-
-def _message_marker(log: MessageLogCreate) -> str:
-    return f"rc-sms-{log.conversation_log_id}"
 
 
 def _marker_line(marker: str) -> str:
     return f"<br><small>[{html.escape(marker)}]</small>"
 
 
-def _message_needle(message: Message) -> str:
-    return f"[rc-msg-{html.escape(message.id)}]"
-
-
 def _message_tag(message: Message) -> str:
     """One per message the activity holds: an append sent again finds its message already there."""
-    return f"<small>{_message_needle(message)}</small>"
+    return f"<small>{message_needle(message)}</small>"
 
 
 def _note_html(note: str) -> str:
@@ -585,56 +579,8 @@ def _agent_name(user: UserView) -> str:
 
 def _message_item(message: Message, contact: ContactRef, agent: str, image_link: str | None) -> str:
     """One `<li>` of the conversation: who, when (UTC), what; everything from outside is escaped."""
-    when = _parse_time(message.creation_time)
+    when = parse_time(message.creation_time)
     who = f"{contact.name} ({contact.phone_number})" if message.direction == "Inbound" else agent
     text = html.escape(message.subject).replace("\n", "<br>")
-    extra = f"<br>{_link(image_link)}" if image_link else ""
+    extra = f"<br>{html_link(image_link)}" if image_link else ""
     return f"<li>{html.escape(who)} {when:%H:%M} UTC<br><b>{text}</b>{extra}</li>"
-
-
-def _link(url: str) -> str:
-    safe = html.escape(url, quote=True)
-    return f'<a href="{safe}">{safe}</a>'
-
-
-def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        return None
-
-
-def _seconds(value: int | str | None) -> int:
-    try:
-        seconds = int(float(value)) if value is not None else 0
-    except (TypeError, ValueError, OverflowError):
-        return 0
-    return min(max(seconds, 0), 7 * 24 * 3600)
-
-
-def _iso(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_time(value: Any) -> datetime:
-    """A RingCentral timestamp (ISO 8601 or epoch milliseconds) in UTC; now when absent or unreadable."""
-    parsed: datetime | None = None
-    try:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            parsed = datetime.fromtimestamp(value / 1000, UTC)
-        elif isinstance(value, str) and value.strip():
-            text = value.strip()
-            if text.isdigit():
-                parsed = datetime.fromtimestamp(int(text) / 1000, UTC)
-            else:
-                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-                parsed = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    except (ValueError, OverflowError, OSError):
-        parsed = None
-    if parsed is None or not 1 < parsed.year < 9999:
-        return datetime.now(UTC)
-    return parsed

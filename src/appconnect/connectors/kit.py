@@ -1,0 +1,133 @@
+"""What most connectors need besides their CRM's own rules.
+
+RingCentral sends times as ISO 8601 or epoch milliseconds; users carry a fixed UTC offset; a log a connector
+writes carries markers (the call's session id, the conversation's id, each message's id) so that a create or an
+append whose answer was lost can be found again instead of written twice. Each connector used to carry its own
+copy of these; one copy here keeps them alike (a marker written by one release is found by the next).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+from appconnect.connectors.sdk import CallLogCreate, CrmHttpError, Message, MessageLogCreate, UserView
+
+T = TypeVar("T")
+
+_OFFSET = re.compile(r"([+-])?(\d{1,2}):?(\d{2})")
+_UNSAFE_IN_MARKER = re.compile(r"[^A-Za-z0-9._:-]")
+#: longest call a log records: a week (anything longer is a client's mistake)
+MAX_CALL_SECONDS = 7 * 24 * 3600
+
+
+def parse_time(value: Any) -> datetime:
+    """A RingCentral timestamp (ISO 8601 or epoch milliseconds) in UTC; now when absent or unreadable."""
+    parsed: datetime | None = None
+    try:  # an epoch beyond year 9999 overflows: treat it like any unreadable time
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            parsed = datetime.fromtimestamp(value / 1000, UTC)
+        elif isinstance(value, str) and value.strip():
+            text = value.strip()
+            if text.isdigit():
+                parsed = datetime.fromtimestamp(int(text) / 1000, UTC)
+            else:
+                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+                parsed = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        parsed = None
+    # a day from the calendar's edge: converting to the user's zone would overflow
+    if parsed is None or not 1 < parsed.year < 9999:
+        return datetime.now(UTC)
+    return parsed
+
+
+def iso_utc(moment: datetime) -> str:
+    """`2026-12-01T20:15:00Z`: the form every CRM here accepts."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def user_timezone(user: UserView) -> timezone:
+    """The user's fixed UTC offset (`+02:00`, `-0530`, or a number of hours or minutes); UTC when unknown."""
+    raw = (user.timezone_offset or "").strip()
+    match = _OFFSET.fullmatch(raw)
+    if match:
+        sign = -1 if match.group(1) == "-" else 1
+        return timezone(sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3))))
+    try:
+        minutes = int(raw)
+    except ValueError:
+        return UTC
+    if abs(minutes) <= 14:  # hours, not minutes
+        minutes *= 60
+    return timezone(timedelta(minutes=minutes)) if abs(minutes) < 24 * 60 else UTC
+
+
+def int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
+def call_seconds(duration: Any) -> int:
+    """A call's duration in whole seconds, 0 to a week; 0 when unknown."""
+    try:
+        seconds = int(float(duration)) if duration is not None else 0
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return max(0, min(seconds, MAX_CALL_SECONDS))
+
+
+def call_subject(direction: str, name: str) -> str:
+    return f"Inbound Call from {name}" if direction == "Inbound" else f"Outbound Call to {name}"
+
+
+def html_link(url: str) -> str:
+    safe = html.escape(url, quote=True)
+    return f'<a href="{safe}">{safe}</a>'
+
+
+# --- markers ---------------------------------------------------------------------------------------------------
+
+
+def _marker_id(raw: str) -> str:
+    """An id as it goes into a marker: only characters that survive every CRM's text and HTML handling."""
+    return _UNSAFE_IN_MARKER.sub("_", raw)[:120]
+
+
+def call_marker(log: CallLogCreate) -> str:
+    """Written into a call's log so an unanswered create can be found again: the RingCentral session id."""
+    return f"rc-call-{_marker_id(log.call.session_id)}"
+
+
+def message_marker(log: MessageLogCreate) -> str:
+    """Written into a conversation's log: the conversation log id (one log per conversation and day)."""
+    return f"rc-sms-{_marker_id(log.conversation_log_id)}"
+
+
+def message_needle(message: Message) -> str:
+    """Written beside each message a conversation's log holds: an append sent again finds it and skips it."""
+    return f"[rc-msg-{_marker_id(message.id)}]"
+
+
+# --- concurrency -----------------------------------------------------------------------------------------------
+
+
+async def all_or_first_failure(works: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run CRM reads together; the first CRM failure cancels the others (no stray requests) and is raised."""
+    tasks: list[asyncio.Task[T]] = []
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(work) for work in works]
+    except* CrmHttpError as failures:
+        raise failures.exceptions[0] from None
+    return [task.result() for task in tasks]
