@@ -81,6 +81,21 @@ class Contact:
 
 
 PLACEHOLDER_CONTACT_ID = "createNewContact"
+TENANT_SEPARATOR = "~"
+
+
+def stored_user_id(platform: str, crm_user_id: object, tenant: object = None) -> str:
+    """The id a user is stored under: `<crmUserId>-<platform>`, or `<crmUserId>~<tenant>-<platform>`.
+
+    Give `tenant` (a region, an instance, a database) whenever the CRM's user ids are unique only inside one
+    tenant: two companies' users with the same CRM id must never share a stored user (their credentials, their
+    sessions). The server also refuses to let a login from another account take over an existing user's
+    sessions, but only distinct ids keep both companies working.
+    """
+    crm_id = str(crm_user_id).replace(TENANT_SEPARATOR, "_")
+    if tenant is None or str(tenant) == "":
+        return f"{crm_id}-{platform}"
+    return f"{crm_id}{TENANT_SEPARATOR}{str(tenant).replace(TENANT_SEPARATOR, '_')}-{platform}"
 
 
 def placeholder_contact(default_contact_type: str | None = None) -> Contact:
@@ -107,9 +122,10 @@ class UserView:
 
     @property
     def crm_user_id(self) -> str:
-        """The CRM's own user id: the stored id is `<crmUserId>-<platform>` by convention."""
+        """The CRM's own user id: the stored id is `<crmUserId>[~<tenant>]-<platform>` (see `stored_user_id`)."""
         suffix = f"-{self.platform}"
-        return self.id[: -len(suffix)] if self.id.endswith(suffix) else self.id
+        bare = self.id[: -len(suffix)] if self.id.endswith(suffix) else self.id
+        return bare.partition(TENANT_SEPARATOR)[0]
 
     def setting(self, key: str, default: Any = None) -> Any:
         entry = self.user_settings.get(key)

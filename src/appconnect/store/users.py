@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from appconnect.security.crypto import TokenCipher
 from appconnect.store.sql import Executor, FastDatabase, IntegrityError, from_json, sql, to_json
+
+log = logging.getLogger("appconnect.store")
 
 if TYPE_CHECKING:
     from appconnect.store.user_cache import UserCache
@@ -20,6 +23,14 @@ _LOGIN_UPDATE = sql(
     timezone_name = ?, timezone_offset = ?, access_token = ?, refresh_token = ?, token_expiry = ?,
     session_revoked_at = NULL, updated_at = ?, platform_additional_info = ?,
     account_scope = COALESCE(?, account_scope) WHERE id = ?"""
+)
+#: a login whose CRM account differs from the stored user's: a different identity under the same id. Nothing of
+#: the other account's user survives (settings, additional info) and its sessions end (`tokens_valid_after`).
+_LOGIN_REPLACE = sql(
+    """UPDATE users SET platform = ?, hostname = ?, rc_account_id = ?, hashed_rc_extension_id = ?,
+    timezone_name = ?, timezone_offset = ?, access_token = ?, refresh_token = ?, token_expiry = ?,
+    session_revoked_at = NULL, updated_at = ?, platform_additional_info = ?, account_scope = ?,
+    user_settings = '{}', tokens_valid_after = ? WHERE id = ?"""
 )
 _LOGIN_INSERT = sql(
     """INSERT INTO users (platform, hostname, rc_account_id, hashed_rc_extension_id, timezone_name,
@@ -207,12 +218,29 @@ class UserStore:
         for _attempt in range(3):
             existing = await self._fast.one(_LOGIN_STATE, record.id)
             if existing is not None:
-                merged = {
-                    **(from_json(existing["platform_additional_info"]) or {}),
-                    **record.platform_additional_info,
-                }
+                other_account = existing["account_scope"] not in (None, record.account_scope) and (
+                    record.account_scope is not None
+                )
                 async with self._fast.transaction() as tx:
-                    await tx.run(_LOGIN_UPDATE, *common, to_json(merged), record.account_scope, record.id)
+                    if other_account:
+                        log.warning(
+                            "login for user %s comes from another CRM account: earlier sessions end",
+                            record.id,
+                        )
+                        await tx.run(
+                            _LOGIN_REPLACE,
+                            *common,
+                            to_json(record.platform_additional_info),
+                            record.account_scope,
+                            now,
+                            record.id,
+                        )
+                    else:
+                        merged = {
+                            **(from_json(existing["platform_additional_info"]) or {}),
+                            **record.platform_additional_info,
+                        }
+                        await tx.run(_LOGIN_UPDATE, *common, to_json(merged), record.account_scope, record.id)
                     if existing["account_scope"] is None and record.account_scope is not None:
                         await adopt_legacy_rows(tx, record.id, record.account_scope)
                     await self._announce(tx, record.id)
