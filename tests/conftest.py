@@ -7,7 +7,8 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -182,6 +183,28 @@ def start_server(folder: Path, database_url: str, **overrides: object) -> Iterat
     holder: dict[str, Settings] = {}
     with run_app(build) as base_url:
         yield LiveServer(base_url, holder["settings"])
+
+
+@contextmanager
+def connector_server(
+    env: Mapping[str, str], folder: Path, database_url: str, **overrides: object
+) -> Iterator[LiveServer]:
+    """A server whose connectors read `env` (a fake CRM's settings) when the app is built; the test CRM is off
+    unless `embedded_testcrm=True` is passed. `start_server` points TESTCRM_BASE_URL at the new server: the
+    old value is put back afterwards, with every variable of `env`."""
+    stack = ExitStack()
+    with pytest.MonkeyPatch.context() as patched:
+        for key, value in env.items():
+            patched.setenv(key, value)
+        previous = os.environ.get("TESTCRM_BASE_URL")
+        if previous is None:
+            patched.delenv("TESTCRM_BASE_URL", raising=False)
+        else:
+            patched.setenv("TESTCRM_BASE_URL", previous)
+        settings: dict[str, object] = {"embedded_testcrm": False, **overrides}
+        live = stack.enter_context(contextmanager(start_server)(folder, database_url, **settings))
+    with stack:
+        yield live
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])

@@ -24,7 +24,7 @@ import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ import pytest
 
 from appconnect.connectors.registry import ConnectorRegistry
 from appconnect.connectors.sdk import INTERFACE_METHODS, Connector, implements
-from tests.conftest import LiveServer, database_url_for, start_server
+from tests.conftest import LiveServer, connector_server, database_url_for
 from tests.connectors.clio.conformance_target import ClioTarget
 from tests.connectors.conformance.target import (
     ConformanceTarget,
@@ -85,23 +85,16 @@ class Harness:
         return implements(self.connector, INTERFACE_METHODS[interface])
 
 
-@contextmanager
-def _server_for(target: ConformanceTarget, folder: Path, database_url: str) -> Iterator[LiveServer]:
+def _server_for(
+    target: ConformanceTarget, folder: Path, database_url: str
+) -> AbstractContextManager[LiveServer]:
     """A connector server whose connector talks to the target's fake (settings are read when the app is built)."""
-    stack = ExitStack()
-    with pytest.MonkeyPatch.context() as env:
-        for key, value in target.server_env().items():
-            env.setenv(key, value)
-        # start_server points TESTCRM_BASE_URL at the new server: the old value is put back afterwards
-        previous = os.environ.get("TESTCRM_BASE_URL")
-        if previous is None:
-            env.delenv("TESTCRM_BASE_URL", raising=False)
-        else:
-            env.setenv("TESTCRM_BASE_URL", previous)
-        settings: dict[str, object] = {"crm_rate_limit": "off", **target.server_settings()}
-        live = stack.enter_context(contextmanager(start_server)(folder, database_url, **settings))
-    with stack:
-        yield live
+    settings: dict[str, object] = {
+        "embedded_testcrm": True,
+        "crm_rate_limit": "off",
+        **target.server_settings(),
+    }
+    return connector_server(target.server_env(), folder, database_url, **settings)
 
 
 def _harness_params() -> list[Any]:

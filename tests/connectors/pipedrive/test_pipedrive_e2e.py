@@ -18,7 +18,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from appconnect.store.db import create_engine
 from appconnect.store.sql import open_fast_database
 from appconnect.store.tables import users
 from appconnect.store.users import UserRecord, UserStore
-from tests.conftest import LiveServer, call_log_body, new_phone, start_server
+from tests.conftest import LiveServer, call_log_body, connector_server, new_phone
 
 USER_ID = "12345-pipedrive"  # the fake's user 12345, keyed the App Connect way
 SESSION_EXPIRED = "User session expired. Please connect again."
@@ -50,26 +50,11 @@ JsonDict = dict[str, Any]
 # ------------------------------------------------------------------------------------------------------------
 
 
-@contextmanager
 def pipedrive_server(
     fake: FakePipedrive, folder: Path, database_url: str, **overrides: Any
-) -> Iterator[LiveServer]:
+) -> AbstractContextManager[LiveServer]:
     """A connector server whose Pipedrive connector talks to `fake` (settings are read at app build)."""
-    stack = ExitStack()
-    with pytest.MonkeyPatch.context() as env:
-        for key, value in fake.env().items():
-            env.setenv(key, value)
-        # start_server points TESTCRM_BASE_URL at the new server: record the old value so it is put back.
-        previous = os.environ.get("TESTCRM_BASE_URL")
-        if previous is None:
-            env.delenv("TESTCRM_BASE_URL", raising=False)
-        else:
-            env.setenv("TESTCRM_BASE_URL", previous)
-        live = stack.enter_context(
-            contextmanager(start_server)(folder, database_url, embedded_testcrm=False, **overrides)
-        )
-    with stack:
-        yield live
+    return connector_server(fake.env(), folder, database_url, **overrides)
 
 
 @pytest.fixture(scope="session")
