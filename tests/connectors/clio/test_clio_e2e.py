@@ -31,11 +31,18 @@ JsonDict = dict[str, Any]
 
 
 @contextmanager
-def clio_server(fake: FakeClio, folder: Path, database_url: str, **overrides: Any) -> Iterator[LiveServer]:
+def clio_server(
+    fake: FakeClio,
+    folder: Path,
+    database_url: str,
+    *,
+    extra_env: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Iterator[LiveServer]:
     """A connector server whose Clio connector talks to `fake` (settings are read when the app is built)."""
     stack = ExitStack()
     with pytest.MonkeyPatch.context() as env:
-        for key, value in fake.env().items():
+        for key, value in {**fake.env(), **(extra_env or {})}.items():
             env.setenv(key, value)
         previous = os.environ.get("TESTCRM_BASE_URL")  # start_server changes it: put it back afterwards
         if previous is None:
@@ -343,11 +350,93 @@ async def test_login_in_a_region_uses_that_regions_application(
 ) -> None:
     login = await agent.login(region)
     assert login.get("jwtToken"), login
-    user = await stored_user(agent.server, f"{fake_clio.user['id']}-clio")
+    user = await stored_user(agent.server, f"{fake_clio.user['id']}~{region}-clio")
     assert user.hostname == f"{region}.app.clio.com"
     assert fake_clio.grants.code_exchanges == 1
     found = await agent.find_contact(new_phone())
     assert found["successful"] is True
+
+
+@pytest.fixture(scope="session")
+def two_regions(
+    server: LiveServer, _fake_clio_server: FakeClio, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LiveServer, FakeClio]]:
+    """A server whose US region is the shared fake and whose EU region is a second fake: two deployments."""
+    with (
+        FakeClio() as eu,
+        clio_server(
+            _fake_clio_server,
+            tmp_path_factory.mktemp("clio-two-regions"),
+            server.settings.database_url,
+            extra_env={"CLIO_EU_BASE_URL": eu.base_url},
+            key_file=server.settings.key_file,
+            crm_rate_limit="off",
+        ) as live,
+    ):
+        yield live, eu
+
+
+async def test_the_same_user_id_in_two_regions_is_two_users(
+    two_regions: tuple[LiveServer, FakeClio], fake_clio: FakeClio
+) -> None:
+    """Regions are separate Clios: a US and an EU user with one numeric id each keep their own stored user,
+    tokens, data and sessions on one server."""
+    live, eu = two_regions
+    us = fake_clio
+    eu.reset()
+    clio_id = 700000 + uuid.uuid4().int % 100000  # fresh, so no other test's user has this id
+    us.user["id"] = clio_id
+    eu.user.update(id=clio_id, name="Eilis Byrne", time_zone="Dublin")
+    async with httpx.AsyncClient(base_url=live.base_url, timeout=30) as http:
+        us_agent, eu_agent = Agent(http, live, us), Agent(http, live, eu)
+        assert (await us_agent.login())["name"] == "Jordan Lee"
+        assert (await eu_agent.login("eu"))["name"] == "Eilis Byrne"
+        us_user = await stored_user(live, f"{clio_id}-clio")  # US ids keep their old form
+        eu_user = await stored_user(live, f"{clio_id}~eu-clio")
+        assert (us_user.hostname, eu_user.hostname) == ("app.clio.com", "eu.app.clio.com")
+        assert us_user.access_token != eu_user.access_token
+        assert us.is_access_token_valid(us_user.access_token)
+        assert eu.is_access_token_valid(eu_user.access_token)
+        assert us_user.timezone_name != eu_user.timezone_name
+
+        us_phone, eu_phone = new_phone(), new_phone()
+        us_contact = (await us_agent.create_contact(us_phone, "Maya Patel"))["contact"]["id"]
+        eu_contact = (await eu_agent.create_contact(eu_phone, "Maya Patel"))["contact"]["id"]
+        assert [c["id"] for c in us.contacts.values()] == [int(us_contact)]
+        assert [c["id"] for c in eu.contacts.values()] == [int(eu_contact)]
+        # each JWT sees only its own region's Clio
+        assert [c["id"] for c in (await eu_agent.find_contact(us_phone))["contact"]] == ["createNewContact"]
+        assert [c["id"] for c in (await us_agent.find_contact(eu_phone))["contact"]] == ["createNewContact"]
+
+        us_session, eu_session = f"s-{uuid.uuid4().hex}", f"s-{uuid.uuid4().hex}"
+        us_log = await us_agent.log_call(call_body(us_session, us_contact, us_phone))
+        eu_log = await eu_agent.log_call(call_body(eu_session, eu_contact, eu_phone))
+        assert us_log["successful"] is True and eu_log["successful"] is True, (us_log, eu_log)
+        us_call, eu_call = only(us.communications), only(eu.communications)
+        assert (str(us_call["id"]), str(eu_call["id"])) == (us_log["logId"], eu_log["logId"])
+        assert f"[rc-call-{us_session}]" in us_call["body"]
+        assert f"[rc-call-{eu_session}]" in eu_call["body"]
+        # the agent party is the bare Clio id in both regions
+        assert us_call["receivers"][0] == {**us_call["receivers"][0], "type": "User", "id": clio_id}
+        assert eu_call["receivers"][0] == {**eu_call["receivers"][0], "type": "User", "id": clio_id}
+
+        # a new login in one region ends no session of the other
+        first_jwts = (us_agent.jwt, eu_agent.jwt)
+        await eu_agent.login("eu")
+        await us_agent.login()
+        for agent, own_phone in ((us_agent, us_phone), (eu_agent, eu_phone)):
+            found = await agent.find_contact(own_phone)
+            assert found["successful"] is True and len(found["contact"]) == 2, found
+        # the sessions from before the other region's logins still work too, each on its own logs
+        for agent, first_jwt, session in (
+            (us_agent, first_jwts[0], us_session),
+            (eu_agent, first_jwts[1], eu_session),
+        ):
+            agent.jwt = first_jwt
+            fetched = await http.get("/callLog", headers=agent.auth, params={"sessionIds": session})
+            assert fetched.status_code == 200 and fetched.json()["logs"][0]["matched"] is True, fetched.text
+        foreign = await http.get("/callLog", headers=us_agent.auth, params={"sessionIds": eu_session})
+        assert foreign.status_code == 200 and foreign.json()["logs"][0]["matched"] is False, foreign.text
 
 
 async def test_a_code_from_another_region_is_refused(agent: Agent, fake_clio: FakeClio) -> None:
@@ -514,7 +603,7 @@ async def test_an_expiring_token_is_refreshed_and_the_refresh_token_kept(
     fake.grants.expires_in = 60  # inside the server's 2-minute refresh margin from the start
     await agent.login("eu")
     fake.grants.expires_in = 3600
-    user_id = f"{fake.user['id']}-clio"
+    user_id = f"{fake.user['id']}~eu-clio"
     before = await stored_user(agent.server, user_id)
     fake.advance_time(65)  # the fake now refuses the old access token
     assert before.access_token and not fake.is_access_token_valid(before.access_token)

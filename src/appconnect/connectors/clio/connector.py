@@ -60,6 +60,7 @@ from appconnect.connectors.sdk import (
     UserInfoResult,
     UserView,
     placeholder_contact,
+    stored_user_id,
 )
 
 T = TypeVar("T")
@@ -158,8 +159,10 @@ class ClioConnector(Connector):
     # --- hosts ---------------------------------------------------------------------------------------------
 
     def _origin(self, host: str) -> str:
-        """Where a region's OAuth server and API live: config `base_url` (tests), else the Clio host."""
-        override = self.config.get("base_url")
+        """Where a region's OAuth server and API live: config `<region>_base_url` or `base_url` (tests, where
+        each region can be its own fake deployment), else the Clio host."""
+        prefix = f"{REGIONS[host]}_" if REGIONS.get(host) else ""
+        override = (self.config.get(f"{prefix}base_url") if prefix else None) or self.config.get("base_url")
         return override.rstrip("/") if override else f"https://{host}"
 
     def base_url(self, user: UserView) -> str:
@@ -207,12 +210,15 @@ class ClioConnector(Connector):
             )
             data = body["data"]
             zone_name, offset = _time_zone(data.get("time_zone"))
+            region = REGIONS.get(clio_host(request.hostname) or "", "")
             user = PlatformUser(
-                id=f"{data['id']}-{self.platform}",
+                # each region is a separate Clio with its own user ids: a US and an EU user can share one, so
+                # the region is part of the stored id (none for the US, so US users keep their `<id>-clio`)
+                id=stored_user_id(self.platform, data["id"], region or None),
                 name=str(data.get("name") or ""),
                 timezone_name=zone_name,
                 timezone_offset=offset,
-                platform_additional_info={"region": REGIONS.get(clio_host(request.hostname) or "", "")},
+                platform_additional_info={"region": region},
             )
         except (CrmHttpError, KeyError, TypeError, ValueError) as exc:
             status = getattr(exc, "status", None)
