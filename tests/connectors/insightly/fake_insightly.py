@@ -132,9 +132,22 @@ class FakeInsightly(FakeCrm):
 
     crm_name = "Insightly"
 
-    def __init__(self, pod: str = "na1", instance_id: int = 880001) -> None:
+    def __init__(
+        self,
+        pod: str = "na1",
+        instance_id: int | None = 880001,
+        *,
+        first_user_id: int | None = None,
+        default_key: str = "key-jordan",
+    ) -> None:
+        """Another company is another FakeInsightly: its own instance id, key and (maybe equal) USER_IDs.
+
+        `instance_id=None` answers Users/Me without INSTANCE_ID; `first_user_id` chooses the default user's id.
+        """
         self.pod = pod
         self.instance_id = instance_id
+        self.first_user_id = first_user_id
+        self._default_key_name = default_key
         super().__init__()
 
     # --- the toolkit's hooks --------------------------------------------------------------------------------
@@ -151,7 +164,9 @@ class FakeInsightly(FakeCrm):
         self.custom_fields: dict[str, set[str]] = {"contacts": set(), "leads": set(), "events": set()}
         self.rate_limit.limit = 10_000
         self.rate_limit.window = 86_400.0  # Insightly counts calls per day
-        self.default_key = self.add_user("Jordan", "Lee", api_key="key-jordan")
+        self.default_key = self.add_user(
+            "Jordan", "Lee", api_key=self._default_key_name, user_id=self.first_user_id
+        )
 
     def app(self) -> Starlette:
         return _CaseInsensitivePaths(super().app())  # type: ignore[return-value]
@@ -180,7 +195,7 @@ class FakeInsightly(FakeCrm):
 
     def credential_of(self, request: FakeRequest) -> str:
         """Insightly counts calls per instance: every key of this fake spends one budget."""
-        return f"instance-{self.instance_id}"
+        return f"instance-{self.instance_id or self.pod}"
 
     def error_body(self, status: int, message: str, extra: JsonDict) -> Any:
         return {"Message": message, **extra}
@@ -201,10 +216,15 @@ class FakeInsightly(FakeCrm):
         api_key: str | None = None,
         pod: str | None = None,
         timezone_id: str = "Pacific Standard Time",
+        user_id: int | None = None,
     ) -> str:
-        """A user of this instance and their API key (on `pod`, this fake's own by default)."""
+        """A user of this instance and their API key (on `pod`, this fake's own by default; `user_id` chosen or
+        the next free one)."""
         with self._lock:
-            user_id = self.next_id("user", 1200000)
+            if user_id is None:
+                user_id = self.next_id("user", 1200000)
+            if user_id in self.users:
+                raise ValueError(f"user {user_id} exists")
             self.users[user_id] = {
                 "USER_ID": user_id,
                 "CONTACT_ID": None,
@@ -217,8 +237,9 @@ class FakeInsightly(FakeCrm):
                 "ACTIVE": True,
                 "DATE_CREATED_UTC": self._stamp(),
                 "DATE_UPDATED_UTC": self._stamp(),
-                "INSTANCE_ID": self.instance_id,
             }
+            if self.instance_id is not None:
+                self.users[user_id]["INSTANCE_ID"] = self.instance_id
             key = api_key or f"key-{user_id}"
             self.api_keys[key] = (user_id, pod or self.pod)
             return key

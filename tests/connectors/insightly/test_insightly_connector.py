@@ -36,6 +36,7 @@ from appconnect.connectors.sdk import (
     MessageLogCreate,
     MessageLogUpdate,
     UserView,
+    stored_user_id,
 )
 
 
@@ -51,7 +52,12 @@ async def env(fake_insightly: FakeInsightly) -> AsyncIterator[Env]:
     connector = InsightlyConnector(ConnectorConfig({"base_url": fake_insightly.base_url}))
     transport = build_transport_client(connect_timeout=2, read_timeout=2)
     user_id = fake_insightly.user_id_of(fake_insightly.default_key)
-    user = UserView(id=f"{user_id}-insightly", platform="insightly", hostname="", timezone_offset="+00:00")
+    user = UserView(
+        id=stored_user_id("insightly", user_id, fake_insightly.instance_id),
+        platform="insightly",
+        hostname="",
+        timezone_offset="+00:00",
+    )
     auth = "Basic " + connector.basic_auth(fake_insightly.default_key)
     http = CrmHttpClient(transport, base_url=connector.base_url(user), auth_header=auth)
     yield Env(fake_insightly, connector, CrmCall(user, auth, http))
@@ -168,6 +174,31 @@ def test_pod_urls_are_reduced_to_their_origin(pasted: str, origin: str) -> None:
 def test_hostile_pod_urls_are_refused(pasted: str) -> None:
     with pytest.raises(ApiUrlRefused):
         InsightlyConnector().api_base(pasted)
+
+
+async def test_the_stored_id_names_the_instance_or_else_the_pod(env: Env) -> None:
+    """USER_IDs are unique only inside one Insightly instance: the stored id carries the instance."""
+    user_id = env.fake.user_id_of(env.fake.default_key)
+    request = LoginRequest(
+        auth_header=env.call.auth_header, hostname="", platform="insightly", http=env.call.http
+    )
+    result = await env.connector.get_user_info(request)
+    assert result.successful is True and result.user is not None
+    assert result.user.id == f"{user_id}~880001-insightly"
+    assert result.user.account_id == "880001"
+    viewed = UserView(id=result.user.id, platform="insightly", hostname="")
+    assert viewed.crm_user_id == str(user_id)  # OWNER_USER_ID stays the bare Insightly id
+
+    env.fake.instance_id = None  # an answer without INSTANCE_ID: the pod's host names the tenant
+    try:
+        env.fake.reset()
+        result = await env.connector.get_user_info(request)
+    finally:
+        env.fake.instance_id = 880001
+        env.fake.reset()
+    assert result.successful is True and result.user is not None
+    assert result.user.id == f"{user_id}~127.0.0.1-insightly"
+    assert result.user.account_id is None
 
 
 async def test_login_refuses_before_calling_and_base_url_fails_closed(env: Env) -> None:

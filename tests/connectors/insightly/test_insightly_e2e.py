@@ -28,12 +28,16 @@ JsonDict = dict[str, Any]
 
 @contextmanager
 def insightly_server(
-    fake: FakeInsightly, folder: Path, database_url: str, **overrides: Any
+    fake: FakeInsightly,
+    folder: Path,
+    database_url: str,
+    *also: FakeInsightly,
+    **overrides: Any,
 ) -> Iterator[LiveServer]:
-    """A connector server that may send Insightly API keys to the fake's origin (and to insightly.com)."""
+    """A connector server that may send Insightly API keys to the fakes' origins (and to insightly.com)."""
     stack = ExitStack()
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("INSIGHTLY_ALLOWED_API_ORIGINS", fake.base_url)
+        env.setenv("INSIGHTLY_ALLOWED_API_ORIGINS", ",".join(f.base_url for f in (fake, *also)))
         env.delenv("INSIGHTLY_BASE_URL", raising=False)
         previous = os.environ.get("TESTCRM_BASE_URL")
         if previous is None:
@@ -48,16 +52,35 @@ def insightly_server(
 
 
 @pytest.fixture(scope="session")
+def _other_company_server(_fake_insightly_server: FakeInsightly) -> Iterator[FakeInsightly]:
+    """A second Insightly company (its own instance, pod origin and key) whose first user has the SAME
+    USER_ID as the first company's default user."""
+    first_user = _fake_insightly_server.user_id_of(_fake_insightly_server.default_key)
+    with FakeInsightly(instance_id=990002, first_user_id=first_user, default_key="key-other-co") as fake:
+        yield fake
+
+
+@pytest.fixture
+def other_company(_other_company_server: FakeInsightly) -> FakeInsightly:
+    _other_company_server.reset()
+    return _other_company_server
+
+
+@pytest.fixture(scope="session")
 def ins_server(
-    server: LiveServer, _fake_insightly_server: FakeInsightly, tmp_path_factory: pytest.TempPathFactory
+    server: LiveServer,
+    _fake_insightly_server: FakeInsightly,
+    _other_company_server: FakeInsightly,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LiveServer]:
     """A second server on the session server's database and keys; the CRM rate limiter off so injected 429s
-    and fault tests leave no back-off behind."""
+    and fault tests leave no back-off behind. It may reach both companies' fakes."""
     folder = tmp_path_factory.mktemp("insightly-server")
     with insightly_server(
         _fake_insightly_server,
         folder,
         server.settings.database_url,
+        _other_company_server,
         key_file=server.settings.key_file,
         crm_rate_limit="off",
     ) as live:
@@ -351,6 +374,74 @@ async def test_lead_call_is_linked_to_the_lead(logged_in: Agent, fake_insightly:
 # ------------------------------------------------------------------------------------------------------------
 # pod URL handling at login
 # ------------------------------------------------------------------------------------------------------------
+
+
+# ------------------------------------------------------------------------------------------------------------
+# two companies, one USER_ID
+# ------------------------------------------------------------------------------------------------------------
+
+
+async def test_two_companies_with_the_same_user_id_stay_apart(
+    ins_server: LiveServer, fake_insightly: FakeInsightly, other_company: FakeInsightly
+) -> None:
+    """Insightly's USER_IDs are unique only inside one instance: each company's user is a user of its own."""
+    first, second = fake_insightly, other_company
+    same_id = first.user_id_of(first.default_key)
+    assert second.user_id_of(second.default_key) == same_id
+    assert first.instance_id != second.instance_id
+    phone = new_phone()  # the same caller is a contact in both companies
+    mine = first.add_contact("Maya", "Patel", phone=phone)
+    second.add_contact("Someone", "Else")  # the record ids differ too, so a crossed id would show
+    theirs = second.add_contact("Noor", "Haddad", phone=phone)
+    assert mine["CONTACT_ID"] != theirs["CONTACT_ID"]
+
+    async with (
+        httpx.AsyncClient(base_url=ins_server.base_url, timeout=30) as http_a,
+        httpx.AsyncClient(base_url=ins_server.base_url, timeout=30) as http_b,
+    ):
+        a, b = Agent(http_a, first), Agent(http_b, second)
+        assert (await a.login()).status_code == 200
+        assert (await b.login()).status_code == 200
+        assert a.jwt != b.jwt
+        assert [r.auth_scheme for r in first.requests_to("/v3.1/users/me")] == ["Basic"]
+        assert [r.auth_scheme for r in second.requests_to("/v3.1/users/me")] == ["Basic"]
+
+        # neither login ended the other's session; each sees only its own company's contact
+        found_a = await a.find_contact(phone)
+        found_b = await b.find_contact(phone)
+        assert found_a["successful"] is True and found_b["successful"] is True, (found_a, found_b)
+        assert [(c["id"], c["name"]) for c in found_a["contact"] if not c.get("isNewContact")] == [
+            (str(mine["CONTACT_ID"]), "Maya Patel")
+        ]
+        assert [(c["id"], c["name"]) for c in found_b["contact"] if not c.get("isNewContact")] == [
+            (str(theirs["CONTACT_ID"]), "Noor Haddad")
+        ]
+
+        session_a, session_b = f"s-{uuid.uuid4().hex}", f"s-{uuid.uuid4().hex}"
+        logged_b = await b.send("POST", "/callLog", call_body(session_b, str(theirs["CONTACT_ID"]), phone))
+        assert logged_b["successful"] is True, logged_b
+        assert (await a.login()).status_code == 200  # the first company logs in again: still two users
+        logged_a = await a.send("POST", "/callLog", call_body(session_a, str(mine["CONTACT_ID"]), phone))
+        assert logged_a["successful"] is True, logged_a
+
+        [event_a], [event_b] = first.all_events(), second.all_events()
+        assert (logged_a["logId"], logged_b["logId"]) == (str(event_a["EVENT_ID"]), str(event_b["EVENT_ID"]))
+        assert links(event_a) == [("Contact", mine["CONTACT_ID"])]
+        assert links(event_b) == [("Contact", theirs["CONTACT_ID"])]
+        assert event_a["OWNER_USER_ID"] == event_b["OWNER_USER_ID"] == same_id
+        assert f"[rc-call-{session_a}]" in event_a["DETAILS"] and session_b not in event_a["DETAILS"]
+        assert f"[rc-call-{session_b}]" in event_b["DETAILS"] and session_a not in event_b["DETAILS"]
+
+        # each JWT still reads only its own company's log, after both logins
+        for agent, session, other in ((a, session_a, session_b), (b, session_b, session_a)):
+            got = await agent.http.get(
+                "/callLog", headers=agent.auth, params={"sessionIds": f"{session},{other}"}
+            )
+            assert got.status_code == 200, got.text
+            assert [entry["matched"] for entry in got.json()["logs"]] == [True, False]
+
+        # each company's lookups went to its own instance (a key of the other one would be refused there)
+        assert first.requests_to("/v3.1/contacts/search") and second.requests_to("/v3.1/contacts/search")
 
 
 @pytest.mark.parametrize(

@@ -65,6 +65,7 @@ from appconnect.connectors.sdk import (
     UserInfoResult,
     UserView,
     placeholder_contact,
+    stored_user_id,
 )
 
 T = TypeVar("T")
@@ -247,8 +248,11 @@ class InsightlyConnector(Connector):
             )
         zone = _iana_zone(data.get("TIMEZONE_ID"))
         instance = data.get("INSTANCE_ID")
+        # USER_IDs are unique only inside one instance: the instance (else the pod's host) names the tenant so
+        # two companies' users never share a stored user
+        tenant = instance if instance not in (None, "") else (urlsplit(base).hostname or base)
         user = PlatformUser(
-            id=f"{user_id}-{self.platform}",
+            id=stored_user_id(self.platform, user_id, tenant),
             name=name,
             timezone_name=zone,
             timezone_offset=_zone_offset(zone),
