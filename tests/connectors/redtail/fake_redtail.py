@@ -12,6 +12,9 @@ Only the resources the connector uses, with Redtail's rules as its public docume
 - `POST /contacts`, `GET /lists/categories`, `POST/GET/PUT/PATCH /activities[/{id}]`, `POST/GET
   /activities/{id}/notes`, `GET /contacts/{id}/activities` (paged); `linked_contacts` is only expanded with
   the `include: linked_contacts` request header;
+- usernames are unique only inside one database (firm): `add_user(..., database_id=...)` adds another firm's
+  user of the same name, and every contact, activity and note belongs to the database of the user who made it;
+  a user sees and changes only their own database's records (another database's id is a 404);
 - a refused write is a 422 with `{"errors": ["<full message>", ...]}`, anything else `{"error": "<message>"}`
   (the documentation shows no error schema; this is the usual shape of its Rails API). Redtail documents no
   rate-limit headers, so none are sent; a 429 carries only `Retry-After`.
@@ -88,8 +91,11 @@ class FakeRedtail(FakeCrm):
 
     def init_state(self) -> None:
         self.api_key = API_KEY
-        self.users: dict[str, JsonDict] = {}
+        self.users: dict[tuple[int, str], JsonDict] = {}
         self.contacts: dict[int, JsonDict] = {}
+        #: the database each contact and activity belongs to (kept beside the records: Redtail does not send it)
+        self.contact_database: dict[int, int] = {}
+        self.activity_database: dict[int, int] = {}
         self.phones: dict[int, list[JsonDict]] = {}
         self.activities: dict[int, JsonDict] = {}
         self.notes: dict[int, list[JsonDict]] = {}
@@ -103,7 +109,13 @@ class FakeRedtail(FakeCrm):
         self.add_user(USERNAME, PASSWORD, first_name="Jordan", last_name="Lee")
 
     def add_user(
-        self, username: str, password: str, *, first_name: str = "", last_name: str = ""
+        self,
+        username: str,
+        password: str,
+        *,
+        first_name: str = "",
+        last_name: str = "",
+        database_id: int = DATABASE_ID,
     ) -> JsonDict:
         user = {
             "id": self.next_id("user", 70),
@@ -112,19 +124,23 @@ class FakeRedtail(FakeCrm):
             "user_key": f"uk-{secrets.token_hex(12)}",
             "first_name": first_name,
             "last_name": last_name,
-            "database_id": DATABASE_ID,
+            "database_id": database_id,
         }
         with self._lock:
-            self.users[username.lower()] = user
+            self.users[(database_id, username.lower())] = user
         return user
 
-    def set_password(self, username: str, password: str) -> None:
+    def set_password(self, username: str, password: str, *, database_id: int = DATABASE_ID) -> None:
         """A password change keeps the user key (Redtail: the user key does not change with the password)."""
         with self._lock:
-            self.users[username.lower()]["password"] = password
+            self.users[(database_id, username.lower())]["password"] = password
 
-    def user_key(self, username: str = USERNAME) -> str:
-        return str(self.users[username.lower()]["user_key"])
+    def user(self, username: str = USERNAME, *, database_id: int = DATABASE_ID) -> JsonDict:
+        with self._lock:
+            return dict(self.users[(database_id, username.lower())])
+
+    def user_key(self, username: str = USERNAME, *, database_id: int = DATABASE_ID) -> str:
+        return str(self.user(username, database_id=database_id)["user_key"])
 
     def env(self) -> dict[str, str]:
         """The connector's settings pointing at this fake."""
@@ -143,6 +159,7 @@ class FakeRedtail(FakeCrm):
         country_code: int = 1,
         middle_name: str = "",
         job_title: str = "",
+        database_id: int = DATABASE_ID,
     ) -> JsonDict:
         """A contact as a Redtail user would have typed it (phone numbers kept exactly as given)."""
         contact_id = self.next_id("contact", 100)
@@ -160,6 +177,7 @@ class FakeRedtail(FakeCrm):
         }
         with self._lock:
             self.contacts[contact_id] = contact
+            self.contact_database[contact_id] = database_id
             self.phones[contact_id] = [
                 {
                     "id": self.next_id("phone", 900),
@@ -192,6 +210,7 @@ class FakeRedtail(FakeCrm):
         }
         with self._lock:
             self.activities[activity_id] = activity
+            self.activity_database[activity_id] = self.contact_database[contact_id]
             self.notes[activity_id] = []
         return activity
 
@@ -201,6 +220,15 @@ class FakeRedtail(FakeCrm):
                 dict(a)
                 for a in self.activities.values()
                 if any(link["contact_id"] == contact_id for link in a["linked_contacts"])
+            ]
+
+    def activities_in(self, database_id: int = DATABASE_ID) -> list[JsonDict]:
+        """Every activity of one database (firm), oldest first."""
+        with self._lock:
+            return [
+                dict(a)
+                for aid, a in sorted(self.activities.items())
+                if self.activity_database[aid] == database_id
             ]
 
     # --- toolkit hooks --------------------------------------------------------------------------------------
@@ -248,10 +276,14 @@ class FakeRedtail(FakeCrm):
         if not sep or not same_secret(key, self.api_key):
             return None
         with self._lock:
-            user = self.users.get(username.lower())
-        if user is None or not same_secret(password, str(user["password"])):
-            return None
-        return user
+            named = [u for (_, name), u in self.users.items() if name == username.lower()]
+        return next((u for u in named if same_secret(password, str(u["password"]))), None)
+
+    def _database(self, request: FakeRequest) -> int:
+        """The database of the caller (authenticate() has already accepted the credentials)."""
+        user = self._user_of(request.headers.get("authorization", ""))
+        assert user is not None
+        return int(user["database_id"])
 
     def authenticate(self, request: FakeRequest) -> bool:
         return self._user_of(request.headers.get("authorization", "")) is not None
@@ -286,6 +318,7 @@ class FakeRedtail(FakeCrm):
     async def _search_basic(self, request: FakeRequest) -> Response:
         phone = request.query.get("phone_number")
         name = request.query.get("name")
+        database = self._database(request)
         if phone is not None:
             wanted = _digits(phone)
             if not wanted:
@@ -294,13 +327,16 @@ class FakeRedtail(FakeCrm):
                 found = [
                     dict(c)
                     for cid, c in sorted(self.contacts.items())
-                    if any(wanted in _digits(str(p["number"])) for p in self.phones.get(cid, []))
+                    if self.contact_database[cid] == database
+                    and any(wanted in _digits(str(p["number"])) for p in self.phones.get(cid, []))
                 ]
         elif name is not None and name.strip():
             term = name.strip().casefold()
             with self._lock:
                 found = [
-                    dict(c) for _, c in sorted(self.contacts.items()) if term in c["full_name"].casefold()
+                    dict(c)
+                    for cid, c in sorted(self.contacts.items())
+                    if self.contact_database[cid] == database and term in c["full_name"].casefold()
                 ]
         else:
             raise invalid("A search term is required")
@@ -309,8 +345,9 @@ class FakeRedtail(FakeCrm):
 
     def _contact_id(self, request: FakeRequest) -> int:
         contact_id = request.path_int("id")
+        database = self._database(request)
         with self._lock:
-            if contact_id not in self.contacts:
+            if self.contact_database.get(contact_id) != database:
                 raise not_found("Contact not found")
         return contact_id
 
@@ -347,7 +384,7 @@ class FakeRedtail(FakeCrm):
                 problems.append("Phone country code is not a number")
         if problems:
             raise invalid(*problems)
-        contact = self.add_contact(str(first or ""), str(last))
+        contact = self.add_contact(str(first or ""), str(last), database_id=self._database(request))
         with self._lock:
             self.phones[contact["id"]] = [
                 {
@@ -365,7 +402,7 @@ class FakeRedtail(FakeCrm):
         with self._lock:
             return self.json({"categories": [dict(c) for c in self.categories]})
 
-    def _check_activity(self, body: JsonDict, *, creating: bool) -> list[str]:
+    def _check_activity(self, body: JsonDict, database: int, *, creating: bool) -> list[str]:
         problems: list[str] = []
         unknown = set(body) - ACTIVITY_FIELDS - {"linked_contacts", "attendees"}
         if unknown:
@@ -394,15 +431,17 @@ class FakeRedtail(FakeCrm):
         if "linked_contacts" in body:
             links = body["linked_contacts"]
             if not isinstance(links, list) or not all(
-                isinstance(link, dict) and link.get("contact_id") in self.contacts for link in links
+                isinstance(link, dict) and self.contact_database.get(link.get("contact_id")) == database
+                for link in links
             ):
                 problems.append("Linked contacts must name existing contacts")
         return problems
 
     async def _create_activity(self, request: FakeRequest) -> Response:
         body = request.json_object()
+        database = self._database(request)
         with self._lock:
-            problems = self._check_activity(body, creating=True)
+            problems = self._check_activity(body, database, creating=True)
             if problems:
                 raise invalid(*problems)
             activity_id = self.next_id("activity", 5000)
@@ -424,6 +463,7 @@ class FakeRedtail(FakeCrm):
                 "updated_at": now,
             }
             self.activities[activity_id] = activity
+            self.activity_database[activity_id] = database
             self.notes[activity_id] = []
             view = self._activity_view(activity, include=False)
         return self.json({"activity": view}, status=201)
@@ -431,7 +471,7 @@ class FakeRedtail(FakeCrm):
     def _activity(self, request: FakeRequest) -> JsonDict:
         activity_id = request.path_int("id")
         activity = self.activities.get(activity_id)
-        if activity is None:
+        if activity is None or self.activity_database[activity_id] != self._database(request):
             raise not_found("Activity not found")
         return activity
 
@@ -457,7 +497,7 @@ class FakeRedtail(FakeCrm):
         body = request.json_object()
         with self._lock:
             activity = self._activity(request)
-            problems = self._check_activity(body, creating=False)
+            problems = self._check_activity(body, self.activity_database[activity["id"]], creating=False)
             if problems:
                 raise invalid(*problems)
             for field in ACTIVITY_FIELDS & set(body):

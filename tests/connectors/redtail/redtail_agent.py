@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from fake_redtail import PASSWORD, USERNAME, FakeRedtail
+from fake_redtail import DATABASE_ID, PASSWORD, USERNAME, FakeRedtail
 from sqlalchemy import select
 
+from appconnect.connectors.sdk import stored_user_id
 from appconnect.security.crypto import TokenCipher
 from appconnect.security.keys import load_keys
 from appconnect.store.db import create_engine
@@ -16,9 +17,13 @@ from appconnect.store.tables import users
 from appconnect.store.users import UserRecord, UserStore
 from tests.conftest import LiveServer, call_log_body
 
-USER_ID = f"{USERNAME}-redtail"
 API = "/api/public/v1"
 JsonDict = dict[str, Any]
+
+
+def user_id_of(fake: FakeRedtail, username: str = USERNAME, database_id: int = DATABASE_ID) -> str:
+    """The id the server stores a Redtail user under: the Redtail user id within its database (firm)."""
+    return stored_user_id("redtail", fake.user(username, database_id=database_id)["id"], database_id)
 
 
 class Agent:
@@ -126,24 +131,24 @@ def message_body(conversation_id: str, contact_id: str, phone: str, messages: li
     }
 
 
-async def stored_user(server: LiveServer) -> UserRecord:
+async def stored_user(server: LiveServer, user_id: str) -> UserRecord:
     """The user row as the server stored it, decrypted with the server's own keys and store."""
     fast = open_fast_database(server.settings.database_url, max_connections=1, acquire_timeout=10)
     try:
         cipher = TokenCipher(load_keys(server.settings).encryption_keys)
-        user = await UserStore(cipher, fast).get(USER_ID)
+        user = await UserStore(cipher, fast).get(user_id)
     finally:
         await fast.close()
     assert user is not None
     return user
 
 
-async def raw_user_row(server: LiveServer) -> dict[str, Any]:
+async def raw_user_row(server: LiveServer, user_id: str) -> dict[str, Any]:
     """The users row exactly as the database holds it (tokens still encrypted)."""
     engine = create_engine(server.settings.database_url, pool_size=1)
     try:
         async with engine.connect() as conn:
-            row = (await conn.execute(select(users).where(users.c.id == USER_ID))).mappings().one()
+            row = (await conn.execute(select(users).where(users.c.id == user_id))).mappings().one()
     finally:
         await engine.dispose()
     return dict(row)

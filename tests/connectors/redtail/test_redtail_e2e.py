@@ -13,7 +13,16 @@ from typing import Any
 
 import pytest
 from fake_redtail import PASSWORD, USERNAME, FakeRedtail
-from redtail_agent import API, Agent, call_body, message, message_body, raw_user_row, stored_user
+from redtail_agent import (
+    API,
+    Agent,
+    call_body,
+    message,
+    message_body,
+    raw_user_row,
+    stored_user,
+    user_id_of,
+)
 
 from tests.conftest import new_phone
 
@@ -38,13 +47,15 @@ async def test_whole_client_sequence(agent: Agent, fake_redtail: FakeRedtail) ->
     assert schemes(fake, f"{API}/authentication") == {"Basic"}
 
     # The user key is the stored credential, encrypted; the password is nowhere in the row.
-    row = await raw_user_row(agent.server)
+    row = await raw_user_row(agent.server, user_id_of(agent.fake))
     assert PASSWORD not in repr(row)
     assert fake.user_key() not in repr(row)
-    user = await stored_user(agent.server)
+    user = await stored_user(agent.server, user_id_of(agent.fake))
     assert user.access_token == fake.user_key()
     assert "password" not in user.platform_additional_info
     assert user.platform_additional_info["username"] == USERNAME
+    # stored under the Redtail user id within its database (a username is unique only inside one firm)
+    assert user.id == f"{fake.user()['id']}~{fake.user()['database_id']}-redtail"
 
     phone = new_phone()
     unknown = await agent.find_contact(phone)
@@ -154,7 +165,7 @@ async def test_whole_client_sequence(agent: Agent, fake_redtail: FakeRedtail) ->
 
     out = await agent.http.post("/unAuthorize", headers=agent.auth)
     assert out.status_code == 200 and out.json()["messageType"] == "success"
-    assert (await stored_user(agent.server)).access_token is None
+    assert (await stored_user(agent.server, user_id_of(agent.fake))).access_token is None
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -178,9 +189,9 @@ async def test_login_with_an_api_key_field_too_and_again_keeps_one_user_key(
     assert (await agent.login(api_key="ignored")).status_code == 200
     fake_redtail.set_password(USERNAME, "changed pass")
     assert (await agent.login(password="changed pass")).status_code == 200
-    user = await stored_user(agent.server)
+    user = await stored_user(agent.server, user_id_of(agent.fake))
     assert user.access_token == fake_redtail.user_key()
-    assert "ignored" not in repr(await raw_user_row(agent.server))
+    assert "ignored" not in repr(await raw_user_row(agent.server, user_id_of(agent.fake)))
 
 
 async def test_a_page_with_an_api_key_field_still_needs_the_api_key(agent: Agent) -> None:

@@ -59,6 +59,7 @@ from appconnect.connectors.sdk import (
     UserInfoResult,
     UserView,
     placeholder_contact,
+    stored_user_id,
 )
 
 DEFAULT_API_URL = "https://smf.crm3.redtailtechnology.com/api/public/v1"
@@ -138,8 +139,10 @@ class RedtailConnector(Connector):
             return _login_failed("Redtail's answer could not be read.")
         name = " ".join(str(data.get(k) or "").strip() for k in ("first_name", "last_name")).strip()
         database = data.get("database_id")
+        # Usernames (and user ids) are unique only inside one Redtail database: the database names the tenant.
+        crm_id = data.get("id") if data.get("id") not in (None, "") else username
         user = PlatformUser(
-            id=f"{username}-{self.platform}",
+            id=stored_user_id(self.platform, crm_id, database),
             name=name or username,
             platform_additional_info={"username": username, "userId": data.get("id"), "databaseId": database},
             overriding_api_key=user_key,
