@@ -326,7 +326,9 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
@@ -369,7 +371,9 @@ async def test_tls_is_verified_against_ssl_cert_file(tls: Tls, tls_transport: Cr
     assert crm.received == ["POST"]
 
 
-async def test_an_untrusted_certificate_fails_before_anything_is_sent(tls: Tls, transport: CrmTransport) -> None:
+async def test_an_untrusted_certificate_fails_before_anything_is_sent(
+    tls: Tls, transport: CrmTransport
+) -> None:
     crm = await crm_with([], tls=tls.server)  # `transport` trusts the system's CAs only
     try:
         with pytest.raises(CrmHttpError) as caught:

@@ -10,10 +10,9 @@ carry over from test to test (the limiter has its own tests).
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,11 @@ from appconnect.security.crypto import TokenCipher
 from appconnect.security.keys import load_keys
 from appconnect.store.sql import open_fast_database
 from appconnect.store.users import UserRecord, UserStore
-from tests.conftest import LiveServer, call_log_body, new_phone, start_server
+from tests.conftest import LiveServer, call_log_body, connector_server, new_phone
 
 JsonDict = dict[str, Any]
 
 
-@contextmanager
 def clio_server(
     fake: FakeClio,
     folder: Path,
@@ -38,22 +36,9 @@ def clio_server(
     *,
     extra_env: dict[str, str] | None = None,
     **overrides: Any,
-) -> Iterator[LiveServer]:
+) -> AbstractContextManager[LiveServer]:
     """A connector server whose Clio connector talks to `fake` (settings are read when the app is built)."""
-    stack = ExitStack()
-    with pytest.MonkeyPatch.context() as env:
-        for key, value in {**fake.env(), **(extra_env or {})}.items():
-            env.setenv(key, value)
-        previous = os.environ.get("TESTCRM_BASE_URL")  # start_server changes it: put it back afterwards
-        if previous is None:
-            env.delenv("TESTCRM_BASE_URL", raising=False)
-        else:
-            env.setenv("TESTCRM_BASE_URL", previous)
-        live = stack.enter_context(
-            contextmanager(start_server)(folder, database_url, embedded_testcrm=False, **overrides)
-        )
-    with stack:
-        yield live
+    return connector_server({**fake.env(), **(extra_env or {})}, folder, database_url, **overrides)
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,10 @@ what Insightly holds reads the fake's own state.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -21,34 +20,24 @@ import httpx
 import pytest
 from fake_insightly import FakeInsightly
 
-from tests.conftest import LiveServer, call_log_body, new_phone, start_server
+from tests.conftest import LiveServer, call_log_body, connector_server, new_phone
 
 JsonDict = dict[str, Any]
 
 
-@contextmanager
 def insightly_server(
     fake: FakeInsightly,
     folder: Path,
     database_url: str,
     *also: FakeInsightly,
     **overrides: Any,
-) -> Iterator[LiveServer]:
+) -> AbstractContextManager[LiveServer]:
     """A connector server that may send Insightly API keys to the fakes' origins (and to insightly.com)."""
-    stack = ExitStack()
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("INSIGHTLY_ALLOWED_API_ORIGINS", ",".join(f.base_url for f in (fake, *also)))
-        env.delenv("INSIGHTLY_BASE_URL", raising=False)
-        previous = os.environ.get("TESTCRM_BASE_URL")
-        if previous is None:
-            env.delenv("TESTCRM_BASE_URL", raising=False)
-        else:
-            env.setenv("TESTCRM_BASE_URL", previous)
-        live = stack.enter_context(
-            contextmanager(start_server)(folder, database_url, embedded_testcrm=False, **overrides)
-        )
-    with stack:
-        yield live
+    env = {
+        "INSIGHTLY_ALLOWED_API_ORIGINS": ",".join(f.base_url for f in (fake, *also)),
+        "INSIGHTLY_BASE_URL": "",
+    }
+    return connector_server(env, folder, database_url, **overrides)
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fake_redtail import FakeRedtail
 from redtail_agent import Agent
 
-from tests.conftest import LiveServer, start_server
+from tests.conftest import LiveServer, connector_server
 
 
 @pytest.fixture(scope="session")
@@ -34,25 +33,11 @@ def fake_redtail(_fake_redtail_server: FakeRedtail) -> FakeRedtail:
     return _fake_redtail_server
 
 
-@contextmanager
 def redtail_server(
     fake: FakeRedtail, folder: Path, database_url: str, **overrides: Any
-) -> Iterator[LiveServer]:
+) -> AbstractContextManager[LiveServer]:
     """A connector server whose Redtail connector talks to `fake` (settings are read at app build)."""
-    stack = ExitStack()
-    with pytest.MonkeyPatch.context() as env:
-        for key, value in fake.env().items():
-            env.setenv(key, value)
-        previous = os.environ.get("TESTCRM_BASE_URL")
-        if previous is None:
-            env.delenv("TESTCRM_BASE_URL", raising=False)
-        else:
-            env.setenv("TESTCRM_BASE_URL", previous)
-        live = stack.enter_context(
-            contextmanager(start_server)(folder, database_url, embedded_testcrm=False, **overrides)
-        )
-    with stack:
-        yield live
+    return connector_server(fake.env(), folder, database_url, **overrides)
 
 
 @pytest.fixture(scope="session")
