@@ -19,6 +19,7 @@ import pytest
 from appconnect.api.app import create_app
 from appconnect.settings import Settings
 from appconnect.store.migrate import upgrade
+from appconnect.store.users import UserRecord
 from tests.support.app_server import run_app
 
 #: The PostgreSQL server and credentials of the suite, and the database it connects to only to CREATE and
@@ -340,3 +341,20 @@ class CrmView:
 
     def clear_faults(self) -> None:
         self._client.delete("/testcrm/api/_faults", headers=crm_admin_headers())
+
+
+async def stored_user(server: LiveServer, user_id: str) -> UserRecord:
+    """The user row as the server stored it, decrypted with the server's own keys and store."""
+    from appconnect.security.crypto import TokenCipher
+    from appconnect.security.keys import load_keys
+    from appconnect.store.sql import open_fast_database
+    from appconnect.store.users import UserStore
+
+    fast = open_fast_database(server.settings.database_url, max_connections=1, acquire_timeout=10)
+    try:
+        cipher = TokenCipher(load_keys(server.settings).encryption_keys)
+        user = await UserStore(cipher, fast).get(user_id)
+    finally:
+        await fast.close()
+    assert user is not None
+    return user

@@ -20,11 +20,7 @@ import httpx
 import pytest
 from fake_clio import FakeClio
 
-from appconnect.security.crypto import TokenCipher
-from appconnect.security.keys import load_keys
-from appconnect.store.sql import open_fast_database
-from appconnect.store.users import UserRecord, UserStore
-from tests.conftest import LiveServer, call_log_body, connector_server, new_phone
+from tests.conftest import LiveServer, call_log_body, connector_server, new_phone, stored_user
 
 JsonDict = dict[str, Any]
 
@@ -181,17 +177,6 @@ def message_body(conversation_id: str, contact_id: str, phone: str, messages: li
         "contactType": "Person",
         "additionalSubmission": {},
     }
-
-
-async def stored_user(server: LiveServer, user_id: str) -> UserRecord:
-    fast = open_fast_database(server.settings.database_url, max_connections=1, acquire_timeout=10)
-    try:
-        cipher = TokenCipher(load_keys(server.settings).encryption_keys)
-        user = await UserStore(cipher, fast).get(user_id)
-    finally:
-        await fast.close()
-    assert user is not None
-    return user
 
 
 def only(records: dict[int, JsonDict]) -> JsonDict:

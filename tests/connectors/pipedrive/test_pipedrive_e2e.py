@@ -31,12 +31,9 @@ from fake_pipedrive import FakePipedrive
 from sqlalchemy import update
 
 from appconnect.security.crypto import TokenCipher
-from appconnect.security.keys import load_keys
 from appconnect.store.db import create_engine
-from appconnect.store.sql import open_fast_database
 from appconnect.store.tables import users
-from appconnect.store.users import UserRecord, UserStore
-from tests.conftest import LiveServer, call_log_body, connector_server, new_phone
+from tests.conftest import LiveServer, call_log_body, connector_server, new_phone, stored_user
 
 USER_ID = "12345-pipedrive"  # the fake's user 12345, keyed the App Connect way
 SESSION_EXPIRED = "User session expired. Please connect again."
@@ -241,18 +238,6 @@ def message_body(conversation_id: str, contact_id: str, phone: str, messages: li
     }
 
 
-async def stored_user(server: LiveServer) -> UserRecord:
-    """The user row as the server stored it, decrypted with the server's own keys and store."""
-    fast = open_fast_database(server.settings.database_url, max_connections=1, acquire_timeout=10)
-    try:
-        cipher = TokenCipher(load_keys(server.settings).encryption_keys)
-        user = await UserStore(cipher, fast).get(USER_ID)
-    finally:
-        await fast.close()
-    assert user is not None
-    return user
-
-
 async def revoke_at_fake(fake: FakePipedrive, token: str) -> None:
     """What uninstalling the app in Pipedrive does: the grant is revoked at the OAuth server."""
     async with httpx.AsyncClient(timeout=10) as http:
@@ -395,7 +380,7 @@ async def test_whole_client_sequence(agent: Agent, fake_pipedrive: FakePipedrive
     forced = (await agent.find_contact(phone, force=True)).json()
     assert [c["id"] for c in forced["contact"] if not c.get("isNewContact")] == [person_id]
 
-    before = await stored_user(agent.server)
+    before = await stored_user(agent.server, USER_ID)
     assert before.access_token and before.refresh_token
     out = await agent.request("POST", "/unAuthorize", headers=agent.auth)
     assert out.status_code == 200, out.text
@@ -406,7 +391,7 @@ async def test_whole_client_sequence(agent: Agent, fake_pipedrive: FakePipedrive
     assert all(r.auth_scheme == "Basic" for r in revokes)
     assert not fake.is_refresh_token_valid(before.refresh_token)
     assert not fake.is_access_token_valid(before.access_token)
-    after = await stored_user(agent.server)
+    after = await stored_user(agent.server, USER_ID)
     assert not after.access_token and not after.refresh_token
 
     gone = await agent.find_contact(phone)
@@ -434,7 +419,7 @@ async def test_login_replaces_credentials_it_cannot_decrypt(
 
     again = await agent.login()
     assert again["name"] == "Jordan Lee"
-    user = await stored_user(agent.server)
+    user = await stored_user(agent.server, USER_ID)
     assert user.access_token and fake_pipedrive.is_access_token_valid(user.access_token)
     found = await agent.find_contact(new_phone())
     assert found.status_code == 200 and found.json()["successful"] is True, found.text
@@ -452,7 +437,7 @@ async def test_expiring_token_is_refreshed_once(
     fake = fake_pipedrive
     fake.refresh_token_mode = mode  # type: ignore[assignment]
     await agent.login(expires_in=SHORT_LIVED)
-    before = await stored_user(agent.server)
+    before = await stored_user(agent.server, USER_ID)
     assert before.token_expiry is not None
     assert before.token_expiry < datetime.now(UTC) + timedelta(minutes=2)
     fake.advance_time(SHORT_LIVED + 5)  # the fake now refuses the old access token
@@ -463,7 +448,7 @@ async def test_expiring_token_is_refreshed_once(
     assert found.json()["successful"] is True, found.text
     assert fake.refresh_calls == 1
 
-    after = await stored_user(agent.server)
+    after = await stored_user(agent.server, USER_ID)
     assert after.access_token != before.access_token
     assert after.access_token and fake.is_access_token_valid(after.access_token)
     assert after.token_expiry is not None and after.token_expiry > datetime.now(UTC) + timedelta(minutes=30)
@@ -571,7 +556,7 @@ async def test_two_servers_one_database_refresh_once(
     responses = await burst(agent, server_pair)
     assert_all_found(responses)
     assert fake_pipedrive.refresh_calls == 1
-    user = await stored_user(agent.server)
+    user = await stored_user(agent.server, USER_ID)
     assert user.access_token and fake_pipedrive.is_access_token_valid(user.access_token)
 
 
@@ -594,7 +579,7 @@ async def test_revoked_refresh_token_answers_401(agent: Agent, fake_pipedrive: F
     fake = fake_pipedrive
     person = fake.add_person("Maya Patel", phones=[maya_phone])
     await agent.login(expires_in=SHORT_LIVED)
-    stored = await stored_user(agent.server)
+    stored = await stored_user(agent.server, USER_ID)
     assert stored.refresh_token
     await revoke_at_fake(fake, stored.refresh_token)
 

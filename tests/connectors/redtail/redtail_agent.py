@@ -9,12 +9,8 @@ from fake_redtail import DATABASE_ID, PASSWORD, USERNAME, FakeRedtail
 from sqlalchemy import select
 
 from appconnect.connectors.sdk import stored_user_id
-from appconnect.security.crypto import TokenCipher
-from appconnect.security.keys import load_keys
 from appconnect.store.db import create_engine
-from appconnect.store.sql import open_fast_database
 from appconnect.store.tables import users
-from appconnect.store.users import UserRecord, UserStore
 from tests.conftest import LiveServer, call_log_body
 
 API = "/api/public/v1"
@@ -129,18 +125,6 @@ def message_body(conversation_id: str, contact_id: str, phone: str, messages: li
         "contactType": "contact",
         "additionalSubmission": {},
     }
-
-
-async def stored_user(server: LiveServer, user_id: str) -> UserRecord:
-    """The user row as the server stored it, decrypted with the server's own keys and store."""
-    fast = open_fast_database(server.settings.database_url, max_connections=1, acquire_timeout=10)
-    try:
-        cipher = TokenCipher(load_keys(server.settings).encryption_keys)
-        user = await UserStore(cipher, fast).get(user_id)
-    finally:
-        await fast.close()
-    assert user is not None
-    return user
 
 
 async def raw_user_row(server: LiveServer, user_id: str) -> dict[str, Any]:

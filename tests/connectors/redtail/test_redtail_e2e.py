@@ -20,11 +20,10 @@ from redtail_agent import (
     message,
     message_body,
     raw_user_row,
-    stored_user,
     user_id_of,
 )
 
-from tests.conftest import new_phone
+from tests.conftest import new_phone, stored_user
 
 JsonDict = dict[str, Any]
 

@@ -10,9 +10,9 @@ import uuid
 
 import httpx
 from fake_redtail import FakeRedtail
-from redtail_agent import Agent, call_body, stored_user, user_id_of
+from redtail_agent import Agent, call_body, user_id_of
 
-from tests.conftest import LiveServer, new_phone
+from tests.conftest import LiveServer, new_phone, stored_user
 
 FIRM_A, FIRM_B = 1001, 1002
 
