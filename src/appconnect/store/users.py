@@ -163,40 +163,37 @@ class UserStore:
         """Every authenticated request reads its user: from this worker's cache while no process changed it,
         else one prepared statement, no transaction. `fresh`: from the database whatever the cache holds (under
         the refresh lock, where a notification still on its way must not make a second refresh)."""
-        generation = None
-        if self._cache is not None and not fresh:
-            generation, cached = self._cache.lookup(user_id)
-            if cached is not None:
-                return cached if platform is None or cached.platform == platform else None
-        row = await self._fast.one(_GET_USER, user_id)
-        if row is None:
-            return None
-        record = self._record(row)
-        if self._cache is not None:
-            self._cache.store(user_id, generation, record)
-        return record if platform is None or record.platform == platform else None
+        record, _row = await self._read(user_id, _GET_USER, (user_id,), fresh=fresh)
+        return record if record is not None and (platform is None or record.platform == platform) else None
 
     async def get_with_account_data(
         self, user_id: str, platform: str, data_key: str
     ) -> tuple[UserRecord | None, AccountRow | NotRead]:
         """`get(user_id, platform)` plus the account's `data_key` row of `platform`, in one statement when the user
         is not served from the cache (a lookup then costs one round trip instead of two)."""
+        record, row = await self._read(user_id, _GET_USER_WITH_DATA, (platform, data_key, user_id))
+        if record is None or record.platform != platform:
+            return None, NOT_READ
+        if row is None or record.account_scope is None:
+            return record, NOT_READ
+        return record, AccountRow(row["companion_data"], row["companion_updated_at"])
+
+    async def _read(
+        self, user_id: str, statement: Any, args: tuple[Any, ...], *, fresh: bool = False
+    ) -> tuple[UserRecord | None, Any]:
+        """The user from the cache (and no row), or from `statement` (and its row, the user then cached)."""
         generation = None
-        if self._cache is not None:
+        if self._cache is not None and not fresh:
             generation, cached = self._cache.lookup(user_id)
             if cached is not None:
-                return (cached if cached.platform == platform else None), NOT_READ
-        row = await self._fast.one(_GET_USER_WITH_DATA, platform, data_key, user_id)
+                return cached, None
+        row = await self._fast.one(statement, *args)
         if row is None:
-            return None, NOT_READ
+            return None, None
         record = self._record(row)
         if self._cache is not None:
             self._cache.store(user_id, generation, record)
-        if record.platform != platform:
-            return None, NOT_READ
-        if record.account_scope is None:
-            return record, NOT_READ
-        return record, AccountRow(row["companion_data"], row["companion_updated_at"])
+        return record, row
 
     async def save_login(self, record: UserRecord) -> UserRecord:
         """Insert or update a user at login: credentials replaced, additional info merged, settings kept."""
