@@ -358,3 +358,52 @@ async def stored_user(server: LiveServer, user_id: str) -> UserRecord:
         await fast.close()
     assert user is not None
     return user
+
+
+#: the agent's own number in the test conversations
+AGENT_PHONE = "+14155550101"
+
+
+def sms_message(
+    message_id: str,
+    phone: str,
+    text: str,
+    *,
+    direction: str = "Inbound",
+    at: str = "2026-03-12T14:35:20.000Z",
+) -> dict[str, Any]:
+    """One SMS of a conversation as the client sends it: from the caller (inbound) or from the agent."""
+    return {
+        "id": message_id,
+        "type": "SMS",
+        "direction": direction,
+        "subject": text,
+        "creationTime": at,
+        "from": {"phoneNumber": phone if direction == "Inbound" else AGENT_PHONE},
+    }
+
+
+def conversation_body(
+    conversation_id: str,
+    contact_id: str,
+    phone: str,
+    messages: list[dict[str, Any]],
+    *,
+    contact_type: str = "contact",
+    log_day: str | None = "2026-03-12",
+) -> dict[str, Any]:
+    """A message log of `messages` with Maya Patel; `log_day` None leaves the conversation log id to the server."""
+    log_info: dict[str, Any] = {
+        "conversationId": conversation_id,
+        "messages": messages,
+        "correspondents": [{"phoneNumber": phone, "name": "Maya Patel"}],
+    }
+    if log_day is not None:
+        log_info["conversationLogId"] = f"{conversation_id}-{log_day}"
+    return {
+        "logInfo": log_info,
+        "contactId": contact_id,
+        "contactName": "Maya Patel",
+        "contactType": contact_type,
+        "additionalSubmission": {},
+    }

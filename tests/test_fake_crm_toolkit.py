@@ -62,7 +62,9 @@ class NoteCrm(FakeCrm):
         offset = cursor_offset(request.query.get("cursor"))
         limit = request.int_param("limit", 2, minimum=1) or 2
         with self._lock:
-            page, more = offset_page(sorted(self.notes.values(), key=lambda n: int(str(n["id"]))), offset, limit)
+            page, more = offset_page(
+                sorted(self.notes.values(), key=lambda n: int(str(n["id"]))), offset, limit
+            )
         following = absolute_url(request, cursor=make_cursor(offset + limit)) if more else None
         return self.json({"data": page, "next": following})
 

@@ -19,7 +19,9 @@ print(",".join(loaded))
 """
 
 
-@pytest.mark.parametrize("url", ["sqlite:///{folder}/app.sqlite3", "postgresql://postgres@127.0.0.1:5432/unused"])
+@pytest.mark.parametrize(
+    "url", ["sqlite:///{folder}/app.sqlite3", "postgresql://postgres@127.0.0.1:5432/unused"]
+)
 def test_a_worker_imports_no_orm_migrations_or_spare_http_stack(tmp_path: Path, url: str) -> None:
     database_url = url.format(folder=tmp_path)
     done = subprocess.run(

@@ -90,9 +90,7 @@ def lookup_succeeds(http: httpx.Client, jwt: str) -> bool:
 
 @pytest.fixture
 def api_key(client: httpx.Client) -> str:
-    response = client.post(
-        "/testcrm/api/v1/api-keys", json={"name": "Cache"}, headers=crm_admin_headers()
-    )
+    response = client.post("/testcrm/api/v1/api-keys", json={"name": "Cache"}, headers=crm_admin_headers())
     assert response.status_code in (200, 201), response.text
     key: str = response.json()["apiKey"]
     return key
@@ -135,5 +133,7 @@ def test_settings_changed_elsewhere_are_read_at_once(
         for http in other_clients:
             assert seen(
                 server,
-                lambda http=http, wanted=wanted: http.get("/user/settings", headers=auth(jwt)).json() == wanted,
+                lambda http=http, wanted=wanted: (
+                    http.get("/user/settings", headers=auth(jwt)).json() == wanted
+                ),
             )

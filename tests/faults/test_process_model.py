@@ -101,7 +101,12 @@ def test_the_supervisor_module_imports_only_the_standard_library() -> None:
     third_party = {name.split(".")[0] for name in loaded} - set(sys.stdlib_module_names) - {"appconnect"}
     assert not third_party, third_party
     ours = {name for name in loaded if name.startswith("appconnect")}
-    assert ours <= {"appconnect", "appconnect.server", "appconnect.server.supervisor", "appconnect.server.sockets"}
+    assert ours <= {
+        "appconnect",
+        "appconnect.server",
+        "appconnect.server.supervisor",
+        "appconnect.server.sockets",
+    }
 
 
 def test_the_serve_process_becomes_the_supervisor_of_two_workers(two_workers: ServerProcess) -> None:
@@ -137,7 +142,10 @@ def test_a_worker_killed_with_9_is_replaced_and_requests_keep_being_answered(
     key, _crm = two_workers.crm.new_account()
     jwt = two_workers.login(key)
     found = httpx.get(
-        f"{two_workers.base_url}/contact", params={"phoneNumber": new_phone()}, headers=bearer(jwt), timeout=30
+        f"{two_workers.base_url}/contact",
+        params={"phoneNumber": new_phone()},
+        headers=bearer(jwt),
+        timeout=30,
     )
     assert found.json()["successful"] is True
     assert two_workers.process.poll() is None
@@ -159,7 +167,9 @@ def test_sigterm_lets_an_in_flight_call_log_finish_and_every_process_exit(
         try:
             body = call_log_body(f"term-{phone}", contact, phone)
             outcome.append(
-                httpx.post(f"{two_workers.base_url}/callLog", json=body, headers=bearer(jwt), timeout=30).json()
+                httpx.post(
+                    f"{two_workers.base_url}/callLog", json=body, headers=bearer(jwt), timeout=30
+                ).json()
             )
         except httpx.HTTPError as exc:
             outcome.append(exc)

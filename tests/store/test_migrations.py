@@ -138,7 +138,9 @@ def test_a_new_database_is_created_exactly_as_the_migrations_build_it(tmp_path: 
     from tests.conftest import create_test_database, postgres_reachable, postgres_unavailable
 
     if backend == "sqlite":
-        replayed, created = (f"sqlite+aiosqlite:///{tmp_path / name}" for name in ("replayed.db", "created.db"))
+        replayed, created = (
+            f"sqlite+aiosqlite:///{tmp_path / name}" for name in ("replayed.db", "created.db")
+        )
     else:
         if not postgres_reachable():
             postgres_unavailable("PostgreSQL not reachable")

@@ -15,7 +15,9 @@ import httpx
 from tests.support.ports import free_port
 
 
-def wait_until_alive(base_url: str, process: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float) -> None:
+def wait_until_alive(
+    base_url: str, process: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float
+) -> None:
     """Poll `/isAlive` until it answers OK; the process's output in the error when it dies or never answers."""
     deadline = time.monotonic() + timeout
     while True:
@@ -32,7 +34,9 @@ def wait_until_alive(base_url: str, process: subprocess.Popen[bytes] | subproces
 
 
 @contextmanager
-def serve_process(folder: Path, settings: dict[str, str], *, workers: int = 2, timeout: float = 60) -> Iterator[str]:
+def serve_process(
+    folder: Path, settings: dict[str, str], *, workers: int = 2, timeout: float = 60
+) -> Iterator[str]:
     """`python -m appconnect.cli serve --workers N` in `folder`, with this environment plus `settings` (the
     variables `{base}` in a value becomes the server's URL); its base URL while it runs, then SIGTERM."""
     port = free_port()

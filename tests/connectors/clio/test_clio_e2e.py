@@ -20,7 +20,15 @@ import httpx
 import pytest
 from fake_clio import FakeClio
 
-from tests.conftest import LiveServer, call_log_body, connector_server, new_phone, stored_user
+from tests.conftest import (
+    LiveServer,
+    call_log_body,
+    connector_server,
+    conversation_body,
+    new_phone,
+    sms_message,
+    stored_user,
+)
 
 JsonDict = dict[str, Any]
 
@@ -146,39 +154,6 @@ def call_body(session_id: str, contact_id: str, phone: str, **extra: Any) -> Jso
     )
 
 
-def message(
-    message_id: str,
-    phone: str,
-    text: str,
-    *,
-    direction: str = "Inbound",
-    at: str = "2026-03-12T14:35:20.000Z",
-) -> JsonDict:
-    return {
-        "id": message_id,
-        "type": "SMS",
-        "direction": direction,
-        "subject": text,
-        "creationTime": at,
-        "from": {"phoneNumber": phone if direction == "Inbound" else "+14155550101"},
-    }
-
-
-def message_body(conversation_id: str, contact_id: str, phone: str, messages: list[JsonDict]) -> JsonDict:
-    return {
-        "logInfo": {
-            "conversationId": conversation_id,
-            "conversationLogId": f"{conversation_id}-2026-03-12",
-            "messages": messages,
-            "correspondents": [{"phoneNumber": phone, "name": "Maya Patel"}],
-        },
-        "contactId": contact_id,
-        "contactName": "Maya Patel",
-        "contactType": "Person",
-        "additionalSubmission": {},
-    }
-
-
 def only(records: dict[int, JsonDict]) -> JsonDict:
     assert len(records) == 1, records
     return next(iter(records.values()))
@@ -271,22 +246,27 @@ async def test_whole_client_sequence(agent: Agent, fake_clio: FakeClio) -> None:
     conversation = f"conv-{uuid.uuid4().hex[:8]}"
     first_id, second_id = f"m-{uuid.uuid4().hex[:8]}", f"m-{uuid.uuid4().hex[:8]}"
     one = await agent.log_messages(
-        message_body(
-            conversation, str(person["id"]), phone, [message(first_id, phone, "Is the lease ready?")]
+        conversation_body(
+            conversation,
+            str(person["id"]),
+            phone,
+            [sms_message(first_id, phone, "Is the lease ready?")],
+            contact_type="Person",
         )
     )
     assert one["successful"] is True and one["logIds"] == [first_id], one
     two = await agent.log_messages(
-        message_body(
+        conversation_body(
             conversation,
             str(person["id"]),
             phone,
             [
-                message(
+                sms_message(
                     second_id, phone, "Sending it today", direction="Outbound", at="2026-03-12T14:40:00.000Z"
                 ),
-                message(first_id, phone, "Is the lease ready?"),
+                sms_message(first_id, phone, "Is the lease ready?"),
             ],
+            contact_type="Person",
         )
     )
     assert two["successful"] is True and two["logIds"] == [second_id], two
@@ -471,8 +451,12 @@ async def test_message_log_written_after_the_timeout_is_adopted_not_duplicated(
     maya = fake.add_contact("Maya Patel", [phone])
     await agent.login()
     conversation = f"c{uuid.uuid4().hex[:8]}"
-    body = message_body(
-        conversation, str(maya["id"]), phone, [message(f"m-{conversation}", phone, "Hi there")]
+    body = conversation_body(
+        conversation,
+        str(maya["id"]),
+        phone,
+        [sms_message(f"m-{conversation}", phone, "Hi there")],
+        contact_type="Person",
     )
     fake.inject(delay=3, path_prefix="/api/v4/communications.json", method="POST")
     timed_out = await agent.log_messages(body)
@@ -533,11 +517,13 @@ async def test_message_append_written_after_the_timeout_is_not_appended_again(
     maya = fake.add_contact("Maya Patel", [phone])
     await agent.login()
     conversation = f"c{uuid.uuid4().hex[:8]}"
-    first = message(f"m1-{conversation}", phone, "Hi there")
-    second = message(f"m2-{conversation}", phone, "Second one", at="2026-03-12T14:40:00.000Z")
-    logged = await agent.log_messages(message_body(conversation, str(maya["id"]), phone, [first]))
+    first = sms_message(f"m1-{conversation}", phone, "Hi there")
+    second = sms_message(f"m2-{conversation}", phone, "Second one", at="2026-03-12T14:40:00.000Z")
+    logged = await agent.log_messages(
+        conversation_body(conversation, str(maya["id"]), phone, [first], contact_type="Person")
+    )
     assert logged["successful"] is True, logged
-    both = message_body(conversation, str(maya["id"]), phone, [second, first])
+    both = conversation_body(conversation, str(maya["id"]), phone, [second, first], contact_type="Person")
     # one slow answer: the PATCH sets the whole body, so the server sends it again at once; still one copy
     fake.inject(delay=3, path_prefix="/api/v4/communications/", method="PATCH")
     resent = await agent.log_messages(both)
@@ -545,8 +531,10 @@ async def test_message_append_written_after_the_timeout_is_not_appended_again(
     await asyncio.sleep(1.2)  # the slow first PATCH lands too
     assert str(only(fake.communications)["body"]).count("Second one") == 1
 
-    third = message(f"m3-{conversation}", phone, "Third one", at="2026-03-12T14:45:00.000Z")
-    both = message_body(conversation, str(maya["id"]), phone, [third, second, first])
+    third = sms_message(f"m3-{conversation}", phone, "Third one", at="2026-03-12T14:45:00.000Z")
+    both = conversation_body(
+        conversation, str(maya["id"]), phone, [third, second, first], contact_type="Person"
+    )
     fake.inject(delay=3, times=3, path_prefix="/api/v4/communications/", method="PATCH")
     timed_out = await agent.log_messages(both)
     assert timed_out["successful"] is False

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from fake_insightly import FakeInsightly
 
-from tests.conftest import LiveServer, call_log_body, connector_server, new_phone
+from tests.conftest import LiveServer, call_log_body, connector_server, conversation_body, new_phone
 
 JsonDict = dict[str, Any]
 
@@ -168,21 +168,6 @@ def call_body(
     )
 
 
-def message_body(conversation: str, contact_id: str, phone: str, messages: list[JsonDict]) -> JsonDict:
-    return {
-        "logInfo": {
-            "conversationId": conversation,
-            "conversationLogId": f"{conversation}-2026-03-12",
-            "messages": messages,
-            "correspondents": [{"phoneNumber": phone, "name": "Maya Patel"}],
-        },
-        "contactId": contact_id,
-        "contactName": "Maya Patel",
-        "contactType": "contact",
-        "additionalSubmission": {},
-    }
-
-
 def sms(message_id: str, phone: str, text: str, direction: str = "Inbound", at: str = "14:35:20") -> JsonDict:
     return {
         "id": message_id,
@@ -310,13 +295,13 @@ async def test_whole_client_sequence(logged_in: Agent, fake_insightly: FakeInsig
     one = await agent.send(
         "POST",
         "/messageLog",
-        message_body(conversation, contact_id, phone, [sms(first, phone, "Is it ready?")]),
+        conversation_body(conversation, contact_id, phone, [sms(first, phone, "Is it ready?")]),
     )
     assert one["successful"] is True and one["logIds"] == [first], one
     two = await agent.send(
         "POST",
         "/messageLog",
-        message_body(
+        conversation_body(
             conversation,
             contact_id,
             phone,
@@ -579,7 +564,7 @@ async def test_message_log_answer_lost_then_retried_gives_one_event(
     fake = fake_insightly
     phone = new_phone()
     contact = fake.add_contact("Maya", "Patel", phone=phone)
-    body = message_body(
+    body = conversation_body(
         f"conv-{uuid.uuid4().hex}", str(contact["CONTACT_ID"]), phone, [sms("m-1", phone, "hi")]
     )
     fake.inject(delay=3.0, path_prefix="/v3.1/events", method="POST", when="after")

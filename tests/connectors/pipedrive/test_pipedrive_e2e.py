@@ -33,7 +33,15 @@ from sqlalchemy import update
 from appconnect.security.crypto import TokenCipher
 from appconnect.store.db import create_engine
 from appconnect.store.tables import users
-from tests.conftest import LiveServer, call_log_body, connector_server, new_phone, stored_user
+from tests.conftest import (
+    LiveServer,
+    call_log_body,
+    connector_server,
+    conversation_body,
+    new_phone,
+    sms_message,
+    stored_user,
+)
 
 USER_ID = "12345-pipedrive"  # the fake's user 12345, keyed the App Connect way
 SESSION_EXPIRED = "User session expired. Please connect again."
@@ -206,38 +214,6 @@ def call_body(
     )
 
 
-def message(
-    message_id: str,
-    phone: str,
-    text: str,
-    *,
-    direction: str = "Inbound",
-    at: str = "2026-03-12T14:35:20.000Z",
-) -> JsonDict:
-    return {
-        "id": message_id,
-        "type": "SMS",
-        "direction": direction,
-        "subject": text,
-        "creationTime": at,
-        "from": {"phoneNumber": phone if direction == "Inbound" else "+14155550101"},
-    }
-
-
-def message_body(conversation_id: str, contact_id: str, phone: str, messages: list[JsonDict]) -> JsonDict:
-    return {
-        "logInfo": {
-            "conversationId": conversation_id,
-            "messages": messages,
-            "correspondents": [{"phoneNumber": phone, "name": "Maya Patel"}],
-        },
-        "contactId": contact_id,
-        "contactName": "Maya Patel",
-        "contactType": "contact",
-        "additionalSubmission": {},
-    }
-
-
 async def revoke_at_fake(fake: FakePipedrive, token: str) -> None:
     """What uninstalling the app in Pipedrive does: the grant is revoked at the OAuth server."""
     async with httpx.AsyncClient(timeout=10) as http:
@@ -340,24 +316,27 @@ async def test_whole_client_sequence(agent: Agent, fake_pipedrive: FakePipedrive
     conversation = f"conv-{uuid.uuid4().hex}"
     first, second = f"m-{uuid.uuid4().hex}", f"m-{uuid.uuid4().hex}"
     one = await agent.log_messages(
-        message_body(conversation, person_id, phone, [message(first, phone, "Is the renewal ready?")])
+        conversation_body(
+            conversation, person_id, phone, [sms_message(first, phone, "Is the renewal ready?")], log_day=None
+        )
     )
     assert one["successful"] is True and one["logIds"] == [first], one
     two = await agent.log_messages(
-        message_body(
+        conversation_body(
             conversation,
             person_id,
             phone,
             [
-                message(
+                sms_message(
                     second,
                     phone,
                     "Yes, sending it today",
                     direction="Outbound",
                     at="2026-03-12T14:40:00.000Z",
                 ),
-                message(first, phone, "Is the renewal ready?"),
+                sms_message(first, phone, "Is the renewal ready?"),
             ],
+            log_day=None,
         )
     )
     assert two["successful"] is True and two["logIds"] == [second], two
@@ -788,11 +767,12 @@ async def test_message_log_written_after_the_timeout_is_found_by_its_marker_not_
     person = fake.add_person("Maya Patel", phones=[maya_phone])
     await agent.login()
     conversation = f"c{uuid.uuid4().hex[:8]}"
-    body = message_body(
+    body = conversation_body(
         conversation,
         str(person["id"]),
         maya_phone,
-        [message(f"m-{conversation}", maya_phone, "Hi there")],
+        [sms_message(f"m-{conversation}", maya_phone, "Hi there")],
+        log_day=None,
     )
     fake.inject(delay=3, path_prefix="/api/v2/activities", method="POST")
 
@@ -806,11 +786,12 @@ async def test_message_log_written_after_the_timeout_is_found_by_its_marker_not_
     assert str(activity["note"]).count("Hi there") == 1
     assert len(fake.requests_to("/api/v2/activities", "POST")) == 1
     later = await agent.log_messages(
-        message_body(
+        conversation_body(
             conversation,
             str(person["id"]),
             maya_phone,
-            [message(f"m2-{conversation}", maya_phone, "Second one", at="2026-03-12T14:40:00.000Z")],
+            [sms_message(f"m2-{conversation}", maya_phone, "Second one", at="2026-03-12T14:40:00.000Z")],
+            log_day=None,
         )
     )
     assert later["successful"] is True
@@ -825,11 +806,13 @@ async def test_message_append_written_after_the_timeout_is_found_by_its_tag_not_
     person = fake.add_person("Maya Patel", phones=[maya_phone])
     await agent.login()
     conversation = f"c{uuid.uuid4().hex[:8]}"
-    first = message(f"m1-{conversation}", maya_phone, "Hi there")
-    second = message(f"m2-{conversation}", maya_phone, "Second one", at="2026-03-12T14:40:00.000Z")
-    logged = await agent.log_messages(message_body(conversation, str(person["id"]), maya_phone, [first]))
+    first = sms_message(f"m1-{conversation}", maya_phone, "Hi there")
+    second = sms_message(f"m2-{conversation}", maya_phone, "Second one", at="2026-03-12T14:40:00.000Z")
+    logged = await agent.log_messages(
+        conversation_body(conversation, str(person["id"]), maya_phone, [first], log_day=None)
+    )
     assert logged["successful"] is True, logged
-    both = message_body(conversation, str(person["id"]), maya_phone, [second, first])
+    both = conversation_body(conversation, str(person["id"]), maya_phone, [second, first], log_day=None)
     fake.inject(delay=3, path_prefix="/api/v2/activities/", method="PATCH")  # read timeout is 2 s
 
     timed_out = await agent.log_messages(both)

@@ -101,32 +101,6 @@ def call_body(session_id: str, contact_id: str, phone: str, *, note: str, **extr
     )
 
 
-def message(message_id: str, phone: str, text: str, *, direction: str = "Inbound", at: str = "") -> JsonDict:
-    return {
-        "id": message_id,
-        "type": "SMS",
-        "direction": direction,
-        "subject": text,
-        "creationTime": at or "2026-03-12T14:35:20.000Z",
-        "from": {"phoneNumber": phone if direction == "Inbound" else "+14155550101"},
-    }
-
-
-def message_body(conversation_id: str, contact_id: str, phone: str, messages: list[JsonDict]) -> JsonDict:
-    return {
-        "logInfo": {
-            "conversationId": conversation_id,
-            "conversationLogId": f"{conversation_id}-2026-03-12",
-            "messages": messages,
-            "correspondents": [{"phoneNumber": phone, "name": "Maya Patel"}],
-        },
-        "contactId": contact_id,
-        "contactName": "Maya Patel",
-        "contactType": "contact",
-        "additionalSubmission": {},
-    }
-
-
 async def raw_user_row(server: LiveServer, user_id: str) -> dict[str, Any]:
     """The users row exactly as the database holds it (tokens still encrypted)."""
     engine = create_engine(server.settings.database_url, pool_size=1)

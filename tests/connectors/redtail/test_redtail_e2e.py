@@ -17,13 +17,11 @@ from redtail_agent import (
     API,
     Agent,
     call_body,
-    message,
-    message_body,
     raw_user_row,
     user_id_of,
 )
 
-from tests.conftest import new_phone, stored_user
+from tests.conftest import conversation_body, new_phone, sms_message, stored_user
 
 JsonDict = dict[str, Any]
 
@@ -131,17 +129,19 @@ async def test_whole_client_sequence(agent: Agent, fake_redtail: FakeRedtail) ->
     conversation = f"conv-{uuid.uuid4().hex}"
     first, second = f"m-{uuid.uuid4().hex}", f"m-{uuid.uuid4().hex}"
     one = await agent.log_messages(
-        message_body(conversation, contact_id, phone, [message(first, phone, "Is the <renewal> ready?")])
+        conversation_body(
+            conversation, contact_id, phone, [sms_message(first, phone, "Is the <renewal> ready?")]
+        )
     )
     assert one["successful"] is True and one["logIds"] == [first], one
     two = await agent.log_messages(
-        message_body(
+        conversation_body(
             conversation,
             contact_id,
             phone,
             [
-                message(second, phone, "Yes, today", direction="Outbound", at="2026-03-12T14:40:00.000Z"),
-                message(first, phone, "Is the <renewal> ready?"),
+                sms_message(second, phone, "Yes, today", direction="Outbound", at="2026-03-12T14:40:00.000Z"),
+                sms_message(first, phone, "Is the <renewal> ready?"),
             ],
         )
     )

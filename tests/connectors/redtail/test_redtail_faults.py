@@ -13,9 +13,9 @@ import uuid
 from typing import Any
 
 from fake_redtail import FakeRedtail
-from redtail_agent import API, Agent, call_body, message, message_body
+from redtail_agent import API, Agent, call_body
 
-from tests.conftest import new_phone
+from tests.conftest import conversation_body, new_phone, sms_message
 
 JsonDict = dict[str, Any]
 ACTIVITIES = f"{API}/activities"
@@ -117,7 +117,9 @@ async def test_message_log_whose_create_answer_was_lost_is_adopted(
     phone = new_phone()
     contact_id = seed(fake, phone)
     conversation = f"conv-{uuid.uuid4().hex}"
-    body = message_body(conversation, contact_id, phone, [message(f"m-{uuid.uuid4().hex}", phone, "Hello")])
+    body = conversation_body(
+        conversation, contact_id, phone, [sms_message(f"m-{uuid.uuid4().hex}", phone, "Hello")]
+    )
     fake.inject(delay=3.0, path_prefix=ACTIVITIES, method="POST", when="after")
     first = await logged_in.log_messages(body)
     assert first["successful"] is False, first
@@ -136,15 +138,15 @@ async def test_an_append_sent_again_after_a_lost_answer_shows_the_message_once(
     contact_id = seed(fake, phone)
     conversation = f"conv-{uuid.uuid4().hex}"
     first, second = (
-        message(f"m-{uuid.uuid4().hex}", phone, "Hello"),
-        message(f"m-{uuid.uuid4().hex}", phone, "Second words", at="2026-03-12T14:50:00.000Z"),
+        sms_message(f"m-{uuid.uuid4().hex}", phone, "Hello"),
+        sms_message(f"m-{uuid.uuid4().hex}", phone, "Second words", at="2026-03-12T14:50:00.000Z"),
     )
-    assert (await logged_in.log_messages(message_body(conversation, contact_id, phone, [first])))[
+    assert (await logged_in.log_messages(conversation_body(conversation, contact_id, phone, [first])))[
         "successful"
     ]
     # every PATCH lands but its answer is lost: the client's own re-sends of the (absolute) PATCH too
     fake.inject(delay=3.0, times=5, path_prefix=f"{ACTIVITIES}/", method="PATCH", when="after")
-    both = message_body(conversation, contact_id, phone, [second, first])
+    both = conversation_body(conversation, contact_id, phone, [second, first])
     lost = await logged_in.log_messages(both)
     assert lost["successful"] is False, lost
     fake.clear_faults()
