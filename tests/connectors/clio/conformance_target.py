@@ -9,10 +9,9 @@ import httpx
 from appconnect.connectors.clio.connector import phone_search_terms
 from tests.connectors.clio.fake_clio import FakeClio
 from tests.connectors.conformance.target import (
-    ConformanceTarget,
     CrmRecord,
+    FakeCrmTarget,
     Operation,
-    When,
     authorize_redirect,
     oauth_callback_login,
     same_number_loosely,
@@ -33,35 +32,26 @@ _CLIO_REQUESTS: dict[Operation, tuple[str, str]] = {
 SEARCHES_PER_LOOKUP = len(phone_search_terms("+14155550100"))
 
 
-class ClioTarget(ConformanceTarget):
+class ClioTarget(FakeCrmTarget):
     """Clio (OAuth, US region) against FakeClio."""
 
     __test__ = False
     platform: ClassVar[str] = "clio"
     backends: ClassVar[tuple[str, ...]] = ("sqlite",)
 
+    fake: FakeClio
+    fault_routes: ClassVar[dict[Operation, list[tuple[str, str]]]] = {
+        op: [route] for op, route in _CLIO_REQUESTS.items()
+    }
+
     def __init__(self) -> None:
-        self.fake = FakeClio()
-        self._started = False
+        super().__init__(FakeClio())
 
-    def start(self) -> None:
-        if not self._started:
-            self.fake.start()
-            self._started = True
-
-    def stop(self) -> None:
-        if self._started:
-            self.fake.stop()
-            self._started = False
+    def requests_per_fault(self, operation: Operation, status: int | None) -> int:
+        return SEARCHES_PER_LOOKUP if operation == "find_contact" else 1  # every search of a lookup meets it
 
     def server_env(self) -> dict[str, str]:
         return self.fake.env()
-
-    def reset(self) -> None:
-        self.fake.reset()
-
-    def clear_faults(self) -> None:
-        self.fake.clear_faults()
 
     async def login(self, http: httpx.AsyncClient) -> str:
         redirect = await authorize_redirect(
@@ -98,29 +88,6 @@ class ClioTarget(ConformanceTarget):
             CrmRecord(str(c["id"]), text=f"{c.get('subject') or ''}\n{c.get('body') or ''}", raw=c)
             for c in found
         ]
-
-    def inject(
-        self,
-        operation: Operation,
-        status: int | None = None,
-        *,
-        delay: float | None = None,
-        retry_after: float | None = None,
-        when: When = "before",
-        times: int = 1,
-    ) -> None:
-        method, prefix = _CLIO_REQUESTS[operation]
-        if operation == "find_contact":
-            times *= SEARCHES_PER_LOOKUP  # every search of the lookup meets the fault
-        self.fake.inject(
-            status,
-            times=times,
-            path_prefix=prefix,
-            method=method,
-            retry_after=retry_after,
-            delay=delay,
-            when=when,
-        )
 
     def dispositions(self, contact_id: str, contact_type: str = "") -> dict[str, Any] | None:
         matter = self.fake.add_matter("Lease dispute", client_id=int(contact_id))

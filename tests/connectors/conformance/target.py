@@ -25,6 +25,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from tests.support.fake_crm import FakeCrm
+
 #: The CRM operations the suite makes fail. A target maps each one to the request(s) its connector sends for
 #: it (usually a method plus a path prefix on its fake).
 #:
@@ -220,6 +222,59 @@ class ConformanceTarget(ABC):
 # ------------------------------------------------------------------------------------------------------------
 # Helpers for targets
 # ------------------------------------------------------------------------------------------------------------
+
+
+class FakeCrmTarget(ConformanceTarget):
+    """A target whose CRM is a fake built on `tests/support/fake_crm.py`: start, stop, reset and faults are the
+    toolkit's. A subclass passes its fake, names the request(s) each operation sends (`fault_routes`: method
+    and path prefix) and, when one operation sends several requests, how many (`requests_per_fault`)."""
+
+    fault_routes: ClassVar[dict[Operation, list[tuple[str, str]]]]
+
+    def __init__(self, fake: FakeCrm) -> None:
+        self.fake = fake
+        self._started = False
+
+    def start(self) -> None:
+        if not self._started:
+            self.fake.start()
+            self._started = True
+
+    def stop(self) -> None:
+        if self._started:
+            self.fake.stop()
+            self._started = False
+
+    def reset(self) -> None:
+        self.fake.reset()
+
+    def clear_faults(self) -> None:
+        self.fake.clear_faults()
+
+    def requests_per_fault(self, operation: Operation, status: int | None) -> int:
+        """How many of the operation's requests one injected fault must reach (default 1)."""
+        return 1
+
+    def inject(
+        self,
+        operation: Operation,
+        status: int | None = None,
+        *,
+        delay: float | None = None,
+        retry_after: float | None = None,
+        when: When = "before",
+        times: int = 1,
+    ) -> None:
+        for method, prefix in self.fault_routes[operation]:
+            self.fake.inject(
+                status,
+                times=times * self.requests_per_fault(operation, status),
+                path_prefix=prefix,
+                method=method,
+                retry_after=retry_after,
+                delay=delay,
+                when=when,
+            )
 
 
 def rc_account_headers() -> dict[str, str]:

@@ -11,6 +11,7 @@ from tests.conftest import crm_admin_headers
 from tests.connectors.conformance.target import (
     ConformanceTarget,
     CrmRecord,
+    FakeCrmTarget,
     FaultNotSupported,
     Operation,
     When,
@@ -164,36 +165,21 @@ _PIPEDRIVE_REQUESTS: dict[Operation, tuple[str, str]] = {
 }
 
 
-class PipedriveTarget(ConformanceTarget):
-    """Pipedrive (OAuth) against FakePipedrive; uses only the fake's stable public methods."""
+class PipedriveTarget(FakeCrmTarget):
+    """Pipedrive (OAuth) against FakePipedrive."""
 
     __test__ = False
     platform: ClassVar[str] = "pipedrive"
+    fake: FakePipedrive
+    fault_routes: ClassVar[dict[Operation, list[tuple[str, str]]]] = {
+        op: [route] for op, route in _PIPEDRIVE_REQUESTS.items()
+    }
 
     def __init__(self) -> None:
-        self.fake = FakePipedrive()
-        self._started = False
-
-    def start(self) -> None:
-        if not self._started:
-            self.fake.start()
-            self._started = True
-
-    def stop(self) -> None:
-        if self._started:
-            self.fake.stop()
-            self._started = False
+        super().__init__(FakePipedrive())
 
     def server_env(self) -> dict[str, str]:
         return self.fake.env()
-
-    def reset(self) -> None:
-        self.fake.reset()
-
-    def clear_faults(self) -> None:
-        clear = getattr(self.fake, "clear_faults", None)  # the toolkit's; the older fake needs none
-        if clear is not None:
-            clear()
 
     async def login(self, http: httpx.AsyncClient) -> str:
         env = self.fake.env()
@@ -236,29 +222,3 @@ class PipedriveTarget(ConformanceTarget):
             for a in found
             if not a.get("is_deleted")
         ]
-
-    def inject(
-        self,
-        operation: Operation,
-        status: int | None = None,
-        *,
-        delay: float | None = None,
-        retry_after: float | None = None,
-        when: When = "before",
-        times: int = 1,
-    ) -> None:
-        method, prefix = _PIPEDRIVE_REQUESTS[operation]
-        fault: dict[str, Any] = {
-            "times": times,
-            "path_prefix": prefix,
-            "method": method,
-            "retry_after": retry_after,
-            "delay": delay,
-        }
-        try:
-            self.fake.inject(status, when=when, **fault)  # type: ignore[call-arg, unused-ignore]
-        except TypeError:  # an older fake without the toolkit's `when`: its faults all come first
-            if when == "after" and status is not None:
-                raise FaultNotSupported("this FakePipedrive has no faults after the work") from None
-            # a delay-only "after": the fake waits, then does the work, so its answer comes too late
-            self.fake.inject(status, **fault)

@@ -16,10 +16,9 @@ import httpx
 from appconnect.connectors.insightly.connector import insightly_terms
 from appconnect.connectors.phone import any_same_number
 from tests.connectors.conformance.target import (
-    ConformanceTarget,
     CrmRecord,
+    FakeCrmTarget,
     Operation,
-    When,
     api_key_login,
     same_number_loosely,
 )
@@ -44,7 +43,7 @@ _REQUESTS: dict[Operation, list[tuple[str, str, int]]] = {
 }
 
 
-class InsightlyTarget(ConformanceTarget):
+class InsightlyTarget(FakeCrmTarget):
     """Insightly (API key + pod URL) against FakeInsightly; the pod URL the client sends is the fake's."""
 
     __test__ = False
@@ -54,28 +53,19 @@ class InsightlyTarget(ConformanceTarget):
         "extension": "Insightly's search matches the stored text exactly; the extension's digits are unknown",
     }
 
+    fake: FakeInsightly
+    fault_routes: ClassVar[dict[Operation, list[tuple[str, str]]]] = {
+        op: [(m, p) for m, p, _n in routes] for op, routes in _REQUESTS.items()
+    }
+
     def __init__(self) -> None:
-        self.fake = FakeInsightly()
-        self._started = False
+        super().__init__(FakeInsightly())
 
-    def start(self) -> None:
-        if not self._started:
-            self.fake.start()
-            self._started = True
-
-    def stop(self) -> None:
-        if self._started:
-            self.fake.stop()
-            self._started = False
+    def requests_per_fault(self, operation: Operation, status: int | None) -> int:
+        return 1 if status == 429 else _REQUESTS[operation][0][2]
 
     def server_env(self) -> dict[str, str]:
         return {"INSIGHTLY_ALLOWED_API_ORIGINS": self.fake.base_url}
-
-    def reset(self) -> None:
-        self.fake.reset()
-
-    def clear_faults(self) -> None:
-        self.fake.clear_faults()
 
     async def login(self, http: httpx.AsyncClient) -> str:
         return await api_key_login(
@@ -125,27 +115,6 @@ class InsightlyTarget(ConformanceTarget):
             )
             or (not e["LINKS"] and name and name in str(e.get("TITLE") or ""))
         ]
-
-    def inject(
-        self,
-        operation: Operation,
-        status: int | None = None,
-        *,
-        delay: float | None = None,
-        retry_after: float | None = None,
-        when: When = "before",
-        times: int = 1,
-    ) -> None:
-        for method, prefix, multiplier in _REQUESTS[operation]:
-            self.fake.inject(
-                status,
-                times=times * (1 if status == 429 else multiplier),
-                path_prefix=prefix,
-                method=method,
-                retry_after=retry_after,
-                delay=delay,
-                when=when,
-            )
 
     def dispositions(self, contact_id: str, contact_type: str = "") -> dict[str, Any] | None:
         organisation = self.fake.add_organisation(f"Org of {contact_id}")

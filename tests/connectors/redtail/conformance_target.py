@@ -8,10 +8,9 @@ import httpx
 
 from appconnect.connectors.phone import number_key
 from tests.connectors.conformance.target import (
-    ConformanceTarget,
     CrmRecord,
+    FakeCrmTarget,
     Operation,
-    When,
     api_key_login,
     same_number_loosely,
 )
@@ -29,35 +28,23 @@ _REQUESTS: dict[Operation, tuple[str, str]] = {
 }
 
 
-class RedtailTarget(ConformanceTarget):
+class RedtailTarget(FakeCrmTarget):
     """Redtail (API key + username/password) against FakeRedtail."""
 
     __test__ = False
     platform: ClassVar[str] = "redtail"
     backends: ClassVar[tuple[str, ...]] = ("sqlite",)
 
+    fake: FakeRedtail
+    fault_routes: ClassVar[dict[Operation, list[tuple[str, str]]]] = {
+        op: [route] for op, route in _REQUESTS.items()
+    }
+
     def __init__(self) -> None:
-        self.fake = FakeRedtail()
-        self._started = False
-
-    def start(self) -> None:
-        if not self._started:
-            self.fake.start()
-            self._started = True
-
-    def stop(self) -> None:
-        if self._started:
-            self.fake.stop()
-            self._started = False
+        super().__init__(FakeRedtail())
 
     def server_env(self) -> dict[str, str]:
         return self.fake.env()
-
-    def reset(self) -> None:
-        self.fake.reset()
-
-    def clear_faults(self) -> None:
-        self.fake.clear_faults()
 
     async def login(self, http: httpx.AsyncClient) -> str:
         """The Redtail auth page has no API key field: username and password go in additionalInfo."""
@@ -107,27 +94,6 @@ class RedtailTarget(ConformanceTarget):
             )
             for a in found
         ]
-
-    def inject(
-        self,
-        operation: Operation,
-        status: int | None = None,
-        *,
-        delay: float | None = None,
-        retry_after: float | None = None,
-        when: When = "before",
-        times: int = 1,
-    ) -> None:
-        method, prefix = _REQUESTS[operation]
-        self.fake.inject(
-            status,
-            times=times,
-            path_prefix=prefix,
-            method=method,
-            retry_after=retry_after,
-            delay=delay,
-            when=when,
-        )
 
     def call_log_submission(self) -> dict[str, Any]:
         return {"category": 3}
