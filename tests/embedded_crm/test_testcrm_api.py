@@ -442,6 +442,37 @@ def test_delay_fault_does_the_work_after_the_caller_gave_up(crm: Crm) -> None:
     assert [a["subject"] for a in listed] == ["Late"]
 
 
+def test_fault_after_the_work_writes_then_answers_the_status(crm: Crm) -> None:
+    crm.admin.post(
+        "/api/_faults",
+        json={"status": 502, "method": "POST", "path_prefix": "/api/v1/contacts", "when": "after"},
+    )
+    before = crm.count("SELECT count(*) FROM contacts")
+    response = crm.client.post("/contacts", json={"name": "Written anyway", "type": "contact"})
+    assert response.status_code == 502
+    assert crm.count("SELECT count(*) FROM contacts") == before + 1
+    assert crm.count("SELECT count(*) FROM contacts WHERE name = ?", "Written anyway") == 1
+    assert crm.admin.post("/api/_faults", json={"status": 500, "when": "later"}).status_code == 400
+
+
+def test_a_test_crm_database_from_before_after_faults_gets_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "old-testcrm.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE faults (id INTEGER PRIMARY KEY AUTOINCREMENT, status INTEGER, retry_after FLOAT, "
+            "delay_seconds FLOAT, remaining INTEGER NOT NULL, method VARCHAR(10), path_prefix VARCHAR(200), "
+            "created_at VARCHAR(40) NOT NULL)"
+        )
+    app = create_testcrm_app(f"sqlite+aiosqlite:///{path}", seed_api_key=SEED_KEY, admin_token=ADMIN_TOKEN)
+    with serve_asgi(app) as base_url:
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        rule = {"status": 503, "path_prefix": "/api/v1/me", "when": "after"}
+        assert httpx.post(f"{base_url}/api/_faults", json=rule, headers=admin).status_code in (200, 201)
+        assert httpx.get(f"{base_url}/api/v1/me", headers=basic(SEED_KEY)).status_code == 503
+    with sqlite3.connect(path) as conn:
+        assert "after_work" in {row[1] for row in conn.execute("PRAGMA table_info(faults)")}
+
+
 def test_fault_rules_are_validated_and_cleared(crm: Crm) -> None:
     assert crm.admin.post("/api/_faults", json={"times": 2}).status_code == 400
     assert crm.admin.post("/api/_faults", json={"status": 200}).status_code == 400

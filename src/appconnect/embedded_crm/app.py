@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from appconnect.embedded_crm import pages
-from appconnect.embedded_crm.store import ContactNotFound, TestCrmStore
+from appconnect.embedded_crm.store import ContactNotFound, FaultRule, TestCrmStore
 from appconnect.embedded_crm.validation import (
     MAX_INT,
     ValidationFailed,
@@ -161,12 +161,10 @@ class TestCrmApi:
                 if self.fault_injection
                 else None
             )
-            if fault is not None:
-                if fault.delay_seconds:
-                    await asyncio.sleep(fault.delay_seconds)
-                if fault.status is not None:
-                    headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
-                    return _json({"error": "injected"}, fault.status, headers)
+            if fault is not None and not fault.after_work:
+                injected = await _apply_fault(fault)
+                if injected is not None:
+                    return injected
             user: User | None = None
             if auth:
                 key = _api_key_from(request.headers.get("authorization"))
@@ -174,9 +172,12 @@ class TestCrmApi:
                 if user is None:
                     return _error(401, "invalid_api_key")
             try:
-                return await handler(request, user)
+                response = await handler(request, user)
             except ValidationFailed as exc:
-                return _json(exc.payload(), 400)
+                response = _json(exc.payload(), 400)
+            if fault is not None and fault.after_work:
+                return await _apply_fault(fault) or response
+            return response
 
         return Route(path, endpoint, methods=methods)
 
@@ -355,3 +356,13 @@ def create_testcrm_app(
     app = Starlette(routes=api.routes(), lifespan=lifespan)
     app.state.testcrm = store
     return app
+
+
+async def _apply_fault(fault: FaultRule) -> Response | None:
+    """Wait the fault's delay; its status answer, or None for a delay-only fault."""
+    if fault.delay_seconds:
+        await asyncio.sleep(fault.delay_seconds)
+    if fault.status is None:
+        return None
+    headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
+    return _json({"error": "injected"}, fault.status, headers)

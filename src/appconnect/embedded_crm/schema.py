@@ -78,4 +78,6 @@ faults = sa.Table(
     sa.Column("method", sa.String(10), nullable=True),
     sa.Column("path_prefix", sa.String(200), nullable=True),
     sa.Column("created_at", sa.String(40), nullable=False),
+    #: True: the request is carried out first, then the delay and/or status (the answer to done work is lost)
+    sa.Column("after_work", sa.Boolean, nullable=False, server_default=sa.false()),
 )

@@ -54,6 +54,14 @@ class FaultRule:
     status: int | None
     retry_after: float | None
     delay_seconds: float | None
+    after_work: bool = False
+
+
+def _add_missing_fault_columns(conn: sa.Connection) -> None:
+    """A test CRM database from before `faults.after_work` gets the column (create_all adds no columns)."""
+    columns = {column["name"] for column in sa.inspect(conn).get_columns("faults")}
+    if "after_work" not in columns:
+        conn.execute(sa.text("ALTER TABLE faults ADD COLUMN after_work BOOLEAN NOT NULL DEFAULT false"))
 
 
 def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
@@ -125,6 +133,7 @@ class TestCrmStore:
             async with self._write() as conn:
                 # inside one write transaction: another process doing the same waits instead of racing
                 await conn.run_sync(schema.metadata.create_all)
+                await conn.run_sync(_add_missing_fault_columns)
                 await self._seed(conn)
             self._ready = True
 
@@ -381,6 +390,7 @@ class TestCrmStore:
             "method": data.method,
             "path_prefix": data.path_prefix,
             "created_at": now_iso(),
+            "after_work": data.after_work,
         }
         async with self._write() as conn:
             result = await conn.execute(schema.faults.insert().values(**values))
@@ -424,5 +434,6 @@ class TestCrmStore:
                     status=row["status"],
                     retry_after=row["retry_after"],
                     delay_seconds=row["delay_seconds"],
+                    after_work=bool(row["after_work"]),
                 )
         return None

@@ -247,6 +247,7 @@ class FaultInput:
     times: int
     method: str | None
     path_prefix: str | None
+    after_work: bool = False
 
 
 def parse_fault(data: dict[str, Any]) -> FaultInput:
@@ -264,6 +265,9 @@ def parse_fault(data: dict[str, Any]) -> FaultInput:
     path_prefix = _opt_str(data, "path_prefix", max_len=200)
     if path_prefix is not None and not path_prefix.startswith("/"):
         raise ValidationFailed("path_prefix must start with /", "path_prefix")
+    when = data.get("when", "before")
+    if when not in ("before", "after"):
+        raise ValidationFailed("when must be before or after (the work)", "when")
     return FaultInput(
         status=status,
         retry_after=_opt_number(data, "retry_after", maximum=86_400),
@@ -271,4 +275,5 @@ def parse_fault(data: dict[str, Any]) -> FaultInput:
         times=times,
         method=method.upper() if method else None,
         path_prefix=path_prefix,
+        after_work=when == "after",
     )

@@ -12,7 +12,6 @@ from tests.connectors.conformance.target import (
     ConformanceTarget,
     CrmRecord,
     FakeCrmTarget,
-    FaultNotSupported,
     Operation,
     When,
     api_key_login,
@@ -135,11 +134,8 @@ class TestCrmTarget(ConformanceTarget):
         when: When = "before",
         times: int = 1,
     ) -> None:
-        if when == "after" and status is not None:
-            raise FaultNotSupported("the embedded test CRM answers its faults before doing the work")
-        # a delay-only fault: the test CRM waits, then does the work (its answer comes too late)
         method, prefix = _TESTCRM_REQUESTS[operation]
-        rule: dict[str, Any] = {"method": method, "path_prefix": prefix, "times": times}
+        rule: dict[str, Any] = {"method": method, "path_prefix": prefix, "times": times, "when": when}
         if status is not None:
             rule["status"] = status
         if delay is not None:
