@@ -15,7 +15,16 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-from appconnect.connectors.sdk import CallLogCreate, CrmHttpError, Message, MessageLogCreate, UserView
+from appconnect.connectors.sdk import (
+    CallLogCreate,
+    ContactLookup,
+    ContactMatches,
+    CrmHttpError,
+    Message,
+    MessageLogCreate,
+    ReturnMessage,
+    UserView,
+)
 
 T = TypeVar("T")
 
@@ -94,6 +103,27 @@ def call_subject(direction: str, name: str) -> str:
 def html_link(url: str) -> str:
     safe = html.escape(url, quote=True)
     return f'<a href="{safe}">{safe}</a>'
+
+
+# --- lookups -------------------------------------------------------------------------------------------------
+
+
+def caller_number(lookup: ContactLookup) -> str:
+    """The caller's E.164 number, with a `+` decoded as a space on its way through a query string put back."""
+    phone = lookup.phone_number
+    return "+" + phone[1:] if phone.startswith(" ") else phone
+
+
+def unsearchable(lookup: ContactLookup) -> ContactMatches | None:
+    """The answer to a lookup no CRM search serves (an internal extension, a number not in E.164), else None."""
+    if lookup.is_extension:
+        return ContactMatches(successful=False, contacts=[])
+    if not caller_number(lookup).startswith("+"):
+        message = ReturnMessage(
+            "Logging against internal extension number is not supported.", "warning", 3000
+        )
+        return ContactMatches(successful=False, contacts=[], return_message=message)
+    return None
 
 
 # --- markers ---------------------------------------------------------------------------------------------------

@@ -20,11 +20,13 @@ from appconnect.connectors.kit import (
     all_or_first_failure,
     call_marker,
     call_seconds,
+    caller_number,
     int_or_none,
     iso_utc,
     message_marker,
     message_needle,
     parse_time,
+    unsearchable,
     user_timezone,
 )
 from appconnect.connectors.phone import any_same_number, digits_of, overriding_renderings
@@ -249,19 +251,10 @@ class ClioConnector(Connector):
         is needed: the trailing digit groups joined with nothing, a space, a dash or a dot are inside
         `(415) 555-0100`, `415.555.0100`, `+1 415 555 0100`, `4155550100` and `020 7946 0018` alike.
         """
-        phone = lookup.phone_number
-        if phone.startswith(" "):
-            phone = "+" + phone[1:]  # a `+` decoded as a space on its way through a query string
-        if lookup.is_extension:
-            return ContactMatches(successful=False, contacts=[])
-        if "+" not in phone:
-            return ContactMatches(
-                successful=False,
-                contacts=[],
-                return_message=ReturnMessage(
-                    "Logging against internal extension number is not supported.", "warning", 3000
-                ),
-            )
+        refused = unsearchable(lookup)
+        if refused is not None:
+            return refused
+        phone = caller_number(lookup)
         terms = phone_search_terms(phone, lookup.overriding_format)
         found = await all_or_first_failure([self._search(call.http, term) for term in terms])
         seen: dict[str, JsonDict] = {}

@@ -28,9 +28,11 @@ from appconnect.connectors.kit import (
     call_marker,
     call_seconds,
     call_subject,
+    caller_number,
     message_marker,
     message_needle,
     parse_time,
+    unsearchable,
     user_timezone,
 )
 from appconnect.connectors.phone import any_same_number, overriding_renderings, search_terms
@@ -277,19 +279,10 @@ class InsightlyConnector(Connector):
 
     async def find_contact(self, call: CrmCall, lookup: ContactLookup) -> ContactMatches:
         """Exact searches for each likely spelling in each phone field of contacts and leads, re-checked."""
-        phone = lookup.phone_number
-        if phone.startswith(" "):
-            phone = "+" + phone[1:]
-        if lookup.is_extension:
-            return ContactMatches(successful=False, contacts=[])
-        if "+" not in phone:
-            return ContactMatches(
-                successful=False,
-                contacts=[],
-                return_message=ReturnMessage(
-                    "Logging against internal extension number is not supported.", "warning", 3000
-                ),
-            )
+        refused = unsearchable(lookup)
+        if refused is not None:
+            return refused
+        phone = caller_number(lookup)
         terms = insightly_terms(phone, lookup.overriding_format)
         searches: list[tuple[str, str, str]] = []
         for kind in ("contact", "lead"):

@@ -15,10 +15,12 @@ from typing import Any, ClassVar
 from appconnect.connectors.kit import (
     call_marker,
     call_subject,
+    caller_number,
     html_link,
     message_marker,
     message_needle,
     parse_time,
+    unsearchable,
     user_timezone,
 )
 from appconnect.connectors.phone import any_same_number, significant_number
@@ -165,19 +167,10 @@ class PipedriveConnector(Connector):
 
     async def find_contact(self, call: CrmCall, lookup: ContactLookup) -> ContactMatches:
         """Search by the national significant number: Pipedrive keeps phones as users typed them."""
-        phone = lookup.phone_number
-        if phone.startswith(" "):
-            phone = "+" + phone[1:]  # a `+` decoded as a space on its way through a query string
-        if lookup.is_extension:
-            return ContactMatches(successful=False, contacts=[])
-        if "+" not in phone:
-            return ContactMatches(
-                successful=False,
-                contacts=[],
-                return_message=ReturnMessage(
-                    "Logging against internal extension number is not supported.", "warning", 3000
-                ),
-            )
+        refused = unsearchable(lookup)
+        if refused is not None:
+            return refused
+        phone = caller_number(lookup)
         # Pipedrive's phone search compares digits, so the national significant number finds every spelling
         # (`(415) 555-0100`, `+1 415 555 0100`, `020 7946 0018`) in one call; the loose hits (any number
         # merely containing those digits) are dropped by parsing what each person has stored.

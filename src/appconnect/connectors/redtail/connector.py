@@ -20,12 +20,14 @@ from appconnect.connectors.kit import (
     call_marker,
     call_seconds,
     call_subject,
+    caller_number,
     html_link,
     int_or_none,
     iso_utc,
     message_marker,
     message_needle,
     parse_time,
+    unsearchable,
 )
 from appconnect.connectors.phone import digits_of, number_key, same_number, significant_number
 from appconnect.connectors.sdk import (
@@ -158,19 +160,10 @@ class RedtailConnector(Connector):
 
     async def find_contact(self, call: CrmCall, lookup: ContactLookup) -> ContactMatches:
         """Search by the national significant number (Redtail compares digits), then re-check every hit."""
-        phone = lookup.phone_number
-        if phone.startswith(" "):
-            phone = "+" + phone[1:]  # a `+` decoded as a space on its way through a query string
-        if lookup.is_extension:
-            return ContactMatches(successful=False, contacts=[])
-        if not phone.startswith("+"):
-            return ContactMatches(
-                successful=False,
-                contacts=[],
-                return_message=ReturnMessage(
-                    "Logging against internal extension number is not supported.", "warning", 3000
-                ),
-            )
+        refused = unsearchable(lookup)
+        if refused is not None:
+            return refused
+        phone = caller_number(lookup)
         api = _Api(call)
         found = await self._search(api, {"phone_number": significant_number(phone)})
         # the hits' phones (one call each when the hit does not carry them) and the categories, concurrently
