@@ -11,6 +11,8 @@ from typing import Any
 
 import uvicorn
 
+from appconnect.server.http_protocol import OneSendHttpToolsProtocol
+
 
 @contextmanager
 def run_app(build: Callable[[str], Any], *, startup_timeout: float = 20.0) -> Iterator[str]:
@@ -21,7 +23,14 @@ def run_app(build: Callable[[str], Any], *, startup_timeout: float = 20.0) -> It
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     app = build(base_url)
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="on", loop="asyncio", timeout_graceful_shutdown=5)
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="on",
+            loop="asyncio",
+            http=OneSendHttpToolsProtocol,  # the workers' protocol
+            timeout_graceful_shutdown=5,
+        )
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
