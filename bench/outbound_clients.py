@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""CPU per outbound call of httpx and aiohttp against the running fake Pipedrive: the measurement that chose the client.
+"""CPU per outbound call of httpx, aiohttp and the server's own HTTP/1.1 client against the running fake Pipedrive: the measurement that chose the client.
 
 Both clients keep connections alive, verify TLS with the fake's CA and run `--calls` GETs at `--concurrency` in
 flight from one event loop, the way a server worker does. CPU is `time.process_time()` (this process only, all
@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 import httpx
+import orjson
 
 DEFAULT_URL = "https://api.pipedrive.com/api/v2/persons/search?term=%2B14155550100&fields=phone"
 DEFAULT_CA = "/tmp/fake-pipedrive/tls/ca.pem"
@@ -81,6 +82,34 @@ async def measure_aiohttp(url: str, context: ssl.SSLContext, args: argparse.Name
         return await _measure(call, args.calls, args.concurrency)
 
 
+async def measure_appconnect(url: str, context: ssl.SSLContext, args: argparse.Namespace) -> float:
+    """The server's own wire (`appconnect.connectors.http1`), as `CrmTransport` sets it up."""
+    from appconnect.connectors.http1 import Http1Pool, Timeouts
+
+    pool = Http1Pool(
+        loop=asyncio.get_running_loop(),
+        ssl_context=context,
+        max_connections=200,
+        keepalive_expiry=2.0,
+        default_headers={"User-Agent": "appconnect-server", "Accept-Encoding": "gzip, deflate"},
+    )
+    timeouts = Timeouts(connect=10, read=10, total=11)
+    try:
+
+        async def call() -> None:
+            answer = await pool.request(
+                "GET", url, params=None, body=None, headers={"Accept": "application/json"}, timeouts=timeouts
+            )
+            if answer.status != 200:
+                raise RuntimeError(f"status {answer.status}")
+            orjson.loads(answer.body)
+
+        await _run(call, args.warmup, args.concurrency)
+        return await _measure(call, args.calls, args.concurrency)
+    finally:
+        await pool.aclose()
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default=DEFAULT_URL)
@@ -89,9 +118,13 @@ async def main() -> int:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--clients", default="httpx,aiohttp,appconnect", help="comma-separated subset")
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop, as the server does")
     args = parser.parse_args()
     context = ssl.create_default_context(cafile=args.ca)
-    clients = {"httpx": measure_httpx, "aiohttp": measure_aiohttp}
+    clients = {"httpx": measure_httpx, "aiohttp": measure_aiohttp, "appconnect": measure_appconnect}
+    for name in set(clients) - set(args.clients.split(",")):
+        del clients[name]
     results: dict[str, list[float]] = {name: [] for name in clients}
     print(f"{args.calls} GETs per round, {args.concurrency} in flight, {args.url}")
     for round_number in range(1, args.rounds + 1):
@@ -109,4 +142,8 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
+    if "--uvloop" in sys.argv:
+        import uvloop
+
+        sys.exit(uvloop.run(main()))
     sys.exit(asyncio.run(main()))

@@ -8,25 +8,19 @@ reading it, before answering) is exactly the fault under test and no web framewo
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 import ssl
 import struct
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from appconnect.connectors.http import CrmHttpClient, CrmTransport, RetryPolicy, build_transport_client
 from appconnect.connectors.sdk import CrmHttpError
+from tests.support.tls import Tls, make_tls
 
 
 class ScriptedCrm:
@@ -245,12 +239,13 @@ async def test_no_try_starts_past_the_call_deadline(transport: CrmTransport) -> 
 
 
 # ------------------------------------------------------------------------------------------------------------
-# what the aiohttp transport must not do on its own, and what it must tell apart
+# what the transport must not do on its own, and what it must tell apart
 # ------------------------------------------------------------------------------------------------------------
 
 
 async def test_a_delete_is_not_sent_again_after_a_reset(transport: CrmTransport) -> None:
-    """aiohttp by itself sends GET/PUT/DELETE again when the connection dies; a DELETE is a write here."""
+    """A client library may send GET/PUT/DELETE again by itself when the connection dies (aiohttp does); here a
+    DELETE is a write."""
     crm = await crm_with(["reset", "ok"])
     try:
         with pytest.raises(CrmHttpError) as caught:
@@ -285,68 +280,9 @@ async def test_a_refused_connection_is_reported_as_not_sent(transport: CrmTransp
     assert caught.value.url == f"{url}/contacts"
 
 
-@dataclass
-class Tls:
-    """A CA the client trusts through `SSL_CERT_FILE`, and a server context with a certificate it signed."""
-
-    ca_file: Path
-    server: ssl.SSLContext
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
-    folder = tmp_path_factory.mktemp("tls")
-    now = datetime.now(UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("test CA"))
-        .issuer_name(_name("test CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("127.0.0.1"))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_file = folder / "ca.pem"
-    ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    chain = folder / "server.pem"
-    chain.write_bytes(
-        cert.public_bytes(serialization.Encoding.PEM)
-        + key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(chain)
-    return Tls(ca_file, server)
+    return make_tls(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture
@@ -401,7 +337,7 @@ async def test_a_write_is_sent_again_when_connecting_failed(
 
 
 async def test_http_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """httpx took `HTTP_PROXY` from the environment; the aiohttp transport does too (read once, at start)."""
+    """httpx took `HTTP_PROXY` from the environment; this transport does too (read once, at start)."""
     proxy = await crm_with([])
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
     monkeypatch.delenv("NO_PROXY", raising=False)

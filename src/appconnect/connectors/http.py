@@ -1,10 +1,10 @@
 """The one outbound HTTP client: pooled connections, explicit timeouts, CRM errors as :class:`CrmHttpError`.
 
 Every outbound call of the server (CRM calls, OAuth token exchange, refresh and revocation) goes through the
-:class:`CrmTransport` here: one aiohttp session per process (per event loop), keep-alive, TLS verified against the
+:class:`CrmTransport` here: one connection pool per process (per event loop), keep-alive, TLS verified against the
 default trust store (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured), proxies from `HTTP(S)_PROXY` / `NO_PROXY`, no
-cookies, no redirects. aiohttp was chosen by measurement (`bench/outbound_clients.py`): about 20 times less CPU
-per call than httpx at 32 calls in flight.
+cookies, no redirects. The wire is our own HTTP/1.1 client (:mod:`appconnect.connectors.http1`), chosen by
+measurement (`bench/outbound_clients.py`) over aiohttp and httpx.
 
 Every CRM call also goes through two guards here:
 
@@ -33,9 +33,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import aiohttp
 import orjson
 
+from appconnect.connectors.http1 import Http1Pool, Timeouts, WireError
 from appconnect.connectors.observe import observed
 from appconnect.connectors.sdk import CrmHttpError, CrmResponse, RateLimit
 from appconnect.store.rate_limits import RateLimiterBackend
@@ -57,6 +57,7 @@ USER_AGENT = "appconnect-server"
 _ACCEPT_JSON = {"Accept": "application/json"}
 _ACCEPT_AND_SEND_JSON = {"Accept": "application/json", "Content-Type": "application/json"}
 _FORM_TYPE = {"Content-Type": "application/x-www-form-urlencoded"}
+_DEFAULT_HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"}
 
 
 @dataclass(slots=True, frozen=True)
@@ -98,35 +99,12 @@ class TransportError(Exception):
         self.sent = sent
 
 
-class _LostAfterSending(Exception):
-    """The connection died once the request was on it: raised instead of aiohttp's own error (see below)."""
-
-
-async def _never_resend(
-    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
-) -> aiohttp.ClientResponse:
-    """Keep aiohttp from sending GET/PUT/DELETE a second time by itself after a lost connection.
-
-    aiohttp retries "idempotent" methods once when the connection breaks after connecting; here every resend is
-    the retry rules' decision (a PUT may not be re-sent, a GET's tries are counted). Errors of the connect phase
-    pass unchanged: they mean nothing was sent.
-    """
-    try:
-        return await handler(request)
-    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
-        raise
-    except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
-        raise _LostAfterSending(_describe(exc)) from exc
-
-
 _URL_QUERY = re.compile(r"(https?://[^\s?#'\"]*)[?#][^\s'\"]*")
 
 
 def _describe(exc: BaseException) -> str:
-    """The error's name and text without URL queries: aiohttp puts the full URL (a phone number) in some."""
-    cause = exc.__cause__ if isinstance(exc, _LostAfterSending) and exc.__cause__ else exc
-    text = _URL_QUERY.sub(r"\1", str(cause))
-    return f"{type(cause).__name__}: {text}"
+    """The error's text without URL queries (a query may carry a phone number or a token)."""
+    return _URL_QUERY.sub(r"\1", str(exc))
 
 
 class CrmHttpResponse:
@@ -181,10 +159,10 @@ class _EnvironmentProxies:
 
 
 class CrmTransport:
-    """The process's pooled outbound HTTP: one aiohttp session per event loop, opened on first use.
+    """The process's pooled outbound HTTP (:mod:`appconnect.connectors.http1`), one pool per event loop.
 
-    The session is made lazily because aiohttp binds it to the running loop, and the services are built before
-    the server's loop runs. `aclose` (Services.close, at shutdown) closes it.
+    The pool is made on first use because it belongs to the running loop, and the services are built before the
+    server's loop runs. `aclose` (Services.close, at shutdown) closes its connections.
     """
 
     def __init__(
@@ -199,41 +177,32 @@ class CrmTransport:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self._max_connections = max_connections
+        # Idle connections are dropped before the usual 5 s server-side keep-alive timeout, so a request is
+        # never sent on a connection the CRM is closing at that moment (a POST cannot safely be retried).
         self._keepalive_expiry = keepalive_expiry
         self._default_timeout = self.timeout_within(call_deadline)
         # the default trust store: SSL_CERT_FILE / SSL_CERT_DIR when set (the bench's fake CRM relies on it)
         self._ssl = ssl.create_default_context()
         self._proxies = _EnvironmentProxies.read()
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pool: Http1Pool | None = None
 
-    def timeout_within(self, remaining: float) -> aiohttp.ClientTimeout:
+    def timeout_within(self, remaining: float) -> Timeouts:
         """The connect and read timeouts, none longer than `remaining`, and an overall bound just past them."""
-        connect = min(self.connect_timeout, remaining)
-        return aiohttp.ClientTimeout(
+        return Timeouts(
+            connect=min(self.connect_timeout, remaining),
+            read=min(self.read_timeout, remaining),
             total=remaining + _OVERALL_GRACE_SECONDS,
-            connect=connect,
-            sock_connect=connect,
-            sock_read=min(self.read_timeout, remaining),
         )
 
-    def _open(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
-        # Idle connections are dropped before the usual 5 s server-side keep-alive timeout, so a request is
-        # never sent on a connection the CRM is closing at that moment (a POST cannot safely be retried).
-        connector = aiohttp.TCPConnector(
-            ssl=self._ssl, limit=self._max_connections, keepalive_timeout=self._keepalive_expiry
+    def _open(self, loop: asyncio.AbstractEventLoop) -> Http1Pool:
+        self._pool = Http1Pool(
+            loop=loop,
+            ssl_context=self._ssl,
+            max_connections=self._max_connections,
+            keepalive_expiry=self._keepalive_expiry,
+            default_headers=_DEFAULT_HEADERS,
         )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=self._default_timeout,
-            headers={"User-Agent": USER_AGENT},
-            cookie_jar=aiohttp.DummyCookieJar(),
-            raise_for_status=False,
-            trust_env=False,
-            middlewares=(_never_resend,),
-        )
-        self._loop = loop
-        return self._session
+        return self._pool
 
     async def send(
         self,
@@ -243,47 +212,37 @@ class CrmTransport:
         params: Mapping[str, Any] | None = None,
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
-        timeouts: aiohttp.ClientTimeout | None = None,
+        timeouts: Timeouts | None = None,
     ) -> CrmHttpResponse:
         """One request, its answer read whole; :class:`TransportError` when there is no (complete) answer."""
         loop = asyncio.get_running_loop()
-        session = self._session
-        if session is None or self._loop is not loop:
-            session = self._open(loop)
+        pool = self._pool
+        if pool is None or pool.loop is not loop:
+            pool = self._open(loop)
         proxy = self._proxies.for_url(url) if self._proxies is not None else None
         try:
-            async with session.request(
+            answer = await pool.request(
                 method,
                 url,
                 params=params,
-                data=body,
+                body=body,
                 headers=headers,
-                timeout=timeouts or self._default_timeout,
-                allow_redirects=False,
-                proxy=proxy,
-            ) as response:
-                content = await response.read()
-                return CrmHttpResponse(response.status, response.headers, content)
-        except (
-            aiohttp.ClientConnectorError,
-            aiohttp.ConnectionTimeoutError,
-            aiohttp.ClientHttpProxyError,
-            aiohttp.InvalidURL,
-        ) as exc:
-            raise TransportError(_describe(exc), sent=False) from None
-        except (aiohttp.ClientError, _LostAfterSending, TimeoutError, OSError) as exc:
-            # sent (perhaps in part), then no complete answer
-            raise TransportError(_describe(exc), sent=True) from None
+                timeouts=timeouts or self._default_timeout,
+                proxy_url=proxy,
+            )
+        except WireError as exc:
+            raise TransportError(_describe(exc), sent=exc.sent) from None
+        return CrmHttpResponse(answer.status, answer.headers, answer.body)
 
     async def aclose(self) -> None:
-        session, loop = self._session, self._loop
-        self._session = self._loop = None
-        if session is None or session.closed:
+        pool = self._pool
+        self._pool = None
+        if pool is None:
             return
-        if loop is asyncio.get_running_loop():
-            await session.close()
-        else:  # a session of another loop cannot be closed from here; its loop's end closes the sockets
-            logger.debug("outbound HTTP session of another event loop dropped unclosed")
+        if pool.loop is asyncio.get_running_loop():
+            await pool.aclose()
+        else:  # connections of another loop cannot be closed from here; its loop's end closes the sockets
+            logger.debug("outbound HTTP pool of another event loop dropped unclosed")
 
 
 def build_transport_client(
@@ -477,7 +436,7 @@ class CrmHttpClient:
             return retry_after + min(jitter, self._retry.base_delay)
         return jitter
 
-    def _try_timeout(self, started: float) -> aiohttp.ClientTimeout:
+    def _try_timeout(self, started: float) -> Timeouts:
         """The client's timeouts, shortened so the try ends by the call deadline."""
         remaining = self._retry.deadline_seconds - (time.monotonic() - started)
         return self._client.timeout_within(max(remaining, _MIN_TRY_SECONDS))
