@@ -1,5 +1,5 @@
 """A production worker (test CRM off, SQLite or PostgreSQL, no Redis) loads neither SQLAlchemy nor Alembic, nor
-FastAPI, httpx or aiohttp: what it imports is what it holds in memory for its whole life."""
+FastAPI, httpx, aiohttp or PyJWT: what it imports is what it holds in memory for its whole life."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import sys
 from appconnect.api.app import create_app
 from appconnect.settings import Settings
 app = create_app(Settings(database_url=sys.argv[1], key_file=sys.argv[2], embedded_testcrm=False))
-loaded = sorted({name.split(".")[0] for name in sys.modules} & {"sqlalchemy", "alembic", "fastapi", "httpx", "aiohttp"})
+loaded = sorted({name.split(".")[0] for name in sys.modules} & {"sqlalchemy", "alembic", "fastapi", "httpx", "aiohttp", "jwt"})
 print(",".join(loaded))
 """
 
