@@ -137,7 +137,7 @@ ConversationLogId = Annotated[StrictStr, StringConstraints(max_length=MESSAGE_ID
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
 
 class ApiKeyLoginBody(_Body):
