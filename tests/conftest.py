@@ -144,6 +144,8 @@ def database_url_for(backend: str, folder: Path) -> str:
 class LiveServer:
     base_url: str
     settings: Settings
+    #: the application object serving in this process (its `state.services`), when the fixture built it here
+    app: Any = None
 
     @property
     def crm_api(self) -> str:
@@ -179,11 +181,12 @@ def start_server(folder: Path, database_url: str, **overrides: object) -> Iterat
         settings = make_settings(folder, database_url, public_url=base_url, **overrides)
         os.environ["TESTCRM_BASE_URL"] = f"{base_url}/testcrm/api/v1"
         holder["settings"] = settings
-        return create_app(settings)
+        holder["app"] = create_app(settings)
+        return holder["app"]
 
-    holder: dict[str, Settings] = {}
+    holder: dict[str, Any] = {}
     with run_app(build) as base_url:
-        yield LiveServer(base_url, holder["settings"])
+        yield LiveServer(base_url, holder["settings"], holder["app"])
 
 
 @contextmanager

@@ -20,7 +20,14 @@ from appconnect.connectors.sdk import (
     ReturnMessage,
     implements,
 )
-from appconnect.flows.common import account_scope, active_user, chosen_contact, connector_for, current_user
+from appconnect.flows.common import (
+    account_scope,
+    active_user,
+    active_user_with_write,
+    chosen_contact,
+    connector_for,
+    current_user,
+)
 from appconnect.flows.composer import compose_call_log
 from appconnect.flows.delivery import (
     NEEDS_ATTENTION,
@@ -56,6 +63,7 @@ from appconnect.store.call_logs import (
     ExtensionIdentity,
     NewCallLog,
     Reservation,
+    new_claim,
 )
 from appconnect.store.users import UserRecord
 
@@ -100,13 +108,23 @@ async def create_call_log(services: Services, claims: SessionClaims, body: CallL
     session_id = str(info.session_id)
     identity = _identity_of_body(services, body)
     existing_message = ReturnMessage(f"Existing log for session {session_id}", "warning", 3000)
-    user = await active_user(services, claims, by_platform=False)
-    if user is None:
-        return Reply(envelope(False, warning("User not found")))
-    scope = account_scope(user)
     record = call_record(info)
     contact_phone = record.contact_party.phone_number or ""
     contact = chosen_contact(body.contact_id, contact_phone, body.contact_type, body.contact_name)
+    call_id = record.telephony_session_id or record.id or ""
+    payload = body.model_dump_json(by_alias=True) if contact is not None else None
+    written = None
+    if contact is None:
+        user = await active_user(services, claims, by_platform=False)
+    else:
+        # the common case, a call nobody logged yet: reserved in the statement that reads the user
+        first_reserve = services.call_logs.reserve_for_user(
+            session_id=session_id, identity=identity, call_id=call_id, contact_id=contact.id, payload=payload
+        )
+        user, written = await active_user_with_write(services, claims, first_reserve, by_platform=False)
+    if user is None:
+        return Reply(envelope(False, warning("User not found")))
+    scope = account_scope(user)
     claim = None
     new = None
     if contact is not None:
@@ -114,14 +132,14 @@ async def create_call_log(services: Services, claims: SessionClaims, body: CallL
             scope=scope,
             session_id=session_id,
             identity=identity,
-            call_id=record.telephony_session_id or record.id or "",
+            call_id=call_id,
             platform=user.platform,
             user_id=user.id,
             contact_id=contact.id,
-            payload=body.model_dump_json(by_alias=True),
+            payload=payload,
         )
-        # the common case, a call nobody logged yet: reserved in one statement
-        claim = await services.call_logs.reserve_new(new)
+        # reserved with the user's read, else (SQLite, a cached or legacy user) in a statement of its own
+        claim = new_claim(written.value) if written is not None else await services.call_logs.reserve_new(new)
     if claim is None:
         # a row answers for this session (or no contact was chosen): one lookup decides
         existing = (await services.call_logs.find(scope, [session_id], identity, include_pending=True)).get(

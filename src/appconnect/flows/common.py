@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import UTC, datetime, timedelta
 
 from appconnect.connectors.sdk import Connector, ContactRef, PlatformUser, UserView
 from appconnect.flows.reply import ClientError
 from appconnect.flows.services import Services
 from appconnect.security.jwt import SessionClaims
-from appconnect.store.users import NOT_READ, AccountRow, NotRead, UserRecord, legacy_scope
+from appconnect.store.users import (
+    NOT_READ,
+    AccountRow,
+    GatedWrite,
+    NotRead,
+    UserRecord,
+    Written,
+    legacy_scope,
+)
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
@@ -64,6 +73,19 @@ def session_is_current(user: UserRecord, claims: SessionClaims) -> bool:
     return round(claims.issued_at * 1000) >= valid_after_ms
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def session_bound(claims: SessionClaims) -> datetime | None:
+    """The first `tokens_valid_after` that ends this JWT's session: `session_is_current` holds exactly when
+    the stored value is before it (whole milliseconds, in integers: no float rounding at the edge). None for
+    an `iat` beyond any date, which the database then treats as ended by any logout."""
+    try:
+        return _EPOCH + timedelta(milliseconds=round(claims.issued_at * 1000) + 1)
+    except (OverflowError, ValueError):
+        return None
+
+
 async def current_user(
     services: Services, claims: SessionClaims, platform: str | None = None
 ) -> UserRecord | None:
@@ -80,6 +102,25 @@ async def active_user(services: Services, claims: SessionClaims, *, by_platform:
     if user is None or not user.access_token:
         return None
     return user
+
+
+async def active_user_with_write(
+    services: Services, claims: SessionClaims, write: GatedWrite, *, by_platform: bool
+) -> tuple[UserRecord | None, Written | None]:
+    """`active_user` and, in the same statement when it can be (see `UserStore.get_with_write`), `write` for
+    that user: `Written` when it ran, None when the caller must still write on its own.
+
+    The checks here stay the authority: a row written for a user they refuse is taken back at once.
+    """
+    platform = claims.platform if by_platform else None
+    user, written = await services.users.get_with_write(
+        claims.user_id, platform, session_bound(claims), write
+    )
+    if user is None or not session_is_current(user, claims) or not user.access_token:
+        if written is not None and written.value is not None:
+            await write.undo(written.value)
+        return None, None
+    return user, written
 
 
 async def active_user_with_account_data(

@@ -24,6 +24,7 @@ from appconnect.flows.common import (
     account_scope,
     active_user,
     active_user_with_account_data,
+    active_user_with_write,
     connector_for,
     is_e164,
     repair_phone,
@@ -148,12 +149,18 @@ async def create_contact(services: Services, claims: SessionClaims, body: Contac
     new = _validate_new_contact(services, platform, body)
     if isinstance(new, str):
         return Reply(envelope(False, warning(new)))
-    user = await active_user(services, claims, by_platform=True)
+    # the marker names this request as the one creating: the first claim runs with the user's read
+    marker = _unknown_outcome_marker(new, owner=uuid.uuid4().hex)
+    first_claim = services.cache.claim_for_user(
+        platform, new.phone_number, marker, max_age=services.settings.contact_dedupe_seconds
+    )
+    user, written = await active_user_with_write(services, claims, first_claim, by_platform=True)
     if user is None:
         return Reply({"successful": False})
     scope = account_scope(user)
+    claimed = None if written is None else written.value is not None
     try:
-        earlier = await _claim_number(services, scope, platform, new)
+        earlier = await _claim_number(services, scope, platform, new, marker, claimed=claimed)
     except LockTimeout:
         return Reply(envelope(False, warning("Another request is creating this contact. Please try again.")))
     if isinstance(earlier, dict):  # created before, within the dedupe window: the same answer again
@@ -212,9 +219,16 @@ async def create_contact(services: Services, claims: SessionClaims, body: Contac
 
 
 async def _claim_number(
-    services: Services, scope: str, platform: str, new: NewContact
+    services: Services,
+    scope: str,
+    platform: str,
+    new: NewContact,
+    marker: dict[str, object],
+    *,
+    claimed: bool | None,
 ) -> dict[str, object] | CreatedRecord | None:
-    """Make this request the one creating the contact for this number.
+    """Make this request the one creating the contact for this number (`marker` names it as the owner;
+    `claimed`: the outcome of a first claim already made with the user's read, None when none was made).
 
     Returns None (a fresh claim: create), the earlier unanswered create's record (claimed: check the CRM
     first), or the contact created within the dedupe window (replay it). A create another live request is
@@ -224,15 +238,16 @@ async def _claim_number(
     cache = services.cache
     settings = services.settings
     in_flight_for = timedelta(seconds=settings.crm_read_timeout + 10)
-    owner = uuid.uuid4().hex
-    marker = _unknown_outcome_marker(new, owner=owner)
     deadline = time.monotonic() + settings.lock_wait_seconds
     delay = 0.005
     while True:
-        if await cache.claim_created_contact(
-            scope, platform, new.phone_number, marker, max_age=settings.contact_dedupe_seconds
-        ):
+        if claimed is None:
+            claimed = await cache.claim_created_contact(
+                scope, platform, new.phone_number, marker, max_age=settings.contact_dedupe_seconds
+            )
+        if claimed:
             return None
+        claimed = None  # every later attempt claims again
         record = await cache.created_contact(scope, platform, new.phone_number)
         if record is not None:
             if not _is_unknown_outcome(record.contact):

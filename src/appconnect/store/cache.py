@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from appconnect.store.sql import FastDatabase, from_json, sql, to_json
+from appconnect.store.users import GatedWrite, user_and_write
 
 _GET_CONTACTS = sql(
     "SELECT data, updated_at FROM account_data WHERE account_id = ? AND platform = ? AND data_key = ?"
@@ -31,6 +32,16 @@ _CLAIM_CREATED = sql(
     SET contact = excluded.contact, created_at = excluded.created_at, updated_at = excluded.updated_at
     WHERE created_contacts.created_at < ?
     RETURNING phone_number"""
+)
+#: `_CLAIM_CREATED` run in the read of the claiming user (PostgreSQL): under the user's own scope and platform.
+#: Written: the scope, when this request now owns the create.
+_CLAIM_CREATED_FOR_USER = user_and_write(
+    """INSERT INTO created_contacts (account_id, platform, phone_number, contact, created_at, updated_at)
+    SELECT account_scope, platform, ?::varchar, ?::json, ?::timestamptz, ?::timestamptz FROM admitted
+    ON CONFLICT (account_id, platform, phone_number) DO UPDATE
+    SET contact = excluded.contact, created_at = excluded.created_at, updated_at = excluded.updated_at
+    WHERE created_contacts.created_at < ?::timestamptz
+    RETURNING account_id AS written"""
 )
 _READ_CREATED = sql(
     """SELECT contact, created_at, updated_at FROM created_contacts
@@ -114,6 +125,16 @@ class AccountCache:
             _CLAIM_CREATED, account_id, platform, phone, to_json(marker), stamp, stamp, expired_before
         )
         return row is not None
+
+    def claim_for_user(self, platform: str, phone: str, marker: Any, *, max_age: float) -> GatedWrite:
+        """`claim_created_contact` to run in the read of the user on `platform` who claims
+        (`UserStore.get_with_write`): a value written means this request now owns the create."""
+        now = datetime.now(UTC)
+        return GatedWrite(
+            _CLAIM_CREATED_FOR_USER,
+            (phone, to_json(marker), now, now, now - timedelta(seconds=max_age)),
+            undo=lambda scope: self.forget_created_contact(scope, platform, phone),
+        )
 
     async def created_contact(self, account_id: str, platform: str, phone: str) -> CreatedRecord | None:
         row = await self._fast.one(_READ_CREATED, account_id, platform, phone)

@@ -17,6 +17,7 @@ from typing import Any
 
 from appconnect.security.crypto import TokenCipher
 from appconnect.store.sql import FastDatabase, Statement, sql
+from appconnect.store.users import GatedWrite, user_and_write
 
 PENDING = "pending"
 DONE = "done"
@@ -85,6 +86,11 @@ class Claim:
     retried: bool = False
     #: when an earlier create went unanswered (status `unknown`): the CRM may still be carrying it out for a while
     unanswered_at: datetime | None = None
+
+
+def new_claim(pk: Any) -> Claim | None:
+    """The claim on a row just reserved (`pk`), None when nothing was reserved."""
+    return Claim(int(pk), must_check=False) if pk is not None else None
 
 
 _ROW_COLUMNS = (
@@ -156,30 +162,49 @@ _NEW_ROW = (
 )
 
 
+def _reserve_sql(values: list[str], source: str, scope: str, lookup: str) -> str:
+    """Insert a `pending` row of `values` (taken FROM `source`, if any) unless a row of `scope` answers the
+    contract's lookup for this session and identity (a legacy row included)."""
+    columns = ", ".join(name for name, _type in _NEW_ROW)
+    # built from constants only: every value is a bound parameter
+    return " ".join(
+        f"""INSERT INTO call_logs ({columns}, status, attempts)
+        SELECT {", ".join(values)}, 'pending', 0{source}
+        WHERE NOT EXISTS (SELECT 1 FROM call_logs WHERE scope = {scope} AND session_id = ?{lookup})
+        ON CONFLICT (scope, session_id, extension_number, hashed_extension_id) DO NOTHING""".split()  # noqa: S608
+    )
+
+
 def _reserve_new_statement(shape: str) -> Statement:
-    """Insert a `pending` row unless any row answers the contract's lookup for this session and identity (a
-    legacy row included): a new call is reserved in one statement."""
+    """A new call reserved in one statement: the row, unless any row already answers for it."""
     statement = _reserve_new_statements.get(shape)
     if statement is None:
-        columns = ", ".join(name for name, _type in _NEW_ROW)
-
-        def render(values: list[str], lookup: str) -> str:
-            # built from constants only: every value is a bound parameter
-            return " ".join(
-                f"""INSERT INTO call_logs ({columns}, status, attempts)
-                SELECT {", ".join(values)}, 'pending', 0
-                WHERE NOT EXISTS (SELECT 1 FROM call_logs WHERE scope = ? AND session_id = ?{lookup})
-                ON CONFLICT (scope, session_id, extension_number, hashed_extension_id) DO NOTHING
-                RETURNING pk""".split()  # noqa: S608
-            )
-
         lookup = _identity_sql(shape)
-        sqlite = render(["?"] * len(_NEW_ROW), lookup)
+        sqlite = _reserve_sql(["?"] * len(_NEW_ROW), "", "?", lookup) + " RETURNING pk"
         # PostgreSQL cannot infer the types of parameters in a SELECT list: cast each one
+        typed = [f"?::{kind}" for _name, kind in _NEW_ROW]
         counter = iter(range(1, 100))
-        typed = [f"${next(counter)}::{kind}" for _name, kind in _NEW_ROW]
-        postgres = re.sub(r"\?", lambda _m: f"${next(counter)}", render(typed, lookup))
+        postgres = re.sub(
+            r"\?", lambda _m: f"${next(counter)}", _reserve_sql(typed, "", "?", lookup) + " RETURNING pk"
+        )
         statement = _reserve_new_statements[shape] = Statement(sqlite=sqlite, postgres=postgres)
+    return statement
+
+
+_reserve_for_user_statements: dict[str, Statement] = {}
+#: the columns of a new reservation that come from the logging user's row (`admitted`) when it is reserved in
+#: the user's read
+_FROM_USER = {"scope": "admitted.account_scope", "platform": "admitted.platform", "user_id": "admitted.id"}
+
+
+def _reserve_for_user_statement(shape: str) -> Statement:
+    """`_reserve_new_statement` run in the read of the logging user (PostgreSQL only): the scope, platform and
+    user id are the user's own. Written: the reserved row's pk."""
+    statement = _reserve_for_user_statements.get(shape)
+    if statement is None:
+        values = [_FROM_USER.get(name, f"?::{kind}") for name, kind in _NEW_ROW]
+        write = _reserve_sql(values, " FROM admitted", "admitted.account_scope", _identity_sql(shape))
+        statement = _reserve_for_user_statements[shape] = user_and_write(write + " RETURNING pk AS written")
     return statement
 
 
@@ -281,7 +306,38 @@ class CallLogStore:
             new.session_id,
             *identity_args,
         )
-        return Claim(int(row["pk"]), must_check=False) if row is not None else None
+        return new_claim(row["pk"] if row is not None else None)
+
+    def reserve_for_user(
+        self,
+        *,
+        session_id: str,
+        identity: ExtensionIdentity,
+        call_id: str,
+        contact_id: str,
+        payload: str | None,
+    ) -> GatedWrite:
+        """`reserve_new` to run in the read of the logging user (`UserStore.get_with_write`), who gives the
+        row its scope, platform and user id; the value written is the pk of the reserved row (see
+        `new_claim`)."""
+        shape, identity_args = _identity_of(identity)
+        now = datetime.now(UTC)
+        return GatedWrite(
+            _reserve_for_user_statement(shape),
+            (
+                session_id,
+                identity.extension_number,
+                identity.hashed_extension_id,
+                call_id,
+                contact_id,
+                self._cipher.encrypt(payload),
+                now,
+                now,
+                session_id,
+                *identity_args,
+            ),
+            undo=self.release,
+        )
 
     async def reserve(
         self, new: NewCallLog, *, stale_after: float, existing: CallLogRow | None

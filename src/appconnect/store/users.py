@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from appconnect.security.crypto import TokenCipher
-from appconnect.store.sql import Executor, FastDatabase, IntegrityError, from_json, sql, to_json
+from appconnect.store.sql import Executor, FastDatabase, IntegrityError, Statement, from_json, sql, to_json
 
 log = logging.getLogger("appconnect.store")
 
@@ -67,6 +70,58 @@ _GET_USER_WITH_DATA = sql(
 )
 
 
+#: How many parameters the gate of `user_and_write` takes: the user id, the platform (NULL: any) and the first
+#: `tokens_valid_after` that ends the caller's session (NULL: any stored logout time does).
+_GATE_PARAMETERS = 3
+
+
+def user_and_write(write: str) -> Statement:
+    """A PostgreSQL statement that reads a user (the columns `get` reads) and, in the same round trip, runs
+    `write` for that user if the gate admits them.
+
+    The gate is what `active_user` checks, as far as SQL can tell (credentials present, the platform when one is
+    given, a session not ended by a later logout), plus a stored scope: a legacy user without one keeps the
+    separate write. `write` is an INSERT taking its row FROM `admitted` (the user, or no row when the gate is
+    closed), with `?` for its own parameters (cast where PostgreSQL cannot infer a type), RETURNING one column
+    named `written`. The statement returns the user's columns, `gate_open` and `written` (NULL when the write
+    made no row). SQLite has no data-modifying WITH: this statement is never run there.
+    """
+    counter = itertools.count(_GATE_PARAMETERS + 1)
+    numbered = re.sub(r"\?", lambda _m: f"${next(counter)}", write)
+    # built from constants only: every value is a bound parameter
+    text = " ".join(
+        f"""WITH u AS (SELECT {_USER_COLUMNS} FROM users WHERE id = $1),
+        admitted AS (SELECT * FROM u WHERE access_token IS NOT NULL AND access_token <> ''
+            AND account_scope IS NOT NULL AND ($2::varchar IS NULL OR platform = $2::varchar)
+            AND (tokens_valid_after IS NULL OR tokens_valid_after < $3::timestamptz)),
+        w AS ({numbered})
+        SELECT u.*, EXISTS (SELECT 1 FROM admitted) AS gate_open, w.written
+        FROM u LEFT JOIN w ON true""".split()  # noqa: S608
+    )
+    # the SQLite text is the same: a syntax error there, should it ever be run
+    return Statement(sqlite=text, postgres=text)
+
+
+@dataclass(frozen=True, slots=True)
+class GatedWrite:
+    """A write to run in the statement that reads its user (`UserStore.get_with_write`), built by the store
+    that owns the rows."""
+
+    #: from `user_and_write`
+    statement: Statement
+    #: the write's own parameters, in the order of its `?`
+    args: tuple[Any, ...]
+    #: takes back the row the write made (given its `written` value) for a user the caller refuses after all
+    undo: Callable[[Any], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A gated write ran: `value` is its `written` column, None when it made no row (a conflict, say)."""
+
+    value: Any
+
+
 class NotRead:
     """The companion row was not read with the user (the user came from the cache or has no stored scope)."""
 
@@ -111,6 +166,11 @@ class UserRecord:
     platform_additional_info: dict[str, Any] = field(default_factory=dict)
     user_settings: dict[str, Any] = field(default_factory=dict)
     account_scope: str | None = None
+
+
+def _on_platform(record: UserRecord | None, platform: str | None) -> UserRecord | None:
+    """The user when on `platform` (any platform when None)."""
+    return record if record is not None and (platform is None or record.platform == platform) else None
 
 
 class UserStore:
@@ -164,7 +224,7 @@ class UserStore:
         else one prepared statement, no transaction. `fresh`: from the database whatever the cache holds (under
         the refresh lock, where a notification still on its way must not make a second refresh)."""
         record, _row = await self._read(user_id, _GET_USER, (user_id,), fresh=fresh)
-        return record if record is not None and (platform is None or record.platform == platform) else None
+        return _on_platform(record, platform)
 
     async def get_with_account_data(
         self, user_id: str, platform: str, data_key: str
@@ -178,6 +238,37 @@ class UserStore:
             return record, NOT_READ
         return record, AccountRow(row["companion_data"], row["companion_updated_at"])
 
+    async def get_with_write(
+        self, user_id: str, platform: str | None, valid_before: datetime | None, write: GatedWrite
+    ) -> tuple[UserRecord | None, Written | None]:
+        """`get(user_id, platform)` and, in the same statement (PostgreSQL), `write` for a user the gate of
+        `user_and_write` admits: the first write of a request then costs no round trip of its own.
+
+        `valid_before`: the first `tokens_valid_after` that ends the caller's session. Returns `Written` when
+        the write ran, None when it did not (the user came from the cache, the database is SQLite, or the gate
+        refused the user): the caller then writes on its own if its checks accept the user. Those checks stay
+        the authority; should they refuse a user the write ran for, the caller undoes it (`write.undo`).
+        """
+        if not self._postgres:
+            return await self.get(user_id, platform), None
+        generation = None
+        if self._cache is not None:
+            generation, cached = self._cache.lookup(user_id)
+            if cached is not None:
+                return _on_platform(cached, platform), None
+        row = await self._fast.write(write.statement, user_id, platform, valid_before, *write.args)
+        if row is None:
+            return None, None
+        written = Written(row["written"]) if row["gate_open"] else None
+        try:
+            record = self._keep(user_id, generation, row)
+        except Exception:
+            # a row that cannot be read (credentials under a key this server lacks): nobody will use the write
+            if written is not None and written.value is not None:
+                await write.undo(written.value)
+            raise
+        return _on_platform(record, platform), written
+
     async def _read(
         self, user_id: str, statement: Any, args: tuple[Any, ...], *, fresh: bool = False
     ) -> tuple[UserRecord | None, Any]:
@@ -190,10 +281,14 @@ class UserStore:
         row = await self._fast.one(statement, *args)
         if row is None:
             return None, None
+        return self._keep(user_id, generation, row), row
+
+    def _keep(self, user_id: str, generation: int | None, row: Any) -> UserRecord:
+        """The user of a row just read, remembered in this worker's cache."""
         record = self._record(row)
         if self._cache is not None:
             self._cache.store(user_id, generation, record)
-        return record, row
+        return record
 
     async def save_login(self, record: UserRecord) -> UserRecord:
         """Insert or update a user at login: credentials replaced, additional info merged, settings kept."""
