@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""CPU per outbound call of httpx, aiohttp and the server's own HTTP/1.1 client against the running fake Pipedrive: the measurement that chose the client.
+"""CPU per outbound call of httpx, aiohttp and the server's own HTTP/1.1 client against the running fake
+Pipedrive: the measurement that chose the client.
 
-Both clients keep connections alive, verify TLS with the fake's CA and run `--calls` GETs at `--concurrency` in
-flight from one event loop, the way a server worker does. CPU is `time.process_time()` (this process only, all
-threads) over the timed calls, after `--warmup` calls that open the connections; the fake runs in nginx, so its
-work is not counted. The clients alternate for `--rounds` rounds so machine noise hits both alike.
+Each client keeps connections alive, verifies TLS with the fake's CA and runs `--calls` GETs at `--concurrency`
+in flight from one event loop, the way a server worker does (`--uvloop`: on the server's loop). CPU is
+`time.process_time()` (this process only, all threads) over the timed calls, after `--warmup` calls that open the
+connections; the fake runs in nginx, so its work is not counted. The clients alternate for `--rounds` rounds so
+machine noise hits all alike.
 
     .venv/bin/python bench/outbound_clients.py                       # 2000 calls x 4 rounds, 32 in flight
     .venv/bin/python bench/outbound_clients.py --calls 5000 --rounds 6

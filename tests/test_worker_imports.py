@@ -14,7 +14,8 @@ import sys
 from appconnect.api.app import create_app
 from appconnect.settings import Settings
 app = create_app(Settings(database_url=sys.argv[1], key_file=sys.argv[2], embedded_testcrm=False))
-loaded = sorted({name.split(".")[0] for name in sys.modules} & {"sqlalchemy", "alembic", "fastapi", "httpx", "aiohttp", "jwt"})
+unwanted = {"sqlalchemy", "alembic", "fastapi", "httpx", "aiohttp", "jwt"}
+loaded = sorted({name.split(".")[0] for name in sys.modules} & unwanted)
 print(",".join(loaded))
 """
 
