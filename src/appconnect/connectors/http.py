@@ -130,8 +130,8 @@ class CrmHttpResponse:
 
 
 class _EnvironmentProxies:
-    """`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY`, read once (httpx honoured them; aiohttp's own
-    `trust_env` would look them up in a thread on every request)."""
+    """`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY`, read once at start, and each origin's answer
+    remembered (the environment does not change while the server runs)."""
 
     def __init__(self, proxies: dict[str, str]) -> None:
         self._proxies = proxies

@@ -409,6 +409,10 @@ class Http1Pool:
             self._waiters.append(waiter)
             try:
                 await asyncio.wait_for(waiter, max(deadline - now, 0))
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # the slot this caller was woken for goes to the next one
+                raise
             except TimeoutError:
                 raise WireError(
                     "no free outbound connection within the connect timeout", sent=False
