@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
 from appconnect.store.db import create_engine
+from appconnect.store.fresh_schema import create_if_empty
 from appconnect.store.migrate import upgrade
+from appconnect.store.revisions import head_revision
 from appconnect.store.tables import metadata
 
 
@@ -146,8 +150,29 @@ def test_a_new_database_is_created_exactly_as_the_migrations_build_it(tmp_path: 
             postgres_unavailable("PostgreSQL not reachable")
         replayed, created = create_test_database(), create_test_database()
     command.upgrade(alembic_config(replayed), "head")  # every migration, one after the other
-    upgrade(created)  # empty: created from the table definitions and stamped
+    assert create_if_empty(created)  # empty: created from the rendered tables.py and stamped, no Alembic
+    assert not create_if_empty(created)  # not empty any more: left to Alembic
     assert describe_schema(created) == describe_schema(replayed)
     assert schema_differences(created) == []
     upgrade(created)  # stamped at the head: nothing left to do, no error
     assert describe_schema(created) == describe_schema(replayed)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_the_packaged_schema_is_what_tables_py_renders(dialect: str) -> None:
+    """A first start runs `schema.<dialect>.sql`; after a change to tables.py it must be rendered again."""
+    from appconnect.store.fresh_schema import schema_file
+    from appconnect.store.migrate import render_schema
+
+    assert schema_file(dialect).read_text(encoding="utf-8") == render_schema(dialect), (
+        "run `python -m appconnect.store.migrate render-schema`"
+    )
+
+
+def test_a_first_start_leaves_a_private_write_ahead_sqlite_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'first.db'}"
+    assert create_if_empty(url)
+    assert (tmp_path / "first.db").stat().st_mode & 0o777 == 0o600
+    with closing(sqlite3.connect(tmp_path / "first.db")) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(head_revision(),)]

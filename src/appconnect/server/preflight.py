@@ -14,6 +14,7 @@ import traceback
 
 from appconnect.server.schema_version import schema_is_current
 from appconnect.settings import Settings
+from appconnect.store.fresh_schema import create_if_empty
 
 log = logging.getLogger("appconnect.preflight")
 
@@ -24,7 +25,11 @@ class PreflightFailed(Exception):
 
 def prepare(settings: Settings) -> None:
     """Bring the schema to head if it is not there yet, then create any generated keys once."""
-    if settings.auto_migrate and not schema_is_current(settings.database_url):
+    if (
+        settings.auto_migrate
+        and not schema_is_current(settings.database_url)
+        and not create_if_empty(settings.database_url)  # a first start: no Alembic, no SQLAlchemy
+    ):
         from appconnect.store.migrate import MigrationFailed, upgrade_or_explain
 
         try:

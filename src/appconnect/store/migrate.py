@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import inspect, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from appconnect.security.redact import redact
-from appconnect.store.db import create_engine, normalize_url, sqlite_file
+from appconnect.store.db import normalize_url, sqlite_file
+from appconnect.store.fresh_schema import STATEMENT_END, create_if_empty, schema_file
 from appconnect.store.revisions import head_revision
 
 if TYPE_CHECKING:
@@ -62,44 +61,41 @@ def failure_reason(exc: BaseException, database_url: str) -> str:
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Bring the schema to `revision`. Blocking: call it from a thread or before the event loop starts.
 
-    A database with no tables at all that is to reach the newest revision is created from `tables.py` and
-    stamped with that revision (what replaying every migration produces, proven by a test), which spares a
-    first start most of Alembic's cost; anything else goes through the migrations.
+    A database with no tables at all that is to reach the newest revision is created from `tables.py` as
+    rendered for its dialect and stamped with that revision (`fresh_schema`: what replaying every migration
+    produces, proven by a test), which spares a first start most of Alembic's cost; anything else goes through
+    the migrations.
     """
     head = head_revision()
-    if revision in ("head", head) and head is not None and asyncio.run(_create_if_empty(database_url, head)):
+    if revision in ("head", head) and head is not None and create_if_empty(database_url):
         return
     from alembic import command
 
     command.upgrade(alembic_config(database_url), revision)
 
 
-async def _create_if_empty(database_url: str, head: str) -> bool:
-    """Create the newest schema in an empty database, stamped `head`; False (nothing done) when any table
-    exists. One transaction: a concurrent first start loses on the version table and gets False."""
+def render_schema(dialect: str) -> str:
+    """`tables.py` as the DDL `fresh_schema` runs: every table (in dependency order) and its indexes."""
+    from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+    from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+    from sqlalchemy.engine import Dialect
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
     from appconnect.store.tables import metadata
 
-    def create(conn: Connection) -> bool:
-        if inspect(conn).get_table_names():
-            return False
-        metadata.create_all(conn)
-        conn.execute(
-            text(
-                "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
-                "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
-            )
-        )
-        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:head)"), {"head": head})
-        return True
-
-    engine = create_engine(database_url, pool_size=1, max_overflow=0)
-    try:
-        async with engine.begin() as conn:
-            return await conn.run_sync(create)
-    except DBAPIError:
-        return False  # e.g. another process created it at the same moment: the migrations decide
-    finally:
-        await engine.dispose()
+    compilers: dict[str, type[Dialect]] = {"sqlite": SQLiteDialect_pysqlite, "postgresql": PGDialect_asyncpg}
+    compiler = compilers[dialect]()
+    parts: list[str] = []
+    for table in metadata.sorted_tables:
+        parts.append(str(CreateTable(table).compile(dialect=compiler)))
+        for index in sorted(table.indexes, key=lambda ix: str(ix.name)):
+            parts.append(str(CreateIndex(index).compile(dialect=compiler)))
+    parts = ["\n".join(line.rstrip() for line in part.strip().splitlines()) for part in parts]
+    header = (
+        f"-- The newest schema for {dialect}, rendered from store/tables.py. Do not edit: run\n"
+        "-- `python -m appconnect.store.migrate render-schema` after changing tables.py (and add a migration).\n"
+    )
+    return header + STATEMENT_END.join(parts) + STATEMENT_END
 
 
 def upgrade_or_explain(database_url: str, revision: str = "head") -> None:
@@ -110,3 +106,13 @@ def upgrade_or_explain(database_url: str, revision: str = "head") -> None:
         raise MigrationFailed(
             f"cannot migrate {describe_database(database_url)}: {failure_reason(exc, database_url)}"
         ) from None
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["render-schema"]:
+        sys.exit("usage: python -m appconnect.store.migrate render-schema")
+    for name in ("sqlite", "postgresql"):
+        schema_file(name).write_text(render_schema(name), encoding="utf-8")
+        print(f"wrote {schema_file(name)}")

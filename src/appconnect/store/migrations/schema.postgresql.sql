@@ -1,0 +1,120 @@
+-- The newest schema for postgresql, rendered from store/tables.py. Do not edit: run
+-- `python -m appconnect.store.migrate render-schema` after changing tables.py (and add a migration).
+CREATE TABLE account_data (
+	account_id VARCHAR(255) NOT NULL,
+	platform VARCHAR(64) NOT NULL,
+	data_key VARCHAR(255) NOT NULL,
+	data JSON NOT NULL,
+	created_at TIMESTAMP WITH TIME ZONE DEFAULT (CURRENT_TIMESTAMP) NOT NULL,
+	updated_at TIMESTAMP WITH TIME ZONE DEFAULT (CURRENT_TIMESTAMP) NOT NULL,
+	PRIMARY KEY (account_id, platform, data_key)
+);
+
+CREATE TABLE admin_configs (
+	id VARCHAR(255) NOT NULL,
+	user_settings JSON NOT NULL,
+	created_at TIMESTAMP WITH TIME ZONE DEFAULT (CURRENT_TIMESTAMP) NOT NULL,
+	updated_at TIMESTAMP WITH TIME ZONE DEFAULT (CURRENT_TIMESTAMP) NOT NULL,
+	PRIMARY KEY (id)
+);
+
+CREATE TABLE call_logs (
+	pk SERIAL NOT NULL,
+	session_id VARCHAR(255) NOT NULL,
+	extension_number VARCHAR(64) DEFAULT '' NOT NULL,
+	hashed_extension_id VARCHAR(255) DEFAULT '' NOT NULL,
+	call_id VARCHAR(255) DEFAULT '' NOT NULL,
+	platform VARCHAR(64) NOT NULL,
+	user_id VARCHAR(255) NOT NULL,
+	contact_id VARCHAR(255),
+	third_party_log_id VARCHAR(255),
+	status VARCHAR(16) DEFAULT 'done' NOT NULL,
+	created_at TIMESTAMP WITH TIME ZONE DEFAULT (CURRENT_TIMESTAMP) NOT NULL,
+	updated_at TIMESTAMP WITH TIME ZONE DEFAULT (CURRENT_TIMESTAMP) NOT NULL,
+	scope VARCHAR(512) DEFAULT '' NOT NULL,
+	payload TEXT,
+	attempts INTEGER DEFAULT '0' NOT NULL,
+	next_attempt_at TIMESTAMP WITH TIME ZONE,
+	PRIMARY KEY (pk),
+	CONSTRAINT uq_call_logs_scope_identity UNIQUE (scope, session_id, extension_number, hashed_extension_id)
+);
+
+CREATE INDEX ix_call_logs_status_next_attempt ON call_logs (status, next_attempt_at);
+
+CREATE TABLE created_contacts (
+	account_id VARCHAR(255) NOT NULL,
+	platform VARCHAR(64) NOT NULL,
+	phone_number VARCHAR(32) NOT NULL,
+	contact JSON NOT NULL,
+	created_at TIMESTAMP WITH TIME ZONE DEFAULT (CURRENT_TIMESTAMP) NOT NULL,
+	updated_at TIMESTAMP WITH TIME ZONE DEFAULT (CURRENT_TIMESTAMP) NOT NULL,
+	PRIMARY KEY (account_id, platform, phone_number)
+);
+
+CREATE TABLE locks (
+	name VARCHAR(255) NOT NULL,
+	owner VARCHAR(64) NOT NULL,
+	expires_at TIMESTAMP WITH TIME ZONE NOT NULL,
+	PRIMARY KEY (name)
+);
+
+CREATE TABLE message_logs (
+	scope VARCHAR(512) NOT NULL,
+	id VARCHAR(255) NOT NULL,
+	platform VARCHAR(64) NOT NULL,
+	conversation_id VARCHAR(255),
+	conversation_log_id VARCHAR(255),
+	third_party_log_id VARCHAR(255),
+	user_id VARCHAR(255) NOT NULL,
+	status VARCHAR(16) DEFAULT 'done' NOT NULL,
+	created_at TIMESTAMP WITH TIME ZONE DEFAULT (CURRENT_TIMESTAMP) NOT NULL,
+	updated_at TIMESTAMP WITH TIME ZONE DEFAULT (CURRENT_TIMESTAMP) NOT NULL,
+	PRIMARY KEY (scope, id)
+);
+
+CREATE INDEX ix_message_logs_scope_conversation_log_id ON message_logs (scope, conversation_log_id);
+
+CREATE TABLE message_outbox (
+	pk SERIAL NOT NULL,
+	scope VARCHAR(512) NOT NULL,
+	user_id VARCHAR(255) NOT NULL,
+	platform VARCHAR(64) NOT NULL,
+	payload TEXT NOT NULL,
+	status VARCHAR(16) DEFAULT 'queued' NOT NULL,
+	attempts INTEGER DEFAULT '0' NOT NULL,
+	next_attempt_at TIMESTAMP WITH TIME ZONE,
+	created_at TIMESTAMP WITH TIME ZONE DEFAULT (CURRENT_TIMESTAMP) NOT NULL,
+	updated_at TIMESTAMP WITH TIME ZONE DEFAULT (CURRENT_TIMESTAMP) NOT NULL,
+	PRIMARY KEY (pk)
+);
+
+CREATE INDEX ix_message_outbox_status_next_attempt ON message_outbox (status, next_attempt_at);
+
+CREATE TABLE rate_limits (
+	limit_key VARCHAR(255) NOT NULL,
+	tat FLOAT NOT NULL,
+	grant_id VARCHAR(32) DEFAULT '' NOT NULL,
+	PRIMARY KEY (limit_key)
+);
+
+CREATE TABLE users (
+	id VARCHAR(255) NOT NULL,
+	platform VARCHAR(64) NOT NULL,
+	hostname VARCHAR(512) DEFAULT '' NOT NULL,
+	rc_account_id VARCHAR(255),
+	hashed_rc_extension_id VARCHAR(255),
+	timezone_name VARCHAR(128),
+	timezone_offset VARCHAR(32),
+	access_token TEXT,
+	refresh_token TEXT,
+	token_expiry TIMESTAMP WITH TIME ZONE,
+	session_revoked_at TIMESTAMP WITH TIME ZONE,
+	tokens_valid_after TIMESTAMP WITH TIME ZONE,
+	platform_additional_info JSON NOT NULL,
+	user_settings JSON NOT NULL,
+	created_at TIMESTAMP WITH TIME ZONE DEFAULT (CURRENT_TIMESTAMP) NOT NULL,
+	updated_at TIMESTAMP WITH TIME ZONE DEFAULT (CURRENT_TIMESTAMP) NOT NULL,
+	account_scope VARCHAR(512),
+	PRIMARY KEY (id)
+);
+
