@@ -257,6 +257,14 @@ async def test_an_oversized_answer_is_refused(pool: Http1Pool, monkeypatch: pyte
     assert after.body == b"small"
 
 
+async def test_an_answer_nobody_asked_for_retires_the_connection(pool: Http1Pool) -> None:
+    async with RawServer([ok(b"one") + ok(b"unasked"), ok(b"two")]) as server:
+        first = await get(pool, f"{server.url}/1")
+        second = await get(pool, f"{server.url}/2")
+    assert (first.body, second.body) == (b"one", b"two")  # never the stray answer
+    assert server.connections == 2
+
+
 async def test_a_malformed_answer_is_an_error_after_sending(pool: Http1Pool) -> None:
     async with RawServer([b"SMTP ready\r\n\r\n"]) as server:
         with pytest.raises(WireError) as caught:

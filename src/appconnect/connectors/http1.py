@@ -188,6 +188,10 @@ class _Connection(asyncio.Protocol):
 
     # --- httptools callbacks -----------------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self._waiter is None:
+            self.reusable = False  # a second answer in the same bytes: nothing was asked for it
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
 
@@ -217,6 +221,9 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self._waiter is None:
+            self.reusable = False
+            return
         if not self._headers_done:  # the end of an interim (1xx) answer
             self._headers = []
             return
