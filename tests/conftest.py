@@ -19,6 +19,7 @@ import pytest
 from appconnect.api.app import create_app
 from appconnect.settings import Settings
 from appconnect.store.migrate import upgrade
+from appconnect.store.sql import FastDatabase, open_fast_database
 from appconnect.store.users import UserRecord
 from tests.support.app_server import run_app
 
@@ -106,6 +107,14 @@ def create_test_database() -> str:
     _created_databases.append(name)
     url = make_url(POSTGRES_URL).set(database=name)
     return url.render_as_string(hide_password=False)
+
+
+async def migrated_fast_database(backend: str, folder: Path) -> FastDatabase:
+    """The server's database layer on a new, migrated SQLite file in `folder` or PostgreSQL test database."""
+    sqlite = f"sqlite+aiosqlite:///{folder / 'store.sqlite3'}"
+    url = sqlite if backend == "sqlite" else create_test_database()
+    await asyncio.to_thread(upgrade, url)
+    return open_fast_database(url, max_connections=2, acquire_timeout=5.0)
 
 
 def drop_test_databases() -> None:
@@ -237,17 +246,22 @@ def crm_api_key(server: LiveServer, client: httpx.Client) -> str:
     return key
 
 
-@pytest.fixture
-def jwt(client: httpx.Client, crm_api_key: str) -> str:
-    """A user logged in to the test CRM with an API key, as the client does it."""
+def api_key_login(client: httpx.Client, api_key: str) -> str:
+    """Log in to the test CRM with an API key, as the client does it; the session JWT."""
     response = client.post(
         "/apiKeyLogin",
-        json={"platform": "testcrm", "apiKey": crm_api_key, "hostname": "testcrm.local"},
+        json={"platform": "testcrm", "apiKey": api_key, "hostname": "testcrm.local"},
         headers={"rc-account-id": f"acct-{uuid.uuid4().hex}"},
     )
     assert response.status_code == 200, response.text
     token: str = response.json()["jwtToken"]
     return token
+
+
+@pytest.fixture
+def jwt(client: httpx.Client, crm_api_key: str) -> str:
+    """A user logged in to the test CRM with an API key."""
+    return api_key_login(client, crm_api_key)
 
 
 def new_phone() -> str:

@@ -19,7 +19,7 @@ from appconnect.security.jwt import SessionTokens
 from appconnect.security.keys import load_keys
 from appconnect.store.sql import Statement, open_fast_database, sql
 from appconnect.store.user_cache import announce_user_change
-from tests.conftest import CrmView, LiveServer, call_log_body, new_phone
+from tests.conftest import CrmView, LiveServer, api_key_login, call_log_body, new_phone
 
 _CLAIMS = sql("SELECT account_id, platform, contact FROM created_contacts WHERE phone_number = ?")
 _CALL_LOGS = sql("SELECT scope, status, user_id, platform FROM call_logs WHERE session_id = ?")
@@ -60,17 +60,6 @@ def change_user(server: LiveServer, statement: Statement, user_id: str) -> None:
         await announce_user_change(server.settings.database_url, user_id)
 
     asyncio.run(change())
-
-
-def login(client: httpx.Client, api_key: str) -> str:
-    response = client.post(
-        "/apiKeyLogin",
-        json={"platform": "testcrm", "apiKey": api_key, "hostname": "testcrm.local"},
-        headers={"rc-account-id": f"acct-{uuid.uuid4().hex}"},
-    )
-    assert response.status_code == 200, response.text
-    token: str = response.json()["jwtToken"]
-    return token
 
 
 def contact_body(
@@ -153,7 +142,9 @@ def test_a_token_issued_before_a_logout_writes_nothing(
     server: LiveServer, client: httpx.Client, jwt: str, crm_api_key: str, crm: CrmView
 ) -> None:
     assert client.post("/unAuthorize", headers=bearer(jwt)).status_code == 200
-    fresh = login(client, crm_api_key)  # the user has credentials again: only the old token's age refuses it
+    fresh = api_key_login(
+        client, crm_api_key
+    )  # the user has credentials again: only the old token's age refuses it
     assert user_id_of(fresh) == user_id_of(jwt)
     phone = new_phone()
     session_id = f"s-{uuid.uuid4().hex[:10]}"

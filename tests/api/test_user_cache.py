@@ -11,14 +11,13 @@ notification sent by the changing transaction arrives (LISTEN/NOTIFY).
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, crm_admin_headers, new_phone
+from tests.conftest import LiveServer, api_key_login, crm_admin_headers, new_phone
 from tests.support.served import serve_process
 
 CONNECTIONS = 6
@@ -59,17 +58,6 @@ def other_clients(other_server: str) -> Iterator[list[httpx.Client]]:
             http.close()
 
 
-def login(client: httpx.Client, api_key: str) -> str:
-    response = client.post(
-        "/apiKeyLogin",
-        json={"platform": "testcrm", "apiKey": api_key, "hostname": "testcrm.local"},
-        headers={"rc-account-id": f"acct-{uuid.uuid4().hex}"},
-    )
-    assert response.status_code == 200, response.text
-    token: str = response.json()["jwtToken"]
-    return token
-
-
 def seen(server: LiveServer, check: Callable[[], bool]) -> bool:
     """SQLite: `check` must hold at once. PostgreSQL: once the change notification has arrived."""
     if server.settings.database_url.startswith("sqlite"):
@@ -99,7 +87,7 @@ def api_key(client: httpx.Client) -> str:
 def test_a_logout_elsewhere_is_seen_by_the_next_request_on_every_worker(
     server: LiveServer, client: httpx.Client, other_clients: list[httpx.Client], api_key: str
 ) -> None:
-    jwt = login(client, api_key)
+    jwt = api_key_login(client, api_key)
     # every connection reads (and caches) the user, twice: the second answer may come from the cache
     for http in other_clients:
         assert lookup_succeeds(http, jwt) and lookup_succeeds(http, jwt)
@@ -111,7 +99,7 @@ def test_a_logout_elsewhere_is_seen_by_the_next_request_on_every_worker(
     assert all(refused), f"a worker still accepted the logged-out session: {refused}"
 
     # logging in again (on this server) is seen there too, with the new session only
-    again = login(client, api_key)
+    again = api_key_login(client, api_key)
     for http in other_clients:
         assert seen(server, lambda http=http: lookup_succeeds(http, again))
         assert not lookup_succeeds(http, jwt)
@@ -120,7 +108,7 @@ def test_a_logout_elsewhere_is_seen_by_the_next_request_on_every_worker(
 def test_settings_changed_elsewhere_are_read_at_once(
     server: LiveServer, client: httpx.Client, other_clients: list[httpx.Client], api_key: str
 ) -> None:
-    jwt = login(client, api_key)
+    jwt = api_key_login(client, api_key)
     for http in other_clients:
         assert http.get("/user/settings", headers=auth(jwt)).json() == {}
 

@@ -5,7 +5,6 @@ and the caller writes on its own; a row written for a user the Python checks ref
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -24,11 +23,10 @@ from appconnect.security.crypto import TokenCipher
 from appconnect.security.jwt import SessionClaims
 from appconnect.store.cache import AccountCache
 from appconnect.store.call_logs import CallLogStore, ExtensionIdentity
-from appconnect.store.migrate import upgrade
-from appconnect.store.sql import FastDatabase, open_fast_database, sql
+from appconnect.store.sql import FastDatabase, sql
 from appconnect.store.user_cache import SharedMemoryChanges, UserCache
 from appconnect.store.users import GatedWrite, UserRecord, UserStore, Written
-from tests.conftest import create_test_database, postgres_reachable, postgres_unavailable
+from tests.conftest import migrated_fast_database
 
 SCOPE = "acme||account:A"
 _CLAIMS = sql("SELECT account_id, platform FROM created_contacts WHERE phone_number = ?")
@@ -62,20 +60,9 @@ class Stores:
         return [dict(r) for r in await self.fast.all(_CALL_LOGS, session_id)]
 
 
-async def _database(backend: str, tmp_path: Path) -> FastDatabase:
-    if backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'users.sqlite3'}"
-    else:
-        if not postgres_reachable():
-            postgres_unavailable("PostgreSQL not reachable")
-        url = create_test_database()
-    await asyncio.to_thread(upgrade, url)
-    return open_fast_database(url, max_connections=2, acquire_timeout=5.0)
-
-
 @pytest_asyncio.fixture(params=["sqlite", "postgres"])
 async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stores]:
-    fast = await _database(request.param, tmp_path)
+    fast = await migrated_fast_database(request.param, tmp_path)
     try:
         yield Stores(fast, TokenCipher((Fernet.generate_key().decode(),)))
     finally:
@@ -84,7 +71,7 @@ async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 
 @pytest_asyncio.fixture
 async def postgres(tmp_path: Path) -> AsyncIterator[FastDatabase]:
-    fast = await _database("postgres", tmp_path)
+    fast = await migrated_fast_database("postgres", tmp_path)
     try:
         yield fast
     finally:

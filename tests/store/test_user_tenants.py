@@ -20,22 +20,13 @@ from appconnect.connectors.sdk import UserView, stored_user_id
 from appconnect.flows.common import session_is_current
 from appconnect.security.crypto import TokenCipher
 from appconnect.security.jwt import SessionClaims
-from appconnect.store.migrate import upgrade
-from appconnect.store.sql import open_fast_database
 from appconnect.store.users import UserRecord, UserStore
-from tests.conftest import create_test_database, postgres_reachable, postgres_unavailable
+from tests.conftest import migrated_fast_database
 
 
 @pytest_asyncio.fixture(params=["sqlite", "postgres"])
 async def users(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[UserStore]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'users.sqlite3'}"
-    else:
-        if not postgres_reachable():
-            postgres_unavailable("PostgreSQL not reachable")
-        url = create_test_database()
-    await asyncio.to_thread(upgrade, url)
-    fast = open_fast_database(url, max_connections=2, acquire_timeout=5.0)
+    fast = await migrated_fast_database(request.param, tmp_path)
     try:
         yield UserStore(TokenCipher((Fernet.generate_key().decode(),)), fast)
     finally:
