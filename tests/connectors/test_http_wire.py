@@ -40,6 +40,7 @@ class RawServer:
         self.tls = tls
         self.heads: list[bytes] = []
         self.connections = 0
+        self.closed_by_client = 0
         self.writers: list[asyncio.StreamWriter] = []
         self._server: asyncio.Server | None = None
 
@@ -78,7 +79,10 @@ class RawServer:
                 else:
                     writer.write(answer)
                     await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+        except asyncio.IncompleteReadError as exc:
+            if not exc.partial:
+                self.closed_by_client += 1  # a clean close between requests
+        except (ConnectionError, ssl.SSLError):
             return
 
 
@@ -225,6 +229,27 @@ async def test_an_idle_connection_past_the_keepalive_expiry_is_replaced() -> Non
     finally:
         await pool.aclose()
     assert server.connections == 2
+
+
+async def test_idle_connections_are_closed_once_expired_even_if_never_used_again() -> None:
+    pool = Http1Pool(
+        loop=asyncio.get_running_loop(),
+        ssl_context=ssl.create_default_context(),
+        max_connections=10,
+        keepalive_expiry=0.1,
+        default_headers={},
+    )
+    try:
+        async with RawServer([]) as server:
+            await get(pool, f"{server.url}/1")
+            for _ in range(100):  # up to 2 s; the sweep runs 0.1 s after the connection went idle
+                if server.closed_by_client:
+                    break
+                await asyncio.sleep(0.02)
+            closed = server.closed_by_client
+    finally:
+        await pool.aclose()
+    assert closed == 1  # the client closed its idle connection by itself, long before aclose
 
 
 async def test_read_and_overall_timeouts_say_the_request_was_sent(pool: Http1Pool) -> None:

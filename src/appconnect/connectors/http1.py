@@ -396,6 +396,7 @@ class Http1Pool:
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._proxies: dict[str, _Proxy] = {}
         self._closed = False
+        self._sweep: asyncio.TimerHandle | None = None
 
     # --- the pool ----------------------------------------------------------------------------------------
 
@@ -498,7 +499,21 @@ class Http1Pool:
             return
         conn.idle_since = self.loop.time()
         self._idle.setdefault((conn.origin, conn.proxy), []).append(conn)
+        if self._sweep is None:
+            self._sweep = self.loop.call_later(self._expiry, self._close_expired)
         self._wake()
+
+    def _close_expired(self) -> None:
+        """Close the connections idle for longer than the keep-alive expiry (one timer for the whole pool), so
+        none lingers open at a CRM nobody calls any more."""
+        self._sweep = None
+        now = self.loop.time()
+        for idle in self._idle.values():
+            while idle and now - idle[0].idle_since >= self._expiry:  # oldest first
+                self._retire(idle.pop(0))
+        oldest = min((idle[0].idle_since for idle in self._idle.values() if idle), default=None)
+        if oldest is not None and not self._closed:
+            self._sweep = self.loop.call_at(oldest + self._expiry, self._close_expired)
 
     def lost(self, conn: _Connection) -> None:
         """A connection closed (either side): it leaves the pool, and a caller waiting for one may open one."""
@@ -600,6 +615,9 @@ class Http1Pool:
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         for idle in self._idle.values():
             for conn in list(idle):
                 conn.close()
