@@ -86,15 +86,20 @@ class RawServer:
             return
 
 
-@pytest.fixture
-async def pool() -> AsyncIterator[Http1Pool]:
-    made = Http1Pool(
+def make_pool(*, max_connections: int = 10, keepalive_expiry: float = 2.0) -> Http1Pool:
+    """A pool on the running loop, with the headers the server sends on every call."""
+    return Http1Pool(
         loop=asyncio.get_running_loop(),
         ssl_context=ssl.create_default_context(),
-        max_connections=10,
-        keepalive_expiry=2.0,
+        max_connections=max_connections,
+        keepalive_expiry=keepalive_expiry,
         default_headers={"User-Agent": "test", "Accept-Encoding": "gzip, deflate"},
     )
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[Http1Pool]:
+    made = make_pool()
     try:
         yield made
     finally:
@@ -213,13 +218,7 @@ async def test_an_idle_connection_the_server_closed_is_not_used(pool: Http1Pool)
 
 
 async def test_an_idle_connection_past_the_keepalive_expiry_is_replaced() -> None:
-    pool = Http1Pool(
-        loop=asyncio.get_running_loop(),
-        ssl_context=ssl.create_default_context(),
-        max_connections=10,
-        keepalive_expiry=0.1,
-        default_headers={},
-    )
+    pool = make_pool(keepalive_expiry=0.1)
     try:
         async with RawServer([]) as server:
             await get(pool, f"{server.url}/1")
@@ -232,13 +231,7 @@ async def test_an_idle_connection_past_the_keepalive_expiry_is_replaced() -> Non
 
 
 async def test_idle_connections_are_closed_once_expired_even_if_never_used_again() -> None:
-    pool = Http1Pool(
-        loop=asyncio.get_running_loop(),
-        ssl_context=ssl.create_default_context(),
-        max_connections=10,
-        keepalive_expiry=0.1,
-        default_headers={},
-    )
+    pool = make_pool(keepalive_expiry=0.1)
     try:
         async with RawServer([]) as server:
             await get(pool, f"{server.url}/1")
@@ -324,13 +317,7 @@ async def test_a_cancelled_request_does_not_leave_its_connection_for_the_next(po
 
 
 async def test_the_connection_limit_queues_callers() -> None:
-    pool = Http1Pool(
-        loop=asyncio.get_running_loop(),
-        ssl_context=ssl.create_default_context(),
-        max_connections=1,
-        keepalive_expiry=2.0,
-        default_headers={},
-    )
+    pool = make_pool(max_connections=1)
 
     async def slowish(writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(0.05)
