@@ -233,7 +233,7 @@ async def crm_observer_cost(calls: int, reps: int) -> None:
     """µs of CPU the metrics add to one CRM call: the `observed` wrapper with and without an observer."""
     try:
         from appconnect.api.metrics import WorkerMetrics
-        from appconnect.connectors import observe
+        from appconnect.outbound import observe
     except ImportError:
         return  # a checkout without metrics
 

@@ -224,11 +224,11 @@ class FakeCrm:
         with urllib.request.urlopen("https://api.pipedrive.com/v1/users/me", context=ctx, timeout=5) as resp:
             if resp.status != 200:
                 raise RunFailed(f"fake Pipedrive answered {resp.status}")
-        # The server's outbound client (connectors/http.py) verifies TLS with ssl.create_default_context(),
+        # The server's outbound client (outbound/client.py) verifies TLS with ssl.create_default_context(),
         # which takes the CA bundle from SSL_CERT_FILE. Check that empirically with that very client.
         probe = (
             "import asyncio\n"
-            "from appconnect.connectors.http import build_transport_client\n"
+            "from appconnect.outbound.client import build_transport_client\n"
             "async def main():\n"
             "    client = build_transport_client(connect_timeout=5, read_timeout=5)\n"
             "    try:\n"

@@ -85,8 +85,8 @@ async def measure_aiohttp(url: str, context: ssl.SSLContext, args: argparse.Name
 
 
 async def measure_appconnect(url: str, context: ssl.SSLContext, args: argparse.Namespace) -> float:
-    """The server's own wire (`appconnect.connectors.http1`), as `CrmTransport` sets it up."""
-    from appconnect.connectors.http1 import Http1Pool, Timeouts
+    """The server's own wire (`appconnect.outbound.wire`), as `CrmTransport` sets it up."""
+    from appconnect.outbound.wire import Http1Pool, Timeouts
 
     pool = Http1Pool(
         loop=asyncio.get_running_loop(),

@@ -83,7 +83,7 @@ class Settings(BaseSettings):
         description="bearer token a scraper must send to read /metrics from a non-loopback address",
     )
 
-    # Outbound CRM calls: retries (connectors/http.py) and the per-account limiter (store/rate_limits.py)
+    # Outbound CRM calls: retries (outbound/client.py) and the per-account limiter (store/rate_limits.py)
     crm_retry_attempts: int = Field(
         default=3, ge=1, le=10, description="tries per CRM call, the first included"
     )

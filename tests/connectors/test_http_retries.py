@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from appconnect.connectors.http import CrmHttpClient, CrmTransport, RetryPolicy, build_transport_client
 from appconnect.connectors.sdk import CrmHttpError
+from appconnect.outbound.client import CrmHttpClient, CrmTransport, RetryPolicy, build_transport_client
 from tests.support.tls import Tls, make_tls
 
 

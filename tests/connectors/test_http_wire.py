@@ -1,4 +1,4 @@
-"""The server's own HTTP/1.1 client (`connectors/http1.py`) against raw sockets that answer byte for byte.
+"""The server's own HTTP/1.1 client (`outbound/wire.py`) against raw sockets that answer byte for byte.
 
 Each case is something a real server or proxy does that a lean client can get wrong: keep-alive reuse and idle
 closes, chunked / gzip / close-delimited bodies, interim 1xx answers, timeouts, oversized answers, header
@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from appconnect.connectors import http1
-from appconnect.connectors.http import CrmHttpClient, RetryPolicy, build_transport_client
-from appconnect.connectors.http1 import Http1Pool, Timeouts, WireError
+from appconnect.outbound import wire as http1
+from appconnect.outbound.client import CrmHttpClient, RetryPolicy, build_transport_client
+from appconnect.outbound.wire import Http1Pool, Timeouts, WireError
 from tests.support.tls import Tls, make_tls
 
 TIMEOUTS = Timeouts(connect=1.0, read=0.5, total=2.0)

@@ -10,14 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from appconnect.connectors.sdk import RateLimit
-from appconnect.store.rate_limits import (
-    Batched,
-    DatabaseRateLimiter,
-    RateLimiterBackend,
-    RateLimitOverrides,
-    RateLimitSettingError,
-    RedisRateLimiter,
-)
+from appconnect.outbound.limits import Batched, RateLimiterBackend, RateLimitOverrides, RateLimitSettingError
+from appconnect.store.rate_limits import DatabaseRateLimiter, RedisRateLimiter
 from appconnect.store.sql import open_fast_database
 from tests.conftest import LiveServer
 

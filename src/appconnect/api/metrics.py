@@ -33,8 +33,8 @@ from typing import Any
 
 import orjson
 
-from appconnect.connectors import observe
 from appconnect.flows.services import Services
+from appconnect.outbound import observe
 from appconnect.settings import Settings, is_loopback_host
 
 log = logging.getLogger("appconnect")

@@ -8,8 +8,8 @@ from collections.abc import Collection, Iterable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
-from appconnect.connectors.observe import current_platform
 from appconnect.connectors.sdk import Connector, ConnectorConfig, JsonDict, contact_type_values
+from appconnect.outbound.observe import current_platform
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class ConnectorRegistry:
         if connector is not None:
             current_platform.set(
                 platform
-            )  # the label of this task's CRM call metrics (connectors/observe.py)
+            )  # the label of this task's CRM call metrics (outbound/observe.py)
         return connector
 
     def platforms(self) -> list[str]:

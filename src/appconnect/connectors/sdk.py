@@ -11,7 +11,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal
+
+# re-exported: a connector imports everything it needs from this module
+from appconnect.outbound.types import CrmHttp as CrmHttp
+from appconnect.outbound.types import CrmHttpError as CrmHttpError
+from appconnect.outbound.types import CrmResponse as CrmResponse
+from appconnect.outbound.types import RateLimit as RateLimit
 
 AuthType = Literal["oauth", "apiKey"]
 MessageType = Literal["success", "warning", "error", "danger", "info"]
@@ -137,83 +143,6 @@ class UserView:
 # ---------------------------------------------------------------------------------------------------------------
 # The outbound HTTP seam
 # ---------------------------------------------------------------------------------------------------------------
-
-
-class CrmHttpError(Exception):
-    """A CRM answered outside 2xx, or did not answer in time. The server maps it to the client's message."""
-
-    def __init__(
-        self,
-        status: int | None,
-        *,
-        retry_after: float | None = None,
-        body: Any = None,
-        method: str = "",
-        url: str = "",
-        outcome_unknown: bool = False,
-    ) -> None:
-        self.status = status  # None: timeout or network error
-        self.retry_after = retry_after
-        self.body = body
-        self.method = method
-        self.url = url
-        # True when the request may have reached the CRM and been applied (no answer after it was sent, or a
-        # 5xx): a write must not be sent again blindly; ask the CRM what it has first.
-        self.outcome_unknown = outcome_unknown
-        super().__init__(f"{method} {url} -> {status if status is not None else 'no answer'}")
-
-
-class CrmResponse(Protocol):
-    """The part of an HTTP response a connector reads."""
-
-    @property
-    def status_code(self) -> int: ...
-
-    @property
-    def headers(self) -> Any: ...
-
-    def json(self) -> Any: ...
-
-
-class CrmHttp(Protocol):
-    """An HTTP client bound to one user's CRM session: the auth header is already applied.
-
-    `url` is absolute, or relative to `base_url`. `auth=False` sends no Authorization header (a connector that
-    needs a different one passes it in `headers`). Non-2xx answers raise :class:`CrmHttpError` unless listed in
-    `allow_status`. GET/HEAD are retried after 502/503/504 and lost connections; a write is retried only when
-    it cannot have reached the CRM (connect error, 429), unless the connector passes `idempotent=True` (a
-    request that gives the same result when sent twice, e.g. a PATCH that sets absolute values).
-    """
-
-    base_url: str
-
-    async def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: dict[str, Any] | None = None,
-        json: Any = None,
-        data: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-        auth: bool = True,
-        allow_status: tuple[int, ...] = (),
-        idempotent: bool = False,
-    ) -> CrmResponse: ...
-
-    async def get_json(self, url: str, *, params: dict[str, Any] | None = None) -> Any: ...
-
-    async def post_json(self, url: str, body: Any) -> Any: ...
-
-    async def patch_json(self, url: str, body: Any) -> Any: ...
-
-
-@dataclass(slots=True, frozen=True)
-class RateLimit:
-    """At most `requests` CRM calls per `per_seconds` for one CRM account, shared by every worker and machine."""
-
-    requests: int
-    per_seconds: float
 
 
 @dataclass(slots=True)

@@ -6,7 +6,6 @@ import re
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-from appconnect.connectors.http import CrmHttpClient
 from appconnect.connectors.sdk import (
     Connector,
     CrmHttpError,
@@ -25,6 +24,7 @@ from appconnect.flows.reply import ClientError, Reply
 from appconnect.flows.requests import ApiKeyLoginBody
 from appconnect.flows.services import Services
 from appconnect.flows.session import SessionRevoked, open_session
+from appconnect.outbound.client import CrmHttpClient
 from appconnect.security.jwt import SessionClaims
 from appconnect.store.users import UserRecord
 

@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlencode
 
 import orjson
 
-from appconnect.connectors.http import CrmHttpResponse, CrmTransport, TransportError
 from appconnect.connectors.sdk import OAuthInfo
+from appconnect.outbound.client import CrmHttpResponse, CrmTransport, TransportError
 
 
 class OAuthError(Exception):

@@ -6,9 +6,10 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from appconnect.connectors.http import AccountLimiter, CrmTransport, RetryPolicy, build_transport_client
 from appconnect.connectors.registry import ConnectorRegistry
 from appconnect.connectors.sdk import Connector, UserView
+from appconnect.outbound.client import AccountLimiter, CrmTransport, RetryPolicy, build_transport_client
+from appconnect.outbound.limits import Batched, RateLimiterBackend, RateLimitOverrides
 from appconnect.security.crypto import TokenCipher
 from appconnect.security.jwt import SessionTokens
 from appconnect.security.keys import ServerKeys, load_keys
@@ -17,13 +18,7 @@ from appconnect.store.cache import AccountCache
 from appconnect.store.call_logs import CallLogStore
 from appconnect.store.locks import DatabaseSharedLock, LockManager, RedisSharedLock
 from appconnect.store.message_logs import MessageLogStore
-from appconnect.store.rate_limits import (
-    Batched,
-    DatabaseRateLimiter,
-    RateLimiterBackend,
-    RateLimitOverrides,
-    RedisRateLimiter,
-)
+from appconnect.store.rate_limits import DatabaseRateLimiter, RedisRateLimiter
 from appconnect.store.sql import FastDatabase, PostgresDatabase, open_fast_database
 from appconnect.store.urls import is_sqlite, sqlite_file
 from appconnect.store.user_cache import ListenChanges, SharedMemoryChanges, UserCache, changes_file

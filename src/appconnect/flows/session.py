@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from appconnect.connectors.http import CrmHttpClient
 from appconnect.connectors.sdk import Connector, CrmCall, UserView
 from appconnect.flows import oauth
 from appconnect.flows.services import Services
+from appconnect.outbound.client import CrmHttpClient
 from appconnect.store.users import UserRecord
 
 REFRESH_MARGIN = timedelta(minutes=2)

@@ -10,40 +10,22 @@ which is the failure this limiter exists to prevent.
 When the CRM itself answers 429, :meth:`back_off` pushes the account's number forward so *every* caller of that
 account waits out the `Retry-After`, not only the request that saw it.
 
-`Batched` takes a few calls of budget at once (each a real grant of the shared bucket, so the account is never
-overspent) and spends them in-process within the time they took to earn: one round trip per few CRM calls.
+`outbound.limits.Batched` takes a few calls of budget at once from these backends (each a real grant of the shared
+bucket, so the account is never overspent) and spends them in-process: one round trip per few CRM calls.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from appconnect.connectors.sdk import RateLimit
+from appconnect.outbound.limits import emission
+from appconnect.outbound.types import RateLimit
 from appconnect.store.sql import FastDatabase, Statement
 
 #: longest shared back-off one 429 may impose on an account (a hostile or broken Retry-After is capped)
 MAX_BACK_OFF_SECONDS = 300.0
-
-
-class RateLimiterBackend(Protocol):
-    async def acquire(self, key: str, limit: RateLimit, tokens: int = 1) -> float:
-        """Spend `tokens` calls of `key`'s budget: 0.0 when granted, else the seconds until they are free
-        (nothing spent)."""
-        ...
-
-    async def back_off(self, key: str, limit: RateLimit, seconds: float) -> None:
-        """Grant nothing for `key` during the next `seconds`."""
-        ...
-
-
-def _emission(limit: RateLimit) -> tuple[float, float]:
-    """(seconds between calls, burst tolerance in seconds)."""
-    interval = limit.per_seconds / max(limit.requests, 1)
-    return interval, limit.per_seconds
 
 
 # `{max}` is the two-argument maximum of the dialect, `{real}` its double type (PostgreSQL needs the casts to
@@ -91,7 +73,7 @@ class DatabaseRateLimiter:
         self._db = db
 
     async def acquire(self, key: str, limit: RateLimit, tokens: int = 1) -> float:
-        interval, window = _emission(limit)
+        interval, window = emission(limit)
         now = time.time()
         grant = uuid.uuid4().hex
         row = await self._db.write(_GCRA, key, now, interval * tokens, window, grant)
@@ -101,7 +83,7 @@ class DatabaseRateLimiter:
         return max(float(row["tat"]) + interval * tokens - window - now, 0.001)
 
     async def back_off(self, key: str, limit: RateLimit, seconds: float) -> None:
-        interval, window = _emission(limit)
+        interval, window = emission(limit)
         blocked = time.time() + min(seconds, MAX_BACK_OFF_SECONDS) + window - interval
         await self._db.run(_BACK_OFF, key, blocked)
 
@@ -138,110 +120,13 @@ class RedisRateLimiter:
         self._prefix = prefix
 
     async def acquire(self, key: str, limit: RateLimit, tokens: int = 1) -> float:
-        interval, window = _emission(limit)
+        interval, window = emission(limit)
         wait_ms = await self._client.eval(
             _REDIS_ACQUIRE, 1, self._prefix + key, max(int(interval * tokens * 1000), 1), int(window * 1000)
         )
         return 0.0 if int(wait_ms) <= 0 else int(wait_ms) / 1000
 
     async def back_off(self, key: str, limit: RateLimit, seconds: float) -> None:
-        interval, window = _emission(limit)
+        interval, window = emission(limit)
         blocked_ms = int((min(seconds, MAX_BACK_OFF_SECONDS) + window - interval) * 1000)
         await self._client.eval(_REDIS_BACK_OFF, 1, self._prefix + key, blocked_ms)
-
-
-class Batched:
-    """Takes up to `most` calls of an account's budget in one grant and spends them in this process.
-
-    Every call spent was granted by the shared bucket, so all processes together never exceed the account's
-    limit. Granted calls not spent within the time they took to earn (`tokens x interval`) are dropped: a
-    batch never carries budget into a later burst. After a 429, this process's remaining calls are dropped
-    too (other processes may still spend theirs: at most `most - 1` each).
-    """
-
-    def __init__(self, backend: RateLimiterBackend, *, most: int = 8) -> None:
-        self.backend = backend
-        self._most = most
-        self._local: dict[str, tuple[int, float]] = {}
-        # one refill at a time per account: concurrent callers wait for it and share the batch
-        self._refilling: dict[str, asyncio.Lock] = {}
-
-    def _batch(self, limit: RateLimit) -> int:
-        return max(1, min(self._most, limit.requests // 10))
-
-    def _spend(self, key: str, tokens: int) -> bool:
-        left, until = self._local.get(key, (0, 0.0))
-        if left >= tokens and time.monotonic() < until:
-            self._local[key] = (left - tokens, until)
-            return True
-        return False
-
-    async def acquire(self, key: str, limit: RateLimit, tokens: int = 1) -> float:
-        if self._spend(key, tokens):
-            return 0.0
-        batch = self._batch(limit)
-        if batch <= tokens:
-            return await self.backend.acquire(key, limit, tokens)
-        lock = self._refilling.setdefault(key, asyncio.Lock())
-        async with lock:
-            if self._spend(key, tokens):  # another caller refilled while this one waited
-                return 0.0
-            if await self.backend.acquire(key, limit, batch) == 0.0:
-                interval, _window = _emission(limit)
-                self._local[key] = (batch - tokens, time.monotonic() + batch * interval)
-                return 0.0
-        if len(self._refilling) > 10_000:  # bounded: idle accounts' locks go
-            self._refilling = {k: v for k, v in self._refilling.items() if v.locked()}
-        return await self.backend.acquire(key, limit, tokens)
-
-    async def back_off(self, key: str, limit: RateLimit, seconds: float) -> None:
-        self._local.pop(key, None)
-        await self.backend.back_off(key, limit, seconds)
-
-
-class RateLimitSettingError(ValueError):
-    """`APPCONNECT_CRM_RATE_LIMIT` could not be read."""
-
-
-def _parse_limit(value: str) -> RateLimit | None:
-    value = value.strip().lower()
-    if value in ("off", "none", "0"):
-        return None
-    requests, sep, seconds = value.partition("/")
-    try:
-        limit = RateLimit(int(requests), float(seconds) if sep else 1.0)
-    except ValueError as exc:
-        raise RateLimitSettingError(f"rate limit {value!r}: expected N/SECONDS or off") from exc
-    if limit.requests < 1 or limit.per_seconds <= 0:
-        raise RateLimitSettingError(f"rate limit {value!r}: both numbers must be positive")
-    return limit
-
-
-@dataclass(slots=True)
-class RateLimitOverrides:
-    """`APPCONNECT_CRM_RATE_LIMIT`: '' (connector defaults), 'off', 'N/S' (every platform), 'pipedrive=N/S,...'."""
-
-    everywhere: RateLimit | bool | None = False  # False: no global override
-    by_platform: dict[str, RateLimit | None] | None = None
-
-    @classmethod
-    def parse(cls, value: str) -> RateLimitOverrides:
-        value = value.strip()
-        if not value:
-            return cls()
-        if "=" not in value:
-            return cls(everywhere=_parse_limit(value))
-        by_platform: dict[str, RateLimit | None] = {}
-        for part in value.split(","):
-            platform, _, limit = part.partition("=")
-            if not platform.strip() or not limit.strip():
-                raise RateLimitSettingError(f"rate limit entry {part!r}: expected platform=N/SECONDS")
-            by_platform[platform.strip().lower()] = _parse_limit(limit)
-        return cls(by_platform=by_platform)
-
-    def limit_for(self, platform: str, default: RateLimit | None) -> RateLimit | None:
-        if self.everywhere is not False:
-            return self.everywhere if isinstance(self.everywhere, RateLimit) else None
-        if self.by_platform is not None and platform.lower() in self.by_platform:
-            return self.by_platform[platform.lower()]
-        return default

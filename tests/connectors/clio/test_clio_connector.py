@@ -11,7 +11,6 @@ from fake_clio import FakeClio
 
 from appconnect.connectors.clio import ClioConnector
 from appconnect.connectors.clio.connector import clio_host, phone_search_terms
-from appconnect.connectors.http import CrmHttpClient, build_transport_client
 from appconnect.connectors.sdk import (
     PLACEHOLDER_CONTACT_ID,
     CallLogCreate,
@@ -32,6 +31,7 @@ from appconnect.connectors.sdk import (
     NewContact,
     UserView,
 )
+from appconnect.outbound.client import CrmHttpClient, build_transport_client
 
 COMPOSED = "- Note: Asked about the lease\n- Date/time: 2026-03-12 02:35:20 PM\n- Duration: 8 minutes"
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import pytest
 from fake_insightly import FakeInsightly
 
-from appconnect.connectors.http import CrmHttpClient, build_transport_client
 from appconnect.connectors.insightly import InsightlyConnector
 from appconnect.connectors.insightly.connector import ApiUrlRefused, insightly_terms
 from appconnect.connectors.sdk import (
@@ -38,6 +37,7 @@ from appconnect.connectors.sdk import (
     UserView,
     stored_user_id,
 )
+from appconnect.outbound.client import CrmHttpClient, build_transport_client
 
 
 @dataclass

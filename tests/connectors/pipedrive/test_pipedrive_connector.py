@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import pytest
 from fake_pipedrive import FakePipedrive, TokenPair
 
-from appconnect.connectors.http import CrmHttpClient, build_transport_client
 from appconnect.connectors.pipedrive import PipedriveConnector
 from appconnect.connectors.pipedrive.connector import pipedrive_duration
 from appconnect.connectors.sdk import (
@@ -33,6 +32,7 @@ from appconnect.connectors.sdk import (
     UserView,
     implements,
 )
+from appconnect.outbound.client import CrmHttpClient, build_transport_client
 
 COMPOSED = (
     "<b>Agent notes</b><br>Asked about the renewal<br>Will call back<br><br>"

@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 import pytest
 
-from appconnect.connectors.http import CrmHttpClient, CrmTransport, build_transport_client
 from appconnect.connectors.sdk import (
     CallLogCreate,
     CallLogRef,
@@ -31,6 +30,7 @@ from appconnect.connectors.sdk import (
 )
 from appconnect.connectors.testcrm import TestCrmConnector
 from appconnect.embedded_crm import create_testcrm_app
+from appconnect.outbound.client import CrmHttpClient, CrmTransport, build_transport_client
 from tests.support.live_server import serve_asgi
 
 SEED_KEY = "connector-test-key"

@@ -3,7 +3,7 @@
 Every outbound call of the server (CRM calls, OAuth token exchange, refresh and revocation) goes through the
 :class:`CrmTransport` here: one connection pool per process (per event loop), keep-alive, TLS verified against the
 default trust store (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured), proxies from `HTTP(S)_PROXY` / `NO_PROXY`, no
-cookies, no redirects. The wire is our own HTTP/1.1 client (:mod:`appconnect.connectors.http1`), chosen by
+cookies, no redirects. The wire is our own HTTP/1.1 client (:mod:`appconnect.outbound.wire`), chosen by
 measurement (`bench/outbound_clients.py`) over aiohttp and httpx.
 
 Every CRM call also goes through two guards here:
@@ -35,10 +35,10 @@ from urllib.parse import urlencode, urlsplit
 
 import orjson
 
-from appconnect.connectors.http1 import Http1Pool, Timeouts, WireError
-from appconnect.connectors.observe import observed
-from appconnect.connectors.sdk import CrmHttpError, CrmResponse, RateLimit
-from appconnect.store.rate_limits import RateLimiterBackend
+from appconnect.outbound.limits import RateLimiterBackend
+from appconnect.outbound.observe import observed
+from appconnect.outbound.types import CrmHttpError, CrmResponse, RateLimit
+from appconnect.outbound.wire import Http1Pool, Timeouts, WireError
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class _EnvironmentProxies:
 
 
 class CrmTransport:
-    """The process's pooled outbound HTTP (:mod:`appconnect.connectors.http1`), one pool per event loop.
+    """The process's pooled outbound HTTP (:mod:`appconnect.outbound.wire`), one pool per event loop.
 
     The pool is made on first use because it belongs to the running loop, and the services are built before the
     server's loop runs. `aclose` (Services.close, at shutdown) closes its connections.

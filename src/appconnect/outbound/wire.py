@@ -2,7 +2,7 @@
 
 Chosen by measurement (`bench/outbound_clients.py`, `bench/README.md` "Outbound HTTP: our own HTTP/1.1
 client"): at 32 calls in flight a CRM call through aiohttp cost about three times the CPU of this client, and
-CRM calls were the largest share of a flow's CPU. A connector never sees this module: `connectors/http.py` owns
+CRM calls were the largest share of a flow's CPU. A connector never sees this module: `outbound/client.py` owns
 every outbound call (retries, rate limits, error mapping) and uses it as its wire.
 
 What it does, and what it deliberately does not:
