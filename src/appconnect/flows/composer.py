@@ -20,6 +20,7 @@ import html
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -167,44 +168,76 @@ def compose_call_log(
     if log_format not in FORMATS:
         return ""
     settings = user_settings or {}
+    facts = _CallFacts(
+        direction=call.direction if call is not None else "Outbound",
+        subject=subject or (call.custom_subject if call is not None else None),
+        start_time=start_time or (call.start_time if call is not None else None),
+        duration=duration if duration is not None else (call.duration if call is not None else None),
+        result=result or (call.result if call is not None else None),
+        recording_link=recording_link or (call.recording_link if call is not None else None),
+        legs=legs if legs is not None else (call.legs if call is not None else []),
+    )
+    body = _upsert_who(existing_body or "", log_format, settings, call, contact, note, facts)
+    body = _upsert_when(body, log_format, settings, facts, timezone_offset)
+    return _upsert_media(body, log_format, settings, facts, voicemail_link, ai_note, transcript)
 
-    def on(key: str) -> bool:
-        return bool(_setting(settings, key))
 
-    fmt = log_format
-    body = existing_body or ""
-    direction = call.direction if call is not None else "Outbound"
+@dataclass(slots=True, frozen=True)
+class _CallFacts:
+    """The call's details with explicit arguments already preferred over the call record's fields."""
 
-    if note and on("addCallLogNote"):
+    direction: str
+    subject: str | None
+    start_time: str | None
+    duration: int | str | None
+    result: str | None
+    recording_link: str | None
+    legs: list[dict[str, Any]]
+
+
+def _upsert_who(
+    body: str,
+    fmt: str,
+    settings: Mapping[str, Any],
+    call: CallRecord | None,
+    contact: ContactRef | None,
+    note: str | None,
+    facts: _CallFacts,
+) -> str:
+    """The note and the lines naming the call and its parties: session, agent, numbers, subject."""
+    if note and _setting(settings, "addCallLogNote"):
         body = _upsert_note(body, note, fmt)
-
-    if call is not None and call.session_id and on("addCallSessionId"):
+    if call is not None and call.session_id and _setting(settings, "addCallSessionId"):
         body = _upsert_line(body, fmt, _SESSION, _text(fmt, call.session_id))
-
-    if call is not None and on("addRingCentralUserName"):
+    if call is not None and _setting(settings, "addRingCentralUserName"):
         agent = _agent_party(call)
         if agent.name:
             body = _upsert_line(body, fmt, _USER_NAME, _text(fmt, agent.name), only_replace_pending=True)
-
-    if call is not None and on("addRingCentralNumber"):
+    if call is not None and _setting(settings, "addRingCentralNumber"):
         agent = _agent_party(call)
         if agent.phone_number:
             number = f"{agent.phone_number} {agent.extension_number or ''}".rstrip()
             body = _upsert_line(body, fmt, _RC_NUMBER, _text(fmt, number))
-
-    resolved_subject = subject or (call.custom_subject if call is not None else None)
-    if resolved_subject and on("addCallLogSubject"):
-        body = _upsert_line(body, fmt, _SUBJECT, _text(fmt, resolved_subject))
-
-    if contact is not None and contact.phone_number and on("addCallLogContactNumber"):
+    if facts.subject and _setting(settings, "addCallLogSubject"):
+        body = _upsert_line(body, fmt, _SUBJECT, _text(fmt, facts.subject))
+    if contact is not None and contact.phone_number and _setting(settings, "addCallLogContactNumber"):
         label = _CONTACT
         if fmt == HTML:
-            label = _HTML_CONTACT_LABELS[0] if direction == "Inbound" else _HTML_CONTACT_LABELS[1]
+            label = _HTML_CONTACT_LABELS[0] if facts.direction == "Inbound" else _HTML_CONTACT_LABELS[1]
         body = _upsert_line(body, fmt, label, _text(fmt, contact.phone_number))
+    return body
 
-    resolved_start = start_time or (call.start_time if call is not None else None)
-    if resolved_start and on("addCallLogDateTime"):
-        moment = _parse_start_time(resolved_start)
+
+def _upsert_when(
+    body: str,
+    fmt: str,
+    settings: Mapping[str, Any],
+    facts: _CallFacts,
+    timezone_offset: str | int | float | None,
+) -> str:
+    """The date and time in the user's offset and format, the duration and the result."""
+    if facts.start_time and _setting(settings, "addCallLogDateTime"):
+        moment = _parse_start_time(facts.start_time)
         if moment is not None:
             date_format = _setting(settings, "logDateFormat") or DEFAULT_DATE_FORMAT
             try:
@@ -212,34 +245,36 @@ def compose_call_log(
             except OverflowError:  # a time at the very edge of the calendar: show it as given
                 local = moment
             body = _upsert_line(body, fmt, _DATE, _text(fmt, format_date(local, str(date_format))))
+    if facts.duration is not None and _setting(settings, "addCallLogDuration"):
+        body = _upsert_line(body, fmt, _DURATION, _text(fmt, format_duration(facts.duration)))
+    if facts.result and _setting(settings, "addCallLogResult"):
+        body = _upsert_line(body, fmt, _RESULT, _text(fmt, facts.result))
+    return body
 
-    resolved_duration = duration if duration is not None else (call.duration if call is not None else None)
-    if resolved_duration is not None and on("addCallLogDuration"):
-        body = _upsert_line(body, fmt, _DURATION, _text(fmt, format_duration(resolved_duration)))
 
-    resolved_result = result or (call.result if call is not None else None)
-    if resolved_result and on("addCallLogResult"):
-        body = _upsert_line(body, fmt, _RESULT, _text(fmt, resolved_result))
-
-    if on("addCallLogRecording"):
-        resolved_recording = recording_link or (call.recording_link if call is not None else None)
-        if resolved_recording:
-            body = _upsert_link(body, fmt, _RECORDING, resolved_recording)
+def _upsert_media(
+    body: str,
+    fmt: str,
+    settings: Mapping[str, Any],
+    facts: _CallFacts,
+    voicemail_link: str | None,
+    ai_note: str | None,
+    transcript: str | None,
+) -> str:
+    """Links to the recording and voicemail, the AI note, the transcript and the call's journey."""
+    if _setting(settings, "addCallLogRecording"):
+        if facts.recording_link:
+            body = _upsert_link(body, fmt, _RECORDING, facts.recording_link)
         if voicemail_link:
             body = _upsert_link(body, fmt, _VOICEMAIL, voicemail_link)
-
-    if ai_note and on("addCallLogAiNote"):
+    if ai_note and _setting(settings, "addCallLogAiNote"):
         body = _upsert_block(body, fmt, _AI_NOTE, ai_note, html_gap=True, plain_gap=True)
-
-    if transcript and on("addCallLogTranscript"):
+    if transcript and _setting(settings, "addCallLogTranscript"):
         body = _upsert_block(body, fmt, _TRANSCRIPT, transcript, html_gap=True, plain_gap=True)
-
-    resolved_legs = legs if legs is not None else (call.legs if call is not None else [])
-    if resolved_legs and on("addCallLogLegs"):
-        journey = call_journey(resolved_legs)
+    if facts.legs and _setting(settings, "addCallLogLegs"):
+        journey = call_journey(facts.legs)
         if journey:
             body = _upsert_block(body, fmt, _JOURNEY, journey, html_gap=False, plain_gap=False)
-
     return body
 
 
