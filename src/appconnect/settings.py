@@ -24,7 +24,7 @@ class Settings(BaseSettings):
         default="", description="URL the client reaches this server at; default http://host:port"
     )
     database_url: str = Field(
-        default="sqlite+aiosqlite:///./appconnect.sqlite3",
+        default="sqlite:///./appconnect.sqlite3",
         validation_alias=AliasChoices("APPCONNECT_DATABASE_URL", "DATABASE_URL"),
     )
     database_pool_size: int = Field(default=5, ge=1, description="connections each worker keeps open")
@@ -34,6 +34,23 @@ class Settings(BaseSettings):
     )
     database_max_connections: int = Field(
         default=50, ge=1, description="`serve` refuses workers x (pool + overflow) above this (PostgreSQL)"
+    )
+    # PostgreSQL connections (store/sql.py); the database URL's `?application_name=`, `statement_timeout=`
+    # and `statement_cache_size=` win over these
+    database_pool_idle_seconds: float = Field(
+        default=60.0, gt=0, description="a connection beyond the pool size idle this long is closed"
+    )
+    database_pool_recycle_seconds: float = Field(
+        default=1800.0, ge=0, description="connections are replaced after about this long (0: never)"
+    )
+    database_application_name: str = Field(
+        default="appconnect", description="application_name of the server's PostgreSQL connections"
+    )
+    database_statement_timeout_ms: int = Field(
+        default=0, ge=0, description="PostgreSQL cancels longer statements (0: the server's own setting)"
+    )
+    database_statement_cache_size: int = Field(
+        default=100, ge=0, description="prepared statements kept per connection; 0 behind PgBouncer"
     )
     auto_migrate: bool = True
     user_cache: bool | None = Field(
