@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from appconnect.store.urls import connect_options
+
 
 class Settings(BaseSettings):
     """Every knob of the server; the defaults run everything on one machine with no set-up."""
@@ -123,6 +125,13 @@ class Settings(BaseSettings):
     crm_rate_limit_max_wait_seconds: float = Field(
         default=2.0, ge=0, description="how long a call waits for the account's budget before failing as 429"
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _url_options_are_numbers(cls, value: str) -> str:
+        """`?statement_timeout=` and `?statement_cache_size=` in the URL are refused here, not in each worker."""
+        connect_options(value)
+        return value
 
     @field_validator("embedded_testcrm", mode="before")
     @classmethod

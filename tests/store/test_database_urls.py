@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from appconnect.settings import Settings
 from appconnect.store.migrate import upgrade
@@ -50,3 +51,10 @@ def test_the_pools_options_are_taken_out_of_what_sqlalchemy_sees() -> None:
     assert (
         normalize_url("postgres://app@db/main?statement_timeout=5000") == "postgresql+asyncpg://app@db/main"
     )
+
+
+def test_a_url_option_that_is_not_a_number_is_a_settings_error_without_the_password() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(database_url="postgresql://app:secret@db/main?statement_timeout=soon")
+    [error] = refused.value.errors()
+    assert "statement_timeout" in error["msg"] and "secret" not in error["msg"]

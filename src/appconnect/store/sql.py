@@ -45,6 +45,7 @@ from urllib.parse import quote, urlencode
 import orjson
 
 from appconnect.store.urls import (
+    connect_options,
     is_sqlite,
     make_sqlite_private,
     normalize_url,
@@ -353,15 +354,10 @@ class PostgresOptions:
         changed: dict[str, Any] = {}
         if "application_name" in query:
             changed["application_name"] = query["application_name"]
-        for key, field in (
-            ("statement_timeout", "statement_timeout_ms"),
-            ("statement_cache_size", "statement_cache_size"),
-        ):
-            if key in query:
-                value = query[key].strip()
-                if not value.isdigit():
-                    raise ValueError(f"{key} in the database URL must be a whole number, not {value[:20]!r}")
-                changed[field] = int(value)
+        if "statement_timeout" in query:
+            changed["statement_timeout_ms"] = int(query["statement_timeout"])
+        if "statement_cache_size" in query:
+            changed["statement_cache_size"] = int(query["statement_cache_size"])
         return dataclasses.replace(self, **changed)
 
     def server_settings(self) -> dict[str, str]:
@@ -660,8 +656,8 @@ class PostgresDatabase:
         keep_open: int | None = None,
         options: PostgresOptions | None = None,
     ) -> None:
-        plain, from_url = split_connect_options(url)
-        self.options = (options or PostgresOptions()).with_url(from_url)
+        plain = split_connect_options(url)[0]
+        self.options = (options or PostgresOptions()).with_url(connect_options(url))
         # asyncpg takes the libpq form: the same URL without SQLAlchemy's driver name. The start-up settings go
         # into its query, where asyncpg reads them (so the user cache's LISTEN connection carries them too).
         dsn = "postgresql://" + normalize_url(plain).split("://", 1)[1]

@@ -42,6 +42,17 @@ def split_connect_options(url: str) -> tuple[str, dict[str, str]]:
     return (base + "?" + "&".join(kept) if kept else base), options
 
 
+def connect_options(url: str) -> dict[str, str]:
+    """The `CONNECT_OPTIONS` a PostgreSQL URL names; ValueError when one that must be a number is not."""
+    if is_sqlite(url):
+        return {}
+    options = split_connect_options(url)[1]
+    for key in ("statement_timeout", "statement_cache_size"):
+        if key in options and not options[key].strip().isdigit():
+            raise ValueError(f"{key} in the database URL must be a whole number")
+    return options
+
+
 def is_sqlite(url: str) -> bool:
     return normalize_url(url).startswith("sqlite")
 
