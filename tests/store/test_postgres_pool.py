@@ -405,3 +405,24 @@ def test_the_next_request_works_after_the_servers_backends_were_terminated(tmp_p
         assert asyncio.run(eventually(all_gone))
         answer = client.get("/hostname", headers=auth)
         assert answer.status_code == 200 and answer.text == "pool.local"
+
+
+@pytest.mark.parametrize(
+    ("text", "leaves_state"),
+    [
+        ("SET statement_timeout = 100", True),
+        ("  set local work_mem = '8MB'", True),
+        ("SELECT set_config('application_name', ?, false)", True),
+        ("SELECT pg_advisory_lock(?)", True),
+        ("SELECT pg_try_advisory_lock_shared(?)", True),
+        ("BEGIN", True),
+        ("LISTEN appconnect_users", True),
+        ("CREATE TEMP TABLE t (id int)", True),
+        ("UPDATE users SET account_scope = NULL WHERE id = ?", False),
+        ("INSERT INTO locks (name) VALUES (?) ON CONFLICT (name) DO UPDATE SET owner = ?", False),
+        ("SELECT pg_advisory_xact_lock(?)", False),  # released with its transaction
+        ("SELECT pg_notify('appconnect_users', ?)", False),
+    ],
+)
+def test_statements_that_leave_session_state_are_found_from_their_text(text: str, leaves_state: bool) -> None:
+    assert sql(text).session_state is leaves_state

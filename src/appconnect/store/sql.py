@@ -72,9 +72,9 @@ class Statement:
 
 _PLACEHOLDER = re.compile(r"\?")
 # what survives the statement on its session: settings, advisory locks held past the transaction,
-# notifications, cursors, prepared statements, temporary tables, an open transaction
+# notifications, cursors, temporary tables, an open transaction
 _SESSION_STATE = re.compile(
-    r"^\s*(SET|RESET|BEGIN|START|LISTEN|DECLARE|PREPARE|CREATE\s+(TEMP|TEMPORARY)|LOAD)\b"
+    r"^\s*(SET|RESET|BEGIN|START|LISTEN|DECLARE|CREATE\s+(TEMP|TEMPORARY)|LOAD)\b"
     r"|\bset_config\s*\(|\bpg_(try_)?advisory_lock(_shared)?\s*\(",
     re.IGNORECASE,
 )
