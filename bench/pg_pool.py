@@ -4,6 +4,9 @@
 
 Runs `SELECT $1::int` on one connection of each pool, alternating rounds, and prints the process CPU per
 statement (acquire, statement, release). Measures what a pooled single statement costs the server, nothing else.
+Then the price of a statement that leaves session state (`SET`), after which store/sql.py resets the connection
+(one more round trip; no statement of the flow does this): CPU and wall time per statement, against the same
+statement's cost with a plain `SELECT`.
 """
 
 from __future__ import annotations
@@ -47,10 +50,25 @@ async def main() -> None:
             finally:
                 await theirs.release(conn)
         theirs_us.append(1e6 * (time.process_time() - start) / args.n)
+    plain = sql("SELECT 'x' AS setting")
+    dirty = sql("SET work_mem = '8MB'")
+    costs: dict[str, tuple[list[float], list[float]]] = {"plain": ([], []), "SET + reset": ([], [])}
+    for _ in range(args.rounds):
+        for label, chosen in (("plain", plain), ("SET + reset", dirty)):
+            start, wall = time.process_time(), time.perf_counter()
+            for _ in range(args.n // 3):
+                await ours.run(chosen)
+            costs[label][0].append(1e6 * (time.process_time() - start) / (args.n // 3))
+            costs[label][1].append(1e6 * (time.perf_counter() - wall) / (args.n // 3))
     await ours.close()
     await theirs.close()
     print(f"store/sql.py pool: {statistics.median(ours_us):.1f} us CPU per statement (rounds {ours_us})")
     print(f"asyncpg pool:      {statistics.median(theirs_us):.1f} us CPU per statement (rounds {theirs_us})")
+    for label, (cpu, wall_us) in costs.items():
+        print(
+            f"store/sql.py, {label:<12} {statistics.median(cpu):.1f} us CPU, "
+            f"{statistics.median(wall_us):.1f} us wall per statement"
+        )
 
 
 if __name__ == "__main__":

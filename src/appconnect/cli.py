@@ -138,10 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 6066)")
     serve.add_argument("--workers", type=int, help="worker processes (default 1)")
-    serve.add_argument("--database-url", help="SQLAlchemy URL (default SQLite file ./appconnect.sqlite3)")
+    serve.add_argument("--database-url", help="database URL (default SQLite file ./appconnect.sqlite3)")
     serve.add_argument("--manifest", help="JSON file merged over the generated manifest")
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
-    migrate.add_argument("--database-url", help="SQLAlchemy URL (default from settings)")
+    migrate.add_argument("--database-url", help="database URL (default from settings)")
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":

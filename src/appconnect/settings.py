@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from appconnect.store.urls import connect_options
+
 
 class Settings(BaseSettings):
     """Every knob of the server; the defaults run everything on one machine with no set-up."""
@@ -24,7 +26,7 @@ class Settings(BaseSettings):
         default="", description="URL the client reaches this server at; default http://host:port"
     )
     database_url: str = Field(
-        default="sqlite+aiosqlite:///./appconnect.sqlite3",
+        default="sqlite:///./appconnect.sqlite3",
         validation_alias=AliasChoices("APPCONNECT_DATABASE_URL", "DATABASE_URL"),
     )
     database_pool_size: int = Field(default=5, ge=1, description="connections each worker keeps open")
@@ -34,6 +36,23 @@ class Settings(BaseSettings):
     )
     database_max_connections: int = Field(
         default=50, ge=1, description="`serve` refuses workers x (pool + overflow) above this (PostgreSQL)"
+    )
+    # PostgreSQL connections (store/sql.py); the database URL's `?application_name=`, `statement_timeout=`
+    # and `statement_cache_size=` win over these
+    database_pool_idle_seconds: float = Field(
+        default=60.0, gt=0, description="a connection beyond the pool size idle this long is closed"
+    )
+    database_pool_recycle_seconds: float = Field(
+        default=1800.0, ge=0, description="connections are replaced after about this long (0: never)"
+    )
+    database_application_name: str = Field(
+        default="appconnect", description="application_name of the server's PostgreSQL connections"
+    )
+    database_statement_timeout_ms: int = Field(
+        default=0, ge=0, description="PostgreSQL cancels longer statements (0: the server's own setting)"
+    )
+    database_statement_cache_size: int = Field(
+        default=100, ge=0, description="prepared statements kept per connection; 0 behind PgBouncer"
     )
     auto_migrate: bool = True
     user_cache: bool | None = Field(
@@ -106,6 +125,13 @@ class Settings(BaseSettings):
     crm_rate_limit_max_wait_seconds: float = Field(
         default=2.0, ge=0, description="how long a call waits for the account's budget before failing as 429"
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _url_options_are_numbers(cls, value: str) -> str:
+        """`?statement_timeout=` and `?statement_cache_size=` in the URL are refused here, not in each worker."""
+        connect_options(value)
+        return value
 
     @field_validator("embedded_testcrm", mode="before")
     @classmethod

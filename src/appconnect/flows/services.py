@@ -19,7 +19,7 @@ from appconnect.store.call_logs import CallLogStore
 from appconnect.store.locks import DatabaseSharedLock, LockManager, RedisSharedLock
 from appconnect.store.message_logs import MessageLogStore
 from appconnect.store.rate_limits import DatabaseRateLimiter, RedisRateLimiter
-from appconnect.store.sql import FastDatabase, PostgresDatabase, open_fast_database
+from appconnect.store.sql import FastDatabase, PostgresDatabase, PostgresOptions, open_fast_database
 from appconnect.store.urls import is_sqlite, sqlite_file
 from appconnect.store.user_cache import ListenChanges, SharedMemoryChanges, UserCache, changes_file
 from appconnect.store.users import UserStore
@@ -103,7 +103,11 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
     if _user_cache_on(settings) and not is_sqlite(settings.database_url):
         connections = max(1, connections - 1)  # the user cache's LISTEN connection
     fast = open_fast_database(
-        settings.database_url, max_connections=connections, acquire_timeout=settings.database_pool_timeout
+        settings.database_url,
+        max_connections=connections,
+        acquire_timeout=settings.database_pool_timeout,
+        keep_open=min(settings.database_pool_size, connections),
+        options=postgres_options(settings),
     )
     redis_client = None
     if settings.redis_url:
@@ -137,6 +141,17 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
         rate_limiter=Batched(limiter),
         rate_limit_overrides=RateLimitOverrides.parse(settings.crm_rate_limit),
         user_cache=user_cache,
+    )
+
+
+def postgres_options(settings: Settings) -> PostgresOptions:
+    """How the server's PostgreSQL connections connect and how long they live, from the settings."""
+    return PostgresOptions(
+        application_name=settings.database_application_name,
+        statement_timeout_ms=settings.database_statement_timeout_ms,
+        statement_cache_size=settings.database_statement_cache_size,
+        idle_seconds=settings.database_pool_idle_seconds,
+        recycle_seconds=settings.database_pool_recycle_seconds,
     )
 
 

@@ -10,6 +10,7 @@ from contextlib import closing
 from urllib.parse import quote
 
 from appconnect.store.revisions import head_revision
+from appconnect.store.urls import normalize_url
 
 
 def _sqlite_path(url: str) -> str | None:
@@ -52,6 +53,7 @@ def schema_is_current(database_url: str) -> bool:
     head = head_revision()
     if head is None:
         return False
+    database_url = normalize_url(database_url)  # without the options only the server's pool reads
     try:
         path = _sqlite_path(database_url)
         if path is not None:
