@@ -103,6 +103,15 @@ async def test_numbers_stored_in_common_formats_are_found(env: Env, stored: str,
     assert await found_ids(env, caller) == [str(contact["CONTACT_ID"]), str(lead["LEAD_ID"])]
 
 
+async def test_a_lead_is_found_by_its_mobile(env: Env) -> None:
+    """A Lead's mobile is `MOBILE` (a Contact's is `PHONE_MOBILE`): searched there and re-checked there."""
+    lead = env.fake.add_lead("Sam", "Rivera", mobile="(415) 555-0100")
+    contact = env.fake.add_contact("Maya", "Patel", mobile="+1 415 555 0100")
+    assert await found_ids(env, "+14155550100") == [str(contact["CONTACT_ID"]), str(lead["LEAD_ID"])]
+    lead_fields = {r.query.get("field_name") for r in env.fake.requests_to("/v3.1/leads/search")}
+    assert lead_fields == {"PHONE", "MOBILE"}
+
+
 @pytest.mark.parametrize("stored", ["+1 415 555 0100 x12", "415 5550100", "1-415-555-0100 ext. 7"])
 async def test_what_an_exact_search_cannot_find(env: Env, stored: str) -> None:
     env.fake.add_contact("Maya", "Patel", phone=stored)

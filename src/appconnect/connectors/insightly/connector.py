@@ -73,21 +73,18 @@ from appconnect.connectors.sdk import (
 T = TypeVar("T")
 
 API_VERSION = "v3.1"
-#: Insightly's standard phone fields searched for each kind of record (custom ones come from user settings)
+#: Insightly's standard phone fields searched for each kind of record (custom ones come from user settings).
+#: The two objects name the mobile differently (Contact `PHONE_MOBILE`, Lead `MOBILE`), and a search on a field
+#: the object does not have is a 400.
 PHONE_FIELDS: dict[str, tuple[str, ...]] = {
     "contact": ("PHONE", "PHONE_MOBILE"),
-    "lead": ("PHONE", "PHONE_MOBILE"),
+    "lead": ("PHONE", "MOBILE"),
 }
-#: every standard field a record may hold a number in: what a hit is re-checked against
-_ALL_PHONE_FIELDS = (
-    "PHONE",
-    "PHONE_MOBILE",
-    "PHONE_HOME",
-    "PHONE_OTHER",
-    "PHONE_ASSISTANT",
-    "PHONE_FAX",
-    "FAX",
-)
+#: every standard field each kind of record may hold a number in: what a hit is re-checked against
+_STORED_PHONE_FIELDS: dict[str, tuple[str, ...]] = {
+    "contact": ("PHONE", "PHONE_MOBILE", "PHONE_HOME", "PHONE_OTHER", "PHONE_ASSISTANT", "PHONE_FAX"),
+    "lead": ("PHONE", "MOBILE", "FAX"),
+}
 _EXTRA_FIELD_SETTING = {
     "contact": "insightlyExtraPhoneFieldNameForContact",
     "lead": "insightlyExtraPhoneFieldNameForLead",
@@ -296,7 +293,7 @@ class InsightlyConnector(Connector):
                 record_id = _int(record.get(_ID_FIELD[kind]))
                 if record_id is None or (kind, record_id) in found:
                     continue
-                if any_same_number(_stored_phones(record, _extra_fields(call.user, kind)), phone):
+                if any_same_number(_stored_phones(record, kind, _extra_fields(call.user, kind)), phone):
                     found[(kind, record_id)] = record
         contacts = await self._contacts(call.http, list(found.items()), phone)
         contacts.append(placeholder_contact("contact"))
@@ -652,8 +649,11 @@ def _extra_fields(user: UserView, kind: str) -> list[str]:
     return [n for n in dict.fromkeys(names) if n and _FIELD_NAME_RE.fullmatch(n)][:5]
 
 
-def _stored_phones(record: JsonDict, extra_fields: Iterable[str]) -> list[str]:
-    numbers = [str(record[f]) for f in _ALL_PHONE_FIELDS if isinstance(record.get(f), str) and record[f]]
+def _stored_phones(record: JsonDict, kind: str, extra_fields: Iterable[str]) -> list[str]:
+    """The numbers a record of this kind holds in its standard phone fields and the user's extra fields."""
+    numbers = [
+        str(record[f]) for f in _STORED_PHONE_FIELDS[kind] if isinstance(record.get(f), str) and record[f]
+    ]
     wanted = set(extra_fields)
     for custom in record.get("CUSTOMFIELDS") or []:
         if isinstance(custom, dict) and custom.get("FIELD_NAME") in wanted:
