@@ -144,6 +144,28 @@ async def test_extra_phone_fields_are_searched_and_rechecked(env: Env) -> None:
     assert "bad field;drop" not in names and "Work_Phone__c" in names
 
 
+async def test_a_refused_extra_field_costs_that_field_only(env: Env) -> None:
+    """A mistyped or deleted custom field (Insightly: 400) is skipped after one search; the lookup goes on."""
+    contact = env.fake.add_contact("Maya", "Patel", phone="+14155550100")
+    lead = env.fake.add_lead(None, "Rivera", custom={"Desk__c": "(415) 555-0100"})
+    with_settings(
+        env,
+        insightlyExtraPhoneFieldNameForContact="Deleted_Field__c",
+        insightlyExtraPhoneFieldNameForLead="Mistyped__c, Desk__c",
+    )
+    assert await found_ids(env, "+14155550100") == [str(contact["CONTACT_ID"]), str(lead["LEAD_ID"])]
+    searched = [r.query.get("field_name") for r in env.fake.requests_to("/v3.1/")]
+    assert searched.count("Deleted_Field__c") == 1 and searched.count("Mistyped__c") == 1
+    assert searched.count("Desk__c") == len(insightly_terms("+14155550100"))
+
+
+async def test_a_refused_standard_field_still_fails_the_lookup(env: Env) -> None:
+    """Only the user's own fields are skipped: a failing standard search is a failed lookup, not a miss."""
+    env.fake.inject(400, times=1000, path_prefix="/v3.1/leads/search")
+    with pytest.raises(CrmHttpError):
+        await env.connector.find_contact(env.call, ContactLookup("+14155550100"))
+
+
 def test_search_terms_cover_the_hand_typed_spellings() -> None:
     terms = insightly_terms("+14155550100")
     for wanted in ("+14155550100", "4155550100", "(415) 555-0100", "+1 415 555 0100", "415.555.0100"):
