@@ -359,6 +359,21 @@ async def test_activity_types(api: httpx.AsyncClient) -> None:
     assert any(t["key_string"] == "sms" for t in data)
 
 
+async def test_a_deactivated_activity_type_is_listed_inactive_and_refused(
+    api: httpx.AsyncClient, fake_pipedrive: FakePipedrive
+) -> None:
+    """Pipedrive lists deactivated types with `active_flag: false`; an activity of one (or of an unknown
+    type) is a 400."""
+    fake_pipedrive.add_activity_type("Phone (old)", "old_phone", active=False)
+    data = (await api.get("/v1/activityTypes")).json()["data"]
+    assert next(t for t in data if t["key_string"] == "old_phone")["active_flag"] is False
+    person = fake_pipedrive.add_person("Maya Patel")
+    for kind in ("old_phone", "no_such_type"):
+        refused = await api.post("/api/v2/activities", json=_activity(person["id"], type=kind))
+        assert refused.status_code == 400
+    assert fake_pipedrive.activities == {}
+
+
 _PERSON = -1  # stands for "the person this test created"
 
 

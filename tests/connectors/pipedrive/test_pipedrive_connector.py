@@ -401,11 +401,56 @@ async def test_activity_type_admin_setting_wins(env: Env) -> None:
     env.fake.add_activity_type("Phone (logged)", "logged_phone")
     maya = env.fake.add_person("Maya Patel")
     call = CrmCall(user=_user(pipedriveCallActivityType="logged_phone"), auth_header="", http=env.http)
-    result = await env.connector.create_call_log(
-        call, CallLogCreate(contact=_ref(maya), call=_call(), composed_log_details=COMPOSED)
+    for _ in range(2):
+        result = await env.connector.create_call_log(
+            call, CallLogCreate(contact=_ref(maya), call=_call(), composed_log_details=COMPOSED)
+        )
+        assert env.fake.activity(str(result.log_id))["type"] == "logged_phone"
+    assert len(env.fake.requests_to("/v1/activityTypes")) == 1  # checked against the cached active types
+
+
+async def test_a_deactivated_admin_activity_type_falls_back_to_a_named_one(env: Env) -> None:
+    """Pipedrive refuses (400) a type that is not active: the setting is checked, then a type named "call"."""
+    env.fake.add_activity_type("Phone (old)", "old_phone", active=False)
+    maya = env.fake.add_person("Maya Patel")
+    call = CrmCall(user=_user(pipedriveCallActivityType="old_phone"), auth_header="", http=env.http)
+    for _ in range(2):
+        result = await env.connector.create_call_log(
+            call, CallLogCreate(contact=_ref(maya), call=_call(), composed_log_details=COMPOSED)
+        )
+        assert result.log_id is not None
+        assert env.fake.activity(str(result.log_id))["type"] == "call"
+    assert [r.json["type"] for r in env.fake.requests_to("/api/v2/activities", "POST")] == ["call", "call"]
+    assert len(env.fake.requests_to("/v1/activityTypes")) == 1  # a list younger than the recheck age is kept
+
+
+async def test_an_admin_activity_type_deactivated_after_caching_is_replaced_on_its_400(env: Env) -> None:
+    env.fake.add_activity_type("Phone (logged)", "logged_phone")
+    maya = env.fake.add_person("Maya Patel")
+    call = CrmCall(user=_user(pipedriveCallActivityType="logged_phone"), auth_header="", http=env.http)
+    log = CallLogCreate(contact=_ref(maya), call=_call(), composed_log_details=COMPOSED)
+    first = await env.connector.create_call_log(call, log)
+    assert env.fake.activity(str(first.log_id))["type"] == "logged_phone"
+    env.fake.set_activity_types([("Call", "call", True), ("Phone (logged)", "logged_phone", False)])
+    second = await env.connector.create_call_log(call, log)
+    assert second.log_id is not None and env.fake.activity(str(second.log_id))["type"] == "call"
+    assert len(env.fake.activities) == 2  # the refused create made nothing
+    assert len(env.fake.requests_to("/v1/activityTypes")) == 2
+
+
+async def test_an_sms_type_deactivated_with_no_other_gives_the_warning_not_a_400(env: Env) -> None:
+    env.fake.set_activity_types([("Call", "call", True), ("Text", "text_msg", False)])
+    maya = env.fake.add_person("Maya Patel")
+    call = CrmCall(user=_user(pipedriveSMSActivityType="text_msg"), auth_header="", http=env.http)
+    result = await env.connector.create_message_log(
+        call,
+        MessageLogCreate(
+            contact=_ref(maya), message=_sms("m1", "Hello"), conversation_id="c1", conversation_log_id="c1-1"
+        ),
     )
-    assert env.fake.activity(str(result.log_id))["type"] == "logged_phone"
-    assert env.fake.requests_to("/v1/activityTypes") == []
+    assert result.log_id is None
+    assert result.return_message is not None and "SMS activity type" in result.return_message.message
+    assert env.fake.activities == {}
 
 
 async def test_activity_types_are_cached_and_matched_by_name(env: Env) -> None:
@@ -430,7 +475,7 @@ async def test_missing_call_activity_type_refetches_once_then_warns(env: Env) ->
     assert result.log_id is None
     assert result.return_message is not None and result.return_message.message_type == "warning"
     assert env.fake.activities == {}
-    assert len(env.fake.requests_to("/v1/activityTypes")) == 2
+    assert len(env.fake.requests_to("/v1/activityTypes")) == 1  # just fetched: not fetched twice in one log
     env.fake.add_activity_type("Call", "call")
     retry = await env.connector.create_call_log(
         env.call, CallLogCreate(contact=_ref(maya), call=_call(), composed_log_details=COMPOSED)
