@@ -257,6 +257,11 @@ class FakePipedrive(FakeCrm):
             self.persons_by_id[person["id"]] = person
             return copy.deepcopy(person)
 
+    def delete_person(self, person_id: int) -> None:
+        """The person is deleted in Pipedrive: `GET /api/v2/persons/{id}` answers 404 from now on."""
+        with self._lock:
+            del self.persons_by_id[person_id]
+
     def add_deal(
         self,
         title: str,

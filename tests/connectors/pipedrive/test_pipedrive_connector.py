@@ -503,6 +503,7 @@ async def test_get_and_update_call_log(env: Env) -> None:
     assert fetched.full_body == COMPOSED
     assert fetched.dispositions == {"deals": deal["id"], "leads": None}
     assert fetched.full_log_response["id"] == int(created.log_id)
+    assert fetched.contact_name == "Maya Patel"  # API v2 sends no related_objects: read from the person
     new_body = COMPOSED.replace("Will call back", "Called back")
     updated = await env.connector.update_call_log(
         env.call, CallLogUpdate(log=ref, composed_log_details=new_body, subject="Renewal call", duration=125)
@@ -516,6 +517,26 @@ async def test_get_and_update_call_log(env: Env) -> None:
         "subject": "Renewal call",
         "duration": "00:03",
     }
+
+
+async def test_call_log_contact_name_comes_from_the_activitys_person(env: Env) -> None:
+    """API v2's activity carries `person_id` and `participants`, not v1's `related_objects`."""
+    maya = env.fake.add_person("Maya Patel")
+    created = await env.connector.create_call_log(
+        env.call, CallLogCreate(contact=_ref(maya), call=_call(), composed_log_details=COMPOSED)
+    )
+    assert created.log_id is not None
+    ref = CallLogRef(log_id=created.log_id, contact_id=str(maya["id"]))
+    assert env.fake.activity(created.log_id)["person_id"] == maya["id"]
+    before = len(env.fake.requests)
+    assert (await env.connector.get_call_log(env.call, ref)).info.contact_name == "Maya Patel"
+    assert [r.path for r in env.fake.requests[before:]] == [
+        f"/api/v2/activities/{created.log_id}",
+        f"/api/v2/persons/{maya['id']}",
+    ]
+    env.fake.delete_person(maya["id"])
+    gone = (await env.connector.get_call_log(env.call, ref)).info
+    assert gone.contact_name is None and gone.note == "Asked about the renewalWill call back"
 
 
 async def test_upsert_call_disposition_switches_between_deal_and_lead(env: Env) -> None:

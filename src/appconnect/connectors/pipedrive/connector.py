@@ -310,15 +310,15 @@ class PipedriveConnector(Connector):
 
     async def get_call_log(self, call: CrmCall, ref: CallLogRef) -> CallLogFetched:
         """Recover the agent's own note from the composed HTML so the client can edit just that part."""
-        data = (await call.http.get_json(f"/api/v2/activities/{ref.log_id}"))["data"]
+        body = await call.http.get_json(f"/api/v2/activities/{ref.log_id}")
+        data = body["data"]
         full_body = _MARKER_RE.sub("", data.get("note") or "")
         note = ""
         if _AGENT_NOTES in full_body:
             note = full_body.split(_AGENT_NOTES, 1)[1].split(_CALL_DETAILS, 1)[0].replace("<br>", "").strip()
-        contact_name: str | None = None
-        related = (data.get("related_objects") or {}).get("person") if isinstance(data, dict) else None
-        if isinstance(related, dict) and related:
-            contact_name = str(next(iter(related.values())).get("name") or "") or None
+        contact_name = _related_person_name(body) or await self._person_name(
+            call.http, _activity_person(data)
+        )
         info = CallLogInfo(
             subject=data.get("subject"),
             note=note,
@@ -434,6 +434,18 @@ class PipedriveConnector(Connector):
     async def _user_name(self, http: CrmHttp) -> str:
         body = await http.get_json(f"{self._api_url()}/v1/users/me")
         return str(body["data"].get("name") or "")
+
+    async def _person_name(self, http: CrmHttp, person_id: int | None) -> str | None:
+        """The person's name (`GET /api/v2/persons/{id}`); None for no person or one since deleted (404)."""
+        if person_id is None:
+            return None
+        response = await http.request("GET", f"/api/v2/persons/{person_id}", allow_status=(404,))
+        if response.status_code == 404:
+            return None
+        data = response.json().get("data")
+        if not isinstance(data, dict):
+            return None
+        return str(data.get("name") or "") or None
 
     async def _person_org(self, http: CrmHttp, person_id: int) -> int | None:
         data = (await http.get_json(f"/api/v2/persons/{person_id}"))["data"]
@@ -571,6 +583,28 @@ async def _create_done_activity(
         body["org_id"] = org_id
     data = (await call.http.post_json("/api/v2/activities", body))["data"]
     return str(data["id"])
+
+
+def _related_person_name(body: Any) -> str | None:
+    """The person's name from a v1-style answer's top-level `related_objects`; API v2 no longer sends them."""
+    related = body.get("related_objects") if isinstance(body, dict) else None
+    people = related.get("person") if isinstance(related, dict) else None
+    if not isinstance(people, dict):
+        return None
+    for person in people.values():
+        if isinstance(person, dict) and person.get("name"):
+            return str(person["name"])
+    return None
+
+
+def _activity_person(activity: JsonDict) -> int | None:
+    """A v2 activity's person: `person_id`, else its primary participant, else its first participant."""
+    person = _int_or_none(activity.get("person_id"))
+    if person is not None:
+        return person
+    participants = [p for p in activity.get("participants") or [] if isinstance(p, dict)]
+    participants.sort(key=lambda p: not p.get("primary"))
+    return next((pid for p in participants if (pid := _int_or_none(p.get("person_id"))) is not None), None)
 
 
 def _marker_line(marker: str) -> str:
