@@ -296,33 +296,43 @@ async def test_search_paginates_with_cursor(api: httpx.AsyncClient, fake_pipedri
     assert second["additional_data"]["next_cursor"] is None
 
 
-async def test_create_person_v1_shape(api: httpx.AsyncClient, fake_pipedrive: FakePipedrive) -> None:
-    response = await api.post("/v1/persons", json={"name": "Katherine Johnson", "phone": "+14155550104"})
-    assert response.status_code == 201
+async def test_create_person_v2_shape(api: httpx.AsyncClient, fake_pipedrive: FakePipedrive) -> None:
+    phones = [{"value": "+14155550104", "primary": True, "label": "mobile"}]
+    response = await api.post("/api/v2/persons", json={"name": "Katherine Johnson", "phones": phones})
+    assert response.status_code == 200
     data = response.json()["data"]
-    assert data["phone"] == [{"label": "", "value": "+14155550104", "primary": True}]
-    assert len(data["add_time"]) == 19 and data["add_time"][10] == " "
+    assert data["phones"] == phones
+    assert data["owner_id"] == fake_pipedrive.user["id"] and data["add_time"].endswith("Z")
     assert fake_pipedrive.persons[data["id"]]["name"] == "Katherine Johnson"
-    listed = await api.post(
-        "/v1/persons", json={"name": "K J", "phone": [{"value": "+1415", "primary": True, "label": "mobile"}]}
-    )
-    assert listed.json()["data"]["phone"][0]["label"] == "mobile"
+    bare = await api.post("/api/v2/persons", json={"name": "K J", "phones": [{"value": "+1415"}]})
+    assert bare.json()["data"]["phones"] == [{"value": "+1415", "primary": True, "label": "work"}]
+
+
+async def test_create_person_v1_is_gone(api: httpx.AsyncClient, fake_pipedrive: FakePipedrive) -> None:
+    """The retired v1 create is refused, and nothing is made."""
+    response = await api.post("/v1/persons", json={"name": "Katherine Johnson", "phone": "+14155550104"})
+    assert response.status_code == 410 and response.json()["success"] is False
+    assert fake_pipedrive.persons == {}
 
 
 @pytest.mark.parametrize(
     "body",
     [
-        {"phone": "+14155550104"},
+        {"phones": [{"value": "+14155550104"}]},
         {"name": ""},
         {"name": 5},
-        {"name": "X", "phone": 14155550104},
-        {"name": "X", "phone": [{"number": "1"}]},
+        {"name": "X", "phone": "+14155550104"},  # v1's field
+        {"name": "X", "phones": "+14155550104"},
+        {"name": "X", "phones": [{"number": "1"}]},
+        {"name": "X", "phones": [{"value": "1", "primary": "true"}]},
+        {"name": "X", "phones": [{"value": "1", "primary": True}, {"value": "2", "primary": True}]},
         {"name": "X", "org_id": "12"},
         {"name": "X", "org_id": 99999},
+        {"name": "X", "owner_id": 99999},
     ],
 )
 async def test_create_person_rejects_bad_bodies(api: httpx.AsyncClient, body: dict[str, Any]) -> None:
-    assert (await api.post("/v1/persons", json=body)).status_code == 400
+    assert (await api.post("/api/v2/persons", json=body)).status_code == 400
 
 
 async def test_get_person_v2(api: httpx.AsyncClient, fake_pipedrive: FakePipedrive) -> None:
@@ -491,10 +501,10 @@ async def test_injected_429_carries_rate_limit_headers(
 async def test_injected_fault_filters_by_method_and_path(
     api: httpx.AsyncClient, fake_pipedrive: FakePipedrive
 ) -> None:
-    fake_pipedrive.inject(500, method="POST", path_prefix="/v1/persons")
-    assert (await api.get("/v1/users/me")).status_code == 200
-    assert (await api.post("/v1/persons", json={"name": "A B"})).status_code == 500
-    assert (await api.post("/v1/persons", json={"name": "A B"})).status_code == 201
+    fake_pipedrive.inject(500, method="POST", path_prefix="/api/v2/persons")
+    assert (await api.get("/api/v2/persons/search", params={"term": "AB"})).status_code == 200
+    assert (await api.post("/api/v2/persons", json={"name": "A B"})).status_code == 500
+    assert (await api.post("/api/v2/persons", json={"name": "A B"})).status_code == 200
 
 
 async def test_injected_delay_does_not_block_other_requests(
@@ -513,9 +523,9 @@ async def test_injected_delay_does_not_block_other_requests(
 async def test_request_log_keeps_bodies_not_tokens(
     api: httpx.AsyncClient, fake_pipedrive: FakePipedrive, pipedrive_tokens: TokenPair
 ) -> None:
-    await api.post("/v1/persons", json={"name": "Log Me", "phone": "+1415"})
-    [recorded] = fake_pipedrive.requests_to("/v1/persons", "POST")
-    assert recorded.json == {"name": "Log Me", "phone": "+1415"}
+    await api.post("/api/v2/persons", json={"name": "Log Me", "phones": [{"value": "+1415"}]})
+    [recorded] = fake_pipedrive.requests_to("/api/v2/persons", "POST")
+    assert recorded.json == {"name": "Log Me", "phones": [{"value": "+1415"}]}
     assert recorded.auth_scheme == "Bearer"
     assert pipedrive_tokens.access_token not in repr(fake_pipedrive.requests)
 
@@ -558,6 +568,6 @@ async def test_burst_limit_counts_per_token(api: httpx.AsyncClient, fake_pipedri
 async def test_fault_after_the_work_keeps_the_record(
     api: httpx.AsyncClient, fake_pipedrive: FakePipedrive
 ) -> None:
-    fake_pipedrive.inject(502, method="POST", path_prefix="/v1/persons", when="after")
-    assert (await api.post("/v1/persons", json={"name": "Late Answer"})).status_code == 502
+    fake_pipedrive.inject(502, method="POST", path_prefix="/api/v2/persons", when="after")
+    assert (await api.post("/api/v2/persons", json={"name": "Late Answer"})).status_code == 502
     assert [p["name"] for p in fake_pipedrive.persons.values()] == ["Late Answer"]

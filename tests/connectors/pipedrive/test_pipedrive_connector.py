@@ -325,8 +325,14 @@ async def test_create_contact_posts_person(env: Env) -> None:
     assert created.return_message is not None and created.return_message.message == "Contact created."
     stored = env.fake.persons[int(created.contact.id)]
     assert [p["value"] for p in stored["phones"]] == ["+14155550104"]
-    sent = env.fake.requests_to("/v1/persons")[0].json
-    assert sent == {"name": "Katherine Johnson", "phone": "+14155550104"}
+    assert env.fake.requests_to("/v1/persons") == []  # retired: gone from Pipedrive's description
+    [sent] = env.fake.requests_to("/api/v2/persons", "POST")
+    assert sent.json == {
+        "name": "Katherine Johnson",
+        "phones": [{"value": "+14155550104", "primary": True, "label": "work"}],
+        "owner_id": 12345,
+    }
+    assert stored["owner_id"] == 12345 and stored["phones"][0]["primary"] is True
 
 
 async def test_create_contact_links_organisation(env: Env) -> None:

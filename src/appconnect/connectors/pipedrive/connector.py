@@ -244,12 +244,19 @@ class PipedriveConnector(Connector):
         return [{"const": lead["id"], "title": lead.get("title", "")} for lead in body.get("data") or []]
 
     async def create_contact(self, call: CrmCall, new: NewContact) -> CreatedContact | None:
-        """Pipedrive has one contact type (person); an organisation id from the form links it."""
-        body: JsonDict = {"name": new.name, "phone": new.phone_number}
+        """Pipedrive has one contact type (person): `POST /api/v2/persons` (v1's create is retired), owned by
+        the user, the number as its one primary phone; an organisation id from the form links it."""
+        body: JsonDict = {
+            "name": new.name,
+            "phones": [{"value": new.phone_number, "primary": True, "label": "work"}],
+        }
+        owner_id = _int_or_none(call.user.crm_user_id)
+        if owner_id is not None:
+            body["owner_id"] = owner_id
         org_id = _int_or_none(_first(new.additional_submission, "orgId", "org_id", "organizationId"))
         if org_id is not None:
             body["org_id"] = org_id
-        data = (await call.http.post_json("/v1/persons", body))["data"]
+        data = (await call.http.post_json("/api/v2/persons", body))["data"]
         contact = Contact(
             id=str(data["id"]), name=str(data.get("name") or new.name), phone=new.phone_number, type="contact"
         )
