@@ -51,6 +51,7 @@ _LINK_TARGETS = {
     "opportunity": ("Opportunity", "opportunities"),
     "project": ("Project", "projects"),
 }
+#: the Contact object of the published v3.1 description (schema `Contact`): no ORGANISATION_NAME, only its id
 _CONTACT_FIELDS = {
     "CONTACT_ID": 0,
     "SALUTATION": None,
@@ -59,7 +60,6 @@ _CONTACT_FIELDS = {
     "TITLE": None,
     "BACKGROUND": None,
     "ORGANISATION_ID": None,
-    "ORGANISATION_NAME": None,
     "EMAIL_ADDRESS": None,
     "PHONE": None,
     "PHONE_HOME": None,
@@ -292,7 +292,6 @@ class FakeInsightly(FakeCrm):
             record.update(FIRST_NAME=first, LAST_NAME=last, PHONE=phone, PHONE_MOBILE=mobile, **fields)
             if organisation_id is not None:
                 record["ORGANISATION_ID"] = organisation_id
-                record["ORGANISATION_NAME"] = self.organisations[organisation_id]["ORGANISATION_NAME"]
                 self._link(record, "Contact", "Organisation", organisation_id)
             for name, target in links or []:
                 self._link(record, "Contact", name, target)

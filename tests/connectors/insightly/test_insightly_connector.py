@@ -144,6 +144,21 @@ async def test_extra_phone_fields_are_searched_and_rechecked(env: Env) -> None:
     assert "bad field;drop" not in names and "Work_Phone__c" in names
 
 
+async def test_a_contacts_organisation_is_named_from_its_id(env: Env) -> None:
+    """A Contact has ORGANISATION_ID but no ORGANISATION_NAME: the name comes from the organisation itself."""
+    acme = env.fake.add_organisation("Acme Ltd")
+    env.fake.add_contact("Maya", "Patel", phone="+14155550100", organisation_id=acme["ORGANISATION_ID"])
+    lead = env.fake.add_lead("Sam", "Rivera", phone="+14155550100", ORGANISATION_NAME="Rivera & Co")
+    assert "ORGANISATION_NAME" not in env.fake.all_contacts()[0]
+    matches = await env.connector.find_contact(env.call, ContactLookup("+14155550100"))
+    by_type = {c.type: c for c in matches.contacts if not c.is_new_contact}
+    assert by_type["contact"].organization == "Acme Ltd"
+    assert by_type["contact"].additional_info["organisation"] == [
+        {"const": str(acme["ORGANISATION_ID"]), "title": "Acme Ltd"}
+    ]
+    assert (by_type["lead"].id, by_type["lead"].organization) == (str(lead["LEAD_ID"]), "Rivera & Co")
+
+
 async def test_a_refused_extra_field_costs_that_field_only(env: Env) -> None:
     """A mistyped or deleted custom field (Insightly: 400) is skipped after one search; the lookup goes on."""
     contact = env.fake.add_contact("Maya", "Patel", phone="+14155550100")

@@ -388,6 +388,11 @@ class InsightlyConnector(Connector):
                         info.setdefault(key, []).append(
                             {"const": str(link_id), "title": titles[(key, link_id)]}
                         )
+            # a Lead names its organisation; a Contact has only ORGANISATION_ID, named by the GET above
+            organization = _opt_str(record.get("ORGANISATION_NAME"))
+            default_org = _int(record.get("ORGANISATION_ID")) if kind == "contact" else None
+            if organization is None and default_org is not None:
+                organization = _opt_str(titles.get(("organisation", default_org)))
             contacts.append(
                 Contact(
                     id=str(record_id),
@@ -395,7 +400,7 @@ class InsightlyConnector(Connector):
                     phone=phone,
                     type=kind,
                     title=_opt_str(record.get("TITLE")),
-                    organization=_opt_str(record.get("ORGANISATION_NAME")),
+                    organization=organization,
                     email=_opt_str(record.get("EMAIL_ADDRESS") or record.get("EMAIL")),
                     created_date=_opt_str(record.get("DATE_CREATED_UTC")),
                     most_recent_activity_date=_opt_str(
