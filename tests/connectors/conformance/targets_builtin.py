@@ -152,7 +152,7 @@ class TestCrmTarget(ConformanceTarget):
 
 _PIPEDRIVE_REQUESTS: dict[Operation, tuple[str, str]] = {
     "find_contact": ("GET", "/api/v2/persons/search"),
-    "create_contact": ("POST", "/v1/persons"),
+    "create_contact": ("POST", "/api/v2/persons"),
     "create_call_log": ("POST", "/api/v2/activities"),
     "get_call_log": ("GET", "/api/v2/activities/"),
     "update_call_log": ("PATCH", "/api/v2/activities/"),

@@ -24,7 +24,7 @@ from tests.connectors.conformance.target import (
 )
 from tests.connectors.insightly.fake_insightly import FakeInsightly
 
-#: searches of one lookup per path: the spellings of a US number (insightly_terms) x PHONE and PHONE_MOBILE. A
+#: searches of one lookup per path: the spellings of a US number (insightly_terms) x two phone fields. A
 #: failure must reach whichever search runs first and its retries, so it is multiplied by this; a 429 is not
 #: (the searches run four at a time: their retries would take one another's 429s and never get through)
 _SEARCHES_PER_PATH = len(insightly_terms("+14155550100")) * 2
@@ -91,7 +91,7 @@ class InsightlyTarget(FakeCrmTarget):
             ("lead", self.fake.all_leads(), "LEAD_ID"),
         ):
             for record in records:
-                phones = [str(v) for k, v in record.items() if k.startswith(("PHONE", "FAX")) and v]
+                phones = [str(v) for k, v in record.items() if k.startswith(("PHONE", "MOBILE", "FAX")) and v]
                 phones += [str(c.get("FIELD_VALUE") or "") for c in record.get("CUSTOMFIELDS") or []]
                 if any(same_number_loosely(p, e164) for p in phones) or any_same_number(phones, e164):
                     found.append(CrmRecord(str(record[id_field]), kind=kind, text=_name(record), raw=record))

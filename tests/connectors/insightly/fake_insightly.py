@@ -8,7 +8,8 @@ What it keeps as Insightly does (as its public v3.1 documentation describes it):
 - answers are plain JSON objects and arrays with UPPER_SNAKE field names, dates as `yyyy-MM-dd HH:mm:ss` UTC;
 - `/{Object}/Search?field_name=&field_value=` matches the stored value exactly (case aside), with
   `updated_after_utc`, `top` (at most 500, default 100), `skip`, `brief` (no LINKS, CUSTOMFIELDS, TAGS) and
-  `count_total` (an `X-Total-Count` header);
+  `count_total` (an `X-Total-Count` header); a search on a field the object does not have (a Contact's
+  `PHONE_MOBILE` asked of Leads, whose mobile is `MOBILE`; a custom field no record has) is a 400;
 - events are created by POST /Events, updated by PUT /Events with EVENT_ID in the body, and linked through
   /Events/{id}/Links (a link may be added twice, as the API allows: tests see double links);
 - validation errors are 400 with `{"Message": "..."}` (the ASP.NET envelope Insightly answers with);
@@ -50,6 +51,7 @@ _LINK_TARGETS = {
     "opportunity": ("Opportunity", "opportunities"),
     "project": ("Project", "projects"),
 }
+#: the Contact object of the published v3.1 description (schema `Contact`): no ORGANISATION_NAME, only its id
 _CONTACT_FIELDS = {
     "CONTACT_ID": 0,
     "SALUTATION": None,
@@ -58,7 +60,6 @@ _CONTACT_FIELDS = {
     "TITLE": None,
     "BACKGROUND": None,
     "ORGANISATION_ID": None,
-    "ORGANISATION_NAME": None,
     "EMAIL_ADDRESS": None,
     "PHONE": None,
     "PHONE_HOME": None,
@@ -74,27 +75,50 @@ _CONTACT_FIELDS = {
     "LINKS": [],
     "TAGS": [],
 }
+#: the Lead object of the published v3.1 description (schema `Lead`): its mobile is `MOBILE`, not `PHONE_MOBILE`
 _LEAD_FIELDS = {
     "LEAD_ID": 0,
     "SALUTATION": None,
     "FIRST_NAME": None,
     "LAST_NAME": None,
-    "TITLE": None,
-    "ORGANISATION_NAME": None,
-    "EMAIL": None,
-    "PHONE": None,
-    "PHONE_MOBILE": None,
-    "FAX": None,
+    "LEAD_SOURCE_ID": None,
     "LEAD_STATUS_ID": 1,
+    "TITLE": None,
     "CONVERTED": False,
-    "OWNER_USER_ID": None,
+    "CONVERTED_CONTACT_ID": None,
+    "CONVERTED_DATE_UTC": None,
+    "CONVERTED_OPPORTUNITY_ID": None,
+    "CONVERTED_ORGANISATION_ID": None,
     "DATE_CREATED_UTC": None,
     "DATE_UPDATED_UTC": None,
+    "EMAIL": None,
+    "EMPLOYEE_COUNT": None,
+    "FAX": None,
+    "INDUSTRY": None,
+    "LEAD_DESCRIPTION": None,
+    "LEAD_RATING": None,
+    "MOBILE": None,
+    "OWNER_USER_ID": None,
+    "PHONE": None,
+    "RESPONSIBLE_USER_ID": None,
+    "WEBSITE": None,
+    "ADDRESS_STREET": None,
+    "ADDRESS_CITY": None,
+    "ADDRESS_STATE": None,
+    "ADDRESS_POSTCODE": None,
+    "ADDRESS_COUNTRY": None,
     "LAST_ACTIVITY_DATE_UTC": None,
+    "NEXT_ACTIVITY_DATE_UTC": None,
+    "ORGANISATION_NAME": None,
+    "CREATED_USER_ID": None,
+    "IMAGE_URL": None,
+    "EMAIL_OPTED_OUT": False,
     "CUSTOMFIELDS": [],
     "LINKS": [],
     "TAGS": [],
 }
+_BOOLEAN_FIELDS = frozenset({"ALL_DAY", "REMINDER_SENT", "CONVERTED", "EMAIL_OPTED_OUT"})
+_INTEGER_FIELDS = frozenset({"EMPLOYEE_COUNT", "LEAD_RATING"})
 _EVENT_FIELDS = {
     "EVENT_ID": 0,
     "TITLE": None,
@@ -268,7 +292,6 @@ class FakeInsightly(FakeCrm):
             record.update(FIRST_NAME=first, LAST_NAME=last, PHONE=phone, PHONE_MOBILE=mobile, **fields)
             if organisation_id is not None:
                 record["ORGANISATION_ID"] = organisation_id
-                record["ORGANISATION_NAME"] = self.organisations[organisation_id]["ORGANISATION_NAME"]
                 self._link(record, "Contact", "Organisation", organisation_id)
             for name, target in links or []:
                 self._link(record, "Contact", name, target)
@@ -288,7 +311,7 @@ class FakeInsightly(FakeCrm):
     ) -> JsonDict:
         with self._lock:
             record = self._new_record(_LEAD_FIELDS, "leads", "LEAD_ID")
-            record.update(FIRST_NAME=first, LAST_NAME=last, PHONE=phone, PHONE_MOBILE=mobile, **fields)
+            record.update(FIRST_NAME=first, LAST_NAME=last, PHONE=phone, MOBILE=mobile, **fields)
             self._custom(record, "leads", custom)
             self.leads[record["LEAD_ID"]] = record
             return copy.deepcopy(record)
@@ -537,12 +560,12 @@ class FakeInsightly(FakeCrm):
         for key, value in body.items():
             if value is None or key in ("CUSTOMFIELDS", "LINKS", "TAGS"):
                 continue
-            if key.endswith("_ID") and (not isinstance(value, int) or isinstance(value, bool)):
+            integer = key.endswith("_ID") or key in _INTEGER_FIELDS
+            if integer and (not isinstance(value, int) or isinstance(value, bool)):
                 raise bad_request(f"{key} must be an integer")
-            if key in ("ALL_DAY", "REMINDER_SENT", "CONVERTED") and not isinstance(value, bool):
+            if key in _BOOLEAN_FIELDS and not isinstance(value, bool):
                 raise bad_request(f"{key} must be a boolean")
-            flags = ("ALL_DAY", "REMINDER_SENT", "CONVERTED")
-            if not key.endswith("_ID") and key not in flags and not isinstance(value, str):
+            if not integer and key not in _BOOLEAN_FIELDS and not isinstance(value, str):
                 raise bad_request(f"{key} must be a string")
         if id_field is not None and body.get(id_field) not in (None, 0):
             raise bad_request(f"{id_field} must not be set when creating")

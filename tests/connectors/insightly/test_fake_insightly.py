@@ -74,6 +74,18 @@ def test_search_is_exact_on_the_stored_value(fake_insightly: FakeInsightly, api:
     assert counted.headers["X-Total-Count"] == "2" and len(counted.json()) == 1
 
 
+def test_each_object_searches_its_own_phone_fields(fake_insightly: FakeInsightly, api: httpx.Client) -> None:
+    """Insightly v3.1: a Lead's mobile is `MOBILE`, a Contact's `PHONE_MOBILE`; the other name is a 400."""
+    lead = fake_insightly.add_lead("Sam", "Rivera", mobile="+14155550100")
+    assert lead["MOBILE"] == "+14155550100" and "PHONE_MOBILE" not in lead
+    found = api.get("/Leads/Search", params={"field_name": "MOBILE", "field_value": "+14155550100"})
+    assert [r["LEAD_ID"] for r in found.json()] == [lead["LEAD_ID"]]
+    for path, field in (("/Leads/Search", "PHONE_MOBILE"), ("/Contacts/Search", "MOBILE")):
+        refused = api.get(path, params={"field_name": field, "field_value": "+14155550100"})
+        assert refused.status_code == 400 and set(refused.json()) == {"Message"}
+    assert api.post("/Leads", json={"LAST_NAME": "Rivera", "PHONE_MOBILE": "1"}).status_code == 400
+
+
 @pytest.mark.parametrize(
     "params",
     [

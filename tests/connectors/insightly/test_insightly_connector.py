@@ -103,6 +103,15 @@ async def test_numbers_stored_in_common_formats_are_found(env: Env, stored: str,
     assert await found_ids(env, caller) == [str(contact["CONTACT_ID"]), str(lead["LEAD_ID"])]
 
 
+async def test_a_lead_is_found_by_its_mobile(env: Env) -> None:
+    """A Lead's mobile is `MOBILE` (a Contact's is `PHONE_MOBILE`): searched there and re-checked there."""
+    lead = env.fake.add_lead("Sam", "Rivera", mobile="(415) 555-0100")
+    contact = env.fake.add_contact("Maya", "Patel", mobile="+1 415 555 0100")
+    assert await found_ids(env, "+14155550100") == [str(contact["CONTACT_ID"]), str(lead["LEAD_ID"])]
+    lead_fields = {r.query.get("field_name") for r in env.fake.requests_to("/v3.1/leads/search")}
+    assert lead_fields == {"PHONE", "MOBILE"}
+
+
 @pytest.mark.parametrize("stored", ["+1 415 555 0100 x12", "415 5550100", "1-415-555-0100 ext. 7"])
 async def test_what_an_exact_search_cannot_find(env: Env, stored: str) -> None:
     env.fake.add_contact("Maya", "Patel", phone=stored)
@@ -133,6 +142,43 @@ async def test_extra_phone_fields_are_searched_and_rechecked(env: Env) -> None:
     assert await found_ids(env, "+14155550100") == [str(contact["CONTACT_ID"]), str(lead["LEAD_ID"])]
     names = {r.query.get("field_name") for r in env.fake.requests}
     assert "bad field;drop" not in names and "Work_Phone__c" in names
+
+
+async def test_a_contacts_organisation_is_named_from_its_id(env: Env) -> None:
+    """A Contact has ORGANISATION_ID but no ORGANISATION_NAME: the name comes from the organisation itself."""
+    acme = env.fake.add_organisation("Acme Ltd")
+    env.fake.add_contact("Maya", "Patel", phone="+14155550100", organisation_id=acme["ORGANISATION_ID"])
+    lead = env.fake.add_lead("Sam", "Rivera", phone="+14155550100", ORGANISATION_NAME="Rivera & Co")
+    assert "ORGANISATION_NAME" not in env.fake.all_contacts()[0]
+    matches = await env.connector.find_contact(env.call, ContactLookup("+14155550100"))
+    by_type = {c.type: c for c in matches.contacts if not c.is_new_contact}
+    assert by_type["contact"].organization == "Acme Ltd"
+    assert by_type["contact"].additional_info["organisation"] == [
+        {"const": str(acme["ORGANISATION_ID"]), "title": "Acme Ltd"}
+    ]
+    assert (by_type["lead"].id, by_type["lead"].organization) == (str(lead["LEAD_ID"]), "Rivera & Co")
+
+
+async def test_a_refused_extra_field_costs_that_field_only(env: Env) -> None:
+    """A mistyped or deleted custom field (Insightly: 400) is skipped after one search; the lookup goes on."""
+    contact = env.fake.add_contact("Maya", "Patel", phone="+14155550100")
+    lead = env.fake.add_lead(None, "Rivera", custom={"Desk__c": "(415) 555-0100"})
+    with_settings(
+        env,
+        insightlyExtraPhoneFieldNameForContact="Deleted_Field__c",
+        insightlyExtraPhoneFieldNameForLead="Mistyped__c, Desk__c",
+    )
+    assert await found_ids(env, "+14155550100") == [str(contact["CONTACT_ID"]), str(lead["LEAD_ID"])]
+    searched = [r.query.get("field_name") for r in env.fake.requests_to("/v3.1/")]
+    assert searched.count("Deleted_Field__c") == 1 and searched.count("Mistyped__c") == 1
+    assert searched.count("Desk__c") == len(insightly_terms("+14155550100"))
+
+
+async def test_a_refused_standard_field_still_fails_the_lookup(env: Env) -> None:
+    """Only the user's own fields are skipped: a failing standard search is a failed lookup, not a miss."""
+    env.fake.inject(400, times=1000, path_prefix="/v3.1/leads/search")
+    with pytest.raises(CrmHttpError):
+        await env.connector.find_contact(env.call, ContactLookup("+14155550100"))
 
 
 def test_search_terms_cover_the_hand_typed_spellings() -> None:

@@ -204,7 +204,8 @@ async def test_whole_client_sequence(logged_in: Agent, fake_insightly: FakeInsig
         if "field_name" in r.query
     }
     assert ("/v3.1/contacts/search", "PHONE", phone) in searched  # the `+` survived the query string
-    assert ("/v3.1/leads/search", "PHONE_MOBILE", phone[2:]) in searched
+    assert ("/v3.1/leads/search", "MOBILE", phone[2:]) in searched
+    assert not any(path == "/v3.1/leads/search" and name == "PHONE_MOBILE" for path, name, _v in searched)
 
     made = await agent.create_contact(phone, "Maya Patel", "contact")
     assert made["successful"] is True, made

@@ -50,6 +50,22 @@ _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TIME_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _DURATION_RE = re.compile(r"^\d{2}:[0-5]\d$")
 _SEARCH_FIELDS = frozenset({"name", "email", "phone", "notes", "custom_fields"})
+#: the body of `POST /api/v2/persons` (AddPersonRequest in Pipedrive's v2 description)
+_PERSON_KEYS = frozenset(
+    {
+        "name",
+        "owner_id",
+        "org_id",
+        "add_time",
+        "update_time",
+        "emails",
+        "phones",
+        "visible_to",
+        "label_ids",
+        "marketing_status",
+        "custom_fields",
+    }
+)
 _DEAL_STATUSES = frozenset({"open", "won", "lost", "deleted"})
 _ACTIVITY_KEYS = frozenset(
     {
@@ -257,6 +273,11 @@ class FakePipedrive(FakeCrm):
             self.persons_by_id[person["id"]] = person
             return copy.deepcopy(person)
 
+    def delete_person(self, person_id: int) -> None:
+        """The person is deleted in Pipedrive: `GET /api/v2/persons/{id}` answers 404 from now on."""
+        with self._lock:
+            del self.persons_by_id[person_id]
+
     def add_deal(
         self,
         title: str,
@@ -361,7 +382,8 @@ class FakePipedrive(FakeCrm):
             FakeRoute("POST", "/oauth/revoke", self._oauth_revoke, auth=False),
             FakeRoute("GET", "/v1/users/me", self._users_me),
             FakeRoute("GET", "/api/v2/persons/search", self._persons_search),
-            FakeRoute("POST", "/v1/persons", self._persons_create),
+            FakeRoute("POST", "/v1/persons", self._persons_create_v1_gone),
+            FakeRoute("POST", "/api/v2/persons", self._persons_create),
             FakeRoute("GET", "/api/v2/persons/{person_id}", self._persons_get),
             FakeRoute("GET", "/api/v2/deals", self._deals_list),
             FakeRoute("GET", "/v1/leads", self._leads_list),
@@ -505,24 +527,39 @@ class FakePipedrive(FakeCrm):
             "notes": [],
         }
 
+    async def _persons_create_v1_gone(self, request: FakeRequest) -> Response:
+        """`POST /v1/persons` was deprecated for `POST /api/v2/persons` in May 2025, announced for shutdown at the
+        end of 2025, and is gone from Pipedrive's published description (and its generated clients) since 2026."""
+        return self.error(410, "This endpoint is no longer available. Use POST /api/v2/persons.")
+
     async def _persons_create(self, request: FakeRequest) -> Response:
+        """`POST /api/v2/persons`: the v2 body only (`phones`/`emails` as lists of {value, primary, label});
+        unknown keys, v1's `phone`/`email` among them, are refused as the v2 schema validator does."""
         body = request.json
         if not isinstance(body, dict):
             raise bad_request("Body must be a JSON object")
+        unknown = set(body) - _PERSON_KEYS
+        if unknown:
+            raise bad_request(f"Unknown fields: {', '.join(sorted(unknown))}")
         name = body.get("name")
         if not isinstance(name, str) or not name.strip():
-            raise bad_request("Name must be given.")
-        phones = _contact_points(body.get("phone"), "phone")
-        emails = _contact_points(body.get("email"), "email")
+            raise bad_request("name must be a non-empty string")
+        phones = _v2_points(body.get("phones"), "phones")
+        emails = _v2_points(body.get("emails"), "emails")
         org_id = body.get("org_id")
         owner_id = body.get("owner_id")
-        if org_id is not None and not _is_int(org_id):
-            raise bad_request("org_id must be an integer")
-        if owner_id is not None and not _is_int(owner_id):
-            raise bad_request("owner_id must be an integer")
+        for key, value in (
+            ("org_id", org_id),
+            ("owner_id", owner_id),
+            ("visible_to", body.get("visible_to")),
+        ):
+            if value is not None and not _is_int(value):
+                raise bad_request(f"{key} must be an integer")
         with self._lock:
             if org_id is not None and org_id not in self.orgs_by_id:
-                raise bad_request("Organization not found.")
+                raise bad_request(f"org_id {org_id} not found")
+            if owner_id is not None and owner_id != self.user["id"]:
+                raise bad_request(f"owner_id {owner_id} not found")
             stamp = self.now()
             person = {
                 "id": self.next_id("person", 1000),
@@ -535,27 +572,25 @@ class FakePipedrive(FakeCrm):
                 "update_time": stamp,
             }
             self.persons_by_id[person["id"]] = person
-            data = self._v1_person(person)
-        return JSONResponse({"success": True, "data": data}, status_code=201)
+            return _ok(self._v2_person(person))
 
-    def _v1_person(self, person: JsonDict) -> JsonDict:
-        org = self.orgs_by_id.get(person["org_id"]) if person["org_id"] is not None else None
+    def _v2_person(self, person: JsonDict) -> JsonDict:
         first, _, last = person["name"].partition(" ")
         return {
             "id": person["id"],
-            "company_id": self.user["company_id"],
-            "owner_id": {"id": person["owner_id"], "name": self.user["name"], "value": person["owner_id"]},
-            "org_id": {"value": org["id"], "name": org["name"], "address": org["address"]} if org else None,
             "name": person["name"],
             "first_name": first,
             "last_name": last or None,
-            "phone": [dict(p) for p in person["phones"]] or [{"value": "", "primary": True}],
-            "email": [dict(e) for e in person["emails"]] or [{"value": "", "primary": True}],
-            "active_flag": True,
-            "visible_to": "3",
-            "add_time": _v1_time(person["add_time"]),
-            "update_time": _v1_time(person["update_time"]),
-            "org_name": org["name"] if org else None,
+            "owner_id": person["owner_id"],
+            "org_id": person["org_id"],
+            "phones": [dict(p) for p in person["phones"]],
+            "emails": [dict(e) for e in person["emails"]],
+            "add_time": _iso(person["add_time"]),
+            "update_time": _iso(person["update_time"]),
+            "is_deleted": False,
+            "visible_to": 3,
+            "label_ids": [],
+            "picture_id": None,
         }
 
     async def _persons_get(self, request: FakeRequest) -> Response:
@@ -564,24 +599,7 @@ class FakePipedrive(FakeCrm):
             person = self.persons_by_id.get(person_id)
             if person is None:
                 return self.error(404, "Person not found")
-            first, _, last = person["name"].partition(" ")
-            data = {
-                "id": person["id"],
-                "name": person["name"],
-                "first_name": first,
-                "last_name": last or None,
-                "owner_id": person["owner_id"],
-                "org_id": person["org_id"],
-                "phones": [dict(p) for p in person["phones"]],
-                "emails": [dict(e) for e in person["emails"]],
-                "add_time": _iso(person["add_time"]),
-                "update_time": _iso(person["update_time"]),
-                "is_deleted": False,
-                "visible_to": 3,
-                "label_ids": [],
-                "picture_id": None,
-            }
-        return _ok(data)
+            return _ok(self._v2_person(person))
 
     # --- API: deals, leads, activity types ------------------------------------------------------------------
 
@@ -902,38 +920,32 @@ def _person_score(person: JsonDict, term: str, fields: set[str], exact: bool) ->
     return score
 
 
-def _contact_points(value: Any, kind: str) -> list[JsonDict]:
-    """v1 accepts a phone/email as a plain string or as a list of {value, primary, label} objects."""
+def _v2_points(value: Any, key: str) -> list[JsonDict]:
+    """v2 takes `phones` / `emails` only as a list of {value, primary, label} objects (`value` required)."""
     if value is None:
         return []
-    if isinstance(value, str):
-        return [{"label": "", "value": value, "primary": True}] if value else []
     if not isinstance(value, list):
-        raise bad_request(f"{kind} must be a string or a list")
+        raise bad_request(f"{key} must be a list")
     points: list[JsonDict] = []
     for index, entry in enumerate(value):
-        if isinstance(entry, str):
-            entry = {"value": entry}
-        if not isinstance(entry, dict) or not isinstance(entry.get("value"), str):
-            raise bad_request(f"{kind}[{index}].value must be a string")
+        if not isinstance(entry, dict) or set(entry) - {"value", "primary", "label"}:
+            raise bad_request(f"{key}[{index}] must be an object of value, primary, label")
+        if not isinstance(entry.get("value"), str) or not entry["value"]:
+            raise bad_request(f"{key}[{index}].value must be a non-empty string")
         primary = entry.get("primary", index == 0)
-        if isinstance(primary, str) and primary in {"true", "false"}:
-            primary = primary == "true"
         if not isinstance(primary, bool):
-            raise bad_request(f"{kind}[{index}].primary must be a boolean")
-        label = entry.get("label", "")
+            raise bad_request(f"{key}[{index}].primary must be a boolean")
+        label = entry.get("label", "work")
         if not isinstance(label, str):
-            raise bad_request(f"{kind}[{index}].label must be a string")
-        points.append({"label": label, "value": entry["value"], "primary": primary})
+            raise bad_request(f"{key}[{index}].label must be a string")
+        points.append({"value": entry["value"], "primary": primary, "label": label})
+    if sum(1 for p in points if p["primary"]) > 1:
+        raise bad_request(f"only one of {key} can be primary")
     return points
 
 
 def _iso(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _v1_time(stamp: float) -> str:
-    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _activity_view(activity: JsonDict) -> JsonDict:

@@ -296,33 +296,43 @@ async def test_search_paginates_with_cursor(api: httpx.AsyncClient, fake_pipedri
     assert second["additional_data"]["next_cursor"] is None
 
 
-async def test_create_person_v1_shape(api: httpx.AsyncClient, fake_pipedrive: FakePipedrive) -> None:
-    response = await api.post("/v1/persons", json={"name": "Katherine Johnson", "phone": "+14155550104"})
-    assert response.status_code == 201
+async def test_create_person_v2_shape(api: httpx.AsyncClient, fake_pipedrive: FakePipedrive) -> None:
+    phones = [{"value": "+14155550104", "primary": True, "label": "mobile"}]
+    response = await api.post("/api/v2/persons", json={"name": "Katherine Johnson", "phones": phones})
+    assert response.status_code == 200
     data = response.json()["data"]
-    assert data["phone"] == [{"label": "", "value": "+14155550104", "primary": True}]
-    assert len(data["add_time"]) == 19 and data["add_time"][10] == " "
+    assert data["phones"] == phones
+    assert data["owner_id"] == fake_pipedrive.user["id"] and data["add_time"].endswith("Z")
     assert fake_pipedrive.persons[data["id"]]["name"] == "Katherine Johnson"
-    listed = await api.post(
-        "/v1/persons", json={"name": "K J", "phone": [{"value": "+1415", "primary": True, "label": "mobile"}]}
-    )
-    assert listed.json()["data"]["phone"][0]["label"] == "mobile"
+    bare = await api.post("/api/v2/persons", json={"name": "K J", "phones": [{"value": "+1415"}]})
+    assert bare.json()["data"]["phones"] == [{"value": "+1415", "primary": True, "label": "work"}]
+
+
+async def test_create_person_v1_is_gone(api: httpx.AsyncClient, fake_pipedrive: FakePipedrive) -> None:
+    """The retired v1 create is refused, and nothing is made."""
+    response = await api.post("/v1/persons", json={"name": "Katherine Johnson", "phone": "+14155550104"})
+    assert response.status_code == 410 and response.json()["success"] is False
+    assert fake_pipedrive.persons == {}
 
 
 @pytest.mark.parametrize(
     "body",
     [
-        {"phone": "+14155550104"},
+        {"phones": [{"value": "+14155550104"}]},
         {"name": ""},
         {"name": 5},
-        {"name": "X", "phone": 14155550104},
-        {"name": "X", "phone": [{"number": "1"}]},
+        {"name": "X", "phone": "+14155550104"},  # v1's field
+        {"name": "X", "phones": "+14155550104"},
+        {"name": "X", "phones": [{"number": "1"}]},
+        {"name": "X", "phones": [{"value": "1", "primary": "true"}]},
+        {"name": "X", "phones": [{"value": "1", "primary": True}, {"value": "2", "primary": True}]},
         {"name": "X", "org_id": "12"},
         {"name": "X", "org_id": 99999},
+        {"name": "X", "owner_id": 99999},
     ],
 )
 async def test_create_person_rejects_bad_bodies(api: httpx.AsyncClient, body: dict[str, Any]) -> None:
-    assert (await api.post("/v1/persons", json=body)).status_code == 400
+    assert (await api.post("/api/v2/persons", json=body)).status_code == 400
 
 
 async def test_get_person_v2(api: httpx.AsyncClient, fake_pipedrive: FakePipedrive) -> None:
@@ -357,6 +367,21 @@ async def test_activity_types(api: httpx.AsyncClient) -> None:
     call = next(t for t in data if t["key_string"] == "call")
     assert call["name"] == "Call" and call["active_flag"] is True
     assert any(t["key_string"] == "sms" for t in data)
+
+
+async def test_a_deactivated_activity_type_is_listed_inactive_and_refused(
+    api: httpx.AsyncClient, fake_pipedrive: FakePipedrive
+) -> None:
+    """Pipedrive lists deactivated types with `active_flag: false`; an activity of one (or of an unknown
+    type) is a 400."""
+    fake_pipedrive.add_activity_type("Phone (old)", "old_phone", active=False)
+    data = (await api.get("/v1/activityTypes")).json()["data"]
+    assert next(t for t in data if t["key_string"] == "old_phone")["active_flag"] is False
+    person = fake_pipedrive.add_person("Maya Patel")
+    for kind in ("old_phone", "no_such_type"):
+        refused = await api.post("/api/v2/activities", json=_activity(person["id"], type=kind))
+        assert refused.status_code == 400
+    assert fake_pipedrive.activities == {}
 
 
 _PERSON = -1  # stands for "the person this test created"
@@ -476,10 +501,10 @@ async def test_injected_429_carries_rate_limit_headers(
 async def test_injected_fault_filters_by_method_and_path(
     api: httpx.AsyncClient, fake_pipedrive: FakePipedrive
 ) -> None:
-    fake_pipedrive.inject(500, method="POST", path_prefix="/v1/persons")
-    assert (await api.get("/v1/users/me")).status_code == 200
-    assert (await api.post("/v1/persons", json={"name": "A B"})).status_code == 500
-    assert (await api.post("/v1/persons", json={"name": "A B"})).status_code == 201
+    fake_pipedrive.inject(500, method="POST", path_prefix="/api/v2/persons")
+    assert (await api.get("/api/v2/persons/search", params={"term": "AB"})).status_code == 200
+    assert (await api.post("/api/v2/persons", json={"name": "A B"})).status_code == 500
+    assert (await api.post("/api/v2/persons", json={"name": "A B"})).status_code == 200
 
 
 async def test_injected_delay_does_not_block_other_requests(
@@ -498,9 +523,9 @@ async def test_injected_delay_does_not_block_other_requests(
 async def test_request_log_keeps_bodies_not_tokens(
     api: httpx.AsyncClient, fake_pipedrive: FakePipedrive, pipedrive_tokens: TokenPair
 ) -> None:
-    await api.post("/v1/persons", json={"name": "Log Me", "phone": "+1415"})
-    [recorded] = fake_pipedrive.requests_to("/v1/persons", "POST")
-    assert recorded.json == {"name": "Log Me", "phone": "+1415"}
+    await api.post("/api/v2/persons", json={"name": "Log Me", "phones": [{"value": "+1415"}]})
+    [recorded] = fake_pipedrive.requests_to("/api/v2/persons", "POST")
+    assert recorded.json == {"name": "Log Me", "phones": [{"value": "+1415"}]}
     assert recorded.auth_scheme == "Bearer"
     assert pipedrive_tokens.access_token not in repr(fake_pipedrive.requests)
 
@@ -543,6 +568,6 @@ async def test_burst_limit_counts_per_token(api: httpx.AsyncClient, fake_pipedri
 async def test_fault_after_the_work_keeps_the_record(
     api: httpx.AsyncClient, fake_pipedrive: FakePipedrive
 ) -> None:
-    fake_pipedrive.inject(502, method="POST", path_prefix="/v1/persons", when="after")
-    assert (await api.post("/v1/persons", json={"name": "Late Answer"})).status_code == 502
+    fake_pipedrive.inject(502, method="POST", path_prefix="/api/v2/persons", when="after")
+    assert (await api.post("/api/v2/persons", json={"name": "Late Answer"})).status_code == 502
     assert [p["name"] for p in fake_pipedrive.persons.values()] == ["Late Answer"]

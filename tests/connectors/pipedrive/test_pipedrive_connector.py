@@ -325,8 +325,14 @@ async def test_create_contact_posts_person(env: Env) -> None:
     assert created.return_message is not None and created.return_message.message == "Contact created."
     stored = env.fake.persons[int(created.contact.id)]
     assert [p["value"] for p in stored["phones"]] == ["+14155550104"]
-    sent = env.fake.requests_to("/v1/persons")[0].json
-    assert sent == {"name": "Katherine Johnson", "phone": "+14155550104"}
+    assert env.fake.requests_to("/v1/persons") == []  # retired: gone from Pipedrive's description
+    [sent] = env.fake.requests_to("/api/v2/persons", "POST")
+    assert sent.json == {
+        "name": "Katherine Johnson",
+        "phones": [{"value": "+14155550104", "primary": True, "label": "work"}],
+        "owner_id": 12345,
+    }
+    assert stored["owner_id"] == 12345 and stored["phones"][0]["primary"] is True
 
 
 async def test_create_contact_links_organisation(env: Env) -> None:
@@ -401,11 +407,56 @@ async def test_activity_type_admin_setting_wins(env: Env) -> None:
     env.fake.add_activity_type("Phone (logged)", "logged_phone")
     maya = env.fake.add_person("Maya Patel")
     call = CrmCall(user=_user(pipedriveCallActivityType="logged_phone"), auth_header="", http=env.http)
-    result = await env.connector.create_call_log(
-        call, CallLogCreate(contact=_ref(maya), call=_call(), composed_log_details=COMPOSED)
+    for _ in range(2):
+        result = await env.connector.create_call_log(
+            call, CallLogCreate(contact=_ref(maya), call=_call(), composed_log_details=COMPOSED)
+        )
+        assert env.fake.activity(str(result.log_id))["type"] == "logged_phone"
+    assert len(env.fake.requests_to("/v1/activityTypes")) == 1  # checked against the cached active types
+
+
+async def test_a_deactivated_admin_activity_type_falls_back_to_a_named_one(env: Env) -> None:
+    """Pipedrive refuses (400) a type that is not active: the setting is checked, then a type named "call"."""
+    env.fake.add_activity_type("Phone (old)", "old_phone", active=False)
+    maya = env.fake.add_person("Maya Patel")
+    call = CrmCall(user=_user(pipedriveCallActivityType="old_phone"), auth_header="", http=env.http)
+    for _ in range(2):
+        result = await env.connector.create_call_log(
+            call, CallLogCreate(contact=_ref(maya), call=_call(), composed_log_details=COMPOSED)
+        )
+        assert result.log_id is not None
+        assert env.fake.activity(str(result.log_id))["type"] == "call"
+    assert [r.json["type"] for r in env.fake.requests_to("/api/v2/activities", "POST")] == ["call", "call"]
+    assert len(env.fake.requests_to("/v1/activityTypes")) == 1  # a list younger than the recheck age is kept
+
+
+async def test_an_admin_activity_type_deactivated_after_caching_is_replaced_on_its_400(env: Env) -> None:
+    env.fake.add_activity_type("Phone (logged)", "logged_phone")
+    maya = env.fake.add_person("Maya Patel")
+    call = CrmCall(user=_user(pipedriveCallActivityType="logged_phone"), auth_header="", http=env.http)
+    log = CallLogCreate(contact=_ref(maya), call=_call(), composed_log_details=COMPOSED)
+    first = await env.connector.create_call_log(call, log)
+    assert env.fake.activity(str(first.log_id))["type"] == "logged_phone"
+    env.fake.set_activity_types([("Call", "call", True), ("Phone (logged)", "logged_phone", False)])
+    second = await env.connector.create_call_log(call, log)
+    assert second.log_id is not None and env.fake.activity(str(second.log_id))["type"] == "call"
+    assert len(env.fake.activities) == 2  # the refused create made nothing
+    assert len(env.fake.requests_to("/v1/activityTypes")) == 2
+
+
+async def test_an_sms_type_deactivated_with_no_other_gives_the_warning_not_a_400(env: Env) -> None:
+    env.fake.set_activity_types([("Call", "call", True), ("Text", "text_msg", False)])
+    maya = env.fake.add_person("Maya Patel")
+    call = CrmCall(user=_user(pipedriveSMSActivityType="text_msg"), auth_header="", http=env.http)
+    result = await env.connector.create_message_log(
+        call,
+        MessageLogCreate(
+            contact=_ref(maya), message=_sms("m1", "Hello"), conversation_id="c1", conversation_log_id="c1-1"
+        ),
     )
-    assert env.fake.activity(str(result.log_id))["type"] == "logged_phone"
-    assert env.fake.requests_to("/v1/activityTypes") == []
+    assert result.log_id is None
+    assert result.return_message is not None and "SMS activity type" in result.return_message.message
+    assert env.fake.activities == {}
 
 
 async def test_activity_types_are_cached_and_matched_by_name(env: Env) -> None:
@@ -430,7 +481,7 @@ async def test_missing_call_activity_type_refetches_once_then_warns(env: Env) ->
     assert result.log_id is None
     assert result.return_message is not None and result.return_message.message_type == "warning"
     assert env.fake.activities == {}
-    assert len(env.fake.requests_to("/v1/activityTypes")) == 2
+    assert len(env.fake.requests_to("/v1/activityTypes")) == 1  # just fetched: not fetched twice in one log
     env.fake.add_activity_type("Call", "call")
     retry = await env.connector.create_call_log(
         env.call, CallLogCreate(contact=_ref(maya), call=_call(), composed_log_details=COMPOSED)
@@ -458,6 +509,7 @@ async def test_get_and_update_call_log(env: Env) -> None:
     assert fetched.full_body == COMPOSED
     assert fetched.dispositions == {"deals": deal["id"], "leads": None}
     assert fetched.full_log_response["id"] == int(created.log_id)
+    assert fetched.contact_name == "Maya Patel"  # API v2 sends no related_objects: read from the person
     new_body = COMPOSED.replace("Will call back", "Called back")
     updated = await env.connector.update_call_log(
         env.call, CallLogUpdate(log=ref, composed_log_details=new_body, subject="Renewal call", duration=125)
@@ -471,6 +523,26 @@ async def test_get_and_update_call_log(env: Env) -> None:
         "subject": "Renewal call",
         "duration": "00:03",
     }
+
+
+async def test_call_log_contact_name_comes_from_the_activitys_person(env: Env) -> None:
+    """API v2's activity carries `person_id` and `participants`, not v1's `related_objects`."""
+    maya = env.fake.add_person("Maya Patel")
+    created = await env.connector.create_call_log(
+        env.call, CallLogCreate(contact=_ref(maya), call=_call(), composed_log_details=COMPOSED)
+    )
+    assert created.log_id is not None
+    ref = CallLogRef(log_id=created.log_id, contact_id=str(maya["id"]))
+    assert env.fake.activity(created.log_id)["person_id"] == maya["id"]
+    before = len(env.fake.requests)
+    assert (await env.connector.get_call_log(env.call, ref)).info.contact_name == "Maya Patel"
+    assert [r.path for r in env.fake.requests[before:]] == [
+        f"/api/v2/activities/{created.log_id}",
+        f"/api/v2/persons/{maya['id']}",
+    ]
+    env.fake.delete_person(maya["id"])
+    gone = (await env.connector.get_call_log(env.call, ref)).info
+    assert gone.contact_name is None and gone.note == "Asked about the renewalWill call back"
 
 
 async def test_upsert_call_disposition_switches_between_deal_and_lead(env: Env) -> None:

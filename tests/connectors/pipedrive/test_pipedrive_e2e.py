@@ -295,6 +295,12 @@ async def test_whole_client_sequence(agent: Agent, fake_pipedrive: FakePipedrive
     assert "<b>Agent notes</b>" in activity["note"] and "Asked about the renewal" in activity["note"]
     assert "<br>" in activity["note"]
     assert await agent.call_log_matched(session_id)
+    detailed = await agent.request(
+        "GET", "/callLog", headers=agent.auth, params={"sessionIds": session_id, "requireDetails": "true"}
+    )
+    [detail] = detailed.json()["logs"]
+    assert detail["logData"]["contactName"] == "Maya Patel"  # from the activity's person (v2)
+    assert detail["logData"]["note"] == "Asked about the renewal"
 
     patched = await agent.request(
         "PATCH",

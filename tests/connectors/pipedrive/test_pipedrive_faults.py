@@ -51,7 +51,7 @@ def detail_text(body: JsonDict) -> str:
 
 
 def person_posts(fake: FakePipedrive) -> int:
-    return len(fake.requests_to("/v1/persons", "POST"))
+    return len(fake.requests_to("/api/v2/persons", "POST"))
 
 
 async def wait_for_persons(fake: FakePipedrive, count: int) -> list[JsonDict]:
@@ -67,7 +67,7 @@ async def test_person_create_answered_after_the_read_timeout_then_retried_gives_
 ) -> None:
     fake = fake_pipedrive
     phone = new_phone()
-    fake.inject(delay=3.0, path_prefix="/v1/persons", method="POST")
+    fake.inject(delay=3.0, path_prefix="/api/v2/persons", method="POST")
     slow = await pd_agent.create_contact(phone, "Maya Patel")
     assert slow["successful"] is False
     assert detail_text(slow) == "pipedrive did not answer in time. Please try again."
@@ -106,7 +106,7 @@ async def test_429_with_a_long_retry_after_is_reported_not_waited(
     pd_agent: Agent, fake_pipedrive: FakePipedrive
 ) -> None:
     fake = fake_pipedrive
-    fake.inject(status=429, retry_after=120, path_prefix="/v1/persons", method="POST")
+    fake.inject(status=429, retry_after=120, path_prefix="/api/v2/persons", method="POST")
     limited = await pd_agent.create_contact(new_phone(), "Maya Patel")
     assert limited["returnMessage"]["message"] == "Rate limit exceeded"
     assert fake.persons == {}
@@ -128,7 +128,7 @@ async def test_a_person_create_answered_503_is_not_sent_again(
     pd_agent: Agent, fake_pipedrive: FakePipedrive
 ) -> None:
     fake = fake_pipedrive
-    fake.inject(status=503, path_prefix="/v1/persons", method="POST")
+    fake.inject(status=503, path_prefix="/api/v2/persons", method="POST")
     failed = await pd_agent.create_contact(new_phone(), "Maya Patel")
     assert failed["successful"] is False
     assert failed["returnMessage"]["message"] == "Error creating contact"
@@ -140,7 +140,7 @@ async def test_a_person_create_answered_503_is_not_sent_again(
 async def test_validation_error_shows_pipedrives_words(
     pd_agent: Agent, fake_pipedrive: FakePipedrive
 ) -> None:
-    fake_pipedrive.inject(status=400, path_prefix="/v1/persons", method="POST")
+    fake_pipedrive.inject(status=400, path_prefix="/api/v2/persons", method="POST")
     refused = await pd_agent.create_contact(new_phone(), "Maya Patel")
     assert refused["returnMessage"]["message"] == "Error creating contact"
     assert detail_text(refused) == "pipedrive did not accept the data: Request failed"

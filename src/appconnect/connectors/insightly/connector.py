@@ -13,8 +13,9 @@ then, so a retry never makes a second event.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Coroutine, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -71,23 +72,21 @@ from appconnect.connectors.sdk import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 API_VERSION = "v3.1"
-#: Insightly's standard phone fields searched for each kind of record (custom ones come from user settings)
+#: Insightly's standard phone fields searched for each kind of record (custom ones come from user settings).
+#: The two objects name the mobile differently (Contact `PHONE_MOBILE`, Lead `MOBILE`), and a search on a field
+#: the object does not have is a 400.
 PHONE_FIELDS: dict[str, tuple[str, ...]] = {
     "contact": ("PHONE", "PHONE_MOBILE"),
-    "lead": ("PHONE", "PHONE_MOBILE"),
+    "lead": ("PHONE", "MOBILE"),
 }
-#: every standard field a record may hold a number in: what a hit is re-checked against
-_ALL_PHONE_FIELDS = (
-    "PHONE",
-    "PHONE_MOBILE",
-    "PHONE_HOME",
-    "PHONE_OTHER",
-    "PHONE_ASSISTANT",
-    "PHONE_FAX",
-    "FAX",
-)
+#: every standard field each kind of record may hold a number in: what a hit is re-checked against
+_STORED_PHONE_FIELDS: dict[str, tuple[str, ...]] = {
+    "contact": ("PHONE", "PHONE_MOBILE", "PHONE_HOME", "PHONE_OTHER", "PHONE_ASSISTANT", "PHONE_FAX"),
+    "lead": ("PHONE", "MOBILE", "FAX"),
+}
 _EXTRA_FIELD_SETTING = {
     "contact": "insightlyExtraPhoneFieldNameForContact",
     "lead": "insightlyExtraPhoneFieldNameForLead",
@@ -102,6 +101,8 @@ _ASSOCIATIONS: dict[str, tuple[str, str, str, str]] = {
     "opportunity": ("Opportunity", "Opportunities", "OPPORTUNITY_ID", "OPPORTUNITY_NAME"),
     "project": ("Project", "Projects", "PROJECT_ID", "PROJECT_NAME"),
 }
+#: answers that mean Insightly refused a search's field (a custom field mistyped or deleted): that field is skipped
+_REFUSED_FIELD = (400, 404)
 #: searches of one lookup in flight at once (Insightly allows a few requests a second per instance)
 SEARCH_CONCURRENCY = 4
 #: how many pages of the owner's recent events are scanned for a marker (500 events a page)
@@ -284,19 +285,24 @@ class InsightlyConnector(Connector):
             return refused
         phone = caller_number(lookup)
         terms = insightly_terms(phone, lookup.overriding_format)
-        searches: list[tuple[str, str, str]] = []
-        for kind in ("contact", "lead"):
-            fields = (*PHONE_FIELDS[kind], *_extra_fields(call.user, kind))
-            searches += [(kind, field, term) for field in fields for term in terms]
         gate = asyncio.Semaphore(SEARCH_CONCURRENCY)
-        results = await all_or_first_failure([self._search(call.http, *s, gate=gate) for s in searches])
+        kinds: list[str] = []
+        works: list[Coroutine[Any, Any, list[JsonDict]]] = []
+        for kind in ("contact", "lead"):
+            for field in PHONE_FIELDS[kind]:
+                kinds += [kind] * len(terms)
+                works += [self._search(call.http, kind, field, term, gate=gate) for term in terms]
+            for field in _extra_fields(call.user, kind):
+                kinds.append(kind)
+                works.append(self._search_extra_field(call.http, kind, field, terms, gate))
+        results = await all_or_first_failure(works)
         found: dict[tuple[str, int], JsonDict] = {}
-        for (kind, _field, _term), records in zip(searches, results, strict=True):
+        for kind, records in zip(kinds, results, strict=True):
             for record in records:
                 record_id = _int(record.get(_ID_FIELD[kind]))
                 if record_id is None or (kind, record_id) in found:
                     continue
-                if any_same_number(_stored_phones(record, _extra_fields(call.user, kind)), phone):
+                if any_same_number(_stored_phones(record, kind, _extra_fields(call.user, kind)), phone):
                     found[(kind, record_id)] = record
         contacts = await self._contacts(call.http, list(found.items()), phone)
         contacts.append(placeholder_contact("contact"))
@@ -332,7 +338,35 @@ class InsightlyConnector(Connector):
         else:
             async with gate:
                 body = await http.get_json(f"/{_RESOURCE[kind]}/Search", params=params)
-        return [r for r in body if isinstance(r, dict)] if isinstance(body, list) else []
+        return _records(body)
+
+    async def _search_extra_field(
+        self, http: CrmHttp, kind: str, field: str, terms: list[str], gate: asyncio.Semaphore
+    ) -> list[JsonDict]:
+        """Every spelling in one of the user's extra phone fields, isolated from the rest of the lookup.
+
+        The field name is the user's own text: a mistyped or deleted custom field is refused by Insightly (400),
+        which must cost the lookup that field only, as the reference skips it. The first spelling probes the
+        field; the others are searched only when Insightly accepted it.
+        """
+        if not terms:
+            return []
+        params = {"field_name": field, "field_value": terms[0], "brief": False, "top": 100}
+        async with gate:
+            response = await http.request(
+                "GET", f"/{_RESOURCE[kind]}/Search", params=params, allow_status=_REFUSED_FIELD
+            )
+        if response.status_code in _REFUSED_FIELD:
+            log.warning(
+                "Insightly refused a search on the extra phone field %r of %s (%s); skipped",
+                field,
+                _RESOURCE[kind],
+                response.status_code,
+            )
+            return []
+        records = _records(response.json())
+        rest = await asyncio.gather(*(self._search(http, kind, field, t, gate=gate) for t in terms[1:]))
+        return records + [record for found in rest for record in found]
 
     async def _contacts(
         self, http: CrmHttp, records: list[tuple[tuple[str, int], JsonDict]], phone: str | None
@@ -354,6 +388,11 @@ class InsightlyConnector(Connector):
                         info.setdefault(key, []).append(
                             {"const": str(link_id), "title": titles[(key, link_id)]}
                         )
+            # a Lead names its organisation; a Contact has only ORGANISATION_ID, named by the GET above
+            organization = _opt_str(record.get("ORGANISATION_NAME"))
+            default_org = _int(record.get("ORGANISATION_ID")) if kind == "contact" else None
+            if organization is None and default_org is not None:
+                organization = _opt_str(titles.get(("organisation", default_org)))
             contacts.append(
                 Contact(
                     id=str(record_id),
@@ -361,7 +400,7 @@ class InsightlyConnector(Connector):
                     phone=phone,
                     type=kind,
                     title=_opt_str(record.get("TITLE")),
-                    organization=_opt_str(record.get("ORGANISATION_NAME")),
+                    organization=organization,
                     email=_opt_str(record.get("EMAIL_ADDRESS") or record.get("EMAIL")),
                     created_date=_opt_str(record.get("DATE_CREATED_UTC")),
                     most_recent_activity_date=_opt_str(
@@ -652,8 +691,15 @@ def _extra_fields(user: UserView, kind: str) -> list[str]:
     return [n for n in dict.fromkeys(names) if n and _FIELD_NAME_RE.fullmatch(n)][:5]
 
 
-def _stored_phones(record: JsonDict, extra_fields: Iterable[str]) -> list[str]:
-    numbers = [str(record[f]) for f in _ALL_PHONE_FIELDS if isinstance(record.get(f), str) and record[f]]
+def _records(body: Any) -> list[JsonDict]:
+    return [r for r in body if isinstance(r, dict)] if isinstance(body, list) else []
+
+
+def _stored_phones(record: JsonDict, kind: str, extra_fields: Iterable[str]) -> list[str]:
+    """The numbers a record of this kind holds in its standard phone fields and the user's extra fields."""
+    numbers = [
+        str(record[f]) for f in _STORED_PHONE_FIELDS[kind] if isinstance(record.get(f), str) and record[f]
+    ]
     wanted = set(extra_fields)
     for custom in record.get("CUSTOMFIELDS") or []:
         if isinstance(custom, dict) and custom.get("FIELD_NAME") in wanted:

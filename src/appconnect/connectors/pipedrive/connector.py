@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import html
+import logging
 import math
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -59,6 +61,8 @@ from appconnect.connectors.sdk import (
     placeholder_contact,
 )
 
+log = logging.getLogger(__name__)
+
 DEFAULT_TOKEN_URL = "https://oauth.pipedrive.com/oauth/token"
 DEFAULT_REVOKE_URL = "https://oauth.pipedrive.com/oauth/revoke"
 DEFAULT_AUTHORIZE_URL = "https://oauth.pipedrive.com/oauth/authorize"
@@ -66,6 +70,10 @@ DEFAULT_API_URL = "https://api.pipedrive.com"
 
 #: How long the account's activity types are trusted before they are fetched again.
 ACTIVITY_TYPES_TTL = 300.0
+#: A list at least this old is fetched again when the configured type is not in it or no type matches by name;
+#: a younger one is not, so an admin setting naming a deactivated type costs one extra fetch per company per
+#: this many seconds, not one per log.
+ACTIVITY_TYPES_RECHECK = 30.0
 
 _AGENT_NOTES = "<b>Agent notes</b>"
 _CALL_DETAILS = "<b>Call details</b>"
@@ -97,6 +105,7 @@ class PipedriveConnector(Connector):
 
     def __init__(self, config: ConnectorConfig | None = None) -> None:
         super().__init__(config)
+        #: company -> (when fetched, its active activity types)
         self._activity_types: dict[str, tuple[float, list[ActivityType]]] = {}
 
     def rate_limit_key(self, user: UserView) -> str:
@@ -235,12 +244,19 @@ class PipedriveConnector(Connector):
         return [{"const": lead["id"], "title": lead.get("title", "")} for lead in body.get("data") or []]
 
     async def create_contact(self, call: CrmCall, new: NewContact) -> CreatedContact | None:
-        """Pipedrive has one contact type (person); an organisation id from the form links it."""
-        body: JsonDict = {"name": new.name, "phone": new.phone_number}
+        """Pipedrive has one contact type (person): `POST /api/v2/persons` (v1's create is retired), owned by
+        the user, the number as its one primary phone; an organisation id from the form links it."""
+        body: JsonDict = {
+            "name": new.name,
+            "phones": [{"value": new.phone_number, "primary": True, "label": "work"}],
+        }
+        owner_id = _int_or_none(call.user.crm_user_id)
+        if owner_id is not None:
+            body["owner_id"] = owner_id
         org_id = _int_or_none(_first(new.additional_submission, "orgId", "org_id", "organizationId"))
         if org_id is not None:
             body["org_id"] = org_id
-        data = (await call.http.post_json("/v1/persons", body))["data"]
+        data = (await call.http.post_json("/api/v2/persons", body))["data"]
         contact = Contact(
             id=str(data["id"]), name=str(data.get("name") or new.name), phone=new.phone_number, type="contact"
         )
@@ -261,17 +277,25 @@ class PipedriveConnector(Connector):
         org_id = await self._person_org(call.http, person_id)
         record = log.call
         subject = record.custom_subject or log.subject or call_subject(record.direction, log.contact.name)
-        activity_id = await _create_done_activity(
-            call,
-            person_id=person_id,
-            org_id=org_id,
-            activity_type=activity_type,
-            subject=subject,
-            note=log.composed_log_details + _marker_line(call_marker(log)),
-            when=parse_time(record.start_time),
-            additional_submission=log.additional_submission,
-            extra={"duration": pipedrive_duration(record.duration)},
+
+        async def create(kind: str) -> str:
+            return await _create_done_activity(
+                call,
+                person_id=person_id,
+                org_id=org_id,
+                activity_type=kind,
+                subject=subject,
+                note=log.composed_log_details + _marker_line(call_marker(log)),
+                when=parse_time(record.start_time),
+                additional_submission=log.additional_submission,
+                extra={"duration": pipedrive_duration(record.duration)},
+            )
+
+        activity_id = await self._create_typed(
+            call, "pipedriveCallActivityType", "call", activity_type, create
         )
+        if activity_id is None:
+            return LogResult(None, _no_activity_type("call", "pipedriveCallActivityType"))
         return LogResult(activity_id, ReturnMessage("Call logged", "success", 2000))
 
     async def find_call_log(self, call: CrmCall, log: CallLogCreate) -> str | None:
@@ -293,15 +317,15 @@ class PipedriveConnector(Connector):
 
     async def get_call_log(self, call: CrmCall, ref: CallLogRef) -> CallLogFetched:
         """Recover the agent's own note from the composed HTML so the client can edit just that part."""
-        data = (await call.http.get_json(f"/api/v2/activities/{ref.log_id}"))["data"]
+        body = await call.http.get_json(f"/api/v2/activities/{ref.log_id}")
+        data = body["data"]
         full_body = _MARKER_RE.sub("", data.get("note") or "")
         note = ""
         if _AGENT_NOTES in full_body:
             note = full_body.split(_AGENT_NOTES, 1)[1].split(_CALL_DETAILS, 1)[0].replace("<br>", "").strip()
-        contact_name: str | None = None
-        related = (data.get("related_objects") or {}).get("person") if isinstance(data, dict) else None
-        if isinstance(related, dict) and related:
-            contact_name = str(next(iter(related.values())).get("name") or "") or None
+        contact_name = _related_person_name(body) or await self._person_name(
+            call.http, _activity_person(data)
+        )
         info = CallLogInfo(
             subject=data.get("subject"),
             note=note,
@@ -367,16 +391,22 @@ class PipedriveConnector(Connector):
                 f"{_message_item(log.message, contact, user_name, call.user, log.image_link)}"
                 f"{_MESSAGES_END}END<br><br>--- Created via RingCentral App Connect"
             )
-        activity_id = await _create_done_activity(
-            call,
-            person_id=person_id,
-            org_id=org_id,
-            activity_type=activity_type,
-            subject=subject,
-            note=note + _marker_line(message_marker(log)) + _message_tag(log.message),
-            when=created,
-            additional_submission=log.additional_submission,
-        )
+
+        async def create(kind: str) -> str:
+            return await _create_done_activity(
+                call,
+                person_id=person_id,
+                org_id=org_id,
+                activity_type=kind,
+                subject=subject,
+                note=note + _marker_line(message_marker(log)) + _message_tag(log.message),
+                when=created,
+                additional_submission=log.additional_submission,
+            )
+
+        activity_id = await self._create_typed(call, "pipedriveSMSActivityType", "sms", activity_type, create)
+        if activity_id is None:
+            return LogResult(None, _no_activity_type("SMS", "pipedriveSMSActivityType"))
         return LogResult(activity_id, ReturnMessage("Message logged", "success", 2000))
 
     async def find_message_log(self, call: CrmCall, log: MessageLogCreate) -> str | None:
@@ -412,41 +442,94 @@ class PipedriveConnector(Connector):
         body = await http.get_json(f"{self._api_url()}/v1/users/me")
         return str(body["data"].get("name") or "")
 
+    async def _person_name(self, http: CrmHttp, person_id: int | None) -> str | None:
+        """The person's name (`GET /api/v2/persons/{id}`); None for no person or one since deleted (404)."""
+        if person_id is None:
+            return None
+        response = await http.request("GET", f"/api/v2/persons/{person_id}", allow_status=(404,))
+        if response.status_code == 404:
+            return None
+        data = response.json().get("data")
+        if not isinstance(data, dict):
+            return None
+        return str(data.get("name") or "") or None
+
     async def _person_org(self, http: CrmHttp, person_id: int) -> int | None:
         data = (await http.get_json(f"/api/v2/persons/{person_id}"))["data"]
         return _int_or_none(data.get("org_id"))
 
-    async def _activity_type(self, call: CrmCall, setting: str, word: str) -> str | None:
-        """The admin's choice, else the first active type whose name mentions `word` (one forced refetch)."""
-        chosen = call.user.setting(setting)
-        if chosen:
-            return str(chosen)
-        for force in (False, True):
-            for kind in await self._activity_types_for(call, force=force):
-                if word in kind.name.lower():
-                    return kind.key
-        return None
+    async def _activity_type(
+        self, call: CrmCall, setting: str, word: str, *, refetch: bool = False
+    ) -> str | None:
+        """The activity type a log gets: the admin's choice while it is an active type of the account, else the
+        first active type whose name mentions `word`; None when there is neither.
 
-    async def _activity_types_for(self, call: CrmCall, *, force: bool) -> list[ActivityType]:
-        """Activity types rarely change: cache them per company host for ACTIVITY_TYPES_TTL seconds."""
-        key = self.base_url(call.user)
+        The admin's choice is checked against the account's active types (a type deactivated in Pipedrive makes
+        every create a 400). A list that lacks it is fetched again when older than ACTIVITY_TYPES_RECHECK, and a
+        list where no name matches is fetched again unless this very call fetched it, as the reference does.
+        """
+        chosen = str(call.user.setting(setting) or "")
+        kinds, fetched = await self._activity_types_for(call, max_age=0.0 if refetch else ACTIVITY_TYPES_TTL)
+        if chosen:
+            if not any(kind.key == chosen for kind in kinds) and not fetched:
+                kinds, fetched = await self._activity_types_for(call, max_age=ACTIVITY_TYPES_RECHECK)
+            if any(kind.key == chosen for kind in kinds):
+                return chosen
+            log.warning("Pipedrive: the %s setting names no active activity type; matching by name", setting)
+        matched = _type_named(kinds, word)
+        if matched is None and not fetched:
+            kinds, _fetched = await self._activity_types_for(call, max_age=0.0)
+            matched = _type_named(kinds, word)
+        return matched
+
+    async def _create_typed(
+        self,
+        call: CrmCall,
+        setting: str,
+        word: str,
+        activity_type: str,
+        create: Callable[[str], Awaitable[str]],
+    ) -> str | None:
+        """`create(activity_type)`; a 400 may mean the type was deactivated since the list was fetched, so the
+        list is fetched again and, when it gives another type, the create is sent once more with it (a 400 made
+        nothing). None when the account has no usable type any more."""
+        try:
+            return await create(activity_type)
+        except CrmHttpError as exc:
+            if exc.status != 400:
+                raise
+            again = await self._activity_type(call, setting, word, refetch=True)
+            if again is None:
+                return None
+            if again == activity_type:
+                raise
+            return await create(again)
+
+    async def _activity_types_for(self, call: CrmCall, *, max_age: float) -> tuple[list[ActivityType], bool]:
+        """The company's active activity types (fetched again when the cached list is older than `max_age`), and
+        whether they were fetched just now."""
+        key = self.rate_limit_key(call.user)
         cached = self._activity_types.get(key)
         now = time.monotonic()
-        if cached is not None and not force and cached[0] > now:
-            return cached[1]
+        if cached is not None and now - cached[0] < max_age:
+            return cached[1], False
         body = await call.http.get_json("/v1/activityTypes")
         kinds = [
             ActivityType(key=str(t["key_string"]), name=str(t.get("name") or ""))
             for t in body.get("data") or []
-            if t.get("active_flag")
+            if isinstance(t, dict) and t.get("active_flag") and t.get("key_string")
         ]
-        self._activity_types[key] = (now + ACTIVITY_TYPES_TTL, kinds)
-        return kinds
+        self._activity_types[key] = (now, kinds)
+        return kinds, True
 
 
 # ------------------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------------------
+
+
+def _type_named(kinds: list[ActivityType], word: str) -> str | None:
+    return next((kind.key for kind in kinds if word in kind.name.lower()), None)
 
 
 def pipedrive_duration(seconds: int | str | None) -> str:
@@ -507,6 +590,28 @@ async def _create_done_activity(
         body["org_id"] = org_id
     data = (await call.http.post_json("/api/v2/activities", body))["data"]
     return str(data["id"])
+
+
+def _related_person_name(body: Any) -> str | None:
+    """The person's name from a v1-style answer's top-level `related_objects`; API v2 no longer sends them."""
+    related = body.get("related_objects") if isinstance(body, dict) else None
+    people = related.get("person") if isinstance(related, dict) else None
+    if not isinstance(people, dict):
+        return None
+    for person in people.values():
+        if isinstance(person, dict) and person.get("name"):
+            return str(person["name"])
+    return None
+
+
+def _activity_person(activity: JsonDict) -> int | None:
+    """A v2 activity's person: `person_id`, else its primary participant, else its first participant."""
+    person = _int_or_none(activity.get("person_id"))
+    if person is not None:
+        return person
+    participants = [p for p in activity.get("participants") or [] if isinstance(p, dict)]
+    participants.sort(key=lambda p: not p.get("primary"))
+    return next((pid for p in participants if (pid := _int_or_none(p.get("person_id"))) is not None), None)
 
 
 def _marker_line(marker: str) -> str:
