@@ -2,10 +2,11 @@
 
 Every line logged while a request is being answered names the request (`request_id`), its route template,
 method, the CRM platform once known, the status once the answer started and the milliseconds since the request
-arrived; the access log (`appconnect.access`) adds one line per answered request with the final status and
-duration. Nothing a user typed reaches a line from here: the route is the route table's template (never the raw
-path or query), the platform one the registry knows, and every message and traceback passes the redaction of
-`security/redact.py` (credentials, JWTs, phone numbers) first.
+arrived. The access log (`appconnect.access`) adds one line per answered request with the final status and
+duration, and `appconnect.crm` one line per CRM call that failed (at debug, every call). Nothing a user typed
+reaches a line from here: the route is the route table's template (never the raw path or query), the platform
+one the registry knows, and every message and traceback passes the redaction of `security/redact.py`
+(credentials, JWTs, phone numbers, input echoed by validation errors) first.
 
 Standard library only (plus the stdlib-only `outbound/observe.py`), so the supervisor uses the same formats.
 """
@@ -29,6 +30,9 @@ FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 access_log = logging.getLogger("appconnect.access")
+crm_log = logging.getLogger("appconnect.crm")
+#: how loud a CRM call's outcome is: a refusal (4xx) is the CRM's normal answer, no answer or a 5xx is not
+_CRM_OUTCOME_LEVELS = {"ok": logging.DEBUG, "http_4xx": logging.INFO}
 
 
 @dataclass(slots=True)
@@ -118,3 +122,10 @@ def log_access(method: str, route: str, status: int, seconds: float) -> None:
     """The access line of one answered request (an observer of the edge layer, see api/middleware.py)."""
     if access_log.isEnabledFor(logging.INFO):
         access_log.info("%s %s %d %.1f ms", method, route, status, seconds * 1000)
+
+
+def log_crm_call(platform: str, outcome: str, seconds: float) -> None:
+    """One line per CRM call that did not succeed (an observer of outbound/observe.py): no URL, no body."""
+    level = _CRM_OUTCOME_LEVELS.get(outcome, logging.WARNING)
+    if crm_log.isEnabledFor(level):
+        crm_log.log(level, "CRM call to %s: %s after %.1f ms", platform, outcome, seconds * 1000)

@@ -31,7 +31,8 @@ from appconnect.flows.log_retrier import LogRetrier
 from appconnect.flows.reply import ClientError
 from appconnect.flows.services import build_services
 from appconnect.flows.session import SessionRevoked
-from appconnect.logs import log_access
+from appconnect.logs import log_access, log_crm_call
+from appconnect.outbound import observe
 from appconnect.security.redact import install_redaction
 from appconnect.settings import Settings
 from appconnect.store.locks import LockTimeout
@@ -84,7 +85,9 @@ def create_app(settings: Settings, registry: ConnectorRegistry | None = None) ->
             retrier.start()
         if worker_metrics is not None:
             worker_metrics.start()
+        observe.add_observer(log_crm_call)
         yield
+        observe.remove_observer(log_crm_call)
         if worker_metrics is not None:
             await worker_metrics.stop()
         await retrier.stop()
