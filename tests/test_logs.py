@@ -213,3 +213,21 @@ def test_the_access_log_can_be_turned_off(tmp_path: Path) -> None:
     entries = json_lines(text)
     assert entries, "the server logged nothing at all"
     assert not [e for e in entries if e["logger"] == "appconnect.access"]
+
+
+def test_a_traceback_in_a_json_line_is_redacted() -> None:
+    """An exception's text can echo what a user sent: the JSON line masks phone numbers and tokens in it."""
+    import logging
+
+    from appconnect.logs import JsonFormatter
+
+    try:
+        raise ValueError("no contact for +14155550123 (jwtToken=abc.def.ghi)")
+    except ValueError:
+        record = logging.LogRecord(
+            "appconnect", logging.ERROR, __file__, 1, "lookup failed", None, sys.exc_info()
+        )
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["message"] == "lookup failed" and "ValueError" in entry["exception"]
+    assert "4155550123" not in entry["exception"] and "abc.def.ghi" not in entry["exception"]
+    assert "request_id" not in entry  # not inside a request
