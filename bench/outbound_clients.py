@@ -12,7 +12,8 @@ machine noise hits all alike.
     .venv/bin/python bench/outbound_clients.py --calls 5000 --rounds 6
 
 The fake must be running (`../shared/bench/fake-pipedrive`, `api.pipedrive.com` -> 127.0.0.1 in /etc/hosts);
-`--ca` names its CA (default: the one `fakecrm.sh` writes).
+`--ca` names its CA (default: the one `fakecrm.sh` writes). aiohttp comes with the `dev` extra
+(`pip install -e '.[test,dev]'`).
 """
 
 from __future__ import annotations
