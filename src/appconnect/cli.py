@@ -178,7 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.database_url:
             os.environ["APPCONNECT_DATABASE_URL"] = args.database_url
-        _migrate(_load_settings())
+        settings = _load_settings()
+        logs.configure(settings.log_level, settings.log_format)
+        _migrate(settings)
     except CommandFailed as exc:
         print(f"appconnect: {exc}", file=sys.stderr, flush=True)
         return 2
