@@ -114,7 +114,9 @@ async def measure_appconnect(url: str, context: ssl.SSLContext, args: argparse.N
 
 
 async def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", default=DEFAULT_URL)
     parser.add_argument("--ca", default=DEFAULT_CA)
     parser.add_argument("--calls", type=int, default=2000)
