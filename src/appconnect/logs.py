@@ -85,7 +85,7 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """The classic line, plus `[request <id> <route> <platform>]` on the lines of a request."""
+    """The classic line, plus `[request <id> <method> <route> <platform>]` on the lines of a request."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
