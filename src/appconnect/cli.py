@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -82,7 +83,9 @@ def _serve(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level, settings.log_format)
     _check_connection_budget(settings)
     exposure = settings.testcrm_exposure_warning()
-    if exposure:
+    if exposure and settings.log_format == "json":
+        logging.getLogger("appconnect").warning(exposure)  # stderr stays one JSON object per line
+    elif exposure:
         print(exposure, file=sys.stderr, flush=True)
     platform = "testcrm" if settings.testcrm_enabled() else "<platform>"
     print(
