@@ -212,7 +212,7 @@ def test_help_names_the_environment_variable_behind_each_flag() -> None:
                 continue
             described = text[text.index(flag + " ") :]
             assert re.match(rf"{flag} [^[]*\[env APPCONNECT_[A-Z_]+", described), (flag, result.stdout)
-        assert "[env APPCONNECT_LOG_LEVEL]" in text or command == "migrate"
+        assert "[env APPCONNECT_LOG_LEVEL]" in text and "[env APPCONNECT_LOG_FORMAT]" in text
 
 
 def test_a_bad_log_level_flag_is_refused_without_a_traceback(tmp_path: Path) -> None:

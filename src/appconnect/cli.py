@@ -158,20 +158,25 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--manifest", help="JSON file merged over the generated manifest [env APPCONNECT_MANIFEST_FILE]"
     )
-    serve.add_argument(
-        "--log-level", choices=logs.LEVELS, help="log level (default info) [env APPCONNECT_LOG_LEVEL]"
-    )
-    serve.add_argument(
-        "--log-format",
-        choices=logs.FORMATS,
-        help="text lines, or one JSON object per line (default text) [env APPCONNECT_LOG_FORMAT]",
-    )
+    _log_flags(serve)
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema", epilog=EPILOG)
     migrate.add_argument(
         "--database-url",
         help="database URL (default from settings) [env APPCONNECT_DATABASE_URL or DATABASE_URL]",
     )
+    _log_flags(migrate)
     return parser
+
+
+def _log_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--log-level", choices=logs.LEVELS, help="log level (default info) [env APPCONNECT_LOG_LEVEL]"
+    )
+    command.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        help="text lines, or one JSON object per line (default text) [env APPCONNECT_LOG_FORMAT]",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -179,8 +184,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
-        if args.database_url:
-            os.environ["APPCONNECT_DATABASE_URL"] = args.database_url
+        for key, value in (
+            ("APPCONNECT_DATABASE_URL", args.database_url),
+            ("APPCONNECT_LOG_LEVEL", args.log_level),
+            ("APPCONNECT_LOG_FORMAT", args.log_format),
+        ):
+            if value:
+                os.environ[key] = value
         settings = _load_settings()
         logs.configure(settings.log_level, settings.log_format)
         _migrate(settings)
