@@ -114,12 +114,6 @@ class Settings(BaseSettings):
         default=2.0, ge=0, description="how long a call waits for the account's budget before failing as 429"
     )
 
-    @field_validator("log_level", "log_format", mode="before")
-    @classmethod
-    def _lower_case(cls, value: Any) -> Any:
-        """`INFO` and `info` are the same level."""
-        return value.strip().lower() if isinstance(value, str) else value
-
     @field_validator("embedded_testcrm", mode="before")
     @classmethod
     def _auto_is_none(cls, value: Any) -> Any:
@@ -127,6 +121,12 @@ class Settings(BaseSettings):
         if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
             return None
         return value
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: Any) -> Any:
+        """`INFO` and `info` are the same level."""
+        return value.strip().lower() if isinstance(value, str) else value
 
     def server_url(self) -> str:
         """The URL this server is reached at, as written into the manifest."""
