@@ -13,7 +13,9 @@ handlers of `appconnect.api.routes` (the handlers are the same objects; only wha
 Requests: `GET /isAlive` (the cheapest route), `GET /contact?phoneNumber=...` without a JWT (the route runs,
 raises ClientError, the error mapping answers 400: the cost of the exception path), `GET /nope` (404), and
 `GET /isAlive` with an `Origin` header (CORS simple answer). Prints µs of process CPU per request, the median
-of `--reps` interleaved rounds of `--requests` requests each.
+of `--reps` interleaved rounds of `--requests` requests each. Then the access log's cost (`app` with logging at
+`warning`, i.e. no line, and with one access line per request in the text and JSON formats, written to
+/dev/null), and the CPU of one `/metrics` scrape.
 
     .venv/bin/python bench/http_layer.py --requests 20000 --reps 5
 """
@@ -269,6 +271,53 @@ async def crm_observer_cost(calls: int, reps: int) -> None:
         print(f"| {name} | {statistics.median(values):.2f} |")
 
 
+async def log_and_scrape_cost(requests: int, reps: int) -> None:
+    """µs of CPU per request with the access log off, in text and in JSON; ms of CPU per `/metrics` scrape."""
+    import io
+    import logging
+    import os
+
+    from appconnect.api.app import create_app
+
+    try:
+        from appconnect import logs
+    except ImportError:
+        return  # a checkout without structured logs
+
+    with tempfile.TemporaryDirectory() as folder, open(os.devnull, "w") as devnull:
+        app = create_app(build_settings(Path(folder)))
+        modes = {
+            "no access line (warning)": ("warning", "text"),
+            "text": ("info", "text"),
+            "json": ("info", "json"),
+        }
+        labels = ["GET /isAlive", "GET /contact no JWT (400)"]
+        results: dict[tuple[str, str], list[float]] = {}
+        for _ in range(reps):
+            for mode, (level, log_format) in modes.items():
+                logs.configure(level, log_format, stream=devnull)
+                for label in labels:
+                    results.setdefault((label, mode), []).append(await drive(app, REQUESTS[label], requests))
+        logs.configure("warning", "text", stream=io.StringIO())
+        logging.getLogger().handlers.clear()
+        print()
+        print(
+            f"Access log: µs of CPU per request, median of {reps} rounds of {requests} (lines to /dev/null)"
+        )
+        print(f"| request | {' | '.join(modes)} |")
+        print(f"| --- | {' | '.join('---' for _ in modes)} |")
+        for label in labels:
+            cells = [f"{statistics.median(results[(label, mode)]):.1f}" for mode in modes]
+            print(f"| {label} | {' | '.join(cells)} |")
+
+        scrape = ("GET", "/metrics", b"", [])
+        per_scrape = [await drive(app, scrape, 200) for _ in range(reps)]
+        print(
+            f"\n/metrics scrape (one worker, no other worker's file): {statistics.median(per_scrape):.0f} µs of CPU"
+        )
+        await app.state.services.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -278,6 +327,7 @@ def main() -> None:
     args = parser.parse_args()
     asyncio.run(run(args.requests, args.reps))
     asyncio.run(crm_observer_cost(args.requests, args.reps))
+    asyncio.run(log_and_scrape_cost(args.requests, args.reps))
 
 
 if __name__ == "__main__":

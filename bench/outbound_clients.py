@@ -12,7 +12,8 @@ machine noise hits all alike.
     .venv/bin/python bench/outbound_clients.py --calls 5000 --rounds 6
 
 The fake must be running (`../shared/bench/fake-pipedrive`, `api.pipedrive.com` -> 127.0.0.1 in /etc/hosts);
-`--ca` names its CA (default: the one `fakecrm.sh` writes).
+`--ca` names its CA (default: the one `fakecrm.sh` writes). aiohttp comes with the `dev` extra
+(`pip install -e '.[test,dev]'`).
 """
 
 from __future__ import annotations
@@ -113,7 +114,9 @@ async def measure_appconnect(url: str, context: ssl.SSLContext, args: argparse.N
 
 
 async def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", default=DEFAULT_URL)
     parser.add_argument("--ca", default=DEFAULT_CA)
     parser.add_argument("--calls", type=int, default=2000)

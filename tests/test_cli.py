@@ -3,11 +3,13 @@ are one clear line (no traceback, no password), the README's first command works
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import httpx
@@ -62,6 +64,9 @@ def closed_port_url(scheme: str = "postgresql") -> tuple[str, int]:
         (["migrate"], {"APPCONNECT_PORT": "70000"}, "APPCONNECT_PORT"),
         (["migrate"], {"APPCONNECT_WORKERS": "-1"}, "APPCONNECT_WORKERS"),
         (["migrate"], {"APPCONNECT_DATABASE_POOL_SIZE": "0"}, "APPCONNECT_DATABASE_POOL_SIZE"),
+        (["serve"], {"APPCONNECT_LOG_LEVEL": "verbose"}, "APPCONNECT_LOG_LEVEL"),
+        (["migrate"], {"APPCONNECT_LOG_LEVEL": "verbose"}, "APPCONNECT_LOG_LEVEL"),
+        (["serve"], {"APPCONNECT_LOG_FORMAT": "xml"}, "APPCONNECT_LOG_FORMAT"),
     ],
 )
 def test_out_of_range_settings_are_refused_in_one_line(
@@ -179,3 +184,83 @@ def test_the_readme_first_command_serves_the_test_crm_on_loopback(tmp_path: Path
         output, _ = process.communicate(timeout=20)
     assert "WARNING: the embedded test CRM" not in output
     assert f"manifest: {base}/crmManifest?platformName=testcrm" in output
+
+
+def test_version_is_the_package_version() -> None:
+    import appconnect
+
+    result = subprocess.run([APPCONNECT, "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"appconnect {appconnect.__version__}"
+    # one source: pyproject.toml takes the version from the package, it does not write its own
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and "version" in project["dynamic"]
+
+
+def test_help_names_the_environment_variable_behind_each_flag() -> None:
+    for command in ("serve", "migrate"):
+        result = subprocess.run(
+            [APPCONNECT, command, "--help"], capture_output=True, text=True, timeout=60, env=clean_env()
+        )
+        assert result.returncode == 0, result.stderr
+        options = result.stdout[result.stdout.index("options:") :]
+        text = " ".join(options.split())  # argparse wraps lines
+        flags = re.findall(r"^\s+(--[a-z-]+)", options, flags=re.MULTILINE)
+        assert "--database-url" in flags
+        for flag in flags:
+            if flag == "--help":
+                continue
+            described = text[text.index(flag + " ") :]
+            assert re.match(rf"{flag} [^[]*\[env APPCONNECT_[A-Z_]+", described), (flag, result.stdout)
+        assert "[env APPCONNECT_LOG_LEVEL]" in text and "[env APPCONNECT_LOG_FORMAT]" in text
+
+
+def test_a_bad_log_level_flag_is_refused_without_a_traceback(tmp_path: Path) -> None:
+    result = run(["serve", "--log-level", "verbose"], tmp_path)
+    assert result.returncode == 2
+    assert "invalid choice: 'verbose'" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "appconnect.sqlite3").exists()
+
+
+def test_log_flags_override_the_environment(tmp_path: Path) -> None:
+    """`--log-level info --log-format json` win over APPCONNECT_LOG_LEVEL=error: the access line is JSON."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_file = tmp_path / "stderr.log"
+    with log_file.open("wb") as stderr:
+        process = subprocess.Popen(
+            [APPCONNECT, "serve", "--port", str(port), "--log-level", "info", "--log-format", "json"],
+            cwd=tmp_path,
+            env=clean_env(APPCONNECT_LOG_LEVEL="error"),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        wait_until_alive(base, process, 30)
+        request_id = httpx.get(f"{base}/serverVersionInfo").headers["x-request-id"]
+    finally:
+        process.terminate()
+        process.wait(20)
+    entries = [json.loads(line) for line in log_file.read_text().splitlines()]
+    (access,) = [e for e in entries if e.get("request_id") == request_id]
+    assert access["logger"] == "appconnect.access" and access["route"] == "/serverVersionInfo"
+
+
+def test_the_test_crm_warning_is_a_json_line_in_json_mode(tmp_path: Path) -> None:
+    result = run(
+        [
+            "serve",
+            "--database-url",
+            f"sqlite:///{tmp_path / 'missing' / 'app.sqlite3'}",
+            "--log-format",
+            "json",
+        ],
+        tmp_path,
+        APPCONNECT_EMBEDDED_TESTCRM="true",
+        APPCONNECT_PUBLIC_URL="https://demo.example.com",
+    )
+    lines = result.stderr.splitlines()
+    assert not [line for line in lines if line.startswith("WARNING")]  # not printed as a plain line
+    # (a failed migration may also leave a thread's traceback from aiosqlite, printed by Python, not logged)
+    entries = [json.loads(line) for line in lines if line.startswith("{")]
+    assert any("WARNING: the embedded test CRM is ON" in e["message"] for e in entries), result.stderr

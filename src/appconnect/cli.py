@@ -1,4 +1,4 @@
-"""`appconnect serve` and `appconnect migrate`."""
+"""`appconnect serve` and `appconnect migrate`: every flag overrides the environment variable its help names."""
 
 from __future__ import annotations
 
@@ -10,8 +10,14 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from appconnect import __version__, logs
 from appconnect.server.drain import graceful_timeout
 from appconnect.settings import Settings, get_settings
+
+EPILOG = (
+    "Settings come from environment variables (and a .env file in the working folder); a flag overrides the "
+    "variable its help names. The full list: the README's Configuration section."
+)
 
 
 class CommandFailed(Exception):
@@ -67,17 +73,19 @@ def _serve(args: argparse.Namespace) -> int:
         "APPCONNECT_WORKERS": args.workers,
         "APPCONNECT_DATABASE_URL": args.database_url,
         "APPCONNECT_MANIFEST_FILE": args.manifest,
+        "APPCONNECT_LOG_LEVEL": args.log_level,
+        "APPCONNECT_LOG_FORMAT": args.log_format,
     }
     for key, value in overrides.items():
         if value is not None:
             os.environ[key] = str(value)
     settings = _load_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
     _check_connection_budget(settings)
     exposure = settings.testcrm_exposure_warning()
-    if exposure:
+    if exposure and settings.log_format == "json":
+        logging.getLogger("appconnect").warning(exposure)  # stderr stays one JSON object per line
+    elif exposure:
         print(exposure, file=sys.stderr, flush=True)
     platform = "testcrm" if settings.testcrm_enabled() else "<platform>"
     print(
@@ -103,6 +111,7 @@ def _serve(args: argparse.Namespace) -> int:
         "--port", str(settings.port),
         "--graceful-timeout", str(graceful_timeout(settings)),
         "--log-level", settings.log_level,
+        "--log-format", settings.log_format,
         "--preflight-pid", str(preflight_pid),
     ]  # fmt: skip
     for pid, gate in forked:
@@ -131,24 +140,60 @@ def _serve_in_this_process(settings: Settings, preflight_pid: int) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="appconnect", description=__doc__)
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="appconnect", description=__doc__, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"appconnect {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the HTTP server (creates/upgrades the schema first)")
-    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default 6066)")
-    serve.add_argument("--workers", type=int, help="worker processes (default 1)")
-    serve.add_argument("--database-url", help="database URL (default SQLite file ./appconnect.sqlite3)")
-    serve.add_argument("--manifest", help="JSON file merged over the generated manifest")
-    migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
-    migrate.add_argument("--database-url", help="database URL (default from settings)")
-    args = parser.parse_args(argv)
+    serve = commands.add_parser(
+        "serve", help="run the HTTP server (creates/upgrades the schema first)", epilog=EPILOG
+    )
+    serve.add_argument("--host", help="bind address (default 127.0.0.1) [env APPCONNECT_HOST]")
+    serve.add_argument("--port", type=int, help="port (default 6066) [env APPCONNECT_PORT]")
+    serve.add_argument("--workers", type=int, help="worker processes (default 1) [env APPCONNECT_WORKERS]")
+    serve.add_argument(
+        "--database-url",
+        help="database URL, sqlite:///FILE or postgresql://USER@HOST/DB (default SQLite file "
+        "./appconnect.sqlite3) [env APPCONNECT_DATABASE_URL or DATABASE_URL]",
+    )
+    serve.add_argument(
+        "--manifest", help="JSON file merged over the generated manifest [env APPCONNECT_MANIFEST_FILE]"
+    )
+    _log_flags(serve)
+    migrate = commands.add_parser("migrate", help="create or upgrade the database schema", epilog=EPILOG)
+    migrate.add_argument(
+        "--database-url",
+        help="database URL (default from settings) [env APPCONNECT_DATABASE_URL or DATABASE_URL]",
+    )
+    _log_flags(migrate)
+    return parser
+
+
+def _log_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--log-level", choices=logs.LEVELS, help="log level (default info) [env APPCONNECT_LOG_LEVEL]"
+    )
+    command.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        help="text lines, or one JSON object per line (default text) [env APPCONNECT_LOG_FORMAT]",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
             return _serve(args)
-        if args.database_url:
-            os.environ["APPCONNECT_DATABASE_URL"] = args.database_url
-        _migrate(_load_settings())
+        for key, value in (
+            ("APPCONNECT_DATABASE_URL", args.database_url),
+            ("APPCONNECT_LOG_LEVEL", args.log_level),
+            ("APPCONNECT_LOG_FORMAT", args.log_format),
+        ):
+            if value:
+                os.environ[key] = value
+        settings = _load_settings()
+        logs.configure(settings.log_level, settings.log_format)
+        _migrate(settings)
     except CommandFailed as exc:
         print(f"appconnect: {exc}", file=sys.stderr, flush=True)
         return 2

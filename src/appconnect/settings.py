@@ -5,10 +5,10 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from appconnect.store.urls import connect_options
@@ -65,9 +65,12 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field(default="", validation_alias=AliasChoices("APPCONNECT_REDIS_URL", "REDIS_URL"))
 
-    jwt_secret: str = ""
-    encryption_keys: str = Field(default="", description="comma-separated Fernet keys, newest first")
-    hash_key: str = ""
+    # secrets are SecretStr: a repr, a validation error or a log of the settings shows `**********`
+    jwt_secret: SecretStr = SecretStr("")
+    encryption_keys: SecretStr = Field(
+        default=SecretStr(""), description="comma-separated Fernet keys, newest first"
+    )
+    hash_key: SecretStr = SecretStr("")
     key_file: Path = Path(".appconnect-keys.json")
 
     manifest_file: Path | None = None
@@ -75,10 +78,10 @@ class Settings(BaseSettings):
         default=None, description="None (auto): on only when the public URL is a loopback address"
     )
     testcrm_database_url: str = "sqlite+aiosqlite:///./testcrm.sqlite3"
-    testcrm_api_key: str = "testcrm-demo-key"
+    testcrm_api_key: SecretStr = SecretStr("testcrm-demo-key")
     testcrm_fault_injection: bool = False
-    testcrm_admin_token: str = Field(
-        default="", description="bearer token for the test CRM's key minting and fault injection"
+    testcrm_admin_token: SecretStr = Field(
+        default=SecretStr(""), description="bearer token for the test CRM's key minting and fault injection"
     )
 
     crm_connect_timeout: float = 5.0
@@ -94,11 +97,15 @@ class Settings(BaseSettings):
     log_retrier_enabled: bool = True
     #: a `pending` log reservation older than this was abandoned (0: derived from the CRM timeouts)
     log_stale_seconds: float = 0.0
-    log_level: str = "info"
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text lines, or one JSON object per line (logs.py)"
+    )
+    access_log: bool = Field(default=True, description="one log line per answered request")
     # Prometheus `/metrics` (api/metrics.py): on unless turned off; without a token only loopback clients read it
     metrics_enabled: bool = True
-    metrics_token: str = Field(
-        default="",
+    metrics_token: SecretStr = Field(
+        default=SecretStr(""),
         description="bearer token a scraper must send to read /metrics from a non-loopback address",
     )
 
@@ -140,6 +147,12 @@ class Settings(BaseSettings):
         if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
             return None
         return value
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: Any) -> Any:
+        """`INFO` and `info` are the same level."""
+        return value.strip().lower() if isinstance(value, str) else value
 
     def server_url(self) -> str:
         """The URL this server is reached at, as written into the manifest."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -9,9 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from appconnect.api.app import create_app
-from appconnect.api.metrics import FLUSH_SECONDS
+from appconnect.api.metrics import FLUSH_SECONDS, REQUEST_BUCKETS
 from tests.conftest import LiveServer, make_settings, new_phone
 from tests.support.app_server import run_app
 from tests.support.served import serve_process
@@ -171,3 +173,71 @@ def test_two_workers_report_their_totals_whichever_answers(two_workers: str) -> 
             == sent
         )
         assert samples["appconnect_worker_processes"][frozenset()] == 2
+
+
+def test_a_counter_past_a_million_renders_integer_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`%g` printed 1234568 as 1.23457e+06, so `rate()` saw a staircase; every digit is kept now."""
+    run_dir = tmp_path / "metrics"
+    run_dir.mkdir(mode=0o700)
+    ended = 2**30  # no such process: a worker of this run that ended after answering 1,234,567 requests
+    requests_entry = [0.0] * (len(REQUEST_BUCKETS) + 1) + [61728.35]
+    requests_entry[0] = 1_234_567.0
+    (run_dir / f"{ended}.json").write_text(
+        json.dumps(
+            {
+                "pid": ended,
+                "requests": [["/isAlive", "GET", requests_entry]],
+                "responses": [["/isAlive", "GET", "2xx", 1_234_567]],
+                "crm": [],
+                "pool": None,
+                "process": {"process_cpu_seconds": 12_345.5},
+            }
+        )
+    )
+    monkeypatch.setenv("APPCONNECT_METRICS_DIR", str(run_dir))
+    url = f"sqlite+aiosqlite:///{tmp_path / 'app.sqlite3'}"
+    from appconnect.store.migrate import upgrade
+
+    upgrade(url)
+
+    def build(base: str) -> object:
+        return create_app(make_settings(tmp_path, url, public_url=base))
+
+    with run_app(build) as base_url, httpx.Client(base_url=base_url) as http:
+        assert http.get("/isAlive").status_code == 200
+        response = http.get("/metrics")
+    samples = parse(response.text)
+    alive = {"route": "/isAlive", "method": "GET", "status": "2xx"}
+    assert value(samples, "appconnect_http_requests_total", **alive) == 1_234_568
+    assert value(samples, "appconnect_http_request_duration_seconds_count", route="/isAlive") == 1_234_568
+    # the ended worker's CPU stays counted: the counter never goes back when a worker is replaced
+    assert value(samples, "process_cpu_seconds_total") > 12_345.5
+
+
+def test_openmetrics_is_served_when_the_scraper_asks_for_it(client: httpx.Client) -> None:
+    assert client.get("/isAlive").status_code == 200
+    response = client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert response.text.endswith("# EOF\n")
+    assert "# TYPE appconnect_http_requests counter" in response.text
+    families = {f.name: f for f in text_string_to_metric_families(response.text)}
+    assert families["appconnect_http_requests"].type == "counter"
+    assert families["appconnect_http_request_duration_seconds"].type == "histogram"
+    assert any(s.labels.get("route") == "/isAlive" for s in families["appconnect_http_requests"].samples)
+    # without the OpenMetrics type in Accept, the classic text format
+    plain = client.get("/metrics", headers={"Accept": "text/plain"})
+    assert plain.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert "# EOF" not in plain.text
+
+
+def test_process_metrics_are_included(client: httpx.Client) -> None:
+    samples = scrape(client)
+    assert value(samples, "process_cpu_seconds_total") > 0
+    assert value(samples, "process_resident_memory_bytes") > 10 * 1024 * 1024
+    assert value(samples, "process_open_fds") > 0
+    assert value(samples, "process_max_fds") > 0
+    assert value(samples, "process_start_time_seconds") > 1.6e9
+    assert "python_info" in samples

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from appconnect.security.crypto import TokenCipher
 from appconnect.security.redact import install_redaction, redact
+from appconnect.settings import Settings
 from appconnect.store.db import create_engine
 from appconnect.store.tables import users
 from tests.conftest import LiveServer, new_phone
@@ -76,3 +77,35 @@ def test_redaction_masks_the_usual_shapes() -> None:
 def test_unexpected_error_message_does_not_echo_the_token(client: httpx.Client, jwt: str) -> None:
     response = client.get("/callLog", params={"sessionIds": "x", "jwtToken": jwt})
     assert jwt not in response.text
+
+
+def test_settings_never_show_their_secrets() -> None:
+    """Secrets are SecretStr: a repr, a dump or a log of the settings shows stars, never the value."""
+    values = {
+        "jwt_secret": "jwt-s3cret-value",
+        "encryption_keys": "enc-s3cret-value",
+        "hash_key": "hash-s3cret-value",
+        "testcrm_admin_token": "admin-s3cret-value",
+        "testcrm_api_key": "api-s3cret-value",
+        "metrics_token": "metrics-s3cret-value",
+    }
+    settings = Settings(**values)  # type: ignore[arg-type]
+    shown = f"{settings!r} {settings} {settings.model_dump()} {settings.model_dump_json()}"
+    for secret in values.values():
+        assert secret not in shown
+    assert settings.jwt_secret.get_secret_value() == "jwt-s3cret-value"
+
+
+def test_redaction_masks_phone_numbers_and_echoed_input() -> None:
+    assert redact("lookup of +14155550123 failed") == "lookup of ***phone*** failed"
+    assert redact("GET /contact?phoneNumber=%2B14155550123") == "GET /contact?phoneNumber=***phone***"
+    assert redact("national 4155550123 number") == "national ***phone*** number"
+    echoed = (
+        "1 validation error\nnote\n  Input should be a valid integer [input_value='Asked about pricing', x]"
+    )
+    assert "pricing" not in redact(echoed)
+    # what operators need stays readable: pids, times, counts
+    assert (
+        redact("worker 12345 ended at 2026-12-07 02:11:29,936")
+        == "worker 12345 ended at 2026-12-07 02:11:29,936"
+    )

@@ -31,6 +31,8 @@ from appconnect.flows.log_retrier import LogRetrier
 from appconnect.flows.reply import ClientError
 from appconnect.flows.services import build_services
 from appconnect.flows.session import SessionRevoked
+from appconnect.logs import log_access, log_crm_call
+from appconnect.outbound import observe
 from appconnect.security.redact import install_redaction
 from appconnect.settings import Settings
 from appconnect.store.locks import LockTimeout
@@ -58,16 +60,17 @@ def create_app(settings: Settings, registry: ConnectorRegistry | None = None) ->
         exposure = settings.testcrm_exposure_warning()
         if exposure:
             log.warning(exposure)
-        if settings.testcrm_fault_injection and not settings.testcrm_admin_token:
+        admin_token = settings.testcrm_admin_token.get_secret_value()
+        if settings.testcrm_fault_injection and not admin_token:
             log.warning(
                 "test CRM fault injection is on but APPCONNECT_TESTCRM_ADMIN_TOKEN is unset: "
                 "/testcrm/api/_faults refuses every request"
             )
         embedded_crm = create_testcrm_app(
             settings.testcrm_database_url,
-            seed_api_key=settings.testcrm_api_key,
+            seed_api_key=settings.testcrm_api_key.get_secret_value(),
             fault_injection=settings.testcrm_fault_injection,
-            admin_token=settings.testcrm_admin_token,
+            admin_token=admin_token,
             loopback_key_minting=settings.public_url_is_loopback(),
         )
 
@@ -82,7 +85,9 @@ def create_app(settings: Settings, registry: ConnectorRegistry | None = None) ->
             retrier.start()
         if worker_metrics is not None:
             worker_metrics.start()
+        observe.add_observer(log_crm_call)
         yield
+        observe.remove_observer(log_crm_call)
         if worker_metrics is not None:
             await worker_metrics.stop()
         await retrier.stop()
@@ -110,6 +115,8 @@ def create_app(settings: Settings, registry: ConnectorRegistry | None = None) ->
     app.state.metrics = worker_metrics
     if worker_metrics is not None:
         app.observers.append(worker_metrics.observe_request)
+    if settings.access_log:
+        app.observers.append(log_access)
     return app
 
 

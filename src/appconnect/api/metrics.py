@@ -1,14 +1,20 @@
-"""Prometheus `/metrics`: request latency per route, CRM call latency and outcomes per platform, pool usage.
+"""Prometheus `/metrics`: request latency per route, CRM call latency and outcomes per platform, pool usage,
+and the workers' process figures (CPU, memory, open files).
 
-Why its own small design instead of a client library's multiprocess mode: an observation here is a few list
-operations in the worker's memory (no lock, no file write per request; bench/README.md has the cost), and each
-worker writes its whole state to a file of a per-run folder once a second. A scrape, whichever worker answers
-it, adds up its own live numbers and the other workers' files, so N workers report their totals.
+Why not prometheus_client's multiprocess mode: there every observation writes to a memory-mapped file under a
+lock; here an observation is a few list operations in the worker's memory (bench/http_layer.py measures it),
+and each worker writes its whole state to a file of a per-run folder once a second. A scrape, whichever worker
+answers it, adds up its own live numbers and the other workers' files, so N workers report their totals. The
+answer is rendered by prometheus_client from those totals (a custom collector), in the Prometheus text format
+or in OpenMetrics when the scraper asks for it (`Accept: application/openmetrics-text`), with full-precision
+numbers (a counter past a million stays exact, so `rate()` is smooth).
 
 - Labels are bounded: a route is a path of the route table (or `/testcrm`, or `unmatched` for everything
   else), a method one of the API's (else `other`), a status its class (`2xx`); a platform one the registry
   knows. No user, account, phone number or raw path ever becomes a label.
 - Counters of a worker that died stay counted (its file stays); its pool gauge is dropped (its pid is gone).
+- `process_*` add up the server's workers: CPU seconds of every worker of this run (ended ones included, so the
+  counter never goes back), resident/virtual memory and open files of the live ones.
 - The run folder: `APPCONNECT_METRICS_DIR` when the supervisor (or operator) sets it; else, under several
   workers, one folder per supervisor process (its pid and start time) in the temp folder, which the next
   start removes once that supervisor is gone; a single worker shares nothing and writes no file.
@@ -27,11 +33,20 @@ import shutil
 import stat
 import tempfile
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 
 from appconnect.flows.services import Services
 from appconnect.outbound import observe
@@ -40,7 +55,6 @@ from appconnect.settings import Settings, is_loopback_host
 log = logging.getLogger("appconnect")
 
 METRICS_PATH = "/metrics"
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FLUSH_SECONDS = 1.0
 RUN_DIR_ENV = "APPCONNECT_METRICS_DIR"
 
@@ -90,6 +104,9 @@ class WorkerMetrics:
         self.responses: dict[tuple[str, str, str], int] = {}
         self.crm = Histograms(CRM_BUCKETS)
         self._flusher: asyncio.Task[None] | None = None
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(_ServerCollector(self))
+        PlatformCollector(registry=self._registry)  # python_info
 
     # --- observations (the hot path) ---------------------------------------------------------------------
 
@@ -113,6 +130,7 @@ class WorkerMetrics:
             "responses": [[*labels, count] for labels, count in self.responses.items()],
             "crm": [[*labels, entry] for labels, entry in self.crm.series.items()],
             "pool": list(pool) if pool is not None else None,
+            "process": process_figures(),
         }
 
     def flush(self) -> None:
@@ -171,70 +189,152 @@ class WorkerMetrics:
 
     # --- the scrape --------------------------------------------------------------------------------------
 
-    def render(self) -> bytes:
-        """Prometheus text format: this worker's live numbers plus every other worker's last file."""
-        snapshots = [self.snapshot(), *self._others()]
-        requests: dict[tuple[str, ...], list[float]] = {}
-        crm: dict[tuple[str, ...], list[float]] = {}
-        responses: dict[tuple[str, ...], float] = {}
-        in_use = capacity = 0
-        live = 0
-        for snapshot in snapshots:
-            _add_histograms(requests, snapshot.get("requests", []))
-            _add_histograms(crm, snapshot.get("crm", []))
-            for *labels, count in snapshot.get("responses", []):
-                key = tuple(labels)
-                responses[key] = responses.get(key, 0) + count
-            if _alive(snapshot.get("pid"), self.pid):
-                live += 1
-                pool = snapshot.get("pool")
-                if pool:
-                    in_use += pool[0]
-                    capacity += pool[1]
-        lines: list[str] = []
-        _histogram_lines(
-            lines,
+    def render(self, accept: str | None = None) -> tuple[bytes, str]:
+        """(body, content type): Prometheus text, or OpenMetrics when `accept` asks for it."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self._registry), content_type
+
+    def totals(self) -> ServerTotals:
+        """This worker's live numbers plus every other worker's last file."""
+        totals = ServerTotals()
+        for snapshot in [self.snapshot(), *self._others()]:
+            totals.add(snapshot, live=_alive(snapshot.get("pid"), self.pid))
+        return totals
+
+
+class ServerTotals:
+    """The numbers of all workers added up, as one scrape reports them."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, ...], list[float]] = {}
+        self.crm: dict[tuple[str, ...], list[float]] = {}
+        self.responses: dict[tuple[str, ...], float] = {}
+        self.in_use = self.capacity = self.live = 0
+        self.cpu_seconds = 0.0
+        self.live_process: dict[str, float] = {}
+        self.max_fds: float | None = None
+        self.start_time: float | None = None
+        self.process_known = False
+
+    def add(self, snapshot: dict[str, Any], *, live: bool) -> None:
+        _add_histograms(self.requests, snapshot.get("requests", []))
+        _add_histograms(self.crm, snapshot.get("crm", []))
+        for *labels, count in snapshot.get("responses", []):
+            key = tuple(labels)
+            self.responses[key] = self.responses.get(key, 0) + count
+        process = snapshot.get("process")
+        if not isinstance(process, dict):
+            process = {}
+        self.process_known = self.process_known or bool(process)
+        self.cpu_seconds += _number(process.get("process_cpu_seconds"))
+        if not live:
+            return
+        self.live += 1
+        pool = snapshot.get("pool")
+        if pool:
+            self.in_use += pool[0]
+            self.capacity += pool[1]
+        for name in _SUMMED_PROCESS_GAUGES:
+            if name in process:
+                self.live_process[name] = self.live_process.get(name, 0.0) + _number(process[name])
+        if "process_max_fds" in process:
+            limit = _number(process["process_max_fds"])
+            self.max_fds = limit if self.max_fds is None else min(self.max_fds, limit)
+        if "process_start_time_seconds" in process:
+            started = _number(process["process_start_time_seconds"])
+            self.start_time = started if self.start_time is None else min(self.start_time, started)
+
+
+class _ServerCollector(Collector):
+    """The server's totals as metric families, for prometheus_client's exposition."""
+
+    def __init__(self, metrics: WorkerMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        totals = self.metrics.totals()
+        yield _histogram(
             "appconnect_http_request_duration_seconds",
             "Time to answer a request, by route template and method.",
             ("route", "method"),
             REQUEST_BUCKETS,
-            requests,
+            totals.requests,
         )
-        lines.append(
-            "# HELP appconnect_http_requests_total Requests answered, by route template, method, status class."
+        responses = CounterMetricFamily(
+            "appconnect_http_requests_total",
+            "Requests answered, by route template, method, status class.",
+            labels=("route", "method", "status"),
         )
-        lines.append("# TYPE appconnect_http_requests_total counter")
-        for labels, count in sorted(responses.items()):
-            lines.append(
-                f"appconnect_http_requests_total{_labels(('route', 'method', 'status'), labels)} {count:g}"
-            )
-        _histogram_lines(
-            lines,
+        for labels, count in sorted(totals.responses.items()):
+            responses.add_metric(labels, count)
+        yield responses
+        yield _histogram(
             "appconnect_crm_request_duration_seconds",
             "Duration of a CRM call (its retries included), by platform and outcome (ok or the failure's kind).",
             ("platform", "outcome"),
             CRM_BUCKETS,
-            crm,
+            totals.crm,
         )
-        lines.append(
-            "# HELP appconnect_crm_requests_total CRM calls, by platform and outcome (ok or the failure's kind)."
+        crm_calls = CounterMetricFamily(
+            "appconnect_crm_requests_total",
+            "CRM calls, by platform and outcome (ok or the failure's kind).",
+            labels=("platform", "outcome"),
         )
-        lines.append("# TYPE appconnect_crm_requests_total counter")
-        for labels, entry in sorted(crm.items()):
-            count = sum(entry[:-1])
-            lines.append(f"appconnect_crm_requests_total{_labels(('platform', 'outcome'), labels)} {count:g}")
-        lines += [
-            "# HELP appconnect_db_pool_connections_in_use Database connections checked out, all live workers.",
-            "# TYPE appconnect_db_pool_connections_in_use gauge",
-            f"appconnect_db_pool_connections_in_use {in_use}",
-            "# HELP appconnect_db_pool_connections_max Connections the live workers' pools may open.",
-            "# TYPE appconnect_db_pool_connections_max gauge",
-            f"appconnect_db_pool_connections_max {capacity}",
-            "# HELP appconnect_worker_processes Live worker processes whose numbers this answer includes.",
-            "# TYPE appconnect_worker_processes gauge",
-            f"appconnect_worker_processes {live}",
-        ]
-        return ("\n".join(lines) + "\n").encode()
+        for labels, entry in sorted(totals.crm.items()):
+            crm_calls.add_metric(labels, sum(entry[:-1]))
+        yield crm_calls
+        yield GaugeMetricFamily(
+            "appconnect_db_pool_connections_in_use",
+            "Database connections checked out, all live workers.",
+            value=totals.in_use,
+        )
+        yield GaugeMetricFamily(
+            "appconnect_db_pool_connections_max",
+            "Connections the live workers' pools may open.",
+            value=totals.capacity,
+        )
+        yield GaugeMetricFamily(
+            "appconnect_worker_processes",
+            "Live worker processes whose numbers this answer includes.",
+            value=totals.live,
+        )
+        if not totals.process_known:
+            return  # no /proc here: no process figures
+        yield CounterMetricFamily(
+            "process_cpu_seconds_total",
+            "User and system CPU seconds of the server's workers (ended ones included).",
+            value=totals.cpu_seconds,
+        )
+        for name, help_text in _SUMMED_PROCESS_GAUGES.items():
+            yield GaugeMetricFamily(name, help_text, value=totals.live_process.get(name, 0.0))
+        if totals.max_fds is not None:
+            yield GaugeMetricFamily(
+                "process_max_fds", "Open file descriptors a worker may have.", value=totals.max_fds
+            )
+        if totals.start_time is not None:
+            yield GaugeMetricFamily(
+                "process_start_time_seconds",
+                "Start of the oldest live worker, seconds since the Unix epoch.",
+                value=totals.start_time,
+            )
+
+
+_PROCESS_COLLECTOR = ProcessCollector(registry=None)
+#: process gauges added up over the live workers
+_SUMMED_PROCESS_GAUGES = {
+    "process_resident_memory_bytes": "Resident memory of the live workers, in bytes.",
+    "process_virtual_memory_bytes": "Virtual memory of the live workers, in bytes.",
+    "process_open_fds": "Open file descriptors of the live workers.",
+}
+
+
+def process_figures() -> dict[str, float]:
+    """This process's CPU seconds, memory, open files and start time, as prometheus_client reads them."""
+    return {family.name: family.samples[0].value for family in _PROCESS_COLLECTOR.collect() if family.samples}
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0
 
 
 def _add_histograms(totals: dict[tuple[str, ...], list[float]], rows: list[list[Any]]) -> None:
@@ -248,33 +348,24 @@ def _add_histograms(totals: dict[tuple[str, ...], list[float]], rows: list[list[
                 current[index] += value
 
 
-def _histogram_lines(
-    lines: list[str],
+def _histogram(
     name: str,
     help_text: str,
     label_names: tuple[str, ...],
     bounds: tuple[float, ...],
     series: dict[tuple[str, ...], list[float]],
-) -> None:
-    lines.append(f"# HELP {name} {help_text}")
-    lines.append(f"# TYPE {name} histogram")
+) -> HistogramMetricFamily:
+    """Per-bucket counts (+Inf last, then the sum) as prometheus_client's cumulative buckets."""
+    family = HistogramMetricFamily(name, help_text, labels=label_names)
+    edges = [*(str(float(bound)) for bound in bounds), "+Inf"]
     for labels, entry in sorted(series.items()):
-        base = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(label_names, labels, strict=True))
         cumulative = 0.0
-        for bound, count in zip((*bounds, None), entry[:-1], strict=True):
+        buckets: list[tuple[str, float]] = []
+        for edge, count in zip(edges, entry[:-1], strict=True):
             cumulative += count
-            le = "+Inf" if bound is None else f"{bound:g}"
-            lines.append(f'{name}_bucket{{{base},le="{le}"}} {cumulative:g}')
-        lines.append(f"{name}_sum{{{base}}} {entry[-1]!r}")
-        lines.append(f"{name}_count{{{base}}} {cumulative:g}")
-
-
-def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
-    return "{" + ",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)) + "}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+            buckets.append((edge, cumulative))
+        family.add_metric(labels, buckets, entry[-1])
+    return family
 
 
 def _alive(pid: Any, own_pid: int) -> bool:
@@ -354,9 +445,8 @@ def run_directory(settings: Settings) -> Path | None:
 
 def may_read(settings: Settings, authorization: str | None, client_host: str | None) -> bool:
     """With a token configured, the bearer token decides; without, only a client on this machine may read."""
-    if settings.metrics_token:
+    token = settings.metrics_token.get_secret_value()
+    if token:
         scheme, _, value = (authorization or "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            value.strip().encode(), settings.metrics_token.encode()
-        )
+        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
     return is_loopback_host(client_host)

@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from appconnect.api.dispatch import Handler, Router
 from appconnect.api.failures import classify, encode, error_body, sane_request_id
+from appconnect.logs import RequestContext, current_request
 
 log = logging.getLogger("appconnect")
 
@@ -135,23 +136,23 @@ class Edge:
         cors = origin is not None and not preflight  # a preflight answer carries its own CORS headers
         started = False
         status = 500
+        clock = perf_counter()
+        route = path if path in self._allowed else TESTCRM_PREFIX if testcrm_path else UNMATCHED_ROUTE
+        # every log line of this request names it (logs.py); this task's context only, gone with the request
+        context = RequestContext(request_id, method, route, clock)
+        context_token = current_request.set(context)
 
         async def send_with_headers(message: Message) -> None:
             nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
-                status = message["status"]
+                status = context.status = message["status"]
                 message["headers"] = _answer_headers(
                     message.get("headers", ()), request_id, cors, not preflight, testcrm_path
                 )
             await send(message)
 
         observers = self.observers
-        clock = 0.0
-        route = UNMATCHED_ROUTE
-        if observers:
-            clock = perf_counter()
-            route = path if path in self._allowed else TESTCRM_PREFIX if testcrm_path else UNMATCHED_ROUTE
         try:
             if preflight:
                 assert preflight_method is not None
@@ -185,11 +186,13 @@ class Edge:
                 await self._too_large(request_id, send_with_headers)
         except Exception as exc:
             status_code, message, extra_headers = classify(exc)
+            if not started:
+                context.status = status_code
             log.error(
                 "unhandled error, request %s, %s %s -> %s",
                 request_id,
                 method,
-                path,
+                route,
                 status_code,
                 exc_info=exc,
             )
@@ -201,6 +204,7 @@ class Edge:
                 elapsed = perf_counter() - clock
                 for observe in observers:
                     observe(method, route, status, elapsed)
+            current_request.reset(context_token)
 
     async def _answer(
         self, handler: Handler, scope: Scope, receive: Receive, send: Send, request_id: str

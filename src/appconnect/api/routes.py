@@ -8,7 +8,7 @@ from starlette.responses import Response
 from appconnect import __version__
 from appconnect.api.dispatch import Router
 from appconnect.api.http import caller_of, json_response, parse_body, respond, services_of, text_response
-from appconnect.api.metrics import CONTENT_TYPE, METRICS_PATH, may_read
+from appconnect.api.metrics import METRICS_PATH, may_read
 from appconnect.api.openapi import DOCS_CSP, DOCS_INIT_JS, DOCS_PATH, OPENAPI_PATH, build_openapi, docs_page
 from appconnect.connectors.sdk import INTERFACE_METHODS, implements
 from appconnect.flows import call_logs, contacts, login, message_logs, user_settings
@@ -141,7 +141,7 @@ async def docs_script(_request: Request) -> Response:
 
 @router.get(METRICS_PATH)
 async def metrics(request: Request) -> Response:
-    """Prometheus text of all workers; a token (or a loopback client) is needed, see api/metrics.py."""
+    """Prometheus text (or OpenMetrics) of all workers; a token (or a loopback client) is needed, see api/metrics.py."""
     worker_metrics = getattr(request.app.state, "metrics", None)
     if worker_metrics is None:
         raise ClientError("Not Found", 404, as_json=True)
@@ -150,7 +150,8 @@ async def metrics(request: Request) -> Response:
         services_of(request).settings, request.headers.get("authorization"), client and client[0]
     ):
         raise ClientError("Not allowed to read the metrics", 403, as_json=True)
-    return Response(worker_metrics.render(), media_type=CONTENT_TYPE)
+    body, content_type = worker_metrics.render(request.headers.get("accept"))
+    return Response(body, headers={"content-type": content_type})
 
 
 # --- auth ---------------------------------------------------------------------------------------------------

@@ -65,14 +65,17 @@ def _load_or_create_key_file(path: Path) -> dict[str, str]:
 
 def load_keys(settings: Settings) -> ServerKeys:
     """Keys from settings where given, the rest from the local key file."""
+    jwt_secret = settings.jwt_secret.get_secret_value()
+    encryption_keys = settings.encryption_keys.get_secret_value()
+    hash_key = settings.hash_key.get_secret_value()
     file_keys: dict[str, str] = {}
-    if not (settings.jwt_secret and settings.encryption_keys and settings.hash_key):
+    if not (jwt_secret and encryption_keys and hash_key):
         file_keys = _load_or_create_key_file(settings.key_file)
-    encryption = [k.strip() for k in settings.encryption_keys.split(",") if k.strip()]
+    encryption = [k.strip() for k in encryption_keys.split(",") if k.strip()]
     if not encryption:
         encryption = [file_keys["encryption_key"]]
     return ServerKeys(
-        jwt_secret=settings.jwt_secret or file_keys["jwt_secret"],
+        jwt_secret=jwt_secret or file_keys["jwt_secret"],
         encryption_keys=tuple(encryption),
-        hash_key=settings.hash_key or file_keys["hash_key"],
+        hash_key=hash_key or file_keys["hash_key"],
     )

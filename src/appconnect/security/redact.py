@@ -1,4 +1,4 @@
-"""Keeps secrets out of log lines: a logging filter that masks tokens, keys and JWTs."""
+"""Keeps secrets and personal data out of log lines: masks tokens, keys, JWTs, phone numbers and echoed input."""
 
 from __future__ import annotations
 
@@ -14,13 +14,19 @@ _PATTERNS = [
     ),
     re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),
 ]
+#: an E.164 number (`+14155550100`, `%2B14155550100`) or a bare run of 9 digits or more (a national number)
+_PHONE = re.compile(r"(?:\+|%2[Bb])\d{6,15}\b|\b\d{9,}\b")
+#: a validation error echoes what the user sent (`input_value='Ada Lovelace'`): a name, a note, a number
+_ECHOED_INPUT = re.compile(r"(input_value=)(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^,\]\n]+)")
 
 
 def redact(text: str) -> str:
-    """Mask anything that looks like a credential."""
+    """Mask anything that looks like a credential, a phone number, or input a validation error echoes."""
     text = _PATTERNS[0].sub(lambda m: f"{m.group(1)} ***", text)
     text = _PATTERNS[1].sub(lambda m: f"{m.group(1)}***", text)
-    return _PATTERNS[2].sub("***jwt***", text)
+    text = _PATTERNS[2].sub("***jwt***", text)
+    text = _ECHOED_INPUT.sub(r"\1***", text)
+    return _PHONE.sub("***phone***", text)
 
 
 _installed = False

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import traceback
 
 from appconnect.server.schema_version import schema_is_current
 from appconnect.settings import Settings
@@ -62,7 +61,7 @@ def start(settings: Settings) -> int:
         print(f"appconnect: {exc}", file=sys.stderr)
         status = 2
     except BaseException:
-        traceback.print_exc()
+        log.exception("the preflight failed")  # in the configured format, redacted (logs.py)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--graceful-timeout", type=float, required=True)
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-format", default="text", choices=("text", "json"))
     parser.add_argument("--preflight-pid", type=int, required=True, help="the preflight `serve` forked")
     parser.add_argument(
         "--worker",
@@ -224,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         help="a worker `serve` forked",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from appconnect import logs  # standard library only, like the rest of this process
+
+    logs.configure(args.log_level, args.log_format)
     supervisor = Supervisor(args.worker, args.workers, args.graceful_timeout)
     try:
         port_holder = claim_port(args.host, args.port)

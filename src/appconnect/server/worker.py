@@ -19,6 +19,7 @@ from typing import Any
 # Imported before waiting for "go": the slow part of a start, done while the preflight runs.
 import uvicorn
 
+from appconnect import logs
 from appconnect.api.app import create_app
 from appconnect.server.drain import graceful_timeout
 from appconnect.server.http_protocol import OneSendHttpToolsProtocol
@@ -31,16 +32,15 @@ GO = b"g"
 
 
 def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
 
 
 def run(app: Any, settings: Settings, sock: socket.socket) -> bool:
     """Serve `app` on `sock` until SIGTERM/SIGINT; False when the server never started."""
     config = uvicorn.Config(
         app,
-        access_log=False,
+        access_log=False,  # the application writes its own access log (logs.py)
+        log_config=None,  # uvicorn's lines go through the application's handler and format
         log_level=settings.log_level,
         loop="uvloop",
         http=OneSendHttpToolsProtocol,
