@@ -21,7 +21,7 @@ import uvicorn
 
 from appconnect.api.app import create_app
 from appconnect.server.drain import graceful_timeout
-from appconnect.server.http_protocol import OneSendHttpToolsProtocol
+from appconnect.server.http_protocol import InboundLimits, serving_protocol
 from appconnect.server.sockets import bound_socket
 from appconnect.settings import Settings, get_settings
 
@@ -43,7 +43,7 @@ def run(app: Any, settings: Settings, sock: socket.socket) -> bool:
         access_log=False,
         log_level=settings.log_level,
         loop="uvloop",
-        http=OneSendHttpToolsProtocol,
+        http=serving_protocol(InboundLimits.from_settings(settings)),
         proxy_headers=True,
         timeout_graceful_shutdown=graceful_timeout(settings),
     )
