@@ -9,7 +9,8 @@ is held for ever. What the stacks it replaced carried, and what this carries ove
 * uvicorn's h11 protocol refused a head over 16 KiB (h11's `max_incomplete_event_size`), aiohttp a line over
   8190 bytes; nginx allows 8 KiB a line. Here: a request line (the URL with it) over `max_line_bytes` is 414; a
   header (name and value) over `max_line_bytes`, more than `max_headers` headers, or a head over
-  `max_head_bytes` is 431; the connection then closes. Bytes are counted as they arrive, before the parser has
+  `max_head_bytes` is 431; the connection then closes (after a short lingering close, so that the client
+  reads the answer). Bytes are counted as they arrive, before the parser has
   a whole line, so an unfinished head holds at most `max_head_bytes` plus one socket read (256 KiB).
 * neither h11 nor uvicorn timed the head (nginx: `client_header_timeout`). Here a head not complete
   `head_timeout` seconds after its first byte, or after the connection opened, is 408 and the connection closes
@@ -49,6 +50,11 @@ log = logging.getLogger("appconnect")
 
 #: Seconds between two warnings that the connection limit refuses connections (one line, not one per refusal).
 _LIMIT_WARNING_INTERVAL = 60.0
+#: After a refusal the answer leaves with a FIN, and what the client still sends is read and dropped for up to
+#: this long or this many bytes before the close: closing with unread data sends a reset, which can make the
+#: client's TCP drop the answer before the client reads it.
+_LINGER_SECONDS = 2.0
+_LINGER_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +183,8 @@ class ServingProtocol(HttpToolsProtocol):
         self._in_request_line = True
         self._in_body = False
         self._head_timer: asyncio.TimerHandle | None = None
+        self._linger_bytes: int | None = None
+        self._linger_timer: asyncio.TimerHandle | None = None
 
     # Connection
 
@@ -193,10 +201,10 @@ class ServingProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._rejected:
             return
-        timer = self._head_timer
-        if timer is not None:
-            timer.cancel()
-            self._head_timer = None
+        for timer in (self._head_timer, self._linger_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._linger_timer = None
         super().connection_lost(exc)
 
     def _reject(self, transport: asyncio.Transport) -> None:
@@ -226,6 +234,9 @@ class ServingProtocol(HttpToolsProtocol):
         if self._in_body:
             super().data_received(data)
             return
+        if self._linger_bytes is not None:
+            self._drop(data)
+            return
         if self._head_since is None:
             self._open_head()
         size = len(data)
@@ -234,7 +245,7 @@ class ServingProtocol(HttpToolsProtocol):
             return
         self._head_room -= size
         super().data_received(data)
-        if self._head_since is not None and not self.transport.is_closing():
+        if self._head_since is not None and not self._finished():
             self._check_unfinished_line(data)  # the whole chunk was head, and the head is not complete yet
 
     def _feed_past_room(self, data: bytes) -> None:
@@ -242,12 +253,16 @@ class ServingProtocol(HttpToolsProtocol):
         room = self._head_room
         self._head_room = 0
         super().data_received(data[:room])
-        if self.transport.is_closing():
+        if self._finished():
             return
         if self._head_since is not None:  # the head did not end within `max_head_bytes`
             self._refuse(414 if self._in_request_line and b"\n" not in data[:room] else 431)
             return
         self.data_received(data[room:])
+
+    def _finished(self) -> bool:
+        """The connection is closing, or lingering after a refusal: nothing more is parsed."""
+        return self._linger_bytes is not None or self.transport.is_closing()
 
     def _check_unfinished_line(self, data: bytes) -> None:
         """The line the parser is in the middle of (it sees no callback until the line ends) stays bounded."""
@@ -295,20 +310,31 @@ class ServingProtocol(HttpToolsProtocol):
             self._refuse(status)
 
     def _refuse(self, status: int) -> None:
-        """Answer `status` (unless another answer is being written) and close the connection."""
+        """Answer `status` and close the connection (at once when another answer is being written)."""
         self._refused_status = status
-        transport = self.transport
-        if transport.is_closing():
+        if self._finished():
             return
+        transport = self.transport
         cycle = self.cycle
-        if cycle is None or cycle.response_complete:
-            transport.write(self.answers[status])
-        transport.close()
+        if cycle is not None and not cycle.response_complete:
+            transport.close()
+            return
+        transport.write(self.answers[status])
+        transport.write_eof()
+        self._linger_bytes = _LINGER_BYTES
+        self._linger_timer = self.loop.call_later(_LINGER_SECONDS, transport.close)
+
+    def _drop(self, data: bytes) -> None:
+        """Lingering after a refusal: what the client still sends is dropped, up to `_LINGER_BYTES`."""
+        left = (self._linger_bytes or 0) - len(data)
+        self._linger_bytes = left
+        if left < 0:
+            self.transport.close()
 
     def _check_head(self) -> None:
         """The head timer: 408 for a head older than `head_timeout`, else look again when it could be."""
         self._head_timer = None
-        if self.transport.is_closing():
+        if self._finished():
             return
         timeout = self.limits.head_timeout
         since = self._head_since
