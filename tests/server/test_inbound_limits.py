@@ -97,7 +97,7 @@ def _still_answers(server: LiveServer) -> None:
 
 
 def test_a_head_within_every_limit_is_answered(limited: LiveServer) -> None:
-    longest = b"X-Longest: " + b"v" * (LINE - len(b"X-Longest"))  # name and value: exactly the limit
+    longest = b"X-Longest: " + b"v" * (LINE - len(b"X-Longest: "))  # a line of exactly the limit
     fill = [b"X-Fill-%d: %s" % (n, b"v" * 900) for n in range(6)]
     small = [b"X-Small-%d: v" % n for n in range(HEADERS - len(fill) - 3)]
     head = _head(longest, *fill, *small, b"Connection: close")
@@ -138,6 +138,12 @@ def test_an_unfinished_header_line_is_refused_once_past_the_limit(limited: LiveS
 def test_too_many_headers_get_431(limited: LiveServer) -> None:
     answer = _exchange(limited.base_url, _head(*(b"X-H%d: v" % n for n in range(HEADERS))))
     assert _status(answer) == 431
+    _still_answers(limited)
+
+
+def test_too_many_headers_in_an_unfinished_head_get_431(limited: LiveServer) -> None:
+    payload = b"GET /isAlive HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % n for n in range(HEADERS + 2))
+    assert _status(_exchange(limited.base_url, payload)) == 431
     _still_answers(limited)
 
 
