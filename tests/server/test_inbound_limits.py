@@ -8,6 +8,7 @@ worker's limit 503; each time the connection closes, and a normal request is sti
 
 from __future__ import annotations
 
+import resource
 import select
 import socket
 import threading
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from appconnect.server.worker import OPEN_FILES_HEADROOM, allow_open_files
 from tests.conftest import LiveServer, database_url_for, start_server
 from tests.support.served import serve_process
 
@@ -263,3 +265,17 @@ def test_the_limits_are_read_from_the_environment_by_serve(tmp_path: Path) -> No
         assert _status(_exchange(base_url, payload)) == 431
         answer = httpx.get(f"{base_url}/isAlive", headers={"X-Fill": "v" * 1000}, timeout=WAIT)
         assert (answer.status_code, answer.text) == (200, "OK")
+
+
+def test_a_worker_raises_its_open_files_limit_for_its_connections() -> None:
+    """The connection limit is reachable: the soft open-files limit is raised towards it (not past the hard)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+        wanted = 1000 + OPEN_FILES_HEADROOM
+        allowed = allow_open_files(wanted)
+        expected = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        assert allowed == expected == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        assert allow_open_files(10) == expected  # never lowered
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
