@@ -38,6 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
 HEAD_START = b"GET /isAlive HTTP/1.1\r\nHost: bench\r\n"
+#: seconds the server has, once the whole flood is sent, to answer or close
+GRACE = 5.0
 
 
 def free_port() -> int:
@@ -180,11 +182,21 @@ def _flood(port: int, total: int) -> tuple[int, bytes, bool]:
         sender = threading.Thread(target=send, daemon=True)
         sender.start()
         answer = b""
-        try:
-            while data := sock.recv(65536):
-                answer += data
-        except OSError:
-            pass
+        sock.settimeout(1)
+        deadline = None  # once everything is sent, the server gets GRACE seconds to answer or close
+        while deadline is None or time.monotonic() < deadline:
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                if deadline is None and not sender.is_alive():
+                    deadline = time.monotonic() + GRACE
+                continue
+            except OSError:
+                break
+            if not data:
+                closed.set()
+                break
+            answer += data
         sender.join(600)
     return sent, answer, closed.is_set()
 

@@ -368,6 +368,11 @@ class ServingProtocol(HttpToolsProtocol):
         delay = timeout
         if since is not None:
             now = self.loop.time()
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                self._head_since = since = (
+                    now  # a pipelined head waits for the answer before it: not its fault
+                )
             if now - since >= timeout:
                 if self._head_room < self.limits.max_head_bytes:
                     self._refuse(408)
