@@ -247,7 +247,7 @@ async def trickle(port: int, count: int, hold: float) -> str:
         dripping.cancel()
         await asyncio.gather(dripping, return_exceptions=True)
         writer.close()
-        status = status_of(answer)
+        status = "held, no answer" if held_for[-1] == float("inf") else status_of(answer)
         answers[status] = answers.get(status, 0) + 1
 
     await asyncio.gather(*(one() for _ in range(count)))
