@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(
         default=10.0, gt=0, description="a request head not complete this long after it began gets 408"
     )
-    max_connections: int = Field(
+    max_connections_per_worker: int = Field(
         default=1000, ge=1, description="connections per worker; a new one beyond them gets 503 and is closed"
     )
     contact_dedupe_seconds: int = 600

@@ -39,7 +39,7 @@ def _start(folder: Path, **overrides: object) -> Iterator[LiveServer]:
         "max_headers": HEADERS,
         "max_header_bytes": HEAD,
         "header_timeout_seconds": HEAD_TIMEOUT,
-        "max_connections": CONNECTIONS,
+        "max_connections_per_worker": CONNECTIONS,
         **overrides,
     }
     yield from start_server(folder, database_url_for("sqlite", folder), **limits)
@@ -48,7 +48,7 @@ def _start(folder: Path, **overrides: object) -> Iterator[LiveServer]:
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A server with small inbound limits; its connection limit is high enough for these tests one by one."""
-    yield from _start(tmp_path_factory.mktemp("limited"), max_connections=100)
+    yield from _start(tmp_path_factory.mktemp("limited"), max_connections_per_worker=100)
 
 
 def _address(base_url: str) -> tuple[str, int]:

@@ -4,7 +4,7 @@ response leaving in one send.
 **Limits.** uvicorn's httptools protocol bounds nothing while it reads a request head: one connection sending
 header lines without end grew a worker by gigabytes, and a connection that trickles its head (or sends nothing)
 is held for ever. What the stacks it replaced carried, and what this carries over (`InboundLimits`, settings
-`APPCONNECT_MAX_HEADER_*`, `APPCONNECT_HEADER_TIMEOUT_SECONDS`, `APPCONNECT_MAX_CONNECTIONS`):
+`APPCONNECT_MAX_HEADER_*`, `APPCONNECT_HEADER_TIMEOUT_SECONDS`, `APPCONNECT_MAX_CONNECTIONS_PER_WORKER`):
 
 * uvicorn's h11 protocol refused a head over 16 KiB (h11's `max_incomplete_event_size`), aiohttp a line over
   8190 bytes; nginx allows 8 KiB a line. Here: a request line (method, URL, version) over `max_line_bytes`
@@ -74,7 +74,7 @@ class InboundLimits:
             max_headers=settings.max_headers,
             max_head_bytes=settings.max_header_bytes,
             head_timeout=settings.header_timeout_seconds,
-            max_connections=settings.max_connections,
+            max_connections=settings.max_connections_per_worker,
         )
 
     def answers(self) -> dict[int, bytes]:

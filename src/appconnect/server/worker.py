@@ -43,7 +43,7 @@ OPEN_FILES_HEADROOM = 256
 
 def allow_open_files(needed: int) -> int:
     """Raise this process's soft open-files limit towards `needed` (never past the hard limit, never lower it),
-    so that `APPCONNECT_MAX_CONNECTIONS` is reached before accept() fails for want of descriptors."""
+    so that `APPCONNECT_MAX_CONNECTIONS_PER_WORKER` is reached before accept() fails for want of descriptors."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
     if soft != resource.RLIM_INFINITY and soft < wanted:
@@ -54,12 +54,12 @@ def allow_open_files(needed: int) -> int:
 
 def run(app: Any, settings: Settings, sock: socket.socket) -> bool:
     """Serve `app` on `sock` until SIGTERM/SIGINT; False when the server never started."""
-    allowed = allow_open_files(settings.max_connections + OPEN_FILES_HEADROOM)
-    if allowed < settings.max_connections + OPEN_FILES_HEADROOM:
+    allowed = allow_open_files(settings.max_connections_per_worker + OPEN_FILES_HEADROOM)
+    if allowed < settings.max_connections_per_worker + OPEN_FILES_HEADROOM:
         logging.getLogger("appconnect").warning(
-            "open-files limit %d is below APPCONNECT_MAX_CONNECTIONS (%d) + %d: connections beyond it fail",
+            "open-files limit %d is below APPCONNECT_MAX_CONNECTIONS_PER_WORKER (%d) + %d: connections beyond it fail",
             allowed,
-            settings.max_connections,
+            settings.max_connections_per_worker,
             OPEN_FILES_HEADROOM,
         )
     config = uvicorn.Config(
