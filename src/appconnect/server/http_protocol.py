@@ -83,7 +83,7 @@ class InboundLimits:
             408: f"Request headers not received within {self.head_timeout:g} s",
             414: f"Request line too long (limit {self.max_line_bytes} bytes)",
             431: (
-                f"Request headers too large (limits: {self.max_line_bytes} bytes a header, "
+                f"Request headers too large (limits: {self.max_line_bytes} bytes a line, "
                 f"{self.max_headers} headers, {self.max_head_bytes} bytes in all)"
             ),
             503: "Too many connections to this server. Please try again shortly.",
