@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from appconnect.api.app import create_app
+from appconnect.server.http_protocol import InboundLimits
 from appconnect.settings import Settings
 from appconnect.store.migrate import upgrade
 from appconnect.store.sql import FastDatabase, open_fast_database
@@ -194,7 +195,7 @@ def start_server(folder: Path, database_url: str, **overrides: object) -> Iterat
         return holder["app"]
 
     holder: dict[str, Any] = {}
-    with run_app(build) as base_url:
+    with run_app(build, limits=lambda: InboundLimits.from_settings(holder["settings"])) as base_url:
         yield LiveServer(base_url, holder["settings"], holder["app"])
 
 

@@ -87,6 +87,18 @@ class Settings(BaseSettings):
     crm_connect_timeout: float = 5.0
     crm_read_timeout: float = 20.0
     max_body_bytes: int = 2 * 1024 * 1024
+    # What one connection may cost a worker before its request head is complete (server/http_protocol.py)
+    max_header_line_bytes: int = Field(
+        default=8192, ge=256, description="a longer request line gets 414, a longer header 431"
+    )
+    max_headers: int = Field(default=100, ge=1, description="more request headers get 431")
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, description="a larger request head gets 431")
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="a request head not complete this long after it began gets 408"
+    )
+    max_connections_per_worker: int = Field(
+        default=1000, ge=1, description="connections per worker; a new one beyond them gets 503 and is closed"
+    )
     contact_dedupe_seconds: int = 600
     contact_cache_seconds: int = 86400
     lock_wait_seconds: float = 25.0

@@ -11,12 +11,18 @@ from typing import Any
 
 import uvicorn
 
-from appconnect.server.http_protocol import OneSendHttpToolsProtocol
+from appconnect.server.http_protocol import InboundLimits, serving_protocol
 
 
 @contextmanager
-def run_app(build: Callable[[str], Any], *, startup_timeout: float = 20.0) -> Iterator[str]:
-    """Bind a free port first, so the app can be built knowing its own URL; yield that URL."""
+def run_app(
+    build: Callable[[str], Any],
+    *,
+    limits: Callable[[], InboundLimits] = InboundLimits,
+    startup_timeout: float = 20.0,
+) -> Iterator[str]:
+    """Bind a free port first, so the app can be built knowing its own URL; yield that URL. `limits` is asked
+    after `build`, so it may read the settings `build` made."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -28,7 +34,7 @@ def run_app(build: Callable[[str], Any], *, startup_timeout: float = 20.0) -> It
             log_level="warning",
             lifespan="on",
             loop="asyncio",
-            http=OneSendHttpToolsProtocol,  # the workers' protocol
+            http=serving_protocol(limits()),  # the workers' protocol
             timeout_graceful_shutdown=5,
         )
     )

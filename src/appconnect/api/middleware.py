@@ -7,7 +7,8 @@ It replaces five stacked middlewares plus a framework (bench/README.md, "HTTP la
 2. CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) answered here;
 3. body limit: 413 by `Content-Length`, or while a chunked body streams in;
 4. query guard: 400 naming the parameter for a NUL character or an over-long value (not under `/testcrm`);
-5. routing: the route table, the test CRM mounted at `/testcrm`, 404/405 as error envelopes;
+5. routing: the route table (`HEAD` answered by the `GET` route: same status and headers, and uvicorn sends no
+   body), the test CRM mounted at `/testcrm`, 404/405 as error envelopes;
 6. error mapping: the registered exception handlers (by the exception's class hierarchy), then the last resort
    envelope (500, or 503 + `Retry-After` when a dependency is down), never a dropped connection.
 
@@ -88,7 +89,10 @@ class Edge:
     ) -> None:
         self.state = State()
         self._routes = dict(router.table)
-        self._allowed = {path: ", ".join(methods) for path, methods in router.methods_by_path().items()}
+        self._allowed = {
+            path: ", ".join([*methods, "HEAD"] if "GET" in methods else methods)
+            for path, methods in router.methods_by_path().items()
+        }
         self._exception_handlers = exception_handlers
         self._max_body_bytes = max_body_bytes
         self._lifespan = lifespan
@@ -172,6 +176,8 @@ class Edge:
                     )
                     return
             handler = self._routes.get((method, path))
+            if handler is None and method == "HEAD":  # the GET answer; the server sends its head only
+                handler = self._routes.get(("GET", path))
             if handler is not None:
                 await self._answer(handler, scope, receive, send_with_headers, request_id)
             elif testcrm_path and self._testcrm is not None and len(path) > 8:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -22,7 +23,7 @@ import uvicorn
 from appconnect import logs
 from appconnect.api.app import create_app
 from appconnect.server.drain import graceful_timeout
-from appconnect.server.http_protocol import OneSendHttpToolsProtocol
+from appconnect.server.http_protocol import InboundLimits, serving_protocol
 from appconnect.server.sockets import bound_socket
 from appconnect.settings import Settings, get_settings
 
@@ -35,15 +36,38 @@ def configure_logging(settings: Settings) -> None:
     logs.configure(settings.log_level, settings.log_format)
 
 
+#: files a worker opens besides its client connections: database and CRM connections, logs, its own modules
+OPEN_FILES_HEADROOM = 256
+
+
+def allow_open_files(needed: int) -> int:
+    """Raise this process's soft open-files limit towards `needed` (never past the hard limit, never lower it),
+    so that `APPCONNECT_MAX_CONNECTIONS_PER_WORKER` is reached before accept() fails for want of descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        return wanted
+    return soft
+
+
 def run(app: Any, settings: Settings, sock: socket.socket) -> bool:
     """Serve `app` on `sock` until SIGTERM/SIGINT; False when the server never started."""
+    allowed = allow_open_files(settings.max_connections_per_worker + OPEN_FILES_HEADROOM)
+    if allowed < settings.max_connections_per_worker + OPEN_FILES_HEADROOM:
+        logging.getLogger("appconnect").warning(
+            "open-files limit %d is below APPCONNECT_MAX_CONNECTIONS_PER_WORKER (%d) + %d: connections beyond it fail",
+            allowed,
+            settings.max_connections_per_worker,
+            OPEN_FILES_HEADROOM,
+        )
     config = uvicorn.Config(
         app,
         access_log=False,  # the application writes its own access log (logs.py)
         log_config=None,  # uvicorn's lines go through the application's handler and format
         log_level=settings.log_level,
         loop="uvloop",
-        http=OneSendHttpToolsProtocol,
+        http=serving_protocol(InboundLimits.from_settings(settings)),
         proxy_headers=True,
         timeout_graceful_shutdown=graceful_timeout(settings),
     )
