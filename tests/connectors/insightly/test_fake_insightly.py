@@ -111,18 +111,18 @@ def test_creates_validate_like_insightly(fake_insightly: FakeInsightly, api: htt
         ("/Leads", {"FIRST_NAME": "NoLast"}),
         ("/Contacts", {"FIRST_NAME": "Maya", "NOT_A_FIELD": 1}),
         ("/Contacts", {"FIRST_NAME": "Maya", "CONTACT_ID": 5}),
-        ("/Events", {"TITLE": "x", "START_DATE_UTC": "2026-03-12 14:00:00"}),
+        ("/Events", {"TITLE": "x", "START_DATE_UTC": "2026-03-12T14:00:00Z"}),
         (
             "/Events",
-            {"TITLE": "x", "START_DATE_UTC": "2026-03-12 14:00:00", "END_DATE_UTC": "2026-03-12 13:00:00"},
+            {"TITLE": "x", "START_DATE_UTC": "2026-03-12T14:00:00Z", "END_DATE_UTC": "2026-03-12T13:00:00Z"},
         ),
-        ("/Events", {"TITLE": "x", "START_DATE_UTC": "12/03/2026", "END_DATE_UTC": "2026-03-12 13:00:00"}),
+        ("/Events", {"TITLE": "x", "START_DATE_UTC": "12/03/2026", "END_DATE_UTC": "2026-03-12T13:00:00Z"}),
         (
             "/Events",
             {
                 "TITLE": "x",
-                "START_DATE_UTC": "2026-03-12 14:00:00",
-                "END_DATE_UTC": "2026-03-12 15:00:00",
+                "START_DATE_UTC": "2026-03-12T14:00:00Z",
+                "END_DATE_UTC": "2026-03-12T15:00:00Z",
                 "OWNER_USER_ID": 1,
             },
         ),
@@ -140,7 +140,7 @@ def test_events_update_by_body_id_and_links(fake_insightly: FakeInsightly, api: 
         json={
             "TITLE": "Call",
             "START_DATE_UTC": "2026-03-12T14:00:00Z",
-            "END_DATE_UTC": "2026-03-12 14:05:00",
+            "END_DATE_UTC": "2026-03-12T14:05:00Z",
         },
     ).json()
     event_id = created["EVENT_ID"]
