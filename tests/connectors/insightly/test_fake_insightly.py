@@ -186,3 +186,29 @@ def test_rate_limit_and_faults(fake_insightly: FakeInsightly, api: httpx.Client)
     fake_insightly.inject(500, path_prefix="/v3.1/contacts", method="POST", when="after")
     assert api.post("/Contacts", json={"FIRST_NAME": "Maya"}).status_code == 500
     assert [c["FIRST_NAME"] for c in fake_insightly.all_contacts()] == ["Maya"]  # done, answer lost
+
+
+def test_the_trimmed_description_refuses_what_insightly_refuses(fake_insightly: FakeInsightly) -> None:
+    """Deliberately wrong requests and answers fail the check against the published description's trimmed copy."""
+    contract = fake_insightly.contract
+    event = {"TITLE": "x", "START_DATE_UTC": "2026-03-12T14:00:00Z", "END_DATE_UTC": "2026-03-12T14:05:00Z"}
+    assert contract.request_problems("POST", "/v3.1/events", {}, event) == []
+    assert contract.request_problems("POST", "/v3.1/events", {}, {**event, "NOTE": "x"})
+    assert contract.request_problems(
+        "POST", "/v3.1/events", {}, {**event, "END_DATE_UTC": "2026-03-12 14:05:00"}
+    )
+    assert contract.request_problems("POST", "/v3.1/leads", {}, {"FIRST_NAME": "Sam"})
+    assert contract.request_problems("POST", "/v3.1/leads", {}, {"LAST_NAME": "Rivera", "PHONE_MOBILE": "1"})
+    assert contract.request_problems("POST", "/v3.1/leads", {}, {"LAST_NAME": "Rivera", "MOBILE": "1"}) == []
+    assert contract.request_problems("GET", "/v3.1/contacts/search", {"fieldname": "PHONE"}, None)
+    assert contract.request_problems("GET", "/v3.1/contacts/search", {"top": "many"}, None)
+    assert contract.request_problems("GET", "/v3.1/notes", {}, None)
+    lead = {"LEAD_ID": 1, "LAST_NAME": "Rivera", "LEAD_SOURCE_ID": 1, "LEAD_STATUS_ID": 1}
+    assert contract.answer_problems("GET", "/v3.1/leads/1", 200, lead) == []
+    assert contract.answer_problems("GET", "/v3.1/leads/1", 200, {**lead, "PHONE_MOBILE": "1"})
+    assert contract.answer_problems("GET", "/v3.1/leads/search", 200, [{**lead, "LEAD_ID": "1"}])
+
+
+def test_a_request_the_description_does_not_allow_is_a_400(api: httpx.Client) -> None:
+    refused = api.get("/Contacts/Search", params={"field_name": "PHONE", "field_value": "1", "orderby": "x"})
+    assert refused.status_code == 400 and "orderby" in refused.json()["Message"]

@@ -355,3 +355,30 @@ async def test_name_search_finds_contacts_and_leads(env: Env) -> None:
         ("contact", str(contact["CONTACT_ID"])),
         ("lead", str(lead["LEAD_ID"])),
     ]
+
+
+async def test_the_marker_search_names_no_field_and_keeps_to_the_users_own_events(env: Env) -> None:
+    """`Events/Search` by `updated_after_utc` alone (the description's optional field_name is not used: that
+    OWNER_USER_ID is searchable is described nowhere); an event of another user with the marker is not adopted."""
+    contact = env.fake.add_contact("Maya", "Patel", phone="+14155550100")
+    log = _call_log(contact["CONTACT_ID"])
+    other = env.fake.add_user("Kim", "Other")
+    await env.connector.create_call_log(env.call, log)
+    [event] = env.fake.all_events()
+    with env.fake._lock:  # the event now belongs to someone else
+        env.fake.events[event["EVENT_ID"]]["OWNER_USER_ID"] = env.fake.user_id_of(other)
+    assert await env.connector.find_call_log(env.call, log) is None
+    [search] = env.fake.requests_to("/v3.1/events/search")
+    assert "field_name" not in search.query and "field_value" not in search.query
+    assert search.query["updated_after_utc"] == "2026-03-12T13:35:20Z"
+
+
+async def test_event_dates_are_sent_as_the_descriptions_date_time(env: Env) -> None:
+    """START_DATE_UTC / END_DATE_UTC in RFC 3339 UTC, as the description types them and the reference sends."""
+    contact = env.fake.add_contact("Maya", "Patel", phone="+14155550100")
+    await env.connector.create_call_log(env.call, _call_log(contact["CONTACT_ID"]))
+    [create] = [r for r in env.fake.requests_to("/v3.1/events", method="POST") if r.path == "/v3.1/events"]
+    assert (create.json["START_DATE_UTC"], create.json["END_DATE_UTC"]) == (
+        "2026-03-12T14:35:20Z",
+        "2026-03-12T14:36:20Z",
+    )
