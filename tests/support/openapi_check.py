@@ -24,7 +24,7 @@ import orjson
 from jsonschema import Draft202012Validator
 from starlette.responses import Response
 
-from tests.support.fake_crm import FakeRequest, HttpError
+from tests.support.fake_crm import FakeRequest, FakeRoute, HttpError
 
 JsonDict = dict[str, Any]
 Handler = Callable[[FakeRequest], Awaitable[Response]]
@@ -142,6 +142,16 @@ class OpenApiContract:
             return response
 
         return checked
+
+    def guard_described(self, routes: list[FakeRoute]) -> list[FakeRoute]:
+        """The routes with every one the description covers guarded (others, e.g. OAuth or v1, left as they are)."""
+        guarded = []
+        for route in routes:
+            concrete = re.sub(r"\{[^}]+\}", "1", route.path)
+            if self.operation(route.method, concrete) is not None:
+                route = FakeRoute(route.method, route.path, self.guard(route.handler), route.auth)
+            guarded.append(route)
+        return guarded
 
 
 def _coerce(raw: str, schema: JsonDict) -> Any:
