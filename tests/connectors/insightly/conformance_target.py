@@ -52,6 +52,9 @@ class InsightlyTarget(FakeCrmTarget):
     unfindable_stored_forms: ClassVar[dict[str, str]] = {
         "extension": "Insightly's search matches the stored text exactly; the extension's digits are unknown",
     }
+    #: the reference (`src/connectors/insightly/index.ts`): a lookup searches one spelling in four fields
+    #: (lines 137-218); a call log is the event and its contact link (lines 540-553)
+    reference_calls: ClassVar[dict[str, int]] = {"lookup": 4, "call_log": 2}
 
     fake: FakeInsightly
     fault_routes: ClassVar[dict[Operation, list[tuple[str, str]]]] = {
