@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 
 import httpx
@@ -212,3 +213,13 @@ def test_the_trimmed_description_refuses_what_insightly_refuses(fake_insightly: 
 def test_a_request_the_description_does_not_allow_is_a_400(api: httpx.Client) -> None:
     refused = api.get("/Contacts/Search", params={"field_name": "PHONE", "field_value": "1", "orderby": "x"})
     assert refused.status_code == 400 and "orderby" in refused.json()["Message"]
+
+
+def test_only_basic_auth_with_the_key_as_user_name_is_accepted(fake_insightly: FakeInsightly) -> None:
+    """Insightly takes `Basic base64(<key>:)` only: the key as a bearer token, bare or unencoded is refused."""
+    base = f"{fake_insightly.base_url}/v3.1/Users/Me"
+    key = fake_insightly.default_key
+    encoded = base64.b64encode(f"{key}:".encode()).decode()
+    assert httpx.get(base, headers={"Authorization": f"Basic {encoded}"}).status_code == 200
+    for header in (f"Bearer {key}", encoded, f"Basic {key}", f"Bearer {encoded}"):
+        assert httpx.get(base, headers={"Authorization": header}).status_code == 401, header
