@@ -64,6 +64,12 @@ class InsightlyTarget(FakeCrmTarget):
     def __init__(self) -> None:
         super().__init__(FakeInsightly())
 
+    def reset(self) -> None:
+        """A fresh Insightly instance per test: what the connector learnt of one account's spellings (which it
+        keeps per instance) must not change what another test's lookups cost or find."""
+        self.fake.instance_id = (self.fake.instance_id or 880000) + 1
+        super().reset()
+
     def requests_per_fault(self, operation: Operation, status: int | None) -> int:
         return 1 if status == 429 else _REQUESTS[operation][0][2]
 

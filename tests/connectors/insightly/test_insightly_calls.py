@@ -126,3 +126,18 @@ async def test_what_one_account_learnt_is_not_used_for_another(env: Env) -> None
     env.call.user.platform_additional_info = {"instanceId": 990002}
     found, searches = await searches_of(env, seeded[1][0])
     assert found == [seeded[1][1]] and searches > REFERENCE_SEARCHES
+
+
+async def test_an_account_that_stores_numbers_two_ways_never_settles(env: Env) -> None:
+    """Once a second spelling has found someone, a miss still tries every spelling: nothing stored either way
+    is left unfound for the sake of the quota."""
+    seeded = _seed(env.fake, "(415) 555-{}", SETTLED_AFTER_HITS)
+    other = env.fake.add_contact("Dotted", "Caller", phone="415.555.0999")
+    for phone, _contact_id in seeded:
+        await searches_of(env, phone)
+    found, _ = await searches_of(env, "+14155550999", force_refresh=True)
+    assert found == [str(other["CONTACT_ID"])]
+    for phone, _contact_id in seeded:
+        await searches_of(env, phone)
+    terms = len(insightly_terms("+14155559999"))
+    assert await searches_of(env, "+14155559999") == ([], terms * REFERENCE_SEARCHES)

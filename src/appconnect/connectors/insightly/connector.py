@@ -764,8 +764,9 @@ def _shape(term: str) -> str:
 class SpellingMemo:
     """The spellings (shapes) that found records in one Insightly instance, most recent first.
 
-    `settled` once the front shape has found records `SETTLED_AFTER_HITS` lookups in a row: the account keeps
-    its numbers one way, so a miss is not worth the other spellings' searches.
+    `settled` once one shape, and never another, has found records `SETTLED_AFTER_HITS` lookups in a row: the
+    account keeps its numbers one way, so a miss is not worth the other spellings' searches. An account where
+    a second shape ever found someone stores numbers more than one way and never settles (in this process).
     """
 
     __slots__ = ("shapes", "streak")
@@ -776,7 +777,7 @@ class SpellingMemo:
 
     @property
     def settled(self) -> bool:
-        return self.streak >= SETTLED_AFTER_HITS
+        return len(self.shapes) == 1 and self.streak >= SETTLED_AFTER_HITS
 
     def order(self, spellings: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """The spellings with the remembered shapes first (most recent first), the rest in their own order."""
