@@ -100,6 +100,10 @@ class ConformanceTarget(ABC):
     #: stored number forms (keys of the suite's STORED_FORMS) the CRM's search cannot find, with the reason:
     #: the suite skips those cases and says why, so a limit of the CRM is visible, never silent
     unfindable_stored_forms: ClassVar[dict[str, str]] = {}
+    #: CRM calls the reference connector makes, by flow: "lookup" (a lookup that finds one contact) and
+    #: "call_log" (logging a call against it, caches warm); the suite prints this connector's figures beside
+    #: them and fails when a lookup costs more. Empty: not stated (nothing is compared).
+    reference_calls: ClassVar[dict[str, int]] = {}
 
     # --- lifecycle --------------------------------------------------------------------------------------------
 
@@ -215,6 +219,10 @@ class ConformanceTarget(ABC):
         i.e. the suite sends `{}` and checks only that the answer is well-formed and nothing is duplicated."""
         return None
 
+    def crm_requests(self) -> int | None:
+        """Requests the CRM (the fake) has received so far, for counting calls per flow; None: not counted."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.platform})"
 
@@ -250,6 +258,9 @@ class FakeCrmTarget(ConformanceTarget):
 
     def clear_faults(self) -> None:
         self.fake.clear_faults()
+
+    def crm_requests(self) -> int | None:
+        return len(self.fake.requests)
 
     def requests_per_fault(self, operation: Operation, status: int | None) -> int:
         """How many of the operation's requests one injected fault must reach (default 1)."""

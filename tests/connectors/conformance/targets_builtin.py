@@ -166,6 +166,10 @@ class PipedriveTarget(FakeCrmTarget):
 
     __test__ = False
     platform: ClassVar[str] = "pipedrive"
+    #: the reference (`src/connectors/pipedrive/index.ts`): a lookup is one person search plus the person's open
+    #: deals and leads (lines 192-235); a call log reads the person's organisation and posts the activity, the
+    #: activity types cached per account (lines 402-471)
+    reference_calls: ClassVar[dict[str, int]] = {"lookup": 3, "call_log": 2}
     fake: FakePipedrive
     fault_routes: ClassVar[dict[Operation, list[tuple[str, str]]]] = {
         op: [route] for op, route in _PIPEDRIVE_REQUESTS.items()

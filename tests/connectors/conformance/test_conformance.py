@@ -759,3 +759,41 @@ async def test_concurrent_placeholder_creates_give_one_contact(client: Client) -
     )
     [made] = target.contacts_with_number(phone)
     assert {str(a["contact"]["id"]) for a in answers if a["successful"]} == {made.id}, answers
+
+
+# ------------------------------------------------------------------------------------------------------------
+# CRM calls per flow, beside the reference's
+# ------------------------------------------------------------------------------------------------------------
+
+
+async def test_crm_calls_per_lookup_are_no_more_than_the_references(client: Client) -> None:
+    """A CRM's quota is the customer's money: on an account that stores numbers one way (one lookup first lets
+    the connector learn how), a lookup costs no more CRM calls than the reference's. Printed with `-s`."""
+    target = client.harness.target
+    if not target.reference_calls or target.crm_requests() is None:
+        pytest.skip(f"{target.platform}: the reference's calls per flow are not stated")
+    first, first_phone = await new_contact(client, "Nadia Okafor")
+    contact, phone = await new_contact(client)
+    assert (await client.find_contact(first_phone))["successful"] is True
+    assert (await client.log_call(call_body(session(), first, first_phone)))["successful"] is True
+    counts: dict[str, int] = {}
+    before = _crm_requests(target)
+    found = await client.find_contact(phone)
+    counts["lookup"] = _crm_requests(target) - before
+    assert [c["id"] for c in found["contact"] if c["id"] != PLACEHOLDER] == [contact["id"]]
+    before = _crm_requests(target)
+    assert (await client.log_call(call_body(session(), contact, phone)))["successful"] is True
+    counts["call_log"] = _crm_requests(target) - before
+    print(
+        f"\n{target.platform}: CRM calls "
+        + ", ".join(
+            f"per {flow} {counts[flow]} (reference {n})" for flow, n in target.reference_calls.items()
+        )
+    )
+    assert counts["lookup"] <= target.reference_calls["lookup"], counts
+
+
+def _crm_requests(target: ConformanceTarget) -> int:
+    count = target.crm_requests()
+    assert count is not None
+    return count

@@ -52,6 +52,9 @@ class InsightlyTarget(FakeCrmTarget):
     unfindable_stored_forms: ClassVar[dict[str, str]] = {
         "extension": "Insightly's search matches the stored text exactly; the extension's digits are unknown",
     }
+    #: the reference (`src/connectors/insightly/index.ts`): a lookup searches one spelling in four fields
+    #: (lines 137-218); a call log is the event and its contact link (lines 540-553)
+    reference_calls: ClassVar[dict[str, int]] = {"lookup": 4, "call_log": 2}
 
     fake: FakeInsightly
     fault_routes: ClassVar[dict[Operation, list[tuple[str, str]]]] = {
@@ -60,6 +63,12 @@ class InsightlyTarget(FakeCrmTarget):
 
     def __init__(self) -> None:
         super().__init__(FakeInsightly())
+
+    def reset(self) -> None:
+        """A fresh Insightly instance per test: what the connector learnt of one account's spellings (which it
+        keeps per instance) must not change what another test's lookups cost or find."""
+        self.fake.instance_id = (self.fake.instance_id or 880000) + 1
+        super().reset()
 
     def requests_per_fault(self, operation: Operation, status: int | None) -> int:
         return 1 if status == 429 else _REQUESTS[operation][0][2]

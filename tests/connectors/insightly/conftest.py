@@ -20,7 +20,12 @@ def _fake_insightly_server() -> Iterator[FakeInsightly]:
 
 
 @pytest.fixture
-def fake_insightly(_fake_insightly_server: FakeInsightly) -> FakeInsightly:
-    """A started fake with fresh state: one user (key `key-jordan`), no records."""
+def fake_insightly(_fake_insightly_server: FakeInsightly) -> Iterator[FakeInsightly]:
+    """A started fake with fresh state: one user (key `key-jordan`), no records.
+
+    After the test, no answer of the fake may have broken Insightly's published description (trimmed copy).
+    """
     _fake_insightly_server.reset()
-    return _fake_insightly_server
+    _fake_insightly_server.contract.violations.clear()
+    yield _fake_insightly_server
+    assert _fake_insightly_server.contract.violations == []

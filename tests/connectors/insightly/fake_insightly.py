@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -38,10 +39,13 @@ from tests.support.fake_crm import (
     basic_credentials,
     not_found,
 )
+from tests.support.openapi_check import OpenApiContract
 
 JsonDict = dict[str, Any]
 
 V = "/v3.1"
+#: Insightly's published description, trimmed to what the connector uses: every request and answer is checked
+CONTRACT_PATH = Path(__file__).with_name("openapi.trimmed.json")
 _DATE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(?:\.\d+)?Z?$")
 _BRIEF_DROPPED = ("CUSTOMFIELDS", "LINKS", "TAGS", "DATES", "ADDRESSES", "EMAILDOMAINS")
 _LINK_TARGETS = {
@@ -81,7 +85,7 @@ _LEAD_FIELDS = {
     "SALUTATION": None,
     "FIRST_NAME": None,
     "LAST_NAME": None,
-    "LEAD_SOURCE_ID": None,
+    "LEAD_SOURCE_ID": 1,  # Insightly fills a lead's source and status when a create names none
     "LEAD_STATUS_ID": 1,
     "TITLE": None,
     "CONVERTED": False,
@@ -172,6 +176,7 @@ class FakeInsightly(FakeCrm):
         self.instance_id = instance_id
         self.first_user_id = first_user_id
         self._default_key_name = default_key
+        self.contract = OpenApiContract(CONTRACT_PATH, case_insensitive=True)
         super().__init__()
 
     # --- the toolkit's hooks --------------------------------------------------------------------------------
@@ -212,7 +217,7 @@ class FakeInsightly(FakeCrm):
                 "DELETE", f"{V}/events/{{record_id:int}}/links/{{link_id:int}}", self._delete_event_link
             ),
         ]
-        return routes
+        return [FakeRoute(r.method, r.path, self.contract.guard(r.handler), r.auth) for r in routes]
 
     def authenticate(self, request: FakeRequest) -> bool:
         return self._caller(request) is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 
 import httpx
@@ -111,18 +112,18 @@ def test_creates_validate_like_insightly(fake_insightly: FakeInsightly, api: htt
         ("/Leads", {"FIRST_NAME": "NoLast"}),
         ("/Contacts", {"FIRST_NAME": "Maya", "NOT_A_FIELD": 1}),
         ("/Contacts", {"FIRST_NAME": "Maya", "CONTACT_ID": 5}),
-        ("/Events", {"TITLE": "x", "START_DATE_UTC": "2026-03-12 14:00:00"}),
+        ("/Events", {"TITLE": "x", "START_DATE_UTC": "2026-03-12T14:00:00Z"}),
         (
             "/Events",
-            {"TITLE": "x", "START_DATE_UTC": "2026-03-12 14:00:00", "END_DATE_UTC": "2026-03-12 13:00:00"},
+            {"TITLE": "x", "START_DATE_UTC": "2026-03-12T14:00:00Z", "END_DATE_UTC": "2026-03-12T13:00:00Z"},
         ),
-        ("/Events", {"TITLE": "x", "START_DATE_UTC": "12/03/2026", "END_DATE_UTC": "2026-03-12 13:00:00"}),
+        ("/Events", {"TITLE": "x", "START_DATE_UTC": "12/03/2026", "END_DATE_UTC": "2026-03-12T13:00:00Z"}),
         (
             "/Events",
             {
                 "TITLE": "x",
-                "START_DATE_UTC": "2026-03-12 14:00:00",
-                "END_DATE_UTC": "2026-03-12 15:00:00",
+                "START_DATE_UTC": "2026-03-12T14:00:00Z",
+                "END_DATE_UTC": "2026-03-12T15:00:00Z",
                 "OWNER_USER_ID": 1,
             },
         ),
@@ -140,7 +141,7 @@ def test_events_update_by_body_id_and_links(fake_insightly: FakeInsightly, api: 
         json={
             "TITLE": "Call",
             "START_DATE_UTC": "2026-03-12T14:00:00Z",
-            "END_DATE_UTC": "2026-03-12 14:05:00",
+            "END_DATE_UTC": "2026-03-12T14:05:00Z",
         },
     ).json()
     event_id = created["EVENT_ID"]
@@ -186,3 +187,39 @@ def test_rate_limit_and_faults(fake_insightly: FakeInsightly, api: httpx.Client)
     fake_insightly.inject(500, path_prefix="/v3.1/contacts", method="POST", when="after")
     assert api.post("/Contacts", json={"FIRST_NAME": "Maya"}).status_code == 500
     assert [c["FIRST_NAME"] for c in fake_insightly.all_contacts()] == ["Maya"]  # done, answer lost
+
+
+def test_the_trimmed_description_refuses_what_insightly_refuses(fake_insightly: FakeInsightly) -> None:
+    """Deliberately wrong requests and answers fail the check against the published description's trimmed copy."""
+    contract = fake_insightly.contract
+    event = {"TITLE": "x", "START_DATE_UTC": "2026-03-12T14:00:00Z", "END_DATE_UTC": "2026-03-12T14:05:00Z"}
+    assert contract.request_problems("POST", "/v3.1/events", {}, event) == []
+    assert contract.request_problems("POST", "/v3.1/events", {}, {**event, "NOTE": "x"})
+    assert contract.request_problems(
+        "POST", "/v3.1/events", {}, {**event, "END_DATE_UTC": "2026-03-12 14:05:00"}
+    )
+    assert contract.request_problems("POST", "/v3.1/leads", {}, {"FIRST_NAME": "Sam"})
+    assert contract.request_problems("POST", "/v3.1/leads", {}, {"LAST_NAME": "Rivera", "PHONE_MOBILE": "1"})
+    assert contract.request_problems("POST", "/v3.1/leads", {}, {"LAST_NAME": "Rivera", "MOBILE": "1"}) == []
+    assert contract.request_problems("GET", "/v3.1/contacts/search", {"fieldname": "PHONE"}, None)
+    assert contract.request_problems("GET", "/v3.1/contacts/search", {"top": "many"}, None)
+    assert contract.request_problems("GET", "/v3.1/notes", {}, None)
+    lead = {"LEAD_ID": 1, "LAST_NAME": "Rivera", "LEAD_SOURCE_ID": 1, "LEAD_STATUS_ID": 1}
+    assert contract.answer_problems("GET", "/v3.1/leads/1", 200, lead) == []
+    assert contract.answer_problems("GET", "/v3.1/leads/1", 200, {**lead, "PHONE_MOBILE": "1"})
+    assert contract.answer_problems("GET", "/v3.1/leads/search", 200, [{**lead, "LEAD_ID": "1"}])
+
+
+def test_a_request_the_description_does_not_allow_is_a_400(api: httpx.Client) -> None:
+    refused = api.get("/Contacts/Search", params={"field_name": "PHONE", "field_value": "1", "orderby": "x"})
+    assert refused.status_code == 400 and "orderby" in refused.json()["Message"]
+
+
+def test_only_basic_auth_with_the_key_as_user_name_is_accepted(fake_insightly: FakeInsightly) -> None:
+    """Insightly takes `Basic base64(<key>:)` only: the key as a bearer token, bare or unencoded is refused."""
+    base = f"{fake_insightly.base_url}/v3.1/Users/Me"
+    key = fake_insightly.default_key
+    encoded = base64.b64encode(f"{key}:".encode()).decode()
+    assert httpx.get(base, headers={"Authorization": f"Basic {encoded}"}).status_code == 200
+    for header in (f"Bearer {key}", encoded, f"Basic {key}", f"Bearer {encoded}"):
+        assert httpx.get(base, headers={"Authorization": header}).status_code == 401, header

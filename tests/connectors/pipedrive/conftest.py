@@ -21,10 +21,15 @@ def _fake_pipedrive_server() -> Iterator[FakePipedrive]:
 
 
 @pytest.fixture
-def fake_pipedrive(_fake_pipedrive_server: FakePipedrive) -> FakePipedrive:
-    """A started fake with fresh state (default user, activity types, no persons)."""
+def fake_pipedrive(_fake_pipedrive_server: FakePipedrive) -> Iterator[FakePipedrive]:
+    """A started fake with fresh state (default user, activity types, no persons).
+
+    After the test, no answer of the fake may have broken Pipedrive's v2 description (trimmed copy).
+    """
     _fake_pipedrive_server.reset()
-    return _fake_pipedrive_server
+    _fake_pipedrive_server.contract.violations.clear()
+    yield _fake_pipedrive_server
+    assert _fake_pipedrive_server.contract.violations == []
 
 
 @pytest.fixture

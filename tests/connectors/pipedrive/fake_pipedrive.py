@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -35,6 +36,7 @@ from tests.support.fake_crm import (
     make_cursor,
     same_secret,
 )
+from tests.support.openapi_check import OpenApiContract
 
 JsonDict = dict[str, Any]
 
@@ -107,6 +109,7 @@ class FakePipedrive(FakeCrm):
         refresh_token_mode: RefreshTokenMode = "same",
         company_domain: str = "testcompany",
     ) -> None:
+        self.contract = OpenApiContract(Path(__file__).with_name("openapi.trimmed.json"))
         self.client_id = client_id
         self.client_secret = client_secret
         self.redirect_uri = redirect_uri
@@ -375,24 +378,26 @@ class FakePipedrive(FakeCrm):
     # --- the HTTP surface -----------------------------------------------------------------------------------
 
     def routes(self) -> list[FakeRoute]:
-        """OAuth routes plus the API routes the connector uses."""
-        return [
-            FakeRoute("GET", "/oauth/authorize", self._oauth_authorize, auth=False),
-            FakeRoute("POST", "/oauth/token", self._oauth_token, auth=False),
-            FakeRoute("POST", "/oauth/revoke", self._oauth_revoke, auth=False),
-            FakeRoute("GET", "/v1/users/me", self._users_me),
-            FakeRoute("GET", "/api/v2/persons/search", self._persons_search),
-            FakeRoute("POST", "/v1/persons", self._persons_create_v1_gone),
-            FakeRoute("POST", "/api/v2/persons", self._persons_create),
-            FakeRoute("GET", "/api/v2/persons/{person_id}", self._persons_get),
-            FakeRoute("GET", "/api/v2/deals", self._deals_list),
-            FakeRoute("GET", "/v1/leads", self._leads_list),
-            FakeRoute("GET", "/v1/activityTypes", self._activity_types),
-            FakeRoute("GET", "/api/v2/activities", self._activities_list),
-            FakeRoute("POST", "/api/v2/activities", self._activities_create),
-            FakeRoute("GET", "/api/v2/activities/{activity_id}", self._activities_get),
-            FakeRoute("PATCH", "/api/v2/activities/{activity_id}", self._activities_patch),
-        ]
+        """OAuth routes plus the API routes the connector uses; the v2 ones checked against the description."""
+        return self.contract.guard_described(
+            [
+                FakeRoute("GET", "/oauth/authorize", self._oauth_authorize, auth=False),
+                FakeRoute("POST", "/oauth/token", self._oauth_token, auth=False),
+                FakeRoute("POST", "/oauth/revoke", self._oauth_revoke, auth=False),
+                FakeRoute("GET", "/v1/users/me", self._users_me),
+                FakeRoute("GET", "/api/v2/persons/search", self._persons_search),
+                FakeRoute("POST", "/v1/persons", self._persons_create_v1_gone),
+                FakeRoute("POST", "/api/v2/persons", self._persons_create),
+                FakeRoute("GET", "/api/v2/persons/{person_id}", self._persons_get),
+                FakeRoute("GET", "/api/v2/deals", self._deals_list),
+                FakeRoute("GET", "/v1/leads", self._leads_list),
+                FakeRoute("GET", "/v1/activityTypes", self._activity_types),
+                FakeRoute("GET", "/api/v2/activities", self._activities_list),
+                FakeRoute("POST", "/api/v2/activities", self._activities_create),
+                FakeRoute("GET", "/api/v2/activities/{activity_id}", self._activities_get),
+                FakeRoute("PATCH", "/api/v2/activities/{activity_id}", self._activities_patch),
+            ]
+        )
 
     def authenticate(self, request: FakeRequest) -> bool:
         token = bearer_token(request.headers.get("authorization", ""))

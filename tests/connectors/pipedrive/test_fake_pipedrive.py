@@ -571,3 +571,52 @@ async def test_fault_after_the_work_keeps_the_record(
     fake_pipedrive.inject(502, method="POST", path_prefix="/api/v2/persons", when="after")
     assert (await api.post("/api/v2/persons", json={"name": "Late Answer"})).status_code == 502
     assert [p["name"] for p in fake_pipedrive.persons.values()] == ["Late Answer"]
+
+
+def test_the_trimmed_v2_description_refuses_wrong_requests_and_answers(fake_pipedrive: FakePipedrive) -> None:
+    """Deliberately wrong requests and answers fail the check against the v2 description's trimmed copy."""
+    contract = fake_pipedrive.contract
+    person = {"name": "Ada", "phones": [{"value": "+14155550100", "primary": True, "label": "work"}]}
+    assert contract.request_problems("POST", "/api/v2/persons", {}, person) == []
+    assert contract.request_problems("POST", "/api/v2/persons", {}, {"name": "Ada", "phone": "+14155550100"})
+    assert contract.request_problems(
+        "POST", "/api/v2/persons", {}, {"name": "Ada", "phones": ["+14155550100"]}
+    )
+    activity = {
+        "subject": "Call",
+        "type": "call",
+        "duration": "00:05",
+        "due_date": "2026-03-12",
+        "done": True,
+    }
+    assert contract.request_problems("POST", "/api/v2/activities", {}, activity) == []
+    assert contract.request_problems("POST", "/api/v2/activities", {}, {**activity, "related_objects": {}})
+    assert contract.request_problems("POST", "/api/v2/activities", {}, {**activity, "duration": 300})
+    assert (
+        contract.request_problems("GET", "/api/v2/persons/search", {"term": "41", "fields": "phone"}, None)
+        == []
+    )
+    assert contract.request_problems(
+        "GET", "/api/v2/persons/search", {"term": "41", "fields": "phone_number"}, None
+    )
+    assert contract.request_problems("GET", "/api/v2/deals", {"person_id": "1", "status": "active"}, None)
+    assert contract.request_problems("GET", "/api/v2/activities", {"start": "0"}, None)
+    good = {"success": True, "data": {"id": 1, "subject": "Call", "note": "x"}}
+    assert contract.answer_problems("GET", "/api/v2/activities/1", 200, good) == []
+    assert contract.answer_problems("GET", "/api/v2/activities/1", 200, {**good, "data": {"id": "1"}})
+    wrong = {"success": True, "data": {"id": 1, "related_objects": {"person": {}}}}
+    assert contract.answer_problems("GET", "/api/v2/activities/1", 200, wrong)
+    item = {"id": 1, "type": "person", "name": "Ada", "phones": [{"value": "+14155550100"}]}
+    search = {"success": True, "data": {"items": [{"item": item}]}}
+    assert contract.answer_problems("GET", "/api/v2/persons/search", 200, search)
+
+
+async def test_a_v2_request_the_description_does_not_allow_is_a_400(
+    fake_pipedrive: FakePipedrive, pipedrive_tokens: TokenPair, http_client: httpx.AsyncClient
+) -> None:
+    response = await http_client.get(
+        f"{fake_pipedrive.base_url}/api/v2/persons/search",
+        params={"term": "4155550100", "fields": "phone", "start": "0"},
+        headers={"Authorization": f"Bearer {pipedrive_tokens.access_token}"},
+    )
+    assert response.status_code == 400 and "start" in response.text

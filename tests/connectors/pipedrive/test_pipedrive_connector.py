@@ -672,3 +672,25 @@ async def test_voicemail_message_log(env: Env) -> None:
     activity = env.fake.activity(str(result.log_id))
     assert activity["subject"] == "Voicemail left by Maya Patel - 26/03/12"
     assert 'href="https://media.example.test/vm/1?a=1&amp;b=2"' in activity["note"]
+
+
+#: the reference's Pipedrive calls per lookup (`src/connectors/pipedrive/index.ts`, lines 192-235): one person
+#: search, then per person found its open deals and its leads
+def _reference_lookup_calls(persons: int) -> int:
+    return 1 + 2 * persons
+
+
+@pytest.mark.parametrize("persons", [0, 1, 3])
+async def test_a_lookup_costs_no_more_calls_than_the_reference(env: Env, persons: int) -> None:
+    """Pipedrive's search compares digits: one search finds every spelling, as the reference's does."""
+    spellings = ["(415) 555-0104", "+1 415 555 0104", "415.555.0104"]
+    for n in range(persons):
+        env.fake.add_person(f"Caller {n}", phones=[spellings[n]])
+    before = len(env.fake.requests)
+    matches = await env.connector.find_contact(env.call, ContactLookup(phone_number="+14155550104"))
+    calls = len(env.fake.requests) - before
+    print(
+        f"pipedrive lookup ({persons} found): {calls} CRM calls (reference {_reference_lookup_calls(persons)})"
+    )
+    assert len([c for c in matches.contacts if not c.is_new_contact]) == persons
+    assert calls <= _reference_lookup_calls(persons)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Awaitable, Coroutine, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,7 +37,12 @@ from appconnect.connectors.kit import (
     unsearchable,
     user_timezone,
 )
-from appconnect.connectors.phone import any_same_number, overriding_renderings, search_terms
+from appconnect.connectors.phone import (
+    any_same_number,
+    overriding_renderings,
+    search_terms,
+    significant_number,
+)
 from appconnect.connectors.sdk import (
     AuthType,
     CallLogCreate,
@@ -46,6 +52,7 @@ from appconnect.connectors.sdk import (
     CallLogUpdate,
     CallLogUpdated,
     Connector,
+    ConnectorConfig,
     Contact,
     ContactLookup,
     ContactMatches,
@@ -105,11 +112,20 @@ _ASSOCIATIONS: dict[str, tuple[str, str, str, str]] = {
 _REFUSED_FIELD = (400, 404)
 #: searches of one lookup in flight at once (Insightly allows a few requests a second per instance)
 SEARCH_CONCURRENCY = 4
+#: hits in a row in the account's remembered spelling after which a miss is no longer fanned out (a lookup the
+#: user forces with the client's refresh still is)
+SETTLED_AFTER_HITS = 3
+#: accounts whose spellings one process remembers (a restart relearns them)
+SPELLING_MEMO_ACCOUNTS = 4096
+#: spellings remembered per account, most recent first
+_SPELLINGS_REMEMBERED = 4
 #: how many pages of the owner's recent events are scanned for a marker (500 events a page)
 MARKER_SEARCH_PAGES = 4
 _PAGE_SIZE = 500
 _HOST_RE = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+insightly\.com$")
-_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+#: the description's `date-time` (RFC 3339 in UTC), as the reference sends it; Insightly answers with
+#: `yyyy-MM-dd HH:mm:ss`, which `_read_insightly_time` reads too
+_DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _MARKER_RE = re.compile(r"\[rc-(?:call|sms|msg)-[^\]\n]*\]")
 _MARKER_LINE_RE = re.compile(r"\n*(?:\[rc-(?:call|sms|msg)-[^\]\n]*\][ ]?)+\s*\Z")
 _PLAIN_NOTE_RE = re.compile(r"- (?:Note|Agent notes): ([\s\S]*?)(?=\n- [A-Z][a-zA-Z\s/]*:|\n\Z|\Z)")
@@ -162,6 +178,10 @@ class InsightlyConnector(Connector):
     #: burst of searches fits the bucket.
     rate_limit: ClassVar[RateLimit | None] = RateLimit(requests=50, per_seconds=5.0)
     idempotent_message_append: ClassVar[bool] = True
+
+    def __init__(self, config: ConnectorConfig | None = None) -> None:
+        super().__init__(config)
+        self._spelling_memos: OrderedDict[str, SpellingMemo] = OrderedDict()
 
     # --- hosts ---------------------------------------------------------------------------------------------
 
@@ -279,34 +299,72 @@ class InsightlyConnector(Connector):
     # --- contacts ------------------------------------------------------------------------------------------
 
     async def find_contact(self, call: CrmCall, lookup: ContactLookup) -> ContactMatches:
-        """Exact searches for each likely spelling in each phone field of contacts and leads, re-checked."""
+        """Exact searches of contacts' and leads' phone fields, one spelling at a time, re-checked.
+
+        Each wave searches one spelling in every phone field (contacts' PHONE and PHONE_MOBILE, leads' PHONE and
+        MOBILE, the user's extra fields): the reference's four searches. The account's remembered spelling goes
+        first (else the reference's, the national significant number), and the lookup stops at the first wave
+        with a hit; only a miss goes on to the other spellings, at most `lookup_max_spellings` of them, and none
+        once the account has settled on one spelling (unless the user forces a refresh).
+        """
         refused = unsearchable(lookup)
         if refused is not None:
             return refused
         phone = caller_number(lookup)
-        terms = insightly_terms(phone, lookup.overriding_format)
+        memo = self._memo_for(call.user)
+        spellings = memo.order(insightly_spellings(phone, lookup.overriding_format))
+        waves = min(len(spellings), self._max_spellings())
+        if memo.settled and not lookup.force_refresh:
+            waves = 1
         gate = asyncio.Semaphore(SEARCH_CONCURRENCY)
-        kinds: list[str] = []
-        works: list[Coroutine[Any, Any, list[JsonDict]]] = []
-        for kind in ("contact", "lead"):
-            for field in PHONE_FIELDS[kind]:
-                kinds += [kind] * len(terms)
-                works += [self._search(call.http, kind, field, term, gate=gate) for term in terms]
-            for field in _extra_fields(call.user, kind):
-                kinds.append(kind)
-                works.append(self._search_extra_field(call.http, kind, field, terms, gate))
-        results = await all_or_first_failure(works)
+        refused_fields: set[tuple[str, str]] = set()
         found: dict[tuple[str, int], JsonDict] = {}
-        for kind, records in zip(kinds, results, strict=True):
-            for record in records:
-                record_id = _int(record.get(_ID_FIELD[kind]))
-                if record_id is None or (kind, record_id) in found:
-                    continue
-                if any_same_number(_stored_phones(record, kind, _extra_fields(call.user, kind)), phone):
-                    found[(kind, record_id)] = record
+        for shape, term in spellings[:waves]:
+            kinds: list[str] = []
+            works: list[Coroutine[Any, Any, list[JsonDict]]] = []
+            for kind in ("contact", "lead"):
+                for field in PHONE_FIELDS[kind]:
+                    kinds.append(kind)
+                    works.append(self._search(call.http, kind, field, term, gate=gate))
+                for field in _extra_fields(call.user, kind):
+                    if (kind, field) not in refused_fields:
+                        kinds.append(kind)
+                        works.append(
+                            self._search_extra_field(call.http, kind, field, term, gate, refused_fields)
+                        )
+            results = await all_or_first_failure(works)
+            for kind, records in zip(kinds, results, strict=True):
+                for record in records:
+                    record_id = _int(record.get(_ID_FIELD[kind]))
+                    if record_id is None or (kind, record_id) in found:
+                        continue
+                    if any_same_number(_stored_phones(record, kind, _extra_fields(call.user, kind)), phone):
+                        found[(kind, record_id)] = record
+            if found:
+                memo.hit(shape)
+                break
         contacts = await self._contacts(call.http, list(found.items()), phone)
         contacts.append(placeholder_contact("contact"))
         return ContactMatches(successful=True, contacts=contacts)
+
+    def _max_spellings(self) -> int:
+        """The `lookup_max_spellings` setting: spellings (waves of searches) a lookup may try; all by default."""
+        raw = self.config.get("lookup_max_spellings")
+        try:
+            value = int(raw) if raw.strip() else 1_000
+        except ValueError:
+            value = 1_000
+        return max(1, value)
+
+    def _memo_for(self, user: UserView) -> SpellingMemo:
+        """The spellings this process has seen match in the user's Insightly instance (bounded, in memory)."""
+        memos = self._spelling_memos
+        key = self.rate_limit_key(user)
+        memo = memos.pop(key, None) or SpellingMemo()
+        memos[key] = memo
+        while len(memos) > SPELLING_MEMO_ACCOUNTS:
+            memos.popitem(last=False)
+        return memo
 
     async def find_contact_with_name(self, call: CrmCall, name: str) -> ContactMatches:
         """First word as FIRST_NAME, the rest as LAST_NAME (exact searches), kept when the full name contains it."""
@@ -341,17 +399,21 @@ class InsightlyConnector(Connector):
         return _records(body)
 
     async def _search_extra_field(
-        self, http: CrmHttp, kind: str, field: str, terms: list[str], gate: asyncio.Semaphore
+        self,
+        http: CrmHttp,
+        kind: str,
+        field: str,
+        term: str,
+        gate: asyncio.Semaphore,
+        refused: set[tuple[str, str]],
     ) -> list[JsonDict]:
-        """Every spelling in one of the user's extra phone fields, isolated from the rest of the lookup.
+        """One spelling in one of the user's extra phone fields, isolated from the rest of the lookup.
 
         The field name is the user's own text: a mistyped or deleted custom field is refused by Insightly (400),
-        which must cost the lookup that field only, as the reference skips it. The first spelling probes the
-        field; the others are searched only when Insightly accepted it.
+        which must cost the lookup that field only, as the reference skips it. A refused field is not searched
+        again in this lookup's later waves.
         """
-        if not terms:
-            return []
-        params = {"field_name": field, "field_value": terms[0], "brief": False, "top": 100}
+        params = {"field_name": field, "field_value": term, "brief": False, "top": 100}
         async with gate:
             response = await http.request(
                 "GET", f"/{_RESOURCE[kind]}/Search", params=params, allow_status=_REFUSED_FIELD
@@ -363,10 +425,9 @@ class InsightlyConnector(Connector):
                 _RESOURCE[kind],
                 response.status_code,
             )
+            refused.add((kind, field))
             return []
-        records = _records(response.json())
-        rest = await asyncio.gather(*(self._search(http, kind, field, t, gate=gate) for t in terms[1:]))
-        return records + [record for found in rest for record in found]
+        return _records(response.json())
 
     async def _contacts(
         self, http: CrmHttp, records: list[tuple[tuple[str, int], JsonDict]], phone: str | None
@@ -495,7 +556,7 @@ class InsightlyConnector(Connector):
             start = (
                 parse_time(update.start_time)
                 if update.start_time
-                else parse_time(str(existing.get("START_DATE_UTC") or "").replace(" ", "T") + "Z")
+                else _read_insightly_time(existing.get("START_DATE_UTC"))
             )
             body["START_DATE_UTC"] = _insightly_time(start)
             body["END_DATE_UTC"] = _insightly_time(start + timedelta(seconds=call_seconds(update.duration)))
@@ -684,6 +745,50 @@ def insightly_terms(e164: str, overriding_format: str = "") -> list[str]:
     return list(dict.fromkeys(t for t in terms if t))
 
 
+def insightly_spellings(e164: str, overriding_format: str = "") -> list[tuple[str, str]]:
+    """(shape, term) for each spelling, the reference's (the national significant number) first.
+
+    A shape is the term with its digits masked (`(###) ###-####`): what an account's records have in common
+    whatever the number, and no personal data, so it is what the account memo keeps.
+    """
+    terms = insightly_terms(e164, overriding_format)
+    first = significant_number(e164)
+    ordered = ([first] if first in terms else []) + [t for t in terms if t != first]
+    return [(_shape(term), term) for term in ordered]
+
+
+def _shape(term: str) -> str:
+    return re.sub(r"\d", "#", term)
+
+
+class SpellingMemo:
+    """The spellings (shapes) that found records in one Insightly instance, most recent first.
+
+    `settled` once one shape, and never another, has found records `SETTLED_AFTER_HITS` lookups in a row: the
+    account keeps its numbers one way, so a miss is not worth the other spellings' searches. An account where
+    a second shape ever found someone stores numbers more than one way and never settles (in this process).
+    """
+
+    __slots__ = ("shapes", "streak")
+
+    def __init__(self) -> None:
+        self.shapes: list[str] = []
+        self.streak = 0
+
+    @property
+    def settled(self) -> bool:
+        return len(self.shapes) == 1 and self.streak >= SETTLED_AFTER_HITS
+
+    def order(self, spellings: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The spellings with the remembered shapes first (most recent first), the rest in their own order."""
+        rank = {shape: i for i, shape in enumerate(self.shapes)}
+        return sorted(spellings, key=lambda s: rank.get(s[0], len(rank)))
+
+    def hit(self, shape: str) -> None:
+        self.streak = self.streak + 1 if self.shapes and self.shapes[0] == shape else 1
+        self.shapes = [shape, *(s for s in self.shapes if s != shape)][:_SPELLINGS_REMEMBERED]
+
+
 def _extra_fields(user: UserView, kind: str) -> list[str]:
     """The user's extra phone fields: custom field names only (anything else is ignored, never sent)."""
     raw = user.setting(_EXTRA_FIELD_SETTING[kind], "")
@@ -789,8 +894,10 @@ async def _link_or_unknown(
 async def _event_with_marker(call: CrmCall, marker: str, around: str | None) -> JsonDict | None:
     """The newest event this user owns, updated since shortly before the call, whose DETAILS hold `[marker]`.
 
-    The search is on OWNER_USER_ID (an exact-match field) and updated_after_utc, so an event whose link never
-    landed is found too; DETAILS is compared here.
+    The search gives only `updated_after_utc`, the one filter the published description names without a
+    field (`field_name` and `field_value` are optional): whether OWNER_USER_ID is a searchable field of Events
+    is described nowhere. The owner and DETAILS are compared here, so an event whose link never landed is
+    found too.
     """
     owner = _int(call.user.crm_user_id)
     if owner is None:
@@ -802,8 +909,6 @@ async def _event_with_marker(call: CrmCall, marker: str, around: str | None) -> 
         body = await call.http.get_json(
             "/Events/Search",
             params={
-                "field_name": "OWNER_USER_ID",
-                "field_value": owner,
                 "updated_after_utc": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "brief": False,
                 "top": _PAGE_SIZE,
@@ -812,7 +917,11 @@ async def _event_with_marker(call: CrmCall, marker: str, around: str | None) -> 
         )
         events = [e for e in body if isinstance(e, dict)] if isinstance(body, list) else []
         hits = [
-            e for e in events if needle in str(e.get("DETAILS") or "") and _int(e.get("EVENT_ID")) is not None
+            e
+            for e in events
+            if needle in str(e.get("DETAILS") or "")
+            and _int(e.get("EVENT_ID")) is not None
+            and _int(e.get("OWNER_USER_ID")) == owner
         ]
         if hits:
             return max(hits, key=lambda e: int(e["EVENT_ID"]))
@@ -868,8 +977,18 @@ def _opt_str(value: Any) -> str | None:
 
 
 def _insightly_time(when: datetime) -> str:
-    """Insightly's UTC date format."""
+    """A date as Insightly's description types it (`date-time`, in UTC)."""
     return when.astimezone(UTC).strftime(_DATE_FORMAT)
+
+
+def _read_insightly_time(value: Any) -> datetime:
+    """A date from an Insightly answer: `yyyy-MM-dd HH:mm:ss` (UTC, what Insightly answers) or RFC 3339."""
+    text = str(value or "").strip()
+    if text and "T" not in text:
+        text = text.replace(" ", "T", 1)
+    if text and not text.endswith("Z") and "+" not in text[10:]:
+        text += "Z"
+    return parse_time(text)
 
 
 def _iana_zone(windows_zone: Any) -> str | None:
