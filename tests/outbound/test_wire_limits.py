@@ -222,6 +222,15 @@ async def test_a_compressed_body_cut_short_is_corrupt(pool: Http1Pool, coding: s
     assert caught.value.sent is True and "corrupt" in str(caught.value)
 
 
+async def test_an_empty_body_under_a_content_coding_is_empty(pool: Http1Pool) -> None:
+    async with RawServer(
+        [b"HTTP/1.1 204 No Content\r\nContent-Encoding: gzip\r\n\r\n", ok(b"", "Content-Encoding: deflate")]
+    ) as server:
+        no_content = await get(pool, f"{server.url}/1")
+        empty = await get(pool, f"{server.url}/2")
+    assert (no_content.status, no_content.body, empty.body) == (204, b"", b"")
+
+
 async def test_gzip_of_the_standard_library_is_read(pool: Http1Pool) -> None:
     async with RawServer([ok(gzip.compress(b"hello " * 1000), "Content-Encoding: gzip")]) as server:
         answer = await get(pool, f"{server.url}/x")
@@ -370,6 +379,14 @@ async def test_a_keep_alive_timeout_shorter_than_the_margin_is_not_reused(pool: 
         await asyncio.sleep(0.05)
         await get(pool, f"{server.url}/2")
     assert server.connections == 2
+
+
+async def test_a_keep_alive_header_without_a_timeout_keeps_the_default(pool: Http1Pool) -> None:
+    async with RawServer([ok(b"one", "Keep-Alive: max=100"), ok(b"two")]) as server:
+        await get(pool, f"{server.url}/1")
+        await asyncio.sleep(0.05)
+        await get(pool, f"{server.url}/2")
+    assert server.connections == 1
 
 
 async def test_connection_close_retires_the_connection(pool: Http1Pool) -> None:

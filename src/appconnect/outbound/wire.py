@@ -56,6 +56,8 @@ import httptools
 #: the largest answer body kept, after gzip or deflate is undone (a CRM page is kilobytes; this only stops a
 #: runaway or hostile server from filling memory)
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+#: the most bytes inflated in one step (the inflated body grows by pieces of this, never by more than it)
+_INFLATE_PIECE = 256 * 1024
 #: the largest body read off the wire (compressed or not)
 MAX_WIRE_BODY_BYTES = 32 * 1024 * 1024
 #: the longest status line or header line of an answer
@@ -169,19 +171,21 @@ def _clean(text: str, what: str) -> str:
 class _Decoder:
     """Undoes gzip or deflate as the body arrives, never holding more than `limit` inflated bytes.
 
-    Each piece is inflated with a bound on its output (`max_length`), so a few compressed bytes that would
-    inflate to gigabytes stop at the cap instead of being inflated whole first.
+    Each piece is inflated with a bound on its output (`max_length`, at most 256 KiB a step), so a few
+    compressed bytes that would inflate to gigabytes stop at the cap instead of being inflated whole first.
     """
 
-    __slots__ = ("_gzip", "_start", "_z", "size")
+    __slots__ = ("_fed", "_gzip", "_start", "_z", "size")
 
     def __init__(self, gzip: bool) -> None:
         self._gzip = gzip
         self._z: Any = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzip else None
         self._start = b""  # deflate: the first byte, until the second tells zlib-wrapped from raw
+        self._fed = False
         self.size = 0
 
     def feed(self, data: bytes, out: list[bytes]) -> None:
+        self._fed = self._fed or bool(data)
         z = self._z
         if z is None:
             data = self._start + data
@@ -196,9 +200,10 @@ class _Decoder:
         limit = MAX_RESPONSE_BYTES
         try:
             while data:
-                piece = z.decompress(data, limit - self.size + 1)
+                piece = z.decompress(data, min(limit - self.size + 1, _INFLATE_PIECE))
                 self.size += len(piece)
                 if self.size > limit:
+                    out.clear()  # emptied here: the error's traceback keeps this frame (and the list) alive
                     raise WireError(
                         f"the answer is too large once decompressed (over {limit} bytes)", sent=True
                     )
@@ -210,6 +215,8 @@ class _Decoder:
 
     def finish(self) -> None:
         """The body ended: the compressed stream must have ended too (else it was cut short)."""
+        if not self._fed:
+            return  # no body at all (a 204, a 304, an empty answer): nothing to undo
         if self._z is None:
             if self._start:
                 raise self._corrupt("too short")
@@ -231,21 +238,19 @@ def _readable(fd: int) -> bool:
     return bool(poller.poll(0))
 
 
-def _keepalive_seconds(raw: list[tuple[bytes, bytes]], default: float) -> float:
-    """How long a connection may stay idle: what `Keep-Alive: timeout=N` says less a margin, else `default`."""
-    for name, value in raw:
-        if name.lower() != b"keep-alive":
-            continue
-        for part in value.split(b","):
-            key, _, number = part.partition(b"=")
-            if key.strip().lower() == b"timeout":
-                try:
-                    seconds = float(number.strip())
-                except ValueError:
-                    return default
-                if seconds != seconds:  # NaN
-                    return default
-                return min(max(seconds - KEEPALIVE_MARGIN_SECONDS, 0.0), MAX_KEEPALIVE_SECONDS)
+def _keepalive_seconds(value: bytes, default: float) -> float:
+    """How long a connection may stay idle after `Keep-Alive: timeout=N, max=M`: N less a margin; `default`
+    when the header names no timeout, or one that is not a number."""
+    for part in value.split(b","):
+        key, _, number = part.partition(b"=")
+        if key.strip().lower() == b"timeout":
+            try:
+                seconds = float(number.strip())
+            except ValueError:
+                return default
+            if not seconds >= 0:  # NaN or negative
+                return default
+            return min(max(seconds - KEEPALIVE_MARGIN_SECONDS, 0.0), MAX_KEEPALIVE_SECONDS)
     return default
 
 
@@ -275,6 +280,7 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._size = 0
         self._decoder: _Decoder | None = None
+        self._keep_alive: bytes | None = None
         self._head_bytes = 0
         self._status_bytes = 0
         self._header_bytes = 0
@@ -391,6 +397,8 @@ class _Connection(asyncio.Protocol):
                 chunked = True
             elif lowered == b"content-encoding":
                 coding = value.strip().lower()
+            elif lowered == b"keep-alive":
+                self._keep_alive = value
         if coding in (b"gzip", b"x-gzip", b"deflate"):
             self._decoder = _Decoder(gzip=coding != b"deflate")
         self._until_close = not length and not chunked and status not in (204, 304)
@@ -403,6 +411,7 @@ class _Connection(asyncio.Protocol):
         if decoder is not None:
             decoder.feed(body, self._body)
         elif self._size > MAX_RESPONSE_BYTES:
+            self._body.clear()
             raise WireError(f"the answer is too large (over {MAX_RESPONSE_BYTES} bytes)", sent=True)
         else:
             self._body.append(body)
@@ -432,6 +441,7 @@ class _Connection(asyncio.Protocol):
         self._body = []
         self._size = self._head_bytes = self._status_bytes = self._header_bytes = 0
         self._decoder = None
+        self._keep_alive = None
         self._received = self._headers_done = self._until_close = self.reusable = False
         self._head = head
         waiter = self._waiter = self._loop.create_future()
@@ -480,7 +490,9 @@ class _Connection(asyncio.Protocol):
             self.close()
             return
         self.answered += 1
-        self.expiry = _keepalive_seconds(self._headers, self._pool.keepalive_default)
+        default = self._pool.keepalive_default
+        keep_alive = self._keep_alive
+        self.expiry = default if keep_alive is None else _keepalive_seconds(keep_alive, default)
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         self._body = []
         waiter.set_result(Answer(self._status, _headers(self._headers), body))
@@ -490,7 +502,7 @@ class _Connection(asyncio.Protocol):
         self._waiter = None
         self._cancel_timer()
         self.reusable = False
-        self._body = []
+        self._body.clear()  # in place: a traceback may still refer to the list
         self._decoder = None
         if waiter is not None and not waiter.done():
             waiter.set_exception(error)
@@ -908,7 +920,8 @@ class Http1Pool:
                 not exc.sent or (isinstance(exc, _ClosedBeforeAnswer) and method in _REPLAYABLE)
             ):
                 raise
-        conn = await self._fresh_connection(origin, proxy, min(timeouts.connect, timeouts.total))
+        left = timeouts.total - (self.loop.time() - started)
+        conn = await self._fresh_connection(origin, proxy, max(min(timeouts.connect, left), 0.0))
         return await self._exchange(conn, method, payload, timeouts, started)
 
     async def _fresh_connection(
