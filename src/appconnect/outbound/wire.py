@@ -70,6 +70,8 @@ MAX_HEAD_BYTES = 64 * 1024
 KEEPALIVE_MARGIN_SECONDS = 1.0
 #: a CRM's `Keep-Alive: timeout` is honoured up to this (an idle connection to a CRM nobody calls is closed)
 MAX_KEEPALIVE_SECONDS = 300.0
+#: an idle connection is checked for a close not yet seen when it has been idle this long
+_POLL_AFTER_IDLE_SECONDS = 0.1
 #: happy eyeballs: the next address is tried when the previous one has not connected within this
 HAPPY_EYEBALLS_DELAY = 0.25
 #: methods sent again on a new connection when a reused one turns out closed before any answer byte
@@ -229,13 +231,16 @@ class _Decoder:
         return WireError(f"the answer's {coding} body is corrupt: {why}", sent=True)
 
 
-def _readable(fd: int) -> bool:
-    """Whether the socket has something to read now: on an idle connection, a close (or stray bytes)."""
-    if fd < 0:
-        return False
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
+def _check_head(headers: list[tuple[bytes, bytes]]) -> None:
+    """Each header line within MAX_LINE_BYTES and all of them within MAX_HEAD_BYTES."""
+    total = 0
+    for name, value in headers:
+        size = len(name) + len(value)
+        if size > MAX_LINE_BYTES:
+            raise WireError(f"an answer header line is longer than {MAX_LINE_BYTES} bytes", sent=True)
+        total += size + 4  # ": " and CRLF
+    if total > MAX_HEAD_BYTES:
+        raise WireError(f"the answer's head is larger than {MAX_HEAD_BYTES} bytes", sent=True)
 
 
 def _keepalive_seconds(value: bytes, default: float) -> float:
@@ -264,7 +269,7 @@ class _Connection(asyncio.Protocol):
         self.counted = False
         self._loop = pool.loop
         self.transport: asyncio.Transport | None = None
-        self.fd = -1
+        self._poller: Any = None  # polls the socket for a close the loop has not seen yet
         self.closed = False
         self.idle_since = 0.0
         #: seconds it may stay idle after its last answer (the CRM's Keep-Alive, else the pool's default)
@@ -283,7 +288,6 @@ class _Connection(asyncio.Protocol):
         self._keep_alive: bytes | None = None
         self._head_bytes = 0
         self._status_bytes = 0
-        self._header_bytes = 0
         self._received = False
         self._headers_done = False
         self._until_close = False
@@ -299,7 +303,9 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
-        self.fd = sock.fileno() if sock is not None else -1
+        if sock is not None and sock.fileno() >= 0:
+            self._poller = select.poll()
+            self._poller.register(sock.fileno(), select.POLLIN)
 
     def data_received(self, data: bytes) -> None:
         self._last_byte = self._loop.time()
@@ -365,40 +371,38 @@ class _Connection(asyncio.Protocol):
             raise WireError(f"the answer's status line is longer than {MAX_LINE_BYTES} bytes", sent=True)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        size = len(name) + len(value)
-        if size > MAX_LINE_BYTES:
-            raise WireError(f"an answer header line is longer than {MAX_LINE_BYTES} bytes", sent=True)
-        self._header_bytes += size + 4
-        if self._header_bytes > MAX_HEAD_BYTES:
-            raise WireError(f"the answer's head is larger than {MAX_HEAD_BYTES} bytes", sent=True)
-        if len(self._headers) >= MAX_HEADER_COUNT:
-            raise WireError(f"the answer has more than {MAX_HEADER_COUNT} header lines", sent=True)
+        # bounded in on_headers_complete, and as bytes arrive by data_received (one read's worth at most here)
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
         self._status = status
         self._status_bytes = 0
-        if 100 <= status < 200:
-            return  # an interim answer: its message completes with no body, the real one follows
-        self._headers_done = True
-        if self._head:
-            self._finish()
-            return
-        length = chunked = False
-        coding = b""
-        for name, value in self._headers:
+        headers = self._headers
+        if len(headers) > MAX_HEADER_COUNT:
+            raise WireError(f"the answer has more than {MAX_HEADER_COUNT} header lines", sent=True)
+        if self._head_bytes > MAX_LINE_BYTES:
+            _check_head(headers)  # a head this small (the usual) can have no line or total over a limit
+        chunked = False
+        length = coding = b""
+        for name, value in headers:
             lowered = name.lower()
             if lowered == b"content-length":
-                length = True
-                if value.strip().isdigit() and int(value) > MAX_WIRE_BODY_BYTES:
-                    raise WireError(f"the answer is too large (over {MAX_WIRE_BODY_BYTES} bytes)", sent=True)
+                length = value
             elif lowered == b"transfer-encoding" and b"chunked" in value.lower():
                 chunked = True
             elif lowered == b"content-encoding":
                 coding = value.strip().lower()
             elif lowered == b"keep-alive":
                 self._keep_alive = value
+        if 100 <= status < 200:
+            return  # an interim answer: its message completes with no body, the real one follows
+        self._headers_done = True
+        if self._head:
+            self._finish()
+            return
+        if len(length) > 7 and length.strip().isdigit() and int(length) > MAX_WIRE_BODY_BYTES:
+            raise WireError(f"the answer is too large (over {MAX_WIRE_BODY_BYTES} bytes)", sent=True)
         if coding in (b"gzip", b"x-gzip", b"deflate"):
             self._decoder = _Decoder(gzip=coding != b"deflate")
         self._until_close = not length and not chunked and status not in (204, 304)
@@ -422,7 +426,6 @@ class _Connection(asyncio.Protocol):
             return
         if not self._headers_done:  # the end of an interim (1xx) answer
             self._headers = []
-            self._header_bytes = 0
             return
         self.reusable = self._parser.should_keep_alive()
         self._finish()
@@ -434,12 +437,12 @@ class _Connection(asyncio.Protocol):
         found closed before or at the write (nothing of the request can have left)."""
         transport = self.transport
         assert transport is not None
-        if self.closed or transport.is_closing():
+        if self.closed:  # (an idle one was checked when taken: `stale`)
             raise WireError("the connection was closed before the request was sent", sent=False)
         self._status = 0
         self._headers = []
         self._body = []
-        self._size = self._head_bytes = self._status_bytes = self._header_bytes = 0
+        self._size = self._head_bytes = self._status_bytes = 0
         self._decoder = None
         self._keep_alive = None
         self._received = self._headers_done = self._until_close = self.reusable = False
@@ -524,10 +527,15 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
-    def stale(self) -> bool:
-        """Idle, but the CRM closed it (or sent something unasked) and the loop has not seen it yet."""
+    def stale(self, idle: float) -> bool:
+        """Idle for `idle` seconds, but the CRM closed it (or sent something unasked) and the loop has not seen
+        it yet. The socket is asked only after a pause (a system call): a CRM's idle close comes seconds after
+        its last answer, not within the moments a busy connection waits between requests."""
         transport = self.transport
-        return self.closed or transport is None or transport.is_closing() or _readable(self.fd)
+        if self.closed or transport is None or transport.is_closing():
+            return True
+        poller = self._poller
+        return idle >= _POLL_AFTER_IDLE_SECONDS and poller is not None and bool(poller.poll(0))
 
     # --- proxy tunnel ------------------------------------------------------------------------------------
 
@@ -686,6 +694,7 @@ class Http1Pool:
         self._proxies: dict[str, _Proxy] = {}
         self._closed = False
         self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_at = 0.0
 
     # --- the pool ----------------------------------------------------------------------------------------
 
@@ -695,7 +704,8 @@ class Http1Pool:
         now = self.loop.time()
         while idle:
             conn = idle.pop()
-            if now - conn.idle_since < conn.expiry and not conn.stale():
+            idle_for = now - conn.idle_since
+            if idle_for < conn.expiry and not conn.stale(idle_for):
                 return conn
             self._retire(conn)
         return None
@@ -834,11 +844,13 @@ class Http1Pool:
         conn.idle_since = now = self.loop.time()
         self._idle.setdefault((conn.origin, conn.proxy), []).append(conn)
         due = now + conn.expiry
-        if self._sweep is None or due < self._sweep.when():
+        if self._sweep is None or due < self._sweep_at:
             if self._sweep is not None:
                 self._sweep.cancel()
             self._sweep = self.loop.call_at(due, self._close_expired)
-        self._wake()
+            self._sweep_at = due
+        if self._waiters:
+            self._wake()
 
     def _close_expired(self) -> None:
         """Close the connections idle past their expiry (one timer for the whole pool), so none lingers open at
@@ -856,6 +868,7 @@ class Http1Pool:
                     next_due = due
         if next_due is not None and not self._closed:
             self._sweep = self.loop.call_at(next_due, self._close_expired)
+            self._sweep_at = next_due
         self._wake()
 
     def lost(self, conn: _Connection) -> None:
@@ -911,18 +924,30 @@ class Http1Pool:
             target = f"http://{origin.host_header}{target}"  # absolute form, as a forwarding proxy wants
         payload = self._payload(method, target, origin, proxy, headers, body)
         conn = await self._connection(origin, proxy, min(timeouts.connect, timeouts.total))
-        try:
-            return await self._exchange(conn, method, payload, timeouts, started)
-        except WireError as exc:
-            # A reused connection the CRM had closed (its idle timeout raced our request): send again on a new
-            # connection when nothing was sent, or when the request is a read and not a byte of answer came.
-            if not conn.answered or not (
-                not exc.sent or (isinstance(exc, _ClosedBeforeAnswer) and method in _REPLAYABLE)
-            ):
+        while True:
+            # the overall bound counts from the start, connecting included
+            remaining = Timeouts(
+                timeouts.connect, timeouts.read, timeouts.total - (self.loop.time() - started)
+            )
+            try:
+                answer = await conn.send(payload, head=method == "HEAD", timeouts=remaining)
+            except asyncio.CancelledError:
+                conn.abandon()
                 raise
-        left = timeouts.total - (self.loop.time() - started)
-        conn = await self._fresh_connection(origin, proxy, max(min(timeouts.connect, left), 0.0))
-        return await self._exchange(conn, method, payload, timeouts, started)
+            except WireError as exc:
+                self._retire(conn)
+                self._wake()
+                # A reused connection the CRM had closed (its idle timeout raced our request): sent once more on a
+                # new connection when nothing was sent, or when the request is a read and no answer byte came.
+                if not conn.answered or not (
+                    not exc.sent or (isinstance(exc, _ClosedBeforeAnswer) and method in _REPLAYABLE)
+                ):
+                    raise
+                left = timeouts.total - (self.loop.time() - started)
+                conn = await self._fresh_connection(origin, proxy, max(min(timeouts.connect, left), 0.0))
+                continue
+            self._release(conn)
+            return answer
 
     async def _fresh_connection(
         self, origin: _Origin, proxy: _Proxy | None, connect_timeout: float
@@ -931,23 +956,6 @@ class Http1Pool:
         for conn in self._idle.pop((origin, proxy), []):
             self._retire(conn)
         return await self._connection(origin, proxy, connect_timeout)
-
-    async def _exchange(
-        self, conn: _Connection, method: str, payload: bytes, timeouts: Timeouts, started: float
-    ) -> Answer:
-        # the overall bound counts from the start, connecting included
-        remaining = Timeouts(timeouts.connect, timeouts.read, timeouts.total - (self.loop.time() - started))
-        try:
-            answer = await conn.send(payload, head=method == "HEAD", timeouts=remaining)
-        except asyncio.CancelledError:
-            conn.abandon()
-            raise
-        except WireError:
-            self._retire(conn)
-            self._wake()
-            raise
-        self._release(conn)
-        return answer
 
     def _payload(
         self,
