@@ -278,6 +278,18 @@ async def test_the_transport_passes_its_per_host_cap_to_the_wire() -> None:
 # --- both address families at once (happy eyeballs) --------------------------------------------------------------
 
 
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+needs_ipv6 = pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+
+
 @pytest.fixture
 def blackholed_v6_port() -> Iterator[Callable[[int], None]]:
     """Makes ::1 on a port drop connection attempts (a listener whose queue is full), as a host whose IPv6
@@ -314,6 +326,7 @@ def localhost_on_both(v6_first: bool) -> Callable[[str, int], Any]:
     return resolve
 
 
+@needs_ipv6
 async def test_ipv4_answers_while_ipv6_goes_nowhere(blackholed_v6_port: Callable[[int], None]) -> None:
     pool = make_pool(resolver=localhost_on_both(v6_first=True))
     try:
@@ -327,6 +340,7 @@ async def test_ipv4_answers_while_ipv6_goes_nowhere(blackholed_v6_port: Callable
     assert answer.body == b"over v4" and server.connections == 1
 
 
+@needs_ipv6
 async def test_ipv6_answers_while_nothing_listens_on_ipv4() -> None:
     pool = make_pool(resolver=localhost_on_both(v6_first=False))
     try:
@@ -338,6 +352,7 @@ async def test_ipv6_answers_while_nothing_listens_on_ipv4() -> None:
     assert b"Host: localhost:" in server.heads[0]
 
 
+@needs_ipv6
 async def test_no_address_answering_is_a_connect_failure_not_sent() -> None:
     pool = make_pool(resolver=localhost_on_both(v6_first=True))
     try:

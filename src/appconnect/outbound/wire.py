@@ -18,14 +18,14 @@ its name) is a peer we do not control:
 * try IPv6 and IPv4 addresses of a host in parallel (RFC 8305 "happy eyeballs", as aiohttp asks asyncio for),
   so a family that does not answer costs a quarter of a second, not the connect timeout;
 * keep a connection idle for as long as the CRM says it will (`Keep-Alive: timeout=N`, less a margin), retire it
-  on `Connection: close`, and check that the CRM has not closed it before reusing it;
-* refuse a proxy it cannot speak (only `http://` proxies, with `CONNECT` for https) instead of ignoring it.
+  on `Connection: close`, and check that the CRM has not closed it before reusing it.
 
 What it does, and what it deliberately does not:
 
 * one request per connection at a time; the request leaves in one write; the answer is parsed with `httptools`
   (llhttp): Content-Length, chunked, or delimited by the connection's close; 1xx interim answers are skipped;
-* TLS verified against the given context, with SNI; `HTTP_PROXY` / `HTTPS_PROXY` (`CONNECT` tunnel for https);
+* TLS verified against the given context, with SNI; `HTTP_PROXY` / `HTTPS_PROXY` (`CONNECT` tunnel for https),
+  an `http://` proxy only: `outbound/client.py` refuses any other scheme at start rather than going direct;
 * timeouts: connect (TCP and TLS handshake), read (no byte for that long), and an overall bound per request;
 * every failure is a :class:`WireError` whose `sent` says whether the request may have reached the server:
   False only when no byte of it can have been written (the connect, the TLS handshake or the proxy tunnel
