@@ -436,6 +436,7 @@ class ThreadedCrm:
         self.requests: list[bytes] = []
         self.connections = 0
         self.close_first = threading.Event()
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
     def __enter__(self) -> ThreadedCrm:
@@ -443,13 +444,17 @@ class ThreadedCrm:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.listener.close()
+        self._stop.set()
         self._thread.join(timeout=5)
+        self.listener.close()
 
     def _serve(self) -> None:
-        while True:
+        self.listener.settimeout(0.05)
+        while not self._stop.is_set():
             try:
                 conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
             self.connections += 1
