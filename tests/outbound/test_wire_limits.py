@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
+import struct
 import threading
 import time
 import zlib
@@ -430,7 +431,8 @@ class ThreadedCrm:
     connection answers one request and then closes, the first one only once `close_first` is set; records each
     request's first line."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, reset: bool = False) -> None:
+        self.reset = reset  # close with a reset (RST) instead of an orderly close (FIN)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.requests: list[bytes] = []
@@ -472,7 +474,10 @@ class ThreadedCrm:
                 conn.sendall(ok(f"answer {len(self.requests)}".encode()))
                 if self.connections == 1:
                     self.close_first.wait(5)
-                conn.shutdown(socket.SHUT_RDWR)  # then closed: an idle close right after the answer
+                if self.reset:
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                else:
+                    conn.shutdown(socket.SHUT_RDWR)  # then closed: an idle close right after the answer
 
 
 async def test_an_idle_connection_closed_by_the_crm_is_noticed_before_a_write_is_sent_on_it(
@@ -485,6 +490,22 @@ async def test_an_idle_connection_closed_by_the_crm_is_noticed_before_a_write_is
         time.sleep(0.2)  # the loop must not run: the close is in the socket, unseen by the loop
         second = await get(pool, f"{url}/activities", method="POST", body=b'{"note": "x"}')
     assert (first.body, second.body) == (b"answer 1", b"answer 2")
+    assert crm.requests == [b"GET /persons/1 HTTP/1.1", b"POST /activities HTTP/1.1"]
+    assert crm.connections == 2
+
+
+async def test_a_write_on_an_idle_connection_the_crm_reset_goes_on_a_new_connection_once(
+    pool: Http1Pool,
+) -> None:
+    """The CRM reset the connection while it was idle: however that is found (a poll of the socket, or the write
+    failing at once, before any byte left), the write is sent once, on a new connection."""
+    with ThreadedCrm(reset=True) as crm:
+        url = f"http://127.0.0.1:{crm.port}"
+        await get(pool, f"{url}/persons/1")
+        crm.close_first.set()
+        time.sleep(0.05)  # the loop must not run: the reset is in the socket, unseen by the loop
+        second = await get(pool, f"{url}/activities", method="POST", body=b'{"note": "x"}')
+    assert second.body == b"answer 2"
     assert crm.requests == [b"GET /persons/1 HTTP/1.1", b"POST /activities HTTP/1.1"]
     assert crm.connections == 2
 
