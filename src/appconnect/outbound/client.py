@@ -3,8 +3,9 @@
 Every outbound call of the server (CRM calls, OAuth token exchange, refresh and revocation) goes through the
 :class:`CrmTransport` here: one connection pool per process (per event loop), keep-alive, TLS verified against the
 default trust store (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured), proxies from `HTTP(S)_PROXY` / `NO_PROXY` (a
-proxy it cannot speak, such as `socks5://`, is refused at start rather than bypassed), no cookies, no redirects. The wire is our own HTTP/1.1 client (:mod:`appconnect.outbound.wire`), chosen by
-measurement (`bench/outbound_clients.py`) over aiohttp and httpx.
+proxy it cannot speak, such as `socks5://`, is refused at start rather than bypassed), no cookies, no redirects.
+The wire is our own HTTP/1.1 client (:mod:`appconnect.outbound.wire`), chosen by measurement
+(`bench/outbound_clients.py`) over aiohttp and httpx.
 
 Every CRM call also goes through two guards here:
 
