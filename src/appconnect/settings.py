@@ -137,6 +137,15 @@ class Settings(BaseSettings):
     crm_call_deadline_seconds: float = Field(
         default=25.0, gt=0, description="no new try starts past this (the client gives up at 30 s)"
     )
+    crm_max_connections_per_host: int = Field(
+        default=32,
+        ge=1,
+        le=1000,
+        description="open connections per worker to one CRM host (calls beyond wait)",
+    )
+    crm_keepalive_seconds: float = Field(
+        default=15.0, ge=0, description="idle seconds a CRM connection is kept when the CRM does not say"
+    )
     crm_rate_limit: str = Field(
         default="",
         description="empty: each connector's own limit; 'off'; 'N/S' for every platform; or 'pipedrive=N/S,...'",

@@ -129,6 +129,8 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
             connect_timeout=settings.crm_connect_timeout,
             read_timeout=settings.crm_read_timeout,
             call_deadline=settings.crm_call_deadline_seconds,
+            max_connections_per_host=settings.crm_max_connections_per_host,
+            keepalive_seconds=settings.crm_keepalive_seconds,
         ),
         registry=registry or _discover(settings),
         tokens=SessionTokens(keys.jwt_secret),

@@ -2,9 +2,10 @@
 
 Every outbound call of the server (CRM calls, OAuth token exchange, refresh and revocation) goes through the
 :class:`CrmTransport` here: one connection pool per process (per event loop), keep-alive, TLS verified against the
-default trust store (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured), proxies from `HTTP(S)_PROXY` / `NO_PROXY`, no
-cookies, no redirects. The wire is our own HTTP/1.1 client (:mod:`appconnect.outbound.wire`), chosen by
-measurement (`bench/outbound_clients.py`) over aiohttp and httpx.
+default trust store (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured), proxies from `HTTP(S)_PROXY` / `NO_PROXY` (a
+proxy it cannot speak, such as `socks5://`, is refused at start rather than bypassed), no cookies, no redirects.
+The wire is our own HTTP/1.1 client (:mod:`appconnect.outbound.wire`), chosen by measurement
+(`bench/outbound_clients.py`) over aiohttp and httpx.
 
 Every CRM call also goes through two guards here:
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import re
 import ssl
@@ -38,7 +40,7 @@ import orjson
 from appconnect.outbound.limits import RateLimiterBackend
 from appconnect.outbound.observe import observed
 from appconnect.outbound.types import CrmHttpError, CrmResponse, RateLimit
-from appconnect.outbound.wire import Http1Pool, Timeouts, WireError
+from appconnect.outbound.wire import PROXY_SCHEMES, Http1Pool, Timeouts, WireError
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +131,31 @@ class CrmHttpResponse:
         return orjson.loads(self.content)
 
 
+class ProxyConfigError(ValueError):
+    """A proxy variable names a proxy the outbound client cannot use (one line for the operator)."""
+
+
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
+
+
+def check_proxy_environment(environ: Mapping[str, str] | None = None) -> None:
+    """Refuse a proxy the client would otherwise not use (`socks5://...`, no scheme): calls would go direct.
+
+    The message names the variable and the scheme, never the value (it may carry a password).
+    """
+    environ = os.environ if environ is None else environ
+    for name in sorted(environ):
+        if name.lower() not in _PROXY_VARIABLES or not environ[name].strip():
+            continue
+        scheme = environ[name].strip().partition("://")[0].lower() if "://" in environ[name] else ""
+        if scheme not in PROXY_SCHEMES:
+            what = f"the scheme {scheme!r}" if scheme else "no scheme"
+            raise ProxyConfigError(
+                f"{name} has {what}; the outbound HTTP client only speaks to http:// proxies "
+                f"(write it as http://host:port, or unset {name})"
+            )
+
+
 class _EnvironmentProxies:
     """`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY`, read once at start, and each origin's answer
     remembered (the environment does not change while the server runs)."""
@@ -139,12 +166,10 @@ class _EnvironmentProxies:
 
     @classmethod
     def read(cls) -> _EnvironmentProxies | None:
+        """The proxies of the environment; :class:`ProxyConfigError` for one the client cannot speak."""
+        check_proxy_environment()
         found = urllib.request.getproxies_environment()
-        proxies = {
-            scheme: url
-            for scheme, url in found.items()
-            if scheme in ("http", "https", "all") and url.startswith(("http://", "https://"))
-        }
+        proxies = {scheme: url for scheme, url in found.items() if scheme in ("http", "https", "all") and url}
         return cls(proxies) if proxies else None
 
     def for_url(self, url: str) -> str | None:
@@ -172,14 +197,18 @@ class CrmTransport:
         read_timeout: float,
         call_deadline: float = 25.0,
         max_connections: int = 200,
-        keepalive_expiry: float = 2.0,
+        max_connections_per_host: int = 32,
+        keepalive_seconds: float = 15.0,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self._max_connections = max_connections
-        # Idle connections are dropped before the usual 5 s server-side keep-alive timeout, so a request is
-        # never sent on a connection the CRM is closing at that moment (a POST cannot safely be retried).
-        self._keepalive_expiry = keepalive_expiry
+        self._max_connections_per_host = max_connections_per_host
+        # How long an idle connection is kept when the CRM's answer does not say (`Keep-Alive: timeout=N`
+        # says, and wins). Long enough that a CRM called every few seconds reuses its connection instead of
+        # paying a TLS handshake per call; a connection the CRM closed sooner is noticed before reuse (and a
+        # read that raced the close is sent again on a new connection), so a short guess buys nothing.
+        self._keepalive_seconds = keepalive_seconds
         self._default_timeout = self.timeout_within(call_deadline)
         # the default trust store: SSL_CERT_FILE / SSL_CERT_DIR when set (the bench's fake CRM relies on it)
         self._ssl = ssl.create_default_context()
@@ -199,7 +228,8 @@ class CrmTransport:
             loop=loop,
             ssl_context=self._ssl,
             max_connections=self._max_connections,
-            keepalive_expiry=self._keepalive_expiry,
+            max_connections_per_host=self._max_connections_per_host,
+            keepalive_expiry=self._keepalive_seconds,
             default_headers=_DEFAULT_HEADERS,
         )
         return self._pool
@@ -251,6 +281,8 @@ def build_transport_client(
     read_timeout: float,
     call_deadline: float = 25.0,
     max_connections: int = 200,
+    max_connections_per_host: int = 32,
+    keepalive_seconds: float = 15.0,
 ) -> CrmTransport:
     """The process-wide pooled client every outbound call goes through."""
     return CrmTransport(
@@ -258,6 +290,8 @@ def build_transport_client(
         read_timeout=read_timeout,
         call_deadline=call_deadline,
         max_connections=max_connections,
+        max_connections_per_host=max_connections_per_host,
+        keepalive_seconds=keepalive_seconds,
     )
 
 

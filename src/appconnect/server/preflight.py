@@ -23,7 +23,14 @@ class PreflightFailed(Exception):
 
 
 def prepare(settings: Settings) -> None:
-    """Bring the schema to head if it is not there yet, then create any generated keys once."""
+    """Refuse a proxy setting the outbound client cannot use, bring the schema to head if it is not there yet,
+    then create any generated keys once."""
+    from appconnect.outbound.client import ProxyConfigError, check_proxy_environment
+
+    try:
+        check_proxy_environment()
+    except ProxyConfigError as exc:
+        raise PreflightFailed(str(exc)) from None
     if (
         settings.auto_migrate
         and not schema_is_current(settings.database_url)
