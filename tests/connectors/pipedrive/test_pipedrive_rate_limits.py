@@ -84,7 +84,9 @@ async def placeholder_flow(http: httpx.AsyncClient, jwt: str) -> list[JsonDict]:
     phone = new_phone()
     found = await lookup(http, jwt, phone)
     created = await http.post(
-        "/contact", headers=auth, json={"phoneNumber": phone, "newContactName": "Maya Patel", "newContactType": ""}
+        "/contact",
+        headers=auth,
+        json={"phoneNumber": phone, "newContactName": "Maya Patel", "newContactType": ""},
     )
     assert created.status_code == 200, created.text
     contact_id = str(created.json().get("contact", {}).get("id", ""))
@@ -138,7 +140,9 @@ async def test_a_long_429_backs_the_company_off_and_pipedrive_is_not_called(
     assert len(office.requests_to(SEARCH)) == searches  # the CRM was not asked
 
 
-async def test_a_short_429_is_waited_out_by_that_token(http: httpx.AsyncClient, office: FakePipedrive) -> None:
+async def test_a_short_429_is_waited_out_by_that_token(
+    http: httpx.AsyncClient, office: FakePipedrive
+) -> None:
     """Pipedrive answers 429 with Retry-After 1: the server waits it out and the lookup succeeds."""
     jwt = await log_in(http, office, 80_001)
     office.inject(status=429, retry_after=1, path_prefix=SEARCH)
