@@ -239,6 +239,12 @@ async def test_a_429_backs_off_the_scope_in_every_process(stores: Stores) -> Non
     assert tag
 
 
+async def test_a_rules_path_match_looks_at_the_path_not_the_host(stores: Stores) -> None:
+    limiter, _tag = account(stores.open(), LimitBook())
+    await limiter.observe(f"{API}/persons/search", 429, {}, 1.5)  # the search window is shut
+    await limiter.admit("https://search.example.test/api/v2/persons/1")  # not a search call
+
+
 async def test_a_429_longer_than_the_burst_window_backs_off_the_company(stores: Stores) -> None:
     """A Retry-After of an hour is not the 2-second burst window: the daily budget ran out for everyone."""
     limiter, _tag = account(stores.open(), LimitBook())

@@ -223,7 +223,8 @@ class AccountLimiter:
     max_wait: float = 2.0
 
     def _matching(self, url: str) -> list[Bucket]:
-        return [b for b in self.buckets if b.rule.applies_to(url)]
+        path = _path(url)
+        return [b for b in self.buckets if b.rule.applies_to(path)]
 
     async def admit(self, url: str) -> None:
         """Wait until every limit the call to `url` counts against lets it through; :class:`RateLimited` when
@@ -330,6 +331,13 @@ class AccountLimiter:
             await self.backend.back_off(key, seconds)
         except Exception:
             logger.warning("rate limiter unavailable; back-off not shared", exc_info=True)
+
+
+def _path(url: str) -> str:
+    """The path of an absolute URL without its query (a rule's path match must not see the host)."""
+    start = url.find("//")
+    slash = url.find("/", start + 2) if start >= 0 else 0
+    return url[slash:].split("?", 1)[0] if slash >= 0 else "/"
 
 
 def _most_specific(buckets: list[Bucket]) -> Bucket | None:

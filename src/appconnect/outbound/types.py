@@ -107,9 +107,9 @@ class LimitRule:
     requests: int | None = None
     paths: tuple[str, ...] = ()
 
-    def applies_to(self, url: str) -> bool:
-        """True when a call to `url` (no query) counts against this rule."""
+    def applies_to(self, path: str) -> bool:
+        """True when a call to `path` (the URL's path) counts against this rule."""
         if not self.paths:
             return True
-        lowered = url.lower()
+        lowered = path.lower()
         return any(part in lowered for part in self.paths)
