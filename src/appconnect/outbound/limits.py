@@ -37,8 +37,9 @@ GRANT_SLACK_SECONDS = 0.05
 HOT_WINDOWS = 5
 #: how often a process reads the shared back-off of a key it calls (another process may have met a 429)
 SHARED_CHECK_SECONDS = 1.0
-#: longest back-off one 429 may impose (a hostile or broken Retry-After is capped)
-MAX_BACK_OFF_SECONDS = 86_400.0
+#: longest back-off one 429 may impose: a longer Retry-After (a day's budget spent, or a broken CRM) is
+#: waited out an hour at a time, each hour ending with one call that asks the CRM again
+MAX_BACK_OFF_SECONDS = 3_600.0
 #: a reset header larger than this is a Unix time (Clio), not seconds
 _EPOCH_THRESHOLD = 1e9
 
