@@ -38,7 +38,7 @@ HOT_WINDOWS = 5
 #: how often a process reads the shared back-off of a key it calls (another process may have met a 429)
 SHARED_CHECK_SECONDS = 1.0
 #: longest back-off one 429 may impose: a longer Retry-After (a day's budget spent, or a broken CRM) is
-#: waited out an hour at a time, each hour ending with one call that asks the CRM again
+#: waited out an hour at a time, then the CRM is asked again
 MAX_BACK_OFF_SECONDS = 3_600.0
 #: a reset header larger than this is a Unix time (Clio), not seconds
 _EPOCH_THRESHOLD = 1e9
@@ -46,10 +46,12 @@ _EPOCH_THRESHOLD = 1e9
 
 @dataclass(slots=True, frozen=True)
 class Grant:
-    """What the shared window granted: `granted` of the calls asked for; `wait` seconds until more are free."""
+    """What the shared window granted: `granted` of the calls asked for; `wait` seconds until more are free;
+    `at` when the store decided (epoch seconds, its own clock)."""
 
     granted: int
     wait: float
+    at: float = 0.0
 
 
 class RateLimiterBackend(Protocol):
@@ -121,9 +123,9 @@ class Batched:
                         continue
                     if wanted <= left:
                         left -= wanted
-                        future.set_result(Grant(wanted, 0.0))
+                        future.set_result(Grant(wanted, 0.0, grant.at))
                     else:
-                        future.set_result(Grant(0, max(grant.wait, 0.001)))
+                        future.set_result(Grant(0, max(grant.wait, 0.001), grant.at))
         finally:
             if self._queues.get(key) is queue:
                 del self._queues[key]

@@ -87,15 +87,15 @@ def _decide(grants: list[tuple[float, int]], limit: RateLimit, wanted: int, now:
     used = sum(count for _at, count in grants)
     granted = max(0, min(wanted, limit.requests - used))
     if granted == wanted:
-        return Grant(granted, 0.0)
+        return Grant(granted, 0.0, now)
     # the next call fits once enough of the oldest grants have left the window
     needed = used + granted + 1 - limit.requests
     freed = 0
     for at, count in grants:
         freed += count
         if freed >= needed:
-            return Grant(granted, max(at + _window(limit) - now, 0.001))
-    return Grant(granted, _window(limit))
+            return Grant(granted, max(at + _window(limit) - now, 0.001), now)
+    return Grant(granted, _window(limit), now)
 
 
 class DatabaseRateLimiter:
@@ -111,7 +111,7 @@ class DatabaseRateLimiter:
             now = time.time()  # read once the key is ours: a grant's time is when it was decided
             blocked = float(row["tat"]) if row is not None else 0.0
             if blocked > now:
-                return Grant(0, blocked - now)
+                return Grant(0, blocked - now, now)
             await tx.run(_FORGET, key, now - _window(limit))
             rows = await tx.all(_GRANTS, key)
             grants = [(float(r["granted_at"]), int(r["calls"])) for r in rows]
@@ -133,12 +133,12 @@ class DatabaseRateLimiter:
 
 # Times in integer milliseconds from the Redis server's own clock, so machines with skewed clocks agree.
 # KEYS: 1 the grant log (sorted set, one member per call), 2 the back-off. ARGV: 1 limit, 2 window ms,
-# 3 wanted, 4 a unique member prefix. Answers {granted, wait ms}.
+# 3 wanted, 4 a unique member prefix. Answers {granted, wait ms, now ms}.
 _REDIS_TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local blocked = tonumber(redis.call('GET', KEYS[2]) or '0')
-if blocked > now then return {0, blocked - now} end
+if blocked > now then return {0, blocked - now, now} end
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local wanted = tonumber(ARGV[3])
@@ -147,13 +147,13 @@ local used = redis.call('ZCARD', KEYS[1])
 local granted = math.max(0, math.min(wanted, limit - used))
 for i = 1, granted do redis.call('ZADD', KEYS[1], now, ARGV[4] .. ':' .. i) end
 if granted > 0 then redis.call('PEXPIRE', KEYS[1], window + 1000) end
-if granted == wanted then return {granted, 0} end
+if granted == wanted then return {granted, 0, now} end
 local needed = used + granted + 1 - limit
 local oldest = redis.call('ZRANGE', KEYS[1], needed - 1, needed - 1, 'WITHSCORES')
 local wait = window
 if oldest[2] then wait = tonumber(oldest[2]) + window - now end
 if wait < 1 then wait = 1 end
-return {granted, wait}
+return {granted, wait, now}
 """
 
 _REDIS_BACK_OFF = """
@@ -184,7 +184,7 @@ class RedisRateLimiter:
     async def take(self, key: str, limit: RateLimit, wanted: int = 1) -> Grant:
         name = self._prefix + key
         window_ms = max(int(_window(limit) * 1000), 1)
-        granted, wait_ms = await self._client.eval(
+        granted, wait_ms, now_ms = await self._client.eval(
             _REDIS_TAKE,
             2,
             f"{name}:log",
@@ -194,7 +194,8 @@ class RedisRateLimiter:
             wanted,
             uuid.uuid4().hex,
         )
-        return Grant(int(granted), int(wait_ms) / 1000 if int(granted) < wanted else 0.0)
+        wait = int(wait_ms) / 1000 if int(granted) < wanted else 0.0
+        return Grant(int(granted), wait, int(now_ms) / 1000)
 
     async def back_off(self, key: str, seconds: float) -> None:
         blocked_ms = int(min(max(seconds, 0.0), MAX_BACK_OFF_SECONDS) * 1000)
