@@ -136,6 +136,20 @@ async def test_back_off_refuses_the_whole_key(limiter: RateLimiterBackend) -> No
     assert await limiter.blocked_for(key) > 29
 
 
+async def test_grants_of_keys_nobody_asks_for_are_dropped(stores: Stores) -> None:
+    if stores.kind != "database":
+        pytest.skip("Redis expires them by itself")
+    stores.open()
+    db = stores.databases[0]
+    idle = f"pipedrive:idle-{uuid.uuid4().hex}"
+    insert = sql("INSERT INTO rate_limit_grants (limit_key, grant_id, granted_at, calls) VALUES (?, ?, ?, 1)")
+    await db.run(insert, idle, uuid.uuid4().hex, time.time() - 2 * 86_400)
+    sweeping = DatabaseRateLimiter(db, sweep_every=1)
+    assert (await sweeping.take(f"pipedrive:busy-{uuid.uuid4().hex}", RateLimit(5, 1.0))).granted == 1
+    left = await db.all(sql("SELECT grant_id FROM rate_limit_grants WHERE limit_key = ?"), idle)
+    assert left == []
+
+
 async def test_no_window_sees_more_than_the_figure_across_processes(stores: Stores) -> None:
     """Three processes' batchers on one store, 24 callers asking as fast as they are let: in every window of
     the limit's length, at most the figure was granted (a token bucket lets nearly twice through). Times are
@@ -217,6 +231,17 @@ async def test_the_crms_remaining_and_reset_hold_calls_back(stores: Stores) -> N
     with pytest.raises(RateLimited) as refused:
         await limiter.admit(f"{API}/persons/3")
     assert 1 < refused.value.wait <= 2
+
+
+async def test_a_reset_given_as_a_unix_time_is_read_as_one(stores: Stores) -> None:
+    """Clio sends X-RateLimit-Reset as the Unix time its window ends, Pipedrive as seconds."""
+    limiter, _tag = account(stores.open(), LimitBook())
+    reset = int(time.time()) + 2
+    headers = {"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)}
+    await limiter.observe(f"{API}/contacts.json", 200, {k.lower(): v for k, v in headers.items()}, None)
+    with pytest.raises(RateLimited) as refused:
+        await limiter.admit(f"{API}/contacts.json")
+    assert 0 < refused.value.wait <= 2
 
 
 async def test_remaining_without_a_reset_time_never_shuts_calls_out(stores: Stores) -> None:

@@ -76,6 +76,9 @@ ON CONFLICT (limit_key) DO UPDATE SET tat = {max}(rate_limits.tat, CAST({p2} AS 
 """
 )
 _BLOCKED = _both_dialects("SELECT tat FROM rate_limits WHERE limit_key = {p1}")
+# Grants of keys nobody asks for any more: no window is longer than a day. Parameters: 1 oldest time kept.
+_FORGET_IDLE = _both_dialects("DELETE FROM rate_limit_grants WHERE granted_at <= CAST({p1} AS {real})")
+_LONGEST_WINDOW = 86_400.0
 
 
 def _window(limit: RateLimit) -> float:
@@ -101,8 +104,12 @@ def _decide(grants: list[tuple[float, int]], limit: RateLimit, wanted: int, now:
 class DatabaseRateLimiter:
     """The shared store in the `rate_limits` table (SQLite and PostgreSQL)."""
 
-    def __init__(self, db: FastDatabase) -> None:
+    def __init__(self, db: FastDatabase, *, sweep_every: int = 1000) -> None:
         self._db = db
+        # one take in `sweep_every` also drops the grants of keys nobody asks for any more (a key's own
+        # grants are dropped whenever it is asked)
+        self._sweep_every = sweep_every
+        self._takes = 0
 
     async def take(self, key: str, limit: RateLimit, wanted: int = 1) -> Grant:
         key = _stored_key(key)
@@ -118,6 +125,9 @@ class DatabaseRateLimiter:
             grant = _decide(grants, limit, wanted, now)
             if grant.granted:
                 await tx.run(_GRANT, key, uuid.uuid4().hex, now, grant.granted)
+        self._takes += 1
+        if self._takes % self._sweep_every == 0:
+            await self._db.run(_FORGET_IDLE, now - _LONGEST_WINDOW - 60.0)
         return grant
 
     async def back_off(self, key: str, seconds: float) -> None:
