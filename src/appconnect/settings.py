@@ -105,7 +105,9 @@ class Settings(BaseSettings):
         "every platform; or 'pipedrive=N/S,testcrm=off'",
     )
     crm_rate_limit_max_wait_seconds: float = Field(
-        default=2.0, ge=0, description="how long a call waits for the CRM's window before failing as 429"
+        default=5.0,
+        ge=0,
+        description="how long a call waits for the CRM's window before failing as 429 (as long as a Retry-After)",
     )
 
     @field_validator("embedded_testcrm", mode="before")

@@ -24,6 +24,7 @@ import asyncio
 import base64
 import binascii
 import copy
+import math
 import secrets
 import threading
 import time
@@ -636,7 +637,11 @@ class FakeCrm:
             if window.count <= policy.limit:
                 return None
             wait = max(0.0, policy.window - (now - window.started))
-        headers = {"Retry-After": str(max(1, round(wait))), **self.rate_limit_headers(policy.limit, 0, wait)}
+        # whole seconds, rounded up as CRMs do: a client that waits them out finds the window open
+        headers = {
+            "Retry-After": str(max(1, math.ceil(wait))),
+            **self.rate_limit_headers(policy.limit, 0, wait),
+        }
         response = self.error(429, "Too many requests")
         response.headers.update(headers)
         return response

@@ -223,7 +223,7 @@ class AccountLimiter:
     book: LimitBook
     buckets: tuple[Bucket, ...]
     fallback: str
-    max_wait: float = 2.0
+    max_wait: float = 5.0
 
     def _matching(self, url: str) -> list[Bucket]:
         path = _path(url)

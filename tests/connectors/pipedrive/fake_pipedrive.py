@@ -9,6 +9,7 @@ shared toolkit (`tests/support/fake_crm.py`); this module holds only Pipedrive's
 from __future__ import annotations
 
 import copy
+import math
 import re
 import uuid
 from collections.abc import Iterator
@@ -410,7 +411,7 @@ class FakePipedrive(FakeCrm):
         return {
             "x-ratelimit-limit": str(limit),
             "x-ratelimit-remaining": str(remaining),
-            "x-ratelimit-reset": f"{max(1, round(reset_seconds)):g}",
+            "x-ratelimit-reset": f"{max(1, math.ceil(reset_seconds))}",
         }
 
     # --- OAuth ----------------------------------------------------------------------------------------------

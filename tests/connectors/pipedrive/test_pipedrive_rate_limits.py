@@ -116,7 +116,9 @@ async def test_an_office_of_32_agents_runs_its_burst_without_a_failure(
 async def test_one_agents_burst_past_the_search_limit_waits_instead_of_failing(
     http: httpx.AsyncClient, office: FakePipedrive
 ) -> None:
-    """15 lookups of one token at once, 10 searches per 2 s allowed: the rest wait for Pipedrive's window."""
+    """15 lookups of one token at once, 10 searches per 2 s allowed: the rest wait for Pipedrive's next window
+    (the headers of its answers say when), none fails. (A queue longer than `MAX_WAIT_SECONDS` of windows is
+    refused: 32 searches of one token need 6 s of Pipedrive's windows.)"""
     jwt = await log_in(http, office, 60_001)
     answers = await asyncio.gather(*(lookup(http, jwt, new_phone()) for _ in range(15)))
     assert failures(answers) == []
