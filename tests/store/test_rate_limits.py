@@ -4,10 +4,13 @@ batchers, shared back-off), the account limiter that follows the CRM's answers, 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +30,7 @@ from appconnect.store.sql import FastDatabase, open_fast_database, sql
 from tests.conftest import LiveServer
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def redis_reachable() -> bool:
@@ -46,6 +50,7 @@ class Stores:
         self._closers: list[Callable[[], object]] = []
         self.prefix = f"test-crmcalls-{uuid.uuid4().hex}:"
         self.databases: list[FastDatabase] = []
+        self.database_url = server.settings.database_url
 
     def open(self) -> RateLimiterBackend:
         if self.kind == "redis":
@@ -171,6 +176,27 @@ async def test_no_window_sees_more_than_the_figure_across_processes(stores: Stor
     await asyncio.gather(*(caller(processes[i % 3]) for i in range(24)))
     assert len(granted_at) > limit.requests  # the window moved on: more than one window's worth
     assert busiest_window(granted_at, limit.per_seconds) <= limit.requests
+
+
+async def test_no_window_sees_more_than_the_figure_across_real_processes(stores: Stores) -> None:
+    """Three server-like processes, each with its own batcher, on one database or Redis: merged, the store's
+    grant times hold at most the figure in any window of the limit's length."""
+    store = REDIS_URL if stores.kind == "redis" else stores.database_url
+    key = f"pipedrive:processes-{uuid.uuid4().hex}"
+    start_at = f"{time.time() + 2.0:.3f}"  # all three are running by then
+    args = ["-m", "tests.support.rate_limit_process", store, key, "10", "0.5", start_at, "1.5"]
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        for _ in range(3)
+    ]
+    outputs = [await asyncio.wait_for(p.communicate(), timeout=60) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], [err.decode()[-2000:] for _out, err in outputs]
+    granted = [at for out, _err in outputs for at in json.loads(out)]
+    assert all(json.loads(out) for out, _err in outputs)  # every process was granted some
+    assert len(granted) > 10
+    assert busiest_window(granted, 0.5) <= 10
 
 
 async def test_a_burst_in_one_process_is_few_round_trips(stores: Stores) -> None:
