@@ -8,7 +8,8 @@ error), then for every configuration (SQLite / PostgreSQL, 1 / 2 workers) and ev
    created through `--postgres-admin-url` (only that database is dropped again);
 2. `appconnect serve` with the environment the shared README gives (`SSL_CERT_FILE` = the fake's CA: the
    server's default SSL context honours it, checked before the first run), the test CRM off, the rate limiter
-   off and a database connection budget that fits; start to first `GET /isAlive` = 200 is timed;
+   at its default (as users run it) and a database connection budget that fits; start to first
+   `GET /isAlive` = 200 is timed;
 3. login through the real OAuth callback; idle RSS of every server process (supervisor, workers, helpers);
 4. `flow_load.py --mode flow`, every server process passed as `--watch-pid`; PostgreSQL backends of the bench
    database are sampled from `pg_stat_activity` + `/proc/<pid>/stat` over the same window;
@@ -406,7 +407,6 @@ def server_env(args: argparse.Namespace, workdir: Path, ca: Path, workers: int) 
             "PIPEDRIVE_CLIENT_SECRET": "bench-client-secret",
             "PIPEDRIVE_REDIRECT_URI": REDIRECT_URI,
             "APPCONNECT_EMBEDDED_TESTCRM": "false",
-            "APPCONNECT_CRM_RATE_LIMIT": "off",
             "APPCONNECT_KEY_FILE": str(workdir / "keys.json"),
             "APPCONNECT_TESTCRM_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'testcrm.sqlite3'}",
             "APPCONNECT_DATABASE_POOL_SIZE": str(args.db_pool_size),

@@ -148,10 +148,13 @@ class Settings(BaseSettings):
     )
     crm_rate_limit: str = Field(
         default="",
-        description="empty: each connector's own limit; 'off'; 'N/S' for every platform; or 'pipedrive=N/S,...'",
+        description="empty: follow each CRM's documented limits and answers; 'off'; a fixed 'N/S' added for "
+        "every platform; or 'pipedrive=N/S,testcrm=off'",
     )
     crm_rate_limit_max_wait_seconds: float = Field(
-        default=2.0, ge=0, description="how long a call waits for the account's budget before failing as 429"
+        default=5.0,
+        ge=0,
+        description="how long a call waits for the CRM's window before failing as 429 (as long as a Retry-After)",
     )
 
     @field_validator("database_url")

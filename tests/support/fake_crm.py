@@ -24,6 +24,7 @@ import asyncio
 import base64
 import binascii
 import copy
+import math
 import secrets
 import threading
 import time
@@ -398,6 +399,11 @@ class FakeCrm:
         """The headers the CRM sends on API answers about its rate limit (none by default)."""
         return {}
 
+    def limit_of(self, request: FakeRequest) -> tuple[str, RateLimitPolicy]:
+        """Which of the CRM's limits a request counts against (a name, its policy): by default the one
+        `rate_limit` for every API request; a CRM with separate limits for some endpoints overrides this."""
+        return "", self.rate_limit
+
     # --- lifecycle ------------------------------------------------------------------------------------------
 
     @property
@@ -620,8 +626,8 @@ class FakeCrm:
 
     def _spend(self, request: FakeRequest) -> Response | None:
         """Count the request in its credential's window; a 429 with Retry-After once the window is full."""
-        key = self.credential_of(request)
-        policy = self.rate_limit
+        name, policy = self.limit_of(request)
+        key = f"{name}|{self.credential_of(request)}"
         with self._lock:
             now = self.now()
             window = self._windows.get(key)
@@ -631,15 +637,19 @@ class FakeCrm:
             if window.count <= policy.limit:
                 return None
             wait = max(0.0, policy.window - (now - window.started))
-        headers = {"Retry-After": str(max(1, round(wait))), **self.rate_limit_headers(policy.limit, 0, wait)}
+        # whole seconds, rounded up as CRMs do: a client that waits them out finds the window open
+        headers = {
+            "Retry-After": str(max(1, math.ceil(wait))),
+            **self.rate_limit_headers(policy.limit, 0, wait),
+        }
         response = self.error(429, "Too many requests")
         response.headers.update(headers)
         return response
 
     def _limit_headers(self, request: FakeRequest) -> dict[str, str]:
-        policy = self.rate_limit
+        name, policy = self.limit_of(request)
         with self._lock:
-            window = self._windows.get(self.credential_of(request))
+            window = self._windows.get(f"{name}|{self.credential_of(request)}")
             used = window.count if window is not None else 0
             reset = policy.window - (self.now() - window.started) if window is not None else policy.window
         return self.rate_limit_headers(policy.limit, max(0, policy.limit - used), max(0.0, reset))

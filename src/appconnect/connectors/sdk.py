@@ -17,6 +17,8 @@ from typing import Any, ClassVar, Literal
 from appconnect.outbound.types import CrmHttp as CrmHttp
 from appconnect.outbound.types import CrmHttpError as CrmHttpError
 from appconnect.outbound.types import CrmResponse as CrmResponse
+from appconnect.outbound.types import LimitRule as LimitRule
+from appconnect.outbound.types import LimitScope as LimitScope
 from appconnect.outbound.types import RateLimit as RateLimit
 
 AuthType = Literal["oauth", "apiKey"]
@@ -424,9 +426,10 @@ class Connector:
     auth_type: ClassVar[AuthType] = "apiKey"
     log_format: ClassVar[str] = "text/plain"
     manifest_path: ClassVar[Path | None] = None
-    #: calls allowed per CRM account (see :meth:`rate_limit_key`); None: no limit. `APPCONNECT_CRM_RATE_LIMIT`
-    #: overrides it. The default suits a CRM that documents nothing: 10 calls a second, bursts of 100.
-    rate_limit: ClassVar[RateLimit | None] = RateLimit(requests=100, per_seconds=10.0)
+    #: the rate limits the CRM documents, each with its scope (token, user, company) and the paths it covers.
+    #: None documented: none declared, and the server holds no call back in advance (it still waits out a 429's
+    #: `Retry-After`). `APPCONNECT_CRM_RATE_LIMIT` adds a fixed limit of the operator's own.
+    rate_limits: ClassVar[tuple[LimitRule, ...]] = ()
     #: True when :meth:`update_message_log` skips a message the activity already holds (found by a per-message
     #: marker it writes), so sending the same append again cannot duplicate it. Only then does the server
     #: re-send an append whose outcome is unknown; otherwise it reports that message as needing attention.
@@ -458,8 +461,17 @@ class Connector:
         return f"https://{host}" if host else ""
 
     def rate_limit_key(self, user: UserView) -> str:
-        """The CRM account whose rate limit a call spends: by default the CRM host (one company per host)."""
+        """The CRM company (account) the user belongs to: by default the CRM host (one company per host)."""
         return user.hostname.lower()
+
+    def limit_scope_key(self, user: UserView, scope: LimitScope) -> str:
+        """Whose calls a rule of `scope` counts together: this session's token (one stored user holds one token
+        or key), the CRM user, or the company of :meth:`rate_limit_key`. Never the token itself."""
+        if scope == "token":
+            return f"token:{user.id}"
+        if scope == "user":
+            return f"user:{user.hostname.lower()}|{user.crm_user_id}"
+        return f"company:{self.rate_limit_key(user)}"
 
     # --- auth ----------------------------------------------------------------------------------------------
 

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from appconnect.connectors.registry import ConnectorRegistry
 from appconnect.connectors.sdk import Connector, UserView
-from appconnect.outbound.client import AccountLimiter, CrmTransport, RetryPolicy, build_transport_client
-from appconnect.outbound.limits import Batched, RateLimiterBackend, RateLimitOverrides
+from appconnect.outbound.client import CrmTransport, RetryPolicy, build_transport_client
+from appconnect.outbound.limits import (
+    AccountLimiter,
+    Batched,
+    Bucket,
+    LimitBook,
+    RateLimiterBackend,
+    RateLimitOverrides,
+)
+from appconnect.outbound.types import LimitRule
 from appconnect.security.crypto import TokenCipher
 from appconnect.security.jwt import SessionTokens
 from appconnect.security.keys import ServerKeys, load_keys
@@ -42,21 +50,40 @@ class Services:
     redis: Any = None
     rate_limiter: RateLimiterBackend | None = None
     rate_limit_overrides: RateLimitOverrides | None = None
+    #: what the CRMs' answers said about their limits, in this process
+    rate_limit_book: LimitBook = field(default_factory=LimitBook)
     user_cache: UserCache | None = None
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy.from_settings(self.settings)
 
     def account_limiter(self, connector: Connector, user: UserView) -> AccountLimiter | None:
-        """The shared rate limit the calls of `user` spend: the connector's, unless settings override it."""
-        overrides = self.rate_limit_overrides or RateLimitOverrides()
-        limit = overrides.limit_for(connector.platform, connector.rate_limit)
-        if limit is None or self.rate_limiter is None:
+        """The limits the calls of `user` count against: the rules the connector declares for this user's
+        token, CRM user and company, plus the operator's fixed limit when the setting gives one."""
+        if self.rate_limiter is None:
             return None
+        overrides = self.rate_limit_overrides or RateLimitOverrides()
+        on, fixed = overrides.entry_for(connector.platform)
+        if not on:
+            return None
+        platform = connector.platform
+        buckets = [
+            Bucket(rule, f"{platform}:{rule.name}:{connector.limit_scope_key(user, rule.scope)}")
+            for rule in connector.rate_limits
+        ]
+        if fixed is not None:
+            # the operator's limit counts per the scope of the connector's main rule (company when none)
+            main = min(connector.rate_limits, key=lambda r: (bool(r.paths), r.per_seconds), default=None)
+            scope = main.scope if main is not None else "company"
+            rule = LimitRule("setting", scope, per_seconds=fixed.per_seconds, requests=fixed.requests)
+            buckets.append(
+                Bucket(rule, f"{platform}:setting:{connector.limit_scope_key(user, scope)}", fixed)
+            )
         return AccountLimiter(
             backend=self.rate_limiter,
-            key=f"{connector.platform}:{connector.rate_limit_key(user)}",
-            limit=limit,
+            book=self.rate_limit_book,
+            buckets=tuple(buckets),
+            fallback=f"{platform}:crm:{connector.limit_scope_key(user, 'token')}",
             max_wait=self.settings.crm_rate_limit_max_wait_seconds,
         )
 

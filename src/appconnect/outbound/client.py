@@ -14,8 +14,9 @@ Every CRM call also goes through two guards here:
   backoff and full jitter. A write is never sent again once it may have reached the CRM: only a connect error
   (nothing was sent) or a 429 (the CRM refused it) lets it be retried. Waits are bounded per call, and no try
   starts past the call deadline, so the client (which gives up at 30 s) still gets an answer.
-- the per-CRM-account rate limiter (:mod:`appconnect.store.rate_limits`): one call spends one unit of the
-  account's shared budget; a 429 from the CRM makes the whole account back off.
+- the rate limiter (:mod:`appconnect.outbound.limits`): before a try, the limits the CRM documents for this
+  call's token, user and company are asked (costing nothing until the CRM's answers show a limit binds);
+  after it, the CRM's `x-ratelimit-*` headers and 429s teach them, and a 429 backs the limit's whole scope off.
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ from urllib.parse import urlencode, urlsplit
 
 import orjson
 
-from appconnect.outbound.limits import RateLimiterBackend
+from appconnect.outbound.limits import AccountLimiter, RateLimited
 from appconnect.outbound.observe import observed
-from appconnect.outbound.types import CrmHttpError, CrmResponse, RateLimit
+from appconnect.outbound.types import CrmHttpError, CrmResponse
 from appconnect.outbound.wire import PROXY_SCHEMES, Http1Pool, Timeouts, WireError
 
 logger = logging.getLogger(__name__)
@@ -81,16 +82,6 @@ class RetryPolicy:
             retry_after_cap=settings.crm_retry_after_cap_seconds,
             deadline_seconds=settings.crm_call_deadline_seconds,
         )
-
-
-@dataclass(slots=True, frozen=True)
-class AccountLimiter:
-    """The rate limit of the CRM account one session's calls spend (`key` names the platform and the account)."""
-
-    backend: RateLimiterBackend
-    key: str
-    limit: RateLimit
-    max_wait: float = 2.0
 
 
 class TransportError(Exception):
@@ -434,6 +425,9 @@ class CrmHttpClient:
                 failure.__cause__ = exc
             else:
                 status = response.status_code
+                if self._limiter is not None:
+                    retry_after = _retry_after(response) if status == 429 else None
+                    await self._limiter.observe(safe_url, status, response.headers, retry_after)
                 if response.is_success or status in allow_status:
                     return response
                 retry_after = _retry_after(response)
@@ -446,7 +440,6 @@ class CrmHttpClient:
                     outcome_unknown=not repeatable and status in UNKNOWN_OUTCOME_STATUSES,
                 )
                 if status == 429:
-                    await self._back_off(retry_after)
                     retryable = retry_after is None or retry_after <= policy.retry_after_cap
                 else:
                     retryable = repeatable and status in RETRYABLE_READ_STATUSES
@@ -476,38 +469,20 @@ class CrmHttpClient:
         return self._client.timeout_within(max(remaining, _MIN_TRY_SECONDS))
 
     async def _spend_budget(self, method: str, safe_url: str) -> None:
-        """Take one call from the account's budget, waiting briefly; past `max_wait`, a 429 without calling."""
-        limiter = self._limiter
-        if limiter is None:
-            return
-        deadline = time.monotonic() + limiter.max_wait
-        while True:
-            try:
-                wait = await limiter.backend.acquire(limiter.key, limiter.limit)
-            except Exception:  # the limiter protects the CRM; its store being down must not stop the calls
-                logger.warning("rate limiter unavailable; CRM call made without it", exc_info=True)
-                return
-            if wait <= 0:
-                return
-            if time.monotonic() + wait > deadline:
-                raise CrmHttpError(
-                    429,
-                    retry_after=wait,
-                    body={"error": "rate limit of this CRM account reached; the CRM was not called"},
-                    method=method,
-                    url=safe_url,
-                )
-            await asyncio.sleep(wait + random.uniform(0, min(wait, 0.05)))
-
-    async def _back_off(self, retry_after: float | None) -> None:
-        """The CRM said 429: every caller of this account waits, not only this request."""
+        """Wait until the CRM's limits let this call through; past `max_wait`, a 429 without calling."""
         limiter = self._limiter
         if limiter is None:
             return
         try:
-            await limiter.backend.back_off(limiter.key, limiter.limit, retry_after if retry_after else 1.0)
-        except Exception:
-            logger.warning("rate limiter unavailable; back-off not shared", exc_info=True)
+            await limiter.admit(safe_url)
+        except RateLimited as exc:
+            raise CrmHttpError(
+                429,
+                retry_after=exc.wait,
+                body={"error": "rate limit of this CRM account reached; the CRM was not called"},
+                method=method,
+                url=safe_url,
+            ) from None
 
     async def get_json(self, url: str, *, params: dict[str, Any] | None = None) -> Any:
         return (await self.request("GET", url, params=params)).json()

@@ -7,7 +7,7 @@ imports point one way: connectors -> outbound, store -> outbound, never back.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 
 class CrmHttpError(Exception):
@@ -81,7 +81,35 @@ class CrmHttp(Protocol):
 
 @dataclass(slots=True, frozen=True)
 class RateLimit:
-    """At most `requests` CRM calls per `per_seconds` for one CRM account, shared by every worker and machine."""
+    """At most `requests` CRM calls in any `per_seconds` window, shared by every worker and machine."""
 
     requests: int
     per_seconds: float
+
+
+#: whose calls a CRM counts together: one OAuth token or API key, one CRM user, or the whole company (account)
+LimitScope = Literal["token", "user", "company"]
+
+
+@dataclass(slots=True, frozen=True)
+class LimitRule:
+    """One rate limit a CRM documents, declared by its connector.
+
+    The CRM counts the calls of one `scope` whose URL path contains one of `paths` (every call when empty) in
+    windows of `per_seconds`. `requests` is the documented figure, None when it depends on the customer's plan;
+    the CRM's own `x-ratelimit-*` answers replace it as they arrive. The server does not hold calls back
+    because of a rule until the CRM shows it binds (few calls left in its headers, or a 429).
+    """
+
+    name: str
+    scope: LimitScope
+    per_seconds: float
+    requests: int | None = None
+    paths: tuple[str, ...] = ()
+
+    def applies_to(self, path: str) -> bool:
+        """True when a call to `path` (the URL's path) counts against this rule."""
+        if not self.paths:
+            return True
+        lowered = path.lower()
+        return any(part in lowered for part in self.paths)

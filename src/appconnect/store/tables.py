@@ -157,12 +157,25 @@ admin_configs = Table(
     *_timestamps(),
 )
 
-#: The per-CRM-account rate limiter when no Redis is configured (store/rate_limits.py): one row per
-#: `<platform>:<account>`, `tat` the GCRA "theoretical arrival time" (epoch seconds), `grant_id` the last granted call.
+#: The shared rate limiter when no Redis is configured (store/rate_limits.py): one row per limit key
+#: (`<platform>:<rule>:<scope>`), `tat` the end of its back-off after a CRM's 429 (epoch seconds); the row also
+#: serialises the key's grants. (`grant_id` is no longer used.)
 rate_limits = Table(
     "rate_limits",
     metadata,
     Column("limit_key", String(255), primary_key=True),
     Column("tat", Float, nullable=False),
     Column("grant_id", String(32), nullable=False, server_default=""),
+)
+
+#: The sliding-window log of those keys: one row per grant (`calls` calls at `granted_at`, epoch seconds),
+#: dropped once it has left the window.
+rate_limit_grants = Table(
+    "rate_limit_grants",
+    metadata,
+    Column("limit_key", String(255), primary_key=True),
+    Column("grant_id", String(32), primary_key=True),
+    Column("granted_at", Float, nullable=False),
+    Column("calls", Integer, nullable=False),
+    Index("ix_rate_limit_grants_key_time", "limit_key", "granted_at"),
 )

@@ -9,6 +9,7 @@ shared toolkit (`tests/support/fake_crm.py`); this module holds only Pipedrive's
 from __future__ import annotations
 
 import copy
+import math
 import re
 import uuid
 from collections.abc import Iterator
@@ -119,8 +120,12 @@ class FakePipedrive(FakeCrm):
         super().__init__()
 
     def init_state(self) -> None:
-        # Pipedrive's burst limit: 80 requests per 2 s per token (the x-ratelimit-* headers say so).
+        # Pipedrive's burst limit: 80 requests per 2 s per OAuth token on its smallest plan, and its search
+        # endpoints apart: 10 per 2 s per token (the x-ratelimit-* headers of each answer tell its own limit).
         self.rate_limit = RateLimitPolicy(limit=80, window=2.0)
+        self.search_rate_limit = RateLimitPolicy(limit=10, window=2.0)
+        #: other users of the company, by id: a code issued for one of them logs that user in
+        self.colleagues: dict[int, JsonDict] = {}
         self.grants = OAuthGrants(self.now, expires_in=self._default_expires_in)
         self.grants.refresh_token_mode = self._default_refresh_mode
         self.persons_by_id: dict[int, JsonDict] = {}
@@ -224,10 +229,23 @@ class FakePipedrive(FakeCrm):
 
     # --- tokens ---------------------------------------------------------------------------------------------
 
-    def issue_code(self, *, redirect_uri: str | None = None, scope: str = DEFAULT_SCOPE) -> str:
-        """Pre-issue an authorization code, as if the user had approved the app install."""
+    def issue_code(
+        self, *, redirect_uri: str | None = None, scope: str = DEFAULT_SCOPE, user_id: int | None = None
+    ) -> str:
+        """Pre-issue an authorization code, as if the user had approved the app install; `user_id` names
+        another user of the same company (added with :meth:`add_colleague`), each with tokens of their own."""
         with self._lock:
-            return self.grants.issue_code(redirect_uri or self.redirect_uri, scope)
+            if user_id is None:
+                return self.grants.issue_code(redirect_uri or self.redirect_uri, scope)
+            return self.grants.issue_code(redirect_uri or self.redirect_uri, scope, user_id=user_id)
+
+    def add_colleague(self, user_id: int, name: str) -> JsonDict:
+        """Another user of the same Pipedrive company (same company id and domain, own id and tokens)."""
+        with self._lock:
+            colleague = {**self.user, "id": user_id, "name": name, "email": f"user{user_id}@example.test"}
+            colleague["is_admin"] = 0
+            self.colleagues[user_id] = colleague
+            return colleague
 
     def issue_tokens(self, *, scope: str = DEFAULT_SCOPE) -> TokenPair:
         """Mint an access/refresh pair directly, for tests that do not exercise the code exchange."""
@@ -403,6 +421,13 @@ class FakePipedrive(FakeCrm):
         token = bearer_token(request.headers.get("authorization", ""))
         return token is not None and self.is_access_token_valid(token)
 
+    def limit_of(self, request: FakeRequest) -> tuple[str, RateLimitPolicy]:
+        """The search endpoints count against their own limit, every other call against the burst limit."""
+        path = request.path.lower()
+        if path.endswith("/search") or "itemsearch" in path:
+            return "search", self.search_rate_limit
+        return "", self.rate_limit
+
     def error_body(self, status: int, message: str, extra: JsonDict) -> Any:
         return {"success": False, "error": message, "errorCode": status, **extra}
 
@@ -413,7 +438,7 @@ class FakePipedrive(FakeCrm):
         return {
             "x-ratelimit-limit": str(limit),
             "x-ratelimit-remaining": str(remaining),
-            "x-ratelimit-reset": f"{max(1, round(reset_seconds)):g}",
+            "x-ratelimit-reset": f"{max(1, math.ceil(reset_seconds))}",
         }
 
     # --- OAuth ----------------------------------------------------------------------------------------------
@@ -479,8 +504,10 @@ class FakePipedrive(FakeCrm):
     # --- API: users, persons --------------------------------------------------------------------------------
 
     async def _users_me(self, request: FakeRequest) -> Response:
+        token = bearer_token(request.headers.get("authorization", "")) or ""
         with self._lock:
-            return _ok(dict(self.user))
+            user_id = self.grants.extra_of_access(token).get("user_id")
+            return _ok(dict(self.colleagues.get(user_id, self.user) if user_id is not None else self.user))
 
     async def _persons_search(self, request: FakeRequest) -> Response:
         query = request.query

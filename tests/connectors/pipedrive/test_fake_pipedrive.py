@@ -565,6 +565,41 @@ async def test_burst_limit_counts_per_token(api: httpx.AsyncClient, fake_pipedri
     assert (await api.get("/v1/users/me")).status_code == 200
 
 
+async def test_search_has_its_own_limit_per_token(
+    api: httpx.AsyncClient, fake_pipedrive: FakePipedrive
+) -> None:
+    """10 searches per 2 s per token, apart from the burst limit; each answer's headers tell its own limit."""
+    for n in range(10):
+        found = await api.get("/api/v2/persons/search", params={"term": "Maya", "fields": "name"})
+        assert found.headers["x-ratelimit-limit"] == "10"
+        assert found.headers["x-ratelimit-remaining"] == str(9 - n)
+    limited = await api.get("/api/v2/persons/search", params={"term": "Maya", "fields": "name"})
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    other = await api.get("/v1/users/me")
+    assert other.status_code == 200 and other.headers["x-ratelimit-limit"] == "80"
+
+
+async def test_a_colleague_logs_in_with_tokens_of_their_own(fake_pipedrive: FakePipedrive) -> None:
+    fake_pipedrive.add_colleague(4242, "Sam Reyes")
+    async with httpx.AsyncClient(base_url=fake_pipedrive.base_url, timeout=10) as http:
+        code = fake_pipedrive.issue_code(user_id=4242)
+        token = await http.post(
+            "/oauth/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": fake_pipedrive.redirect_uri,
+            },
+            auth=(fake_pipedrive.client_id, fake_pipedrive.client_secret),
+        )
+        assert token.status_code == 200, token.text
+        me = await http.get(
+            "/v1/users/me", headers={"Authorization": f"Bearer {token.json()['access_token']}"}
+        )
+    assert me.json()["data"]["id"] == 4242
+    assert me.json()["data"]["company_id"] == fake_pipedrive.user["company_id"]
+
+
 async def test_fault_after_the_work_keeps_the_record(
     api: httpx.AsyncClient, fake_pipedrive: FakePipedrive
 ) -> None:

@@ -49,6 +49,7 @@ from appconnect.connectors.sdk import (
     CrmHttpError,
     DispositionUpdate,
     JsonDict,
+    LimitRule,
     LoginRequest,
     LogResult,
     Message,
@@ -57,7 +58,6 @@ from appconnect.connectors.sdk import (
     NewContact,
     OAuthInfo,
     PlatformUser,
-    RateLimit,
     ReturnMessage,
     UserInfoResult,
     UserView,
@@ -150,9 +150,11 @@ class ClioConnector(Connector):
     auth_type: ClassVar[AuthType] = "oauth"
     log_format: ClassVar[str] = "text/plain"
     manifest_path: ClassVar[Path | None] = Path(__file__).with_name("manifest.json")
-    #: Clio limits each access token to 50 requests a minute at peak hours (more off-peak): one user's token
-    #: is one bucket, so the key is the user, not the region's host.
-    rate_limit: ClassVar[RateLimit | None] = RateLimit(requests=50, per_seconds=60.0)
+    #: Clio limits each access token to 50 requests a minute at peak hours (more off-peak, and the
+    #: `X-RateLimit-*` headers of every answer say the figure of the moment).
+    rate_limits: ClassVar[tuple[LimitRule, ...]] = (
+        LimitRule("burst", "token", per_seconds=60.0, requests=50),
+    )
     idempotent_message_append: ClassVar[bool] = True
 
     def rate_limit_key(self, user: UserView) -> str:

@@ -63,6 +63,7 @@ from appconnect.connectors.sdk import (
     CrmHttpError,
     DispositionUpdate,
     JsonDict,
+    LimitRule,
     LoginRequest,
     LogResult,
     Message,
@@ -70,7 +71,6 @@ from appconnect.connectors.sdk import (
     MessageLogUpdate,
     NewContact,
     PlatformUser,
-    RateLimit,
     ReturnMessage,
     UserInfoResult,
     UserView,
@@ -174,9 +174,9 @@ class InsightlyConnector(Connector):
     auth_type: ClassVar[AuthType] = "apiKey"
     log_format: ClassVar[str] = "text/plain"
     manifest_path: ClassVar[Path | None] = Path(__file__).with_name("manifest.json")
-    #: Insightly allows about 10 requests a second per instance (and a daily quota by plan); a lookup's
-    #: burst of searches fits the bucket.
-    rate_limit: ClassVar[RateLimit | None] = RateLimit(requests=50, per_seconds=5.0)
+    #: Insightly counts an instance's calls per day against a quota that depends on the plan (its answers
+    #: carry `X-RateLimit-Limit` and `X-RateLimit-Remaining`).
+    rate_limits: ClassVar[tuple[LimitRule, ...]] = (LimitRule("daily", "company", per_seconds=86_400.0),)
     idempotent_message_append: ClassVar[bool] = True
 
     def __init__(self, config: ConnectorConfig | None = None) -> None:

@@ -46,6 +46,7 @@ from appconnect.connectors.sdk import (
     CrmHttpError,
     DispositionUpdate,
     JsonDict,
+    LimitRule,
     LoginRequest,
     LogResult,
     Message,
@@ -54,7 +55,6 @@ from appconnect.connectors.sdk import (
     NewContact,
     OAuthInfo,
     PlatformUser,
-    RateLimit,
     ReturnMessage,
     UserInfoResult,
     UserView,
@@ -97,10 +97,14 @@ class PipedriveConnector(Connector):
     auth_type: ClassVar[AuthType] = "oauth"
     log_format: ClassVar[str] = "text/html"
     manifest_path: ClassVar[Path | None] = Path(__file__).with_name("manifest.json")
-    #: Pipedrive limits bursts per token (20 requests / 2 s on its smallest plan, more on larger ones) and
-    #: spends a daily token budget per company. The company's users together get 40 calls per 2 s here, so one
-    #: agent's burst cannot exhaust the company's budget; raise it with APPCONNECT_CRM_RATE_LIMIT.
-    rate_limit: ClassVar[RateLimit | None] = RateLimit(requests=40, per_seconds=2.0)
+    #: Pipedrive counts bursts per OAuth token in 2-second windows (80 to 480 calls by plan, told in
+    #: `x-ratelimit-*` on every answer), its search endpoints apart (10 per 2 s per token), and spends a daily
+    #: budget per company (its size depends on plan and seats: learnt only from a 429).
+    rate_limits: ClassVar[tuple[LimitRule, ...]] = (
+        LimitRule("burst", "token", per_seconds=2.0, requests=80),
+        LimitRule("search", "token", per_seconds=2.0, requests=10, paths=("/search", "itemsearch")),
+        LimitRule("daily", "company", per_seconds=86_400.0),
+    )
     idempotent_message_append: ClassVar[bool] = True
 
     def __init__(self, config: ConnectorConfig | None = None) -> None:

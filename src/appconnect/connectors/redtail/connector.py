@@ -49,6 +49,7 @@ from appconnect.connectors.sdk import (
     CrmHttpError,
     DispositionUpdate,
     JsonDict,
+    LimitRule,
     LoginRequest,
     LogResult,
     Message,
@@ -56,7 +57,6 @@ from appconnect.connectors.sdk import (
     MessageLogUpdate,
     NewContact,
     PlatformUser,
-    RateLimit,
     ReturnMessage,
     UserInfoResult,
     UserView,
@@ -91,8 +91,9 @@ class RedtailConnector(Connector):
     auth_type: ClassVar[AuthType] = "apiKey"
     log_format: ClassVar[str] = "text/html"
     manifest_path: ClassVar[Path | None] = Path(__file__).with_name("manifest.json")
-    #: Redtail documents no numbers; one database's users together stay at 10 calls a second.
-    rate_limit: ClassVar[RateLimit | None] = RateLimit(requests=50, per_seconds=5.0)
+    #: Redtail documents no rate limit (and sends no rate-limit headers): nothing is declared, so calls are not
+    #: held back in advance; a 429's `Retry-After` is still waited out.
+    rate_limits: ClassVar[tuple[LimitRule, ...]] = ()
     idempotent_message_append: ClassVar[bool] = True
 
     # --- configuration -------------------------------------------------------------------------------------

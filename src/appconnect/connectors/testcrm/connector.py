@@ -25,6 +25,8 @@ from appconnect.connectors.sdk import (
     CrmHttpError,
     DispositionUpdate,
     JsonDict,
+    LimitRule,
+    LimitScope,
     LoginRequest,
     LogResult,
     Message,
@@ -32,7 +34,6 @@ from appconnect.connectors.sdk import (
     MessageLogUpdate,
     NewContact,
     PlatformUser,
-    RateLimit,
     ReturnMessage,
     UserInfoResult,
     UserView,
@@ -181,13 +182,17 @@ class TestCrmConnector(Connector):
     auth_type = "apiKey"
     log_format = "text/plain"
     manifest_path = Path(__file__).parent / "manifest.json"
-    #: the embedded CRM has no limit of its own; this one only keeps a runaway client from flooding it
-    rate_limit: ClassVar[RateLimit | None] = RateLimit(requests=200, per_seconds=2.0)
+    #: the embedded CRM has no rate limit of its own
+    rate_limits: ClassVar[tuple[LimitRule, ...]] = ()
     idempotent_message_append: ClassVar[bool] = True
 
     def rate_limit_key(self, user: UserView) -> str:
         """In the test CRM every API key is its own account (its own contacts), so each has its own budget."""
         return f"{user.hostname.lower()}/{user.crm_user_id}"
+
+    def limit_scope_key(self, user: UserView, scope: LimitScope) -> str:
+        """One account per API key and host: its token, user and company are the same thing here."""
+        return f"account:{self.rate_limit_key(user)}"
 
     def manifest_entry(self) -> JsonDict:
         """The manifest's CRM URL follows where the embedded CRM really is (config `base_url`)."""

@@ -90,6 +90,16 @@ CREATE TABLE message_outbox (
 
 CREATE INDEX ix_message_outbox_status_next_attempt ON message_outbox (status, next_attempt_at);
 
+CREATE TABLE rate_limit_grants (
+	limit_key VARCHAR(255) NOT NULL,
+	grant_id VARCHAR(32) NOT NULL,
+	granted_at FLOAT NOT NULL,
+	calls INTEGER NOT NULL,
+	PRIMARY KEY (limit_key, grant_id)
+);
+
+CREATE INDEX ix_rate_limit_grants_key_time ON rate_limit_grants (limit_key, granted_at);
+
 CREATE TABLE rate_limits (
 	limit_key VARCHAR(255) NOT NULL,
 	tat FLOAT NOT NULL,
