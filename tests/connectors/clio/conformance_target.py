@@ -6,7 +6,6 @@ from typing import Any, ClassVar
 
 import httpx
 
-from appconnect.connectors.clio.connector import phone_search_terms
 from tests.connectors.clio.fake_clio import FakeClio
 from tests.connectors.conformance.target import (
     CrmRecord,
@@ -28,10 +27,6 @@ _CLIO_REQUESTS: dict[Operation, tuple[str, str]] = {
     "update_message_log": ("PATCH", "/api/v4/communications/"),
 }
 
-#: a lookup sends one contacts search per spelling of the number, all at once
-SEARCHES_PER_LOOKUP = len(phone_search_terms("+14155550100"))
-
-
 class ClioTarget(FakeCrmTarget):
     """Clio (OAuth, US region) against FakeClio."""
 
@@ -46,9 +41,6 @@ class ClioTarget(FakeCrmTarget):
 
     def __init__(self) -> None:
         super().__init__(FakeClio())
-
-    def requests_per_fault(self, operation: Operation, status: int | None) -> int:
-        return SEARCHES_PER_LOOKUP if operation == "find_contact" else 1  # every search of a lookup meets it
 
     def server_env(self) -> dict[str, str]:
         return self.fake.env()
