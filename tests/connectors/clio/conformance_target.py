@@ -27,6 +27,7 @@ _CLIO_REQUESTS: dict[Operation, tuple[str, str]] = {
     "update_message_log": ("PATCH", "/api/v4/communications/"),
 }
 
+
 class ClioTarget(FakeCrmTarget):
     """Clio (OAuth, US region) against FakeClio."""
 
@@ -39,8 +40,23 @@ class ClioTarget(FakeCrmTarget):
         op: [route] for op, route in _CLIO_REQUESTS.items()
     }
 
+    #: the reference (src/connectors/clio/index.ts): findContact sends one search (the E.164 number; one
+    #: more per overridingFormat pattern), then per hit its matters and related matters; createContact one
+    #: POST; createCallLog the communication and its time entry
+    reference_calls: ClassVar[dict[str, int]] = {
+        "lookup_hit": 3,
+        "lookup_miss": 1,
+        "create_contact": 1,
+        "create_call_log": 2,
+    }
+
     def __init__(self) -> None:
         super().__init__(FakeClio())
+
+    def reset(self) -> None:
+        """A new Clio account per test: the connector's memory of an account's spelling starts afresh."""
+        super().reset()
+        self.fake.user["id"] = self.fake.next_id("user", 345678)
 
     def server_env(self) -> dict[str, str]:
         return self.fake.env()

@@ -154,11 +154,16 @@ def test_search_terms_are_whole_spellings_the_references_first() -> None:
         "415.555.0142",
         "415 555 0142",
         "4155550142",
-        "+1 415-555-0142",
-        "+1 415 555 0142",
     ]
     london = [text for _kind, text in phone_spellings("+442079460018")]
-    assert london[:3] == ["+442079460018", "020 7946 0018", "20-7946-0018"] and "+44 20 7946 0018" in london
+    assert london == [
+        "+442079460018",
+        "020 7946 0018",
+        "20-7946-0018",
+        "20.7946.0018",
+        "20 7946 0018",
+        "2079460018",
+    ]
     with_format = phone_spellings("+14155550142", "***.***.****, (***) ***-****")
     assert with_format[:3] == [
         ("e164", "+14155550142"),

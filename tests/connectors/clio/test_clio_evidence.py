@@ -111,10 +111,32 @@ async def test_a_miss_searches_the_other_spellings_at_most_as_configured(
     env: Env, env_one_search: Env
 ) -> None:
     assert await _lookup(env, "+14155550177") == []
-    assert 1 < len(_searches(env.fake)) <= 9
+    assert 1 < len(_searches(env.fake)) <= 6
     env.fake.reset_requests()
     assert await _lookup(env_one_search, "+14155550177") == []
     assert _searches(env.fake) == ["+14155550177"]
+
+
+async def test_a_consistent_account_pays_one_search_per_miss_with_a_periodic_full_search(
+    fake_clio: FakeClio,
+) -> None:
+    async for env in _env(fake_clio, phone_consistent_after="2", phone_recheck_every="3"):
+        env.fake.query_mode = "words"
+        for n in range(2):
+            env.fake.add_contact(f"Client {n}", [f"415.555.014{n}"])
+            await _lookup(env, f"+1415555014{n}")
+        misses = []
+        for n in range(3):
+            env.fake.reset_requests()
+            assert await _lookup(env, f"+1415555017{n}") == []
+            misses.append(len(_searches(env.fake)))
+        assert misses[:2] == [REFERENCE_SEARCHES, REFERENCE_SEARCHES] and misses[2] > REFERENCE_SEARCHES
+        env.fake.reset_requests()
+        other = env.fake.add_contact("Typed otherwise", ["(415) 555-0188"])
+        assert await _lookup(env, "+14155550188") == []  # narrowed again after the recheck: not found...
+        for _ in range(2):
+            await _lookup(env, "+14155550188")
+        assert await _lookup(env, "+14155550188") == [str(other["id"])]  # ...until the next full search
 
 
 async def test_the_marker_search_pages_newest_first_by_offset(env: Env) -> None:

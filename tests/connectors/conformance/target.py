@@ -100,6 +100,13 @@ class ConformanceTarget(ABC):
     #: stored number forms (keys of the suite's STORED_FORMS) the CRM's search cannot find, with the reason:
     #: the suite skips those cases and says why, so a limit of the CRM is visible, never silent
     unfindable_stored_forms: ClassVar[dict[str, str]] = {}
+    #: CRM requests the reference connector sends per step ("lookup_hit", "lookup_miss", "create_contact",
+    #: "create_call_log"), for the suite to print beside this connector's; empty: not compared
+    reference_calls: ClassVar[dict[str, int]] = {}
+
+    def crm_requests(self) -> int:
+        """How many requests the CRM has received so far (the suite counts a step by the difference)."""
+        raise FaultNotSupported("this target does not count CRM requests")
 
     # --- lifecycle --------------------------------------------------------------------------------------------
 
@@ -250,6 +257,9 @@ class FakeCrmTarget(ConformanceTarget):
 
     def clear_faults(self) -> None:
         self.fake.clear_faults()
+
+    def crm_requests(self) -> int:
+        return len(self.fake.snapshot(self.fake.requests))
 
     def requests_per_fault(self, operation: Operation, status: int | None) -> int:
         """How many of the operation's requests one injected fault must reach (default 1)."""

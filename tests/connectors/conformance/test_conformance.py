@@ -759,3 +759,49 @@ async def test_concurrent_placeholder_creates_give_one_contact(client: Client) -
     )
     [made] = target.contacts_with_number(phone)
     assert {str(a["contact"]["id"]) for a in answers if a["successful"]} == {made.id}, answers
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 5. cost: CRM requests per step, beside the reference connector's
+# ------------------------------------------------------------------------------------------------------------
+
+
+async def test_crm_calls_per_lookup_and_flow_beside_the_reference(client: Client) -> None:
+    """A hit costs no more CRM requests than the reference's lookup; the placeholder flow's steps are printed
+    beside the reference's (a miss may cost more until the connector has learnt the account's spelling)."""
+    target = client.harness.target
+    if not target.reference_calls:
+        pytest.skip(f"{target.platform}: no reference figures declared")
+    used: dict[str, int] = {}
+
+    async def counted(step: str, work: Any) -> Any:
+        before = target.crm_requests()
+        answer = await work
+        used[step] = target.crm_requests() - before
+        return answer
+
+    known = new_phone()
+    target.seed_contact("Dana Whitfield", known)
+    hit = await counted("lookup_hit", client.find_contact(known))
+    assert len(hit["contact"]) == 2, hit
+    phone = new_phone()
+    await counted("lookup_miss", client.find_contact(phone))
+    types = contact_types(await served_manifest(client.harness))
+    created = await counted(
+        "create_contact", client.create_contact(phone, "Maya Patel", types[0] if types else "")
+    )
+    contact = {"id": str(created["contact"]["id"]), "name": "Maya Patel", "type": types[0] if types else ""}
+    body = call_body(session(), contact, phone)
+    body["additionalSubmission"] = target.call_log_submission()
+    logged = await counted("create_call_log", client.log_call(body))
+    assert logged["successful"] is True, logged
+    print(f"\n{target.platform}: CRM requests per step (this connector / the reference):")
+    for step, count in used.items():
+        print(f"  {step}: {count} / {target.reference_calls.get(step, '?')}")
+    print(
+        f"  placeholder flow (miss, contact, call log): {sum(used.values()) - used['lookup_hit']}"
+        f" / {sum(v for k, v in target.reference_calls.items() if k != 'lookup_hit')}"
+    )
+    assert used["lookup_hit"] <= target.reference_calls["lookup_hit"], used
+    for step in ("create_contact", "create_call_log"):
+        assert used[step] <= target.reference_calls[step], used

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -94,9 +95,16 @@ BILLABLE_CHOICES: JsonDict = {
 MAX_PAGES = 5
 #: spellings of a number one lookup searches at most when the ones tried first find nobody (config
 #: `phone_search_limit`, at least 1)
-DEFAULT_PHONE_SEARCH_LIMIT = 9
+DEFAULT_PHONE_SEARCH_LIMIT = 6
 #: accounts whose matching spellings a process remembers (least recently used forgotten first)
 MAX_REMEMBERED_ACCOUNTS = 10_000
+#: hits, all in one spelling, after which an account counts as storing numbers one way: a miss then searches
+#: that spelling (and the user's overridingFormat) only, like the reference (config `phone_consistent_after`,
+#: 0: never)
+DEFAULT_CONSISTENT_AFTER = 10
+#: on such an account every this many misses still search every spelling, so a number stored another way
+#: is found again (config `phone_recheck_every`, 0: never)
+DEFAULT_RECHECK_EVERY = 20
 
 _NOTE_RE = re.compile(r"- (?:Note|Agent notes): ([\s\S]*?)(?=\n- [A-Z][a-zA-Z\s/]*:|\n\Z|\Z)")
 _MARKER_RE = re.compile(r"\n*\[rc-(?:call|sms|msg)-[^\]\n]*\]")
@@ -164,7 +172,7 @@ class ClioConnector(Connector):
         super().__init__(config)
         #: per account, how often each spelling of a number found someone: tried most successful first. A
         #: hint only (each process learns on its own; forgetting costs a few searches, never a wrong match).
-        self._spelling_hits: OrderedDict[str, Counter[str]] = OrderedDict()
+        self._spellings: OrderedDict[str, _SpellingMemory] = OrderedDict()
 
     def rate_limit_key(self, user: UserView) -> str:
         return f"{user.hostname.lower()}|{user.id}"
@@ -262,49 +270,66 @@ class ClioConnector(Connector):
         in the spelling it searched: a term must match whether Clio compares substrings or whole words, so
         every term is a complete spelling (`+14155550100`, `(415) 555-0100`, `415.555.0100`, ...), never a
         fragment. The spelling that found someone is remembered for the account and tried first next time,
-        so an account that stores numbers one way pays one search per lookup, as the reference does; only a
-        miss tries the other spellings (at most config `phone_search_limit`). Every hit is re-checked.
+        so a hit on an account that stores numbers one way costs one search, as the reference's does; a miss
+        tries the other spellings (at most config `phone_search_limit`) until the account has shown it keeps
+        one spelling (`phone_consistent_after` hits), then only that one (plus a full search every
+        `phone_recheck_every` misses). Every hit is re-checked against the caller's number.
         """
         refused = unsearchable(lookup)
         if refused is not None:
             return refused
         phone = caller_number(lookup)
-        account = self.rate_limit_key(call.user)
+        memory = self._memory(self.rate_limit_key(call.user))
+        spellings, narrowed = self._spellings_to_try(memory, phone_spellings(phone, lookup.overriding_format))
         found: list[JsonDict] = []
-        for kind, term in self._ordered_spellings(account, phone_spellings(phone, lookup.overriding_format)):
+        for kind, term in spellings:
             records = await self._search(call.http, term)
             found = [r for r in records if any_same_number(_numbers_of(r), phone)]
             if found:
-                self._remember_spelling(account, kind)
+                memory.hits[kind] += 1
                 break
+        if not found:
+            memory.misses_since_recheck = memory.misses_since_recheck + 1 if narrowed else 0
         unique = list({str(r.get("id")): r for r in found}.values())
         contacts = await self._with_matters(call, unique, phone)
         contacts.append(placeholder_contact("Person"))
         return ContactMatches(successful=True, contacts=contacts)
 
-    def _ordered_spellings(self, account: str, spellings: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """The spellings to try, the account's most successful first, at most `phone_search_limit`."""
-        hits = self._spelling_hits.get(account)
-        if hits:
-            self._spelling_hits.move_to_end(account)
-            rank = {kind: index for index, (kind, _count) in enumerate(hits.most_common())}
-            spellings = sorted(
-                spellings, key=lambda s: rank.get(s[0], len(rank))
-            )  # stable: defaults keep order
-        return spellings[: self._phone_search_limit()]
+    def _memory(self, account: str) -> _SpellingMemory:
+        memory = self._spellings.get(account)
+        if memory is None:
+            memory = self._spellings[account] = _SpellingMemory()
+            while len(self._spellings) > MAX_REMEMBERED_ACCOUNTS:
+                self._spellings.popitem(last=False)
+        self._spellings.move_to_end(account)
+        return memory
 
-    def _phone_search_limit(self) -> int:
+    def _spellings_to_try(
+        self, memory: _SpellingMemory, spellings: list[tuple[str, str]]
+    ) -> tuple[list[tuple[str, str]], bool]:
+        """The spellings to search, the account's most successful first, and whether they were narrowed to
+        its one spelling (a consistent account, between rechecks)."""
+        rank = {kind: index for index, (kind, _count) in enumerate(memory.hits.most_common())}
+        ordered = sorted(
+            spellings, key=lambda s: rank.get(s[0], len(rank))
+        )  # stable: defaults keep their order
+        consistent_after = self._setting("phone_consistent_after", DEFAULT_CONSISTENT_AFTER)
+        recheck_every = self._setting("phone_recheck_every", DEFAULT_RECHECK_EVERY)
+        consistent = (
+            consistent_after > 0
+            and len(memory.hits) == 1
+            and next(iter(memory.hits.values())) >= consistent_after
+        )
+        if consistent and not (recheck_every and memory.misses_since_recheck + 1 >= recheck_every):
+            only = next(iter(memory.hits))
+            return [s for s in ordered if s[0] == only or s[0].startswith("format:")], True
+        return ordered[: max(1, self._setting("phone_search_limit", DEFAULT_PHONE_SEARCH_LIMIT))], False
+
+    def _setting(self, key: str, default: int) -> int:
         try:
-            return max(1, int(self.config.get("phone_search_limit") or DEFAULT_PHONE_SEARCH_LIMIT))
+            return max(0, int(self.config.get(key) or default))
         except ValueError:
-            return DEFAULT_PHONE_SEARCH_LIMIT
-
-    def _remember_spelling(self, account: str, kind: str) -> None:
-        hits = self._spelling_hits.setdefault(account, Counter())
-        hits[kind] += 1
-        self._spelling_hits.move_to_end(account)
-        while len(self._spelling_hits) > MAX_REMEMBERED_ACCOUNTS:
-            self._spelling_hits.popitem(last=False)
+            return default
 
     async def find_contact_with_name(self, call: CrmCall, name: str) -> ContactMatches:
         term = name.strip()
@@ -660,13 +685,23 @@ class ClioConnector(Connector):
 # ------------------------------------------------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class _SpellingMemory:
+    """What one process learnt about an account's numbers: a hint only, so forgetting it costs searches,
+    never a match."""
+
+    hits: Counter[str] = field(default_factory=Counter)
+    misses_since_recheck: int = 0
+
+
 def phone_spellings(e164: str, overriding_format: str = "") -> list[tuple[str, str]]:
     """(kind, text) of every whole spelling of the number worth a search, in the order tried by default.
 
     First the reference's own terms (E.164, then the user's overridingFormat renderings), then the national
-    form and the digit groups joined by a dash, a dot or a space, the bare national digits, and the
-    international forms. Whole spellings only: a fragment finds nothing where a search matches whole words.
-    A number that does not parse is searched as given.
+    form, the digit groups joined by a dash, a dot or a space, and the bare national digits. Whole spellings
+    only: a fragment finds nothing where a search matches whole words. The international forms
+    (`+1 415-555-0100`, `+1 415 555 0100`) need no search of their own: they hold the dashed or spaced
+    spelling as a piece and as whole words. A number that does not parse is searched as given.
     """
     try:
         parsed = phonenumbers.parse(e164, None)
@@ -674,7 +709,7 @@ def phone_spellings(e164: str, overriding_format: str = "") -> list[tuple[str, s
         return [("digits", digits_of(e164))] if digits_of(e164) else []
     international = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
     national = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
-    code, *groups = re.findall(r"\d+", international)
+    groups = re.findall(r"\d+", international)[1:]  # without the country code
     spellings = [("e164", e164)]
     digits = significant_number(e164)
     for pattern in overriding_format.split(","):
@@ -687,8 +722,6 @@ def phone_spellings(e164: str, overriding_format: str = "") -> list[tuple[str, s
         ("dotted", ".".join(groups)),
         ("spaced", " ".join(groups)),
         ("digits", digits),
-        ("international", international),
-        ("international-spaced", f"+{code} {' '.join(groups)}"),
     ]
     unique: dict[str, tuple[str, str]] = {}
     for kind, text in spellings:
