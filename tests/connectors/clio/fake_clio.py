@@ -105,7 +105,19 @@ COMMUNICATION_TYPES = frozenset({"PhoneCommunication", "EmailCommunication"})
 _CONTACT_KEYS = frozenset(
     {"name", "first_name", "last_name", "type", "phone_numbers", "email_addresses", "title"}
 )
-_COMMUNICATION_KEYS = frozenset({"subject", "body", "type", "received_at", "senders", "receivers", "matter"})
+#: `notification_event_subscribers` is sent by the reference connector in production, so Clio takes it
+_COMMUNICATION_KEYS = frozenset(
+    {
+        "subject",
+        "body",
+        "type",
+        "received_at",
+        "senders",
+        "receivers",
+        "matter",
+        "notification_event_subscribers",
+    }
+)
 _ACTIVITY_KEYS = frozenset({"type", "quantity", "date", "note", "non_billable", "communication", "matter"})
 #: paging parameters every list takes (Clio's paging documentation)
 _PAGING = frozenset({"fields", "limit", "page_token", "order", "offset"})
@@ -185,6 +197,15 @@ def project(record: JsonDict, spec: dict[str, frozenset[str] | None]) -> JsonDic
 
 def _now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def _valid_date(value: Any) -> bool:
+    """A date (`2026-03-12`), or a full ISO time, which the reference sends in production and Clio takes."""
+    try:
+        datetime.strptime(str(value), "%Y-%m-%d")
+    except ValueError:
+        return _valid_time(value)
+    return True
 
 
 def _valid_time(text: Any) -> bool:
@@ -659,6 +680,11 @@ class FakeClio(FakeCrm):
                 if found
                 else None
             )
+        subscribers = data.get("notification_event_subscribers", [])
+        if not isinstance(subscribers, list) or not all(
+            isinstance(x, dict) and set(x) == {"user_id"} for x in subscribers
+        ):
+            raise invalid("Notification event subscribers must be a list of {user_id}")
         record.update({k: data[k] for k in ("type", "subject", "body", "received_at") if k in data})
         record["updated_at"] = _now_iso()
 
@@ -730,11 +756,8 @@ class FakeClio(FakeCrm):
         quantity = data.get("quantity", record.get("quantity"))
         if isinstance(quantity, bool) or not isinstance(quantity, (int, float)) or quantity < 0:
             raise invalid("Quantity must be a number of seconds, 0 or more")
-        if "date" in data:
-            try:
-                datetime.strptime(str(data["date"]), "%Y-%m-%d")
-            except ValueError:
-                raise invalid("Date is not a valid date") from None
+        if "date" in data and not _valid_date(data["date"]):
+            raise invalid("Date is not a valid date")
         if "non_billable" in data and not isinstance(data["non_billable"], bool):
             raise invalid("Non billable must be true or false")
         if "note" in data and not isinstance(data["note"], str):

@@ -180,3 +180,39 @@ async def test_the_fake_refuses_unknown_parameters_non_json_bodies_and_unpaged_o
         assert paged.status_code == 200
         bearer_only = await http.get("/api/v4/users/who_am_i.json", headers={"Authorization": "Basic eDp5"})
         assert bearer_only.status_code == 401
+
+
+async def test_the_fake_takes_what_the_reference_sends_in_production(fake_clio: FakeClio) -> None:
+    """The reference's call log (src/connectors/clio/index.ts, createCallLog) as Clio takes it."""
+    maya = fake_clio.add_contact("Maya Patel", ["(415) 555-0142"])
+    headers = {"Authorization": f"Bearer {fake_clio.issue_tokens().access_token}"}
+    async with httpx.AsyncClient(base_url=fake_clio.base_url, headers=headers) as http:
+        communication = await http.post(
+            "/api/v4/communications.json",
+            json={
+                "data": {
+                    "subject": "[Call] Inbound Call from Maya Patel [+14155550142]",
+                    "body": "- Note: hello",
+                    "type": "PhoneCommunication",
+                    "received_at": "2026-03-12T14:35:20.000Z",
+                    "senders": [{"id": maya["id"], "type": "Contact"}],
+                    "receivers": [{"id": fake_clio.user["id"], "type": "User"}],
+                    "notification_event_subscribers": [{"user_id": fake_clio.user["id"]}],
+                }
+            },
+        )
+        assert communication.status_code == 201, communication.text
+        entry = await http.post(
+            "/api/v4/activities.json",
+            json={
+                "data": {
+                    "communication": {"id": communication.json()["data"]["id"]},
+                    "quantity": 487,
+                    "date": "2026-03-12T14:35:20.000Z",
+                    "type": "TimeEntry",
+                    "non_billable": False,
+                    "note": "- Note: hello",
+                }
+            },
+        )
+        assert entry.status_code == 201, entry.text
