@@ -157,3 +157,44 @@ async def test_the_fake_refuses_unknown_parameters_fields_and_non_json_writes(
             "/contacts", json={"type": "Crm::Contact::Individual", "last_name": "Patel", "nickname": "M"}
         )
         assert extra.status_code == 422 and "nickname" in extra.text
+
+
+async def test_the_fake_takes_what_the_reference_sends_in_production(fake_redtail: FakeRedtail) -> None:
+    """The reference's lookup, placeholder contact and call log (src/connectors/redtail/index.ts), with its bare
+    base64 user-key header."""
+    bare = base64.b64encode(f"{API_KEY}:{fake_redtail.user_key()}".encode()).decode()
+    async with httpx.AsyncClient(base_url=fake_redtail.api_url, headers={"Authorization": bare}) as http:
+        search = await http.get("/contacts/search_basic", params={"phone_number": "4155550142"})
+        assert search.status_code == 200 and search.json()["contacts"] == []
+        assert (await http.get("/lists/categories")).status_code == 200
+        contact = await http.post(
+            "/contacts",
+            json={
+                "type": "Crm::Contact::Individual",
+                "first_name": "Maya",
+                "last_name": "Patel",
+                "phones": [{"phone_type": 6, "number": "4155550142", "country_code": 1}],
+            },
+        )
+        assert contact.status_code == 201, contact.text
+        activity = await http.post(
+            "/activities",
+            json={
+                "subject": "Inbound Call from Maya Patel",
+                "description": "<b>Agent notes</b><br>hello<br><br>",
+                "start_date": "2026-03-12T14:35:20.000Z",
+                "end_date": "2026-03-12T14:43:27.000Z",
+                "activity_code_id": 3,
+                "category_id": 2,
+                "repeats": "never",
+                "linked_contacts": [{"contact_id": contact.json()["contact"]["id"]}],
+            },
+        )
+        assert activity.status_code == 201, activity.text
+        activity_id = activity.json()["activity"]["id"]
+        note = await http.post(
+            f"/activities/{activity_id}/notes", json={"category_id": 2, "note_type": 1, "body": "hello"}
+        )
+        assert note.status_code == 201, note.text
+        done = await http.put(f"/activities/{activity_id}", json={"completed": True})
+        assert done.status_code == 200 and done.json()["activity"]["id"] == activity_id
