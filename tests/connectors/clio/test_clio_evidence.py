@@ -216,3 +216,12 @@ async def test_the_fake_takes_what_the_reference_sends_in_production(fake_clio: 
             },
         )
         assert entry.status_code == 201, entry.text
+
+
+async def test_a_phone_search_reads_one_page_as_the_references_does(env: Env) -> None:
+    """A loosely read spelling must not cost a request per 200 unrelated contacts."""
+    for n in range(250):  # 250 contacts whose notes-like name holds a spelling of the number, not the number
+        env.fake.add_contact(f"Referred by 415-555-0142 #{n}", [f"(650) 555-{n:04d}"])
+    assert await _lookup(env, "+14155550142") == []
+    searches = env.fake.requests_to("/api/v4/contacts.json", "GET")
+    assert all("page_token" not in r.query for r in searches), "no second page of a phone search"

@@ -283,7 +283,7 @@ class ClioConnector(Connector):
         spellings, narrowed = self._spellings_to_try(memory, phone_spellings(phone, lookup.overriding_format))
         found: list[JsonDict] = []
         for kind, term in spellings:
-            records = await self._search(call.http, term)
+            records = await self._search(call.http, term, max_pages=1)
             found = [r for r in records if any_same_number(_numbers_of(r), phone)]
             if found:
                 memory.hits[kind] += 1
@@ -338,17 +338,26 @@ class ClioConnector(Connector):
         records = await self._search(call.http, term)
         return ContactMatches(successful=True, contacts=await self._with_matters(call, records, None))
 
-    async def _search(self, http: CrmHttp, term: str) -> list[JsonDict]:
+    async def _search(self, http: CrmHttp, term: str, *, max_pages: int = MAX_PAGES) -> list[JsonDict]:
+        """Contacts matching `query`. A phone search reads its first page only (200 contacts), as the
+        reference does: a spelling Clio reads loosely (its query takes a Lucene-like syntax) must not cost a
+        page per 200 unrelated contacts; a search that finds the caller finds few."""
         return await self._pages(
-            http, "/api/v4/contacts.json", {"query": term, "fields": CONTACT_FIELDS, "limit": 200}
+            http,
+            "/api/v4/contacts.json",
+            {"query": term, "fields": CONTACT_FIELDS, "limit": 200},
+            max_pages=max_pages,
         )
 
-    async def _pages(self, http: CrmHttp, path: str, params: dict[str, Any]) -> list[JsonDict]:
-        """Every record of a list, following `meta.paging.next` (an absolute URL) on Clio's own host only."""
+    async def _pages(
+        self, http: CrmHttp, path: str, params: dict[str, Any], *, max_pages: int = MAX_PAGES
+    ) -> list[JsonDict]:
+        """Every record of a list (at most `max_pages` pages), following `meta.paging.next` (an absolute URL)
+        on Clio's own host only."""
         body = await http.get_json(path, params=params)
         records = [r for r in body.get("data") or [] if isinstance(r, dict)]
         origin = urlsplit(http.base_url)
-        for _page in range(MAX_PAGES - 1):
+        for _page in range(max_pages - 1):
             paging = (body.get("meta") or {}).get("paging") or {}
             next_url = paging.get("next")
             if not isinstance(next_url, str) or not next_url:
