@@ -240,6 +240,8 @@ class FakeClio(FakeCrm):
     def init_state(self) -> None:
         #: how `query` matches (see the module docstring); tests set "words" after a reset
         self.query_mode: QueryMode = "substring"
+        #: characters `query` refuses with a 400 (a stricter query syntax); none by default
+        self.query_refuses = ""
         self.grants = OAuthGrants(self.now)
         self.grants.refresh_token_mode = "omit"  # Clio's refresh answer carries no new refresh token
         self.rate_limit.window = 60.0  # Clio counts per access token in 60-second windows
@@ -554,6 +556,8 @@ class FakeClio(FakeCrm):
 
     async def _list_contacts(self, request: FakeRequest) -> Response:
         term = request.query.get("query", "").strip().lower()
+        if any(ch in term for ch in self.query_refuses):
+            raise HttpError(400, "Invalid query")
         kind = request.query.get("type")
         with self._lock:
             records = [c for c in self.contacts.values() if (not kind or c["type"] == kind)]

@@ -225,3 +225,12 @@ async def test_a_phone_search_reads_one_page_as_the_references_does(env: Env) ->
     assert await _lookup(env, "+14155550142") == []
     searches = env.fake.requests_to("/api/v4/contacts.json", "GET")
     assert all("page_token" not in r.query for r in searches), "no second page of a phone search"
+
+
+async def test_a_spelling_clios_query_syntax_refuses_is_skipped_not_fatal(env: Env) -> None:
+    env.fake.query_refuses = "()"
+    maya = env.fake.add_contact("Maya Patel", ["415.555.0142"])
+    assert await _lookup(env, "+14155550142") == [str(maya["id"])]
+    env.fake.query_refuses = "+"  # the reference's own term refused: the lookup fails, as the reference's
+    with pytest.raises(CrmHttpError):
+        await _lookup(env, "+14155550143")

@@ -283,7 +283,14 @@ class ClioConnector(Connector):
         spellings, narrowed = self._spellings_to_try(memory, phone_spellings(phone, lookup.overriding_format))
         found: list[JsonDict] = []
         for kind, term in spellings:
-            records = await self._search(call.http, term, max_pages=1)
+            try:
+                records = await self._search(call.http, term, max_pages=1)
+            except CrmHttpError as exc:
+                # a spelling Clio's query syntax refuses finds nobody; only the reference's own term fails
+                # the lookup, as it fails the reference's
+                if kind == "e164" or exc.status not in (400, 422):
+                    raise
+                continue
             found = [r for r in records if any_same_number(_numbers_of(r), phone)]
             if found:
                 memory.hits[kind] += 1
