@@ -6,7 +6,6 @@ from typing import Any, ClassVar
 
 import httpx
 
-from appconnect.connectors.clio.connector import phone_search_terms
 from tests.connectors.clio.fake_clio import FakeClio
 from tests.connectors.conformance.target import (
     CrmRecord,
@@ -28,9 +27,6 @@ _CLIO_REQUESTS: dict[Operation, tuple[str, str]] = {
     "update_message_log": ("PATCH", "/api/v4/communications/"),
 }
 
-#: a lookup sends one contacts search per spelling of the number, all at once
-SEARCHES_PER_LOOKUP = len(phone_search_terms("+14155550100"))
-
 
 class ClioTarget(FakeCrmTarget):
     """Clio (OAuth, US region) against FakeClio."""
@@ -44,11 +40,23 @@ class ClioTarget(FakeCrmTarget):
         op: [route] for op, route in _CLIO_REQUESTS.items()
     }
 
+    #: the reference (src/connectors/clio/index.ts): findContact sends one search (the E.164 number; one
+    #: more per overridingFormat pattern), then per hit its matters and related matters; createContact one
+    #: POST; createCallLog the communication and its time entry
+    reference_calls: ClassVar[dict[str, int]] = {
+        "lookup_hit": 3,
+        "lookup_miss": 1,
+        "create_contact": 1,
+        "create_call_log": 2,
+    }
+
     def __init__(self) -> None:
         super().__init__(FakeClio())
 
-    def requests_per_fault(self, operation: Operation, status: int | None) -> int:
-        return SEARCHES_PER_LOOKUP if operation == "find_contact" else 1  # every search of a lookup meets it
+    def reset(self) -> None:
+        """A new Clio account per test: the connector's memory of an account's spelling starts afresh."""
+        super().reset()
+        self.fake.user["id"] = self.fake.next_id("user", 345678)
 
     def server_env(self) -> dict[str, str]:
         return self.fake.env()

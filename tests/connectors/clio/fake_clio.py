@@ -9,16 +9,24 @@ What it holds to, because a connector bug should show up here and not in product
   in Clio's error envelope `{"error": {"type", "message"}}` (validation failures are 422);
 - `fields` is honoured: without it a record is only `id` and `etag`, nested resources likewise, an unknown
   field is a 400, so a connector that forgets to ask for a field gets nothing;
-- the contacts `query` is a case-insensitive substring search over the text as stored (name, numbers, email);
-- lists page with `limit` (at most 200) and `meta.paging.next` absolute URLs;
+- the contacts `query` is a case-insensitive search over the text as stored (name, numbers, email): Clio
+  documents it only as a "wildcard search", so `query_mode` picks the reading, `"substring"` (the term is a
+  piece of a stored value) or `"words"` (the term's whitespace-separated words are whole consecutive words of
+  a stored value); a connector must find people under both;
+- a query parameter an endpoint does not take is a 400 (Clio's own filters, `fields`, and paging only), and
+  a body that is not JSON is a 415;
+- lists page with `limit` (at most 200) and `meta.paging.next` absolute URLs: by `page_token` (cursor) in
+  Clio's default `id(asc)` order, by `offset` with any other order (Clio's paging documentation: cursor
+  paging is for `id(asc)` only), an `order` other than `id(asc)` without `offset` being refused;
 - X-RateLimit-Limit/Remaining/Reset on every API answer, 429 with Retry-After.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from starlette.responses import RedirectResponse, Response
 
@@ -97,13 +105,41 @@ COMMUNICATION_TYPES = frozenset({"PhoneCommunication", "EmailCommunication"})
 _CONTACT_KEYS = frozenset(
     {"name", "first_name", "last_name", "type", "phone_numbers", "email_addresses", "title"}
 )
-_COMMUNICATION_KEYS = frozenset({"subject", "body", "type", "received_at", "senders", "receivers", "matter"})
+#: `notification_event_subscribers` is sent by the reference connector in production, so Clio takes it
+_COMMUNICATION_KEYS = frozenset(
+    {
+        "subject",
+        "body",
+        "type",
+        "received_at",
+        "senders",
+        "receivers",
+        "matter",
+        "notification_event_subscribers",
+    }
+)
 _ACTIVITY_KEYS = frozenset({"type", "quantity", "date", "note", "non_billable", "communication", "matter"})
+#: paging parameters every list takes (Clio's paging documentation)
+_PAGING = frozenset({"fields", "limit", "page_token", "order", "offset"})
+#: the query parameters each list endpoint takes besides paging (the connector's and a few more of Clio's)
+CONTACT_FILTERS = frozenset(
+    {"query", "type", "initial", "email_only", "client_only", "updated_since", "created_since"}
+)
+MATTER_FILTERS = frozenset({"client_id", "status", "query", "updated_since", "created_since"})
+RELATIONSHIP_FILTERS = frozenset({"contact_id", "matter_id"})
+COMMUNICATION_FILTERS = frozenset({"contact_id", "matter_id", "type", "user_id", "query"})
+ACTIVITY_FILTERS = frozenset({"communication_id", "matter_id", "type", "user_id", "query"})
+#: offset paging reaches this many records at most (Clio's paging documentation)
+MAX_OFFSET_RECORDS = 10_000
+QueryMode = Literal["substring", "words"]
+Handler = Callable[[FakeRequest], Awaitable[Response]]
+
 _ERROR_TYPES = {
     400: "ArgumentError",
     401: "AuthenticationError",
     403: "ForbiddenError",
     404: "RecordNotFound",
+    415: "UnsupportedMediaType",
     422: "RecordInvalid",
     429: "RateLimited",
 }
@@ -163,6 +199,15 @@ def _now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
+def _valid_date(value: Any) -> bool:
+    """A date (`2026-03-12`), or a full ISO time, which the reference sends in production and Clio takes."""
+    try:
+        datetime.strptime(str(value), "%Y-%m-%d")
+    except ValueError:
+        return _valid_time(value)
+    return True
+
+
 def _valid_time(text: Any) -> bool:
     if not isinstance(text, str):
         return False
@@ -178,8 +223,11 @@ class FakeClio(FakeCrm):
 
     crm_name = "Clio"
 
-    def __init__(self, *, redirect_uri: str = DEFAULT_REDIRECT_URI) -> None:
+    def __init__(
+        self, *, redirect_uri: str = DEFAULT_REDIRECT_URI, query_mode: QueryMode = "substring"
+    ) -> None:
         self.redirect_uri = redirect_uri
+        self.query_mode: QueryMode = query_mode
         #: region -> (client id, client secret) of the firm's developer application in that region
         self.clients = {
             region: (f"clio-{region or 'us'}-client", f"clio-{region or 'us'}-secret")
@@ -190,6 +238,10 @@ class FakeClio(FakeCrm):
     # --- state ----------------------------------------------------------------------------------------------
 
     def init_state(self) -> None:
+        #: how `query` matches (see the module docstring); tests set "words" after a reset
+        self.query_mode: QueryMode = "substring"
+        #: characters `query` refuses with a 400 (a stricter query syntax); none by default
+        self.query_refuses = ""
         self.grants = OAuthGrants(self.now)
         self.grants.refresh_token_mode = "omit"  # Clio's refresh answer carries no new refresh token
         self.rate_limit.window = 60.0  # Clio counts per access token in 60-second windows
@@ -210,6 +262,11 @@ class FakeClio(FakeCrm):
         self.relationships: dict[int, JsonDict] = {}
         self.communications: dict[int, JsonDict] = {}
         self.activities: dict[int, JsonDict] = {}
+
+    def reset_requests(self) -> None:
+        """Forget the requests seen so far (a test counting the calls of one step)."""
+        with self._lock:
+            self.requests.clear()
 
     def add_contact(
         self, name: str, phones: list[str], *, type: str = "Person", email: str | None = None
@@ -298,23 +355,34 @@ class FakeClio(FakeCrm):
     # --- FakeCrm hooks --------------------------------------------------------------------------------------
 
     def routes(self) -> list[FakeRoute]:
+        one = frozenset({"fields"})
         return [
             FakeRoute("GET", "/oauth/authorize", self._authorize, auth=False),
             FakeRoute("POST", "/oauth/token", self._token, auth=False),
-            FakeRoute("POST", "/oauth/deauthorize", self._deauthorize),
-            FakeRoute("GET", "/api/v4/users/who_am_i.json", self._who_am_i),
-            FakeRoute("GET", "/api/v4/contacts.json", self._list_contacts),
-            FakeRoute("POST", "/api/v4/contacts.json", self._create_contact),
-            FakeRoute("GET", "/api/v4/contacts/{id}.json", self._get_contact),
-            FakeRoute("GET", "/api/v4/matters.json", self._list_matters),
-            FakeRoute("GET", "/api/v4/relationships.json", self._list_relationships),
-            FakeRoute("GET", "/api/v4/communications.json", self._list_communications),
-            FakeRoute("POST", "/api/v4/communications.json", self._create_communication),
-            FakeRoute("GET", "/api/v4/communications/{id}.json", self._get_communication),
-            FakeRoute("PATCH", "/api/v4/communications/{id}.json", self._patch_communication),
-            FakeRoute("GET", "/api/v4/activities.json", self._list_activities),
-            FakeRoute("POST", "/api/v4/activities.json", self._create_activity),
-            FakeRoute("PATCH", "/api/v4/activities/{id}.json", self._patch_activity),
+            FakeRoute("POST", "/oauth/deauthorize", strict(frozenset(), self._deauthorize)),
+            FakeRoute("GET", "/api/v4/users/who_am_i.json", strict(one, self._who_am_i)),
+            FakeRoute("GET", "/api/v4/contacts.json", strict(_PAGING | CONTACT_FILTERS, self._list_contacts)),
+            FakeRoute("POST", "/api/v4/contacts.json", strict(one, self._create_contact)),
+            FakeRoute("GET", "/api/v4/contacts/{id}.json", strict(one, self._get_contact)),
+            FakeRoute("GET", "/api/v4/matters.json", strict(_PAGING | MATTER_FILTERS, self._list_matters)),
+            FakeRoute(
+                "GET",
+                "/api/v4/relationships.json",
+                strict(_PAGING | RELATIONSHIP_FILTERS, self._list_relationships),
+            ),
+            FakeRoute(
+                "GET",
+                "/api/v4/communications.json",
+                strict(_PAGING | COMMUNICATION_FILTERS, self._list_communications),
+            ),
+            FakeRoute("POST", "/api/v4/communications.json", strict(one, self._create_communication)),
+            FakeRoute("GET", "/api/v4/communications/{id}.json", strict(one, self._get_communication)),
+            FakeRoute("PATCH", "/api/v4/communications/{id}.json", strict(one, self._patch_communication)),
+            FakeRoute(
+                "GET", "/api/v4/activities.json", strict(_PAGING | ACTIVITY_FILTERS, self._list_activities)
+            ),
+            FakeRoute("POST", "/api/v4/activities.json", strict(one, self._create_activity)),
+            FakeRoute("PATCH", "/api/v4/activities/{id}.json", strict(one, self._patch_activity)),
         ]
 
     def authenticate(self, request: FakeRequest) -> bool:
@@ -414,6 +482,8 @@ class FakeClio(FakeCrm):
     # --- shared ---------------------------------------------------------------------------------------------
 
     def _data(self, request: FakeRequest, allowed: frozenset[str]) -> JsonDict:
+        if "application/json" not in request.headers.get("content-type", ""):
+            raise HttpError(415, "Content-Type must be application/json")
         body = request.json_object()
         data = body.get("data")
         if set(body) != {"data"} or not isinstance(data, dict):
@@ -434,13 +504,29 @@ class FakeClio(FakeCrm):
         if order not in ("id(asc)", "id(desc)"):
             raise HttpError(400, f"Invalid order: {order}")
         ordered = sorted(records, key=lambda r: int(r["id"]), reverse=order == "id(desc)")
-        offset = cursor_offset(request.query.get("page_token"))
-        page, more = offset_page(ordered, offset, limit)
         meta: JsonDict = {"paging": {}, "records": len(ordered)}
-        if more:
-            meta["paging"]["next"] = absolute_url(request, page_token=make_cursor(offset + limit))
-        if offset:
-            meta["paging"]["previous"] = absolute_url(request, page_token=make_cursor(max(0, offset - limit)))
+        if "offset" in request.query:
+            if "page_token" in request.query:
+                raise HttpError(400, "offset and page_token cannot be combined")
+            offset = request.int_param("offset", 0, minimum=0) or 0
+            if offset + limit > MAX_OFFSET_RECORDS:
+                raise HttpError(400, f"offset paging reaches at most {MAX_OFFSET_RECORDS} records")
+            page, more = offset_page(ordered, offset, limit)
+            if more and offset + 2 * limit <= MAX_OFFSET_RECORDS:
+                meta["paging"]["next"] = absolute_url(request, offset=offset + limit)
+            if offset:
+                meta["paging"]["previous"] = absolute_url(request, offset=max(0, offset - limit))
+        else:
+            if order != "id(asc)":
+                raise HttpError(400, "An order other than id(asc) needs offset paging")
+            offset = cursor_offset(request.query.get("page_token"))
+            page, more = offset_page(ordered, offset, limit)
+            if more:
+                meta["paging"]["next"] = absolute_url(request, page_token=make_cursor(offset + limit))
+            if offset:
+                meta["paging"]["previous"] = absolute_url(
+                    request, page_token=make_cursor(max(0, offset - limit))
+                )
         return self.json({"data": [project(r, spec) for r in page], "meta": meta})
 
     def _one(
@@ -470,18 +556,27 @@ class FakeClio(FakeCrm):
 
     async def _list_contacts(self, request: FakeRequest) -> Response:
         term = request.query.get("query", "").strip().lower()
+        if any(ch in term for ch in self.query_refuses):
+            raise HttpError(400, "Invalid query")
         kind = request.query.get("type")
         with self._lock:
             records = [c for c in self.contacts.values() if (not kind or c["type"] == kind)]
             if term:
-                records = [c for c in records if term in self._contact_text(c)]
+                records = [c for c in records if self._query_matches(term, c)]
             return self._page(request, records, CONTACT_SCHEMA)
 
-    @staticmethod
-    def _contact_text(contact: JsonDict) -> str:
-        texts = [contact.get("name") or "", contact.get("primary_email_address") or ""]
-        texts += [str(p.get("number") or "") for p in contact.get("phone_numbers") or []]
-        return "\n".join(texts).lower()
+    def _query_matches(self, term: str, contact: JsonDict) -> bool:
+        values = [contact.get("name") or "", contact.get("primary_email_address") or ""]
+        values += [str(p.get("number") or "") for p in contact.get("phone_numbers") or []]
+        values = [str(v).lower() for v in values if v]
+        if self.query_mode == "substring":
+            return any(term in value for value in values)
+        wanted = term.split()
+        for value in values:
+            words = value.split()
+            if any(words[i : i + len(wanted)] == wanted for i in range(len(words) - len(wanted) + 1)):
+                return True
+        return False
 
     async def _get_contact(self, request: FakeRequest) -> Response:
         with self._lock:
@@ -589,6 +684,11 @@ class FakeClio(FakeCrm):
                 if found
                 else None
             )
+        subscribers = data.get("notification_event_subscribers", [])
+        if not isinstance(subscribers, list) or not all(
+            isinstance(x, dict) and set(x) == {"user_id"} for x in subscribers
+        ):
+            raise invalid("Notification event subscribers must be a list of {user_id}")
         record.update({k: data[k] for k in ("type", "subject", "body", "received_at") if k in data})
         record["updated_at"] = _now_iso()
 
@@ -660,11 +760,8 @@ class FakeClio(FakeCrm):
         quantity = data.get("quantity", record.get("quantity"))
         if isinstance(quantity, bool) or not isinstance(quantity, (int, float)) or quantity < 0:
             raise invalid("Quantity must be a number of seconds, 0 or more")
-        if "date" in data:
-            try:
-                datetime.strptime(str(data["date"]), "%Y-%m-%d")
-            except ValueError:
-                raise invalid("Date is not a valid date") from None
+        if "date" in data and not _valid_date(data["date"]):
+            raise invalid("Date is not a valid date")
         if "non_billable" in data and not isinstance(data["non_billable"], bool):
             raise invalid("Non billable must be true or false")
         if "note" in data and not isinstance(data["note"], str):
@@ -718,3 +815,15 @@ class FakeClio(FakeCrm):
             self._apply_activity(updated, data)
             record.update(updated)
             return self._one(request, record, ACTIVITY_SCHEMA)
+
+
+def strict(allowed: frozenset[str], handler: Handler) -> Handler:
+    """The handler behind a check that the request names only query parameters the endpoint takes."""
+
+    async def checked(request: FakeRequest) -> Response:
+        unknown = sorted(set(request.query) - allowed)
+        if unknown:
+            raise HttpError(400, f"Unknown parameters: {', '.join(unknown)}")
+        return await handler(request)
+
+    return checked

@@ -169,7 +169,12 @@ class PipedriveTarget(FakeCrmTarget):
     #: the reference (`src/connectors/pipedrive/index.ts`): a lookup is one person search plus the person's open
     #: deals and leads (lines 192-235); a call log reads the person's organisation and posts the activity, the
     #: activity types cached per account (lines 402-471)
-    reference_calls: ClassVar[dict[str, int]] = {"lookup": 3, "call_log": 2}
+    reference_calls: ClassVar[dict[str, int]] = {
+        "lookup_hit": 3,
+        "lookup_miss": 1,
+        "create_contact": 1,
+        "create_call_log": 2,
+    }
     fake: FakePipedrive
     fault_routes: ClassVar[dict[Operation, list[tuple[str, str]]]] = {
         op: [route] for op, route in _PIPEDRIVE_REQUESTS.items()

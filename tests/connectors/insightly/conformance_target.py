@@ -54,7 +54,16 @@ class InsightlyTarget(FakeCrmTarget):
     }
     #: the reference (`src/connectors/insightly/index.ts`): a lookup searches one spelling in four fields
     #: (lines 137-218); a call log is the event and its contact link (lines 540-553)
-    reference_calls: ClassVar[dict[str, int]] = {"lookup": 4, "call_log": 2}
+    reference_calls: ClassVar[dict[str, int]] = {
+        "lookup_hit": 4,
+        "lookup_miss": 4,
+        "create_contact": 1,
+        "create_call_log": 2,
+    }
+    costlier_than_reference: ClassVar[dict[str, str]] = {
+        "create_call_log": "GET /Contacts/{id} before the event, so a contact deleted since the lookup is answered"
+        " 'Contact not found' instead of leaving an unlinked event",
+    }
 
     fake: FakeInsightly
     fault_routes: ClassVar[dict[Operation, list[tuple[str, str]]]] = {

@@ -40,6 +40,16 @@ class RedtailTarget(FakeCrmTarget):
         op: [route] for op, route in _REQUESTS.items()
     }
 
+    #: the reference (src/connectors/redtail/index.ts): findContact sends contacts/search_basic and
+    #: lists/categories; createContact one POST; createCallLog the activity, its note, the PUT that completes
+    #: it and lists/categories again (to refresh the user's default-category options)
+    reference_calls: ClassVar[dict[str, int]] = {
+        "lookup_hit": 2,
+        "lookup_miss": 2,
+        "create_contact": 1,
+        "create_call_log": 4,
+    }
+
     def __init__(self) -> None:
         super().__init__(FakeRedtail())
 

@@ -2,13 +2,20 @@
 
 Only the resources the connector uses, with Redtail's rules as its public documentation describes them:
 
-- `GET /authentication` takes `Authorization: Basic b64(apikey:username:password)` and answers the user's
-  `authenticated_user` with a `user_key` that stays the same for that user (it survives a password change);
-- every other call needs `Authorization: Userkeyauth b64(apikey:userkey)` (the documented scheme for a user key)
-  or the documented Basic credentials; a bare base64 value without a scheme is refused, as undocumented;
+- `GET /authentication` takes `Authorization: Basic b64(apikey:username:password)` and answers
+  `{"authenticated_user": {"user_key", "redtail_user_id", "redtail_database_id"}}`: the reference reads
+  `authenticated_user.user_key`, the API's published example names the two ids; the user key stays the same
+  for that user (it survives a password change);
+- every other call takes the user key as `Authorization: UserKeyAuth b64(apikey:userkey)` (the documented
+  scheme, any case), as the bare `b64(apikey:userkey)` with no scheme (what the reference sends in
+  production), or the documented Basic credentials; anything else (Bearer, a two-part Basic) is a 401;
 - `GET /contacts/search_basic` with `phone_number` matches contacts with a phone whose digits contain the
   term's digits (Redtail keeps and compares phone numbers as digits), or with `name` on the name; answers basic
-  records (no phones: those are at `GET /contacts/{id}/phones`), paged with `meta.total_pages`;
+  records, with their phones only when asked by the `include: phones` header (documented for Redtail's
+  contact reads; otherwise they are at `GET /contacts/{id}/phones`), paged with `meta.total_pages`;
+- a query parameter an endpoint does not take is a 400, a write whose body is not JSON a 415, a body field a
+  resource does not have a 422; `GET /contacts/{id}/activities` lists oldest first or newest first
+  (`activities_order`: Redtail documents no order, so the connector must find a marker either way);
 - `POST /contacts`, `GET /lists/categories`, `POST/GET/PUT/PATCH /activities[/{id}]`, `POST/GET
   /activities/{id}/notes`, `GET /contacts/{id}/activities` (paged); `linked_contacts` is only expanded with
   the `include: linked_contacts` request header;
@@ -25,6 +32,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -46,7 +54,28 @@ API_KEY = "rt-partner-key-0001"
 USERNAME = "jlee"
 PASSWORD = "Correct horse 9!"
 DATABASE_ID = 4242
+Handler = Callable[[FakeRequest], Awaitable[Response]]
 CONTACT_TYPES = frozenset({"Crm::Contact::Individual", "Crm::Contact::Business"})
+CONTACT_FIELDS = frozenset(
+    {"type", "first_name", "middle_name", "last_name", "company_name", "job_title", "phones"}
+)
+PHONE_FIELDS = frozenset({"phone_type", "number", "country_code", "is_primary", "extension"})
+NOTE_FIELDS = frozenset({"category_id", "note_type", "body", "pinned", "draft"})
+#: the query parameters each endpoint takes (the search fields of Redtail's contact search, and paging)
+SEARCH_PARAMS = frozenset(
+    {
+        "name",
+        "first_name",
+        "last_name",
+        "phone_number",
+        "email",
+        "tax_id",
+        "account_number",
+        "updated_since",
+        "page",
+    }
+)
+PAGE_PARAMS = frozenset({"page"})
 ACTIVITY_FIELDS = frozenset(
     {
         "subject",
@@ -64,6 +93,25 @@ ACTIVITY_FIELDS = frozenset(
 def invalid(*messages: str) -> HttpError:
     """A 422 naming what is wrong, in full sentences."""
     return HttpError(422, "; ".join(messages), extra={"errors": list(messages)})
+
+
+def json_body(request: FakeRequest) -> JsonDict:
+    """A write's body: JSON (a 415 otherwise) holding an object."""
+    if "application/json" not in request.headers.get("content-type", ""):
+        raise HttpError(415, "Content-Type must be application/json")
+    return request.json_object()
+
+
+def strict(allowed: frozenset[str], handler: Handler) -> Handler:
+    """The handler behind a check that the request names only query parameters the endpoint takes."""
+
+    async def checked(request: FakeRequest) -> Response:
+        unknown = sorted(set(request.query) - allowed)
+        if unknown:
+            raise HttpError(400, f"Unknown parameters: {', '.join(unknown)}")
+        return await handler(request)
+
+    return checked
 
 
 def _digits(text: str) -> str:
@@ -90,6 +138,12 @@ class FakeRedtail(FakeCrm):
     # --- state ----------------------------------------------------------------------------------------------
 
     def init_state(self) -> None:
+        #: the order of `GET /contacts/{id}/activities` (undocumented; tests try both)
+        self.activities_order = "asc"
+        #: whether `/authentication` names the user's and database's ids, and `search_basic` honours `include`
+        #: (the published examples show the ids and the header; tests try an API without them too)
+        self.auth_answer_ids = True
+        self.honour_include = True
         self.api_key = API_KEY
         self.users: dict[tuple[int, str], JsonDict] = {}
         self.contacts: dict[int, JsonDict] = {}
@@ -129,6 +183,11 @@ class FakeRedtail(FakeCrm):
         with self._lock:
             self.users[(database_id, username.lower())] = user
         return user
+
+    def reset_requests(self) -> None:
+        """Forget the requests seen so far (a test counting the calls of one step)."""
+        with self._lock:
+            self.requests.clear()
 
     def set_password(self, username: str, password: str, *, database_id: int = DATABASE_ID) -> None:
         """A password change keeps the user key (Redtail: the user key does not change with the password)."""
@@ -235,23 +294,29 @@ class FakeRedtail(FakeCrm):
 
     def routes(self) -> list[FakeRoute]:
         p = API_PATH
+        none: frozenset[str] = frozenset()
         return [
-            FakeRoute("GET", f"{p}/authentication", self._authentication, auth=False),
-            FakeRoute("GET", f"{p}/contacts/search_basic", self._search_basic),
-            FakeRoute("POST", f"{p}/contacts", self._create_contact),
-            FakeRoute("GET", f"{p}/contacts/{{id}}/phones", self._contact_phones),
-            FakeRoute("GET", f"{p}/contacts/{{id}}/activities", self._contact_activities),
-            FakeRoute("GET", f"{p}/lists/categories", self._categories),
-            FakeRoute("POST", f"{p}/activities", self._create_activity),
-            FakeRoute("GET", f"{p}/activities/{{id}}", self._get_activity),
-            FakeRoute("PUT", f"{p}/activities/{{id}}", self._update_activity),
-            FakeRoute("PATCH", f"{p}/activities/{{id}}", self._update_activity),
-            FakeRoute("POST", f"{p}/activities/{{id}}/notes", self._create_note),
-            FakeRoute("GET", f"{p}/activities/{{id}}/notes", self._list_notes),
+            FakeRoute("GET", f"{p}/authentication", strict(none, self._authentication), auth=False),
+            FakeRoute("GET", f"{p}/contacts/search_basic", strict(SEARCH_PARAMS, self._search_basic)),
+            FakeRoute("POST", f"{p}/contacts", strict(none, self._create_contact)),
+            FakeRoute("GET", f"{p}/contacts/{{id}}/phones", strict(none, self._contact_phones)),
+            FakeRoute(
+                "GET", f"{p}/contacts/{{id}}/activities", strict(PAGE_PARAMS, self._contact_activities)
+            ),
+            FakeRoute("GET", f"{p}/lists/categories", strict(none, self._categories)),
+            FakeRoute("GET", f"{p}/lists/database_users", strict(none, self._database_users)),
+            FakeRoute("POST", f"{p}/activities", strict(none, self._create_activity)),
+            FakeRoute("GET", f"{p}/activities/{{id}}", strict(none, self._get_activity)),
+            FakeRoute("PUT", f"{p}/activities/{{id}}", strict(none, self._update_activity)),
+            FakeRoute("PATCH", f"{p}/activities/{{id}}", strict(none, self._update_activity)),
+            FakeRoute("POST", f"{p}/activities/{{id}}/notes", strict(none, self._create_note)),
+            FakeRoute("GET", f"{p}/activities/{{id}}/notes", strict(none, self._list_notes)),
         ]
 
     def _user_of(self, authorization: str) -> JsonDict | None:
-        scheme, _, encoded = authorization.partition(" ")
+        scheme, _, encoded = authorization.strip().partition(" ")
+        if not encoded:  # the bare b64(apikey:userkey) the reference sends, no scheme
+            scheme, encoded = "userkeyauth", scheme
         if scheme.lower() == "userkeyauth":
             try:
                 decoded = base64.b64decode(encoded.strip(), validate=True).decode()
@@ -305,7 +370,9 @@ class FakeRedtail(FakeCrm):
         user = self._basic_user(request.headers.get("authorization", ""))
         if user is None:
             return self.error(401, "Invalid credentials")
-        body = {k: user[k] for k in ("id", "user_key", "first_name", "last_name", "database_id")}
+        body: JsonDict = {"user_key": user["user_key"]}
+        if self.auth_answer_ids:
+            body |= {"redtail_user_id": user["id"], "redtail_database_id": user["database_id"]}
         return self.json({"authenticated_user": body})
 
     def _page(self, items: list[JsonDict], request: FakeRequest) -> tuple[list[JsonDict], JsonDict]:
@@ -341,6 +408,9 @@ class FakeRedtail(FakeCrm):
         else:
             raise invalid("A search term is required")
         chunk, meta = self._page(found, request)
+        if self.honour_include and "phones" in request.headers.get("include", ""):
+            with self._lock:
+                chunk = [{**c, "phones": [dict(p) for p in self.phones.get(c["id"], [])]} for c in chunk]
         return self.json({"contacts": chunk, "meta": meta})
 
     def _contact_id(self, request: FakeRequest) -> int:
@@ -358,13 +428,21 @@ class FakeRedtail(FakeCrm):
 
     async def _contact_activities(self, request: FakeRequest) -> Response:
         contact_id = self._contact_id(request)
-        found = sorted(self.activities_of(contact_id), key=lambda a: int(a["id"]))
+        found = sorted(
+            self.activities_of(contact_id),
+            key=lambda a: int(a["id"]),
+            reverse=self.activities_order == "desc",
+        )
         chunk, meta = self._page([self._activity_view(a, include=False) for a in found], request)
         return self.json({"activities": chunk, "meta": meta})
 
     async def _create_contact(self, request: FakeRequest) -> Response:
-        body = request.json_object()
+        body = json_body(request)
         problems: list[str] = []
+        unknown = set(body) - CONTACT_FIELDS
+        unknown |= {k for p in body.get("phones") or [] if isinstance(p, dict) for k in set(p) - PHONE_FIELDS}
+        if unknown:
+            problems.append(f"Unknown attributes: {', '.join(sorted(unknown))}")
         kind = body.get("type")
         if kind not in CONTACT_TYPES:
             problems.append("Type is not included in the list")
@@ -397,6 +475,16 @@ class FakeRedtail(FakeCrm):
                 for i, p in enumerate(phones)
             ]
         return self.json({"contact": dict(contact)}, status=201)
+
+    async def _database_users(self, request: FakeRequest) -> Response:
+        database = self._database(request)
+        with self._lock:
+            users = [
+                {"id": u["id"], "first_name": u["first_name"], "last_name": u["last_name"]}
+                for (db, _name), u in sorted(self.users.items(), key=lambda item: int(item[1]["id"]))
+                if db == database
+            ]
+        return self.json({"database_users": users})
 
     async def _categories(self, request: FakeRequest) -> Response:
         with self._lock:
@@ -438,7 +526,7 @@ class FakeRedtail(FakeCrm):
         return problems
 
     async def _create_activity(self, request: FakeRequest) -> Response:
-        body = request.json_object()
+        body = json_body(request)
         database = self._database(request)
         with self._lock:
             problems = self._check_activity(body, database, creating=True)
@@ -494,7 +582,7 @@ class FakeRedtail(FakeCrm):
             return self.json({"activity": self._activity_view(self._activity(request), include=include)})
 
     async def _update_activity(self, request: FakeRequest) -> Response:
-        body = request.json_object()
+        body = json_body(request)
         with self._lock:
             activity = self._activity(request)
             problems = self._check_activity(body, self.activity_database[activity["id"]], creating=False)
@@ -511,10 +599,10 @@ class FakeRedtail(FakeCrm):
         return self.json({"activity": view})
 
     async def _create_note(self, request: FakeRequest) -> Response:
-        body = request.json_object()
+        body = json_body(request)
         with self._lock:
             activity = self._activity(request)
-            problems = []
+            problems = [f"Unknown attributes: {k}" for k in sorted(set(body) - NOTE_FIELDS)]
             if not isinstance(body.get("body"), str) or not body["body"].strip():
                 problems.append("Body can't be blank")
             if "note_type" in body and not isinstance(body["note_type"], int):

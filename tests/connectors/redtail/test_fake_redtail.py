@@ -34,7 +34,8 @@ def test_authentication_issues_a_stable_user_key(fake_redtail: FakeRedtail, http
     assert first.status_code == 200, first.text
     user = first.json()["authenticated_user"]
     assert user["user_key"] == fake_redtail.user_key()
-    assert user["database_id"] and user["first_name"] == "Jordan"
+    assert set(user) == {"user_key", "redtail_user_id", "redtail_database_id"}
+    assert user["redtail_database_id"] == fake_redtail.user()["database_id"]
     fake_redtail.set_password(USERNAME, "a new one")
     again = http.get("/authentication", headers=login_header(password="a new one"))
     assert again.json()["authenticated_user"]["user_key"] == user["user_key"]
@@ -59,14 +60,20 @@ def test_authentication_refuses_wrong_credentials(http: httpx.Client, header: di
     assert response.json() == {"error": "Invalid credentials"}
 
 
-def test_api_calls_take_userkeyauth_or_basic_and_nothing_else(
+def test_api_calls_take_the_user_key_or_basic_and_nothing_else(
     fake_redtail: FakeRedtail, http: httpx.Client, user_auth: dict[str, str]
 ) -> None:
-    assert http.get("/lists/categories", headers=user_auth).status_code == 200
-    assert http.get("/lists/categories", headers=login_header()).status_code == 200
     bare = user_auth["Authorization"].split(" ", 1)[1]
+    accepted = [
+        user_auth,  # Userkeyauth, the help center's spelling
+        {"Authorization": "UserKeyAuth " + bare},  # the API collection's spelling
+        {"Authorization": bare},  # no scheme: what the reference connector sends in production
+        login_header(),
+    ]
+    for header in accepted:
+        assert http.get("/lists/categories", headers=header).status_code == 200, header
     refused = [
-        {"Authorization": bare},  # no scheme: undocumented
+        {"Authorization": "Bearer " + bare},
         {"Authorization": "Userkeyauth " + b64(f"other-key:{fake_redtail.user_key()}")},
         {"Authorization": "Userkeyauth " + b64(f"{API_KEY}:uk-forged")},
         {"Authorization": "Basic " + b64(f"{API_KEY}:{fake_redtail.user_key()}")},

@@ -8,6 +8,8 @@ the token exchange uses. Every request body is wrapped in `{"data": ...}` and ev
 from __future__ import annotations
 
 import re
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -29,7 +31,7 @@ from appconnect.connectors.kit import (
     unsearchable,
     user_timezone,
 )
-from appconnect.connectors.phone import any_same_number, digits_of, overriding_renderings
+from appconnect.connectors.phone import any_same_number, digits_of, render_format, significant_number
 from appconnect.connectors.sdk import (
     AuthType,
     CallLogCreate,
@@ -39,6 +41,7 @@ from appconnect.connectors.sdk import (
     CallLogUpdate,
     CallLogUpdated,
     Connector,
+    ConnectorConfig,
     Contact,
     ContactLookup,
     ContactMatches,
@@ -90,8 +93,18 @@ BILLABLE_CHOICES: JsonDict = {
 }
 #: pages of a paged list that are read at most (200 records each for searches)
 MAX_PAGES = 5
-#: the fewest digits a phone search term carries: shorter tails match too many unrelated records
-MIN_TAIL_DIGITS = 7
+#: spellings of a number one lookup searches at most when the ones tried first find nobody (config
+#: `phone_search_limit`, at least 1)
+DEFAULT_PHONE_SEARCH_LIMIT = 6
+#: accounts whose matching spellings a process remembers (least recently used forgotten first)
+MAX_REMEMBERED_ACCOUNTS = 10_000
+#: hits, all in one spelling, after which an account counts as storing numbers one way: a miss then searches
+#: that spelling (and the user's overridingFormat) only, like the reference (config `phone_consistent_after`,
+#: 0: never)
+DEFAULT_CONSISTENT_AFTER = 10
+#: on such an account every this many misses still search every spelling, so a number stored another way
+#: is found again (config `phone_recheck_every`, 0: never)
+DEFAULT_RECHECK_EVERY = 20
 
 _NOTE_RE = re.compile(r"- (?:Note|Agent notes): ([\s\S]*?)(?=\n- [A-Z][a-zA-Z\s/]*:|\n\Z|\Z)")
 _MARKER_RE = re.compile(r"\n*\[rc-(?:call|sms|msg)-[^\]\n]*\]")
@@ -156,6 +169,12 @@ class ClioConnector(Connector):
         LimitRule("burst", "token", per_seconds=60.0, requests=50),
     )
     idempotent_message_append: ClassVar[bool] = True
+
+    def __init__(self, config: ConnectorConfig | None = None) -> None:
+        super().__init__(config)
+        #: per account, how often each spelling of a number found someone: tried most successful first. A
+        #: hint only (each process learns on its own; forgetting costs a few searches, never a wrong match).
+        self._spellings: OrderedDict[str, _SpellingMemory] = OrderedDict()
 
     def rate_limit_key(self, user: UserView) -> str:
         return f"{user.hostname.lower()}|{user.id}"
@@ -247,31 +266,79 @@ class ClioConnector(Connector):
     # --- contacts ------------------------------------------------------------------------------------------
 
     async def find_contact(self, call: CrmCall, lookup: ContactLookup) -> ContactMatches:
-        """Search the spellings people type, then keep only contacts whose stored numbers are the caller's.
+        """Search whole spellings of the number one at a time, the account's usual one first; stop at a hit.
 
-        Clio's `query` finds a contact when the term is a piece of its stored text, so one term per spelling
-        is needed: the trailing digit groups joined with nothing, a space, a dash or a dot are inside
-        `(415) 555-0100`, `415.555.0100`, `+1 415 555 0100`, `4155550100` and `020 7946 0018` alike.
+        Clio documents `query` only as a wildcard search, and the reference's users find only numbers stored
+        in the spelling it searched: a term must match whether Clio compares substrings or whole words, so
+        every term is a complete spelling (`+14155550100`, `(415) 555-0100`, `415.555.0100`, ...), never a
+        fragment. The spelling that found someone is remembered for the account and tried first next time,
+        so a hit on an account that stores numbers one way costs one search, as the reference's does; a miss
+        tries the other spellings (at most config `phone_search_limit`) until the account has shown it keeps
+        one spelling (`phone_consistent_after` hits), then only that one (plus a full search every
+        `phone_recheck_every` misses). Every hit is re-checked against the caller's number.
         """
         refused = unsearchable(lookup)
         if refused is not None:
             return refused
         phone = caller_number(lookup)
-        terms = phone_search_terms(phone, lookup.overriding_format)
-        found = await all_or_first_failure([self._search(call.http, term) for term in terms])
-        seen: dict[str, JsonDict] = {}
-        for results in found:
-            for record in results:
-                numbers = [
-                    str(p.get("number") or "")
-                    for p in record.get("phone_numbers") or []
-                    if isinstance(p, dict)
-                ]
-                if str(record.get("id")) not in seen and any_same_number(numbers, phone):
-                    seen[str(record["id"])] = record
-        contacts = await self._with_matters(call, list(seen.values()), phone)
+        memory = self._memory(self.rate_limit_key(call.user))
+        spellings, narrowed = self._spellings_to_try(memory, phone_spellings(phone, lookup.overriding_format))
+        found: list[JsonDict] = []
+        for kind, term in spellings:
+            try:
+                records = await self._search(call.http, term, max_pages=1)
+            except CrmHttpError as exc:
+                # a spelling Clio's query syntax refuses finds nobody; only the reference's own term fails
+                # the lookup, as it fails the reference's
+                if kind == "e164" or exc.status not in (400, 422):
+                    raise
+                continue
+            found = [r for r in records if any_same_number(_numbers_of(r), phone)]
+            if found:
+                memory.hits[kind] += 1
+                break
+        if not found:
+            memory.misses_since_recheck = memory.misses_since_recheck + 1 if narrowed else 0
+        unique = list({str(r.get("id")): r for r in found}.values())
+        contacts = await self._with_matters(call, unique, phone)
         contacts.append(placeholder_contact("Person"))
         return ContactMatches(successful=True, contacts=contacts)
+
+    def _memory(self, account: str) -> _SpellingMemory:
+        memory = self._spellings.get(account)
+        if memory is None:
+            memory = self._spellings[account] = _SpellingMemory()
+            while len(self._spellings) > MAX_REMEMBERED_ACCOUNTS:
+                self._spellings.popitem(last=False)
+        self._spellings.move_to_end(account)
+        return memory
+
+    def _spellings_to_try(
+        self, memory: _SpellingMemory, spellings: list[tuple[str, str]]
+    ) -> tuple[list[tuple[str, str]], bool]:
+        """The spellings to search, the account's most successful first, and whether they were narrowed to
+        its one spelling (a consistent account, between rechecks)."""
+        rank = {kind: index for index, (kind, _count) in enumerate(memory.hits.most_common())}
+        ordered = sorted(
+            spellings, key=lambda s: rank.get(s[0], len(rank))
+        )  # stable: defaults keep their order
+        consistent_after = self._setting("phone_consistent_after", DEFAULT_CONSISTENT_AFTER)
+        recheck_every = self._setting("phone_recheck_every", DEFAULT_RECHECK_EVERY)
+        consistent = (
+            consistent_after > 0
+            and len(memory.hits) == 1
+            and next(iter(memory.hits.values())) >= consistent_after
+        )
+        if consistent and not (recheck_every and memory.misses_since_recheck + 1 >= recheck_every):
+            only = next(iter(memory.hits))
+            return [s for s in ordered if s[0] == only or s[0].startswith("format:")], True
+        return ordered[: max(1, self._setting("phone_search_limit", DEFAULT_PHONE_SEARCH_LIMIT))], False
+
+    def _setting(self, key: str, default: int) -> int:
+        try:
+            return max(0, int(self.config.get(key) or default))
+        except ValueError:
+            return default
 
     async def find_contact_with_name(self, call: CrmCall, name: str) -> ContactMatches:
         term = name.strip()
@@ -280,17 +347,26 @@ class ClioConnector(Connector):
         records = await self._search(call.http, term)
         return ContactMatches(successful=True, contacts=await self._with_matters(call, records, None))
 
-    async def _search(self, http: CrmHttp, term: str) -> list[JsonDict]:
+    async def _search(self, http: CrmHttp, term: str, *, max_pages: int = MAX_PAGES) -> list[JsonDict]:
+        """Contacts matching `query`. A phone search reads its first page only (200 contacts), as the
+        reference does: a spelling Clio reads loosely (its query takes a Lucene-like syntax) must not cost a
+        page per 200 unrelated contacts; a search that finds the caller finds few."""
         return await self._pages(
-            http, "/api/v4/contacts.json", {"query": term, "fields": CONTACT_FIELDS, "limit": 200}
+            http,
+            "/api/v4/contacts.json",
+            {"query": term, "fields": CONTACT_FIELDS, "limit": 200},
+            max_pages=max_pages,
         )
 
-    async def _pages(self, http: CrmHttp, path: str, params: dict[str, Any]) -> list[JsonDict]:
-        """Every record of a list, following `meta.paging.next` (an absolute URL) on Clio's own host only."""
+    async def _pages(
+        self, http: CrmHttp, path: str, params: dict[str, Any], *, max_pages: int = MAX_PAGES
+    ) -> list[JsonDict]:
+        """Every record of a list (at most `max_pages` pages), following `meta.paging.next` (an absolute URL)
+        on Clio's own host only."""
         body = await http.get_json(path, params=params)
         records = [r for r in body.get("data") or [] if isinstance(r, dict)]
         origin = urlsplit(http.base_url)
-        for _page in range(MAX_PAGES - 1):
+        for _page in range(max_pages - 1):
             paging = (body.get("meta") or {}).get("paging") or {}
             next_url = paging.get("next")
             if not isinstance(next_url, str) or not next_url:
@@ -398,23 +474,26 @@ class ClioConnector(Connector):
         data.update(_matter(log.additional_submission))
         created = await self._create_communication(call.http, data)
         message = ReturnMessage("Call logged", "success", 2000)
-        seconds = call_seconds(record.duration)
-        if _time_entries_on(call.user) and seconds > 0:
-            entry: JsonDict = {
-                "type": "TimeEntry",
-                "communication": {"id": int(created)},
-                "quantity": seconds,
-                "date": parse_time(record.start_time).strftime("%Y-%m-%d"),
-                "non_billable": _non_billable(call.user, log.additional_submission),
-                "note": subject,
-            }
-            entry.update(_matter(log.additional_submission))
-            if not await self._time_entry(call.http, entry):
-                message = _time_entry_warning("Call logged")
+        entry = _call_time_entry(call.user, log, created, subject)
+        if entry is not None and not await self._time_entry(call.http, entry):
+            message = _time_entry_warning("Call logged")
         return LogResult(created, message)
 
     async def find_call_log(self, call: CrmCall, log: CallLogCreate) -> str | None:
-        return await self._communication_with_marker(call, log.contact.id, call_marker(log))
+        """The communication an unanswered create made, with its time entry added if the create stopped
+        before it (the entry is looked for first, so it exists exactly once)."""
+        found = await self._communication_with_marker(call, log.contact.id, call_marker(log))
+        if found is None:
+            return None
+        subject = (
+            log.call.custom_subject
+            or log.subject
+            or _call_subject(log.call.direction == "Inbound", log.contact)
+        )
+        entry = _call_time_entry(call.user, log, found, subject)
+        if entry is not None and not await self._time_entries_of(call.http, found):
+            await self._time_entry(call.http, entry)
+        return found
 
     async def get_call_log(self, call: CrmCall, ref: CallLogRef) -> CallLogFetched:
         """The agent's note is the `- Note:` line of the composed body; the marker never shows."""
@@ -560,24 +639,33 @@ class ClioConnector(Connector):
 
     async def _time_entry(self, http: CrmHttp, entry: JsonDict) -> bool:
         """Bill the call's time. A failure never fails the log: the communication exists and must not be
-        created again, so the agent is told to add the time by hand instead."""
+        created again, so the agent is told to add the time by hand instead (unless an entry whose answer
+        was lost is found to exist)."""
         try:
             await http.request(
                 "POST", "/api/v4/activities.json", params={"fields": "id"}, json={"data": entry}
             )
-        except CrmHttpError:
-            return False
+        except CrmHttpError as exc:
+            if not exc.outcome_unknown:
+                return False
+            try:
+                return bool(await self._time_entries_of(http, str(entry["communication"]["id"])))
+            except CrmHttpError:
+                return False
         return True
+
+    async def _time_entries_of(self, http: CrmHttp, communication_id: str) -> list[JsonDict]:
+        return await self._pages(
+            http,
+            "/api/v4/activities.json",
+            {"communication_id": communication_id, "type": "TimeEntry", "fields": "id,quantity"},
+        )
 
     async def _update_time_entry(self, http: CrmHttp, communication_id: str, seconds: int) -> bool:
         """The time entries of the communication take the call's new duration (an absolute value: safe to
         send again)."""
         try:
-            entries = await self._pages(
-                http,
-                "/api/v4/activities.json",
-                {"communication_id": communication_id, "type": "TimeEntry", "fields": "id,quantity"},
-            )
+            entries = await self._time_entries_of(http, communication_id)
             for entry in entries:
                 if entry.get("quantity") != seconds:
                     await _patch(http, f"/api/v4/activities/{entry['id']}.json", {"quantity": seconds})
@@ -598,7 +686,9 @@ class ClioConnector(Connector):
                 "contact_id": contact,
                 "type": "PhoneCommunication",
                 "fields": "id,body",
+                # newest first; any order but id(asc) pages by offset (Clio's paging documentation)
                 "order": "id(desc)",
+                "offset": 0,
                 "limit": 50,
             },
         )
@@ -613,25 +703,53 @@ class ClioConnector(Connector):
 # ------------------------------------------------------------------------------------------------------------
 
 
-def phone_search_terms(e164: str, overriding_format: str = "") -> list[str]:
-    """The pieces of text every common spelling of the number contains, for a substring search.
+@dataclass(slots=True)
+class _SpellingMemory:
+    """What one process learnt about an account's numbers: a hint only, so forgetting it costs searches,
+    never a match."""
 
-    The trailing digit groups of the international format (at least MIN_TAIL_DIGITS digits: `555`+`0100`,
-    `7946`+`0018`, `1234567`) joined with nothing, a space, a dash and a dot, then the user's own
-    overridingFormat renderings. A number that does not parse is searched by its digits.
+    hits: Counter[str] = field(default_factory=Counter)
+    misses_since_recheck: int = 0
+
+
+def phone_spellings(e164: str, overriding_format: str = "") -> list[tuple[str, str]]:
+    """(kind, text) of every whole spelling of the number worth a search, in the order tried by default.
+
+    First the reference's own terms (E.164, then the user's overridingFormat renderings), then the national
+    form, the digit groups joined by a dash, a dot or a space, and the bare national digits. Whole spellings
+    only: a fragment finds nothing where a search matches whole words. The international forms
+    (`+1 415-555-0100`, `+1 415 555 0100`) need no search of their own: they hold the dashed or spaced
+    spelling as a piece and as whole words. A number that does not parse is searched as given.
     """
     try:
         parsed = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
-        return [digits_of(e164)] if digits_of(e164) else []
+        return [("digits", digits_of(e164))] if digits_of(e164) else []
     international = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    national = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
     groups = re.findall(r"\d+", international)[1:]  # without the country code
-    tail: list[str] = []
-    while groups and sum(len(g) for g in tail) < MIN_TAIL_DIGITS:
-        tail.insert(0, groups.pop())
-    terms = [sep.join(tail) for sep in ("", " ", "-", ".")] if len(tail) > 1 else ["".join(tail)]
-    terms.extend(overriding_renderings(e164, overriding_format))
-    return list(dict.fromkeys(t for t in terms if t))
+    spellings = [("e164", e164)]
+    digits = significant_number(e164)
+    for pattern in overriding_format.split(","):
+        rendered = render_format(pattern.strip(), digits)
+        if rendered:
+            spellings.append((f"format:{pattern.strip()}", rendered))
+    spellings += [
+        ("national", national),
+        ("dashed", "-".join(groups)),
+        ("dotted", ".".join(groups)),
+        ("spaced", " ".join(groups)),
+        ("digits", digits),
+    ]
+    unique: dict[str, tuple[str, str]] = {}
+    for kind, text in spellings:
+        if text and text not in unique:
+            unique[text] = (kind, text)
+    return list(unique.values())
+
+
+def _numbers_of(record: JsonDict) -> list[str]:
+    return [str(p.get("number") or "") for p in record.get("phone_numbers") or [] if isinstance(p, dict)]
 
 
 def _time_zone(name: Any) -> tuple[str | None, str | None]:
@@ -662,6 +780,23 @@ def _marker_line(marker: str) -> str:
 def _message_tag(message: Message) -> str:
     """One per message the conversation holds: a re-sent append finds its message there and skips it."""
     return "\n" + message_needle(message)
+
+
+def _call_time_entry(user: UserView, log: CallLogCreate, communication_id: str, note: str) -> JsonDict | None:
+    """The time entry billing a call's duration on its communication; None when the user bills no time."""
+    seconds = call_seconds(log.call.duration)
+    if not _time_entries_on(user) or seconds <= 0:
+        return None
+    entry: JsonDict = {
+        "type": "TimeEntry",
+        "communication": {"id": int(communication_id)},
+        "quantity": seconds,
+        "date": parse_time(log.call.start_time).strftime("%Y-%m-%d"),
+        "non_billable": _non_billable(user, log.additional_submission),
+        "note": note,
+    }
+    entry.update(_matter(log.additional_submission))
+    return entry
 
 
 def _time_entries_on(user: UserView) -> bool:

@@ -4,6 +4,7 @@ Redtail authenticates every call with the server operator's API key plus a per-u
 is obtained once, at login, from the user's Redtail username and password (`GET /authentication` with
 `Basic b64(apikey:username:password)`); the server stores it encrypted as the user's credential and the password
 is dropped. Every later call sends `Authorization: Userkeyauth b64(apikey:userkey)`, Redtail's documented scheme.
+Which request reads and sends what, and the evidence for each, is in docs/connectors/redtail.md.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import asyncio
 import base64
 import html
 import re
+import time
+from collections import OrderedDict
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,6 +42,7 @@ from appconnect.connectors.sdk import (
     CallLogUpdate,
     CallLogUpdated,
     Connector,
+    ConnectorConfig,
     Contact,
     ContactLookup,
     ContactMatches,
@@ -75,6 +79,10 @@ NEW_PHONE_TYPE = 6
 NOTE_TYPE = 1
 #: pages of a contact's activities searched for a marker, and of search results read
 MAX_PAGES = 10
+#: seconds a process reuses a database's category list (config `categories_cache_seconds`; 0: every lookup)
+DEFAULT_CATEGORIES_SECONDS = 300
+#: databases whose categories a process keeps (least recently used forgotten first)
+MAX_CACHED_DATABASES = 1_000
 
 _AGENT_NOTE_RE = re.compile(r"<b>Agent notes</b><br>([\s\S]*?)<br><br><b>Call details</b>")
 _MESSAGES_END = "</ul>------------<br>"
@@ -95,6 +103,11 @@ class RedtailConnector(Connector):
     #: held back in advance; a 429's `Retry-After` is still waited out.
     rate_limits: ClassVar[tuple[LimitRule, ...]] = ()
     idempotent_message_append: ClassVar[bool] = True
+
+    def __init__(self, config: ConnectorConfig | None = None) -> None:
+        super().__init__(config)
+        #: database -> (read at, categories): the reference reads them on every lookup; they change rarely
+        self._categories: OrderedDict[str, tuple[float, list[JsonDict]]] = OrderedDict()
 
     # --- configuration -------------------------------------------------------------------------------------
 
@@ -131,27 +144,49 @@ class RedtailConnector(Connector):
             )
             if response.status_code in (401, 403):
                 return _login_failed("Redtail did not accept this username and password.")
-            data = response.json()["authenticated_user"]
+            body = response.json()
+            # the reference reads `authenticated_user.user_key`; the API's published examples name the ids
+            # `redtail_user_id` / `redtail_database_id` (docs/connectors/redtail.md)
+            data = (
+                body.get("authenticated_user") if isinstance(body.get("authenticated_user"), dict) else body
+            )
             user_key = str(data["user_key"])
         except CrmHttpError as exc:
             status = f"Redtail answered {exc.status}." if exc.status else "Redtail did not answer in time."
             return _login_failed(status)
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             return _login_failed("Redtail's answer could not be read.")
         if not user_key:
             return _login_failed("Redtail's answer could not be read.")
-        name = " ".join(str(data.get(k) or "").strip() for k in ("first_name", "last_name")).strip()
-        database = data.get("database_id")
+        database = _first_present(data, "redtail_database_id", "database_id")
+        user_id = _first_present(data, "redtail_user_id", "id")
+        name = _name_of(data) or await self._display_name(request.http, user_key, user_id)
         # Usernames (and user ids) are unique only inside one Redtail database: the database names the tenant.
-        crm_id = data.get("id") if data.get("id") not in (None, "") else username
+        # Without it the user is `<username>-redtail`, the reference's own id.
+        crm_id = user_id if user_id is not None and database is not None else username
         user = PlatformUser(
             id=stored_user_id(self.platform, crm_id, database),
             name=name or username,
-            platform_additional_info={"username": username, "userId": data.get("id"), "databaseId": database},
+            platform_additional_info={"username": username, "userId": user_id, "databaseId": database},
             overriding_api_key=user_key,
             account_id=str(database) if database is not None else None,
         )
         return UserInfoResult(True, user, ReturnMessage("Connected to Redtail.", "success", 3000))
+
+    async def _display_name(self, http: CrmHttp, user_key: str, user_id: Any) -> str:
+        """The user's name from the database's user list (the reference's getUserList); "" when not there."""
+        if user_id is None:
+            return ""
+        auth = {"Authorization": f"Userkeyauth {_b64(f'{self._api_key()}:{user_key}')}"}
+        try:
+            body = (await http.request("GET", "/lists/database_users", headers=auth)).json()
+        except (CrmHttpError, ValueError):
+            return ""
+        users = body.get("database_users") if isinstance(body, dict) else None
+        for entry in users if isinstance(users, list) else []:
+            if isinstance(entry, dict) and str(entry.get("id")) == str(user_id):
+                return _name_of(entry)
+        return ""
 
     async def unauthorize(self, call: CrmCall) -> ReturnMessage | None:
         """Redtail has no revocation for a user key: the server forgets it."""
@@ -167,8 +202,10 @@ class RedtailConnector(Connector):
         phone = caller_number(lookup)
         api = _Api(call)
         found = await self._search(api, {"phone_number": significant_number(phone)})
-        # the hits' phones (one call each when the hit does not carry them) and the categories, concurrently
-        *phones, categories = await asyncio.gather(*(_phones_of(api, c) for c in found), _categories(api))
+        # the hits' phones (one call each only when the hit does not carry them) and the categories
+        *phones, categories = await asyncio.gather(
+            *(_phones_of(api, c) for c in found), self._categories_of(api)
+        )
         matched = [c for c, held in zip(found, phones, strict=True) if _holds_number(held, phone)]
         contacts = [_contact(c, phone, categories) for c in matched]
         placeholder = placeholder_contact()
@@ -182,14 +219,34 @@ class RedtailConnector(Connector):
             return ContactMatches(successful=True, contacts=[])
         api = _Api(call)
         found = await self._search(api, {"name": term})
-        categories = await _categories(api)
+        categories = await self._categories_of(api)
         return ContactMatches(successful=True, contacts=[_contact(c, None, categories) for c in found])
 
+    async def _categories_of(self, api: _Api) -> list[JsonDict]:
+        """The database's active categories, reused for `categories_cache_seconds`."""
+        try:
+            keep = float(self.config.get("categories_cache_seconds") or DEFAULT_CATEGORIES_SECONDS)
+        except ValueError:
+            keep = DEFAULT_CATEGORIES_SECONDS
+        key = self.rate_limit_key(api.user)
+        cached = self._categories.get(key)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < keep:
+            self._categories.move_to_end(key)
+            return [dict(c) for c in cached[1]]
+        categories = await _categories(api)
+        self._categories[key] = (now, categories)
+        self._categories.move_to_end(key)
+        while len(self._categories) > MAX_CACHED_DATABASES:
+            self._categories.popitem(last=False)
+        return [dict(c) for c in categories]
+
     async def _search(self, api: _Api, params: JsonDict) -> list[JsonDict]:
-        """Every page of `contacts/search_basic` (bounded), deduplicated by id."""
+        """Every page of `contacts/search_basic` (bounded), deduplicated by id; the hits' phones are asked for
+        with the `include` header Redtail documents for its contact reads (ignored where not honoured)."""
         seen: dict[Any, JsonDict] = {}
         for page in range(1, MAX_PAGES + 1):
-            body = await api.get("/contacts/search_basic", params={**params, "page": page})
+            body = await api.get("/contacts/search_basic", params={**params, "page": page}, include="phones")
             for contact in body.get("contacts") or []:
                 if isinstance(contact, dict) and contact.get("id") is not None:
                     seen.setdefault(contact["id"], contact)
@@ -422,8 +479,17 @@ class _Api:
         credential = call.auth_header.split(" ", 1)[-1]
         self._auth = {"Authorization": f"Userkeyauth {credential}"}
 
-    async def get(self, path: str, *, params: JsonDict | None = None, include_contacts: bool = False) -> Any:
-        headers = {**self._auth, "include": "linked_contacts"} if include_contacts else self._auth
+    async def get(
+        self,
+        path: str,
+        *,
+        params: JsonDict | None = None,
+        include_contacts: bool = False,
+        include: str | None = None,
+    ) -> Any:
+        if include_contacts:
+            include = "linked_contacts"
+        headers = {**self._auth, "include": include} if include else self._auth
         return (await self.http.request("GET", path, params=params, headers=headers)).json()
 
     async def send(self, method: str, path: str, body: Any, *, idempotent: bool = False) -> Any:
@@ -438,12 +504,17 @@ async def _activity_with_marker(api: _Api, contact_id: str, marker: str) -> Json
         return None
     needle = f"[{html.escape(marker)}]"
     path = f"/contacts/{contact}/activities"
+    # Redtail documents no order for this list: the first page holds the newest when it is newest first, the
+    # last page when oldest first, so the first page is read, then the others from the last one back.
     first = await api.get(path, params={"page": 1})
+    found = _find_needle(first, needle)
+    if found is not None:
+        return found
     for page in range(min(_total_pages(first), MAX_PAGES), 1, -1):
         found = _find_needle(await api.get(path, params={"page": page}), needle)
         if found is not None:
             return found
-    return _find_needle(first, needle)
+    return None
 
 
 def _find_needle(body: Any, needle: str) -> JsonDict | None:
@@ -489,6 +560,14 @@ async def _categories(api: _Api) -> list[JsonDict]:
 # ------------------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------------------
+
+
+def _first_present(data: JsonDict, *keys: str) -> Any:
+    """The first of the keys with a value (not None or empty)."""
+    for key in keys:
+        if data.get(key) not in (None, ""):
+            return data[key]
+    return None
 
 
 def _b64(text: str) -> str:
