@@ -22,8 +22,8 @@ from appconnect.api.failures import (
 from appconnect.api.http import json_response, text_response
 from appconnect.api.metrics import WorkerMetrics, database_pool_stats, run_directory
 from appconnect.api.middleware import Edge
-from appconnect.api.session import Caller
 from appconnect.api.routes import router
+from appconnect.api.session import Caller
 from appconnect.connectors.registry import ConnectorRegistry
 from appconnect.flows import oauth
 from appconnect.flows.availability import is_dependency_down
