@@ -30,7 +30,6 @@ def test_full_client_sequence_creates_one_contact_and_one_call(
     assert none_logged == {
         "successful": True,
         "logs": [{"sessionId": session_id, "matched": False}],
-        "returnMessage": None,
     }
 
     lookup = client.get(

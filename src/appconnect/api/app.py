@@ -19,7 +19,7 @@ from appconnect.api.failures import (
     RETRY_AFTER_SECONDS,
     error_body,
 )
-from appconnect.api.http import json_response, text_response
+from appconnect.api.http import contract_text, json_response
 from appconnect.api.metrics import WorkerMetrics, database_pool_stats, run_directory
 from appconnect.api.middleware import Edge
 from appconnect.api.routes import router
@@ -121,10 +121,10 @@ def create_app(settings: Settings, registry: ConnectorRegistry | None = None) ->
 async def client_error(request: Request, exc: ClientError) -> Response:
     if isinstance(exc, SessionEnded):
         caller: Caller | None = getattr(request.state, "caller", None)
-        return text_response(caller.ended_text() if caller is not None else exc.text, exc.status)
+        return contract_text(caller.ended_text() if caller is not None else exc.text, exc.status)
     if exc.as_json:
         return json_response(error_body(exc.text, _request_id(request)), exc.status)
-    return text_response(exc.text, exc.status)
+    return contract_text(exc.text, exc.status)
 
 
 async def session_revoked(_request: Request, _exc: SessionRevoked) -> Response:

@@ -423,7 +423,8 @@ async def get_call_logs(
 ) -> Reply:
     user = await current_user(services, claims)
     if user is None or not session_ids:
-        return Reply({"successful": False})
+        # `logs` is required by the contract's schema even when nothing was looked up
+        return Reply({"successful": False, "logs": []})
     wanted = [s for s in session_ids.split(",")][:5]
     identity = identity_of(
         services,
@@ -455,9 +456,8 @@ async def get_call_logs(
             except CrmHttpError as exc:
                 last_message = crm_error_message(exc, user.platform, "getCallLog")
         logs.append(entry)
-    return Reply(
-        {"successful": True, "logs": logs, "returnMessage": last_message.to_wire() if last_message else None}
-    )
+    # the contract's `returnMessage` is an object: absent (not null) when there is nothing to say
+    return Reply(envelope(True, last_message, logs=logs))
 
 
 async def upsert_disposition(services: Services, claims: SessionClaims, body: DispositionBody) -> Reply:
