@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 
-from appconnect.connectors.sdk import CrmHttpError, ReturnMessage
+from appconnect.connectors.sdk import CrmAnswerError, CrmHttpError, ReturnMessage
 from appconnect.settings import Settings
 
 
@@ -19,12 +19,17 @@ class Delivery(Enum):
 
 
 def outcome_unknown(exc: CrmHttpError) -> bool:
-    """No answer (timeout, reset) or a gateway timeout: the create may have reached the CRM."""
+    """No answer (timeout, reset), a gateway timeout, or a create answered with something unreadable: the
+    create may have reached the CRM."""
+    if isinstance(exc, CrmAnswerError):
+        return exc.outcome_unknown
     return exc.status is None or exc.status in (408, 504)
 
 
 def refused_for_good(exc: CrmHttpError) -> bool:
     """A 4xx other than throttling/timeout: sending the same request again cannot succeed."""
+    if isinstance(exc, CrmAnswerError):
+        return False  # an odd answer, not a refusal: the next try may well get a readable one
     return exc.status is not None and 400 <= exc.status < 500 and exc.status not in (408, 425, 429)
 
 

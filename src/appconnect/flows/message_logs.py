@@ -163,7 +163,7 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
                             ),
                         )
                     except CrmHttpError as exc:
-                        if message_id not in append_unknown and _append_may_have_landed(exc):
+                        if message_id not in append_unknown and _may_have_landed(exc):
                             doubtful = _row(
                                 user, message_id, conversation_id, conversation_log_id, log_id, APPEND_UNKNOWN
                             )
@@ -173,7 +173,8 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
                     try:
                         result = await connector.create_message_log(call, create_of(message_body))
                     except CrmHttpError as exc:
-                        if outcome_unknown(exc):
+                        # a 500/502/504 or an unreadable 2xx after the create was sent: the CRM may hold it
+                        if _may_have_landed(exc):
                             await store.add(
                                 scope,
                                 _row(user, message_id, conversation_id, conversation_log_id, None, "unknown"),
@@ -212,8 +213,9 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
     )
 
 
-def _append_may_have_landed(exc: CrmHttpError) -> bool:
-    """The append was sent and not answered (or answered by a gateway timeout): the CRM may hold it."""
+def _may_have_landed(exc: CrmHttpError) -> bool:
+    """The write was sent and not answered, or answered by an error that does not prove it was not applied
+    (a 500, a gateway's 502/504, an answer that could not be read): the CRM may hold it."""
     return exc.outcome_unknown or outcome_unknown(exc)
 
 
