@@ -55,6 +55,30 @@ def next_attempt(settings: Settings, attempts: int) -> datetime | None:
     return datetime.now(UTC) + timedelta(seconds=delay)
 
 
+def will_retry(settings: Settings, attempts: int) -> bool:
+    """A log kept after `attempts` tries is delivered by the retrier: it runs in this server, tries remain."""
+    return settings.log_retrier_enabled and next_attempt(settings, attempts) is not None
+
+
+def kept_for_retry(what: str, platform: str, exc: CrmHttpError | None = None) -> ReturnMessage:
+    """What the user is told when the CRM could not take a log the server keeps and delivers by itself.
+
+    `successful` stays false (no CRM id yet: the client must not record the log as made), but the words say
+    what happens, so the user does not log it again by hand. `what` is "call log" or "message log".
+    """
+    status = f" (HTTP {exc.status})" if exc is not None and exc.status else ""
+    text = (
+        f"{platform} could not take it just now{status}. It is saved on the server and will be logged into "
+        f"{platform} automatically within a few minutes: there is no need to log it again."
+    )
+    return ReturnMessage(
+        f"{what[:1].upper()}{what[1:]} saved: it will be logged automatically",
+        "warning",
+        8000,
+        [{"title": "Details", "items": [{"id": "1", "type": "text", "text": text}]}],
+    )
+
+
 NEEDS_ATTENTION = ReturnMessage(
     "The CRM did not confirm an earlier attempt to save this log, and it cannot be checked automatically. "
     "Please check the CRM before logging it again.",

@@ -18,6 +18,7 @@ from appconnect.flows.delivery import (
     NEEDS_ATTENTION,
     NOT_SETTLED,
     Delivery,
+    kept_for_retry,
     next_attempt,
     outcome_unknown,
     refused_for_good,
@@ -72,6 +73,8 @@ async def create_message_log(services: Services, claims: SessionClaims, body: Me
             payload=body.model_dump_json(by_alias=True),
             next_attempt_at=next_attempt(services.settings, 0) or datetime.now(UTC),
         )
+        if services.settings.log_retrier_enabled:
+            return Reply(envelope(False, kept_for_retry("message log", user.platform)))
     return reply
 
 
