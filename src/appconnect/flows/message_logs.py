@@ -31,6 +31,7 @@ from appconnect.flows.requests import MessageBody, MessageLogBody, party_of
 from appconnect.flows.services import Services
 from appconnect.flows.session import open_session
 from appconnect.security.jwt import SessionClaims
+from appconnect.settings import Settings
 from appconnect.store.locks import LockTimeout
 from appconnect.store.message_logs import APPEND_UNKNOWN, MessageLogRow
 from appconnect.store.users import UserRecord
@@ -178,9 +179,13 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
                     except CrmHttpError as exc:
                         # a 500/502/504 or an unreadable 2xx after the create was sent: the CRM may hold it
                         if _may_have_landed(exc):
+                            # the CRM itself answered (a 500, an unreadable 2xx), not a timeout on the way
+                            answered = exc.status is not None and exc.status not in (408, 504)
                             await store.add(
                                 scope,
                                 _row(user, message_id, conversation_id, conversation_log_id, None, "unknown"),
+                                # so nothing is still being written: the next attempt looks, then creates
+                                recorded_at=_settled_since(services.settings) if answered else None,
                             )
                         raise
                     last_message = result.return_message
@@ -214,6 +219,11 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
         ),
         Delivery.DONE,
     )
+
+
+def _settled_since(settings: Settings) -> datetime:
+    """A time the settle window has already passed since (see `delivery.settle_window`)."""
+    return datetime.now(UTC) - timedelta(seconds=settle_window(settings) + 1)
 
 
 def _may_have_landed(exc: CrmHttpError) -> bool:
