@@ -192,7 +192,8 @@ async def deliver_call_log(
     def kept(failure: ReturnMessage, exc: CrmHttpError | None, tries: int) -> Reply:
         """The user's answer for a log kept for the retrier: "saved, logged automatically" when it will be."""
         if from_client and will_retry(settings, tries):
-            return Reply(envelope(False, kept_for_retry("call log", user.platform, exc)))
+            message = kept_for_retry("call log", user.platform, exc, unconfirmed=failure is NOT_SETTLED)
+            return Reply(envelope(False, message))
         return Reply(envelope(False, failure))
 
     async def keep(status: str) -> None:

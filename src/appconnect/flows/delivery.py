@@ -60,16 +60,23 @@ def will_retry(settings: Settings, attempts: int) -> bool:
     return settings.log_retrier_enabled and next_attempt(settings, attempts) is not None
 
 
-def kept_for_retry(what: str, platform: str, exc: CrmHttpError | None = None) -> ReturnMessage:
+def kept_for_retry(
+    what: str, platform: str, exc: CrmHttpError | None = None, *, unconfirmed: bool = False
+) -> ReturnMessage:
     """What the user is told when the CRM could not take a log the server keeps and delivers by itself.
 
     `successful` stays false (no CRM id yet: the client must not record the log as made), but the words say
-    what happens, so the user does not log it again by hand. `what` is "call log" or "message log".
+    what happens, so the user does not log it again by hand. `what` is "call log" or "message log";
+    `unconfirmed`: kept because an earlier attempt's create is not confirmed yet (NOT_SETTLED).
     """
-    status = f" (HTTP {exc.status})" if exc is not None and exc.status else ""
+    if unconfirmed:
+        reason = f"{platform} has not confirmed an earlier attempt yet"
+    else:
+        status = exc.status if exc is not None else None
+        reason = f"{platform} could not take it just now" + (f" (HTTP {status})" if status else "")
     text = (
-        f"{platform} could not take it just now{status}. It is saved on the server and will be logged into "
-        f"{platform} automatically within a few minutes: there is no need to log it again."
+        f"{reason}. It is saved on the server and will be logged into {platform} automatically within a few "
+        "minutes: there is no need to log it again."
     )
     return ReturnMessage(
         f"{what[:1].upper()}{what[1:]} saved: it will be logged automatically",

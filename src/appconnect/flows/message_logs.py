@@ -75,7 +75,11 @@ async def create_message_log(services: Services, claims: SessionClaims, body: Me
             next_attempt_at=next_attempt(services.settings, 0) or datetime.now(UTC),
         )
         if services.settings.log_retrier_enabled:
-            return Reply(envelope(False, kept_for_retry("message log", user.platform)))
+            body_sent = reply.body if isinstance(reply.body, dict) else {}
+            unconfirmed = body_sent.get("returnMessage") == NOT_SETTLED.to_wire()
+            return Reply(
+                envelope(False, kept_for_retry("message log", user.platform, unconfirmed=unconfirmed))
+            )
     return reply
 
 
