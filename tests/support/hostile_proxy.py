@@ -154,7 +154,10 @@ class HostileProxy:
     def _rule_for(self, method: str, path: str) -> Rule | None:
         with self._lock:
             for rule in self.rules:
-                if (rule.method is None or rule.method == method) and path.startswith(rule.path_prefix):
+                # paths compared without case: some CRMs' are case-insensitive (Insightly's `/v3.1/Leads/Search`)
+                if (rule.method is None or rule.method == method) and path.lower().startswith(
+                    rule.path_prefix.lower()
+                ):
                     rule.hits += 1
                     return rule
         return None

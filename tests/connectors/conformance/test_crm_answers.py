@@ -283,11 +283,14 @@ def agent(fuzzed: Fuzzed) -> Iterator[Agent]:
     user.close()
 
 
-def _settled(fuzzed: Fuzzed) -> None:
-    """Back to a CRM that answers honestly (and no fault of the fake left behind)."""
+def _settled(fuzzed: Fuzzed) -> int:
+    """Back to a CRM that answers honestly (and no fault of the fake left behind); how many requests the
+    hostile answer was given to (none would mean the server bypassed the proxy: the test proved nothing)."""
+    hits = sum(rule.hits for rule in fuzzed.proxy.rules)
     fuzzed.proxy.clear()
     fuzzed.target.clear_faults()
     _unthrottled(fuzzed.target)
+    return hits
 
 
 def _unthrottled(target: ConformanceTarget) -> None:
@@ -321,7 +324,8 @@ def test_login(fuzzed: Fuzzed, answer: Canned | Rewrite) -> None:
     except (AssertionError, KeyError, TypeError, ValueError):
         pass  # the target's login asserts success: a refused login is fine, what it was answered is checked
     finally:
-        _settled(fuzzed)
+        hits = _settled(fuzzed)
+    assert hits, "the server never sent the request the CRM was to answer"
     server_answers = [r for r in seen if r.url.path in ("/apiKeyLogin", "/oauth-callback")]
     assert server_answers, "the login never reached the server"
     for response in server_answers:
@@ -339,7 +343,8 @@ def test_lookup(fuzzed: Fuzzed, agent: Agent, answer: Canned | Rewrite) -> None:
     try:
         found = _envelope(agent.http.get("/contact", params={"phoneNumber": phone}, headers=agent.auth))
     finally:
-        _settled(fuzzed)
+        hits = _settled(fuzzed)
+    assert hits, "the server never sent the request the CRM was to answer"
     contacts = found.get("contact") or []
     assert isinstance(contacts, list), found
     for contact in contacts:
@@ -368,7 +373,8 @@ def test_placeholder_contact(fuzzed: Fuzzed, agent: Agent, answer: Canned | Rewr
     try:
         _envelope(agent.http.post("/contact", json=body, headers=agent.auth))
     finally:
-        _settled(fuzzed)
+        hits = _settled(fuzzed)
+    assert hits, "the server never sent the request the CRM was to answer"
     retried = _envelope(agent.http.post("/contact", json=body, headers=agent.auth))
     held = fuzzed.target.contacts_with_number(phone)
     assert len(held) <= 1, f"two contacts for one number: {held}"
@@ -389,7 +395,8 @@ def test_call_log_create(fuzzed: Fuzzed, agent: Agent, answer: Canned | Rewrite)
     try:
         _envelope(agent.http.post("/callLog", json=body, headers=agent.auth))
     finally:
-        _settled(fuzzed)
+        hits = _settled(fuzzed)
+    assert hits, "the server never sent the request the CRM was to answer"
     retried = _envelope(agent.http.post("/callLog", json=body, headers=agent.auth))
     logs = fuzzed.target.logs_for(contact["id"], contact["type"])
     assert len(logs) <= 1, f"one call logged twice: {logs}"
@@ -413,7 +420,8 @@ def test_call_log_get(fuzzed: Fuzzed, agent: Agent, answer: Canned | Rewrite) ->
             )
         )
     finally:
-        _settled(fuzzed)
+        hits = _settled(fuzzed)
+    assert hits, "the server never sent the request the CRM was to answer"
     assert isinstance(found.get("logs"), list), found
     for entry in found["logs"]:
         assert entry["sessionId"] == session_id and isinstance(entry["matched"], bool), found
@@ -433,7 +441,8 @@ def test_call_log_update(fuzzed: Fuzzed, agent: Agent, answer: Canned | Rewrite)
             )
         )
     finally:
-        _settled(fuzzed)
+        hits = _settled(fuzzed)
+    assert hits, "the server never sent the request the CRM was to answer"
     assert len(fuzzed.target.logs_for(contact["id"], contact["type"])) == 1
 
 
@@ -453,7 +462,8 @@ def test_message_log_create(fuzzed: Fuzzed, agent: Agent, answer: Canned | Rewri
     try:
         _envelope(agent.http.post("/messageLog", json=body, headers=agent.auth))
     finally:
-        _settled(fuzzed)
+        hits = _settled(fuzzed)
+    assert hits, "the server never sent the request the CRM was to answer"
     _envelope(agent.http.post("/messageLog", json=body, headers=agent.auth))
     logs = fuzzed.target.logs_for(contact["id"], contact["type"])
     assert len(logs) <= 1, f"one conversation day logged twice: {logs}"
@@ -479,7 +489,8 @@ def test_message_log_append(fuzzed: Fuzzed, agent: Agent, answer: Canned | Rewri
     try:
         _envelope(agent.http.post("/messageLog", json=body, headers=agent.auth))
     finally:
-        _settled(fuzzed)
+        hits = _settled(fuzzed)
+    assert hits, "the server never sent the request the CRM was to answer"
     _envelope(agent.http.post("/messageLog", json=body, headers=agent.auth))
     logs = fuzzed.target.logs_for(contact["id"], contact["type"])
     assert len(logs) == 1, f"one conversation day in {len(logs)} records: {logs}"
