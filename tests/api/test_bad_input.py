@@ -20,11 +20,12 @@ def server_secret(server: LiveServer) -> str:
     return secret
 
 
-def test_missing_jwt_is_400_plain_text(client: httpx.Client) -> None:
+def test_missing_jwt_is_400_text(client: httpx.Client) -> None:
+    """The contract's fixed text, typed as the reference sends a string (tests/api/test_contract_shapes.py)."""
     response = client.get("/contact", params={"phoneNumber": new_phone()})
     assert response.status_code == 400
     assert response.text == AUTHORIZE_FIRST
-    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
 
 
 def test_garbage_jwt_in_query_is_400(client: httpx.Client) -> None:

@@ -19,16 +19,17 @@ from appconnect.api.failures import (
     RETRY_AFTER_SECONDS,
     error_body,
 )
-from appconnect.api.http import json_response, text_response
+from appconnect.api.http import contract_text, json_response
 from appconnect.api.metrics import WorkerMetrics, database_pool_stats, run_directory
 from appconnect.api.middleware import Edge
 from appconnect.api.routes import router
+from appconnect.api.session import Caller
 from appconnect.connectors.registry import ConnectorRegistry
 from appconnect.flows import oauth
 from appconnect.flows.availability import is_dependency_down
 from appconnect.flows.errors import DATABASE_FAILED, SESSION_EXPIRED
 from appconnect.flows.log_retrier import LogRetrier
-from appconnect.flows.reply import ClientError
+from appconnect.flows.reply import ClientError, SessionEnded
 from appconnect.flows.services import build_services
 from appconnect.flows.session import SessionRevoked
 from appconnect.logs import log_access, log_crm_call
@@ -125,9 +126,12 @@ def create_app(settings: Settings, registry: ConnectorRegistry | None = None) ->
 
 
 async def client_error(request: Request, exc: ClientError) -> Response:
+    if isinstance(exc, SessionEnded):
+        caller: Caller | None = getattr(request.state, "caller", None)
+        return contract_text(caller.ended_text() if caller is not None else exc.text, exc.status)
     if exc.as_json:
         return json_response(error_body(exc.text, _request_id(request)), exc.status)
-    return text_response(exc.text, exc.status)
+    return contract_text(exc.text, exc.status)
 
 
 async def session_revoked(_request: Request, _exc: SessionRevoked) -> Response:

@@ -39,6 +39,13 @@ def text_response(text: str, status: int = 200) -> Response:
     return Response(text, status_code=status, media_type="text/plain; charset=utf-8")
 
 
+def contract_text(text: str, status: int = 400) -> Response:
+    """One of the contract's fixed texts (`Platform not found`, `Please go to Settings and authorize CRM
+    platform`), typed as the reference sends a string: `text/html; charset=utf-8`. Only constant texts come
+    here, never a value from a request or the database, and the API's CSP forbids any script besides."""
+    return Response(text, status_code=status, media_type="text/html; charset=utf-8")
+
+
 def respond(request: Request, reply: Reply) -> Response:
     """Serialise a flow's reply; carry the rotated JWT on every answer."""
     if isinstance(reply.body, str):

@@ -89,7 +89,7 @@ _SCHEMAS: dict[str, Json] = {
         "required": ["successful"],
         "properties": {
             "successful": {"type": "boolean"},
-            "returnMessage": _nullable(_ref("ReturnMessage")),
+            "returnMessage": _ref("ReturnMessage"),
             "contact": {"type": "array", "items": _ref("Contact")},
         },
     },
@@ -118,10 +118,10 @@ _SCHEMAS: dict[str, Json] = {
     },
     "CallLogLookupResponse": {
         "type": "object",
-        "required": ["successful"],
+        "required": ["successful", "logs"],
         "properties": {
             "successful": {"type": "boolean"},
-            "returnMessage": _nullable(_ref("ReturnMessage")),
+            "returnMessage": _ref("ReturnMessage"),
             "logs": {
                 "type": "array",
                 "items": {
@@ -164,6 +164,8 @@ _SCHEMAS: dict[str, Json] = {
 }
 
 _TEXT: Json = {"text/plain": {"schema": {"type": "string"}}}
+#: the contract's fixed error texts, typed as the reference types a string answer
+_CONTRACT_TEXT: Json = {"text/html": {"schema": {"type": "string"}}}
 _REQUEST_ID_HEADER: Json = {
     "X-Request-Id": {"description": "Id of this request in the server log.", "schema": {"type": "string"}}
 }
@@ -176,7 +178,7 @@ def _json(schema: Json) -> Json:
 def _error(description: str, *, text: bool = False, retry_after: bool = False) -> Json:
     content = _json(_ref("ErrorEnvelope"))
     if text:
-        content = {**content, **_TEXT}
+        content = {**content, **_CONTRACT_TEXT}
     headers = dict(_REQUEST_ID_HEADER)
     if retry_after:
         headers["Retry-After"] = {
@@ -187,8 +189,9 @@ def _error(description: str, *, text: bool = False, retry_after: bool = False) -
 
 
 _BAD_REQUEST = _error(
-    "Bad input (names the field), missing or invalid JWT, unknown user or platform. Plain text where the "
-    "contract answers text (e.g. `Please go to Settings and authorize CRM platform`).",
+    "Bad input (names the field), missing, invalid or revoked JWT, unknown user or platform. Text (typed "
+    "`text/html` as the reference types it) where the contract answers text (e.g. `Please go to Settings and "
+    "authorize CRM platform`).",
     text=True,
 )
 _SERVER_ERRORS: Json = {

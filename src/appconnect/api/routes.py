@@ -7,7 +7,15 @@ from starlette.responses import Response
 
 from appconnect import __version__
 from appconnect.api.dispatch import Router
-from appconnect.api.http import caller_of, json_response, parse_body, respond, services_of, text_response
+from appconnect.api.http import (
+    caller_of,
+    contract_text,
+    json_response,
+    parse_body,
+    respond,
+    services_of,
+    text_response,
+)
 from appconnect.api.metrics import METRICS_PATH, may_read
 from appconnect.api.openapi import DOCS_CSP, DOCS_INIT_JS, DOCS_PATH, OPENAPI_PATH, build_openapi, docs_page
 from appconnect.connectors.sdk import INTERFACE_METHODS, implements
@@ -47,7 +55,7 @@ async def crm_manifest(request: Request) -> Response:
     if platform == "default":
         return json_response(manifest)
     if platform not in manifest["platforms"]:
-        return text_response("Platform not found", 400)
+        return contract_text("Platform not found")
     return json_response({**manifest, "platforms": {platform: manifest["platforms"][platform]}})
 
 
@@ -55,7 +63,7 @@ async def crm_manifest(request: Request) -> Response:
 async def implemented_interfaces(request: Request) -> Response:
     platform = request.query_params.get("platform")
     if not platform:
-        return text_response("Please provide platform.", 400)
+        return contract_text("Please provide platform.")
     connector = services_of(request).registry.get(platform)
     if connector is None:
         return json_response({"error": f"Connector not found for platform: {platform}"}, 400)

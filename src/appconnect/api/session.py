@@ -17,12 +17,22 @@ class Caller:
     claims: SessionClaims | None
     invalid_query_token: bool
     refreshed_token: str | None
+    #: the token came in the `jwtToken` query, not a bearer header
+    from_query: bool = False
+    #: the route's text for an invalid query token, set by `require`
+    invalid_text: str = AUTHORIZE_FIRST
 
     def require(self, *, invalid_text: str = AUTHORIZE_FIRST) -> SessionClaims:
         """The verified claims, or the route's 400 text (a bad query token may have its own text)."""
+        self.invalid_text = invalid_text
         if self.claims is not None:
             return self.claims
         raise ClientError(invalid_text if self.invalid_query_token else AUTHORIZE_FIRST)
+
+    def ended_text(self) -> str:
+        """What the route answers for a token that verified but whose session ended (a logout since): the
+        same as for an invalid token, so the client asks the user to connect again."""
+        return self.invalid_text if self.from_query else AUTHORIZE_FIRST
 
 
 def read_caller(request: Request, tokens: SessionTokens) -> Caller:
@@ -37,5 +47,5 @@ def read_caller(request: Request, tokens: SessionTokens) -> Caller:
         return Caller(None, False, None)
     claims = tokens.verify(query_token)
     if claims is None:
-        return Caller(None, True, None)
-    return Caller(claims, False, tokens.rotated(claims))
+        return Caller(None, True, None, from_query=True)
+    return Caller(claims, False, tokens.rotated(claims), from_query=True)

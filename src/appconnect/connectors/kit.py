@@ -153,11 +153,14 @@ def message_needle(message: Message) -> str:
 
 
 async def all_or_first_failure(works: list[Coroutine[Any, Any, T]]) -> list[T]:
-    """Run CRM reads together; the first CRM failure cancels the others (no stray requests) and is raised."""
+    """Run CRM reads together; the first failure cancels the others (no stray requests) and is raised alone:
+    a CRM failure first, else the first other error (an answer a read could not parse), never a group the
+    server's error mapping would not recognise."""
     tasks: list[asyncio.Task[T]] = []
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(work) for work in works]
-    except* CrmHttpError as failures:
-        raise failures.exceptions[0] from None
+    except* Exception as failures:
+        found = failures.exceptions
+        raise next((e for e in found if isinstance(e, CrmHttpError)), found[0]) from None
     return [task.result() for task in tasks]

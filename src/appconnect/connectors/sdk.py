@@ -8,12 +8,18 @@ connector makes goes through :class:`CrmHttp`, which adds the auth header and ti
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 # re-exported: a connector imports everything it needs from this module
+from appconnect.outbound.types import CrmAnswerError as CrmAnswerError
 from appconnect.outbound.types import CrmHttp as CrmHttp
 from appconnect.outbound.types import CrmHttpError as CrmHttpError
 from appconnect.outbound.types import CrmResponse as CrmResponse
@@ -414,13 +420,120 @@ class InterfaceNotImplemented(Exception):
     """The connector does not offer this interface."""
 
 
+logger = logging.getLogger(__name__)
+
+#: what a connector's own code raises when a CRM answer is not what the CRM's API documents: JSON that is not
+#: JSON (`ValueError`), a key or an item missing (`LookupError`), a value of another type (`TypeError`,
+#: `AttributeError`), a number out of range (`ArithmeticError`), bytes that are not text (`UnicodeError`)
+_ANSWER_ERRORS: tuple[type[BaseException], ...] = (
+    LookupError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    ArithmeticError,
+    UnicodeError,
+)
+#: ids the server stores (users, call and message logs) fit these columns (store/tables.py)
+_STORED_ID_CHARS = 255
+
+AsyncMethod = Callable[..., Awaitable[Any]]
+
+
+def _answered_writes(holder: object) -> int:
+    """How many writes the session's HTTP client has had answered so far (0 for a client that does not count)."""
+    count = getattr(getattr(holder, "http", None), "answered_writes", 0)
+    return count if isinstance(count, int) else 0
+
+
+#: what `str()` makes of a JSON value that is no id (null, a boolean, a fraction, an object, a list)
+_NOT_AN_ID = re.compile(
+    r"None|True|False|null|nan|-?inf|-?\d*\.\d+(e[+-]?\d+)?|-?\d+(\.\d*)?e[+-]?\d+|[{\[].*", re.S
+)
+
+
+def _unusable_id(value: object) -> bool:
+    """True for an id no CRM gives: not text, empty, too long to store, or the text of a JSON value that is
+    no id (a connector's `str(answer["id"])` of a `null`, `true`, `1.5`, `{}` the CRM sent instead)."""
+    return (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > _STORED_ID_CHARS
+        or _NOT_AN_ID.fullmatch(value) is not None
+    )
+
+
+def _result_problem(result: object, platform: str) -> str | None:
+    """What is wrong with a result naming a record by an id the CRM cannot have meant (it would be stored,
+    shown to the user and used for later updates as if it were the record's); None when nothing is."""
+    if isinstance(result, LogResult) and result.log_id is not None and _unusable_id(result.log_id):
+        return "log id"
+    if isinstance(result, str) and _unusable_id(result):  # find_call_log / find_message_log
+        return "log id"
+    if isinstance(result, UserInfoResult) and result.user is not None:
+        user_id = result.user.id
+        crm_user_id = user_id.removesuffix(f"-{platform}").partition(TENANT_SEPARATOR)[0]
+        if _unusable_id(user_id) or _unusable_id(crm_user_id):
+            return "user id"
+    if isinstance(result, CreatedContact) and _unusable_id(result.contact.id):
+        return "contact id"
+    if isinstance(result, ContactMatches) and any(
+        _unusable_id(c.id) for c in result.contacts if not c.is_new_contact
+    ):
+        return "contact id"
+    return None
+
+
+def _guarded(method: AsyncMethod, interface: str) -> AsyncMethod:
+    """The interface as the server calls it: an answer the connector could not read is a CrmAnswerError."""
+
+    @functools.wraps(method)
+    async def guarded(self: Connector, first: object, *args: Any, **kwargs: Any) -> Any:
+        writes_before = _answered_writes(first)
+        try:
+            result = await method(self, first, *args, **kwargs)
+            problem = _result_problem(result, self.platform)
+        except (CrmHttpError, InterfaceNotImplemented):
+            raise
+        except _ANSWER_ERRORS as exc:
+            problem = type(exc).__name__
+            cause: BaseException | None = exc
+        else:
+            if problem is None:
+                return result
+            cause = None
+        unknown = _answered_writes(first) > writes_before
+        # what failed, never the exception's text (it may quote the CRM's answer: names, numbers)
+        logger.warning(
+            "%s.%s could not read the CRM's answer (%s)%s",
+            self.platform,
+            interface,
+            problem,
+            "; a write had been answered, its outcome is unknown" if unknown else "",
+        )
+        raise CrmAnswerError(problem, outcome_unknown=unknown) from cause
+
+    return guarded
+
+
 class Connector:
     """Base class of every CRM connector.
 
     Class attributes describe the platform; methods are the interfaces. Override what the CRM supports; the
     registry reports the overridden ones in `/implementedInterfaces`. `manifest_path` (a `manifest.json`
     beside the connector module) holds the platform's manifest entry.
+
+    Every interface a subclass overrides is wrapped (`__init_subclass__`) so that a CRM answer its code could
+    not read (an HTML page where JSON was due, a list where an object was, a missing key) reaches the server as
+    :class:`CrmAnswerError`, mapped like any CRM failure: a connector writes the happy path only.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in GUARDED_METHODS:
+            method = cls.__dict__.get(name)
+            # only what this class defines: an inherited interface is guarded where it was defined
+            if inspect.iscoroutinefunction(method):
+                setattr(cls, name, _guarded(method, name))
 
     platform: ClassVar[str]
     auth_type: ClassVar[AuthType] = "apiKey"
@@ -572,6 +685,12 @@ INTERFACE_METHODS: dict[str, str] = {
     "upsertCallDisposition": "upsert_call_disposition",
     "findContactWithName": "find_contact_with_name",
 }
+
+
+#: the interfaces that read CRM answers: each is guarded against answers of an unexpected shape
+GUARDED_METHODS: frozenset[str] = frozenset(
+    {*INTERFACE_METHODS.values(), "find_call_log", "find_message_log"}
+)
 
 
 def contact_type_values(manifest_entry: JsonDict) -> list[str]:

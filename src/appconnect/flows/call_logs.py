@@ -33,11 +33,13 @@ from appconnect.flows.delivery import (
     NEEDS_ATTENTION,
     NOT_SETTLED,
     Delivery,
+    kept_for_retry,
     next_attempt,
     outcome_unknown,
     refused_for_good,
     settle_window,
     stale_window,
+    will_retry,
 )
 from appconnect.flows.errors import DATABASE_FAILED, SESSION_EXPIRED, crm_error_message, warning
 from appconnect.flows.reply import Reply, envelope
@@ -187,6 +189,13 @@ async def deliver_call_log(
     )
     attempts = claim.attempts + 1
 
+    def kept(failure: ReturnMessage, exc: CrmHttpError | None, tries: int) -> Reply:
+        """The user's answer for a log kept for the retrier: "saved, logged automatically" when it will be."""
+        if from_client and will_retry(settings, tries):
+            message = kept_for_retry("call log", user.platform, exc, unconfirmed=failure is NOT_SETTLED)
+            return Reply(envelope(False, message))
+        return Reply(envelope(False, failure))
+
     async def keep(status: str) -> None:
         # attempts spent: the retrier stops (next_attempt_at None) but the status keeps what is known, so a
         # later client retry still checks the CRM first when the outcome was unknown
@@ -240,9 +249,8 @@ async def deliver_call_log(
                 return Reply(envelope(False, NEEDS_ATTENTION)), Delivery.FINAL
             except CrmHttpError as exc:
                 await keep(UNKNOWN if claim.must_check else QUEUED)
-                return Reply(envelope(False, crm_error_message(exc, user.platform, "createCallLog"))), (
-                    Delivery.RETRY
-                )
+                failure = crm_error_message(exc, user.platform, "createCallLog")
+                return kept(failure, exc, attempts), Delivery.RETRY
             if found:
                 await store.complete(claim.pk, found)
                 return Reply(envelope(True, ReturnMessage("Call logged", "success", 2000), logId=found)), (
@@ -260,16 +268,14 @@ async def deliver_call_log(
                         next_attempt_at=settled_at,
                         recorded_at=claim.unanswered_at,
                     )
-                    return Reply(envelope(False, NOT_SETTLED)), Delivery.RETRY
+                    return kept(NOT_SETTLED, None, claim.attempts), Delivery.RETRY
         try:
             result = await connector.create_call_log(call, create)
         except CrmHttpError as exc:
             if refused_for_good(exc):
                 raise
             await keep(UNKNOWN if outcome_unknown(exc) else QUEUED)
-            return Reply(
-                envelope(False, crm_error_message(exc, user.platform, "createCallLog"))
-            ), Delivery.RETRY
+            return kept(crm_error_message(exc, user.platform, "createCallLog"), exc, attempts), Delivery.RETRY
     except SessionRevoked:
         if from_client:
             await store.release(claim.pk)
@@ -423,7 +429,8 @@ async def get_call_logs(
 ) -> Reply:
     user = await current_user(services, claims)
     if user is None or not session_ids:
-        return Reply({"successful": False})
+        # `logs` is required by the contract's schema even when nothing was looked up
+        return Reply({"successful": False, "logs": []})
     wanted = [s for s in session_ids.split(",")][:5]
     identity = identity_of(
         services,
@@ -455,9 +462,8 @@ async def get_call_logs(
             except CrmHttpError as exc:
                 last_message = crm_error_message(exc, user.platform, "getCallLog")
         logs.append(entry)
-    return Reply(
-        {"successful": True, "logs": logs, "returnMessage": last_message.to_wire() if last_message else None}
-    )
+    # the contract's `returnMessage` is an object: absent (not null) when there is nothing to say
+    return Reply(envelope(True, last_message, logs=logs))
 
 
 async def upsert_disposition(services: Services, claims: SessionClaims, body: DispositionBody) -> Reply:

@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from appconnect.connectors.sdk import Connector, ContactRef, PlatformUser, UserView
-from appconnect.flows.reply import ClientError
+from appconnect.flows.reply import ClientError, SessionEnded
 from appconnect.flows.services import Services
 from appconnect.security.jwt import SessionClaims
 from appconnect.store.users import (
@@ -86,18 +86,23 @@ def session_bound(claims: SessionClaims) -> datetime | None:
         return None
 
 
+def _check_session(user: UserRecord | None, claims: SessionClaims) -> None:
+    """A JWT issued before the user's last logout ends the request as an invalid token would (SessionEnded)."""
+    if user is not None and not session_is_current(user, claims):
+        raise SessionEnded()
+
+
 async def current_user(
     services: Services, claims: SessionClaims, platform: str | None = None
 ) -> UserRecord | None:
-    """The caller's user row, or None when it is gone or the JWT was issued before a logout."""
+    """The caller's user row, or None when it is gone; SessionEnded when the JWT was issued before a logout."""
     user = await services.users.get(claims.user_id, platform)
-    if user is None or not session_is_current(user, claims):
-        return None
+    _check_session(user, claims)
     return user
 
 
 async def active_user(services: Services, claims: SessionClaims, *, by_platform: bool) -> UserRecord | None:
-    """The caller's user row, or None when it is gone or logged out (no credential left, or a revoked JWT)."""
+    """The caller's user row, or None when it is gone or has no credential left; SessionEnded for a revoked JWT."""
     user = await current_user(services, claims, claims.platform if by_platform else None)
     if user is None or not user.access_token:
         return None
@@ -119,6 +124,7 @@ async def active_user_with_write(
     if user is None or not session_is_current(user, claims) or not user.access_token:
         if written is not None and written.value is not None:
             await write.undo(written.value)
+        _check_session(user, claims)
         return None, None
     return user, written
 
@@ -128,7 +134,8 @@ async def active_user_with_account_data(
 ) -> tuple[UserRecord | None, AccountRow | NotRead]:
     """`active_user` (by platform) plus its account's `data_key` row, read in the same statement when it can be."""
     user, companion = await services.users.get_with_account_data(claims.user_id, claims.platform, data_key)
-    if user is None or not session_is_current(user, claims) or not user.access_token:
+    _check_session(user, claims)
+    if user is None or not user.access_token:
         return None, NOT_READ
     return user, companion
 

@@ -81,7 +81,9 @@ async def find_contact(
         else:
             cached = await services.cache.get_contacts(scope, platform, phone, max_age=max_age)
         if cached is not None:
-            return Reply({"successful": True, "returnMessage": None, "contact": cached})
+            # no `returnMessage: null`: the contract's schema has an object there (absent is what the client
+            # reads as "nothing to show" too)
+            return Reply({"successful": True, "contact": cached})
     call = await open_session(services, connector, user)
     try:
         matches = await connector.find_contact(

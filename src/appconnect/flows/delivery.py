@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 
-from appconnect.connectors.sdk import CrmHttpError, ReturnMessage
+from appconnect.connectors.sdk import CrmAnswerError, CrmHttpError, ReturnMessage
 from appconnect.settings import Settings
 
 
@@ -19,12 +19,17 @@ class Delivery(Enum):
 
 
 def outcome_unknown(exc: CrmHttpError) -> bool:
-    """No answer (timeout, reset) or a gateway timeout: the create may have reached the CRM."""
+    """No answer (timeout, reset), a gateway timeout, or a create answered with something unreadable: the
+    create may have reached the CRM."""
+    if isinstance(exc, CrmAnswerError):
+        return exc.outcome_unknown
     return exc.status is None or exc.status in (408, 504)
 
 
 def refused_for_good(exc: CrmHttpError) -> bool:
     """A 4xx other than throttling/timeout: sending the same request again cannot succeed."""
+    if isinstance(exc, CrmAnswerError):
+        return False  # an odd answer, not a refusal: the next try may well get a readable one
     return exc.status is not None and 400 <= exc.status < 500 and exc.status not in (408, 425, 429)
 
 
@@ -48,6 +53,37 @@ def next_attempt(settings: Settings, attempts: int) -> datetime | None:
         return None
     delay = min(settings.log_retry_base_seconds * 2 ** max(attempts - 1, 0), 3600.0)
     return datetime.now(UTC) + timedelta(seconds=delay)
+
+
+def will_retry(settings: Settings, attempts: int) -> bool:
+    """A log kept after `attempts` tries is delivered by the retrier: it runs in this server, tries remain."""
+    return settings.log_retrier_enabled and next_attempt(settings, attempts) is not None
+
+
+def kept_for_retry(
+    what: str, platform: str, exc: CrmHttpError | None = None, *, unconfirmed: bool = False
+) -> ReturnMessage:
+    """What the user is told when the CRM could not take a log the server keeps and delivers by itself.
+
+    `successful` stays false (no CRM id yet: the client must not record the log as made), but the words say
+    what happens, so the user does not log it again by hand. `what` is "call log" or "message log";
+    `unconfirmed`: kept because an earlier attempt's create is not confirmed yet (NOT_SETTLED).
+    """
+    if unconfirmed:
+        reason = f"{platform} has not confirmed an earlier attempt yet"
+    else:
+        status = exc.status if exc is not None else None
+        reason = f"{platform} could not take it just now" + (f" (HTTP {status})" if status else "")
+    text = (
+        f"{reason}. It is saved on the server and will be logged into {platform} automatically within a few "
+        "minutes: there is no need to log it again."
+    )
+    return ReturnMessage(
+        f"{what[:1].upper()}{what[1:]} saved: it will be logged automatically",
+        "warning",
+        8000,
+        [{"title": "Details", "items": [{"id": "1", "type": "text", "text": text}]}],
+    )
 
 
 NEEDS_ATTENTION = ReturnMessage(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from appconnect.connectors.sdk import CrmHttpError, JsonDict, ReturnMessage
+from appconnect.connectors.sdk import CrmAnswerError, CrmHttpError, JsonDict, ReturnMessage
 from appconnect.security.redact import redact
 
 _OPERATION_MESSAGES: dict[str, tuple[str, str]] = {
@@ -111,7 +111,11 @@ def crm_error_message(error: Exception, platform: str, operation: str) -> Return
         (f"Error performing {operation}", "Please check if your account has the necessary permissions."),
     )
     detail = detail.format(platform=platform)
-    if isinstance(error, CrmHttpError) and status is None:
+    if isinstance(error, CrmAnswerError):
+        detail = f"{platform} answered something unexpected. Please try again later."
+        if error.outcome_unknown:
+            detail += f" It may have been saved in {platform}: please check there before trying again."
+    elif isinstance(error, CrmHttpError) and status is None:
         detail = f"{platform} did not answer in time. Please try again."
     elif status in (400, 422):
         crm_text = crm_error_text(error.body if isinstance(error, CrmHttpError) else None)

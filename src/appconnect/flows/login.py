@@ -158,7 +158,8 @@ async def api_key_login(
             id=info.id,
             platform=body.platform,
             hostname=hostname,
-            rc_account_id=rc_account_header or body.rc_account_id,
+            rc_account_id=rc_account_header
+            or (str(body.rc_account_id) if body.rc_account_id is not None else None),
             hashed_rc_extension_id=rc_extension_header,
             timezone_name=info.timezone_name,
             timezone_offset=info.timezone_offset,

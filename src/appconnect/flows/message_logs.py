@@ -18,6 +18,7 @@ from appconnect.flows.delivery import (
     NEEDS_ATTENTION,
     NOT_SETTLED,
     Delivery,
+    kept_for_retry,
     next_attempt,
     outcome_unknown,
     refused_for_good,
@@ -30,6 +31,7 @@ from appconnect.flows.requests import MessageBody, MessageLogBody, party_of
 from appconnect.flows.services import Services
 from appconnect.flows.session import open_session
 from appconnect.security.jwt import SessionClaims
+from appconnect.settings import Settings
 from appconnect.store.locks import LockTimeout
 from appconnect.store.message_logs import APPEND_UNKNOWN, MessageLogRow
 from appconnect.store.users import UserRecord
@@ -72,6 +74,12 @@ async def create_message_log(services: Services, claims: SessionClaims, body: Me
             payload=body.model_dump_json(by_alias=True),
             next_attempt_at=next_attempt(services.settings, 0) or datetime.now(UTC),
         )
+        if services.settings.log_retrier_enabled:
+            body_sent = reply.body if isinstance(reply.body, dict) else {}
+            unconfirmed = body_sent.get("returnMessage") == NOT_SETTLED.to_wire()
+            return Reply(
+                envelope(False, kept_for_retry("message log", user.platform, unconfirmed=unconfirmed))
+            )
     return reply
 
 
@@ -163,7 +171,7 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
                             ),
                         )
                     except CrmHttpError as exc:
-                        if message_id not in append_unknown and _append_may_have_landed(exc):
+                        if message_id not in append_unknown and _may_have_landed(exc):
                             doubtful = _row(
                                 user, message_id, conversation_id, conversation_log_id, log_id, APPEND_UNKNOWN
                             )
@@ -173,10 +181,15 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
                     try:
                         result = await connector.create_message_log(call, create_of(message_body))
                     except CrmHttpError as exc:
-                        if outcome_unknown(exc):
+                        # a 500/502/504 or an unreadable 2xx after the create was sent: the CRM may hold it
+                        if _may_have_landed(exc):
+                            # the CRM itself answered (a 500, an unreadable 2xx), not a timeout on the way
+                            answered = exc.status is not None and exc.status not in (408, 504)
                             await store.add(
                                 scope,
                                 _row(user, message_id, conversation_id, conversation_log_id, None, "unknown"),
+                                # so nothing is still being written: the next attempt looks, then creates
+                                recorded_at=_settled_since(services.settings) if answered else None,
                             )
                         raise
                     last_message = result.return_message
@@ -212,8 +225,14 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
     )
 
 
-def _append_may_have_landed(exc: CrmHttpError) -> bool:
-    """The append was sent and not answered (or answered by a gateway timeout): the CRM may hold it."""
+def _settled_since(settings: Settings) -> datetime:
+    """A time the settle window has already passed since (see `delivery.settle_window`)."""
+    return datetime.now(UTC) - timedelta(seconds=settle_window(settings) + 1)
+
+
+def _may_have_landed(exc: CrmHttpError) -> bool:
+    """The write was sent and not answered, or answered by an error that does not prove it was not applied
+    (a 500, a gateway's 502/504, an answer that could not be read): the CRM may hold it."""
     return exc.outcome_unknown or outcome_unknown(exc)
 
 

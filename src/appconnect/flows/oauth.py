@@ -66,18 +66,34 @@ async def _token_request(client: CrmTransport, info: OAuthInfo, form: dict[str, 
     data = _parse(response)
     if "error" in data or not (200 <= response.status_code < 399):
         raise OAuthError(str(data.get("error") or "http_error"), response.status_code)
-    if not data.get("access_token"):
+    access = data.get("access_token")
+    if not access or not isinstance(access, str):
         raise OAuthError("no_access_token", response.status_code)
     return data
 
 
+#: a longer `expires_in` is kept as this (a year): the token is refreshed then, and no date overflows
+_LONGEST_EXPIRY_SECONDS = 366 * 24 * 3600
+
+
 def _token_set(data: dict[str, Any], previous_refresh: str | None = None) -> TokenSet:
+    """The tokens of an answer `_token_request` accepted; a token endpoint's odd `expires_in` or
+    `refresh_token` (a list, a word, a huge number) is refused as `invalid_token_response`, never a crash."""
     expires_in = data.get("expires_in")
     expires_at = None
     if expires_in not in (None, ""):
-        expires_at = datetime.fromtimestamp(time.time(), UTC) + timedelta(seconds=float(expires_in))
+        try:
+            seconds = float(expires_in)
+        except (TypeError, ValueError, OverflowError):
+            raise OAuthError("invalid_token_response") from None
+        if seconds != seconds:  # NaN
+            raise OAuthError("invalid_token_response")
+        seconds = min(max(seconds, 0.0), _LONGEST_EXPIRY_SECONDS)
+        expires_at = datetime.fromtimestamp(time.time(), UTC) + timedelta(seconds=seconds)
     refresh = data.get("refresh_token") or previous_refresh
-    return TokenSet(str(data["access_token"]), str(refresh) if refresh else None, expires_at, data)
+    if refresh is not None and not isinstance(refresh, str):
+        raise OAuthError("invalid_token_response")
+    return TokenSet(str(data["access_token"]), refresh or None, expires_at, data)
 
 
 async def exchange_code(client: CrmTransport, info: OAuthInfo, code: str) -> TokenSet:

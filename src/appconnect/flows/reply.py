@@ -24,6 +24,15 @@ class ClientError(Exception):
         super().__init__(text)
 
 
+class SessionEnded(ClientError):
+    """The session JWT verified, but the user logged out after it was issued: the route answers as for an
+    invalid token (400, "Please go to Settings and authorize CRM platform"), never its "not found" answer,
+    so the client asks the user to connect again instead of showing "Contact not found"."""
+
+    def __init__(self) -> None:
+        super().__init__("Please go to Settings and authorize CRM platform")
+
+
 def envelope(successful: bool, return_message: ReturnMessage | None = None, **fields: Any) -> JsonDict:
     """`{successful, returnMessage?, ...}`: keys the contract leaves undefined are omitted."""
     body: JsonDict = {"successful": successful}

@@ -146,7 +146,8 @@ class ApiKeyLoginBody(_Body):
     hostname: Annotated[StrictStr, StringConstraints(max_length=512)] | None = None
     proxy_id: StrictStr | None = Field(default=None, alias="proxyId")
     additional_info: dict[str, Any] | None = Field(default=None, alias="additionalInfo")
-    rc_account_id: Id | None = Field(default=None, alias="rcAccountId")
+    #: the client sends the RingCentral account id as a number or as text (the contract allows both)
+    rc_account_id: IdOrNumber | None = Field(default=None, alias="rcAccountId")
 
 
 class ContactCreateBody(_Body):

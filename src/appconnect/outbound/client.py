@@ -351,6 +351,9 @@ class CrmHttpClient:
         # built once per session: most calls send exactly one of these
         self._auth_headers = {**_ACCEPT_JSON, "Authorization": auth_header} if auth_header else _ACCEPT_JSON
         self._auth_json_headers = {**self._auth_headers, "Content-Type": "application/json"}
+        #: writes (not repeatable requests) the CRM answered: when a connector then cannot read an answer, the
+        #: server knows whether the CRM may have done the work (see `connectors.sdk.CrmAnswerError`)
+        self.answered_writes = 0
 
     def _url(self, url: str) -> str:
         if url.startswith(("http://", "https://")):
@@ -429,6 +432,8 @@ class CrmHttpClient:
                     retry_after = _retry_after(response) if status == 429 else None
                     await self._limiter.observe(safe_url, status, response.headers, retry_after)
                 if response.is_success or status in allow_status:
+                    if not repeatable:
+                        self.answered_writes += 1
                     return response
                 retry_after = _retry_after(response)
                 failure = CrmHttpError(

@@ -34,6 +34,22 @@ class CrmHttpError(Exception):
         super().__init__(f"{method} {url} -> {status if status is not None else 'no answer'}")
 
 
+class CrmAnswerError(CrmHttpError):
+    """A CRM answered, but not what its API documents: not JSON (an HTML login page, a truncated body), or JSON
+    of another shape (a list where an object was, text where a number was, a key missing, an id too long to
+    keep). The server maps it like a CRM that failed ("<platform> answered something unexpected"), never to a
+    500 and never by showing the body. Its status is 502 (an upstream answered something invalid).
+
+    `outcome_unknown` is True when a write of the same interface call had been answered 2xx: the CRM may have
+    done the work, so it is not sent again blindly (the log and contact flows ask the CRM first).
+    """
+
+    def __init__(self, reason: str, *, outcome_unknown: bool = False) -> None:
+        super().__init__(502, outcome_unknown=outcome_unknown)
+        self.reason = reason  # the exception's class or the check that failed: never the CRM's body
+        self.args = (f"unexpected CRM answer ({reason})",)
+
+
 class CrmResponse(Protocol):
     """The part of an HTTP response a connector reads."""
 

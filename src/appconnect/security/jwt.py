@@ -31,6 +31,8 @@ _DIGESTS: dict[str, Callable[..., Any]] = {
     "HS512": hashlib.sha512,
 }
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+#: seconds since the epoch past which no date is real (year 10000): a larger `exp` or `iat` is malformed
+_LATEST_DATE = 253402300800.0
 
 
 def _encode(raw: bytes) -> str:
@@ -45,8 +47,22 @@ def _decode(part: str) -> bytes:
 
 
 def _number(value: object) -> float | None:
-    """A JWT NumericDate: an int or a float, never a bool or a string."""
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    """A JWT NumericDate: a finite int or float within any date's range, never a bool or a string."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer past any float
+        return None
+    return number if abs(number) <= _LATEST_DATE else None
+
+
+def _plain_header(header: object) -> bool:
+    """A JOSE header we understand: an object whose `alg` (and `typ`, `kid` when present) are strings, and no
+    extension we would have to understand (`crit`, RFC 7515 section 4.1.11)."""
+    if not isinstance(header, dict) or "crit" in header or not isinstance(header.get("alg"), str):
+        return False
+    return all(isinstance(header.get(key, ""), str) for key in ("typ", "kid", "cty"))
 
 
 _HS256_HEADER = _encode(orjson.dumps({"alg": "HS256", "typ": "JWT"}))
@@ -131,9 +147,9 @@ class SessionTokens:
         try:
             header = orjson.loads(_decode(header_part))
             signature = _decode(signature_part)
-            if not isinstance(header, dict) or "crit" in header:
-                return None  # no extension we would have to understand (RFC 7515 section 4.1.11)
-            digest = _DIGESTS.get(header.get("alg"))  # type: ignore[arg-type]
+            if not _plain_header(header):
+                return None
+            digest = _DIGESTS.get(header["alg"])
             if digest is None:
                 return None
             expected = hmac.new(

@@ -138,8 +138,10 @@ class MessageLogStore:
         """A message kept as `append_unknown` is now known to be in the activity `log_id`."""
         await self._fast.run(_MARK_DONE, log_id, self._now(), scope, message_id)
 
-    async def add(self, scope: str, row: MessageLogRow) -> None:
-        now = self._now()
+    async def add(self, scope: str, row: MessageLogRow, *, recorded_at: datetime | None = None) -> None:
+        """Keep a message's row; `recorded_at` back-dates an `unknown` row whose answer did come (a 5xx): the
+        CRM was done with it then, so the next attempt need not wait for it to settle."""
+        now = self._now() if recorded_at is None else self._fast.stamp(recorded_at)
         await self._fast.run(
             _ADD,
             scope,

@@ -749,6 +749,27 @@ async def test_message_log_answer_lost_then_retried_gives_one_log(client: Client
     assert logs[0].text.count("Running late") == 1, logs[0]
 
 
+async def test_message_log_5xx_after_the_work_then_retried_gives_one_log(client: Client) -> None:
+    """A 500 or 502 to a create does not prove nothing was made: the retry looks before creating."""
+    if not client.harness.offers("createMessageLog"):
+        pytest.skip("no message logs")
+    target = client.harness.target
+    contact, phone = await new_contact(client)
+    conversation = f"conv-{uuid.uuid4().hex[:10]}"
+    first_message = message(f"m-{uuid.uuid4().hex[:8]}", phone, "Running late", "2026-03-12T09:00:00.000Z")
+    body = message_body(conversation, contact, phone, [first_message])
+    inject_or_skip(target, "create_message_log", 502, when="after")
+    first = await client.log_messages(body)
+    assert first["successful"] is False, first
+    [made] = target.logs_for(contact["id"], contact["type"])
+
+    retried = await client.log_messages(body)
+    assert retried["successful"] is True, retried
+    logs = target.logs_for(contact["id"], contact["type"])
+    assert [r.id for r in logs] == [made.id], logs
+    assert logs[0].text.count("Running late") == 1, logs[0]
+
+
 async def test_concurrent_placeholder_creates_give_one_contact(client: Client) -> None:
     """Two tabs (or a double click) create the same number's contact at once: the CRM gets one."""
     target = client.harness.target

@@ -379,9 +379,8 @@ async def test_whole_client_sequence(agent: Agent, fake_pipedrive: FakePipedrive
     after = await stored_user(agent.server, USER_ID)
     assert not after.access_token and not after.refresh_token
 
-    gone = await agent.find_contact(phone)
-    assert gone.status_code == 200
-    assert gone.json()["successful"] is False
+    gone = await agent.find_contact(phone)  # the logged-out session: asked to connect again
+    assert (gone.status_code, gone.text) == (400, "Please go to Settings and authorize CRM platform")
 
 
 async def test_login_replaces_credentials_it_cannot_decrypt(
