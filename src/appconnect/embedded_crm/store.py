@@ -183,7 +183,8 @@ class TestCrmStore:
         users = schema.users
         query = sa.select(users.c.id, users.c.name, users.c.email).order_by(users.c.id).limit(limit)
         async with self._read() as conn:
-            return [dict(row) for row in (await conn.execute(query)).mappings().all()]
+            rows = (await conn.execute(query)).mappings().all()
+        return [{"id": row["id"], "name": row["name"], "email": row["email"]} for row in rows]
 
     async def create_user_with_key(self, data: UserInput) -> tuple[str, dict[str, Any]]:
         api_key = "tc_" + secrets.token_urlsafe(24)
@@ -384,7 +385,8 @@ class TestCrmStore:
             .order_by(activities.c.id)
         )
         async with self._read() as conn:
-            return [dict(row) for row in (await conn.execute(query)).mappings().all()]
+            rows = (await conn.execute(query)).mappings().all()
+        return [{"id": row["id"], "name": row["name"], "email": row["email"]} for row in rows]
 
     # --- fault injection -------------------------------------------------------------------------------
 

@@ -242,6 +242,7 @@ class FakeRedtail(FakeCrm):
             FakeRoute("GET", f"{p}/contacts/{{id}}/phones", self._contact_phones),
             FakeRoute("GET", f"{p}/contacts/{{id}}/activities", self._contact_activities),
             FakeRoute("GET", f"{p}/lists/categories", self._categories),
+            FakeRoute("GET", f"{p}/lists/database_users", self._database_users),
             FakeRoute("POST", f"{p}/activities", self._create_activity),
             FakeRoute("GET", f"{p}/activities/{{id}}", self._get_activity),
             FakeRoute("PUT", f"{p}/activities/{{id}}", self._update_activity),
@@ -397,6 +398,17 @@ class FakeRedtail(FakeCrm):
                 for i, p in enumerate(phones)
             ]
         return self.json({"contact": dict(contact)}, status=201)
+
+    async def _database_users(self, request: FakeRequest) -> Response:
+        """The users of the caller's database (never their passwords or user keys)."""
+        database = self._database(request)
+        with self._lock:
+            users = [
+                {k: u[k] for k in ("id", "username", "first_name", "last_name", "database_id")}
+                for u in self.users.values()
+                if u["database_id"] == database
+            ]
+        return self.json({"database_users": users})
 
     async def _categories(self, request: FakeRequest) -> Response:
         with self._lock:
