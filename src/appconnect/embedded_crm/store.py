@@ -385,8 +385,7 @@ class TestCrmStore:
             .order_by(activities.c.id)
         )
         async with self._read() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [{"id": row["id"], "name": row["name"], "email": row["email"]} for row in rows]
+            return [dict(row) for row in (await conn.execute(query)).mappings().all()]
 
     # --- fault injection -------------------------------------------------------------------------------
 
