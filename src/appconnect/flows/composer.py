@@ -621,6 +621,10 @@ def _shared_entry(entity: Mapping[str, Any], contact_name: str) -> _SharedEntry 
     return None
 
 
+def _html_text(text: str) -> str:
+    return html.escape(text).replace("\n", "<br>")
+
+
 def _shared_subject(fmt: str, contact_name: str) -> str:
     subject = f"SMS conversation with {contact_name}"
     return f"**{subject}**" if fmt == MARKDOWN else subject
@@ -656,9 +660,9 @@ def _shared_body(
         lines.append(f"<div><b>Conversation ({count})</b></div><div>BEGIN</div><hr>")
         for kind, who, when, text in entries:
             if kind == "message":
-                lines.append(f"<p><b>{esc(who)}</b> said on {when}:<br>{esc(text)}</p>")
+                lines.append(f"<p><b>{esc(who)}</b> said on {when}:<br>{_html_text(text)}</p>")
             elif kind == "note":
-                lines.append(f"<p><b>{esc(who)}</b> left a note on {when}:<br>{esc(text)}</p>")
+                lines.append(f"<p><b>{esc(who)}</b> left a note on {when}:<br>{_html_text(text)}</p>")
             else:
                 lines.append(f"<p><i>Conversation assigned to <b>{esc(who)}</b></i></p>")
         lines.append("<hr><div>END</div>")
