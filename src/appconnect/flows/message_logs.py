@@ -238,6 +238,8 @@ async def _correspondent_names(services: Services, user: UserRecord, body: Messa
                 scope, user.platform, phone, max_age=services.settings.contact_cache_seconds
             )
             real = [c for c in cached or [] if isinstance(c, dict) and not c.get("isNewContact")]
+            if any(str(c.get("id")) == str(body.contact_id) for c in real):
+                continue  # the logged contact's own number
             if real:
                 name = str(real[0].get("name") or "").strip()
         name = name or (correspondent.name or "").strip() or phone
