@@ -856,6 +856,35 @@ async def test_shared_sms_is_one_log_per_conversation_rewritten_whole(client: Cl
     assert rewritten.text.count("It ships this afternoon") == 1, rewritten
 
 
+async def test_shared_sms_answer_lost_then_retried_gives_one_log(client: Client) -> None:
+    """A shared conversation's create whose answer was lost is found again (by its marker), not made twice."""
+    if not client.harness.offers("createMessageLog"):
+        pytest.skip("no message logs")
+    target = client.harness.target
+    contact, phone = await new_contact(client, "Noor Aziz")
+    conversation = f"conv-{uuid.uuid4().hex[:10]}"
+    asked = message(f"m-{uuid.uuid4().hex[:8]}", phone, "Can I book Friday", "2026-03-12T10:00:00.000Z")
+    entities: list[JsonDict] = [
+        {
+            "recordType": "AliveMessage",
+            "direction": "Inbound",
+            "text": "Can I book Friday",
+            "creationTime": "2026-03-12T10:00:00.000Z",
+        }
+    ]
+    body = shared_body(conversation, contact, phone, entities, [asked])
+    inject_or_skip(target, "create_message_log", delay=LOST, when="after")
+    first = await client.log_messages(body)
+    assert_mapped(first, NO_ANSWER, "create_message_log", client.harness.platform)
+    [made] = await settle(lambda: target.logs_for(contact["id"], contact["type"]), 1, target.settle_seconds)
+
+    retried = await client.log_messages(body)
+    assert retried["successful"] is True, retried
+    logs = target.logs_for(contact["id"], contact["type"])
+    assert [r.id for r in logs] == [made.id], logs
+    assert logs[0].text.count("Can I book Friday") == 1, logs[0]
+
+
 async def test_concurrent_placeholder_creates_give_one_contact(client: Client) -> None:
     """Two tabs (or a double click) create the same number's contact at once: the CRM gets one."""
     target = client.harness.target
