@@ -76,3 +76,12 @@ def test_markdown_subject_and_headings() -> None:
     assert subject == "**SMS conversation with Lena**"
     assert body.startswith("## Conversation summary\n")
     assert "### Conversation (2 messages, 1 note)" in body
+
+
+def test_unreadable_or_edge_times_do_not_break_the_log() -> None:
+    hostile = conversation({"name": "Support"})
+    hostile["creationTime"] = "9999-12-31T23:59:59Z"
+    hostile["messages"] = [{"lastModifiedTime": "not a time"}]
+    hostile["entities"].append({"recordType": "AliveNote", "text": "lost", "creationTime": 10**20})
+    _, body = compose_shared_sms(PLAIN, hostile, "Lena", "+14:00")
+    assert "Conversation (2 messages, 1 note)" in body  # the note without a readable time is left out

@@ -591,8 +591,11 @@ def compose_shared_sms(
 
 
 def _moment(value: Any) -> datetime | None:
+    """A client's timestamp, or None when absent, unreadable or at the calendar's edge (no zone shift fits)."""
     if isinstance(value, str | int | float) and not isinstance(value, bool) and value != "":
-        return _parse_start_time(value)
+        moment = _parse_start_time(value)
+        if moment is not None and 1 < moment.year < 9999:
+            return moment
     return None
 
 
