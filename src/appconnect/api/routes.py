@@ -76,7 +76,6 @@ async def implemented_interfaces(request: Request) -> Response:
         "refreshAppointment",
         "confirmAppointment",
         "cancelAppointment",
-        "getUserList",
         "getManagedAuthOptions",
         "getLicenseStatus",
         "refreshUserInfo",

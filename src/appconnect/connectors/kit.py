@@ -141,7 +141,12 @@ def call_marker(log: CallLogCreate) -> str:
 
 def message_marker(log: MessageLogCreate) -> str:
     """Written into a conversation's log: the conversation log id (one log per conversation and day)."""
-    return f"rc-sms-{_marker_id(log.conversation_log_id)}"
+    return conversation_marker(log.conversation_log_id)
+
+
+def conversation_marker(conversation_log_id: str) -> str:
+    """`message_marker` from the conversation log id alone: a shared SMS's rewrite keeps it in the text."""
+    return f"rc-sms-{_marker_id(conversation_log_id)}"
 
 
 def message_needle(message: Message) -> str:

@@ -390,6 +390,21 @@ class Message:
 
 
 @dataclass(slots=True)
+class SharedConversation:
+    """A shared-inbox conversation (a call queue's or a colleague's number), logged as one activity.
+
+    The server composes the whole log (`subject`, `body` in the connector's `log_format`: participants, the
+    agents who answered, the owning queue, every message and note); a connector writes it as is on create and
+    replaces the activity's text with `body` on update (the conversation is re-sent whole each time).
+    `started_at` is the conversation's creation time (ISO 8601, UTC), the activity's date.
+    """
+
+    subject: str
+    body: str
+    started_at: str | None = None
+
+
+@dataclass(slots=True)
 class MessageLogCreate:
     contact: ContactRef
     message: Message
@@ -399,6 +414,12 @@ class MessageLogCreate:
     recording_link: str | None = None
     fax_doc_link: str | None = None
     image_link: str | None = None
+    #: a group SMS: the names of the other people in the conversation (besides `contact` and the user), each
+    #: as the account's contact cache or the client knows it, else their number; a connector lists them
+    #: among the log's participants
+    correspondents: list[str] = field(default_factory=list)
+    #: set for a shared SMS: write `shared.subject` and `shared.body` instead of composing from `message`
+    shared: SharedConversation | None = None
 
 
 @dataclass(slots=True)
@@ -409,6 +430,23 @@ class MessageLogUpdate:
     conversation_log_id: str
     additional_submission: JsonDict = field(default_factory=dict)
     image_link: str | None = None
+    #: set for a shared SMS: replace the activity's text with `shared.body` (keeping the connector's markers)
+    shared: SharedConversation | None = None
+
+
+@dataclass(slots=True)
+class CrmUser:
+    """One user of the CRM account, for the admin's mapping of RingCentral users to CRM users."""
+
+    id: str
+    name: str
+    email: str | None = None
+
+    def to_wire(self) -> JsonDict:
+        wire: JsonDict = {"id": self.id, "name": self.name}
+        if self.email is not None:
+            wire["email"] = self.email
+        return wire
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -639,6 +677,12 @@ class Connector:
         """
         raise InterfaceNotImplemented("findCallLog")
 
+    # --- account ---------------------------------------------------------------------------------------------
+
+    async def get_user_list(self, call: CrmCall) -> list[CrmUser]:
+        """The CRM account's active users (id, name, email when the CRM gives it), for the admin's user mapping."""
+        raise InterfaceNotImplemented("getUserList")
+
     # --- message logs --------------------------------------------------------------------------------------
 
     async def create_message_log(self, call: CrmCall, log: MessageLogCreate) -> LogResult:
@@ -684,6 +728,7 @@ INTERFACE_METHODS: dict[str, str] = {
     "unAuthorize": "unauthorize",
     "upsertCallDisposition": "upsert_call_disposition",
     "findContactWithName": "find_contact_with_name",
+    "getUserList": "get_user_list",
 }
 
 

@@ -187,6 +187,9 @@ class TestCrmApi:
         assert user is not None
         return _json({k: user[k] for k in _USER_FIELDS})
 
+    async def list_users(self, _request: Request, _user: User | None) -> Response:
+        return _json({"users": await self.store.list_users()})
+
     async def create_api_key(self, request: Request, _user: User | None) -> Response:
         refusal = self._admin_refusal(request, loopback_allowed=self.loopback_key_minting)
         if refusal is not None:
@@ -306,6 +309,7 @@ class TestCrmApi:
             Route("/", self.index_page, methods=["GET"]),
             Route("/contacts/{contact_id:int}", self.contact_page, methods=["GET"]),
             self.api_route("/api/v1/me", self.me, ["GET"]),
+            self.api_route("/api/v1/users", self.list_users, ["GET"]),
             self.api_route("/api/v1/api-keys", self.create_api_key, ["POST"], auth=False),
             self.api_route("/api/v1/contacts", self.create_contact, ["POST"]),
             self.api_route("/api/v1/contacts", self.list_contacts, ["GET"]),

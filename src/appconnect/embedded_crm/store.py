@@ -178,6 +178,14 @@ class TestCrmStore:
             self._users_by_key[key_hash] = dict(row)
         return dict(row)
 
+    async def list_users(self, limit: int = 500) -> list[dict[str, Any]]:
+        """The CRM's users (id, name, email), oldest first, at most `limit` (for an admin's user mapping)."""
+        users = schema.users
+        query = sa.select(users.c.id, users.c.name, users.c.email).order_by(users.c.id).limit(limit)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [{"id": row["id"], "name": row["name"], "email": row["email"]} for row in rows]
+
     async def create_user_with_key(self, data: UserInput) -> tuple[str, dict[str, Any]]:
         api_key = "tc_" + secrets.token_urlsafe(24)
         async with self._write() as conn:

@@ -520,3 +520,170 @@ def _parse_offset(offset: str | int | float | None) -> timedelta:
     if abs(minutes_total) >= 24 * 60:
         return timedelta(0)
     return timedelta(minutes=minutes_total)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Shared SMS: a shared inbox's whole conversation as one log
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _SharedEntry:
+    at: datetime
+    kind: str  # "message", "note" or "assignment"
+    who: str
+    text: str
+
+
+def compose_shared_sms(
+    fmt: str,
+    conversation: Mapping[str, Any],
+    contact_name: str,
+    timezone_offset: str | int | float | None,
+) -> tuple[str, str]:
+    """The subject and body of a shared-inbox conversation's log, in the connector's format.
+
+    A shared conversation belongs to a call queue or to a colleague (`owner`) and is answered by whichever
+    agents take it; the client re-sends it whole, with its `entities` (messages, internal notes, assignments),
+    each time it is logged, so the body is composed afresh and replaces the previous one. It names the customer,
+    every agent who wrote, noted or was assigned, the receiving queue or owner, then the entries newest first.
+    """
+    offset = timezone(_parse_offset(timezone_offset))
+    entities = [e for e in conversation.get("entities") or [] if isinstance(e, Mapping)]
+    entries = sorted(
+        (entry for entry in (_shared_entry(e, contact_name) for e in entities) if entry is not None),
+        key=lambda entry: entry.at,
+        reverse=True,
+    )
+    agents: list[str] = []
+    for entity in entities:
+        for role in ("author", "from", "initiator", "assignee"):
+            party = entity.get(role)
+            name = party.get("name") if isinstance(party, Mapping) else None
+            if isinstance(name, str) and name and name not in agents:
+                agents.append(name)
+    started = _moment(conversation.get("creationTime")) or (entries[-1].at if entries else datetime.now(UTC))
+    modified = [
+        t
+        for t in (_moment(m.get("lastModifiedTime")) for m in conversation.get("messages") or [])
+        if t is not None
+    ]
+    ended = max(modified, default=None) or (entries[0].at if entries else started)
+    raw_owner = conversation.get("owner")
+    owner: Mapping[str, Any] = raw_owner if isinstance(raw_owner, Mapping) else {}
+    owner_name = str(owner.get("name") or "")
+    is_queue = owner.get("extensionType") == "Department" or "queue" in owner_name.lower()
+    messages = sum(1 for e in entries if e.kind == "message")
+    notes = sum(1 for e in entries if e.kind == "note")
+    counts = [
+        f"{n} {word}{'s' if n != 1 else ''}" for n, word in ((messages, "message"), (notes, "note")) if n
+    ]
+    return _shared_subject(fmt, contact_name), _shared_body(
+        fmt,
+        started=started.astimezone(offset),
+        ended=ended.astimezone(offset),
+        contact_name=contact_name,
+        agents=agents,
+        owner=(("Receiving call queue" if is_queue else "Owner"), owner_name) if owner_name else None,
+        count=", ".join(counts) or "0 messages",
+        entries=[(e.kind, e.who, f"{e.at.astimezone(offset):%Y-%m-%d %I:%M %p}", e.text) for e in entries],
+    )
+
+
+def _moment(value: Any) -> datetime | None:
+    """A client's timestamp, or None when absent, unreadable or at the calendar's edge (no zone shift fits)."""
+    if isinstance(value, str | int | float) and not isinstance(value, bool) and value != "":
+        moment = _parse_start_time(value)
+        if moment is not None and 1 < moment.year < 9999:
+            return moment
+    return None
+
+
+def _shared_entry(entity: Mapping[str, Any], contact_name: str) -> _SharedEntry | None:
+    at = _moment(entity.get("creationTime"))
+    if at is None:
+        return None
+
+    def name_of(*roles: str) -> str:
+        for role in roles:
+            party = entity.get(role)
+            if isinstance(party, Mapping) and isinstance(party.get("name"), str) and party["name"]:
+                return str(party["name"])
+        return "Unknown"
+
+    kind = entity.get("recordType")
+    if kind == "AliveMessage":
+        who = contact_name if entity.get("direction") == "Inbound" else name_of("author", "from")
+        return _SharedEntry(at, "message", who, str(entity.get("text") or entity.get("subject") or ""))
+    if kind == "AliveNote":
+        return _SharedEntry(
+            at, "note", name_of("author", "initiator"), str(entity.get("text") or entity.get("body") or "")
+        )
+    if kind == "ThreadAssignedHint":
+        return _SharedEntry(at, "assignment", name_of("assignee"), "")
+    return None
+
+
+def _html_text(text: str) -> str:
+    return html.escape(text).replace("\n", "<br>")
+
+
+def _shared_subject(fmt: str, contact_name: str) -> str:
+    subject = f"SMS conversation with {contact_name}"
+    return f"**{subject}**" if fmt == MARKDOWN else subject
+
+
+def _shared_body(
+    fmt: str,
+    *,
+    started: datetime,
+    ended: datetime,
+    contact_name: str,
+    agents: list[str],
+    owner: tuple[str, str] | None,
+    count: str,
+    entries: list[tuple[str, str, str, str]],
+) -> str:
+    span = ended - started
+    hours = int(span.total_seconds() // 3600)
+    summary = [
+        f"Started: {started:%A, %B %d, %Y} at {started:%I:%M %p}",
+        f"Ended: {ended:%A, %B %d, %Y} at {ended:%I:%M %p}",
+        f"Duration: {hours // 24} d {hours % 24} h",
+    ]
+    people = [f"{contact_name} (customer)", *agents]
+    if fmt == HTML:
+        esc = html.escape
+        lines = [
+            "<div><b>Conversation summary</b><br>" + "".join(f"{esc(s)}<br>" for s in summary) + "</div><br>",
+            "<div><b>Participants</b><ul>" + "".join(f"<li>{esc(p)}</li>" for p in people) + "</ul></div>",
+        ]
+        if owner:
+            lines.append(f"<div>{owner[0]}: <b>{esc(owner[1])}</b></div><br>")
+        lines.append(f"<div><b>Conversation ({count})</b></div><div>BEGIN</div><hr>")
+        for kind, who, when, text in entries:
+            if kind == "message":
+                lines.append(f"<p><b>{esc(who)}</b> said on {when}:<br>{_html_text(text)}</p>")
+            elif kind == "note":
+                lines.append(f"<p><b>{esc(who)}</b> left a note on {when}:<br>{_html_text(text)}</p>")
+            else:
+                lines.append(f"<p><i>Conversation assigned to <b>{esc(who)}</b></i></p>")
+        lines.append("<hr><div>END</div>")
+        return "".join(lines)
+    markdown = fmt == MARKDOWN
+    out = ["## Conversation summary" if markdown else "Conversation summary", *summary, ""]
+    out += ["### Participants" if markdown else "Participants", *(f"* {p}" for p in people), ""]
+    if owner:
+        out += [f"{owner[0]}: **{owner[1]}**" if markdown else f"{owner[0]}: {owner[1]}", ""]
+    out += [f"### Conversation ({count})" if markdown else f"Conversation ({count})", "BEGIN"]
+    out.append("---" if markdown else "------------")
+    for kind, who, when, text in entries:
+        name = f"**{who}**" if markdown else who
+        if kind == "message":
+            out += [f"{name} said on {when}:", text, ""]
+        elif kind == "note":
+            out += [f"{name} left a note on {when}:", text, ""]
+        else:
+            out += [f"Conversation assigned to {name}", ""]
+    out += ["---" if markdown else "------------", "END"]
+    return "\n".join(out)

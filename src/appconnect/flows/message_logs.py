@@ -6,14 +6,17 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 from appconnect.connectors.sdk import (
+    ContactRef,
     CrmHttpError,
     InterfaceNotImplemented,
     Message,
     MessageLogCreate,
     MessageLogUpdate,
     ReturnMessage,
+    SharedConversation,
 )
 from appconnect.flows.common import account_scope, active_user, chosen_contact, connector_for
+from appconnect.flows.composer import compose_shared_sms
 from appconnect.flows.delivery import (
     NEEDS_ATTENTION,
     NOT_SETTLED,
@@ -100,6 +103,8 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
         return Reply(envelope(False, warning(f"Contact not found for number {phone}"))), Delivery.FINAL
     if not info.messages:
         return Reply(envelope(True, None, logIds=[])), Delivery.DONE
+    if _shared_owner(body) is not None:
+        return await _log_shared(services, user, body, contact)
     group = len(info.correspondents) > 1
     suffix = f"-{contact.id}" if group else ""
     conversation_id = f"{info.conversation_id or ''}{suffix}"
@@ -109,6 +114,7 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
     logged: list[str] = []
     needs_attention = False
     last_message: ReturnMessage | None = None
+    others = await _correspondent_names(services, user, body) if group else []
 
     def create_of(message_body: MessageBody) -> MessageLogCreate:
         return MessageLogCreate(
@@ -120,6 +126,7 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
             recording_link=_attachment_link(message_body, "AudioRecording"),
             fax_doc_link=_attachment_link(message_body, "RenderedDocument"),
             image_link=_attachment_link(message_body, "MmsAttachment"),
+            correspondents=others,
         )
 
     try:
@@ -228,6 +235,141 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
 def _settled_since(settings: Settings) -> datetime:
     """A time the settle window has already passed since (see `delivery.settle_window`)."""
     return datetime.now(UTC) - timedelta(seconds=settle_window(settings) + 1)
+
+
+#: a group SMS's correspondents looked up in the account's contact cache; any beyond are named as the client sent
+MAX_CORRESPONDENT_LOOKUPS = 20
+
+
+async def _correspondent_names(services: Services, user: UserRecord, body: MessageLogBody) -> list[str]:
+    """The other people of a group SMS, each named as the account's contact cache knows the number (the
+    contact a lookup found), else as the client named them, else by the number; the logged contact is left out.
+    """
+    scope = account_scope(user)
+    own_name = (body.contact_name or "").strip()
+    names: list[str] = []
+    for index, correspondent in enumerate(body.log_info.correspondents):
+        phone = (correspondent.phone_number or "").strip()
+        name = ""
+        if phone and index < MAX_CORRESPONDENT_LOOKUPS:
+            cached = await services.cache.get_contacts(
+                scope, user.platform, phone, max_age=services.settings.contact_cache_seconds
+            )
+            real = [c for c in cached or [] if isinstance(c, dict) and not c.get("isNewContact")]
+            if any(str(c.get("id")) == str(body.contact_id) for c in real):
+                continue  # the logged contact's own number
+            if real:
+                name = str(real[0].get("name") or "").strip()
+        name = name or (correspondent.name or "").strip() or phone
+        if name and name != own_name and name not in names:
+            names.append(name)
+    return names
+
+
+def _shared_owner(body: MessageLogBody) -> str | None:
+    """A shared SMS is a conversation of a shared inbox: the client names its owner (a call queue or a user)."""
+    owner = body.log_info.owner
+    name = owner.get("name") if isinstance(owner, dict) else None
+    return name if isinstance(name, str) and name.strip() else None
+
+
+async def _log_shared(
+    services: Services, user: UserRecord, body: MessageLogBody, contact: ContactRef
+) -> tuple[Reply, Delivery]:
+    """A shared SMS is one activity per conversation log, rewritten whole each time it is logged.
+
+    The server composes the conversation (every message and note, the agents who answered, the owning queue)
+    and the connector creates the activity, or replaces its text once it exists. The row is keyed by the
+    conversation log id; a create whose answer went missing is found again by the connector's marker first.
+    """
+    info = body.log_info
+    scope = account_scope(user)
+    connector = connector_for(services, user.platform)
+    conversation_log_id = info.conversation_log_id or str(info.conversation_id or "")
+    conversation_id = str(info.conversation_id or "")
+    subject, text = compose_shared_sms(
+        connector.log_format,
+        info.model_dump(by_alias=True, exclude_none=True),
+        contact.name,
+        user.timezone_offset,
+    )
+    started = info.creation_time if info.creation_time is not None else info.messages[-1].creation_time
+    shared = SharedConversation(
+        subject=subject, body=text, started_at=None if started is None else str(started)
+    )
+    create = MessageLogCreate(
+        contact=contact,
+        message=_message(info.messages[0]),
+        conversation_id=conversation_id,
+        conversation_log_id=conversation_log_id,
+        additional_submission=body.additional_submission or {},
+        shared=shared,
+    )
+    store = services.message_logs
+    logged: list[str] = []
+    try:
+        call = await open_session(services, connector, user)
+        async with services.locks.hold(
+            "conversation:" + hashlib.sha256(f"{scope}\n{conversation_log_id}".encode()).hexdigest(),
+            ttl=stale_window(services.settings),
+        ):
+            log_id = await store.conversation_log_id_owner(scope, conversation_log_id)
+            unknown, unanswered_at = await store.unknown_ids(scope, conversation_log_id)
+            if unknown and log_id is None:
+                try:
+                    log_id = await connector.find_message_log(call, create)
+                except InterfaceNotImplemented:
+                    return Reply(envelope(False, NEEDS_ATTENTION)), Delivery.FINAL
+                settle = timedelta(seconds=settle_window(services.settings))
+                if (
+                    log_id is None
+                    and unanswered_at is not None
+                    and datetime.now(UTC) < unanswered_at + settle
+                ):
+                    return Reply(envelope(False, NOT_SETTLED)), Delivery.RETRY
+                await store.resolve_unknown(scope, conversation_log_id, log_id)
+            if log_id is not None:
+                # the whole conversation is re-sent: replacing the text again is harmless, so no marker is needed
+                last_message = await connector.update_message_log(
+                    call,
+                    MessageLogUpdate(
+                        contact=contact,
+                        message=create.message,
+                        log_id=log_id,
+                        conversation_log_id=conversation_log_id,
+                        additional_submission=create.additional_submission,
+                        shared=shared,
+                    ),
+                )
+            else:
+                try:
+                    result = await connector.create_message_log(call, create)
+                except CrmHttpError as exc:
+                    if _may_have_landed(exc):
+                        row = _row(
+                            user, conversation_log_id, conversation_id, conversation_log_id, None, "unknown"
+                        )
+                        await store.add(scope, row)
+                    raise
+                last_message = result.return_message
+                if result.log_id:
+                    row = _row(
+                        user, conversation_log_id, conversation_id, conversation_log_id, result.log_id, "done"
+                    )
+                    await store.add(scope, row)
+                    logged.append(conversation_log_id)
+    except CrmHttpError as exc:
+        delivery = Delivery.FINAL if refused_for_good(exc) else Delivery.RETRY
+        return Reply(envelope(False, crm_error_message(exc, user.platform, "createMessageLog"))), delivery
+    except LockTimeout:
+        message = warning("This conversation is being logged by another request. Please try again.")
+        return Reply(envelope(False, message)), Delivery.BUSY
+    reply = {
+        "successful": True,
+        "logIds": logged,
+        "returnMessage": last_message.to_wire() if last_message else None,
+    }
+    return Reply(reply), Delivery.DONE
 
 
 def _may_have_landed(exc: CrmHttpError) -> bool:

@@ -260,6 +260,12 @@ class MessageLogInfoBody(_Body):
     conversation_log_id: ConversationLogId | None = Field(default=None, alias="conversationLogId")
     messages: list[MessageBody] = Field(default_factory=list)
     correspondents: list[CorrespondentBody] = Field(default_factory=list)
+    #: a shared SMS (a call queue's or a colleague's conversation): its owner, assignee, creation time and
+    #: whole history (messages, notes, assignments) as the client sends it
+    owner: dict[str, Any] | None = None
+    assignee: dict[str, Any] | None = None
+    creation_time: StrictStr | StrictInt | None = Field(default=None, alias="creationTime")
+    entities: list[dict[str, Any]] | None = None
 
 
 class MessageLogBody(_Body):

@@ -258,6 +258,7 @@ class FakeClio(FakeCrm):
             "time_zone": "Pacific Time (US & Canada)",
         }
         self.contacts: dict[int, JsonDict] = {}
+        self.colleagues: list[JsonDict] = []  # other users of the account (GET users)
         self.matters: dict[int, JsonDict] = {}
         self.relationships: dict[int, JsonDict] = {}
         self.communications: dict[int, JsonDict] = {}
@@ -361,6 +362,7 @@ class FakeClio(FakeCrm):
             FakeRoute("POST", "/oauth/token", self._token, auth=False),
             FakeRoute("POST", "/oauth/deauthorize", strict(frozenset(), self._deauthorize)),
             FakeRoute("GET", "/api/v4/users/who_am_i.json", strict(one, self._who_am_i)),
+            FakeRoute("GET", "/api/v4/users.json", strict(_PAGING | {"enabled"}, self._list_users)),
             FakeRoute("GET", "/api/v4/contacts.json", strict(_PAGING | CONTACT_FILTERS, self._list_contacts)),
             FakeRoute("POST", "/api/v4/contacts.json", strict(one, self._create_contact)),
             FakeRoute("GET", "/api/v4/contacts/{id}.json", strict(one, self._get_contact)),
@@ -553,6 +555,25 @@ class FakeClio(FakeCrm):
 
     async def _who_am_i(self, request: FakeRequest) -> Response:
         return self._one(request, self.user, USER_SCHEMA)
+
+    async def _list_users(self, request: FakeRequest) -> Response:
+        """The firm's users: `enabled` filters, `order` may also be by name, `fields` as everywhere."""
+        enabled = request.query.get("enabled")
+        if enabled not in (None, "true", "false"):
+            raise HttpError(400, f"Invalid enabled: {enabled}")
+        order = request.query.get("order", "id(asc)")
+        if order not in ("id(asc)", "id(desc)", "name(asc)", "name(desc)"):
+            raise HttpError(400, f"Invalid order: {order}")
+        spec = parse_fields(request.query.get("fields"), USER_SCHEMA)
+        with self._lock:
+            users = [self.user, *self.colleagues]
+            if enabled is not None:
+                users = [u for u in users if bool(u.get("enabled")) == (enabled == "true")]
+            key = "name" if order.startswith("name") else "id"
+            users = sorted(users, key=lambda u: u[key], reverse=order.endswith("(desc)"))
+            return self.json(
+                {"data": [project(u, spec) for u in users], "meta": {"paging": {}, "records": len(users)}}
+            )
 
     async def _list_contacts(self, request: FakeRequest) -> Response:
         term = request.query.get("query", "").strip().lower()

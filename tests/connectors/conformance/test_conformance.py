@@ -770,6 +770,142 @@ async def test_message_log_5xx_after_the_work_then_retried_gives_one_log(client:
     assert logs[0].text.count("Running late") == 1, logs[0]
 
 
+async def test_group_sms_names_every_correspondent_in_each_contacts_log(client: Client) -> None:
+    """A group SMS: each contact gets their own log, naming the other people of the conversation (as the
+    account's lookups found them, else as the client named them, else by number)."""
+    if not client.harness.offers("createMessageLog"):
+        pytest.skip("no message logs")
+    target = client.harness.target
+    maya, maya_phone = await new_contact(client, "Maya Patel")
+    omar, omar_phone = await new_contact(client, "Omar Haddad")
+    for contact, phone in ((maya, maya_phone), (omar, omar_phone)):
+        found = await client.find_contact(phone)  # the account's lookups are remembered
+        assert [c["id"] for c in found["contact"] if not c.get("isNewContact")] == [contact["id"]], found
+    stranger_phone, unnamed_phone = new_phone(), new_phone()
+    conversation = f"conv-{uuid.uuid4().hex[:10]}"
+    text = message(f"m-{uuid.uuid4().hex[:8]}", maya_phone, "Dinner at eight", "2026-03-12T18:00:00.000Z")
+    correspondents = [
+        {"phoneNumber": maya_phone, "name": "Maya Patel"},
+        {"phoneNumber": omar_phone},
+        {"phoneNumber": stranger_phone, "name": "Robin Quinn"},
+        {"phoneNumber": unnamed_phone},
+    ]
+    # the agent shortened Maya's name in the log form: her own number must still not be listed as someone else
+    for contact, phone in (({**maya, "name": "Maya"}, maya_phone), (omar, omar_phone)):
+        body = message_body(conversation, contact, phone, [text])
+        body["logInfo"]["correspondents"] = correspondents
+        answer = await client.log_messages(body)
+        assert answer["successful"] is True, answer
+        assert answer["logIds"] == [f"{text['id']}-{contact['id']}"], answer
+
+    [maya_log] = target.logs_for(maya["id"], maya["type"])
+    [omar_log] = target.logs_for(omar["id"], omar["type"])
+    for log, others in ((maya_log, ["Omar Haddad"]), (omar_log, ["Maya Patel"])):
+        assert "Dinner at eight" in log.text, log
+        for name in [*others, "Robin Quinn", unnamed_phone]:
+            assert name in log.text, (name, log)
+    assert "Maya Patel" not in maya_log.text, maya_log
+
+
+def shared_body(
+    conversation: str, contact: JsonDict, phone: str, entities: list[JsonDict], messages: list[JsonDict]
+) -> JsonDict:
+    """A POST /messageLog body of a shared inbox's conversation (the client sends it whole every time)."""
+    body = message_body(conversation, contact, phone, messages)
+    body["logInfo"].update(
+        {
+            "owner": {"name": "Support Queue", "extensionType": "Department", "extensionId": "5001"},
+            "assignee": {"name": "Alex Rivera"},
+            "creationTime": "2026-03-12T09:00:00.000Z",
+            "entities": entities,
+        }
+    )
+    return body
+
+
+async def test_shared_sms_is_one_log_per_conversation_rewritten_whole(client: Client) -> None:
+    """A shared SMS (a call queue's inbox): one log per conversation, naming the queue and the agent who
+    answered; logged again with more history, the same log is rewritten, nothing is repeated."""
+    if not client.harness.offers("createMessageLog"):
+        pytest.skip("no message logs")
+    target = client.harness.target
+    contact, phone = await new_contact(client, "Lena Fischer")
+    conversation = f"conv-{uuid.uuid4().hex[:10]}"
+    asked = message(f"m-{uuid.uuid4().hex[:8]}", phone, "Has my order shipped", "2026-03-12T09:00:00.000Z")
+    entities: list[JsonDict] = [
+        {"recordType": "ThreadCreatedHint", "creationTime": "2026-03-12T09:00:00.000Z"},
+        {
+            "recordType": "AliveMessage",
+            "direction": "Inbound",
+            "text": "Has my order shipped",
+            "creationTime": "2026-03-12T09:00:00.000Z",
+            "from": {"phoneNumber": phone},
+        },
+        {
+            "recordType": "ThreadAssignedHint",
+            "creationTime": "2026-03-12T09:01:00.000Z",
+            "assignee": {"name": "Alex Rivera"},
+        },
+        {
+            "recordType": "AliveMessage",
+            "direction": "Outbound",
+            "text": "It ships this afternoon",
+            "creationTime": "2026-03-12T09:02:00.000Z",
+            "author": {"name": "Alex Rivera"},
+        },
+    ]
+    first = await client.log_messages(shared_body(conversation, contact, phone, entities, [asked]))
+    assert first["successful"] is True, first
+    assert first["logIds"] == [f"{conversation}-2026-03-12"], first
+    [log] = target.logs_for(contact["id"], contact["type"])
+    for part in ("Support Queue", "Alex Rivera", "Has my order shipped", "It ships this afternoon"):
+        assert part in log.text, (part, log)
+
+    entities.append(
+        {
+            "recordType": "AliveNote",
+            "text": "Customer asked for tracking",
+            "creationTime": "2026-03-12T09:05:00.000Z",
+            "author": {"name": "Alex Rivera"},
+        }
+    )
+    again = await client.log_messages(shared_body(conversation, contact, phone, entities, [asked]))
+    assert again["successful"] is True, again
+    [rewritten] = target.logs_for(contact["id"], contact["type"])
+    assert rewritten.id == log.id, (log, rewritten)
+    assert "Customer asked for tracking" in rewritten.text, rewritten
+    assert rewritten.text.count("It ships this afternoon") == 1, rewritten
+
+
+async def test_shared_sms_answer_lost_then_retried_gives_one_log(client: Client) -> None:
+    """A shared conversation's create whose answer was lost is found again (by its marker), not made twice."""
+    if not client.harness.offers("createMessageLog"):
+        pytest.skip("no message logs")
+    target = client.harness.target
+    contact, phone = await new_contact(client, "Noor Aziz")
+    conversation = f"conv-{uuid.uuid4().hex[:10]}"
+    asked = message(f"m-{uuid.uuid4().hex[:8]}", phone, "Can I book Friday", "2026-03-12T10:00:00.000Z")
+    entities: list[JsonDict] = [
+        {
+            "recordType": "AliveMessage",
+            "direction": "Inbound",
+            "text": "Can I book Friday",
+            "creationTime": "2026-03-12T10:00:00.000Z",
+        }
+    ]
+    body = shared_body(conversation, contact, phone, entities, [asked])
+    inject_or_skip(target, "create_message_log", delay=LOST, when="after")
+    first = await client.log_messages(body)
+    assert_mapped(first, NO_ANSWER, "create_message_log", client.harness.platform)
+    [made] = await settle(lambda: target.logs_for(contact["id"], contact["type"]), 1, target.settle_seconds)
+
+    retried = await client.log_messages(body)
+    assert retried["successful"] is True, retried
+    logs = target.logs_for(contact["id"], contact["type"])
+    assert [r.id for r in logs] == [made.id], logs
+    assert logs[0].text.count("Can I book Friday") == 1, logs[0]
+
+
 async def test_concurrent_placeholder_creates_give_one_contact(client: Client) -> None:
     """Two tabs (or a double click) create the same number's contact at once: the CRM gets one."""
     target = client.harness.target

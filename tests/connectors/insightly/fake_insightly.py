@@ -201,7 +201,10 @@ class FakeInsightly(FakeCrm):
         return _CaseInsensitivePaths(super().app())  # type: ignore[return-value]
 
     def routes(self) -> list[FakeRoute]:
-        routes = [FakeRoute("GET", f"{V}/users/me", self._users_me)]
+        routes = [
+            FakeRoute("GET", f"{V}/users/me", self._users_me),
+            FakeRoute("GET", f"{V}/users", self._users),
+        ]
         for resource in ("contacts", "leads", "events"):
             routes.append(FakeRoute("GET", f"{V}/{resource}/search", self._searcher(resource)))
         for resource in ("contacts", "leads", "organisations", "opportunities", "projects", "events"):
@@ -355,6 +358,11 @@ class FakeInsightly(FakeCrm):
         assert user_id is not None
         with self._lock:
             return self.json(self.users[user_id])
+
+    async def _users(self, request: FakeRequest) -> Response:
+        """`GET /Users`: every user of the instance."""
+        with self._lock:
+            return self.json([dict(u) for u in self.users.values()])
 
     def _searcher(self, resource: str) -> Any:
         async def search(request: FakeRequest) -> Response:

@@ -134,6 +134,7 @@ class FakePipedrive(FakeCrm):
         self.leads_by_id: dict[str, JsonDict] = {}
         self.activities_by_id: dict[int, JsonDict] = {}
         self.activity_types: list[JsonDict] = []
+        self.colleagues: list[JsonDict] = []  # other users of the account (GET users)
         self.user: JsonDict = {
             "id": 12345,
             "name": "Jordan Lee",
@@ -403,6 +404,7 @@ class FakePipedrive(FakeCrm):
                 FakeRoute("POST", "/oauth/token", self._oauth_token, auth=False),
                 FakeRoute("POST", "/oauth/revoke", self._oauth_revoke, auth=False),
                 FakeRoute("GET", "/v1/users/me", self._users_me),
+                FakeRoute("GET", "/api/v1/users", self._users_list),
                 FakeRoute("GET", "/api/v2/persons/search", self._persons_search),
                 FakeRoute("POST", "/v1/persons", self._persons_create_v1_gone),
                 FakeRoute("POST", "/api/v2/persons", self._persons_create),
@@ -508,6 +510,11 @@ class FakePipedrive(FakeCrm):
         with self._lock:
             user_id = self.grants.extra_of_access(token).get("user_id")
             return _ok(dict(self.colleagues.get(user_id, self.user) if user_id is not None else self.user))
+
+    async def _users_list(self, request: FakeRequest) -> Response:
+        """`GET /users` of the company: the logged-in user and `colleagues` (deleted ones included, flagged)."""
+        with self._lock:
+            return _ok([dict(self.user), *(dict(u) for u in self.colleagues)])
 
     async def _persons_search(self, request: FakeRequest) -> Response:
         query = request.query

@@ -477,10 +477,11 @@ class FakeRedtail(FakeCrm):
         return self.json({"contact": dict(contact)}, status=201)
 
     async def _database_users(self, request: FakeRequest) -> Response:
+        """The users of the caller's database (never their passwords or user keys)."""
         database = self._database(request)
         with self._lock:
             users = [
-                {"id": u["id"], "first_name": u["first_name"], "last_name": u["last_name"]}
+                {k: u[k] for k in ("id", "username", "first_name", "last_name", "database_id") if k in u}
                 for (db, _name), u in sorted(self.users.items(), key=lambda item: int(item[1]["id"]))
                 if db == database
             ]

@@ -23,6 +23,7 @@ from appconnect.connectors.kit import (
     call_marker,
     call_seconds,
     caller_number,
+    conversation_marker,
     int_or_none,
     iso_utc,
     message_marker,
@@ -50,6 +51,7 @@ from appconnect.connectors.sdk import (
     CrmCall,
     CrmHttp,
     CrmHttpError,
+    CrmUser,
     DispositionUpdate,
     JsonDict,
     LimitRule,
@@ -563,10 +565,13 @@ class ClioConnector(Connector):
         if contact_id is None:
             return LogResult(None, ReturnMessage("Contact not found", "warning", 5000))
         user_name = await self._user_name(call.http)
-        created = parse_time(log.message.creation_time)
+        created = parse_time(log.shared.started_at if log.shared else log.message.creation_time)
         local = created.astimezone(user_timezone(call.user))
         contact = log.contact
-        if log.recording_link:
+        others = "".join(f"    {other}\n" for other in log.correspondents)
+        if log.shared is not None:
+            subject, body = log.shared.subject, log.shared.body
+        elif log.recording_link:
             subject = f"Voicemail left by {contact.name} - {local:%y/%m/%d}"
             body = f"{subject}\nVoicemail recording link: {log.recording_link}\n\n--- Created via RingCentral App Connect"
         elif log.fax_doc_link:
@@ -582,7 +587,7 @@ class ClioConnector(Connector):
                 f"{local:%A, %B %d, %Y}\n\n"
                 "Participants\n"
                 f"    {user_name}\n"
-                f"    {contact.name} ({contact.phone_number})\n\n"
+                f"    {contact.name} ({contact.phone_number})\n{others}\n"
                 "Conversation(1 messages)\n"
                 "BEGIN\n"
                 "------------\n"
@@ -595,7 +600,9 @@ class ClioConnector(Connector):
         inbound = log.message.direction == "Inbound"
         data: JsonDict = {
             "subject": subject,
-            "body": body + _marker_line(message_marker(log)) + _message_tag(log.message),
+            "body": body
+            + _marker_line(message_marker(log))
+            + ("" if log.shared else _message_tag(log.message)),
             "type": "PhoneCommunication",
             "received_at": iso_utc(created),
             "senders": [contact_party if inbound else user_party],
@@ -612,6 +619,11 @@ class ClioConnector(Connector):
         """Append the message before the conversation's end line and bump the count; skipped when its tag is
         already there (an earlier append got through without an answer)."""
         path = f"/api/v4/communications/{_log_id(update.log_id)}.json"
+        if update.shared is not None:
+            # a shared SMS is re-sent whole: its body is replaced (the conversation marker kept)
+            marker = _marker_line(conversation_marker(update.conversation_log_id))
+            await _patch(call.http, path, {"body": update.shared.body + marker})
+            return ReturnMessage("Message log updated", "success", 2000)
         existing = await call.http.get_json(path, params={"fields": "id,body"})
         user_name = await self._user_name(call.http)
         body = str(existing["data"].get("body") or "")
@@ -624,6 +636,20 @@ class ClioConnector(Connector):
         body = _COUNTER_RE.sub(lambda m: f"Conversation({int(m.group(1)) + 1} messages)", body, count=1)
         await _patch(call.http, path, {"body": body + tag})
         return None
+
+    # --- account -------------------------------------------------------------------------------------------
+
+    async def get_user_list(self, call: CrmCall) -> list[CrmUser]:
+        """The firm's enabled users, by name, as the reference asks for them (`GET /api/v4/users.json`)."""
+        body = await call.http.get_json(
+            "/api/v4/users.json", params={"enabled": "true", "order": "name(asc)", "fields": "id,name,email"}
+        )
+        users = body.get("data") or []
+        return [
+            CrmUser(id=str(u["id"]), name=_clio_user_name(u), email=u.get("email") or None)
+            for u in users
+            if isinstance(u, dict) and u.get("id") is not None
+        ]
 
     # --- shared --------------------------------------------------------------------------------------------
 
@@ -771,6 +797,13 @@ def _call_subject(inbound: bool, contact: ContactRef) -> str:
     if inbound:
         return f"[Call] Inbound Call from {contact.name} [{contact.phone_number}]"
     return f"[Call] Outbound Call to {contact.name} [{contact.phone_number}]"
+
+
+def _clio_user_name(user: JsonDict) -> str:
+    """`name`, or first and last name where a user has no `name` (as the reference falls back)."""
+    if user.get("name"):
+        return str(user["name"])
+    return " ".join(str(user.get(k) or "").strip() for k in ("first_name", "last_name")).strip()
 
 
 def _marker_line(marker: str) -> str:

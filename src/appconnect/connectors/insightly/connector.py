@@ -31,6 +31,7 @@ from appconnect.connectors.kit import (
     call_seconds,
     call_subject,
     caller_number,
+    conversation_marker,
     message_marker,
     message_needle,
     parse_time,
@@ -61,6 +62,7 @@ from appconnect.connectors.sdk import (
     CrmCall,
     CrmHttp,
     CrmHttpError,
+    CrmUser,
     DispositionUpdate,
     JsonDict,
     LimitRule,
@@ -629,10 +631,13 @@ class InsightlyConnector(Connector):
         if contact_id is None or not await self._exists(call.http, kind, contact_id):
             return LogResult(None, ReturnMessage("Contact not found", "warning", 5000))
         user_name = await self._user_name(call.http)
-        created = parse_time(log.message.creation_time)
+        created = parse_time(log.shared.started_at if log.shared else log.message.creation_time)
         local = created.astimezone(user_timezone(call.user))
         contact = log.contact
-        if log.recording_link:
+        others = "".join(f"    {other}\n" for other in log.correspondents)
+        if log.shared is not None:
+            title, details = log.shared.subject, log.shared.body
+        elif log.recording_link:
             title = f"Voicemail left by {contact.name} - {local:%y/%m/%d}"
             details = f"{title}\nVoicemail recording link: {log.recording_link}\n\n--- Created via RingCentral App Connect"
         elif log.fax_doc_link:
@@ -643,14 +648,18 @@ class InsightlyConnector(Connector):
         else:
             title = f"SMS conversation with {contact.name} - {local:%y/%m/%d}"
             details = (
-                f"Conversation summary\n{local:%A, %B %d, %Y}\nParticipants\n    {user_name}\n    {contact.name}\n\n"
+                f"Conversation summary\n{local:%A, %B %d, %Y}\nParticipants\n    {user_name}\n    {contact.name}\n"
+                f"{others}\n"
                 "Conversation(1 messages)\nBEGIN\n------------\n"
                 f"{_message_item(log.message, contact, user_name, call.user, log.image_link)}"
                 f"{_MESSAGES_END}\n\n--- Created via RingCentral App Connect"
             )
         body: JsonDict = {
             "TITLE": title,
-            "DETAILS": _with_markers(details, [message_marker(log), message_needle(log.message)]),
+            "DETAILS": _with_markers(
+                details,
+                [message_marker(log)] if log.shared else [message_marker(log), message_needle(log.message)],
+            ),
             "START_DATE_UTC": _insightly_time(created),
             "END_DATE_UTC": _insightly_time(created),
             "ALL_DAY": False,
@@ -676,6 +685,8 @@ class InsightlyConnector(Connector):
     async def update_message_log(self, call: CrmCall, update: MessageLogUpdate) -> ReturnMessage | None:
         """Append the message before the conversation's end line and bump its counter, unless already there."""
         event_id = _event_id(update.log_id)
+        if update.shared is not None:
+            return await self._rewrite_shared(call, event_id, update)
         outbound = update.message.direction != "Inbound"
         user_name_task: Awaitable[str] = self._user_name(call.http) if outbound else _constant("")
         user_name, event = await asyncio.gather(user_name_task, call.http.get_json(f"/Events/{event_id}"))
@@ -696,6 +707,31 @@ class InsightlyConnector(Connector):
         }
         await call.http.request("PUT", "/Events", json=body)
         return None
+
+    async def _rewrite_shared(self, call: CrmCall, event_id: int, update: MessageLogUpdate) -> ReturnMessage:
+        """A shared SMS is re-sent whole: the event's details are replaced (the conversation marker kept)."""
+        assert update.shared is not None
+        body: JsonDict = {
+            "EVENT_ID": event_id,
+            "DETAILS": _with_markers(update.shared.body, [conversation_marker(update.conversation_log_id)]),
+        }
+        await call.http.request("PUT", "/Events", json=body)
+        return ReturnMessage("Message log updated", "success", 2000)
+
+    # --- account -------------------------------------------------------------------------------------------
+
+    async def get_user_list(self, call: CrmCall) -> list[CrmUser]:
+        """The instance's users (`GET /Users`, as the reference asks), named "First Last"."""
+        users = await call.http.get_json("/Users")
+        return [
+            CrmUser(
+                id=str(u["USER_ID"]),
+                name=" ".join(str(u.get(k) or "").strip() for k in ("FIRST_NAME", "LAST_NAME")).strip(),
+                email=u.get("EMAIL_ADDRESS") or None,
+            )
+            for u in (users if isinstance(users, list) else [])
+            if isinstance(u, dict) and u.get("USER_ID") is not None
+        ]
 
     # --- shared lookups ------------------------------------------------------------------------------------
 

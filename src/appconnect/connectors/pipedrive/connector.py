@@ -18,6 +18,7 @@ from appconnect.connectors.kit import (
     call_marker,
     call_subject,
     caller_number,
+    conversation_marker,
     html_link,
     message_marker,
     message_needle,
@@ -44,6 +45,7 @@ from appconnect.connectors.sdk import (
     CrmCall,
     CrmHttp,
     CrmHttpError,
+    CrmUser,
     DispositionUpdate,
     JsonDict,
     LimitRule,
@@ -366,11 +368,14 @@ class PipedriveConnector(Connector):
         user_name, org_id = await asyncio.gather(
             self._user_name(call.http), self._person_org(call.http, person_id)
         )
-        created = parse_time(log.message.creation_time)
+        created = parse_time(log.shared.started_at if log.shared else log.message.creation_time)
         local = created.astimezone(user_timezone(call.user))
         contact = log.contact
         name = html.escape(contact.name)
-        if log.recording_link:
+        others = "".join(f"<li><b>{html.escape(other)}</b></li>" for other in log.correspondents)
+        if log.shared is not None:
+            subject, note = log.shared.subject, log.shared.body
+        elif log.recording_link:
             subject = f"Voicemail left by {contact.name} - {local:%y/%m/%d}"
             note = (
                 f"<br><b>{html.escape(subject)}</b><br>Voicemail recording link: "
@@ -389,7 +394,7 @@ class PipedriveConnector(Connector):
                 "<b>Conversation summary</b><br>"
                 f"{local:%A, %B %d, %Y}<br>"
                 "Participants<br>"
-                f"<ul><li><b>{html.escape(user_name)}</b><br></li><li><b>{name}</b></li></ul><br>"
+                f"<ul><li><b>{html.escape(user_name)}</b><br></li><li><b>{name}</b></li>{others}</ul><br>"
                 "Conversation(1 messages)<br>"
                 "BEGIN<br>------------<br><ul>"
                 f"{_message_item(log.message, contact, user_name, call.user, log.image_link)}"
@@ -403,7 +408,9 @@ class PipedriveConnector(Connector):
                 org_id=org_id,
                 activity_type=kind,
                 subject=subject,
-                note=note + _marker_line(message_marker(log)) + _message_tag(log.message),
+                note=note
+                + _marker_line(message_marker(log))
+                + ("" if log.shared else _message_tag(log.message)),
                 when=created,
                 additional_submission=log.additional_submission,
             )
@@ -422,6 +429,8 @@ class PipedriveConnector(Connector):
         Skipped when the note already carries the message's tag: an earlier append got there without an answer.
         """
         path = f"/api/v2/activities/{update.log_id}"
+        if update.shared is not None:
+            return await self._rewrite_shared(call, path, update)
         outbound = update.message.direction != "Inbound"
         user_name_task = self._user_name(call.http) if outbound else _constant("")
         user_name, activity = await asyncio.gather(user_name_task, call.http.get_json(path))
@@ -439,6 +448,28 @@ class PipedriveConnector(Connector):
         body.update(_association(update.additional_submission))
         await call.http.patch_json(path, body)
         return None
+
+    async def _rewrite_shared(self, call: CrmCall, path: str, update: MessageLogUpdate) -> ReturnMessage:
+        """A shared SMS is re-sent whole: its note is replaced (the conversation marker kept)."""
+        assert update.shared is not None
+        marker = _marker_line(conversation_marker(update.conversation_log_id))
+        body: JsonDict = {"note": update.shared.body + marker}
+        body.update(_association(update.additional_submission))
+        await call.http.patch_json(path, body)
+        return ReturnMessage("Message log updated", "success", 2000)
+
+    # --- account -------------------------------------------------------------------------------------------
+
+    async def get_user_list(self, call: CrmCall) -> list[CrmUser]:
+        """The company's users (`GET /api/v1/users` on the company domain, as the reference asks); deleted ones
+        are left out."""
+        body = await call.http.get_json("/api/v1/users")
+        users = body.get("data") or []
+        return [
+            CrmUser(id=str(u["id"]), name=str(u.get("name") or ""), email=u.get("email") or None)
+            for u in users
+            if isinstance(u, dict) and u.get("id") is not None and not u.get("is_deleted")
+        ]
 
     # --- shared lookups ------------------------------------------------------------------------------------
 

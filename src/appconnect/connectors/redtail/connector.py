@@ -24,6 +24,7 @@ from appconnect.connectors.kit import (
     call_seconds,
     call_subject,
     caller_number,
+    conversation_marker,
     html_link,
     int_or_none,
     iso_utc,
@@ -51,6 +52,7 @@ from appconnect.connectors.sdk import (
     CrmCall,
     CrmHttp,
     CrmHttpError,
+    CrmUser,
     DispositionUpdate,
     JsonDict,
     LimitRule,
@@ -394,10 +396,13 @@ class RedtailConnector(Connector):
         contact_id = int_or_none(log.contact.id)
         if contact_id is None:
             return LogResult(None, ReturnMessage("Contact not found", "warning", 5000))
-        created = parse_time(log.message.creation_time)
+        created = parse_time(log.shared.started_at if log.shared else log.message.creation_time)
         contact = log.contact
         agent = _agent_name(call.user)
-        if log.recording_link:
+        people = ", ".join(html.escape(p) for p in (agent, contact.name, *log.correspondents))
+        if log.shared is not None:
+            subject, description = log.shared.subject, log.shared.body
+        elif log.recording_link:
             subject = f"Voicemail from {contact.name} - {created:%Y-%m-%d}"
             description = f"<b>{html.escape(subject)}</b><br>Recording: {html_link(log.recording_link)}"
         elif log.fax_doc_link:
@@ -408,13 +413,15 @@ class RedtailConnector(Connector):
             item = _message_item(log.message, contact, agent, log.image_link)
             description = (
                 f"<b>{html.escape(subject)}</b><br>"
-                f"Participants: {html.escape(agent)}, {html.escape(contact.name)}<br>"
+                f"Participants: {people}<br>"
                 "Conversation(1 messages)<br>"
                 f"------------<br><ul>{item}{_MESSAGES_END}"
             )
         body: JsonDict = {
             "subject": subject,
-            "description": description + _marker_line(message_marker(log)) + _message_tag(log.message),
+            "description": description
+            + _marker_line(message_marker(log))
+            + ("" if log.shared else _message_tag(log.message)),
             "start_date": iso_utc(created),
             "end_date": iso_utc(created),
             "activity_code_id": CALL_ACTIVITY_CODE,
@@ -447,6 +454,11 @@ class RedtailConnector(Connector):
         """Append the message to the day's activity and bump its counter; skipped when already there."""
         api = _Api(call)
         path = f"/activities/{update.log_id}"
+        if update.shared is not None:
+            # a shared SMS is re-sent whole: its description is replaced (the conversation marker kept)
+            marker = _marker_line(conversation_marker(update.conversation_log_id))
+            await api.send("PATCH", path, {"description": update.shared.body + marker}, idempotent=True)
+            return ReturnMessage("Message log updated", "success", 2000)
         activity = (await api.get(path, include_contacts=True))["activity"]
         description = str(activity.get("description") or "")
         if message_needle(update.message) in description:
@@ -463,6 +475,22 @@ class RedtailConnector(Connector):
         body = {"description": description + _message_tag(update.message), "end_date": iso_utc(when)}
         await api.send("PATCH", path, body, idempotent=True)
         return None
+
+    # --- account -------------------------------------------------------------------------------------------
+
+    async def get_user_list(self, call: CrmCall) -> list[CrmUser]:
+        """The database's users (`GET /lists/database_users`, as the reference asks), named "First Last";
+        Redtail gives no e-mail there."""
+        body = await _Api(call).get("/lists/database_users")
+        users = body.get("database_users") if isinstance(body, dict) else None
+        return [
+            CrmUser(
+                id=str(u["id"]),
+                name=" ".join(str(u.get(k) or "").strip() for k in ("first_name", "last_name")).strip(),
+            )
+            for u in users or []
+            if isinstance(u, dict) and u.get("id") is not None
+        ]
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from appconnect.connectors.sdk import (
     CreatedContact,
     CrmCall,
     CrmHttpError,
+    CrmUser,
     DispositionUpdate,
     JsonDict,
     LimitRule,
@@ -347,7 +348,9 @@ class TestCrmConnector(Connector):
         if contact_ref is None:
             return _unknown_contact()
         tz = _user_tz(call.user)
-        who = log.contact.name or log.contact.phone_number
+        who = ", ".join([log.contact.name or log.contact.phone_number, *log.correspondents])
+        if log.shared is not None:
+            return await self._create_shared(call, log, contact_ref)
         line = _message_line(
             log.message,
             tz,
@@ -376,6 +379,9 @@ class TestCrmConnector(Connector):
 
     async def update_message_log(self, call: CrmCall, update: MessageLogUpdate) -> ReturnMessage | None:
         """Append the message's line and bump the counter, unless an earlier append already wrote it."""
+        if update.shared is not None:  # a shared SMS is re-sent whole: its body is replaced
+            await call.http.patch_json(f"activities/{update.log_id}", {"body": update.shared.body})
+            return ReturnMessage("Message log updated", "success", 2000)
         activity = await call.http.get_json(f"activities/{update.log_id}")
         body = str(activity.get("body") or "")
         tag = _message_tag(update.message)
@@ -390,3 +396,29 @@ class TestCrmConnector(Connector):
         new_body = f"Conversation({count} messages)\n" + "".join(f"{entry}\n" for entry in messages)
         await call.http.patch_json(f"activities/{update.log_id}", {"body": new_body})
         return ReturnMessage("Message log updated", "success", 2000)
+
+    async def _create_shared(self, call: CrmCall, log: MessageLogCreate, contact_ref: int) -> LogResult:
+        """A shared SMS: the server's composed conversation, as one message activity."""
+        assert log.shared is not None
+        created = await call.http.post_json(
+            "activities",
+            {
+                "contact_id": contact_ref,
+                "kind": "message",
+                "subject": log.shared.subject,
+                "body": log.shared.body,
+                "external_id": _message_marker(call, log),
+            },
+        )
+        return LogResult(str(created["id"]), ReturnMessage("Message logged", "success", 2000))
+
+    # --- account -------------------------------------------------------------------------------------------
+
+    async def get_user_list(self, call: CrmCall) -> list[CrmUser]:
+        """The test CRM's users (`GET /users`)."""
+        body = await call.http.get_json("users")
+        return [
+            CrmUser(id=str(u["id"]), name=str(u.get("name") or ""), email=u.get("email") or None)
+            for u in body.get("users") or []
+            if isinstance(u, dict) and u.get("id") is not None
+        ]
