@@ -9,6 +9,7 @@ shared toolkit (`tests/support/fake_crm.py`); this module holds only Pipedrive's
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import re
 import uuid
@@ -129,12 +130,13 @@ class FakePipedrive(FakeCrm):
         self.grants = OAuthGrants(self.now, expires_in=self._default_expires_in)
         self.grants.refresh_token_mode = self._default_refresh_mode
         self.persons_by_id: dict[int, JsonDict] = {}
+        #: an API server without `POST /api/v2/persons` (404), whose `POST /v1/persons` still creates
+        self.v2_persons_missing = False
         self.orgs_by_id: dict[int, JsonDict] = {}
         self.deals_by_id: dict[int, JsonDict] = {}
         self.leads_by_id: dict[str, JsonDict] = {}
         self.activities_by_id: dict[int, JsonDict] = {}
         self.activity_types: list[JsonDict] = []
-        self.colleagues: list[JsonDict] = []  # other users of the account (GET users)
         self.user: JsonDict = {
             "id": 12345,
             "name": "Jordan Lee",
@@ -514,7 +516,7 @@ class FakePipedrive(FakeCrm):
     async def _users_list(self, request: FakeRequest) -> Response:
         """`GET /users` of the company: the logged-in user and `colleagues` (deleted ones included, flagged)."""
         with self._lock:
-            return _ok([dict(self.user), *(dict(u) for u in self.colleagues)])
+            return _ok([dict(self.user), *(dict(u) for u in self.colleagues.values())])
 
     async def _persons_search(self, request: FakeRequest) -> Response:
         query = request.query
@@ -568,12 +570,26 @@ class FakePipedrive(FakeCrm):
 
     async def _persons_create_v1_gone(self, request: FakeRequest) -> Response:
         """`POST /v1/persons` was deprecated for `POST /api/v2/persons` in May 2025, announced for shutdown at the
-        end of 2025, and is gone from Pipedrive's published description (and its generated clients) since 2026."""
-        return self.error(410, "This endpoint is no longer available. Use POST /api/v2/persons.")
+        end of 2025, and is gone from Pipedrive's published description (and its generated clients) since 2026.
+        With `v2_persons_missing` (an API server that predates v2 persons) it is the create, with v1's body."""
+        if not self.v2_persons_missing:
+            return self.error(410, "This endpoint is no longer available. Use POST /api/v2/persons.")
+        body = request.json
+        if not isinstance(body, dict) or "phones" in body:
+            raise bad_request("Body must be a JSON object with v1's `phone`, not `phones`")
+        v2_body = {key: value for key, value in body.items() if key != "phone"}
+        if "phone" in body:
+            v2_body["phones"] = body["phone"]
+        return await self._create_person(dataclasses.replace(request, json=v2_body))
 
     async def _persons_create(self, request: FakeRequest) -> Response:
         """`POST /api/v2/persons`: the v2 body only (`phones`/`emails` as lists of {value, primary, label});
         unknown keys, v1's `phone`/`email` among them, are refused as the v2 schema validator does."""
+        if self.v2_persons_missing:
+            return self.error(404, "Unknown endpoint")
+        return await self._create_person(request)
+
+    async def _create_person(self, request: FakeRequest) -> Response:
         body = request.json
         if not isinstance(body, dict):
             raise bad_request("Body must be a JSON object")
@@ -597,7 +613,7 @@ class FakePipedrive(FakeCrm):
         with self._lock:
             if org_id is not None and org_id not in self.orgs_by_id:
                 raise bad_request(f"org_id {org_id} not found")
-            if owner_id is not None and owner_id != self.user["id"]:
+            if owner_id is not None and owner_id != self.user["id"] and owner_id not in self.colleagues:
                 raise bad_request(f"owner_id {owner_id} not found")
             stamp = self.now()
             person = {

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 from fake_pipedrive import FakePipedrive, TokenPair
 
+import appconnect.connectors.pipedrive.connector as pipedrive_connector_module
 from appconnect.connectors.pipedrive import PipedriveConnector
 from appconnect.connectors.pipedrive.connector import pipedrive_duration
 from appconnect.connectors.sdk import (
@@ -333,6 +334,26 @@ async def test_create_contact_posts_person(env: Env) -> None:
         "owner_id": 12345,
     }
     assert stored["owner_id"] == 12345 and stored["phones"][0]["primary"] is True
+
+
+async def test_create_contact_falls_back_to_v1_where_v2_persons_is_unknown(env: Env) -> None:
+    """An API server without `POST /api/v2/persons` (404: nothing was created) gets v1's create with v1's body,
+    and is remembered: the next contact costs one request, not two."""
+    env.fake.v2_persons_missing = True
+    numbers = ["+14155550105", "+14155550106"]
+    try:
+        for number in numbers:
+            created = await env.connector.create_contact(
+                env.call, NewContact(phone_number=number, name="Dorothy Vaughan", contact_type="contact")
+            )
+            assert created is not None
+            assert [p["value"] for p in env.fake.persons[int(created.contact.id)]["phones"]] == [number]
+    finally:
+        pipedrive_connector_module._V1_PERSON_HOSTS.clear()  # the memo is per process; other tests share the host
+    assert len(env.fake.requests_to("/api/v2/persons", "POST")) == 1
+    v1 = env.fake.requests_to("/v1/persons", "POST")
+    assert [r.json["phone"][0]["value"] for r in v1] == numbers
+    assert all("phones" not in r.json for r in v1)
 
 
 async def test_create_contact_links_organisation(env: Env) -> None:

@@ -12,10 +12,8 @@ from appconnect.outbound.client import CrmHttpClient, build_transport_client
 async def test_user_list_is_the_companys_users_without_deleted_ones(
     fake_pipedrive: FakePipedrive, pipedrive_tokens: TokenPair
 ) -> None:
-    fake_pipedrive.colleagues = [
-        {"id": 2001, "name": "Sam Ortiz", "email": "sam.ortiz@example.test", "is_deleted": False},
-        {"id": 2002, "name": "Gone Person", "email": "gone@example.test", "is_deleted": True},
-    ]
+    fake_pipedrive.add_colleague(2001, "Sam Ortiz")["email"] = "sam.ortiz@example.test"
+    fake_pipedrive.add_colleague(2002, "Gone Person")["is_deleted"] = True
     connector = PipedriveConnector(ConnectorConfig(fake_pipedrive.connector_config()))
     assert implements(connector, "get_user_list")
     auth = f"Bearer {pipedrive_tokens.access_token}"

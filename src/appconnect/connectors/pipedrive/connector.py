@@ -92,6 +92,11 @@ class ActivityType:
     name: str
 
 
+#: company hosts whose API answered 404 to `POST /api/v2/persons` (see `PipedriveConnector._post_person`)
+_V1_PERSON_HOSTS: set[str] = set()
+_MAX_REMEMBERED_HOSTS = 10_000
+
+
 class PipedriveConnector(Connector):
     """Pipedrive over its v1/v2 REST API with OAuth; the company host is per user, users/me is global."""
 
@@ -262,13 +267,29 @@ class PipedriveConnector(Connector):
         org_id = _int_or_none(_first(new.additional_submission, "orgId", "org_id", "organizationId"))
         if org_id is not None:
             body["org_id"] = org_id
-        data = (await call.http.post_json("/api/v2/persons", body))["data"]
+        data = await self._post_person(call, body)
         contact = Contact(
             id=str(data["id"]), name=str(data.get("name") or new.name), phone=new.phone_number, type="contact"
         )
         return CreatedContact(
             contact=contact, return_message=ReturnMessage("Contact created.", "success", 2000)
         )
+
+    async def _post_person(self, call: CrmCall, body: JsonDict) -> JsonDict:
+        """`POST /api/v2/persons`; where that path is unknown (404: an API server without v2 persons, such as
+        an older gateway in front of Pipedrive), v1's create with v1's body, remembered per company host so
+        such a server costs one extra request, not one per contact. A 404 created nothing, so this is safe."""
+        host = call.http.base_url
+        if host not in _V1_PERSON_HOSTS:
+            answer = await call.http.request("POST", "/api/v2/persons", json=body, allow_status=(404,))
+            if answer.status_code != 404:
+                return dict(answer.json()["data"])
+            if len(_V1_PERSON_HOSTS) >= _MAX_REMEMBERED_HOSTS:
+                _V1_PERSON_HOSTS.clear()
+            _V1_PERSON_HOSTS.add(host)
+        v1_body = {key: value for key, value in body.items() if key != "phones"}
+        v1_body["phone"] = body["phones"]
+        return dict((await call.http.post_json("/v1/persons", v1_body))["data"])
 
     # --- call logs -----------------------------------------------------------------------------------------
 
