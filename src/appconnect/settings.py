@@ -84,6 +84,10 @@ class Settings(BaseSettings):
         default=SecretStr(""), description="bearer token for the test CRM's key minting and fault injection"
     )
 
+    # RingCentral's platform API: who an admin is (flows/ringcentral.py); the fake platform in tests
+    ringcentral_server: str = Field(
+        default="https://platform.ringcentral.com", description="RingCentral platform API base URL"
+    )
     crm_connect_timeout: float = 5.0
     crm_read_timeout: float = 20.0
     max_body_bytes: int = 2 * 1024 * 1024

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from appconnect.connectors.registry import ConnectorRegistry
 from appconnect.connectors.sdk import Connector, UserView
+from appconnect.flows.ringcentral import RingCentralIdentities
 from appconnect.outbound.client import AccountLimiter, CrmTransport, RetryPolicy, build_transport_client
 from appconnect.outbound.limits import Batched, RateLimiterBackend, RateLimitOverrides
 from appconnect.security.crypto import TokenCipher
 from appconnect.security.jwt import SessionTokens
 from appconnect.security.keys import ServerKeys, load_keys
 from appconnect.settings import Settings
+from appconnect.store.admin import AdminSettingsStore, CallNoteCache
 from appconnect.store.cache import AccountCache
 from appconnect.store.call_logs import CallLogStore
 from appconnect.store.locks import DatabaseSharedLock, LockManager, RedisSharedLock
@@ -39,10 +41,14 @@ class Services:
     message_logs: MessageLogStore
     cache: AccountCache
     locks: LockManager
+    admin_settings: AdminSettingsStore
+    call_notes: CallNoteCache
     redis: Any = None
     rate_limiter: RateLimiterBackend | None = None
     rate_limit_overrides: RateLimitOverrides | None = None
     user_cache: UserCache | None = None
+    #: RingCentral identities of access tokens, kept briefly (flows/ringcentral.py)
+    rc_identities: RingCentralIdentities = field(default_factory=RingCentralIdentities)
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy.from_settings(self.settings)
@@ -141,6 +147,8 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
         rate_limiter=Batched(limiter),
         rate_limit_overrides=RateLimitOverrides.parse(settings.crm_rate_limit),
         user_cache=user_cache,
+        admin_settings=AdminSettingsStore(fast),
+        call_notes=CallNoteCache(cipher, fast),
     )
 
 

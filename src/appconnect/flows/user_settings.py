@@ -38,14 +38,6 @@ def merge_settings(admin: dict[str, Any] | None, user: dict[str, Any] | None) ->
     return merged
 
 
-async def get_user_settings(services: Services, claims: SessionClaims, rc_account_id: str | None) -> Reply:
-    user = await current_user(services, claims)
-    if user is None:
-        raise ClientError("User not found")
-    admin = await services.cache.admin_settings(rc_account_id) if rc_account_id else None
-    return Reply(merge_settings(admin, user.user_settings))
-
-
 async def update_user_settings(services: Services, claims: SessionClaims, body: UserSettingsBody) -> Reply:
     user = await current_user(services, claims)
     if user is None:
@@ -59,9 +51,3 @@ async def update_user_settings(services: Services, claims: SessionClaims, body: 
         raise ClientError(f"userSettings: together with the stored settings, it {exc}", as_json=True) from exc
     await services.users.save_settings(user.id, settings)
     return Reply({"userSettings": settings})
-
-
-async def preload_settings(services: Services, rc_account_id: str | None) -> Reply:
-    if not rc_account_id:
-        raise ClientError("Cannot find rc user login")
-    return Reply({"userSettings": await services.cache.admin_settings(rc_account_id) or {}})
