@@ -170,6 +170,15 @@ class Settings(BaseSettings):
         """`INFO` and `info` are the same level."""
         return value.strip().lower() if isinstance(value, str) else value
 
+    @field_validator("ringcentral_server")
+    @classmethod
+    def _http_base_url(cls, value: str) -> str:
+        """A typo here would refuse every admin at run time: refuse it at start instead."""
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL such as https://platform.ringcentral.com")
+        return value.strip().rstrip("/")
+
     def server_url(self) -> str:
         """The URL this server is reached at, as written into the manifest."""
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
