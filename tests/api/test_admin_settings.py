@@ -253,3 +253,17 @@ def test_a_cached_note_stays_in_the_callers_account(
     stored = rows(server, _NOTES, session_id)
     assert len(stored) == 2 and len({row["scope"] for row in stored}) == 2
     assert all("Wants" not in row["note"] and "Planted" not in row["note"] for row in stored)  # encrypted
+
+
+def test_no_ringcentral_token_in_the_logs(
+    client: httpx.Client, rc: FakeRingCentral, caplog: pytest.LogCaptureFixture
+) -> None:
+    account = new_account()
+    admin, refused = rc.extension(account, admin=True), rc.extension(account)
+    rc.expire(refused)
+    with caplog.at_level("DEBUG"):
+        rc.inject(503, times=1, path_prefix=EXTENSION_PATH)
+        assert save(client, admin, SETTINGS).status_code == 403
+        assert client.get("/user/preloadSettings", params={"rcAccessToken": refused}).status_code == 403
+    assert "RingCentral" in caplog.text  # the failures were logged...
+    assert admin not in caplog.text and refused not in caplog.text  # ...without the tokens
