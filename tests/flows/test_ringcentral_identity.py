@@ -3,6 +3,7 @@ memory; refusals remembered, outages not (against the fake RingCentral platform 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -96,3 +97,13 @@ async def test_a_token_that_cannot_be_one_is_never_sent(rc: FakeRingCentral, htt
         with pytest.raises(RcCheckFailed):
             await RingCentralIdentities().identify(http, rc.base_url, token, HASH_KEY)
     assert asked(rc) == start
+
+
+async def test_concurrent_checks_of_one_token_ask_once(rc: FakeRingCentral, http: CrmTransport) -> None:
+    identities = RingCentralIdentities()
+    token = rc.extension("3004", admin=True)
+    rc.inject(delay=0.3, times=1, path_prefix=EXTENSION_PATH)
+    start = asked(rc)
+    found = await asyncio.gather(*(identities.identify(http, rc.base_url, token, HASH_KEY) for _ in range(5)))
+    assert {identity.account_id for identity in found} == {"3004"}
+    assert asked(rc) - start == 1

@@ -7,6 +7,7 @@ briefly per token (by a keyed hash of it, never the token) so an admin page's bu
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -85,6 +86,7 @@ class RingCentralIdentities:
         self._max_entries = max_entries
         self._clock = clock
         self._answers: OrderedDict[bytes, tuple[float, RcIdentity | RcCheckFailed]] = OrderedDict()
+        self._inflight: dict[bytes, asyncio.Future[RcIdentity]] = {}
 
     def _key(self, server: str, token: str, hash_key: str) -> bytes:
         return hmac.new(hash_key.encode(), f"{server}\n{token}".encode(), hashlib.sha256).digest()
@@ -105,15 +107,26 @@ class RingCentralIdentities:
             if isinstance(cached[1], RcCheckFailed):
                 raise cached[1]
             return cached[1]
+        # concurrent checks of one token (an admin page's burst) share one question to RingCentral
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._ask_and_remember(key, http, server, token))
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._inflight[key] = task
+        return await asyncio.shield(task)
+
+    async def _ask_and_remember(self, key: bytes, http: CrmTransport, server: str, token: str) -> RcIdentity:
         try:
-            answer: RcIdentity | RcCheckFailed = await self._ask(http, server, token)
+            answer = await self._ask(http, server, token)
         except RcCheckFailed as exc:
             if exc.refused:  # a refusal is an answer; RingCentral being down is not, ask again next time
                 self._remember(key, exc)
             raise
-        self._remember(key, answer)
-        assert isinstance(answer, RcIdentity)
-        return answer
+        else:
+            self._remember(key, answer)
+            return answer
+        finally:
+            self._inflight.pop(key, None)
 
     async def _ask(self, http: CrmTransport, server: str, token: str) -> RcIdentity:
         url = server.rstrip("/") + EXTENSION_PATH
