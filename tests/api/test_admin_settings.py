@@ -84,7 +84,8 @@ def test_a_logged_in_user_gets_the_locked_settings_merged(
 
     merged = client.get("/user/settings", headers={**auth, **rc_header(agent)}).json()
     assert merged["autoLogCalls"] == SETTINGS["autoLogCalls"]  # locked: the admin's value
-    assert merged["addCallLogNote"]["value"] is True  # customizable: the user's own
+    # customizable: the user's own, with only the fields they set
+    assert merged["addCallLogNote"] == {"customizable": True, "value": True}
     # without a verified account the user's own settings only
     assert client.get("/user/settings", headers=auth).json() == mine
 
@@ -267,3 +268,13 @@ def test_no_ringcentral_token_in_the_logs(
         assert client.get("/user/preloadSettings", params={"rcAccessToken": refused}).status_code == 403
     assert "RingCentral" in caplog.text  # the failures were logged...
     assert admin not in caplog.text and refused not in caplog.text  # ...without the tokens
+
+
+def test_a_user_who_set_nothing_gets_the_admins_settings(
+    client: httpx.Client, rc: FakeRingCentral, jwt: str
+) -> None:
+    account = new_account()
+    admin, agent = rc.extension(account, admin=True), rc.extension(account)
+    assert save(client, admin, SETTINGS).status_code == 200
+    merged = client.get("/user/settings", headers={"Authorization": f"Bearer {jwt}", **rc_header(agent)})
+    assert merged.json() == SETTINGS
