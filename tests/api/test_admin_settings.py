@@ -213,7 +213,9 @@ def test_license_status_answers_the_references_shapes(client: httpx.Client, jwt:
         "licenseStatus": "Basic",
         "licenseStatusDescription": "",
     }
-    assert client.get("/licenseStatus", params={"jwtToken": "forged"}).status_code == 400
+    assert client.get("/licenseStatus", params={"jwtToken": "forged"}).text == "Invalid JWT token"
+    forged = client.get("/licenseStatus", headers={"Authorization": f"Bearer {jwt}x"})
+    assert forged.status_code == 400 and forged.text == "Invalid JWT token"
 
 
 def test_refresh_user_info(client: httpx.Client, jwt: str) -> None:

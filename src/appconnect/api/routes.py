@@ -76,6 +76,7 @@ async def implemented_interfaces(request: Request) -> Response:
     ):
         result[name] = False
     result["getLogFormatType"] = True
+    result["getLicenseStatus"] = implements(connector, "get_license_status")
     if connector.auth_type == "oauth":
         result["getOauthInfo"] = True
     else:
@@ -323,7 +324,8 @@ async def post_admin_settings(request: Request) -> Response:
 @router.get("/licenseStatus")
 async def license_status(request: Request) -> Response:
     caller = caller_of(request)
-    if caller.invalid_query_token:
+    # a session JWT that is there but does not verify is the reference's 400; no JWT at all is a 200 status
+    if caller.claims is None and (caller.invalid_query_token or "authorization" in request.headers):
         raise ClientError(INVALID_JWT)
     return respond(request, await admin.license_status(services_of(request), caller.claims))
 
