@@ -86,8 +86,10 @@ def test_a_logged_in_user_gets_the_locked_settings_merged(
     assert merged["autoLogCalls"] == SETTINGS["autoLogCalls"]  # locked: the admin's value
     # customizable: the user's own, with only the fields they set
     assert merged["addCallLogNote"] == {"customizable": True, "value": True}
-    # without a verified account the user's own settings only
+    # without a verified account the user's own settings only, whatever account hash comes along
     assert client.get("/user/settings", headers=auth).json() == mine
+    hashed = client.get("/userInfoHash", params={"extensionId": "1", "accountId": account}).json()["accountId"]
+    assert client.get("/user/settings", params={"rcAccountId": hashed}, headers=auth).json() == mine
 
 
 def test_the_admin_token_may_come_in_the_body(client: httpx.Client, rc: FakeRingCentral) -> None:
