@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints, field_validator
 
 from appconnect.connectors.sdk import CrmHttpError, LicenseStatus, implements
+from appconnect.flows import oauth
 from appconnect.flows.common import account_scope, active_user, connector_for, current_user
 from appconnect.flows.errors import warning
 from appconnect.flows.reply import ClientError, Reply
@@ -161,7 +162,7 @@ async def license_status(services: Services, claims: SessionClaims | None) -> Re
     try:
         call = await open_session(services, connector, user)
         status = await connector.get_license_status(call)
-    except (CrmHttpError, SessionRevoked) as exc:
+    except (CrmHttpError, SessionRevoked, oauth.OAuthError) as exc:
         logger.info("licence status of %s unavailable: %s", user.platform, type(exc).__name__)
         return Reply(_UNKNOWN.to_wire())
     return Reply(status.to_wire())
