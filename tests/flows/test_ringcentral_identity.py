@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
 import pytest_asyncio
 
 from appconnect.flows.ringcentral import RcCheckFailed, RcIdentity, RingCentralIdentities
 from appconnect.outbound.client import CrmTransport, build_transport_client
-from tests.support.fake_ringcentral import EXTENSION_PATH, FakeRingCentral
+from tests.support.fake_ringcentral import EXTENSION_PATH, EXTENSIONS_PATH, FakeRingCentral
 
 HASH_KEY = "test-hash-key"
 
@@ -107,3 +108,14 @@ async def test_concurrent_checks_of_one_token_ask_once(rc: FakeRingCentral, http
     found = await asyncio.gather(*(identities.identify(http, rc.base_url, token, HASH_KEY) for _ in range(5)))
     assert {identity.account_id for identity in found} == {"3004"}
     assert asked(rc) - start == 1
+
+
+def test_the_fake_platform_lists_only_the_tokens_account(rc: FakeRingCentral) -> None:
+    """What user mapping will read: the extensions of the caller's account, none of another's."""
+    token = rc.extension("3005", admin=True, name="Admin")
+    rc.extension("3005", name="Agent")
+    rc.extension("3006", name="Stranger")
+    answer = httpx.get(f"{rc.base_url}{EXTENSIONS_PATH}", headers={"Authorization": f"Bearer {token}"})
+    names = sorted(record["name"] for record in answer.json()["records"])
+    assert answer.status_code == 200 and names == ["Admin", "Agent"]
+    assert httpx.get(f"{rc.base_url}{EXTENSIONS_PATH}").status_code == 401
