@@ -88,7 +88,9 @@ def test_a_logged_in_user_gets_the_locked_settings_merged(
     assert merged["addCallLogNote"] == {"customizable": True, "value": True}
     # without a verified account the user's own settings only, whatever account hash comes along
     assert client.get("/user/settings", headers=auth).json() == mine
-    hashed = client.get("/userInfoHash", params={"extensionId": "1", "accountId": account}).json()["accountId"]
+    hashed = client.get("/userInfoHash", params={"extensionId": "1", "accountId": account}).json()[
+        "accountId"
+    ]
     assert client.get("/user/settings", params={"rcAccountId": hashed}, headers=auth).json() == mine
 
 
