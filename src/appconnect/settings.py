@@ -84,7 +84,7 @@ class Settings(BaseSettings):
         default=SecretStr(""), description="bearer token for the test CRM's key minting and fault injection"
     )
 
-    # RingCentral's platform API: who an admin is (flows/ringcentral.py); the fake platform in tests
+    # RingCentral's platform API: who an admin is (security/ringcentral.py); the fake platform in tests
     ringcentral_server: str = Field(
         default="https://platform.ringcentral.com", description="RingCentral platform API base URL"
     )

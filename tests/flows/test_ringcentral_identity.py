@@ -10,8 +10,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from appconnect.flows.ringcentral import RcCheckFailed, RcIdentity, RingCentralIdentities
 from appconnect.outbound.client import CrmTransport, build_transport_client
+from appconnect.security.ringcentral import RcCheckFailed, RcIdentity, RingCentralIdentities
 from tests.support.fake_ringcentral import EXTENSION_PATH, EXTENSIONS_PATH, FakeRingCentral
 
 HASH_KEY = "test-hash-key"

@@ -24,8 +24,8 @@ from appconnect.flows.requests import (
     MessageLogBody,
     UserSettingsBody,
 )
-from appconnect.flows.ringcentral import token_from as rc_token_from
 from appconnect.security.crypto import hash_value
+from appconnect.security.ringcentral import token_from as rc_token_from
 
 router = Router()
 

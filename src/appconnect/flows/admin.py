@@ -1,6 +1,6 @@
 """A company's rollout: admin settings per RingCentral account, served to its users; licence, refresh, notes.
 
-The account and the admin role come from RingCentral (flows/ringcentral.py), never from the client: a hashed
+The account and the admin role come from RingCentral (security/ringcentral.py), never from the client: a hashed
 account id the client sends (`rcAccountId`) reveals nothing on its own.
 """
 
@@ -17,12 +17,12 @@ from appconnect.flows.common import account_scope, active_user, connector_for, c
 from appconnect.flows.errors import warning
 from appconnect.flows.reply import ClientError, Reply
 from appconnect.flows.requests import ID_CHARS, check_settings_size
-from appconnect.flows.ringcentral import RcCheckFailed, RcIdentity
 from appconnect.flows.services import Services
 from appconnect.flows.session import SessionRevoked, open_session
 from appconnect.flows.user_settings import merge_settings
 from appconnect.security.crypto import hash_value
 from appconnect.security.jwt import SessionClaims
+from appconnect.security.ringcentral import RcCheckFailed, RcIdentity
 
 logger = logging.getLogger(__name__)
 

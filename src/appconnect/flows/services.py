@@ -8,12 +8,12 @@ from typing import Any
 
 from appconnect.connectors.registry import ConnectorRegistry
 from appconnect.connectors.sdk import Connector, UserView
-from appconnect.flows.ringcentral import RingCentralIdentities
 from appconnect.outbound.client import AccountLimiter, CrmTransport, RetryPolicy, build_transport_client
 from appconnect.outbound.limits import Batched, RateLimiterBackend, RateLimitOverrides
 from appconnect.security.crypto import TokenCipher
 from appconnect.security.jwt import SessionTokens
 from appconnect.security.keys import ServerKeys, load_keys
+from appconnect.security.ringcentral import RingCentralIdentities
 from appconnect.settings import Settings
 from appconnect.store.admin import AdminSettingsStore, CallNoteCache
 from appconnect.store.cache import AccountCache
@@ -44,11 +44,11 @@ class Services:
     admin_settings: AdminSettingsStore
     call_notes: CallNoteCache
     redis: Any = None
+    #: RingCentral identities of access tokens, kept briefly (security/ringcentral.py)
+    rc_identities: RingCentralIdentities = field(default_factory=RingCentralIdentities)
     rate_limiter: RateLimiterBackend | None = None
     rate_limit_overrides: RateLimitOverrides | None = None
     user_cache: UserCache | None = None
-    #: RingCentral identities of access tokens, kept briefly (flows/ringcentral.py)
-    rc_identities: RingCentralIdentities = field(default_factory=RingCentralIdentities)
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy.from_settings(self.settings)

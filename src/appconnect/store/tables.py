@@ -149,15 +149,6 @@ locks = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )
 
-#: The admin's settings for every user of one RingCentral account; `id` is the account id's keyed hash.
-admin_configs = Table(
-    "admin_configs",
-    metadata,
-    Column("id", String(255), primary_key=True),
-    Column("user_settings", JSON, nullable=False, default=dict),
-    *_timestamps(),
-)
-
 #: Notes typed during a call, per CRM account (`scope`) and call session, for server-side logging to merge;
 #: encrypted, and gone after `expires_at` (store/admin.py).
 call_note_cache = Table(
@@ -168,6 +159,15 @@ call_note_cache = Table(
     Column("note", Text, nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Index("ix_call_note_cache_expires_at", "expires_at"),
+)
+
+#: The admin's settings for every user of one RingCentral account; `id` is the account id's keyed hash.
+admin_configs = Table(
+    "admin_configs",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("user_settings", JSON, nullable=False, default=dict),
+    *_timestamps(),
 )
 
 #: The per-CRM-account rate limiter when no Redis is configured (store/rate_limits.py): one row per
