@@ -67,6 +67,11 @@ def closed_port_url(scheme: str = "postgresql") -> tuple[str, int]:
         (["serve"], {"APPCONNECT_LOG_LEVEL": "verbose"}, "APPCONNECT_LOG_LEVEL"),
         (["migrate"], {"APPCONNECT_LOG_LEVEL": "verbose"}, "APPCONNECT_LOG_LEVEL"),
         (["serve"], {"APPCONNECT_LOG_FORMAT": "xml"}, "APPCONNECT_LOG_FORMAT"),
+        (
+            ["serve"],
+            {"APPCONNECT_RINGCENTRAL_SERVER": "platform.ringcentral.com"},
+            "APPCONNECT_RINGCENTRAL_SERVER",
+        ),
     ],
 )
 def test_out_of_range_settings_are_refused_in_one_line(

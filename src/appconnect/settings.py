@@ -84,6 +84,10 @@ class Settings(BaseSettings):
         default=SecretStr(""), description="bearer token for the test CRM's key minting and fault injection"
     )
 
+    # RingCentral's platform API: who an admin is (security/ringcentral.py); the fake platform in tests
+    ringcentral_server: str = Field(
+        default="https://platform.ringcentral.com", description="RingCentral platform API base URL"
+    )
     crm_connect_timeout: float = 5.0
     crm_read_timeout: float = 20.0
     max_body_bytes: int = 2 * 1024 * 1024
@@ -177,6 +181,15 @@ class Settings(BaseSettings):
     def _lower_case(cls, value: Any) -> Any:
         """`INFO` and `info` are the same level."""
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("ringcentral_server")
+    @classmethod
+    def _http_base_url(cls, value: str) -> str:
+        """A typo here would refuse every admin at run time: refuse it at start instead."""
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL such as https://platform.ringcentral.com")
+        return value.strip().rstrip("/")
 
     def server_url(self) -> str:
         """The URL this server is reached at, as written into the manifest."""

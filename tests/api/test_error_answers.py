@@ -19,6 +19,7 @@ from appconnect.api.app import create_app
 from appconnect.connectors.registry import ConnectorRegistry
 from appconnect.connectors.sdk import ContactLookup, ContactMatches, CrmCall
 from appconnect.connectors.testcrm import TestCrmConnector
+from appconnect.security.jwt import SessionTokens
 from appconnect.store.migrate import upgrade
 from tests.conftest import (
     LiveServer,
@@ -233,9 +234,12 @@ def serve(folder: Path, database_url: str, **overrides: object) -> Iterator[str]
 
 def test_database_down_is_a_503_with_retry_after(tmp_path: Path, refused_port: int) -> None:
     database_url = f"postgresql+asyncpg://postgres@127.0.0.1:{refused_port}/nowhere"
-    for base_url in serve(tmp_path, database_url):
+    secret = "database-down-" + "x" * 32
+    # a session the server accepts without its database, so the route's first step is the user's row
+    session = SessionTokens(secret).sign("1-testcrm", "testcrm")
+    for base_url in serve(tmp_path, database_url, jwt_secret=secret):
         with httpx.Client(base_url=base_url, timeout=30) as client:
-            response = client.get("/user/preloadSettings", params={"rcAccountId": "acct"}, headers=ORIGIN)
+            response = client.get("/user/settings", headers={"Authorization": f"Bearer {session}", **ORIGIN})
             assert_kept_alive(response, client.get("/isAlive"))
     assert_error_envelope(response, 503)
     assert int(response.headers["retry-after"]) > 0

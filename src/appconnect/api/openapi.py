@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from appconnect.flows.admin import AdminSettingsBody, CacheNoteBody
 from appconnect.flows.requests import (
     ApiKeyLoginBody,
     CallLogBody,
@@ -35,6 +36,8 @@ _BODY_MODELS: dict[str, type[BaseModel]] = {
     "CallDispositionRequest": DispositionBody,
     "MessageLogRequest": MessageLogBody,
     "UserSettingsUpdateRequest": UserSettingsBody,
+    "AdminSettingsRequest": AdminSettingsBody,
+    "CacheNoteRequest": CacheNoteBody,
 }
 
 
@@ -438,10 +441,11 @@ def _paths() -> Json:
         "/user/settings": {
             "get": _operation(
                 "getUserSettings",
-                "The user's settings merged with the account admin's",
+                "The user's settings merged with the admin's of their verified RingCentral account."
+                + _RC_TOKEN,
                 _ref("UserSettings"),
                 jwt=True,
-                params=[_param("rcAccountId", "Hashed RingCentral account id (admin settings)")],
+                params=[_param("rcAccountId", "Ignored: a hash the client sends names no verified account.")],
                 tag="Settings",
             ),
             "post": _operation(
@@ -456,7 +460,8 @@ def _paths() -> Json:
         "/user/preloadSettings": {
             "get": _operation(
                 "preloadSettings",
-                "The account admin's settings, before login",
+                "The admin's settings of the caller's verified RingCentral account; a bare `rcAccountId`"
+                " gets none." + _RC_TOKEN,
                 {
                     "type": "object",
                     "required": ["userSettings"],
@@ -464,6 +469,92 @@ def _paths() -> Json:
                 },
                 params=[_param("rcAccountId", "Hashed RingCentral account id", required=True)],
                 tag="Settings",
+            )
+        },
+        **_rollout_paths(),
+    }
+
+
+_RC_TOKEN = (
+    " The RingCentral access token comes as the `X-RC-Access-Token` header, or `rcAccessToken` in the body or"
+    " query; the server asks RingCentral whose it is."
+)
+_REFUSED = {
+    "description": "RingCentral refused the token, could not be asked, or the extension is no admin.",
+    "content": _TEXT,
+    "headers": dict(_REQUEST_ID_HEADER),
+}
+_LICENSE: Json = {
+    "type": "object",
+    "required": ["isLicenseValid", "licenseStatus", "licenseStatusDescription"],
+    "properties": {
+        "isLicenseValid": {"type": "boolean"},
+        "licenseStatus": {"type": "string"},
+        "licenseStatusDescription": {"type": "string"},
+    },
+}
+
+
+def _refusable(operation: Json) -> Json:
+    operation["responses"]["403"] = _REFUSED
+    return operation
+
+
+def _rollout_paths() -> Json:
+    """A company's rollout (flows/admin.py): admin settings, licence, user info, cached call notes."""
+    settings = {
+        "type": "object",
+        "required": ["userSettings"],
+        "properties": {"customConnector": {"type": "null"}, "userSettings": _ref("UserSettings")},
+    }
+    return {
+        "/admin/settings": {
+            "get": _refusable(
+                _operation(
+                    "getAdminSettings",
+                    "The admin's settings of their RingCentral account (settings only)." + _RC_TOKEN,
+                    settings,
+                    jwt=True,
+                    tag="Admin",
+                )
+            ),
+            "post": _refusable(
+                _operation(
+                    "setAdminSettings",
+                    "Set the locked and pre-set settings of every user of the admin's account." + _RC_TOKEN,
+                    {},
+                    body="AdminSettingsRequest",
+                    ok_text=True,
+                    tag="Admin",
+                )
+            ),
+        },
+        "/licenseStatus": {
+            "get": _operation(
+                "getLicenseStatus", "The user's CRM licence (always 200 with a status)", _LICENSE, tag="Auth"
+            )
+        },
+        "/user/refreshInfo": {
+            "post": _operation(
+                "refreshUserInfo",
+                "Refresh what the server knows of the CRM user",
+                _ref("Envelope"),
+                jwt=True,
+                tag="Auth",
+            )
+        },
+        "/callLog/cacheNote": {
+            "post": _operation(
+                "cacheCallNote",
+                "Keep a call's note an hour for server-side logging, in the caller's CRM account",
+                {
+                    "type": "object",
+                    "required": ["successful"],
+                    "properties": {"successful": {"type": "boolean"}, "returnMessage": {"type": "string"}},
+                },
+                jwt=True,
+                body="CacheNoteRequest",
+                tag="Call logs",
             )
         },
     }

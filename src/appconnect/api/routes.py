@@ -19,7 +19,7 @@ from appconnect.api.http import (
 from appconnect.api.metrics import METRICS_PATH, may_read
 from appconnect.api.openapi import DOCS_CSP, DOCS_INIT_JS, DOCS_PATH, OPENAPI_PATH, build_openapi, docs_page
 from appconnect.connectors.sdk import INTERFACE_METHODS, implements
-from appconnect.flows import call_logs, contacts, login, message_logs, user_settings
+from appconnect.flows import admin, call_logs, contacts, login, message_logs, user_settings
 from appconnect.flows.common import current_user
 from appconnect.flows.reply import ClientError
 from appconnect.flows.requests import (
@@ -33,6 +33,7 @@ from appconnect.flows.requests import (
     UserSettingsBody,
 )
 from appconnect.security.crypto import hash_value
+from appconnect.security.ringcentral import token_from as rc_token_from
 
 router = Router()
 
@@ -82,6 +83,7 @@ async def implemented_interfaces(request: Request) -> Response:
     ):
         result[name] = False
     result["getLogFormatType"] = True
+    result["getLicenseStatus"] = implements(connector, "get_license_status")
     if connector.auth_type == "oauth":
         result["getOauthInfo"] = True
     else:
@@ -289,9 +291,7 @@ async def create_message_log(request: Request) -> Response:
 @router.get("/user/settings")
 async def get_user_settings(request: Request) -> Response:
     claims = caller_of(request).require()
-    reply = await user_settings.get_user_settings(
-        services_of(request), claims, request.query_params.get("rcAccountId")
-    )
+    reply = await admin.get_user_settings(services_of(request), claims, rc_token_from(request))
     return respond(request, reply)
 
 
@@ -304,7 +304,47 @@ async def post_user_settings(request: Request) -> Response:
 
 @router.get("/user/preloadSettings")
 async def preload_settings(request: Request) -> Response:
-    reply = await user_settings.preload_settings(
-        services_of(request), request.query_params.get("rcAccountId")
+    """Admin settings for a user of an account RingCentral vouches for (a token); a bare `rcAccountId`: none."""
+    reply = await admin.preload_settings(
+        services_of(request), rc_token_from(request), request.query_params.get("rcAccountId")
     )
     return respond(request, reply)
+
+
+# --- company rollout: admin settings, licence, user info, call notes ----------------------------------------
+
+
+@router.get("/admin/settings")
+async def get_admin_settings(request: Request) -> Response:
+    claims = caller_of(request).require()
+    reply = await admin.get_admin_settings(services_of(request), claims, rc_token_from(request))
+    return respond(request, reply)
+
+
+@router.post("/admin/settings")
+async def post_admin_settings(request: Request) -> Response:
+    body = await parse_body(request, admin.AdminSettingsBody)
+    token = rc_token_from(request, body.model_extra)
+    return respond(request, await admin.set_admin_settings(services_of(request), token, body))
+
+
+@router.get("/licenseStatus")
+async def license_status(request: Request) -> Response:
+    caller = caller_of(request)
+    # a session JWT that is there but does not verify is the reference's 400; no JWT at all is a 200 status
+    if caller.claims is None and (caller.invalid_query_token or "authorization" in request.headers):
+        raise ClientError(INVALID_JWT)
+    return respond(request, await admin.license_status(services_of(request), caller.claims))
+
+
+@router.post("/user/refreshInfo")
+async def refresh_user_info(request: Request) -> Response:
+    claims = caller_of(request).require()
+    return respond(request, await admin.refresh_user_info(services_of(request), claims))
+
+
+@router.post("/callLog/cacheNote")
+async def cache_call_note(request: Request) -> Response:
+    claims = caller_of(request).require()
+    body = await parse_body(request, admin.CacheNoteBody)
+    return respond(request, await admin.cache_note(services_of(request), claims, body))

@@ -704,6 +704,30 @@ class Connector:
         """
         raise InterfaceNotImplemented("findMessageLog")
 
+    async def get_license_status(self, call: CrmCall) -> LicenseStatus:
+        """Optional: whether the user's CRM licence lets them use App Connect (`GET /licenseStatus`).
+
+        A connector without the notion does not override this; the server then answers the reference's
+        default (valid, "Basic") without calling the CRM.
+        """
+        return LicenseStatus(True, "Basic")
+
+
+@dataclass(frozen=True, slots=True)
+class LicenseStatus:
+    """A user's CRM licence as the client shows it: valid or not, a short status and a description."""
+
+    is_license_valid: bool
+    license_status: str
+    license_status_description: str = ""
+
+    def to_wire(self) -> JsonDict:
+        return {
+            "isLicenseValid": self.is_license_valid,
+            "licenseStatus": self.license_status,
+            "licenseStatusDescription": self.license_status_description,
+        }
+
 
 @dataclass(slots=True)
 class ConnectorConfig:

@@ -21,7 +21,9 @@ from appconnect.outbound.types import LimitRule
 from appconnect.security.crypto import TokenCipher
 from appconnect.security.jwt import SessionTokens
 from appconnect.security.keys import ServerKeys, load_keys
+from appconnect.security.ringcentral import RingCentralIdentities
 from appconnect.settings import Settings
+from appconnect.store.admin import AdminSettingsStore, CallNoteCache
 from appconnect.store.cache import AccountCache
 from appconnect.store.call_logs import CallLogStore
 from appconnect.store.locks import DatabaseSharedLock, LockManager, RedisSharedLock
@@ -47,7 +49,11 @@ class Services:
     message_logs: MessageLogStore
     cache: AccountCache
     locks: LockManager
+    admin_settings: AdminSettingsStore
+    call_notes: CallNoteCache
     redis: Any = None
+    #: RingCentral identities of access tokens, kept briefly (security/ringcentral.py)
+    rc_identities: RingCentralIdentities = field(default_factory=RingCentralIdentities)
     rate_limiter: RateLimiterBackend | None = None
     rate_limit_overrides: RateLimitOverrides | None = None
     #: what the CRMs' answers said about their limits, in this process
@@ -170,6 +176,8 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
         rate_limiter=Batched(limiter),
         rate_limit_overrides=RateLimitOverrides.parse(settings.crm_rate_limit),
         user_cache=user_cache,
+        admin_settings=AdminSettingsStore(fast),
+        call_notes=CallNoteCache(cipher, fast),
     )
 
 

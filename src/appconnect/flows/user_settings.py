@@ -12,10 +12,14 @@ from appconnect.security.jwt import SessionClaims
 
 
 def merge_settings(admin: dict[str, Any] | None, user: dict[str, Any] | None) -> dict[str, Any]:
-    """The contract's merge: admin values win unless customizable and the user set one; removed keys go."""
+    """The contract's merge: admin values win unless customizable and the user set one; removed keys go.
+
+    A user who set nothing yet gets the admin's settings as they are; a customizable setting the user set is
+    theirs, carrying only the fields they set (as the reference's JSON leaves its undefined fields out).
+    """
     if not admin:
         return dict(user or {})
-    if not user:
+    if user is None:
         return {}
     merged: dict[str, Any] = {}
     for key in {*admin, *user}:
@@ -27,23 +31,13 @@ def merge_settings(admin: dict[str, Any] | None, user: dict[str, Any] | None) ->
             isinstance(admin_value, dict) and admin_value.get("customizable")
         )
         if customizable and isinstance(user_value, dict):
-            merged[key] = {
-                "customizable": True,
-                "value": user_value.get("value"),
-                "defaultValue": user_value.get("defaultValue"),
-                "options": user_value.get("options"),
-            }
+            merged[key] = {"customizable": True}
+            for field in ("value", "defaultValue", "options"):
+                if field in user_value:
+                    merged[key][field] = user_value[field]
         elif admin_value is not None:
             merged[key] = admin_value
     return merged
-
-
-async def get_user_settings(services: Services, claims: SessionClaims, rc_account_id: str | None) -> Reply:
-    user = await current_user(services, claims)
-    if user is None:
-        raise ClientError("User not found")
-    admin = await services.cache.admin_settings(rc_account_id) if rc_account_id else None
-    return Reply(merge_settings(admin, user.user_settings))
 
 
 async def update_user_settings(services: Services, claims: SessionClaims, body: UserSettingsBody) -> Reply:
@@ -59,9 +53,3 @@ async def update_user_settings(services: Services, claims: SessionClaims, body: 
         raise ClientError(f"userSettings: together with the stored settings, it {exc}", as_json=True) from exc
     await services.users.save_settings(user.id, settings)
     return Reply({"userSettings": settings})
-
-
-async def preload_settings(services: Services, rc_account_id: str | None) -> Reply:
-    if not rc_account_id:
-        raise ClientError("Cannot find rc user login")
-    return Reply({"userSettings": await services.cache.admin_settings(rc_account_id) or {}})

@@ -63,7 +63,6 @@ _SET_CREATED_AND_DROP = sql(
     UPDATE created_contacts SET contact = ?, created_at = ?, updated_at = ?
     WHERE account_id = ? AND platform = ? AND phone_number = ?"""
 )
-_ADMIN_SETTINGS = sql("SELECT user_settings FROM admin_configs WHERE id = ?")
 _FORGET_CREATED = sql(
     "DELETE FROM created_contacts WHERE account_id = ? AND platform = ? AND phone_number = ?"
 )
@@ -206,8 +205,3 @@ class AccountCache:
     async def forget_created_contact(self, account_id: str, platform: str, phone: str) -> None:
         """The CRM refused the create: nothing to replay or adopt."""
         await self._fast.run(_FORGET_CREATED, account_id, platform, phone)
-
-    async def admin_settings(self, account_hash: str) -> dict[str, Any] | None:
-        row = await self._fast.one(_ADMIN_SETTINGS, account_hash)
-        settings = from_json(row["user_settings"]) if row is not None else None
-        return dict(settings) if settings else None

@@ -149,6 +149,19 @@ locks = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )
 
+#: Notes typed during a call, per CRM account (`scope`) and call session, for server-side logging to merge;
+#: encrypted, and gone after `expires_at` (store/admin.py).
+call_note_cache = Table(
+    "call_note_cache",
+    metadata,
+    Column("scope", String(512), primary_key=True),
+    Column("session_id", String(255), primary_key=True),
+    Column("note", Text, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_call_note_cache_expires_at", "expires_at"),
+)
+
+#: The admin's settings for every user of one RingCentral account; `id` is the account id's keyed hash.
 admin_configs = Table(
     "admin_configs",
     metadata,

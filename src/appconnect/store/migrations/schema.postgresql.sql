@@ -41,6 +41,16 @@ CREATE TABLE call_logs (
 
 CREATE INDEX ix_call_logs_status_next_attempt ON call_logs (status, next_attempt_at);
 
+CREATE TABLE call_note_cache (
+	scope VARCHAR(512) NOT NULL,
+	session_id VARCHAR(255) NOT NULL,
+	note TEXT NOT NULL,
+	expires_at TIMESTAMP WITH TIME ZONE NOT NULL,
+	PRIMARY KEY (scope, session_id)
+);
+
+CREATE INDEX ix_call_note_cache_expires_at ON call_note_cache (expires_at);
+
 CREATE TABLE created_contacts (
 	account_id VARCHAR(255) NOT NULL,
 	platform VARCHAR(64) NOT NULL,

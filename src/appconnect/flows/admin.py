@@ -1,0 +1,187 @@
+"""A company's rollout: admin settings per RingCentral account, served to its users; licence, refresh, notes.
+
+The account and the admin role come from RingCentral (security/ringcentral.py), never from the client: a hashed
+account id the client sends (`rcAccountId`) reveals nothing on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints, field_validator
+
+from appconnect.connectors.sdk import CrmHttpError, LicenseStatus, implements
+from appconnect.flows import oauth
+from appconnect.flows.common import account_scope, active_user, connector_for, current_user
+from appconnect.flows.errors import warning
+from appconnect.flows.reply import ClientError, Reply
+from appconnect.flows.requests import ID_CHARS, check_settings_size
+from appconnect.flows.services import Services
+from appconnect.flows.session import SessionRevoked, open_session
+from appconnect.flows.user_settings import merge_settings
+from appconnect.security.crypto import hash_value
+from appconnect.security.jwt import SessionClaims
+from appconnect.security.ringcentral import RcCheckFailed, RcIdentity
+
+logger = logging.getLogger(__name__)
+
+ADMIN_REFUSED = "Admin validation failed"
+RC_USER_REFUSED = "RingCentral user validation failed"
+ADMIN_SETTINGS_SAVED = "Admin settings updated"
+NO_RC_LOGIN = "Cannot find rc user login"
+#: how long a cached call note waits for server-side logging (the reference's hour)
+NOTE_TTL_SECONDS = 3600.0
+MAX_NOTE_CHARS = 64 * 1024
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class AdminSettingsFields(_Body):
+    """What an admin sets: the users' settings, each locked or customizable (unknown keys are ignored)."""
+
+    user_settings: dict[str, Any] | None = Field(default=None, alias="userSettings")
+
+    @field_validator("user_settings")
+    @classmethod
+    def _small_enough(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            check_settings_size(value)
+        return value
+
+
+class AdminSettingsBody(_Body):
+    admin_settings: AdminSettingsFields = Field(alias="adminSettings")
+
+
+class CacheNoteBody(_Body):
+    session_id: Annotated[StrictStr, StringConstraints(min_length=1, max_length=ID_CHARS)] = Field(
+        alias="sessionId"
+    )
+    note: Annotated[StrictStr, StringConstraints(max_length=MAX_NOTE_CHARS)] = ""
+
+
+# --- who is asking ----------------------------------------------------------------------------------------------
+
+
+async def rc_identity(services: Services, token: str | None, *, refused_text: str) -> RcIdentity:
+    """The RingCentral identity of `token`; a missing, refused or uncheckable token is a 403 `refused_text`."""
+    if not token:
+        raise ClientError(refused_text, 403)
+    try:
+        return await services.rc_identities.identify(
+            services.http, services.settings.ringcentral_server, token, services.keys.hash_key
+        )
+    except RcCheckFailed as exc:
+        logger.info("RingCentral identity check failed: %s", exc)
+        raise ClientError(refused_text, 403) from None
+
+
+async def admin_identity(services: Services, token: str | None) -> RcIdentity:
+    """The identity of an admin of their RingCentral account; anyone else is a 403."""
+    identity = await rc_identity(services, token, refused_text=ADMIN_REFUSED)
+    if not identity.is_admin:
+        raise ClientError(ADMIN_REFUSED, 403)
+    return identity
+
+
+def account_key(services: Services, identity: RcIdentity) -> str:
+    """The admin row of a verified account: its keyed hash (what `/userInfoHash` gives for the account)."""
+    return hash_value(identity.account_id, services.keys.hash_key)
+
+
+# --- admin settings ---------------------------------------------------------------------------------------------
+
+
+async def get_admin_settings(services: Services, claims: SessionClaims, token: str | None) -> Reply:
+    """The admin's settings of their own account: the settings only, never anything else of the row."""
+    if await current_user(services, claims) is None:
+        raise ClientError("User not found")
+    identity = await admin_identity(services, token)
+    stored = await services.admin_settings.get(account_key(services, identity))
+    return Reply({"customConnector": None, "userSettings": stored or {}})
+
+
+async def set_admin_settings(services: Services, token: str | None, body: AdminSettingsBody) -> Reply:
+    identity = await admin_identity(services, token)
+    fields = body.admin_settings
+    if fields.user_settings is not None:
+        await services.admin_settings.put(account_key(services, identity), fields.user_settings)
+    return Reply(ADMIN_SETTINGS_SAVED)
+
+
+async def preload_settings(services: Services, token: str | None, rc_account_id: str | None) -> Reply:
+    """Every user of a verified account gets its admin settings; a bare account hash gets none."""
+    if token:
+        identity = await rc_identity(services, token, refused_text=RC_USER_REFUSED)
+        stored = await services.admin_settings.get(account_key(services, identity))
+        return Reply({"userSettings": stored or {}})
+    if not rc_account_id:
+        raise ClientError(NO_RC_LOGIN)
+    return Reply({"userSettings": {}})
+
+
+async def get_user_settings(services: Services, claims: SessionClaims, token: str | None) -> Reply:
+    """The user's settings merged with their verified account's admin settings (as the reference does, a token
+    that cannot be verified only leaves the admin settings out)."""
+    user = await current_user(services, claims)
+    if user is None:
+        raise ClientError("User not found")
+    admin: dict[str, Any] | None = None
+    if token:
+        try:
+            identity = await services.rc_identities.identify(
+                services.http, services.settings.ringcentral_server, token, services.keys.hash_key
+            )
+        except RcCheckFailed as exc:
+            logger.info("RingCentral identity check failed, settings served without the admin's: %s", exc)
+        else:
+            admin = await services.admin_settings.get(account_key(services, identity))
+    return Reply(merge_settings(admin, user.user_settings))
+
+
+# --- licence, refresh, notes ------------------------------------------------------------------------------------
+
+_NO_SESSION = LicenseStatus(False, "Invalid (Invalid user session)")
+_NO_USER = LicenseStatus(False, "Invalid (User not found)")
+_UNKNOWN = LicenseStatus(False, "Invalid (Connect to get license status)")
+
+
+async def license_status(services: Services, claims: SessionClaims | None) -> Reply:
+    """The user's CRM licence; always a 200 with the status (the client shows it), as the reference answers."""
+    if claims is None:
+        return Reply(_NO_SESSION.to_wire())
+    user = await active_user(services, claims, by_platform=True)
+    if user is None:
+        return Reply(_NO_USER.to_wire())
+    connector = connector_for(services, user.platform)
+    if not implements(connector, "get_license_status"):
+        return Reply(LicenseStatus(True, "Basic").to_wire())
+    try:
+        call = await open_session(services, connector, user)
+        status = await connector.get_license_status(call)
+    except (CrmHttpError, SessionRevoked, oauth.OAuthError) as exc:
+        logger.info("licence status of %s unavailable: %s", user.platform, type(exc).__name__)
+        return Reply(_UNKNOWN.to_wire())
+    return Reply(status.to_wire())
+
+
+async def refresh_user_info(services: Services, claims: SessionClaims) -> Reply:
+    """No connector keeps CRM user details beyond login yet: a known user is simply told it worked."""
+    user = await active_user(services, claims, by_platform=True)
+    if user is None:
+        return Reply({"successful": False, "returnMessage": warning("User not found").to_wire()})
+    return Reply({"successful": True})
+
+
+async def cache_note(services: Services, claims: SessionClaims, body: CacheNoteBody) -> Reply:
+    """Keep a call's note for server-side logging, in the caller's own CRM account only."""
+    user = await active_user(services, claims, by_platform=True)
+    if user is None:
+        raise ClientError("User not found")
+    await services.call_notes.put(
+        account_scope(user), body.session_id, body.note, ttl_seconds=NOTE_TTL_SECONDS
+    )
+    return Reply({"successful": True, "returnMessage": "Note cache saved"})
