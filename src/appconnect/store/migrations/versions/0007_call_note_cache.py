@@ -1,7 +1,7 @@
 """call_note_cache: notes typed during a call, per CRM account and call session, kept for a while
 
-Revision ID: 0006_call_note_cache
-Revises: 0005_token_revocation
+Revision ID: 0007_call_note_cache
+Revises: 0006_rate_limit_grants
 Create Date: 2026-12-07
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_call_note_cache"
-down_revision = "0005_token_revocation"
+revision = "0007_call_note_cache"
+down_revision = "0006_rate_limit_grants"
 branch_labels = None
 depends_on = None
 
