@@ -266,7 +266,10 @@ async def deliver_call_log(
         except CrmHttpError as exc:
             if refused_for_good(exc):
                 raise
-            await keep(UNKNOWN if outcome_unknown(exc) else QUEUED)
+            # a 5xx may hide a create that was done: a connector that can look it up does so on any retry of a
+            # kept log; for one that cannot, the outcome is unknown and the user is asked to check the CRM
+            landed = exc.outcome_unknown and not implements(connector, "find_call_log")
+            await keep(UNKNOWN if outcome_unknown(exc) or landed else QUEUED)
             return Reply(
                 envelope(False, crm_error_message(exc, user.platform, "createCallLog"))
             ), Delivery.RETRY

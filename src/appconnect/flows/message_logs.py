@@ -173,7 +173,8 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
                     try:
                         result = await connector.create_message_log(call, create_of(message_body))
                     except CrmHttpError as exc:
-                        if outcome_unknown(exc):
+                        # a 5xx answer does not prove the create was not done: ask the CRM before creating again
+                        if _append_may_have_landed(exc):
                             await store.add(
                                 scope,
                                 _row(user, message_id, conversation_id, conversation_log_id, None, "unknown"),
@@ -213,7 +214,8 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
 
 
 def _append_may_have_landed(exc: CrmHttpError) -> bool:
-    """The append was sent and not answered (or answered by a gateway timeout): the CRM may hold it."""
+    """The write was sent and not answered, or answered by an error that does not prove it was not done
+    (a 5xx, a gateway timeout): the CRM may hold it."""
     return exc.outcome_unknown or outcome_unknown(exc)
 
 
