@@ -615,6 +615,29 @@ def test_retrier_keeps_a_logged_out_users_message_log_as_failed(
     assert agent.received(path=ACTIVITIES) == 1
 
 
+def test_a_revoked_session_token_writes_nothing(agent: Agent) -> None:
+    """The old token of a user who logged out and in again: no contact, log or message reaches the CRM."""
+    contact, phone = agent.new_contact()
+    old = agent.headers
+    assert agent.http.post("/unAuthorize", headers=old).status_code == 200
+    agent.login()
+    session = f"revoked-{uuid.uuid4().hex}"
+    new_number = new_phone()
+    writes = [
+        ("/contact", {"phoneNumber": new_number, "newContactName": "Revoked", "newContactType": "contact"}),
+        ("/callLog", call_log_body(session, contact, phone)),
+        ("/messageLog", _sms(contact, phone, f"revoked-{uuid.uuid4().hex[:8]}")),
+    ]
+    for path, body in writes:
+        response = agent.http.post(path, json=body, headers=old)
+        assert response.status_code != 200 or response.json()["successful"] is False, (path, response.text)
+    assert agent.received() == 1  # only the contact created before the logout
+    assert not agent.matched(session)
+    # the new session logs the same call, once
+    assert agent.post("/callLog", call_log_body(session, contact, phone))["successful"] is True
+    assert agent.call_posts(session) == 1
+
+
 # --- helpers ---------------------------------------------------------------------------------------------------
 
 
