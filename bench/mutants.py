@@ -13,6 +13,7 @@ list fails loudly instead of silently testing nothing. Add a mutant with each ne
     python bench/mutants.py -k settle       # those whose name contains "settle"
     python bench/mutants.py --list          # names, files and tests, nothing run
     python bench/mutants.py --baseline      # first check the named tests pass on the unmodified code
+    python bench/mutants.py --show          # name the test that caught each mutant
 """
 
 from __future__ import annotations
@@ -366,7 +367,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "ID_CHARS = 255\n",
         "ID_CHARS = 256\n",
         (LIMITS,),
-        "sqlite and (sessionId or rcAccountId or hashedExtensionId)",
+        "limits_are_the_columns or (sqlite and (sessionId or rcAccountId or hashedExtensionId))",
     ),
     Mutant(
         "session id check off by one",
@@ -435,21 +436,26 @@ def check_originals(mutants: tuple[Mutant, ...]) -> list[str]:
     return problems
 
 
-def run_tests(source: Path, mutant: Mutant) -> tuple[int | None, float]:
-    """pytest on the mutant's tests with `source` (a copy of src/) first on the path: (exit status, seconds);
-    None when the run timed out."""
+def run_tests(source: Path, mutant: Mutant) -> tuple[int | None, float, list[str]]:
+    """pytest on the mutant's tests with `source` (a copy of src/) first on the path: (exit status, seconds,
+    the tests that failed); the status is None when the run timed out."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(source), str(ROOT)])}
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutant.tests]
     if mutant.keyword:
         command += ["-k", mutant.keyword]
     started = time.monotonic()
     try:
-        done = subprocess.run(  # noqa: S603 - our own interpreter and arguments
+        done = subprocess.run(
             command, cwd=ROOT, env=env, capture_output=True, timeout=TIMEOUT_SECONDS, check=False
         )
     except subprocess.TimeoutExpired:
-        return None, time.monotonic() - started
-    return done.returncode, time.monotonic() - started
+        return None, time.monotonic() - started, []
+    failed = [
+        line.split(" - ")[0].removeprefix("FAILED ").removeprefix("ERROR ")
+        for line in done.stdout.decode(errors="replace").splitlines()
+        if line.startswith(("FAILED ", "ERROR "))
+    ]
+    return done.returncode, time.monotonic() - started, failed
 
 
 def main() -> int:
@@ -459,6 +465,7 @@ def main() -> int:
     parser.add_argument("-k", dest="only", default="", help="run only mutants whose name contains this")
     parser.add_argument("--list", action="store_true", help="print the mutants and exit")
     parser.add_argument("--baseline", action="store_true", help="first run every mutant's tests unmodified")
+    parser.add_argument("--show", action="store_true", help="name the test that caught each mutant")
     args = parser.parse_args()
     mutants = tuple(m for m in MUTANTS if args.only.lower() in m.name.lower())
 
@@ -475,7 +482,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="appconnect-mutants-") as folder:
         source = Path(folder) / "src"
         shutil.copytree(ROOT / "src", source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        imported = subprocess.run(  # noqa: S603 - our own interpreter
+        imported = subprocess.run(
             [sys.executable, "-c", "import appconnect; print(appconnect.__file__)"],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": os.pathsep.join([str(source), str(ROOT)])},
@@ -489,7 +496,7 @@ def main() -> int:
         if args.baseline:
             failing = []
             for mutant in mutants:
-                status, _seconds = run_tests(source, mutant)
+                status, _seconds, _failed = run_tests(source, mutant)
                 if status != 0:
                     failing.append(mutant.name)
             if failing:
@@ -502,7 +509,7 @@ def main() -> int:
             original = target.read_text()
             target.write_text(original.replace(mutant.original, mutant.replacement, 1))
             try:
-                status, seconds = run_tests(source, mutant)
+                status, seconds, failed = run_tests(source, mutant)
             finally:
                 target.write_text(original)
             if status is None:
@@ -515,6 +522,9 @@ def main() -> int:
                 verdict, hit = f"MISSED (pytest exit {status}: the run itself failed)", False
             caught += hit
             print(f"{index:2}/{len(mutants)} {verdict:8} {seconds:5.1f} s  {mutant.name}", flush=True)
+            if args.show:
+                for test in failed:
+                    print(f"       failed: {test}")
     share = caught / len(mutants) if mutants else 1.0
     print(f"caught {caught} of {len(mutants)} mutants ({share:.0%})")
     return 0 if caught == len(mutants) else 1

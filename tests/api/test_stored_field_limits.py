@@ -13,15 +13,17 @@ from typing import Any
 import httpx
 import pytest
 
-from appconnect.flows.requests import (
-    CONTACT_ID_CHARS,
-    EXTENSION_CHARS,
-    ID_CHARS,
-    MESSAGE_ID_CHARS,
-    PHONE_CHARS,
-)
+from appconnect.flows import requests
 from tests.api.test_hostile_input import base_body, send, set_path
 from tests.conftest import call_log_body, new_phone
+
+# The limits, written out here rather than imported, so a limit changed in the code is caught, not followed:
+# the columns of store/tables.py, and two shorter ones that leave room for the group-SMS suffix `-<contactId>`.
+ID_CHARS = 255
+EXTENSION_CHARS = 64
+PHONE_CHARS = 32
+MESSAGE_ID_CHARS = 128
+CONTACT_ID_CHARS = 120
 
 # (method, path, dotted field, the column's limit); the names are what the 400 must mention
 STORED: list[tuple[str, str, str, int]] = [
@@ -52,6 +54,13 @@ STORED: list[tuple[str, str, str, int]] = [
 def test_the_limits_are_the_columns() -> None:
     """The request limits follow store/tables.py (message ids leave room for the group-SMS suffix)."""
     from appconnect.store.tables import call_logs, created_contacts, message_logs, users
+
+    assert (requests.ID_CHARS, requests.EXTENSION_CHARS, requests.PHONE_CHARS) == (
+        ID_CHARS,
+        EXTENSION_CHARS,
+        PHONE_CHARS,
+    )
+    assert (requests.MESSAGE_ID_CHARS, requests.CONTACT_ID_CHARS) == (MESSAGE_ID_CHARS, CONTACT_ID_CHARS)
 
     assert ID_CHARS == call_logs.c.session_id.type.length == users.c.rc_account_id.type.length  # type: ignore[attr-defined]
     assert call_logs.c.extension_number.type.length == EXTENSION_CHARS  # type: ignore[attr-defined]
