@@ -56,7 +56,7 @@ def companies(client: httpx.Client) -> tuple[tuple[str, str], tuple[str, str]]:
 def test_another_company_cannot_see_read_edit_or_block_a_call_log(
     client: httpx.Client, companies: tuple[tuple[str, str], tuple[str, str]]
 ) -> None:
-    (victim_key, victim), (attacker_key, attacker) = companies
+    (victim_key, victim), (_attacker_key, attacker) = companies
     phone = new_phone()
     victim_contact = new_contact(client, victim, phone, "Victim Customer")
     session = f"iso-{uuid.uuid4().hex}"
