@@ -40,6 +40,7 @@ RECOVERY = "tests/api/test_log_recovery.py"
 OUTBOX = "tests/store/test_outbox_claims.py"
 HTTP_RETRIES = "tests/connectors/test_http_retries.py"
 REVOCATION = "tests/security/test_session_revocation.py"
+CONCURRENCY = "tests/api/test_concurrency.py"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +154,22 @@ MUTANTS: tuple[Mutant, ...] = (
         '"""SELECT third_party_log_id FROM message_logs WHERE ? IS NOT NULL AND conversation_log_id = ?',
         (ISOLATION,),
         "sqlite and message_log",
+    ),
+    Mutant(
+        "contact lookup cache read across tenants",
+        "store/cache.py",
+        '"SELECT data, updated_at FROM account_data WHERE account_id = ? AND platform = ? AND data_key = ?"',
+        '"SELECT data, updated_at FROM account_data WHERE ? IS NOT NULL AND platform = ? AND data_key = ?"',
+        (ISOLATION,),
+        "spoofed and sqlite",
+    ),
+    Mutant(
+        "a placeholder contact's number claimed again inside the dedupe window",
+        "store/cache.py",
+        "    WHERE created_contacts.created_at < ?\n    RETURNING phone_number",
+        "    WHERE created_contacts.created_at > ?\n    RETURNING phone_number",
+        (CONCURRENCY,),
+        "placeholder and sqlite",
     ),
     # --- settle and stale windows -----------------------------------------------------------------------------
     Mutant(
@@ -453,7 +470,7 @@ def run_tests(source: Path, mutant: Mutant) -> tuple[int | None, float, list[str
     failed = [
         line.split(" - ")[0].removeprefix("FAILED ").removeprefix("ERROR ")
         for line in done.stdout.decode(errors="replace").splitlines()
-        if line.startswith(("FAILED ", "ERROR "))
+        if line.startswith(("FAILED tests/", "ERROR tests/"))
     ]
     return done.returncode, time.monotonic() - started, failed
 
