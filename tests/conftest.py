@@ -353,6 +353,15 @@ class CrmView:
         data: list[dict[str, object]] = response.json()["data"]
         return data
 
+    def received(self, path: str, **filters: str) -> int:
+        """Creates (`POST path`, e.g. "/api/v1/activities") this account sent the CRM, however it answered:
+        what the server sent, not what the CRM kept. Filters: `external_id`, `phone` (digits compared)."""
+        me = self._client.get("/testcrm/api/v1/me", auth=self._auth).json()
+        params = {"path": path, "method": "POST", "account": str(me["id"]), **filters}
+        response = self._client.get("/testcrm/api/_received", params=params, headers=crm_admin_headers())
+        assert response.status_code == 200, response.text
+        return int(response.json()["count"])
+
     def inject(self, **rule: object) -> None:
         response = self._client.post("/testcrm/api/_faults", json=rule, headers=crm_admin_headers())
         assert response.status_code in (200, 201), response.text

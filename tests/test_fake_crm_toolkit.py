@@ -166,3 +166,17 @@ def test_oauth_grants_single_use_codes_rotation_and_revocation() -> None:
     grants.revoke(renewed.refresh_token)
     assert not grants.access_valid(renewed.access_token)
     assert grants.refresh(renewed.refresh_token) is None
+
+
+def test_every_create_received_is_in_the_request_log(fake: NoteCrm, http: httpx.Client) -> None:
+    """Tests count what a client sent: refused, faulted, unreadable and unauthenticated creates included."""
+    http.post("/notes", json={"text": "same"})
+    http.post("/notes", json={"text": "same"})
+    fake.inject(503, path_prefix="/notes", method="POST")
+    http.post("/notes", json={"text": "same"})
+    http.post("/notes", json={"text": 5})
+    http.post("/notes", content=b"{", headers={"content-type": "application/json"})
+    httpx.post(f"{fake.base_url}/notes", json={"text": "same"})
+    assert len(fake.requests_to("/notes", "POST")) == 6
+    # nothing is merged: the same text sent twice is two notes
+    assert [n["text"] for n in fake.notes.values()] == ["same", "same"]

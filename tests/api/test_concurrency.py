@@ -40,6 +40,7 @@ async def test_twenty_simultaneous_placeholder_creations_make_one_contact(
     assert len(ids) == 1
     stored = crm.contacts_with_phone(phone)
     assert len(stored) == 1 and str(stored[0]["id"]) in ids
+    assert crm.received("/api/v1/contacts", phone=phone) == 1  # what the server sent, not only what was kept
 
 
 async def test_twenty_simultaneous_call_logs_make_one_activity(
@@ -59,6 +60,7 @@ async def test_twenty_simultaneous_call_logs_make_one_activity(
     assert all(r["returnMessage"]["message"] == f"Existing log for session {session}" for r in losers)  # type: ignore[index]
     activities = crm.activities_of(contact["id"])
     assert len(activities) == 1 and str(activities[0]["id"]) == winners[0]["logId"]
+    assert crm.received("/api/v1/activities") == 1
 
 
 async def test_simultaneous_messages_of_one_conversation_share_one_activity(
@@ -95,5 +97,6 @@ async def test_simultaneous_messages_of_one_conversation_share_one_activity(
     assert all(r["successful"] is True for r in results)
     activities = crm.activities_of(contact["id"])
     assert len(activities) == 1
+    assert crm.received("/api/v1/activities") == 1  # one create, then appends
     for i in range(8):
         assert f"message number {i}" in str(activities[0]["body"])

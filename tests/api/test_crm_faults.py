@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import CrmView, call_log_body, new_phone
+from appconnect.flows.delivery import NOT_SETTLED, settle_window
+from tests.conftest import CrmView, LiveServer, call_log_body, new_phone
 
 
 @pytest.fixture
@@ -126,7 +128,7 @@ def test_slow_crm_beyond_the_read_timeout_then_retry_gives_one_activity(
 
 
 def test_failed_message_log_is_not_recorded_and_the_retry_logs_it(
-    client: httpx.Client, jwt: str, faults: CrmView
+    server: LiveServer, client: httpx.Client, jwt: str, faults: CrmView
 ) -> None:
     phone = new_phone()
     contact = create_contact(client, jwt, phone)["contact"]
@@ -154,8 +156,15 @@ def test_failed_message_log_is_not_recorded_and_the_retry_logs_it(
     failed = client.post("/messageLog", json=body, headers=headers).json()
     assert failed["successful"] is False
     assert failed["returnMessage"]["message"] == "Error creating message log"
+    # a 502 does not prove the create was not done (a gateway may have given up on a CRM that went on): the
+    # CRM is asked first, and until the settle window has passed finding nothing is no proof either
+    early = client.post("/messageLog", json=body, headers=headers).json()
+    assert early["successful"] is False and early["returnMessage"]["message"] == NOT_SETTLED.message
+    assert faults.received("/api/v1/activities") == 1
+    time.sleep(settle_window(server.settings) + 0.5)
     retried = client.post("/messageLog", json=body, headers=headers).json()
     assert retried["successful"] is True and retried["logIds"] == [f"fm-{phone}"]
     again = client.post("/messageLog", json=body, headers=headers).json()
     assert again == {"successful": True, "logIds": [], "returnMessage": None}
     assert len(faults.activities_of(contact["id"])) == 1
+    assert faults.received("/api/v1/activities") == 2

@@ -128,7 +128,7 @@ def message_body(
 def test_another_company_cannot_append_to_or_suppress_a_message_log(
     client: httpx.Client, companies: tuple[tuple[str, str], tuple[str, str]]
 ) -> None:
-    (victim_key, victim), (_attacker_key, attacker) = companies
+    (victim_key, victim), (attacker_key, attacker) = companies
     phone = new_phone()
     victim_contact = new_contact(client, victim, phone, "Victim Texter")
     conversation = f"conv{uuid.uuid4().hex[:8]}-2026-11-25"
@@ -156,7 +156,7 @@ def test_another_company_cannot_append_to_or_suppress_a_message_log(
     victim_activities = CrmView(client, victim_key).activities_of(victim_contact)
     assert len(victim_activities) == 1
     assert "injected" not in str(victim_activities[0]["body"])
-    attacker_activities = CrmView(client, victim_key).activities_of(attacker_contact)
+    attacker_activities = CrmView(client, attacker_key).activities_of(attacker_contact)
     assert len(attacker_activities) == 1 and "injected" in str(attacker_activities[0]["body"])
 
 

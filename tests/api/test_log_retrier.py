@@ -56,5 +56,6 @@ def test_two_retriers_deliver_a_kept_log_once(
     delivered = asyncio.run(race_two_retriers(server, session))
     assert sum(delivered) == 1
     assert len(crm.activities_of(contact)) == 1
+    assert crm.received("/api/v1/activities") == 2  # the one refused with a 503, and one delivery
     logs = client.get("/callLog", params={"sessionIds": session}, headers=headers).json()["logs"]
     assert logs[0]["matched"] is True

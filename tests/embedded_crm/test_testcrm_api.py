@@ -335,17 +335,29 @@ def test_invalid_activities_are_rejected(crm: Crm, body: dict[str, Any], field: 
     assert crm.count("SELECT count(*) FROM activities") == before
 
 
-def test_external_id_makes_create_idempotent(crm: Crm) -> None:
-    contact = crm.contact("Idempotent")
+def received(crm: Crm, **filters: str) -> int:
+    """How many creates the CRM has received matching `filters` (its admin count, over all processes)."""
+    response = crm.admin.get("/api/_received", params=filters)
+    assert response.status_code == 200, response.text
+    return int(response.json()["count"])
+
+
+def test_a_create_sent_twice_makes_two_activities_and_is_counted_twice(crm: Crm) -> None:
+    """The CRM does not help: an external_id is data, so a second send shows as a second activity."""
+    contact = crm.contact("Sent Twice")
     body = {"contact_id": contact["id"], "kind": "call", "subject": "First", "external_id": "call:abc:1"}
+    before = received(crm, path="/api/v1/activities", external_id="call:abc:1")
     first = crm.client.post("/activities", json=body)
     again = crm.client.post("/activities", json={**body, "subject": "Second"})
-    assert (first.status_code, again.status_code) == (201, 200)
-    assert again.json() == first.json() and again.json()["subject"] == "First"
-    assert crm.count("SELECT count(*) FROM activities WHERE external_id = ?", "call:abc:1") == 1
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert first.json()["id"] != again.json()["id"]
+    assert crm.count("SELECT count(*) FROM activities WHERE external_id = ?", "call:abc:1") == 2
+    assert received(crm, path="/api/v1/activities", external_id="call:abc:1") == before + 2
+    listed = crm.client.get("/activities", params={"external_id": "call:abc:1"}).json()["data"]
+    assert [a["subject"] for a in listed] == ["First", "Second"]
 
 
-def test_concurrent_creates_with_one_external_id_write_exactly_one_activity(crm: Crm) -> None:
+def test_concurrent_creates_with_one_external_id_are_all_kept(crm: Crm) -> None:
     contact = crm.contact("Concurrent")
     body = {"contact_id": contact["id"], "kind": "call", "subject": "Race", "external_id": "call:race:1"}
     barrier = threading.Barrier(20)
@@ -364,10 +376,108 @@ def test_concurrent_creates_with_one_external_id_write_exactly_one_activity(crm:
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert len(results) == 20
-    assert sorted(status for status, _ in results) == [200] * 19 + [201]
-    assert len({activity_id for _, activity_id in results}) == 1
-    assert crm.count("SELECT count(*) FROM activities WHERE contact_id = ?", contact["id"]) == 1
+    assert sorted(status for status, _ in results) == [201] * 20
+    assert len({activity_id for _, activity_id in results}) == 20
+    assert crm.count("SELECT count(*) FROM activities WHERE contact_id = ?", contact["id"]) == 20
+    assert received(crm, external_id="call:race:1") == 20
+
+
+def test_every_create_is_counted_with_its_account_faulted_and_refused_ones_too(crm: Crm) -> None:
+    me = crm.client.get("/me").json()
+    number = fresh_number()
+    phone_digits = number.lstrip("+")
+    crm.admin.post(
+        "/api/_faults", json={"status": 503, "times": 1, "method": "POST", "path_prefix": "/api/v1/contacts"}
+    )
+    assert (
+        crm.client.post(
+            "/contacts", json={"name": "A", "type": "contact", "phones": [{"number": number}]}
+        ).status_code
+        == 503
+    )
+    crm.admin.post(
+        "/api/_faults",
+        json={
+            "status": 500,
+            "times": 1,
+            "method": "POST",
+            "path_prefix": "/api/v1/contacts",
+            "when": "after",
+        },
+    )
+    assert (
+        crm.client.post(
+            "/contacts", json={"name": "A", "type": "contact", "phones": [{"number": number}]}
+        ).status_code
+        == 500
+    )
+    assert (
+        crm.client.post(
+            "/contacts", json={"name": "", "type": "contact", "phones": [{"number": number}]}
+        ).status_code
+        == 400
+    )
+    assert (
+        crm.raw.post(
+            "/api/v1/contacts", json={"name": "A", "type": "contact", "phones": [{"number": number}]}
+        ).status_code
+        == 401
+    )
+    assert received(crm, phone=phone_digits) == 4
+    assert received(crm, phone=phone_digits, account=str(me["id"])) == 3
+    assert received(crm, phone=phone_digits, method="POST", path="/api/v1/contacts") == 4
+    assert crm.count("SELECT count(*) FROM contact_phones WHERE digits = ?", phone_digits) == 1
+    assert crm.raw.get("/api/_received").status_code == 401
+    assert crm.admin.get("/api/_received", params={"account": "x"}).status_code == 400
+
+
+# --- one API key, one account -------------------------------------------------------------------------------
+
+
+def new_key(crm: Crm) -> str:
+    minted = crm.admin.post("/api/v1/api-keys", json={"name": "Other Account"})
+    assert minted.status_code == 201, minted.text
+    return str(minted.json()["apiKey"])
+
+
+def test_another_key_can_neither_read_nor_change_an_accounts_records(crm: Crm) -> None:
+    number = fresh_number()
+    contact = crm.contact("Private Person", number)
+    activity = crm.client.post(
+        "/activities",
+        json={
+            "contact_id": contact["id"],
+            "kind": "call",
+            "subject": "Mine",
+            "external_id": "call:private:1",
+        },
+    ).json()
+    with httpx.Client(base_url=f"{crm.base_url}/api/v1", headers=basic(new_key(crm)), timeout=10) as other:
+        assert other.get("/contacts", params={"phone": number}).json() == {"data": []}
+        assert other.get("/contacts", params={"name": "Private Person"}).json() == {"data": []}
+        assert contact["id"] not in {c["id"] for c in other.get("/contacts").json()["data"]}
+        assert other.get(f"/contacts/{contact['id']}").status_code == 404
+        assert other.get(f"/activities/{activity['id']}").status_code == 404
+        assert other.get("/activities", params={"contact_id": contact["id"]}).json() == {"data": []}
+        assert other.get("/activities", params={"external_id": "call:private:1"}).json() == {"data": []}
+        assert other.patch(f"/activities/{activity['id']}", json={"subject": "Theirs"}).status_code == 404
+        on_theirs = other.post(
+            "/activities", json={"contact_id": contact["id"], "kind": "call", "subject": "X"}
+        )
+        assert on_theirs.status_code == 400 and on_theirs.json()["field"] == "contact_id"
+        # the other account's own records live beside the first account's, with the same number
+        theirs = other.post(
+            "/contacts", json={"name": "Their Person", "type": "lead", "phones": [{"number": number}]}
+        )
+        assert theirs.status_code == 201
+        assert [c["name"] for c in other.get("/contacts", params={"phone": number}).json()["data"]] == [
+            "Their Person"
+        ]
+    assert crm.client.get(f"/activities/{activity['id']}").json()["subject"] == "Mine"
+    assert [c["name"] for c in crm.client.get("/contacts", params={"phone": number}).json()["data"]] == [
+        "Private Person"
+    ]
+    assert crm.client.get(f"/contacts/{theirs.json()['id']}").status_code == 404
 
 
 # --- fault injection ----------------------------------------------------------------------------------------
@@ -522,7 +632,7 @@ def test_html_pages_show_contacts_and_activities_escaped(crm: Crm) -> None:
 # --- several server processes on one database file ----------------------------------------------------------
 
 
-def test_two_app_instances_on_one_file_share_idempotency_and_faults(tmp_path: Path) -> None:
+def test_two_app_instances_on_one_file_share_records_faults_and_counts(tmp_path: Path) -> None:
     """Each instance has its own engine and pool, as each worker process would."""
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'shared.sqlite3'}"
     first_app = create_testcrm_app(db_url, seed_api_key=SEED_KEY, admin_token=ADMIN_TOKEN)
@@ -550,10 +660,12 @@ def test_two_app_instances_on_one_file_share_idempotency_and_faults(tmp_path: Pa
             thread.start()
         for thread in threads:
             thread.join(60)
-        assert sorted(statuses) == [200] * 16 + [201] + [429] * 3
+        assert sorted(statuses) == [201] * 17 + [429] * 3
         with sqlite3.connect(tmp_path / "shared.sqlite3") as conn:
-            assert conn.execute("SELECT count(*) FROM activities").fetchone()[0] == 1
+            assert conn.execute("SELECT count(*) FROM activities").fetchone()[0] == 17
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        with httpx.Client(base_url=first, headers=ADMIN) as admin:
+            assert admin.get("/api/_received", params={"external_id": "msg:shared:1"}).json() == {"count": 20}
 
 
 # --- ids too large for any row, and the fault list --------------------------------------------------------

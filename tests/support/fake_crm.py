@@ -545,6 +545,7 @@ class FakeCrm:
         async def endpoint(request: Request) -> Response:
             parsed = await self._parse(request)
             if isinstance(parsed, Response):
+                self._record_unreadable(request)  # a body it could not read was still received
                 return parsed
             self._record(parsed)
             fault = self._take_fault(parsed.method, parsed.path)
@@ -621,6 +622,18 @@ class FakeCrm:
                     if request.form is not None
                     else None,
                     auth_scheme=authorization.split(" ", 1)[0] if " " in authorization else None,
+                )
+            )
+
+    def _record_unreadable(self, request: Request) -> None:
+        with self._lock:
+            self.requests.append(
+                RecordedRequest(
+                    method=request.method,
+                    path=request.url.path,
+                    query={},
+                    raw_query="",
+                    headers={"content-type": request.headers.get("content-type", "")},
                 )
             )
 

@@ -164,22 +164,41 @@ class TestCrmApi:
             if fault is not None and not fault.after_work:
                 injected = await _apply_fault(fault)
                 if injected is not None:
+                    if request.method == "POST":
+                        await self._record(request, injected.status_code)
                     return injected
             user: User | None = None
             if auth:
                 key = _api_key_from(request.headers.get("authorization"))
                 user = await self.store.user_for_key(key) if key else None
                 if user is None:
-                    return _error(401, "invalid_api_key")
+                    refused = _error(401, "invalid_api_key")
+                    if request.method == "POST":
+                        await self._record(request, refused.status_code)
+                    return refused
             try:
                 response = await handler(request, user)
             except ValidationFailed as exc:
                 response = _json(exc.payload(), 400)
             if fault is not None and fault.after_work:
-                return await _apply_fault(fault) or response
+                response = await _apply_fault(fault) or response
+            if request.method == "POST":
+                await self._record(request, response.status_code)
             return response
 
         return Route(path, endpoint, methods=methods)
+
+    async def _record(self, request: Request, status: int) -> None:
+        """Keep every create received (faulted ones too), so tests count what a client sent, not what was kept."""
+        key = _api_key_from(request.headers.get("authorization"))
+        user = await self.store.user_for_key(key) if key else None
+        await self.store.record_received(
+            owner_id=int(user["id"]) if user is not None else None,
+            method=request.method,
+            path=_sub_path(request),
+            status=status,
+            **_keys_of(await request.body()),
+        )
 
     # --- users -----------------------------------------------------------------------------------------
 
@@ -204,54 +223,72 @@ class TestCrmApi:
         contact = await self.store.create_contact(int(user["id"]), parse_contact(await _body(request)))
         return _json(_contact_wire(contact), 201)
 
-    async def list_contacts(self, request: Request, _user: User | None) -> Response:
+    async def list_contacts(self, request: Request, user: User | None) -> Response:
+        assert user is not None
+        owner_id = int(user["id"])
         phone = request.query_params.get("phone")
         name = request.query_params.get("name")
         if phone is not None:
             # a "+" sent unencoded arrives as a space; digits-only comparison makes that harmless
             digits = digits_of(phone)
-            found = await self.store.find_contacts_by_digits(digits) if digits else []
+            found = await self.store.find_contacts_by_digits(owner_id, digits) if digits else []
         elif name is not None:
-            found = await self.store.find_contacts_by_name(name.strip()) if name.strip() else []
+            found = await self.store.find_contacts_by_name(owner_id, name.strip()) if name.strip() else []
         else:
-            found = await self.store.list_contacts()
+            found = await self.store.list_contacts(owner_id)
         return _json({"data": [_contact_wire(c) for c in found]})
 
-    async def get_contact(self, request: Request, _user: User | None) -> Response:
+    async def get_contact(self, request: Request, user: User | None) -> Response:
+        assert user is not None
         contact_id = _row_id(request, "contact_id")
-        contact = await self.store.get_contact(contact_id) if contact_id is not None else None
+        contact = (
+            await self.store.get_contact(int(user["id"]), contact_id) if contact_id is not None else None
+        )
         return _json(_contact_wire(contact)) if contact else _error(404, "not_found")
 
     # --- activities ------------------------------------------------------------------------------------
 
-    async def create_activity(self, request: Request, _user: User | None) -> Response:
+    async def create_activity(self, request: Request, user: User | None) -> Response:
+        assert user is not None
         data = parse_activity(await _body(request))
         try:
-            activity, created = await self.store.create_activity(data)
-        except ContactNotFound:
+            activity = await self.store.create_activity(int(user["id"]), data)
+        except ContactNotFound:  # another account's contact is not one this key can see
             raise ValidationFailed("contact_id does not exist", "contact_id") from None
-        return _json(_activity_wire(activity), 201 if created else 200)
+        return _json(_activity_wire(activity), 201)
 
-    async def get_activity(self, request: Request, _user: User | None) -> Response:
+    async def get_activity(self, request: Request, user: User | None) -> Response:
+        assert user is not None
         activity_id = _row_id(request, "activity_id")
-        activity = await self.store.get_activity(activity_id) if activity_id is not None else None
+        activity = (
+            await self.store.get_activity(int(user["id"]), activity_id) if activity_id is not None else None
+        )
         return _json(_activity_wire(activity)) if activity else _error(404, "not_found")
 
-    async def patch_activity(self, request: Request, _user: User | None) -> Response:
+    async def patch_activity(self, request: Request, user: User | None) -> Response:
+        assert user is not None
         changes = parse_activity_patch(await _body(request))
         activity_id = _row_id(request, "activity_id")
-        activity = await self.store.update_activity(activity_id, changes) if activity_id is not None else None
+        activity = (
+            await self.store.update_activity(int(user["id"]), activity_id, changes)
+            if activity_id is not None
+            else None
+        )
         return _json(_activity_wire(activity)) if activity else _error(404, "not_found")
 
-    async def list_activities(self, request: Request, _user: User | None) -> Response:
+    async def list_activities(self, request: Request, user: User | None) -> Response:
+        assert user is not None
+        owner_id = int(user["id"])
         external_id = request.query_params.get("external_id")
         if external_id is not None:
-            match = await self.store.find_activity_by_external_id(external_id) if external_id else None
-            return _json({"data": [_activity_wire(match)] if match else []})
+            found = (
+                await self.store.find_activities_by_external_id(owner_id, external_id) if external_id else []
+            )
+            return _json({"data": [_activity_wire(a) for a in found]})
         raw = request.query_params.get("contact_id", "")
         if not raw.isdigit() or int(raw) > MAX_INT:
             raise ValidationFailed(f"contact_id must be an integer between 0 and {MAX_INT}", "contact_id")
-        found = await self.store.list_activities([int(raw)])
+        found = await self.store.list_activities(owner_id, [int(raw)])
         return _json({"data": [_activity_wire(a) for a in found]})
 
     # --- fault injection and stats (test tooling: admin token only) -----------------------------------
@@ -284,13 +321,30 @@ class TestCrmApi:
     async def get_stats(self, _request: Request) -> Response:
         return _json({"scope": "process", "requests": dict(self.stats)})
 
+    async def get_received(self, request: Request) -> Response:
+        """How many creates (POSTs) the CRM received, over all processes, filtered by `method`, `path`
+        (`/api/v1/activities`), `account` (the user id behind the API key), `external_id` or `phone` (digits)."""
+        await self.store.ensure_ready()
+        query = request.query_params
+        account = query.get("account")
+        if account is not None and (not account.isdigit() or int(account) > MAX_INT):
+            return _error(400, "account must be a user id")
+        count = await self.store.count_received(
+            method=query.get("method"),
+            path=query.get("path"),
+            owner_id=int(account) if account is not None else None,
+            external_id=query.get("external_id"),
+            phone_digits=digits_of(query["phone"]) if "phone" in query else None,
+        )
+        return _json({"count": count})
+
     # --- HTML ------------------------------------------------------------------------------------------
 
     async def index_page(self, request: Request) -> Response:
         await self.store.ensure_ready()
-        contacts = await self.store.list_contacts()
+        contacts = await self.store.list_contacts(None)
         by_contact: dict[int, list[dict[str, Any]]] = {}
-        for activity in await self.store.list_activities([c["id"] for c in contacts]):
+        for activity in await self.store.list_activities(None, [c["id"] for c in contacts]):
             by_contact.setdefault(activity["contact_id"], []).append(activity)
         return HTMLResponse(pages.render_index(contacts, by_contact, request.scope.get("root_path", "")))
 
@@ -298,10 +352,10 @@ class TestCrmApi:
         await self.store.ensure_ready()
         base = request.scope.get("root_path", "")
         contact_id = _row_id(request, "contact_id")
-        contact = await self.store.get_contact(contact_id) if contact_id is not None else None
+        contact = await self.store.get_contact(None, contact_id) if contact_id is not None else None
         if contact is None:
             return HTMLResponse(pages.render_not_found(base), status_code=404)
-        activities = await self.store.list_activities([contact["id"]])
+        activities = await self.store.list_activities(None, [contact["id"]])
         return HTMLResponse(pages.render_contact(contact, activities, base))
 
     def routes(self) -> list[Route]:
@@ -325,6 +379,7 @@ class TestCrmApi:
                 self.admin_route("/api/_faults", self.clear_faults, "DELETE"),
                 self.admin_route("/api/_faults", self.list_faults, "GET"),
                 self.admin_route("/api/_stats", self.get_stats, "GET"),
+                self.admin_route("/api/_received", self.get_received, "GET"),
             ]
         return routes
 
@@ -360,6 +415,24 @@ def create_testcrm_app(
     app = Starlette(routes=api.routes(), lifespan=lifespan)
     app.state.testcrm = store
     return app
+
+
+def _keys_of(raw: bytes) -> dict[str, str | None]:
+    """What a received create is counted by: its `external_id`, and the digits of its first phone number."""
+    try:
+        data = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        return {"external_id": None, "phone_digits": None}
+    external_id = data.get("external_id")
+    phones = data.get("phones")
+    first = phones[0] if isinstance(phones, list) and phones and isinstance(phones[0], dict) else {}
+    number = first.get("number")
+    return {
+        "external_id": external_id[:255] if isinstance(external_id, str) else None,
+        "phone_digits": digits_of(number)[:20] if isinstance(number, str) else None,
+    }
 
 
 async def _apply_fault(fault: FaultRule) -> Response | None:

@@ -15,7 +15,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, CursorResult, RowMapping
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from appconnect.embedded_crm import schema
@@ -57,11 +56,50 @@ class FaultRule:
     after_work: bool = False
 
 
-def _add_missing_fault_columns(conn: sa.Connection) -> None:
-    """A test CRM database from before `faults.after_work` gets the column (create_all adds no columns)."""
-    columns = {column["name"] for column in sa.inspect(conn).get_columns("faults")}
+def _upgrade_older_database(conn: sa.Connection) -> None:
+    """Bring a test CRM database from an earlier version up to date (create_all adds tables, not columns):
+    `faults.after_work`; `activities.owner_id`, filled in from each activity's contact; and no unique
+    constraint on `activities.external_id` (the CRM no longer merges a create sent twice)."""
+    inspector = sa.inspect(conn)
+    columns = {column["name"] for column in inspector.get_columns("faults")}
     if "after_work" not in columns:
         conn.execute(sa.text("ALTER TABLE faults ADD COLUMN after_work BOOLEAN NOT NULL DEFAULT false"))
+    activity_columns = {column["name"] for column in inspector.get_columns("activities")}
+    if "owner_id" not in activity_columns:
+        conn.execute(sa.text("ALTER TABLE activities ADD COLUMN owner_id INTEGER REFERENCES users (id)"))
+    conn.execute(
+        sa.text(
+            "UPDATE activities SET owner_id = (SELECT contacts.owner_id FROM contacts"
+            " WHERE contacts.id = activities.contact_id) WHERE owner_id IS NULL"
+        )
+    )
+    unique = [
+        constraint
+        for constraint in inspector.get_unique_constraints("activities")
+        if constraint["column_names"] == ["external_id"]
+    ]
+    if unique and conn.dialect.name == "sqlite":
+        _rebuild_sqlite_activities(conn)
+    for constraint in unique if conn.dialect.name != "sqlite" else []:
+        conn.execute(sa.text(f'ALTER TABLE activities DROP CONSTRAINT "{constraint["name"]}"'))
+    for index in schema.activities.indexes:
+        index.create(conn, checkfirst=True)
+
+
+def _rebuild_sqlite_activities(conn: sa.Connection) -> None:
+    """SQLite cannot drop a constraint: copy the rows into the table as declared now."""
+    conn.execute(sa.text("ALTER TABLE activities RENAME TO activities_before_accounts"))
+    for row in conn.execute(
+        sa.text(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'activities_before_accounts'"
+        )
+    ).all():
+        if not str(row[0]).startswith("sqlite_autoindex"):
+            conn.execute(sa.text(f'DROP INDEX "{row[0]}"'))
+    schema.activities.create(conn)
+    names = ", ".join(column.name for column in schema.activities.columns)
+    conn.execute(sa.text(f"INSERT INTO activities ({names}) SELECT {names} FROM activities_before_accounts"))  # noqa: S608
+    conn.execute(sa.text("DROP TABLE activities_before_accounts"))
 
 
 def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
@@ -133,7 +171,7 @@ class TestCrmStore:
             async with self._write() as conn:
                 # inside one write transaction: another process doing the same waits instead of racing
                 await conn.run_sync(schema.metadata.create_all)
-                await conn.run_sync(_add_missing_fault_columns)
+                await conn.run_sync(_upgrade_older_database)
                 await self._seed(conn)
             self._ready = True
 
@@ -281,7 +319,7 @@ class TestCrmStore:
             by_contact[contact_id].append({"label": label, "number": number})
         return [{**dict(row), "phones": by_contact[row["id"]]} for row in rows]
 
-    async def find_contacts_by_digits(self, digits: str) -> list[dict[str, Any]]:
+    async def find_contacts_by_digits(self, owner_id: int, digits: str) -> list[dict[str, Any]]:
         """Contacts with a number whose digits contain these: loose on purpose, as real CRMs' searches are.
 
         `4155550100` finds `(415) 555-0100`, `+1 415 555 0100 x12` and also `+44 4155 550100`: clients
@@ -294,28 +332,39 @@ class TestCrmStore:
             else phones.c.digits == digits
         )
         matching = sa.select(phones.c.contact_id).where(condition)
-        async with self._read() as conn:
-            return await self._contacts_where(conn, schema.contacts.c.id.in_(matching))
-
-    async def find_contacts_by_name(self, text: str) -> list[dict[str, Any]]:
-        escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        where = sa.func.lower(schema.contacts.c.name).like(f"%{escaped}%", escape="\\")
+        where = sa.and_(schema.contacts.c.owner_id == owner_id, schema.contacts.c.id.in_(matching))
         async with self._read() as conn:
             return await self._contacts_where(conn, where)
 
-    async def list_contacts(self, limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
+    async def find_contacts_by_name(self, owner_id: int, text: str) -> list[dict[str, Any]]:
+        escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where = sa.and_(
+            schema.contacts.c.owner_id == owner_id,
+            sa.func.lower(schema.contacts.c.name).like(f"%{escaped}%", escape="\\"),
+        )
         async with self._read() as conn:
-            return await self._contacts_where(conn, None, limit)
+            return await self._contacts_where(conn, where)
 
-    async def get_contact(self, contact_id: int) -> dict[str, Any] | None:
+    async def list_contacts(self, owner_id: int | None, limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
+        """The account's contacts (every account's for None: the operator's web page)."""
+        where = None if owner_id is None else schema.contacts.c.owner_id == owner_id
         async with self._read() as conn:
-            found = await self._contacts_where(conn, schema.contacts.c.id == contact_id, 1)
+            return await self._contacts_where(conn, where, limit)
+
+    async def get_contact(self, owner_id: int | None, contact_id: int) -> dict[str, Any] | None:
+        """The contact if it is this account's (any account's for None: the operator's web page)."""
+        where: sa.ColumnElement[bool] = schema.contacts.c.id == contact_id
+        if owner_id is not None:
+            where = sa.and_(where, schema.contacts.c.owner_id == owner_id)
+        async with self._read() as conn:
+            found = await self._contacts_where(conn, where, 1)
         return found[0] if found else None
 
     # --- activities ------------------------------------------------------------------------------------
 
-    async def create_activity(self, data: ActivityInput) -> tuple[dict[str, Any], bool]:
-        """Insert, or return the existing activity with the same external_id (the bool says "created")."""
+    async def create_activity(self, owner_id: int, data: ActivityInput) -> dict[str, Any]:
+        """Insert into the account's contact. Every create makes a new activity, whatever its external_id:
+        a client that sends a create twice gets two, so its own idempotency is what tests see."""
         stamp = now_iso()
         values = {
             "contact_id": data.contact_id,
@@ -327,65 +376,119 @@ class TestCrmStore:
             "started_at": data.started_at,
             "disposition": data.disposition,
             "external_id": data.external_id,
+            "owner_id": owner_id,
             "created_at": stamp,
             "updated_at": stamp,
         }
         contacts = schema.contacts
-        try:
-            async with self._write() as conn:
-                touched = await conn.execute(
-                    contacts.update().where(contacts.c.id == data.contact_id).values(updated_at=stamp)
-                )
-                if touched.rowcount == 0:
-                    raise ContactNotFound
-                result = await conn.execute(schema.activities.insert().values(**values))
-                activity_id = _new_id(result)
-        except IntegrityError:
-            if data.external_id is None:
-                raise
-            # the unique index decided the race: whoever inserted first owns the external_id
-            existing = await self._activity_where(schema.activities.c.external_id == data.external_id)
-            if existing is None:
-                raise
-            return existing, False
-        return {"id": activity_id, **values}, True
+        async with self._write() as conn:
+            touched = await conn.execute(
+                contacts.update()
+                .where(contacts.c.id == data.contact_id, contacts.c.owner_id == owner_id)
+                .values(updated_at=stamp)
+            )
+            if touched.rowcount == 0:
+                raise ContactNotFound
+            result = await conn.execute(schema.activities.insert().values(**values))
+            activity_id = _new_id(result)
+        return {"id": activity_id, **values}
 
-    async def _activity_where(self, where: sa.ColumnElement[bool]) -> dict[str, Any] | None:
+    async def _activities_where(self, where: sa.ColumnElement[bool]) -> list[dict[str, Any]]:
+        query = sa.select(schema.activities).where(where).order_by(schema.activities.c.id).limit(LIST_LIMIT)
         async with self._read() as conn:
-            row = (await conn.execute(sa.select(schema.activities).where(where))).mappings().first()
-        return dict(row) if row is not None else None
+            return [dict(row) for row in (await conn.execute(query)).mappings().all()]
 
-    async def find_activity_by_external_id(self, external_id: str) -> dict[str, Any] | None:
-        """The activity a client created with this idempotency key, if any (lets it check an unanswered create)."""
-        return await self._activity_where(schema.activities.c.external_id == external_id)
+    async def find_activities_by_external_id(self, owner_id: int, external_id: str) -> list[dict[str, Any]]:
+        """The account's activities created with this external id, oldest first (lets a client check an
+        unanswered create)."""
+        activities = schema.activities
+        return await self._activities_where(
+            sa.and_(activities.c.owner_id == owner_id, activities.c.external_id == external_id)
+        )
 
-    async def get_activity(self, activity_id: int) -> dict[str, Any] | None:
-        return await self._activity_where(schema.activities.c.id == activity_id)
+    async def get_activity(self, owner_id: int, activity_id: int) -> dict[str, Any] | None:
+        activities = schema.activities
+        found = await self._activities_where(
+            sa.and_(activities.c.id == activity_id, activities.c.owner_id == owner_id)
+        )
+        return found[0] if found else None
 
-    async def update_activity(self, activity_id: int, changes: dict[str, Any]) -> dict[str, Any] | None:
+    async def update_activity(
+        self, owner_id: int, activity_id: int, changes: dict[str, Any]
+    ) -> dict[str, Any] | None:
         activities = schema.activities
         if changes:
             async with self._write() as conn:
                 result = await conn.execute(
                     activities.update()
-                    .where(activities.c.id == activity_id)
+                    .where(activities.c.id == activity_id, activities.c.owner_id == owner_id)
                     .values(**changes, updated_at=now_iso())
                 )
                 if result.rowcount == 0:
                     return None
-        return await self.get_activity(activity_id)
+        return await self.get_activity(owner_id, activity_id)
 
-    async def list_activities(self, contact_ids: Sequence[int]) -> list[dict[str, Any]]:
+    async def list_activities(self, owner_id: int | None, contact_ids: Sequence[int]) -> list[dict[str, Any]]:
+        """The activities of these contacts that belong to the account (any account's for None)."""
         if not contact_ids:
             return []
         activities = schema.activities
-        query = (
-            sa.select(activities)
-            .where(activities.c.contact_id.in_(list(contact_ids)))
-            .order_by(activities.c.id)
-        )
+        where: sa.ColumnElement[bool] = activities.c.contact_id.in_(list(contact_ids))
+        if owner_id is not None:
+            where = sa.and_(where, activities.c.owner_id == owner_id)
+        query = sa.select(activities).where(where).order_by(activities.c.id)
         async with self._read() as conn:
             return [dict(row) for row in (await conn.execute(query)).mappings().all()]
+
+    # --- what was received ------------------------------------------------------------------------------
+
+    async def record_received(
+        self,
+        *,
+        owner_id: int | None,
+        method: str,
+        path: str,
+        external_id: str | None,
+        phone_digits: str | None,
+        status: int,
+    ) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                schema.received.insert().values(
+                    owner_id=owner_id,
+                    method=method,
+                    path=path[:200],
+                    external_id=external_id,
+                    phone_digits=phone_digits,
+                    status=status,
+                    created_at=now_iso(),
+                )
+            )
+
+    async def count_received(
+        self,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        owner_id: int | None = None,
+        external_id: str | None = None,
+        phone_digits: str | None = None,
+    ) -> int:
+        """How many requests matching every given filter the API received."""
+        received = schema.received
+        conditions: list[sa.ColumnElement[bool]] = []
+        for column, value in (
+            (received.c.method, method),
+            (received.c.path, path),
+            (received.c.owner_id, owner_id),
+            (received.c.external_id, external_id),
+            (received.c.phone_digits, phone_digits),
+        ):
+            if value is not None:
+                conditions.append(column == value)
+        query = sa.select(sa.func.count()).select_from(received).where(sa.and_(sa.true(), *conditions))
+        async with self._read() as conn:
+            return int((await conn.execute(query)).scalar_one())
 
     # --- fault injection -------------------------------------------------------------------------------
 

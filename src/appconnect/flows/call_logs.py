@@ -274,8 +274,14 @@ async def deliver_call_log(
         except CrmHttpError as exc:
             if refused_for_good(exc):
                 raise
-            await keep(UNKNOWN if outcome_unknown(exc) else QUEUED)
-            return kept(crm_error_message(exc, user.platform, "createCallLog"), exc, attempts), Delivery.RETRY
+            # a 5xx may hide a create that was done: a connector that can look it up does so on any retry of a
+            # kept log; for one that cannot, the outcome is unknown and the user is asked to check the CRM
+            landed = exc.outcome_unknown and not implements(connector, "find_call_log")
+            await keep(UNKNOWN if outcome_unknown(exc) or landed else QUEUED)
+            failure = crm_error_message(exc, user.platform, "createCallLog")
+            if landed:  # the retrier cannot tell either, so it will not log it by itself
+                return Reply(envelope(False, failure)), Delivery.RETRY
+            return kept(failure, exc, attempts), Delivery.RETRY
     except SessionRevoked:
         if from_client:
             await store.release(claim.pk)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from datetime import UTC, datetime, timedelta, timezone
@@ -155,12 +156,23 @@ def _has_number(contact: JsonDict, e164: str) -> bool:
     return any_same_number([n for n in numbers if isinstance(n, str)], e164)
 
 
+#: the test CRM's external_id holds at most this many characters
+_EXTERNAL_ID_CHARS = 255
+
+
+def _fitted(kind: str, marker: str) -> str:
+    """The marker as is, or (a session id near its 255-character limit) its digest, so it fits the field."""
+    if len(marker) <= _EXTERNAL_ID_CHARS:
+        return marker
+    return f"{kind}:sha256:{hashlib.sha256(marker.encode()).hexdigest()}"
+
+
 def _call_marker(call: CrmCall, log: CallLogCreate) -> str:
-    return f"call:{log.call.session_id}:{call.user.id}"
+    return _fitted("call", f"call:{log.call.session_id}:{call.user.id}")
 
 
 def _message_marker(call: CrmCall, log: MessageLogCreate) -> str:
-    return f"msg:{log.conversation_log_id}:{call.user.id}"
+    return _fitted("msg", f"msg:{log.conversation_log_id}:{call.user.id}")
 
 
 def _message_tag(message: Message) -> str:
