@@ -191,8 +191,22 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "settle window compared the wrong way (message logs)",
         "flows/message_logs.py",
-        "and datetime.now(UTC) < unanswered_at + settle",
-        "and datetime.now(UTC) > unanswered_at + settle",
+        "create_of(info.messages[-1]))\n"
+        "                except InterfaceNotImplemented:\n"
+        "                    return Reply(envelope(False, NEEDS_ATTENTION)), Delivery.FINAL\n"
+        "                settle = timedelta(seconds=settle_window(services.settings))\n"
+        "                if (\n"
+        "                    log_id is None\n"
+        "                    and unanswered_at is not None\n"
+        "                    and datetime.now(UTC) < unanswered_at + settle",
+        "create_of(info.messages[-1]))\n"
+        "                except InterfaceNotImplemented:\n"
+        "                    return Reply(envelope(False, NEEDS_ATTENTION)), Delivery.FINAL\n"
+        "                settle = timedelta(seconds=settle_window(services.settings))\n"
+        "                if (\n"
+        "                    log_id is None\n"
+        "                    and unanswered_at is not None\n"
+        "                    and datetime.now(UTC) > unanswered_at + settle",
         (EDGES,),
         "message_log and settle and sqlite",
     ),
@@ -314,8 +328,10 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "a create answered 500 not checked for a message log",
         "flows/message_logs.py",
-        "                        if _append_may_have_landed(exc):\n                            await store.add(",
-        "                        if outcome_unknown(exc):\n                            await store.add(",
+        "                        if _may_have_landed(exc):\n"
+        "                            # the CRM itself answered",
+        "                        if outcome_unknown(exc):\n"
+        "                            # the CRM itself answered",
         (EDGES,),
         "message_log and 500 and sqlite",
     ),
