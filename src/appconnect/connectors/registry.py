@@ -26,8 +26,16 @@ def _builtin_classes() -> list[type[Connector]]:
     from appconnect.connectors.pipedrive import PipedriveConnector
     from appconnect.connectors.redtail import RedtailConnector
     from appconnect.connectors.testcrm import TestCrmConnector
+    from appconnect.connectors.vinsolutions import VinSolutionsConnector
 
-    return [TestCrmConnector, PipedriveConnector, ClioConnector, InsightlyConnector, RedtailConnector]
+    return [
+        TestCrmConnector,
+        PipedriveConnector,
+        ClioConnector,
+        InsightlyConnector,
+        RedtailConnector,
+        VinSolutionsConnector,
+    ]
 
 
 def _entry_point_classes() -> list[type[Connector]]:
