@@ -217,32 +217,34 @@ class VinSolutionsConnector(Connector):
         allow_status: tuple[int, ...] = (),
         idempotent: bool = False,
     ) -> CrmResponse:
-        """One API request with the server's bearer token and API key; a 401 renews the token once."""
-        for attempt in (1, 2):
+        """One API request with the server's bearer token and API key.
 
-            async def fetch() -> tuple[str, float]:
-                return await self._fetch_token(http, profile)
+        A 401 drops the token (revoked or rotated before its expiry) so that the next request fetches a new
+        one; this one fails as the CRM answered, as for any connector (one refused answer is not retried).
+        """
 
-            token = await self.tokens.get(profile, fetch)
-            headers = {"Authorization": f"Bearer {token}", "api_key": self._api_key(profile), "Accept": media}
-            if json is not None:
-                headers["Content-Type"] = media
-            try:
-                return await http.request(
-                    method,
-                    path,
-                    params=params,
-                    json=json,
-                    headers=headers,
-                    auth=False,
-                    allow_status=allow_status,
-                    idempotent=idempotent,
-                )
-            except CrmHttpError as exc:
-                if exc.status != 401 or attempt == 2:
-                    raise
+        async def fetch() -> tuple[str, float]:
+            return await self._fetch_token(http, profile)
+
+        token = await self.tokens.get(profile, fetch)
+        headers = {"Authorization": f"Bearer {token}", "api_key": self._api_key(profile), "Accept": media}
+        if json is not None:
+            headers["Content-Type"] = media
+        try:
+            return await http.request(
+                method,
+                path,
+                params=params,
+                json=json,
+                headers=headers,
+                auth=False,
+                allow_status=allow_status,
+                idempotent=idempotent,
+            )
+        except CrmHttpError as exc:
+            if exc.status == 401:
                 self.tokens.drop(profile, token)
-        raise AssertionError("unreachable")
+            raise
 
     async def _get(self, http: CrmHttp, path: str, params: dict[str, Any], media: str = GATEWAY_JSON) -> Any:
         return (await self._send(http, "GET", path, params=params, media=media)).json()
@@ -451,16 +453,10 @@ class VinSolutionsConnector(Connector):
             "providerReferenceId": record.session_id,
             "vinProperties": vin,
         }
-        # VinSolutions refuses a second call detail with this providerReferenceId: sending again is safe
+        # VinSolutions refuses a second call detail with this providerReferenceId (500 AlreadyLoggedException,
+        # with the first one's Location): a create sent again after a lost answer finds the first one
         answer = await self._send(
-            call.http,
-            "POST",
-            "/calldetails",
-            profile="calls",
-            media=V1_JSON,
-            json=body,
-            allow_status=(500,),
-            idempotent=True,
+            call.http, "POST", "/calldetails", profile="calls", media=V1_JSON, json=body, allow_status=(500,)
         )
         if answer.status_code == 500 and not _already_logged(answer):
             raise CrmHttpError(500, method="POST", url="/calldetails", outcome_unknown=True)
@@ -470,9 +466,14 @@ class VinSolutionsConnector(Connector):
         return LogResult(match.group(1), ReturnMessage("Call logged to VinSolutions.", "success", 2000))
 
     async def find_call_log(self, call: CrmCall, log: CallLogCreate) -> str | None:
-        """None: creating again is how VinSolutions finds it (the same providerReferenceId is refused with the
-        first call detail's Location), so a lost create is never written twice."""
-        return None
+        """The call detail an earlier create made, asked the only way VinSolutions offers: the same create again.
+
+        VinSolutions keys call details by `providerReferenceId` (the session id) and answers a second create
+        with 500 AlreadyLoggedException and the first one's Location, so sending it again returns the earlier
+        record and can never make a second one (there is no search of call details by reference).
+        """
+        result = await self.create_call_log(call, log)
+        return result.log_id
 
     async def get_call_log(self, call: CrmCall, ref: CallLogRef) -> CallLogFetched:
         dealer_id, user_id = _dealer_context(call.user)
@@ -642,7 +643,7 @@ class VinSolutionsConnector(Connector):
             "vehiclesOfInterest": None,
             "notes": notes,
         }
-        await self._send(call.http, "PUT", f"/leads/id/{lead_id}", media=LEADS_V3, json=body, idempotent=True)
+        await self._send(call.http, "PUT", f"/leads/id/{lead_id}", media=LEADS_V3, json=body)
 
     # --- account -------------------------------------------------------------------------------------------
 
