@@ -467,3 +467,23 @@ async def test_the_user_list_is_the_dealers_users_with_an_email(env: Env) -> Non
     assert [u.to_wire() for u in users] == [
         {"id": "13001", "name": "Morgan Rivera", "email": "morgan@example.test"}
     ]
+
+
+async def test_a_dealer_outside_the_allowed_list_cannot_log_in(env: Env) -> None:
+    settings = dict(env.connector.config.values, allowed_dealers=f" {OTHER_DEALER_ID} ,")
+    connector = VinSolutionsConnector(ConnectorConfig(settings))
+
+    async def login(dealer_id: int) -> bool:
+        result = await connector.get_user_info(
+            LoginRequest(
+                auth_header="",
+                hostname="",
+                platform="vinsolutions",
+                http=env.http,
+                additional_info={"dealerId": str(dealer_id), "crmUserId": str(USER_ID)},
+            )
+        )
+        return result.successful
+
+    assert await login(DEALER_ID) is False
+    assert await login(OTHER_DEALER_ID) is True

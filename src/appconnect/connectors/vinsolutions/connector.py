@@ -168,6 +168,12 @@ class VinSolutionsConnector(Connector):
     def rate_limit_key(self, user: UserView) -> str:
         return f"dealer:{user.platform_additional_info.get('dealerId', '')}"
 
+    def _dealer_allowed(self, dealer_id: int) -> bool:
+        """`VINSOLUTIONS_ALLOWED_DEALERS` (comma-separated ids) limits the dealers this server logs in to: the
+        login page's answers are not secrets, and the partner token reaches every dealer that enabled it."""
+        allowed = {part.strip() for part in self.config.get("allowed_dealers").split(",") if part.strip()}
+        return not allowed or str(dealer_id) in allowed
+
     def _credentials(self, profile: Profile) -> tuple[str, str]:
         """Call tracking may be a separate partner application; it falls back to the lead management one."""
         client_id = self.config.get("client_id")
@@ -258,6 +264,8 @@ class VinSolutionsConnector(Connector):
         if dealer_id is None or crm_user_id is None:
             message = ReturnMessage("Dealer ID and CRM User ID are required.", "warning", 5000)
             return UserInfoResult(False, return_message=message)
+        if not self._dealer_allowed(dealer_id):
+            return UserInfoResult(False, return_message=_not_connected())
         try:
             user, dealers = await all_or_first_failure(
                 [
