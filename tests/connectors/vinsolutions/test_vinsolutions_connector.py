@@ -487,3 +487,22 @@ async def test_a_dealer_outside_the_allowed_list_cannot_log_in(env: Env) -> None
 
     assert await login(DEALER_ID) is False
     assert await login(OTHER_DEALER_ID) is True
+
+
+async def test_call_tracking_has_its_own_token_only_when_it_has_its_own_application(env: Env) -> None:
+    contact = env.fake.add_contact("Avery", "Chen", ["4155550100"])
+    log = CallLogCreate(
+        contact=ContactRef(str(contact["ContactId"]), PHONE, "contact"), call=call_record("s-3")
+    )
+    await found_ids(env, PHONE)
+    await env.connector.create_call_log(env.call(), log)
+    assert env.fake.token_requests() == 1
+
+    settings = dict(env.connector.config.values)
+    settings.update(
+        call_tracking_client_id=settings["client_id"], call_tracking_client_secret=settings["client_secret"]
+    )
+    separate = VinSolutionsConnector(ConnectorConfig(settings))
+    await separate.find_contact(env.call(), ContactLookup(PHONE))
+    await separate.create_call_log(env.call(), log)
+    assert env.fake.token_requests() == 3

@@ -229,6 +229,10 @@ class VinSolutionsConnector(Connector):
         one; this one fails as the CRM answered, as for any connector (one refused answer is not retried).
         """
 
+        # one token serves both APIs unless Cox issued Call Tracking its own application
+        if profile == "calls" and not self.config.get("call_tracking_client_id"):
+            profile = "leads"
+
         async def fetch() -> tuple[str, float]:
             return await self._fetch_token(http, profile)
 
