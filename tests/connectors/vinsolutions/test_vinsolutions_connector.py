@@ -506,3 +506,26 @@ async def test_call_tracking_has_its_own_token_only_when_it_has_its_own_applicat
     await separate.find_contact(env.call(), ContactLookup(PHONE))
     await separate.create_call_log(env.call(), log)
     assert env.fake.token_requests() == 3
+
+
+async def test_a_name_search_finds_the_dealers_contact(env: Env) -> None:
+    mine = env.fake.add_contact("Avery", "Chen", ["4155550100"])
+    env.fake.add_contact("Avery", "Chen", ["4155550100"], OTHER_DEALER_ID)
+    env.fake.add_contact("Avery", "Stone", ["4155550111"])
+    matches = await env.connector.find_contact_with_name(env.call(), "Avery Chen")
+    assert [(c.id, c.name) for c in matches.contacts] == [(str(mine["ContactId"]), "Avery Chen")]
+
+
+async def test_without_client_credentials_no_login_is_possible(env: Env) -> None:
+    connector = VinSolutionsConnector(ConnectorConfig({"base_url": env.fake.base_url}))
+    result = await connector.get_user_info(
+        LoginRequest(
+            auth_header="",
+            hostname="",
+            platform="vinsolutions",
+            http=env.http,
+            additional_info={"dealerId": str(DEALER_ID), "crmUserId": str(USER_ID)},
+        )
+    )
+    assert not result.successful
+    assert env.fake.token_requests() == 0

@@ -191,6 +191,7 @@ class VinSolutionsConnector(Connector):
     async def _fetch_token(self, http: CrmHttp, profile: Profile) -> tuple[str, float]:
         client_id, client_secret = self._credentials(profile)
         if not client_id or not client_secret:
+            log.warning("vinsolutions: the partner's client credentials are not configured (%s)", profile)
             raise CrmHttpError(401, method="POST", url="token: client credentials not configured")
         answer = await http.request(
             "POST",
