@@ -529,3 +529,11 @@ async def test_without_client_credentials_no_login_is_possible(env: Env) -> None
     )
     assert not result.successful
     assert env.fake.token_requests() == 0
+
+
+async def test_a_contact_is_shown_when_its_leads_cannot_be_listed(env: Env) -> None:
+    contact = env.fake.add_contact("Avery", "Chen", ["4155550100"])
+    env.fake.inject(503, times=5, path_prefix="/leads", method="GET")
+    matches = await env.connector.find_contact(env.call(), ContactLookup(PHONE))
+    [found, _placeholder] = matches.contacts
+    assert found.id == str(contact["ContactId"]) and found.additional_info is None

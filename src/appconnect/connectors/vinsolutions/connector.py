@@ -378,7 +378,12 @@ class VinSolutionsConnector(Connector):
 
         async def leads_of(record: JsonDict) -> list[JsonDict]:
             async with gate:
-                return await self._leads(call, int(record["ContactId"]))
+                try:
+                    return await self._leads(call, int(record["ContactId"]))
+                except CrmHttpError as exc:
+                    # the caller is still shown (as the reference does): only the lead choices are missing
+                    log.warning("vinsolutions: the leads of a contact could not be listed (%s)", exc.status)
+                    return []
 
         leads = await all_or_first_failure([leads_of(r) for r in records[:LEADS_FOR_CONTACTS]])
         contacts = []
