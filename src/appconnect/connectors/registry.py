@@ -26,8 +26,16 @@ def _builtin_classes() -> list[type[Connector]]:
     from appconnect.connectors.pipedrive import PipedriveConnector
     from appconnect.connectors.redtail import RedtailConnector
     from appconnect.connectors.testcrm import TestCrmConnector
+    from appconnect.connectors.vinsolutions import VinSolutionsConnector
 
-    return [TestCrmConnector, PipedriveConnector, ClioConnector, InsightlyConnector, RedtailConnector]
+    return [
+        TestCrmConnector,
+        PipedriveConnector,
+        ClioConnector,
+        InsightlyConnector,
+        RedtailConnector,
+        VinSolutionsConnector,
+    ]
 
 
 def _entry_point_classes() -> list[type[Connector]]:
@@ -86,9 +94,7 @@ class ConnectorRegistry:
     def get(self, platform: str) -> Connector | None:
         connector = self._connectors.get(platform)
         if connector is not None:
-            current_platform.set(
-                platform
-            )  # the label of this task's CRM call metrics (outbound/observe.py)
+            current_platform.set(platform)  # the label of this task's CRM call metrics (outbound/observe.py)
         return connector
 
     def platforms(self) -> list[str]:

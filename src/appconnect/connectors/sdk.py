@@ -449,6 +449,28 @@ class CrmUser:
         return wire
 
 
+@dataclass(slots=True)
+class ManagedAuthOption:
+    """One choice of a managed login field (a dealer, a CRM user): `value` is stored, `label` only shown."""
+
+    value: str
+    label: str
+
+    def to_wire(self) -> JsonDict:
+        return {"value": self.value, "label": self.label}
+
+
+@dataclass(slots=True)
+class ManagedAuthOptionsRequest:
+    """Input of `get_managed_auth_options`: asked by an admin before any CRM user of the account has logged in,
+    so there is no user session; `http` sends no user credential (a connector adds its own server-held one).
+    `account_values` are the account-scoped answers so far (e.g. the dealer id), transient until saved."""
+
+    field_const: str
+    http: CrmHttp
+    account_values: JsonDict = field(default_factory=dict)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The connector base class
 # ---------------------------------------------------------------------------------------------------------------
@@ -683,6 +705,11 @@ class Connector:
         """The CRM account's active users (id, name, email when the CRM gives it), for the admin's user mapping."""
         raise InterfaceNotImplemented("getUserList")
 
+    async def get_managed_auth_options(self, request: ManagedAuthOptionsRequest) -> list[ManagedAuthOption]:
+        """The complete list of choices for one managed login field (the reference's `getManagedAuthOptions`),
+        e.g. the users of the dealer the admin entered; the client searches it, so no paging."""
+        raise InterfaceNotImplemented("getManagedAuthOptions")
+
     # --- message logs --------------------------------------------------------------------------------------
 
     async def create_message_log(self, call: CrmCall, log: MessageLogCreate) -> LogResult:
@@ -758,7 +785,7 @@ INTERFACE_METHODS: dict[str, str] = {
 
 #: the interfaces that read CRM answers: each is guarded against answers of an unexpected shape
 GUARDED_METHODS: frozenset[str] = frozenset(
-    {*INTERFACE_METHODS.values(), "find_call_log", "find_message_log"}
+    {*INTERFACE_METHODS.values(), "find_call_log", "find_message_log", "get_managed_auth_options"}
 )
 
 

@@ -368,7 +368,8 @@ class CrmHttpClient:
         if not extra and not form:
             return send
         send = {**send, **_FORM_TYPE, **(extra or {})} if form else {**send, **(extra or {})}
-        if json:
+        if json and not any(k.lower() == "content-type" for k in extra or {}):
+            # a caller's own JSON media type stays (e.g. `application/vnd.coxauto.v3+json`)
             send["Content-Type"] = "application/json"
         return send
 

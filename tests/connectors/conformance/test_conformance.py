@@ -45,6 +45,7 @@ from tests.connectors.conformance.target import (
 from tests.connectors.conformance.targets_builtin import PipedriveTarget, TestCrmTarget
 from tests.connectors.insightly.conformance_target import InsightlyTarget
 from tests.connectors.redtail.conformance_target import RedtailTarget
+from tests.connectors.vinsolutions.conformance_target import VinSolutionsTarget
 
 JsonDict = dict[str, Any]
 
@@ -55,6 +56,7 @@ TARGETS: list[ConformanceTarget] = [
     ClioTarget(),
     InsightlyTarget(),
     RedtailTarget(),
+    VinSolutionsTarget(),
 ]
 
 #: The servers' CRM read timeout (tests.conftest sets it): a fault delayed past it is "no answer in time".
