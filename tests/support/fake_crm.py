@@ -604,7 +604,7 @@ class FakeCrm:
     def _record(self, request: FakeRequest) -> None:
         authorization = request.headers.get("authorization", "")
         headers = {
-            k: ("<redacted>" if k in {"authorization", "cookie", "x-api-key"} else v)
+            k: ("<redacted>" if k in {"authorization", "cookie", "x-api-key", "api_key", "api-key"} else v)
             for k, v in request.headers.items()
         }
         with self._lock:
