@@ -138,6 +138,8 @@ class FakeBullhorn(FakeCrm):
         self.sessions: dict[str, Session] = {}
         self.rest_logins = 0
         self.redirects = 0
+        #: refresh requests refused (a refresh token presented again, or unknown)
+        self.refresh_refusals = 0
         self.add_corporation(1001, "corp1a", dc="east", swimlane="rest91")
         self.add_user("agent.east", corporation=1001, user_id=501, first="Ada", last="Agent")
 
@@ -339,6 +341,8 @@ class FakeBullhorn(FakeCrm):
             else:
                 return self.json({"error": "unsupported_grant_type"}, 400)
         if pair is None:
+            if grant_type == "refresh_token":
+                self.refresh_refusals += 1
             return self.json({"error": "invalid_grant", "error_description": "Invalid grant"}, 400)
         return self.json(
             {

@@ -83,6 +83,7 @@ def test_client_credentials_are_parameters_and_a_refresh_token_works_once(
     second = http.post("/auth-east/oauth/token", data=refresh)  # a concurrent refresh with the same token
     assert first.status_code == 200 and first.json()["refresh_token"] != tokens["refresh_token"]
     assert second.status_code == 400 and second.json()["error"] == "invalid_grant"
+    assert fake_bullhorn.refresh_refusals == 1
 
 
 def test_an_access_token_lasts_ten_minutes(fake_bullhorn: FakeBullhorn, http: httpx.Client) -> None:
