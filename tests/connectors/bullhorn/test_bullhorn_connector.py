@@ -129,6 +129,16 @@ async def test_an_unknown_data_centre_host_never_gets_the_client_secret(env: Env
     assert await env.connector.resolve_oauth_hostname(env.call.http, "x", {}) == ""
 
 
+async def test_a_server_without_the_application_looks_nothing_up(env: Env) -> None:
+    unconfigured = BullhornConnector(ConnectorConfig({"origin": env.fake.base_url}))
+    before = len(env.fake.requests)
+    host = await unconfigured.resolve_oauth_hostname(env.call.http, "x", {"username": "agent.east"})
+    assert host == "" and len(env.fake.requests) == before
+    assert unconfigured.oauth_info("auth-east.bullhornstaffing.com").fail_message == (
+        "Bullhorn is not set up on this server (no client id)."
+    )
+
+
 async def test_a_second_corporation_with_the_same_ids_is_another_user(env: Env) -> None:
     env.fake.add_corporation(2002, "corp2b", dc="west", swimlane="rest42")
     env.fake.add_user("agent.west", corporation=2002, user_id=501, first="Wes", last="West")

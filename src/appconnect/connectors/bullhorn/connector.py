@@ -168,6 +168,14 @@ class BullhornConnector(Connector):
         if hostname is None:  # the manifest's entry
             return OAuthInfo(client_id, secret, "", redirect_uri, authorization_uri=authorize)
         host = hostname.strip().lower()
+        if not client_id:
+            return OAuthInfo(
+                client_id="",
+                client_secret=None,
+                access_token_uri="",
+                redirect_uri=redirect_uri,
+                fail_message="Bullhorn is not set up on this server (no client id).",
+            )
         if not _AUTH_HOST.fullmatch(host):
             return OAuthInfo(
                 client_id="",
@@ -184,15 +192,14 @@ class BullhornConnector(Connector):
             authorization_uri=self._wire(f"https://{host}/oauth/authorize"),
             hostname=host,
             client_secret_in_body=True,
-            fail_message=None if client_id else "Bullhorn is not set up on this server (no client id).",
         )
 
     async def resolve_oauth_hostname(self, http: CrmHttp, hostname: str, query: dict[str, str]) -> str:
         """The user's OAuth host from `loginInfo`, never from the client: the token request carries the
         client secret. "" when the username is missing or Bullhorn names no Bullhorn host."""
         username = (query.get("username") or "").strip()
-        if not username:
-            return ""
+        if not username or not self.config.get("client_id"):
+            return ""  # nothing to look up, or no Bullhorn application to log in with
         try:
             urls = await self._login_info(http, username)
         except (CrmHttpError, ValueError, TypeError, AttributeError, LookupError):
