@@ -210,12 +210,15 @@ class FakeBullhorn(FakeCrm):
             return [(e, dict(r)) for e in PERSON_ENTITIES for r in corp.records[e].values()]
 
     def issue_code(self, username: str = "agent.east") -> str:
+        """A code of the data centre the user is in now (a grant stays with the data centre that issued it)."""
         with self._lock:
-            return self.grants.issue_code(REDIRECT_URI, username=username)
+            return self.grants.issue_code(
+                REDIRECT_URI, username=username, dc=self._dc_of(self.users[username])
+            )
 
     def issue_tokens(self, username: str = "agent.east") -> TokenPair:
         with self._lock:
-            return self.grants.issue_tokens(username=username)
+            return self.grants.issue_tokens(username=username, dc=self._dc_of(self.users[username]))
 
     def env(self) -> dict[str, str]:
         """The connector server's settings pointing the Bullhorn connector at this fake."""
@@ -328,15 +331,15 @@ class FakeBullhorn(FakeCrm):
         grant_type = params.get("grant_type")
         with self._lock:
             if grant_type == "authorization_code":
-                username = self._grant_user(self.grants._codes.get(params.get("code", "")))
-                if username and host != f"auth-{self._dc_of(self.users[username])}":
-                    return self._redirect(request, f"auth-{self._dc_of(self.users[username])}")
+                dc = self._grant_dc(self.grants._codes.get(params.get("code", "")))
+                if dc and host != f"auth-{dc}":
+                    return self._redirect(request, f"auth-{dc}")
                 exchanged = self.grants.exchange_code(params.get("code", ""), params.get("redirect_uri"))
                 pair = exchanged[0] if exchanged else None
             elif grant_type == "refresh_token":
-                username = self._grant_user(self.grants._refresh.get(params.get("refresh_token", "")))
-                if username and host != f"auth-{self._dc_of(self.users[username])}":
-                    return self._redirect(request, f"auth-{self._dc_of(self.users[username])}")
+                dc = self._grant_dc(self.grants._refresh.get(params.get("refresh_token", "")))
+                if dc and host != f"auth-{dc}":
+                    return self._redirect(request, f"auth-{dc}")
                 pair = self.grants.refresh(params.get("refresh_token", ""))
             else:
                 return self.json({"error": "unsupported_grant_type"}, 400)
@@ -354,8 +357,9 @@ class FakeBullhorn(FakeCrm):
         )
 
     @staticmethod
-    def _grant_user(grant: Any) -> str | None:
-        return None if grant is None else str(grant.extra.get("username") or "") or None
+    def _grant_dc(grant: Any) -> str | None:
+        """The data centre that issued a code or refresh token (None for an unknown one)."""
+        return None if grant is None else str(grant.extra.get("dc") or "") or None
 
     async def _rest_login(self, request: FakeRequest) -> Response:
         if request.query.get("version") is None:

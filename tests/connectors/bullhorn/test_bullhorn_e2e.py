@@ -150,6 +150,35 @@ async def test_an_unknown_username_is_refused_before_any_token_request(
     assert fake_bullhorn.requests_to("/auth-east/oauth/token") == []
 
 
+async def test_a_307_from_another_data_centre_is_not_followed(
+    agent: Agent, fake_bullhorn: FakeBullhorn
+) -> None:
+    """loginInfo names west but the code is east's (the corporation moved meanwhile): west answers 307, and
+    the server refuses the login instead of sending the code and the secret on to the redirect's target."""
+    consent = await agent.http.get(
+        f"{fake_bullhorn.base_url}/auth-east/oauth/authorize",
+        params={
+            "client_id": CLIENT_ID,
+            "response_type": "code",
+            "redirect_uri": REDIRECT_URI,
+            "state": "platform=bullhorn",
+            "username": "agent.east",
+        },
+    )
+    fake_bullhorn.corporations[1001].dc = "west"
+    response = await agent.http.get(
+        "/oauth-callback",
+        params={
+            "callbackUri": consent.headers["location"],
+            "hostname": "app.bullhornstaffing.com",
+            "username": "agent.east",
+        },
+    )
+    assert response.status_code == 200 and "jwtToken" not in response.json(), response.text
+    assert fake_bullhorn.redirects == 1
+    assert fake_bullhorn.requests_to("/auth-east/oauth/token") == []
+
+
 async def test_two_corporations_with_the_same_ids_stay_apart(
     agent: Agent, fake_bullhorn: FakeBullhorn
 ) -> None:
