@@ -431,6 +431,7 @@ class FakeBullhorn(FakeCrm):
                     "name": f"{u.first_name} {u.last_name}",
                     "timeZoneOffsetEST": u.tz_offset_est,
                     "username": u.username,
+                    "email": f"{u.username}@example.com",
                 }
                 for u in self.users.values()
                 if u.corporation == corp.id
@@ -584,6 +585,17 @@ class FakeBullhorn(FakeCrm):
         entity = str(request.path_params["entity"])
         names = self._fields(request, entity)
         where = request.query.get("where", "")
+        if entity == "CorporateUser":
+            if where != "isDeleted=false":
+                raise HttpError(400, "Unsupported where clause")
+            start = request.int_param("start", 0, minimum=0) or 0
+            count = request.int_param("count", 20, minimum=1) or 20
+            if count > 500:
+                raise HttpError(400, "count must be at most 500")
+            with self._lock:
+                users = sorted(self._entity(request, corp).values(), key=lambda u: int(u["id"]))
+                data = [self._project(u, names, corp) for u in users[start : start + count]]
+            return self.json({"start": start, "count": len(data), "data": data})
         match = re.fullmatch(r"externalID='([^']*)' AND isDeleted=false", where)
         if match is None:
             raise HttpError(400, "Unsupported where clause")

@@ -290,3 +290,25 @@ async def test_a_log_against_no_person_is_refused_without_a_request(env: Env) ->
     before = len(env.fake.requests)
     result = await env.connector.create_call_log(env.call, _log("not-a-number"))
     assert result.log_id is None and len(env.fake.requests) == before
+
+
+async def test_the_user_list_is_the_corporations_users_page_by_page(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import appconnect.connectors.bullhorn.connector as module
+
+    monkeypatch.setattr(module, "USER_PAGE", 2)
+    for n in range(3):
+        env.fake.add_user(f"user{n}", corporation=1001, user_id=600 + n, first=f"U{n}", last="Last")
+    env.fake.add_corporation(2002, "corp2b", dc="west", swimlane="rest42")
+    env.fake.add_user("elsewhere", corporation=2002, user_id=700, first="No", last="Body")
+    users = await env.connector.get_user_list(env.call)
+    assert [(u.id, u.name) for u in users] == [
+        ("501", "Ada Agent"),
+        ("600", "U0 Last"),
+        ("601", "U1 Last"),
+        ("602", "U2 Last"),
+    ]
+    assert users[0].email == "agent.east@example.com"
+    # two full pages, then the empty third that ends the list
+    assert len(env.fake.requests_to("/rest91/rest-services/corp1a/query/CorporateUser")) == 3

@@ -53,6 +53,7 @@ from appconnect.connectors.sdk import (
     CrmHttp,
     CrmHttpError,
     CrmResponse,
+    CrmUser,
     DispositionUpdate,
     JsonDict,
     LoginRequest,
@@ -92,6 +93,9 @@ PLACEHOLDER_COMPANY = "RingCentral_CRM_Extension_Placeholder_Company"
 SEARCH_COUNT = 50
 #: users whose REST session a process keeps (least recently used forgotten first)
 MAX_SESSIONS = 10_000
+#: users read per page of the user list, and pages read at most
+USER_PAGE = 200
+MAX_USER_PAGES = 50
 #: seconds a corporation's comment-action list is reused
 COMMENT_ACTIONS_TTL = 3600.0
 #: the Note action when neither the log form nor a setting names one (the reference's)
@@ -630,6 +634,32 @@ class BullhornConnector(Connector):
         )
         await self._rest(call, "POST", f"entity/Note/{note_id}", json={"comments": comments + tag})
         return None
+
+    # --- account -------------------------------------------------------------------------------------------
+
+    async def get_user_list(self, call: CrmCall) -> list[CrmUser]:
+        """The corporation's users, page by page (`query/CorporateUser`, as the reference reads them)."""
+        users: list[CrmUser] = []
+        start = 0
+        for _ in range(MAX_USER_PAGES):
+            body = await self._get(
+                call,
+                "query/CorporateUser",
+                {
+                    "where": "isDeleted=false",
+                    "fields": "id,firstName,lastName,email",
+                    "start": start,
+                    "count": USER_PAGE,
+                },
+            )
+            page = [u for u in body.get("data") or [] if isinstance(u, dict) and u.get("id") is not None]
+            for person in page:
+                name = f"{person.get('firstName') or ''} {person.get('lastName') or ''}".strip()
+                users.append(CrmUser(id=str(int(person["id"])), name=name, email=person.get("email") or None))
+            if len(page) < USER_PAGE:
+                break
+            start += len(page)
+        return users
 
     # --- shared --------------------------------------------------------------------------------------------
 
