@@ -34,6 +34,7 @@ def test_manifest_for_unknown_platform_is_refused(client: httpx.Client) -> None:
         "insightly",
         "redtail",
         "vinsolutions",
+        "bullhorn",
     }
 
 

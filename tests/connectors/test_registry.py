@@ -25,6 +25,7 @@ def test_two_connectors_for_one_platform_are_refused() -> None:
 def test_discovery_finds_the_built_ins_through_entry_points_once() -> None:
     registry = ConnectorRegistry.discover(environ={})
     assert sorted(registry.platforms()) == [
+        "bullhorn",
         "clio",
         "insightly",
         "pipedrive",

@@ -21,6 +21,7 @@ class DuplicatePlatformError(RuntimeError):
 
 
 def _builtin_classes() -> list[type[Connector]]:
+    from appconnect.connectors.bullhorn import BullhornConnector
     from appconnect.connectors.clio import ClioConnector
     from appconnect.connectors.insightly import InsightlyConnector
     from appconnect.connectors.pipedrive import PipedriveConnector
@@ -35,6 +36,7 @@ def _builtin_classes() -> list[type[Connector]]:
         InsightlyConnector,
         RedtailConnector,
         VinSolutionsConnector,
+        BullhornConnector,
     ]
 
 

@@ -180,6 +180,9 @@ class OAuthInfo:
     hostname: str | None = None
     revoke_uri: str | None = None
     fail_message: str | None = None
+    #: send `client_id` and `client_secret` as form fields (RFC 6749 2.3.1 `client_secret_post`) instead of an
+    #: `Authorization: Basic` header, for a token endpoint that takes only parameters (Bullhorn)
+    client_secret_in_body: bool = False
 
 
 @dataclass(slots=True)
@@ -651,6 +654,15 @@ class Connector:
     def oauth_info(self, hostname: str | None = None) -> OAuthInfo:
         """OAuth endpoints and client credentials (OAuth connectors only)."""
         raise InterfaceNotImplemented("getOauthInfo")
+
+    async def resolve_oauth_hostname(self, http: CrmHttp, hostname: str, query: dict[str, str]) -> str:
+        """The hostname the OAuth code exchange and every later refresh go to, before `oauth_info` is asked.
+
+        For a CRM whose token endpoint depends on the user (a data centre the CRM names for a username), look
+        it up here; the answer is stored as the user's hostname. Default: the hostname the client sent.
+        Return "" when it cannot be found: `oauth_info("")` then answers with its `fail_message`.
+        """
+        return hostname
 
     def basic_auth(self, api_key: str) -> str:
         """The base64 credential for `Authorization: Basic` (API-key connectors). Default: `<apiKey>:`."""

@@ -201,6 +201,9 @@ async def oauth_callback(services: Services, query: dict[str, str]) -> Reply:
             {"returnMessage": ReturnMessage(f"Authorization failed: {reason}", "danger", 5000).to_wire()}
         )
     code = callback_query.get("code", [query.get("code", "")])[0]
+    hostname = await connector.resolve_oauth_hostname(
+        CrmHttpClient(services.http, base_url="", auth_header=""), hostname, dict(query)
+    )
     info = connector.oauth_info(hostname)
     if info.fail_message:
         return Reply({"returnMessage": ReturnMessage(info.fail_message, "danger", 5000).to_wire()})

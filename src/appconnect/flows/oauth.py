@@ -33,7 +33,7 @@ class TokenSet:
 
 
 def _client_auth(info: OAuthInfo) -> dict[str, str]:
-    if not info.client_secret:
+    if not info.client_secret or info.client_secret_in_body:
         return {}
     credential = base64.b64encode(f"{info.client_id}:{info.client_secret}".encode()).decode()
     return {"Authorization": f"Basic {credential}"}
@@ -57,6 +57,8 @@ async def _token_request(client: CrmTransport, info: OAuthInfo, form: dict[str, 
     }
     if not info.client_secret:
         form = {**form, "client_id": info.client_id}
+    elif info.client_secret_in_body:
+        form = {**form, "client_id": info.client_id, "client_secret": info.client_secret}
     try:
         response = await client.send(
             "POST", info.access_token_uri, body=urlencode(form).encode(), headers=headers

@@ -35,6 +35,7 @@ import pytest
 from appconnect.connectors.registry import ConnectorRegistry
 from appconnect.connectors.sdk import INTERFACE_METHODS, Connector, implements
 from tests.conftest import LiveServer, connector_server, database_url_for
+from tests.connectors.bullhorn.conformance_target import BullhornTarget
 from tests.connectors.clio.conformance_target import ClioTarget
 from tests.connectors.conformance.target import (
     ConformanceTarget,
@@ -57,6 +58,7 @@ TARGETS: list[ConformanceTarget] = [
     InsightlyTarget(),
     RedtailTarget(),
     VinSolutionsTarget(),
+    BullhornTarget(),
 ]
 
 #: The servers' CRM read timeout (tests.conftest sets it): a fault delayed past it is "no answer in time".
