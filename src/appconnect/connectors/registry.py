@@ -23,11 +23,19 @@ class DuplicatePlatformError(RuntimeError):
 def _builtin_classes() -> list[type[Connector]]:
     from appconnect.connectors.clio import ClioConnector
     from appconnect.connectors.insightly import InsightlyConnector
+    from appconnect.connectors.netsuite import NetSuiteConnector
     from appconnect.connectors.pipedrive import PipedriveConnector
     from appconnect.connectors.redtail import RedtailConnector
     from appconnect.connectors.testcrm import TestCrmConnector
 
-    return [TestCrmConnector, PipedriveConnector, ClioConnector, InsightlyConnector, RedtailConnector]
+    return [
+        TestCrmConnector,
+        PipedriveConnector,
+        ClioConnector,
+        InsightlyConnector,
+        RedtailConnector,
+        NetSuiteConnector,
+    ]
 
 
 def _entry_point_classes() -> list[type[Connector]]:
@@ -86,9 +94,7 @@ class ConnectorRegistry:
     def get(self, platform: str) -> Connector | None:
         connector = self._connectors.get(platform)
         if connector is not None:
-            current_platform.set(
-                platform
-            )  # the label of this task's CRM call metrics (outbound/observe.py)
+            current_platform.set(platform)  # the label of this task's CRM call metrics (outbound/observe.py)
         return connector
 
     def platforms(self) -> list[str]:
