@@ -177,10 +177,12 @@ class HostileProxy:
                     headers[name.strip().lower()] = value.strip()
             length = min(int(headers.get("content-length", "0") or 0), _MAX_BODY)
             body = await reader.readexactly(length) if length else b""
-            status, content_type, content = await self._answer(method, target, headers, body)
+            status, content_type, content, location = await self._answer(method, target, headers, body)
             head_out = [f"HTTP/1.1 {status} Fuzzed", f"Content-Length: {len(content)}", "Connection: close"]
             if content_type is not None:
                 head_out.append(f"Content-Type: {content_type}")
+            if location is not None:  # a CRM that answers a create with the new id only there (NetSuite)
+                head_out.append(f"Location: {location}")
             writer.write(("\r\n".join(head_out) + "\r\n\r\n").encode("latin-1") + content)
             await writer.drain()
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError):
@@ -190,11 +192,13 @@ class HostileProxy:
 
     async def _answer(
         self, method: str, target: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, str | None, bytes]:
+    ) -> tuple[int, str | None, bytes, str | None]:
+        """(status, content type, body, Location): the CRM's own, or the rule's (a canned answer has no
+        Location)."""
         rule = self._rule_for(method, urlsplit(target).path)
         answer = rule.answer if rule is not None else None
         if isinstance(answer, Canned) and not answer.after:
-            return answer.status, answer.content_type, answer.body
+            return answer.status, answer.content_type, answer.body, None
         forwarded = {k: v for k, v in headers.items() if k not in _HOP_BY_HOP}
         assert self._client is not None
         upstream = await self._client.request(method, target, headers=forwarded, content=body)
@@ -204,7 +208,8 @@ class HostileProxy:
             upstream.content,
         )
         if isinstance(answer, Canned):
-            return answer.status, answer.content_type, answer.body
+            return answer.status, answer.content_type, answer.body, None
+        location = upstream.headers.get("location")
         if isinstance(answer, Rewrite):
             try:
                 document = orjson.loads(content) if content else None
@@ -214,4 +219,4 @@ class HostileProxy:
                 content = dump_json(rewritten(document, answer.edits))
             if answer.status is not None:
                 status = answer.status
-        return status, content_type, content
+        return status, content_type, content, location

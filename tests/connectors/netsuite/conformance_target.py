@@ -20,18 +20,20 @@ from tests.connectors.netsuite.fake_netsuite import (
     RECORD_PREFIX,
     SUITEQL_PATH,
     FakeNetSuite,
+    api_host,
     app_host,
 )
 
-#: operation -> (method, path prefix on the fake, once the host is taken off the path)
+#: operation -> (method, path prefix on the fake: the account's API host, then NetSuite's path)
+_API = f"/~{api_host(DEFAULT_ACCOUNT)}"
 _NETSUITE_REQUESTS: dict[Operation, tuple[str, str]] = {
-    "find_contact": ("POST", SUITEQL_PATH),
-    "create_contact": ("POST", f"{RECORD_PREFIX}/contact"),
-    "create_call_log": ("POST", f"{RECORD_PREFIX}/phonecall"),
-    "get_call_log": ("GET", f"{RECORD_PREFIX}/phonecall/"),
-    "update_call_log": ("PATCH", f"{RECORD_PREFIX}/phonecall/"),
-    "create_message_log": ("POST", f"{RECORD_PREFIX}/phonecall"),
-    "update_message_log": ("PATCH", f"{RECORD_PREFIX}/phonecall/"),
+    "find_contact": ("POST", f"{_API}{SUITEQL_PATH}"),
+    "create_contact": ("POST", f"{_API}{RECORD_PREFIX}/contact"),
+    "create_call_log": ("POST", f"{_API}{RECORD_PREFIX}/phonecall"),
+    "get_call_log": ("GET", f"{_API}{RECORD_PREFIX}/phonecall/"),
+    "update_call_log": ("PATCH", f"{_API}{RECORD_PREFIX}/phonecall/"),
+    "create_message_log": ("POST", f"{_API}{RECORD_PREFIX}/phonecall"),
+    "update_message_log": ("PATCH", f"{_API}{RECORD_PREFIX}/phonecall/"),
 }
 _KINDS = {"LEAD": "lead", "PROSPECT": "prospect", "CUSTOMER": "custjob"}
 

@@ -3,7 +3,8 @@
 What it holds to, from Oracle's NetSuite REST web services guide and the reference connector:
 
 - one host per account: every request names the host it was meant for (the connector's `base_url` setting is
-  `http://127.0.0.1:<port>/~{host}`, so a request reaches `/~<host>/services/...`); the host must be the
+  `http://127.0.0.1:<port>/~{host}`, so a request reaches `/~<host>/services/...`, and fault paths and the
+  request log keep the host); the host must be the
   account id lower-cased with `_` as `-` (`1234567_SB1` -> `1234567-sb1.suitetalk.api.netsuite.com`), any
   other spelling is an unknown host; a token works only on its own account's host;
 - OAuth 2.0 authorization code: the consent screen on `<account>.app.netsuite.com` wants a `state` of 22 to
@@ -337,6 +338,10 @@ class FakeNetSuite(FakeCrm):
 
     # --- the host in front of every request ------------------------------------------------------------------
 
+    def path(self, path: str, account_id: str = DEFAULT_ACCOUNT) -> str:
+        """A REST path as the fake sees it: behind the account's API host."""
+        return f"/~{api_host(account_id)}{path}"
+
     def app(self) -> ASGIApp:  # type: ignore[override]
         inner = super().app()
         pattern = re.compile(r"^/~([^/]+)(/.*)$")
@@ -368,14 +373,6 @@ class FakeNetSuite(FakeCrm):
                     "CONCURRENCY_LIMIT_EXCEEDED",
                 )
                 return
-            path = match.group(2)
-            headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"x-netsuite-host"]
-            scope = {
-                **scope,
-                "path": path,
-                "raw_path": path.encode(),
-                "headers": [*headers, (b"x-netsuite-host", host.encode())],
-            }
             try:
                 await inner(scope, receive, send)
             finally:
@@ -405,7 +402,7 @@ class FakeNetSuite(FakeCrm):
         await send({"type": "http.response.body", "body": body})
 
     def _host_account(self, request: FakeRequest, kind: str = "api") -> Account:
-        host = request.headers.get("x-netsuite-host", "")
+        host = str(request.path_params.get("host", "")).lower()
         account = self._account_of_host(host)
         wanted = api_host if kind == "api" else app_host
         if account is None or host != wanted(account.id):
@@ -418,20 +415,20 @@ class FakeNetSuite(FakeCrm):
 
     def routes(self) -> list[FakeRoute]:
         return [
-            FakeRoute("GET", "/app/login/oauth2/authorize.nl", self._authorize, auth=False),
-            FakeRoute("POST", "/services/rest/auth/oauth2/v1/token", self._token, auth=False),
-            FakeRoute("POST", "/services/rest/auth/oauth2/v1/revoke", self._revoke, auth=False),
-            FakeRoute("POST", SUITEQL_PATH, self._suiteql),
-            FakeRoute("POST", RECORD_PREFIX + "/{type}", self._create),
-            FakeRoute("GET", RECORD_PREFIX + "/{type}/{id}", self._get),
-            FakeRoute("PATCH", RECORD_PREFIX + "/{type}/{id}", self._patch),
+            FakeRoute("GET", "/~{host}/app/login/oauth2/authorize.nl", self._authorize, auth=False),
+            FakeRoute("POST", "/~{host}/services/rest/auth/oauth2/v1/token", self._token, auth=False),
+            FakeRoute("POST", "/~{host}/services/rest/auth/oauth2/v1/revoke", self._revoke, auth=False),
+            FakeRoute("POST", "/~{host}" + SUITEQL_PATH, self._suiteql),
+            FakeRoute("POST", "/~{host}" + RECORD_PREFIX + "/{type}", self._create),
+            FakeRoute("GET", "/~{host}" + RECORD_PREFIX + "/{type}/{id}", self._get),
+            FakeRoute("PATCH", "/~{host}" + RECORD_PREFIX + "/{type}/{id}", self._patch),
         ]
 
     def authenticate(self, request: FakeRequest) -> bool:
         token = bearer_token(request.headers.get("authorization", ""))
         if token is None:
             return False
-        host = request.headers.get("x-netsuite-host", "")
+        host = str(request.path_params.get("host", "")).lower()
         with self._lock:
             if not self.grants.access_valid(token):
                 return False
