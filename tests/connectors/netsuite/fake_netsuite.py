@@ -247,6 +247,8 @@ class FakeNetSuite(FakeCrm):
         #: who the consent screen logs in as, per account
         self.login_entity: dict[str, int] = {}
         self.hosts_seen: list[str] = []
+        #: False: a create answers 204 without `Location` (a proxy that drops it), to test the connector
+        self.send_location = True
         for account_id in (DEFAULT_ACCOUNT, OTHER_ACCOUNT):
             self.add_account(account_id)
 
@@ -661,7 +663,7 @@ class FakeNetSuite(FakeCrm):
                 )
         record = self._insert(account.id, record_type, body)
         location = f"{request.base_url}/~{api_host(account.id)}{RECORD_PREFIX}/{record_type}/{record['id']}"
-        return Response(status_code=204, headers={"Location": location})
+        return Response(status_code=204, headers={"Location": location} if self.send_location else None)
 
     def _find(self, account: Account, request: FakeRequest, record_type: str) -> JsonDict:
         raw = str(request.path_params["id"])
