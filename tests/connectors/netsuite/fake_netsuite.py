@@ -221,6 +221,8 @@ class Account:
     statuses: dict[int, JsonDict] = field(default_factory=dict)
     phonecalls: dict[int, JsonDict] = field(default_factory=dict)
     subsidiaries: set[int] = field(default_factory=lambda: {1})
+    #: False: an account without subsidiaries (not OneWorld), where no record has a `subsidiary` field
+    one_world: bool = True
     in_flight: int = 0
 
     def store(self, record_type: str) -> dict[int, JsonDict]:
@@ -234,7 +236,8 @@ class Account:
 
 
 class FakeNetSuite(FakeCrm):
-    """NetSuite REST web services for two accounts (`1234567_SB1`, `7654321`), with OAuth 2.0."""
+    """NetSuite REST web services for two accounts, with OAuth 2.0: `1234567_SB1` (OneWorld: subsidiaries) and
+    `7654321` (no subsidiaries: a `subsidiary` column or field is unknown there)."""
 
     crm_name = "NetSuite"
 
@@ -255,7 +258,7 @@ class FakeNetSuite(FakeCrm):
     # --- test helpers ----------------------------------------------------------------------------------------
 
     def add_account(self, account_id: str) -> Account:
-        account = Account(account_id)
+        account = Account(account_id, one_world=account_id != OTHER_ACCOUNT)
         with self._lock:
             self.accounts[account_id] = account
             for status_id, name, stage in (
@@ -287,11 +290,12 @@ class FakeNetSuite(FakeCrm):
             "firstName": first,
             "lastName": last,
             "email": email,
-            "subsidiary": {"id": "1"},
             "giveAccess": True,
             "isInactive": inactive,
         }
         with self._lock:
+            if self.accounts[account_id].one_world:
+                record["subsidiary"] = {"id": "1"}
             self.accounts[account_id].employees[record["id"]] = record
         return record
 
@@ -544,6 +548,8 @@ class FakeNetSuite(FakeCrm):
             raise HttpError(
                 400, 'The request body must be {"q": "<query>"}.', extra={"o:errorCode": "INVALID_PARAMETER"}
             )
+        if not account.one_world and re.search(r"\bsubsidiary\b", query, re.I):
+            raise SuiteQlError("Field 'subsidiary' was not found.")
         with self._lock:
             rows = run_suiteql(query, lambda table: self._table(account, table))
         page = rows[offset : offset + limit]
@@ -603,6 +609,10 @@ class FakeNetSuite(FakeCrm):
         return record_type
 
     def _validate(self, account: Account, record_type: str, body: JsonDict) -> None:
+        if "subsidiary" in body and not account.one_world:
+            raise HttpError(
+                400, "Invalid field name: subsidiary.", extra={"o:errorCode": "INVALID_KEY_OR_REF"}
+            )
         for key, value in body.items():
             if key not in RECORD_FIELDS[record_type]:
                 raise HttpError(

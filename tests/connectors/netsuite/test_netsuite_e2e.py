@@ -183,6 +183,10 @@ async def test_accounts_are_separate_tenants(
 
     # the other account does not see the contact, and cannot log against its id
     assert [c["id"] for c in (await other.find_contact(phone))["contact"]] == ["createNewContact"]
+    # an account without subsidiaries: its user was read without one, and creates send none
+    assert second.platform_additional_info["subsidiaryId"] == ""
+    made = await other.create_contact(new_phone(), "Omar Haddad", "custjob")
+    assert made["successful"] is True, made
     logged = await other.log_call("ns-e2e-tenant", contact_id, phone, "contact")
     assert logged["successful"] is False
     assert fake.snapshot(fake.account(DEFAULT_ACCOUNT).phonecalls) == {}

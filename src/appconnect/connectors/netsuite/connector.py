@@ -48,6 +48,7 @@ from appconnect.connectors.sdk import (
     CreatedContact,
     CrmCall,
     CrmHttp,
+    CrmHttpError,
     CrmResponse,
     CrmUser,
     JsonDict,
@@ -196,16 +197,14 @@ class NetSuiteConnector(Connector):
             return _login_failed("NetSuite authorized another account than the one entered.")
         rows = await self._suiteql(
             request.http,
-            _select(
-                "id, firstname, middlename, lastname, email, subsidiary", "employee", f"id = {int(entity)}"
-            ),
+            _select("id, firstname, middlename, lastname, email", "employee", f"id = {int(entity)}"),
             max_pages=1,
         )
         if not rows:
             return _login_failed("NetSuite does not know this user as an employee.")
         row = rows[0]
         name = _person_name(row) or str(row.get("email") or "")
-        subsidiary = int_or_none(row.get("subsidiary"))
+        subsidiary = await self._subsidiary(request.http, int(entity))
         user = PlatformUser(
             # entity ids are unique only inside one NetSuite account: the account is part of the stored id
             id=stored_user_id(self.platform, entity, account),
@@ -221,6 +220,17 @@ class NetSuiteConnector(Connector):
         return UserInfoResult(
             successful=True, user=user, return_message=ReturnMessage("Connected to NetSuite.")
         )
+
+    async def _subsidiary(self, http: CrmHttp, entity: int) -> int | None:
+        """The employee's subsidiary in a OneWorld account (new customers and contacts need one there); None
+        in an account without subsidiaries, whose employee table has no such column (SuiteQL answers 400)."""
+        try:
+            rows = await self._suiteql(http, _select("subsidiary", "employee", f"id = {entity}"), max_pages=1)
+        except CrmHttpError as exc:
+            if exc.status == 400:
+                return None
+            raise
+        return int_or_none(rows[0].get("subsidiary")) if rows else None
 
     # --- SuiteQL and records -------------------------------------------------------------------------------
 
@@ -346,7 +356,7 @@ class NetSuiteConnector(Connector):
             "priority": "MEDIUM",
             "status": "COMPLETE",
             "startDate": start.strftime("%Y-%m-%d"),
-            "completedDate": start.strftime("%Y-%m-%d"),
+            "completedDate": end.strftime("%Y-%m-%d"),
             "timedEvent": True,
             "startTime": start.strftime("%H:%M"),
             "endTime": end.strftime("%H:%M"),
