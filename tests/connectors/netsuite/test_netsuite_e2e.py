@@ -245,3 +245,26 @@ async def test_a_create_reads_its_id_from_location_only(agent: Agent, fake_netsu
     assert post.json == {"firstName": "Maya", "lastName": "Patel", "phone": phone, "subsidiary": {"id": "1"}}
     contacts = fake_netsuite.snapshot(fake_netsuite.account().contacts)
     assert created["contact"]["id"] in {str(i) for i in contacts}
+
+
+async def test_an_expired_token_is_refreshed_at_the_account_host_and_logout_revokes(
+    agent: Agent, fake_netsuite: FakeNetSuite
+) -> None:
+    """NetSuite's refresh answer has no refresh token (the old one stays good); logout revokes both tokens at
+    the account's own revoke endpoint with the client's Basic credentials."""
+    fake = fake_netsuite
+    fake.grants.expires_in = 60  # inside the server's refresh margin from the start
+    await agent.login()
+    fake.grants.expires_in = 3600
+    fake.advance_time(65)  # the fake now refuses the old access token
+    found = await agent.find_contact(new_phone())
+    assert found["successful"] is True, found
+    token_path = fake.path("/services/rest/auth/oauth2/v1/token")
+    grants = [r.form and r.form.get("grant_type") for r in fake.requests_to(token_path, "POST")]
+    assert grants == ["authorization_code", "refresh_token"]
+
+    out = await agent.http.post("/unAuthorize", headers=agent.auth)
+    assert out.status_code == 200, out.text
+    revokes = fake.requests_to(fake.path("/services/rest/auth/oauth2/v1/revoke"), "POST")
+    assert len(revokes) == 2 and all(r.auth_scheme == "Basic" for r in revokes)
+    assert fake.grants.revoke_calls == 2
