@@ -292,3 +292,22 @@ async def test_sms_conversation_is_one_phone_call_with_appended_messages(env: En
 
 def test_fake_host_helper() -> None:
     assert api_host("1234567_SB1") == "1234567-sb1.suitetalk.api.netsuite.com"
+
+
+async def test_lookup_searches_only_the_fields_and_records_the_user_chose(env: Env) -> None:
+    env.fake.add_contact("Maya Patel", "(415) 555-0142", field_name="mobilePhone")
+    customer = env.fake.add_customer("Omar Haddad", "(415) 555-0142")
+    env.call.user.user_settings = {
+        "phoneFieldsId": {"value": ["phone"]},
+        "contactsSearchId": {"value": ["customer"]},
+    }
+    assert await _found(env, "+14155550142") == [
+        (str(customer["id"]), "custjob"),
+        (PLACEHOLDER_CONTACT_ID, None),
+    ]
+    [query] = env.fake.requests_to(env.fake.path(SUITEQL_PATH), "POST")
+    assert (
+        query.json is not None
+        and "FROM customer" in query.json["q"]
+        and "mobilephone" not in query.json["q"].split("WHERE")[1]
+    )

@@ -92,6 +92,14 @@ CUSTOMER_COLUMNS = (
     "mobilephone, homephone, altphone, datecreated, lastmodifieddate"
 )
 CUSTOMER_PHONES = ("phone", "mobilephone", "homephone", "altphone")
+#: the manifest's `phoneFieldsId` options -> SuiteQL columns
+_PHONE_SETTING = {
+    "phone": "phone",
+    "mobilePhone": "mobilephone",
+    "homePhone": "homephone",
+    "officePhone": "officephone",
+    "altPhone": "altphone",
+}
 #: a customer's `searchstage` -> the manifest's contact type
 _STAGE_TYPES = {"lead": "lead", "prospect": "prospect"}
 #: manifest contact type -> the customer status stage a new customer of that type starts in
@@ -269,29 +277,33 @@ class NetSuiteConnector(Connector):
         digits = "".join(ch for ch in significant_number(phone) if ch.isdigit())
         if not digits:
             return ContactMatches(successful=True, contacts=[placeholder_contact("contact")])
+        fields = _chosen(call.user.setting("phoneFieldsId"), _PHONE_SETTING)
+        tables = _chosen(
+            call.user.setting("contactsSearchId"), {"contact": "contact", "customer": "customer"}
+        )
+        contact_fields = tuple(f for f in CONTACT_PHONES if f in fields)
+        customer_fields = tuple(f for f in CUSTOMER_PHONES if f in fields)
+        contact_query = _select(CONTACT_COLUMNS, "contact", _phone_condition(contact_fields, digits))
+        customer_query = _select(CUSTOMER_COLUMNS, "customer", _phone_condition(customer_fields, digits))
         contact_rows, customer_rows = await all_or_first_failure(
             [
-                self._suiteql(
-                    call.http,
-                    f"SELECT {CONTACT_COLUMNS} FROM contact WHERE {_phone_condition(CONTACT_PHONES, digits)}",  # noqa: S608
-                    max_pages=LOOKUP_PAGES,
-                ),
-                self._suiteql(
-                    call.http,
-                    f"SELECT {CUSTOMER_COLUMNS} FROM customer WHERE {_phone_condition(CUSTOMER_PHONES, digits)}",  # noqa: S608
-                    max_pages=LOOKUP_PAGES,
-                ),
+                self._suiteql(call.http, contact_query, max_pages=LOOKUP_PAGES)
+                if "contact" in tables and contact_fields
+                else _no_rows(),
+                self._suiteql(call.http, customer_query, max_pages=LOOKUP_PAGES)
+                if "customer" in tables and customer_fields
+                else _no_rows(),
             ]
         )
         contacts = [
             _contact(row, "contact", phone)
             for row in contact_rows
-            if any_same_number([str(row.get(f) or "") for f in CONTACT_PHONES], phone)
+            if any_same_number([str(row.get(f) or "") for f in contact_fields], phone)
         ]
         contacts += [
             _contact(row, _customer_type(row), phone)
             for row in customer_rows
-            if any_same_number([str(row.get(f) or "") for f in CUSTOMER_PHONES], phone)
+            if any_same_number([str(row.get(f) or "") for f in customer_fields], phone)
         ]
         contacts.append(placeholder_contact("contact"))
         return ContactMatches(successful=True, contacts=contacts)
@@ -522,6 +534,19 @@ def _login_failed(detail: str) -> UserInfoResult:
             details=[{"title": "Details", "items": [{"id": "1", "type": "text", "text": detail}]}],
         ),
     )
+
+
+def _chosen(value: object, known: dict[str, str]) -> set[str]:
+    """What a multiple-choice setting picked, as the names it maps to; every choice when unset or unreadable
+    (the manifest's default), so a lookup never searches nothing."""
+    picked = (
+        {known[v] for v in value if isinstance(v, str) and v in known} if isinstance(value, list) else set()
+    )
+    return picked or set(known.values())
+
+
+async def _no_rows() -> list[JsonDict]:
+    return []
 
 
 def _phone_condition(fields: tuple[str, ...], digits: str) -> str:
