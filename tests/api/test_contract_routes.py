@@ -35,6 +35,7 @@ def test_manifest_for_unknown_platform_is_refused(client: httpx.Client) -> None:
         "redtail",
         "vinsolutions",
         "bullhorn",
+        "netsuite",
     }
 
 

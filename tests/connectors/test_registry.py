@@ -28,6 +28,7 @@ def test_discovery_finds_the_built_ins_through_entry_points_once() -> None:
         "bullhorn",
         "clio",
         "insightly",
+        "netsuite",
         "pipedrive",
         "redtail",
         "testcrm",

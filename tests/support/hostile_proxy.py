@@ -181,7 +181,7 @@ class HostileProxy:
             head_out = [f"HTTP/1.1 {status} Fuzzed", f"Content-Length: {len(content)}", "Connection: close"]
             if content_type is not None:
                 head_out.append(f"Content-Type: {content_type}")
-            if location is not None:  # a CRM that names a created record only in Location (VinSolutions)
+            if location is not None:  # a CRM that names a created record only there (VinSolutions, NetSuite)
                 head_out.append(f"Location: {location}")
             writer.write(("\r\n".join(head_out) + "\r\n\r\n").encode("latin-1") + content)
             await writer.drain()
@@ -193,6 +193,8 @@ class HostileProxy:
     async def _answer(
         self, method: str, target: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, str | None, bytes, str | None]:
+        """(status, content type, body, Location): the CRM's own, or the rule's (a canned answer has no
+        Location)."""
         rule = self._rule_for(method, urlsplit(target).path)
         answer = rule.answer if rule is not None else None
         if isinstance(answer, Canned) and not answer.after:

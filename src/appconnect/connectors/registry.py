@@ -24,6 +24,7 @@ def _builtin_classes() -> list[type[Connector]]:
     from appconnect.connectors.bullhorn import BullhornConnector
     from appconnect.connectors.clio import ClioConnector
     from appconnect.connectors.insightly import InsightlyConnector
+    from appconnect.connectors.netsuite import NetSuiteConnector
     from appconnect.connectors.pipedrive import PipedriveConnector
     from appconnect.connectors.redtail import RedtailConnector
     from appconnect.connectors.testcrm import TestCrmConnector
@@ -37,6 +38,7 @@ def _builtin_classes() -> list[type[Connector]]:
         RedtailConnector,
         VinSolutionsConnector,
         BullhornConnector,
+        NetSuiteConnector,
     ]
 
 

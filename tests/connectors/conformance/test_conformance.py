@@ -45,6 +45,7 @@ from tests.connectors.conformance.target import (
 )
 from tests.connectors.conformance.targets_builtin import PipedriveTarget, TestCrmTarget
 from tests.connectors.insightly.conformance_target import InsightlyTarget
+from tests.connectors.netsuite.conformance_target import NetSuiteTarget
 from tests.connectors.redtail.conformance_target import RedtailTarget
 from tests.connectors.vinsolutions.conformance_target import VinSolutionsTarget
 
@@ -59,6 +60,7 @@ TARGETS: list[ConformanceTarget] = [
     RedtailTarget(),
     VinSolutionsTarget(),
     BullhornTarget(),
+    NetSuiteTarget(),
 ]
 
 #: The servers' CRM read timeout (tests.conftest sets it): a fault delayed past it is "no answer in time".

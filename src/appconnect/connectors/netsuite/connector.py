@@ -1,0 +1,642 @@
+"""NetSuite (REST web services): SuiteQL finds people, the record API writes them and their phone calls.
+
+NetSuite is one host per account: `<account id, lower-cased, "_" as "-">.suitetalk.api.netsuite.com` for REST
+and OAuth 2.0 tokens, `<same>.app.netsuite.com` for the user's pages. Record ids are unique only inside an
+account, so the account id is part of every stored user id and of the account scope. SuiteQL queries are
+`POST /services/rest/query/v1/suiteql` with `Prefer: transient`, paged 1,000 rows at a time; a record create
+answers 204 with the new id only in the `Location` header. Calls and SMS conversations are `phoneCall`
+records, as the reference connector writes them. REST, SOAP and RESTlet requests of an account share one
+concurrency pool: a 429 holds back every call to that account.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+from appconnect.connectors.kit import (
+    all_or_first_failure,
+    call_marker,
+    call_seconds,
+    call_subject,
+    caller_number,
+    conversation_marker,
+    int_or_none,
+    message_marker,
+    message_needle,
+    parse_time,
+    unsearchable,
+    user_timezone,
+)
+from appconnect.connectors.phone import any_same_number, significant_number
+from appconnect.connectors.sdk import (
+    AuthType,
+    CallLogCreate,
+    CallLogFetched,
+    CallLogInfo,
+    CallLogRef,
+    CallLogUpdate,
+    CallLogUpdated,
+    Connector,
+    Contact,
+    ContactLookup,
+    ContactMatches,
+    ContactRef,
+    CreatedContact,
+    CrmCall,
+    CrmHttp,
+    CrmHttpError,
+    CrmResponse,
+    CrmUser,
+    JsonDict,
+    LimitRule,
+    LoginRequest,
+    LogResult,
+    Message,
+    MessageLogCreate,
+    MessageLogUpdate,
+    NewContact,
+    OAuthInfo,
+    PlatformUser,
+    ReturnMessage,
+    UserInfoResult,
+    UserView,
+    placeholder_contact,
+    stored_user_id,
+)
+
+SUITEQL_PATH = "/services/rest/query/v1/suiteql"
+RECORD_PATH = "/services/rest/record/v1"
+TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"
+REVOKE_PATH = "/services/rest/auth/oauth2/v1/revoke"
+#: SuiteQL's largest page (Oracle: "Collection Paging", `limit` at most 1000)
+PAGE_ROWS = 1000
+#: pages a lookup reads at most (a number shared by thousands of people is no caller to match)
+LOOKUP_PAGES = 2
+#: pages the user list reads at most
+USER_LIST_PAGES = 50
+#: account ids as NetSuite spells them: digits, then an optional `_SB1`, `_RP2`... (sandbox, release preview)
+_ACCOUNT = re.compile(r"[0-9a-z]+(?:[-_][0-9a-z]+)*")
+_NETSUITE_SUFFIXES = (".app.netsuite.com", ".suitetalk.api.netsuite.com", ".restlets.api.netsuite.com")
+
+CONTACT_COLUMNS = (
+    "id, firstname, middlename, lastname, entitytitle, phone, mobilephone, homephone, officephone, "
+    "datecreated, lastmodifieddate"
+)
+CONTACT_PHONES = ("phone", "mobilephone", "homephone", "officephone")
+CUSTOMER_COLUMNS = (
+    "id, firstname, middlename, lastname, companyname, entitytitle, isperson, searchstage, phone, "
+    "mobilephone, homephone, altphone, datecreated, lastmodifieddate"
+)
+CUSTOMER_PHONES = ("phone", "mobilephone", "homephone", "altphone")
+#: the manifest's `phoneFieldsId` options -> SuiteQL columns
+_PHONE_SETTING = {
+    "phone": "phone",
+    "mobilePhone": "mobilephone",
+    "homePhone": "homephone",
+    "officePhone": "officephone",
+    "altPhone": "altphone",
+}
+#: a customer's `searchstage` -> the manifest's contact type
+_STAGE_TYPES = {"lead": "lead", "prospect": "prospect"}
+#: manifest contact type -> the customer status stage a new customer of that type starts in
+_NEW_STAGES = {"lead": "LEAD", "prospect": "PROSPECT"}
+
+_NOTE_RE = re.compile(r"- (?:Note|Agent notes): ([\s\S]*?)(?=\n- [A-Z][a-zA-Z\s/]*:|\n\Z|\Z)")
+_MARKER_RE = re.compile(r"\n*\[rc-(?:call|sms|msg)-[^\]\n]*\]")
+_CALL_MARKER_RE = re.compile(r"\[rc-call-[^\]\n]*\]")
+_COUNTER_RE = re.compile(r"Conversation\((\d+) messages\)")
+_MESSAGES_END = "------------\nEND"
+
+
+def account_id(hostname: str | None) -> str | None:
+    """The account id a login names (`1234567-sb1.app.netsuite.com`, `1234567-SB1`) as NetSuite writes it
+    (`1234567_SB1`), or None when the text names no NetSuite account."""
+    text = (hostname or "").strip().lower()
+    if "://" in text:
+        text = urlsplit(text).hostname or ""
+    text = text.split("/", 1)[0].rstrip(".")
+    for suffix in _NETSUITE_SUFFIXES:
+        if text.endswith(suffix):
+            text = text[: -len(suffix)]
+            break
+    if not text or not _ACCOUNT.fullmatch(text):
+        return None
+    return text.upper().replace("-", "_")
+
+
+def account_label(account: str) -> str:
+    """The DNS label of an account: lower-cased, `_` as `-` (NetSuite's account-specific domains)."""
+    return account.lower().replace("_", "-")
+
+
+class NetSuiteConnector(Connector):
+    """NetSuite through REST web services with OAuth 2.0 per account; contacts, customers, leads, prospects."""
+
+    platform: ClassVar[str] = "netsuite"
+    auth_type: ClassVar[AuthType] = "oauth"
+    log_format: ClassVar[str] = "text/plain"
+    manifest_path: ClassVar[Path | None] = Path(__file__).with_name("manifest.json")
+    #: one concurrency pool per account for REST, SOAP and RESTlets (its size depends on the service tier and
+    #: SuiteCloud Plus licences): a 429 backs off every user of the account, never only the one who met it
+    rate_limits: ClassVar[tuple[LimitRule, ...]] = (LimitRule("concurrency", "company", per_seconds=1.0),)
+    idempotent_message_append: ClassVar[bool] = True
+
+    # --- hosts ---------------------------------------------------------------------------------------------
+
+    def api_origin(self, account: str) -> str:
+        """Where an account's REST API and token endpoint live. Config `base_url` may name `{host}` (tests put
+        a fake there and still see which host was meant)."""
+        host = f"{account_label(account)}.suitetalk.api.netsuite.com"
+        override = self.config.get("base_url")
+        if override:
+            return override.replace("{host}", host).rstrip("/")
+        return f"https://{host}"
+
+    def base_url(self, user: UserView) -> str:
+        account = account_id(user.hostname)
+        return self.api_origin(account) if account else super().base_url(user)
+
+    def rate_limit_key(self, user: UserView) -> str:
+        return f"netsuite:{account_id(user.hostname) or user.hostname.lower()}"
+
+    # --- auth ----------------------------------------------------------------------------------------------
+
+    def oauth_info(self, hostname: str | None = None) -> OAuthInfo:
+        """The account's own token endpoint; a hostname naming no account is refused before any exchange."""
+        redirect_uri = self.config.get("redirect_uri")
+        account = account_id(hostname)
+        client_id = self.config.get("client_id")
+        if account is None:
+            return OAuthInfo(
+                client_id="",
+                client_secret=None,
+                access_token_uri="",
+                redirect_uri=redirect_uri,
+                fail_message="Enter your NetSuite address (e.g. 1234567.app.netsuite.com) or account id.",
+            )
+        origin = self.api_origin(account)
+        label = account_label(account)
+        return OAuthInfo(
+            client_id=client_id,
+            client_secret=self.config.get("client_secret") or None,
+            access_token_uri=f"{origin}{TOKEN_PATH}",
+            redirect_uri=redirect_uri,
+            authorization_uri=f"https://{label}.app.netsuite.com/app/login/oauth2/authorize.nl",
+            scopes="rest_webservices",
+            hostname=f"{label}.app.netsuite.com",
+            revoke_uri=f"{origin}{REVOKE_PATH}",
+            fail_message=None if client_id else "NetSuite is not set up on this server (no client id).",
+        )
+
+    async def get_user_info(self, request: LoginRequest) -> UserInfoResult:
+        """NetSuite's redirect names the user (`entity`) and account (`company`); the account must be the one
+        the token was issued for, and the employee must exist there (read through SuiteQL)."""
+        account = account_id(request.hostname)
+        callback = parse_qs(urlsplit(request.query.get("callbackUri", "")).query)
+        entity = (callback.get("entity") or [""])[0]
+        company = (callback.get("company") or [""])[0]
+        if account is None or not entity.isdigit():
+            return _login_failed("NetSuite did not say who logged in.")
+        if company and account_id(company) != account:
+            return _login_failed("NetSuite authorized another account than the one entered.")
+        rows = await self._suiteql(
+            request.http,
+            _select("id, firstname, middlename, lastname, email", "employee", f"id = {int(entity)}"),
+            max_pages=1,
+        )
+        if not rows:
+            return _login_failed("NetSuite does not know this user as an employee.")
+        row = rows[0]
+        name = _person_name(row) or str(row.get("email") or "")
+        subsidiary = await self._subsidiary(request.http, int(entity))
+        user = PlatformUser(
+            # entity ids are unique only inside one NetSuite account: the account is part of the stored id
+            id=stored_user_id(self.platform, entity, account),
+            name=name,
+            platform_additional_info={
+                "accountId": account,
+                "email": row.get("email") or "",
+                "name": name,
+                "subsidiaryId": str(subsidiary) if subsidiary is not None else "",
+            },
+            account_id=account,
+        )
+        return UserInfoResult(
+            successful=True, user=user, return_message=ReturnMessage("Connected to NetSuite.")
+        )
+
+    async def _subsidiary(self, http: CrmHttp, entity: int) -> int | None:
+        """The employee's subsidiary in a OneWorld account (new customers and contacts need one there); None
+        in an account without subsidiaries, whose employee table has no such column (SuiteQL answers 400)."""
+        try:
+            rows = await self._suiteql(http, _select("subsidiary", "employee", f"id = {entity}"), max_pages=1)
+        except CrmHttpError as exc:
+            if exc.status == 400:
+                return None
+            raise
+        return int_or_none(rows[0].get("subsidiary")) if rows else None
+
+    # --- SuiteQL and records -------------------------------------------------------------------------------
+
+    async def _suiteql(self, http: CrmHttp, query: str, *, max_pages: int) -> list[JsonDict]:
+        """Every row of a query, 1,000 at a time (`limit`/`offset`, while `hasMore`), at most `max_pages`."""
+        rows: list[JsonDict] = []
+        for page in range(max_pages):
+            response = await http.request(
+                "POST",
+                SUITEQL_PATH,
+                params={"limit": PAGE_ROWS, "offset": page * PAGE_ROWS},
+                json={"q": query},
+                headers={"Prefer": "transient"},
+                idempotent=True,  # a query changes nothing
+            )
+            body = response.json()
+            rows.extend(item for item in body["items"] if isinstance(item, dict))
+            if body.get("hasMore") is not True:
+                break
+        return rows
+
+    async def _create(self, http: CrmHttp, record_type: str, body: JsonDict) -> str:
+        """POST a record; NetSuite answers 204 with no body and the new record's URL in `Location`."""
+        response = await http.request("POST", f"{RECORD_PATH}/{record_type}", json=body)
+        return _location_id(response)
+
+    # --- contacts ------------------------------------------------------------------------------------------
+
+    async def find_contact(self, call: CrmCall, lookup: ContactLookup) -> ContactMatches:
+        """Contacts and customers (leads and prospects are customers) whose phone fields hold the number's
+        digits, whatever the punctuation; every row is re-checked against the caller's number."""
+        refused = unsearchable(lookup)
+        if refused is not None:
+            return refused
+        phone = caller_number(lookup)
+        digits = "".join(ch for ch in significant_number(phone) if ch.isdigit())
+        if not digits:
+            return ContactMatches(successful=True, contacts=[placeholder_contact("contact")])
+        fields = _chosen(call.user.setting("phoneFieldsId"), _PHONE_SETTING)
+        tables = _chosen(
+            call.user.setting("contactsSearchId"), {"contact": "contact", "customer": "customer"}
+        )
+        contact_fields = tuple(f for f in CONTACT_PHONES if f in fields)
+        customer_fields = tuple(f for f in CUSTOMER_PHONES if f in fields)
+        contact_query = _select(CONTACT_COLUMNS, "contact", _phone_condition(contact_fields, digits))
+        customer_query = _select(CUSTOMER_COLUMNS, "customer", _phone_condition(customer_fields, digits))
+        contact_rows, customer_rows = await all_or_first_failure(
+            [
+                self._suiteql(call.http, contact_query, max_pages=LOOKUP_PAGES)
+                if "contact" in tables and contact_fields
+                else _no_rows(),
+                self._suiteql(call.http, customer_query, max_pages=LOOKUP_PAGES)
+                if "customer" in tables and customer_fields
+                else _no_rows(),
+            ]
+        )
+        contacts = [
+            _contact(row, "contact", phone)
+            for row in contact_rows
+            if any_same_number([str(row.get(f) or "") for f in contact_fields], phone)
+        ]
+        contacts += [
+            _contact(row, _customer_type(row), phone)
+            for row in customer_rows
+            if any_same_number([str(row.get(f) or "") for f in customer_fields], phone)
+        ]
+        contacts.append(placeholder_contact("contact"))
+        return ContactMatches(successful=True, contacts=contacts)
+
+    async def create_contact(self, call: CrmCall, new: NewContact) -> CreatedContact | None:
+        """A contact, or a person customer (a lead or prospect: in the account's first active status of that
+        stage), with the caller's number as its main phone."""
+        kind = new.contact_type or "contact"
+        first, last = _split_name(new.name)
+        person: JsonDict = {"lastName": last, "phone": new.phone_number}
+        if first:
+            person["firstName"] = first
+        subsidiary = str(call.user.platform_additional_info.get("subsidiaryId") or "")
+        if subsidiary.isdigit():
+            person["subsidiary"] = {"id": subsidiary}
+        if kind == "contact":
+            created = await self._create(call.http, "contact", person)
+            label = "Contact"
+        elif kind in ("custjob", *_NEW_STAGES):
+            body: JsonDict = {**person, "isPerson": True}
+            if kind in _NEW_STAGES:
+                status = await self._first_status(call.http, _NEW_STAGES[kind])
+                if status is None:
+                    return None  # the account has no active status of that stage: nothing to create
+                body["entityStatus"] = {"id": status}
+            created = await self._create(call.http, "customer", body)
+            label = {"custjob": "Customer", "lead": "Lead", "prospect": "Prospect"}[kind]
+        else:
+            return None
+        contact = Contact(id=created, name=new.name, phone=new.phone_number, type=kind)
+        return CreatedContact(
+            contact=contact, return_message=ReturnMessage(f"{label} created.", "success", 2000)
+        )
+
+    async def _first_status(self, http: CrmHttp, stage: str) -> str | None:
+        rows = await self._suiteql(
+            http,
+            _select(
+                "id, name",
+                "customerstatus",
+                f"stage = {_literal(stage)} AND isinactive = 'F' ORDER BY id ASC",
+            ),
+            max_pages=1,
+        )
+        return str(rows[0]["id"]) if rows else None
+
+    # --- call logs -----------------------------------------------------------------------------------------
+
+    async def create_call_log(self, call: CrmCall, log: CallLogCreate) -> LogResult:
+        """A completed phone call record on the contact (or the customer), in the user's local time."""
+        contact_id = int_or_none(log.contact.id)
+        if contact_id is None:
+            return LogResult(None, ReturnMessage("Contact not found", "warning", 5000))
+        record = log.call
+        start = parse_time(record.start_time).astimezone(user_timezone(call.user))
+        end = start + timedelta(seconds=call_seconds(record.duration))
+        if end.strftime("%H:%M") == start.strftime("%H:%M"):
+            end = start + timedelta(minutes=1)  # NetSuite refuses a timed event that ends when it starts
+        body: JsonDict = {
+            "title": record.custom_subject or log.subject or call_subject(record.direction, log.contact.name),
+            "phone": log.contact.phone_number,
+            "priority": "MEDIUM",
+            "status": "COMPLETE",
+            "startDate": start.strftime("%Y-%m-%d"),
+            "completedDate": end.strftime("%Y-%m-%d"),
+            "timedEvent": True,
+            "startTime": start.strftime("%H:%M"),
+            "endTime": end.strftime("%H:%M"),
+            "message": (log.composed_log_details or "No details available") + _marker_line(call_marker(log)),
+            **_party(log.contact),
+        }
+        created = await self._create(call.http, "phonecall", body)
+        return LogResult(created, ReturnMessage("Call logged", "success", 2000))
+
+    async def find_call_log(self, call: CrmCall, log: CallLogCreate) -> str | None:
+        return await self._phone_call_with_marker(call.http, call_marker(log))
+
+    async def get_call_log(self, call: CrmCall, ref: CallLogRef) -> CallLogFetched:
+        """The agent's note is the `- Note:` line of the message; the marker never shows."""
+        data = await call.http.get_json(f"{RECORD_PATH}/phonecall/{_record_id(ref.log_id)}")
+        full_body = _MARKER_RE.sub("", str(data.get("message") or ""))
+        match = _NOTE_RE.search(full_body)
+        info = CallLogInfo(
+            subject=data.get("title"),
+            note=match.group(1).strip() if match else "",
+            full_body=full_body,
+            full_log_response=data,
+        )
+        return CallLogFetched(info=info)
+
+    async def update_call_log(self, call: CrmCall, update: CallLogUpdate) -> CallLogUpdated:
+        """The server composed the new message from the fetched one; the call's marker is kept at its end."""
+        log_id = _record_id(update.log.log_id)
+        existing = update.existing_call_log_details
+        if not isinstance(existing, dict) or "message" not in existing:
+            existing = await call.http.get_json(f"{RECORD_PATH}/phonecall/{log_id}")
+        marker = _CALL_MARKER_RE.search(str(existing.get("message") or ""))
+        body: JsonDict = {
+            "message": (update.composed_log_details or "No details available")
+            + (f"\n\n{marker.group(0)}" if marker else "")
+        }
+        if update.subject:
+            body["title"] = update.subject
+        await _patch(call.http, f"{RECORD_PATH}/phonecall/{log_id}", body)
+        return CallLogUpdated(
+            updated_note=update.composed_log_details,
+            return_message=ReturnMessage("Call log updated.", "success", 2000),
+        )
+
+    # --- message logs --------------------------------------------------------------------------------------
+
+    async def create_message_log(self, call: CrmCall, log: MessageLogCreate) -> LogResult:
+        """One phone call record per conversation and day, as the reference writes SMS; later messages are
+        appended by update_message_log."""
+        if int_or_none(log.contact.id) is None:
+            return LogResult(None, ReturnMessage("Contact not found", "warning", 5000))
+        user_name = str(call.user.platform_additional_info.get("name") or "")
+        created = parse_time(log.shared.started_at if log.shared else log.message.creation_time)
+        local = created.astimezone(user_timezone(call.user))
+        contact = log.contact
+        if log.shared is not None:
+            subject, text = log.shared.subject, log.shared.body
+        elif log.recording_link:
+            subject = f"Voicemail left by {contact.name} - {local:%y/%m/%d}"
+            text = f"{subject}\nVoicemail recording link: {log.recording_link}\n\n--- Created via RingCentral App Connect"
+        elif log.fax_doc_link:
+            subject = f"Fax document sent from {contact.name} - {local:%y/%m/%d}"
+            text = (
+                f"{subject}\nFax document link: {log.fax_doc_link}\n\n--- Created via RingCentral App Connect"
+            )
+        else:
+            subject = f"SMS conversation with {contact.name} - {local:%y/%m/%d}"
+            others = "".join(f"    {other}\n" for other in log.correspondents)
+            item = _message_item(log.message, contact, user_name, call.user, log.image_link)
+            text = (
+                "Conversation summary\n"
+                f"{local:%A, %B %d, %Y}\n\n"
+                "Participants\n"
+                f"    {user_name}\n"
+                f"    {contact.name} ({contact.phone_number})\n{others}\n"
+                "Conversation(1 messages)\n"
+                "BEGIN\n"
+                "------------\n"
+                f"{item}"
+                f"{_MESSAGES_END}\n\n"
+                "--- Created via RingCentral App Connect"
+            )
+        body: JsonDict = {
+            "title": subject,
+            "phone": contact.phone_number,
+            "status": "COMPLETE",
+            "startDate": local.strftime("%Y-%m-%d"),
+            "message": text
+            + _marker_line(message_marker(log))
+            + ("" if log.shared else _message_tag(log.message)),
+            **_party(contact),
+        }
+        created_id = await self._create(call.http, "phonecall", body)
+        return LogResult(created_id, ReturnMessage("Message logged", "success", 2000))
+
+    async def find_message_log(self, call: CrmCall, log: MessageLogCreate) -> str | None:
+        return await self._phone_call_with_marker(call.http, message_marker(log))
+
+    async def update_message_log(self, call: CrmCall, update: MessageLogUpdate) -> ReturnMessage | None:
+        """Append the message before the conversation's end line and bump the count; skipped when its tag is
+        already there (an earlier append got through without an answer)."""
+        path = f"{RECORD_PATH}/phonecall/{_record_id(update.log_id)}"
+        if update.shared is not None:
+            marker = _marker_line(conversation_marker(update.conversation_log_id))
+            await _patch(call.http, path, {"message": update.shared.body + marker})
+            return ReturnMessage("Message log updated", "success", 2000)
+        existing = await call.http.get_json(path)
+        text = str(existing.get("message") or "")
+        tag = _message_tag(update.message)
+        if tag.strip() in text:
+            return None
+        user_name = str(call.user.platform_additional_info.get("name") or "")
+        item = _message_item(update.message, update.contact, user_name, call.user, update.image_link)
+        end = _MESSAGES_END if _MESSAGES_END in text else ""
+        text = text.replace(end, f"{item}{end}", 1) if end else f"{text}\n{item}"
+        text = _COUNTER_RE.sub(lambda m: f"Conversation({int(m.group(1)) + 1} messages)", text, count=1)
+        await _patch(call.http, path, {"message": text + tag})
+        return None
+
+    # --- account -------------------------------------------------------------------------------------------
+
+    async def get_user_list(self, call: CrmCall) -> list[CrmUser]:
+        """The account's active employees with an email, every page of them."""
+        rows = await self._suiteql(
+            call.http,
+            "SELECT id, firstname, middlename, lastname, email, giveaccess, isinactive FROM employee",
+            max_pages=USER_LIST_PAGES,
+        )
+        return [
+            CrmUser(id=str(row["id"]), name=_person_name(row) or str(row["email"]), email=str(row["email"]))
+            for row in rows
+            if row.get("email") and row.get("isinactive") != "T" and row.get("id") is not None
+        ]
+
+    # --- shared --------------------------------------------------------------------------------------------
+
+    async def _phone_call_with_marker(self, http: CrmHttp, marker: str) -> str | None:
+        """The newest phone call whose message holds `[marker]` (markers hold no quote: safe in SQL)."""
+        needle = f"[{marker}]"
+        rows = await self._suiteql(
+            http,
+            f"SELECT id, message FROM phonecall WHERE message LIKE {_literal(f'%{needle}%')} ORDER BY id DESC",  # noqa: S608
+            max_pages=1,
+        )
+        for row in rows:
+            if needle in str(row.get("message") or ""):
+                return str(row["id"])
+        return None
+
+
+# ------------------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _login_failed(detail: str) -> UserInfoResult:
+    return UserInfoResult(
+        successful=False,
+        return_message=ReturnMessage(
+            "Could not load user information",
+            "warning",
+            5000,
+            details=[{"title": "Details", "items": [{"id": "1", "type": "text", "text": detail}]}],
+        ),
+    )
+
+
+def _chosen(value: object, known: dict[str, str]) -> set[str]:
+    """What a multiple-choice setting picked, as the names it maps to; every choice when unset or unreadable
+    (the manifest's default), so a lookup never searches nothing."""
+    picked = (
+        {known[v] for v in value if isinstance(v, str) and v in known} if isinstance(value, list) else set()
+    )
+    return picked or set(known.values())
+
+
+async def _no_rows() -> list[JsonDict]:
+    return []
+
+
+def _phone_condition(fields: tuple[str, ...], digits: str) -> str:
+    """Any of the phone fields, punctuation removed, holds the digits (an extension may follow them)."""
+    pattern = _literal(f"%{digits}%")
+    return " OR ".join(f"REGEXP_REPLACE({field}, '[^0-9]', '') LIKE {pattern}" for field in fields)
+
+
+def _select(columns: str, table: str, where: str) -> str:
+    """A query whose values went through `_literal` (text) or `int` (ids)."""
+    return f"SELECT {columns} FROM {table} WHERE {where}"  # noqa: S608
+
+
+def _literal(text: str) -> str:
+    """A SuiteQL string literal (a quote doubled): every value put into a query goes through here."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _person_name(row: JsonDict) -> str:
+    parts = (row.get("firstname"), row.get("middlename"), row.get("lastname"))
+    return " ".join(str(p).strip() for p in parts if p and str(p).strip())
+
+
+def _customer_type(row: JsonDict) -> str:
+    return _STAGE_TYPES.get(str(row.get("searchstage") or "").lower(), "custjob")
+
+
+def _contact(row: JsonDict, kind: str, phone: str) -> Contact:
+    person = row.get("isperson") != "F"
+    name = (_person_name(row) if person else "") or str(
+        row.get("companyname") or row.get("entitytitle") or ""
+    )
+    return Contact(
+        id=str(int(row["id"])),
+        name=name,
+        phone=phone,
+        type=kind,
+        created_date=row.get("datecreated"),
+        most_recent_activity_date=row.get("lastmodifieddate"),
+        additional_info=None,
+    )
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    """(first, last): a person needs a last name, so a single word is the last name."""
+    words = name.split()
+    if len(words) < 2:
+        return "", name.strip() or "Unknown"
+    return words[0], " ".join(words[1:])
+
+
+def _location_id(response: CrmResponse) -> str:
+    """The id at the end of the `Location` header of a create (NetSuite sends no body)."""
+    location = str(response.headers.get("location") or "")
+    record_id = urlsplit(location).path.rstrip("/").rsplit("/", 1)[-1]
+    if not record_id.isdigit():
+        raise ValueError("no record id in Location")
+    return record_id
+
+
+def _record_id(log_id: str) -> int:
+    value = int_or_none(log_id)
+    if value is None:
+        raise ValueError("not a NetSuite record id")
+    return value
+
+
+def _party(contact: ContactRef) -> JsonDict:
+    """A phone call names a contact, or a customer (lead, prospect) as its company."""
+    ref = {"id": str(int_or_none(contact.id))}
+    return {"contact": ref} if contact.type in ("", "contact") else {"company": ref}
+
+
+async def _patch(http: CrmHttp, path: str, body: JsonDict) -> None:
+    """A PATCH that sets absolute values: safe to send again."""
+    await http.request("PATCH", path, json=body, idempotent=True)
+
+
+def _marker_line(marker: str) -> str:
+    return f"\n\n[{marker}]"
+
+
+def _message_tag(message: Message) -> str:
+    return "\n" + message_needle(message)
+
+
+def _message_item(
+    message: Message, contact: ContactRef, user_name: str, user: UserView, image_link: str | None
+) -> str:
+    when = parse_time(message.creation_time).astimezone(user_timezone(user))
+    who = f"{contact.name} ({contact.phone_number})" if message.direction == "Inbound" else user_name
+    extra = f"\n{image_link}" if image_link else ""
+    return f"{who} {when:%I:%M %p}\n{message.subject}{extra}\n\n"
