@@ -22,12 +22,20 @@ class DuplicatePlatformError(RuntimeError):
 
 def _builtin_classes() -> list[type[Connector]]:
     from appconnect.connectors.clio import ClioConnector
+    from appconnect.connectors.googlesheets import GoogleSheetsConnector
     from appconnect.connectors.insightly import InsightlyConnector
     from appconnect.connectors.pipedrive import PipedriveConnector
     from appconnect.connectors.redtail import RedtailConnector
     from appconnect.connectors.testcrm import TestCrmConnector
 
-    return [TestCrmConnector, PipedriveConnector, ClioConnector, InsightlyConnector, RedtailConnector]
+    return [
+        TestCrmConnector,
+        PipedriveConnector,
+        ClioConnector,
+        InsightlyConnector,
+        RedtailConnector,
+        GoogleSheetsConnector,
+    ]
 
 
 def _entry_point_classes() -> list[type[Connector]]:
