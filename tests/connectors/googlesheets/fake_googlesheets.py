@@ -48,8 +48,9 @@ SPREADSHEET_MIME = "application/vnd.google-apps.spreadsheet"
 CLIENT_ID = "367818015386-fake.apps.googleusercontent.com"
 CLIENT_SECRET = "fake-google-secret"
 #: Sheets' per-minute quotas per user (developers.google.com/sheets/api/limits)
-READS_PER_MINUTE = 60
-WRITES_PER_MINUTE = 60
+READS_PER_MINUTE = WRITES_PER_MINUTE = 60
+#: the last column a sheet can have: ZZZ (18,278 columns)
+MAX_COLUMN = 18_277
 
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -185,8 +186,8 @@ class FakeGoogleSheets(FakeCrm):
         self.spreadsheets: dict[str, Spreadsheet] = {}
         self._sub_of: dict[str, str] = {}  # access token -> Google user
         self._created = 0
-        self.read_limit = RateLimitPolicy(limit=READS_PER_MINUTE, window=60.0)
-        self.write_limit = RateLimitPolicy(limit=WRITES_PER_MINUTE, window=60.0)
+        #: one policy, counted apart for reads and writes (`limit_of`): raising it unthrottles both
+        self.rate_limit = RateLimitPolicy(limit=READS_PER_MINUTE, window=60.0)
         self.login_sub = self.add_user("Jordan Lee", "jordan.lee@example.test")
 
     def add_user(self, name: str, email: str) -> str:
@@ -279,9 +280,7 @@ class FakeGoogleSheets(FakeCrm):
     def limit_of(self, request: FakeRequest) -> tuple[str, RateLimitPolicy]:
         if not request.path.startswith("/v4/spreadsheets"):
             return "other", RateLimitPolicy()
-        if request.method == "GET":
-            return "read", self.read_limit
-        return "write", self.write_limit
+        return ("read" if request.method == "GET" else "write"), self.rate_limit
 
     def error_body(self, status: int, message: str, extra: JsonDict) -> Any:
         name = _STATUS_NAMES.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
@@ -584,6 +583,8 @@ class FakeGoogleSheets(FakeCrm):
         if sheet is None or match is None:
             raise HttpError(400, f"Unable to parse range: {text}")
         c1, r1, c2, r2 = match.groups()
+        if any(c and column_index(c) > MAX_COLUMN for c in (c1, c2)):
+            raise HttpError(400, f"Unable to parse range: {text}")
         if not cells:
             return A1(sheet, None, None, None, None)
         if c2 is None and r2 is None:  # one cell (or one whole row or column)
@@ -604,7 +605,7 @@ class FakeGoogleSheets(FakeCrm):
         rows: list[list[Any]] = []
         for r in range(r1, min(r2, len(grid) - 1) + 1):
             source = grid[r]
-            c2 = a1.col2 if a1.col2 is not None else len(source) - 1
+            c2 = min(a1.col2 if a1.col2 is not None else len(source) - 1, len(source) - 1)
             rows.append([_render(source[c], render) if c < len(source) else "" for c in range(c1, c2 + 1)])
         rows = _trimmed(rows)
         if dimension == "COLUMNS":
@@ -624,6 +625,8 @@ class FakeGoogleSheets(FakeCrm):
     ) -> JsonDict:
         for i, row in enumerate(rows):
             for j, value in enumerate(row):
+                if value is None:  # "null values will be skipped"
+                    continue
                 sheet.put(r1 + i, c1 + j, user_entered(value) if option == "USER_ENTERED" else value)
         width = max((len(r) for r in rows), default=0)
         updated = A1(sheet, r1, c1, r1 + max(len(rows) - 1, 0), c1 + max(width - 1, 0))
@@ -701,6 +704,8 @@ def _logical_path(request: FakeRequest) -> str:
     kind = ""
     if rest.endswith("/values:batchGet"):
         kind, ranges = "read", request.raw.query_params.getlist("ranges")
+    elif request.method == "GET" and "/values/" in rest:
+        kind, ranges = "read", [rest.split("/values/", 1)[1]]
     elif rest.endswith(":append") and "/values/" in rest:
         kind, ranges = "append", [rest.split("/values/", 1)[1][: -len(":append")]]
     elif rest.endswith("/values:batchUpdate") and isinstance(request.json, dict):

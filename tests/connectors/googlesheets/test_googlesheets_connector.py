@@ -257,10 +257,8 @@ async def test_rows_with_trailing_empty_cells_are_read(env: Env) -> None:
             "Contacts": [[*CONTACTS.header, "Company"], ["C-1", "", "Short Row", PHONE], ["C-2", "", "No Phone"]],
         },
     )
-    answer = await env.call.http.get_json(
-        f"/v4/spreadsheets/{sid}/values:batchGet", params={"ranges": ["'Contacts'"]}
-    )
-    assert answer["valueRanges"][0]["values"][2] == ["C-2", "", "No Phone"]  # the fake drops them too
+    answer = await env.call.http.get_json(f"/v4/spreadsheets/{sid}/values/Contacts")
+    assert answer["values"][2] == ["C-2", "", "No Phone"]  # the fake drops them too
     assert await _lookup(env) == ["C-1"]
     logged = await env.connector.create_call_log(env.call, _call_log("C-1"))
     row = env.fake.rows(sid, "Call Logs")[1]
@@ -304,14 +302,21 @@ async def test_the_quota_is_sixty_reads_a_minute_per_user(env: Env) -> None:
     assert await _lookup(env) != []
 
 
-def test_the_connector_declares_the_quota() -> None:
+async def test_the_declared_quota_tells_every_read_from_every_write(env: Env) -> None:
+    """Sixty of each a minute per user, and each request the connector sends counts against the right one."""
     rules = {rule.name: rule for rule in GoogleSheetsConnector.rate_limits}
     assert (rules["read"].requests, rules["read"].per_seconds, rules["read"].scope) == (60, 60.0, "user")
     assert (rules["write"].requests, rules["write"].per_seconds, rules["write"].scope) == (60, 60.0, "user")
-    assert rules["read"].applies_to("/v4/spreadsheets/x/values:batchGet")
-    assert not rules["read"].applies_to("/v4/spreadsheets/x/values/'Contacts'!A1:append")
-    assert rules["write"].applies_to("/v4/spreadsheets/x/values/'Contacts'!A1:append")
-    assert rules["write"].applies_to("/v4/spreadsheets/x/values:batchUpdate")
+    await env.connector.create_contact(env.call, NewContact(phone_number=PHONE, name="A", contact_type=""))
+    logged = await env.connector.create_call_log(env.call, _call_log("C1"))
+    assert logged.log_id
+    await env.connector.update_call_log(env.call, CallLogUpdate(log=CallLogRef(log_id=logged.log_id), note="x"))
+    sheets = [r for r in env.fake.requests if r.path.startswith("/v4/spreadsheets/")]
+    assert {r.method for r in sheets} == {"GET", "POST"}
+    for request in sheets:
+        is_read = request.method == "GET"
+        assert rules["read"].applies_to(request.path) is is_read, request.path
+        assert rules["write"].applies_to(request.path) is not is_read, request.path
 
 
 # --- call logs -------------------------------------------------------------------------------------------

@@ -138,6 +138,7 @@ _SHEET_URL = re.compile(r"/d/([a-zA-Z0-9_-]+)")
 _BARE_ID = re.compile(r"[a-zA-Z0-9_-]{20,}")
 _COUNTER_RE = re.compile(r"Conversation\((\d+) messages\)")
 _MESSAGES_END = "------------\nEND"
+_UNSAFE_IN_MARKER = re.compile(r"[^A-Za-z0-9._:-]")
 
 
 def column_letters(index: int) -> str:
@@ -205,10 +206,10 @@ class GoogleSheetsConnector(Connector):
     log_format: ClassVar[str] = "text/plain"
     manifest_path: ClassVar[Path | None] = Path(__file__).with_name("manifest.json")
     #: Sheets API quotas: 60 read and 60 write requests per minute per user (per project as well: 300 each).
-    #: This connector reads only through `values:batchGet` and writes only through `:append` and
+    #: This connector reads a tab only as its range `A:ZZZ` and writes only through `:append` and
     #: `:batchUpdate`, so the paths tell reads from writes.
     rate_limits: ClassVar[tuple[LimitRule, ...]] = (
-        LimitRule("read", "user", per_seconds=60.0, requests=60, paths=("values:batchget",)),
+        LimitRule("read", "user", per_seconds=60.0, requests=60, paths=("!a:zzz",)),
         LimitRule("write", "user", per_seconds=60.0, requests=60, paths=(":append", ":batchupdate")),
     )
     idempotent_message_append: ClassVar[bool] = True
@@ -423,7 +424,7 @@ class GoogleSheetsConnector(Connector):
             "Sheet Id": spreadsheet,
             "Subject": subject,
             "Contact name": log.contact.name,
-            "Message": body + "\n[" + message_marker(log) + "]",
+            "Message": body + _markers(message_marker(log), log.contact.id),
             "Phone": log.contact.phone_number,
             "Message Type": kind,
             "Message Time": f"{moment:%Y-%m-%d %H:%M:%S}",
@@ -437,7 +438,7 @@ class GoogleSheetsConnector(Connector):
         rows = await self._read(call.http, spreadsheet, MESSAGE_LOGS) if spreadsheet else None
         if rows is None:
             return None
-        needle = f"[{message_marker(log)}]"
+        needle = _markers(message_marker(log), log.contact.id).strip()
         for row in reversed(rows.rows):
             if needle in rows.cell(row, "Message"):
                 return rows.cell(row, "ID") or None
@@ -453,7 +454,7 @@ class GoogleSheetsConnector(Connector):
             return ReturnMessage("Message log not found", "warning", 3000)
         body = rows.cell(rows.rows[index], "Message")
         if update.shared is not None:
-            marker = f"\n[{conversation_marker(update.conversation_log_id)}]"
+            marker = _markers(conversation_marker(update.conversation_log_id), update.contact.id)
             new_body = update.shared.body + marker
         else:
             tag = message_needle(update.message)
@@ -538,11 +539,11 @@ class GoogleSheetsConnector(Connector):
         return spreadsheet
 
     async def _read(self, http: CrmHttp, spreadsheet: str, tab: Tab) -> Rows | None:
-        """The whole tab (header first); None when the spreadsheet has no such tab."""
+        """The whole tab (header first; every column: ZZZ is Sheets' last); None when there is no such tab."""
         response = await http.request(
             "GET",
-            f"/v4/spreadsheets/{quote(spreadsheet, safe='')}/values:batchGet",
-            params={"ranges": [tab.a1], "majorDimension": "ROWS"},
+            _values_path(spreadsheet, f"{tab.a1}!A:ZZZ"),
+            params={"majorDimension": "ROWS"},
             allow_status=(400,),
         )
         body = response.json()
@@ -550,9 +551,8 @@ class GoogleSheetsConnector(Connector):
             message = str((body.get("error") or {}).get("message") or "")
             if "Unable to parse range" in message:
                 return None
-            raise CrmHttpError(400, body=body, method="GET", url="values:batchGet")
-        ranges = body["valueRanges"]
-        values = ranges[0].get("values") or [] if ranges else []
+            raise CrmHttpError(400, body=body, method="GET", url="values")
+        values = body.get("values") or []
         table = [[str(cell) for cell in row] for row in values if isinstance(row, list)]
         if not table:
             return Rows(header=[], rows=[])
@@ -579,21 +579,28 @@ class GoogleSheetsConnector(Connector):
         return rows
 
     async def _append(self, http: CrmHttp, spreadsheet: str, tab: Tab, row: list[Any]) -> None:
-        await http.request(
+        """One row after the tab's last; the answer must say which range it wrote (a 200 that is not Google's
+        answer is not taken for a written row)."""
+        response = await http.request(
             "POST",
-            f"/v4/spreadsheets/{quote(spreadsheet, safe='')}/values/{quote(tab.a1 + '!A1', safe='!')}:append",
+            _values_path(spreadsheet, f"{tab.a1}!A1") + ":append",
             params={"valueInputOption": "RAW", "insertDataOption": "INSERT_ROWS"},
             json={"majorDimension": "ROWS", "values": [row]},
         )
+        updated = response.json()["updates"]["updatedRange"]
+        if not isinstance(updated, str) or "!" not in updated:
+            raise ValueError("append answered no updated range")
 
     async def _values_update(self, http: CrmHttp, spreadsheet: str, data: list[JsonDict]) -> None:
         """Sets cells to absolute values: safe to send again."""
-        await http.request(
+        response = await http.request(
             "POST",
             f"/v4/spreadsheets/{quote(spreadsheet, safe='')}/values:batchUpdate",
             json={"valueInputOption": "RAW", "data": data},
             idempotent=True,
         )
+        if not isinstance(response.json()["totalUpdatedCells"], int):
+            raise TypeError("values:batchUpdate answered no cell count")
 
     async def _write_cells(
         self, http: CrmHttp, spreadsheet: str, tab: Tab, rows: Rows, index: int, cells: JsonDict
@@ -611,6 +618,17 @@ class GoogleSheetsConnector(Connector):
 # ------------------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------------------
+
+
+def _markers(conversation: str, contact_id: str) -> str:
+    """The conversation's marker and its contact's: one conversation (a group SMS) has a row per contact, and
+    the reference's header row has no column for either."""
+    return f"\n[{conversation}] [rc-contact-{_UNSAFE_IN_MARKER.sub('_', contact_id)[:120]}]"
+
+
+def _values_path(spreadsheet: str, a1_range: str) -> str:
+    """`/v4/spreadsheets/{id}/values/{range}` with the range percent-encoded (quotes, spaces), `!` and `:` kept."""
+    return f"/v4/spreadsheets/{quote(spreadsheet, safe='')}/values/{quote(a1_range, safe='!:')}"
 
 
 def _bad_setting() -> ReturnMessage:
