@@ -104,7 +104,13 @@ class GoogleSheetsTarget(FakeCrmTarget):
         """Faults by what a request does to which tab (the fake names each request so)."""
         method, logical = _REQUESTS[operation]
         self.fake.inject(
-            status, times=times, path_prefix=logical, method=method, retry_after=retry_after, delay=delay, when=when
+            status,
+            times=times,
+            path_prefix=logical,
+            method=method,
+            retry_after=retry_after,
+            delay=delay,
+            when=when,
         )
 
     def server_env(self) -> dict[str, str]:
@@ -157,7 +163,9 @@ class GoogleSheetsTarget(FakeCrmTarget):
                 found.append(CrmRecord(r["ID"], kind="call", text=f"{r['Subject']}\n{r['Notes']}", raw=r))
         for r in self._records(MESSAGE_LOGS.title):
             if f"[rc-contact-{contact_id}]" in r["Message"]:
-                found.append(CrmRecord(r["ID"], kind="message", text=f"{r['Subject']}\n{r['Message']}", raw=r))
+                found.append(
+                    CrmRecord(r["ID"], kind="message", text=f"{r['Subject']}\n{r['Message']}", raw=r)
+                )
         return found
 
     def dispositions(self, contact_id: str, contact_type: str = "") -> dict[str, Any] | None:

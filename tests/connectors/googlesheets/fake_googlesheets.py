@@ -250,7 +250,9 @@ class FakeGoogleSheets(FakeCrm):
         return {f"GOOGLESHEETS_{key.upper()}": value for key, value in self.connector_config().items()}
 
     def _new_sheet(self, book: Spreadsheet, title: str, grid: list[list[Cell]] | None = None) -> Sheet:
-        return Sheet(sheet_id=0 if not book.sheets else secrets.randbelow(2**31), title=title, grid=grid or [])
+        return Sheet(
+            sheet_id=0 if not book.sheets else secrets.randbelow(2**31), title=title, grid=grid or []
+        )
 
     # --- FakeCrm hooks --------------------------------------------------------------------------------------
 
@@ -363,7 +365,9 @@ class FakeGoogleSheets(FakeCrm):
         with self._lock:
             known = self.grants.access_valid(token) or self.grants.refresh_valid(token)
             if not known:
-                return self.json({"error": "invalid_token", "error_description": "Token expired or revoked"}, 400)
+                return self.json(
+                    {"error": "invalid_token", "error_description": "Token expired or revoked"}, 400
+                )
             self.grants.revoke(token)
         return self.json({})
 
@@ -711,7 +715,9 @@ def _logical_path(request: FakeRequest) -> str:
     elif rest.endswith("/values:batchUpdate") and isinstance(request.json, dict):
         data = request.json.get("data")
         kind = "write"
-        ranges = [str(d.get("range") or "") for d in data if isinstance(d, dict)] if isinstance(data, list) else []
+        ranges = (
+            [str(d.get("range") or "") for d in data if isinstance(d, dict)] if isinstance(data, list) else []
+        )
     if not kind or not ranges:
         return ""
     tab = ranges[0].rpartition("!")[0] or ranges[0]

@@ -157,7 +157,10 @@ async def test_the_spreadsheet_in_the_settings_is_used_and_missing_tabs_are_adde
         call, NewContact(phone_number=PHONE, name="Maya Patel", contact_type="")
     )
     assert created is not None
-    assert env.fake.rows(sid, "Contacts") == [list(CONTACTS.header), [created.contact.id, sid, "Maya Patel", PHONE]]
+    assert env.fake.rows(sid, "Contacts") == [
+        list(CONTACTS.header),
+        [created.contact.id, sid, "Maya Patel", PHONE],
+    ]
     assert await _lookup(env, call=call) == [created.contact.id]
     assert len(env.fake.spreadsheets_of(env.fake.login_sub)) == 1  # nothing made in Drive
 
@@ -242,7 +245,11 @@ async def test_an_update_reaches_columns_past_z(env: Env) -> None:
     assert row[notes] == "Called back"
     assert row[27 + CALL_LOGS.header.index("Subject")] == "Renewal"
     assert row[:27] == [""] * 27
-    ranges = [d["range"] for r in env.fake.requests_to(f"/v4/spreadsheets/{sid}/values:batchUpdate") for d in r.json["data"]]
+    ranges = [
+        d["range"]
+        for r in env.fake.requests_to(f"/v4/spreadsheets/{sid}/values:batchUpdate")
+        for d in r.json["data"]
+    ]
     assert "'Call Logs'!AF2" in ranges
 
 
@@ -254,7 +261,11 @@ async def test_rows_with_trailing_empty_cells_are_read(env: Env) -> None:
         {
             "Call Logs": [list(CALL_LOGS.header)],
             "Message Logs": [list(MESSAGE_LOGS.header)],
-            "Contacts": [[*CONTACTS.header, "Company"], ["C-1", "", "Short Row", PHONE], ["C-2", "", "No Phone"]],
+            "Contacts": [
+                [*CONTACTS.header, "Company"],
+                ["C-1", "", "Short Row", PHONE],
+                ["C-2", "", "No Phone"],
+            ],
         },
     )
     answer = await env.call.http.get_json(f"/v4/spreadsheets/{sid}/values/Contacts")
@@ -267,7 +278,9 @@ async def test_rows_with_trailing_empty_cells_are_read(env: Env) -> None:
 
 async def test_concurrent_creates_get_distinct_ids(env: Env) -> None:
     """Both creates read the same row count; ids that are no row count stay distinct and each finds its row."""
-    await env.connector.create_contact(env.call, NewContact(phone_number=PHONE, name="First", contact_type=""))
+    await env.connector.create_contact(
+        env.call, NewContact(phone_number=PHONE, name="First", contact_type="")
+    )
     first, second = await asyncio.gather(
         env.connector.create_call_log(env.call, _call_log("C1", "s-a", note="one")),
         env.connector.create_call_log(env.call, _call_log("C1", "s-b", note="two")),
@@ -310,7 +323,9 @@ async def test_the_declared_quota_tells_every_read_from_every_write(env: Env) ->
     await env.connector.create_contact(env.call, NewContact(phone_number=PHONE, name="A", contact_type=""))
     logged = await env.connector.create_call_log(env.call, _call_log("C1"))
     assert logged.log_id
-    await env.connector.update_call_log(env.call, CallLogUpdate(log=CallLogRef(log_id=logged.log_id), note="x"))
+    await env.connector.update_call_log(
+        env.call, CallLogUpdate(log=CallLogRef(log_id=logged.log_id), note="x")
+    )
     sheets = [r for r in env.fake.requests if r.path.startswith("/v4/spreadsheets/")]
     assert {r.method for r in sheets} == {"GET", "POST"}
     for request in sheets:
@@ -349,7 +364,9 @@ async def test_call_log_row_get_update_and_find(env: Env) -> None:
 async def test_updating_an_unknown_log_changes_nothing(env: Env) -> None:
     await env.connector.create_call_log(env.call, _call_log("C1"))
     before = env.fake.rows(env.spreadsheet(), "Call Logs")
-    result = await env.connector.update_call_log(env.call, CallLogUpdate(log=CallLogRef(log_id="L-none"), note="x"))
+    result = await env.connector.update_call_log(
+        env.call, CallLogUpdate(log=CallLogRef(log_id="L-none"), note="x")
+    )
     assert result.return_message is not None and result.return_message.message_type == "warning"
     assert env.fake.rows(env.spreadsheet(), "Call Logs") == before
 
@@ -370,12 +387,18 @@ def _message(message_id: str, text: str, direction: str = "Inbound") -> Message:
 async def test_message_log_and_its_appends(env: Env) -> None:
     contact = ContactRef(id="C1", phone_number=PHONE, name="Maya Patel")
     create = MessageLogCreate(
-        contact=contact, message=_message("m1", "Hello"), conversation_id="conv", conversation_log_id="conv-day"
+        contact=contact,
+        message=_message("m1", "Hello"),
+        conversation_id="conv",
+        conversation_log_id="conv-day",
     )
     logged = await env.connector.create_message_log(env.call, create)
     assert logged.log_id
     update = MessageLogUpdate(
-        contact=contact, message=_message("m2", "Still there?"), log_id=logged.log_id, conversation_log_id="conv-day"
+        contact=contact,
+        message=_message("m2", "Still there?"),
+        log_id=logged.log_id,
+        conversation_log_id="conv-day",
     )
     await env.connector.update_message_log(env.call, update)
     await env.connector.update_message_log(env.call, update)  # sent again: nothing added
@@ -385,3 +408,20 @@ async def test_message_log_and_its_appends(env: Env) -> None:
     assert "Conversation(2 messages)" in body
     assert body.index("Hello") < body.index("Still there?") < body.index("------------\nEND")
     assert await env.connector.find_message_log(env.call, create) == logged.log_id
+
+
+async def test_two_first_uses_at_once_leave_one_spreadsheet_holding_both_contacts(env: Env) -> None:
+    """Both find no spreadsheet and both create one: the oldest is kept by both, the other deleted."""
+    created = await asyncio.gather(
+        env.connector.create_contact(env.call, NewContact(phone_number=PHONE, name="First", contact_type="")),
+        GoogleSheetsConnector(env.connector.config).create_contact(
+            env.call, NewContact(phone_number="+14155550143", name="Second", contact_type="")
+        ),
+    )
+    sid = env.spreadsheet()  # exactly one left
+    rows = env.fake.rows(sid, "Contacts")
+    assert rows[0] == list(CONTACTS.header)
+    assert sorted(r[0] for r in rows[1:]) == sorted(c.contact.id for c in created if c is not None)
+    made = [r for r in env.fake.requests if r.method == "POST" and r.path == "/v4/spreadsheets"]
+    assert len(made) == 2  # the race did happen
+    assert len(env.fake.requests_to("/drive/v3/files/", "DELETE")) == 1

@@ -311,10 +311,17 @@ class GoogleSheetsConnector(Connector):
         assert spreadsheet is not None
         rows = await self._tab(call.http, spreadsheet, CONTACTS)
         contact_id = new_row_id("C")
-        values = {"ID": contact_id, "Sheet Id": spreadsheet, "Contact name": new.name, "Phone": new.phone_number}
+        values = {
+            "ID": contact_id,
+            "Sheet Id": spreadsheet,
+            "Contact name": new.name,
+            "Phone": new.phone_number,
+        }
         await self._append(call.http, spreadsheet, CONTACTS, _row(rows.header, values))
         contact = Contact(id=contact_id, name=new.name, phone=new.phone_number)
-        return CreatedContact(contact=contact, return_message=ReturnMessage("Contact created", "success", 2000))
+        return CreatedContact(
+            contact=contact, return_message=ReturnMessage("Contact created", "success", 2000)
+        )
 
     # --- call logs -----------------------------------------------------------------------------------------
 
