@@ -425,3 +425,18 @@ async def test_two_first_uses_at_once_leave_one_spreadsheet_holding_both_contact
     made = [r for r in env.fake.requests if r.method == "POST" and r.path == "/v4/spreadsheets"]
     assert len(made) == 2  # the race did happen
     assert len(env.fake.requests_to("/drive/v3/files/", "DELETE")) == 1
+
+
+async def test_a_deleted_spreadsheet_is_looked_for_again(env: Env) -> None:
+    """The user deleted the app's spreadsheet: one failed call, then the next one makes a new spreadsheet."""
+    await env.connector.create_contact(env.call, NewContact(phone_number=PHONE, name="A", contact_type=""))
+    with env.fake._lock:
+        env.fake.spreadsheets.clear()
+    with pytest.raises(CrmHttpError) as caught:
+        await _lookup(env)
+    assert caught.value.status == 404
+    created = await env.connector.create_contact(
+        env.call, NewContact(phone_number=PHONE, name="B", contact_type="")
+    )
+    assert created is not None
+    assert await _lookup(env) == [created.contact.id]

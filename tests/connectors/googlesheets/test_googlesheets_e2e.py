@@ -92,6 +92,7 @@ class Agent:
             headers=self.auth,
         )
         assert response.status_code == 200, response.text
+        assert "contact" in response.json(), response.text
         return [c["id"] for c in response.json()["contact"] if not c.get("isNewContact")]
 
     async def create_contact(self, phone: str, name: str) -> JsonDict:
@@ -227,3 +228,27 @@ async def test_concurrent_call_logs_get_rows_of_their_own(agent: Agent) -> None:
     for session, log_id in zip(sessions, ids, strict=True):
         assert rows[log_id]["Session Id"] == session
         assert rows[log_id]["Notes"] == f"note {session}"
+
+
+async def test_an_expiring_google_token_is_refreshed_and_the_refresh_token_kept(
+    http: httpx.AsyncClient, _fake_google_server: FakeGoogleSheets
+) -> None:
+    """Google's refresh answer holds no new refresh token: the first one is kept."""
+    fake = _fake_google_server
+    user = Agent(http, fake, fake.add_user("Casey Brook", "casey@example.test"))
+    fake.grants.expires_in = 60  # inside the server's refresh margin from the start
+    try:
+        await user.login()
+    finally:
+        fake.grants.expires_in = 3600
+    refreshes = fake.grants.refresh_calls
+    fake.advance_time(65)  # the fake now refuses the first access token
+    try:
+        phone = new_phone()
+        contact = await user.create_contact(phone, "Maya Patel")
+        assert await user.found(phone) == [contact["id"]]
+    finally:
+        fake.advance_time(-65)
+    assert fake.grants.refresh_calls == refreshes + 1
+    refresh = fake.requests_to("/token", "POST")[-1]
+    assert refresh.form is not None and refresh.form["grant_type"] == "refresh_token"

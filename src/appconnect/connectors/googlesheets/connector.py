@@ -293,7 +293,7 @@ class GoogleSheetsConnector(Connector):
             spreadsheet = await self._spreadsheet(call, create=False)
         except NoSpreadsheet:
             return ContactMatches(successful=False, return_message=_bad_setting())
-        rows = await self._read(call.http, spreadsheet, CONTACTS) if spreadsheet else None
+        rows = await self._read(call, spreadsheet, CONTACTS) if spreadsheet else None
         contacts: list[Contact] = []
         for row in rows.rows if rows is not None else []:
             assert rows is not None
@@ -309,7 +309,7 @@ class GoogleSheetsConnector(Connector):
         except NoSpreadsheet:
             return None
         assert spreadsheet is not None
-        rows = await self._tab(call.http, spreadsheet, CONTACTS)
+        rows = await self._tab(call, spreadsheet, CONTACTS)
         contact_id = new_row_id("C")
         values = {
             "ID": contact_id,
@@ -329,7 +329,7 @@ class GoogleSheetsConnector(Connector):
         """One row of Call Logs; its Session Id finds it again when the answer to the append is lost."""
         spreadsheet = await self._spreadsheet(call, create=True)
         assert spreadsheet is not None
-        rows = await self._tab(call.http, spreadsheet, CALL_LOGS)
+        rows = await self._tab(call, spreadsheet, CALL_LOGS)
         record = log.call
         inbound = record.direction == "Inbound"
         start = parse_time(record.start_time)
@@ -359,7 +359,7 @@ class GoogleSheetsConnector(Connector):
 
     async def find_call_log(self, call: CrmCall, log: CallLogCreate) -> str | None:
         spreadsheet = await self._spreadsheet(call, create=False)
-        rows = await self._read(call.http, spreadsheet, CALL_LOGS) if spreadsheet else None
+        rows = await self._read(call, spreadsheet, CALL_LOGS) if spreadsheet else None
         if rows is None:
             return None
         index = rows.find("Session Id", log.call.session_id)
@@ -367,7 +367,7 @@ class GoogleSheetsConnector(Connector):
 
     async def get_call_log(self, call: CrmCall, ref: CallLogRef) -> CallLogFetched:
         spreadsheet = await self._spreadsheet(call, create=False)
-        rows = await self._read(call.http, spreadsheet, CALL_LOGS) if spreadsheet else None
+        rows = await self._read(call, spreadsheet, CALL_LOGS) if spreadsheet else None
         index = rows.find("ID", ref.log_id) if rows is not None else None
         if rows is None or index is None:
             return CallLogFetched(
@@ -388,7 +388,7 @@ class GoogleSheetsConnector(Connector):
     async def update_call_log(self, call: CrmCall, update: CallLogUpdate) -> CallLogUpdated:
         """The row found by its ID (never by a remembered row number) gets the changed cells, in one write."""
         spreadsheet = await self._spreadsheet(call, create=False)
-        rows = await self._read(call.http, spreadsheet, CALL_LOGS) if spreadsheet else None
+        rows = await self._read(call, spreadsheet, CALL_LOGS) if spreadsheet else None
         index = rows.find("ID", update.log.log_id) if rows is not None else None
         if spreadsheet is None or rows is None or index is None:
             return CallLogUpdated(return_message=ReturnMessage("Call log not found", "warning", 3000))
@@ -421,7 +421,7 @@ class GoogleSheetsConnector(Connector):
         marker (the reference's header row has no column for it)."""
         spreadsheet = await self._spreadsheet(call, create=True)
         assert spreadsheet is not None
-        rows = await self._tab(call.http, spreadsheet, MESSAGE_LOGS)
+        rows = await self._tab(call, spreadsheet, MESSAGE_LOGS)
         subject, body, kind = _message_log(call.user, log)
         zone = user_timezone(call.user)
         when = log.shared.started_at if log.shared is not None and log.shared.started_at else None
@@ -442,7 +442,7 @@ class GoogleSheetsConnector(Connector):
 
     async def find_message_log(self, call: CrmCall, log: MessageLogCreate) -> str | None:
         spreadsheet = await self._spreadsheet(call, create=False)
-        rows = await self._read(call.http, spreadsheet, MESSAGE_LOGS) if spreadsheet else None
+        rows = await self._read(call, spreadsheet, MESSAGE_LOGS) if spreadsheet else None
         if rows is None:
             return None
         needle = _markers(message_marker(log), log.contact.id).strip()
@@ -455,7 +455,7 @@ class GoogleSheetsConnector(Connector):
         """The message goes in before the conversation's END line and the count goes up; a message whose tag
         is already in the cell was appended by an earlier try and is skipped."""
         spreadsheet = await self._spreadsheet(call, create=False)
-        rows = await self._read(call.http, spreadsheet, MESSAGE_LOGS) if spreadsheet else None
+        rows = await self._read(call, spreadsheet, MESSAGE_LOGS) if spreadsheet else None
         index = rows.find("ID", update.log_id.split(".", 1)[0]) if rows is not None else None
         if spreadsheet is None or rows is None or index is None:
             return ReturnMessage("Message log not found", "warning", 3000)
@@ -545,14 +545,22 @@ class GoogleSheetsConnector(Connector):
         )
         return spreadsheet
 
-    async def _read(self, http: CrmHttp, spreadsheet: str, tab: Tab) -> Rows | None:
-        """The whole tab (header first; every column: ZZZ is Sheets' last); None when there is no such tab."""
-        response = await http.request(
-            "GET",
-            _values_path(spreadsheet, f"{tab.a1}!A:ZZZ"),
-            params={"majorDimension": "ROWS"},
-            allow_status=(400,),
-        )
+    async def _read(self, call: CrmCall, spreadsheet: str, tab: Tab) -> Rows | None:
+        """The whole tab (header first; every column: ZZZ is Sheets' last); None when there is no such tab.
+
+        A 404 (the user deleted the spreadsheet) makes this process forget it: the next call looks in Drive.
+        """
+        try:
+            response = await call.http.request(
+                "GET",
+                _values_path(spreadsheet, f"{tab.a1}!A:ZZZ"),
+                params={"majorDimension": "ROWS"},
+                allow_status=(400,),
+            )
+        except CrmHttpError as exc:
+            if exc.status == 404:
+                self._spreadsheets.pop(call.user.crm_user_id, None)
+            raise
         body = response.json()
         if response.status_code == 400:
             message = str((body.get("error") or {}).get("message") or "")
@@ -565,10 +573,11 @@ class GoogleSheetsConnector(Connector):
             return Rows(header=[], rows=[])
         return Rows(header=table[0], rows=table[1:])
 
-    async def _tab(self, http: CrmHttp, spreadsheet: str, tab: Tab) -> Rows:
+    async def _tab(self, call: CrmCall, spreadsheet: str, tab: Tab) -> Rows:
         """The tab, made first if missing, with every column of the reference's header row (missing ones are
         added at the end of row 1, as the reference does)."""
-        rows = await self._read(http, spreadsheet, tab)
+        http = call.http
+        rows = await self._read(call, spreadsheet, tab)
         if rows is None:
             await http.request(
                 "POST",
