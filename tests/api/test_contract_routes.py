@@ -27,7 +27,14 @@ def test_manifest_for_unknown_platform_is_refused(client: httpx.Client) -> None:
     response = client.get("/crmManifest", params={"platformName": "nosuchcrm"})
     assert response.status_code == 400 and response.text == "Platform not found"
     everything = client.get("/crmManifest").json()
-    assert set(everything["platforms"]) == {"testcrm", "pipedrive", "clio", "insightly", "redtail", "googleSheets"}
+    assert set(everything["platforms"]) == {
+        "testcrm",
+        "pipedrive",
+        "clio",
+        "insightly",
+        "redtail",
+        "googleSheets",
+    }
 
 
 def test_version_and_release_notes(client: httpx.Client) -> None:

@@ -24,7 +24,14 @@ def test_two_connectors_for_one_platform_are_refused() -> None:
 
 def test_discovery_finds_the_built_ins_through_entry_points_once() -> None:
     registry = ConnectorRegistry.discover(environ={})
-    assert sorted(registry.platforms()) == ["clio", "googleSheets", "insightly", "pipedrive", "redtail", "testcrm"]
+    assert sorted(registry.platforms()) == [
+        "clio",
+        "googleSheets",
+        "insightly",
+        "pipedrive",
+        "redtail",
+        "testcrm",
+    ]
 
 
 def test_connector_settings_come_from_prefixed_variables() -> None:
