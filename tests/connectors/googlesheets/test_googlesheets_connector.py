@@ -170,6 +170,11 @@ async def test_a_setting_that_is_no_spreadsheet_url_is_a_warning(env: Env) -> No
     found = await env.connector.find_contact(call, ContactLookup(phone_number=PHONE))
     assert not found.successful
     assert found.return_message is not None and "not a spreadsheet" in found.return_message.message
+    logged = await env.connector.create_call_log(call, _call_log("C1"))
+    assert logged.log_id is None
+    assert logged.return_message is not None and logged.return_message.message_type == "warning"
+    assert await env.connector.find_call_log(call, _call_log("C1")) is None
+    assert env.fake.spreadsheets_of(env.fake.login_sub) == []  # nothing made elsewhere
 
 
 def test_spreadsheet_ids_are_read_from_urls_and_bare_ids() -> None:
@@ -412,6 +417,8 @@ async def test_message_log_and_its_appends(env: Env) -> None:
 
 async def test_two_first_uses_at_once_leave_one_spreadsheet_holding_both_contacts(env: Env) -> None:
     """Both find no spreadsheet and both create one: the oldest is kept by both, the other deleted."""
+    # each creation takes Google a second, so the other use's Drive search (sent at once) finds nothing yet
+    env.fake.inject(delay=1.0, times=2, path_prefix="/v4/spreadsheets", method="POST")
     created = await asyncio.gather(
         env.connector.create_contact(env.call, NewContact(phone_number=PHONE, name="First", contact_type="")),
         GoogleSheetsConnector(env.connector.config).create_contact(

@@ -327,7 +327,10 @@ class GoogleSheetsConnector(Connector):
 
     async def create_call_log(self, call: CrmCall, log: CallLogCreate) -> LogResult:
         """One row of Call Logs; its Session Id finds it again when the answer to the append is lost."""
-        spreadsheet = await self._spreadsheet(call, create=True)
+        try:
+            spreadsheet = await self._spreadsheet(call, create=True)
+        except NoSpreadsheet:
+            return LogResult(None, _bad_setting())
         assert spreadsheet is not None
         rows = await self._tab(call, spreadsheet, CALL_LOGS)
         record = log.call
@@ -358,16 +361,14 @@ class GoogleSheetsConnector(Connector):
         return LogResult(str(values["ID"]), ReturnMessage("Call logged", "success", 2000))
 
     async def find_call_log(self, call: CrmCall, log: CallLogCreate) -> str | None:
-        spreadsheet = await self._spreadsheet(call, create=False)
-        rows = await self._read(call, spreadsheet, CALL_LOGS) if spreadsheet else None
-        if rows is None:
+        rows = await self._existing(call, CALL_LOGS)
+        index = rows.find("Session Id", log.call.session_id) if rows is not None else None
+        if rows is None or index is None:
             return None
-        index = rows.find("Session Id", log.call.session_id)
-        return rows.cell(rows.rows[index], "ID") or None if index is not None else None
+        return rows.cell(rows.rows[index], "ID") or None
 
     async def get_call_log(self, call: CrmCall, ref: CallLogRef) -> CallLogFetched:
-        spreadsheet = await self._spreadsheet(call, create=False)
-        rows = await self._read(call, spreadsheet, CALL_LOGS) if spreadsheet else None
+        rows = await self._existing(call, CALL_LOGS)
         index = rows.find("ID", ref.log_id) if rows is not None else None
         if rows is None or index is None:
             return CallLogFetched(
@@ -387,7 +388,10 @@ class GoogleSheetsConnector(Connector):
 
     async def update_call_log(self, call: CrmCall, update: CallLogUpdate) -> CallLogUpdated:
         """The row found by its ID (never by a remembered row number) gets the changed cells, in one write."""
-        spreadsheet = await self._spreadsheet(call, create=False)
+        try:
+            spreadsheet = await self._spreadsheet(call, create=False)
+        except NoSpreadsheet:
+            return CallLogUpdated(return_message=_bad_setting())
         rows = await self._read(call, spreadsheet, CALL_LOGS) if spreadsheet else None
         index = rows.find("ID", update.log.log_id) if rows is not None else None
         if spreadsheet is None or rows is None or index is None:
@@ -419,7 +423,10 @@ class GoogleSheetsConnector(Connector):
     async def create_message_log(self, call: CrmCall, log: MessageLogCreate) -> LogResult:
         """One row of Message Logs per conversation and day; its Message cell ends with the conversation's
         marker (the reference's header row has no column for it)."""
-        spreadsheet = await self._spreadsheet(call, create=True)
+        try:
+            spreadsheet = await self._spreadsheet(call, create=True)
+        except NoSpreadsheet:
+            return LogResult(None, _bad_setting())
         assert spreadsheet is not None
         rows = await self._tab(call, spreadsheet, MESSAGE_LOGS)
         subject, body, kind = _message_log(call.user, log)
@@ -441,8 +448,7 @@ class GoogleSheetsConnector(Connector):
         return LogResult(str(values["ID"]), ReturnMessage("Message logged", "success", 1000))
 
     async def find_message_log(self, call: CrmCall, log: MessageLogCreate) -> str | None:
-        spreadsheet = await self._spreadsheet(call, create=False)
-        rows = await self._read(call, spreadsheet, MESSAGE_LOGS) if spreadsheet else None
+        rows = await self._existing(call, MESSAGE_LOGS)
         if rows is None:
             return None
         needle = _markers(message_marker(log), log.contact.id).strip()
@@ -454,7 +460,10 @@ class GoogleSheetsConnector(Connector):
     async def update_message_log(self, call: CrmCall, update: MessageLogUpdate) -> ReturnMessage | None:
         """The message goes in before the conversation's END line and the count goes up; a message whose tag
         is already in the cell was appended by an earlier try and is skipped."""
-        spreadsheet = await self._spreadsheet(call, create=False)
+        try:
+            spreadsheet = await self._spreadsheet(call, create=False)
+        except NoSpreadsheet:
+            return _bad_setting()
         rows = await self._read(call, spreadsheet, MESSAGE_LOGS) if spreadsheet else None
         index = rows.find("ID", update.log_id.split(".", 1)[0]) if rows is not None else None
         if spreadsheet is None or rows is None or index is None:
@@ -544,6 +553,15 @@ class GoogleSheetsConnector(Connector):
             http, spreadsheet, [{"range": f"{tab.a1}!A1", "values": [list(tab.header)]} for tab in TABS]
         )
         return spreadsheet
+
+    async def _existing(self, call: CrmCall, tab: Tab) -> Rows | None:
+        """The tab of the user's spreadsheet; None when there is none yet, no such tab, or the setting names
+        no spreadsheet (nothing can have been logged there)."""
+        try:
+            spreadsheet = await self._spreadsheet(call, create=False)
+        except NoSpreadsheet:
+            return None
+        return await self._read(call, spreadsheet, tab) if spreadsheet else None
 
     async def _read(self, call: CrmCall, spreadsheet: str, tab: Tab) -> Rows | None:
         """The whole tab (header first; every column: ZZZ is Sheets' last); None when there is no such tab.
