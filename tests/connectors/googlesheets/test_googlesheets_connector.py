@@ -447,3 +447,20 @@ async def test_a_deleted_spreadsheet_is_looked_for_again(env: Env) -> None:
     )
     assert created is not None
     assert await _lookup(env) == [created.contact.id]
+
+
+async def test_a_number_a_user_typed_without_its_plus_is_still_found(env: Env) -> None:
+    """Typed into the sheet, `+1 415…` becomes the number 14155550142 (Sheets' own parsing); the lookup
+    compares numbers, not text, so the row is found (the reference's exact comparison misses it)."""
+    await env.connector.create_contact(
+        env.call, NewContact(phone_number="+14155550100", name="A", contact_type="")
+    )
+    sid = env.spreadsheet()
+    await env.call.http.request(
+        "POST",
+        f"/v4/spreadsheets/{sid}/values/Contacts!A1:append",
+        params={"valueInputOption": "USER_ENTERED"},
+        json={"values": [["C-typed", sid, "Typed By Hand", "+14155550142"]]},
+    )
+    assert env.fake.rows(sid, "Contacts")[-1][3] == "14155550142"
+    assert await _lookup(env) == ["C-typed"]
