@@ -252,3 +252,16 @@ async def test_an_expiring_google_token_is_refreshed_and_the_refresh_token_kept(
     assert fake.grants.refresh_calls == refreshes + 1
     refresh = fake.requests_to("/token", "POST")[-1]
     assert refresh.form is not None and refresh.form["grant_type"] == "refresh_token"
+
+
+async def test_the_manifest_carries_the_client_id_and_the_sheet_setting_never_the_secret(
+    http: httpx.AsyncClient, _fake_google_server: FakeGoogleSheets
+) -> None:
+    response = await http.get("/crmManifest", params={"platformName": "googleSheets"})
+    assert response.status_code == 200
+    entry = response.json()["platforms"]["googleSheets"]
+    assert entry["auth"]["oauth"]["clientId"] == CLIENT_ID
+    assert entry["auth"]["oauth"]["redirectUri"] == _fake_google_server.redirect_uri
+    assert "drive.file" in entry["auth"]["oauth"]["scope"]
+    assert [s["id"] for s in entry["settings"]] == ["googleSheetsUrl"]
+    assert "fake-google-secret" not in response.text
