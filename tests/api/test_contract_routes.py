@@ -36,6 +36,7 @@ def test_manifest_for_unknown_platform_is_refused(client: httpx.Client) -> None:
         "vinsolutions",
         "bullhorn",
         "netsuite",
+        "googleSheets",
     }
 
 

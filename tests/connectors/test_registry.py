@@ -27,6 +27,7 @@ def test_discovery_finds_the_built_ins_through_entry_points_once() -> None:
     assert sorted(registry.platforms()) == [
         "bullhorn",
         "clio",
+        "googleSheets",
         "insightly",
         "netsuite",
         "pipedrive",

@@ -23,6 +23,7 @@ class DuplicatePlatformError(RuntimeError):
 def _builtin_classes() -> list[type[Connector]]:
     from appconnect.connectors.bullhorn import BullhornConnector
     from appconnect.connectors.clio import ClioConnector
+    from appconnect.connectors.googlesheets import GoogleSheetsConnector
     from appconnect.connectors.insightly import InsightlyConnector
     from appconnect.connectors.netsuite import NetSuiteConnector
     from appconnect.connectors.pipedrive import PipedriveConnector
@@ -39,6 +40,7 @@ def _builtin_classes() -> list[type[Connector]]:
         VinSolutionsConnector,
         BullhornConnector,
         NetSuiteConnector,
+        GoogleSheetsConnector,
     ]
 
 
