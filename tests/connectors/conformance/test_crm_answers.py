@@ -297,6 +297,9 @@ def _unthrottled(target: ConformanceTarget) -> None:
     """The fuzz calls fast: the fake's own rate limit (which a reset restores) must not be what answers."""
     if isinstance(target, FakeCrmTarget):
         target.fake.rate_limit.limit = 10**9
+        search_limit = getattr(target.fake, "search_rate_limit", None)  # a fake with a limit of its searches
+        if search_limit is not None:
+            search_limit.limit = 10**9
 
 
 _FUZZ = settings(
