@@ -183,7 +183,7 @@ async def test_no_window_sees_more_than_the_figure_across_real_processes(stores:
     grant times hold at most the figure in any window of the limit's length."""
     store = REDIS_URL if stores.kind == "redis" else stores.database_url
     key = f"pipedrive:processes-{uuid.uuid4().hex}"
-    start_at = f"{time.time() + 2.0:.3f}"  # all three are running by then
+    start_at = f"{time.time() + 5.0:.3f}"  # all three are running by then, even on a loaded machine
     args = ["-m", "tests.support.rate_limit_process", store, key, "10", "0.5", start_at, "1.5"]
     processes = [
         await asyncio.create_subprocess_exec(
@@ -194,7 +194,8 @@ async def test_no_window_sees_more_than_the_figure_across_real_processes(stores:
     outputs = [await asyncio.wait_for(p.communicate(), timeout=60) for p in processes]
     assert [p.returncode for p in processes] == [0, 0, 0], [err.decode()[-2000:] for _out, err in outputs]
     granted = [at for out, _err in outputs for at in json.loads(out)]
-    assert all(json.loads(out) for out, _err in outputs)  # every process was granted some
+    # the store was shared for real: more than one process was granted calls (fairness is not promised)
+    assert sum(1 for out, _err in outputs if json.loads(out)) >= 2
     assert len(granted) > 10
     assert busiest_window(granted, 0.5) <= 10
 
