@@ -16,7 +16,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 # re-exported: a connector imports everything it needs from this module
 from appconnect.outbound.types import CrmAnswerError as CrmAnswerError
@@ -404,6 +404,25 @@ class SharedConversation:
     started_at: str | None = None
 
 
+@dataclass(slots=True, frozen=True)
+class MediaFile:
+    """A RingCentral attachment of a message (an MMS image, a fax document) a connector may copy into the CRM."""
+
+    uri: str
+    content_type: str
+
+
+class MediaFetcher(Protocol):
+    """Downloads a :class:`MediaFile` from RingCentral as the user (the flow holds the user's RingCentral
+    token; a connector never sees it). Raises :class:`MediaUnavailable` when it cannot."""
+
+    async def fetch(self, media: MediaFile) -> bytes: ...
+
+
+class MediaUnavailable(Exception):
+    """The attachment could not be downloaded: a host not allowed, too large, no token, RingCentral failed."""
+
+
 @dataclass(slots=True)
 class MessageLogCreate:
     contact: ContactRef
@@ -420,6 +439,11 @@ class MessageLogCreate:
     correspondents: list[str] = field(default_factory=list)
     #: set for a shared SMS: write `shared.subject` and `shared.body` instead of composing from `message`
     shared: SharedConversation | None = None
+    #: the message's image or fax document, and how to download it (None: the client sent no RingCentral
+    #: token, so only the links can be written)
+    image: MediaFile | None = None
+    fax: MediaFile | None = None
+    media: MediaFetcher | None = None
 
 
 @dataclass(slots=True)
@@ -432,6 +456,8 @@ class MessageLogUpdate:
     image_link: str | None = None
     #: set for a shared SMS: replace the activity's text with `shared.body` (keeping the connector's markers)
     shared: SharedConversation | None = None
+    image: MediaFile | None = None
+    media: MediaFetcher | None = None
 
 
 @dataclass(slots=True)
