@@ -86,9 +86,7 @@ class ConnectorRegistry:
     def get(self, platform: str) -> Connector | None:
         connector = self._connectors.get(platform)
         if connector is not None:
-            current_platform.set(
-                platform
-            )  # the label of this task's CRM call metrics (outbound/observe.py)
+            current_platform.set(platform)  # the label of this task's CRM call metrics (outbound/observe.py)
         return connector
 
     def platforms(self) -> list[str]:

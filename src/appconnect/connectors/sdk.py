@@ -153,6 +153,20 @@ class UserView:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+class AccountData(Protocol):
+    """Data of the user's CRM account (activity types, categories) kept in the server's storage, shared by
+    every process and every user of the account, so it is fetched from the CRM once per `max_age`, not per log.
+
+    `get` answers what is stored when it is younger than `max_age` seconds, else calls `fetch` and stores its
+    answer; when `fetch` fails and something is stored, that is answered instead (stale beats failing a log).
+    The second value says whether `fetch` ran just now. `fetch` must answer JSON-serialisable data.
+    """
+
+    async def get(
+        self, key: str, fetch: Callable[[], Awaitable[Any]], *, max_age: float
+    ) -> tuple[Any, bool]: ...
+
+
 @dataclass(slots=True)
 class CrmCall:
     """Everything an interface needs to talk to the CRM for one user."""
@@ -160,6 +174,8 @@ class CrmCall:
     user: UserView
     auth_header: str
     http: CrmHttp
+    #: the account's stored data (None where the server offers no storage: a connector then keeps its own)
+    account_data: AccountData | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -709,6 +725,20 @@ class Connector:
         """The CRM account's active users (id, name, email when the CRM gives it), for the admin's user mapping."""
         raise InterfaceNotImplemented("getUserList")
 
+    #: the keys :meth:`account_data` answers (`GET /accountData?keys=`), as the manifest's `accountDataKey`s
+    account_data_keys: ClassVar[tuple[str, ...]] = ()
+
+    async def account_data(self, call: CrmCall, key: str, *, refresh: bool = False) -> Any:
+        """One of :attr:`account_data_keys` of the user's CRM account (say, the active activity types an admin
+        setting picks from), kept in `call.account_data`; `refresh` fetches it from the CRM again."""
+        raise InterfaceNotImplemented("getAccountData")
+
+    async def setting_options(self, call: CrmCall) -> dict[str, list[JsonDict]]:
+        """The options of the manifest's settings marked `dynamicOptions`, read from the CRM (`{id, name}`
+        each, by setting id): the server puts them into the settings it answers, so the user picks among
+        what the CRM holds (its categories, its activity types) rather than typing an id."""
+        raise InterfaceNotImplemented("settingOptions")
+
     # --- message logs --------------------------------------------------------------------------------------
 
     async def create_message_log(self, call: CrmCall, log: MessageLogCreate) -> LogResult:
@@ -760,7 +790,7 @@ INTERFACE_METHODS: dict[str, str] = {
 
 #: the interfaces that read CRM answers: each is guarded against answers of an unexpected shape
 GUARDED_METHODS: frozenset[str] = frozenset(
-    {*INTERFACE_METHODS.values(), "find_call_log", "find_message_log"}
+    {*INTERFACE_METHODS.values(), "find_call_log", "find_message_log", "setting_options", "account_data"}
 )
 
 

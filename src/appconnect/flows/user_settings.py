@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from appconnect.flows.account_data import with_setting_options
 from appconnect.flows.common import current_user
 from appconnect.flows.reply import ClientError, Reply
 from appconnect.flows.requests import UserSettingsBody, check_settings_size
@@ -43,7 +44,8 @@ async def get_user_settings(services: Services, claims: SessionClaims, rc_accoun
     if user is None:
         raise ClientError("User not found")
     admin = await services.cache.admin_settings(rc_account_id) if rc_account_id else None
-    return Reply(merge_settings(admin, user.user_settings))
+    merged = merge_settings(admin, user.user_settings)
+    return Reply(await with_setting_options(services, user, merged))
 
 
 async def update_user_settings(services: Services, claims: SessionClaims, body: UserSettingsBody) -> Reply:

@@ -91,3 +91,25 @@ async def test_without_the_setting_times_stay_utc(logged_in: Agent, fake_redtail
     activity = only_activity(fake_redtail)
     assert activity["subject"] == "SMS conversation with Maya Patel - 2026-03-12"
     assert "20:15 UTC" in activity["description"]
+
+
+async def test_the_default_category_offers_redtails_active_categories(
+    logged_in: Agent, fake_redtail: FakeRedtail
+) -> None:
+    await logged_in.http.post(
+        "/user/settings", headers=logged_in.auth, json={"settingKeysToRemove": ["defaultCategory"]}
+    )
+    answered = await logged_in.http.get("/user/settings", headers=logged_in.auth)
+    assert answered.status_code == 200, answered.text
+    default = answered.json()["defaultCategory"]
+    # the stock categories less the deleted one; the manifest's default until the user picks one
+    assert default == {
+        "value": 2,
+        "options": [{"id": 1, "name": "Client"}, {"id": 2, "name": "Prospect"}, {"id": 3, "name": "Service"}],
+    }
+
+    await save_settings(logged_in, {"defaultCategory": 3})
+    picked = (await logged_in.http.get("/user/settings", headers=logged_in.auth)).json()["defaultCategory"]
+    assert picked["value"] == 3 and [o["id"] for o in picked["options"]] == [1, 2, 3]
+    stored = await logged_in.http.post("/user/settings", headers=logged_in.auth, json={"userSettings": {}})
+    assert "options" not in stored.json()["userSettings"]["defaultCategory"]  # read from Redtail, not stored

@@ -484,6 +484,12 @@ class RedtailConnector(Connector):
 
     # --- account -------------------------------------------------------------------------------------------
 
+    async def setting_options(self, call: CrmCall) -> dict[str, list[JsonDict]]:
+        """The default category picks among the database's active categories (`GET /lists/categories`), as the
+        reference fills its `defaultCategory` options."""
+        categories = await self._categories_of(_Api(call))
+        return {"defaultCategory": [{"id": c["const"], "name": c["title"]} for c in categories]}
+
     async def get_user_list(self, call: CrmCall) -> list[CrmUser]:
         """The database's users (`GET /lists/database_users`, as the reference asks), named "First Last";
         Redtail gives no e-mail there."""
