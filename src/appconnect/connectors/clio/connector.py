@@ -693,7 +693,7 @@ class ClioConnector(Connector):
         image: MediaFile | None,
         media: MediaFetcher | None,
         link: str | None,
-        parent: JsonDict,
+        parent: JsonDict | None,
     ) -> str | None:
         """The line an MMS image leaves in the conversation: its Clio document, else the link it came with."""
         if image is None:
@@ -707,13 +707,18 @@ class ClioConnector(Connector):
         return f"[Image link]: {link}" if link else None
 
     async def _upload(
-        self, call: CrmCall, file: MediaFile | None, media: MediaFetcher | None, name: str, parent: JsonDict
+        self,
+        call: CrmCall,
+        file: MediaFile | None,
+        media: MediaFetcher | None,
+        name: str,
+        parent: JsonDict | None,
     ) -> str | None:
         """Copy a RingCentral attachment into Clio Documents under the matter (else the contact); the document's
         link, or None when it could not be copied (the log then carries RingCentral's link, as the reference's
         does). Clio's upload is three steps: create the document (Clio answers where to PUT the bytes and with
         which headers), PUT the bytes there without Clio's token, then mark the version fully uploaded."""
-        if file is None or media is None:
+        if file is None or media is None or parent is None:
             return None
         try:
             content = await media.fetch(file)
@@ -1021,15 +1026,16 @@ def _subscribers(user: UserView) -> list[JsonDict]:
     return [{"user_id": int(user.crm_user_id)}]
 
 
-def _parent_of(contact: ContactRef, submission: JsonDict) -> JsonDict:
-    """Where an uploaded document lives: the chosen matter, else the contact."""
+def _parent_of(contact: ContactRef, submission: JsonDict) -> JsonDict | None:
+    """Where an uploaded document lives: the chosen matter, else the contact (None: neither is a Clio id)."""
     matter = int_or_none(submission.get("matters"))
     if matter is not None:
         return {"id": matter, "type": "Matter"}
-    return {"id": int(contact.id), "type": "Contact"}
+    contact_id = int_or_none(contact.id)
+    return {"id": contact_id, "type": "Contact"} if contact_id is not None else None
 
 
-def _parent(log: MessageLogCreate) -> JsonDict:
+def _parent(log: MessageLogCreate) -> JsonDict | None:
     return _parent_of(log.contact, log.additional_submission)
 
 
