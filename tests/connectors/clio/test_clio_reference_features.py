@@ -172,6 +172,25 @@ async def test_outbound_sms_bills_at_least_the_minimum(agent: Agent, fake_clio: 
     assert sorted(a["quantity"] for a in fake_clio.activities.values()) == [120, 300]
 
 
+async def test_an_adopted_sms_log_gets_its_time_entry_once(agent: Agent, fake_clio: FakeClio) -> None:
+    """The create's answer is lost after Clio wrote the communication (the time entry never sent): the retry
+    adopts the communication and adds the entry; a later retry adds none."""
+    await save_settings(agent, {"smsTimeTrackingEnabled": True})
+    contact, phone = person(fake_clio)
+    sent = sms_message(f"m-{uuid.uuid4().hex[:8]}", phone, "On my way", direction="Outbound")
+    body = conversation_body(f"conv-{uuid.uuid4().hex[:8]}", str(contact["id"]), phone, [sent])
+    fake_clio.inject(500, path_prefix="/api/v4/communications.json", method="POST", when="after")
+    lost = await agent.log_messages(body)
+    assert lost["successful"] is False, lost
+    assert len(fake_clio.communications) == 1 and fake_clio.activities == {}
+    adopted = await agent.log_messages(body)
+    assert adopted["successful"] is True, adopted
+    entry = only(fake_clio.activities)
+    assert entry["communication"]["id"] == only(fake_clio.communications)["id"] and entry["quantity"] == 30
+    again = await agent.log_messages(body)
+    assert again["successful"] is True and len(fake_clio.activities) == 1, again
+
+
 async def test_sms_time_tracking_is_off_by_default(agent: Agent, fake_clio: FakeClio) -> None:
     contact, phone = person(fake_clio)
     sent = sms_message(f"m-{uuid.uuid4().hex[:8]}", phone, "Hello", direction="Outbound")

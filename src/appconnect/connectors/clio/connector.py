@@ -639,7 +639,15 @@ class ClioConnector(Connector):
         return LogResult(created_id, message)
 
     async def find_message_log(self, call: CrmCall, log: MessageLogCreate) -> str | None:
-        return await self._communication_with_marker(call, log.contact.id, message_marker(log))
+        """The communication an unanswered create made, with its SMS time entry added if the create stopped
+        before it (looked for first, so it exists once)."""
+        found = await self._communication_with_marker(call, log.contact.id, message_marker(log))
+        if found is None or log.shared is not None:
+            return found
+        entry = _sms_time_entry(call.user, log.message, log.contact, found, log.additional_submission)
+        if entry is not None and not await self._time_entries_of(call.http, found):
+            await self._time_entry(call.http, entry)
+        return found
 
     async def update_message_log(self, call: CrmCall, update: MessageLogUpdate) -> ReturnMessage | None:
         """Append the message before the conversation's end line and bump the count; skipped when its tag is
