@@ -161,6 +161,16 @@ class Settings(BaseSettings):
         description="how long a call waits for the CRM's window before failing as 429 (as long as a Retry-After)",
     )
 
+    # Message attachments (MMS images, faxes) a connector copies into the CRM: downloaded from these hosts only
+    rc_media_hosts: str = Field(
+        default="media.ringcentral.com,media.devtest.ringcentral.com",
+        description="comma-separated hosts (https) or origins (`scheme://host:port`) attachments are downloaded "
+        "from; any other URL a request names is refused",
+    )
+    rc_media_max_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=1, description="a larger attachment is linked, not copied into the CRM"
+    )
+
     @field_validator("database_url")
     @classmethod
     def _url_options_are_numbers(cls, value: str) -> str:

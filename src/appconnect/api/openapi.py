@@ -457,6 +457,24 @@ def _paths() -> Json:
                 tag="Settings",
             ),
         },
+        "/accountData": {
+            "get": _operation(
+                "getAccountData",
+                "Account-level CRM data (e.g. Pipedrive's activity types), stored per account and refreshed",
+                {
+                    "allOf": [
+                        _ref("Envelope"),
+                        {"type": "object", "properties": {"data": {"type": "object"}}},
+                    ]
+                },
+                jwt=True,
+                params=[
+                    _param("keys", "Comma-separated account data keys", required=True),
+                    _param("forceRefresh", "Fetch from the CRM again", schema=_TRUE_FALSE),
+                ],
+                tag="Settings",
+            )
+        },
         "/user/preloadSettings": {
             "get": _operation(
                 "preloadSettings",

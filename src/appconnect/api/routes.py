@@ -19,7 +19,7 @@ from appconnect.api.http import (
 from appconnect.api.metrics import METRICS_PATH, may_read
 from appconnect.api.openapi import DOCS_CSP, DOCS_INIT_JS, DOCS_PATH, OPENAPI_PATH, build_openapi, docs_page
 from appconnect.connectors.sdk import INTERFACE_METHODS, implements
-from appconnect.flows import admin, call_logs, contacts, login, message_logs, user_settings
+from appconnect.flows import account_data, admin, call_logs, contacts, login, message_logs, user_settings
 from appconnect.flows.common import current_user
 from appconnect.flows.reply import ClientError
 from appconnect.flows.requests import (
@@ -300,6 +300,17 @@ async def post_user_settings(request: Request) -> Response:
     claims = caller_of(request).require(invalid_text="Unknown platform")
     body = await parse_body(request, UserSettingsBody)
     return respond(request, await user_settings.update_user_settings(services_of(request), claims, body))
+
+
+@router.get("/accountData")
+async def get_account_data(request: Request) -> Response:
+    claims = caller_of(request).require()
+    keys = (request.query_params.get("keys") or "").split(",")
+    force = request.query_params.get("forceRefresh") == "true"
+    reply = await account_data.get_account_data(
+        services_of(request), claims, [k.strip() for k in keys], force_refresh=force
+    )
+    return respond(request, reply)
 
 
 @router.get("/user/preloadSettings")

@@ -16,7 +16,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 # re-exported: a connector imports everything it needs from this module
 from appconnect.outbound.types import CrmAnswerError as CrmAnswerError
@@ -153,6 +153,20 @@ class UserView:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+class AccountData(Protocol):
+    """Data of the user's CRM account (activity types, categories) kept in the server's storage, shared by
+    every process and every user of the account, so it is fetched from the CRM once per `max_age`, not per log.
+
+    `get` answers what is stored when it is younger than `max_age` seconds, else calls `fetch` and stores its
+    answer; when `fetch` fails and something is stored, that is answered instead (stale beats failing a log).
+    The second value says whether `fetch` ran just now. `fetch` must answer JSON-serialisable data.
+    """
+
+    async def get(
+        self, key: str, fetch: Callable[[], Awaitable[Any]], *, max_age: float
+    ) -> tuple[Any, bool]: ...
+
+
 @dataclass(slots=True)
 class CrmCall:
     """Everything an interface needs to talk to the CRM for one user."""
@@ -160,6 +174,8 @@ class CrmCall:
     user: UserView
     auth_header: str
     http: CrmHttp
+    #: the account's stored data (None where the server offers no storage: a connector then keeps its own)
+    account_data: AccountData | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -407,6 +423,25 @@ class SharedConversation:
     started_at: str | None = None
 
 
+@dataclass(slots=True, frozen=True)
+class MediaFile:
+    """A RingCentral attachment of a message (an MMS image, a fax document) a connector may copy into the CRM."""
+
+    uri: str
+    content_type: str
+
+
+class MediaFetcher(Protocol):
+    """Downloads a :class:`MediaFile` from RingCentral as the user (the flow holds the user's RingCentral
+    token; a connector never sees it). Raises :class:`MediaUnavailable` when it cannot."""
+
+    async def fetch(self, media: MediaFile) -> bytes: ...
+
+
+class MediaUnavailable(Exception):
+    """The attachment could not be downloaded: a host not allowed, too large, no token, RingCentral failed."""
+
+
 @dataclass(slots=True)
 class MessageLogCreate:
     contact: ContactRef
@@ -423,6 +458,11 @@ class MessageLogCreate:
     correspondents: list[str] = field(default_factory=list)
     #: set for a shared SMS: write `shared.subject` and `shared.body` instead of composing from `message`
     shared: SharedConversation | None = None
+    #: the message's image or fax document, and how to download it (None: the client sent no RingCentral
+    #: token, so only the links can be written)
+    image: MediaFile | None = None
+    fax: MediaFile | None = None
+    media: MediaFetcher | None = None
 
 
 @dataclass(slots=True)
@@ -435,6 +475,8 @@ class MessageLogUpdate:
     image_link: str | None = None
     #: set for a shared SMS: replace the activity's text with `shared.body` (keeping the connector's markers)
     shared: SharedConversation | None = None
+    image: MediaFile | None = None
+    media: MediaFetcher | None = None
 
 
 @dataclass(slots=True)
@@ -722,6 +764,20 @@ class Connector:
         e.g. the users of the dealer the admin entered; the client searches it, so no paging."""
         raise InterfaceNotImplemented("getManagedAuthOptions")
 
+    #: the keys :meth:`account_data` answers (`GET /accountData?keys=`), as the manifest's `accountDataKey`s
+    account_data_keys: ClassVar[tuple[str, ...]] = ()
+
+    async def account_data(self, call: CrmCall, key: str, *, refresh: bool = False) -> Any:
+        """One of :attr:`account_data_keys` of the user's CRM account (say, the active activity types an admin
+        setting picks from), kept in `call.account_data`; `refresh` fetches it from the CRM again."""
+        raise InterfaceNotImplemented("getAccountData")
+
+    async def setting_options(self, call: CrmCall) -> dict[str, list[JsonDict]]:
+        """The options of the manifest's settings marked `dynamicOptions`, read from the CRM (`{id, name}`
+        each, by setting id): the server puts them into the settings it answers, so the user picks among
+        what the CRM holds (its categories, its activity types) rather than typing an id."""
+        raise InterfaceNotImplemented("settingOptions")
+
     # --- message logs --------------------------------------------------------------------------------------
 
     async def create_message_log(self, call: CrmCall, log: MessageLogCreate) -> LogResult:
@@ -797,7 +853,14 @@ INTERFACE_METHODS: dict[str, str] = {
 
 #: the interfaces that read CRM answers: each is guarded against answers of an unexpected shape
 GUARDED_METHODS: frozenset[str] = frozenset(
-    {*INTERFACE_METHODS.values(), "find_call_log", "find_message_log", "get_managed_auth_options"}
+    {
+        *INTERFACE_METHODS.values(),
+        "find_call_log",
+        "find_message_log",
+        "get_managed_auth_options",
+        "setting_options",
+        "account_data",
+    }
 )
 
 

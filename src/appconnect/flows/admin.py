@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints,
 
 from appconnect.connectors.sdk import CrmHttpError, LicenseStatus, implements
 from appconnect.flows import oauth
+from appconnect.flows.account_data import with_setting_options
 from appconnect.flows.common import account_scope, active_user, connector_for, current_user
 from appconnect.flows.errors import warning
 from appconnect.flows.reply import ClientError, Reply
@@ -139,7 +140,7 @@ async def get_user_settings(services: Services, claims: SessionClaims, token: st
             logger.info("RingCentral identity check failed, settings served without the admin's: %s", exc)
         else:
             admin = await services.admin_settings.get(account_key(services, identity))
-    return Reply(merge_settings(admin, user.user_settings))
+    return Reply(await with_setting_options(services, user, merge_settings(admin, user.user_settings)))
 
 
 # --- licence, refresh, notes ------------------------------------------------------------------------------------

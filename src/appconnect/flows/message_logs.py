@@ -9,6 +9,7 @@ from appconnect.connectors.sdk import (
     ContactRef,
     CrmHttpError,
     InterfaceNotImplemented,
+    MediaFile,
     Message,
     MessageLogCreate,
     MessageLogUpdate,
@@ -29,6 +30,7 @@ from appconnect.flows.delivery import (
     stale_window,
 )
 from appconnect.flows.errors import crm_error_message, warning
+from appconnect.flows.media import RingCentralMedia
 from appconnect.flows.reply import Reply, envelope
 from appconnect.flows.requests import MessageBody, MessageLogBody, party_of
 from appconnect.flows.services import Services
@@ -58,6 +60,18 @@ def _attachment_link(body: MessageBody, kind: str) -> str | None:
             attachment.get("link") or attachment.get("uri"), str
         ):
             return str(attachment.get("link") or attachment.get("uri"))
+    return None
+
+
+def _attachment_file(body: MessageBody, kind: str, content_prefix: str = "") -> MediaFile | None:
+    """The first attachment of `kind` (and content type) with a download URI, for a connector to copy."""
+    for attachment in body.attachments or []:
+        uri, content_type = attachment.get("uri"), attachment.get("contentType")
+        if attachment.get("type") != kind or not isinstance(uri, str) or not uri:
+            continue
+        if not isinstance(content_type, str) or not content_type.startswith(content_prefix):
+            continue
+        return MediaFile(uri=uri, content_type=content_type)
     return None
 
 
@@ -115,6 +129,7 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
     needs_attention = False
     last_message: ReturnMessage | None = None
     others = await _correspondent_names(services, user, body) if group else []
+    media = RingCentralMedia(services, info.rc_access_token) if info.rc_access_token else None
 
     def create_of(message_body: MessageBody) -> MessageLogCreate:
         return MessageLogCreate(
@@ -127,6 +142,9 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
             fax_doc_link=_attachment_link(message_body, "RenderedDocument"),
             image_link=_attachment_link(message_body, "MmsAttachment"),
             correspondents=others,
+            image=_attachment_file(message_body, "MmsAttachment", "image/"),
+            fax=_attachment_file(message_body, "RenderedDocument"),
+            media=media,
         )
 
     try:
@@ -175,6 +193,8 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
                                 conversation_log_id=conversation_log_id,
                                 additional_submission=body.additional_submission or {},
                                 image_link=_attachment_link(message_body, "MmsAttachment"),
+                                image=_attachment_file(message_body, "MmsAttachment", "image/"),
+                                media=media,
                             ),
                         )
                     except CrmHttpError as exc:

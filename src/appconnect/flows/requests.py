@@ -266,6 +266,9 @@ class MessageLogInfoBody(_Body):
     assignee: dict[str, Any] | None = None
     creation_time: StrictStr | StrictInt | None = Field(default=None, alias="creationTime")
     entities: list[dict[str, Any]] | None = None
+    #: the user's RingCentral token, to download attachments (images, faxes) into the CRM; never stored (the
+    #: retry queue keeps the request without it: a replay links the attachment instead)
+    rc_access_token: StrictStr | None = Field(default=None, alias="rcAccessToken", exclude=True, repr=False)
 
 
 class MessageLogBody(_Body):

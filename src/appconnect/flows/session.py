@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from appconnect.connectors.sdk import Connector, CrmCall, UserView
 from appconnect.flows import oauth
+from appconnect.flows.account_store import StoredAccountData
+from appconnect.flows.common import account_scope
 from appconnect.flows.services import Services
 from appconnect.outbound.client import CrmHttpClient
 from appconnect.store.users import UserRecord
@@ -88,4 +90,5 @@ async def open_session(services: Services, connector: Connector, user: UserRecor
         retry=services.retry_policy(),
         limiter=services.account_limiter(connector, view),
     )
-    return CrmCall(view, auth_header, http)
+    account_data = StoredAccountData(services.cache, account_scope(user), user.platform)
+    return CrmCall(view, auth_header, http, account_data)

@@ -386,14 +386,14 @@ class CrmHttpClient:
         auth: bool = True,
         allow_status: tuple[int, ...] = (),
         idempotent: bool = False,
+        content: bytes | None = None,
     ) -> CrmResponse:
         method = method.upper()
         full_url = self._url(url)
         safe_url = _redact_query(full_url)
-        content: bytes | None = None
-        if json is not None:
+        if content is None and json is not None:
             content = orjson.dumps(json)
-        elif data is not None:
+        elif content is None and data is not None:
             content = urlencode(data).encode()
         send_headers = self._headers(
             auth, headers, json=json is not None, form=json is None and data is not None

@@ -65,7 +65,8 @@ class CrmResponse(Protocol):
 class CrmHttp(Protocol):
     """An HTTP client bound to one user's CRM session: the auth header is already applied.
 
-    `url` is absolute, or relative to `base_url`. `auth=False` sends no Authorization header (a connector that
+    `url` is absolute, or relative to `base_url`. `content` sends raw bytes as the body (a file upload; the
+    caller names its type in `headers`). `auth=False` sends no Authorization header (a connector that
     needs a different one passes it in `headers`). Non-2xx answers raise :class:`CrmHttpError` unless listed in
     `allow_status`. GET/HEAD are retried after 502/503/504 and lost connections; a write is retried only when
     it cannot have reached the CRM (connect error, 429), unless the connector passes `idempotent=True` (a
@@ -86,6 +87,7 @@ class CrmHttp(Protocol):
         auth: bool = True,
         allow_status: tuple[int, ...] = (),
         idempotent: bool = False,
+        content: bytes | None = None,
     ) -> CrmResponse: ...
 
     async def get_json(self, url: str, *, params: dict[str, Any] | None = None) -> Any: ...

@@ -79,6 +79,11 @@ class CreatedRecord:
     version: Any
 
 
+def account_data_key(key: str) -> str:
+    """The `account_data` key of a connector's account-level data (apart from the lookup answers)."""
+    return f"data-{key}"
+
+
 def contacts_key(phone: str) -> str:
     """The `account_data` key of a number's cached lookup answer."""
     return f"contact-{phone}"
@@ -107,6 +112,19 @@ class AccountCache:
         now = self._fast.stamp(datetime.now(UTC))
         await self._fast.run(
             _PUT_CONTACTS, account_id, platform, contacts_key(phone), to_json(contacts), now, now
+        )
+
+    async def get_account_data(self, account_id: str, platform: str, key: str) -> tuple[Any, datetime] | None:
+        """A connector's stored account data and when it was stored, or None."""
+        row = await self._fast.one(_GET_CONTACTS, account_id, platform, account_data_key(key))
+        if row is None or row["data"] is None:
+            return None
+        return from_json(row["data"]), self._fast.when(row["updated_at"]) or datetime.now(UTC)
+
+    async def put_account_data(self, account_id: str, platform: str, key: str, data: Any) -> None:
+        now = self._fast.stamp(datetime.now(UTC))
+        await self._fast.run(
+            _PUT_CONTACTS, account_id, platform, account_data_key(key), to_json(data), now, now
         )
 
     async def drop_contacts(self, account_id: str, platform: str, phone: str) -> None:

@@ -18,7 +18,14 @@ What it holds to, because a connector bug should show up here and not in product
 - lists page with `limit` (at most 200) and `meta.paging.next` absolute URLs: by `page_token` (cursor) in
   Clio's default `id(asc)` order, by `offset` with any other order (Clio's paging documentation: cursor
   paging is for `id(asc)` only), an `order` other than `id(asc)` without `offset` being refused;
-- X-RateLimit-Limit/Remaining/Reset on every API answer, 429 with Retry-After.
+- X-RateLimit-Limit/Remaining/Reset on every API answer, 429 with Retry-After;
+- Documents are uploaded in Clio's three steps: `POST documents` (name and a Matter or Contact parent) answers
+  the version's `uuid`, `put_url` and `put_headers`; the bytes are PUT to `put_url` (the storage bucket, played
+  here under `/bucket/`) with exactly those headers and without Clio's token; `PATCH documents/{id}` with the
+  uuid and `fully_uploaded: true` completes it, only once the bytes arrived.
+
+It also plays RingCentral's media host (`/restapi/v1.0/account/~/extension/~/message-store/...`): attachments
+registered with `add_media` are served to the Bearer token `rc_token` only.
 """
 
 from __future__ import annotations
@@ -118,6 +125,19 @@ _COMMUNICATION_KEYS = frozenset(
         "notification_event_subscribers",
     }
 )
+DOCUMENT_VERSION_SCHEMA = frozenset(
+    {"id", "etag", "uuid", "put_url", "put_headers", "fully_uploaded", "size"}
+)
+DOCUMENT_SCHEMA: dict[str, frozenset[str] | None] = {
+    **dict.fromkeys(("id", "etag", "name", "content_type", "received_at", "created_at"), _SCALAR),
+    "parent": frozenset({"id", "etag", "type"}),
+    "latest_document_version": DOCUMENT_VERSION_SCHEMA,
+}
+_DOCUMENT_KEYS = frozenset({"name", "parent", "received_at", "content_type"})
+_DOCUMENT_PATCH_KEYS = frozenset({"name", "parent", "uuid", "fully_uploaded", "received_at"})
+#: what the storage bucket requires of every upload (Clio answers them as `put_headers`)
+BUCKET_HEADERS = {"x-amz-server-side-encryption": "AES256", "x-amz-meta-clio": "document"}
+MEDIA_PATH = "/restapi/v1.0/account/~/extension/~/message-store/{message}/content/{attachment}"
 _ACTIVITY_KEYS = frozenset({"type", "quantity", "date", "note", "non_billable", "communication", "matter"})
 #: paging parameters every list takes (Clio's paging documentation)
 _PAGING = frozenset({"fields", "limit", "page_token", "order", "offset"})
@@ -263,6 +283,12 @@ class FakeClio(FakeCrm):
         self.relationships: dict[int, JsonDict] = {}
         self.communications: dict[int, JsonDict] = {}
         self.activities: dict[int, JsonDict] = {}
+        self.documents: dict[int, JsonDict] = {}
+        #: bytes the bucket received, by version uuid
+        self.uploads: dict[str, bytes] = {}
+        #: RingCentral's media: (message id, attachment id) -> (content type, bytes)
+        self.media: dict[tuple[str, str], tuple[str, bytes]] = {}
+        self.rc_token = "rc-access-token-1"
 
     def reset_requests(self) -> None:
         """Forget the requests seen so far (a test counting the calls of one step)."""
@@ -385,6 +411,10 @@ class FakeClio(FakeCrm):
             ),
             FakeRoute("POST", "/api/v4/activities.json", strict(one, self._create_activity)),
             FakeRoute("PATCH", "/api/v4/activities/{id}.json", strict(one, self._patch_activity)),
+            FakeRoute("POST", "/api/v4/documents.json", strict(one, self._create_document)),
+            FakeRoute("PATCH", "/api/v4/documents/{id}.json", strict(one, self._patch_document)),
+            FakeRoute("PUT", "/bucket/{uuid}", strict(frozenset(), self._bucket_put), auth=False),
+            FakeRoute("GET", MEDIA_PATH, strict(frozenset(), self._media), auth=False),
         ]
 
     def authenticate(self, request: FakeRequest) -> bool:
@@ -836,6 +866,95 @@ class FakeClio(FakeCrm):
             self._apply_activity(updated, data)
             record.update(updated)
             return self._one(request, record, ACTIVITY_SCHEMA)
+
+    # --- documents -----------------------------------------------------------------------------------------
+
+    def add_media(self, content_type: str, content: bytes) -> str:
+        """An attachment on RingCentral's media host; its URI (as a message's `attachments[].uri` names it)."""
+        with self._lock:
+            message = str(self.next_id("rc-message", 9000))
+            self.media[(message, "1")] = (content_type, content)
+        return f"{self.base_url}/restapi/v1.0/account/~/extension/~/message-store/{message}/content/1"
+
+    async def _media(self, request: FakeRequest) -> Response:
+        if request.headers.get("authorization") != f"Bearer {self.rc_token}":
+            raise HttpError(401, "Invalid token")
+        with self._lock:
+            found = self.media.get((request.path_params["message"], request.path_params["attachment"]))
+        if found is None:
+            raise HttpError(404, "Resource not found")
+        return Response(found[1], media_type=found[0])
+
+    async def _create_document(self, request: FakeRequest) -> Response:
+        data = self._data(request, _DOCUMENT_KEYS)
+        name, parent = data.get("name"), data.get("parent")
+        if not isinstance(name, str) or not name:
+            raise invalid("Name can't be blank")
+        with self._lock:
+            ref = self._document_parent(parent)
+            uuid = f"v{self.next_id('document-version', 1)}-{len(self.documents)}"
+            record: JsonDict = {
+                "id": self.next_id("document", 80000),
+                "etag": '"d"',
+                "name": name,
+                "parent": ref,
+                "created_at": _now_iso(),
+                "received_at": data.get("received_at"),
+                "latest_document_version": {
+                    "id": self.next_id("version", 90000),
+                    "etag": '"v"',
+                    "uuid": uuid,
+                    "put_url": f"{self.base_url}/bucket/{uuid}",
+                    "put_headers": [{"name": k, "value": v} for k, v in BUCKET_HEADERS.items()],
+                    "fully_uploaded": False,
+                    "size": None,
+                },
+            }
+            self.documents[record["id"]] = record
+            return self._one(request, record, DOCUMENT_SCHEMA, status=201)
+
+    def _document_parent(self, parent: Any) -> JsonDict:
+        if not isinstance(parent, dict) or set(parent) != {"id", "type"}:
+            raise invalid("Parent must be {id, type}")
+        table = {"Matter": self.matters, "Contact": self.contacts}.get(str(parent["type"]))
+        if table is None or not isinstance(parent["id"], int) or parent["id"] not in table:
+            raise invalid(f"Parent {parent.get('type')} {parent.get('id')!r} not found")
+        return {"id": parent["id"], "etag": '"p"', "type": parent["type"]}
+
+    async def _bucket_put(self, request: FakeRequest) -> Response:
+        if "authorization" in request.headers:
+            raise HttpError(400, "The bucket takes a signed URL, not a credential")
+        for name, value in BUCKET_HEADERS.items():
+            if request.headers.get(name) != value:
+                raise HttpError(403, "SignatureDoesNotMatch")
+        body = await request.raw.body()
+        if not body:
+            raise HttpError(400, "Empty upload")
+        with self._lock:
+            uuid = request.path_params["uuid"]
+            if not any(d["latest_document_version"]["uuid"] == uuid for d in self.documents.values()):
+                raise HttpError(404, "NoSuchKey")
+            self.uploads[uuid] = body
+        return Response(b"", status_code=200)
+
+    async def _patch_document(self, request: FakeRequest) -> Response:
+        data = self._data(request, _DOCUMENT_PATCH_KEYS)
+        with self._lock:
+            record = self.documents.get(request.path_int("id"))
+            if record is None:
+                raise HttpError(404, "Document not found")
+            version = record["latest_document_version"]
+            if "uuid" in data and data["uuid"] != version["uuid"]:
+                raise invalid("Uuid does not match the latest version")
+            if data.get("fully_uploaded") is True:
+                uploaded = self.uploads.get(version["uuid"])
+                if uploaded is None:
+                    raise invalid("The document version has not been uploaded")
+                version["fully_uploaded"] = True
+                version["size"] = len(uploaded)
+            if "name" in data:
+                record["name"] = data["name"]
+            return self._one(request, record, DOCUMENT_SCHEMA)
 
 
 def strict(allowed: frozenset[str], handler: Handler) -> Handler:

@@ -478,7 +478,8 @@ async def test_time_entries_follow_the_settings(env: Env) -> None:
         "billableStatus": [
             {"const": "billable", "title": "Billable"},
             {"const": "non-billable", "title": "Non-billable"},
-        ]
+        ],
+        "logTimeEntry": False,  # the form's tick starts from the user's setting
     }
 
 

@@ -7,6 +7,7 @@ the token exchange uses. Every request body is wrapped in `{"data": ...}` and ev
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
@@ -57,6 +58,9 @@ from appconnect.connectors.sdk import (
     LimitRule,
     LoginRequest,
     LogResult,
+    MediaFetcher,
+    MediaFile,
+    MediaUnavailable,
     Message,
     MessageLogCreate,
     MessageLogUpdate,
@@ -71,6 +75,7 @@ from appconnect.connectors.sdk import (
 )
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 #: Clio's hosts and the config prefix of each region's developer application (`eu_client_id`, ...)
 REGIONS: dict[str, str] = {
@@ -396,7 +401,11 @@ class ClioConnector(Connector):
                     email=email if isinstance(email, str) and email else None,
                     created_date=record.get("created_at"),
                     most_recent_activity_date=record.get("updated_at"),
-                    additional_info={**({"matters": options} if options else {}), **BILLABLE_CHOICES},
+                    additional_info={
+                        **({"matters": options} if options else {}),
+                        **BILLABLE_CHOICES,
+                        "logTimeEntry": _time_entries_on(call.user),
+                    },
                 )
             )
         return contacts
@@ -472,6 +481,7 @@ class ClioConnector(Connector):
             "received_at": iso_utc(parse_time(record.start_time)),
             "senders": [contact_party if inbound else user_party],
             "receivers": [user_party if inbound else contact_party],
+            "notification_event_subscribers": _subscribers(call.user),
         }
         data.update(_matter(log.additional_submission))
         created = await self._create_communication(call.http, data)
@@ -544,7 +554,11 @@ class ClioConnector(Connector):
         await _patch(call.http, f"/api/v4/communications/{log_id}.json", data)
         message = ReturnMessage("Call log updated.", "success", 2000)
         seconds = call_seconds(update.duration)
-        wanted = update.duration is not None and _time_entries_on(call.user) and seconds > 0
+        wanted = (
+            update.duration is not None
+            and _log_time_entry(call.user, update.additional_submission)
+            and seconds > 0
+        )
         if wanted and not await self._update_time_entry(call.http, log_id, seconds):
             message = _time_entry_warning("Call log updated.")
         return CallLogUpdated(updated_note=update.composed_log_details, return_message=message)
@@ -574,14 +588,20 @@ class ClioConnector(Connector):
         elif log.recording_link:
             subject = f"Voicemail left by {contact.name} - {local:%y/%m/%d}"
             body = f"{subject}\nVoicemail recording link: {log.recording_link}\n\n--- Created via RingCentral App Connect"
-        elif log.fax_doc_link:
+        elif log.fax_doc_link or log.fax is not None:
             subject = f"Fax document sent from {contact.name} - {local:%y/%m/%d}"
-            body = (
-                f"{subject}\nFax document link: {log.fax_doc_link}\n\n--- Created via RingCentral App Connect"
-            )
+            document = await self._upload(call, log.fax, log.media, _fax_name(log), _parent(log))
+            if document is not None:
+                link = f"Fax uploaded to Clio: {document}"
+            else:
+                link = f"Fax document link: {log.fax_doc_link or ''}"
+            body = f"{subject}\n{link}\n\n--- Created via RingCentral App Connect"
         else:
             subject = f"SMS conversation with {contact.name} - {local:%y/%m/%d}"
-            item = _message_item(log.message, contact, user_name, call.user, log.image_link)
+            image_link = await self._image_link(
+                call, log.message, contact, log.image, log.media, log.image_link, _parent(log)
+            )
+            item = _message_item(log.message, contact, user_name, call.user, image_link)
             body = (
                 "Conversation summary\n"
                 f"{local:%A, %B %d, %Y}\n\n"
@@ -607,13 +627,27 @@ class ClioConnector(Connector):
             "received_at": iso_utc(created),
             "senders": [contact_party if inbound else user_party],
             "receivers": [user_party if inbound else contact_party],
+            "notification_event_subscribers": _subscribers(call.user),
         }
         data.update(_matter(log.additional_submission))
         created_id = await self._create_communication(call.http, data)
-        return LogResult(created_id, ReturnMessage("Message logged", "success", 2000))
+        message = ReturnMessage("Message logged", "success", 2000)
+        if log.shared is None and not await self._sms_time_entry(
+            call, log.message, contact, created_id, log.additional_submission
+        ):
+            message = _time_entry_warning("Message logged")
+        return LogResult(created_id, message)
 
     async def find_message_log(self, call: CrmCall, log: MessageLogCreate) -> str | None:
-        return await self._communication_with_marker(call, log.contact.id, message_marker(log))
+        """The communication an unanswered create made, with its SMS time entry added if the create stopped
+        before it (looked for first, so it exists once)."""
+        found = await self._communication_with_marker(call, log.contact.id, message_marker(log))
+        if found is None or log.shared is not None:
+            return found
+        entry = _sms_time_entry(call.user, log.message, log.contact, found, log.additional_submission)
+        if entry is not None and not await self._time_entries_of(call.http, found):
+            await self._time_entry(call.http, entry)
+        return found
 
     async def update_message_log(self, call: CrmCall, update: MessageLogUpdate) -> ReturnMessage | None:
         """Append the message before the conversation's end line and bump the count; skipped when its tag is
@@ -630,12 +664,111 @@ class ClioConnector(Connector):
         tag = _message_tag(update.message)
         if tag.strip() in body:
             return None
-        item = _message_item(update.message, update.contact, user_name, call.user, update.image_link)
+        parent = _parent_of(update.contact, update.additional_submission)
+        image_link = await self._image_link(
+            call, update.message, update.contact, update.image, update.media, update.image_link, parent
+        )
+        item = _message_item(update.message, update.contact, user_name, call.user, image_link)
         end = _MESSAGES_END if _MESSAGES_END in body else ""
         body = body.replace(end, f"{item}{end}", 1) if end else f"{body}\n{item}"
         body = _COUNTER_RE.sub(lambda m: f"Conversation({int(m.group(1)) + 1} messages)", body, count=1)
         await _patch(call.http, path, {"body": body + tag})
+        log_id = _log_id(update.log_id)
+        if not await self._sms_time_entry(
+            call, update.message, update.contact, log_id, update.additional_submission
+        ):
+            return _time_entry_warning("Message logged.")
         return None
+
+    async def _sms_time_entry(
+        self,
+        call: CrmCall,
+        message: Message,
+        contact: ContactRef,
+        communication_id: str,
+        submission: JsonDict,
+    ) -> bool:
+        """Bill an outbound SMS (the user's SMS time tracking): the typing time, at least the user's minimum.
+        False when Clio did not take it (the message is logged all the same)."""
+        entry = _sms_time_entry(call.user, message, contact, communication_id, submission)
+        return entry is None or await self._time_entry(call.http, entry)
+
+    async def _image_link(
+        self,
+        call: CrmCall,
+        message: Message,
+        contact: ContactRef,
+        image: MediaFile | None,
+        media: MediaFetcher | None,
+        link: str | None,
+        parent: JsonDict | None,
+    ) -> str | None:
+        """The line an MMS image leaves in the conversation: its Clio document, else the link it came with."""
+        if image is None:
+            return link
+        when = parse_time(message.creation_time).astimezone(user_timezone(call.user))
+        extension = image.content_type.partition("/")[2].partition(";")[0] or "img"
+        name = f"{message.direction} Image Message - {contact.name} - {when:%m/%d/%Y}.{extension}"
+        document = await self._upload(call, image, media, name, parent)
+        if document is not None:
+            return f"[Image uploaded to Clio]: {document}"
+        return f"[Image link]: {link}" if link else None
+
+    async def _upload(
+        self,
+        call: CrmCall,
+        file: MediaFile | None,
+        media: MediaFetcher | None,
+        name: str,
+        parent: JsonDict | None,
+    ) -> str | None:
+        """Copy a RingCentral attachment into Clio Documents under the matter (else the contact); the document's
+        link, or None when it could not be copied (the log then carries RingCentral's link, as the reference's
+        does). Clio's upload is three steps: create the document (Clio answers where to PUT the bytes and with
+        which headers), PUT the bytes there without Clio's token, then mark the version fully uploaded."""
+        if file is None or media is None or parent is None:
+            return None
+        try:
+            content = await media.fetch(file)
+        except MediaUnavailable as exc:
+            logger.info("clio: attachment not copied into Documents (%s)", exc)
+            return None
+        try:
+            created = await call.http.request(
+                "POST",
+                "/api/v4/documents.json",
+                params={"fields": "id,latest_document_version{uuid,put_url,put_headers}"},
+                json={"data": {"name": name, "parent": parent}},
+            )
+            data = created.json()["data"]
+            version = data["latest_document_version"]
+            headers = {
+                str(h["name"]): str(h["value"])
+                for h in version.get("put_headers") or []
+                if isinstance(h, dict) and "name" in h and "value" in h
+            }
+            headers.setdefault("Content-Type", file.content_type or "application/octet-stream")
+            put_url = str(version["put_url"])
+            if urlsplit(put_url).scheme not in ("http", "https"):
+                return None
+            await call.http.request(
+                "PUT", put_url, content=content, headers=headers, auth=False, idempotent=True
+            )
+            patched = await call.http.request(
+                "PATCH",
+                f"/api/v4/documents/{int(data['id'])}.json",
+                params={"fields": "id,latest_document_version{fully_uploaded}"},
+                json={"data": {"uuid": version["uuid"], "fully_uploaded": True}},
+                idempotent=True,
+            )
+            done = (patched.json()["data"].get("latest_document_version") or {}).get("fully_uploaded")
+        except (CrmHttpError, LookupError, TypeError, ValueError) as exc:
+            logger.info("clio: attachment not copied into Documents (%s)", type(exc).__name__)
+            return None
+        if done is not True:
+            return None
+        host = clio_host(call.user.hostname) or DEFAULT_HOST
+        return f"https://{host}/nc/#/documents/{int(data['id'])}/details"
 
     # --- account -------------------------------------------------------------------------------------------
 
@@ -818,7 +951,7 @@ def _message_tag(message: Message) -> str:
 def _call_time_entry(user: UserView, log: CallLogCreate, communication_id: str, note: str) -> JsonDict | None:
     """The time entry billing a call's duration on its communication; None when the user bills no time."""
     seconds = call_seconds(log.call.duration)
-    if not _time_entries_on(user) or seconds <= 0:
+    if not _log_time_entry(user, log.additional_submission) or seconds <= 0:
         return None
     entry: JsonDict = {
         "type": "TimeEntry",
@@ -833,15 +966,90 @@ def _call_time_entry(user: UserView, log: CallLogCreate, communication_id: str, 
 
 
 def _time_entries_on(user: UserView) -> bool:
-    return bool(user.setting("clioTimeEntriesEnabled", True))
+    return _truthy(user.setting("clioTimeEntriesEnabled", True))
+
+
+def _truthy(value: Any) -> bool:
+    """A boolean setting or form field as the client may send it (`true`, `"true"`, `"false"`)."""
+    if isinstance(value, str):
+        return value.strip().lower() == "true"
+    return bool(value)
+
+
+def _log_time_entry(user: UserView, submission: JsonDict) -> bool:
+    """The log form's `logTimeEntry` tick (offered with every contact), else the user's time-entry setting."""
+    if "logTimeEntry" in submission and submission["logTimeEntry"] is not None:
+        return _truthy(submission["logTimeEntry"])
+    return _time_entries_on(user)
 
 
 def _non_billable(user: UserView, submission: JsonDict) -> bool:
-    """The log form's billable choice, else the user's default."""
+    """An explicit `nonBillable` of the log form, else its billable choice, else the user's default (a
+    boolean, or the reference's `billable`/`non-billable` option)."""
+    explicit = submission.get("nonBillable")
+    if explicit is not None:
+        return _truthy(explicit)
     chosen = submission.get("billableStatus")
     if chosen in ("billable", "non-billable"):
         return bool(chosen == "non-billable")
-    return bool(user.setting("clioDefaultNonBillableTick", False))
+    default = user.setting("clioDefaultNonBillableTick", False)
+    return default == "non-billable" or default is True or (isinstance(default, str) and _truthy(default))
+
+
+#: the reference's fallback when the user's SMS minimum is unset or not a number
+DEFAULT_SMS_MINIMUM_SECONDS = 30
+
+
+def _sms_time_entry(
+    user: UserView, message: Message, contact: ContactRef, communication_id: str, submission: JsonDict
+) -> JsonDict | None:
+    """The time entry of an outbound SMS when the user tracks SMS time: the typing time the client measured
+    (`typingDurationMs`), at least the user's minimum, billable by the user's SMS default."""
+    if not _truthy(user.setting("smsTimeTrackingEnabled", False)) or message.direction != "Outbound":
+        return None
+    try:
+        minimum = int(str(user.setting("smsTimeTrackingMinimumDuration", DEFAULT_SMS_MINIMUM_SECONDS)))
+    except ValueError:
+        minimum = DEFAULT_SMS_MINIMUM_SECONDS
+    minimum = minimum if minimum > 0 else DEFAULT_SMS_MINIMUM_SECONDS
+    typed = message.raw.get("typingDurationMs")
+    typed_seconds = (
+        int(typed) // 1000 if isinstance(typed, (int, float)) and not isinstance(typed, bool) else 0
+    )
+    sent = parse_time(message.creation_time).astimezone(user_timezone(user))
+    entry: JsonDict = {
+        "type": "TimeEntry",
+        "communication": {"id": int(communication_id)},
+        "quantity": max(typed_seconds, minimum),
+        "date": sent.strftime("%Y-%m-%d"),
+        "non_billable": user.setting("smsTimeTrackingDefaultBillable", "billable") == "non-billable",
+        "note": f"SMS message with {contact.name} sent on {sent:%m/%d/%Y} at {sent:%H:%M:%S}",
+    }
+    entry.update(_matter(submission))
+    return entry
+
+
+def _subscribers(user: UserView) -> list[JsonDict]:
+    """Clio notifies the logging user of the communication, as the reference asks."""
+    return [{"user_id": int(user.crm_user_id)}]
+
+
+def _parent_of(contact: ContactRef, submission: JsonDict) -> JsonDict | None:
+    """Where an uploaded document lives: the chosen matter, else the contact (None: neither is a Clio id)."""
+    matter = int_or_none(submission.get("matters"))
+    if matter is not None:
+        return {"id": matter, "type": "Matter"}
+    contact_id = int_or_none(contact.id)
+    return {"id": contact_id, "type": "Contact"} if contact_id is not None else None
+
+
+def _parent(log: MessageLogCreate) -> JsonDict | None:
+    return _parent_of(log.contact, log.additional_submission)
+
+
+def _fax_name(log: MessageLogCreate) -> str:
+    when = parse_time(log.message.creation_time)
+    return f"{log.message.direction} Fax - {log.contact.name} - {when:%m/%d/%Y}.pdf"
 
 
 def _time_entry_warning(done: str) -> ReturnMessage:

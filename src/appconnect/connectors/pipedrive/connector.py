@@ -70,8 +70,14 @@ DEFAULT_REVOKE_URL = "https://oauth.pipedrive.com/oauth/revoke"
 DEFAULT_AUTHORIZE_URL = "https://oauth.pipedrive.com/oauth/authorize"
 DEFAULT_API_URL = "https://api.pipedrive.com"
 
-#: How long the account's activity types are trusted before they are fetched again.
-ACTIVITY_TYPES_TTL = 300.0
+#: How long the account's activity types are trusted before they are fetched again: kept in the server's
+#: account storage, shared by every process and user of the company, a day as the reference (a type the admin
+#: picked that is missing, a 400 on create or no name match fetches them again at once, so a day is safe);
+#: without that storage, each process keeps its own copy for five minutes.
+ACTIVITY_TYPES_TTL = 86_400.0
+ACTIVITY_TYPES_TTL_IN_PROCESS = 300.0
+#: the account data key of the active activity types (the manifest's `accountDataKey`)
+ACTIVITY_TYPES_KEY = "activityTypes"
 #: A list at least this old is fetched again when the configured type is not in it or no type matches by name;
 #: a younger one is not, so an admin setting naming a deactivated type costs one extra fetch per company per
 #: this many seconds, not one per log.
@@ -113,10 +119,11 @@ class PipedriveConnector(Connector):
         LimitRule("daily", "company", per_seconds=86_400.0),
     )
     idempotent_message_append: ClassVar[bool] = True
+    account_data_keys: ClassVar[tuple[str, ...]] = (ACTIVITY_TYPES_KEY,)
 
     def __init__(self, config: ConnectorConfig | None = None) -> None:
         super().__init__(config)
-        #: company -> (when fetched, its active activity types)
+        #: company -> (when fetched, its active activity types): only where the server keeps no account data
         self._activity_types: dict[str, tuple[float, list[ActivityType]]] = {}
 
     def rate_limit_key(self, user: UserView) -> str:
@@ -561,20 +568,29 @@ class PipedriveConnector(Connector):
                 raise
             return await create(again)
 
+    async def account_data(self, call: CrmCall, key: str, *, refresh: bool = False) -> Any:
+        """`activityTypes`: the company's active activity types as `{const, title}` options (the admin's
+        activity-type settings pick from them), as the reference's account data."""
+        if key != ACTIVITY_TYPES_KEY:
+            raise KeyError(key)
+        kinds, _fetched = await self._activity_types_for(call, max_age=0.0 if refresh else ACTIVITY_TYPES_TTL)
+        return [{"const": kind.key, "title": kind.name} for kind in kinds]
+
     async def _activity_types_for(self, call: CrmCall, *, max_age: float) -> tuple[list[ActivityType], bool]:
-        """The company's active activity types (fetched again when the cached list is older than `max_age`), and
-        whether they were fetched just now."""
+        """The company's active activity types (fetched again when the kept list is older than `max_age`), and
+        whether they were fetched just now. Kept in the server's account data when it offers it (one fetch per
+        company, whichever process or user asks), else in this process."""
+        if call.account_data is not None:
+            stored, fetched = await call.account_data.get(
+                ACTIVITY_TYPES_KEY, lambda: _fetch_activity_types(call), max_age=max_age
+            )
+            return _activity_types_of(stored), fetched
         key = self.rate_limit_key(call.user)
         cached = self._activity_types.get(key)
         now = time.monotonic()
-        if cached is not None and now - cached[0] < max_age:
+        if cached is not None and now - cached[0] < min(max_age, ACTIVITY_TYPES_TTL_IN_PROCESS):
             return cached[1], False
-        body = await call.http.get_json("/v1/activityTypes")
-        kinds = [
-            ActivityType(key=str(t["key_string"]), name=str(t.get("name") or ""))
-            for t in body.get("data") or []
-            if isinstance(t, dict) and t.get("active_flag") and t.get("key_string")
-        ]
+        kinds = _activity_types_of(await _fetch_activity_types(call))
         self._activity_types[key] = (now, kinds)
         return kinds, True
 
@@ -582,6 +598,27 @@ class PipedriveConnector(Connector):
 # ------------------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------------------
+
+
+async def _fetch_activity_types(call: CrmCall) -> list[JsonDict]:
+    """The company's active activity types, as stored: `{const: key_string, title: name}` each."""
+    body = await call.http.get_json("/v1/activityTypes")
+    return [
+        {"const": str(t["key_string"]), "title": str(t.get("name") or "")}
+        for t in body.get("data") or []
+        if isinstance(t, dict) and t.get("active_flag") and t.get("key_string")
+    ]
+
+
+def _activity_types_of(stored: Any) -> list[ActivityType]:
+    """The kept list read back (what another version stored may differ: anything unreadable is skipped)."""
+    if not isinstance(stored, list):
+        return []
+    return [
+        ActivityType(key=str(t["const"]), name=str(t.get("title") or ""))
+        for t in stored
+        if isinstance(t, dict) and t.get("const")
+    ]
 
 
 def _type_named(kinds: list[ActivityType], word: str) -> str | None:

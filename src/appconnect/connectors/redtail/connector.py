@@ -15,7 +15,7 @@ import html
 import re
 import time
 from collections import OrderedDict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -299,7 +299,8 @@ class RedtailConnector(Connector):
         subject = record.custom_subject or log.subject or call_subject(record.direction, log.contact.name)
         body: JsonDict = {
             "subject": subject,
-            "description": log.composed_log_details + _marker_line(call_marker(log)),
+            "description": _in_custom_zone(log.composed_log_details, record.start_time, call.user)
+            + _marker_line(call_marker(log)),
             "start_date": iso_utc(start),
             "end_date": iso_utc(end),
             "activity_code_id": CALL_ACTIVITY_CODE,
@@ -349,7 +350,9 @@ class RedtailConnector(Connector):
         return activity_id
 
     async def update_call_log(self, call: CrmCall, update: CallLogUpdate) -> CallLogUpdated:
-        body: JsonDict = {"description": update.composed_log_details}
+        body: JsonDict = {
+            "description": _in_custom_zone(update.composed_log_details, update.start_time, call.user)
+        }
         if update.subject:
             body["subject"] = update.subject
         if update.start_time is not None:
@@ -397,20 +400,21 @@ class RedtailConnector(Connector):
         if contact_id is None:
             return LogResult(None, ReturnMessage("Contact not found", "warning", 5000))
         created = parse_time(log.shared.started_at if log.shared else log.message.creation_time)
+        local = created.astimezone(_custom_zone(call.user) or UTC)
         contact = log.contact
         agent = _agent_name(call.user)
         people = ", ".join(html.escape(p) for p in (agent, contact.name, *log.correspondents))
         if log.shared is not None:
             subject, description = log.shared.subject, log.shared.body
         elif log.recording_link:
-            subject = f"Voicemail from {contact.name} - {created:%Y-%m-%d}"
+            subject = f"Voicemail from {contact.name} - {local:%Y-%m-%d}"
             description = f"<b>{html.escape(subject)}</b><br>Recording: {html_link(log.recording_link)}"
         elif log.fax_doc_link:
-            subject = f"Fax from {contact.name} - {created:%Y-%m-%d}"
+            subject = f"Fax from {contact.name} - {local:%Y-%m-%d}"
             description = f"<b>{html.escape(subject)}</b><br>Document: {html_link(log.fax_doc_link)}"
         else:
-            subject = f"SMS conversation with {contact.name} - {created:%Y-%m-%d}"
-            item = _message_item(log.message, contact, agent, log.image_link)
+            subject = f"SMS conversation with {contact.name} - {local:%Y-%m-%d}"
+            item = _message_item(log.message, contact, agent, log.image_link, _custom_zone(call.user))
             description = (
                 f"<b>{html.escape(subject)}</b><br>"
                 f"Participants: {people}<br>"
@@ -463,7 +467,9 @@ class RedtailConnector(Connector):
         description = str(activity.get("description") or "")
         if message_needle(update.message) in description:
             return None
-        item = _message_item(update.message, update.contact, _agent_name(call.user), update.image_link)
+        item = _message_item(
+            update.message, update.contact, _agent_name(call.user), update.image_link, _custom_zone(call.user)
+        )
         if _MESSAGES_END in description:
             description = description.replace(_MESSAGES_END, f"{item}{_MESSAGES_END}", 1)
         else:
@@ -477,6 +483,12 @@ class RedtailConnector(Connector):
         return None
 
     # --- account -------------------------------------------------------------------------------------------
+
+    async def setting_options(self, call: CrmCall) -> dict[str, list[JsonDict]]:
+        """The default category picks among the database's active categories (`GET /lists/categories`), as the
+        reference fills its `defaultCategory` options."""
+        categories = await self._categories_of(_Api(call))
+        return {"defaultCategory": [{"id": c["const"], "name": c["title"]} for c in categories]}
 
     async def get_user_list(self, call: CrmCall) -> list[CrmUser]:
         """The database's users (`GET /lists/database_users`, as the reference asks), named "First Last";
@@ -681,10 +693,51 @@ def _agent_name(user: UserView) -> str:
     return str(user.platform_additional_info.get("username") or user.crm_user_id)
 
 
-def _message_item(message: Message, contact: ContactRef, agent: str, image_link: str | None) -> str:
-    """One `<li>` of the conversation: who, when (UTC), what; everything from outside is escaped."""
-    when = parse_time(message.creation_time)
+def _message_item(
+    message: Message, contact: ContactRef, agent: str, image_link: str | None, zone: timezone | None = None
+) -> str:
+    """One `<li>` of the conversation: who, when (UTC, or the user's custom time zone), what; everything from
+    outside is escaped."""
+    when = parse_time(message.creation_time).astimezone(zone or UTC)
     who = f"{contact.name} ({contact.phone_number})" if message.direction == "Inbound" else agent
     text = html.escape(message.subject).replace("\n", "<br>")
     extra = f"<br>{html_link(image_link)}" if image_link else ""
-    return f"<li>{html.escape(who)} {when:%H:%M} UTC<br><b>{text}</b>{extra}</li>"
+    return f"<li>{html.escape(who)} {when:%H:%M} {_zone_label(zone)}<br><b>{text}</b>{extra}</li>"
+
+
+#: the composed call log's date line (the server composes HTML for Redtail)
+_DATE_LINE_RE = re.compile(r"(<li><b>Date/[Tt]ime</b>:\s*)[^<]+(</li>)")
+
+
+def _custom_zone(user: UserView) -> timezone | None:
+    """The user's `redtailCustomTimezone`: hours from UTC (`-5`, `5.5`, `5.75`) the times written into Redtail
+    are shown in, as the reference's setting (Redtail tells no user's time zone); None when unset or unreadable."""
+    raw = user.setting("redtailCustomTimezone")
+    if raw is None or raw == "" or isinstance(raw, bool):
+        return None
+    try:
+        hours = float(str(raw).strip())
+    except ValueError:
+        return None
+    if not -14 <= hours <= 14:
+        return None
+    return timezone(timedelta(minutes=round(hours * 60)))
+
+
+def _zone_label(zone: timezone | None) -> str:
+    if zone is None or zone.utcoffset(None) == timedelta(0):
+        return "UTC"
+    minutes = int((zone.utcoffset(None) or timedelta(0)).total_seconds() // 60)
+    sign = "-" if minutes < 0 else "+"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _in_custom_zone(composed: str, start_time: str | None, user: UserView) -> str:
+    """The composed log with its Date/time line in the user's custom time zone (when set), as the reference
+    rewrites it; anything else untouched."""
+    zone = _custom_zone(user)
+    if zone is None or not start_time or not _DATE_LINE_RE.search(composed):
+        return composed
+    local: datetime = parse_time(start_time).astimezone(zone)
+    shown = f"{local:%Y-%m-%d %I:%M:%S %p} ({_zone_label(zone)})"
+    return _DATE_LINE_RE.sub(lambda m: f"{m.group(1)}{shown}{m.group(2)}", composed, count=1)
