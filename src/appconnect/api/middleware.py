@@ -148,7 +148,7 @@ class Edge:
                 await _preflight(preflight_method, preflight_headers, private_network, send_with_headers)
             else:
                 await self._dispatch(
-                    scope, receive, send_with_headers, request_id, content_length, testcrm_path
+                    scope, receive, send_with_headers, request_id, method, path, content_length, testcrm_path
                 )
         except BodyTooLarge:
             if not started:
@@ -181,10 +181,13 @@ class Edge:
         receive: Receive,
         send: Send,
         request_id: str,
+        method: str,
+        path: str,
         content_length: bytes | None,
         testcrm_path: bool,
     ) -> Awaitable[None]:
-        """The limits before any route runs: a body over the limit or a bad query value never reaches a handler.
+        """The limits, then the route: a body over the limit or a bad query value never reaches a handler; the
+        route table answers first, then the mounted test CRM, else a 404/405/redirect.
 
         Returns the answer unawaited (see `_http`).
         """
@@ -197,14 +200,6 @@ class Edge:
             problem = _query_problem(scope["query_string"])
             if problem is not None:
                 return _send_error(send, 400, f"Invalid query parameter {problem}", request_id)
-        return self._route(scope, receive, send, request_id, testcrm_path)
-
-    def _route(
-        self, scope: Scope, receive: Receive, send: Send, request_id: str, testcrm_path: bool
-    ) -> Awaitable[None]:
-        """The route table first, then the mounted test CRM, else a 404/405/redirect; returned unawaited."""
-        path: str = scope["path"]
-        method: str = scope["method"]
         handler = self._routes.get((method, path))
         if handler is None and method == "HEAD":  # the GET answer; the server sends its head only
             handler = self._routes.get(("GET", path))
