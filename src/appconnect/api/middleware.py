@@ -109,30 +109,15 @@ class Edge:
             await send({"type": "websocket.close", "code": 1000})
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One request through the module docstring's steps; `send` is wrapped once so every answer gets its headers.
+
+        The steps below are plain calls returning the awaitable that answers, so splitting them costs the hot path
+        no extra coroutine or await.
+        """
         scope["app"] = self
-        origin = content_length = preflight_method = preflight_headers = given_id = None
-        private_network = False
-        for name, value in scope["headers"]:
-            if name == b"origin":
-                if origin is None:
-                    origin = value
-            elif name == b"content-length":
-                content_length = value
-            elif name == b"x-request-id":
-                if given_id is None:
-                    given_id = value
-            elif name == b"access-control-request-method":
-                preflight_method = value
-            elif name == b"access-control-request-headers":
-                preflight_headers = value
-            elif name == b"access-control-request-private-network":
-                private_network = True
-        request_id = sane_request_id(given_id)
-        state = scope.get("state")
-        if state is None:
-            scope["state"] = {"request_id": request_id}
-        else:
-            state["request_id"] = request_id
+        request_id, origin, content_length, preflight_method, preflight_headers, private_network = (
+            _read_request(scope)
+        )
         path: str = scope["path"]
         method: str = scope["method"]
         testcrm_path = path.startswith(TESTCRM_PREFIX) and (len(path) == 8 or path[8] == "/")
@@ -161,39 +146,17 @@ class Edge:
             if preflight:
                 assert preflight_method is not None
                 await _preflight(preflight_method, preflight_headers, private_network, send_with_headers)
-                return
-            if content_length is not None:
-                if content_length.isdigit() and int(content_length) > self._max_body_bytes:
-                    await self._too_large(request_id, send_with_headers)
-                    return
-            else:  # no Content-Length (chunked): count what streams in
-                receive = _limited(receive, self._max_body_bytes)
-            if not testcrm_path and scope["query_string"]:
-                problem = _query_problem(scope["query_string"])
-                if problem is not None:
-                    await _send_error(
-                        send_with_headers, 400, f"Invalid query parameter {problem}", request_id
-                    )
-                    return
-            handler = self._routes.get((method, path))
-            if handler is None and method == "HEAD":  # the GET answer; the server sends its head only
-                handler = self._routes.get(("GET", path))
-            if handler is not None:
-                await self._answer(handler, scope, receive, send_with_headers, request_id)
-            elif testcrm_path and self._testcrm is not None and len(path) > 8:
-                child = dict(scope)
-                child["root_path"] = scope.get("root_path", "") + TESTCRM_PREFIX
-                child.setdefault("app_root_path", scope.get("root_path", ""))
-                await self._testcrm(child, receive, send_with_headers)
             else:
-                await self._no_route(scope, path, request_id, send_with_headers)
+                await self._dispatch(
+                    scope, receive, send_with_headers, request_id, method, path, content_length, testcrm_path
+                )
         except BodyTooLarge:
             if not started:
                 await self._too_large(request_id, send_with_headers)
         except Exception as exc:
             status_code, message, extra_headers = classify(exc)
             if not started:
-                context.status = status_code
+                context.status = status_code  # so the error line below names the status answered
             log.error(
                 "unhandled error, request %s, %s %s -> %s",
                 request_id,
@@ -211,6 +174,40 @@ class Edge:
                 for observe in observers:
                     observe(method, route, status, elapsed)
             current_request.reset(context_token)
+
+    def _dispatch(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request_id: str,
+        method: str,
+        path: str,
+        content_length: bytes | None,
+        testcrm_path: bool,
+    ) -> Awaitable[None]:
+        """The limits, then the route: a body over the limit or a bad query value never reaches a handler; the
+        route table answers first, then the mounted test CRM, else a 404/405/redirect.
+
+        Returns the answer unawaited (see `_http`).
+        """
+        if content_length is not None:
+            if content_length.isdigit() and int(content_length) > self._max_body_bytes:
+                return self._too_large(request_id, send)
+        else:  # no Content-Length (chunked): count what streams in
+            receive = _limited(receive, self._max_body_bytes)
+        if not testcrm_path and scope["query_string"]:
+            problem = _query_problem(scope["query_string"])
+            if problem is not None:
+                return _send_error(send, 400, f"Invalid query parameter {problem}", request_id)
+        handler = self._routes.get((method, path))
+        if handler is None and method == "HEAD":  # the GET answer; the server sends its head only
+            handler = self._routes.get(("GET", path))
+        if handler is not None:
+            return self._answer(handler, scope, receive, send, request_id)
+        if testcrm_path and self._testcrm is not None and len(path) > 8:
+            return self._testcrm(_mounted_scope(scope), receive, send)
+        return self._no_route(scope, path, request_id, send)
 
     async def _answer(
         self, handler: Handler, scope: Scope, receive: Receive, send: Send, request_id: str
@@ -275,6 +272,46 @@ class Edge:
             await send({"type": "lifespan.shutdown.failed", "message": traceback.format_exc()})
             raise
         await send({"type": "lifespan.shutdown.complete"})
+
+
+def _read_request(scope: Scope) -> tuple[str, bytes | None, bytes | None, bytes | None, bytes | None, bool]:
+    """The request headers the edge acts on, read in one pass; the request id is set in the request state.
+
+    Returns the request id, `Origin`, `Content-Length`, the preflight's requested method and headers, and
+    whether a private-network preflight asked.
+    """
+    origin = content_length = preflight_method = preflight_headers = given_id = None
+    private_network = False
+    for name, value in scope["headers"]:
+        if name == b"origin":
+            if origin is None:
+                origin = value
+        elif name == b"content-length":
+            content_length = value
+        elif name == b"x-request-id":
+            if given_id is None:
+                given_id = value
+        elif name == b"access-control-request-method":
+            preflight_method = value
+        elif name == b"access-control-request-headers":
+            preflight_headers = value
+        elif name == b"access-control-request-private-network":
+            private_network = True
+    request_id = sane_request_id(given_id)
+    state = scope.get("state")
+    if state is None:
+        scope["state"] = {"request_id": request_id}
+    else:
+        state["request_id"] = request_id
+    return request_id, origin, content_length, preflight_method, preflight_headers, private_network
+
+
+def _mounted_scope(scope: Scope) -> Scope:
+    """The test CRM's view of the request: mounted under `/testcrm`, as a framework's `Mount` would pass it."""
+    child = dict(scope)
+    child["root_path"] = scope.get("root_path", "") + TESTCRM_PREFIX
+    child.setdefault("app_root_path", scope.get("root_path", ""))
+    return child
 
 
 def _answer_headers(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,10 +14,12 @@ from appconnect.connectors.sdk import (
     CallLogUpdate,
     CallRecord,
     Connector,
+    ContactRef,
     CrmCall,
     CrmHttpError,
     DispositionUpdate,
     InterfaceNotImplemented,
+    LogResult,
     ReturnMessage,
     implements,
 )
@@ -54,6 +57,7 @@ from appconnect.flows.services import Services
 from appconnect.flows.session import SessionRevoked, open_session
 from appconnect.security.crypto import hash_value
 from appconnect.security.jwt import SessionClaims
+from appconnect.settings import Settings
 from appconnect.store.call_logs import (
     DONE,
     FAILED,
@@ -179,96 +183,23 @@ async def deliver_call_log(
     `from_client`: a user's request (a refusal forgets the reservation so the user can fix and retry) rather
     than the retrier (a refusal marks the kept log `failed`).
     """
-    store = services.call_logs
-    settings = services.settings
     connector = connector_for(services, user.platform)
-    info = body.log_info
-    record = call_record(info)
+    record = call_record(body.log_info)
     contact = chosen_contact(
         body.contact_id, record.contact_party.phone_number or "", body.contact_type, body.contact_name
     )
-    attempts = claim.attempts + 1
-
-    def kept(failure: ReturnMessage, exc: CrmHttpError | None, tries: int) -> Reply:
-        """The user's answer for a log kept for the retrier: "saved, logged automatically" when it will be."""
-        if from_client and will_retry(settings, tries):
-            message = kept_for_retry("call log", user.platform, exc, unconfirmed=failure is NOT_SETTLED)
-            return Reply(envelope(False, message))
-        return Reply(envelope(False, failure))
-
-    async def keep(status: str) -> None:
-        # attempts spent: the retrier stops (next_attempt_at None) but the status keeps what is known, so a
-        # later client retry still checks the CRM first when the outcome was unknown
-        await store.park(
-            claim.pk,
-            status=status,
-            payload=None,
-            attempts=attempts,
-            next_attempt_at=next_attempt(settings, attempts),
-        )
-
+    attempt = _Attempt(
+        services.call_logs, services.settings, user.platform, claim, claim.attempts + 1, from_client
+    )
     try:
         if contact is None:
             raise ValueError("a kept call log without a contact")
         call = await open_session(services, connector, user)
-        composed = ""
-        if connector.log_format in COMPOSED_FORMATS:
-            composed = compose_call_log(
-                log_format=connector.log_format,
-                call=record,
-                contact=contact,
-                note=body.note,
-                subject=record.custom_subject,
-                ai_note=body.ai_note,
-                transcript=body.transcript,
-                voicemail_link=body.voicemail_link or _voicemail_link(info),
-                user_settings=user.user_settings,
-                timezone_offset=user.timezone_offset,
-            )
-        create = CallLogCreate(
-            contact=contact,
-            call=record,
-            note=body.note or "",
-            subject=record.custom_subject,
-            composed_log_details=composed,
-            additional_submission=body.additional_submission or {},
-            ai_note=body.ai_note,
-            transcript=body.transcript,
-            voicemail_link=body.voicemail_link,
-        )
-        # a kept log is looked up before it is created again: required when the earlier create may have landed
-        # (`must_check`), and cheap insurance after a CRM error when the connector can look
+        create = _call_log_create(connector, user, body, record, contact)
         if claim.must_check or (claim.retried and implements(connector, "find_call_log")):
-            try:
-                found = await connector.find_call_log(call, create)
-            except InterfaceNotImplemented:
-                # cannot tell whether the earlier create landed: never risk a second activity
-                await store.park(
-                    claim.pk, status=FAILED, payload=None, attempts=attempts, next_attempt_at=None
-                )
-                return Reply(envelope(False, NEEDS_ATTENTION)), Delivery.FINAL
-            except CrmHttpError as exc:
-                await keep(UNKNOWN if claim.must_check else QUEUED)
-                failure = crm_error_message(exc, user.platform, "createCallLog")
-                return kept(failure, exc, attempts), Delivery.RETRY
-            if found:
-                await store.complete(claim.pk, found)
-                return Reply(envelope(True, ReturnMessage("Call logged", "success", 2000), logId=found)), (
-                    Delivery.DONE
-                )
-            if claim.unanswered_at is not None:
-                settled_at = claim.unanswered_at + timedelta(seconds=settle_window(settings))
-                if datetime.now(UTC) < settled_at:
-                    # the CRM may still be writing the unanswered create: creating now could make a second one
-                    await store.park(
-                        claim.pk,
-                        status=UNKNOWN,
-                        payload=None,
-                        attempts=claim.attempts,
-                        next_attempt_at=settled_at,
-                        recorded_at=claim.unanswered_at,
-                    )
-                    return kept(NOT_SETTLED, None, claim.attempts), Delivery.RETRY
+            answered = await _look_before_create(attempt, connector, call, create)
+            if answered is not None:
+                return answered
         try:
             result = await connector.create_call_log(call, create)
         except CrmHttpError as exc:
@@ -277,30 +208,144 @@ async def deliver_call_log(
             # a 5xx may hide a create that was done: a connector that can look it up does so on any retry of a
             # kept log; for one that cannot, the outcome is unknown and the user is asked to check the CRM
             landed = exc.outcome_unknown and not implements(connector, "find_call_log")
-            await keep(UNKNOWN if outcome_unknown(exc) or landed else QUEUED)
+            await attempt.keep(UNKNOWN if outcome_unknown(exc) or landed else QUEUED)
             failure = crm_error_message(exc, user.platform, "createCallLog")
             if landed:  # the retrier cannot tell either, so it will not log it by itself
                 return Reply(envelope(False, failure)), Delivery.RETRY
-            return kept(failure, exc, attempts), Delivery.RETRY
+            return attempt.kept(failure, exc, attempt.attempts), Delivery.RETRY
     except SessionRevoked:
         if from_client:
-            await store.release(claim.pk)
+            await attempt.store.release(claim.pk)
             raise
-        await keep(QUEUED)
+        await attempt.keep(QUEUED)
         return Reply(envelope(False, SESSION_EXPIRED)), Delivery.RETRY
     except CrmHttpError as exc:
-        await _refused(store, claim, attempts, from_client=from_client)
+        await _refused(attempt.store, claim, attempt.attempts, from_client=from_client)
         return Reply(envelope(False, crm_error_message(exc, user.platform, "createCallLog"))), Delivery.FINAL
     except BaseException:
         # the outcome is unknown (a bug, a cancelled request): keep it so the next attempt looks first
         with contextlib.suppress(Exception):
-            await keep(UNKNOWN)
+            await attempt.keep(UNKNOWN)
         raise
+    return await _record_created(attempt, result)
+
+
+@dataclass(slots=True, frozen=True)
+class _Attempt:
+    """One delivery attempt of a reserved log: how a failure is kept for the retrier and answered to the user."""
+
+    store: CallLogStore
+    settings: Settings
+    platform: str
+    claim: Claim
+    #: the attempt count once this one is spent
+    attempts: int
+    from_client: bool
+
+    def kept(self, failure: ReturnMessage, exc: CrmHttpError | None, tries: int) -> Reply:
+        """The user's answer for a log kept for the retrier: "saved, logged automatically" when it will be."""
+        if self.from_client and will_retry(self.settings, tries):
+            message = kept_for_retry("call log", self.platform, exc, unconfirmed=failure is NOT_SETTLED)
+            return Reply(envelope(False, message))
+        return Reply(envelope(False, failure))
+
+    async def keep(self, status: str) -> None:
+        """Park the log with what is known of it, for the retrier.
+
+        Once the attempts are spent the retrier stops (next_attempt_at None) but the status keeps what is known,
+        so a later client retry still checks the CRM first when the outcome was unknown.
+        """
+        await self.store.park(
+            self.claim.pk,
+            status=status,
+            payload=None,
+            attempts=self.attempts,
+            next_attempt_at=next_attempt(self.settings, self.attempts),
+        )
+
+
+def _call_log_create(
+    connector: Connector, user: UserRecord, body: CallLogBody, record: CallRecord, contact: ContactRef
+) -> CallLogCreate:
+    """What the connector creates: the server composes the log body for connectors that declare a text format."""
+    composed = ""
+    if connector.log_format in COMPOSED_FORMATS:
+        composed = compose_call_log(
+            log_format=connector.log_format,
+            call=record,
+            contact=contact,
+            note=body.note,
+            subject=record.custom_subject,
+            ai_note=body.ai_note,
+            transcript=body.transcript,
+            voicemail_link=body.voicemail_link or _voicemail_link(body.log_info),
+            user_settings=user.user_settings,
+            timezone_offset=user.timezone_offset,
+        )
+    return CallLogCreate(
+        contact=contact,
+        call=record,
+        note=body.note or "",
+        subject=record.custom_subject,
+        composed_log_details=composed,
+        additional_submission=body.additional_submission or {},
+        ai_note=body.ai_note,
+        transcript=body.transcript,
+        voicemail_link=body.voicemail_link,
+    )
+
+
+async def _look_before_create(
+    attempt: _Attempt, connector: Connector, call: CrmCall, create: CallLogCreate
+) -> tuple[Reply, Delivery] | None:
+    """A kept log is looked up before it is created again, so an earlier create that landed is adopted, not
+    repeated; None when creating now is safe.
+
+    Required when the earlier create may have landed (`must_check`), and cheap insurance after a CRM error when
+    the connector can look.
+    """
+    claim = attempt.claim
+    try:
+        found = await connector.find_call_log(call, create)
+    except InterfaceNotImplemented:
+        # cannot tell whether the earlier create landed: never risk a second activity
+        await attempt.store.park(
+            claim.pk, status=FAILED, payload=None, attempts=attempt.attempts, next_attempt_at=None
+        )
+        return Reply(envelope(False, NEEDS_ATTENTION)), Delivery.FINAL
+    except CrmHttpError as exc:
+        await attempt.keep(UNKNOWN if claim.must_check else QUEUED)
+        failure = crm_error_message(exc, attempt.platform, "createCallLog")
+        return attempt.kept(failure, exc, attempt.attempts), Delivery.RETRY
+    if found:
+        await attempt.store.complete(claim.pk, found)
+        return Reply(
+            envelope(True, ReturnMessage("Call logged", "success", 2000), logId=found)
+        ), Delivery.DONE
+    if claim.unanswered_at is not None:
+        settled_at = claim.unanswered_at + timedelta(seconds=settle_window(attempt.settings))
+        if datetime.now(UTC) < settled_at:
+            # the CRM may still be writing the unanswered create: creating now could make a second one
+            await attempt.store.park(
+                claim.pk,
+                status=UNKNOWN,
+                payload=None,
+                attempts=claim.attempts,
+                next_attempt_at=settled_at,
+                recorded_at=claim.unanswered_at,
+            )
+            return attempt.kept(NOT_SETTLED, None, claim.attempts), Delivery.RETRY
+    return None
+
+
+async def _record_created(attempt: _Attempt, result: LogResult) -> tuple[Reply, Delivery]:
+    """The CRM answered the create: the kept log is done with the CRM's id, or refused when no id came back."""
+    claim = attempt.claim
     if not result.log_id:
-        await _refused(store, claim, attempts, from_client=from_client)
+        await _refused(attempt.store, claim, attempt.attempts, from_client=attempt.from_client)
         return Reply(envelope(False, result.return_message)), Delivery.FINAL
     try:
-        await store.complete(claim.pk, result.log_id)
+        await attempt.store.complete(claim.pk, result.log_id)
     except Exception:
         # the reservation stays `pending`; once stale, the next attempt finds this log in the CRM and adopts it
         return Reply(envelope(False, DATABASE_FAILED)), Delivery.RETRY

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from appconnect.connectors.sdk import (
+    Connector,
     ContactRef,
+    CrmCall,
     CrmHttpError,
     InterfaceNotImplemented,
     MediaFile,
@@ -109,7 +112,6 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
     (`idempotent_message_append`); otherwise that message is answered as needing attention, never re-appended.
     """
     info = body.log_info
-    scope = account_scope(user)
     connector = connector_for(services, user.platform)
     phone = (info.correspondents[0].phone_number if info.correspondents else None) or ""
     contact = chosen_contact(body.contact_id, phone, body.contact_type, body.contact_name)
@@ -120,136 +122,239 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
     if _shared_owner(body) is not None:
         return await _log_shared(services, user, body, contact)
     group = len(info.correspondents) > 1
-    suffix = f"-{contact.id}" if group else ""
-    conversation_id = f"{info.conversation_id or ''}{suffix}"
-    default_log_id = f"{info.conversation_id or ''}-{(info.messages[0].creation_time or '')[:10]}"
-    conversation_log_id = f"{info.conversation_log_id or default_log_id}{suffix}"
-    store = services.message_logs
-    logged: list[str] = []
-    needs_attention = False
-    last_message: ReturnMessage | None = None
     others = await _correspondent_names(services, user, body) if group else []
-    media = RingCentralMedia(services, info.rc_access_token) if info.rc_access_token else None
-
-    def create_of(message_body: MessageBody) -> MessageLogCreate:
-        return MessageLogCreate(
-            contact=contact,
-            message=_message(message_body),
-            conversation_id=conversation_id,
-            conversation_log_id=conversation_log_id,
-            additional_submission=body.additional_submission or {},
-            recording_link=_attachment_link(message_body, "AudioRecording"),
-            fax_doc_link=_attachment_link(message_body, "RenderedDocument"),
-            image_link=_attachment_link(message_body, "MmsAttachment"),
-            correspondents=others,
-            image=_attachment_file(message_body, "MmsAttachment", "image/"),
-            fax=_attachment_file(message_body, "RenderedDocument"),
-            media=media,
-        )
-
+    log = _conversation_log(user, body, contact, others)
+    if info.rc_access_token:  # attachments a connector copies into the CRM are fetched with the user's token
+        log.media = RingCentralMedia(services, info.rc_access_token)
     try:
         call = await open_session(services, connector, user)
         async with services.locks.hold(
-            "conversation:" + hashlib.sha256(f"{scope}\n{conversation_log_id}".encode()).hexdigest(),
-            ttl=stale_window(services.settings),
+            _conversation_lock(log.scope, log.conversation_log_id), ttl=stale_window(services.settings)
         ):
-            ids = [f"{m.id}{suffix}" for m in info.messages]
-            already = await store.logged_ids(scope, ids)
-            append_unknown = await store.append_unknown_ids(scope, ids)
-            log_id = await store.conversation_log_id_owner(scope, conversation_log_id)
-            unknown, unanswered_at = await store.unknown_ids(scope, conversation_log_id)
-            if unknown and log_id is None:
-                try:
-                    log_id = await connector.find_message_log(call, create_of(info.messages[-1]))
-                except InterfaceNotImplemented:
-                    return Reply(envelope(False, NEEDS_ATTENTION)), Delivery.FINAL
-                settle = timedelta(seconds=settle_window(services.settings))
-                if (
-                    log_id is None
-                    and unanswered_at is not None
-                    and datetime.now(UTC) < unanswered_at + settle
-                ):
-                    # the CRM may still be writing the unanswered create: creating now could make a second one
-                    return Reply(envelope(False, NOT_SETTLED)), Delivery.RETRY
-                await store.resolve_unknown(scope, conversation_log_id, log_id)
-                if log_id is not None:  # the earlier create did land: its message is logged
-                    already.update(unknown)
-                    logged.extend(i for i in ids if i in unknown)
-            for message_body in reversed(info.messages):  # the client sends newest first
-                message_id = f"{message_body.id}{suffix}"
-                if message_id in already:
-                    continue
-                if message_id in append_unknown and not connector.idempotent_message_append:
-                    needs_attention = True  # appending it again could show it twice in the activity
-                    continue
-                if log_id is not None:
-                    try:
-                        last_message = await connector.update_message_log(
-                            call,
-                            MessageLogUpdate(
-                                contact=contact,
-                                message=_message(message_body),
-                                log_id=log_id,
-                                conversation_log_id=conversation_log_id,
-                                additional_submission=body.additional_submission or {},
-                                image_link=_attachment_link(message_body, "MmsAttachment"),
-                                image=_attachment_file(message_body, "MmsAttachment", "image/"),
-                                media=media,
-                            ),
-                        )
-                    except CrmHttpError as exc:
-                        if message_id not in append_unknown and _may_have_landed(exc):
-                            doubtful = _row(
-                                user, message_id, conversation_id, conversation_log_id, log_id, APPEND_UNKNOWN
-                            )
-                            await store.add(scope, doubtful)
-                        raise
-                else:
-                    try:
-                        result = await connector.create_message_log(call, create_of(message_body))
-                    except CrmHttpError as exc:
-                        # a 500/502/504 or an unreadable 2xx after the create was sent: the CRM may hold it
-                        if _may_have_landed(exc):
-                            # the CRM itself answered (a 500, an unreadable 2xx), not a timeout on the way
-                            answered = exc.status is not None and exc.status not in (408, 504)
-                            await store.add(
-                                scope,
-                                _row(user, message_id, conversation_id, conversation_log_id, None, "unknown"),
-                                # so nothing is still being written: the next attempt looks, then creates
-                                recorded_at=_settled_since(services.settings) if answered else None,
-                            )
-                        raise
-                    last_message = result.return_message
-                    if not result.log_id:
-                        continue
-                    log_id = result.log_id
-                if message_id in append_unknown:
-                    await store.mark_done(scope, message_id, log_id)
-                else:
-                    await store.add(
-                        scope, _row(user, message_id, conversation_id, conversation_log_id, log_id, "done")
-                    )
-                already.add(message_id)
-                logged.append(message_id)
+            answer = await _log_new_messages(services, connector, call, log)
+            if answer is not None:
+                return answer
     except CrmHttpError as exc:
-        operation = "updateMessageLog" if logged else "createMessageLog"
+        operation = "updateMessageLog" if log.logged else "createMessageLog"
         delivery = Delivery.FINAL if refused_for_good(exc) else Delivery.RETRY
         return Reply(envelope(False, crm_error_message(exc, user.platform, operation))), delivery
     except LockTimeout:
         message = warning("This conversation is being logged by another request. Please try again.")
         return Reply(envelope(False, message)), Delivery.BUSY
-    if needs_attention:
-        return Reply(envelope(False, NEEDS_ATTENTION, logIds=logged)), Delivery.FINAL
+    if log.needs_attention:
+        return Reply(envelope(False, NEEDS_ATTENTION, logIds=log.logged)), Delivery.FINAL
     return (
         Reply(
             {
                 "successful": True,
-                "logIds": logged,
-                "returnMessage": last_message.to_wire() if last_message else None,
+                "logIds": log.logged,
+                "returnMessage": log.last_message.to_wire() if log.last_message else None,
             }
         ),
         Delivery.DONE,
     )
+
+
+@dataclass(slots=True)
+class _ConversationLog:
+    """One conversation log as this request writes it: its keys, and what it has logged so far (the error
+    answer reads that too, to name the operation that failed)."""
+
+    user: UserRecord
+    scope: str
+    body: MessageLogBody
+    contact: ContactRef
+    #: a group SMS is logged once per contact: the contact's id suffixes every key
+    suffix: str
+    conversation_id: str
+    conversation_log_id: str
+    #: the group SMS's other people, named in each created activity
+    correspondents: list[str]
+    log_id: str | None = None
+    logged: list[str] = field(default_factory=list)
+    needs_attention: bool = False
+    last_message: ReturnMessage | None = None
+    #: RingCentral media (MMS images, faxes) the connector may copy into the CRM; None: links only
+    media: RingCentralMedia | None = None
+
+    def create_of(self, message_body: MessageBody) -> MessageLogCreate:
+        """The activity created with this message as its first."""
+        return MessageLogCreate(
+            contact=self.contact,
+            message=_message(message_body),
+            conversation_id=self.conversation_id,
+            conversation_log_id=self.conversation_log_id,
+            additional_submission=self.body.additional_submission or {},
+            recording_link=_attachment_link(message_body, "AudioRecording"),
+            fax_doc_link=_attachment_link(message_body, "RenderedDocument"),
+            image_link=_attachment_link(message_body, "MmsAttachment"),
+            correspondents=self.correspondents,
+            image=_attachment_file(message_body, "MmsAttachment", "image/"),
+            fax=_attachment_file(message_body, "RenderedDocument"),
+            media=self.media,
+        )
+
+    def row(self, message_id: str, log_id: str | None, status: str) -> MessageLogRow:
+        """The store's record of one message of this conversation log."""
+        return _row(self.user, message_id, self.conversation_id, self.conversation_log_id, log_id, status)
+
+
+def _conversation_log(
+    user: UserRecord, body: MessageLogBody, contact: ContactRef, correspondents: list[str]
+) -> _ConversationLog:
+    """The conversation log this request writes: the client's id, else the conversation and its first day."""
+    info = body.log_info
+    suffix = f"-{contact.id}" if len(info.correspondents) > 1 else ""
+    default_log_id = f"{info.conversation_id or ''}-{(info.messages[0].creation_time or '')[:10]}"
+    return _ConversationLog(
+        user=user,
+        scope=account_scope(user),
+        body=body,
+        contact=contact,
+        suffix=suffix,
+        conversation_id=f"{info.conversation_id or ''}{suffix}",
+        conversation_log_id=f"{info.conversation_log_id or default_log_id}{suffix}",
+        correspondents=correspondents,
+    )
+
+
+def _conversation_lock(scope: str, conversation_log_id: str) -> str:
+    """One writer per conversation log at a time, across requests and processes (the key names no user data)."""
+    return "conversation:" + hashlib.sha256(f"{scope}\n{conversation_log_id}".encode()).hexdigest()
+
+
+async def _log_new_messages(
+    services: Services, connector: Connector, call: CrmCall, log: _ConversationLog
+) -> tuple[Reply, Delivery] | None:
+    """Write, oldest first, each message the store has not recorded as logged; an answer instead when the
+    conversation cannot be written now (an earlier unanswered create is unsettled or cannot be looked up)."""
+    store = services.message_logs
+    scope = log.scope
+    messages = log.body.log_info.messages
+    ids = [f"{m.id}{log.suffix}" for m in messages]
+    already = await store.logged_ids(scope, ids)
+    append_unknown = await store.append_unknown_ids(scope, ids)
+    log.log_id = await store.conversation_log_id_owner(scope, log.conversation_log_id)
+    unknown, unanswered_at = await store.unknown_ids(scope, log.conversation_log_id)
+    if unknown and log.log_id is None:
+        probe = log.create_of(messages[-1])
+        log.log_id, answer = await _look_for_unanswered_create(
+            services, connector, call, scope, probe, unanswered_at
+        )
+        if answer is not None:
+            return answer
+        if log.log_id is not None:  # the earlier create did land: its message is logged
+            already.update(unknown)
+            log.logged.extend(i for i in ids if i in unknown)
+    for message_body in reversed(messages):  # the client sends newest first
+        message_id = f"{message_body.id}{log.suffix}"
+        if message_id in already:
+            continue
+        resent = message_id in append_unknown
+        if resent and not connector.idempotent_message_append:
+            log.needs_attention = True  # appending it again could show it twice in the activity
+            continue
+        log_id = log.log_id
+        if log_id is not None:
+            await _append(services, connector, call, log, log_id, message_body, message_id, resent=resent)
+        else:
+            log_id = await _create(services, connector, call, log, message_body, message_id)
+            if log_id is None:
+                continue
+            log.log_id = log_id
+        if resent:
+            await store.mark_done(scope, message_id, log_id)
+        else:
+            await store.add(scope, log.row(message_id, log_id, "done"))
+        already.add(message_id)
+        log.logged.append(message_id)
+    return None
+
+
+async def _look_for_unanswered_create(
+    services: Services,
+    connector: Connector,
+    call: CrmCall,
+    scope: str,
+    probe: MessageLogCreate,
+    unanswered_at: datetime | None,
+) -> tuple[str | None, tuple[Reply, Delivery] | None]:
+    """An earlier create went unanswered: adopt the activity if the CRM has it, so it is never created twice.
+
+    Returns the activity id (None: create it now), or an answer when that is not safe yet: the connector cannot
+    look, or the CRM may still be writing a create it did not answer (the settle window).
+    """
+    try:
+        log_id = await connector.find_message_log(call, probe)
+    except InterfaceNotImplemented:
+        return None, (Reply(envelope(False, NEEDS_ATTENTION)), Delivery.FINAL)
+    settle = timedelta(seconds=settle_window(services.settings))
+    if log_id is None and unanswered_at is not None and datetime.now(UTC) < unanswered_at + settle:
+        # the CRM may still be writing the unanswered create: creating now could make a second one
+        return None, (Reply(envelope(False, NOT_SETTLED)), Delivery.RETRY)
+    await services.message_logs.resolve_unknown(scope, probe.conversation_log_id, log_id)
+    return log_id, None
+
+
+async def _append(
+    services: Services,
+    connector: Connector,
+    call: CrmCall,
+    log: _ConversationLog,
+    log_id: str,
+    message_body: MessageBody,
+    message_id: str,
+    *,
+    resent: bool,
+) -> None:
+    """Append one message to the conversation's activity; an append that may have landed unanswered is
+    recorded (`append_unknown`) so it is never blindly appended twice."""
+    update = MessageLogUpdate(
+        contact=log.contact,
+        message=_message(message_body),
+        log_id=log_id,
+        conversation_log_id=log.conversation_log_id,
+        additional_submission=log.body.additional_submission or {},
+        image_link=_attachment_link(message_body, "MmsAttachment"),
+        image=_attachment_file(message_body, "MmsAttachment", "image/"),
+        media=log.media,
+    )
+    try:
+        log.last_message = await connector.update_message_log(call, update)
+    except CrmHttpError as exc:
+        if not resent and _may_have_landed(exc):
+            await services.message_logs.add(log.scope, log.row(message_id, log_id, APPEND_UNKNOWN))
+        raise
+
+
+async def _create(
+    services: Services,
+    connector: Connector,
+    call: CrmCall,
+    log: _ConversationLog,
+    message_body: MessageBody,
+    message_id: str,
+) -> str | None:
+    """Create the conversation's activity with this message: its id, None when the CRM gave none (nothing logged).
+
+    A create that may have landed unanswered is recorded `unknown`, so the next attempt looks before creating.
+    """
+    try:
+        result = await connector.create_message_log(call, log.create_of(message_body))
+    except CrmHttpError as exc:
+        # a 500/502/504 or an unreadable 2xx after the create was sent: the CRM may hold it
+        if _may_have_landed(exc):
+            # the CRM itself answered (a 500, an unreadable 2xx), not a timeout on the way
+            answered = exc.status is not None and exc.status not in (408, 504)
+            await services.message_logs.add(
+                log.scope,
+                log.row(message_id, None, "unknown"),
+                # so nothing is still being written: the next attempt looks, then creates
+                recorded_at=_settled_since(services.settings) if answered else None,
+            )
+        raise
+    log.last_message = result.return_message
+    return result.log_id or None
 
 
 def _settled_since(settings: Settings) -> datetime:
@@ -307,47 +412,23 @@ async def _log_shared(
     connector = connector_for(services, user.platform)
     conversation_log_id = info.conversation_log_id or str(info.conversation_id or "")
     conversation_id = str(info.conversation_id or "")
-    subject, text = compose_shared_sms(
-        connector.log_format,
-        info.model_dump(by_alias=True, exclude_none=True),
-        contact.name,
-        user.timezone_offset,
-    )
-    started = info.creation_time if info.creation_time is not None else info.messages[-1].creation_time
-    shared = SharedConversation(
-        subject=subject, body=text, started_at=None if started is None else str(started)
-    )
-    create = MessageLogCreate(
-        contact=contact,
-        message=_message(info.messages[0]),
-        conversation_id=conversation_id,
-        conversation_log_id=conversation_log_id,
-        additional_submission=body.additional_submission or {},
-        shared=shared,
-    )
+    create = _shared_create(connector, user, body, contact, conversation_id, conversation_log_id)
+    shared = create.shared
     store = services.message_logs
     logged: list[str] = []
     try:
         call = await open_session(services, connector, user)
         async with services.locks.hold(
-            "conversation:" + hashlib.sha256(f"{scope}\n{conversation_log_id}".encode()).hexdigest(),
-            ttl=stale_window(services.settings),
+            _conversation_lock(scope, conversation_log_id), ttl=stale_window(services.settings)
         ):
             log_id = await store.conversation_log_id_owner(scope, conversation_log_id)
             unknown, unanswered_at = await store.unknown_ids(scope, conversation_log_id)
             if unknown and log_id is None:
-                try:
-                    log_id = await connector.find_message_log(call, create)
-                except InterfaceNotImplemented:
-                    return Reply(envelope(False, NEEDS_ATTENTION)), Delivery.FINAL
-                settle = timedelta(seconds=settle_window(services.settings))
-                if (
-                    log_id is None
-                    and unanswered_at is not None
-                    and datetime.now(UTC) < unanswered_at + settle
-                ):
-                    return Reply(envelope(False, NOT_SETTLED)), Delivery.RETRY
-                await store.resolve_unknown(scope, conversation_log_id, log_id)
+                log_id, answer = await _look_for_unanswered_create(
+                    services, connector, call, scope, create, unanswered_at
+                )
+                if answer is not None:
+                    return answer
             if log_id is not None:
                 # the whole conversation is re-sent: replacing the text again is harmless, so no marker is needed
                 last_message = await connector.update_message_log(
@@ -390,6 +471,36 @@ async def _log_shared(
         "returnMessage": last_message.to_wire() if last_message else None,
     }
     return Reply(reply), Delivery.DONE
+
+
+def _shared_create(
+    connector: Connector,
+    user: UserRecord,
+    body: MessageLogBody,
+    contact: ContactRef,
+    conversation_id: str,
+    conversation_log_id: str,
+) -> MessageLogCreate:
+    """The shared conversation's activity: the server composes the whole text, in the connector's format."""
+    info = body.log_info
+    subject, text = compose_shared_sms(
+        connector.log_format,
+        info.model_dump(by_alias=True, exclude_none=True),
+        contact.name,
+        user.timezone_offset,
+    )
+    started = info.creation_time if info.creation_time is not None else info.messages[-1].creation_time
+    shared = SharedConversation(
+        subject=subject, body=text, started_at=None if started is None else str(started)
+    )
+    return MessageLogCreate(
+        contact=contact,
+        message=_message(info.messages[0]),
+        conversation_id=conversation_id,
+        conversation_log_id=conversation_log_id,
+        additional_submission=body.additional_submission or {},
+        shared=shared,
+    )
 
 
 def _may_have_landed(exc: CrmHttpError) -> bool:

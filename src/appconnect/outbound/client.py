@@ -331,6 +331,58 @@ def _body(response: CrmHttpResponse) -> Any:
         return response.text[:500]
 
 
+def _encoded_body(json: Any, data: dict[str, str] | None) -> bytes | None:
+    """The request body: JSON when given, else a form, else none."""
+    if json is not None:
+        return orjson.dumps(json)
+    if data is not None:
+        return urlencode(data).encode()
+    return None
+
+
+def _unanswered(
+    exc: TransportError, method: str, safe_url: str, repeatable: bool
+) -> tuple[CrmHttpError, bool]:
+    """No (complete) answer came: the error to raise, and whether trying again cannot do the work twice."""
+    if exc.sent:
+        # sent, then no (complete) answer: the CRM may have done it
+        failure = CrmHttpError(None, method=method, url=safe_url, outcome_unknown=not repeatable)
+        retryable = repeatable
+    else:
+        # nothing reached the CRM: any method may be tried again
+        failure = CrmHttpError(None, method=method, url=safe_url)
+        retryable = True
+    failure.__cause__ = exc
+    return failure, retryable
+
+
+def _refused(
+    response: CrmHttpResponse,
+    retry_after: float | None,
+    method: str,
+    safe_url: str,
+    repeatable: bool,
+    policy: RetryPolicy,
+) -> tuple[CrmHttpError, bool]:
+    """The CRM answered an error: the error to raise, and whether to try again (a 429 always may, within the
+    policy's cap on `Retry-After`; other statuses only for a repeatable request and a transient status)."""
+    status = response.status_code
+    failure = CrmHttpError(
+        status,
+        retry_after=retry_after,
+        body=_body(response),
+        method=method,
+        url=safe_url,
+        outcome_unknown=not repeatable and status in UNKNOWN_OUTCOME_STATUSES,
+    )
+    if status == 429:
+        return failure, retry_after is None or retry_after <= policy.retry_after_cap
+    retryable = repeatable and status in RETRYABLE_READ_STATUSES
+    if retry_after is not None and retry_after > policy.retry_after_cap:
+        retryable = False
+    return failure, retryable
+
+
 class CrmHttpClient:
     """:class:`~appconnect.connectors.sdk.CrmHttp` bound to one user's auth header and CRM base URL."""
 
@@ -391,10 +443,8 @@ class CrmHttpClient:
         method = method.upper()
         full_url = self._url(url)
         safe_url = _redact_query(full_url)
-        if content is None and json is not None:
-            content = orjson.dumps(json)
-        elif content is None and data is not None:
-            content = urlencode(data).encode()
+        if content is None:
+            content = _encoded_body(json, data)
         send_headers = self._headers(
             auth, headers, json=json is not None, form=json is None and data is not None
         )
@@ -418,15 +468,7 @@ class CrmHttpClient:
                     timeouts=self._try_timeout(started),
                 )
             except TransportError as exc:
-                if exc.sent:
-                    # sent, then no (complete) answer: the CRM may have done it
-                    failure = CrmHttpError(None, method=method, url=safe_url, outcome_unknown=not repeatable)
-                    retryable = repeatable
-                else:
-                    # nothing reached the CRM: any method may be tried again
-                    failure = CrmHttpError(None, method=method, url=safe_url)
-                    retryable = True
-                failure.__cause__ = exc
+                failure, retryable = _unanswered(exc, method, safe_url, repeatable)
             else:
                 status = response.status_code
                 if self._limiter is not None:
@@ -437,20 +479,7 @@ class CrmHttpClient:
                         self.answered_writes += 1
                     return response
                 retry_after = _retry_after(response)
-                failure = CrmHttpError(
-                    status,
-                    retry_after=retry_after,
-                    body=_body(response),
-                    method=method,
-                    url=safe_url,
-                    outcome_unknown=not repeatable and status in UNKNOWN_OUTCOME_STATUSES,
-                )
-                if status == 429:
-                    retryable = retry_after is None or retry_after <= policy.retry_after_cap
-                else:
-                    retryable = repeatable and status in RETRYABLE_READ_STATUSES
-                    if retry_after is not None and retry_after > policy.retry_after_cap:
-                        retryable = False
+                failure, retryable = _refused(response, retry_after, method, safe_url, repeatable, policy)
             if not retryable or attempt >= policy.attempts:
                 raise failure
             delay = self._delay(attempt, retry_after)
