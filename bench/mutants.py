@@ -183,30 +183,16 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "settle window compared the wrong way (call logs)",
         "flows/call_logs.py",
-        "                if datetime.now(UTC) < settled_at:",
-        "                if datetime.now(UTC) > settled_at:",
+        "        if datetime.now(UTC) < settled_at:",
+        "        if datetime.now(UTC) > settled_at:",
         (EDGES,),
         "call_log and settle and sqlite",
     ),
     Mutant(
         "settle window compared the wrong way (message logs)",
         "flows/message_logs.py",
-        "create_of(info.messages[-1]))\n"
-        "                except InterfaceNotImplemented:\n"
-        "                    return Reply(envelope(False, NEEDS_ATTENTION)), Delivery.FINAL\n"
-        "                settle = timedelta(seconds=settle_window(services.settings))\n"
-        "                if (\n"
-        "                    log_id is None\n"
-        "                    and unanswered_at is not None\n"
-        "                    and datetime.now(UTC) < unanswered_at + settle",
-        "create_of(info.messages[-1]))\n"
-        "                except InterfaceNotImplemented:\n"
-        "                    return Reply(envelope(False, NEEDS_ATTENTION)), Delivery.FINAL\n"
-        "                settle = timedelta(seconds=settle_window(services.settings))\n"
-        "                if (\n"
-        "                    log_id is None\n"
-        "                    and unanswered_at is not None\n"
-        "                    and datetime.now(UTC) > unanswered_at + settle",
+        "if log_id is None and unanswered_at is not None and datetime.now(UTC) < unanswered_at + settle:",
+        "if log_id is None and unanswered_at is not None and datetime.now(UTC) > unanswered_at + settle:",
         (EDGES,),
         "message_log and settle and sqlite",
     ),
@@ -304,8 +290,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "a write sent again after no answer",
         "outbound/client.py",
-        "outcome_unknown=not repeatable)\n                    retryable = repeatable",
-        "outcome_unknown=not repeatable)\n                    retryable = True",
+        "outcome_unknown=not repeatable)\n        retryable = repeatable",
+        "outcome_unknown=not repeatable)\n        retryable = True",
         (HTTP_RETRIES,),
         "write",
     ),
@@ -328,10 +314,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "a create answered 500 not checked for a message log",
         "flows/message_logs.py",
-        "                        if _may_have_landed(exc):\n"
-        "                            # the CRM itself answered",
-        "                        if outcome_unknown(exc):\n"
-        "                            # the CRM itself answered",
+        "        if _may_have_landed(exc):\n            # the CRM itself answered",
+        "        if outcome_unknown(exc):\n            # the CRM itself answered",
         (EDGES,),
         "message_log and 500 and sqlite",
     ),
@@ -370,8 +354,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "a doubtful append sent again to a connector without idempotent appends",
         "flows/message_logs.py",
-        "if message_id in append_unknown and not connector.idempotent_message_append:",
-        "if message_id in append_unknown and connector.idempotent_message_append is None:",
+        "if resent and not connector.idempotent_message_append:",
+        "if resent and connector.idempotent_message_append is None:",
         (RECOVERY,),
         "idempotent_appends and sqlite",
     ),
