@@ -77,8 +77,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "stale cut-off computed into the future",
         "store/call_logs.py",
-        "        if row.status == PENDING:\n            stale_before = self._fast.stamp(now - timedelta(",
-        "        if row.status == PENDING:\n            stale_before = self._fast.stamp(now + timedelta(",
+        "        if row.status == PENDING:\n            stale_before = self._db.stamp(now - timedelta(",
+        "        if row.status == PENDING:\n            stale_before = self._db.stamp(now + timedelta(",
         (EDGES,),
         "abandoned_reservation and sqlite",
     ),

@@ -20,7 +20,7 @@ from appconnect.api.app import create_app
 from appconnect.server.http_protocol import InboundLimits
 from appconnect.settings import Settings
 from appconnect.store.migrate import upgrade
-from appconnect.store.sql import FastDatabase, open_fast_database
+from appconnect.store.sql import Database, open_database
 from appconnect.store.users import UserRecord
 from tests.support.app_server import run_app
 
@@ -110,12 +110,12 @@ def create_test_database() -> str:
     return url.render_as_string(hide_password=False)
 
 
-async def migrated_fast_database(backend: str, folder: Path) -> FastDatabase:
+async def migrated_database(backend: str, folder: Path) -> Database:
     """The server's database layer on a new, migrated SQLite file in `folder` or PostgreSQL test database."""
     sqlite = f"sqlite+aiosqlite:///{folder / 'store.sqlite3'}"
     url = sqlite if backend == "sqlite" else create_test_database()
     await asyncio.to_thread(upgrade, url)
-    return open_fast_database(url, max_connections=2, acquire_timeout=5.0)
+    return open_database(url, max_connections=2, acquire_timeout=5.0)
 
 
 def drop_test_databases() -> None:
@@ -374,15 +374,15 @@ async def stored_user(server: LiveServer, user_id: str) -> UserRecord:
     """The user row as the server stored it, decrypted with the server's own keys and store."""
     from appconnect.security.crypto import TokenCipher
     from appconnect.security.keys import load_keys
-    from appconnect.store.sql import open_fast_database
+    from appconnect.store.sql import open_database
     from appconnect.store.users import UserStore
 
-    fast = open_fast_database(server.settings.database_url, max_connections=1, acquire_timeout=10)
+    db = open_database(server.settings.database_url, max_connections=1, acquire_timeout=10)
     try:
         cipher = TokenCipher(load_keys(server.settings).encryption_keys)
-        user = await UserStore(cipher, fast).get(user_id)
+        user = await UserStore(cipher, db).get(user_id)
     finally:
-        await fast.close()
+        await db.close()
     assert user is not None
     return user
 

@@ -40,7 +40,7 @@ from tests.conftest import (
     call_log_body,
     crm_admin_headers,
     database_url_for,
-    migrated_fast_database,
+    migrated_database,
     new_phone,
     start_server,
 )
@@ -177,9 +177,9 @@ def test_two_takeovers_of_one_parked_row_give_one_claim(backend: str, tmp_path: 
     no lock between them): only the first UPDATE may match."""
 
     async def race() -> list[object]:
-        fast = await migrated_fast_database(backend, tmp_path)
+        db = await migrated_database(backend, tmp_path)
         try:
-            store = CallLogStore(TokenCipher((Fernet.generate_key().decode(),)), fast)
+            store = CallLogStore(TokenCipher((Fernet.generate_key().decode(),)), db)
             new = NewCallLog("scope", "s-1", ExtensionIdentity(), "c", "testcrm", "u", "1", payload="{}")
             claim = await store.reserve_new(new)
             assert claim is not None
@@ -190,7 +190,7 @@ def test_two_takeovers_of_one_parked_row_give_one_claim(backend: str, tmp_path: 
             both = await asyncio.gather(*(store.take_over(row, stale_after=STALE) for _ in range(4)))
             return [first, second, *both]
         finally:
-            await fast.close()
+            await db.close()
 
     claims = asyncio.run(race())
     assert claims[0] is not None
@@ -204,9 +204,9 @@ def test_an_abandoned_reservation_is_taken_over_once_and_only_once_stale(
     """A `pending` row younger than the stale window belongs to a live request; past it, one contender wins."""
 
     async def run() -> tuple[object, object, object, object]:
-        fast = await migrated_fast_database(backend, tmp_path)
+        db = await migrated_database(backend, tmp_path)
         try:
-            store = CallLogStore(TokenCipher((Fernet.generate_key().decode(),)), fast)
+            store = CallLogStore(TokenCipher((Fernet.generate_key().decode(),)), db)
             new = NewCallLog("scope", "s-2", ExtensionIdentity(), "c", "testcrm", "u", "1", payload="{}")
             assert await store.reserve_new(new) is not None
             row = (await store.find("scope", ["s-2"], ExtensionIdentity(), include_pending=True))["s-2"]
@@ -217,7 +217,7 @@ def test_an_abandoned_reservation_is_taken_over_once_and_only_once_stale(
             fresh = (await store.find("scope", ["s-2"], ExtensionIdentity(), include_pending=True))["s-2"]
             return live, first, second, await store.take_over(fresh, stale_after=60.0)
         finally:
-            await fast.close()
+            await db.close()
 
     live, first, second, again = asyncio.run(run())
     assert live is None

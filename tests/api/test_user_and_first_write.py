@@ -17,7 +17,7 @@ import pytest
 
 from appconnect.security.jwt import SessionTokens
 from appconnect.security.keys import load_keys
-from appconnect.store.sql import Statement, open_fast_database, sql
+from appconnect.store.sql import Statement, open_database, sql
 from appconnect.store.user_cache import announce_user_change
 from tests.conftest import CrmView, LiveServer, api_key_login, call_log_body, new_phone
 
@@ -39,11 +39,11 @@ def rows(server: LiveServer, statement: Statement, *args: object) -> list[dict[s
     """What the server's database holds, read on a connection of the test's own."""
 
     async def read() -> list[dict[str, Any]]:
-        fast = open_fast_database(server.settings.database_url, max_connections=1, acquire_timeout=10)
+        db = open_database(server.settings.database_url, max_connections=1, acquire_timeout=10)
         try:
-            return [dict(row) for row in await fast.all(statement, *args)]
+            return [dict(row) for row in await db.all(statement, *args)]
         finally:
-            await fast.close()
+            await db.close()
 
     return asyncio.run(read())
 
@@ -52,11 +52,11 @@ def change_user(server: LiveServer, statement: Statement, user_id: str) -> None:
     """A change made by hand in the database, announced to the running server (its user cache)."""
 
     async def change() -> None:
-        fast = open_fast_database(server.settings.database_url, max_connections=1, acquire_timeout=10)
+        db = open_database(server.settings.database_url, max_connections=1, acquire_timeout=10)
         try:
-            await fast.run(statement, user_id)
+            await db.run(statement, user_id)
         finally:
-            await fast.close()
+            await db.close()
         await announce_user_change(server.settings.database_url, user_id)
 
     asyncio.run(change())
@@ -80,12 +80,12 @@ def is_postgres(server: LiveServer) -> bool:
 @contextmanager
 def statements(server: LiveServer) -> Iterator[list[str]]:
     """The text of every statement the server runs meanwhile (its own database layer, counted in place)."""
-    fast = server.app.state.services.fast
+    db = server.app.state.services.db
     seen: list[str] = []
     postgres = is_postgres(server)
 
     def counted(name: str) -> Any:
-        original = getattr(fast, name)
+        original = getattr(db, name)
 
         async def run(statement: Statement, *args: Any) -> Any:
             seen.append(statement.postgres if postgres else statement.sqlite)
@@ -95,7 +95,7 @@ def statements(server: LiveServer) -> Iterator[list[str]]:
 
     with pytest.MonkeyPatch.context() as patched:
         for name in ("one", "all", "run", "write"):
-            patched.setattr(fast, name, counted(name))
+            patched.setattr(db, name, counted(name))
         yield seen
 
 

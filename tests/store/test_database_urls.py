@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from appconnect.settings import Settings
 from appconnect.store.migrate import upgrade
-from appconnect.store.sql import open_fast_database, sql
+from appconnect.store.sql import open_database, sql
 from appconnect.store.urls import is_sqlite, normalize_url, split_connect_options, sqlite_file
 
 
@@ -30,7 +30,7 @@ def test_both_sqlite_forms_name_the_same_file_and_work(tmp_path: Path, scheme: s
     upgrade(url)
 
     async def count_users() -> int:
-        database = open_fast_database(url, max_connections=1, acquire_timeout=1)
+        database = open_database(url, max_connections=1, acquire_timeout=1)
         try:
             row = await database.one(sql("SELECT count(*) AS n FROM users"))
         finally:

@@ -14,7 +14,7 @@ import pytest_asyncio
 
 from appconnect.store.locks import DatabaseSharedLock, LockManager, LockTimeout, RedisSharedLock
 from appconnect.store.migrate import upgrade
-from appconnect.store.sql import open_fast_database
+from appconnect.store.sql import open_database
 
 
 def redis_reachable() -> bool:
@@ -31,7 +31,7 @@ async def shared(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     if request.param == "database":
         url = f"sqlite+aiosqlite:///{tmp_path / 'locks.sqlite3'}"
         await asyncio.to_thread(upgrade, url)
-        db = open_fast_database(url, max_connections=4, acquire_timeout=10)
+        db = open_database(url, max_connections=4, acquire_timeout=10)
         yield DatabaseSharedLock(db)
         await db.close()
         return

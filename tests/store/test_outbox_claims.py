@@ -14,7 +14,7 @@ from cryptography.fernet import Fernet
 
 from appconnect.security.crypto import TokenCipher
 from appconnect.store.message_logs import MessageLogStore, OutboxEntry
-from tests.conftest import migrated_fast_database
+from tests.conftest import migrated_database
 
 
 async def _queued_entry(store: MessageLogStore) -> OutboxEntry:
@@ -32,15 +32,15 @@ async def _queued_entry(store: MessageLogStore) -> OutboxEntry:
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_two_claims_of_one_queued_entry_give_one_payload(backend: str, tmp_path: Path) -> None:
     async def race() -> list[str | None]:
-        fast = await migrated_fast_database(backend, tmp_path)
+        db = await migrated_database(backend, tmp_path)
         try:
-            store = MessageLogStore(TokenCipher((Fernet.generate_key().decode(),)), fast)
+            store = MessageLogStore(TokenCipher((Fernet.generate_key().decode(),)), db)
             entry = await _queued_entry(store)
             first = await store.claim(entry, stale_after=60.0)
             rest = await asyncio.gather(*(store.claim(entry, stale_after=60.0) for _ in range(4)))
             return [first, *rest]
         finally:
-            await fast.close()
+            await db.close()
 
     claims = asyncio.run(race())
     assert claims[0] == '{"logInfo": {}}'
@@ -50,9 +50,9 @@ def test_two_claims_of_one_queued_entry_give_one_payload(backend: str, tmp_path:
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_an_entry_being_sent_is_taken_over_only_once_stale(backend: str, tmp_path: Path) -> None:
     async def run() -> tuple[str | None, str | None, str | None]:
-        fast = await migrated_fast_database(backend, tmp_path)
+        db = await migrated_database(backend, tmp_path)
         try:
-            store = MessageLogStore(TokenCipher((Fernet.generate_key().decode(),)), fast)
+            store = MessageLogStore(TokenCipher((Fernet.generate_key().decode(),)), db)
             entry = await _queued_entry(store)
             assert await store.claim(entry, stale_after=60.0) is not None
             [sending] = await store.due(limit=10, stale_after=0.0)
@@ -62,7 +62,7 @@ def test_an_entry_being_sent_is_taken_over_only_once_stale(backend: str, tmp_pat
             second = await store.claim(sending, stale_after=0.1)
             return live, first, second
         finally:
-            await fast.close()
+            await db.close()
 
     live, first, second = asyncio.run(run())
     assert live is None

@@ -20,11 +20,11 @@ import pytest_asyncio
 from appconnect.flows.availability import is_dependency_down
 from appconnect.store.migrate import upgrade
 from appconnect.store.sql import (
+    Database,
     DatabaseError,
     DatabaseUnavailable,
-    FastDatabase,
     PostgresOptions,
-    open_fast_database,
+    open_database,
     sql,
 )
 from tests.conftest import (
@@ -88,14 +88,14 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 15.0
 
 
 @pytest_asyncio.fixture
-async def pool_of(pg_url: str) -> AsyncIterator[Callable[..., FastDatabase]]:
+async def pool_of(pg_url: str) -> AsyncIterator[Callable[..., Database]]:
     """Opens pools on the test database; closes them at the end."""
-    opened: list[FastDatabase] = []
+    opened: list[Database] = []
 
     def open_pool(
         max_connections: int = 1, keep_open: int | None = None, url: str | None = None, **options: Any
-    ) -> FastDatabase:
-        database = open_fast_database(
+    ) -> Database:
+        database = open_database(
             url or pg_url,
             max_connections=max_connections,
             acquire_timeout=10.0,
@@ -111,7 +111,7 @@ async def pool_of(pg_url: str) -> AsyncIterator[Callable[..., FastDatabase]]:
 
 
 async def test_overflow_connections_close_after_the_idle_time(
-    pg_url: str, pool_of: Callable[..., FastDatabase]
+    pg_url: str, pool_of: Callable[..., Database]
 ) -> None:
     name = application()
     database = pool_of(max_connections=4, keep_open=1, application_name=name, idle_seconds=0.3)
@@ -130,7 +130,7 @@ async def test_overflow_connections_close_after_the_idle_time(
 
 
 async def test_connections_within_the_pool_size_stay_open_however_long_idle(
-    pg_url: str, pool_of: Callable[..., FastDatabase]
+    pg_url: str, pool_of: Callable[..., Database]
 ) -> None:
     name = application()
     database = pool_of(max_connections=2, keep_open=2, application_name=name, idle_seconds=0.1)
@@ -140,7 +140,7 @@ async def test_connections_within_the_pool_size_stay_open_however_long_idle(
 
 
 async def test_a_connection_older_than_its_lifetime_is_replaced(
-    pg_url: str, pool_of: Callable[..., FastDatabase]
+    pg_url: str, pool_of: Callable[..., Database]
 ) -> None:
     name = application()
     database = pool_of(max_connections=1, application_name=name, recycle_seconds=0.5)
@@ -157,7 +157,7 @@ async def test_a_connection_older_than_its_lifetime_is_replaced(
 
 
 async def test_an_idle_connection_past_its_lifetime_is_closed_without_being_used(
-    pg_url: str, pool_of: Callable[..., FastDatabase]
+    pg_url: str, pool_of: Callable[..., Database]
 ) -> None:
     name = application()
     database = pool_of(max_connections=1, application_name=name, recycle_seconds=0.3)
@@ -171,7 +171,7 @@ async def test_an_idle_connection_past_its_lifetime_is_closed_without_being_used
 
 
 async def test_application_name_and_statement_timeout_reach_the_server(
-    pg_url: str, pool_of: Callable[..., FastDatabase]
+    pg_url: str, pool_of: Callable[..., Database]
 ) -> None:
     name = application()
     database = pool_of(application_name=name, statement_timeout_ms=250)
@@ -186,7 +186,7 @@ async def test_application_name_and_statement_timeout_reach_the_server(
 
 
 async def test_the_database_url_query_sets_the_options_and_migrations_ignore_them(
-    pg_url: str, pool_of: Callable[..., FastDatabase]
+    pg_url: str, pool_of: Callable[..., Database]
 ) -> None:
     name = application()
     url = f"{libpq(pg_url)}?application_name={name}&statement_timeout=1500&statement_cache_size=0"
@@ -201,7 +201,7 @@ async def test_the_database_url_query_sets_the_options_and_migrations_ignore_the
 
 def test_a_malformed_option_in_the_url_is_refused_by_name() -> None:
     with pytest.raises(ValueError) as refused:
-        open_fast_database(
+        open_database(
             "postgresql://user:secret@127.0.0.1/db?statement_cache_size=lots",
             max_connections=1,
             acquire_timeout=1,
@@ -213,7 +213,7 @@ PREPARED = sql("SELECT count(*) AS n FROM pg_prepared_statements")
 
 
 async def test_statement_cache_size_zero_prepares_no_named_statements(
-    pool_of: Callable[..., FastDatabase],
+    pool_of: Callable[..., Database],
 ) -> None:
     """What PgBouncer in transaction pooling mode needs: no named prepared statement outlives its use."""
     cached = pool_of(statement_cache_size=100)
@@ -229,7 +229,7 @@ async def test_statement_cache_size_zero_prepares_no_named_statements(
 
 
 async def test_a_session_setting_does_not_reach_the_next_user(
-    pool_of: Callable[..., FastDatabase],
+    pool_of: Callable[..., Database],
 ) -> None:
     name = application()
     database = pool_of(application_name=name, statement_timeout_ms=2000)  # one connection: always the same
@@ -253,7 +253,7 @@ async def test_a_session_setting_does_not_reach_the_next_user(
 
 
 async def test_an_advisory_lock_does_not_outlive_its_statement(
-    pg_url: str, pool_of: Callable[..., FastDatabase]
+    pg_url: str, pool_of: Callable[..., Database]
 ) -> None:
     database = pool_of()
     await database.one(sql("SELECT pg_advisory_lock(424242) AS locked"))
@@ -262,7 +262,7 @@ async def test_an_advisory_lock_does_not_outlive_its_statement(
 
 
 async def test_a_transaction_left_open_is_rolled_back_before_the_next_user(
-    pg_url: str, pool_of: Callable[..., FastDatabase]
+    pg_url: str, pool_of: Callable[..., Database]
 ) -> None:
     name = application()
     database = pool_of(application_name=name)
@@ -280,7 +280,7 @@ async def test_a_transaction_left_open_is_rolled_back_before_the_next_user(
 
 
 async def test_a_plain_statement_is_not_followed_by_a_reset(
-    pg_url: str, pool_of: Callable[..., FastDatabase]
+    pg_url: str, pool_of: Callable[..., Database]
 ) -> None:
     """The reset costs a round trip: the flow's statements never pay it, only those that leave state."""
     name = application()
@@ -299,7 +299,7 @@ async def test_a_plain_statement_is_not_followed_by_a_reset(
 
 
 async def test_a_backend_terminated_mid_statement_is_unavailable_and_then_replaced(
-    pg_url: str, pool_of: Callable[..., FastDatabase]
+    pg_url: str, pool_of: Callable[..., Database]
 ) -> None:
     """What a PostgreSQL restart does to a request in flight: a clean "retry later", and the next one works."""
     name = application()

@@ -26,7 +26,7 @@ from appconnect.outbound.limits import (
     RateLimitSettingError,
 )
 from appconnect.store.rate_limits import DatabaseRateLimiter, RedisRateLimiter
-from appconnect.store.sql import FastDatabase, open_fast_database, sql
+from appconnect.store.sql import Database, open_database, sql
 from tests.conftest import LiveServer
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -49,7 +49,7 @@ class Stores:
         self._server = server
         self._closers: list[Callable[[], object]] = []
         self.prefix = f"test-crmcalls-{uuid.uuid4().hex}:"
-        self.databases: list[FastDatabase] = []
+        self.databases: list[Database] = []
         self.database_url = server.settings.database_url
 
     def open(self) -> RateLimiterBackend:
@@ -59,7 +59,7 @@ class Stores:
             client = redis_asyncio.from_url(REDIS_URL, socket_timeout=5)
             self._closers.append(client.aclose)
             return RedisRateLimiter(client, prefix=self.prefix)
-        db = open_fast_database(self._server.settings.database_url, max_connections=5, acquire_timeout=10)
+        db = open_database(self._server.settings.database_url, max_connections=5, acquire_timeout=10)
         self.databases.append(db)
         self._closers.append(db.close)
         return DatabaseRateLimiter(db)

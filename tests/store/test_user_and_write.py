@@ -24,10 +24,10 @@ from appconnect.security.crypto import TokenCipher
 from appconnect.security.jwt import SessionClaims
 from appconnect.store.cache import AccountCache
 from appconnect.store.call_logs import CallLogStore, ExtensionIdentity
-from appconnect.store.sql import FastDatabase, sql
+from appconnect.store.sql import Database, sql
 from appconnect.store.user_cache import SharedMemoryChanges, UserCache
 from appconnect.store.users import GatedWrite, UserRecord, UserStore, Written
-from tests.conftest import migrated_fast_database
+from tests.conftest import migrated_database
 
 SCOPE = "acme||account:A"
 _CLAIMS = sql("SELECT account_id, platform FROM created_contacts WHERE phone_number = ?")
@@ -36,11 +36,11 @@ _FORGET_SCOPE = sql("UPDATE users SET account_scope = NULL WHERE id = ?")
 
 
 class Stores:
-    def __init__(self, fast: FastDatabase, cipher: TokenCipher, cache: UserCache | None = None) -> None:
-        self.fast = fast
-        self.users = UserStore(cipher, fast, cache)
-        self.cache = AccountCache(fast)
-        self.call_logs = CallLogStore(cipher, fast)
+    def __init__(self, db: Database, cipher: TokenCipher, cache: UserCache | None = None) -> None:
+        self.db = db
+        self.users = UserStore(cipher, db, cache)
+        self.cache = AccountCache(db)
+        self.call_logs = CallLogStore(cipher, db)
 
     def claim(self, phone: str, platform: str = "acme") -> GatedWrite:
         return self.cache.claim_for_user(platform, phone, {"createOutcomeUnknown": True}, max_age=60)
@@ -55,28 +55,28 @@ class Stores:
         )
 
     async def claims_of(self, phone: str) -> list[tuple[str, str]]:
-        return [(r["account_id"], r["platform"]) for r in await self.fast.all(_CLAIMS, phone)]
+        return [(r["account_id"], r["platform"]) for r in await self.db.all(_CLAIMS, phone)]
 
     async def logs_of(self, session_id: str) -> list[dict[str, Any]]:
-        return [dict(r) for r in await self.fast.all(_CALL_LOGS, session_id)]
+        return [dict(r) for r in await self.db.all(_CALL_LOGS, session_id)]
 
 
 @pytest_asyncio.fixture(params=["sqlite", "postgres"])
 async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stores]:
-    fast = await migrated_fast_database(request.param, tmp_path)
+    db = await migrated_database(request.param, tmp_path)
     try:
-        yield Stores(fast, TokenCipher((Fernet.generate_key().decode(),)))
+        yield Stores(db, TokenCipher((Fernet.generate_key().decode(),)))
     finally:
-        await fast.close()
+        await db.close()
 
 
 @pytest_asyncio.fixture
-async def postgres(tmp_path: Path) -> AsyncIterator[FastDatabase]:
-    fast = await migrated_fast_database("postgres", tmp_path)
+async def postgres(tmp_path: Path) -> AsyncIterator[Database]:
+    db = await migrated_database("postgres", tmp_path)
     try:
-        yield fast
+        yield db
     finally:
-        await fast.close()
+        await db.close()
 
 
 async def _user(stores: Stores, user_id: str = "7-acme", scope: str | None = SCOPE) -> UserRecord:
@@ -104,7 +104,7 @@ def test_the_session_bound_agrees_with_session_is_current_to_the_millisecond() -
 
 async def test_an_active_user_with_a_scope_is_read_and_written_for_in_one_statement(stores: Stores) -> None:
     user = await _user(stores)
-    postgres = stores.fast.dialect == "postgresql"
+    postgres = stores.db.dialect == "postgresql"
     bound = session_bound(_claims(user.id, time.time()))
 
     read, written = await stores.users.get_with_write(user.id, "acme", bound, stores.claim("+14155550100"))
@@ -165,7 +165,7 @@ async def test_the_gate_writes_nothing_for_a_user_the_flows_would_refuse_or_a_le
     read, written = await stores.users.get_with_write(user.id, None, bound, stores.reserve("s-2"))
     assert read is not None and written is None
 
-    await stores.fast.run(
+    await stores.db.run(
         _FORGET_SCOPE, user.id
     )  # a legacy user: the separate write files it under its legacy scope
     fresh = session_bound(_claims(user.id, time.time()))
@@ -176,7 +176,7 @@ async def test_the_gate_writes_nothing_for_a_user_the_flows_would_refuse_or_a_le
     assert await stores.logs_of("s-2") == []
 
 
-async def test_a_cached_user_is_written_for_separately(postgres: FastDatabase, tmp_path: Path) -> None:
+async def test_a_cached_user_is_written_for_separately(postgres: Database, tmp_path: Path) -> None:
     cipher = TokenCipher((Fernet.generate_key().decode(),))
     user = await _user(Stores(postgres, cipher))  # saved elsewhere: not in this worker's cache yet
     stores = Stores(postgres, cipher, UserCache(SharedMemoryChanges(tmp_path / "changes")))
@@ -189,7 +189,7 @@ async def test_a_cached_user_is_written_for_separately(postgres: FastDatabase, t
 
 
 async def test_a_row_written_for_a_user_python_refuses_is_taken_back(
-    postgres: FastDatabase, monkeypatch: pytest.MonkeyPatch
+    postgres: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stores = Stores(postgres, TokenCipher((Fernet.generate_key().decode(),)))
     user = await _user(stores)
@@ -211,7 +211,7 @@ async def test_a_row_written_for_a_user_python_refuses_is_taken_back(
     assert await stores.logs_of("s-5") == []
 
 
-async def test_a_user_whose_credentials_cannot_be_read_leaves_no_row(postgres: FastDatabase) -> None:
+async def test_a_user_whose_credentials_cannot_be_read_leaves_no_row(postgres: Database) -> None:
     writer = Stores(postgres, TokenCipher((Fernet.generate_key().decode(),)))
     user = await _user(writer)
     reader = Stores(postgres, TokenCipher((Fernet.generate_key().decode(),)))  # another key

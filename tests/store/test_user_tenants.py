@@ -21,16 +21,16 @@ from appconnect.flows.common import session_is_current
 from appconnect.security.crypto import TokenCipher
 from appconnect.security.jwt import SessionClaims
 from appconnect.store.users import UserRecord, UserStore
-from tests.conftest import migrated_fast_database
+from tests.conftest import migrated_database
 
 
 @pytest_asyncio.fixture(params=["sqlite", "postgres"])
 async def users(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[UserStore]:
-    fast = await migrated_fast_database(request.param, tmp_path)
+    db = await migrated_database(request.param, tmp_path)
     try:
-        yield UserStore(TokenCipher((Fernet.generate_key().decode(),)), fast)
+        yield UserStore(TokenCipher((Fernet.generate_key().decode(),)), db)
     finally:
-        await fast.close()
+        await db.close()
 
 
 def test_stored_ids_name_the_tenant_and_keep_the_crm_id_readable() -> None:

@@ -15,7 +15,7 @@ import time
 from appconnect.outbound.limits import Batched, RateLimiterBackend
 from appconnect.outbound.types import RateLimit
 from appconnect.store.rate_limits import DatabaseRateLimiter, RedisRateLimiter
-from appconnect.store.sql import open_fast_database
+from appconnect.store.sql import open_database
 
 
 async def run(store: str, key: str, limit: RateLimit, start_at: float, seconds: float) -> list[float]:
@@ -26,7 +26,7 @@ async def run(store: str, key: str, limit: RateLimit, start_at: float, seconds: 
         client = redis_asyncio.from_url(store, socket_timeout=5)
         backend, close = RedisRateLimiter(client, prefix="test-crmcalls-processes:"), client.aclose
     else:
-        db = open_fast_database(store, max_connections=4, acquire_timeout=10)
+        db = open_database(store, max_connections=4, acquire_timeout=10)
         backend, close = DatabaseRateLimiter(db), db.close
     batched = Batched(backend, most=4)
     granted: list[float] = []

@@ -73,7 +73,7 @@ def database_pool_stats(services: Services) -> PoolStats:
     """
 
     def read() -> tuple[int, int] | None:
-        return services.fast.usage()
+        return services.db.usage()
 
     return read
 

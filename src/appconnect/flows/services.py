@@ -29,7 +29,7 @@ from appconnect.store.call_logs import CallLogStore
 from appconnect.store.locks import DatabaseSharedLock, LockManager, RedisSharedLock
 from appconnect.store.message_logs import MessageLogStore
 from appconnect.store.rate_limits import DatabaseRateLimiter, RedisRateLimiter
-from appconnect.store.sql import FastDatabase, PostgresDatabase, PostgresOptions, open_fast_database
+from appconnect.store.sql import Database, PostgresDatabase, PostgresOptions, open_database
 from appconnect.store.urls import is_sqlite, sqlite_file
 from appconnect.store.user_cache import ListenChanges, SharedMemoryChanges, UserCache, changes_file
 from appconnect.store.users import UserStore
@@ -40,7 +40,7 @@ class Services:
     settings: Settings
     keys: ServerKeys
     #: every statement the server runs (store/sql.py)
-    fast: FastDatabase
+    db: Database
     http: CrmTransport
     registry: ConnectorRegistry
     tokens: SessionTokens
@@ -99,7 +99,7 @@ class Services:
             await self.redis.aclose()
         if self.user_cache is not None:
             await self.user_cache.changes.close()
-        await self.fast.close()
+        await self.db.close()
 
 
 def connector_environment(settings: Settings) -> dict[str, str]:
@@ -135,7 +135,7 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
     connections = settings.database_connections_per_worker()
     if _user_cache_on(settings) and not is_sqlite(settings.database_url):
         connections = max(1, connections - 1)  # the user cache's LISTEN connection
-    fast = open_fast_database(
+    db = open_database(
         settings.database_url,
         max_connections=connections,
         acquire_timeout=settings.database_pool_timeout,
@@ -150,14 +150,14 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
         shared: DatabaseSharedLock | RedisSharedLock = RedisSharedLock(redis_client)
         limiter: RateLimiterBackend = RedisRateLimiter(redis_client)
     else:
-        shared = DatabaseSharedLock(fast)
-        limiter = DatabaseRateLimiter(fast)
+        shared = DatabaseSharedLock(db)
+        limiter = DatabaseRateLimiter(db)
     cipher = TokenCipher(keys.encryption_keys)
-    user_cache = _user_cache(settings, fast)
+    user_cache = _user_cache(settings, db)
     return Services(
         settings=settings,
         keys=keys,
-        fast=fast,
+        db=db,
         http=build_transport_client(
             connect_timeout=settings.crm_connect_timeout,
             read_timeout=settings.crm_read_timeout,
@@ -167,17 +167,17 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
         ),
         registry=registry or _discover(settings),
         tokens=SessionTokens(keys.jwt_secret),
-        users=UserStore(cipher, fast, user_cache),
-        call_logs=CallLogStore(cipher, fast),
-        message_logs=MessageLogStore(cipher, fast),
-        cache=AccountCache(fast),
+        users=UserStore(cipher, db, user_cache),
+        call_logs=CallLogStore(cipher, db),
+        message_logs=MessageLogStore(cipher, db),
+        cache=AccountCache(db),
         locks=LockManager(shared, wait_seconds=settings.lock_wait_seconds),
         redis=redis_client,
         rate_limiter=Batched(limiter),
         rate_limit_overrides=RateLimitOverrides.parse(settings.crm_rate_limit),
         user_cache=user_cache,
-        admin_settings=AdminSettingsStore(fast),
-        call_notes=CallNoteCache(cipher, fast),
+        admin_settings=AdminSettingsStore(db),
+        call_notes=CallNoteCache(cipher, db),
     )
 
 
@@ -198,12 +198,12 @@ def _user_cache_on(settings: Settings) -> bool:
     return settings.user_cache
 
 
-def _user_cache(settings: Settings, fast: FastDatabase) -> UserCache | None:
+def _user_cache(settings: Settings, db: Database) -> UserCache | None:
     """SQLite: change counters in shared memory beside the database file; PostgreSQL: LISTEN/NOTIFY."""
     if not _user_cache_on(settings):
         return None
-    if isinstance(fast, PostgresDatabase):
-        return UserCache(ListenChanges(fast.dsn))
+    if isinstance(db, PostgresDatabase):
+        return UserCache(ListenChanges(db.dsn))
     path = sqlite_file(settings.database_url)
     if path is None:
         return None

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from appconnect.security.crypto import TokenCipher
-from appconnect.store.sql import FastDatabase, from_json, sql, to_json
+from appconnect.store.sql import Database, from_json, sql, to_json
 
 _GET_SETTINGS = sql("SELECT user_settings FROM admin_configs WHERE id = ?")
 _PUT_SETTINGS = sql(
@@ -29,40 +29,40 @@ _PURGE_NOTES = sql(
 class AdminSettingsStore:
     """The admin's locked and pre-set user settings, one row per RingCentral account (by its keyed hash)."""
 
-    def __init__(self, fast: FastDatabase) -> None:
-        self._fast = fast
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     async def get(self, account_hash: str) -> dict[str, Any] | None:
-        row = await self._fast.one(_GET_SETTINGS, account_hash)
+        row = await self._db.one(_GET_SETTINGS, account_hash)
         if row is None:
             return None
         value = from_json(row["user_settings"])
         return value if isinstance(value, dict) else {}
 
     async def put(self, account_hash: str, user_settings: dict[str, Any]) -> None:
-        now = self._fast.stamp(datetime.now(UTC))
-        await self._fast.run(_PUT_SETTINGS, account_hash, to_json(user_settings), now, now)
+        now = self._db.stamp(datetime.now(UTC))
+        await self._db.run(_PUT_SETTINGS, account_hash, to_json(user_settings), now, now)
 
 
 class CallNoteCache:
     """Notes typed during a call, kept (encrypted) for the account's server-side logging to merge later."""
 
-    def __init__(self, cipher: TokenCipher, fast: FastDatabase) -> None:
+    def __init__(self, cipher: TokenCipher, db: Database) -> None:
         self._cipher = cipher
-        self._fast = fast
+        self._db = db
 
     async def put(self, scope: str, session_id: str, note: str, *, ttl_seconds: float) -> None:
         now = datetime.now(UTC)
-        await self._fast.run(_PURGE_NOTES, self._fast.stamp(now))
-        expires = self._fast.stamp(now + timedelta(seconds=ttl_seconds))
-        await self._fast.run(_PUT_NOTE, scope, session_id, self._cipher.encrypt(note), expires)
+        await self._db.run(_PURGE_NOTES, self._db.stamp(now))
+        expires = self._db.stamp(now + timedelta(seconds=ttl_seconds))
+        await self._db.run(_PUT_NOTE, scope, session_id, self._cipher.encrypt(note), expires)
 
     async def get(self, scope: str, session_id: str) -> str | None:
         """The note cached for this call in this account, unless it expired."""
-        row = await self._fast.one(_GET_NOTE, scope, session_id)
+        row = await self._db.one(_GET_NOTE, scope, session_id)
         if row is None:
             return None
-        expires = self._fast.when(row["expires_at"])
+        expires = self._db.when(row["expires_at"])
         if expires is not None and expires < datetime.now(UTC):
             return None
         return self._cipher.decrypt(row["note"])

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from appconnect.store.sql import FastDatabase, from_json, sql, to_json
+from appconnect.store.sql import Database, from_json, sql, to_json
 from appconnect.store.users import GatedWrite, user_and_write
 
 _GET_CONTACTS = sql(
@@ -90,11 +90,11 @@ def contacts_key(phone: str) -> str:
 
 
 class AccountCache:
-    def __init__(self, fast: FastDatabase) -> None:
-        self._fast = fast
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     async def get_contacts(self, account_id: str, platform: str, phone: str, *, max_age: float) -> Any | None:
-        row = await self._fast.one(_GET_CONTACTS, account_id, platform, contacts_key(phone))
+        row = await self._db.one(_GET_CONTACTS, account_id, platform, contacts_key(phone))
         if row is None:
             return None
         return self.fresh_contacts(row["data"], row["updated_at"], max_age=max_age)
@@ -103,32 +103,32 @@ class AccountCache:
         """A cached lookup answer as stored (`data`, `updated_at`), or None when there is none or it is too old."""
         if data is None:
             return None
-        updated = self._fast.when(updated_at)
+        updated = self._db.when(updated_at)
         if updated is not None and updated < datetime.now(UTC) - timedelta(seconds=max_age):
             return None
         return from_json(data)
 
     async def put_contacts(self, account_id: str, platform: str, phone: str, contacts: list[Any]) -> None:
-        now = self._fast.stamp(datetime.now(UTC))
-        await self._fast.run(
+        now = self._db.stamp(datetime.now(UTC))
+        await self._db.run(
             _PUT_CONTACTS, account_id, platform, contacts_key(phone), to_json(contacts), now, now
         )
 
     async def get_account_data(self, account_id: str, platform: str, key: str) -> tuple[Any, datetime] | None:
         """A connector's stored account data and when it was stored, or None."""
-        row = await self._fast.one(_GET_CONTACTS, account_id, platform, account_data_key(key))
+        row = await self._db.one(_GET_CONTACTS, account_id, platform, account_data_key(key))
         if row is None or row["data"] is None:
             return None
-        return from_json(row["data"]), self._fast.when(row["updated_at"]) or datetime.now(UTC)
+        return from_json(row["data"]), self._db.when(row["updated_at"]) or datetime.now(UTC)
 
     async def put_account_data(self, account_id: str, platform: str, key: str, data: Any) -> None:
-        now = self._fast.stamp(datetime.now(UTC))
-        await self._fast.run(
+        now = self._db.stamp(datetime.now(UTC))
+        await self._db.run(
             _PUT_CONTACTS, account_id, platform, account_data_key(key), to_json(data), now, now
         )
 
     async def drop_contacts(self, account_id: str, platform: str, phone: str) -> None:
-        await self._fast.run(_DROP_CONTACTS, account_id, platform, contacts_key(phone))
+        await self._db.run(_DROP_CONTACTS, account_id, platform, contacts_key(phone))
 
     async def claim_created_contact(
         self, account_id: str, platform: str, phone: str, marker: Any, *, max_age: float
@@ -136,9 +136,9 @@ class AccountCache:
         """Record `marker` for this number unless a record younger than `max_age` is there: True when this
         request now owns the create (recorded before the CRM is asked, so a crash leaves a trace)."""
         now = datetime.now(UTC)
-        stamp = self._fast.stamp(now)
-        expired_before = self._fast.stamp(now - timedelta(seconds=max_age))
-        row = await self._fast.write(
+        stamp = self._db.stamp(now)
+        expired_before = self._db.stamp(now - timedelta(seconds=max_age))
+        row = await self._db.write(
             _CLAIM_CREATED, account_id, platform, phone, to_json(marker), stamp, stamp, expired_before
         )
         return row is not None
@@ -154,14 +154,14 @@ class AccountCache:
         )
 
     async def created_contact(self, account_id: str, platform: str, phone: str) -> CreatedRecord | None:
-        row = await self._fast.one(_READ_CREATED, account_id, platform, phone)
+        row = await self._db.one(_READ_CREATED, account_id, platform, phone)
         if row is None:
             return None
         now = datetime.now(UTC)
         return CreatedRecord(
             contact=from_json(row["contact"]),
-            recorded_at=self._fast.when(row["created_at"]) or now,
-            updated_at=self._fast.when(row["updated_at"]) or now,
+            recorded_at=self._db.when(row["created_at"]) or now,
+            updated_at=self._db.when(row["updated_at"]) or now,
             version=row["updated_at"],
         )
 
@@ -169,10 +169,10 @@ class AccountCache:
         self, account_id: str, platform: str, phone: str, record: CreatedRecord, marker: Any
     ) -> bool:
         """Own a record whose create nobody is working on any more; False when another request got it first."""
-        taken = await self._fast.run(
+        taken = await self._db.run(
             _TAKE_OVER_CREATED,
             to_json(marker),
-            self._fast.stamp(datetime.now(UTC)),
+            self._db.stamp(datetime.now(UTC)),
             account_id,
             platform,
             phone,
@@ -185,10 +185,10 @@ class AccountCache:
     ) -> None:
         """Record the outcome for this number (the contact, or an unanswered-create marker, timed from now);
         `drop_lookup` also drops the number's cached lookup answer."""
-        now = self._fast.stamp(datetime.now(UTC))
-        if drop_lookup and self._fast.dialect == "postgresql":
+        now = self._db.stamp(datetime.now(UTC))
+        if drop_lookup and self._db.dialect == "postgresql":
             key = contacts_key(phone)
-            await self._fast.run(
+            await self._db.run(
                 _SET_CREATED_AND_DROP,
                 account_id,
                 platform,
@@ -201,20 +201,20 @@ class AccountCache:
                 phone,
             )
             return
-        await self._fast.run(_SET_CREATED, to_json(contact), now, now, account_id, platform, phone)
+        await self._db.run(_SET_CREATED, to_json(contact), now, now, account_id, platform, phone)
         if drop_lookup:
             # a separate statement: should it fail, the lookup cache only keeps an older match a while longer
-            await self._fast.run(_DROP_CONTACTS, account_id, platform, contacts_key(phone))
+            await self._db.run(_DROP_CONTACTS, account_id, platform, contacts_key(phone))
 
     async def keep_created_contact(
         self, account_id: str, platform: str, phone: str, record: CreatedRecord, marker: Any
     ) -> None:
         """Hand a record back unchanged in time (its settle window still runs) with `marker` as content."""
-        await self._fast.run(
+        await self._db.run(
             _SET_CREATED,
             to_json(marker),
-            self._fast.stamp(record.recorded_at),
-            self._fast.stamp(datetime.now(UTC)),
+            self._db.stamp(record.recorded_at),
+            self._db.stamp(datetime.now(UTC)),
             account_id,
             platform,
             phone,
@@ -222,4 +222,4 @@ class AccountCache:
 
     async def forget_created_contact(self, account_id: str, platform: str, phone: str) -> None:
         """The CRM refused the create: nothing to replay or adopt."""
-        await self._fast.run(_FORGET_CREATED, account_id, platform, phone)
+        await self._db.run(_FORGET_CREATED, account_id, platform, phone)

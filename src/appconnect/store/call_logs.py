@@ -16,7 +16,7 @@ from enum import Enum
 from typing import Any
 
 from appconnect.security.crypto import TokenCipher
-from appconnect.store.sql import FastDatabase, Statement, sql
+from appconnect.store.sql import Database, Statement, sql
 from appconnect.store.users import GatedWrite, user_and_write
 
 PENDING = "pending"
@@ -244,11 +244,11 @@ def _rank(row: CallLogRow, identity: ExtensionIdentity) -> int:
 
 
 class CallLogStore:
-    def __init__(self, cipher: TokenCipher, fast: FastDatabase) -> None:
+    def __init__(self, cipher: TokenCipher, db: Database) -> None:
         self._cipher = cipher
-        self._fast = fast
+        self._db = db
 
-    def _fast_row(self, row: Any) -> CallLogRow:
+    def _row_of(self, row: Any) -> CallLogRow:
         return CallLogRow(
             pk=row["pk"],
             scope=row["scope"],
@@ -261,7 +261,7 @@ class CallLogStore:
             contact_id=row["contact_id"],
             third_party_log_id=row["third_party_log_id"],
             status=row["status"],
-            updated_at=self._fast.when(row["updated_at"]),
+            updated_at=self._db.when(row["updated_at"]),
             attempts=row["attempts"] or 0,
         )
 
@@ -277,8 +277,8 @@ class CallLogStore:
         if not session_ids:
             return {}
         statement, identity_args = _find_statement(len(session_ids), identity, include_pending)
-        found = await self._fast.all(statement, scope, *session_ids, *identity_args)
-        rows = [self._fast_row(r) for r in found]
+        found = await self._db.all(statement, scope, *session_ids, *identity_args)
+        rows = [self._row_of(r) for r in found]
         best: dict[str, CallLogRow] = {}
         for row in sorted(rows, key=lambda r: (r.status != DONE, _rank(r, identity))):
             best.setdefault(row.session_id, row)
@@ -288,8 +288,8 @@ class CallLogStore:
         """Reserve a session nobody logged yet, in one statement; None when any row already answers for it
         (then `find` and `reserve` decide what to do with that row)."""
         shape, identity_args = _identity_of(new.identity)
-        now = self._fast.stamp(datetime.now(UTC))
-        row = await self._fast.write(
+        now = self._db.stamp(datetime.now(UTC))
+        row = await self._db.write(
             _reserve_new_statement(shape),
             new.scope,
             new.session_id,
@@ -378,17 +378,17 @@ class CallLogStore:
         """
         now = datetime.now(UTC)
         changes = (
-            self._fast.stamp(now),
+            self._db.stamp(now),
             user_id,
             contact_id,
             self._cipher.encrypt(payload) if payload is not None else None,
             row.pk,
         )
         if row.status == PENDING:
-            stale_before = self._fast.stamp(now - timedelta(seconds=stale_after))
-            taken = await self._fast.run(_TAKE_OVER_ABANDONED, *changes, stale_before)
+            stale_before = self._db.stamp(now - timedelta(seconds=stale_after))
+            taken = await self._db.run(_TAKE_OVER_ABANDONED, *changes, stale_before)
         elif row.status in PARKED:
-            taken = await self._fast.run(_TAKE_OVER_PARKED, *changes, row.status)
+            taken = await self._db.run(_TAKE_OVER_PARKED, *changes, row.status)
         else:
             return None
         if taken != 1:
@@ -403,11 +403,11 @@ class CallLogStore:
         )
 
     async def complete(self, pk: int, third_party_log_id: str) -> None:
-        await self._fast.run(_COMPLETE, third_party_log_id, self._fast.stamp(datetime.now(UTC)), pk)
+        await self._db.run(_COMPLETE, third_party_log_id, self._db.stamp(datetime.now(UTC)), pk)
 
     async def release(self, pk: int) -> None:
         """The CRM refused the log for good (4xx): forget the reservation so the client's retry can log it."""
-        await self._fast.run(_RELEASE, pk)
+        await self._db.run(_RELEASE, pk)
 
     async def park(
         self,
@@ -422,12 +422,12 @@ class CallLogStore:
         """Keep a log the CRM did not take (`queued`/`unknown`/`failed`) with its request, for a later try.
 
         `recorded_at` keeps the time of the original unanswered create when a check found nothing yet."""
-        await self._fast.run(
+        await self._db.run(
             _PARK,
             status,
             attempts,
-            self._fast.stamp(next_attempt_at),
-            self._fast.stamp(recorded_at or datetime.now(UTC)),
+            self._db.stamp(next_attempt_at),
+            self._db.stamp(recorded_at or datetime.now(UTC)),
             self._cipher.encrypt(payload) if payload is not None else None,
             pk,
         )
@@ -436,9 +436,9 @@ class CallLogStore:
         """Rows the retrier should try now: parked and due, or abandoned mid-request with a request kept."""
         now = datetime.now(UTC)
         stale_before = now - timedelta(seconds=stale_after)
-        rows = await self._fast.all(_DUE, self._fast.stamp(now), self._fast.stamp(stale_before), limit)
-        return [self._fast_row(r) for r in rows]
+        rows = await self._db.all(_DUE, self._db.stamp(now), self._db.stamp(stale_before), limit)
+        return [self._row_of(r) for r in rows]
 
     async def payload(self, pk: int) -> str | None:
-        row = await self._fast.one(_PAYLOAD, pk)
+        row = await self._db.one(_PAYLOAD, pk)
         return self._cipher.decrypt(row["payload"]) if row is not None else None

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from appconnect.store.sql import FastDatabase, sql
+from appconnect.store.sql import Database, sql
 
 
 class LockTimeout(Exception):
@@ -41,7 +41,7 @@ _RELEASE_LOCK = sql("DELETE FROM locks WHERE name = ? AND owner = ?")
 class DatabaseSharedLock:
     """A lock row per name, taken in one statement: inserted, or taken over once its holder's TTL ran out."""
 
-    def __init__(self, db: FastDatabase) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     async def try_acquire(self, name: str, owner: str, ttl: float) -> bool:

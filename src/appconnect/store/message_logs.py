@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from appconnect.security.crypto import TokenCipher
-from appconnect.store.sql import FastDatabase, Statement, sql
+from appconnect.store.sql import Database, Statement, sql
 
 #: status of a message whose append to an existing activity was sent and never answered
 APPEND_UNKNOWN = "append_unknown"
@@ -94,17 +94,17 @@ def _ids_with_status(status: str, count: int) -> Statement:
 
 
 class MessageLogStore:
-    def __init__(self, cipher: TokenCipher, fast: FastDatabase) -> None:
+    def __init__(self, cipher: TokenCipher, db: Database) -> None:
         self._cipher = cipher
-        self._fast = fast
+        self._db = db
 
     def _now(self) -> object:
-        return self._fast.stamp(datetime.now(UTC))
+        return self._db.stamp(datetime.now(UTC))
 
     async def _ids(self, scope: str, status: str, message_ids: list[str]) -> set[str]:
         if not message_ids:
             return set()
-        rows = await self._fast.all(_ids_with_status(status, len(message_ids)), scope, status, *message_ids)
+        rows = await self._db.all(_ids_with_status(status, len(message_ids)), scope, status, *message_ids)
         return {r["id"] for r in rows}
 
     async def logged_ids(self, scope: str, message_ids: list[str]) -> set[str]:
@@ -113,22 +113,22 @@ class MessageLogStore:
 
     async def conversation_log_id_owner(self, scope: str, conversation_log_id: str) -> str | None:
         """The CRM activity already holding this conversation log in this scope, if any."""
-        row = await self._fast.one(_OWNER, scope, conversation_log_id)
+        row = await self._db.one(_OWNER, scope, conversation_log_id)
         return str(row["third_party_log_id"]) if row is not None else None
 
     async def unknown_ids(self, scope: str, conversation_log_id: str) -> tuple[list[str], datetime | None]:
         """Messages whose activity create was sent without an answer (the CRM may or may not hold them), and
         when the latest of those answers went missing."""
-        rows = await self._fast.all(_UNKNOWN_IDS, scope, conversation_log_id)
-        times = [t for t in (self._fast.when(r["updated_at"]) for r in rows) if t is not None]
+        rows = await self._db.all(_UNKNOWN_IDS, scope, conversation_log_id)
+        times = [t for t in (self._db.when(r["updated_at"]) for r in rows) if t is not None]
         return [r["id"] for r in rows], max(times, default=None)
 
     async def resolve_unknown(self, scope: str, conversation_log_id: str, log_id: str | None) -> None:
         """The CRM answered: adopt its activity (`log_id`) for the unknown rows, or forget them (None)."""
         if log_id is None:
-            await self._fast.run(_FORGET_UNKNOWN, scope, conversation_log_id)
+            await self._db.run(_FORGET_UNKNOWN, scope, conversation_log_id)
         else:
-            await self._fast.run(_ADOPT_UNKNOWN, log_id, self._now(), scope, conversation_log_id)
+            await self._db.run(_ADOPT_UNKNOWN, log_id, self._now(), scope, conversation_log_id)
 
     async def append_unknown_ids(self, scope: str, message_ids: list[str]) -> set[str]:
         """Messages whose append was sent without an answer: the activity may or may not hold them."""
@@ -136,13 +136,13 @@ class MessageLogStore:
 
     async def mark_done(self, scope: str, message_id: str, log_id: str) -> None:
         """A message kept as `append_unknown` is now known to be in the activity `log_id`."""
-        await self._fast.run(_MARK_DONE, log_id, self._now(), scope, message_id)
+        await self._db.run(_MARK_DONE, log_id, self._now(), scope, message_id)
 
     async def add(self, scope: str, row: MessageLogRow, *, recorded_at: datetime | None = None) -> None:
         """Keep a message's row; `recorded_at` back-dates an `unknown` row whose answer did come (a 5xx): the
         CRM was done with it then, so the next attempt need not wait for it to settle."""
-        now = self._now() if recorded_at is None else self._fast.stamp(recorded_at)
-        await self._fast.run(
+        now = self._now() if recorded_at is None else self._db.stamp(recorded_at)
+        await self._db.run(
             _ADD,
             scope,
             row.id,
@@ -162,21 +162,21 @@ class MessageLogStore:
         self, *, scope: str, user_id: str, platform: str, payload: str, next_attempt_at: datetime
     ) -> None:
         now = self._now()
-        await self._fast.run(
+        await self._db.run(
             _ENQUEUE,
             scope,
             user_id,
             platform,
             self._cipher.encrypt(payload),
-            self._fast.stamp(next_attempt_at),
+            self._db.stamp(next_attempt_at),
             now,
             now,
         )
 
     async def due(self, *, limit: int, stale_after: float) -> list[OutboxEntry]:
         now = datetime.now(UTC)
-        stale_before = self._fast.stamp(now - timedelta(seconds=stale_after))
-        rows = await self._fast.all(_DUE, self._fast.stamp(now), stale_before, limit)
+        stale_before = self._db.stamp(now - timedelta(seconds=stale_after))
+        rows = await self._db.all(_DUE, self._db.stamp(now), stale_before, limit)
         return [
             OutboxEntry(
                 r["pk"],
@@ -185,7 +185,7 @@ class MessageLogStore:
                 r["platform"],
                 r["status"],
                 r["attempts"] or 0,
-                self._fast.when(r["updated_at"]),
+                self._db.when(r["updated_at"]),
             )
             for r in rows
         ]
@@ -194,21 +194,19 @@ class MessageLogStore:
         """Take an outbox entry for delivery (compare-and-set on its status); its decrypted request, or None."""
         now = datetime.now(UTC)
         if entry.status == "sending":
-            stale_before = self._fast.stamp(now - timedelta(seconds=stale_after))
-            taken = await self._fast.run(_CLAIM_ABANDONED, self._fast.stamp(now), entry.pk, stale_before)
+            stale_before = self._db.stamp(now - timedelta(seconds=stale_after))
+            taken = await self._db.run(_CLAIM_ABANDONED, self._db.stamp(now), entry.pk, stale_before)
         else:
-            taken = await self._fast.run(_CLAIM_QUEUED, self._fast.stamp(now), entry.pk)
+            taken = await self._db.run(_CLAIM_QUEUED, self._db.stamp(now), entry.pk)
         if taken != 1:
             return None
-        row = await self._fast.one(_OUTBOX_PAYLOAD, entry.pk)
+        row = await self._db.one(_OUTBOX_PAYLOAD, entry.pk)
         return self._cipher.decrypt(row["payload"]) if row is not None else None
 
     async def delivered(self, pk: int) -> None:
-        await self._fast.run(_DELIVERED, pk)
+        await self._db.run(_DELIVERED, pk)
 
     async def retry_later(self, pk: int, *, attempts: int, next_attempt_at: datetime | None) -> None:
         """Back to the queue for a later attempt, or `failed` (kept for an operator) when none is left."""
         status = "queued" if next_attempt_at is not None else "failed"
-        await self._fast.run(
-            _RETRY_LATER, status, attempts, self._fast.stamp(next_attempt_at), self._now(), pk
-        )
+        await self._db.run(_RETRY_LATER, status, attempts, self._db.stamp(next_attempt_at), self._now(), pk)

@@ -24,7 +24,7 @@ from typing import Any
 
 from appconnect.outbound.limits import GRANT_SLACK_SECONDS, MAX_BACK_OFF_SECONDS, Grant
 from appconnect.outbound.types import RateLimit
-from appconnect.store.sql import FastDatabase, Statement
+from appconnect.store.sql import Database, Statement
 
 #: a key longer than this is stored as a prefix and a hash (the column holds 255 characters)
 _MAX_KEY = 200
@@ -104,7 +104,7 @@ def _decide(grants: list[tuple[float, int]], limit: RateLimit, wanted: int, now:
 class DatabaseRateLimiter:
     """The shared store in the `rate_limits` table (SQLite and PostgreSQL)."""
 
-    def __init__(self, db: FastDatabase, *, sweep_every: int = 1000) -> None:
+    def __init__(self, db: Database, *, sweep_every: int = 1000) -> None:
         self._db = db
         # one take in `sweep_every` also drops the grants of keys nobody asks for any more (a key's own
         # grants are dropped whenever it is asked)

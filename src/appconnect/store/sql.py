@@ -101,7 +101,7 @@ class Executor(Protocol):
     async def run(self, statement: Statement, *args: Any) -> int: ...
 
 
-class FastDatabase(Executor, Protocol):
+class Database(Executor, Protocol):
     dialect: str
 
     async def write(self, statement: Statement, *args: Any) -> Row | None:
@@ -768,14 +768,14 @@ class PostgresDatabase:
         await self._pool.close()
 
 
-def open_fast_database(
+def open_database(
     url: str,
     *,
     max_connections: int,
     acquire_timeout: float,
     keep_open: int | None = None,
     options: PostgresOptions | None = None,
-) -> FastDatabase:
+) -> Database:
     """SQLite file or PostgreSQL, from the same URL the engine uses.
 
     PostgreSQL: at most `max_connections`, of which `keep_open` (all when None) stay open however long they

@@ -232,7 +232,7 @@ class UserCache:
 
 async def announce_user_change(database_url: str, user_id: str) -> None:
     """Tell running servers that `user_id` was changed outside them (a row edited by hand or by a script)."""
-    from appconnect.store.sql import open_fast_database, sql
+    from appconnect.store.sql import open_database, sql
     from appconnect.store.urls import sqlite_file
 
     path = sqlite_file(database_url)
@@ -241,7 +241,7 @@ async def announce_user_change(database_url: str, user_id: str) -> None:
         changes.announced(user_id)
         await changes.close()
         return
-    db = open_fast_database(database_url, max_connections=1, acquire_timeout=10)
+    db = open_database(database_url, max_connections=1, acquire_timeout=10)
     try:
         await db.one(sql("SELECT pg_notify('appconnect_users', ?)"), user_id)
     finally:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from appconnect.security.crypto import TokenCipher
-from appconnect.store.sql import Executor, FastDatabase, IntegrityError, Statement, from_json, sql, to_json
+from appconnect.store.sql import Database, Executor, IntegrityError, Statement, from_json, sql, to_json
 
 log = logging.getLogger("appconnect.store")
 
@@ -174,11 +174,11 @@ def _on_platform(record: UserRecord | None, platform: str | None) -> UserRecord 
 
 
 class UserStore:
-    def __init__(self, cipher: TokenCipher, fast: FastDatabase, cache: UserCache | None = None) -> None:
+    def __init__(self, cipher: TokenCipher, db: Database, cache: UserCache | None = None) -> None:
         self._cipher = cipher
-        self._fast = fast
+        self._db = db
         self._cache = cache
-        self._postgres = fast.dialect == "postgresql"
+        self._postgres = db.dialect == "postgresql"
 
     async def _announce(self, tx: Executor, user_id: str) -> None:
         """Inside the changing transaction: PostgreSQL delivers the notification when (and only if) it commits."""
@@ -187,7 +187,7 @@ class UserStore:
 
     async def _update(self, statement: Any, user_id: str, *args: Any) -> None:
         """One change to one user: the statement (whose last parameter is the user id), announced."""
-        async with self._fast.transaction() as tx:
+        async with self._db.transaction() as tx:
             await tx.run(statement, *args, user_id)
             await self._announce(tx, user_id)
         self._changed(user_id)
@@ -198,7 +198,7 @@ class UserStore:
             self._cache.changed(user_id)
 
     def _record(self, row: Any) -> UserRecord:
-        when = self._fast.when
+        when = self._db.when
         return UserRecord(
             id=row["id"],
             platform=row["platform"],
@@ -256,7 +256,7 @@ class UserStore:
             generation, cached = self._cache.lookup(user_id)
             if cached is not None:
                 return _on_platform(cached, platform), None
-        row = await self._fast.write(write.statement, user_id, platform, valid_before, *write.args)
+        row = await self._db.write(write.statement, user_id, platform, valid_before, *write.args)
         if row is None:
             return None, None
         written = Written(row["written"]) if row["gate_open"] else None
@@ -278,7 +278,7 @@ class UserStore:
             generation, cached = self._cache.lookup(user_id)
             if cached is not None:
                 return cached, None
-        row = await self._fast.one(statement, *args)
+        row = await self._db.one(statement, *args)
         if row is None:
             return None, None
         return self._keep(user_id, generation, row), row
@@ -292,7 +292,7 @@ class UserStore:
 
     async def save_login(self, record: UserRecord) -> UserRecord:
         """Insert or update a user at login: credentials replaced, additional info merged, settings kept."""
-        now = self._fast.stamp(datetime.now(UTC))
+        now = self._db.stamp(datetime.now(UTC))
         # Only the additional info is merged: the stored credentials are replaced, never decrypted, so a login
         # also heals a row whose tokens were encrypted with a key this server no longer has.
         common = (
@@ -304,16 +304,16 @@ class UserStore:
             record.timezone_offset,
             self._cipher.encrypt(record.access_token),
             self._cipher.encrypt(record.refresh_token),
-            self._fast.stamp(record.token_expiry),
+            self._db.stamp(record.token_expiry),
             now,
         )
         for _attempt in range(3):
-            existing = await self._fast.one(_LOGIN_STATE, record.id)
+            existing = await self._db.one(_LOGIN_STATE, record.id)
             if existing is not None:
                 other_account = existing["account_scope"] not in (None, record.account_scope) and (
                     record.account_scope is not None
                 )
-                async with self._fast.transaction() as tx:
+                async with self._db.transaction() as tx:
                     if other_account:
                         log.warning(
                             "login for user %s comes from another CRM account: earlier sessions end",
@@ -339,7 +339,7 @@ class UserStore:
                 self._changed(record.id)
                 break
             try:
-                async with self._fast.transaction() as tx:
+                async with self._db.transaction() as tx:
                     await tx.run(
                         _LOGIN_INSERT,
                         *common,
@@ -372,13 +372,13 @@ class UserStore:
             user_id,
             self._cipher.encrypt(access_token),
             self._cipher.encrypt(refresh_token),
-            self._fast.stamp(token_expiry),
-            self._fast.stamp(datetime.now(UTC)),
+            self._db.stamp(token_expiry),
+            self._db.stamp(datetime.now(UTC)),
         )
 
     async def mark_revoked(self, user_id: str) -> None:
         """The CRM refused the refresh token: every later request answers 401 until the user logs in again."""
-        now = self._fast.stamp(datetime.now(UTC))
+        now = self._db.stamp(datetime.now(UTC))
         await self._update(_MARK_REVOKED, user_id, now, now)
 
     async def clear_tokens(self, user_id: str) -> None:
@@ -386,7 +386,7 @@ class UserStore:
         until now (to the millisecond, the precision of their `iat`)."""
         now = datetime.now(UTC)
         valid_after = now.replace(microsecond=now.microsecond // 1000 * 1000)
-        await self._update(_CLEAR_TOKENS, user_id, self._fast.stamp(valid_after), self._fast.stamp(now))
+        await self._update(_CLEAR_TOKENS, user_id, self._db.stamp(valid_after), self._db.stamp(now))
 
     async def save_settings(self, user_id: str, settings: dict[str, Any]) -> None:
-        await self._update(_SAVE_SETTINGS, user_id, to_json(settings), self._fast.stamp(datetime.now(UTC)))
+        await self._update(_SAVE_SETTINGS, user_id, to_json(settings), self._db.stamp(datetime.now(UTC)))

@@ -18,11 +18,11 @@ import pytest_asyncio
 from appconnect.flows.availability import is_dependency_down
 from appconnect.store.migrate import upgrade
 from appconnect.store.sql import (
+    Database,
     DatabaseBusy,
     DatabaseUnavailable,
-    FastDatabase,
     IntegrityError,
-    open_fast_database,
+    open_database,
     sql,
 )
 from tests.conftest import create_test_database, postgres_reachable, postgres_unavailable
@@ -32,22 +32,22 @@ COUNT_LOCKS = sql("SELECT count(*) AS n FROM locks WHERE owner = ?")
 
 
 @pytest_asyncio.fixture(params=["sqlite", "postgres"])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[FastDatabase, str]]:
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Database, str]]:
     if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'fast.sqlite3'}"
+        url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"
     else:
         if not postgres_reachable():
             postgres_unavailable("PostgreSQL not reachable")
         url = create_test_database()
     await asyncio.to_thread(upgrade, url)
-    database = open_fast_database(url, max_connections=2, acquire_timeout=1.0)
+    database = open_database(url, max_connections=2, acquire_timeout=1.0)
     try:
         yield database, url
     finally:
         await database.close()
 
 
-async def test_a_duplicate_key_is_an_integrity_error(db: tuple[FastDatabase, str]) -> None:
+async def test_a_duplicate_key_is_an_integrity_error(db: tuple[Database, str]) -> None:
     database, _url = db
     name = f"lock-{uuid.uuid4().hex}"
     stamp = database.stamp(datetime.now(UTC))
@@ -58,7 +58,7 @@ async def test_a_duplicate_key_is_an_integrity_error(db: tuple[FastDatabase, str
     assert not is_dependency_down(caught.value)
 
 
-async def test_a_failed_transaction_leaves_nothing_behind(db: tuple[FastDatabase, str]) -> None:
+async def test_a_failed_transaction_leaves_nothing_behind(db: tuple[Database, str]) -> None:
     database, _url = db
     owner = uuid.uuid4().hex
     stamp = database.stamp(datetime.now(UTC))
@@ -80,7 +80,7 @@ async def test_a_locked_sqlite_database_does_not_block_the_event_loop(tmp_path: 
     path = tmp_path / "locked.sqlite3"
     url = f"sqlite+aiosqlite:///{path}"
     await asyncio.to_thread(upgrade, url)
-    database = open_fast_database(url, max_connections=1, acquire_timeout=1.0)
+    database = open_database(url, max_connections=1, acquire_timeout=1.0)
     holder_ready, release = threading.Event(), threading.Event()
 
     def hold_write_lock() -> None:
@@ -115,7 +115,7 @@ async def test_postgres_pool_exhaustion_is_busy_and_an_unreachable_server_is_dow
     if not postgres_reachable():
         postgres_unavailable("PostgreSQL not reachable")
     url = create_test_database()
-    database = open_fast_database(url, max_connections=1, acquire_timeout=0.3)
+    database = open_database(url, max_connections=1, acquire_timeout=0.3)
     try:
         async with database.transaction():
             with pytest.raises(DatabaseBusy) as busy:
@@ -125,7 +125,7 @@ async def test_postgres_pool_exhaustion_is_busy_and_an_unreachable_server_is_dow
         await database.close()
 
     # nothing listens on port 1: refused at once
-    unreachable = open_fast_database(
+    unreachable = open_database(
         "postgresql+asyncpg://postgres@127.0.0.1:1/none", max_connections=1, acquire_timeout=2.0
     )
     with pytest.raises(DatabaseUnavailable) as down:
@@ -159,7 +159,7 @@ def pg_url() -> str:
 
 
 async def test_postgres_pool_never_opens_more_than_its_size_and_serves_every_waiter(pg_url: str) -> None:
-    database = open_fast_database(pg_url, max_connections=3, acquire_timeout=10.0)
+    database = open_database(pg_url, max_connections=3, acquire_timeout=10.0)
     try:
         statement = sql("SELECT pg_sleep(0.02), ?::int AS n")
         rows = await asyncio.gather(*(database.one(statement, n) for n in range(40)))
@@ -172,7 +172,7 @@ async def test_postgres_pool_never_opens_more_than_its_size_and_serves_every_wai
 
 
 async def test_a_cancelled_statement_does_not_poison_the_pool(pg_url: str) -> None:
-    database = open_fast_database(pg_url, max_connections=1, acquire_timeout=5.0)
+    database = open_database(pg_url, max_connections=1, acquire_timeout=5.0)
     try:
         slow = asyncio.ensure_future(database.one(sql("SELECT pg_sleep(5) AS slept")))
         await asyncio.sleep(0.2)
@@ -190,7 +190,7 @@ async def test_a_cancelled_statement_does_not_poison_the_pool(pg_url: str) -> No
 async def test_connections_killed_by_the_server_are_replaced(pg_url: str) -> None:
     import asyncpg
 
-    database = open_fast_database(pg_url, max_connections=2, acquire_timeout=5.0)
+    database = open_database(pg_url, max_connections=2, acquire_timeout=5.0)
     try:
         await asyncio.gather(*(database.one(sql("SELECT pg_sleep(0.05) AS s")) for _ in range(2)))
         admin = await asyncpg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://"))
