@@ -344,8 +344,9 @@ async def _create(
     except CrmHttpError as exc:
         # a 500/502/504 or an unreadable 2xx after the create was sent: the CRM may hold it
         if _may_have_landed(exc):
-            # the CRM itself answered (a 500, an unreadable 2xx), not a timeout on the way
-            answered = exc.status is not None and exc.status not in (408, 504)
+            # the CRM itself answered (a 500, an unreadable 2xx); a gateway's 502/504 or a timeout is no proof
+            # that it is done writing, so that one waits out the settle window first
+            answered = exc.status is not None and exc.status not in (408, 502, 504)
             await services.message_logs.add(
                 log.scope,
                 log.row(message_id, None, "unknown"),
