@@ -171,7 +171,8 @@ def _due(tokens: AdminRcTokens, now: datetime) -> bool:
 async def admin_access_token(services: Services, account_id: str) -> str | None:
     """A current RingCentral access token of the account's admin, refreshed when due: exactly one refresh
     across all processes (the others wait on the lock and read the new token). None when no admin authorized
-    the server, or RingCentral refused the refresh token (then the tokens are forgotten: authorize again)."""
+    the server, or RingCentral refused the refresh token (then the tokens are forgotten: authorize again);
+    :class:`oauth.OAuthError` when RingCentral could not be asked (the tokens are kept for the next try)."""
     key = hash_value(
         account_id, services.keys.hash_key
     )  # the row `account_key` names for a verified identity
