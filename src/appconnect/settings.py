@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     ringcentral_server: str = Field(
         default="https://platform.ringcentral.com", description="RingCentral platform API base URL"
     )
+    # The server's own RingCentral app: an admin's authorization code is exchanged with it (flows/admin_ringcentral.py)
+    ringcentral_client_id: str = ""
+    ringcentral_client_secret: SecretStr = SecretStr("")
     crm_connect_timeout: float = 5.0
     crm_read_timeout: float = 20.0
     max_body_bytes: int = 2 * 1024 * 1024

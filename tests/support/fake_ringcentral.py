@@ -2,7 +2,9 @@
 
 Built on the fake-CRM toolkit (tests/support/fake_crm.py), so it has the same lifecycle, request log and fault
 injection. It answers what the connector server asks RingCentral: who a token's extension is
-(`GET /restapi/v1.0/account/~/extension/~`) and the account's extensions (`GET .../account/~/extension`).
+(`GET /restapi/v1.0/account/~/extension/~`) and the account's extensions (`GET .../account/~/extension`); its
+token endpoint (`POST /restapi/oauth/token`) exchanges an admin's authorization code for tokens of the server's
+RingCentral app and refreshes them, each refresh token working once (RingCentral rotates them).
 """
 
 from __future__ import annotations
@@ -12,10 +14,21 @@ from dataclasses import dataclass
 
 from starlette.responses import Response
 
-from tests.support.fake_crm import FakeCrm, FakeRequest, FakeRoute, JsonDict
+from tests.support.fake_crm import (
+    FakeCrm,
+    FakeRequest,
+    FakeRoute,
+    JsonDict,
+    OAuthGrants,
+    basic_credentials,
+    same_secret,
+)
 
 EXTENSION_PATH = "/restapi/v1.0/account/~/extension/~"
 EXTENSIONS_PATH = "/restapi/v1.0/account/~/extension"
+TOKEN_PATH = "/restapi/oauth/token"
+CLIENT_ID = "rc-app-client"
+CLIENT_SECRET = "rc-app-secret-" + secrets.token_hex(8)
 
 
 @dataclass(slots=True)
@@ -35,6 +48,9 @@ class FakeRingCentral(FakeCrm):
         self.tokens: dict[str, str] = {}  # access token -> extension id
         self.expired: set[str] = set()
         self.html_answers = False
+        #: the server's RingCentral app: codes, refresh tokens (rotated: each works once), access tokens
+        self.grants = OAuthGrants(self.now, expires_in=3600)
+        self.grants.refresh_token_mode = "rotate"
 
     # --- what tests set up ------------------------------------------------------------------------------------
 
@@ -48,6 +64,21 @@ class FakeRingCentral(FakeCrm):
             )
             self.tokens[token] = extension_id
         return token
+
+    def issue_code(self, admin_token: str, redirect_uri: str) -> str:
+        """An authorization code, as if the admin of `admin_token` had approved the server's app; its tokens are
+        that admin's extension."""
+        with self._lock:
+            return self.grants.issue_code(redirect_uri, extension=self.tokens[admin_token])
+
+    @property
+    def refresh_calls(self) -> int:
+        with self._lock:
+            return self.grants.refresh_calls
+
+    def refresh_valid(self, refresh_token: str) -> bool:
+        with self._lock:
+            return self.grants.refresh_valid(refresh_token)
 
     def expire(self, token: str) -> None:
         with self._lock:
@@ -64,6 +95,7 @@ class FakeRingCentral(FakeCrm):
         return [
             FakeRoute("GET", EXTENSION_PATH, self._me),
             FakeRoute("GET", EXTENSIONS_PATH, self._extensions),
+            FakeRoute("POST", TOKEN_PATH, self._token_endpoint, auth=False),
         ]
 
     def _token(self, request: FakeRequest) -> str:
@@ -73,7 +105,14 @@ class FakeRingCentral(FakeCrm):
     def authenticate(self, request: FakeRequest) -> bool:
         token = self._token(request)
         with self._lock:
-            return token in self.tokens and token not in self.expired
+            if token in self.tokens:
+                return token not in self.expired
+            return self.grants.access_valid(token)
+
+    def _extension_of(self, token: str) -> FakeExtension:
+        """The extension of a user's token, or of an access token the token endpoint issued."""
+        extension_id = self.tokens.get(token) or str(self.grants.extra_of_access(token)["extension"])
+        return self.extensions[extension_id]
 
     def error_body(self, status: int, message: str, extra: JsonDict) -> JsonDict:
         code = "TokenInvalid" if status == 401 else "CMN-000"
@@ -112,7 +151,7 @@ class FakeRingCentral(FakeCrm):
         if html is not None:
             return html
         with self._lock:
-            extension = self.extensions[self.tokens[self._token(request)]]
+            extension = self._extension_of(self._token(request))
         return self.json(self._wire(extension))
 
     async def _extensions(self, request: FakeRequest) -> Response:
@@ -120,8 +159,37 @@ class FakeRingCentral(FakeCrm):
         if html is not None:
             return html
         with self._lock:
-            account = self.extensions[self.tokens[self._token(request)]].account_id
+            account = self._extension_of(self._token(request)).account_id
             records = [self._wire(e) for e in self.extensions.values() if e.account_id == account]
         return self.json(
             {"records": records, "paging": {"page": 1, "totalPages": 1, "totalElements": len(records)}}
+        )
+
+    async def _token_endpoint(self, request: FakeRequest) -> Response:
+        """RingCentral's OAuth token endpoint: the app authenticates with HTTP Basic; the grant is a form."""
+        client = basic_credentials(request.headers.get("authorization", ""))
+        if client is None or client[0] != CLIENT_ID or not same_secret(client[1], CLIENT_SECRET):
+            return self.json({"error": "invalid_client", "error_description": "Invalid client"}, 401)
+        form = request.form or {}
+        with self._lock:
+            if form.get("grant_type") == "authorization_code":
+                issued = self.grants.exchange_code(form.get("code", ""), form.get("redirect_uri"))
+                pair = issued[0] if issued is not None else None
+            elif form.get("grant_type") == "refresh_token":
+                pair = self.grants.refresh(form.get("refresh_token", ""))
+            else:
+                return self.json({"error": "unsupported_grant_type"}, 400)
+        if pair is None:
+            return self.json(
+                {"error": "invalid_grant", "error_description": "Token is expired or revoked"}, 400
+            )
+        return self.json(
+            {
+                "access_token": pair.access_token,
+                "token_type": "bearer",
+                "expires_in": pair.expires_in,
+                "refresh_token": pair.refresh_token,
+                "refresh_token_expires_in": 604800,
+                "scope": "ReadAccounts ReadCallLog",
+            }
         )

@@ -490,6 +490,7 @@ def _paths() -> Json:
             )
         },
         **_rollout_paths(),
+        **_server_logging_paths(),
     }
 
 
@@ -575,6 +576,78 @@ def _rollout_paths() -> Json:
                 tag="Call logs",
             )
         },
+    }
+
+
+def _admin_only(operation: Json) -> Json:
+    """The refusal is the contract's text (`Admin validation failed`), typed as the reference types it."""
+    operation["responses"]["403"] = _error(
+        "RingCentral refused the token, could not be asked, or the extension is no admin.", text=True
+    )
+    return operation
+
+
+def _server_logging_paths() -> Json:
+    """Server-side logging set-up (flows/admin_ringcentral.py) and Pipedrive's uninstall (flows/uninstall.py)."""
+    fields = {
+        "type": "object",
+        "description": "The CRM's server-side logging fields; secrets read `********`.",
+    }
+    saving = _admin_only(
+        _operation(
+            "setServerLoggingSettings",
+            "Save the account's server-side logging fields (a `********` secret is kept)." + _RC_TOKEN,
+            _ref("Envelope"),
+            jwt=True,
+            tag="Admin",
+        )
+    )
+    saving["requestBody"] = {
+        "required": True,
+        "content": _json(
+            {
+                "type": "object",
+                "required": ["additionalFieldValues"],
+                "properties": {"additionalFieldValues": {"type": "object"}},
+            }
+        ),
+    }
+    saving["responses"]["413"] = _error("The request body is larger than `APPCONNECT_MAX_BODY_BYTES`.")
+    uninstall = _operation(
+        "pipedriveUninstall",
+        "Pipedrive's app-uninstall callback (HTTP Basic: the app's client id and secret): the company's users go",
+        {},
+        ok_text=True,
+        tag="Auth",
+    )
+    uninstall["responses"]["401"] = _error("Not Pipedrive: wrong or missing Basic credentials.", text=True)
+    return {
+        "/admin/serverLoggingSettings": {
+            "get": _admin_only(
+                _operation(
+                    "getServerLoggingSettings",
+                    "The account's server-side logging fields, secrets masked." + _RC_TOKEN,
+                    fields,
+                    jwt=True,
+                    tag="Admin",
+                )
+            ),
+            "post": saving,
+        },
+        "/ringcentral/oauth/callback": {
+            "get": _admin_only(
+                _operation(
+                    "ringcentralOAuthCallback",
+                    "Exchange the admin's RingCentral authorization code; the tokens are kept, never answered."
+                    + _RC_TOKEN,
+                    _ref("Envelope"),
+                    jwt=True,
+                    params=[_param("code", "RingCentral's authorization code", required=True)],
+                    tag="Admin",
+                )
+            )
+        },
+        "/pipedrive-redirect": {"delete": uninstall},
     }
 
 

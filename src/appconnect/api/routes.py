@@ -19,7 +19,17 @@ from appconnect.api.http import (
 from appconnect.api.metrics import METRICS_PATH, may_read
 from appconnect.api.openapi import DOCS_CSP, DOCS_INIT_JS, DOCS_PATH, OPENAPI_PATH, build_openapi, docs_page
 from appconnect.connectors.sdk import INTERFACE_METHODS, implements
-from appconnect.flows import account_data, admin, call_logs, contacts, login, message_logs, user_settings
+from appconnect.flows import (
+    account_data,
+    admin,
+    admin_ringcentral,
+    call_logs,
+    contacts,
+    login,
+    message_logs,
+    uninstall,
+    user_settings,
+)
 from appconnect.flows.common import current_user
 from appconnect.flows.reply import ClientError
 from appconnect.flows.requests import (
@@ -359,3 +369,42 @@ async def cache_call_note(request: Request) -> Response:
     claims = caller_of(request).require()
     body = await parse_body(request, admin.CacheNoteBody)
     return respond(request, await admin.cache_note(services_of(request), claims, body))
+
+
+# --- server-side logging: the admin's RingCentral authorization; a CRM's app uninstalled --------------------
+
+
+@router.get("/admin/serverLoggingSettings")
+async def get_server_logging_settings(request: Request) -> Response:
+    claims = caller_of(request).require()
+    reply = await admin_ringcentral.get_server_logging_settings(
+        services_of(request), claims, rc_token_from(request)
+    )
+    return respond(request, reply)
+
+
+@router.post("/admin/serverLoggingSettings")
+async def post_server_logging_settings(request: Request) -> Response:
+    claims = caller_of(request).require()
+    body = await parse_body(request, admin_ringcentral.ServerLoggingBody)
+    token = rc_token_from(request, body.model_extra)
+    reply = await admin_ringcentral.set_server_logging_settings(services_of(request), claims, token, body)
+    return respond(request, reply)
+
+
+@router.get(admin_ringcentral.CALLBACK_PATH)
+async def ringcentral_oauth_callback(request: Request) -> Response:
+    claims = caller_of(request).require()
+    reply = await admin_ringcentral.ringcentral_callback(
+        services_of(request), claims, rc_token_from(request), request.query_params.get("code")
+    )
+    return respond(request, reply)
+
+
+@router.route("DELETE", "/pipedrive-redirect")
+async def pipedrive_uninstall(request: Request) -> Response:
+    """Pipedrive's app-uninstall callback (its app's callback URL, as the reference serves it)."""
+    services = services_of(request)
+    uninstall.check_pipedrive_caller(services, request.headers.get("authorization"))
+    body = await parse_body(request, uninstall.PipedriveUninstallBody)
+    return respond(request, await uninstall.pipedrive_uninstalled(services, body))

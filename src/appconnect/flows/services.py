@@ -23,7 +23,7 @@ from appconnect.security.jwt import SessionTokens
 from appconnect.security.keys import ServerKeys, load_keys
 from appconnect.security.ringcentral import RingCentralIdentities
 from appconnect.settings import Settings
-from appconnect.store.admin import AdminSettingsStore, CallNoteCache
+from appconnect.store.admin import AdminRingCentralStore, AdminSettingsStore, CallNoteCache
 from appconnect.store.cache import AccountCache
 from appconnect.store.call_logs import CallLogStore
 from appconnect.store.locks import DatabaseSharedLock, LockManager, RedisSharedLock
@@ -51,6 +51,8 @@ class Services:
     locks: LockManager
     admin_settings: AdminSettingsStore
     call_notes: CallNoteCache
+    #: an admin's RingCentral tokens and server-side logging settings (flows/admin_ringcentral.py)
+    admin_ringcentral: AdminRingCentralStore
     redis: Any = None
     #: RingCentral identities of access tokens, kept briefly (security/ringcentral.py)
     rc_identities: RingCentralIdentities = field(default_factory=RingCentralIdentities)
@@ -178,6 +180,7 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
         user_cache=user_cache,
         admin_settings=AdminSettingsStore(db),
         call_notes=CallNoteCache(cipher, db),
+        admin_ringcentral=AdminRingCentralStore(cipher, db),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -66,3 +67,69 @@ class CallNoteCache:
         if expires is not None and expires < datetime.now(UTC):
             return None
         return self._cipher.decrypt(row["note"])
+
+
+_GET_RC = sql(
+    "SELECT access_token, refresh_token, token_expiry, server_logging FROM admin_ringcentral WHERE id = ?"
+)
+_PUT_RC_TOKENS = sql(
+    """INSERT INTO admin_ringcentral (id, access_token, refresh_token, token_expiry, updated_at)
+    VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET access_token = excluded.access_token,
+    refresh_token = excluded.refresh_token, token_expiry = excluded.token_expiry, updated_at = excluded.updated_at"""
+)
+_PUT_RC_LOGGING = sql(
+    """INSERT INTO admin_ringcentral (id, server_logging, updated_at) VALUES (?, ?, ?)
+    ON CONFLICT (id) DO UPDATE SET server_logging = excluded.server_logging, updated_at = excluded.updated_at"""
+)
+
+
+@dataclass(slots=True)
+class AdminRcTokens:
+    """An admin's RingCentral OAuth tokens (decrypted): only ever used to call RingCentral, never answered."""
+
+    access_token: str
+    refresh_token: str | None
+    expiry: datetime | None
+
+
+class AdminRingCentralStore:
+    """Per RingCentral account (by its keyed hash): the admin's RingCentral tokens and the server-side logging
+    settings, both encrypted at rest with the users' token keys."""
+
+    def __init__(self, cipher: TokenCipher, db: Database) -> None:
+        self._cipher = cipher
+        self._db = db
+
+    async def tokens(self, account_hash: str) -> AdminRcTokens | None:
+        row = await self._db.one(_GET_RC, account_hash)
+        access = self._cipher.decrypt(row["access_token"]) if row is not None else None
+        if row is None or not access:
+            return None
+        return AdminRcTokens(
+            access, self._cipher.decrypt(row["refresh_token"]), self._db.when(row["token_expiry"])
+        )
+
+    async def save_tokens(self, account_hash: str, tokens: AdminRcTokens | None) -> None:
+        """Replace the account's tokens; None forgets them (RingCentral refused the refresh token)."""
+        now = self._db.stamp(datetime.now(UTC))
+        if tokens is None:
+            await self._db.run(_PUT_RC_TOKENS, account_hash, None, None, None, now)
+            return
+        await self._db.run(
+            _PUT_RC_TOKENS,
+            account_hash,
+            self._cipher.encrypt(tokens.access_token),
+            self._cipher.encrypt(tokens.refresh_token),
+            self._db.stamp(tokens.expiry),
+            now,
+        )
+
+    async def logging_settings(self, account_hash: str) -> dict[str, Any]:
+        row = await self._db.one(_GET_RC, account_hash)
+        text = self._cipher.decrypt(row["server_logging"]) if row is not None else None
+        value = from_json(text) if text else None
+        return value if isinstance(value, dict) else {}
+
+    async def save_logging_settings(self, account_hash: str, settings: dict[str, Any]) -> None:
+        now = self._db.stamp(datetime.now(UTC))
+        await self._db.run(_PUT_RC_LOGGING, account_hash, self._cipher.encrypt(to_json(settings)), now)

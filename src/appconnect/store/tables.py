@@ -170,6 +170,19 @@ admin_configs = Table(
     *_timestamps(),
 )
 
+#: An admin's RingCentral OAuth tokens and server-side logging settings, one row per RingCentral account (`id`,
+#: the account id's keyed hash); tokens and settings encrypted (store/admin.py).
+admin_ringcentral = Table(
+    "admin_ringcentral",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("access_token", Text),
+    Column("refresh_token", Text),
+    Column("token_expiry", DateTime(timezone=True)),
+    Column("server_logging", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 #: The shared rate limiter when no Redis is configured (store/rate_limits.py): one row per limit key
 #: (`<platform>:<rule>:<scope>`), `tat` the end of its back-off after a CRM's 429 (epoch seconds); the row also
 #: serialises the key's grants. (`grant_id` is no longer used.)

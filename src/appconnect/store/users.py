@@ -52,6 +52,13 @@ _CLEAR_TOKENS = sql(
     updated_at = ? WHERE id = ?"""
 )
 _SAVE_SETTINGS = sql("UPDATE users SET user_settings = ?, updated_at = ? WHERE id = ?")
+#: a CRM company's users: those whose scope (what the CRM reported at login) names it, and those without such a
+#: scope (older logins, a hashed long scope), whose reported company id the caller checks
+_COMPANY_CANDIDATES = sql(
+    """SELECT id, platform_additional_info, account_scope FROM users WHERE platform = ?
+    AND (account_scope LIKE ? OR account_scope IS NULL OR account_scope LIKE ?)"""
+)
+_DELETE_USER = sql("DELETE FROM users WHERE id = ? AND platform = ?")
 
 _USER_COLUMNS = (
     "id, platform, hostname, rc_account_id, hashed_rc_extension_id, timezone_name, timezone_offset, "
@@ -390,3 +397,29 @@ class UserStore:
 
     async def save_settings(self, user_id: str, settings: dict[str, Any]) -> None:
         await self._update(_SAVE_SETTINGS, user_id, to_json(settings), self._db.stamp(datetime.now(UTC)))
+
+    async def delete_company(self, platform: str, company_id: str) -> int:
+        """Remove every user of one CRM company (the CRM's app was uninstalled there): their rows, with their
+        tokens; their sessions end because their user is gone. Returns how many were removed."""
+        if not company_id.isalnum():
+            raise ValueError("a company id is letters and digits")
+        suffix = f"|account:{company_id}"
+        rows = await self._db.all(
+            _COMPANY_CANDIDATES, platform, f"{platform}|%{suffix}", f"{platform}|sha256:%"
+        )
+        doomed = []
+        for row in rows:
+            scope = row["account_scope"] or ""
+            info = from_json(row["platform_additional_info"]) or {}
+            reported = info.get("companyId") if isinstance(info, dict) else None
+            if scope.endswith(suffix) or (reported is not None and str(reported) == company_id):
+                doomed.append(row["id"])
+        if not doomed:
+            return 0
+        async with self._db.transaction() as tx:
+            for user_id in doomed:
+                await tx.run(_DELETE_USER, user_id, platform)
+                await self._announce(tx, user_id)
+        for user_id in doomed:
+            self._changed(user_id)
+        return len(doomed)

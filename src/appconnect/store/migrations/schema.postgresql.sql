@@ -18,6 +18,16 @@ CREATE TABLE admin_configs (
 	PRIMARY KEY (id)
 );
 
+CREATE TABLE admin_ringcentral (
+	id VARCHAR(255) NOT NULL,
+	access_token TEXT,
+	refresh_token TEXT,
+	token_expiry TIMESTAMP WITH TIME ZONE,
+	server_logging TEXT,
+	updated_at TIMESTAMP WITH TIME ZONE NOT NULL,
+	PRIMARY KEY (id)
+);
+
 CREATE TABLE call_logs (
 	pk SERIAL NOT NULL,
 	session_id VARCHAR(255) NOT NULL,
