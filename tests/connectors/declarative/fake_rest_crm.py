@@ -1,16 +1,17 @@
 """A small, strict REST CRM ("Relay CRM") for the declarative connector's tests, built on tests/support/fake_crm.
 
-It is as strict as a real API: an `X-Api-Key` header (no other scheme), workspaces that see only their own
-records, required fields and types checked (400/422), a search that compares the stored number's digits
-exactly (so `(415) 555-0100` is found by `4155550100`, not by `+14155550100`), and an activity search by text
-for the server's marker. Everything lives in memory; tests read it through the accessors at the end.
+It is as strict as a real API: an `X-Api-Key` header or an OAuth `Bearer` token (never both), workspaces that
+see only their own records, required fields and types checked (400/422), a search that compares the stored
+number's digits exactly (so `(415) 555-0100` is found by `4155550100`, not by `+14155550100`), and an activity
+search by text for the server's marker. Its OAuth grants a code for the user of an API key (`login_hint`), for
+configurations of `auth.type: oauth`. Everything lives in memory; tests read it through the accessors at the end.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from tests.support.fake_crm import (
     FakeCrm,
@@ -18,8 +19,12 @@ from tests.support.fake_crm import (
     FakeRoute,
     HttpError,
     JsonDict,
+    OAuthGrants,
     bad_request,
+    basic_credentials,
+    bearer_token,
     not_found,
+    same_secret,
 )
 
 CONTACT_KINDS = ("contact", "lead")
@@ -37,6 +42,8 @@ class FakeRelayCrm(FakeCrm):
     crm_name: ClassVar[str] = "Relay CRM"
     default_key = "relay-key-alpha"
     other_key = "relay-key-beta"
+    client_id = "relay-client"
+    client_secret = "relay-client-secret"
 
     def init_state(self) -> None:
         #: api key -> (user id, user name, workspace)
@@ -46,18 +53,39 @@ class FakeRelayCrm(FakeCrm):
         }
         self.contacts: dict[str, JsonDict] = {}
         self.activities: dict[str, JsonDict] = {}
+        self.grants = OAuthGrants(self.now)
 
     def error_body(self, status: int, message: str, extra: JsonDict) -> Any:
         return {"error": {"status": status, "message": message, **extra}}
 
     def authenticate(self, request: FakeRequest) -> bool:
-        return request.headers.get("x-api-key", "") in self.keys and "authorization" not in request.headers
+        """One scheme at a time: an API key in `X-Api-Key`, or an OAuth access token as `Bearer`."""
+        if "authorization" in request.headers:
+            token = bearer_token(request.headers["authorization"])
+            with self._lock:
+                return (
+                    "x-api-key" not in request.headers
+                    and bool(token)
+                    and self.grants.access_valid(token or "")
+                )
+        return request.headers.get("x-api-key", "") in self.keys
 
     def credential_of(self, request: FakeRequest) -> str:
-        return request.headers.get("x-api-key", "")
+        return request.headers.get("x-api-key", "") or request.headers.get("authorization", "")
+
+    def _key_of(self, request: FakeRequest) -> str:
+        """The API key whose user makes the request (an OAuth token stands for the key it was granted for)."""
+        if "x-api-key" in request.headers:
+            return request.headers["x-api-key"]
+        with self._lock:
+            return str(
+                self.grants.extra_of_access(bearer_token(request.headers["authorization"]) or "")["key"]
+            )
 
     def routes(self) -> list[FakeRoute]:
         return [
+            FakeRoute("GET", "/oauth/authorize", self._authorize, auth=False),
+            FakeRoute("POST", "/oauth/token", self._token, auth=False),
             FakeRoute("GET", "/v1/me", self._me),
             FakeRoute("GET", "/v1/contacts", self._search_contacts),
             FakeRoute("POST", "/v1/contacts", self._create_contact),
@@ -70,7 +98,7 @@ class FakeRelayCrm(FakeCrm):
     # --- helpers ---------------------------------------------------------------------------------------------
 
     def _workspace(self, request: FakeRequest) -> str:
-        return self.keys[request.headers["x-api-key"]][2]
+        return self.keys[self._key_of(request)][2]
 
     def _owned(self, store: dict[str, JsonDict], record_id: str, workspace: str) -> JsonDict:
         with self._lock:
@@ -86,7 +114,7 @@ class FakeRelayCrm(FakeCrm):
     # --- handlers --------------------------------------------------------------------------------------------
 
     async def _me(self, request: FakeRequest) -> Response:
-        user_id, name, workspace = self.keys[request.headers["x-api-key"]]
+        user_id, name, workspace = self.keys[self._key_of(request)]
         body = {
             "user": {"id": user_id, "name": name, "timezone": "America/New_York"},
             "workspace": {"id": workspace},
@@ -174,6 +202,36 @@ class FakeRelayCrm(FakeCrm):
         with self._lock:
             record.update(body)
         return self.json({"activity": self._public(record)})
+
+    async def _authorize(self, request: FakeRequest) -> Response:
+        """The consent screen, approved as the user of `login_hint` (an API key of this fake)."""
+        query = request.query
+        if query.get("client_id") != self.client_id or query.get("response_type") != "code":
+            raise bad_request("invalid_request")
+        if not query.get("redirect_uri") or query.get("login_hint") not in self.keys:
+            raise bad_request("invalid_request")
+        with self._lock:
+            code = self.grants.issue_code(query["redirect_uri"], key=query["login_hint"])
+        state = f"&state={query['state']}" if query.get("state") else ""
+        return RedirectResponse(f"{query['redirect_uri']}?code={code}{state}", status_code=302)
+
+    async def _token(self, request: FakeRequest) -> Response:
+        form = request.form or {}
+        client = basic_credentials(request.headers.get("authorization", ""))
+        if client is None or client[0] != self.client_id or not same_secret(client[1], self.client_secret):
+            return self.json({"error": "invalid_client"}, 401)
+        with self._lock:
+            if form.get("grant_type") == "authorization_code":
+                exchanged = self.grants.exchange_code(form.get("code", ""), form.get("redirect_uri"))
+                pair = exchanged[0] if exchanged else None
+            elif form.get("grant_type") == "refresh_token":
+                pair = self.grants.refresh(form.get("refresh_token", ""))
+            else:
+                return self.json({"error": "unsupported_grant_type"}, 400)
+        if pair is None:
+            return self.json({"error": "invalid_grant"}, 400)
+        answer = {"access_token": pair.access_token, "token_type": "bearer", "expires_in": pair.expires_in}
+        return self.json({**answer, "refresh_token": pair.refresh_token})
 
     # --- what tests read and seed ----------------------------------------------------------------------------
 
