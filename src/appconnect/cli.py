@@ -175,7 +175,10 @@ def _parser() -> argparse.ArgumentParser:
         help="validate a declarative connector configuration; with a test account, log in, look up and log a call",
     )
     check.add_argument("file", help="the configuration (JSON)")
-    check.add_argument("--api-key", help="a test account's API key: log in with it")
+    check.add_argument(
+        "--api-key",
+        help="a test account's API key (an access token for an OAuth configuration): log in with it",
+    )
     check.add_argument(
         "--phone", help="an E.164 number of a test contact: look it up and log a call against it"
     )

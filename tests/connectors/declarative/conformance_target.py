@@ -30,7 +30,7 @@ class DeclarativeRelayTarget(FakeCrmTarget):
 
     __test__ = False
     platform: ClassVar[str] = "relayCrm"
-    backends: ClassVar[tuple[str, ...]] = ("sqlite",)
+    backends: ClassVar[tuple[str, ...]] = ("sqlite", "postgres")
     unfindable_stored_forms: ClassVar[dict[str, str]] = {
         "extension": "Relay CRM compares all stored digits; the extension's digits are unknown to a lookup",
     }

@@ -25,7 +25,7 @@ from appconnect.cli import main
 from appconnect.connectors.declarative import ConfigError, connector_class, load_file, validation_errors
 from appconnect.connectors.declarative.engine import render, render_string
 from appconnect.connectors.registry import ConnectorRegistry
-from appconnect.connectors.sdk import INTERFACE_METHODS, ConnectorConfig, LoginRequest, implements
+from appconnect.connectors.sdk import INTERFACE_METHODS, ConnectorConfig, LimitRule, LoginRequest, implements
 from appconnect.outbound.client import CrmHttpClient, build_transport_client
 from tests.connectors.declarative.fake_rest_crm import FakeRelayCrm
 
@@ -96,6 +96,9 @@ def test_a_folder_setting_registers_each_configuration_as_a_platform(tmp_path: P
     assert {"sampleCrm", "relayCrm"} <= set(registry.platforms())
     manifest = registry.manifest(server_url="http://127.0.0.1:1", version="1")
     assert manifest["platforms"]["relayCrm"]["contactTypes"][1] == {"display": "Lead", "value": "lead"}
+    relay = registry.get("relayCrm")
+    assert relay is not None
+    assert relay.rate_limits == (LimitRule("per-key", "token", per_seconds=10.0, requests=100),)
 
 
 # --- errors name the path ----------------------------------------------------------------------------------

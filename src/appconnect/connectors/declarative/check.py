@@ -59,7 +59,8 @@ async def _try_account(
     connector = cls(ConnectorConfig({"base_url": base_url} if base_url else {}))
     transport = build_transport_client(connect_timeout=5.0, read_timeout=20.0)
     platform = cls.platform
-    header = "Basic " + connector.basic_auth(api_key)
+    # an OAuth configuration takes an access token of the test account in place of a key
+    header = f"Bearer {api_key}" if cls.auth_type == "oauth" else "Basic " + connector.basic_auth(api_key)
     try:
         probe = UserView(id="", platform=platform, hostname="")
         http = CrmHttpClient(transport, base_url=connector.base_url(probe), auth_header=header)
@@ -67,7 +68,13 @@ async def _try_account(
             out("login: skipped (no getUserInfo operation)")
             return 1
         result = await connector.get_user_info(
-            LoginRequest(auth_header=header, hostname="", platform=platform, http=http, api_key=api_key)
+            LoginRequest(
+                auth_header=header,
+                hostname="",
+                platform=platform,
+                http=http,
+                api_key=api_key if cls.auth_type == "apiKey" else None,
+            )
         )
         if not result.successful or result.user is None:
             out("login: refused (the mapping found no user id)")
