@@ -25,7 +25,14 @@ from appconnect.cli import main
 from appconnect.connectors.declarative import ConfigError, connector_class, load_file, validation_errors
 from appconnect.connectors.declarative.engine import render, render_string
 from appconnect.connectors.registry import ConnectorRegistry
-from appconnect.connectors.sdk import INTERFACE_METHODS, ConnectorConfig, LimitRule, LoginRequest, implements
+from appconnect.connectors.sdk import (
+    INTERFACE_METHODS,
+    ConnectorConfig,
+    LimitRule,
+    LoginRequest,
+    UserView,
+    implements,
+)
 from appconnect.outbound.client import CrmHttpClient, build_transport_client
 from tests.connectors.declarative.fake_rest_crm import FakeRelayCrm
 
@@ -198,6 +205,17 @@ async def test_one_user_id_in_two_workspaces_is_two_users(fake: FakeRelayCrm) ->
     finally:
         await transport.aclose()
     assert ids == [("u-1~ws-alpha-relayCrm", "ws-alpha"), ("u-1~ws-beta-relayCrm", "ws-beta")]
+    # a company-wide rate limit counts each workspace apart, never every company on the one base URL together
+    keys = {
+        connector.limit_scope_key(
+            UserView(id=i, platform="relayCrm", hostname="", platform_additional_info=info), "company"
+        )
+        for i, info in (
+            ("u-1~ws-alpha-relayCrm", {"tenantId": "ws-alpha"}),
+            ("u-1~ws-beta-relayCrm", {"tenantId": "ws-beta"}),
+        )
+    }
+    assert len(keys) == 2
     assert all(r.headers.get("x-api-key") == "<redacted>" for r in fake.requests_to("/v1/me"))
 
 

@@ -192,6 +192,14 @@ class DeclarativeConnector(Connector):
             return as_text(render_string(base, context)).rstrip("/")
         return super().base_url(user)
 
+    def rate_limit_key(self, user: UserView) -> str:
+        """The company whose calls a `company` rule counts: the tenant `tenantIdPath` read at login, else the
+        host the user signed in to, else the user alone (a fixed base URL is no company: it serves them all)."""
+        tenant = user.platform_additional_info.get("tenantId")
+        if tenant:
+            return f"tenant:{tenant}"
+        return user.hostname.lower() if user.hostname else f"user:{user.id}"
+
     def oauth_info(self, hostname: str | None = None) -> OAuthInfo:
         auth: JsonDict = self.spec.get("auth") or {}
         return OAuthInfo(
