@@ -88,6 +88,9 @@ class FakeRelayCrm(FakeCrm):
             FakeRoute("POST", "/oauth/token", self._token, auth=False),
             FakeRoute("GET", "/v1/me", self._me),
             FakeRoute("GET", "/v1/contacts", self._search_contacts),
+            FakeRoute("GET", "/v1/contacts/by-name", self._contacts_by_name),
+            FakeRoute("GET", "/v1/users", self._users),
+            FakeRoute("GET", "/v1/license", self._license),
             FakeRoute("POST", "/v1/contacts", self._create_contact),
             FakeRoute("GET", "/v1/activities", self._search_activities),
             FakeRoute("POST", "/v1/activities", self._create_activity),
@@ -134,6 +137,31 @@ class FakeRelayCrm(FakeCrm):
                 if c["workspace"] == workspace and _digits(c["phone"]) == wanted
             ]
         return self.json({"contacts": found, "total": len(found)})
+
+    async def _contacts_by_name(self, request: FakeRequest) -> Response:
+        name = request.query.get("q", "")
+        if len(name) < 2:
+            raise bad_request("q must be at least 2 characters")
+        workspace = self._workspace(request)
+        with self._lock:
+            found = [
+                self._public(c)
+                for c in self.contacts.values()
+                if c["workspace"] == workspace and name.lower() in c["name"].lower()
+            ]
+        return self.json({"contacts": found, "total": len(found)})
+
+    async def _users(self, request: FakeRequest) -> Response:
+        workspace = self._workspace(request)
+        users = [
+            {"id": user_id, "name": name, "email": f"{user_id}@{ws}.example"}
+            for user_id, name, ws in self.keys.values()
+            if ws == workspace
+        ]
+        return self.json({"users": users})
+
+    async def _license(self, request: FakeRequest) -> Response:
+        return self.json({"license": {"active": True, "plan": "Pro", "note": "Seats: 5"}})
 
     async def _create_contact(self, request: FakeRequest) -> Response:
         body = request.json_object()

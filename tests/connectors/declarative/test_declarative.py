@@ -28,6 +28,7 @@ from appconnect.connectors.registry import ConnectorRegistry
 from appconnect.connectors.sdk import (
     INTERFACE_METHODS,
     ConnectorConfig,
+    CrmCall,
     LimitRule,
     LoginRequest,
     UserView,
@@ -255,3 +256,26 @@ def test_check_reports_a_refused_key(fake: FakeRelayCrm, capsys: pytest.CaptureF
     argv = ["connector", "check", str(RELAY), "--api-key", "not-a-key", "--base-url", f"{fake.base_url}/v1"]
     assert main(argv) == 1
     assert capsys.readouterr().out.splitlines()[-1] == "failed: the CRM answered 401"
+
+
+async def test_name_search_user_list_and_licence(fake: FakeRelayCrm) -> None:
+    cls = connector_class(load_file(RELAY))
+    connector = cls(ConnectorConfig({"base_url": f"{fake.base_url}/v1"}))
+    contact = fake.add_contact("Quincy Marlowe", "+14156620155")
+    transport = build_transport_client(connect_timeout=2, read_timeout=5)
+    header = "Basic " + connector.basic_auth(fake.default_key)
+    user = UserView(id="u-1~ws-alpha-relayCrm", platform="relayCrm", hostname="")
+    call = CrmCall(user, header, CrmHttpClient(transport, base_url=f"{fake.base_url}/v1", auth_header=header))
+    try:
+        named = await connector.find_contact_with_name(call, "marlowe")
+        users = await connector.get_user_list(call)
+        licence = await connector.get_license_status(call)
+    finally:
+        await transport.aclose()
+    assert [(c.id, c.name, c.type) for c in named.contacts] == [(contact["id"], "Quincy Marlowe", "contact")]
+    assert [(u.id, u.email) for u in users] == [("u-1", "u-1@ws-alpha.example")]
+    assert licence.to_wire() == {
+        "isLicenseValid": True,
+        "licenseStatus": "Pro",
+        "licenseStatusDescription": "Seats: 5",
+    }
