@@ -1,4 +1,7 @@
-"""`appconnect serve` and `appconnect migrate`: every flag overrides the environment variable its help names."""
+"""`appconnect serve`, `appconnect migrate` and `appconnect connector check`.
+
+Every flag overrides the environment variable its help names.
+"""
 
 from __future__ import annotations
 
@@ -165,7 +168,36 @@ def _parser() -> argparse.ArgumentParser:
         help="database URL (default from settings) [env APPCONNECT_DATABASE_URL or DATABASE_URL]",
     )
     _log_flags(migrate)
+    connector = commands.add_parser("connector", help="declarative connector tools", epilog=EPILOG)
+    tools = connector.add_subparsers(dest="tool", required=True)
+    check = tools.add_parser(
+        "check",
+        help="validate a declarative connector configuration; with a test account, log in, look up and log a call",
+    )
+    check.add_argument("file", help="the configuration (JSON)")
+    check.add_argument(
+        "--api-key",
+        help="a test account's API key (an access token for an OAuth configuration): log in with it",
+    )
+    check.add_argument(
+        "--phone", help="an E.164 number of a test contact: look it up and log a call against it"
+    )
+    check.add_argument("--base-url", help="send the requests here instead of requestDefaults.baseUrl")
     return parser
+
+
+def _connector_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from appconnect.connectors.declarative.check import check
+
+    return check(
+        Path(args.file),
+        api_key=args.api_key or os.environ.get("APPCONNECT_CHECK_API_KEY"),
+        phone=args.phone,
+        base_url=args.base_url,
+        out=lambda line: print(line, flush=True),
+    )
 
 
 def _log_flags(command: argparse.ArgumentParser) -> None:
@@ -184,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "connector":
+            return _connector_check(args)
         for key, value in (
             ("APPCONNECT_DATABASE_URL", args.database_url),
             ("APPCONNECT_LOG_LEVEL", args.log_level),

@@ -164,6 +164,13 @@ class Settings(BaseSettings):
         description="how long a call waits for the CRM's window before failing as 429 (as long as a Retry-After)",
     )
 
+    # Connectors written as configuration (connectors/declarative/, docs/connectors/declarative.md)
+    declarative_connectors: str = Field(
+        default="",
+        description="comma-separated JSON files or folders of declarative (proxy) connector configurations, each "
+        "offered as the platform its meta.name names; validated at start",
+    )
+
     # Message attachments (MMS images, faxes) a connector copies into the CRM: downloaded from these hosts only
     rc_media_hosts: str = Field(
         default="media.ringcentral.com,media.devtest.ringcentral.com",
@@ -179,6 +186,19 @@ class Settings(BaseSettings):
     def _url_options_are_numbers(cls, value: str) -> str:
         """`?statement_timeout=` and `?statement_cache_size=` in the URL are refused here, not in each worker."""
         connect_options(value)
+        return value
+
+    @field_validator("declarative_connectors")
+    @classmethod
+    def _declarative_configs_valid(cls, value: str) -> str:
+        """A configuration with a mistake stops the start with one line naming the file and the path in it."""
+        if value.strip():
+            from appconnect.connectors.declarative import ConfigError, load_all
+
+            try:
+                load_all(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     @field_validator("embedded_testcrm", mode="before")

@@ -59,6 +59,14 @@ def _entry_point_classes() -> list[type[Connector]]:
     return found
 
 
+def _declarative_classes(environ: Mapping[str, str]) -> list[type[Connector]]:
+    """Connectors written as configuration; a configuration that does not validate stops the start."""
+    from appconnect.connectors.declarative import SETTING, declarative_classes
+
+    setting = environ.get(SETTING, "")
+    return list(declarative_classes(setting)) if setting.strip() else []
+
+
 def connector_config(platform: str, environ: Mapping[str, str]) -> ConnectorConfig:
     """`<PLATFORM>_<KEY>=value` settings become `config.get("<key>")` for that connector."""
     prefix = platform.upper() + "_"
@@ -93,8 +101,10 @@ class ConnectorRegistry:
     def discover(
         cls, environ: Mapping[str, str] | None = None, *, exclude: Collection[str] = ()
     ) -> ConnectorRegistry:
-        """Built-ins plus entry points; platforms in `exclude` are not offered (e.g. testcrm when it is off)."""
-        classes = [*_builtin_classes(), *_entry_point_classes()]
+        """Built-ins, entry points and declarative configurations (`APPCONNECT_DECLARATIVE_CONNECTORS`);
+        platforms in `exclude` are not offered (e.g. testcrm when it is off)."""
+        env = environ if environ is not None else os.environ
+        classes = [*_builtin_classes(), *_entry_point_classes(), *_declarative_classes(env)]
         return cls([c for c in classes if c.platform not in exclude], environ)
 
     def get(self, platform: str) -> Connector | None:

@@ -44,6 +44,7 @@ from tests.connectors.conformance.target import (
     Operation,
 )
 from tests.connectors.conformance.targets_builtin import PipedriveTarget, TestCrmTarget
+from tests.connectors.declarative.conformance_target import DeclarativeRelayTarget
 from tests.connectors.googlesheets.conformance_target import GoogleSheetsTarget
 from tests.connectors.insightly.conformance_target import InsightlyTarget
 from tests.connectors.netsuite.conformance_target import NetSuiteTarget
@@ -63,6 +64,7 @@ TARGETS: list[ConformanceTarget] = [
     BullhornTarget(),
     NetSuiteTarget(),
     GoogleSheetsTarget(),
+    DeclarativeRelayTarget(),
 ]
 
 #: The servers' CRM read timeout (tests.conftest sets it): a fault delayed past it is "no answer in time".
