@@ -356,6 +356,20 @@ async def test_create_contact_falls_back_to_v1_where_v2_persons_is_unknown(env: 
     assert all("phones" not in r.json for r in v1)
 
 
+async def test_a_404_to_one_create_does_not_turn_a_v2_host_into_a_v1_host(env: Env) -> None:
+    """A v2 create answered 404 once (v1 is gone there too: 410) is a "not found" error, and the next contact
+    is created through v2 again: only a v1 create that worked makes a host v1-only."""
+    env.fake.inject(status=404, times=1, method="POST", path_prefix="/api/v2/persons")
+    new = NewContact(phone_number="+14155550107", name="Mary Jackson", contact_type="contact")
+    with pytest.raises(CrmHttpError) as refused:
+        await env.connector.create_contact(env.call, new)
+    assert refused.value.status == 404
+    created = await env.connector.create_contact(env.call, new)
+    assert created is not None
+    assert len(env.fake.requests_to("/api/v2/persons", "POST")) == 2
+    assert len(env.fake.requests_to("/v1/persons", "POST")) == 1  # the one try after the 404, answered 410
+
+
 async def test_create_contact_links_organisation(env: Env) -> None:
     org = env.fake.add_org("NASA")
     created = await env.connector.create_contact(

@@ -103,6 +103,13 @@ _V1_PERSON_HOSTS: set[str] = set()
 _MAX_REMEMBERED_HOSTS = 10_000
 
 
+def _v1_person(body: JsonDict) -> JsonDict:
+    """v1's create body: `phone` where v2 has `phones` (the same list of {value, primary, label})."""
+    v1 = {key: value for key, value in body.items() if key != "phones"}
+    v1["phone"] = body["phones"]
+    return v1
+
+
 class PipedriveConnector(Connector):
     """Pipedrive over its v1/v2 REST API with OAuth; the company host is per user, users/me is global."""
 
@@ -284,19 +291,24 @@ class PipedriveConnector(Connector):
 
     async def _post_person(self, call: CrmCall, body: JsonDict) -> JsonDict:
         """`POST /api/v2/persons`; where that path is unknown (404: an API server without v2 persons, such as
-        an older gateway in front of Pipedrive), v1's create with v1's body, remembered per company host so
-        such a server costs one extra request, not one per contact. A 404 created nothing, so this is safe."""
+        an older gateway in front of Pipedrive), v1's create with v1's body. A host is remembered as v1-only once
+        its v1 create worked, so such a server costs one extra request once, not one per contact; when v1 fails
+        too, the v2 answer stands (a 404 or a refused create made nothing, so trying v1 is safe)."""
         host = call.http.base_url
         if host not in _V1_PERSON_HOSTS:
             answer = await call.http.request("POST", "/api/v2/persons", json=body, allow_status=(404,))
             if answer.status_code != 404:
                 return dict(answer.json()["data"])
+            v1 = await call.http.request(
+                "POST", "/v1/persons", json=_v1_person(body), allow_status=(404, 410)
+            )
+            if v1.status_code in (404, 410):
+                raise CrmHttpError(404, method="POST", url=f"{host}/api/v2/persons")
             if len(_V1_PERSON_HOSTS) >= _MAX_REMEMBERED_HOSTS:
                 _V1_PERSON_HOSTS.clear()
             _V1_PERSON_HOSTS.add(host)
-        v1_body = {key: value for key, value in body.items() if key != "phones"}
-        v1_body["phone"] = body["phones"]
-        return dict((await call.http.post_json("/v1/persons", v1_body))["data"])
+            return dict(v1.json()["data"])
+        return dict((await call.http.post_json("/v1/persons", _v1_person(body)))["data"])
 
     # --- call logs -----------------------------------------------------------------------------------------
 
