@@ -27,6 +27,7 @@ from appconnect.store.admin import AdminSettingsStore, CallNoteCache
 from appconnect.store.cache import AccountCache
 from appconnect.store.call_logs import CallLogStore
 from appconnect.store.locks import DatabaseSharedLock, LockManager, RedisSharedLock
+from appconnect.store.managed_auth import ManagedAuthStore
 from appconnect.store.message_logs import MessageLogStore
 from appconnect.store.rate_limits import DatabaseRateLimiter, RedisRateLimiter
 from appconnect.store.sql import FastDatabase, PostgresDatabase, PostgresOptions, open_fast_database
@@ -51,6 +52,7 @@ class Services:
     locks: LockManager
     admin_settings: AdminSettingsStore
     call_notes: CallNoteCache
+    managed_auth: ManagedAuthStore
     redis: Any = None
     #: RingCentral identities of access tokens, kept briefly (security/ringcentral.py)
     rc_identities: RingCentralIdentities = field(default_factory=RingCentralIdentities)
@@ -178,6 +180,7 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
         user_cache=user_cache,
         admin_settings=AdminSettingsStore(fast),
         call_notes=CallNoteCache(cipher, fast),
+        managed_auth=ManagedAuthStore(cipher, fast),
     )
 
 
