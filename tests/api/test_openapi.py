@@ -38,6 +38,14 @@ CONTRACT_OPERATIONS = {
     ("get", "/licenseStatus"),
     ("post", "/user/refreshInfo"),
     ("post", "/callLog/cacheNote"),
+    ("get", "/admin/managedAuth"),
+    ("post", "/admin/managedAuth"),
+    ("post", "/admin/managedAuth/options"),
+    ("get", "/apiKeyManagedAuthState"),
+    ("get", "/oauthManagedAuthState"),
+    ("post", "/admin/managedOAuth/cache"),
+    ("delete", "/admin/managedOAuth/cache"),
+    ("delete", "/admin/managedOAuth/account"),
 }
 # Bounded and reproducible: ~25 cases per operation, a fixed seed, well inside two minutes per run.
 FUZZ_ARGS = ["--max-examples", "25", "--seed", "20261201", "--generation-deterministic", "--workers", "1"]
