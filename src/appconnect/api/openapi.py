@@ -504,7 +504,8 @@ _RC_TOKEN = (
 )
 _REFUSED = {
     "description": "RingCentral refused the token, could not be asked, or the extension is no admin.",
-    "content": _TEXT,
+    # a refusal is a ClientError: the contract's fixed text, typed as the reference types it (text/html)
+    "content": {**_TEXT, **_CONTRACT_TEXT},
     "headers": dict(_REQUEST_ID_HEADER),
 }
 _LICENSE: Json = {

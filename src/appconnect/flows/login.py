@@ -129,9 +129,8 @@ async def api_key_login(
         raise ClientError("Missing platform name")
     connector = connector_for(services, body.platform)
     manifest_entry = services.registry.manifest_entry(body.platform)
-    identity = await managed_auth.login_identity(services, rc_token)
     fields = await managed_auth.api_key_login_fields(
-        services, identity, body.platform, body.api_key, dict(body.additional_info or {})
+        services, rc_token, body.platform, body.api_key, dict(body.additional_info or {})
     )
     if fields.missing:
         missing = ReturnMessage("Missing required authentication fields.", "warning", 3000).to_wire()
@@ -158,8 +157,8 @@ async def api_key_login(
             additional_info=additional,
         ),
     )
-    if fields.managed and identity is not None:
-        await managed_auth.note_login(services, identity, body.platform, succeeded=result.successful)
+    if fields.identity is not None:
+        await managed_auth.note_login(services, fields.identity, body.platform, succeeded=result.successful)
     if not result.successful or result.user is None:
         message = result.return_message or ReturnMessage("Could not log in.", "warning", 3000)
         return Reply({"returnMessage": message.to_wire()}, 400)

@@ -27,7 +27,6 @@ from appconnect.flows.admin import account_key, admin_identity, rc_identity
 from appconnect.flows.common import connector_for, current_user
 from appconnect.flows.managed_apps import OAUTH_KEY, OAUTH_SECRET, filled, managed_info
 from appconnect.flows.reply import ClientError, Reply
-from appconnect.flows.requests import ID_CHARS
 from appconnect.flows.services import Services
 from appconnect.outbound.client import CrmHttpClient
 from appconnect.security.jwt import SessionClaims
@@ -41,6 +40,8 @@ SAVED = "Shared authentication updated"
 RC_USER_REFUSED = "RingCentral user validation failed"
 MISSING_TOKEN = "Missing RingCentral access token"
 MISSING_PLATFORM = "Missing platform name"
+#: a RingCentral extension id is a number of at most 20 digits; the row key has room for a bit more
+EXTENSION_ID_CHARS = 64
 #: a stored login field is an API key, a host name, an id: anything longer is not one
 MAX_VALUE_CHARS = 4096
 #: an admin's OAuth app waits this long for the first login that completes it (the reference's day)
@@ -70,9 +71,9 @@ class ManagedAuthBody(_Body):
     """The admin's save: the account's fields (`scope` "org") or one extension's (`scope` "user")."""
 
     scope: Annotated[StrictStr, StringConstraints(max_length=16)] = "org"
-    rc_extension_id: Annotated[StrictStr, StringConstraints(max_length=ID_CHARS)] | StrictInt | None = Field(
-        default=None, alias="rcExtensionId"
-    )
+    rc_extension_id: (
+        Annotated[StrictStr, StringConstraints(max_length=EXTENSION_ID_CHARS)] | StrictInt | None
+    ) = Field(default=None, alias="rcExtensionId")
     rc_user_name: Annotated[StrictStr, StringConstraints(max_length=255)] | None = Field(
         default=None, alias="rcUserName"
     )
@@ -428,25 +429,27 @@ async def resolved_values(services: Services, identity: RcIdentity, platform: st
 
 @dataclass(slots=True)
 class ApiKeyLoginFields:
-    """An API-key login after managed values were filled in."""
+    """An API-key login after managed values were filled in (`identity`: the verified user, when asked)."""
 
     api_key: str | None
     additional_info: dict[str, Any]
     missing: list[str]
-    managed: bool
+    identity: RcIdentity | None
 
 
 async def api_key_login_fields(
     services: Services,
-    identity: RcIdentity | None,
+    rc_token: str | None,
     platform: str,
     api_key: str | None,
     additional_info: dict[str, Any],
 ) -> ApiKeyLoginFields:
-    """Fill the login's managed fields from the user's verified account (unless it fell back to manual)."""
+    """Fill the login's managed fields from the user's verified account (unless it fell back to manual);
+    RingCentral is asked only for a CRM with managed fields."""
     fields = login_fields(services, platform)
-    if identity is None or not _managed(fields):
-        return ApiKeyLoginFields(api_key, additional_info, [], False)
+    identity = await login_identity(services, rc_token) if _managed(fields) else None
+    if identity is None:
+        return ApiKeyLoginFields(api_key, additional_info, [], None)
     info = dict(additional_info)
     if info.get("apiKey") is None and api_key is not None:
         info["apiKey"] = api_key
@@ -458,7 +461,7 @@ async def api_key_login_fields(
             info[name] = value
     missing = [f["const"] for f in fields if f.get("required") and not filled(info.get(f["const"]))]
     key = info.get("apiKey")
-    return ApiKeyLoginFields(key if isinstance(key, str) else api_key, info, missing, True)
+    return ApiKeyLoginFields(key if isinstance(key, str) else api_key, info, missing, identity)
 
 
 async def note_login(services: Services, identity: RcIdentity, platform: str, *, succeeded: bool) -> None:
