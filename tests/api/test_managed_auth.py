@@ -15,6 +15,7 @@ from appconnect.store.sql import sql
 from tests.api.test_user_and_first_write import rows
 from tests.conftest import LiveServer, connector_server, crm_admin_headers, database_url_for, new_phone
 from tests.connectors.pipedrive.fake_pipedrive import FakePipedrive
+from tests.connectors.vinsolutions.fake_vinsolutions import DEALER_ID, USER_ID, FakeVinSolutions
 from tests.support.fake_ringcentral import FakeRingCentral
 
 COMPANY_APP = "company-app"
@@ -36,16 +37,25 @@ def pipedrive() -> Iterator[FakePipedrive]:
         yield fake
 
 
+@pytest.fixture(scope="module")
+def vinsolutions() -> Iterator[FakeVinSolutions]:
+    with FakeVinSolutions() as fake:
+        yield fake
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def server(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
     rc: FakeRingCentral,
     pipedrive: FakePipedrive,
+    vinsolutions: FakeVinSolutions,
 ) -> Iterator[LiveServer]:
-    """The test CRM and Pipedrive (configured with the server's own app, which Pipedrive does not know)."""
+    """The test CRM, VinSolutions, and Pipedrive (configured with the server's own app, which Pipedrive does
+    not know)."""
     folder = tmp_path_factory.mktemp(f"managed-{request.param}")
     env = {
+        **vinsolutions.env(),
         **pipedrive.env(),
         "PIPEDRIVE_CLIENT_ID": SERVER_APP,
         "PIPEDRIVE_CLIENT_SECRET": "server-secret",
@@ -324,6 +334,90 @@ def test_options_of_a_field_without_a_connector_list(client: httpx.Client, rc: F
         client.post("/admin/managedAuth/options", json=ask, headers=rc_header(admin)).text
         == "Missing platform name"
     )
+
+
+# --- a CRM with account and per-extension fields (VinSolutions: the dealer, then each user's CRM user) --------
+
+VIN_HOST = "vinsolutions.app.coxautoinc.com"
+
+
+def vin_login(
+    client: httpx.Client, rc_token: str, additional: dict[str, str] | None = None
+) -> httpx.Response:
+    body: dict[str, object] = {"platform": "vinsolutions", "hostname": VIN_HOST}
+    if additional is not None:
+        body["additionalInfo"] = additional
+    return client.post("/apiKeyLogin", json=body, headers=rc_header(rc_token) if rc_token else {})
+
+
+def test_the_admin_picks_the_dealer_and_each_users_crm_user(
+    client: httpx.Client, rc: FakeRingCentral
+) -> None:
+    account = new_account()
+    admin, agent, newcomer = rc.extension(account, admin=True), rc.extension(account), rc.extension(account)
+    own = vin_login(client, "", {"dealerId": str(DEALER_ID), "crmUserId": str(USER_ID)})
+    assert own.status_code == 200, own.text
+    headers = {"Authorization": f"Bearer {own.json()['jwtToken']}", **rc_header(admin)}
+
+    def options(field: str, **account_values: str) -> list[dict[str, str]]:
+        answer = client.post(
+            "/admin/managedAuth/options",
+            params={"platform": "vinsolutions"},
+            json={"fieldConst": field, "accountValues": account_values},
+            headers=rc_header(admin),
+        )
+        assert answer.status_code == 200, answer.text
+        found: list[dict[str, str]] = answer.json()
+        return found
+
+    assert str(DEALER_ID) in {o["value"] for o in options("dealerId")}
+    assert options("crmUserId") == []  # no dealer chosen yet
+    assert save(client, headers, {"dealerId": str(DEALER_ID)}).status_code == 200
+    assert str(USER_ID) in {o["value"] for o in options("crmUserId")}  # the stored dealer's users
+
+    extension = rc.tokens[agent]
+    per_user = client.post(
+        "/admin/managedAuth",
+        json={
+            "scope": "user",
+            "rcExtensionId": extension,
+            "rcUserName": "Agent",
+            "values": {"crmUserId": str(USER_ID)},
+        },
+        headers=headers,
+    )
+    assert per_user.status_code == 200
+    page = client.get("/admin/managedAuth", headers=headers).json()
+    assert page["orgValues"] == {"dealerId": {"hasValue": True, "value": str(DEALER_ID)}}
+    assert page["userValues"] == [
+        {
+            "rcExtensionId": extension,
+            "rcUserName": "Agent",
+            "fields": {"crmUserId": {"hasValue": True, "value": str(USER_ID)}},
+        }
+    ]
+
+    assert state(client, agent, "vinsolutions")["allRequiredFieldsSatisfied"] is True
+    logged_in = vin_login(client, agent)
+    assert logged_in.status_code == 200, logged_in.text
+    # a colleague the admin has not mapped yet types only their own CRM user id
+    theirs = state(client, newcomer, "vinsolutions")
+    assert theirs["visibleFieldConsts"] == ["crmUserId"] and theirs["missingRequiredFieldConsts"] == [
+        "crmUserId"
+    ]
+    assert vin_login(client, newcomer).json()["returnMessage"]["missingRequiredFieldConsts"] == ["crmUserId"]
+    assert vin_login(client, newcomer, {"crmUserId": str(USER_ID)}).status_code == 200
+
+
+def test_a_per_user_save_names_the_extension(client: httpx.Client, rc: FakeRingCentral) -> None:
+    admin = rc.extension(new_account(), admin=True)
+    headers = session(client, admin, new_crm_key(client))
+    nameless = client.post("/admin/managedAuth", json={"scope": "user", "values": {}}, headers=headers)
+    assert nameless.status_code == 400 and "rcExtensionId" in nameless.text
+    too_long = client.post(
+        "/admin/managedAuth", json={"scope": "user", "rcExtensionId": "9" * 65, "values": {}}, headers=headers
+    )
+    assert too_long.status_code == 400 and "rcExtensionId" in too_long.text
 
 
 # --- OAuth CRM --------------------------------------------------------------------------------------------------
