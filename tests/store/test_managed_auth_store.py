@@ -17,6 +17,7 @@ from appconnect.store.sql import FastDatabase, sql
 from tests.conftest import migrated_fast_database
 
 _DATA = sql("SELECT data FROM managed_auth")
+_KEYS = sql("SELECT data_key FROM managed_auth ORDER BY data_key")
 
 
 @pytest_asyncio.fixture(params=["sqlite", "postgres"])
@@ -66,3 +67,13 @@ async def test_an_expired_object_reads_as_absent(fast: FastDatabase) -> None:
     assert await store.get("account", "", "oauth-pending") is None
     assert await store.get("account", "", "kept") == {"clientId": "y"}
     assert [key for key, _ in await store.list("account", "", "")] == ["kept"]
+
+
+async def test_expired_objects_are_purged_by_later_expiring_writes(fast: FastDatabase) -> None:
+    store = store_of(fast)
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    for index in range(3):
+        await store.put(f"account-{index}", "", "oauth-pending", {"clientId": "x"}, expires_at=past)
+    await store.put("account", "testcrm", "org", {"fields": {}})  # never expires
+    await store.put("account", "", "oauth-pending", {"clientId": "y"}, expires_at=past + timedelta(hours=1))
+    assert [row["data_key"] for row in await fast.all(_KEYS)] == ["oauth-pending", "org"]

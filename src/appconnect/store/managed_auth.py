@@ -28,6 +28,11 @@ _PUT = sql(
     data = excluded.data, expires_at = excluded.expires_at, updated_at = excluded.updated_at"""
 )
 _DELETE = sql("DELETE FROM managed_auth WHERE account_hash = ? AND platform = ? AND data_key = ?")
+#: expired rows (pending OAuth apps nobody completed) go in small batches on each write of an expiring one
+_PURGE = sql(
+    """DELETE FROM managed_auth WHERE (account_hash, platform, data_key) IN
+    (SELECT account_hash, platform, data_key FROM managed_auth WHERE expires_at < ? LIMIT 100)"""
+)
 
 #: at most this many per-user rows are read for one admin page (a 500-seat company fits with room to spare)
 MAX_LISTED = 5000
@@ -73,6 +78,8 @@ class ManagedAuthStore:
         expires_at: datetime | None = None,
     ) -> None:
         now = self._fast.stamp(datetime.now(UTC))
+        if expires_at is not None:
+            await self._fast.run(_PURGE, now)
         sealed = self._cipher.encrypt(orjson.dumps(value).decode())
         await self._fast.run(
             _PUT, account_hash, platform, data_key, sealed, self._fast.stamp(expires_at), now, now
