@@ -569,3 +569,11 @@ def test_no_secret_in_any_answer_or_log_line(
     for secret in (company_key, COMPANY_SECRET):
         assert all(secret not in answer for answer in answers)
         assert secret not in caplog.text
+
+
+def test_the_admin_page_needs_the_admins_session(client: httpx.Client, rc: FakeRingCentral) -> None:
+    admin = rc.extension(new_account(), admin=True)
+    read = client.get("/admin/managedAuth", headers=rc_header(admin))
+    assert read.status_code == 400 and read.text == "Please go to Settings and authorize CRM platform"
+    written = client.post("/admin/managedAuth", json={"values": {"apiKey": "x"}}, headers=rc_header(admin))
+    assert written.status_code == 400 and written.text == "Please go to Settings and authorize CRM platform"
