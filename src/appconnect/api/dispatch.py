@@ -42,6 +42,9 @@ class Router:
     def put(self, path: str) -> Callable[[Handler], Handler]:
         return self.route("PUT", path)
 
+    def delete(self, path: str) -> Callable[[Handler], Handler]:
+        return self.route("DELETE", path)
+
     def methods_by_path(self) -> dict[str, list[str]]:
         """For 405 answers: the methods each known path accepts (the `Allow` header)."""
         found: dict[str, list[str]] = {}

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from appconnect.flows.admin import AdminSettingsBody, CacheNoteBody
+from appconnect.flows.managed_auth import ManagedAuthBody, ManagedAuthOptionsBody, ManagedOAuthCacheBody
 from appconnect.flows.requests import (
     ApiKeyLoginBody,
     CallLogBody,
@@ -38,6 +39,9 @@ _BODY_MODELS: dict[str, type[BaseModel]] = {
     "UserSettingsUpdateRequest": UserSettingsBody,
     "AdminSettingsRequest": AdminSettingsBody,
     "CacheNoteRequest": CacheNoteBody,
+    "ManagedAuthRequest": ManagedAuthBody,
+    "ManagedAuthOptionsRequest": ManagedAuthOptionsBody,
+    "ManagedOAuthCacheRequest": ManagedOAuthCacheBody,
 }
 
 
@@ -491,6 +495,7 @@ def _paths() -> Json:
         },
         **_rollout_paths(),
         **_server_logging_paths(),
+        **_managed_auth_paths(),
     }
 
 
@@ -500,7 +505,8 @@ _RC_TOKEN = (
 )
 _REFUSED = {
     "description": "RingCentral refused the token, could not be asked, or the extension is no admin.",
-    "content": _TEXT,
+    # a refusal is a ClientError: the contract's fixed text, typed as the reference types it (text/html)
+    "content": {**_TEXT, **_CONTRACT_TEXT},
     "headers": dict(_REQUEST_ID_HEADER),
 }
 _LICENSE: Json = {
@@ -648,6 +654,156 @@ def _server_logging_paths() -> Json:
             )
         },
         "/pipedrive-redirect": {"delete": uninstall},
+    }
+
+
+def _managed_auth_paths() -> Json:
+    """Managed auth (flows/managed_auth.py): login fields and OAuth apps an admin stores for the account."""
+    platform = _param("platform", "Connector name, e.g. `testcrm` or `pipedrive`.")
+    done = {"type": "object", "required": ["successful"], "properties": {"successful": {"type": "boolean"}}}
+    stored = {
+        "type": "object",
+        "required": ["hasValue", "value"],
+        "properties": {"hasValue": {"type": "boolean"}, "value": {}},
+        "description": "Whether the field is set; a secret's value is always a placeholder.",
+    }
+    admin_page = {
+        "type": "object",
+        "required": ["hasManagedAuth", "fields", "orgFields", "userFields", "orgValues", "userValues"],
+        "properties": {
+            "hasManagedAuth": {"type": "boolean"},
+            "fields": {"type": "array", "items": {"type": "object"}},
+            "orgFields": {"type": "array", "items": {"type": "object"}},
+            "userFields": {"type": "array", "items": {"type": "object"}},
+            "orgValues": {"type": "object", "additionalProperties": stored},
+            "userValues": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+    api_key_state = {
+        "type": "object",
+        "required": [
+            "hasManagedAuth",
+            "allRequiredFieldsSatisfied",
+            "visibleFieldConsts",
+            "missingRequiredFieldConsts",
+            "fallbackToManualAuth",
+        ],
+        "properties": {
+            "hasManagedAuth": {"type": "boolean"},
+            "allRequiredFieldsSatisfied": {"type": "boolean"},
+            "visibleFieldConsts": _nullable({"type": "array", "items": {"type": "string"}}),
+            "missingRequiredFieldConsts": {"type": "array", "items": {"type": "string"}},
+            "fallbackToManualAuth": {"type": "boolean"},
+        },
+    }
+    oauth_state = {
+        "type": "object",
+        "required": ["isAdmin", "hasAccountOAuth", "hasPendingOAuth"],
+        "properties": {
+            "isAdmin": {"type": "boolean"},
+            "hasAccountOAuth": {"type": "boolean"},
+            "hasPendingOAuth": {"type": "boolean"},
+            "oauthValues": {"type": "object"},
+            "pendingValues": {"type": "object"},
+        },
+    }
+    options = {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["value", "label"],
+            "properties": {"value": {"type": "string"}, "label": {"type": "string"}},
+        },
+    }
+    options_operation = _refusable(
+        _operation(
+            "getManagedAuthOptions",
+            "The choices of one managed login field, from the connector." + _RC_TOKEN,
+            options,
+            body="ManagedAuthOptionsRequest",
+            params=[platform],
+            tag="Admin",
+        )
+    )
+    options_operation["responses"]["502"] = _error("The CRM did not answer with the options.")
+    return {
+        "/admin/managedAuth": {
+            "get": _refusable(
+                _operation(
+                    "getManagedAuth",
+                    "The CRM's managed login fields and which are set (never a secret)." + _RC_TOKEN,
+                    admin_page,
+                    jwt=True,
+                    tag="Admin",
+                )
+            ),
+            "post": _refusable(
+                _operation(
+                    "setManagedAuth",
+                    "Store the account's (or one extension's) managed login fields; the placeholder keeps a"
+                    " value, an empty value deletes it." + _RC_TOKEN,
+                    {},
+                    jwt=True,
+                    body="ManagedAuthRequest",
+                    ok_text=True,
+                    tag="Admin",
+                )
+            ),
+        },
+        "/admin/managedAuth/options": {"post": options_operation},
+        "/apiKeyManagedAuthState": {
+            "get": _refusable(
+                _operation(
+                    "getApiKeyManagedAuthState",
+                    "Which login fields the user's account manages and which they must type." + _RC_TOKEN,
+                    api_key_state,
+                    params=[platform],
+                    tag="Auth",
+                )
+            )
+        },
+        "/oauthManagedAuthState": {
+            "get": _refusable(
+                _operation(
+                    "getOauthManagedAuthState",
+                    "Whether the user's account has an OAuth app for the CRM (never its secret)." + _RC_TOKEN,
+                    oauth_state,
+                    params=[platform],
+                    tag="Auth",
+                )
+            )
+        },
+        "/admin/managedOAuth/cache": {
+            "post": _refusable(
+                _operation(
+                    "cacheManagedOAuth",
+                    "Keep the admin's OAuth app (a day) until their login with it completes it." + _RC_TOKEN,
+                    done,
+                    body="ManagedOAuthCacheRequest",
+                    tag="Admin",
+                )
+            ),
+            "delete": _refusable(
+                _operation(
+                    "clearManagedOAuthCache",
+                    "Forget the admin's pending OAuth app." + _RC_TOKEN,
+                    done,
+                    tag="Admin",
+                )
+            ),
+        },
+        "/admin/managedOAuth/account": {
+            "delete": _refusable(
+                _operation(
+                    "resetManagedOAuth",
+                    "Forget the account's OAuth app for the CRM: users log in with the server's app."
+                    + _RC_TOKEN,
+                    done,
+                    params=[platform],
+                    tag="Admin",
+                )
+            )
+        },
     }
 
 

@@ -26,6 +26,7 @@ from appconnect.flows import (
     call_logs,
     contacts,
     login,
+    managed_auth,
     message_logs,
     uninstall,
     user_settings,
@@ -184,13 +185,15 @@ async def api_key_login(request: Request) -> Response:
         body,
         rc_account_header=request.headers.get("rc-account-id"),
         rc_extension_header=request.headers.get("rc-extension-id"),
+        rc_token=rc_token_from(request, body.model_extra),
     )
     return respond(request, reply)
 
 
 @router.get("/oauth-callback")
 async def oauth_callback(request: Request) -> Response:
-    return respond(request, await login.oauth_callback(services_of(request), dict(request.query_params)))
+    query = dict(request.query_params)
+    return respond(request, await login.oauth_callback(services_of(request), query, rc_token_from(request)))
 
 
 @router.post("/unAuthorize")
@@ -347,6 +350,71 @@ async def post_admin_settings(request: Request) -> Response:
     body = await parse_body(request, admin.AdminSettingsBody)
     token = rc_token_from(request, body.model_extra)
     return respond(request, await admin.set_admin_settings(services_of(request), token, body))
+
+
+# --- managed auth: CRM login fields and OAuth apps an admin stores once for the account ---------------------
+
+
+@router.get("/admin/managedAuth")
+async def get_managed_auth(request: Request) -> Response:
+    claims = caller_of(request).require()
+    reply = await managed_auth.get_managed_auth(services_of(request), claims, rc_token_from(request))
+    return respond(request, reply)
+
+
+@router.post("/admin/managedAuth")
+async def post_managed_auth(request: Request) -> Response:
+    claims = caller_of(request).require()
+    body = await parse_body(request, managed_auth.ManagedAuthBody)
+    token = rc_token_from(request, body.model_extra)
+    return respond(request, await managed_auth.set_managed_auth(services_of(request), claims, token, body))
+
+
+@router.post("/admin/managedAuth/options")
+async def post_managed_auth_options(request: Request) -> Response:
+    body = await parse_body(request, managed_auth.ManagedAuthOptionsBody)
+    reply = await managed_auth.managed_auth_options(
+        services_of(request),
+        request.query_params.get("platform"),
+        rc_token_from(request, body.model_extra),
+        body,
+    )
+    return respond(request, reply)
+
+
+@router.get("/apiKeyManagedAuthState")
+async def api_key_managed_auth_state(request: Request) -> Response:
+    platform = request.query_params.get("platform")
+    reply = await managed_auth.api_key_state(services_of(request), rc_token_from(request), platform)
+    return respond(request, reply)
+
+
+@router.get("/oauthManagedAuthState")
+async def oauth_managed_auth_state(request: Request) -> Response:
+    platform = request.query_params.get("platform")
+    reply = await managed_auth.oauth_state(services_of(request), rc_token_from(request), platform)
+    return respond(request, reply)
+
+
+@router.post("/admin/managedOAuth/cache")
+async def post_managed_oauth_cache(request: Request) -> Response:
+    body = await parse_body(request, managed_auth.ManagedOAuthCacheBody)
+    token = rc_token_from(request, body.model_extra)
+    return respond(request, await managed_auth.cache_oauth_app(services_of(request), token, body))
+
+
+@router.delete("/admin/managedOAuth/cache")
+async def delete_managed_oauth_cache(request: Request) -> Response:
+    return respond(
+        request, await managed_auth.clear_pending_oauth(services_of(request), rc_token_from(request))
+    )
+
+
+@router.delete("/admin/managedOAuth/account")
+async def delete_managed_oauth_account(request: Request) -> Response:
+    platform = request.query_params.get("platform")
+    reply = await managed_auth.reset_oauth(services_of(request), rc_token_from(request), platform)
+    return respond(request, reply)
 
 
 @router.get("/licenseStatus")

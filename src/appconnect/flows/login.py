@@ -16,10 +16,11 @@ from appconnect.connectors.sdk import (
     UserView,
     implements,
 )
-from appconnect.flows import oauth
+from appconnect.flows import managed_auth, oauth
 from appconnect.flows.availability import is_dependency_down
 from appconnect.flows.common import connector_for, current_user, verified_scope
 from appconnect.flows.errors import DATABASE_FAILED
+from appconnect.flows.managed_apps import ACCOUNT_MARK, oauth_info_of
 from appconnect.flows.reply import ClientError, Reply
 from appconnect.flows.requests import ApiKeyLoginBody
 from appconnect.flows.services import Services
@@ -120,19 +121,29 @@ async def api_key_login(
     *,
     rc_account_header: str | None,
     rc_extension_header: str | None,
+    rc_token: str | None = None,
 ) -> Reply:
+    """Log in with an API key (and the login page's other fields); a user whose verified RingCentral account
+    has managed fields gets them filled in, and never stores them as anything but their own login."""
     if not body.platform:
         raise ClientError("Missing platform name")
     connector = connector_for(services, body.platform)
     manifest_entry = services.registry.manifest_entry(body.platform)
-    if not body.api_key and _asks_for_api_key(manifest_entry):
+    fields = await managed_auth.api_key_login_fields(
+        services, rc_token, body.platform, body.api_key, dict(body.additional_info or {})
+    )
+    if fields.missing:
+        missing = ReturnMessage("Missing required authentication fields.", "warning", 3000).to_wire()
+        return Reply({"returnMessage": {**missing, "missingRequiredFieldConsts": fields.missing}}, 400)
+    api_key = fields.api_key
+    if not api_key and _asks_for_api_key(manifest_entry):
         return Reply({"returnMessage": ReturnMessage("API key is required.", "warning", 3000).to_wire()}, 400)
     hostname = checked_hostname(body.hostname)
     _checked_id("rc-account-id", rc_account_header)
     _checked_id("rc-extension-id", rc_extension_header)
-    additional = dict(body.additional_info or {})
-    additional.setdefault("apiKey", body.api_key)
-    auth_header = "Basic " + connector.basic_auth(body.api_key or "")
+    additional = fields.additional_info
+    additional.setdefault("apiKey", api_key)
+    auth_header = "Basic " + connector.basic_auth(api_key or "")
     probe = UserView(id="", platform=body.platform, hostname=hostname)
     http = CrmHttpClient(services.http, base_url=connector.base_url(probe), auth_header=auth_header)
     result = await _user_info(
@@ -142,15 +153,22 @@ async def api_key_login(
             hostname=hostname,
             platform=body.platform,
             http=http,
-            api_key=body.api_key,
+            api_key=api_key,
             additional_info=additional,
         ),
     )
+    if fields.identity is not None:
+        await managed_auth.note_login(services, fields.identity, body.platform, succeeded=result.successful)
     if not result.successful or result.user is None:
         message = result.return_message or ReturnMessage("Could not log in.", "warning", 3000)
         return Reply({"returnMessage": message.to_wire()}, 400)
     info = result.user
-    never_stored = {"apiKey", *_password_fields(manifest_entry)}
+    secrets = {
+        str(f["const"])
+        for f in managed_auth.login_fields(services, body.platform)
+        if managed_auth.is_secret(f)
+    }
+    never_stored = {"apiKey", *_password_fields(manifest_entry), *secrets}
     extra = {k: v for k, v in additional.items() if k not in never_stored}
     saved = await _save(
         services,
@@ -163,7 +181,7 @@ async def api_key_login(
             hashed_rc_extension_id=rc_extension_header,
             timezone_name=info.timezone_name,
             timezone_offset=info.timezone_offset,
-            access_token=info.overriding_api_key or body.api_key,
+            access_token=info.overriding_api_key or api_key,
             platform_additional_info={**extra, **info.platform_additional_info, "proxyId": body.proxy_id},
             account_scope=verified_scope(connector, body.platform, info, hostname),
         ),
@@ -178,7 +196,8 @@ def _state_params(callback_uri: str, query_state: str | None) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(unquote(state)).items()}
 
 
-async def oauth_callback(services: Services, query: dict[str, str]) -> Reply:
+async def oauth_callback(services: Services, query: dict[str, str], rc_token: str | None = None) -> Reply:
+    """Exchange the code and log in; a user of a verified account with a managed OAuth app uses that app."""
     callback_uri = query.get("callbackUri")
     if not callback_uri or callback_uri == "undefined":
         if not query.get("code"):
@@ -204,7 +223,9 @@ async def oauth_callback(services: Services, query: dict[str, str]) -> Reply:
     hostname = await connector.resolve_oauth_hostname(
         CrmHttpClient(services.http, base_url="", auth_header=""), hostname, dict(query)
     )
-    info = connector.oauth_info(hostname)
+    identity = await managed_auth.login_identity(services, rc_token)
+    managed = await managed_auth.managed_oauth(services, connector, identity, platform, hostname)
+    info = managed.info if managed is not None else connector.oauth_info(hostname)
     if info.fail_message:
         return Reply({"returnMessage": ReturnMessage(info.fail_message, "danger", 5000).to_wire()})
     if urlparse(callback_uri).path != urlparse(info.redirect_uri).path:
@@ -247,7 +268,11 @@ async def oauth_callback(services: Services, query: dict[str, str]) -> Reply:
             access_token=tokens.access_token,
             refresh_token=tokens.refresh_token,
             token_expiry=tokens.expires_at,
-            platform_additional_info={**user_info.platform_additional_info, "proxyId": query.get("proxyId")},
+            platform_additional_info={
+                **user_info.platform_additional_info,
+                "proxyId": query.get("proxyId"),
+                ACCOUNT_MARK: managed.account if managed is not None else None,
+            },
             account_scope=verified_scope(
                 connector, platform, user_info, user_info.overriding_hostname or info.hostname or hostname
             ),
@@ -255,6 +280,8 @@ async def oauth_callback(services: Services, query: dict[str, str]) -> Reply:
     )
     if saved is None:
         return Reply({"returnMessage": DATABASE_FAILED.to_wire()})
+    if managed is not None and managed.pending:
+        await managed_auth.complete_pending(services, managed, platform)
     return _login_reply(services, saved, user_info.name, result.return_message)
 
 
@@ -273,7 +300,9 @@ async def unauthorize(services: Services, claims: SessionClaims) -> Reply:
             except (CrmHttpError, SessionRevoked, InterfaceNotImplemented):
                 message = None
         if connector.auth_type == "oauth":
-            info = connector.oauth_info(user.hostname)
+            info = await oauth_info_of(
+                services, connector, user.platform, user.hostname, user.platform_additional_info
+            )
             if user.refresh_token:
                 await oauth.revoke(services.http, info, user.refresh_token, "refresh_token")
             await oauth.revoke(services.http, info, user.access_token, "access_token")

@@ -10,7 +10,7 @@ from appconnect.connectors.sdk import JsonDict, ReturnMessage
 
 @dataclass(slots=True)
 class Reply:
-    body: JsonDict | str | None
+    body: JsonDict | list[Any] | str | None
     status: int = 200
 
 

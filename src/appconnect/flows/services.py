@@ -27,6 +27,7 @@ from appconnect.store.admin import AdminRingCentralStore, AdminSettingsStore, Ca
 from appconnect.store.cache import AccountCache
 from appconnect.store.call_logs import CallLogStore
 from appconnect.store.locks import DatabaseSharedLock, LockManager, RedisSharedLock
+from appconnect.store.managed_auth import ManagedAuthStore
 from appconnect.store.message_logs import MessageLogStore
 from appconnect.store.rate_limits import DatabaseRateLimiter, RedisRateLimiter
 from appconnect.store.sql import Database, PostgresDatabase, PostgresOptions, open_database
@@ -53,6 +54,7 @@ class Services:
     call_notes: CallNoteCache
     #: an admin's RingCentral tokens and server-side logging settings (flows/admin_ringcentral.py)
     admin_ringcentral: AdminRingCentralStore
+    managed_auth: ManagedAuthStore
     redis: Any = None
     #: RingCentral identities of access tokens, kept briefly (security/ringcentral.py)
     rc_identities: RingCentralIdentities = field(default_factory=RingCentralIdentities)
@@ -181,6 +183,7 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
         admin_settings=AdminSettingsStore(db),
         call_notes=CallNoteCache(cipher, db),
         admin_ringcentral=AdminRingCentralStore(cipher, db),
+        managed_auth=ManagedAuthStore(cipher, db),
     )
 
 

@@ -8,6 +8,7 @@ from appconnect.connectors.sdk import Connector, CrmCall, UserView
 from appconnect.flows import oauth
 from appconnect.flows.account_store import StoredAccountData
 from appconnect.flows.common import account_scope
+from appconnect.flows.managed_apps import oauth_info_of
 from appconnect.flows.services import Services
 from appconnect.outbound.client import CrmHttpClient
 from appconnect.store.users import UserRecord
@@ -50,9 +51,10 @@ async def _refreshed(services: Services, connector: Connector, user: UserRecord)
             return current
         assert current.refresh_token is not None
         try:
-            tokens = await oauth.refresh(
-                services.http, connector.oauth_info(current.hostname), current.refresh_token
+            info = await oauth_info_of(
+                services, connector, current.platform, current.hostname, current.platform_additional_info
             )
+            tokens = await oauth.refresh(services.http, info, current.refresh_token)
         except oauth.OAuthError as exc:
             if exc.code == "invalid_grant":
                 # Remember it, so requests queued behind this lock (and later ones) answer 401 at once

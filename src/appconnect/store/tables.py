@@ -183,6 +183,20 @@ admin_ringcentral = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+#: What an admin stores once for every user of a RingCentral account (`account_hash`, the account id's keyed hash):
+#: managed CRM login fields ("org", "user:<extension>") and OAuth apps ("oauth", "oauth-pending"). `data` is one
+#: Fernet token of the JSON values: nothing in it is readable without the server's encryption keys.
+managed_auth = Table(
+    "managed_auth",
+    metadata,
+    Column("account_hash", String(64), primary_key=True),
+    Column("platform", String(64), primary_key=True),
+    Column("data_key", String(128), primary_key=True),
+    Column("data", Text, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    *_timestamps(),
+)
+
 #: The shared rate limiter when no Redis is configured (store/rate_limits.py): one row per limit key
 #: (`<platform>:<rule>:<scope>`), `tat` the end of its back-off after a CRM's 429 (epoch seconds); the row also
 #: serialises the key's grants. (`grant_id` is no longer used.)

@@ -78,6 +78,17 @@ CREATE TABLE locks (
 	PRIMARY KEY (name)
 );
 
+CREATE TABLE managed_auth (
+	account_hash VARCHAR(64) NOT NULL,
+	platform VARCHAR(64) NOT NULL,
+	data_key VARCHAR(128) NOT NULL,
+	data TEXT NOT NULL,
+	expires_at TIMESTAMP WITH TIME ZONE,
+	created_at TIMESTAMP WITH TIME ZONE DEFAULT (CURRENT_TIMESTAMP) NOT NULL,
+	updated_at TIMESTAMP WITH TIME ZONE DEFAULT (CURRENT_TIMESTAMP) NOT NULL,
+	PRIMARY KEY (account_hash, platform, data_key)
+);
+
 CREATE TABLE message_logs (
 	scope VARCHAR(512) NOT NULL,
 	id VARCHAR(255) NOT NULL,
