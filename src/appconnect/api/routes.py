@@ -19,7 +19,16 @@ from appconnect.api.http import (
 from appconnect.api.metrics import METRICS_PATH, may_read
 from appconnect.api.openapi import DOCS_CSP, DOCS_INIT_JS, DOCS_PATH, OPENAPI_PATH, build_openapi, docs_page
 from appconnect.connectors.sdk import INTERFACE_METHODS, implements
-from appconnect.flows import account_data, admin, call_logs, contacts, login, message_logs, user_settings
+from appconnect.flows import (
+    account_data,
+    admin,
+    call_logs,
+    contacts,
+    login,
+    message_logs,
+    user_mapping,
+    user_settings,
+)
 from appconnect.flows.common import current_user
 from appconnect.flows.reply import ClientError
 from appconnect.flows.requests import (
@@ -337,6 +346,24 @@ async def post_admin_settings(request: Request) -> Response:
     body = await parse_body(request, admin.AdminSettingsBody)
     token = rc_token_from(request, body.model_extra)
     return respond(request, await admin.set_admin_settings(services_of(request), token, body))
+
+
+@router.post("/admin/userMapping")
+async def post_user_mapping(request: Request) -> Response:
+    claims = caller_of(request).require()
+    body = await parse_body(request, user_mapping.UserMappingBody)
+    token = rc_token_from(request, body.model_extra)
+    reply = await user_mapping.user_mapping(services_of(request), claims, token, reinitialize=False)
+    return respond(request, reply)
+
+
+@router.post("/admin/reinitializeUserMapping")
+async def post_reinitialize_user_mapping(request: Request) -> Response:
+    claims = caller_of(request).require()
+    body = await parse_body(request, user_mapping.UserMappingBody)
+    token = rc_token_from(request, body.model_extra)
+    reply = await user_mapping.user_mapping(services_of(request), claims, token, reinitialize=True)
+    return respond(request, reply)
 
 
 @router.get("/licenseStatus")

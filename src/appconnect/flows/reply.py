@@ -10,7 +10,8 @@ from appconnect.connectors.sdk import JsonDict, ReturnMessage
 
 @dataclass(slots=True)
 class Reply:
-    body: JsonDict | str | None
+    #: a list only where the contract answers one (the admin's user mapping)
+    body: JsonDict | list[JsonDict] | str | None
     status: int = 200
 
 

@@ -32,6 +32,7 @@ from appconnect.store.rate_limits import DatabaseRateLimiter, RedisRateLimiter
 from appconnect.store.sql import FastDatabase, PostgresDatabase, PostgresOptions, open_fast_database
 from appconnect.store.urls import is_sqlite, sqlite_file
 from appconnect.store.user_cache import ListenChanges, SharedMemoryChanges, UserCache, changes_file
+from appconnect.store.user_mappings import UserMappingStore
 from appconnect.store.users import UserStore
 
 
@@ -51,6 +52,7 @@ class Services:
     locks: LockManager
     admin_settings: AdminSettingsStore
     call_notes: CallNoteCache
+    user_mappings: UserMappingStore
     redis: Any = None
     #: RingCentral identities of access tokens, kept briefly (security/ringcentral.py)
     rc_identities: RingCentralIdentities = field(default_factory=RingCentralIdentities)
@@ -178,6 +180,7 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
         user_cache=user_cache,
         admin_settings=AdminSettingsStore(fast),
         call_notes=CallNoteCache(cipher, fast),
+        user_mappings=UserMappingStore(fast),
     )
 
 
