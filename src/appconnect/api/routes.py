@@ -48,6 +48,8 @@ router = Router()
 
 INVALID_JWT = "Invalid JWT token"
 USER_NOT_FOUND = "User not found"
+#: the user agent of RingCentral's server-side call logging (the reference's mark)
+SSCL_USER_AGENT = "SSCL"
 
 
 # --- health and metadata ------------------------------------------------------------------------------------
@@ -97,7 +99,7 @@ async def implemented_interfaces(request: Request) -> Response:
         result["getOauthInfo"] = True
     else:
         result["getBasicAuth"] = True
-    result["cacheCallNote"] = False
+    result["cacheCallNote"] = True  # server-side logging merges notes cached through /callLog/cacheNote
     return json_response(result)
 
 
@@ -270,6 +272,8 @@ async def get_call_log(request: Request) -> Response:
 async def create_call_log(request: Request) -> Response:
     claims = caller_of(request).require()
     body = await parse_body(request, CallLogBody)
+    if request.headers.get("user-agent") == SSCL_USER_AGENT:
+        body.is_from_sscl = True
     return respond(request, await call_logs.create_call_log(services_of(request), claims, body))
 
 

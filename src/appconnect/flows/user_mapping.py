@@ -196,9 +196,9 @@ async def save_manual_choices(
             MappedUser(old.crm_user_id, old.name, old.email, left, old.manual or left != old.rc_extension_ids)
         )
     for crm_user_id, ids in choices.items():
-        old = earlier.get(crm_user_id)
-        name, email = (old.name, old.email) if old is not None else ("", "")
-        manual = old is None or old.manual or old.rc_extension_ids != ids
+        before = earlier.get(crm_user_id)
+        name, email = (before.name, before.email) if before is not None else ("", "")
+        manual = before is None or before.manual or before.rc_extension_ids != ids
         updated.append(MappedUser(crm_user_id, name, email, ids, manual))
     await services.user_mappings.put(
         rc_account, AccountMapping(stored.crm_scope, stored.platform, tuple(updated))

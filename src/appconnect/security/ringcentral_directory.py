@@ -44,7 +44,8 @@ def _extension(record: Any) -> RcExtension | None:
     wire_id = record.get("id")
     if wire_id is None or isinstance(wire_id, bool) or not isinstance(wire_id, str | int):
         return None
-    contact = record.get("contact") if isinstance(record.get("contact"), dict) else {}
+    raw_contact = record.get("contact")
+    contact: dict[str, Any] = raw_contact if isinstance(raw_contact, dict) else {}
     name = record.get("name")
     if not isinstance(name, str) or not name.strip():
         first, last = contact.get("firstName") or "", contact.get("lastName") or ""
