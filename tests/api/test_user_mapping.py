@@ -274,3 +274,30 @@ def test_an_sscl_retry_after_a_lost_crm_answer_makes_no_second_activity(
 def test_the_client_is_told_notes_are_merged(client: httpx.Client) -> None:
     interfaces = client.get("/implementedInterfaces", params={"platform": "testcrm"}).json()
     assert interfaces["cacheCallNote"] is True
+
+
+def test_the_references_newer_call_fields_reach_the_log(client: httpx.Client) -> None:
+    """RingSense's summary, score and transcript reach the log on create and on a later update; the voicemail
+    message id and the recording download link are taken (for connectors that use them)."""
+    tag = uuid.uuid4().hex[:8]
+    agent = CrmUserMade(client, f"Agent {tag}", f"agent-{tag}@corp.example")
+    phone = new_phone()
+    contact = new_contact(client, agent, phone)
+    session = f"sense-{tag}"
+    body = sscl_body(
+        session,
+        contact,
+        phone,
+        ringSenseSummary="Wants a quote",
+        ringSenseAIScore=87,
+        voicemailMessageId="vm-1",
+        recordingDownloadLink="https://media.example/recording/1",
+    )
+    assert client.post("/callLog", json=body, headers={**agent.auth, **SSCL}).json()["successful"] is True
+    update = {"sessionId": session, "ringSenseTranscript": "Agent: hello", "ringSenseSummary": "Signed"}
+    patched = client.patch("/callLog", json=update, headers=agent.auth)
+    assert patched.json()["successful"] is True, patched.text
+    [activity] = CrmView(client, agent.api_key).activities_of(contact)
+    text = str(activity["body"])
+    assert "- ACE summary:\nSigned\n--- END" in text and "Wants a quote" not in text
+    assert "- Call score: 87" in text and "- ACE transcript:\nAgent: hello" in text

@@ -400,6 +400,8 @@ class CallLogUpdate:
     recording_link: str | None = None
     additional_submission: JsonDict = field(default_factory=dict)
     existing_call_log_details: Any = None
+    recording_download_link: str | None = None
+    ring_sense: RingSense | None = None
 
 
 @dataclass(slots=True)

@@ -356,7 +356,8 @@ def _call_log_create(
     )
 
 
-def _ring_sense(body: CallLogBody) -> RingSense | None:
+def _ring_sense(body: CallLogBody | CallLogPatchBody) -> RingSense | None:
+    """The reference's `ringSense*` fields, when any came."""
     score = body.ring_sense_ai_score
     sense = RingSense(
         transcript=body.ring_sense_transcript,
@@ -505,6 +506,7 @@ async def update_call_log(services: Services, claims: SessionClaims, body: CallL
                 user_settings=user.user_settings,
                 timezone_offset=user.timezone_offset,
                 call=_patch_record(session_id, body),
+                ring_sense=_ring_sense(body),
             )
         updated = await connector.update_call_log(
             call,
@@ -519,6 +521,8 @@ async def update_call_log(services: Services, claims: SessionClaims, body: CallL
                 recording_link=body.recording_link,
                 additional_submission=body.additional_submission or {},
                 existing_call_log_details=fetched.info.full_log_response if fetched else None,
+                recording_download_link=body.recording_download_link,
+                ring_sense=_ring_sense(body),
             ),
         )
     except CrmHttpError as exc:

@@ -240,6 +240,12 @@ class CallLogPatchBody(_Body):
     transcript: StrictStr | None = None
     voicemail_link: StrictStr | None = Field(default=None, alias="voicemailLink")
     additional_submission: dict[str, Any] | None = Field(default=None, alias="additionalSubmission")
+    recording_download_link: StrictStr | None = Field(default=None, alias="recordingDownloadLink")
+    ring_sense_transcript: StrictStr | None = Field(default=None, alias="ringSenseTranscript")
+    ring_sense_summary: StrictStr | None = Field(default=None, alias="ringSenseSummary")
+    ring_sense_ai_score: StrictStr | StrictInt | float | None = Field(default=None, alias="ringSenseAIScore")
+    ring_sense_bulleted_summary: StrictStr | None = Field(default=None, alias="ringSenseBulletedSummary")
+    ring_sense_link: StrictStr | None = Field(default=None, alias="ringSenseLink")
 
 
 class DispositionBody(_Body):
