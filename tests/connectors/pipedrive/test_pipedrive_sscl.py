@@ -91,6 +91,16 @@ async def test_a_server_side_logged_call_lands_once_under_the_mapped_user(
     assert "Renewal in May" in str(activity["note"])
     assert str(activity["id"]) == logged.json()["logId"]
 
+    # Sam is renamed in Pipedrive, email and all: the mapping made stays, with the new name
+    colleague.update(name="Sam Ortiz-Reyes", email="sam.reyes@example.test")
+    fake_pipedrive.colleagues[COLLEAGUE] = colleague
+    renamed = await admin.request(
+        "POST", "/admin/userMapping", json={}, headers={**admin.auth, "X-RC-Access-Token": rc_admin}
+    )
+    [sam] = [e for e in renamed.json() if e["crmUser"]["id"] == str(COLLEAGUE)]
+    assert sam["crmUser"]["name"] == "Sam Ortiz-Reyes"
+    assert [str(u["extensionId"]) for u in sam["rcUser"]] == [sam_ext]
+
 
 async def test_a_browser_logged_call_stays_with_the_user(
     admin: Agent, fake_pipedrive: FakePipedrive, rc: FakeRingCentral
