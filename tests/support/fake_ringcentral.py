@@ -51,16 +51,19 @@ class FakeRingCentral(FakeCrm):
         #: the server's RingCentral app: codes, refresh tokens (rotated: each works once), access tokens
         self.grants = OAuthGrants(self.now, expires_in=3600)
         self.grants.refresh_token_mode = "rotate"
+        self.page_size = 1000  # at most this many extensions per page, whatever `perPage` asks
 
     # --- what tests set up ------------------------------------------------------------------------------------
 
-    def extension(self, account_id: str, *, admin: bool = False, name: str = "Agent") -> str:
+    def extension(
+        self, account_id: str, *, admin: bool = False, name: str = "Agent", email: str | None = None
+    ) -> str:
         """A new extension of `account_id` and a fresh access token for it."""
         extension_id = str(self.next_id("extension", 60000))
         token = "rc-" + secrets.token_urlsafe(24)
         with self._lock:
             self.extensions[extension_id] = FakeExtension(
-                account_id, extension_id, name, f"ext{extension_id}@example.test", admin
+                account_id, extension_id, name, email or f"ext{extension_id}@example.test", admin
             )
             self.tokens[token] = extension_id
         return token
@@ -79,6 +82,11 @@ class FakeRingCentral(FakeCrm):
     def refresh_valid(self, refresh_token: str) -> bool:
         with self._lock:
             return self.grants.refresh_valid(refresh_token)
+
+    def extension_of(self, token: str) -> str:
+        """The extension id a token belongs to."""
+        with self._lock:
+            return self.tokens[token]
 
     def expire(self, token: str) -> None:
         with self._lock:
@@ -155,14 +163,27 @@ class FakeRingCentral(FakeCrm):
         return self.json(self._wire(extension))
 
     async def _extensions(self, request: FakeRequest) -> Response:
+        """The account's extensions, paged as RingCentral pages them (`page`, `perPage`, `paging`)."""
         html = self._html()
         if html is not None:
             return html
+        page = max(1, int(request.query.get("page") or 1))
         with self._lock:
+            per_page = min(max(1, int(request.query.get("perPage") or 100)), self.page_size)
             account = self._extension_of(self._token(request)).account_id
             records = [self._wire(e) for e in self.extensions.values() if e.account_id == account]
+        total_pages = max(1, -(-len(records) // per_page))
+        chunk = records[(page - 1) * per_page : page * per_page]
         return self.json(
-            {"records": records, "paging": {"page": 1, "totalPages": 1, "totalElements": len(records)}}
+            {
+                "records": chunk,
+                "paging": {
+                    "page": page,
+                    "perPage": per_page,
+                    "totalPages": total_pages,
+                    "totalElements": len(records),
+                },
+            }
         )
 
     async def _token_endpoint(self, request: FakeRequest) -> Response:

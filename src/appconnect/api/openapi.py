@@ -23,6 +23,7 @@ from appconnect.flows.requests import (
     MessageLogBody,
     UserSettingsBody,
 )
+from appconnect.flows.user_mapping import UserMappingBody
 
 OPENAPI_PATH = "/openapi.json"
 DOCS_PATH = "/docs"
@@ -42,6 +43,7 @@ _BODY_MODELS: dict[str, type[BaseModel]] = {
     "ManagedAuthRequest": ManagedAuthBody,
     "ManagedAuthOptionsRequest": ManagedAuthOptionsBody,
     "ManagedOAuthCacheRequest": ManagedOAuthCacheBody,
+    "UserMappingRequest": UserMappingBody,
 }
 
 
@@ -525,6 +527,42 @@ def _refusable(operation: Json) -> Json:
     return operation
 
 
+_USER_MAPPING: Json = {
+    "anyOf": [
+        {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["crmUser", "rcUser"],
+                "properties": {
+                    "crmUser": {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "string"},
+                            "name": {"type": "string"},
+                            "email": {"type": "string"},
+                        },
+                    },
+                    "rcUser": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "extensionId": _ID,
+                                "name": {"type": "string"},
+                                "extensionNumber": {"type": "string"},
+                                "email": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+        _ref("Envelope"),
+    ]
+}
+
+
 def _rollout_paths() -> Json:
     """A company's rollout (flows/admin.py): admin settings, licence, user info, cached call notes."""
     settings = {
@@ -553,6 +591,31 @@ def _rollout_paths() -> Json:
                     tag="Admin",
                 )
             ),
+        },
+        "/admin/userMapping": {
+            "post": _refusable(
+                _operation(
+                    "getUserMapping",
+                    "The account's RingCentral extensions (asked of RingCentral) matched to the CRM's users by "
+                    "email, then name; the admin's manual choices kept." + _RC_TOKEN,
+                    _USER_MAPPING,
+                    jwt=True,
+                    body="UserMappingRequest",
+                    tag="Admin",
+                )
+            )
+        },
+        "/admin/reinitializeUserMapping": {
+            "post": _refusable(
+                _operation(
+                    "reinitializeUserMapping",
+                    "Match every CRM user again, except the admin's manual choices." + _RC_TOKEN,
+                    _USER_MAPPING,
+                    jwt=True,
+                    body="UserMappingRequest",
+                    tag="Admin",
+                )
+            )
         },
         "/licenseStatus": {
             "get": _operation(

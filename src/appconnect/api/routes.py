@@ -29,6 +29,7 @@ from appconnect.flows import (
     managed_auth,
     message_logs,
     uninstall,
+    user_mapping,
     user_settings,
 )
 from appconnect.flows.common import current_user
@@ -50,6 +51,8 @@ router = Router()
 
 INVALID_JWT = "Invalid JWT token"
 USER_NOT_FOUND = "User not found"
+#: the user agent of RingCentral's server-side call logging (the reference's mark)
+SSCL_USER_AGENT = "SSCL"
 
 
 # --- health and metadata ------------------------------------------------------------------------------------
@@ -99,7 +102,7 @@ async def implemented_interfaces(request: Request) -> Response:
         result["getOauthInfo"] = True
     else:
         result["getBasicAuth"] = True
-    result["cacheCallNote"] = False
+    result["cacheCallNote"] = True  # server-side logging merges notes cached through /callLog/cacheNote
     return json_response(result)
 
 
@@ -274,6 +277,8 @@ async def get_call_log(request: Request) -> Response:
 async def create_call_log(request: Request) -> Response:
     claims = caller_of(request).require()
     body = await parse_body(request, CallLogBody)
+    if request.headers.get("user-agent") == SSCL_USER_AGENT:
+        body.is_from_sscl = True
     return respond(request, await call_logs.create_call_log(services_of(request), claims, body))
 
 
@@ -414,6 +419,24 @@ async def delete_managed_oauth_cache(request: Request) -> Response:
 async def delete_managed_oauth_account(request: Request) -> Response:
     platform = request.query_params.get("platform")
     reply = await managed_auth.reset_oauth(services_of(request), rc_token_from(request), platform)
+    return respond(request, reply)
+
+
+@router.post("/admin/userMapping")
+async def post_user_mapping(request: Request) -> Response:
+    claims = caller_of(request).require()
+    body = await parse_body(request, user_mapping.UserMappingBody)
+    token = rc_token_from(request, body.model_extra)
+    reply = await user_mapping.user_mapping(services_of(request), claims, token, reinitialize=False)
+    return respond(request, reply)
+
+
+@router.post("/admin/reinitializeUserMapping")
+async def post_reinitialize_user_mapping(request: Request) -> Response:
+    claims = caller_of(request).require()
+    body = await parse_body(request, user_mapping.UserMappingBody)
+    token = rc_token_from(request, body.model_extra)
+    reply = await user_mapping.user_mapping(services_of(request), claims, token, reinitialize=True)
     return respond(request, reply)
 
 

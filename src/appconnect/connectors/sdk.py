@@ -312,6 +312,17 @@ class CallRecord:
         return self.from_party if self.direction == "Inbound" else self.to_party
 
 
+@dataclass(slots=True, frozen=True)
+class RingSense:
+    """What RingCentral's RingSense made of a recorded call (the reference's `ringSense*` fields)."""
+
+    transcript: str | None = None
+    summary: str | None = None
+    ai_score: str | None = None
+    bulleted_summary: str | None = None
+    link: str | None = None
+
+
 @dataclass(slots=True)
 class CallLogCreate:
     contact: ContactRef
@@ -323,6 +334,14 @@ class CallLogCreate:
     ai_note: str | None = None
     transcript: str | None = None
     voicemail_link: str | None = None
+    voicemail_message_id: str | None = None
+    recording_download_link: str | None = None
+    ring_sense: RingSense | None = None
+    #: the CRM user the call belongs to when it is not the logged-in user (server-side logging, the admin's
+    #: user mapping); a connector whose CRM takes an owner or assignee logs it under this user
+    owner: CrmUser | None = None
+    #: logged by RingCentral's server-side call logging, not by a user's browser
+    from_server_side_logging: bool = False
 
 
 @dataclass(slots=True)
@@ -381,6 +400,8 @@ class CallLogUpdate:
     recording_link: str | None = None
     additional_submission: JsonDict = field(default_factory=dict)
     existing_call_log_details: Any = None
+    recording_download_link: str | None = None
+    ring_sense: RingSense | None = None
 
 
 @dataclass(slots=True)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints, field_validator
 
 from appconnect.connectors.sdk import CrmHttpError, LicenseStatus, implements
-from appconnect.flows import oauth
+from appconnect.flows import oauth, user_mapping
 from appconnect.flows.account_data import with_setting_options
 from appconnect.flows.common import account_scope, active_user, connector_for, current_user
 from appconnect.flows.errors import warning
@@ -44,6 +44,15 @@ class AdminSettingsFields(_Body):
     """What an admin sets: the users' settings, each locked or customizable (unknown keys are ignored)."""
 
     user_settings: dict[str, Any] | None = Field(default=None, alias="userSettings")
+    #: the admin's own choices in the user mapping ([{crmUserId, rcExtensionId}], flows/user_mapping.py)
+    user_mappings: list[Any] | None = Field(default=None, alias="userMappings")
+
+    @field_validator("user_mappings")
+    @classmethod
+    def _mapping_entries(cls, value: list[Any] | None) -> list[Any] | None:
+        if value is not None and user_mapping.manual_choices(value) is None:
+            raise ValueError("must be a list of {crmUserId, rcExtensionId}")
+        return value
 
     @field_validator("user_settings")
     @classmethod
@@ -110,6 +119,9 @@ async def set_admin_settings(services: Services, token: str | None, body: AdminS
     fields = body.admin_settings
     if fields.user_settings is not None:
         await services.admin_settings.put(account_key(services, identity), fields.user_settings)
+    choices = user_mapping.manual_choices(fields.user_mappings)
+    if choices is not None:
+        await user_mapping.save_manual_choices(services, account_key(services, identity), choices)
     return Reply(ADMIN_SETTINGS_SAVED)
 
 

@@ -17,10 +17,12 @@ from appconnect.connectors.sdk import (
     ContactRef,
     CrmCall,
     CrmHttpError,
+    CrmUser,
     DispositionUpdate,
     InterfaceNotImplemented,
     LogResult,
     ReturnMessage,
+    RingSense,
     implements,
 )
 from appconnect.flows.common import (
@@ -118,11 +120,15 @@ async def create_call_log(services: Services, claims: SessionClaims, body: CallL
     contact_phone = record.contact_party.phone_number or ""
     contact = chosen_contact(body.contact_id, contact_phone, body.contact_type, body.contact_name)
     call_id = record.telephony_session_id or record.id or ""
-    payload = body.model_dump_json(by_alias=True) if contact is not None else None
     written = None
-    if contact is None:
+    merged_note = False
+    if contact is None or body.is_from_sscl:
         user = await active_user(services, claims, by_platform=False)
+        if user is not None and contact is not None:
+            merged_note = await _merge_cached_note(services, account_scope(user), body)
+        payload = body.model_dump_json(by_alias=True) if contact is not None else None
     else:
+        payload = body.model_dump_json(by_alias=True)
         # the common case, a call nobody logged yet: reserved in the statement that reads the user
         first_reserve = services.call_logs.reserve_for_user(
             session_id=session_id, identity=identity, call_id=call_id, contact_id=contact.id, payload=payload
@@ -160,8 +166,25 @@ async def create_call_log(services: Services, claims: SessionClaims, body: CallL
         )
         if outcome is Reservation.EXISTS or claim is None:
             return Reply(envelope(False, existing_message))
-    reply, _delivery = await deliver_call_log(services, user, body, claim, from_client=True)
+    reply, delivery = await deliver_call_log(services, user, body, claim, from_client=True)
+    if merged_note and delivery is Delivery.DONE:
+        # only once logged: a log kept for later may be retried by a request that must merge the note again
+        await services.call_notes.delete(scope, session_id)
     return reply
+
+
+async def _merge_cached_note(services: Services, scope: str, body: CallLogBody) -> bool:
+    """Server-side logging carries no note: the one the agent cached for this call, in this CRM account only,
+    goes into the log (after any note the request has). True when a cached note was merged."""
+    cached = await services.call_notes.get(scope, str(body.log_info.session_id))
+    if not cached:
+        return False
+    own = (body.note or "").strip()
+    if own and own != cached.strip():
+        body.note = f"{cached}\n\n{own}"
+    else:
+        body.note = cached
+    return True
 
 
 def _identity_of_body(services: Services, body: CallLogBody) -> ExtensionIdentity:
@@ -196,6 +219,7 @@ async def deliver_call_log(
             raise ValueError("a kept call log without a contact")
         call = await open_session(services, connector, user)
         create = _call_log_create(connector, user, body, record, contact)
+        create.owner = await _mapped_owner(services, user, body)
         if claim.must_check or (claim.retried and implements(connector, "find_call_log")):
             answered = await _look_before_create(attempt, connector, call, create)
             if answered is not None:
@@ -264,6 +288,37 @@ class _Attempt:
         )
 
 
+def _assigned_extension(body: CallLogBody) -> str | None:
+    """The RingCentral extension a call is logged for: the one the admin assigned it to, else (server-side
+    logging) the extension whose call it is."""
+    extra = body.additional_submission or {}
+    assigned = extra.get("adminAssignedUserRcId") if extra.get("isAssignedToUser") else None
+    candidates: list[object] = [assigned]
+    if body.is_from_sscl:
+        raw_extension = body.log_info.model_extra.get("extension") if body.log_info.model_extra else None
+        candidates += [
+            body.rc_extension_id,
+            body.log_info.rc_extension_id,
+            raw_extension.get("id") if isinstance(raw_extension, dict) else None,
+        ]
+    for value in candidates:
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+            return str(value).strip()
+    return None
+
+
+async def _mapped_owner(services: Services, user: UserRecord, body: CallLogBody) -> CrmUser | None:
+    """The CRM user the admin mapped the call's extension to, looked up in the logging user's CRM account only;
+    None (the logging user owns it) when the call is not assigned or the extension is not mapped."""
+    extension = _assigned_extension(body)
+    if extension is None:
+        return None
+    mapped = await services.user_mappings.user_of_extension(account_scope(user), user.platform, extension)
+    if mapped is None:
+        return None
+    return CrmUser(id=mapped.crm_user_id, name=mapped.name, email=mapped.email or None)
+
+
 def _call_log_create(
     connector: Connector, user: UserRecord, body: CallLogBody, record: CallRecord, contact: ContactRef
 ) -> CallLogCreate:
@@ -281,6 +336,7 @@ def _call_log_create(
             voicemail_link=body.voicemail_link or _voicemail_link(body.log_info),
             user_settings=user.user_settings,
             timezone_offset=user.timezone_offset,
+            ring_sense=_ring_sense(body),
         )
     return CallLogCreate(
         contact=contact,
@@ -292,7 +348,29 @@ def _call_log_create(
         ai_note=body.ai_note,
         transcript=body.transcript,
         voicemail_link=body.voicemail_link,
+        voicemail_message_id=_text(body.voicemail_message_id or _voicemail_field(body.log_info, "messageId"))
+        or None,
+        recording_download_link=body.recording_download_link,
+        ring_sense=_ring_sense(body),
+        from_server_side_logging=bool(body.is_from_sscl),
     )
+
+
+def _ring_sense(body: CallLogBody | CallLogPatchBody) -> RingSense | None:
+    """The reference's `ringSense*` fields, when any came."""
+    score = body.ring_sense_ai_score
+    sense = RingSense(
+        transcript=body.ring_sense_transcript,
+        summary=body.ring_sense_summary,
+        ai_score=None if score is None else str(score),
+        bulleted_summary=body.ring_sense_bulleted_summary,
+        link=body.ring_sense_link,
+    )
+    return sense if sense != RingSense() else None
+
+
+def _voicemail_field(info: CallLogInfoBody, key: str) -> object:
+    return (info.voicemail or {}).get(key)
 
 
 async def _look_before_create(
@@ -428,6 +506,7 @@ async def update_call_log(services: Services, claims: SessionClaims, body: CallL
                 user_settings=user.user_settings,
                 timezone_offset=user.timezone_offset,
                 call=_patch_record(session_id, body),
+                ring_sense=_ring_sense(body),
             )
         updated = await connector.update_call_log(
             call,
@@ -442,6 +521,8 @@ async def update_call_log(services: Services, claims: SessionClaims, body: CallL
                 recording_link=body.recording_link,
                 additional_submission=body.additional_submission or {},
                 existing_call_log_details=fetched.info.full_log_response if fetched else None,
+                recording_download_link=body.recording_download_link,
+                ring_sense=_ring_sense(body),
             ),
         )
     except CrmHttpError as exc:

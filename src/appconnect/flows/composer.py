@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from appconnect.connectors.sdk import CallParty, CallRecord, ContactRef
+from appconnect.connectors.sdk import CallParty, CallRecord, ContactRef, RingSense
 
 PLAIN = "text/plain"
 HTML = "text/html"
@@ -45,6 +45,8 @@ _DURATION = "Duration"
 _RESULT = "Result"
 _RECORDING = "Call recording link"
 _VOICEMAIL = "Voicemail recording link"
+_RS_SCORE = "Call score"
+_RS_LINK = "ACE recording link"
 _HTML_LABELS = {_DATE: "Date/time"}
 _HTML_CONTACT_LABELS = ("Caller phone number", "Recipient phone number")
 _LINE_LABELS = (
@@ -58,12 +60,18 @@ _LINE_LABELS = (
     _RESULT,
     _RECORDING,
     _VOICEMAIL,
+    _RS_SCORE,
+    _RS_LINK,
 )
 
 # Multi-line blocks: label and the plain-text end marker.
 _AI_NOTE = ("AI Note", "--- END")
 _TRANSCRIPT = ("Transcript", "--- END")
 _JOURNEY = ("Call journey", "--- JOURNEY END")
+# RingSense (the reference's "ACE") blocks
+_RS_TRANSCRIPT = ("ACE transcript", "--- END")
+_RS_SUMMARY = ("ACE summary", "--- END")
+_RS_BULLETS = ("ACE bulleted summary", "--- END")
 
 
 def _plain_line_re(label: str) -> re.Pattern[str]:
@@ -106,6 +114,9 @@ _BLOCK_RES: dict[tuple[str, str], re.Pattern[str]] = {
     **_block_res(*_AI_NOTE),
     **_block_res(*_TRANSCRIPT),
     **_block_res(*_JOURNEY),
+    **_block_res(*_RS_TRANSCRIPT),
+    **_block_res(*_RS_SUMMARY),
+    **_block_res(*_RS_BULLETS),
 }
 
 _PLAIN_NOTE_RE = re.compile(r"- (?:Note|Agent notes): [\s\S]*?(?=\n- [A-Z][a-zA-Z\s/]*:|\n\Z|\Z)")
@@ -133,6 +144,11 @@ _SETTING_DEFAULTS: dict[str, Any] = {
     "addCallLogAiNote": True,
     "addCallLogTranscript": True,
     "addCallLogLegs": True,
+    "addCallLogRingSenseRecordingTranscript": True,
+    "addCallLogRingSenseRecordingSummary": True,
+    "addCallLogRingSenseRecordingAIScore": True,
+    "addCallLogRingSenseRecordingBulletedSummary": True,
+    "addCallLogRingSenseRecordingLink": True,
 }
 
 
@@ -159,6 +175,7 @@ def compose_call_log(
     legs: list[dict[str, Any]] | None = None,
     user_settings: Mapping[str, Any] | None = None,
     timezone_offset: str | int | float | None = None,
+    ring_sense: RingSense | None = None,
 ) -> str:
     """Upsert the call's details into `existing_body` in the given format; `""` for any other format.
 
@@ -179,7 +196,8 @@ def compose_call_log(
     )
     body = _upsert_who(existing_body or "", log_format, settings, call, contact, note, facts)
     body = _upsert_when(body, log_format, settings, facts, timezone_offset)
-    return _upsert_media(body, log_format, settings, facts, voicemail_link, ai_note, transcript)
+    body = _upsert_media(body, log_format, settings, facts, voicemail_link, ai_note, transcript)
+    return _upsert_ring_sense(body, log_format, settings, ring_sense) if ring_sense is not None else body
 
 
 @dataclass(slots=True, frozen=True)
@@ -275,6 +293,21 @@ def _upsert_media(
         journey = call_journey(facts.legs)
         if journey:
             body = _upsert_block(body, fmt, _JOURNEY, journey, html_gap=False, plain_gap=False)
+    return body
+
+
+def _upsert_ring_sense(body: str, fmt: str, settings: Mapping[str, Any], rs: RingSense) -> str:
+    """RingSense's transcript, summaries, score and link, each behind its own user setting (default on)."""
+    if rs.transcript and _setting(settings, "addCallLogRingSenseRecordingTranscript"):
+        body = _upsert_block(body, fmt, _RS_TRANSCRIPT, rs.transcript, html_gap=False, plain_gap=True)
+    if rs.summary and _setting(settings, "addCallLogRingSenseRecordingSummary"):
+        body = _upsert_block(body, fmt, _RS_SUMMARY, rs.summary, html_gap=False, plain_gap=True)
+    if rs.ai_score and _setting(settings, "addCallLogRingSenseRecordingAIScore"):
+        body = _upsert_line(body, fmt, _RS_SCORE, _text(fmt, rs.ai_score))
+    if rs.bulleted_summary and _setting(settings, "addCallLogRingSenseRecordingBulletedSummary"):
+        body = _upsert_block(body, fmt, _RS_BULLETS, rs.bulleted_summary, html_gap=False, plain_gap=True)
+    if rs.link and _setting(settings, "addCallLogRingSenseRecordingLink"):
+        body = _upsert_link(body, fmt, _RS_LINK, rs.link)
     return body
 
 

@@ -10,6 +10,7 @@ from appconnect.connectors.sdk import JsonDict, ReturnMessage
 
 @dataclass(slots=True)
 class Reply:
+    #: a list only where the contract answers one (the admin's user mapping, managed-auth options)
     body: JsonDict | list[Any] | str | None
     status: int = 200
 

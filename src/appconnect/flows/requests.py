@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    StrictBool,
     StrictInt,
     StrictStr,
     StringConstraints,
@@ -208,6 +209,15 @@ class CallLogBody(_Body):
     hashed_extension_id: Id | None = Field(default=None, alias="hashedExtensionId")
     rc_extension_id: StrictStr | StrictInt | None = Field(default=None, alias="rcExtensionId")
     voicemail_link: StrictStr | None = Field(default=None, alias="voicemailLink")
+    voicemail_message_id: StrictStr | StrictInt | None = Field(default=None, alias="voicemailMessageId")
+    recording_download_link: StrictStr | None = Field(default=None, alias="recordingDownloadLink")
+    ring_sense_transcript: StrictStr | None = Field(default=None, alias="ringSenseTranscript")
+    ring_sense_summary: StrictStr | None = Field(default=None, alias="ringSenseSummary")
+    ring_sense_ai_score: StrictStr | StrictInt | float | None = Field(default=None, alias="ringSenseAIScore")
+    ring_sense_bulleted_summary: StrictStr | None = Field(default=None, alias="ringSenseBulletedSummary")
+    ring_sense_link: StrictStr | None = Field(default=None, alias="ringSenseLink")
+    #: sent by RingCentral's server-side call logging (the server also sets it from the `SSCL` user agent)
+    is_from_sscl: StrictBool | None = Field(default=None, alias="isFromSSCL")
 
 
 class CallLogPatchBody(_Body):
@@ -230,6 +240,12 @@ class CallLogPatchBody(_Body):
     transcript: StrictStr | None = None
     voicemail_link: StrictStr | None = Field(default=None, alias="voicemailLink")
     additional_submission: dict[str, Any] | None = Field(default=None, alias="additionalSubmission")
+    recording_download_link: StrictStr | None = Field(default=None, alias="recordingDownloadLink")
+    ring_sense_transcript: StrictStr | None = Field(default=None, alias="ringSenseTranscript")
+    ring_sense_summary: StrictStr | None = Field(default=None, alias="ringSenseSummary")
+    ring_sense_ai_score: StrictStr | StrictInt | float | None = Field(default=None, alias="ringSenseAIScore")
+    ring_sense_bulleted_summary: StrictStr | None = Field(default=None, alias="ringSenseBulletedSummary")
+    ring_sense_link: StrictStr | None = Field(default=None, alias="ringSenseLink")
 
 
 class DispositionBody(_Body):

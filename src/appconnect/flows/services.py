@@ -33,6 +33,7 @@ from appconnect.store.rate_limits import DatabaseRateLimiter, RedisRateLimiter
 from appconnect.store.sql import Database, PostgresDatabase, PostgresOptions, open_database
 from appconnect.store.urls import is_sqlite, sqlite_file
 from appconnect.store.user_cache import ListenChanges, SharedMemoryChanges, UserCache, changes_file
+from appconnect.store.user_mappings import UserMappingStore
 from appconnect.store.users import UserStore
 
 
@@ -55,6 +56,7 @@ class Services:
     #: an admin's RingCentral tokens and server-side logging settings (flows/admin_ringcentral.py)
     admin_ringcentral: AdminRingCentralStore
     managed_auth: ManagedAuthStore
+    user_mappings: UserMappingStore
     redis: Any = None
     #: RingCentral identities of access tokens, kept briefly (security/ringcentral.py)
     rc_identities: RingCentralIdentities = field(default_factory=RingCentralIdentities)
@@ -184,6 +186,7 @@ def build_services(settings: Settings, registry: ConnectorRegistry | None = None
         call_notes=CallNoteCache(cipher, db),
         admin_ringcentral=AdminRingCentralStore(cipher, db),
         managed_auth=ManagedAuthStore(cipher, db),
+        user_mappings=UserMappingStore(db),
     )
 
 

@@ -19,6 +19,7 @@ _PUT_NOTE = sql(
     """INSERT INTO call_note_cache (scope, session_id, note, expires_at) VALUES (?, ?, ?, ?)
     ON CONFLICT (scope, session_id) DO UPDATE SET note = excluded.note, expires_at = excluded.expires_at"""
 )
+_DELETE_NOTE = sql("DELETE FROM call_note_cache WHERE scope = ? AND session_id = ?")
 _GET_NOTE = sql("SELECT note, expires_at FROM call_note_cache WHERE scope = ? AND session_id = ?")
 #: expired notes go in small batches on each write: the table stays bounded without a sweeper of its own
 _PURGE_NOTES = sql(
@@ -67,6 +68,10 @@ class CallNoteCache:
         if expires is not None and expires < datetime.now(UTC):
             return None
         return self._cipher.decrypt(row["note"])
+
+    async def delete(self, scope: str, session_id: str) -> None:
+        """The note was logged: it is not merged into anything again."""
+        await self._db.run(_DELETE_NOTE, scope, session_id)
 
 
 _GET_RC = sql(

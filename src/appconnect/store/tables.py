@@ -197,6 +197,20 @@ managed_auth = Table(
     *_timestamps(),
 )
 
+#: A RingCentral account's extensions mapped to the users of its admin's CRM account (`crm_scope`), for
+#: server-side logging to log each call under the right CRM user (store/user_mappings.py); `rc_account` is the
+#: RingCentral account id's keyed hash. `mappings`: one entry per CRM user, auto-matched or the admin's choice.
+user_mappings = Table(
+    "user_mappings",
+    metadata,
+    Column("rc_account", String(255), primary_key=True),
+    Column("crm_scope", String(512), nullable=False),
+    Column("platform", String(64), nullable=False),
+    Column("mappings", JSON, nullable=False),
+    *_timestamps(),
+    Index("ix_user_mappings_crm_scope", "crm_scope", "platform"),
+)
+
 #: The shared rate limiter when no Redis is configured (store/rate_limits.py): one row per limit key
 #: (`<platform>:<rule>:<scope>`), `tat` the end of its back-off after a CRM's 429 (epoch seconds); the row also
 #: serialises the key's grants. (`grant_id` is no longer used.)

@@ -695,13 +695,15 @@ class FakeClio(FakeCrm):
             if not isinstance(party, dict) or party.get("type") not in ("User", "Contact"):
                 raise invalid(f"{label} type must be User or Contact")
             if party["type"] == "User":
-                if party.get("id") != self.user["id"]:
+                # any user of the firm may be a party (the logged-in user or a colleague)
+                user = next((u for u in (self.user, *self.colleagues) if u["id"] == party.get("id")), None)
+                if user is None:
                     raise invalid(f"{label} user {party.get('id')!r} not found")
                 parties.append(
                     {
-                        "id": self.user["id"],
-                        "etag": self.user["etag"],
-                        "name": self.user["name"],
+                        "id": user["id"],
+                        "etag": user.get("etag", ""),
+                        "name": user["name"],
                         "type": "User",
                     }
                 )

@@ -594,6 +594,10 @@ class FakeInsightly(FakeCrm):
         start, end = _date_of(body.get("START_DATE_UTC")), _date_of(body.get("END_DATE_UTC"))
         if start and end and end < start:
             raise bad_request("END_DATE_UTC must not be before START_DATE_UTC")
+        owner = body.get("OWNER_USER_ID")
+        with self._lock:
+            if owner is not None and owner not in self.users:  # an event is owned by a user of the instance
+                raise bad_request(f"OWNER_USER_ID {owner} is not a user of this instance")
 
 
 def _text(value: Any) -> str:

@@ -857,6 +857,9 @@ class FakePipedrive(FakeCrm):
             elif key in {"owner_id", "priority"}:
                 if not _is_int(value):
                     raise bad_request(f"{key} must be an integer")
+                # an activity may be owned by any user of the company, and only by one
+                if key == "owner_id" and value != self.user["id"] and value not in self.colleagues:
+                    raise bad_request(f"owner_id {value} not found")
             elif key in {"deal_id", "person_id", "org_id", "project_id"}:
                 if value is not None and not _is_int(value):
                     raise bad_request(f"{key} must be an integer or null")

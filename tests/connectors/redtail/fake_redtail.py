@@ -524,6 +524,16 @@ class FakeRedtail(FakeCrm):
                 for link in links
             ):
                 problems.append("Linked contacts must name existing contacts")
+        if "attendees" in body:
+            users = {u["id"] for u in self.users.values() if u["database_id"] == database}
+            attendees = body["attendees"]
+            if not isinstance(attendees, list) or not all(
+                isinstance(a, dict)
+                and a.get("type") == "Crm::Activity::Attendee::User"
+                and a.get("user_id") in users
+                for a in attendees
+            ):
+                problems.append("Attendees must name users of this database")
         return problems
 
     async def _create_activity(self, request: FakeRequest) -> Response:
@@ -547,6 +557,9 @@ class FakeRedtail(FakeCrm):
                 "completed": False,
                 "linked_contacts": [
                     {"contact_id": link["contact_id"]} for link in body.get("linked_contacts", [])
+                ],
+                "attendees": [
+                    {"type": a["type"], "user_id": a["user_id"]} for a in body.get("attendees", [])
                 ],
                 "created_at": now,
                 "updated_at": now,

@@ -472,7 +472,9 @@ class ClioConnector(Connector):
         record = log.call
         inbound = record.direction == "Inbound"
         subject = record.custom_subject or log.subject or _call_subject(inbound, log.contact)
-        user_party = {"id": int(call.user.crm_user_id), "type": "User"}
+        # the mapped user of a server-side logged call is its sender (outbound) or receiver (inbound)
+        owner = int_or_none(log.owner.id) if log.owner is not None else None
+        user_party = {"id": owner if owner is not None else int(call.user.crm_user_id), "type": "User"}
         contact_party = {"id": contact_id, "type": "Contact"}
         data: JsonDict = {
             "subject": subject,

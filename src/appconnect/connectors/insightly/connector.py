@@ -521,7 +521,7 @@ class InsightlyConnector(Connector):
             "START_DATE_UTC": _insightly_time(start),
             "END_DATE_UTC": _insightly_time(start + timedelta(seconds=call_seconds(record.duration))),
             "ALL_DAY": False,
-            "OWNER_USER_ID": _int(call.user.crm_user_id),
+            "OWNER_USER_ID": _owner(call, log),
         }
         event = await call.http.post_json("/Events", body)
         event_id = int(event["EVENT_ID"])
@@ -532,7 +532,7 @@ class InsightlyConnector(Connector):
 
     async def find_call_log(self, call: CrmCall, log: CallLogCreate) -> str | None:
         """The user's recent event carrying this call's marker, linked now if its links never landed."""
-        event = await _event_with_marker(call, call_marker(log), log.call.start_time)
+        event = await _event_with_marker(call, call_marker(log), log.call.start_time, owner=_owner(call, log))
         if event is None:
             return None
         kind = _kind(log.contact.type)
@@ -927,15 +927,24 @@ async def _link_or_unknown(
         raise CrmHttpError(None, body=exc.body, method=exc.method, url=exc.url, outcome_unknown=True) from exc
 
 
-async def _event_with_marker(call: CrmCall, marker: str, around: str | None) -> JsonDict | None:
-    """The newest event this user owns, updated since shortly before the call, whose DETAILS hold `[marker]`.
+def _owner(call: CrmCall, log: CallLogCreate) -> int | None:
+    """OWNER_USER_ID of a call's event: the mapped user of a server-side logged call, else the user."""
+    mapped = _int(log.owner.id) if log.owner is not None else None
+    return mapped if mapped is not None else _int(call.user.crm_user_id)
+
+
+async def _event_with_marker(
+    call: CrmCall, marker: str, around: str | None, *, owner: int | None = None
+) -> JsonDict | None:
+    """The newest event this user (or `owner`) owns, updated since shortly before the call, whose DETAILS hold `[marker]`.
 
     The search gives only `updated_after_utc`, the one filter the published description names without a
     field (`field_name` and `field_value` are optional): whether OWNER_USER_ID is a searchable field of Events
     is described nowhere. The owner and DETAILS are compared here, so an event whose link never landed is
     found too.
     """
-    owner = _int(call.user.crm_user_id)
+    if owner is None:
+        owner = _int(call.user.crm_user_id)
     if owner is None:
         return None
     since = parse_time(around) if around else datetime.now(UTC) - timedelta(days=7)

@@ -335,6 +335,7 @@ class PipedriveConnector(Connector):
                 when=parse_time(record.start_time),
                 additional_submission=log.additional_submission,
                 extra={"duration": pipedrive_duration(record.duration)},
+                owner_id=_owner_id(call, log),
             )
 
         activity_id = await self._create_typed(
@@ -346,7 +347,9 @@ class PipedriveConnector(Connector):
 
     async def find_call_log(self, call: CrmCall, log: CallLogCreate) -> str | None:
         """The person's done activity of this user whose note carries the call's marker."""
-        return await _activity_with_marker(call, log.contact.id, call_marker(log))
+        return await _activity_with_marker(
+            call, log.contact.id, call_marker(log), owner_id=_owner_id(call, log)
+        )
 
     async def update_call_log(self, call: CrmCall, update: CallLogUpdate) -> CallLogUpdated:
         """The server composes the new note from the fetched one; only changed fields are patched."""
@@ -677,10 +680,12 @@ async def _create_done_activity(
     when: datetime,
     additional_submission: JsonDict,
     extra: JsonDict | None = None,
+    owner_id: int | None = None,
 ) -> str:
-    """A done activity owned by the user, with the person as primary participant and the chosen deal or lead."""
+    """A done activity owned by the user (or `owner_id`, the mapped user of a server-side logged call), with the
+    person as primary participant and the chosen deal or lead."""
     body: JsonDict = {
-        "owner_id": int(call.user.crm_user_id),
+        "owner_id": owner_id if owner_id is not None else int(call.user.crm_user_id),
         "subject": subject,
         "type": activity_type,
         **(extra or {}),
@@ -737,15 +742,23 @@ _MARKER_RE = re.compile(r"(?:<br>)?<small>\[rc-(?:call|sms|msg)-[^\]<]*\]</small
 MARKER_SEARCH_PAGES = 5
 
 
-async def _activity_with_marker(call: CrmCall, person_id: str, marker: str) -> str | None:
-    """The newest done activity of this user on the person whose note holds `[marker]`."""
+def _owner_id(call: CrmCall, log: CallLogCreate) -> int:
+    """Pipedrive's `owner_id` of a call: the mapped CRM user of a server-side logged call, else the user."""
+    owner = _int_or_none(log.owner.id) if log.owner is not None else None
+    return owner if owner is not None else int(call.user.crm_user_id)
+
+
+async def _activity_with_marker(
+    call: CrmCall, person_id: str, marker: str, *, owner_id: int | None = None
+) -> str | None:
+    """The newest done activity of this user (or `owner_id`) on the person whose note holds `[marker]`."""
     person = _int_or_none(person_id)
     if person is None:
         return None
     needle = f"[{html.escape(marker)}]"
     params: JsonDict = {
         "person_id": person,
-        "owner_id": int(call.user.crm_user_id),
+        "owner_id": owner_id if owner_id is not None else int(call.user.crm_user_id),
         "done": "true",
         "sort_by": "add_time",
         "sort_direction": "desc",

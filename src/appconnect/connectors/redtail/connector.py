@@ -308,6 +308,9 @@ class RedtailConnector(Connector):
             "repeats": "never",
             "linked_contacts": [{"contact_id": contact_id}],
         }
+        owner = int_or_none(log.owner.id) if log.owner is not None else None
+        if owner is not None:  # the mapped user of a server-side logged call attends it
+            body["attendees"] = [{"type": "Crm::Activity::Attendee::User", "user_id": owner}]
         api = _Api(call)
         activity = (await api.send("POST", "/activities", body))["activity"]
         activity_id = str(activity["id"])

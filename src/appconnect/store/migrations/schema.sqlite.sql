@@ -138,6 +138,18 @@ CREATE TABLE rate_limits (
 	PRIMARY KEY (limit_key)
 );
 
+CREATE TABLE user_mappings (
+	rc_account VARCHAR(255) NOT NULL,
+	crm_scope VARCHAR(512) NOT NULL,
+	platform VARCHAR(64) NOT NULL,
+	mappings JSON NOT NULL,
+	created_at DATETIME DEFAULT (CURRENT_TIMESTAMP) NOT NULL,
+	updated_at DATETIME DEFAULT (CURRENT_TIMESTAMP) NOT NULL,
+	PRIMARY KEY (rc_account)
+);
+
+CREATE INDEX ix_user_mappings_crm_scope ON user_mappings (crm_scope, platform);
+
 CREATE TABLE users (
 	id VARCHAR(255) NOT NULL,
 	platform VARCHAR(64) NOT NULL,
