@@ -342,6 +342,9 @@ class CallLogCreate:
     owner: CrmUser | None = None
     #: logged by RingCentral's server-side call logging, not by a user's browser
     from_server_side_logging: bool = False
+    #: server-side logging only: the fields the account's admin saved for it (the manifest's
+    #: `serverSideLogging.additionalFields`, e.g. a CRM API user), empty when none apply to this CRM account
+    server_logging: JsonDict = field(default_factory=dict)
 
 
 @dataclass(slots=True)

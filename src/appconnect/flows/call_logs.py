@@ -220,6 +220,8 @@ async def deliver_call_log(
         call = await open_session(services, connector, user)
         create = _call_log_create(connector, user, body, record, contact)
         create.owner = await _mapped_owner(services, user, body)
+        if create.from_server_side_logging:
+            create.server_logging = await _server_logging_settings(services, user)
         if claim.must_check or (claim.retried and implements(connector, "find_call_log")):
             answered = await _look_before_create(attempt, connector, call, create)
             if answered is not None:
@@ -317,6 +319,19 @@ async def _mapped_owner(services: Services, user: UserRecord, body: CallLogBody)
     if mapped is None:
         return None
     return CrmUser(id=mapped.crm_user_id, name=mapped.name, email=mapped.email or None)
+
+
+async def _server_logging_settings(services: Services, user: UserRecord) -> dict[str, Any]:
+    """The admin's server-side logging fields of the user's RingCentral account, only when that account's user
+    mapping was made against this very CRM account: one account's fields (an API user's password) never reach
+    another tenant's logs, whatever RingCentral account id a user's client claimed at login."""
+    if not user.rc_account_id:
+        return {}
+    key = hash_value(user.rc_account_id, services.keys.hash_key)
+    mapping = await services.user_mappings.get(key)
+    if mapping is None or (mapping.crm_scope, mapping.platform) != (account_scope(user), user.platform):
+        return {}
+    return await services.admin_ringcentral.logging_settings(key)
 
 
 def _call_log_create(
