@@ -4,7 +4,9 @@ Every Bullhorn host is served by this one fake under a path prefix named after t
 connector's `origin` setting maps `https://rest-east.bullhornstaffing.com/x` to `<fake>/rest-east/x`):
 
 - `rest` (the global host): `GET /rest-services/loginInfo?username=` names the user's data centre;
-- `auth`, `auth-<dc>`: `/oauth/authorize` and `/oauth/token`; a code or refresh token of another data centre
+- `auth`, `auth-<dc>`: `/oauth/authorize` and `/oauth/token`; `/oauth/authorize?action=Login&username=&password=`
+  signs an API user in without a browser (302 with the code; a wrong password gets the login page again, 200);
+  a code or refresh token of another data centre
   answers 307 to the right one, as Bullhorn documents; client credentials are parameters (query or form);
   access tokens last 10 minutes and each refresh token works once (a second use is `invalid_grant`);
 - `rest-<dc>`: `POST /rest-services/login?version=*&access_token=` opens a REST session (`BhRestToken`) and
@@ -115,6 +117,8 @@ class BhUser:
     first_name: str
     last_name: str
     tz_offset_est: int = 0
+    #: the password an API user signs in with (`action=Login`); empty: no password login
+    password: str = ""
 
 
 @dataclass(slots=True)
@@ -140,6 +144,10 @@ class FakeBullhorn(FakeCrm):
         self.redirects = 0
         #: refresh requests refused (a refresh token presented again, or unknown)
         self.refresh_refusals = 0
+        #: (corporation, note id) -> the id of the user whose REST session created the Note
+        self.note_authors: dict[tuple[int, int], int] = {}
+        #: password logins (`action=Login`) answered, successful or not
+        self.password_logins = 0
         self.add_corporation(1001, "corp1a", dc="east", swimlane="rest91")
         self.add_user("agent.east", corporation=1001, user_id=501, first="Ada", last="Agent")
 
@@ -152,9 +160,11 @@ class FakeBullhorn(FakeCrm):
             self.corporations[corp_id] = corporation
             return corporation
 
-    def add_user(self, username: str, *, corporation: int, user_id: int, first: str, last: str) -> BhUser:
+    def add_user(
+        self, username: str, *, corporation: int, user_id: int, first: str, last: str, password: str = ""
+    ) -> BhUser:
         with self._lock:
-            user = BhUser(user_id, username, corporation, first, last)
+            user = BhUser(user_id, username, corporation, first, last, password=password)
             self.users[username] = user
             return user
 
@@ -315,6 +325,11 @@ class FakeBullhorn(FakeCrm):
             return self._redirect(request, f"auth-{self._dc_of(user)}")
         if query.get("client_id") != CLIENT_ID or query.get("response_type") != "code":
             raise HttpError(400, "invalid_request")
+        if query.get("action") == "Login":
+            with self._lock:
+                self.password_logins += 1
+            if not user.password or not same_secret(query.get("password", ""), user.password):
+                return Response("<html><form>Bullhorn login: invalid credentials</form></html>", 200)
         code = self.issue_code(user.username)
         params = {"code": code, **({"state": query["state"]} if query.get("state") else {})}
         return RedirectResponse(
@@ -507,12 +522,14 @@ class FakeBullhorn(FakeCrm):
         context = self._context(request)
         if isinstance(context, Response):
             return context
-        _, corp = context
+        session, corp = context
         entity = str(request.path_params["entity"])
         body = request.json_object()
         with self._lock:
             self._validate(corp, entity, body, create=True)
             record = self._insert(corp.id, entity, body)
+            if entity == "Note":
+                self.note_authors[(corp.id, int(record["id"]))] = session.user
         return self.json(
             {
                 "changedEntityType": entity,

@@ -48,7 +48,9 @@ class Agent:
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.jwt}"}
 
-    async def login(self, username: str = "agent.east", dc: str = "east") -> JsonDict:
+    async def login(
+        self, username: str = "agent.east", dc: str = "east", rc_account: str = "rc-1"
+    ) -> JsonDict:
         """Bullhorn's login page (at the user's data centre) redirects with a code; the client hands it on
         with the username and the fixed hostname of the manifest."""
         consent = await self.http.get(
@@ -68,7 +70,7 @@ class Agent:
                 "callbackUri": consent.headers["location"],
                 "hostname": "app.bullhornstaffing.com",
                 "username": username,
-                "rcAccountId": "rc-1",
+                "rcAccountId": rc_account,
             },
         )
         assert response.status_code == 200, response.text

@@ -10,6 +10,7 @@ Bullhorn answers 401. Records are created with `PUT` and updated with `POST`; ti
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import html
 import math
 import re
@@ -17,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from appconnect.connectors.kit import (
     all_or_first_failure,
@@ -49,6 +50,7 @@ from appconnect.connectors.sdk import (
     ContactMatches,
     ContactRef,
     CreatedContact,
+    CrmAnswerError,
     CrmCall,
     CrmHttp,
     CrmHttpError,
@@ -114,6 +116,24 @@ _AGENT_NOTES = "<b>Agent notes</b><br>"
 _CALL_DETAILS = "<b>Call details</b>"
 _COUNTER_RE = re.compile(r"Conversation\((\d+) messages\)")
 _MESSAGES_END = "</ul>------------<br>END"
+#: the admin's server-side logging fields (the manifest's `serverSideLogging.additionalFields`)
+API_USERNAME_FIELD = "apiUsername"
+API_PASSWORD_FIELD = "apiPassword"
+#: API-user REST sessions a process keeps (one per corporation and credentials)
+MAX_API_SESSIONS = 1_000
+#: what the log's answer says when the API user cannot log in (never the username, password or Bullhorn's page)
+API_USER_REFUSED = (
+    "The Bullhorn API user of server-side logging could not log in to this Bullhorn account: check its "
+    "username and password in the admin's server-side logging settings."
+)
+
+
+class ApiUserRefused(CrmHttpError):
+    """The admin's API user could not open a session in the logging user's corporation (wrong credentials, a
+    user of another corporation): a refusal the same request cannot overcome, answered in plain words."""
+
+    def __init__(self) -> None:
+        super().__init__(400, body={"message": API_USER_REFUSED}, method="GET", url="bullhorn api user")
 
 
 @dataclass(slots=True, frozen=True)
@@ -138,6 +158,8 @@ class BullhornConnector(Connector):
         self._sessions: OrderedDict[str, RestSession] = OrderedDict()
         self._session_locks: dict[str, asyncio.Lock] = {}
         self._comment_actions: dict[str, tuple[float, list[str]]] = {}
+        self._api_sessions: OrderedDict[str, RestSession] = OrderedDict()
+        self._api_locks: dict[str, asyncio.Lock] = {}
 
     # --- URLs ----------------------------------------------------------------------------------------------
 
@@ -351,6 +373,128 @@ class BullhornConnector(Connector):
                 session = await self._session(call, stale=session)
         raise AssertionError("unreachable")
 
+    # --- the API user of server-side logging -----------------------------------------------------------------
+
+    async def _api_session(
+        self, call: CrmCall, settings: JsonDict, stale: RestSession | None = None
+    ) -> RestSession | None:
+        """The REST session of the admin's API user for the logging user's corporation, None when the admin
+        saved none. Kept per corporation and credentials (new credentials open a new session); one login per
+        key and process at a time, the others wait for it. `stale`: the session Bullhorn just refused."""
+        username = str(settings.get(API_USERNAME_FIELD) or "").strip()
+        password = str(settings.get(API_PASSWORD_FIELD) or "")
+        corporation = int_or_none(call.user.platform_additional_info.get("corporationId"))
+        if not username or not password:
+            return None
+        if corporation is None:
+            raise ApiUserRefused()
+        secret = hashlib.sha256(f"{username}\0{password}".encode()).hexdigest()
+        key = f"{corporation}:{secret}"
+        lock = self._api_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            current = self._api_sessions.get(key)
+            if current is not None and current != stale:
+                return current
+            session = await self._api_login(call.http, username, password, corporation)
+            self._api_sessions[key] = session
+            self._api_sessions.move_to_end(key)
+            while len(self._api_sessions) > MAX_API_SESSIONS:
+                forgotten, _ = self._api_sessions.popitem(last=False)
+                self._api_locks.pop(forgotten, None)
+            return session
+
+    async def _api_login(self, http: CrmHttp, username: str, password: str, corporation: int) -> RestSession:
+        """The API user's own OAuth login: its data centre from `loginInfo`, a code from the data centre's
+        authorize page with `action=Login` (no redirect followed: the code is in the 302's Location), the code
+        traded at that data centre's token endpoint, the token at `/login`. The session is used only when
+        Bullhorn says it belongs to the logging user's corporation; any refusal is :class:`ApiUserRefused`
+        (the password and Bullhorn's login page never reach an answer or a log line)."""
+        try:
+            urls = await self._login_info(http, username)
+            if urls is None:
+                raise ApiUserRefused()
+            oauth_url, login_url = urls
+            info = self.oauth_info(urlsplit(oauth_url).hostname or "")
+            if not info.access_token_uri:
+                raise ApiUserRefused()
+            redirect_uri = info.redirect_uri
+            authorize = await http.request(
+                "GET",
+                info.authorization_uri or "",
+                params={
+                    "client_id": info.client_id,
+                    "response_type": "code",
+                    "action": "Login",
+                    "username": username,
+                    "password": password,
+                    "redirect_uri": redirect_uri,
+                },
+                auth=False,
+                allow_status=(302,),
+            )
+            location = str(authorize.headers.get("location") or "") if authorize.status_code == 302 else ""
+            code = parse_qs(urlsplit(location).query).get("code", [""])[0]
+            if not code:
+                raise ApiUserRefused()
+            tokens = (
+                await http.request(
+                    "POST",
+                    info.access_token_uri,
+                    data={
+                        "grant_type": "authorization_code",
+                        "code": code,
+                        "client_id": info.client_id,
+                        "client_secret": info.client_secret or "",
+                        "redirect_uri": redirect_uri,
+                    },
+                    auth=False,
+                )
+            ).json()
+            session = await self._rest_login(http, login_url, str(tokens["access_token"]))
+            owner = (
+                await http.request(
+                    "GET",
+                    f"{self._wire(session.rest_url)}settings/corporationId",
+                    headers={"BhRestToken": session.token},
+                    auth=False,
+                )
+            ).json()
+            if int(owner["corporationId"]) != corporation:
+                raise ApiUserRefused()  # a user of another corporation: never writes into this one
+            return session
+        except ApiUserRefused:
+            raise
+        except CrmHttpError as exc:
+            if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
+                raise ApiUserRefused() from None
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CrmAnswerError(type(exc).__name__) from None
+
+    async def _api_rest(
+        self, call: CrmCall, settings: JsonDict, method: str, path: str, *, json: Any = None
+    ) -> CrmResponse | None:
+        """A REST call as the API user (None when the admin saved none); a 401 opens its session again once."""
+        session = await self._api_session(call, settings)
+        if session is None:
+            return None
+        for attempt in (1, 2):
+            try:
+                return await call.http.request(
+                    method,
+                    f"{self._wire(session.rest_url)}{path}",
+                    json=json,
+                    headers={"BhRestToken": session.token},
+                    auth=False,
+                )
+            except CrmHttpError as exc:
+                if exc.status != 401 or attempt == 2:
+                    raise
+                session = await self._api_session(call, settings, stale=session)
+                if session is None:
+                    raise
+        raise AssertionError("unreachable")
+
     async def _get(self, call: CrmCall, path: str, params: dict[str, Any] | None = None) -> Any:
         return (await self._rest(call, "GET", path, params=params)).json()
 
@@ -479,9 +623,14 @@ class BullhornConnector(Connector):
             "dateAdded": _epoch_ms(log.call.start_time),
             "minutesSpent": _minutes(log.call.duration),
             "externalID": marker,
-            "commentingPerson": {"id": _user_id(call.user)},
+            "commentingPerson": {"id": _commenter(call.user, log)},
         }
-        created = (await self._rest(call, "PUT", "entity/Note", json=body)).json()
+        answer = None
+        if log.from_server_side_logging:
+            answer = await self._api_rest(call, log.server_logging, "PUT", "entity/Note", json=body)
+        if answer is None:
+            answer = await self._rest(call, "PUT", "entity/Note", json=body)
+        created = answer.json()
         return LogResult(str(int(created["changedEntityId"])), ReturnMessage("Call logged", "success", 2000))
 
     async def find_call_log(self, call: CrmCall, log: CallLogCreate) -> str | None:
@@ -730,6 +879,12 @@ def _minutes(duration: Any) -> int:
 
 def _user_id(user: UserView) -> int:
     return int(user.platform_additional_info.get("userId") or user.crm_user_id)
+
+
+def _commenter(user: UserView, log: CallLogCreate) -> int:
+    """Who the Note is by: the CRM user the admin mapped the call's extension to, else the logging user."""
+    owner = int_or_none(log.owner.id) if log.owner is not None else None
+    return owner if owner is not None else _user_id(user)
 
 
 def _note_id(log_id: str) -> int:
