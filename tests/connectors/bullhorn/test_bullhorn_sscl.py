@@ -5,6 +5,7 @@ colleague. Real server over loopback, FakeBullhorn, fake RingCentral platform, S
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -234,3 +235,24 @@ async def test_another_accounts_api_user_is_never_used(
     [note] = east.notes(1001)
     assert east.note_authors[(1001, note["id"])] == 501  # the session's own user
     assert east.password_logins == 0
+
+
+async def test_calls_arriving_together_sign_the_api_user_in_once(
+    http: httpx.AsyncClient, east: FakeBullhorn, rc: FakeRingCentral
+) -> None:
+    admin, account = await _admin_of(http, east, rc, "agent.east", "east")
+    extension = await _mapped_colleague(admin, rc, account)
+    assert (await admin.save_api_user(API_USER, API_PASSWORD)).status_code == 200
+    phone = new_phone()
+    person = east.add_person("Candidate", "Maya Patel", phone)
+    answers = await asyncio.gather(*(admin.sscl_call(_sscl_body(person, phone, extension)) for _ in range(5)))
+    assert all(a.json()["successful"] is True for a in answers), [a.text for a in answers]
+    assert len(east.notes(1001)) == 5
+    assert east.password_logins == 1
+
+
+async def test_the_manifest_asks_the_admin_for_the_api_user(http: httpx.AsyncClient) -> None:
+    manifest = (await http.get("/crmManifest", params={"platformName": "bullhorn"})).json()
+    fields = manifest["platforms"]["bullhorn"]["serverSideLogging"]["additionalFields"]
+    assert [f["const"] for f in fields][:2] == ["apiUsername", "apiPassword"]
+    assert fields[1]["uiSchema"] == {"ui:widget": "password"}
