@@ -150,3 +150,24 @@ def test_a_client_contact_needs_a_company_and_unknown_fields_are_refused(
         http.put(rest + "entity/Lead", json={"name": "A B", "nickname": "x"}, headers=headers).status_code
         == 400
     )
+
+
+async def test_an_api_user_signs_in_with_its_password_and_a_wrong_one_gets_the_login_page(
+    fake_bullhorn: FakeBullhorn,
+) -> None:
+    fake_bullhorn.add_user(
+        "api.user", corporation=1001, user_id=590, first="A", last="U", password="right-pw"
+    )
+    params = {
+        "client_id": CLIENT_ID,
+        "response_type": "code",
+        "action": "Login",
+        "username": "api.user",
+        "redirect_uri": REDIRECT_URI,
+    }
+    async with httpx.AsyncClient(base_url=fake_bullhorn.base_url) as http:
+        wrong = await http.get("/auth-east/oauth/authorize", params={**params, "password": "wrong-pw"})
+        right = await http.get("/auth-east/oauth/authorize", params={**params, "password": "right-pw"})
+    assert wrong.status_code == 200 and "code=" not in wrong.headers.get("location", "")
+    assert right.status_code == 302 and "code=" in right.headers["location"]
+    assert fake_bullhorn.password_logins == 2

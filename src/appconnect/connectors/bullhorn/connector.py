@@ -133,7 +133,7 @@ class ApiUserRefused(CrmHttpError):
     user of another corporation): a refusal the same request cannot overcome, answered in plain words."""
 
     def __init__(self) -> None:
-        super().__init__(400, body={"message": API_USER_REFUSED}, method="GET", url="bullhorn api user")
+        super().__init__(400, body={"message": API_USER_REFUSED}, url="(Bullhorn API user login)")
 
 
 @dataclass(slots=True, frozen=True)
