@@ -88,7 +88,9 @@ def start_server(folder: Path, **settings: str) -> ServedLogs:
 
 @pytest.fixture
 def json_server(tmp_path: Path) -> Iterator[ServedLogs]:
-    served = start_server(tmp_path, APPCONNECT_LOG_FORMAT="json", APPCONNECT_LOG_LEVEL="debug")
+    served = start_server(
+        tmp_path, APPCONNECT_LOG_FORMAT="json", APPCONNECT_LOG_LEVEL="debug", APPCONNECT_ACCESS_LOG="true"
+    )
     yield served
     if served.process.poll() is None:
         served.stop()
@@ -191,7 +193,9 @@ def test_json_logs_name_the_request_on_every_line_and_hold_no_user_data(json_ser
 
 
 def test_text_logs_have_an_access_line_with_the_request_id(tmp_path: Path) -> None:
-    served = start_server(tmp_path)  # the defaults: text lines at info, access log on
+    served = start_server(
+        tmp_path, APPCONNECT_ACCESS_LOG="true"
+    )  # text lines at info, the access log turned on
     try:
         answer = httpx.get(f"{served.base}/isAlive")
     finally:
@@ -203,8 +207,8 @@ def test_text_logs_have_an_access_line_with_the_request_id(tmp_path: Path) -> No
     assert lines[0].endswith(f"[request {request_id} GET /isAlive]")
 
 
-def test_the_access_log_can_be_turned_off(tmp_path: Path) -> None:
-    served = start_server(tmp_path, APPCONNECT_ACCESS_LOG="false", APPCONNECT_LOG_FORMAT="json")
+def test_the_access_log_is_off_by_default(tmp_path: Path) -> None:
+    served = start_server(tmp_path, APPCONNECT_LOG_FORMAT="json")
     try:
         answer = httpx.get(f"{served.base}/isAlive")
     finally:

@@ -59,12 +59,18 @@ def _entry_point_classes() -> list[type[Connector]]:
     return found
 
 
+#: the setting naming declarative connector configurations (also in appconnect.connectors.declarative)
+DECLARATIVE_SETTING = "APPCONNECT_DECLARATIVE_CONNECTORS"
+
+
 def _declarative_classes(environ: Mapping[str, str]) -> list[type[Connector]]:
     """Connectors written as configuration; a configuration that does not validate stops the start."""
-    from appconnect.connectors.declarative import SETTING, declarative_classes
+    setting = environ.get(DECLARATIVE_SETTING, "")
+    if not setting.strip():  # the engine (and jsonschema) is imported only where a configuration is named
+        return []
+    from appconnect.connectors.declarative import declarative_classes
 
-    setting = environ.get(SETTING, "")
-    return list(declarative_classes(setting)) if setting.strip() else []
+    return list(declarative_classes(setting))
 
 
 def connector_config(platform: str, environ: Mapping[str, str]) -> ConnectorConfig:
