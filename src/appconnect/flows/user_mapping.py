@@ -110,6 +110,12 @@ def _wire(
     return answer
 
 
+def mapping_lock(rc_account: str) -> str:
+    """The lock every change of an account's mapping holds: the row is read, changed and written back whole,
+    so two admins saving at once would otherwise undo each other's choices."""
+    return f"user-mapping:{rc_account}"
+
+
 async def _admin_user(services: Services, claims: SessionClaims) -> UserRecord:
     user = await active_user(services, claims, by_platform=True)
     if user is None:
@@ -139,14 +145,15 @@ async def user_mapping(
         raise ClientError(admin.ADMIN_REFUSED, 403) from None
     key = admin.account_key(services, identity)
     scope = account_scope(user)
-    stored = await services.user_mappings.get(key)
-    previous = (
-        stored.users
-        if stored is not None and (stored.crm_scope, stored.platform) == (scope, user.platform)
-        else ()
-    )
-    mapping = match_users(crm_users, extensions, previous, reinitialize=reinitialize)
-    await services.user_mappings.put(key, AccountMapping(scope, user.platform, mapping))
+    async with services.locks.hold(mapping_lock(key)):
+        stored = await services.user_mappings.get(key)
+        previous = (
+            stored.users
+            if stored is not None and (stored.crm_scope, stored.platform) == (scope, user.platform)
+            else ()
+        )
+        mapping = match_users(crm_users, extensions, previous, reinitialize=reinitialize)
+        await services.user_mappings.put(key, AccountMapping(scope, user.platform, mapping))
     return Reply(_wire(crm_users, mapping, extensions))
 
 
@@ -181,6 +188,13 @@ async def save_manual_choices(
     """Apply the admin's edits of the mapping, CRM user by CRM user (users not named stay as they are): an
     entry that differs from the stored one becomes manual (kept on re-initialisation); one sent back unchanged
     keeps its kind. False when no mapping was made yet (nothing to tie the choices to a CRM account)."""
+    async with services.locks.hold(mapping_lock(rc_account)):
+        return await _save_manual_choices(services, rc_account, choices)
+
+
+async def _save_manual_choices(
+    services: Services, rc_account: str, choices: dict[str, tuple[str, ...]]
+) -> bool:
     stored = await services.user_mappings.get(rc_account)
     if stored is None:
         return False
