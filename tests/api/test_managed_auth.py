@@ -577,3 +577,27 @@ def test_the_admin_page_needs_the_admins_session(client: httpx.Client, rc: FakeR
     assert read.status_code == 400 and read.text == "Please go to Settings and authorize CRM platform"
     written = client.post("/admin/managedAuth", json={"values": {"apiKey": "x"}}, headers=rc_header(admin))
     assert written.status_code == 400 and written.text == "Please go to Settings and authorize CRM platform"
+
+
+@pytest.mark.parametrize("odd_id", ["9" * 200, None, "60001/../x\u202e"])
+def test_an_odd_extension_id_from_ringcentral_is_no_identity(
+    client: httpx.Client, rc: FakeRingCentral, odd_id: object
+) -> None:
+    """RingCentral's extension ids are numbers; an answer naming none, or something else, is not trusted to key
+    the account's rows (a 200-digit id would not fit the row's key: a database error, not a login answer)."""
+    account = new_account()
+    admin, agent = rc.extension(account, admin=True), rc.extension(account)
+    headers = session(client, admin, new_crm_key(client))
+    assert save(client, headers, {"apiKey": "revoked-" + uuid.uuid4().hex}).status_code == 200
+    rc.odd_answers[agent] = {"id": odd_id}
+    try:
+        refused = login(client, agent)
+        asked = client.get(
+            "/apiKeyManagedAuthState", params={"platform": "testcrm"}, headers=rc_header(agent)
+        )
+    finally:
+        del rc.odd_answers[agent]
+    # not the account's user as far as the server can tell: no managed key, so the key must be typed
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["returnMessage"]["message"] == "API key is required."
+    assert asked.status_code == 403 and asked.text == "RingCentral user validation failed"
