@@ -332,3 +332,32 @@ def test_two_admins_saving_manual_choices_at_once_lose_neither(
         assert list(pool.map(save, range(12))) == [200] * 12
     final = ask_mapping(client, admin, rc_admin)
     assert [mapping_of(final, agent.id) for agent in agents] == [[desk] for desk in desks]
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"crmUserId": "u" * 256, "rcExtensionId": ["1"]},
+        {"crmUserId": "7", "rcExtensionId": ["9" * 65]},
+        {"crmUserId": "", "rcExtensionId": ["1"]},
+    ],
+)
+def test_a_manual_choice_with_an_id_no_crm_or_ringcentral_has_is_a_400(
+    client: httpx.Client, rc: FakeRingCentral, entry: dict[str, Any]
+) -> None:
+    """Ids are kept in the mapping and sent to the CRM as a call's owner: one far longer than any CRM user id
+    (or RingCentral extension id) is refused, naming the field, and nothing of the save is kept."""
+    tag = uuid.uuid4().hex[:8]
+    account = f"acct-{tag}"
+    admin = CrmUserMade(client, f"Admin {tag}", f"admin-{tag}@corp.example")
+    rc_admin = rc.extension(account, admin=True, name=f"Admin {tag}", email=f"admin-{tag}@corp.example")
+    assert ask_mapping(client, admin, rc_admin).status_code == 200
+    answer = client.post(
+        "/admin/settings",
+        json={"adminSettings": {"userSettings": {"theme": {"value": "dark"}}, "userMappings": [entry]}},
+        headers={"X-RC-Access-Token": rc_admin},
+    )
+    assert answer.status_code == 400, answer.text
+    assert "adminSettings.userMappings" in answer.json()["returnMessage"]["message"]
+    settings = client.get("/admin/settings", headers={**admin.auth, "X-RC-Access-Token": rc_admin})
+    assert settings.json()["userSettings"] == {}

@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 #: how many manual choices one save may carry (a 500-seat company has 500)
 MAX_MANUAL_ENTRIES = 5000
 MAX_EXTENSIONS_PER_USER = 50
+#: a CRM user id is stored as a call's owner (the users table keeps ids this long); an extension id is a number
+MAX_CRM_USER_ID_CHARS = 255
+MAX_EXTENSION_ID_CHARS = 64
 
 
 class UserMappingBody(BaseModel):
@@ -163,6 +166,8 @@ def _extension_ids(value: Any) -> tuple[str, ...] | None:
     if not isinstance(value, list) or len(value) > MAX_EXTENSIONS_PER_USER:
         return None
     ids = [str(v) for v in value if isinstance(v, str | int) and not isinstance(v, bool) and str(v).strip()]
+    if any(len(i) > MAX_EXTENSION_ID_CHARS for i in ids):
+        return None
     return tuple(dict.fromkeys(ids))
 
 
@@ -177,6 +182,8 @@ def manual_choices(raw: Any) -> dict[str, tuple[str, ...]] | None:
         crm_user_id = entry.get("crmUserId")
         ids = _extension_ids(entry.get("rcExtensionId", []))
         if not isinstance(crm_user_id, str | int) or isinstance(crm_user_id, bool) or ids is None:
+            return None
+        if not 0 < len(str(crm_user_id).strip()) <= MAX_CRM_USER_ID_CHARS:
             return None
         choices[str(crm_user_id)] = ids
     return choices
