@@ -418,6 +418,16 @@ def test_a_per_user_save_names_the_extension(client: httpx.Client, rc: FakeRingC
         "/admin/managedAuth", json={"scope": "user", "rcExtensionId": "9" * 65, "values": {}}, headers=headers
     )
     assert too_long.status_code == 400 and "rcExtensionId" in too_long.text
+    # RingCentral's extension ids are plain: a row under anything else could never be any user's
+    for odd in ("../60001", "60001\u202e", " 60001", ""):
+        answer = client.post(
+            "/admin/managedAuth",
+            json={"scope": "user", "rcExtensionId": odd, "values": {}, "rcUserName": "Front desk"},
+            headers=headers,
+        )
+        assert answer.status_code == 400 and "rcExtensionId" in answer.text, odd
+    listed = client.get("/admin/managedAuth", headers=headers).json()["userValues"]
+    assert listed == []
 
 
 # --- OAuth CRM --------------------------------------------------------------------------------------------------

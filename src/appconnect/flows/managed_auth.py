@@ -30,6 +30,7 @@ from appconnect.flows.reply import ClientError, Reply
 from appconnect.flows.services import Services
 from appconnect.outbound.client import CrmHttpClient
 from appconnect.security.jwt import SessionClaims
+from appconnect.security.ringcentral import ID_PATTERN as RC_ID_PATTERN
 from appconnect.security.ringcentral import RcCheckFailed, RcIdentity
 from appconnect.store.users import UserRecord
 
@@ -75,8 +76,11 @@ class ManagedAuthBody(_Body):
     """The admin's save: the account's fields (`scope` "org") or one extension's (`scope` "user")."""
 
     scope: Annotated[StrictStr, StringConstraints(max_length=16)] = "org"
+    #: only an id RingCentral could answer (security/ringcentral.py): a row under another could be no one's
     rc_extension_id: (
-        Annotated[StrictStr, StringConstraints(max_length=EXTENSION_ID_CHARS)] | StrictInt | None
+        Annotated[StrictStr, StringConstraints(max_length=EXTENSION_ID_CHARS, pattern=f"^{RC_ID_PATTERN}$")]
+        | StrictInt
+        | None
     ) = Field(default=None, alias="rcExtensionId")
     rc_user_name: Annotated[StrictStr, StringConstraints(max_length=255)] | None = Field(
         default=None, alias="rcUserName"

@@ -33,7 +33,8 @@ CACHE_ENTRIES = 2048
 MAX_TOKEN_CHARS = 4096
 TOKEN_HEADER = "x-rc-access-token"
 #: RingCentral's account and extension ids are numbers; anything else (or longer) is not trusted to key rows
-_ID = re.compile(r"[0-9A-Za-z._-]{1,64}")
+ID_PATTERN = r"[0-9A-Za-z._-]{1,64}"
+_ID = re.compile(ID_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
