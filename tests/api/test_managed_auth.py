@@ -4,6 +4,7 @@ answered or logged (SQLite and PostgreSQL; the test CRM for API keys, a fake Pip
 
 from __future__ import annotations
 
+import concurrent.futures
 import uuid
 from collections.abc import Iterator
 
@@ -611,3 +612,37 @@ def test_an_odd_extension_id_from_ringcentral_is_no_identity(
     assert refused.status_code == 400, refused.text
     assert refused.json()["returnMessage"]["message"] == "API key is required."
     assert asked.status_code == 403 and asked.text == "RingCentral user validation failed"
+
+
+def test_two_admins_saving_one_extension_at_once_lose_neither(
+    server: LiveServer, client: httpx.Client, rc: FakeRingCentral
+) -> None:
+    """A save reads the extension's row, changes it and writes it back: one admin naming the extension while
+    another sets its CRM user must leave both."""
+    account = new_account()
+    admin, other_admin = rc.extension(account, admin=True), rc.extension(account, admin=True)
+    own = vin_login(client, "", {"dealerId": str(DEALER_ID), "crmUserId": str(USER_ID)})
+    assert own.status_code == 200, own.text
+    jwt = {"Authorization": f"Bearer {own.json()['jwtToken']}"}
+    extensions = [str(80000 + i) for i in range(12)]
+
+    def save_one(job: tuple[str, bool]) -> int:
+        extension, names = job
+        body: dict[str, object] = {"scope": "user", "rcExtensionId": extension}
+        if names:
+            body.update(rcUserName=f"Desk {extension}", values={})
+        else:
+            body.update(values={"crmUserId": str(USER_ID)})
+        with httpx.Client(base_url=server.base_url, timeout=30) as own_client:
+            token = admin if names else other_admin
+            return own_client.post(
+                "/admin/managedAuth", json=body, headers={**jwt, **rc_header(token)}
+            ).status_code
+
+    jobs = [(extension, names) for extension in extensions for names in (True, False)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        assert set(pool.map(save_one, jobs)) == {200}
+    page = client.get("/admin/managedAuth", headers={**jwt, **rc_header(admin)}).json()
+    rows = {row["rcExtensionId"]: row for row in page["userValues"]}
+    assert {e: rows[e]["rcUserName"] for e in extensions} == {e: f"Desk {e}" for e in extensions}
+    assert all(rows[e]["fields"]["crmUserId"]["hasValue"] for e in extensions)

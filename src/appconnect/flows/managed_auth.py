@@ -251,17 +251,20 @@ async def set_managed_auth(
             raise ClientError("rcExtensionId: required for user managed auth values", as_json=True)
         key = _extension_key(USER_KEY, body.rc_extension_id)
         allowed = {f["const"] for f in fields if _scope_of(f) == "user"}
+    else:
+        key = ORG_KEY
+        allowed = {f["const"] for f in fields if _scope_of(f) == "account"}
+    # the row is read, changed and written back whole: two admins saving it at once must not undo each other
+    async with services.locks.hold(f"managed-auth:{account}:{platform}:{key}"):
         stored = await services.managed_auth.get(account, platform, key) or {}
         kept = stored.get("fields")
         previous: dict[str, Any] = kept if isinstance(kept, dict) else {}
         merged = _merged(previous, body.values, body.fields_to_remove, allowed)
-        name = body.rc_user_name if body.rc_user_name is not None else str(stored.get("rcUserName") or "")
-        await _save_fields(services, account, platform, key, merged, rcUserName=name, **{CRM_BASE: base})
-    else:
-        allowed = {f["const"] for f in fields if _scope_of(f) == "account"}
-        previous = await _fields_at(services, account, platform, ORG_KEY)
-        merged = _merged(previous, body.values, body.fields_to_remove, allowed)
-        await _save_fields(services, account, platform, ORG_KEY, merged, **{CRM_BASE: base})
+        if key == ORG_KEY:
+            await _save_fields(services, account, platform, key, merged, **{CRM_BASE: base})
+        else:
+            name = body.rc_user_name if body.rc_user_name is not None else str(stored.get("rcUserName") or "")
+            await _save_fields(services, account, platform, key, merged, rcUserName=name, **{CRM_BASE: base})
     return Reply(SAVED)
 
 
