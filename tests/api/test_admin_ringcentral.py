@@ -248,3 +248,31 @@ def test_a_refused_refresh_token_forgets_the_tokens(
     assert asyncio.run(ask()) is None
     row = stored(server, account)
     assert row["access_token"] is None and row["refresh_token"] is None
+
+
+def test_a_secret_inside_a_group_of_fields_is_masked_and_kept(
+    server: LiveServer, client: httpx.Client, rc: FakeRingCentral, jwt: str
+) -> None:
+    """A form may group its fields (`{"apiUser": {"username", "password"}}`): the password inside is a secret
+    all the same, never answered, and the placeholder sent back keeps it."""
+    account = new_account()
+    admin = rc.extension(account, admin=True)
+    url = "/admin/serverLoggingSettings"
+    password = "pw-" + uuid.uuid4().hex
+    grouped = {
+        "apiUser": {"username": "api@example.test", "password": password},
+        "users": [{"token": password}],
+    }
+    saved = client.post(url, json={"additionalFieldValues": grouped}, headers=headers(jwt, admin))
+    assert saved.status_code == 200, saved.text
+    shown = client.get(url, headers=headers(jwt, admin))
+    assert password not in shown.text
+    assert shown.json() == {
+        "apiUser": {"username": "api@example.test", "password": "********"},
+        "users": [{"token": "********"}],
+    }
+    assert client.post(
+        url, json={"additionalFieldValues": shown.json()}, headers=headers(jwt, admin)
+    ).is_success
+    kept = cipher(server).decrypt(stored(server, account)["server_logging"]) or ""
+    assert kept.count(password) == 2

@@ -4,6 +4,7 @@ answered or logged (SQLite and PostgreSQL; the test CRM for API keys, a fake Pip
 
 from __future__ import annotations
 
+import concurrent.futures
 import uuid
 from collections.abc import Iterator
 
@@ -418,6 +419,16 @@ def test_a_per_user_save_names_the_extension(client: httpx.Client, rc: FakeRingC
         "/admin/managedAuth", json={"scope": "user", "rcExtensionId": "9" * 65, "values": {}}, headers=headers
     )
     assert too_long.status_code == 400 and "rcExtensionId" in too_long.text
+    # RingCentral's extension ids are plain: a row under anything else could never be any user's
+    for odd in ("../60001", "60001\u202e", " 60001", ""):
+        answer = client.post(
+            "/admin/managedAuth",
+            json={"scope": "user", "rcExtensionId": odd, "values": {}, "rcUserName": "Front desk"},
+            headers=headers,
+        )
+        assert answer.status_code == 400 and "rcExtensionId" in answer.text, odd
+    listed = client.get("/admin/managedAuth", headers=headers).json()["userValues"]
+    assert listed == []
 
 
 # --- OAuth CRM --------------------------------------------------------------------------------------------------
@@ -577,3 +588,61 @@ def test_the_admin_page_needs_the_admins_session(client: httpx.Client, rc: FakeR
     assert read.status_code == 400 and read.text == "Please go to Settings and authorize CRM platform"
     written = client.post("/admin/managedAuth", json={"values": {"apiKey": "x"}}, headers=rc_header(admin))
     assert written.status_code == 400 and written.text == "Please go to Settings and authorize CRM platform"
+
+
+@pytest.mark.parametrize("odd_id", ["9" * 200, None, "60001/../x\u202e"])
+def test_an_odd_extension_id_from_ringcentral_is_no_identity(
+    client: httpx.Client, rc: FakeRingCentral, odd_id: object
+) -> None:
+    """RingCentral's extension ids are numbers; an answer naming none, or something else, is not trusted to key
+    the account's rows (a 200-digit id would not fit the row's key: a database error, not a login answer)."""
+    account = new_account()
+    admin, agent = rc.extension(account, admin=True), rc.extension(account)
+    headers = session(client, admin, new_crm_key(client))
+    assert save(client, headers, {"apiKey": "revoked-" + uuid.uuid4().hex}).status_code == 200
+    rc.odd_answers[agent] = {"id": odd_id}
+    try:
+        refused = login(client, agent)
+        asked = client.get(
+            "/apiKeyManagedAuthState", params={"platform": "testcrm"}, headers=rc_header(agent)
+        )
+    finally:
+        del rc.odd_answers[agent]
+    # not the account's user as far as the server can tell: no managed key, so the key must be typed
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["returnMessage"]["message"] == "API key is required."
+    assert asked.status_code == 403 and asked.text == "RingCentral user validation failed"
+
+
+def test_two_admins_saving_one_extension_at_once_lose_neither(
+    server: LiveServer, client: httpx.Client, rc: FakeRingCentral
+) -> None:
+    """A save reads the extension's row, changes it and writes it back: one admin naming the extension while
+    another sets its CRM user must leave both."""
+    account = new_account()
+    admin, other_admin = rc.extension(account, admin=True), rc.extension(account, admin=True)
+    own = vin_login(client, "", {"dealerId": str(DEALER_ID), "crmUserId": str(USER_ID)})
+    assert own.status_code == 200, own.text
+    jwt = {"Authorization": f"Bearer {own.json()['jwtToken']}"}
+    extensions = [str(80000 + i) for i in range(12)]
+
+    def save_one(job: tuple[str, bool]) -> int:
+        extension, names = job
+        body: dict[str, object] = {"scope": "user", "rcExtensionId": extension}
+        if names:
+            body.update(rcUserName=f"Desk {extension}", values={})
+        else:
+            body.update(values={"crmUserId": str(USER_ID)})
+        with httpx.Client(base_url=server.base_url, timeout=30) as own_client:
+            token = admin if names else other_admin
+            return own_client.post(
+                "/admin/managedAuth", json=body, headers={**jwt, **rc_header(token)}
+            ).status_code
+
+    jobs = [(extension, names) for extension in extensions for names in (True, False)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        assert set(pool.map(save_one, jobs)) == {200}
+    page = client.get("/admin/managedAuth", headers={**jwt, **rc_header(admin)}).json()
+    rows = {row["rcExtensionId"]: row for row in page["userValues"]}
+    assert {e: rows[e]["rcUserName"] for e in extensions} == {e: f"Desk {e}" for e in extensions}
+    assert all(rows[e]["fields"]["crmUserId"]["hasValue"] for e in extensions)

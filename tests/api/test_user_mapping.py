@@ -4,6 +4,7 @@ PostgreSQL)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 import uuid
 from collections.abc import Iterator
@@ -301,3 +302,62 @@ def test_the_references_newer_call_fields_reach_the_log(client: httpx.Client) ->
     text = str(activity["body"])
     assert "- ACE summary:\nSigned\n--- END" in text and "Wants a quote" not in text
     assert "- Call score: 87" in text and "- ACE transcript:\nAgent: hello" in text
+
+
+def test_two_admins_saving_manual_choices_at_once_lose_neither(
+    client: httpx.Client, server: LiveServer, rc: FakeRingCentral
+) -> None:
+    """The mapping is one row read, changed and written back: saves that overlap must not undo each other."""
+    tag = uuid.uuid4().hex[:8]
+    account = f"acct-{tag}"
+    admin = CrmUserMade(client, f"Admin {tag}", f"admin-{tag}@corp.example")
+    agents = [CrmUserMade(client, f"Agent {i} {tag}", f"agent{i}-{tag}@crm.example") for i in range(12)]
+    rc_admin = rc.extension(account, admin=True, name=f"Admin {tag}", email=f"admin-{tag}@corp.example")
+    other_admin = rc.extension(account, admin=True, name=f"Second admin {tag}")
+    desks = [rc.extension_of(rc.extension(account, name=f"Desk {i} {tag}")) for i in range(12)]
+    assert ask_mapping(client, admin, rc_admin).status_code == 200
+
+    def save(index: int) -> int:
+        token = rc_admin if index % 2 else other_admin
+        choice = {"crmUserId": agents[index].id, "rcExtensionId": [desks[index]]}
+        with httpx.Client(base_url=server.base_url, timeout=30) as own:
+            answer = own.post(
+                "/admin/settings",
+                json={"adminSettings": {"userMappings": [choice]}},
+                headers={"X-RC-Access-Token": token},
+            )
+        return answer.status_code
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
+        assert list(pool.map(save, range(12))) == [200] * 12
+    final = ask_mapping(client, admin, rc_admin)
+    assert [mapping_of(final, agent.id) for agent in agents] == [[desk] for desk in desks]
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"crmUserId": "u" * 256, "rcExtensionId": ["1"]},
+        {"crmUserId": "7", "rcExtensionId": ["9" * 65]},
+        {"crmUserId": "", "rcExtensionId": ["1"]},
+    ],
+)
+def test_a_manual_choice_with_an_id_no_crm_or_ringcentral_has_is_a_400(
+    client: httpx.Client, rc: FakeRingCentral, entry: dict[str, Any]
+) -> None:
+    """Ids are kept in the mapping and sent to the CRM as a call's owner: one far longer than any CRM user id
+    (or RingCentral extension id) is refused, naming the field, and nothing of the save is kept."""
+    tag = uuid.uuid4().hex[:8]
+    account = f"acct-{tag}"
+    admin = CrmUserMade(client, f"Admin {tag}", f"admin-{tag}@corp.example")
+    rc_admin = rc.extension(account, admin=True, name=f"Admin {tag}", email=f"admin-{tag}@corp.example")
+    assert ask_mapping(client, admin, rc_admin).status_code == 200
+    answer = client.post(
+        "/admin/settings",
+        json={"adminSettings": {"userSettings": {"theme": {"value": "dark"}}, "userMappings": [entry]}},
+        headers={"X-RC-Access-Token": rc_admin},
+    )
+    assert answer.status_code == 400, answer.text
+    assert "adminSettings.userMappings" in answer.json()["returnMessage"]["message"]
+    settings = client.get("/admin/settings", headers={**admin.auth, "X-RC-Access-Token": rc_admin})
+    assert settings.json()["userSettings"] == {}

@@ -52,6 +52,8 @@ class FakeRingCentral(FakeCrm):
         self.grants = OAuthGrants(self.now, expires_in=3600)
         self.grants.refresh_token_mode = "rotate"
         self.page_size = 1000  # at most this many extensions per page, whatever `perPage` asks
+        #: fields that replace what `/extension/~` answers for a token (an odd answer of the platform)
+        self.odd_answers: dict[str, JsonDict] = {}
 
     # --- what tests set up ------------------------------------------------------------------------------------
 
@@ -160,7 +162,8 @@ class FakeRingCentral(FakeCrm):
             return html
         with self._lock:
             extension = self._extension_of(self._token(request))
-        return self.json(self._wire(extension))
+            odd = self.odd_answers.get(self._token(request), {})
+        return self.json({**self._wire(extension), **odd})
 
     async def _extensions(self, request: FakeRequest) -> Response:
         """The account's extensions, paged as RingCentral pages them (`page`, `perPage`, `paging`)."""

@@ -51,7 +51,10 @@ class AdminSettingsFields(_Body):
     @classmethod
     def _mapping_entries(cls, value: list[Any] | None) -> list[Any] | None:
         if value is not None and user_mapping.manual_choices(value) is None:
-            raise ValueError("must be a list of {crmUserId, rcExtensionId}")
+            raise ValueError(
+                "must be a list of {crmUserId, rcExtensionId} (ids of at most "
+                f"{user_mapping.MAX_CRM_USER_ID_CHARS} and {user_mapping.MAX_EXTENSION_ID_CHARS} characters)"
+            )
         return value
 
     @field_validator("user_settings")

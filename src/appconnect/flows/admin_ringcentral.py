@@ -61,15 +61,24 @@ def _is_secret(name: str) -> bool:
 
 
 def _shown(settings: dict[str, Any]) -> dict[str, Any]:
-    """The saved fields as the admin's form may see them: secrets only as a placeholder."""
-    return {
-        name: (SECRET_PLACEHOLDER if _is_secret(name) and value not in (None, "") else value)
-        for name, value in settings.items()
-    }
+    """The saved fields as the admin's form may see them: secrets only as a placeholder, at any depth (a form
+    may group its fields)."""
+    return {name: _shown_value(name, value) for name, value in settings.items()}
+
+
+def _shown_value(name: str, value: Any) -> Any:
+    if _is_secret(name) and value not in (None, ""):
+        return SECRET_PLACEHOLDER
+    if isinstance(value, dict):
+        return _shown(value)
+    if isinstance(value, list):
+        return [_shown_value("", item) for item in value]
+    return value
 
 
 def _merged(saved: dict[str, Any], sent: dict[str, Any]) -> dict[str, Any]:
-    """The form's values; a secret sent back as the placeholder keeps the saved one, an emptied field goes."""
+    """The form's values; a secret sent back as the placeholder keeps the saved one (inside groups too), an
+    emptied field goes."""
     merged: dict[str, Any] = {}
     for name, value in sent.items():
         if value == SECRET_PLACEHOLDER and _is_secret(name):
@@ -78,8 +87,17 @@ def _merged(saved: dict[str, Any], sent: dict[str, Any]) -> dict[str, Any]:
             continue
         if value in (None, ""):
             continue
-        merged[name] = value
+        merged[name] = _merged_value(saved.get(name), value)
     return merged
+
+
+def _merged_value(saved: Any, sent: Any) -> Any:
+    if isinstance(sent, dict):
+        return _merged(saved if isinstance(saved, dict) else {}, sent)
+    if isinstance(sent, list):
+        before = saved if isinstance(saved, list) else []
+        return [_merged_value(before[i] if i < len(before) else None, item) for i, item in enumerate(sent)]
+    return sent
 
 
 # --- server-side logging settings ----------------------------------------------------------------------------

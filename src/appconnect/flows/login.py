@@ -129,8 +129,9 @@ async def api_key_login(
         raise ClientError("Missing platform name")
     connector = connector_for(services, body.platform)
     manifest_entry = services.registry.manifest_entry(body.platform)
+    hostname = checked_hostname(body.hostname)
     fields = await managed_auth.api_key_login_fields(
-        services, rc_token, body.platform, body.api_key, dict(body.additional_info or {})
+        services, rc_token, body.platform, body.api_key, dict(body.additional_info or {}), hostname
     )
     if fields.missing:
         missing = ReturnMessage("Missing required authentication fields.", "warning", 3000).to_wire()
@@ -138,7 +139,6 @@ async def api_key_login(
     api_key = fields.api_key
     if not api_key and _asks_for_api_key(manifest_entry):
         return Reply({"returnMessage": ReturnMessage("API key is required.", "warning", 3000).to_wire()}, 400)
-    hostname = checked_hostname(body.hostname)
     _checked_id("rc-account-id", rc_account_header)
     _checked_id("rc-extension-id", rc_extension_header)
     additional = fields.additional_info

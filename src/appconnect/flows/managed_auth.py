@@ -30,7 +30,9 @@ from appconnect.flows.reply import ClientError, Reply
 from appconnect.flows.services import Services
 from appconnect.outbound.client import CrmHttpClient
 from appconnect.security.jwt import SessionClaims
+from appconnect.security.ringcentral import ID_PATTERN as RC_ID_PATTERN
 from appconnect.security.ringcentral import RcCheckFailed, RcIdentity
+from appconnect.store.users import UserRecord
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,9 @@ NO_PLATFORM = ""
 #: its secret, or the server's requests, anywhere the connector does not already talk to
 OAUTH_FIELDS = ("clientId", "clientSecret", "scopes", "hostname")
 _SECRET_WORDS = ("secret", "password", "token", "apikey", "privatekey")
+#: where the stored values were set for: the admin's CRM address (a CRM whose address is the login's hostname
+#: must never be sent the account's values for a host a user of the account names)
+CRM_BASE = "crmBase"
 
 
 class _Body(BaseModel):
@@ -71,8 +76,11 @@ class ManagedAuthBody(_Body):
     """The admin's save: the account's fields (`scope` "org") or one extension's (`scope` "user")."""
 
     scope: Annotated[StrictStr, StringConstraints(max_length=16)] = "org"
+    #: only an id RingCentral could answer (security/ringcentral.py): a row under another could be no one's
     rc_extension_id: (
-        Annotated[StrictStr, StringConstraints(max_length=EXTENSION_ID_CHARS)] | StrictInt | None
+        Annotated[StrictStr, StringConstraints(max_length=EXTENSION_ID_CHARS, pattern=f"^{RC_ID_PATTERN}$")]
+        | StrictInt
+        | None
     ) = Field(default=None, alias="rcExtensionId")
     rc_user_name: Annotated[StrictStr, StringConstraints(max_length=255)] | None = Field(
         default=None, alias="rcUserName"
@@ -128,12 +136,25 @@ def _extension_key(prefix: str, extension_id: str | int) -> str:
     return f"{prefix}{extension_id}"
 
 
+def crm_base(services: Services, platform: str, hostname: str) -> str:
+    """The CRM address a login at `hostname` talks to (the same for every hostname on a fixed-address CRM)."""
+    connector = connector_for(services, platform)
+    return connector.base_url(UserView(id="", platform=platform, hostname=hostname))
+
+
 # --- what is stored ---------------------------------------------------------------------------------------------
 
 
-async def _fields_at(services: Services, account: str, platform: str, key: str) -> dict[str, Any]:
+async def _fields_at(
+    services: Services, account: str, platform: str, key: str, *, for_base: str | None = None
+) -> dict[str, Any]:
+    """The stored fields; with `for_base`, none unless they were stored for that CRM address."""
     stored = await services.managed_auth.get(account, platform, key)
     fields = stored.get("fields") if stored else None
+    if for_base is not None and stored:
+        saved_for = stored.get(CRM_BASE)
+        if for_base != (saved_for if isinstance(saved_for, str) else crm_base(services, platform, "")):
+            return {}
     return dict(fields) if isinstance(fields, dict) else {}
 
 
@@ -173,11 +194,15 @@ def _shown(field: dict[str, Any], value: Any) -> dict[str, Any]:
 # --- the admin's page -------------------------------------------------------------------------------------------
 
 
-async def _admin_platform(services: Services, claims: SessionClaims) -> str:
+async def _admin_user(services: Services, claims: SessionClaims) -> UserRecord:
     user = await current_user(services, claims)
     if user is None:
         raise ClientError("User not found")
-    return user.platform
+    return user
+
+
+async def _admin_platform(services: Services, claims: SessionClaims) -> str:
+    return (await _admin_user(services, claims)).platform
 
 
 async def get_managed_auth(services: Services, claims: SessionClaims, token: str | None) -> Reply:
@@ -214,26 +239,32 @@ async def get_managed_auth(services: Services, claims: SessionClaims, token: str
 async def set_managed_auth(
     services: Services, claims: SessionClaims, token: str | None, body: ManagedAuthBody
 ) -> Reply:
-    """Store the account's (or one extension's) managed fields; only the CRM's managed fields of that scope."""
-    platform = await _admin_platform(services, claims)
+    """Store the account's (or one extension's) managed fields; only the CRM's managed fields of that scope,
+    for the CRM the admin is logged in to (logins at another address are not given them)."""
+    admin = await _admin_user(services, claims)
+    platform = admin.platform
     account = account_key(services, await admin_identity(services, token))
+    base = crm_base(services, platform, admin.hostname)
     fields = _managed(login_fields(services, platform))
     if body.scope == "user":
         if body.rc_extension_id is None or str(body.rc_extension_id) == "":
             raise ClientError("rcExtensionId: required for user managed auth values", as_json=True)
         key = _extension_key(USER_KEY, body.rc_extension_id)
         allowed = {f["const"] for f in fields if _scope_of(f) == "user"}
+    else:
+        key = ORG_KEY
+        allowed = {f["const"] for f in fields if _scope_of(f) == "account"}
+    # the row is read, changed and written back whole: two admins saving it at once must not undo each other
+    async with services.locks.hold(f"managed-auth:{account}:{platform}:{key}"):
         stored = await services.managed_auth.get(account, platform, key) or {}
         kept = stored.get("fields")
         previous: dict[str, Any] = kept if isinstance(kept, dict) else {}
         merged = _merged(previous, body.values, body.fields_to_remove, allowed)
-        name = body.rc_user_name if body.rc_user_name is not None else str(stored.get("rcUserName") or "")
-        await _save_fields(services, account, platform, key, merged, rcUserName=name)
-    else:
-        allowed = {f["const"] for f in fields if _scope_of(f) == "account"}
-        previous = await _fields_at(services, account, platform, ORG_KEY)
-        merged = _merged(previous, body.values, body.fields_to_remove, allowed)
-        await _save_fields(services, account, platform, ORG_KEY, merged)
+        if key == ORG_KEY:
+            await _save_fields(services, account, platform, key, merged, **{CRM_BASE: base})
+        else:
+            name = body.rc_user_name if body.rc_user_name is not None else str(stored.get("rcUserName") or "")
+            await _save_fields(services, account, platform, key, merged, rcUserName=name, **{CRM_BASE: base})
     return Reply(SAVED)
 
 
@@ -414,11 +445,17 @@ async def login_identity(services: Services, token: str | None) -> RcIdentity | 
         return None
 
 
-async def resolved_values(services: Services, identity: RcIdentity, platform: str) -> dict[str, Any]:
-    """The managed values of this user: the account's fields, then the user's own extension's."""
+async def resolved_values(
+    services: Services, identity: RcIdentity, platform: str, *, hostname: str | None = None
+) -> dict[str, Any]:
+    """The managed values of this user: the account's fields, then the user's own extension's; with the
+    login's `hostname`, only those stored for the CRM address it leads to."""
     account = account_key(services, identity)
-    org = await _fields_at(services, account, platform, ORG_KEY)
-    mine = await _fields_at(services, account, platform, _extension_key(USER_KEY, identity.extension_id))
+    base = crm_base(services, platform, hostname) if hostname is not None else None
+    org = await _fields_at(services, account, platform, ORG_KEY, for_base=base)
+    mine = await _fields_at(
+        services, account, platform, _extension_key(USER_KEY, identity.extension_id), for_base=base
+    )
     resolved: dict[str, Any] = {}
     for f in _managed(login_fields(services, platform)):
         source = mine if _scope_of(f) == "user" else org
@@ -443,9 +480,11 @@ async def api_key_login_fields(
     platform: str,
     api_key: str | None,
     additional_info: dict[str, Any],
+    hostname: str,
 ) -> ApiKeyLoginFields:
-    """Fill the login's managed fields from the user's verified account (unless it fell back to manual);
-    RingCentral is asked only for a CRM with managed fields."""
+    """Fill the login's managed fields from the user's verified account (unless it fell back to manual), when
+    the login's hostname leads to the CRM they were stored for; RingCentral is asked only for a CRM with
+    managed fields."""
     fields = login_fields(services, platform)
     identity = await login_identity(services, rc_token) if _managed(fields) else None
     if identity is None:
@@ -456,7 +495,7 @@ async def api_key_login_fields(
     failed = await services.managed_auth.get(
         account_key(services, identity), platform, _extension_key(FAILED_KEY, identity.extension_id)
     )
-    for name, value in (await resolved_values(services, identity, platform)).items():
+    for name, value in (await resolved_values(services, identity, platform, hostname=hostname)).items():
         if failed is None or not filled(info.get(name)):
             info[name] = value
     missing = [f["const"] for f in fields if f.get("required") and not filled(info.get(f["const"]))]

@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 #: how many manual choices one save may carry (a 500-seat company has 500)
 MAX_MANUAL_ENTRIES = 5000
 MAX_EXTENSIONS_PER_USER = 50
+#: a CRM user id is stored as a call's owner (the users table keeps ids this long); an extension id is a number
+MAX_CRM_USER_ID_CHARS = 255
+MAX_EXTENSION_ID_CHARS = 64
 
 
 class UserMappingBody(BaseModel):
@@ -110,6 +113,12 @@ def _wire(
     return answer
 
 
+def mapping_lock(rc_account: str) -> str:
+    """The lock every change of an account's mapping holds: the row is read, changed and written back whole,
+    so two admins saving at once would otherwise undo each other's choices."""
+    return f"user-mapping:{rc_account}"
+
+
 async def _admin_user(services: Services, claims: SessionClaims) -> UserRecord:
     user = await active_user(services, claims, by_platform=True)
     if user is None:
@@ -139,14 +148,15 @@ async def user_mapping(
         raise ClientError(admin.ADMIN_REFUSED, 403) from None
     key = admin.account_key(services, identity)
     scope = account_scope(user)
-    stored = await services.user_mappings.get(key)
-    previous = (
-        stored.users
-        if stored is not None and (stored.crm_scope, stored.platform) == (scope, user.platform)
-        else ()
-    )
-    mapping = match_users(crm_users, extensions, previous, reinitialize=reinitialize)
-    await services.user_mappings.put(key, AccountMapping(scope, user.platform, mapping))
+    async with services.locks.hold(mapping_lock(key)):
+        stored = await services.user_mappings.get(key)
+        previous = (
+            stored.users
+            if stored is not None and (stored.crm_scope, stored.platform) == (scope, user.platform)
+            else ()
+        )
+        mapping = match_users(crm_users, extensions, previous, reinitialize=reinitialize)
+        await services.user_mappings.put(key, AccountMapping(scope, user.platform, mapping))
     return Reply(_wire(crm_users, mapping, extensions))
 
 
@@ -156,6 +166,8 @@ def _extension_ids(value: Any) -> tuple[str, ...] | None:
     if not isinstance(value, list) or len(value) > MAX_EXTENSIONS_PER_USER:
         return None
     ids = [str(v) for v in value if isinstance(v, str | int) and not isinstance(v, bool) and str(v).strip()]
+    if any(len(i) > MAX_EXTENSION_ID_CHARS for i in ids):
+        return None
     return tuple(dict.fromkeys(ids))
 
 
@@ -171,6 +183,8 @@ def manual_choices(raw: Any) -> dict[str, tuple[str, ...]] | None:
         ids = _extension_ids(entry.get("rcExtensionId", []))
         if not isinstance(crm_user_id, str | int) or isinstance(crm_user_id, bool) or ids is None:
             return None
+        if not 0 < len(str(crm_user_id).strip()) <= MAX_CRM_USER_ID_CHARS:
+            return None
         choices[str(crm_user_id)] = ids
     return choices
 
@@ -181,6 +195,13 @@ async def save_manual_choices(
     """Apply the admin's edits of the mapping, CRM user by CRM user (users not named stay as they are): an
     entry that differs from the stored one becomes manual (kept on re-initialisation); one sent back unchanged
     keeps its kind. False when no mapping was made yet (nothing to tie the choices to a CRM account)."""
+    async with services.locks.hold(mapping_lock(rc_account)):
+        return await _save_manual_choices(services, rc_account, choices)
+
+
+async def _save_manual_choices(
+    services: Services, rc_account: str, choices: dict[str, tuple[str, ...]]
+) -> bool:
     stored = await services.user_mappings.get(rc_account)
     if stored is None:
         return False

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -31,6 +32,9 @@ CACHE_ENTRIES = 2048
 #: a RingCentral token is a few hundred characters; anything far longer is not one (and is not sent on)
 MAX_TOKEN_CHARS = 4096
 TOKEN_HEADER = "x-rc-access-token"
+#: RingCentral's account and extension ids are numbers; anything else (or longer) is not trusted to key rows
+ID_PATTERN = r"[0-9A-Za-z._-]{1,64}"
+_ID = re.compile(ID_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,18 +66,26 @@ def token_from(request: Request, body: dict[str, Any] | None = None) -> str | No
     return None
 
 
+def _plain_id(value: Any) -> str | None:
+    if not isinstance(value, str | int) or isinstance(value, bool) or not _ID.fullmatch(str(value)):
+        return None
+    return str(value)
+
+
 def _identity(data: Any) -> RcIdentity:
     if not isinstance(data, dict):
         raise RcCheckFailed("extension answer is not an object", refused=False)
     account = data.get("account")
-    account_id = account.get("id") if isinstance(account, dict) else None
-    extension_id = data.get("id")
-    if not isinstance(account_id, str | int) or isinstance(account_id, bool) or str(account_id) == "":
+    account_id = _plain_id(account.get("id") if isinstance(account, dict) else None)
+    extension_id = _plain_id(data.get("id"))
+    if account_id is None:
         raise RcCheckFailed("extension answer names no account", refused=False)
+    if extension_id is None:  # it keys the extension's own rows (managed fields, login failures)
+        raise RcCheckFailed("extension answer names no extension", refused=False)
     permissions = data.get("permissions")
     admin = permissions.get("admin") if isinstance(permissions, dict) else None
     is_admin = isinstance(admin, dict) and admin.get("enabled") is True
-    return RcIdentity(str(account_id), str(extension_id or ""), is_admin)
+    return RcIdentity(account_id, extension_id, is_admin)
 
 
 class RingCentralIdentities:

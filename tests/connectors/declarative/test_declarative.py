@@ -279,3 +279,12 @@ async def test_name_search_user_list_and_licence(fake: FakeRelayCrm) -> None:
         "licenseStatus": "Pro",
         "licenseStatusDescription": "Seats: 5",
     }
+
+
+@pytest.mark.parametrize("value", [".", "..", " .. "])
+def test_a_dot_segment_in_a_urls_path_is_refused(value: str) -> None:
+    """`/activities/{{id}}` with the id `..` would be `/activities/..`, which the CRM reads as `/`: another
+    resource of the user's CRM, reached by a value that was meant to name one record."""
+    with pytest.raises(ValueError, match="dot segment"):
+        render_string("/activities/{{id}}/notes", {"id": value.strip()}, escape_path=True)
+    assert render_string("/activities/{{id}}", {"id": "a.b"}, escape_path=True) == "/activities/a.b"

@@ -52,14 +52,18 @@ def as_text(value: Any) -> str:
 
 def render_string(template: str, context: JsonDict, *, escape_path: bool = False) -> Any:
     """One string rendered; `escape_path` percent-encodes values that are not at its start (a URL's path: an
-    id holding `/` or `?` cannot reach another resource)."""
+    id holding `/` or `?`, or being `..`, cannot reach another resource)."""
     only = _ONLY_TEMPLATE.match(template)
     if only and not escape_path:
         return get_by_path(context, only.group(1).strip())
 
     def text(match: re.Match[str]) -> str:
         rendered = as_text(get_by_path(context, match.group(1).strip()))
-        return quote(rendered, safe="") if escape_path and match.start() > 0 else rendered
+        if not escape_path or match.start() == 0:
+            return rendered
+        if rendered in (".", ".."):  # `/x/{{id}}` as `/x/..` is the CRM's `/`: not the record it names
+            raise ValueError("a value in the URL's path is a dot segment")
+        return quote(rendered, safe="")
 
     return _TEMPLATE.sub(text, template)
 
