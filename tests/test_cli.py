@@ -236,7 +236,7 @@ def test_log_flags_override_the_environment(tmp_path: Path) -> None:
         process = subprocess.Popen(
             [APPCONNECT, "serve", "--port", str(port), "--log-level", "info", "--log-format", "json"],
             cwd=tmp_path,
-            env=clean_env(APPCONNECT_LOG_LEVEL="error"),
+            env=clean_env(APPCONNECT_LOG_LEVEL="error", APPCONNECT_ACCESS_LOG="true"),
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )

@@ -194,8 +194,8 @@ async def test_no_window_sees_more_than_the_figure_across_real_processes(stores:
     outputs = [await asyncio.wait_for(p.communicate(), timeout=60) for p in processes]
     assert [p.returncode for p in processes] == [0, 0, 0], [err.decode()[-2000:] for _out, err in outputs]
     granted = [at for out, _err in outputs for at in json.loads(out)]
-    # the store was shared for real: more than one process was granted calls (fairness is not promised)
-    assert sum(1 for out, _err in outputs if json.loads(out)) >= 2
+    # which process wins is not promised (one may starve the others on a loaded machine); that the three share
+    # one budget is: unshared, each would be granted the figure in the same window, and the check below fails
     assert len(granted) > 10
     assert busiest_window(granted, 0.5) <= 10
 
