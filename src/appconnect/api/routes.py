@@ -286,6 +286,8 @@ async def create_call_log(request: Request) -> Response:
 async def update_call_log(request: Request) -> Response:
     claims = caller_of(request).require()
     body = await parse_body(request, CallLogPatchBody)
+    if request.headers.get("user-agent") == SSCL_USER_AGENT:
+        body.is_from_sscl = True
     return respond(request, await call_logs.update_call_log(services_of(request), claims, body))
 
 
@@ -293,6 +295,8 @@ async def update_call_log(request: Request) -> Response:
 async def call_disposition(request: Request) -> Response:
     claims = caller_of(request).require(invalid_text=INVALID_JWT)
     body = await parse_body(request, DispositionBody)
+    if request.headers.get("user-agent") == SSCL_USER_AGENT:
+        body.is_from_sscl = True
     return respond(request, await call_logs.upsert_disposition(services_of(request), claims, body))
 
 

@@ -405,6 +405,10 @@ class CallLogUpdate:
     existing_call_log_details: Any = None
     recording_download_link: str | None = None
     ring_sense: RingSense | None = None
+    #: sent by RingCentral's server-side call logging (`PATCH /callLog` with its user agent)
+    from_server_side_logging: bool = False
+    #: server-side logging only: the admin's fields for it, as in :class:`CallLogCreate`
+    server_logging: JsonDict = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -417,6 +421,9 @@ class CallLogUpdated:
 class DispositionUpdate:
     log: CallLogRef
     dispositions: JsonDict = field(default_factory=dict)
+    #: sent by RingCentral's server-side call logging, with the admin's fields for it (see CallLogCreate)
+    from_server_side_logging: bool = False
+    server_logging: JsonDict = field(default_factory=dict)
 
 
 @dataclass(slots=True)

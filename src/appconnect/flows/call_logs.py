@@ -538,6 +538,8 @@ async def update_call_log(services: Services, claims: SessionClaims, body: CallL
                 existing_call_log_details=fetched.info.full_log_response if fetched else None,
                 recording_download_link=body.recording_download_link,
                 ring_sense=_ring_sense(body),
+                from_server_side_logging=bool(body.is_from_sscl),
+                server_logging=await _server_logging_settings(services, user) if body.is_from_sscl else {},
             ),
         )
     except CrmHttpError as exc:
@@ -624,7 +626,13 @@ async def upsert_disposition(services: Services, claims: SessionClaims, body: Di
     call = await open_session(services, connector, user)
     try:
         result = await connector.upsert_call_disposition(
-            call, DispositionUpdate(_ref(row), body.dispositions)
+            call,
+            DispositionUpdate(
+                _ref(row),
+                body.dispositions,
+                from_server_side_logging=bool(body.is_from_sscl),
+                server_logging=await _server_logging_settings(services, user) if body.is_from_sscl else {},
+            ),
         )
     except CrmHttpError as exc:
         return Reply(envelope(False, crm_error_message(exc, user.platform, "upsertCallDisposition")))

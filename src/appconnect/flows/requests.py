@@ -246,6 +246,8 @@ class CallLogPatchBody(_Body):
     ring_sense_ai_score: StrictStr | StrictInt | float | None = Field(default=None, alias="ringSenseAIScore")
     ring_sense_bulleted_summary: StrictStr | None = Field(default=None, alias="ringSenseBulletedSummary")
     ring_sense_link: StrictStr | None = Field(default=None, alias="ringSenseLink")
+    #: set by the server from the `SSCL` user agent (RingCentral's server-side call logging), as the reference
+    is_from_sscl: StrictBool | None = Field(default=None, alias="isFromSSCL")
 
 
 class DispositionBody(_Body):
@@ -254,6 +256,8 @@ class DispositionBody(_Body):
     hashed_extension_id: Id | None = Field(default=None, alias="hashedExtensionId")
     rc_extension_id: StrictStr | StrictInt | None = Field(default=None, alias="rcExtensionId")
     dispositions: dict[str, Any] = Field(default_factory=dict)
+    #: set by the server from the `SSCL` user agent
+    is_from_sscl: StrictBool | None = Field(default=None, alias="isFromSSCL")
 
 
 class MessageBody(_Body):

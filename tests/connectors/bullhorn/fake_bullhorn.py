@@ -62,6 +62,7 @@ WRITABLE: dict[str, frozenset[str]] = {
             "workPhone",
             "email",
             "status",
+            "comments",
         }
     ),
     "ClientContact": frozenset(
@@ -76,10 +77,22 @@ WRITABLE: dict[str, frozenset[str]] = {
             "email",
             "status",
             "clientCorporation",
+            "comments",
         }
     ),
     "Lead": frozenset(
-        {"firstName", "lastName", "name", "phone", "mobile", "phone2", "phone3", "email", "status"}
+        {
+            "firstName",
+            "lastName",
+            "name",
+            "phone",
+            "mobile",
+            "phone2",
+            "phone3",
+            "email",
+            "status",
+            "comments",
+        }
     ),
     "ClientCorporation": frozenset({"name", "companyDescription", "phone"}),
     "Note": frozenset(
@@ -95,7 +108,13 @@ WRITABLE: dict[str, frozenset[str]] = {
     ),
 }
 READABLE_EXTRA = frozenset({"id", "dateAdded", "dateLastModified", "isDeleted"})
-_TERM = re.compile(r'(NOT\s+)?([A-Za-z0-9_.]+):("([^"]*)"|[^\s()]+)')
+#: each person entity's `status` picklist (Bullhorn's field map options, per corporation; these the defaults)
+DEFAULT_STATUSES: dict[str, list[str]] = {
+    "Candidate": ["New Lead", "Active", "Placed", "Archived"],
+    "ClientContact": ["New Lead", "Active", "Passive", "Archive"],
+    "Lead": ["New", "Qualified", "Converted"],
+}
+PHONE_FIELDS = frozenset({"phone", "mobile", "phone2", "phone3", "workPhone"})
 
 
 @dataclass(slots=True)
@@ -106,6 +125,9 @@ class Corporation:
     swimlane: str
     comment_actions: list[str]
     records: dict[str, dict[int, JsonDict]] = field(default_factory=dict)
+    statuses: dict[str, list[str]] = field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_STATUSES.items()}
+    )
     next_id: int = 100
 
 
@@ -148,6 +170,8 @@ class FakeBullhorn(FakeCrm):
         self.note_authors: dict[tuple[int, int], int] = {}
         #: password logins (`action=Login`) answered, successful or not
         self.password_logins = 0
+        #: every update (`POST entity/<Entity>/<id>`) taken: (corporation, entity, id, the session's user id)
+        self.updates: list[tuple[int, str, int, int]] = []
         self.add_corporation(1001, "corp1a", dc="east", swimlane="rest91")
         self.add_user("agent.east", corporation=1001, user_id=501, first="Ada", last="Agent")
 
@@ -258,6 +282,7 @@ class FakeBullhorn(FakeCrm):
             FakeRoute("POST", rest + "/entity/{entity}/{id}", self._update),
             FakeRoute("POST", rest + "/search/{entity}", self._search),
             FakeRoute("GET", rest + "/query/{entity}", self._query),
+            FakeRoute("GET", rest + "/meta/{entity}", self._meta),
         ]
 
     def _session_of(self, request: FakeRequest) -> Session | None:
@@ -552,11 +577,31 @@ class FakeBullhorn(FakeCrm):
                 raise HttpError(404, f"Entity {entity} with id {request.path_params['id']} not found")
             return self.json({"data": self._project(record, names, corp)})
 
-    async def _update(self, request: FakeRequest) -> Response:
+    async def _meta(self, request: FakeRequest) -> Response:
+        """`GET meta/<Entity>?fields=`: each named field's meta; `status` of a person carries its picklist as
+        value/label `options` (Bullhorn's _meta.md: "options ... an array of value/label pairs; may be missing")."""
         context = self._context(request)
         if isinstance(context, Response):
             return context
         _, corp = context
+        entity = str(request.path_params["entity"])
+        if entity not in WRITABLE:
+            raise HttpError(404, f"Entity {entity} not found")
+        names = self._fields(request, entity) or []
+        fields: list[JsonDict] = []
+        for name in names:
+            meta: JsonDict = {"name": name, "type": "SCALAR", "dataType": "String", "label": name}
+            if name == "status" and entity in corp.statuses:
+                meta["inputType"] = "SELECT"
+                meta["options"] = [{"value": v, "label": v} for v in corp.statuses[entity]]
+            fields.append(meta)
+        return self.json({"entity": entity, "label": entity, "fields": fields})
+
+    async def _update(self, request: FakeRequest) -> Response:
+        context = self._context(request)
+        if isinstance(context, Response):
+            return context
+        session, corp = context
         entity = str(request.path_params["entity"])
         body = request.json_object()
         with self._lock:
@@ -566,6 +611,7 @@ class FakeBullhorn(FakeCrm):
                 raise HttpError(404, f"Entity {entity} with id {request.path_params['id']} not found")
             self._validate(corp, entity, body, create=False)
             record.update(body)
+            self.updates.append((corp.id, entity, int(record["id"]), session.user))
         return self.json(
             {
                 "changedEntityType": entity,
@@ -630,37 +676,95 @@ def _digits(text: Any) -> str:
     return "".join(ch for ch in str(text or "") if ch.isdigit())
 
 
-def _lucene(query: str) -> Any:
-    """The subset the connector sends: `(a:x OR b:x) AND isDeleted:false NOT status:"y"` and `name:"z"`.
+_TOKEN = re.compile(
+    r"""\s*(?:(?P<open>\()|(?P<close>\))|(?P<op>AND|OR|NOT)(?=[\s(]|$)"""
+    r"""|(?P<field>[A-Za-z][A-Za-z0-9_.]*):(?:"(?P<phrase>(?:[^"\\]|\\.)*)"|(?P<bare>[A-Za-z0-9_.]+)(?=[\s)]|$)))"""
+)
 
-    A phone field matches when its digits hold the term's digits (the reference searches digits only); other
-    fields match their whole text.
+
+def _words(text: Any) -> list[str]:
+    """Words as Bullhorn's index splits them (assumed: letters and digits, case-insensitive)."""
+    return re.findall(r"[^\W_]+", str(text or "").lower())
+
+
+def _lex(query: str) -> list[tuple[str, str, str]]:
+    """The query as tokens: ("(",..), (")",..), ("op", AND|OR|NOT), ("term", field, value). Anything else (an
+    unquoted special character, an unterminated phrase, a bare word without a field) is a 400, as Lucene's
+    parser refuses it or reads it otherwise than meant."""
+    tokens: list[tuple[str, str, str]] = []
+    position = 0
+    while position < len(query):
+        if not query[position:].strip():
+            break
+        match = _TOKEN.match(query, position)
+        if match is None:
+            raise HttpError(400, f"Cannot parse query at {position}")
+        if match.group("open"):
+            tokens.append(("(", "", ""))
+        elif match.group("close"):
+            tokens.append((")", "", ""))
+        elif match.group("op"):
+            tokens.append(("op", match.group("op"), ""))
+        elif match.group("phrase") is not None:
+            value = re.sub(r"\\(.)", r"\1", match.group("phrase"))
+            if not _words(value):
+                raise HttpError(400, "Cannot parse query: an empty phrase")
+            tokens.append(("term", match.group("field"), value))
+        else:
+            tokens.append(("term", match.group("field"), match.group("bare")))
+        position = match.end()
+    return tokens
+
+
+def _lucene(query: str) -> Any:
+    """The subset the connector sends, parsed strictly: `(<term> OR <term> ...) AND <term> NOT <term>` or one
+    term, each term `field:value` or `field:"phrase"` (backslash escapes inside the phrase).
+
+    A phone field matches when its digits hold the term's digits (the reference searches digits only);
+    `isDeleted` compares the flag; other fields match when their words hold the value's words in a row
+    (case-insensitive, as Bullhorn's search finds "Bob Smith" in "Bob Smith Ltd").
     """
+    tokens = _lex(query)
     alternatives: list[tuple[str, str]] = []
     required: list[tuple[str, str]] = []
     excluded: list[tuple[str, str]] = []
-    group = re.match(r"\s*\(([^()]*)\)", query)
-    rest = query
-    if group:
-        for term in _TERM.finditer(group.group(1)):
-            alternatives.append(
-                (term.group(2), term.group(4) if term.group(4) is not None else term.group(3))
-            )
-        rest = query[group.end() :]
-    for term in _TERM.finditer(rest):
-        value = term.group(4) if term.group(4) is not None else term.group(3)
-        (excluded if term.group(1) else required).append((term.group(2), value))
-    if not alternatives and not required:
+    i = 0
+    if tokens and tokens[0][0] == "(":
+        i = 1
+        while True:
+            if i >= len(tokens) or tokens[i][0] != "term":
+                raise HttpError(400, "Cannot parse query: a term expected in the group")
+            alternatives.append((tokens[i][1], tokens[i][2]))
+            i += 1
+            if i < len(tokens) and tokens[i] == ("op", "OR", ""):
+                i += 1
+                continue
+            if i < len(tokens) and tokens[i][0] == ")":
+                i += 1
+                break
+            raise HttpError(400, "Cannot parse query: OR or ) expected in the group")
+    elif tokens and tokens[0][0] == "term":
+        required.append((tokens[0][1], tokens[0][2]))
+        i = 1
+    else:
         raise HttpError(400, "Unparseable query")
+    while i < len(tokens):
+        if i + 1 >= len(tokens) or tokens[i][0] != "op" or tokens[i][1] == "OR" or tokens[i + 1][0] != "term":
+            raise HttpError(400, "Cannot parse query: AND <term> or NOT <term> expected")
+        (excluded if tokens[i][1] == "NOT" else required).append((tokens[i + 1][1], tokens[i + 1][2]))
+        i += 2
 
     def matches(record: JsonDict) -> bool:
         def hit(name: str, value: str) -> bool:
             if name == "isDeleted":
                 return str(bool(record.get("isDeleted"))).lower() == value
             stored = record.get(name)
-            if name in {"phone", "mobile", "phone2", "phone3", "workPhone"}:
+            if name in PHONE_FIELDS:
                 return bool(_digits(value)) and _digits(value) in _digits(stored)
-            return str(stored or "") == value
+            have, want = _words(stored), _words(value)
+            return bool(want) and any(
+                have[k : k + len(want)] == want for k in range(len(have) - len(want) + 1)
+            )
 
         if alternatives and not any(hit(n, v) for n, v in alternatives):
             return False

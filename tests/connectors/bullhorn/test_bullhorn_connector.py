@@ -312,3 +312,214 @@ async def test_the_user_list_is_the_corporations_users_page_by_page(
     assert users[0].email == "agent.east@example.com"
     # two full pages, then the empty third that ends the list
     assert len(env.fake.requests_to("/rest91/rest-services/corp1a/query/CorporateUser")) == 3
+
+
+# --- name search ----------------------------------------------------------------------------------------------
+
+
+def _search_queries(fake: FakeBullhorn) -> list[str]:
+    return [
+        str((r.json or {}).get("query"))
+        for r in fake.requests_to("/rest91/rest-services/corp1a/search/", method="POST")
+    ]
+
+
+async def test_name_search_finds_each_kind_by_whole_first_or_last_name(env: Env) -> None:
+    env.fake.add_person("Candidate", "Maya Patel", "(415) 555-0142")
+    env.fake.add_person("ClientContact", "Maya Lin", "415.555.0143")
+    env.fake.add_person("Lead", "Raj Patel", "+1 415 555 0144")
+    env.fake.add_person("Candidate", "Gone Patel", "(415) 555-0145", status="Archived")
+    env.fake.add_person("Lead", "Other Person", "+1 415 555 0146")
+    found = await env.connector.find_contact_with_name(env.call, "  Maya   Patel ")
+    assert found.successful
+    assert sorted((c.type, c.name) for c in found.contacts) == [
+        ("Candidate", "Maya Patel"),
+        ("Contact", "Maya Lin"),  # first name
+        ("Lead", "Raj Patel"),  # last name
+    ]
+    assert found.contacts[0].additional_info == {
+        "noteActions": [{"const": a, "title": a} for a in ("Call", "SMS", "Left Message")]
+    }
+    assert sorted(_search_queries(env.fake)) == sorted(
+        f'(name:"Maya Patel" OR firstName:"Maya" OR lastName:"Patel") AND isDeleted:false NOT status:"{s}"'
+        for s in ("Archive", "Archived", "Converted")
+    )
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        'Maya") OR (isDeleted:false',
+        "Maya OR status:Active",
+        'Zed \\" OR name:*',
+        "Zed* (x:y)",
+    ],
+)
+async def test_a_name_with_query_syntax_is_only_text(env: Env, hostile: str) -> None:
+    """Quotes, colons, parentheses, `OR` and `*` in the user's text stay inside escaped phrases: the strict
+    fake parses every query as the three alternatives, and nobody is found whose name lacks those words."""
+    env.fake.add_person("Candidate", "Other Person", "(415) 555-0142")
+    env.fake.add_person("Lead", "Nobody Here", "(415) 555-0143", status="Active")
+    found = await env.connector.find_contact_with_name(env.call, hostile)
+    assert found.successful and found.contacts == []
+    queries = _search_queries(env.fake)
+    assert len(queries) == 3
+    for query in queries:
+        assert query.startswith('(name:"') and query.count(" OR firstName:") == 1
+
+
+async def test_a_name_quoted_inside_is_still_found(env: Env) -> None:
+    env.fake.add_person("Candidate", 'Maya "May" Patel', "(415) 555-0142")
+    found = await env.connector.find_contact_with_name(env.call, 'Maya "May" Patel')
+    assert [c.name for c in found.contacts] == ['Maya "May" Patel']
+    assert (
+        '(name:"Maya \\"May\\" Patel" OR firstName:"Maya" OR lastName:"Patel")'
+        in _search_queries(env.fake)[0]
+    )
+
+
+async def test_a_name_without_letters_or_digits_searches_nothing(env: Env) -> None:
+    before = len(env.fake.requests)
+    for text in ("", "   ", "*", '" ) ( :'):
+        found = await env.connector.find_contact_with_name(env.call, text)
+        assert found.successful and found.contacts == []
+    assert len(env.fake.requests) == before
+
+
+# --- status picklists -----------------------------------------------------------------------------------------
+
+
+def _meta_requests(fake: FakeBullhorn) -> list[str]:
+    return [r.path for r in fake.requests_to("/rest91/rest-services/corp1a/meta/")]
+
+
+async def test_a_miss_offers_each_types_statuses_read_once_per_corporation(env: Env) -> None:
+    env.fake.corporations[1001].statuses["Lead"] = ["Cold", "Warm"]
+    found = await env.connector.find_contact(env.call, ContactLookup("+14155550199"))
+    [entry] = found.contacts
+    assert entry.additional_info is not None
+    assert entry.additional_info["Lead"] == {
+        "status": [{"const": "Cold", "title": "Cold"}, {"const": "Warm", "title": "Warm"}]
+    }
+    assert [o["const"] for o in entry.additional_info["Candidate"]["status"]] == [
+        "New Lead",
+        "Active",
+        "Placed",
+        "Archived",
+    ]
+    assert [o["const"] for o in entry.additional_info["Contact"]["status"]][-1] == "Archive"
+    assert entry.additional_info["noteActions"][0] == {"const": "Call", "title": "Call"}
+    assert sorted(_meta_requests(env.fake)) == [
+        "/rest91/rest-services/corp1a/meta/Candidate",
+        "/rest91/rest-services/corp1a/meta/ClientContact",
+        "/rest91/rest-services/corp1a/meta/Lead",
+    ]
+    await env.connector.find_contact(env.call, ContactLookup("+14155550198"))
+    await env.connector.create_contact(
+        env.call, NewContact("+14155550198", "Ada King", "Lead", additional_submission={"status": "Warm"})
+    )
+    assert len(_meta_requests(env.fake)) == 3  # kept for the hour
+
+
+async def test_statuses_are_read_again_once_the_hour_is_over(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import appconnect.connectors.bullhorn.connector as module
+
+    monkeypatch.setattr(module, "COMMENT_ACTIONS_TTL", 0.0)
+    await env.connector.find_contact(env.call, ContactLookup("+14155550199"))
+    env.fake.corporations[1001].statuses["Lead"] = ["Fresh"]
+    found = await env.connector.find_contact(env.call, ContactLookup("+14155550199"))
+    assert found.contacts[0].additional_info is not None
+    assert found.contacts[0].additional_info["Lead"] == {"status": [{"const": "Fresh", "title": "Fresh"}]}
+    assert len(_meta_requests(env.fake)) == 6
+
+
+async def test_only_a_status_bullhorn_offers_is_sent(env: Env) -> None:
+    offered = await env.connector.create_contact(
+        env.call,
+        NewContact("+14155550150", "Ada King", "Candidate", additional_submission={"status": "Active"}),
+    )
+    made_up = await env.connector.create_contact(
+        env.call, NewContact("+14155550151", "Bo Fake", "Lead", additional_submission={"status": "VIP; DROP"})
+    )
+    assert offered is not None and made_up is not None
+    people = {str(r["id"]): r for _, r in env.fake.people()}
+    assert people[offered.contact.id]["status"] == "Active"
+    assert "status" not in people[made_up.contact.id]
+    assert offered.return_message is not None and offered.return_message.message_type == "success"
+    assert made_up.return_message is not None and made_up.return_message.message_type == "warning"
+
+
+# --- copy to contact comments ---------------------------------------------------------------------------------
+
+
+async def test_copy_to_contact_comments_sets_the_persons_comments(env: Env) -> None:
+    person = env.fake.add_person("Candidate", "Maya Patel", "(415) 555-0142")
+    log = _log(str(person["id"]), copyToContactComments=True)
+    log.note = "Prefers nights"
+    result = await env.connector.create_call_log(env.call, log)
+    assert result.log_id is not None
+    [(entity, stored)] = env.fake.people()
+    assert entity == "Candidate" and stored["comments"] == "Prefers nights"
+    unchecked = _log(str(person["id"]), copyToContactComments=False)
+    unchecked.note = "Not copied"
+    await env.connector.create_call_log(env.call, unchecked)
+    assert env.fake.people()[0][1]["comments"] == "Prefers nights"
+    assert len(env.fake.notes()) == 2
+
+
+async def test_a_refused_copy_leaves_the_note_logged_with_a_warning(env: Env) -> None:
+    person = env.fake.add_person("Lead", "Maya Patel", "(415) 555-0142")
+    log = _log(str(person["id"]), copyToContactComments=True)  # the form says Candidate: no such candidate
+    log.note = "Prefers nights"
+    result = await env.connector.create_call_log(env.call, log)
+    assert result.log_id is not None and len(env.fake.notes()) == 1
+    assert result.return_message is not None and result.return_message.message_type == "warning"
+    assert "comments" not in env.fake.people()[0][1]
+
+
+# --- server-side logging's updates in the API user's session ----------------------------------------------------
+
+
+async def test_server_side_updates_and_dispositions_use_the_api_user(env: Env) -> None:
+    env.fake.add_user(
+        "api.logger", corporation=1001, user_id=590, first="Api", last="Logger", password="pw-1"
+    )
+    settings = {"apiUsername": "api.logger", "apiPassword": "pw-1"}
+    person = env.fake.add_person("Candidate", "Maya Patel", "(415) 555-0142")
+    log = _log(str(person["id"]))
+    log.from_server_side_logging, log.server_logging = True, settings
+    created = await env.connector.create_call_log(env.call, log)
+    assert created.log_id is not None
+    ref = CallLogRef(created.log_id)
+    await env.connector.update_call_log(
+        env.call,
+        CallLogUpdate(
+            ref,
+            composed_log_details=COMPOSED,
+            duration=61,
+            from_server_side_logging=True,
+            server_logging=settings,
+        ),
+    )
+    await env.connector.upsert_call_disposition(
+        env.call,
+        DispositionUpdate(
+            ref, {"noteActions": "SMS"}, from_server_side_logging=True, server_logging=settings
+        ),
+    )
+    # the user's own edit afterwards stays the user's
+    await env.connector.upsert_call_disposition(env.call, DispositionUpdate(ref, {"noteActions": "Call"}))
+    note_id = int(created.log_id)
+    assert [(e, i, who) for _, e, i, who in env.fake.updates] == [
+        ("Note", note_id, 590),
+        ("Note", note_id, 590),
+        ("Note", note_id, 501),
+    ]
+    assert env.fake.password_logins == 1
+    # without settings for this corporation, server-side logging's update goes through the user's session
+    await env.connector.update_call_log(
+        env.call, CallLogUpdate(ref, composed_log_details=COMPOSED, from_server_side_logging=True)
+    )
+    assert env.fake.updates[-1][3] == 501

@@ -250,3 +250,44 @@ async def test_a_call_note_through_the_server(agent: Agent, fake_bullhorn: FakeB
     [note] = fake_bullhorn.notes()
     assert note["action"] == "Call" and note["minutesSpent"] == 2 and note["dateAdded"] == 1773326120000
     assert "Wants the night shift" in note["comments"]
+
+
+async def test_name_search_through_the_server(agent: Agent, fake_bullhorn: FakeBullhorn) -> None:
+    await agent.login()
+    fake_bullhorn.add_person("Candidate", "Maya Patel", new_phone())
+    fake_bullhorn.add_person("Lead", "Other Person", new_phone())
+    found = await agent.http.get("/custom/contact/search", params={"name": "Maya Patel"}, headers=agent.auth)
+    assert found.status_code == 200 and found.json()["successful"] is True, found.text
+    assert [(c["name"], c["type"]) for c in found.json()["contact"]] == [("Maya Patel", "Candidate")]
+    hostile = await agent.http.get(
+        "/custom/contact/search", params={"name": 'x") OR (isDeleted:false'}, headers=agent.auth
+    )
+    assert hostile.status_code == 200 and _names(hostile.json()) == [], hostile.text
+    manifest = (await agent.http.get("/crmManifest", params={"platformName": "bullhorn"})).json()
+    assert manifest["platforms"]["bullhorn"]["page"]["useContactSearch"] is True
+
+
+async def test_the_new_contact_form_offers_bullhorns_statuses(
+    agent: Agent, fake_bullhorn: FakeBullhorn
+) -> None:
+    """A miss offers each contact type's statuses; the one chosen is the new record's status."""
+    await agent.login()
+    phone = new_phone()
+    found = await agent.find_contact(phone)
+    [entry] = found["contact"]
+    assert entry["isNewContact"] is True
+    leads = [o["const"] for o in entry["additionalInfo"]["Lead"]["status"]]
+    assert leads == ["New", "Qualified", "Converted"]
+    created = await agent.http.post(
+        "/contact",
+        json={
+            "phoneNumber": phone,
+            "newContactName": "Ada King",
+            "newContactType": "Lead",
+            "additionalSubmission": {"status": "Qualified"},
+        },
+        headers=agent.auth,
+    )
+    assert created.status_code == 200 and created.json()["successful"] is True, created.text
+    [(entity, record)] = fake_bullhorn.people()
+    assert entity == "Lead" and record["status"] == "Qualified"

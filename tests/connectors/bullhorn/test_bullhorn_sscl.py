@@ -161,6 +161,51 @@ async def test_a_server_side_logged_call_is_one_note_by_the_api_user_for_the_map
     assert [east.note_authors[(1001, n["id"])] for n in east.notes(1001)] == [API_USER_ID, API_USER_ID]
 
 
+async def test_server_side_updates_and_dispositions_are_written_by_the_api_user(
+    http: httpx.AsyncClient, east: FakeBullhorn, rc: FakeRingCentral
+) -> None:
+    """RingCentral's server-side logging updates the Note it logged (`PATCH /callLog`, its user agent) and sets
+    its disposition: both in the API user's session, as the create; the same edit from the user's client stays
+    in the user's session."""
+    admin, account = await _admin_of(http, east, rc, "agent.east", "east")
+    extension = await _mapped_colleague(admin, rc, account)
+    assert (await admin.save_api_user(API_USER, API_PASSWORD)).status_code == 200
+    phone = new_phone()
+    person = east.add_person("Candidate", "Maya Patel", phone)
+    body = _sscl_body(person, phone, extension)
+    logged = await admin.sscl_call(body)
+    assert logged.json()["successful"] is True, logged.text
+    note_id = int(logged.json()["logId"])
+    session_id = body["logInfo"]["sessionId"]
+    sscl = {**admin.agent.auth, "User-Agent": "SSCL"}
+
+    updated = await http.patch(
+        "/callLog", json={"sessionId": session_id, "duration": 185, "result": "Call connected"}, headers=sscl
+    )
+    assert updated.status_code == 200 and updated.json()["successful"] is True, updated.text
+    disposed = await http.put(
+        "/callDisposition",
+        json={"sessionId": session_id, "dispositions": {"noteActions": "SMS"}},
+        headers=sscl,
+    )
+    assert disposed.json()["successful"] is True, disposed.text
+    by_client = await http.put(
+        "/callDisposition",
+        json={"sessionId": session_id, "dispositions": {"noteActions": "Call"}},
+        headers=admin.agent.auth,
+    )
+    assert by_client.json()["successful"] is True, by_client.text
+
+    assert [(i, who) for _, _, i, who in east.updates] == [
+        (note_id, API_USER_ID),
+        (note_id, API_USER_ID),
+        (note_id, 501),
+    ]
+    [note] = east.notes(1001)
+    assert note["minutesSpent"] == 4 and note["action"] == "Call"
+    assert east.password_logins == 1
+
+
 async def test_wrong_api_user_credentials_are_a_clean_error_without_the_secret(
     http: httpx.AsyncClient, east: FakeBullhorn, rc: FakeRingCentral, caplog: pytest.LogCaptureFixture
 ) -> None:

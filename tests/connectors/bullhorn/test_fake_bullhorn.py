@@ -171,3 +171,56 @@ async def test_an_api_user_signs_in_with_its_password_and_a_wrong_one_gets_the_l
     assert wrong.status_code == 200 and "code=" not in wrong.headers.get("location", "")
     assert right.status_code == 302 and "code=" in right.headers["location"]
     assert fake_bullhorn.password_logins == 2
+
+
+def _search(http: httpx.Client, body: dict[str, str], entity: str, query: str) -> httpx.Response:
+    return http.post(
+        _rest(body) + f"search/{entity}",
+        params={"fields": "id,name", "count": 10},
+        json={"query": query},
+        headers={"BhRestToken": body["BhRestToken"]},
+    )
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        'name:"Maya',  # an unterminated phrase
+        "name:Maya Patel",  # a bare word without a field
+        "name:Ma*ya",  # an unquoted wildcard
+        'name:"Maya") OR (isDeleted:false',  # a stray parenthesis after the term
+        '(name:"Maya" OR) AND isDeleted:false',
+        'name:""',  # an empty phrase
+        "name:a:b",
+    ],
+)
+def test_search_refuses_what_the_subset_does_not_parse(
+    fake_bullhorn: FakeBullhorn, http: httpx.Client, query: str
+) -> None:
+    body = _session(fake_bullhorn, http)
+    assert _search(http, body, "Candidate", query).status_code == 400
+
+
+def test_search_reads_escaped_phrases_as_text(fake_bullhorn: FakeBullhorn, http: httpx.Client) -> None:
+    fake_bullhorn.add_person("Candidate", 'Maya "May" Patel', "(415) 555-0142")
+    fake_bullhorn.add_person("Candidate", "Maya Lin", "(415) 555-0143")
+    body = _session(fake_bullhorn, http)
+    quoted = _search(http, body, "Candidate", '(name:"maya \\"may\\" patel") AND isDeleted:false')
+    assert [r["name"] for r in quoted.json()["data"]] == ['Maya "May" Patel']
+    hostile = _search(http, body, "Candidate", '(name:"Maya\\") OR (isDeleted:false") AND isDeleted:false')
+    assert hostile.status_code == 200 and hostile.json()["data"] == []
+    either = _search(http, body, "Candidate", '(firstName:"Maya" OR lastName:"Lin") NOT status:"Archived"')
+    assert sorted(r["name"] for r in either.json()["data"]) == ['Maya "May" Patel', "Maya Lin"]
+
+
+def test_meta_names_the_status_picklist(fake_bullhorn: FakeBullhorn, http: httpx.Client) -> None:
+    body = _session(fake_bullhorn, http)
+    headers = {"BhRestToken": body["BhRestToken"]}
+    meta = http.get(_rest(body) + "meta/Lead", params={"fields": "status"}, headers=headers)
+    [status] = meta.json()["fields"]
+    assert status["name"] == "status"
+    assert [o["value"] for o in status["options"]] == ["New", "Qualified", "Converted"]
+    assert http.get(_rest(body) + "meta/Lead", headers=headers).status_code == 400  # fields required
+    assert (
+        http.get(_rest(body) + "meta/Nope", params={"fields": "status"}, headers=headers).status_code == 404
+    )

@@ -98,8 +98,10 @@ MAX_SESSIONS = 10_000
 #: users read per page of the user list, and pages read at most
 USER_PAGE = 200
 MAX_USER_PAGES = 50
-#: seconds a corporation's comment-action list is reused
+#: seconds a corporation's comment-action list and status picklists are reused
 COMMENT_ACTIONS_TTL = 3600.0
+#: characters of a name search used at most (a person's name; longer input is cut)
+MAX_NAME_CHARS = 200
 #: the Note action when neither the log form nor a setting names one (the reference's)
 DEFAULT_CALL_ACTION = "pending note"
 
@@ -158,6 +160,7 @@ class BullhornConnector(Connector):
         self._sessions: OrderedDict[str, RestSession] = OrderedDict()
         self._session_locks: dict[str, asyncio.Lock] = {}
         self._comment_actions: dict[str, tuple[float, list[str]]] = {}
+        self._statuses: dict[str, tuple[float, dict[str, list[tuple[str, str]]]]] = {}
         self._api_sessions: OrderedDict[str, RestSession] = OrderedDict()
         self._api_locks: dict[str, asyncio.Lock] = {}
 
@@ -472,7 +475,14 @@ class BullhornConnector(Connector):
             raise CrmAnswerError(type(exc).__name__) from None
 
     async def _api_rest(
-        self, call: CrmCall, settings: JsonDict, method: str, path: str, *, json: Any = None
+        self,
+        call: CrmCall,
+        settings: JsonDict,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        idempotent: bool = False,
     ) -> CrmResponse | None:
         """A REST call as the API user (None when the admin saved none); a 401 opens its session again once."""
         session = await self._api_session(call, settings)
@@ -486,6 +496,7 @@ class BullhornConnector(Connector):
                     json=json,
                     headers={"BhRestToken": session.token},
                     auth=False,
+                    idempotent=idempotent,
                 )
             except CrmHttpError as exc:
                 if exc.status != 401 or attempt == 2:
@@ -494,6 +505,25 @@ class BullhornConnector(Connector):
                 if session is None:
                     raise
         raise AssertionError("unreachable")
+
+    async def _log_write(
+        self,
+        call: CrmCall,
+        sscl: tuple[bool, JsonDict],
+        method: str,
+        path: str,
+        *,
+        json: Any,
+        idempotent: bool = False,
+    ) -> CrmResponse:
+        """A write of a call's Note (or of what goes with it): in the admin's API user's session when server-side
+        logging sent it and the flow handed over this corporation's settings, else in the user's session."""
+        from_sscl, settings = sscl
+        if from_sscl:
+            answer = await self._api_rest(call, settings, method, path, json=json, idempotent=idempotent)
+            if answer is not None:
+                return answer
+        return await self._rest(call, method, path, json=json, idempotent=idempotent)
 
     async def _get(self, call: CrmCall, path: str, params: dict[str, Any] | None = None) -> Any:
         return (await self._rest(call, "GET", path, params=params)).json()
@@ -513,7 +543,9 @@ class BullhornConnector(Connector):
                 successful=False, return_message=ReturnMessage("Invalid phone number format", "warning", 3000)
             )
         searches = [self._search_phone(call, entity, digits) for entity in ENTITIES.values()]
-        found, actions = await asyncio.gather(all_or_first_failure(searches), self._actions(call))
+        found, actions, statuses = await asyncio.gather(
+            all_or_first_failure(searches), self._actions(call), self._status_options(call)
+        )
         contacts: list[Contact] = []
         for contact_type, records in zip(ENTITIES, found, strict=True):
             for record in records:
@@ -521,10 +553,57 @@ class BullhornConnector(Connector):
                 if any_same_number(numbers, phone):
                     contacts.append(_contact(record, contact_type, actions))
         if not contacts:
+            # the new-contact form's `status` choices per contact type (the manifest's contactTypeDependent
+            # field), as the reference offers them: each type's picklist from Bullhorn's meta
             entry = placeholder_contact("Lead")
-            entry.additional_info = {"noteActions": _choices(actions)} if actions else None
+            info: JsonDict = {
+                contact_type: {
+                    "status": [{"const": v, "title": t} for v, t in statuses.get(contact_type, [])]
+                }
+                for contact_type in ENTITIES
+            }
+            if actions:
+                info["noteActions"] = _choices(actions)
+            entry.additional_info = info
             contacts.append(entry)
         return ContactMatches(successful=True, contacts=contacts)
+
+    async def find_contact_with_name(self, call: CrmCall, name: str) -> ContactMatches:
+        """Candidates, client contacts and leads by name: the whole name, the first word as a first name or the
+        last word as a last name (the reference's three alternatives), each the user's text as an escaped Lucene
+        phrase so quotes, colons, parentheses, `OR` or `*` in it never change the query. Every hit is re-checked
+        against the words searched, so a looser Bullhorn search cannot offer an unrelated person."""
+        text = " ".join(name.split())[:MAX_NAME_CHARS].strip()
+        words = [w for w in text.split(" ") if _tokens(w)]
+        if not words:
+            return ContactMatches(successful=True, contacts=[])
+        terms = [f"name:{_phrase(' '.join(words))}", f"firstName:{_phrase(words[0])}"]
+        if len(words) > 1:
+            terms.append(f"lastName:{_phrase(words[-1])}")
+        searches = [self._search_name(call, entity, " OR ".join(terms)) for entity in ENTITIES.values()]
+        found, actions = await asyncio.gather(all_or_first_failure(searches), self._actions(call))
+        contacts: list[Contact] = []
+        for contact_type, records in zip(ENTITIES, found, strict=True):
+            seen: set[int] = set()
+            for record in records:
+                if int(record["id"]) in seen or not _name_matches(record, words):
+                    continue
+                seen.add(int(record["id"]))
+                contacts.append(_contact(record, contact_type, actions))
+        return ContactMatches(successful=True, contacts=contacts)
+
+    async def _search_name(self, call: CrmCall, entity: str, alternatives: str) -> list[JsonDict]:
+        query = f'({alternatives}) AND isDeleted:false NOT status:"{_HIDDEN_STATUS[entity]}"'
+        response = await self._rest(
+            call,
+            "POST",
+            f"search/{entity}",
+            params={"fields": "id,firstName,lastName,name,email,phone,dateAdded", "count": SEARCH_COUNT},
+            json={"query": query},
+            idempotent=True,  # a search changes nothing
+        )
+        data = response.json()["data"]
+        return [r for r in data if isinstance(r, dict) and r.get("id") is not None]
 
     async def _search_phone(self, call: CrmCall, entity: str, digits: str) -> list[JsonDict]:
         fields = _PHONE_FIELDS[entity]
@@ -560,8 +639,42 @@ class BullhornConnector(Connector):
         self._comment_actions[key] = (now, actions)
         return actions
 
+    async def _status_options(self, call: CrmCall) -> dict[str, list[tuple[str, str]]]:
+        """Each contact type's `status` picklist, (value, label) pairs from `GET meta/<Entity>?fields=status`
+        (Bullhorn's field map options), kept an hour per corporation like the comment actions. A picklist
+        Bullhorn would not give is empty and asked for again next time."""
+        key = self.rate_limit_key(call.user)
+        now = asyncio.get_running_loop().time()
+        cached = self._statuses.get(key)
+        if cached is not None and now - cached[0] < COMMENT_ACTIONS_TTL:
+            return cached[1]
+        read = await all_or_first_failure([self._entity_statuses(call, e) for e in ENTITIES.values()])
+        options = {contact_type: found or [] for contact_type, found in zip(ENTITIES, read, strict=True)}
+        if all(found is not None for found in read):
+            self._statuses[key] = (now, options)
+        return options
+
+    async def _entity_statuses(self, call: CrmCall, entity: str) -> list[tuple[str, str]] | None:
+        try:
+            body = await self._get(call, f"meta/{entity}", {"fields": "status"})
+        except CrmHttpError as exc:
+            if exc.status in (401, 429) or exc.status is None:
+                raise
+            return None  # a user who may not read the meta still finds and creates contacts
+        fields = body.get("fields") if isinstance(body, dict) else None
+        for field in fields if isinstance(fields, list) else []:
+            if isinstance(field, dict) and field.get("name") == "status":
+                options = field.get("options")
+                return [
+                    (str(o["value"]), str(o.get("label") or o["value"]))
+                    for o in (options if isinstance(options, list) else [])
+                    if isinstance(o, dict) and str(o.get("value") or "").strip()
+                ]
+        return []
+
     async def create_contact(self, call: CrmCall, new: NewContact) -> CreatedContact | None:
-        """A lead or candidate directly; a client contact under the placeholder company (found or made)."""
+        """A lead or candidate directly; a client contact under the placeholder company (found or made). The
+        form's status is sent only when it is one of the type's statuses Bullhorn offers."""
         entity = ENTITIES.get(new.contact_type)
         if entity is None:
             return None
@@ -572,15 +685,25 @@ class BullhornConnector(Connector):
             "name": new.name.strip(),
             "phone": new.phone_number,
         }
+        message = ReturnMessage(f"{new.contact_type} created.", "success", 2000)
         status = new.additional_submission.get("status")
-        if isinstance(status, str) and status:
-            body["status"] = status
+        if isinstance(status, str) and status.strip():
+            offered = [value for value, _ in (await self._status_options(call)).get(new.contact_type, [])]
+            if status in offered:
+                body["status"] = status
+            else:
+                message = ReturnMessage(
+                    f"{new.contact_type} created with Bullhorn's default status: the status chosen is not one "
+                    "Bullhorn offers.",
+                    "warning",
+                    5000,
+                )
         if entity == "ClientContact":
             body["clientCorporation"] = {"id": await self._placeholder_company(call)}
         created = (await self._rest(call, "PUT", f"entity/{entity}", json=body)).json()
         contact_id = str(int(created["changedEntityId"]))
         contact = Contact(id=contact_id, name=new.name.strip(), phone=new.phone_number, type=new.contact_type)
-        return CreatedContact(contact, ReturnMessage(f"{new.contact_type} created.", "success", 2000))
+        return CreatedContact(contact, message)
 
     async def _placeholder_company(self, call: CrmCall) -> int:
         response = await self._rest(
@@ -625,13 +748,36 @@ class BullhornConnector(Connector):
             "externalID": marker,
             "commentingPerson": {"id": _commenter(call.user, log)},
         }
-        answer = None
-        if log.from_server_side_logging:
-            answer = await self._api_rest(call, log.server_logging, "PUT", "entity/Note", json=body)
-        if answer is None:
-            answer = await self._rest(call, "PUT", "entity/Note", json=body)
-        created = answer.json()
-        return LogResult(str(int(created["changedEntityId"])), ReturnMessage("Call logged", "success", 2000))
+        sscl = (log.from_server_side_logging, log.server_logging)
+        created = (await self._log_write(call, sscl, "PUT", "entity/Note", json=body)).json()
+        log_id = str(int(created["changedEntityId"]))
+        message = ReturnMessage("Call logged", "success", 2000)
+        if _checked(log.additional_submission.get("copyToContactComments")) and log.note.strip():
+            message = await self._copy_to_comments(call, sscl, log.contact, person_id, log.note) or message
+        return LogResult(log_id, message)
+
+    async def _copy_to_comments(
+        self, call: CrmCall, sscl: tuple[bool, JsonDict], contact: ContactRef, person_id: int, note: str
+    ) -> ReturnMessage | None:
+        """The log form's "Copy to contact comments" checkbox (the reference's): the person's `comments` become the
+        agent's note. The Note is written already, so a refusal here is a warning, never a failed log."""
+        entity = ENTITIES.get(contact.type or "")
+        if entity is None:
+            return ReturnMessage(
+                "Call logged; the note was not copied: unknown contact type.", "warning", 5000
+            )
+        try:
+            await self._log_write(
+                call, sscl, "POST", f"entity/{entity}/{person_id}", json={"comments": note}, idempotent=True
+            )
+        except CrmHttpError as exc:
+            return ReturnMessage(
+                f"Call logged; the note was not copied to the contact's comments (Bullhorn answered "
+                f"{exc.status or 'nothing'}).",
+                "warning",
+                5000,
+            )
+        return None
 
     async def find_call_log(self, call: CrmCall, log: CallLogCreate) -> str | None:
         return await self._note_with_marker(call, call_marker(log))
@@ -657,7 +803,8 @@ class BullhornConnector(Connector):
             body["dateAdded"] = _epoch_ms(update.start_time)
         if update.duration is not None:
             body["minutesSpent"] = _minutes(update.duration)
-        await self._rest(call, "POST", f"entity/Note/{note_id}", json=body, idempotent=True)
+        sscl = (update.from_server_side_logging, update.server_logging)
+        await self._log_write(call, sscl, "POST", f"entity/Note/{note_id}", json=body, idempotent=True)
         return CallLogUpdated(
             updated_note=update.composed_log_details,
             return_message=ReturnMessage("Call log updated.", "success", 2000),
@@ -693,8 +840,9 @@ class BullhornConnector(Connector):
         if not isinstance(action, str) or not action.strip():
             return LogResult(None)
         note_id = _note_id(update.log.log_id)
-        await self._rest(
-            call, "POST", f"entity/Note/{note_id}", json={"action": action.strip()}, idempotent=True
+        sscl = (update.from_server_side_logging, update.server_logging)
+        await self._log_write(
+            call, sscl, "POST", f"entity/Note/{note_id}", json={"action": action.strip()}, idempotent=True
         )
         return LogResult(update.log.log_id)
 
@@ -861,6 +1009,37 @@ def _contact(record: JsonDict, contact_type: str, actions: list[str]) -> Contact
         created_date=parse_time(added).isoformat() if added is not None else None,
         additional_info={"noteActions": _choices(actions)} if actions else None,
     )
+
+
+def _phrase(text: str) -> str:
+    """The user's text as one Lucene phrase: inside quotes only `"` and `\\` are special, so both are escaped
+    and nothing else in the text (`:`, `(`, `OR`, `*`) can act as query syntax."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _tokens(text: str) -> list[str]:
+    """Words as a search index splits them: runs of letters and digits, lower-cased."""
+    return re.findall(r"[^\W_]+", text.lower())
+
+
+def _has_run(haystack: list[str], needle: list[str]) -> bool:
+    n = len(needle)
+    return n > 0 and any(haystack[i : i + n] == needle for i in range(len(haystack) - n + 1))
+
+
+def _name_matches(record: JsonDict, words: list[str]) -> bool:
+    """A hit of the name search holds the whole name, the first word in its first name or the last word in
+    its last name (the three alternatives searched)."""
+    if _has_run(_tokens(str(record.get("name") or "")), _tokens(" ".join(words))):
+        return True
+    if _has_run(_tokens(str(record.get("firstName") or "")), _tokens(words[0])):
+        return True
+    return len(words) > 1 and _has_run(_tokens(str(record.get("lastName") or "")), _tokens(words[-1]))
+
+
+def _checked(value: Any) -> bool:
+    """A checkbox of the log form: true, or the text "true"."""
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
 def _choices(actions: list[str]) -> list[JsonDict]:
