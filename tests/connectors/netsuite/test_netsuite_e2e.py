@@ -73,7 +73,7 @@ class Agent:
                 "client_id": CLIENT_ID,
                 "response_type": "code",
                 "redirect_uri": self.fake.redirect_uri,
-                "scope": "rest_webservices",
+                "scope": "rest_webservices restlets",
                 "state": STATE,
             },
         )
