@@ -236,6 +236,8 @@ class Account:
     transactions: dict[int, JsonDict] = field(default_factory=dict)
     #: user notes the `customscript_createusernotes` RESTlet wrote: {id, transaction, title, note}
     user_notes: dict[int, JsonDict] = field(default_factory=dict)
+    #: False: the role lacks the Transactions permissions, so SuiteQL knows no `transaction` table
+    role_sees_transactions: bool = True
     subsidiaries: set[int] = field(default_factory=lambda: {1})
     #: False: an account without subsidiaries (not OneWorld), where no record has a `subsidiary` field
     one_world: bool = True
@@ -362,6 +364,16 @@ class FakeNetSuite(FakeCrm):
             record["title"] = name
             self.accounts[account_id].transactions[record["id"]] = record
         return record
+
+    def link_contact(self, contact_id: int, company_id: int, account_id: str = DEFAULT_ACCOUNT) -> None:
+        """The contact works for that customer (its `company`)."""
+        with self._lock:
+            self.accounts[account_id].contacts[contact_id]["company"] = {"id": str(company_id)}
+
+    def user_notes(self, account_id: str = DEFAULT_ACCOUNT) -> list[JsonDict]:
+        """The user notes the createusernotes RESTlet wrote, oldest first."""
+        with self._lock:
+            return [dict(n) for _, n in sorted(self.accounts[account_id].user_notes.items())]
 
     def connector_config(self) -> dict[str, str]:
         return {
@@ -622,7 +634,7 @@ class FakeNetSuite(FakeCrm):
 
     def _table(self, account: Account, table: str) -> list[JsonDict]:
         """A table's rows as SuiteQL shows them: lower-case names, string values, null columns left out."""
-        if table not in TABLE_COLUMNS:
+        if table not in TABLE_COLUMNS or (table == "transaction" and not account.role_sees_transactions):
             raise SuiteQlError(f"Record '{table}' was not found.")
         rows = []
         for record in account.store(table).values():
