@@ -21,7 +21,9 @@ What it holds to, from Oracle's NetSuite REST web services guide and the referen
   answered 429 with `CONCURRENCY_LIMIT_EXCEEDED`;
 - transactions (sales orders `SalesOrd`, opportunities `Opprtnty`) are SuiteQL rows of `transaction`, and a
   phone call's `transaction` must name one of them; RESTlets are `<account>.restlets.api.netsuite.com/app/site/
-  hosting/restlet.nl?script=...&deploy=...` (see the RESTlets section: the reference's SuiteApp scripts).
+  hosting/restlet.nl?script=...&deploy=...` (see the RESTlets section: the reference's SuiteApp scripts), want
+  a JSON Content-Type and a token whose consent granted the `restlets` scope (REST web services want
+  `rest_webservices`).
 """
 
 from __future__ import annotations
@@ -793,6 +795,13 @@ class FakeNetSuite(FakeCrm):
                 400,
                 "Script or deployment not found, or not released, or the role cannot run it.",
                 extra={"o:errorCode": "SSS_INVALID_SCRIPTLET_ID"},
+            )
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            # Oracle: a RESTlet call needs a Content-Type header (JSON here: these scripts read objects)
+            raise HttpError(
+                415,
+                "Invalid content type. You can only use application/json, application/xml or text/plain.",
+                extra={"o:errorCode": "INVALID_CONTENT_TYPE"},
             )
         body = request.json_object()
         with self._lock:

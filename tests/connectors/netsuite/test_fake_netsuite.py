@@ -212,3 +212,13 @@ def test_restlets_want_the_restlets_scope_and_a_deployed_script(fake_netsuite: F
         headers={"Authorization": f"Bearer {token}", "Prefer": "transient"},
     )
     assert rest.status_code == 401  # a RESTlet-only token is no REST web services token
+    as_text = httpx.post(
+        fake_netsuite.url(restlet_host(DEFAULT_ACCOUNT), RESTLET_PATH),
+        content=b"salesOrderId=1",
+        params={"script": "customscript_createusernotes", "deploy": "customdeploy_createusernotes"},
+        headers={
+            "Authorization": f"Bearer {fake_netsuite.issue_tokens(DEFAULT_ACCOUNT).access_token}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+    assert as_text.status_code == 415
