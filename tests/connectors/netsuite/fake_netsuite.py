@@ -18,7 +18,12 @@ What it holds to, from Oracle's NetSuite REST web services guide and the referen
   case-insensitive (`phonecall`, `phoneCall`);
 - errors in NetSuite's envelope: `{type, title, status, o:errorDetails: [{detail, o:errorCode}]}`;
 - REST, SOAP and RESTlets share one concurrency pool per account (`concurrency_limit`): a request over it is
-  answered 429 with `CONCURRENCY_LIMIT_EXCEEDED`.
+  answered 429 with `CONCURRENCY_LIMIT_EXCEEDED`;
+- transactions (sales orders `SalesOrd`, opportunities `Opprtnty`) are SuiteQL rows of `transaction`, and a
+  phone call's `transaction` must name one of them; RESTlets are `<account>.restlets.api.netsuite.com/app/site/
+  hosting/restlet.nl?script=...&deploy=...` (see the RESTlets section: the reference's SuiteApp scripts), want
+  a JSON Content-Type and a token whose consent granted the `restlets` scope (REST web services want
+  `rest_webservices`).
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ CLIENT_SECRET = "netsuite-client-secret"
 MAX_PAGE = 1000
 RECORD_PREFIX = "/services/rest/record/v1"
 SUITEQL_PATH = "/services/rest/query/v1/suiteql"
+RESTLET_PATH = "/app/site/hosting/restlet.nl"
 
 _STATUS_TITLES = {
     400: "Bad Request",
@@ -126,6 +132,7 @@ _REFERENCES = {
     "subsidiary": ("subsidiary",),
     "entityStatus": ("customerstatus",),
     "assigned": ("employee",),
+    "transaction": ("transaction",),
 }
 #: SuiteQL columns per table (the analytics data source's lower-case names)
 TABLE_COLUMNS: dict[str, frozenset[str]] = {
@@ -177,6 +184,9 @@ TABLE_COLUMNS: dict[str, frozenset[str]] = {
         {"id", "firstname", "middlename", "lastname", "email", "subsidiary", "giveaccess", "isinactive"}
     ),
     "customerstatus": frozenset({"id", "name", "stage", "isinactive"}),
+    "transaction": frozenset(
+        {"id", "tranid", "trandisplayname", "title", "type", "entity", "status", "createddate"}
+    ),
     "phonecall": frozenset(
         {
             "id",
@@ -210,6 +220,10 @@ def app_host(account: str) -> str:
     return f"{account_label(account)}.app.netsuite.com"
 
 
+def restlet_host(account: str) -> str:
+    return f"{account_label(account)}.restlets.api.netsuite.com"
+
+
 @dataclass
 class Account:
     """One NetSuite account: its own ids (an id means nothing in another account)."""
@@ -220,6 +234,12 @@ class Account:
     customers: dict[int, JsonDict] = field(default_factory=dict)
     statuses: dict[int, JsonDict] = field(default_factory=dict)
     phonecalls: dict[int, JsonDict] = field(default_factory=dict)
+    #: sales orders and opportunities (`type` `SalesOrd` / `Opprtnty`, `entity` the customer)
+    transactions: dict[int, JsonDict] = field(default_factory=dict)
+    #: user notes the `customscript_createusernotes` RESTlet wrote: {id, transaction, title, note}
+    user_notes: dict[int, JsonDict] = field(default_factory=dict)
+    #: False: the role lacks the Transactions permissions, so SuiteQL knows no `transaction` table
+    role_sees_transactions: bool = True
     subsidiaries: set[int] = field(default_factory=lambda: {1})
     #: False: an account without subsidiaries (not OneWorld), where no record has a `subsidiary` field
     one_world: bool = True
@@ -232,6 +252,7 @@ class Account:
             "phonecall": self.phonecalls,
             "employee": self.employees,
             "customerstatus": self.statuses,
+            "transaction": self.transactions,
         }[record_type]
 
 
@@ -320,6 +341,42 @@ class FakeNetSuite(FakeCrm):
         }
         return self._insert(account_id, "customer", record)
 
+    def add_transaction(
+        self,
+        kind: str,
+        entity_id: int,
+        name: str,
+        *,
+        created: str = "12/1/2026",
+        account_id: str = DEFAULT_ACCOUNT,
+    ) -> JsonDict:
+        """A sales order (`kind` "salesorder") or opportunity ("opportunity") of a customer; `created` in the
+        account's date format (M/D/YYYY), as SuiteQL answers `createddate`."""
+        type_code = {"salesorder": "SalesOrd", "opportunity": "Opprtnty"}[kind]
+        with self._lock:
+            record: JsonDict = {
+                "id": self.next_id(f"{account_id}:transaction", 400),
+                "type": type_code,
+                "entity": {"id": str(entity_id)},
+                "createdDate": created,
+            }
+            prefix = "Sales Order" if kind == "salesorder" else "Opportunity"
+            record["tranId"] = f"{'SO' if kind == 'salesorder' else 'OP'}{record['id']}"
+            record["tranDisplayName"] = f"{prefix} #{record['tranId']} {name}".strip()
+            record["title"] = name
+            self.accounts[account_id].transactions[record["id"]] = record
+        return record
+
+    def link_contact(self, contact_id: int, company_id: int, account_id: str = DEFAULT_ACCOUNT) -> None:
+        """The contact works for that customer (its `company`)."""
+        with self._lock:
+            self.accounts[account_id].contacts[contact_id]["company"] = {"id": str(company_id)}
+
+    def user_notes(self, account_id: str = DEFAULT_ACCOUNT) -> list[JsonDict]:
+        """The user notes the createusernotes RESTlet wrote, oldest first."""
+        with self._lock:
+            return [dict(n) for _, n in sorted(self.accounts[account_id].user_notes.items())]
+
     def connector_config(self) -> dict[str, str]:
         return {
             "client_id": CLIENT_ID,
@@ -334,9 +391,11 @@ class FakeNetSuite(FakeCrm):
     def url(self, host: str, path: str) -> str:
         return f"{self.base_url}/~{host}{path}"
 
-    def issue_tokens(self, account_id: str = DEFAULT_ACCOUNT) -> TokenPair:
+    def issue_tokens(
+        self, account_id: str = DEFAULT_ACCOUNT, scopes: str = "rest_webservices restlets"
+    ) -> TokenPair:
         with self._lock:
-            return self.grants.issue_tokens(account=account_id)
+            return self.grants.issue_tokens(account=account_id, scopes=scopes)
 
     def stage_of(self, record: JsonDict, account_id: str = DEFAULT_ACCOUNT) -> str:
         status_id = int(record.get("entityStatus", {}).get("id") or 13)
@@ -367,7 +426,7 @@ class FakeNetSuite(FakeCrm):
             with self._lock:
                 self.hosts_seen.append(host)
                 over = account.in_flight >= self.concurrency_limit and host.endswith(
-                    ".suitetalk.api.netsuite.com"
+                    (".suitetalk.api.netsuite.com", ".restlets.api.netsuite.com")
                 )
                 if not over:
                     account.in_flight += 1
@@ -389,7 +448,7 @@ class FakeNetSuite(FakeCrm):
 
     def _account_of_host(self, host: str) -> Account | None:
         for account in self.accounts.values():
-            if host in (api_host(account.id), app_host(account.id)):
+            if host in (api_host(account.id), app_host(account.id), restlet_host(account.id)):
                 return account
         return None
 
@@ -410,7 +469,7 @@ class FakeNetSuite(FakeCrm):
     def _host_account(self, request: FakeRequest, kind: str = "api") -> Account:
         host = str(request.path_params.get("host", "")).lower()
         account = self._account_of_host(host)
-        wanted = api_host if kind == "api" else app_host
+        wanted = {"api": api_host, "app": app_host, "restlet": restlet_host}[kind]
         if account is None or host != wanted(account.id):
             raise HttpError(
                 404, f"This resource is not served on {host}.", extra={"o:errorCode": "NOT_FOUND"}
@@ -428,6 +487,8 @@ class FakeNetSuite(FakeCrm):
             FakeRoute("POST", "/~{host}" + RECORD_PREFIX + "/{type}", self._create),
             FakeRoute("GET", "/~{host}" + RECORD_PREFIX + "/{type}/{id}", self._get),
             FakeRoute("PATCH", "/~{host}" + RECORD_PREFIX + "/{type}/{id}", self._patch),
+            FakeRoute("POST", "/~{host}" + RESTLET_PATH, self._restlet),
+            FakeRoute("PUT", "/~{host}" + RESTLET_PATH, self._restlet),
         ]
 
     def authenticate(self, request: FakeRequest) -> bool:
@@ -438,8 +499,13 @@ class FakeNetSuite(FakeCrm):
         with self._lock:
             if not self.grants.access_valid(token):
                 return False
-            account = self.grants.extra_of_access(token).get("account")
-        return isinstance(account, str) and host == api_host(account)
+            extra = self.grants.extra_of_access(token)
+        account, scopes = extra.get("account"), str(extra.get("scopes") or "").split()
+        # a token works on its own account's hosts, and only for the services its consent granted
+        return isinstance(account, str) and (
+            (host == api_host(account) and "rest_webservices" in scopes)
+            or (host == restlet_host(account) and "restlets" in scopes)
+        )
 
     def error_body(self, status: int, message: str, extra: JsonDict) -> Any:
         code = extra.get("o:errorCode") or ("INVALID_LOGIN" if status == 401 else "USER_ERROR")
@@ -472,7 +538,10 @@ class FakeNetSuite(FakeCrm):
         ):
             raise HttpError(400, "invalid_request")
         with self._lock:
-            code = self.grants.issue_code(query["redirect_uri"], "rest_webservices", account=account.id)
+            granted = " ".join(sorted(scopes & {"rest_webservices", "restlets"}))
+            code = self.grants.issue_code(
+                query["redirect_uri"], "rest_webservices", account=account.id, scopes=granted
+            )
             entity = self.login_entity[account.id]
         params = f"state={state}&role=3&entity={entity}&company={account.id}&code={code}"
         return RedirectResponse(f"{query['redirect_uri']}?{params}", status_code=302)
@@ -567,7 +636,7 @@ class FakeNetSuite(FakeCrm):
 
     def _table(self, account: Account, table: str) -> list[JsonDict]:
         """A table's rows as SuiteQL shows them: lower-case names, string values, null columns left out."""
-        if table not in TABLE_COLUMNS:
+        if table not in TABLE_COLUMNS or (table == "transaction" and not account.role_sees_transactions):
             raise SuiteQlError(f"Record '{table}' was not found.")
         rows = []
         for record in account.store(table).values():
@@ -618,7 +687,9 @@ class FakeNetSuite(FakeCrm):
                 raise HttpError(
                     400, f"Invalid field name: {key}.", extra={"o:errorCode": "INVALID_KEY_OR_REF"}
                 )
-            if key in _REFERENCES:
+            if key == "transaction":
+                _check_transaction(account, value)
+            elif key in _REFERENCES:
                 ref = value.get("id") if isinstance(value, dict) else None
                 target = _REFERENCES[key][0]
                 exists = False
@@ -710,6 +781,85 @@ class FakeNetSuite(FakeCrm):
             self._validate(account, record_type, body)
             record.update(body)
         return Response(status_code=204)
+
+    # --- RESTlets (the reference's SuiteApp scripts) ----------------------------------------------------------
+
+    async def _restlet(self, request: FakeRequest) -> Response:
+        """`restlet.nl?script=<script id>&deploy=<deployment id>` on the account's RESTlet host; a script the
+        account has not deployed is refused, as NetSuite does (the SuiteApp is not installed)."""
+        account = self._host_account(request, "restlet")
+        script, deploy = request.query.get("script", ""), request.query.get("deploy", "")
+        handler = self._restlet_scripts().get((script, deploy, request.method))
+        if handler is None:
+            raise HttpError(
+                400,
+                "Script or deployment not found, or not released, or the role cannot run it.",
+                extra={"o:errorCode": "SSS_INVALID_SCRIPTLET_ID"},
+            )
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            # Oracle: a RESTlet call needs a Content-Type header (JSON here: these scripts read objects)
+            raise HttpError(
+                415,
+                "Invalid content type. You can only use application/json, application/xml or text/plain.",
+                extra={"o:errorCode": "INVALID_CONTENT_TYPE"},
+            )
+        body = request.json_object()
+        with self._lock:
+            return self.json(handler(account, body))
+
+    def _restlet_scripts(self) -> dict[tuple[str, str, str], Callable[[Account, JsonDict], JsonDict]]:
+        """(script, deployment, method) -> what the deployed script does."""
+        notes = ("customscript_createusernotes", "customdeploy_createusernotes")
+        return {(*notes, "POST"): _create_user_note, (*notes, "PUT"): _update_user_note}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# customscript_createusernotes: the reference's RESTlet writing user notes on a transaction
+# (reference src/connectors/netsuite/index.ts handleDispositionNote / createMessageLog; its tests
+# tests/connectors/netsuite.int.test.ts answer {success: true, noteId}). The script's source is not public:
+# how it answers a transaction or note it cannot find is this fake's choice ({success: false, message}).
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _create_user_note(account: Account, body: JsonDict) -> JsonDict:
+    """POST {salesOrderId, noteTitle, noteText}: a new user note on that transaction (any transaction type:
+    the reference sends opportunity ids in `salesOrderId` too)."""
+    transaction = int(body["salesOrderId"]) if str(body.get("salesOrderId", "")).isdigit() else None
+    if transaction is None or transaction not in account.transactions:
+        return {"success": False, "message": "Transaction not found."}
+    note_id = max([700, *account.user_notes]) + 1
+    account.user_notes[note_id] = {
+        "id": note_id,
+        "transaction": transaction,
+        "title": str(body.get("noteTitle") or ""),
+        "note": str(body.get("noteText") or ""),
+    }
+    return {"success": True, "noteId": note_id}
+
+
+def _update_user_note(account: Account, body: JsonDict) -> JsonDict:
+    """PUT {noteId, noteTitle, noteText}: the note's title and text replaced."""
+    note_id = int(body["noteId"]) if str(body.get("noteId", "")).isdigit() else None
+    note = account.user_notes.get(note_id) if note_id is not None else None
+    if note is None:
+        return {"success": False, "message": "Note not found."}
+    note["title"] = str(body.get("noteTitle") or "")
+    note["note"] = str(body.get("noteText") or "")
+    return {"success": True, "noteId": note_id}
+
+
+def _check_transaction(account: Account, value: object) -> None:
+    """A phone call's `transaction` names an existing transaction; a `type` given must be its type."""
+    ref = value.get("id") if isinstance(value, dict) else None
+    record = account.transactions.get(int(ref)) if isinstance(ref, int | str) and str(ref).isdigit() else None
+    kind = value.get("type") if isinstance(value, dict) else None
+    types = {"salesorder": "SalesOrd", "opportunity": "Opprtnty"}
+    if record is None or (kind is not None and types.get(str(kind).lower()) != record["type"]):
+        raise HttpError(
+            400,
+            f"Invalid Field Value {value} for the following field: transaction.",
+            extra={"o:errorCode": "INVALID_KEY_OR_REF"},
+        )
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -856,6 +1006,20 @@ class _Parser:
         raise SuiteQlError(f"Unexpected {value}.")
 
 
+_DATE_VALUE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
+
+
+def _sort_key(value: object) -> tuple[int, str]:
+    """Numbers by value, dates (M/D/YYYY, as SuiteQL answers them) by day, other text as text."""
+    text = str(value or "")
+    if text.isdigit():
+        return int(text), ""
+    date = _DATE_VALUE.fullmatch(text)
+    if date:
+        return int(date[3]) * 10000 + int(date[1]) * 100 + int(date[2]), ""
+    return 0, text
+
+
 def run_suiteql(query: str, table_rows: Callable[[str], list[Row]]) -> list[Row]:
     """The rows a query selects (every row before paging)."""
     match = _QUERY.match(query)
@@ -878,7 +1042,7 @@ def run_suiteql(query: str, table_rows: Callable[[str], list[Row]]) -> list[Row]
     order = (match["order"] or "id").lower()
     if order not in columns:
         raise SuiteQlError(f"Field '{order}' was not found.")
-    rows.sort(key=lambda r: (int(r[order]) if str(r.get(order, "")).isdigit() else 0, str(r.get(order, ""))))
+    rows.sort(key=lambda r: _sort_key(r.get(order)))
     if (match["dir"] or "").upper() == "DESC":
         rows.reverse()
     if wanted == ["*"]:

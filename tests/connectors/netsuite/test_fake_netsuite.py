@@ -11,10 +11,12 @@ from fake_netsuite import (
     DEFAULT_ACCOUNT,
     OTHER_ACCOUNT,
     RECORD_PREFIX,
+    RESTLET_PATH,
     SUITEQL_PATH,
     FakeNetSuite,
     api_host,
     app_host,
+    restlet_host,
 )
 
 
@@ -131,3 +133,92 @@ def test_one_concurrency_pool_per_account(fake_netsuite: FakeNetSuite, limit: in
     assert refused.status_code == 429 and _code(refused) == "CONCURRENCY_LIMIT_EXCEEDED"
     assert other.status_code == 200
     assert slow[0].status_code == 200
+
+
+# --- transactions and the createusernotes RESTlet ------------------------------------------------------------
+
+
+def _restlet(
+    fake: FakeNetSuite, method: str, body: object, *, scopes: str = "rest_webservices restlets", **params: str
+) -> httpx.Response:
+    token = fake.issue_tokens(DEFAULT_ACCOUNT, scopes=scopes).access_token
+    query = {"script": "customscript_createusernotes", "deploy": "customdeploy_createusernotes", **params}
+    return httpx.request(
+        method,
+        fake.url(restlet_host(DEFAULT_ACCOUNT), RESTLET_PATH),
+        json=body,
+        params=query,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
+def test_transactions_order_by_their_creation_day(fake_netsuite: FakeNetSuite) -> None:
+    customer = fake_netsuite.add_customer("Acme Corp", "+12125550100")["id"]
+    for day in ("9/30/2026", "11/2/2026", "10/15/2026"):
+        fake_netsuite.add_transaction("salesorder", customer, day, created=day)
+    fake_netsuite.add_transaction("opportunity", customer, "Renewal")
+    query = (
+        f"SELECT id, trandisplayname FROM transaction WHERE entity = {customer} AND type = 'SalesOrd' "
+        "ORDER BY createddate DESC"
+    )
+    rows = _post(fake_netsuite, SUITEQL_PATH, {"q": query}).json()["items"]
+    assert [r["trandisplayname"].rsplit(" ", 1)[1] for r in rows] == ["11/2/2026", "10/15/2026", "9/30/2026"]
+    joined = _post(
+        fake_netsuite,
+        SUITEQL_PATH,
+        {"q": "SELECT contact.id FROM contact LEFT JOIN customer ON contact.company = customer.id"},
+    )
+    assert joined.status_code == 400  # a query the fake does not understand is refused, never guessed at
+
+
+def test_a_phone_calls_transaction_must_exist_and_be_of_its_type(fake_netsuite: FakeNetSuite) -> None:
+    customer = fake_netsuite.add_customer("Acme Corp", "+12125550100")["id"]
+    order = fake_netsuite.add_transaction("salesorder", customer, "Widgets")["id"]
+    call = {"title": "Call", "company": {"id": str(customer)}}
+    path = f"{RECORD_PREFIX}/phonecall"
+    wrong_type = _post(fake_netsuite, path, {**call, "transaction": {"id": order, "type": "opportunity"}})
+    missing = _post(fake_netsuite, path, {**call, "transaction": {"id": order + 50, "type": "salesorder"}})
+    assert (wrong_type.status_code, missing.status_code) == (400, 400)
+    assert (
+        _post(fake_netsuite, path, {**call, "transaction": {"id": order, "type": "salesorder"}}).status_code
+        == 204
+    )
+
+
+def test_the_user_notes_restlet_creates_then_updates(fake_netsuite: FakeNetSuite) -> None:
+    customer = fake_netsuite.add_customer("Acme Corp", "+12125550100")["id"]
+    order = fake_netsuite.add_transaction("salesorder", customer, "Widgets")["id"]
+    created = _restlet(fake_netsuite, "POST", {"salesOrderId": order, "noteTitle": "T", "noteText": "one"})
+    assert created.status_code == 200 and created.json()["success"] is True
+    note_id = created.json()["noteId"]
+    updated = _restlet(fake_netsuite, "PUT", {"noteId": note_id, "noteTitle": "T", "noteText": "two"})
+    assert updated.json()["success"] is True
+    assert [(n["id"], n["transaction"], n["note"]) for n in fake_netsuite.user_notes()] == [
+        (note_id, order, "two")
+    ]
+    nowhere = _restlet(fake_netsuite, "POST", {"salesOrderId": 999999, "noteTitle": "T", "noteText": "x"})
+    assert nowhere.json()["success"] is False
+
+
+def test_restlets_want_the_restlets_scope_and_a_deployed_script(fake_netsuite: FakeNetSuite) -> None:
+    body = {"salesOrderId": 1, "noteTitle": "T", "noteText": "x"}
+    assert _restlet(fake_netsuite, "POST", body, scopes="rest_webservices").status_code == 401
+    unknown = _restlet(fake_netsuite, "POST", body, script="customscript_other")
+    assert unknown.status_code == 400 and _code(unknown) == "SSS_INVALID_SCRIPTLET_ID"
+    token = fake_netsuite.issue_tokens(DEFAULT_ACCOUNT, scopes="restlets").access_token
+    rest = httpx.post(
+        fake_netsuite.url(api_host(DEFAULT_ACCOUNT), SUITEQL_PATH),
+        json={"q": "SELECT id FROM contact"},
+        headers={"Authorization": f"Bearer {token}", "Prefer": "transient"},
+    )
+    assert rest.status_code == 401  # a RESTlet-only token is no REST web services token
+    as_text = httpx.post(
+        fake_netsuite.url(restlet_host(DEFAULT_ACCOUNT), RESTLET_PATH),
+        content=b"salesOrderId=1",
+        params={"script": "customscript_createusernotes", "deploy": "customdeploy_createusernotes"},
+        headers={
+            "Authorization": f"Bearer {fake_netsuite.issue_tokens(DEFAULT_ACCOUNT).access_token}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+    assert as_text.status_code == 415

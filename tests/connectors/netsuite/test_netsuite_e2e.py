@@ -73,7 +73,7 @@ class Agent:
                 "client_id": CLIENT_ID,
                 "response_type": "code",
                 "redirect_uri": self.fake.redirect_uri,
-                "scope": "rest_webservices",
+                "scope": "rest_webservices restlets",
                 "state": STATE,
             },
         )
@@ -268,3 +268,60 @@ async def test_an_expired_token_is_refreshed_at_the_account_host_and_logout_revo
     revokes = fake.requests_to(fake.path("/services/rest/auth/oauth2/v1/revoke"), "POST")
     assert len(revokes) == 2 and all(r.auth_scheme == "Basic" for r in revokes)
     assert fake.grants.revoke_calls == 2
+
+
+async def test_a_sales_order_chosen_on_the_log_form_goes_on_the_call_and_gets_one_note(
+    agent: Agent, fake_netsuite: FakeNetSuite
+) -> None:
+    """The client's sequence with Sales Order logging on: lookup offers the company's orders, the call names
+    the chosen one, and the disposition (sent twice) leaves one user note, found again by name search."""
+    fake = fake_netsuite
+    await agent.login()
+    settings = {"enableSalesOrderLogging": {"value": True}}
+    saved = await agent.http.post("/user/settings", headers=agent.auth, json={"userSettings": settings})
+    assert saved.status_code == 200, saved.text
+    try:
+        phone = new_phone()
+        company = fake.add_customer("Zephyr Holdings", "+1 212 555 0188")["id"]
+        order = fake.add_transaction("salesorder", company, "Turbines")["id"]
+        contact = fake.add_contact("Maya Zephyrine", phone)["id"]
+        fake.link_contact(contact, company)
+
+        found = await agent.find_contact(phone)
+        [maya] = [c for c in found["contact"] if c["id"] == str(contact)]
+        assert maya["additionalInfo"] == {
+            "salesorder": [{"const": str(order), "title": f"Sales Order #SO{order} Turbines"}]
+        }
+
+        body = call_log_body(
+            "ns-e2e-so",
+            str(contact),
+            phone,
+            log_info={"startTime": "2026-03-12T14:35:20.000Z", "duration": 60},
+            contactType="contact",
+            note="Turbine delivery date",
+            additionalSubmission={"salesorder": str(order)},
+        )
+        logged = (await agent.http.post("/callLog", headers=agent.auth, json=body)).json()
+        assert logged["successful"] is True, logged
+        call = fake.snapshot(fake.account().phonecalls)[int(logged["logId"])]
+        assert call["transaction"] == {"id": order, "type": "salesorder"}
+
+        for _ in range(2):
+            answer = await agent.http.put(
+                "/callDisposition",
+                headers=agent.auth,
+                json={"sessionId": "ns-e2e-so", "dispositions": {"salesorder": str(order)}},
+            )
+            assert answer.json()["successful"] is True, answer.text
+        [note] = fake.user_notes()
+        assert note["transaction"] == order and "Turbine delivery date" in note["note"]
+
+        searched = await agent.http.get(
+            "/custom/contact/search", params={"name": "zephyr"}, headers=agent.auth
+        )
+        assert {c["id"] for c in searched.json()["contact"]} == {str(company), str(contact)}
+    finally:
+        await agent.http.post(
+            "/user/settings", headers=agent.auth, json={"settingKeysToRemove": list(settings)}
+        )

@@ -51,6 +51,7 @@ from appconnect.connectors.sdk import (
     CrmHttpError,
     CrmResponse,
     CrmUser,
+    DispositionUpdate,
     JsonDict,
     LimitRule,
     LoginRequest,
@@ -83,7 +84,7 @@ _ACCOUNT = re.compile(r"[0-9a-z]+(?:[-_][0-9a-z]+)*")
 _NETSUITE_SUFFIXES = (".app.netsuite.com", ".suitetalk.api.netsuite.com", ".restlets.api.netsuite.com")
 
 CONTACT_COLUMNS = (
-    "id, firstname, middlename, lastname, entitytitle, phone, mobilephone, homephone, officephone, "
+    "id, firstname, middlename, lastname, entitytitle, phone, mobilephone, homephone, officephone, company, "
     "datecreated, lastmodifieddate"
 )
 CONTACT_PHONES = ("phone", "mobilephone", "homephone", "officephone")
@@ -92,6 +93,7 @@ CUSTOMER_COLUMNS = (
     "mobilephone, homephone, altphone, datecreated, lastmodifieddate"
 )
 CUSTOMER_PHONES = ("phone", "mobilephone", "homephone", "altphone")
+_ALL_PHONES = ("phone", "mobilephone", "homephone", "officephone", "altphone")
 #: the manifest's `phoneFieldsId` options -> SuiteQL columns
 _PHONE_SETTING = {
     "phone": "phone",
@@ -110,6 +112,26 @@ _MARKER_RE = re.compile(r"\n*\[rc-(?:call|sms|msg)-[^\]\n]*\]")
 _CALL_MARKER_RE = re.compile(r"\[rc-call-[^\]\n]*\]")
 _COUNTER_RE = re.compile(r"Conversation\((\d+) messages\)")
 _MESSAGES_END = "------------\nEND"
+
+#: the log form's transaction fields (manifest `additionalFields`) -> (SuiteQL `transaction.type`, the user
+#: setting that turns them on, the reference's note-line words)
+TRANSACTION_KINDS = {
+    "salesorder": ("SalesOrd", "enableSalesOrderLogging", "SalesOrder", "Sales Order"),
+    "opportunity": ("Opprtnty", "enableOpportunityLogging", "Opportunity", "Opportunity"),
+}
+#: people of one lookup whose transactions are listed at most (each costs a query per kind)
+CHOICE_ENTITIES = 20
+#: the reference SuiteApp's RESTlet writing user notes on a transaction
+USER_NOTES_SCRIPT = ("customscript_createusernotes", "customdeploy_createusernotes")
+RESTLET_PATH = "/app/site/hosting/restlet.nl"
+#: a note line as the reference writes it: `- SalesOrderNoteUrl: <url> SalesOrderId: <id>`; this connector
+#: writes `pending` as the url while the RESTlet's answer is awaited
+_NOTE_LINE_RE = re.compile(
+    r"^[ \t]*- (SalesOrder|Opportunity)NoteUrl: (\S+) (?:SalesOrder|Opportunity)Id: (\d+)[ \t]*$\n?", re.M
+)
+_NOTE_HEADER_RE = re.compile(r"^[ \t]*(?:Sales Order|Opportunity) Call Logs \(Do Not Edit\)[ \t]*$\n?", re.M)
+_NOTE_ID_RE = re.compile(r"[?&]id=(\d+)$")
+_PENDING = "pending"
 
 
 def account_id(hostname: str | None) -> str | None:
@@ -186,7 +208,7 @@ class NetSuiteConnector(Connector):
             access_token_uri=f"{origin}{TOKEN_PATH}",
             redirect_uri=redirect_uri,
             authorization_uri=f"https://{label}.app.netsuite.com/app/login/oauth2/authorize.nl",
-            scopes="rest_webservices",
+            scopes="rest_webservices restlets",
             hostname=f"{label}.app.netsuite.com",
             revoke_uri=f"{origin}{REVOKE_PATH}",
             fail_message=None if client_id else "NetSuite is not set up on this server (no client id).",
@@ -295,18 +317,96 @@ class NetSuiteConnector(Connector):
                 else _no_rows(),
             ]
         )
-        contacts = [
-            _contact(row, "contact", phone)
+        people = [
+            (row, "contact")
             for row in contact_rows
             if any_same_number([str(row.get(f) or "") for f in contact_fields], phone)
         ]
-        contacts += [
-            _contact(row, _customer_type(row), phone)
+        people += [
+            (row, _customer_type(row))
             for row in customer_rows
             if any_same_number([str(row.get(f) or "") for f in customer_fields], phone)
         ]
+        contacts = await self._with_transactions(call, people, phone)
         contacts.append(placeholder_contact("contact"))
         return ContactMatches(successful=True, contacts=contacts)
+
+    async def find_contact_with_name(self, call: CrmCall, name: str) -> ContactMatches:
+        """Contacts and customers whose first name, last name or display name (a customer's company name too)
+        holds the words typed, case-insensitively (the reference's findContactWithName, without vendors)."""
+        term = re.sub(r"[%_\s]+", " ", name).strip().lower()  # LIKE wildcards typed would match anything
+        if len(term) < 2:
+            return ContactMatches(successful=True, contacts=[])
+        pattern = _literal(f"%{term}%")
+        names = ("firstname", "lastname", "entitytitle")
+        tables = _chosen(
+            call.user.setting("contactsSearchId"), {"contact": "contact", "customer": "customer"}
+        )
+        contact_query = _select(
+            CONTACT_COLUMNS, "contact", " OR ".join(f"LOWER({c}) LIKE {pattern}" for c in names)
+        )
+        customer_query = _select(
+            CUSTOMER_COLUMNS,
+            "customer",
+            " OR ".join(f"LOWER({c}) LIKE {pattern}" for c in (*names, "companyname", "entityid")),
+        )
+        contact_rows, customer_rows = await all_or_first_failure(
+            [
+                self._suiteql(call.http, contact_query, max_pages=1) if "contact" in tables else _no_rows(),
+                self._suiteql(call.http, customer_query, max_pages=1) if "customer" in tables else _no_rows(),
+            ]
+        )
+        people = [(row, "contact") for row in contact_rows]
+        people += [(row, _customer_type(row)) for row in customer_rows]
+        return ContactMatches(successful=True, contacts=await self._with_transactions(call, people, None))
+
+    async def _with_transactions(
+        self, call: CrmCall, people: list[tuple[JsonDict, str]], phone: str | None
+    ) -> list[Contact]:
+        """The contacts, each offering its company's sales orders and opportunities (a contact's are its
+        company's, a customer's its own, as the reference lists them) when the user's settings turn them on."""
+        kinds = [kind for kind, spec in TRANSACTION_KINDS.items() if call.user.setting(spec[1]) is True]
+        entities: list[int | None] = [
+            int_or_none(row.get("company")) if kind == "contact" else int_or_none(row.get("id"))
+            for row, kind in people
+        ]
+        wanted = list(dict.fromkeys(e for e in entities if e is not None))[:CHOICE_ENTITIES] if kinds else []
+        pairs = [(entity, kind) for entity in wanted for kind in kinds]
+        lists = await all_or_first_failure([self._transactions(call.http, e, k) for e, k in pairs])
+        choices: dict[int, JsonDict] = {}
+        for (entity, kind), options in zip(pairs, lists, strict=True):
+            if options:
+                choices.setdefault(entity, {})[kind] = options
+        contacts = []
+        for (row, kind), of in zip(people, entities, strict=True):
+            own = next((str(row[f]) for f in _ALL_PHONES if row.get(f)), "")
+            contact = _contact(row, kind, phone or own)
+            contact.additional_info = choices.get(of) if of is not None else None
+            contacts.append(contact)
+        return contacts
+
+    async def _transactions(self, http: CrmHttp, entity: int, kind: str) -> list[JsonDict]:
+        """An entity's transactions of one kind, newest first, as the log form's choices. A role that may
+        not see transactions (400/403) offers none rather than failing the lookup."""
+        query = _select(
+            "id, trandisplayname",
+            "transaction",
+            f"entity = {entity} AND type = {_literal(TRANSACTION_KINDS[kind][0])} ORDER BY createddate DESC",
+        )
+        try:
+            rows = await self._suiteql(http, query, max_pages=1)
+        except CrmHttpError as exc:
+            if exc.status in (400, 403):
+                return []
+            raise
+        options = []
+        for row in rows:
+            transaction = int_or_none(row.get("id"))
+            if transaction is not None:
+                options.append(
+                    {"const": str(transaction), "title": str(row.get("trandisplayname") or f"#{transaction}")}
+                )
+        return options
 
     async def create_contact(self, call: CrmCall, new: NewContact) -> CreatedContact | None:
         """A contact, or a person customer (a lead or prospect: in the account's first active status of that
@@ -374,6 +474,7 @@ class NetSuiteConnector(Connector):
             "endTime": end.strftime("%H:%M"),
             "message": (log.composed_log_details or "No details available") + _marker_line(call_marker(log)),
             **_party(log.contact),
+            **_transaction(log.additional_submission),
         }
         created = await self._create(call.http, "phonecall", body)
         return LogResult(created, ReturnMessage("Call logged", "success", 2000))
@@ -384,7 +485,7 @@ class NetSuiteConnector(Connector):
     async def get_call_log(self, call: CrmCall, ref: CallLogRef) -> CallLogFetched:
         """The agent's note is the `- Note:` line of the message; the marker never shows."""
         data = await call.http.get_json(f"{RECORD_PATH}/phonecall/{_record_id(ref.log_id)}")
-        full_body = _MARKER_RE.sub("", str(data.get("message") or ""))
+        full_body = _without_notes(_MARKER_RE.sub("", str(data.get("message") or "")))
         match = _NOTE_RE.search(full_body)
         info = CallLogInfo(
             subject=data.get("title"),
@@ -404,6 +505,7 @@ class NetSuiteConnector(Connector):
         body: JsonDict = {
             "message": (update.composed_log_details or "No details available")
             + (f"\n\n{marker.group(0)}" if marker else "")
+            + _note_sections(_notes_of(str(existing.get("message") or "")))
         }
         if update.subject:
             body["title"] = update.subject
@@ -412,6 +514,89 @@ class NetSuiteConnector(Connector):
             updated_note=update.composed_log_details,
             return_message=ReturnMessage("Call log updated.", "success", 2000),
         )
+
+    async def upsert_call_disposition(self, call: CrmCall, update: DispositionUpdate) -> LogResult:
+        """A user note on each chosen sales order / opportunity (the reference SuiteApp's RESTlet), its link
+        kept in the phone call's message: a disposition sent again updates that note instead of adding one."""
+        chosen = [
+            (kind, transaction)
+            for kind, spec in TRANSACTION_KINDS.items()
+            if call.user.setting(spec[1]) is True
+            and (transaction := _positive_id(update.dispositions.get(kind))) is not None
+        ]
+        if not chosen:
+            return LogResult(None)
+        log_id = _record_id(update.log.log_id)
+        path = f"{RECORD_PATH}/phonecall/{log_id}"
+        data = await call.http.get_json(path)
+        message = str(data.get("message") or "")
+        title = str(data.get("title") or "")
+        text = _without_notes(_MARKER_RE.sub("", message)).strip() or "empty"
+        notes = _notes_of(message)
+        unsure = False
+        for kind, transaction in chosen:
+            note = notes.get((kind, transaction))
+            if note == _PENDING:
+                unsure = True  # an earlier create got no answer: it may exist, never make a second one
+                continue
+            found = _NOTE_ID_RE.search(note or "")
+            if found:
+                body = {"noteTitle": title, "noteText": text, "noteId": int(found.group(1))}
+                await call.http.request("PUT", self._user_notes_url(call), json=body, idempotent=True)
+                continue
+            notes[(kind, transaction)] = _PENDING
+            await _patch(call.http, path, {"message": _with_notes(message, notes)})
+            try:
+                note_id = await self._create_user_note(call, transaction, title, text)
+            except CrmHttpError as exc:
+                if not exc.outcome_unknown:  # answered: no note was written, a later try may write it
+                    del notes[(kind, transaction)]
+                    await _patch(call.http, path, {"message": _with_notes(message, notes)})
+                raise
+            if note_id is None:
+                del notes[(kind, transaction)]
+                unsure = True
+            else:
+                label = account_label(account_id(call.user.hostname) or "")
+                notes[(kind, transaction)] = (
+                    f"https://{label}.app.netsuite.com/app/crm/common/note.nl?id={note_id}"
+                )
+            await _patch(call.http, path, {"message": _with_notes(message, notes)})
+        if unsure:
+            return LogResult(
+                str(log_id),
+                ReturnMessage(
+                    "Call logged, but a sales order or opportunity note may be missing: check it in NetSuite.",
+                    "warning",
+                    5000,
+                ),
+            )
+        return LogResult(str(log_id), ReturnMessage("Call log updated.", "success", 2000))
+
+    def _user_notes_url(self, call: CrmCall) -> str:
+        script, deploy = USER_NOTES_SCRIPT
+        account = account_id(call.user.hostname) or ""
+        return f"{self.restlet_origin(account)}{RESTLET_PATH}?script={script}&deploy={deploy}"
+
+    def restlet_origin(self, account: str) -> str:
+        """Where an account's RESTlets run (`<account label>.restlets.api.netsuite.com`); `base_url` as for
+        the API."""
+        host = f"{account_label(account)}.restlets.api.netsuite.com"
+        override = self.config.get("base_url")
+        if override:
+            return override.replace("{host}", host).rstrip("/")
+        return f"https://{host}"
+
+    async def _create_user_note(self, call: CrmCall, transaction: int, title: str, text: str) -> str | None:
+        """The new note's id, or None when the RESTlet answered that it wrote none. Sent once (a POST is not
+        repeated when its answer is lost)."""
+        body = {"salesOrderId": transaction, "noteTitle": title, "noteText": text}
+        response = await call.http.request("POST", self._user_notes_url(call), json=body)
+        answer = response.json()
+        note_id = int_or_none(answer.get("noteId")) if isinstance(answer, dict) else None
+        if not isinstance(answer, dict) or answer.get("success") is not True or note_id is None:
+            return None
+        return str(note_id)
 
     # --- message logs --------------------------------------------------------------------------------------
 
@@ -462,7 +647,24 @@ class NetSuiteConnector(Connector):
             **_party(contact),
         }
         created_id = await self._create(call.http, "phonecall", body)
+        chosen = _chosen_transaction(log.additional_submission)
+        if chosen is not None and not await self._message_note(call, chosen[1], subject, text):
+            return LogResult(
+                created_id,
+                ReturnMessage(
+                    "Message logged, but the sales order or opportunity note was not.", "warning", 5000
+                ),
+            )
         return LogResult(created_id, ReturnMessage("Message logged", "success", 2000))
+
+    async def _message_note(self, call: CrmCall, transaction: int, title: str, text: str) -> bool:
+        """A user note with the conversation on the chosen transaction (the reference writes one for a sales
+        order; an opportunity is a transaction too). Written once, after the phone call: a create retried
+        only when the phone call was not found, so no second note; a failure leaves the log in place."""
+        try:
+            return await self._create_user_note(call, transaction, title, text) is not None
+        except CrmHttpError:
+            return False
 
     async def find_message_log(self, call: CrmCall, log: MessageLogCreate) -> str | None:
         return await self._phone_call_with_marker(call.http, message_marker(log))
@@ -640,3 +842,65 @@ def _message_item(
     who = f"{contact.name} ({contact.phone_number})" if message.direction == "Inbound" else user_name
     extra = f"\n{image_link}" if image_link else ""
     return f"{who} {when:%I:%M %p}\n{message.subject}{extra}\n\n"
+
+
+# --- sales orders and opportunities -------------------------------------------------------------------------
+
+
+def _positive_id(value: object) -> int | None:
+    """A record id the client chose: a positive integer (or its digits), nothing else reaches a request."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 < value < 10**18 else None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19 and int(value) > 0:
+        return int(value)
+    return None
+
+
+def _chosen_transaction(chosen: JsonDict) -> tuple[str, int] | None:
+    """The sales order, else the opportunity, the log form chose (the reference's order of precedence)."""
+    for kind in TRANSACTION_KINDS:
+        transaction = _positive_id(chosen.get(kind))
+        if transaction is not None:
+            return kind, transaction
+    return None
+
+
+def _transaction(chosen: JsonDict) -> JsonDict:
+    """A phone call's `transaction` field, as the reference sends it: `{id: <number>, type}`."""
+    picked = _chosen_transaction(chosen)
+    return {"transaction": {"id": picked[1], "type": picked[0]}} if picked else {}
+
+
+def _notes_of(message: str) -> dict[tuple[str, int], str]:
+    """(kind, transaction id) -> the note's URL (or `pending`) from the note lines of a phone call's message."""
+    notes: dict[tuple[str, int], str] = {}
+    for word, url, transaction in _NOTE_LINE_RE.findall(message):
+        kind = next(k for k, spec in TRANSACTION_KINDS.items() if spec[2] == word)
+        if _NOTE_ID_RE.search(url) or url == _PENDING:
+            notes[(kind, int(transaction))] = url
+    return notes
+
+
+def _without_notes(message: str) -> str:
+    """The message without the note lines and their headings (the reference's getCallLog cleaning)."""
+    return _NOTE_HEADER_RE.sub("", _NOTE_LINE_RE.sub("", message)).rstrip()
+
+
+def _note_sections(notes: dict[tuple[str, int], str]) -> str:
+    """The note lines under the reference's headings, one line per transaction."""
+    text = ""
+    for kind, (_type, _setting, word, heading) in TRANSACTION_KINDS.items():
+        lines = [
+            f"- {word}NoteUrl: {url} {word}Id: {transaction}"
+            for (k, transaction), url in sorted(notes.items())
+            if k == kind
+        ]
+        if lines:
+            text += f"\n\n {heading} Call Logs (Do Not Edit)\n" + "\n".join(lines)
+    return text
+
+
+def _with_notes(message: str, notes: dict[tuple[str, int], str]) -> str:
+    return _without_notes(message) + _note_sections(notes)
