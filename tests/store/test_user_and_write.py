@@ -21,7 +21,7 @@ from appconnect.flows.common import active_user_with_write, session_bound, sessi
 from appconnect.flows.reply import SessionEnded
 from appconnect.flows.services import Services
 from appconnect.security.crypto import TokenCipher
-from appconnect.security.jwt import SessionClaims
+from appconnect.security.jwt import SessionClaims, SessionTokens
 from appconnect.store.cache import AccountCache
 from appconnect.store.call_logs import CallLogStore, ExtensionIdentity
 from appconnect.store.sql import Database, sql
@@ -222,3 +222,36 @@ async def test_a_user_whose_credentials_cannot_be_read_leaves_no_row(postgres: D
         await reader.users.get_with_write(user.id, None, bound, reader.reserve("s-6"))
     assert await reader.claims_of("+14155550103") == []
     assert await reader.logs_of("s-6") == []
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+async def test_a_logout_ends_the_tokens_of_its_own_millisecond_and_a_later_login_lives(
+    dialect: str, tmp_path: Path
+) -> None:
+    """`iat` has milliseconds: a login and a logout within one millisecond must still end that login's token,
+    and a login right after (in that same millisecond) must get a token the logout does not end."""
+    db = await migrated_database(dialect, tmp_path)
+    try:
+        stores = Stores(db, TokenCipher((Fernet.generate_key().decode(),)))
+        user = await _user(stores)
+        before = time.time()
+        await stores.users.clear_tokens(user.id)
+        after = time.time()
+        logged_out = await stores.users.get(user.id)
+        assert logged_out is not None and logged_out.tokens_valid_after is not None
+        bound_ms = round(logged_out.tokens_valid_after.timestamp() * 1000)
+        # the bound is just past the logout's own millisecond: a token issued in that millisecond is ended
+        assert int(before * 1000) < bound_ms <= int(after * 1000) + 1
+        for issued_ms in range(int(before * 1000) - 2, bound_ms):
+            assert not session_is_current(logged_out, _claims(user.id, issued_ms / 1000))
+        # a login "now" = the logout's own millisecond: its token is signed at the bound, and lives
+        again = await _user(stores)
+        issued = common.login_issued_at(again, (bound_ms - 1) / 1000)
+        assert round(issued * 1000) >= bound_ms
+        tokens = SessionTokens("s" * 32)
+        claims = tokens.verify(tokens.sign(user.id, "acme", now=issued, issued_at=issued))
+        assert claims is not None and session_is_current(again, claims)
+        # a later login is unaffected
+        assert common.login_issued_at(again, after + 5) == after + 5
+    finally:
+        await db.close()

@@ -64,13 +64,24 @@ def connector_for(services: Services, platform: str) -> Connector:
     return connector
 
 
+def _whole_ms(moment: datetime) -> int:
+    return int(moment.timestamp()) * 1000 + moment.microsecond // 1000
+
+
 def session_is_current(user: UserRecord, claims: SessionClaims) -> bool:
     """False for a session JWT issued before the user's last logout (compared in whole milliseconds)."""
     if user.tokens_valid_after is None:
         return True
-    valid_after = user.tokens_valid_after
-    valid_after_ms = int(valid_after.timestamp()) * 1000 + valid_after.microsecond // 1000
-    return round(claims.issued_at * 1000) >= valid_after_ms
+    return round(claims.issued_at * 1000) >= _whole_ms(user.tokens_valid_after)
+
+
+def login_issued_at(user: UserRecord, now: float) -> float:
+    """The `iat` of a login's session JWT: `now`, or the user's `tokens_valid_after` when a logout in this very
+    millisecond put it past `now` (a logout ends the tokens of its own millisecond; the new login's must live)."""
+    if user.tokens_valid_after is None:
+        return now
+    # half a millisecond in, so the signer's rounding down to whole milliseconds lands on the bound itself
+    return max(now, (_whole_ms(user.tokens_valid_after) + 0.5) / 1000)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -18,7 +19,7 @@ from appconnect.connectors.sdk import (
 )
 from appconnect.flows import managed_auth, oauth
 from appconnect.flows.availability import is_dependency_down
-from appconnect.flows.common import connector_for, current_user, verified_scope
+from appconnect.flows.common import connector_for, current_user, login_issued_at, verified_scope
 from appconnect.flows.errors import DATABASE_FAILED
 from appconnect.flows.managed_apps import ACCOUNT_MARK, oauth_info_of
 from appconnect.flows.reply import ClientError, Reply
@@ -109,7 +110,9 @@ async def _save(services: Services, record: UserRecord) -> UserRecord | None:
 
 
 def _login_reply(services: Services, user: UserRecord, name: str, message: ReturnMessage | None) -> Reply:
-    body: dict[str, Any] = {"jwtToken": services.tokens.sign(user.id, user.platform), "name": name}
+    now = time.time()
+    token = services.tokens.sign(user.id, user.platform, now=now, issued_at=login_issued_at(user, now))
+    body: dict[str, Any] = {"jwtToken": token, "name": name}
     if message is not None:
         body["returnMessage"] = message.to_wire()
     return Reply(body)

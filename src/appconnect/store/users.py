@@ -7,7 +7,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from appconnect.security.crypto import TokenCipher
@@ -107,6 +107,16 @@ def user_and_write(write: str) -> Statement:
     )
     # the SQLite text is the same: a syntax error there, should it ever be run
     return Statement(sqlite=text, postgres=text)
+
+
+def sessions_end(now: datetime) -> datetime:
+    """The `tokens_valid_after` that ends every session JWT issued up to `now`: the next whole millisecond.
+
+    `iat` keeps milliseconds, so a token issued in the same millisecond as the logout (a login and a logout
+    within one millisecond) must end too; a login after the logout signs its token at or past this value
+    (`session_issued_at`), never before it.
+    """
+    return now.replace(microsecond=now.microsecond // 1000 * 1000) + timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +341,7 @@ class UserStore:
                             *common,
                             to_json(record.platform_additional_info),
                             record.account_scope,
-                            now,
+                            self._db.stamp(sessions_end(datetime.now(UTC))),
                             record.id,
                         )
                     else:
@@ -392,8 +402,7 @@ class UserStore:
         """Logout: the row stays (settings survive), the credentials go, and so do the session JWTs issued
         until now (to the millisecond, the precision of their `iat`)."""
         now = datetime.now(UTC)
-        valid_after = now.replace(microsecond=now.microsecond // 1000 * 1000)
-        await self._update(_CLEAR_TOKENS, user_id, self._db.stamp(valid_after), self._db.stamp(now))
+        await self._update(_CLEAR_TOKENS, user_id, self._db.stamp(sessions_end(now)), self._db.stamp(now))
 
     async def save_settings(self, user_id: str, settings: dict[str, Any]) -> None:
         await self._update(_SAVE_SETTINGS, user_id, to_json(settings), self._db.stamp(datetime.now(UTC)))
