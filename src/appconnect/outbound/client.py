@@ -439,7 +439,10 @@ class CrmHttpClient:
         allow_status: tuple[int, ...] = (),
         idempotent: bool = False,
         content: bytes | None = None,
+        timeout_seconds: float | None = None,
     ) -> CrmResponse:
+        if timeout_seconds is not None and not 0 < timeout_seconds < float("inf"):
+            raise ValueError("timeout_seconds must be a positive number of seconds")
         method = method.upper()
         full_url = self._url(url)
         safe_url = _redact_query(full_url)
@@ -465,7 +468,7 @@ class CrmHttpClient:
                     params=query,
                     body=content,
                     headers=send_headers,
-                    timeouts=self._try_timeout(started),
+                    timeouts=self._try_timeout(started, timeout_seconds),
                 )
             except TransportError as exc:
                 failure, retryable = _unanswered(exc, method, safe_url, repeatable)
@@ -498,10 +501,14 @@ class CrmHttpClient:
             return retry_after + min(jitter, self._retry.base_delay)
         return jitter
 
-    def _try_timeout(self, started: float) -> Timeouts:
-        """The client's timeouts, shortened so the try ends by the call deadline."""
+    def _try_timeout(self, started: float, seconds: float | None) -> Timeouts:
+        """The client's timeouts, shortened so the try ends by the call deadline, and by the caller's
+        `timeout_seconds` when that is shorter still (it bounds the whole try, as the reference's does)."""
         remaining = self._retry.deadline_seconds - (time.monotonic() - started)
-        return self._client.timeout_within(max(remaining, _MIN_TRY_SECONDS))
+        bounds = self._client.timeout_within(max(remaining, _MIN_TRY_SECONDS))
+        if seconds is None or seconds >= bounds.total:
+            return bounds
+        return Timeouts(connect=min(bounds.connect, seconds), read=min(bounds.read, seconds), total=seconds)
 
     async def _spend_budget(self, method: str, safe_url: str) -> None:
         """Wait until the CRM's limits let this call through; past `max_wait`, a 429 without calling."""
