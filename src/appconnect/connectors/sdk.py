@@ -625,19 +625,24 @@ def _guarded(method: AsyncMethod, interface: str) -> AsyncMethod:
     @functools.wraps(method)
     async def guarded(self: Connector, first: object, *args: Any, **kwargs: Any) -> Any:
         writes_before = _answered_writes(first)
+        cause: BaseException | None = None
         try:
             result = await method(self, first, *args, **kwargs)
             problem = _result_problem(result, self.platform)
+        except CrmAnswerError as exc:
+            # refused before the connector's code could read it (the outbound client's JSON read: nested too
+            # deep), or by the connector itself: whether a write of this call was answered is known only here
+            problem, cause = exc.reason, exc
         except (CrmHttpError, InterfaceNotImplemented):
             raise
         except _ANSWER_ERRORS as exc:
-            problem = type(exc).__name__
-            cause: BaseException | None = exc
+            problem, cause = type(exc).__name__, exc
         else:
             if problem is None:
                 return result
-            cause = None
-        unknown = _answered_writes(first) > writes_before
+        unknown = _answered_writes(first) > writes_before or (
+            isinstance(cause, CrmAnswerError) and cause.outcome_unknown
+        )
         # what failed, never the exception's text (it may quote the CRM's answer: names, numbers)
         logger.warning(
             "%s.%s could not read the CRM's answer (%s)%s",

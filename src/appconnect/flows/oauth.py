@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlencode
 
 import orjson
 
-from appconnect.connectors.sdk import OAuthInfo
-from appconnect.outbound.client import CrmHttpResponse, CrmTransport, TransportError
+from appconnect.connectors.sdk import CrmAnswerError, OAuthInfo
+from appconnect.outbound.client import CrmHttpResponse, CrmTransport, TransportError, read_json
 
 
 class OAuthError(Exception):
@@ -40,10 +40,14 @@ def _client_auth(info: OAuthInfo) -> dict[str, str]:
 
 
 def _parse(response: CrmHttpResponse) -> dict[str, Any]:
+    """A token answer: JSON (refused when nested too deep: it reaches the connector and may be kept), else a
+    form-encoded body as some older OAuth servers answer."""
     try:
-        data = orjson.loads(response.content)
+        data = read_json(response.content)
         if isinstance(data, dict):
             return data
+    except CrmAnswerError:
+        raise OAuthError("invalid_token_response", response.status_code) from None
     except orjson.JSONDecodeError:
         pass
     return {k: v[0] for k, v in parse_qs(response.text).items()}

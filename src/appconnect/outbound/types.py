@@ -71,6 +71,9 @@ class CrmHttp(Protocol):
     `allow_status`. GET/HEAD are retried after 502/503/504 and lost connections; a write is retried only when
     it cannot have reached the CRM (connect error, 429), unless the connector passes `idempotent=True` (a
     request that gives the same result when sent twice, e.g. a PATCH that sets absolute values).
+    `timeout_seconds` (more than 0) shortens each try of this request: it bounds the whole try, connecting
+    included; the server's own timeouts and the call deadline still apply, so it can never lengthen one. A try
+    that times out after the request was written is an unknown outcome for a write, as any lost answer is.
     """
 
     base_url: str
@@ -88,6 +91,7 @@ class CrmHttp(Protocol):
         allow_status: tuple[int, ...] = (),
         idempotent: bool = False,
         content: bytes | None = None,
+        timeout_seconds: float | None = None,
     ) -> CrmResponse: ...
 
     async def get_json(self, url: str, *, params: dict[str, Any] | None = None) -> Any: ...

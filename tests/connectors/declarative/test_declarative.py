@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from appconnect.cli import main
 from appconnect.connectors.declarative import ConfigError, connector_class, load_file, validation_errors
+from appconnect.connectors.declarative.config import schema
 from appconnect.connectors.declarative.engine import render, render_string
 from appconnect.connectors.registry import ConnectorRegistry
 from appconnect.connectors.sdk import (
@@ -147,6 +149,43 @@ def _mutated(change: str) -> dict[str, Any]:
 )
 def test_a_mistake_is_named_by_its_path(change: str, error: str) -> None:
     assert validation_errors(_mutated(change))[0] == error
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (0, "must be more than 0"),
+        (-5, "must be more than 0"),
+        ("30", "must be number"),
+        (True, "must be number"),
+        (None, "must be number"),
+        (30_000, "must be at most 300"),  # milliseconds written as seconds
+    ],
+)
+def test_a_timeout_that_is_no_duration_is_named_by_its_path(value: Any, error: str) -> None:
+    config = _mutated("none")
+    config["requestDefaults"]["timeoutSeconds"] = value
+    assert validation_errors(config) == [f"requestDefaults.timeoutSeconds: {error}"]
+    # the published JSON Schema says so itself, for any tool that checks a configuration against it
+    assert not Draft202012Validator(schema()).is_valid(config)
+
+
+@pytest.mark.parametrize("value", [0.25, 1, 30, 300])
+def test_a_timeout_from_a_quarter_second_to_five_minutes_is_valid(value: float) -> None:
+    config = _mutated("none")
+    config["requestDefaults"]["timeoutSeconds"] = value
+    assert validation_errors(config) == []
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_timeout_that_is_not_a_json_number_is_refused(tmp_path: Path, constant: str) -> None:
+    """Python's JSON reader takes `NaN`, which no numeric bound refuses: the file is not JSON."""
+    config = _mutated("none")
+    config["requestDefaults"]["timeoutSeconds"] = 1
+    path = tmp_path / "crm.json"
+    path.write_text(json.dumps(config).replace('"timeoutSeconds": 1', f'"timeoutSeconds": {constant}'))
+    with pytest.raises(ConfigError, match=rf"^crm\.json: not JSON \({constant} is not JSON\)$"):
+        load_file(path)
 
 
 def test_the_server_refuses_to_start_with_one_line(tmp_path: Path) -> None:

@@ -67,7 +67,18 @@ def _describe(error: ValidationError) -> str:
         return f"{where}: must be {' or '.join(_as_list(wanted))}"
     if error.validator == "enum":
         return f"{where}: must be one of {', '.join(str(v) for v in wanted)}"
+    if error.validator in _BOUNDS:
+        return f"{where}: must be {_BOUNDS[error.validator]} {wanted:g}"
     return f"{where}: {error.validator} {wanted!r} not met"
+
+
+#: how a numeric bound of the schema reads in an error
+_BOUNDS = {
+    "minimum": "at least",
+    "exclusiveMinimum": "more than",
+    "maximum": "at most",
+    "exclusiveMaximum": "less than",
+}
 
 
 def _as_list(value: Any) -> list[str]:
@@ -116,6 +127,11 @@ def _variables(value: Any) -> set[str]:
     return set()
 
 
+def _no_constant(name: str) -> Any:
+    """`NaN` and `Infinity` are not JSON (Python's reader takes them; a NaN would pass every numeric bound)."""
+    raise ValueError(f"{name} is not JSON")
+
+
 def load_file(path: Path) -> JsonDict:
     """One configuration file, read and validated; raises :class:`ConfigError` with the first problem."""
     try:
@@ -125,10 +141,10 @@ def load_file(path: Path) -> JsonDict:
     except OSError as exc:
         raise ConfigError(f"{path.name}: cannot be read ({exc.strerror or type(exc).__name__})") from None
     try:
-        config = json.loads(raw)
+        config = json.loads(raw, parse_constant=_no_constant)
     except ValueError as exc:
-        line = getattr(exc, "lineno", "?")
-        raise ConfigError(f"{path.name}: not JSON (line {line})") from None
+        where = f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise ConfigError(f"{path.name}: not JSON ({where})") from None
     errors = validation_errors(config)
     if not errors and not _PLATFORM_NAME.match(config["meta"]["name"]):
         # the reference's Developer Console leaves it blank (a proxy id names the connector there); here it is

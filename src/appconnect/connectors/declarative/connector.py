@@ -295,7 +295,7 @@ class DeclarativeConnector(Connector):
         account = get_by_path(read, mapping["accountIdPath"]) if mapping.get("accountIdPath") else None
         info = dict(additional)
         for key, path in (mapping.get("platformAdditionalInfoPaths") or {}).items():
-            info[key] = _shallow(get_by_path(read, path))
+            info[key] = get_by_path(read, path)
         if tenant is not None:
             info["tenantId"] = as_text(tenant)
         name = get_by_path(read, mapping.get("namePath")) if mapping.get("namePath") else raw_id
@@ -349,7 +349,7 @@ class DeclarativeConnector(Connector):
                         read(item, "mostRecentActivityDatePath", "mostRecentActivityDate")
                     )
                     or None,
-                    additional_info=_shallow(additional) if isinstance(additional, dict) else None,
+                    additional_info=additional if isinstance(additional, dict) else None,
                 )
             )
         return contacts
@@ -483,7 +483,7 @@ class DeclarativeConnector(Connector):
             contact_name=_optional_text(answer, mapping.get("contactNamePath"))
             if mapping.get("contactNamePath")
             else None,
-            full_log_response=_shallow(answer["body"]),
+            full_log_response=answer["body"],
         )
         return CallLogFetched(info, ReturnMessage("Call log fetched.", "success", 3000))
 
@@ -599,26 +599,6 @@ class DeclarativeConnector(Connector):
     async def _unauthorize(self, call: CrmCall) -> ReturnMessage | None:
         await self._run(call, "unAuthorize", {})
         return None
-
-
-#: how deep a part of a CRM answer may be nested to be passed on (kept, or answered to the client): the server's
-#: own JSON writer stops at 254 levels, and no CRM record needs more than a few
-MAX_PASSED_DEPTH = 32
-
-
-def _depth_within(value: Any, limit: int) -> bool:
-    if limit < 0:
-        return False
-    if isinstance(value, dict):
-        return all(_depth_within(v, limit - 1) for v in value.values())
-    if isinstance(value, list):
-        return all(_depth_within(v, limit - 1) for v in value)
-    return True
-
-
-def _shallow(value: Any) -> Any:
-    """A part of a CRM answer, or None when it is nested deeper than anything the server passes on."""
-    return value if _depth_within(value, MAX_PASSED_DEPTH) else None
 
 
 def _optional_text(value: Any, path: str | None) -> str | None:

@@ -3,7 +3,8 @@
 `{{a.b.0.c}}` looks a dot path up in the operation's context. A string that is exactly one template takes the
 raw value (an object, a number, nothing); otherwise each template becomes text (nothing becomes ""). Answers
 are read with dot paths against `{"body": <the answer's JSON>}` (plus `steps` for a chain). Every request goes
-through the session's :class:`CrmHttp`, so the server's timeouts, retries, rate limits and error mapping apply.
+through the session's :class:`CrmHttp`, so the server's timeouts, retries, rate limits and error mapping apply;
+`requestDefaults.timeoutSeconds` bounds each try of each request within them (it shortens, never lengthens).
 """
 
 from __future__ import annotations
@@ -180,6 +181,7 @@ class Engine:
             headers=headers,
             auth=False,  # the configuration's own header (above) replaces the session's
             idempotent=bool(request.get("idempotent", False)),
+            timeout_seconds=defaults.get("timeoutSeconds"),
         )
         headers_seen = _plain_headers(response.headers)
         content = getattr(response, "content", None)
