@@ -223,6 +223,9 @@ def test_license_status_answers_the_references_shapes(client: httpx.Client, jwt:
 
 
 def test_refresh_user_info(client: httpx.Client, jwt: str) -> None:
+    """The test CRM keeps nothing to refresh: as the reference, success without a CRM call."""
+    served = client.get("/implementedInterfaces", params={"platform": "testcrm"}).json()
+    assert served["refreshUserInfo"] is False and served["getManagedAuthOptions"] is False
     answer = client.post("/user/refreshInfo", headers={"Authorization": f"Bearer {jwt}"})
     assert answer.status_code == 200 and answer.json() == {"successful": True}
     assert client.post("/user/refreshInfo").status_code == 400

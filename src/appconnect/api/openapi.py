@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from appconnect.connectors.sdk import INTERFACE_METHODS, UNOFFERED_INTERFACES
 from appconnect.flows.admin import AdminSettingsBody, CacheNoteBody
 from appconnect.flows.managed_auth import ManagedAuthBody, ManagedAuthOptionsBody, ManagedOAuthCacheBody
 from appconnect.flows.requests import (
@@ -29,6 +30,24 @@ OPENAPI_PATH = "/openapi.json"
 DOCS_PATH = "/docs"
 
 Json = dict[str, Any]
+
+#: `/implementedInterfaces`: the keys always answered (contract 1.1), plus `getOauthInfo` or `getBasicAuth`
+_ALWAYS_INTERFACES = (
+    "getAuthType",
+    *INTERFACE_METHODS,
+    *UNOFFERED_INTERFACES,
+    "getLicenseStatus",
+    "getLogFormatType",
+    "cacheCallNote",
+)
+_INTERFACES: Json = {
+    "type": "object",
+    "required": list(_ALWAYS_INTERFACES),
+    "properties": {
+        name: {"type": "boolean"} for name in (*_ALWAYS_INTERFACES, "getOauthInfo", "getBasicAuth")
+    },
+    "additionalProperties": {"type": "boolean"},
+}
 
 _BODY_MODELS: dict[str, type[BaseModel]] = {
     "ApiKeyLoginRequest": ApiKeyLoginBody,
@@ -275,8 +294,8 @@ def _paths() -> Json:
         "/implementedInterfaces": {
             "get": _operation(
                 "getImplementedInterfaces",
-                "Which connector interfaces a platform implements",
-                {"type": "object", "additionalProperties": {"type": "boolean"}},
+                "Which connector interfaces a platform implements (true: the connector has it)",
+                _INTERFACES,
                 params=[platform],
                 tag="Health",
             )

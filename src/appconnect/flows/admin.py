@@ -15,8 +15,8 @@ from appconnect.connectors.sdk import CrmHttpError, LicenseStatus, implements
 from appconnect.flows import oauth, user_mapping
 from appconnect.flows.account_data import with_setting_options
 from appconnect.flows.common import account_scope, active_user, connector_for, current_user
-from appconnect.flows.errors import warning
-from appconnect.flows.reply import ClientError, Reply
+from appconnect.flows.errors import SESSION_EXPIRED, crm_error_message, warning
+from appconnect.flows.reply import ClientError, Reply, envelope
 from appconnect.flows.requests import ID_CHARS, check_settings_size
 from appconnect.flows.services import Services
 from appconnect.flows.session import SessionRevoked, open_session
@@ -185,11 +185,26 @@ async def license_status(services: Services, claims: SessionClaims | None) -> Re
 
 
 async def refresh_user_info(services: Services, claims: SessionClaims) -> Reply:
-    """No connector keeps CRM user details beyond login yet: a known user is simply told it worked."""
+    """The connector's `refresh_user_info`, in a session opened as for any CRM call (OAuth refreshed when due).
+
+    As the reference: a connector without it is a success without a CRM call; an unknown user is a warning;
+    a revoked session is a 200 warning here (the route ignores `isRevokeUserSession`); a CRM failure is mapped
+    like any other (`handleApiError`)."""
+    connector = connector_for(services, claims.platform)
+    if not implements(connector, "refresh_user_info"):
+        return Reply(envelope(True))
     user = await active_user(services, claims, by_platform=True)
     if user is None:
-        return Reply({"successful": False, "returnMessage": warning("User not found").to_wire()})
-    return Reply({"successful": True})
+        return Reply(envelope(False, warning("User not found")))
+    try:
+        call = await open_session(services, connector, user)
+        refreshed = await connector.refresh_user_info(call)
+    except SessionRevoked:
+        return Reply(envelope(False, SESSION_EXPIRED))
+    except (CrmHttpError, oauth.OAuthError) as exc:
+        logger.info("refreshing %s user info failed: %s", user.platform, type(exc).__name__)
+        return Reply(envelope(False, crm_error_message(exc, user.platform, "refreshUserInfo")))
+    return Reply(envelope(refreshed.successful, refreshed.return_message))
 
 
 async def cache_note(services: Services, claims: SessionClaims, body: CacheNoteBody) -> Reply:
