@@ -525,7 +525,8 @@ _RC_TOKEN = (
     " query; the server asks RingCentral whose it is."
 )
 _REFUSED = {
-    "description": "RingCentral refused the token, could not be asked, or the extension is no admin.",
+    "description": "RingCentral refused the token, or the extension is no admin. (A RingCentral that cannot "
+    "be asked is a 400 `{error}`, the reference's answer when its RingCentral call throws.)",
     # a refusal is a ClientError: the contract's fixed text, typed as the reference types it (text/html)
     "content": {**_TEXT, **_CONTRACT_TEXT},
     "headers": dict(_REQUEST_ID_HEADER),

@@ -31,6 +31,7 @@ ADMIN_REFUSED = "Admin validation failed"
 RC_USER_REFUSED = "RingCentral user validation failed"
 ADMIN_SETTINGS_SAVED = "Admin settings updated"
 NO_RC_LOGIN = "Cannot find rc user login"
+RC_UNAVAILABLE = "Could not reach RingCentral to verify your account. Please try again shortly."
 #: how long a cached call note waits for server-side logging (the reference's hour)
 NOTE_TTL_SECONDS = 3600.0
 MAX_NOTE_CHARS = 64 * 1024
@@ -79,8 +80,15 @@ class CacheNoteBody(_Body):
 # --- who is asking ----------------------------------------------------------------------------------------------
 
 
+def ringcentral_unavailable() -> ClientError:
+    """RingCentral could not be asked (down, 5xx, timeout, no JSON): not the caller's fault, so never a 403.
+    The reference's RingCentral call throws and its route answers 400 `{error}` (contract section 6)."""
+    return ClientError(RC_UNAVAILABLE, 400, as_json=True)
+
+
 async def rc_identity(services: Services, token: str | None, *, refused_text: str) -> RcIdentity:
-    """The RingCentral identity of `token`; a missing, refused or uncheckable token is a 403 `refused_text`."""
+    """The RingCentral identity of `token`; a missing, refused or untrusted one is a 403 `refused_text`, a
+    RingCentral that cannot be asked a 400 `{error}` saying so."""
     if not token:
         raise ClientError(refused_text, 403)
     try:
@@ -89,6 +97,8 @@ async def rc_identity(services: Services, token: str | None, *, refused_text: st
         )
     except RcCheckFailed as exc:
         logger.info("RingCentral identity check failed: %s", exc)
+        if exc.unavailable:
+            raise ringcentral_unavailable() from None
         raise ClientError(refused_text, 403) from None
 
 

@@ -145,6 +145,8 @@ async def user_mapping(
         extensions = await account_extensions(services.http, services.settings.ringcentral_server, token)
     except DirectoryFailed as exc:
         logger.info("RingCentral extension list unavailable: %s", exc)
+        if exc.unavailable:
+            raise admin.ringcentral_unavailable() from None
         raise ClientError(admin.ADMIN_REFUSED, 403) from None
     key = admin.account_key(services, identity)
     scope = account_scope(user)
