@@ -344,7 +344,8 @@ async def get_admin_settings(request: Request) -> Response:
 async def post_admin_settings(request: Request) -> Response:
     body = await parse_body(request, admin.AdminSettingsBody)
     token = rc_token_from(request, body.model_extra)
-    return respond(request, await admin.set_admin_settings(services_of(request), token, body))
+    claims = caller_of(request).claims  # optional: names the CRM account of the admin's mapping choices
+    return respond(request, await admin.set_admin_settings(services_of(request), token, body, claims))
 
 
 # --- managed auth: CRM login fields and OAuth apps an admin stores once for the account ---------------------

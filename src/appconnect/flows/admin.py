@@ -16,7 +16,7 @@ from appconnect.flows import oauth, user_mapping
 from appconnect.flows.account_data import with_setting_options
 from appconnect.flows.common import account_scope, active_user, connector_for, current_user
 from appconnect.flows.errors import SESSION_EXPIRED, crm_error_message, warning
-from appconnect.flows.reply import ClientError, Reply, envelope
+from appconnect.flows.reply import ClientError, Reply, SessionEnded, envelope
 from appconnect.flows.requests import ID_CHARS, check_settings_size
 from appconnect.flows.services import Services
 from appconnect.flows.session import SessionRevoked, open_session
@@ -24,6 +24,7 @@ from appconnect.flows.user_settings import merge_settings
 from appconnect.security.crypto import hash_value
 from appconnect.security.jwt import SessionClaims
 from appconnect.security.ringcentral import RcCheckFailed, RcIdentity
+from appconnect.store.users import UserRecord
 
 logger = logging.getLogger(__name__)
 
@@ -127,15 +128,31 @@ async def get_admin_settings(services: Services, claims: SessionClaims, token: s
     return Reply({"customConnector": None, "userSettings": stored or {}})
 
 
-async def set_admin_settings(services: Services, token: str | None, body: AdminSettingsBody) -> Reply:
+async def set_admin_settings(
+    services: Services, token: str | None, body: AdminSettingsBody, claims: SessionClaims | None = None
+) -> Reply:
+    """Store the admin's settings and their own user-mapping choices (kept even before any mapping was made,
+    as the reference keeps them in its admin row). The admin's CRM session, when sent, names the CRM account
+    the choices belong to."""
     identity = await admin_identity(services, token)
     fields = body.admin_settings
     if fields.user_settings is not None:
         await services.admin_settings.put(account_key(services, identity), fields.user_settings)
     choices = user_mapping.manual_choices(fields.user_mappings)
     if choices is not None:
-        await user_mapping.save_manual_choices(services, account_key(services, identity), choices)
+        owner = await _session_user(services, claims)
+        await user_mapping.save_manual_choices(services, account_key(services, identity), choices, owner)
     return Reply(ADMIN_SETTINGS_SAVED)
+
+
+async def _session_user(services: Services, claims: SessionClaims | None) -> UserRecord | None:
+    """The caller's CRM user when a current session came along; the admin settings route does not need one."""
+    if claims is None:
+        return None
+    try:
+        return await active_user(services, claims, by_platform=True)
+    except SessionEnded:
+        return None
 
 
 async def preload_settings(services: Services, token: str | None, rc_account_id: str | None) -> Reply:
