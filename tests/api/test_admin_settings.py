@@ -3,12 +3,17 @@ every user of the same RingCentral account receives; nobody else reads or writes
 
 from __future__ import annotations
 
+import socket
+import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
 
+from appconnect.flows.admin import RC_UNAVAILABLE
 from appconnect.store.sql import sql
 from tests.api.test_user_and_first_write import rows
 from tests.conftest import LiveServer, api_key_login, database_url_for, start_server
@@ -158,9 +163,11 @@ def test_a_refused_token_reads_nothing(client: httpx.Client, rc: FakeRingCentral
 
 
 @pytest.mark.parametrize("failure", ["503", "html", "slow"])
-def test_ringcentral_failing_is_a_clean_refusal(
+def test_ringcentral_failing_is_not_a_refusal(
     client: httpx.Client, rc: FakeRingCentral, failure: str
 ) -> None:
+    """RingCentral down is not the admin's fault: never "Admin validation failed", but the reference's answer
+    when its RingCentral call throws (400 `{error}`), and never remembered as a refusal."""
     account = new_account()
     admin = rc.extension(account, admin=True)
     try:
@@ -171,12 +178,53 @@ def test_ringcentral_failing_is_a_clean_refusal(
         else:  # slower than the server's read timeout (2 s in the tests)
             rc.inject(delay=3.0, times=1, path_prefix=EXTENSION_PATH)
         answer = save(client, admin, SETTINGS)
-        assert answer.status_code == 403 and answer.text == "Admin validation failed"
+        assert_ringcentral_unavailable(answer)
     finally:
         rc.clear_faults()
         rc.answer_html(False)
     # a failure to ask is not remembered: the same token works once RingCentral answers again
     assert save(client, admin, SETTINGS).status_code == 200
+
+
+def assert_ringcentral_unavailable(answer: httpx.Response) -> None:
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == RC_UNAVAILABLE
+    assert answer.json()["returnMessage"]["messageType"] == "warning"
+
+
+@pytest.fixture(scope="module")
+def hangs_up() -> Iterator[str]:
+    """A "RingCentral" that accepts each connection and closes it without a word."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+def test_a_ringcentral_that_hangs_up_is_not_a_refusal(tmp_path: Path, hangs_up: str) -> None:
+    database = database_url_for("sqlite", tmp_path)
+    with (
+        contextmanager(start_server)(tmp_path, database, ringcentral_server=hangs_up) as live,
+        httpx.Client(base_url=live.base_url, timeout=30) as http,
+    ):
+        assert_ringcentral_unavailable(save(http, "rc-token", SETTINGS))
+        assert_ringcentral_unavailable(preload(http, "rc-token"))
 
 
 def test_a_token_is_asked_about_once_in_a_while(client: httpx.Client, rc: FakeRingCentral) -> None:
@@ -223,6 +271,9 @@ def test_license_status_answers_the_references_shapes(client: httpx.Client, jwt:
 
 
 def test_refresh_user_info(client: httpx.Client, jwt: str) -> None:
+    """The test CRM keeps nothing to refresh: as the reference, success without a CRM call."""
+    served = client.get("/implementedInterfaces", params={"platform": "testcrm"}).json()
+    assert served["refreshUserInfo"] is False and served["getManagedAuthOptions"] is False
     answer = client.post("/user/refreshInfo", headers={"Authorization": f"Bearer {jwt}"})
     assert answer.status_code == 200 and answer.json() == {"successful": True}
     assert client.post("/user/refreshInfo").status_code == 400
@@ -270,7 +321,7 @@ def test_no_ringcentral_token_in_the_logs(
     rc.expire(refused)
     with caplog.at_level("DEBUG"):
         rc.inject(503, times=1, path_prefix=EXTENSION_PATH)
-        assert save(client, admin, SETTINGS).status_code == 403
+        assert save(client, admin, SETTINGS).status_code == 400
         assert client.get("/user/preloadSettings", params={"rcAccessToken": refused}).status_code == 403
     assert "RingCentral" in caplog.text  # the failures were logged...
     assert admin not in caplog.text and refused not in caplog.text  # ...without the tokens

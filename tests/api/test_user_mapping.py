@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from appconnect.flows.admin import RC_UNAVAILABLE
 from appconnect.store.sql import sql
 from tests.api.test_user_and_first_write import rows
 from tests.conftest import (
@@ -28,6 +29,7 @@ from tests.conftest import (
 from tests.support.fake_ringcentral import EXTENSIONS_PATH, FakeRingCentral
 
 _NOTES = sql("SELECT scope FROM call_note_cache WHERE session_id = ?")
+_MAPPING = sql("SELECT crm_scope FROM user_mappings WHERE rc_account = ?")
 SSCL = {"User-Agent": "SSCL"}
 
 
@@ -133,6 +135,58 @@ def test_extensions_are_matched_by_email_then_name_and_manual_choices_stay(
     assert mapping_of(fresh, lee.id) == [spare_ext]
     assert mapping_of(fresh, kim.id) == []
     assert mapping_of(fresh, sam.id) == [sam_ext]
+
+
+@pytest.mark.parametrize("with_session", [True, False], ids=["crm-session", "rc-token-only"])
+def test_manual_choices_saved_before_any_mapping_are_kept(
+    server: LiveServer, client: httpx.Client, rc: FakeRingCentral, with_session: bool
+) -> None:
+    """The admin's first act may be a manual choice: it is kept (as the reference keeps it in the admin row)
+    and the first mapping honours it, instead of matching the extension to someone else."""
+    tag = uuid.uuid4().hex[:8]
+    account = f"acct-{tag}"
+    admin = CrmUserMade(client, f"Admin {tag}", f"admin-{tag}@corp.example")
+    lee = CrmUserMade(client, f"Lee Wong {tag}", f"lee-{tag}@crm.example")
+    rc_admin = rc.extension(account, admin=True, name=f"Admin {tag}", email=f"admin-{tag}@corp.example")
+    # named like Lee, but the admin knows it is the front desk's phone, not Lee's
+    lee_named = rc.extension_of(rc.extension(account, name=f"Lee Wong {tag}"))
+    desk = rc.extension_of(rc.extension(account, name=f"Front desk {tag}"))
+
+    headers = {"X-RC-Access-Token": rc_admin, **(admin.auth if with_session else {})}
+    saved = client.post(
+        "/admin/settings",
+        json={"adminSettings": {"userMappings": [{"crmUserId": lee.id, "rcExtensionId": [desk]}]}},
+        headers=headers,
+    )
+    assert (saved.status_code, saved.text) == (200, "Admin settings updated")
+    account_key = client.get("/userInfoHash", params={"extensionId": "1", "accountId": account}).json()
+    [row] = rows(server, _MAPPING, account_key["accountId"])
+    # with the admin's CRM session the row is made against that CRM account; without, it waits for one
+    assert bool(row["crm_scope"]) is with_session
+
+    first = ask_mapping(client, admin, rc_admin)
+    assert mapping_of(first, lee.id) == [desk]
+    assert lee_named not in mapping_of(first, lee.id)
+    # and it is the admin's choice: re-initialising keeps it
+    assert mapping_of(ask_mapping(client, admin, rc_admin, reinitialize=True), lee.id) == [desk]
+
+
+def test_ringcentral_failing_to_list_extensions_is_not_a_refusal(
+    client: httpx.Client, rc: FakeRingCentral
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    account = f"acct-{tag}"
+    admin = CrmUserMade(client, f"Admin {tag}", f"admin-{tag}@corp.example")
+    rc_admin = rc.extension(account, admin=True, name=f"Admin {tag}")
+    assert ask_mapping(client, admin, rc_admin).status_code == 200  # who the admin is: now known a while
+    rc.inject(503, times=10, path_prefix=EXTENSIONS_PATH, method="GET")
+    try:
+        answer = ask_mapping(client, admin, rc_admin)
+    finally:
+        rc.clear_faults()
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == RC_UNAVAILABLE
+    assert ask_mapping(client, admin, rc_admin).status_code == 200
 
 
 def test_only_an_admin_with_a_session_maps_users(client: httpx.Client, rc: FakeRingCentral) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from appconnect.connectors.sdk import INTERFACE_METHODS, UNOFFERED_INTERFACES
 from appconnect.flows.admin import AdminSettingsBody, CacheNoteBody
 from appconnect.flows.managed_auth import ManagedAuthBody, ManagedAuthOptionsBody, ManagedOAuthCacheBody
 from appconnect.flows.requests import (
@@ -29,6 +30,24 @@ OPENAPI_PATH = "/openapi.json"
 DOCS_PATH = "/docs"
 
 Json = dict[str, Any]
+
+#: `/implementedInterfaces`: the keys always answered (contract 1.1), plus `getOauthInfo` or `getBasicAuth`
+_ALWAYS_INTERFACES = (
+    "getAuthType",
+    *INTERFACE_METHODS,
+    *UNOFFERED_INTERFACES,
+    "getLicenseStatus",
+    "getLogFormatType",
+    "cacheCallNote",
+)
+_INTERFACES: Json = {
+    "type": "object",
+    "required": list(_ALWAYS_INTERFACES),
+    "properties": {
+        name: {"type": "boolean"} for name in (*_ALWAYS_INTERFACES, "getOauthInfo", "getBasicAuth")
+    },
+    "additionalProperties": {"type": "boolean"},
+}
 
 _BODY_MODELS: dict[str, type[BaseModel]] = {
     "ApiKeyLoginRequest": ApiKeyLoginBody,
@@ -275,8 +294,8 @@ def _paths() -> Json:
         "/implementedInterfaces": {
             "get": _operation(
                 "getImplementedInterfaces",
-                "Which connector interfaces a platform implements",
-                {"type": "object", "additionalProperties": {"type": "boolean"}},
+                "Which connector interfaces a platform implements (true: the connector has it)",
+                _INTERFACES,
                 params=[platform],
                 tag="Health",
             )
@@ -506,7 +525,8 @@ _RC_TOKEN = (
     " query; the server asks RingCentral whose it is."
 )
 _REFUSED = {
-    "description": "RingCentral refused the token, could not be asked, or the extension is no admin.",
+    "description": "RingCentral refused the token, or the extension is no admin. (A RingCentral that cannot "
+    "be asked is a 400 `{error}`, the reference's answer when its RingCentral call throws.)",
     # a refusal is a ClientError: the contract's fixed text, typed as the reference types it (text/html)
     "content": {**_TEXT, **_CONTRACT_TEXT},
     "headers": dict(_REQUEST_ID_HEADER),

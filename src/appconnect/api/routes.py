@@ -18,7 +18,7 @@ from appconnect.api.http import (
 )
 from appconnect.api.metrics import METRICS_PATH, may_read
 from appconnect.api.openapi import DOCS_CSP, DOCS_INIT_JS, DOCS_PATH, OPENAPI_PATH, build_openapi, docs_page
-from appconnect.connectors.sdk import INTERFACE_METHODS, implements
+from appconnect.connectors.sdk import INTERFACE_METHODS, UNOFFERED_INTERFACES, implements
 from appconnect.flows import (
     account_data,
     admin,
@@ -84,17 +84,7 @@ async def implemented_interfaces(request: Request) -> Response:
         return json_response({"error": f"Connector not found for platform: {platform}"}, 400)
     result = {name: implements(connector, method) for name, method in INTERFACE_METHODS.items()}
     result["getAuthType"] = True
-    for name in (
-        "listAppointments",
-        "createAppointment",
-        "updateAppointment",
-        "refreshAppointment",
-        "confirmAppointment",
-        "cancelAppointment",
-        "getManagedAuthOptions",
-        "getLicenseStatus",
-        "refreshUserInfo",
-    ):
+    for name in UNOFFERED_INTERFACES:
         result[name] = False
     result["getLogFormatType"] = True
     result["getLicenseStatus"] = implements(connector, "get_license_status")
@@ -358,7 +348,8 @@ async def get_admin_settings(request: Request) -> Response:
 async def post_admin_settings(request: Request) -> Response:
     body = await parse_body(request, admin.AdminSettingsBody)
     token = rc_token_from(request, body.model_extra)
-    return respond(request, await admin.set_admin_settings(services_of(request), token, body))
+    claims = caller_of(request).claims  # optional: names the CRM account of the admin's mapping choices
+    return respond(request, await admin.set_admin_settings(services_of(request), token, body, claims))
 
 
 # --- managed auth: CRM login fields and OAuth apps an admin stores once for the account ---------------------

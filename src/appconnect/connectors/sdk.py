@@ -835,6 +835,13 @@ class Connector:
         """
         raise InterfaceNotImplemented("findMessageLog")
 
+    async def refresh_user_info(self, call: CrmCall) -> UserRefreshed:
+        """Optional (`POST /user/refreshInfo`): bring what the connector keeps of the user's CRM session up to
+        date (re-check a server-held token, re-read CRM user details it stores) and say how it went. A CRM
+        failure may be raised as CrmHttpError (the server maps it as for any interface). Without this the
+        server answers success without calling the CRM, as the reference does."""
+        raise InterfaceNotImplemented("refreshUserInfo")
+
     async def get_license_status(self, call: CrmCall) -> LicenseStatus:
         """Optional: whether the user's CRM licence lets them use App Connect (`GET /licenseStatus`).
 
@@ -861,6 +868,14 @@ class LicenseStatus:
 
 
 @dataclass(slots=True)
+class UserRefreshed:
+    """What `refresh_user_info` answers: `{successful, returnMessage?}` as the client shows it."""
+
+    successful: bool
+    return_message: ReturnMessage | None = None
+
+
+@dataclass(slots=True)
 class ConnectorConfig:
     """Deployment settings a connector reads (OAuth client credentials, base-URL overrides)."""
 
@@ -884,7 +899,20 @@ INTERFACE_METHODS: dict[str, str] = {
     "upsertCallDisposition": "upsert_call_disposition",
     "findContactWithName": "find_contact_with_name",
     "getUserList": "get_user_list",
+    "getManagedAuthOptions": "get_managed_auth_options",
+    "refreshUserInfo": "refresh_user_info",
 }
+
+#: interfaces the contract names that no connector offers here (appointments: out of scope, crm-connectors.md);
+#: `/implementedInterfaces` answers them false so the client hides them
+UNOFFERED_INTERFACES: tuple[str, ...] = (
+    "listAppointments",
+    "createAppointment",
+    "updateAppointment",
+    "refreshAppointment",
+    "confirmAppointment",
+    "cancelAppointment",
+)
 
 
 #: the interfaces that read CRM answers: each is guarded against answers of an unexpected shape
@@ -893,7 +921,6 @@ GUARDED_METHODS: frozenset[str] = frozenset(
         *INTERFACE_METHODS.values(),
         "find_call_log",
         "find_message_log",
-        "get_managed_auth_options",
         "setting_options",
         "account_data",
     }

@@ -15,8 +15,8 @@ from appconnect.connectors.sdk import CrmHttpError, LicenseStatus, implements
 from appconnect.flows import oauth, user_mapping
 from appconnect.flows.account_data import with_setting_options
 from appconnect.flows.common import account_scope, active_user, connector_for, current_user
-from appconnect.flows.errors import warning
-from appconnect.flows.reply import ClientError, Reply
+from appconnect.flows.errors import SESSION_EXPIRED, crm_error_message, warning
+from appconnect.flows.reply import ClientError, Reply, SessionEnded, envelope
 from appconnect.flows.requests import ID_CHARS, check_settings_size
 from appconnect.flows.services import Services
 from appconnect.flows.session import SessionRevoked, open_session
@@ -24,6 +24,7 @@ from appconnect.flows.user_settings import merge_settings
 from appconnect.security.crypto import hash_value
 from appconnect.security.jwt import SessionClaims
 from appconnect.security.ringcentral import RcCheckFailed, RcIdentity
+from appconnect.store.users import UserRecord
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ ADMIN_REFUSED = "Admin validation failed"
 RC_USER_REFUSED = "RingCentral user validation failed"
 ADMIN_SETTINGS_SAVED = "Admin settings updated"
 NO_RC_LOGIN = "Cannot find rc user login"
+RC_UNAVAILABLE = "Could not reach RingCentral to verify your account. Please try again shortly."
 #: how long a cached call note waits for server-side logging (the reference's hour)
 NOTE_TTL_SECONDS = 3600.0
 MAX_NOTE_CHARS = 64 * 1024
@@ -79,8 +81,15 @@ class CacheNoteBody(_Body):
 # --- who is asking ----------------------------------------------------------------------------------------------
 
 
+def ringcentral_unavailable() -> ClientError:
+    """RingCentral could not be asked (down, 5xx, timeout, no JSON): not the caller's fault, so never a 403.
+    The reference's RingCentral call throws and its route answers 400 `{error}` (contract section 6)."""
+    return ClientError(RC_UNAVAILABLE, 400, as_json=True)
+
+
 async def rc_identity(services: Services, token: str | None, *, refused_text: str) -> RcIdentity:
-    """The RingCentral identity of `token`; a missing, refused or uncheckable token is a 403 `refused_text`."""
+    """The RingCentral identity of `token`; a missing, refused or untrusted one is a 403 `refused_text`, a
+    RingCentral that cannot be asked a 400 `{error}` saying so."""
     if not token:
         raise ClientError(refused_text, 403)
     try:
@@ -89,6 +98,8 @@ async def rc_identity(services: Services, token: str | None, *, refused_text: st
         )
     except RcCheckFailed as exc:
         logger.info("RingCentral identity check failed: %s", exc)
+        if exc.unavailable:
+            raise ringcentral_unavailable() from None
         raise ClientError(refused_text, 403) from None
 
 
@@ -117,15 +128,31 @@ async def get_admin_settings(services: Services, claims: SessionClaims, token: s
     return Reply({"customConnector": None, "userSettings": stored or {}})
 
 
-async def set_admin_settings(services: Services, token: str | None, body: AdminSettingsBody) -> Reply:
+async def set_admin_settings(
+    services: Services, token: str | None, body: AdminSettingsBody, claims: SessionClaims | None = None
+) -> Reply:
+    """Store the admin's settings and their own user-mapping choices (kept even before any mapping was made,
+    as the reference keeps them in its admin row). The admin's CRM session, when sent, names the CRM account
+    the choices belong to."""
     identity = await admin_identity(services, token)
     fields = body.admin_settings
     if fields.user_settings is not None:
         await services.admin_settings.put(account_key(services, identity), fields.user_settings)
     choices = user_mapping.manual_choices(fields.user_mappings)
     if choices is not None:
-        await user_mapping.save_manual_choices(services, account_key(services, identity), choices)
+        owner = await _session_user(services, claims)
+        await user_mapping.save_manual_choices(services, account_key(services, identity), choices, owner)
     return Reply(ADMIN_SETTINGS_SAVED)
+
+
+async def _session_user(services: Services, claims: SessionClaims | None) -> UserRecord | None:
+    """The caller's CRM user when a current session came along; the admin settings route does not need one."""
+    if claims is None:
+        return None
+    try:
+        return await active_user(services, claims, by_platform=True)
+    except SessionEnded:
+        return None
 
 
 async def preload_settings(services: Services, token: str | None, rc_account_id: str | None) -> Reply:
@@ -185,11 +212,26 @@ async def license_status(services: Services, claims: SessionClaims | None) -> Re
 
 
 async def refresh_user_info(services: Services, claims: SessionClaims) -> Reply:
-    """No connector keeps CRM user details beyond login yet: a known user is simply told it worked."""
+    """The connector's `refresh_user_info`, in a session opened as for any CRM call (OAuth refreshed when due).
+
+    As the reference: a connector without it is a success without a CRM call; an unknown user is a warning;
+    a revoked session is a 200 warning here (the route ignores `isRevokeUserSession`); a CRM failure is mapped
+    like any other (`handleApiError`)."""
+    connector = connector_for(services, claims.platform)
+    if not implements(connector, "refresh_user_info"):
+        return Reply(envelope(True))
     user = await active_user(services, claims, by_platform=True)
     if user is None:
-        return Reply({"successful": False, "returnMessage": warning("User not found").to_wire()})
-    return Reply({"successful": True})
+        return Reply(envelope(False, warning("User not found")))
+    try:
+        call = await open_session(services, connector, user)
+        refreshed = await connector.refresh_user_info(call)
+    except SessionRevoked:
+        return Reply(envelope(False, SESSION_EXPIRED))
+    except (CrmHttpError, oauth.OAuthError) as exc:
+        logger.info("refreshing %s user info failed: %s", user.platform, type(exc).__name__)
+        return Reply(envelope(False, crm_error_message(exc, user.platform, "refreshUserInfo")))
+    return Reply(envelope(refreshed.successful, refreshed.return_message))
 
 
 async def cache_note(services: Services, claims: SessionClaims, body: CacheNoteBody) -> Reply:

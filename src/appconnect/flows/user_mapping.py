@@ -35,6 +35,9 @@ MAX_EXTENSIONS_PER_USER = 50
 #: a CRM user id is stored as a call's owner (the users table keeps ids this long); an extension id is a number
 MAX_CRM_USER_ID_CHARS = 255
 MAX_EXTENSION_ID_CHARS = 64
+#: the CRM account of choices an admin saved before any mapping and without a CRM session: the first mapping
+#: the admin makes adopts them (no user's account scope is empty, so logging never reads them before)
+PENDING_SCOPE = ""
 
 
 class UserMappingBody(BaseModel):
@@ -145,6 +148,8 @@ async def user_mapping(
         extensions = await account_extensions(services.http, services.settings.ringcentral_server, token)
     except DirectoryFailed as exc:
         logger.info("RingCentral extension list unavailable: %s", exc)
+        if exc.unavailable:
+            raise admin.ringcentral_unavailable() from None
         raise ClientError(admin.ADMIN_REFUSED, 403) from None
     key = admin.account_key(services, identity)
     scope = account_scope(user)
@@ -152,7 +157,11 @@ async def user_mapping(
         stored = await services.user_mappings.get(key)
         previous = (
             stored.users
-            if stored is not None and (stored.crm_scope, stored.platform) == (scope, user.platform)
+            if stored is not None
+            and (
+                (stored.crm_scope, stored.platform) == (scope, user.platform)
+                or stored.crm_scope == PENDING_SCOPE  # the admin's choices, sent before any mapping
+            )
             else ()
         )
         mapping = match_users(crm_users, extensions, previous, reinitialize=reinitialize)
@@ -190,21 +199,29 @@ def manual_choices(raw: Any) -> dict[str, tuple[str, ...]] | None:
 
 
 async def save_manual_choices(
-    services: Services, rc_account: str, choices: dict[str, tuple[str, ...]]
-) -> bool:
+    services: Services,
+    rc_account: str,
+    choices: dict[str, tuple[str, ...]],
+    owner: UserRecord | None = None,
+) -> None:
     """Apply the admin's edits of the mapping, CRM user by CRM user (users not named stay as they are): an
     entry that differs from the stored one becomes manual (kept on re-initialisation); one sent back unchanged
-    keeps its kind. False when no mapping was made yet (nothing to tie the choices to a CRM account)."""
+    keeps its kind.
+
+    Before any mapping was made the choices start one, all manual: made against the CRM account of `owner`
+    (the admin's CRM session), or, without one, held for the first mapping the admin makes (`PENDING_SCOPE`:
+    server-side logging never reads such a row)."""
     async with services.locks.hold(mapping_lock(rc_account)):
-        return await _save_manual_choices(services, rc_account, choices)
+        await _save_manual_choices(services, rc_account, choices, owner)
 
 
 async def _save_manual_choices(
-    services: Services, rc_account: str, choices: dict[str, tuple[str, ...]]
-) -> bool:
+    services: Services, rc_account: str, choices: dict[str, tuple[str, ...]], owner: UserRecord | None
+) -> None:
     stored = await services.user_mappings.get(rc_account)
     if stored is None:
-        return False
+        scope, platform = (account_scope(owner), owner.platform) if owner is not None else (PENDING_SCOPE, "")
+        stored = AccountMapping(scope, platform, ())
     earlier = {m.crm_user_id: m for m in stored.users}
     chosen = {i for ids in choices.values() for i in ids}
     updated: list[MappedUser] = []
@@ -224,4 +241,3 @@ async def _save_manual_choices(
     await services.user_mappings.put(
         rc_account, AccountMapping(stored.crm_scope, stored.platform, tuple(updated))
     )
-    return True

@@ -47,11 +47,14 @@ class RcIdentity:
 
 
 class RcCheckFailed(Exception):
-    """The token could not be checked: RingCentral refused it (`refused`) or could not be asked."""
+    """The token could not be checked: RingCentral refused it (`refused`, remembered a while), could not be
+    asked (`unavailable`: unreachable, timed out, a 5xx, no JSON: not the caller's fault), or answered an
+    identity that is not trusted (neither)."""
 
-    def __init__(self, reason: str, *, refused: bool) -> None:
+    def __init__(self, reason: str, *, refused: bool, unavailable: bool = False) -> None:
         super().__init__(reason)
         self.refused = refused
+        self.unavailable = unavailable
 
 
 def token_from(request: Request, body: dict[str, Any] | None = None) -> str | None:
@@ -148,16 +151,16 @@ class RingCentralIdentities:
             )
         except TransportError as exc:
             logger.warning("RingCentral platform unreachable: %s", exc)
-            raise RcCheckFailed("RingCentral unreachable", refused=False) from None
+            raise RcCheckFailed("RingCentral unreachable", refused=False, unavailable=True) from None
         status = response.status_code
         if status in (400, 401, 403, 404):
             raise RcCheckFailed(f"RingCentral refused the token (HTTP {status})", refused=True)
         if not response.is_success:
             logger.warning("RingCentral platform answered HTTP %s to an identity check", status)
-            raise RcCheckFailed(f"RingCentral answered HTTP {status}", refused=False)
+            raise RcCheckFailed(f"RingCentral answered HTTP {status}", refused=False, unavailable=True)
         try:
             data = orjson.loads(response.content)
         except orjson.JSONDecodeError:
             logger.warning("RingCentral platform answered an identity check with no JSON")
-            raise RcCheckFailed("RingCentral answered no JSON", refused=False) from None
+            raise RcCheckFailed("RingCentral answered no JSON", refused=False, unavailable=True) from None
         return _identity(data)

@@ -35,7 +35,12 @@ class RcExtension:
 
 
 class DirectoryFailed(Exception):
-    """RingCentral did not give the account's extensions (refused the token, failed, answered no JSON)."""
+    """RingCentral did not give the account's extensions: it could not be asked (`unavailable`: unreachable,
+    timed out, a 5xx, no JSON), refused the token, or answered no extension records."""
+
+    def __init__(self, reason: str, *, unavailable: bool = False) -> None:
+        super().__init__(reason)
+        self.unavailable = unavailable
 
 
 def _extension(record: Any) -> RcExtension | None:
@@ -71,14 +76,17 @@ async def account_extensions(http: CrmTransport, server: str, token: str) -> lis
             response = await http.send("GET", url, params=params, headers=headers)
         except TransportError as exc:
             logger.warning("RingCentral platform unreachable listing extensions: %s", exc)
-            raise DirectoryFailed("RingCentral unreachable") from None
+            raise DirectoryFailed("RingCentral unreachable", unavailable=True) from None
         if not response.is_success:
             logger.warning("RingCentral platform answered HTTP %s listing extensions", response.status_code)
-            raise DirectoryFailed(f"RingCentral answered HTTP {response.status_code}")
+            unavailable = response.status_code not in (400, 401, 403, 404)
+            raise DirectoryFailed(
+                f"RingCentral answered HTTP {response.status_code}", unavailable=unavailable
+            )
         try:
             data = orjson.loads(response.content)
         except orjson.JSONDecodeError:
-            raise DirectoryFailed("RingCentral answered no JSON") from None
+            raise DirectoryFailed("RingCentral answered no JSON", unavailable=True) from None
         records = data.get("records") if isinstance(data, dict) else None
         if not isinstance(records, list):
             raise DirectoryFailed("RingCentral answered no extension records")

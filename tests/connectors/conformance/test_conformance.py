@@ -33,7 +33,7 @@ import httpx
 import pytest
 
 from appconnect.connectors.registry import ConnectorRegistry
-from appconnect.connectors.sdk import INTERFACE_METHODS, Connector, implements
+from appconnect.connectors.sdk import INTERFACE_METHODS, UNOFFERED_INTERFACES, Connector, implements
 from tests.conftest import LiveServer, connector_server, database_url_for
 from tests.connectors.bullhorn.conformance_target import BullhornTarget
 from tests.connectors.clio.conformance_target import ClioTarget
@@ -391,6 +391,14 @@ async def test_implemented_interfaces_are_what_the_class_overrides(harness: Harn
     served = response.json()
     overridden = {name: implements(harness.connector, method) for name, method in INTERFACE_METHODS.items()}
     assert {name: served.get(name) for name in INTERFACE_METHODS} == overridden
+    # the optional ones the client offers only when told: a dealer picker, a refresh, a licence check
+    for interface, method in (
+        ("getManagedAuthOptions", "get_managed_auth_options"),
+        ("refreshUserInfo", "refresh_user_info"),
+        ("getLicenseStatus", "get_license_status"),
+    ):
+        assert served.get(interface) is implements(harness.connector, method), interface
+    assert not any(served.get(name, True) for name in UNOFFERED_INTERFACES)
     assert served.get("getOauthInfo", False) is (harness.connector.auth_type == "oauth")
     assert served.get("getBasicAuth", False) is (harness.connector.auth_type == "apiKey")
     for required in ("getUserInfo", "findContact", "createContact", "createCallLog"):

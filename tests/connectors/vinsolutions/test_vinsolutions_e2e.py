@@ -17,6 +17,9 @@ import pytest
 
 from tests.conftest import LiveServer, call_log_body, connector_server, conversation_body, new_phone
 from tests.connectors.vinsolutions.fake_vinsolutions import (
+    API_KEY,
+    CLIENT_ID,
+    CLIENT_SECRET,
     DEALER_ID,
     OTHER_DEALER_ID,
     USER_ID,
@@ -242,3 +245,60 @@ async def test_a_login_the_dealer_does_not_allow_is_refused(
     assert "Verify dealer enablement" in refused.json()["returnMessage"]["message"]
     unknown = await agent.login(DEALER_ID, 424242)
     assert unknown.status_code == 400
+
+
+async def test_the_client_is_offered_the_dealer_picker_and_the_refresh(agent: Agent) -> None:
+    served = (await agent.http.get("/implementedInterfaces", params={"platform": "vinsolutions"})).json()
+    assert served["getManagedAuthOptions"] is True and served["refreshUserInfo"] is True
+    assert served["listAppointments"] is False
+
+
+async def test_refreshing_the_user_checks_the_servers_token_at_the_dealer(
+    logged_in: Agent, fake_vinsolutions: FakeVinSolutions
+) -> None:
+    agent, fake = logged_in, fake_vinsolutions
+    reads_before = len(fake.requests_to(f"/gateway/v1/tenant/user/id/{USER_ID}", "GET"))
+    refreshed = await agent.send("POST", "/user/refreshInfo", {})
+    assert refreshed["successful"] is True
+    assert refreshed["returnMessage"]["messageType"] == "success"
+    assert len(fake.requests_to(f"/gateway/v1/tenant/user/id/{USER_ID}", "GET")) == reads_before + 1
+
+    # the partner token was revoked early: it is replaced, and the user is told all is well
+    fake.revoke_tokens()
+    tokens_before = fake.token_requests()
+    again = await agent.send("POST", "/user/refreshInfo", {})
+    assert again["successful"] is True, again
+    assert fake.token_requests() == tokens_before + 1
+    found = await agent.find_contact(new_phone())  # later requests use the new token
+    assert found["successful"] is True, found
+
+
+async def test_a_refused_token_request_is_a_warning_without_secrets(
+    logged_in: Agent, fake_vinsolutions: FakeVinSolutions
+) -> None:
+    agent, fake = logged_in, fake_vinsolutions
+    fake.revoke_tokens()
+    fake.inject(400, path_prefix="/connect/token", method="POST", times=5, body={"error": "invalid_client"})
+    try:
+        response = await agent.http.post("/user/refreshInfo", headers=agent.auth, json={})
+    finally:
+        fake.clear_faults()
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["successful"] is False
+    assert body["returnMessage"]["messageType"] == "warning"
+    assert "connect again" in body["returnMessage"]["message"]
+    for secret in (CLIENT_ID, CLIENT_SECRET, API_KEY, "invalid_client", *fake.tokens):
+        assert secret not in response.text
+
+    recovered = await agent.send("POST", "/user/refreshInfo", {})
+    assert recovered["successful"] is True, recovered
+
+
+async def test_a_user_the_dealer_no_longer_has_is_told_to_check_the_connection(
+    logged_in: Agent, fake_vinsolutions: FakeVinSolutions
+) -> None:
+    fake_vinsolutions.users.pop((DEALER_ID, USER_ID))
+    answer = await logged_in.send("POST", "/user/refreshInfo", {})
+    assert answer["successful"] is False
+    assert "Verify dealer enablement" in answer["returnMessage"]["message"]

@@ -66,6 +66,7 @@ from appconnect.connectors.sdk import (
     PlatformUser,
     ReturnMessage,
     UserInfoResult,
+    UserRefreshed,
     UserView,
     placeholder_contact,
     stored_user_id,
@@ -327,6 +328,34 @@ class VinSolutionsConnector(Connector):
             email = str(entry.get("EmailAddress") or "").strip()
             options.append(ManagedAuthOption(str(entry["UserId"]), f"{name} + {email}" if email else name))
         return options
+
+    async def refresh_user_info(self, call: CrmCall) -> UserRefreshed:
+        """Make sure the server's tokens still serve this user (the reference re-ensures both token profiles):
+        the user's own record at the dealer is read with the token, a token refused there is replaced once,
+        and Call Tracking's own token (when it has its own application) is ensured too. Every failure is a
+        warning the client shows, never the CRM's words or a credential."""
+        try:
+            dealer_id, crm_user_id = _dealer_context(call.user)
+            path = f"/gateway/v1/tenant/user/id/{crm_user_id}"
+            try:
+                record = await self._get(call.http, path, {"dealerId": dealer_id})
+            except CrmHttpError as exc:
+                if exc.status != 401:  # _send dropped a refused token: the next read fetches a new one
+                    raise
+                record = await self._get(call.http, path, {"dealerId": dealer_id})
+            if _positive_id(record.get("UserId")) not in (None, crm_user_id):
+                raise CrmHttpError(404, method="GET", url="another user answered")
+            if self.config.get("call_tracking_client_id"):
+                await self.tokens.get("calls", lambda: self._fetch_token(call.http, "calls"))
+        except CrmHttpError as exc:
+            log.warning("vinsolutions: refreshing the session failed (HTTP %s)", exc.status or "no answer")
+            return UserRefreshed(False, _refresh_failed(exc.status))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.warning(
+                "vinsolutions: refreshing the session read an unexpected answer (%s)", type(exc).__name__
+            )
+            return UserRefreshed(False, _refresh_failed(None))
+        return UserRefreshed(True, ReturnMessage("VinSolutions session is up to date", "success", 1000))
 
     async def unauthorize(self, call: CrmCall) -> ReturnMessage | None:
         """Nothing to revoke: the token is the server's and serves other users."""
@@ -719,6 +748,17 @@ def _not_connected() -> ReturnMessage:
             }
         ],
     )
+
+
+def _refresh_failed(status: int | None) -> ReturnMessage:
+    """The reference asks the user to reconnect; a VinSolutions that did not answer is worth a retry first."""
+    if status in (403, 404):
+        return _not_connected()
+    if status is None or status == 429 or status >= 500:
+        text = "VinSolutions could not renew the session just now. Please try again later."
+    else:
+        text = "Could not renew the VinSolutions session. Please connect again."
+    return ReturnMessage(text, "warning", 5000)
 
 
 def _user_name(user: JsonDict) -> str:
