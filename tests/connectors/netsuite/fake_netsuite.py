@@ -18,7 +18,9 @@ What it holds to, from Oracle's NetSuite REST web services guide and the referen
   case-insensitive (`phonecall`, `phoneCall`);
 - errors in NetSuite's envelope: `{type, title, status, o:errorDetails: [{detail, o:errorCode}]}`;
 - REST, SOAP and RESTlets share one concurrency pool per account (`concurrency_limit`): a request over it is
-  answered 429 with `CONCURRENCY_LIMIT_EXCEEDED`.
+  answered 429 with `CONCURRENCY_LIMIT_EXCEEDED`;
+- the RingCentral SuiteApp's RESTlets on `<account>.restlets.api.netsuite.com/app/site/hosting/restlet.nl`
+  (`?script=...&deploy=...`), only where the SuiteApp is installed (`Account.suiteapp`); see the RESTlet block.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ CLIENT_SECRET = "netsuite-client-secret"
 MAX_PAGE = 1000
 RECORD_PREFIX = "/services/rest/record/v1"
 SUITEQL_PATH = "/services/rest/query/v1/suiteql"
+RESTLET_PATH = "/app/site/hosting/restlet.nl"
 
 _STATUS_TITLES = {
     400: "Bad Request",
@@ -177,6 +180,7 @@ TABLE_COLUMNS: dict[str, frozenset[str]] = {
         {"id", "firstname", "middlename", "lastname", "email", "subsidiary", "giveaccess", "isinactive"}
     ),
     "customerstatus": frozenset({"id", "name", "stage", "isinactive"}),
+    "file": frozenset({"id", "name", "folder"}),
     "phonecall": frozenset(
         {
             "id",
@@ -210,6 +214,10 @@ def app_host(account: str) -> str:
     return f"{account_label(account)}.app.netsuite.com"
 
 
+def restlet_host(account: str) -> str:
+    return f"{account_label(account)}.restlets.api.netsuite.com"
+
+
 @dataclass
 class Account:
     """One NetSuite account: its own ids (an id means nothing in another account)."""
@@ -224,6 +232,20 @@ class Account:
     #: False: an account without subsidiaries (not OneWorld), where no record has a `subsidiary` field
     one_world: bool = True
     in_flight: int = 0
+    #: the RingCentral SuiteApp is installed: its RESTlets are deployed (off: NetSuite's answer for a script
+    #: that is not deployed)
+    suiteapp: bool = False
+    #: the time zone preference (`TIMEZONE`) of each employee, by entity id; unset: `default_timezone`
+    timezones: dict[int, str] = field(default_factory=dict)
+    default_timezone: str = "America/Los_Angeles"
+    #: the logged-in role's permissions, by NetSuite permission id (an id not listed: granted)
+    denied_permissions: set[str] = field(default_factory=set)
+    #: False: entity ids are generated (Auto-Generated Numbers on), so two customers may share a given entityId
+    unique_entity_ids: bool = True
+    folders: dict[int, str] = field(default_factory=dict)
+    files: dict[int, JsonDict] = field(default_factory=dict)
+    #: (phone call id, file id) pairs: a file attached to a record once, however often attached
+    attachments: set[tuple[int, int]] = field(default_factory=set)
 
     def store(self, record_type: str) -> dict[int, JsonDict]:
         return {
@@ -232,6 +254,7 @@ class Account:
             "phonecall": self.phonecalls,
             "employee": self.employees,
             "customerstatus": self.statuses,
+            "file": self.files,
         }[record_type]
 
 
@@ -334,9 +357,11 @@ class FakeNetSuite(FakeCrm):
     def url(self, host: str, path: str) -> str:
         return f"{self.base_url}/~{host}{path}"
 
-    def issue_tokens(self, account_id: str = DEFAULT_ACCOUNT) -> TokenPair:
+    def issue_tokens(self, account_id: str = DEFAULT_ACCOUNT, *, restlets: bool = True) -> TokenPair:
+        """Tokens of the account's login employee; `restlets=False`: granted without the `restlets` scope."""
         with self._lock:
-            return self.grants.issue_tokens(account=account_id)
+            entity = self.login_entity.get(account_id)
+            return self.grants.issue_tokens(account=account_id, entity=entity, restlets=restlets)
 
     def stage_of(self, record: JsonDict, account_id: str = DEFAULT_ACCOUNT) -> str:
         status_id = int(record.get("entityStatus", {}).get("id") or 13)
@@ -367,7 +392,7 @@ class FakeNetSuite(FakeCrm):
             with self._lock:
                 self.hosts_seen.append(host)
                 over = account.in_flight >= self.concurrency_limit and host.endswith(
-                    ".suitetalk.api.netsuite.com"
+                    (".suitetalk.api.netsuite.com", ".restlets.api.netsuite.com")
                 )
                 if not over:
                     account.in_flight += 1
@@ -389,7 +414,7 @@ class FakeNetSuite(FakeCrm):
 
     def _account_of_host(self, host: str) -> Account | None:
         for account in self.accounts.values():
-            if host in (api_host(account.id), app_host(account.id)):
+            if host in (api_host(account.id), app_host(account.id), restlet_host(account.id)):
                 return account
         return None
 
@@ -428,6 +453,9 @@ class FakeNetSuite(FakeCrm):
             FakeRoute("POST", "/~{host}" + RECORD_PREFIX + "/{type}", self._create),
             FakeRoute("GET", "/~{host}" + RECORD_PREFIX + "/{type}/{id}", self._get),
             FakeRoute("PATCH", "/~{host}" + RECORD_PREFIX + "/{type}/{id}", self._patch),
+            # RESTlets answer auth failures in their own envelope: the dispatcher checks the token itself
+            FakeRoute("GET", "/~{host}" + RESTLET_PATH, self._restlet, auth=False),
+            FakeRoute("POST", "/~{host}" + RESTLET_PATH, self._restlet, auth=False),
         ]
 
     def authenticate(self, request: FakeRequest) -> bool:
@@ -472,8 +500,14 @@ class FakeNetSuite(FakeCrm):
         ):
             raise HttpError(400, "invalid_request")
         with self._lock:
-            code = self.grants.issue_code(query["redirect_uri"], "rest_webservices", account=account.id)
             entity = self.login_entity[account.id]
+            code = self.grants.issue_code(
+                query["redirect_uri"],
+                " ".join(sorted(scopes & {"rest_webservices", "restlets"})),
+                account=account.id,
+                entity=entity,
+                restlets="restlets" in scopes,
+            )
         params = f"state={state}&role=3&entity={entity}&company={account.id}&code={code}"
         return RedirectResponse(f"{query['redirect_uri']}?{params}", status_code=302)
 
@@ -671,6 +705,11 @@ class FakeNetSuite(FakeCrm):
                 raise HttpError(
                     400, "Please enter value(s) for: Company Name", extra={"o:errorCode": "USER_ERROR"}
                 )
+        if record_type == "customer" and body.get("entityId") and account.unique_entity_ids:
+            with self._lock:
+                taken = any(c.get("entityId") == body["entityId"] for c in account.customers.values())
+            if taken:
+                raise HttpError(400, "This entity already exists.", extra={"o:errorCode": "DUP_ENTITY"})
         record = self._insert(account.id, record_type, body)
         location = f"{request.base_url}/~{api_host(account.id)}{RECORD_PREFIX}/{record_type}/{record['id']}"
         return Response(status_code=204, headers={"Location": location} if self.send_location else None)
@@ -710,6 +749,182 @@ class FakeNetSuite(FakeCrm):
             self._validate(account, record_type, body)
             record.update(body)
         return Response(status_code=204)
+
+    # --- RESTlets (the RingCentral SuiteApp) -----------------------------------------------------------------
+    #
+    # One URL for every script: `/app/site/hosting/restlet.nl?script=<script id>&deploy=<deployment id>` on the
+    # account's RESTlet host. `restlet_scripts()` maps a script id to its deployment, its HTTP method and its
+    # handler; add a script there. Errors are SuiteScript's RESTlet envelope `{"error": {code, message}}`, not
+    # the REST web services one. Oracle, "SuiteScript 2.x RESTlet Error Handling" (section_4634920277): 400 for
+    # an unhandled error (a script that is not deployed included), 401 without a valid login, 405 for a method
+    # the script does not implement, 415 for an unsupported Content-Type.
+
+    def restlet_scripts(self) -> dict[str, tuple[str, str, RestletHandler]]:
+        """script id -> (deployment id, method, handler) of the SuiteApp's RESTlets this fake serves."""
+        return {
+            "customscript_getcurrentuser": ("customdeploy_getcurrentuser", "GET", self._rl_current_user),
+            "customscript_getoneworldlicense_scriptid": (
+                "customdeploy_getoneworldlicense_deployid",
+                "GET",
+                self._rl_one_world,
+            ),
+            "customscript_checkrolepermissionscriptid": (
+                "customdeploy_checkrolepermissiondeployid",
+                "POST",
+                self._rl_permissions,
+            ),
+            "customscript_gettimezone": ("customdeploy_gettimezone", "GET", self._rl_timezone),
+            "customscript_getappconnectfolderbyname": (
+                "customdeploy_getappconnectfolderbyname",
+                "GET",
+                self._rl_folder_by_name,
+            ),
+            "customscript_createappconnectfolder": (
+                "customdeploy_createappconnectfolder",
+                "POST",
+                self._rl_create_folder,
+            ),
+            "customscript_createappconnectfile": (
+                "customdeploy_createappconnectfile",
+                "POST",
+                self._rl_create_file,
+            ),
+            "customscript_attachfilewithphonecalls": (
+                "customdeploy_attachfilewithphonecalls",
+                "POST",
+                self._rl_attach_file,
+            ),
+        }
+
+    def restlet_path(self, account_id: str = DEFAULT_ACCOUNT) -> str:
+        """The RESTlet URL path as the fake sees it (every script shares it; the script is in the query)."""
+        return f"/~{restlet_host(account_id)}{RESTLET_PATH}"
+
+    def restlet_calls(self, script: str, account_id: str = DEFAULT_ACCOUNT) -> list[Any]:
+        return [r for r in self.requests_to(self.restlet_path(account_id)) if r.query.get("script") == script]
+
+    def _restlet_error(self, status: int, code: str, message: str) -> Response:
+        return self.json({"error": {"code": code, "message": message}}, status)
+
+    async def _restlet(self, request: FakeRequest) -> Response:
+        host = str(request.path_params.get("host", "")).lower()
+        account = self._account_of_host(host)
+        if account is None or host != restlet_host(account.id):
+            return self._restlet_error(404, "NOT_FOUND", "No RESTlet is served on this host.")
+        token = bearer_token(request.headers.get("authorization", ""))
+        with self._lock:
+            grant = self.grants.extra_of_access(token) if token and self.grants.access_valid(token) else {}
+        if grant.get("account") != account.id or grant.get("restlets") is not True:
+            # a token without the `restlets` scope is no login for a RESTlet
+            return self._restlet_error(401, "INVALID_LOGIN_ATTEMPT", "Invalid login attempt.")
+        script = request.query.get("script", "")
+        known = self.restlet_scripts().get(script)
+        if not account.suiteapp or known is None or request.query.get("deploy") != known[0]:
+            return self._restlet_error(
+                400, "SSS_INVALID_SCRIPTLET_ID", "That Suitelet is invalid, disabled, or no longer exists."
+            )
+        _deploy, method, handler = known
+        if request.method != method:
+            return self._restlet_error(
+                405, "SSS_INVALID_HTTP_METHOD", f"This RESTlet does not implement {request.method}."
+            )
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if method == "POST":
+            if content_type != "application/json":
+                return self._restlet_error(415, "SSS_UNSUPPORTED_CONTENT_TYPE", "Unsupported Content-Type.")
+            if not isinstance(request.json, dict):
+                return self._restlet_error(400, "SSS_INVALID_JSON", "The request body is not a JSON object.")
+        elif await request.raw.body():
+            return self._restlet_error(400, "SSS_REQUEST_BODY_NOT_ALLOWED", "A GET request has no body.")
+        entity = grant.get("entity")
+        try:
+            with self._lock:
+                answer = handler(account, int(entity) if entity is not None else 0, request)
+        except RestletScriptError as exc:
+            return self._restlet_error(400, exc.code, str(exc))
+        return self.json(answer)
+
+    def _rl_current_user(self, account: Account, entity: int, request: FakeRequest) -> JsonDict:
+        employee = account.employees[entity]
+        name = f"{employee.get('firstName') or ''} {employee.get('lastName') or ''}".strip()
+        answer: JsonDict = {"id": entity, "name": name, "email": employee.get("email") or "", "role": 3}
+        if account.one_world:
+            answer["subsidiary"] = str((employee.get("subsidiary") or {}).get("id") or "")
+        return answer
+
+    def _rl_one_world(self, account: Account, entity: int, request: FakeRequest) -> JsonDict:
+        return {"oneWorldEnabled": account.one_world}
+
+    def _rl_permissions(self, account: Account, entity: int, request: FakeRequest) -> JsonDict:
+        wanted = request.json.get("requiredPermissions")
+        if not isinstance(wanted, list) or not all(isinstance(p, str) for p in wanted):
+            raise RestletScriptError("JS_EXCEPTION", "requiredPermissions must be a list of permission ids.")
+        return {"permissionResults": {p: p not in account.denied_permissions for p in wanted}}
+
+    def _rl_timezone(self, account: Account, entity: int, request: FakeRequest) -> JsonDict:
+        return {"userTimezone": account.timezones.get(entity, account.default_timezone)}
+
+    def _rl_folder_by_name(self, account: Account, entity: int, request: FakeRequest) -> JsonDict:
+        name = request.query.get("name", "")
+        found = [{"id": str(i), "name": n} for i, n in sorted(account.folders.items()) if n == name]
+        if not found:
+            return {"success": False, "message": f"No folder found with name {name}"}
+        return {"success": True, "results": found}
+
+    def _rl_create_folder(self, account: Account, entity: int, request: FakeRequest) -> JsonDict:
+        name = request.json.get("folderName")
+        if not isinstance(name, str) or not name:
+            raise RestletScriptError("JS_EXCEPTION", "folderName is required.")
+        if name in account.folders.values():
+            # NetSuite keeps folder names unique among siblings
+            raise RestletScriptError("DUP_FOLDER", "A folder with this name already exists.")
+        folder_id = self.next_id(f"{account.id}:folder", 700)
+        account.folders[folder_id] = name
+        return {"success": True, "folderId": folder_id}
+
+    def _rl_create_file(self, account: Account, entity: int, request: FakeRequest) -> JsonDict:
+        body = request.json
+        folder = body.get("folderId")
+        if not isinstance(folder, int | str) or int_or_zero(folder) not in account.folders:
+            raise RestletScriptError("INVALID_KEY_OR_REF", "Invalid folder reference key.")
+        name, content = body.get("fileName"), body.get("content")
+        if not isinstance(name, str) or not name or not isinstance(content, str):
+            raise RestletScriptError("JS_EXCEPTION", "fileName and content are required.")
+        # a second file of the same name is a second file here: the connector, not the fake, avoids it
+        file_id = self.next_id(f"{account.id}:file", 900)
+        account.files[file_id] = {
+            "id": file_id,
+            "name": name,
+            "folder": int_or_zero(folder),
+            "content": content,
+        }
+        return {"success": True, "fileId": file_id}
+
+    def _rl_attach_file(self, account: Account, entity: int, request: FakeRequest) -> JsonDict:
+        call_id, file_id = (
+            int_or_zero(request.json.get("phoneCallId")),
+            int_or_zero(request.json.get("fileId")),
+        )
+        if call_id not in account.phonecalls or file_id not in account.files:
+            raise RestletScriptError("INVALID_KEY_OR_REF", "Invalid phone call or file reference key.")
+        account.attachments.add((call_id, file_id))
+        return {"success": True}
+
+
+class RestletScriptError(Exception):
+    """An error a SuiteApp script throws: NetSuite answers 400 with its code and message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+RestletHandler = Callable[[Account, int, FakeRequest], JsonDict]
+
+
+def int_or_zero(value: Any) -> int:
+    text = str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else ""
+    return int(text) if text.isdigit() else 0
 
 
 # ------------------------------------------------------------------------------------------------------------

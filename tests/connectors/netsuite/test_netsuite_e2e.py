@@ -73,7 +73,7 @@ class Agent:
                 "client_id": CLIENT_ID,
                 "response_type": "code",
                 "redirect_uri": self.fake.redirect_uri,
-                "scope": "rest_webservices",
+                "scope": "restlets rest_webservices",
                 "state": STATE,
             },
         )
@@ -242,7 +242,14 @@ async def test_a_create_reads_its_id_from_location_only(agent: Agent, fake_netsu
     phone = new_phone()
     created = await agent.create_contact(phone, "Maya Patel", "contact")
     [post] = fake_netsuite.requests_to(fake_netsuite.path(f"{RECORD_PREFIX}/contact"), "POST")
-    assert post.json == {"firstName": "Maya", "lastName": "Patel", "phone": phone, "subsidiary": {"id": "1"}}
+    [company] = fake_netsuite.snapshot(fake_netsuite.account().customers).values()  # the placeholder company
+    assert post.json == {
+        "firstName": "Maya",
+        "lastName": "Patel",
+        "phone": phone,
+        "subsidiary": {"id": "1"},
+        "company": {"id": str(company["id"])},
+    }
     contacts = fake_netsuite.snapshot(fake_netsuite.account().contacts)
     assert created["contact"]["id"] in {str(i) for i in contacts}
 
