@@ -903,11 +903,11 @@ def _transcript_in(details: str) -> str | None:
 def _shortened(details: str, transcript: str) -> str:
     """The composed log with as much of the transcript as fits in MESSAGE_LIMIT characters, and a line saying
     the whole of it is the attached file (the reference's truncation)."""
-    rest = _TRANSCRIPT_BLOCK_RE.sub("", details, count=1).rstrip("\n")
     frame = "\n- Transcript:\n\n\n" + _TRUNCATED_NOTE + "\n--- END\n"
-    room = max(MESSAGE_LIMIT - len(rest) - len(frame), 0)
-    block = f"\n- Transcript:\n{transcript[:room]}\n\n{_TRUNCATED_NOTE}\n--- END\n"
-    return (rest + block)[: max(MESSAGE_LIMIT, len(frame))]
+    # the rest of the log is kept whole unless it alone is too long (then its end goes, the note stays)
+    rest = _TRANSCRIPT_BLOCK_RE.sub("", details, count=1).rstrip("\n")[: MESSAGE_LIMIT - len(frame)]
+    room = MESSAGE_LIMIT - len(rest) - len(frame)
+    return f"{rest}\n- Transcript:\n{transcript[:room]}\n\n{_TRUNCATED_NOTE}\n--- END\n"
 
 
 def _login_failed(detail: str) -> UserInfoResult:
