@@ -275,3 +275,51 @@ async def test_an_expired_token_is_refreshed_at_the_account_host_and_logout_revo
     revokes = fake.requests_to(fake.path("/services/rest/auth/oauth2/v1/revoke"), "POST")
     assert len(revokes) == 2 and all(r.auth_scheme == "Basic" for r in revokes)
     assert fake.grants.revoke_calls == 2
+
+
+async def test_with_the_suiteapp_calls_are_timed_in_the_users_zone_and_contacts_get_a_company(
+    agent: Agent, fake_netsuite: FakeNetSuite, server: LiveServer
+) -> None:
+    fake = fake_netsuite
+    fake.account().suiteapp = True
+    fake.account().timezones[fake.login_entity[DEFAULT_ACCOUNT]] = "America/New_York"
+    await agent.login()
+    user = await stored_user(server, f"1~{DEFAULT_ACCOUNT}-netsuite")
+    assert user.platform_additional_info["oneWorldEnabled"] is True
+
+    phone = new_phone()
+    created = await agent.create_contact(phone, "Maya Patel", "contact")
+    contact = fake.snapshot(fake.account().contacts)[int(created["contact"]["id"])]
+    logged = await agent.log_call("ns-e2e-tz", created["contact"]["id"], phone, "contact")
+    assert logged["successful"] is True, logged
+    call = fake.snapshot(fake.account().phonecalls)[int(logged["logId"])]
+    assert (call["startDate"], call["startTime"], call["endTime"]) == ("2026-03-12", "10:35", "10:43")
+    assert call["company"] == contact["company"]
+
+
+async def test_a_role_missing_permissions_cannot_connect(agent: Agent, fake_netsuite: FakeNetSuite) -> None:
+    fake = fake_netsuite
+    fake.account().suiteapp = True
+    fake.account().denied_permissions = {"LIST_CONTACT"}
+    consent = await agent.http.get(
+        fake.url(app_host(DEFAULT_ACCOUNT), "/app/login/oauth2/authorize.nl"),
+        params={
+            "client_id": CLIENT_ID,
+            "response_type": "code",
+            "redirect_uri": fake.redirect_uri,
+            "scope": "restlets rest_webservices",
+            "state": STATE,
+        },
+    )
+    response = await agent.http.get(
+        "/oauth-callback",
+        params={
+            "callbackUri": consent.headers["location"],
+            "hostname": app_host(DEFAULT_ACCOUNT),
+            "rcAccountId": f"rc-{DEFAULT_ACCOUNT}",
+        },
+    )
+    answer = response.json()
+    assert answer["returnMessage"]["messageType"] == "warning"
+    assert "Lists > Contacts (Full)" in answer["returnMessage"]["message"]
+    assert not answer.get("jwtToken")

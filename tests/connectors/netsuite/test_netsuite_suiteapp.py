@@ -50,12 +50,15 @@ class Env:
     http: httpx.AsyncClient
     auth: str
 
-    def call(self, *, account: str = DEFAULT_ACCOUNT, offset: str = "+02:00", user_id: str = "1") -> CrmCall:
+    def call(
+        self, *, account: str = DEFAULT_ACCOUNT, offset: str = "+02:00", zone: str | None = None
+    ) -> CrmCall:
         user = UserView(
-            id=f"{user_id}~{account}-netsuite",
+            id=f"1~{account}-netsuite",
             platform="netsuite",
             hostname=app_host(account),
             timezone_offset=offset,
+            timezone_name=zone,
             platform_additional_info={"name": "Alex Agent", "subsidiaryId": "1"},
         )
         http = CrmHttpClient(self.http, base_url=self.connector.base_url(user), auth_header=self.auth)
@@ -167,6 +170,15 @@ async def test_call_times_are_in_the_users_netsuite_time_zone_read_once(env: Env
     assert len(env.fake.restlet_calls(TIMEZONE)) == 1  # kept for the user, not asked per call
 
 
+async def test_the_zone_kept_at_login_is_used_without_asking_again(env: Env) -> None:
+    env.fake.account().suiteapp = True
+    result = await env.connector.create_call_log(
+        env.call(zone="Europe/Berlin"), CallLogCreate(contact=_customer_ref(env), call=_record())
+    )
+    assert _times(env, result.log_id) == ("2026-03-12", "15:35", "15:43")  # CET, UTC+1
+    assert not env.fake.restlet_calls(TIMEZONE)
+
+
 async def test_without_the_suiteapp_the_users_offset_is_used_and_asked_once(env: Env) -> None:
     call = env.call(offset="+02:00")
     for session in ("s-1", "s-2"):
@@ -244,6 +256,7 @@ async def test_a_oneworld_login_checks_subsidiaries_and_keeps_the_licence(env: E
     assert result.user is not None
     info = result.user.platform_additional_info
     assert (info["oneWorldEnabled"], info["subsidiaryId"]) == (True, "1")
+    assert result.user.timezone_name == "America/Los_Angeles"  # the user's preference, kept with the user
     [check] = env.fake.restlet_calls(PERMISSIONS)
     assert "LIST_SUBSIDIARY" in check.json["requiredPermissions"]
 
@@ -271,6 +284,7 @@ async def test_without_the_suiteapp_the_login_goes_on_as_before(env: Env, restle
     assert result.user is not None
     info = result.user.platform_additional_info
     assert "oneWorldEnabled" not in info and info["subsidiaryId"] == "1"
+    assert result.user.timezone_name is None
     assert not env.fake.restlet_calls(PERMISSIONS)  # the first RESTlet's refusal ends the SuiteApp's part
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import ClassVar
@@ -288,6 +288,8 @@ class NetSuiteConnector(Connector):
             # entity ids are unique only inside one NetSuite account: the account is part of the stored id
             id=stored_user_id(self.platform, entity, account),
             name=name,
+            # kept with the user: every later call log is timed in it without asking NetSuite again
+            timezone_name=suiteapp.timezone,
             platform_additional_info={
                 "accountId": account,
                 "email": row.get("email") or "",
@@ -313,9 +315,9 @@ class NetSuiteConnector(Connector):
         return int_or_none(rows[0].get("subsidiary")) if rows else None
 
     async def _suiteapp_login(self, http: CrmHttp, account: str) -> SuiteAppLogin:
-        """The SuiteApp's view of this login: OneWorld or not, and the required permissions the role lacks.
-        Nothing is known (and nothing refused) when the SuiteApp is not installed or does not answer: the login
-        then goes on as without it. Three RESTlets, as the reference's getUserInfo."""
+        """The SuiteApp's view of this login: OneWorld or not, the required permissions the role lacks, the
+        user's time zone. Nothing is known (and nothing refused) when the SuiteApp is not installed or does not
+        answer: the login then goes on as without it. The reference's getUserInfo RESTlets, and the time zone."""
         try:
             current = await self._restlet(http, account, "customscript_getcurrentuser")
             if current is None:
@@ -335,14 +337,19 @@ class NetSuiteConnector(Connector):
                 body={"requiredPermissions": list(wanted)},
                 idempotent=True,  # a question: asking twice changes nothing
             )
+            zone = await self._restlet(http, account, "customscript_gettimezone", idempotent=True)
         except CrmHttpError:
             return SuiteAppLogin()  # busy or failing: the login must not depend on an optional add-on
+        name = zone.get("userTimezone") if zone else None
+        timezone_name = name.strip() if isinstance(name, str) and _zone(name) is not None else None
         results = answer.get("permissionResults") if answer else None
-        if not isinstance(results, dict):
-            return SuiteAppLogin(one_world=one_world)
         # a permission the script did not answer about is not held against the user
-        missing = [label for code, label in wanted.items() if results.get(code) is False]
-        return SuiteAppLogin(one_world=one_world, missing=missing)
+        missing = (
+            [label for code, label in wanted.items() if results.get(code) is False]
+            if isinstance(results, dict)
+            else []
+        )
+        return SuiteAppLogin(one_world=one_world, missing=missing, timezone=timezone_name)
 
     # --- RESTlets ------------------------------------------------------------------------------------------
 
@@ -378,9 +385,13 @@ class NetSuiteConnector(Connector):
         return data if isinstance(data, dict) else None
 
     async def _user_zone(self, call: CrmCall) -> tzinfo:
-        """The time zone of the user's NetSuite preferences (the SuiteApp's `customscript_gettimezone`), read
-        once an hour per user and process; the offset the server knows for the user when the SuiteApp is absent
-        or names no zone this server knows."""
+        """The time zone of the user's NetSuite preferences (the SuiteApp's `customscript_gettimezone`): read
+        at login and kept with the user; for a user who logged in without it (before this version, or before
+        the SuiteApp was installed) read here, at most once an hour per user and process. The offset the server
+        knows for the user when the SuiteApp is absent or names no zone this server knows."""
+        stored = _zone(call.user.timezone_name)
+        if stored is not None:
+            return stored
         key = call.user.id
         now = asyncio.get_running_loop().time()
         cached = self._zones.get(key)
@@ -847,10 +858,13 @@ class NetSuiteConnector(Connector):
 
 @dataclass(slots=True, frozen=True)
 class SuiteAppLogin:
-    """What the SuiteApp said at login: OneWorld or not (None: not told), and the permissions the role lacks."""
+    """What the SuiteApp said at login: OneWorld or not (None: not told), the permissions the role lacks (as
+    NetSuite's role page names them) and the user's time zone."""
 
     one_world: bool | None = None
-    missing: list[str] | None = None
+    missing: list[str] = field(default_factory=list)
+    #: the IANA name of the user's time zone preference, when the SuiteApp told one this server knows
+    timezone: str | None = None
 
 
 def _permissions_missing(missing: list[str]) -> UserInfoResult:
