@@ -301,6 +301,7 @@ async def test_new_contacts_share_one_placeholder_company(env: Env) -> None:
     first = await env.connector.create_contact(call, NewContact("+14155550142", "Maya Patel", "contact"))
     second = await env.connector.create_contact(call, NewContact("+14155550143", "Ravi Shah", "contact"))
     assert first is not None and second is not None
+    assert first.return_message is not None and PLACEHOLDER_COMPANY in first.return_message.message
     [company] = _companies(env.fake)
     assert (company["isPerson"], company["subsidiary"]) == (False, {"id": "1"})
     contacts = env.fake.snapshot(env.fake.account().contacts)
@@ -429,3 +430,16 @@ async def test_without_the_suiteapp_a_long_transcript_is_shortened_and_the_user_
     assert created.return_message.message_type == "warning"
     message = env.fake.snapshot(env.fake.account().phonecalls)[int(created.log_id)]["message"]
     assert len(message.split("\n\n[rc-call-")[0]) <= MESSAGE_LIMIT
+
+
+async def test_a_transcript_the_user_left_out_of_the_log_is_not_added_or_attached(env: Env) -> None:
+    env.fake.account().suiteapp = True
+    long_note = "- Note: " + "renewal details " * 300 + "\n"  # past the limit, but no transcript block
+    log = CallLogCreate(
+        contact=_customer_ref(env), call=_record(), composed_log_details=long_note, transcript=TRANSCRIPT
+    )
+    created = await env.connector.create_call_log(env.call(), log)
+    assert created.log_id is not None
+    message = env.fake.snapshot(env.fake.account().phonecalls)[int(created.log_id)]["message"]
+    assert message.startswith(long_note) and "Transcript" not in message
+    assert not env.fake.snapshot(env.fake.account().files)

@@ -579,7 +579,7 @@ class NetSuiteConnector(Connector):
         if kind == "contact":
             company = await self._placeholder_company(call)
             created = await self._create(call.http, "contact", {**person, "company": {"id": company}})
-            label = "Contact"
+            label = f"Contact (under the placeholder company {PLACEHOLDER_COMPANY})"
         elif kind in ("custjob", *_NEW_STAGES):
             body: JsonDict = {**person, "isPerson": True}
             if kind in _NEW_STAGES:
@@ -680,7 +680,9 @@ class NetSuiteConnector(Connector):
             return LogResult(None, ReturnMessage("Contact not found", "warning", 5000))
         record = log.call
         details = log.composed_log_details or "No details available"
-        transcript = log.transcript or _transcript_in(details)
+        # the transcript as the composed log holds it (absent when the user turned transcripts off): the same
+        # text on create and update, so both name its file alike
+        transcript = _transcript_in(details)
         too_long = bool(transcript) and len(details) > MESSAGE_LIMIT
         if too_long:
             details = _shortened(details, transcript or "")
