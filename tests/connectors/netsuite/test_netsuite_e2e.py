@@ -335,6 +335,48 @@ async def test_a_sales_order_chosen_on_the_log_form_goes_on_the_call_and_gets_on
         )
 
 
+async def test_without_the_suiteapp_a_sales_order_disposition_warns_and_changes_nothing(
+    agent: Agent, fake_netsuite: FakeNetSuite
+) -> None:
+    """No SuiteApp: the call still names its sales order; the disposition's note cannot be written, so the
+    client is warned and the phone call's message is as it was."""
+    fake = fake_netsuite
+    await agent.login()
+    settings = {"enableSalesOrderLogging": {"value": True}}
+    saved = await agent.http.post("/user/settings", headers=agent.auth, json={"userSettings": settings})
+    assert saved.status_code == 200, saved.text
+    try:
+        phone = new_phone()
+        company = fake.add_customer("Quill Works", "+1 212 555 0177")["id"]
+        order = fake.add_transaction("salesorder", company, "Paper")["id"]
+        body = call_log_body(
+            "ns-e2e-so-no-app",
+            str(company),
+            phone,
+            log_info={"startTime": "2026-03-12T14:35:20.000Z", "duration": 60},
+            contactType="custjob",
+            additionalSubmission={"salesorder": str(order)},
+        )
+        logged = (await agent.http.post("/callLog", headers=agent.auth, json=body)).json()
+        assert logged["successful"] is True, logged
+        before = fake.snapshot(fake.account().phonecalls)[int(logged["logId"])]
+        assert before["transaction"] == {"id": order, "type": "salesorder"}
+        answer = await agent.http.put(
+            "/callDisposition",
+            headers=agent.auth,
+            json={"sessionId": "ns-e2e-so-no-app", "dispositions": {"salesorder": str(order)}},
+        )
+        reply = answer.json()
+        assert reply["returnMessage"]["messageType"] == "warning", reply
+        assert "SuiteApp" in reply["returnMessage"]["message"]
+        assert fake.snapshot(fake.account().phonecalls)[int(logged["logId"])]["message"] == before["message"]
+        assert fake.user_notes() == []
+    finally:
+        await agent.http.post(
+            "/user/settings", headers=agent.auth, json={"settingKeysToRemove": list(settings)}
+        )
+
+
 async def test_with_the_suiteapp_calls_are_timed_in_the_users_zone_and_contacts_get_a_company(
     agent: Agent, fake_netsuite: FakeNetSuite, server: LiveServer
 ) -> None:
