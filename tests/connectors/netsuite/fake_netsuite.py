@@ -815,10 +815,11 @@ class FakeNetSuite(FakeCrm):
     # One URL for every script: `/app/site/hosting/restlet.nl?script=<script id>&deploy=<deployment id>` on the
     # account's RESTlet host. `restlet_scripts()` maps a script id to its deployment and a handler per HTTP
     # method; add a script there (never a second route for `restlet.nl`: two routes on one path shadow each
-    # other). Errors are SuiteScript's RESTlet envelope `{"error": {code, message}}`, not
-    # the REST web services one. Oracle, "SuiteScript 2.x RESTlet Error Handling" (section_4634920277): 400 for
-    # an unhandled error (a script that is not deployed included), 401 without a valid login, 405 for a method
-    # the script does not implement, 415 for an unsupported Content-Type.
+    # other). `Account.suiteapp` off: every script, createusernotes included, answers as not deployed. Errors
+    # are SuiteScript's RESTlet envelope `{"error": {code, message}}`, not the REST web services one. Oracle,
+    # "SuiteScript 2.x RESTlet Error Handling" (section_4634920277): 400 for an unhandled error (a script that is
+    # not deployed included), 401 without a valid login, 405 for a method the script does not implement, 415 for
+    # an unsupported Content-Type.
 
     def restlet_scripts(self) -> dict[str, tuple[str, dict[str, RestletHandler]]]:
         """script id -> (deployment id, {method: handler}) of the SuiteApp's RESTlets this fake serves."""
