@@ -79,7 +79,7 @@ class NetSuiteTarget(FakeCrmTarget):
                 "client_id": CLIENT_ID,
                 "redirect_uri": self.fake.redirect_uri,
                 "response_type": "code",
-                "scope": "rest_webservices restlets",
+                "scope": "restlets rest_webservices",
                 "state": "platform=netsuite&fillerString=appconnect",
             },
         )

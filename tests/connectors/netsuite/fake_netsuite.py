@@ -20,10 +20,11 @@ What it holds to, from Oracle's NetSuite REST web services guide and the referen
 - REST, SOAP and RESTlets share one concurrency pool per account (`concurrency_limit`): a request over it is
   answered 429 with `CONCURRENCY_LIMIT_EXCEEDED`;
 - transactions (sales orders `SalesOrd`, opportunities `Opprtnty`) are SuiteQL rows of `transaction`, and a
-  phone call's `transaction` must name one of them; RESTlets are `<account>.restlets.api.netsuite.com/app/site/
-  hosting/restlet.nl?script=...&deploy=...` (see the RESTlets section: the reference's SuiteApp scripts), want
-  a JSON Content-Type and a token whose consent granted the `restlets` scope (REST web services want
-  `rest_webservices`).
+  phone call's `transaction` must name one of them;
+- the RingCentral SuiteApp's RESTlets on `<account>.restlets.api.netsuite.com/app/site/hosting/restlet.nl`
+  (`?script=...&deploy=...`), only where the SuiteApp is installed (`Account.suiteapp`; off, every script,
+  createusernotes included, answers as undeployed); they want a JSON Content-Type for a body and a token whose
+  consent granted the `restlets` scope (REST web services want `rest_webservices`); see the RESTlet block.
 """
 
 from __future__ import annotations
@@ -187,6 +188,7 @@ TABLE_COLUMNS: dict[str, frozenset[str]] = {
     "transaction": frozenset(
         {"id", "tranid", "trandisplayname", "title", "type", "entity", "status", "createddate"}
     ),
+    "file": frozenset({"id", "name", "folder"}),
     "phonecall": frozenset(
         {
             "id",
@@ -238,12 +240,24 @@ class Account:
     transactions: dict[int, JsonDict] = field(default_factory=dict)
     #: user notes the `customscript_createusernotes` RESTlet wrote: {id, transaction, title, note}
     user_notes: dict[int, JsonDict] = field(default_factory=dict)
-    #: False: the role lacks the Transactions permissions, so SuiteQL knows no `transaction` table
-    role_sees_transactions: bool = True
     subsidiaries: set[int] = field(default_factory=lambda: {1})
     #: False: an account without subsidiaries (not OneWorld), where no record has a `subsidiary` field
     one_world: bool = True
     in_flight: int = 0
+    #: the RingCentral SuiteApp is installed: its RESTlets are deployed (off: NetSuite's answer for a script
+    #: that is not deployed)
+    suiteapp: bool = False
+    #: the time zone preference (`TIMEZONE`) of each employee, by entity id; unset: `default_timezone`
+    timezones: dict[int, str] = field(default_factory=dict)
+    default_timezone: str = "America/Los_Angeles"
+    #: the logged-in role's permissions, by NetSuite permission id (an id not listed: granted)
+    denied_permissions: set[str] = field(default_factory=set)
+    #: False: entity ids are generated (Auto-Generated Numbers on), so two customers may share a given entityId
+    unique_entity_ids: bool = True
+    folders: dict[int, str] = field(default_factory=dict)
+    files: dict[int, JsonDict] = field(default_factory=dict)
+    #: (phone call id, file id) pairs: a file attached to a record once, however often attached
+    attachments: set[tuple[int, int]] = field(default_factory=set)
 
     def store(self, record_type: str) -> dict[int, JsonDict]:
         return {
@@ -253,6 +267,7 @@ class Account:
             "employee": self.employees,
             "customerstatus": self.statuses,
             "transaction": self.transactions,
+            "file": self.files,
         }[record_type]
 
 
@@ -392,10 +407,12 @@ class FakeNetSuite(FakeCrm):
         return f"{self.base_url}/~{host}{path}"
 
     def issue_tokens(
-        self, account_id: str = DEFAULT_ACCOUNT, scopes: str = "rest_webservices restlets"
+        self, account_id: str = DEFAULT_ACCOUNT, scopes: str = "restlets rest_webservices"
     ) -> TokenPair:
+        """Tokens of the account's login employee, as a consent granting `scopes` would give them."""
         with self._lock:
-            return self.grants.issue_tokens(account=account_id, scopes=scopes)
+            entity = self.login_entity.get(account_id)
+            return self.grants.issue_tokens(account=account_id, entity=entity, scopes=scopes)
 
     def stage_of(self, record: JsonDict, account_id: str = DEFAULT_ACCOUNT) -> str:
         status_id = int(record.get("entityStatus", {}).get("id") or 13)
@@ -469,7 +486,7 @@ class FakeNetSuite(FakeCrm):
     def _host_account(self, request: FakeRequest, kind: str = "api") -> Account:
         host = str(request.path_params.get("host", "")).lower()
         account = self._account_of_host(host)
-        wanted = {"api": api_host, "app": app_host, "restlet": restlet_host}[kind]
+        wanted = api_host if kind == "api" else app_host
         if account is None or host != wanted(account.id):
             raise HttpError(
                 404, f"This resource is not served on {host}.", extra={"o:errorCode": "NOT_FOUND"}
@@ -487,8 +504,10 @@ class FakeNetSuite(FakeCrm):
             FakeRoute("POST", "/~{host}" + RECORD_PREFIX + "/{type}", self._create),
             FakeRoute("GET", "/~{host}" + RECORD_PREFIX + "/{type}/{id}", self._get),
             FakeRoute("PATCH", "/~{host}" + RECORD_PREFIX + "/{type}/{id}", self._patch),
-            FakeRoute("POST", "/~{host}" + RESTLET_PATH, self._restlet),
-            FakeRoute("PUT", "/~{host}" + RESTLET_PATH, self._restlet),
+            # RESTlets answer auth failures in their own envelope: the one dispatcher checks host, token and scope
+            FakeRoute("GET", "/~{host}" + RESTLET_PATH, self._restlet, auth=False),
+            FakeRoute("POST", "/~{host}" + RESTLET_PATH, self._restlet, auth=False),
+            FakeRoute("PUT", "/~{host}" + RESTLET_PATH, self._restlet, auth=False),
         ]
 
     def authenticate(self, request: FakeRequest) -> bool:
@@ -501,11 +520,9 @@ class FakeNetSuite(FakeCrm):
                 return False
             extra = self.grants.extra_of_access(token)
         account, scopes = extra.get("account"), str(extra.get("scopes") or "").split()
-        # a token works on its own account's hosts, and only for the services its consent granted
-        return isinstance(account, str) and (
-            (host == api_host(account) and "rest_webservices" in scopes)
-            or (host == restlet_host(account) and "restlets" in scopes)
-        )
+        # REST web services only (RESTlets check their own login in `_restlet`): a token works on its own
+        # account's host, and only if its consent granted `rest_webservices`
+        return isinstance(account, str) and host == api_host(account) and "rest_webservices" in scopes
 
     def error_body(self, status: int, message: str, extra: JsonDict) -> Any:
         code = extra.get("o:errorCode") or ("INVALID_LOGIN" if status == 401 else "USER_ERROR")
@@ -538,11 +555,14 @@ class FakeNetSuite(FakeCrm):
         ):
             raise HttpError(400, "invalid_request")
         with self._lock:
-            granted = " ".join(sorted(scopes & {"rest_webservices", "restlets"}))
-            code = self.grants.issue_code(
-                query["redirect_uri"], "rest_webservices", account=account.id, scopes=granted
-            )
             entity = self.login_entity[account.id]
+            code = self.grants.issue_code(
+                query["redirect_uri"],
+                " ".join(sorted(scopes & {"rest_webservices", "restlets"})),
+                account=account.id,
+                entity=entity,
+                scopes=" ".join(sorted(scopes & {"rest_webservices", "restlets"})),
+            )
         params = f"state={state}&role=3&entity={entity}&company={account.id}&code={code}"
         return RedirectResponse(f"{query['redirect_uri']}?{params}", status_code=302)
 
@@ -636,7 +656,10 @@ class FakeNetSuite(FakeCrm):
 
     def _table(self, account: Account, table: str) -> list[JsonDict]:
         """A table's rows as SuiteQL shows them: lower-case names, string values, null columns left out."""
-        if table not in TABLE_COLUMNS or (table == "transaction" and not account.role_sees_transactions):
+        # a role denied `TRAN_SALESORD` knows no `transaction` table (this fake's simplification of NetSuite's
+        # per-type transaction permissions)
+        hidden = table == "transaction" and "TRAN_SALESORD" in account.denied_permissions
+        if table not in TABLE_COLUMNS or hidden:
             raise SuiteQlError(f"Record '{table}' was not found.")
         rows = []
         for record in account.store(table).values():
@@ -742,6 +765,11 @@ class FakeNetSuite(FakeCrm):
                 raise HttpError(
                     400, "Please enter value(s) for: Company Name", extra={"o:errorCode": "USER_ERROR"}
                 )
+        if record_type == "customer" and body.get("entityId") and account.unique_entity_ids:
+            with self._lock:
+                taken = any(c.get("entityId") == body["entityId"] for c in account.customers.values())
+            if taken:
+                raise HttpError(400, "This entity already exists.", extra={"o:errorCode": "DUP_ENTITY"})
         record = self._insert(account.id, record_type, body)
         location = f"{request.base_url}/~{api_host(account.id)}{RECORD_PREFIX}/{record_type}/{record['id']}"
         return Response(status_code=204, headers={"Location": location} if self.send_location else None)
@@ -782,70 +810,214 @@ class FakeNetSuite(FakeCrm):
             record.update(body)
         return Response(status_code=204)
 
-    # --- RESTlets (the reference's SuiteApp scripts) ----------------------------------------------------------
+    # --- RESTlets (the RingCentral SuiteApp) -----------------------------------------------------------------
+    #
+    # One URL for every script: `/app/site/hosting/restlet.nl?script=<script id>&deploy=<deployment id>` on the
+    # account's RESTlet host. `restlet_scripts()` maps a script id to its deployment and a handler per HTTP
+    # method; add a script there (never a second route for `restlet.nl`: two routes on one path shadow each
+    # other). `Account.suiteapp` off: every script, createusernotes included, answers as not deployed. Errors
+    # are SuiteScript's RESTlet envelope `{"error": {code, message}}`, not the REST web services one. Oracle,
+    # "SuiteScript 2.x RESTlet Error Handling" (section_4634920277): 400 for an unhandled error (a script that is
+    # not deployed included), 401 without a valid login, 405 for a method the script does not implement, 415 for
+    # an unsupported Content-Type.
+
+    def restlet_scripts(self) -> dict[str, tuple[str, dict[str, RestletHandler]]]:
+        """script id -> (deployment id, {method: handler}) of the SuiteApp's RESTlets this fake serves."""
+        return {
+            "customscript_getcurrentuser": ("customdeploy_getcurrentuser", {"GET": self._rl_current_user}),
+            "customscript_getoneworldlicense_scriptid": (
+                "customdeploy_getoneworldlicense_deployid",
+                {"GET": self._rl_one_world},
+            ),
+            "customscript_checkrolepermissionscriptid": (
+                "customdeploy_checkrolepermissiondeployid",
+                {"POST": self._rl_permissions},
+            ),
+            "customscript_gettimezone": ("customdeploy_gettimezone", {"GET": self._rl_timezone}),
+            "customscript_getappconnectfolderbyname": (
+                "customdeploy_getappconnectfolderbyname",
+                {"GET": self._rl_folder_by_name},
+            ),
+            "customscript_createappconnectfolder": (
+                "customdeploy_createappconnectfolder",
+                {"POST": self._rl_create_folder},
+            ),
+            "customscript_createappconnectfile": (
+                "customdeploy_createappconnectfile",
+                {"POST": self._rl_create_file},
+            ),
+            "customscript_attachfilewithphonecalls": (
+                "customdeploy_attachfilewithphonecalls",
+                {"POST": self._rl_attach_file},
+            ),
+            "customscript_createusernotes": (
+                "customdeploy_createusernotes",
+                {"POST": self._rl_create_user_note, "PUT": self._rl_update_user_note},
+            ),
+        }
+
+    def restlet_path(self, account_id: str = DEFAULT_ACCOUNT) -> str:
+        """The RESTlet URL path as the fake sees it (every script shares it; the script is in the query)."""
+        return f"/~{restlet_host(account_id)}{RESTLET_PATH}"
+
+    def restlet_calls(self, script: str, account_id: str = DEFAULT_ACCOUNT) -> list[Any]:
+        return [r for r in self.requests_to(self.restlet_path(account_id)) if r.query.get("script") == script]
+
+    def _restlet_error(self, status: int, code: str, message: str) -> Response:
+        return self.json({"error": {"code": code, "message": message}}, status)
 
     async def _restlet(self, request: FakeRequest) -> Response:
-        """`restlet.nl?script=<script id>&deploy=<deployment id>` on the account's RESTlet host; a script the
-        account has not deployed is refused, as NetSuite does (the SuiteApp is not installed)."""
-        account = self._host_account(request, "restlet")
-        script, deploy = request.query.get("script", ""), request.query.get("deploy", "")
-        handler = self._restlet_scripts().get((script, deploy, request.method))
-        if handler is None:
-            raise HttpError(
-                400,
-                "Script or deployment not found, or not released, or the role cannot run it.",
-                extra={"o:errorCode": "SSS_INVALID_SCRIPTLET_ID"},
-            )
-        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-            # Oracle: a RESTlet call needs a Content-Type header (JSON here: these scripts read objects)
-            raise HttpError(
-                415,
-                "Invalid content type. You can only use application/json, application/xml or text/plain.",
-                extra={"o:errorCode": "INVALID_CONTENT_TYPE"},
-            )
-        body = request.json_object()
+        host = str(request.path_params.get("host", "")).lower()
+        account = self._account_of_host(host)
+        if account is None or host != restlet_host(account.id):
+            return self._restlet_error(404, "NOT_FOUND", "No RESTlet is served on this host.")
+        token = bearer_token(request.headers.get("authorization", ""))
         with self._lock:
-            return self.json(handler(account, body))
+            grant = self.grants.extra_of_access(token) if token and self.grants.access_valid(token) else {}
+        if grant.get("account") != account.id or "restlets" not in str(grant.get("scopes") or "").split():
+            # a token without the `restlets` scope is no login for a RESTlet
+            return self._restlet_error(401, "INVALID_LOGIN_ATTEMPT", "Invalid login attempt.")
+        script = request.query.get("script", "")
+        known = self.restlet_scripts().get(script)
+        if not account.suiteapp or known is None or request.query.get("deploy") != known[0]:
+            return self._restlet_error(
+                400, "SSS_INVALID_SCRIPTLET_ID", "That Suitelet is invalid, disabled, or no longer exists."
+            )
+        handler = known[1].get(request.method)
+        if handler is None:
+            return self._restlet_error(
+                405, "SSS_INVALID_HTTP_METHOD", f"This RESTlet does not implement {request.method}."
+            )
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request.method in ("POST", "PUT"):
+            # Oracle: a RESTlet call with a body needs its Content-Type (JSON here: these scripts read objects)
+            if content_type != "application/json":
+                return self._restlet_error(415, "SSS_UNSUPPORTED_CONTENT_TYPE", "Unsupported Content-Type.")
+            if not isinstance(request.json, dict):
+                return self._restlet_error(400, "SSS_INVALID_JSON", "The request body is not a JSON object.")
+        elif await request.raw.body():
+            return self._restlet_error(400, "SSS_REQUEST_BODY_NOT_ALLOWED", "A GET request has no body.")
+        entity = grant.get("entity")
+        try:
+            with self._lock:
+                answer = handler(account, int(entity) if entity is not None else 0, request)
+        except RestletScriptError as exc:
+            return self._restlet_error(400, exc.code, str(exc))
+        return self.json(answer)
 
-    def _restlet_scripts(self) -> dict[tuple[str, str, str], Callable[[Account, JsonDict], JsonDict]]:
-        """(script, deployment, method) -> what the deployed script does."""
-        notes = ("customscript_createusernotes", "customdeploy_createusernotes")
-        return {(*notes, "POST"): _create_user_note, (*notes, "PUT"): _update_user_note}
+    def _rl_current_user(self, account: Account, entity: int, request: FakeRequest) -> JsonDict:
+        employee = account.employees[entity]
+        name = f"{employee.get('firstName') or ''} {employee.get('lastName') or ''}".strip()
+        answer: JsonDict = {"id": entity, "name": name, "email": employee.get("email") or "", "role": 3}
+        if account.one_world:
+            answer["subsidiary"] = str((employee.get("subsidiary") or {}).get("id") or "")
+        return answer
+
+    def _rl_one_world(self, account: Account, entity: int, request: FakeRequest) -> JsonDict:
+        return {"oneWorldEnabled": account.one_world}
+
+    def _rl_permissions(self, account: Account, entity: int, request: FakeRequest) -> JsonDict:
+        wanted = request.json.get("requiredPermissions")
+        if not isinstance(wanted, list) or not all(isinstance(p, str) for p in wanted):
+            raise RestletScriptError("JS_EXCEPTION", "requiredPermissions must be a list of permission ids.")
+        return {"permissionResults": {p: p not in account.denied_permissions for p in wanted}}
+
+    def _rl_timezone(self, account: Account, entity: int, request: FakeRequest) -> JsonDict:
+        return {"userTimezone": account.timezones.get(entity, account.default_timezone)}
+
+    def _rl_folder_by_name(self, account: Account, entity: int, request: FakeRequest) -> JsonDict:
+        name = request.query.get("name", "")
+        found = [{"id": str(i), "name": n} for i, n in sorted(account.folders.items()) if n == name]
+        if not found:
+            return {"success": False, "message": f"No folder found with name {name}"}
+        return {"success": True, "results": found}
+
+    def _rl_create_folder(self, account: Account, entity: int, request: FakeRequest) -> JsonDict:
+        name = request.json.get("folderName")
+        if not isinstance(name, str) or not name:
+            raise RestletScriptError("JS_EXCEPTION", "folderName is required.")
+        if name in account.folders.values():
+            # NetSuite keeps folder names unique among siblings
+            raise RestletScriptError("DUP_FOLDER", "A folder with this name already exists.")
+        folder_id = self.next_id(f"{account.id}:folder", 700)
+        account.folders[folder_id] = name
+        return {"success": True, "folderId": folder_id}
+
+    def _rl_create_file(self, account: Account, entity: int, request: FakeRequest) -> JsonDict:
+        body = request.json
+        folder = body.get("folderId")
+        if not isinstance(folder, int | str) or int_or_zero(folder) not in account.folders:
+            raise RestletScriptError("INVALID_KEY_OR_REF", "Invalid folder reference key.")
+        name, content = body.get("fileName"), body.get("content")
+        if not isinstance(name, str) or not name or not isinstance(content, str):
+            raise RestletScriptError("JS_EXCEPTION", "fileName and content are required.")
+        # a second file of the same name is a second file here: the connector, not the fake, avoids it
+        file_id = self.next_id(f"{account.id}:file", 900)
+        account.files[file_id] = {
+            "id": file_id,
+            "name": name,
+            "folder": int_or_zero(folder),
+            "content": content,
+        }
+        return {"success": True, "fileId": file_id}
+
+    def _rl_attach_file(self, account: Account, entity: int, request: FakeRequest) -> JsonDict:
+        call_id, file_id = (
+            int_or_zero(request.json.get("phoneCallId")),
+            int_or_zero(request.json.get("fileId")),
+        )
+        if call_id not in account.phonecalls or file_id not in account.files:
+            raise RestletScriptError("INVALID_KEY_OR_REF", "Invalid phone call or file reference key.")
+        account.attachments.add((call_id, file_id))
+        return {"success": True}
+
+    # customscript_createusernotes: user notes on a transaction (reference src/connectors/netsuite/index.ts
+    # handleDispositionNote / createMessageLog; its tests tests/connectors/netsuite.int.test.ts answer
+    # {success: true, noteId}). The script's source is not public: how it answers a transaction or note it
+    # cannot find is this fake's choice ({success: false, message}).
+
+    def _rl_create_user_note(self, account: Account, entity: int, request: FakeRequest) -> JsonDict:
+        """POST {salesOrderId, noteTitle, noteText}: a new user note on that transaction (any transaction type:
+        the reference sends opportunity ids in `salesOrderId` too)."""
+        body = request.json
+        transaction = int_or_zero(body.get("salesOrderId"))
+        if transaction not in account.transactions:
+            return {"success": False, "message": "Transaction not found."}
+        note_id = max([700, *account.user_notes]) + 1
+        account.user_notes[note_id] = {
+            "id": note_id,
+            "transaction": transaction,
+            "title": str(body.get("noteTitle") or ""),
+            "note": str(body.get("noteText") or ""),
+        }
+        return {"success": True, "noteId": note_id}
+
+    def _rl_update_user_note(self, account: Account, entity: int, request: FakeRequest) -> JsonDict:
+        """PUT {noteId, noteTitle, noteText}: the note's title and text replaced."""
+        body = request.json
+        note_id = int_or_zero(body.get("noteId"))
+        note = account.user_notes.get(note_id)
+        if note is None:
+            return {"success": False, "message": "Note not found."}
+        note["title"] = str(body.get("noteTitle") or "")
+        note["note"] = str(body.get("noteText") or "")
+        return {"success": True, "noteId": note_id}
 
 
-# ------------------------------------------------------------------------------------------------------------
-# customscript_createusernotes: the reference's RESTlet writing user notes on a transaction
-# (reference src/connectors/netsuite/index.ts handleDispositionNote / createMessageLog; its tests
-# tests/connectors/netsuite.int.test.ts answer {success: true, noteId}). The script's source is not public:
-# how it answers a transaction or note it cannot find is this fake's choice ({success: false, message}).
-# ------------------------------------------------------------------------------------------------------------
+class RestletScriptError(Exception):
+    """An error a SuiteApp script throws: NetSuite answers 400 with its code and message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
-def _create_user_note(account: Account, body: JsonDict) -> JsonDict:
-    """POST {salesOrderId, noteTitle, noteText}: a new user note on that transaction (any transaction type:
-    the reference sends opportunity ids in `salesOrderId` too)."""
-    transaction = int(body["salesOrderId"]) if str(body.get("salesOrderId", "")).isdigit() else None
-    if transaction is None or transaction not in account.transactions:
-        return {"success": False, "message": "Transaction not found."}
-    note_id = max([700, *account.user_notes]) + 1
-    account.user_notes[note_id] = {
-        "id": note_id,
-        "transaction": transaction,
-        "title": str(body.get("noteTitle") or ""),
-        "note": str(body.get("noteText") or ""),
-    }
-    return {"success": True, "noteId": note_id}
+RestletHandler = Callable[[Account, int, FakeRequest], JsonDict]
 
 
-def _update_user_note(account: Account, body: JsonDict) -> JsonDict:
-    """PUT {noteId, noteTitle, noteText}: the note's title and text replaced."""
-    note_id = int(body["noteId"]) if str(body.get("noteId", "")).isdigit() else None
-    note = account.user_notes.get(note_id) if note_id is not None else None
-    if note is None:
-        return {"success": False, "message": "Note not found."}
-    note["title"] = str(body.get("noteTitle") or "")
-    note["note"] = str(body.get("noteText") or "")
-    return {"success": True, "noteId": note_id}
+def int_or_zero(value: Any) -> int:
+    text = str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else ""
+    return int(text) if text.isdigit() else 0
 
 
 def _check_transaction(account: Account, value: object) -> None:

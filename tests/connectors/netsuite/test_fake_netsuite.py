@@ -139,8 +139,9 @@ def test_one_concurrency_pool_per_account(fake_netsuite: FakeNetSuite, limit: in
 
 
 def _restlet(
-    fake: FakeNetSuite, method: str, body: object, *, scopes: str = "rest_webservices restlets", **params: str
+    fake: FakeNetSuite, method: str, body: object, *, scopes: str = "restlets rest_webservices", **params: str
 ) -> httpx.Response:
+    fake.account().suiteapp = True
     token = fake.issue_tokens(DEFAULT_ACCOUNT, scopes=scopes).access_token
     query = {"script": "customscript_createusernotes", "deploy": "customdeploy_createusernotes", **params}
     return httpx.request(
@@ -204,7 +205,17 @@ def test_restlets_want_the_restlets_scope_and_a_deployed_script(fake_netsuite: F
     body = {"salesOrderId": 1, "noteTitle": "T", "noteText": "x"}
     assert _restlet(fake_netsuite, "POST", body, scopes="rest_webservices").status_code == 401
     unknown = _restlet(fake_netsuite, "POST", body, script="customscript_other")
-    assert unknown.status_code == 400 and _code(unknown) == "SSS_INVALID_SCRIPTLET_ID"
+    assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "SSS_INVALID_SCRIPTLET_ID"
+    fake_netsuite.account().suiteapp = False  # no SuiteApp: createusernotes is not deployed either
+    token = fake_netsuite.issue_tokens(DEFAULT_ACCOUNT).access_token
+    undeployed = httpx.post(
+        fake_netsuite.url(restlet_host(DEFAULT_ACCOUNT), RESTLET_PATH),
+        json=body,
+        params={"script": "customscript_createusernotes", "deploy": "customdeploy_createusernotes"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert undeployed.status_code == 400 and undeployed.json()["error"]["code"] == "SSS_INVALID_SCRIPTLET_ID"
+    fake_netsuite.account().suiteapp = True
     token = fake_netsuite.issue_tokens(DEFAULT_ACCOUNT, scopes="restlets").access_token
     rest = httpx.post(
         fake_netsuite.url(api_host(DEFAULT_ACCOUNT), SUITEQL_PATH),

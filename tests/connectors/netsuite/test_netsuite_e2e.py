@@ -73,7 +73,7 @@ class Agent:
                 "client_id": CLIENT_ID,
                 "response_type": "code",
                 "redirect_uri": self.fake.redirect_uri,
-                "scope": "rest_webservices restlets",
+                "scope": "restlets rest_webservices",
                 "state": STATE,
             },
         )
@@ -242,7 +242,14 @@ async def test_a_create_reads_its_id_from_location_only(agent: Agent, fake_netsu
     phone = new_phone()
     created = await agent.create_contact(phone, "Maya Patel", "contact")
     [post] = fake_netsuite.requests_to(fake_netsuite.path(f"{RECORD_PREFIX}/contact"), "POST")
-    assert post.json == {"firstName": "Maya", "lastName": "Patel", "phone": phone, "subsidiary": {"id": "1"}}
+    [company] = fake_netsuite.snapshot(fake_netsuite.account().customers).values()  # the placeholder company
+    assert post.json == {
+        "firstName": "Maya",
+        "lastName": "Patel",
+        "phone": phone,
+        "subsidiary": {"id": "1"},
+        "company": {"id": str(company["id"])},
+    }
     contacts = fake_netsuite.snapshot(fake_netsuite.account().contacts)
     assert created["contact"]["id"] in {str(i) for i in contacts}
 
@@ -276,6 +283,7 @@ async def test_a_sales_order_chosen_on_the_log_form_goes_on_the_call_and_gets_on
     """The client's sequence with Sales Order logging on: lookup offers the company's orders, the call names
     the chosen one, and the disposition (sent twice) leaves one user note, found again by name search."""
     fake = fake_netsuite
+    fake.account().suiteapp = True  # user notes are the SuiteApp's createusernotes RESTlet
     await agent.login()
     settings = {"enableSalesOrderLogging": {"value": True}}
     saved = await agent.http.post("/user/settings", headers=agent.auth, json={"userSettings": settings})
@@ -325,3 +333,93 @@ async def test_a_sales_order_chosen_on_the_log_form_goes_on_the_call_and_gets_on
         await agent.http.post(
             "/user/settings", headers=agent.auth, json={"settingKeysToRemove": list(settings)}
         )
+
+
+async def test_without_the_suiteapp_a_sales_order_disposition_warns_and_changes_nothing(
+    agent: Agent, fake_netsuite: FakeNetSuite
+) -> None:
+    """No SuiteApp: the call still names its sales order; the disposition's note cannot be written, so the
+    client is warned and the phone call's message is as it was."""
+    fake = fake_netsuite
+    await agent.login()
+    settings = {"enableSalesOrderLogging": {"value": True}}
+    saved = await agent.http.post("/user/settings", headers=agent.auth, json={"userSettings": settings})
+    assert saved.status_code == 200, saved.text
+    try:
+        phone = new_phone()
+        company = fake.add_customer("Quill Works", "+1 212 555 0177")["id"]
+        order = fake.add_transaction("salesorder", company, "Paper")["id"]
+        body = call_log_body(
+            "ns-e2e-so-no-app",
+            str(company),
+            phone,
+            log_info={"startTime": "2026-03-12T14:35:20.000Z", "duration": 60},
+            contactType="custjob",
+            additionalSubmission={"salesorder": str(order)},
+        )
+        logged = (await agent.http.post("/callLog", headers=agent.auth, json=body)).json()
+        assert logged["successful"] is True, logged
+        before = fake.snapshot(fake.account().phonecalls)[int(logged["logId"])]
+        assert before["transaction"] == {"id": order, "type": "salesorder"}
+        answer = await agent.http.put(
+            "/callDisposition",
+            headers=agent.auth,
+            json={"sessionId": "ns-e2e-so-no-app", "dispositions": {"salesorder": str(order)}},
+        )
+        reply = answer.json()
+        assert reply["returnMessage"]["messageType"] == "warning", reply
+        assert "SuiteApp" in reply["returnMessage"]["message"]
+        assert fake.snapshot(fake.account().phonecalls)[int(logged["logId"])]["message"] == before["message"]
+        assert fake.user_notes() == []
+    finally:
+        await agent.http.post(
+            "/user/settings", headers=agent.auth, json={"settingKeysToRemove": list(settings)}
+        )
+
+
+async def test_with_the_suiteapp_calls_are_timed_in_the_users_zone_and_contacts_get_a_company(
+    agent: Agent, fake_netsuite: FakeNetSuite, server: LiveServer
+) -> None:
+    fake = fake_netsuite
+    fake.account().suiteapp = True
+    fake.account().timezones[fake.login_entity[DEFAULT_ACCOUNT]] = "America/New_York"
+    await agent.login()
+    user = await stored_user(server, f"1~{DEFAULT_ACCOUNT}-netsuite")
+    assert user.platform_additional_info["oneWorldEnabled"] is True
+
+    phone = new_phone()
+    created = await agent.create_contact(phone, "Maya Patel", "contact")
+    contact = fake.snapshot(fake.account().contacts)[int(created["contact"]["id"])]
+    logged = await agent.log_call("ns-e2e-tz", created["contact"]["id"], phone, "contact")
+    assert logged["successful"] is True, logged
+    call = fake.snapshot(fake.account().phonecalls)[int(logged["logId"])]
+    assert (call["startDate"], call["startTime"], call["endTime"]) == ("2026-03-12", "10:35", "10:43")
+    assert call["company"] == contact["company"]
+
+
+async def test_a_role_missing_permissions_cannot_connect(agent: Agent, fake_netsuite: FakeNetSuite) -> None:
+    fake = fake_netsuite
+    fake.account().suiteapp = True
+    fake.account().denied_permissions = {"LIST_CONTACT"}
+    consent = await agent.http.get(
+        fake.url(app_host(DEFAULT_ACCOUNT), "/app/login/oauth2/authorize.nl"),
+        params={
+            "client_id": CLIENT_ID,
+            "response_type": "code",
+            "redirect_uri": fake.redirect_uri,
+            "scope": "restlets rest_webservices",
+            "state": STATE,
+        },
+    )
+    response = await agent.http.get(
+        "/oauth-callback",
+        params={
+            "callbackUri": consent.headers["location"],
+            "hostname": app_host(DEFAULT_ACCOUNT),
+            "rcAccountId": f"rc-{DEFAULT_ACCOUNT}",
+        },
+    )
+    answer = response.json()
+    assert answer["returnMessage"]["messageType"] == "warning"
+    assert "Lists > Contacts (Full)" in answer["returnMessage"]["message"]
+    assert not answer.get("jwtToken")

@@ -51,12 +51,17 @@ class Env:
         return [str(r.json["q"]) for r in self.fake.requests_to(self.fake.path(SUITEQL_PATH), "POST")]
 
     def restlet_calls(self, method: str | None = None) -> list[Any]:
-        return self.fake.requests_to(NOTES_URL, method)
+        """The createusernotes calls (the SuiteApp's other scripts, e.g. the time zone, are not counted)."""
+        calls = self.fake.restlet_calls("customscript_createusernotes")
+        return [r for r in calls if method is None or r.method == method]
 
 
 @pytest.fixture
 async def env(fake_netsuite: FakeNetSuite) -> AsyncIterator[Env]:
     """A user of the sandbox account with both transaction settings on (`with_settings` to change them)."""
+    fake_netsuite.account().suiteapp = (
+        True  # createusernotes is the SuiteApp's (off: see the no-SuiteApp tests)
+    )
     connector = NetSuiteConnector(ConnectorConfig(fake_netsuite.connector_config()))
     auth = f"Bearer {fake_netsuite.issue_tokens(DEFAULT_ACCOUNT).access_token}"
     user = UserView(
@@ -179,7 +184,7 @@ async def test_contacts_of_one_company_cost_one_query_per_kind(env: Env) -> None
 async def test_a_role_that_cannot_read_transactions_still_finds_the_caller(env: Env) -> None:
     company, *_ = _company_with_orders(env)
     with env.fake._lock:
-        env.fake.account().role_sees_transactions = False
+        env.fake.account().denied_permissions = {"TRAN_SALESORD"}
     matches = await env.connector.find_contact(env.call, ContactLookup(phone_number="+12125550100"))
     [found] = [c for c in matches.contacts if not c.is_new_contact]
     assert (found.id, found.additional_info) == (str(company), None)
@@ -300,7 +305,7 @@ async def test_a_note_whose_answer_was_lost_is_never_written_twice(env: Env) -> 
 
 async def test_a_refused_note_can_be_tried_again(env: Env) -> None:
     log_id, order = await _logged(env)
-    env.fake.inject(403, path_prefix=NOTES_URL, method="POST")
+    env.fake.inject(409, path_prefix=NOTES_URL, method="POST")
     update = DispositionUpdate(CallLogRef(log_id), {"salesorder": order})
     with pytest.raises(CrmHttpError):
         await env.connector.upsert_call_disposition(env.call, update)
@@ -332,6 +337,35 @@ async def test_the_note_lines_never_show_and_survive_an_update(env: Env) -> None
     )
     [note] = env.fake.user_notes()
     assert "Renewal signed" in note["note"]
+
+
+async def test_without_the_suiteapp_a_disposition_warns_and_leaves_the_call_as_it_was(env: Env) -> None:
+    log_id, order = await _logged(env)
+    before = _message(env, log_id)
+    env.fake.account().suiteapp = False
+    company = int(env.fake.snapshot(env.fake.account().transactions[order])["entity"]["id"])
+    opportunity = env.fake.add_transaction("opportunity", company, "Upsell")["id"]
+    update = DispositionUpdate(CallLogRef(log_id), {"salesorder": order, "opportunity": opportunity})
+    result = await env.connector.upsert_call_disposition(env.call, update)
+    assert result.return_message is not None and result.return_message.message_type == "warning"
+    assert "SuiteApp" in result.return_message.message
+    assert _message(env, log_id) == before  # no pending line left behind
+    assert env.fake.user_notes() == []
+    assert len(env.restlet_calls("POST")) == 1  # the first refusal stands for the other transaction too
+    env.fake.account().suiteapp = True  # installed later: the same disposition now writes its notes
+    await env.connector.upsert_call_disposition(env.call, update)
+    assert sorted(n["transaction"] for n in env.fake.user_notes()) == sorted([order, opportunity])
+
+
+async def test_a_note_update_without_the_suiteapp_warns(env: Env) -> None:
+    log_id, order = await _logged(env)
+    update = DispositionUpdate(CallLogRef(log_id), {"salesorder": order})
+    await env.connector.upsert_call_disposition(env.call, update)
+    with_link = _message(env, log_id)
+    env.fake.account().suiteapp = False
+    result = await env.connector.upsert_call_disposition(env.call, update)
+    assert result.return_message is not None and result.return_message.message_type == "warning"
+    assert _message(env, log_id) == with_link
 
 
 # --- message logs --------------------------------------------------------------------------------------------
@@ -370,6 +404,15 @@ async def test_a_failed_message_note_keeps_the_log_and_says_so(env: Env) -> None
     result = await env.connector.create_message_log(env.call, _sms(company, salesorder=new))
     assert result.log_id is not None and int(result.log_id) in env.fake.account().phonecalls
     assert result.return_message is not None and result.return_message.message_type == "warning"
+    assert env.fake.user_notes() == []
+
+
+async def test_a_message_log_without_the_suiteapp_warns_and_keeps_the_log(env: Env) -> None:
+    company, _old, new, _opportunity = _company_with_orders(env)
+    env.fake.account().suiteapp = False
+    result = await env.connector.create_message_log(env.call, _sms(company, salesorder=new))
+    assert result.log_id is not None and int(result.log_id) in env.fake.account().phonecalls
+    assert result.return_message is not None and "SuiteApp" in result.return_message.message
     assert env.fake.user_notes() == []
 
 

@@ -7,15 +7,25 @@ account, so the account id is part of every stored user id and of the account sc
 answers 204 with the new id only in the `Location` header. Calls and SMS conversations are `phoneCall`
 records, as the reference connector writes them. REST, SOAP and RESTlet requests of an account share one
 concurrency pool: a 429 holds back every call to that account.
+
+Where the account has the RingCentral SuiteApp installed, its RESTlets (`<account>.restlets.api.netsuite.com`)
+add what REST web services cannot tell or do: the user's time zone, the role's permissions and the OneWorld
+licence, a place to keep a long transcript as a file, and user notes on sales orders and opportunities. All go
+through one caller (`_restlet`). Without the SuiteApp every other feature works as before; a note cannot be
+written, and the log says so with a warning.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import re
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from appconnect.connectors.kit import (
     all_or_first_failure,
@@ -41,11 +51,13 @@ from appconnect.connectors.sdk import (
     CallLogUpdate,
     CallLogUpdated,
     Connector,
+    ConnectorConfig,
     Contact,
     ContactLookup,
     ContactMatches,
     ContactRef,
     CreatedContact,
+    CrmAnswerError,
     CrmCall,
     CrmHttp,
     CrmHttpError,
@@ -82,6 +94,50 @@ USER_LIST_PAGES = 50
 #: account ids as NetSuite spells them: digits, then an optional `_SB1`, `_RP2`... (sandbox, release preview)
 _ACCOUNT = re.compile(r"[0-9a-z]+(?:[-_][0-9a-z]+)*")
 _NETSUITE_SUFFIXES = (".app.netsuite.com", ".suitetalk.api.netsuite.com", ".restlets.api.netsuite.com")
+
+RESTLET_PATH = "/app/site/hosting/restlet.nl"
+#: the RingCentral SuiteApp's RESTlets: script id -> deployment id (reference index.ts)
+SUITEAPP_SCRIPTS = {
+    "customscript_getcurrentuser": "customdeploy_getcurrentuser",
+    "customscript_getoneworldlicense_scriptid": "customdeploy_getoneworldlicense_deployid",
+    "customscript_checkrolepermissionscriptid": "customdeploy_checkrolepermissiondeployid",
+    "customscript_gettimezone": "customdeploy_gettimezone",
+    "customscript_getappconnectfolderbyname": "customdeploy_getappconnectfolderbyname",
+    "customscript_createappconnectfolder": "customdeploy_createappconnectfolder",
+    "customscript_createappconnectfile": "customdeploy_createappconnectfile",
+    "customscript_attachfilewithphonecalls": "customdeploy_attachfilewithphonecalls",
+    "customscript_createusernotes": "customdeploy_createusernotes",
+}
+#: a RESTlet's answers meaning "this script cannot serve us": not deployed (400 SSS_INVALID_SCRIPTLET_ID, or
+#: 404), a token without the `restlets` scope (401), no access (403), another method or media type (405, 415)
+_SUITEAPP_ABSENT = (400, 401, 403, 404, 405, 415)
+#: the permissions the connector's work needs, by NetSuite permission id, as the role-permission RESTlet takes
+#: them (the reference's list), and how NetSuite's role page names them
+REQUIRED_PERMISSIONS = {
+    "LIST_CONTACT": "Lists > Contacts (Full)",
+    "LIST_CUSTJOB": "Lists > Customers (Full)",
+    "LIST_CALL": "Lists > Phone Calls (Full)",
+    "REPO_ANALYTICS": "Reports > SuiteAnalytics Workbook (Edit)",
+    # sales orders are read for the log form and get the SuiteApp's user notes; opportunities, an opt-in
+    # setting, are not asked for: a role without them is offered none (the lookup does not fail)
+    "TRAN_SALESORD": "Transactions > Sales Order (Full)",
+    "ADMI_LOGIN_OAUTH2": "Setup > Log in using OAuth 2.0 Access Tokens (Full)",
+    "ADMI_RESTWEBSERVICES": "Setup > REST Web Services (Full)",
+}
+#: needed only in a OneWorld account (new records name the employee's subsidiary)
+SUBSIDIARY_PERMISSION = ("LIST_SUBSIDIARY", "Lists > Subsidiaries (View)")
+#: how long a user's NetSuite time zone (or its absence) is kept in this process
+TIMEZONE_TTL = 3600.0
+TIMEZONE_CACHE_SIZE = 10_000
+#: the longest composed log written into a phone call's message when a transcript makes it long (the
+#: reference's figure; the marker line comes on top)
+MESSAGE_LIMIT = 3400
+TRANSCRIPT_FOLDER = "App Connect Phone Calls"
+#: the customer every contact this connector creates belongs to (the reference's name: one per account)
+PLACEHOLDER_COMPANY = "RingCentral_CRM_Extension_Placeholder_Company"
+_TRANSCRIPT_BLOCK_RE = re.compile(r"^- Transcript:\n([\s\S]*?)\n--- END\n?", re.MULTILINE)
+_TRUNCATED_NOTE = "(Transcript shortened here: the whole transcript is the file attached to this phone call.)"
+_FILE_NAME_UNSAFE_RE = re.compile(r'[\\/:*?"<>|\x00-\x1f]+')
 
 CONTACT_COLUMNS = (
     "id, firstname, middlename, lastname, entitytitle, phone, mobilephone, homephone, officephone, company, "
@@ -121,9 +177,6 @@ TRANSACTION_KINDS = {
 }
 #: people of one lookup whose transactions are listed at most (each costs a query per kind)
 CHOICE_ENTITIES = 20
-#: the reference SuiteApp's RESTlet writing user notes on a transaction
-USER_NOTES_SCRIPT = ("customscript_createusernotes", "customdeploy_createusernotes")
-RESTLET_PATH = "/app/site/hosting/restlet.nl"
 #: a note line as the reference writes it: `- SalesOrderNoteUrl: <url> SalesOrderId: <id>`; this connector
 #: writes `pending` as the url while the RESTlet's answer is awaited
 _NOTE_LINE_RE = re.compile(
@@ -167,12 +220,23 @@ class NetSuiteConnector(Connector):
     rate_limits: ClassVar[tuple[LimitRule, ...]] = (LimitRule("concurrency", "company", per_seconds=1.0),)
     idempotent_message_append: ClassVar[bool] = True
 
+    def __init__(self, config: ConnectorConfig | None = None) -> None:
+        super().__init__(config)
+        #: stored user id -> (when read, the user's NetSuite time zone or None: no SuiteApp to tell it)
+        self._zones: dict[str, tuple[float, tzinfo | None]] = {}
+
     # --- hosts ---------------------------------------------------------------------------------------------
 
     def api_origin(self, account: str) -> str:
         """Where an account's REST API and token endpoint live. Config `base_url` may name `{host}` (tests put
         a fake there and still see which host was meant)."""
-        host = f"{account_label(account)}.suitetalk.api.netsuite.com"
+        return self._origin(f"{account_label(account)}.suitetalk.api.netsuite.com")
+
+    def restlet_origin(self, account: str) -> str:
+        """Where an account's RESTlets (the SuiteApp's scripts) live: a host of their own."""
+        return self._origin(f"{account_label(account)}.restlets.api.netsuite.com")
+
+    def _origin(self, host: str) -> str:
         override = self.config.get("base_url")
         if override:
             return override.replace("{host}", host).rstrip("/")
@@ -208,7 +272,7 @@ class NetSuiteConnector(Connector):
             access_token_uri=f"{origin}{TOKEN_PATH}",
             redirect_uri=redirect_uri,
             authorization_uri=f"https://{label}.app.netsuite.com/app/login/oauth2/authorize.nl",
-            scopes="rest_webservices restlets",
+            scopes="restlets rest_webservices",
             hostname=f"{label}.app.netsuite.com",
             revoke_uri=f"{origin}{REVOKE_PATH}",
             fail_message=None if client_id else "NetSuite is not set up on this server (no client id).",
@@ -216,7 +280,8 @@ class NetSuiteConnector(Connector):
 
     async def get_user_info(self, request: LoginRequest) -> UserInfoResult:
         """NetSuite's redirect names the user (`entity`) and account (`company`); the account must be the one
-        the token was issued for, and the employee must exist there (read through SuiteQL)."""
+        the token was issued for, the role must hold the permissions the connector needs (asked of the SuiteApp,
+        when installed), and the employee must exist there (read through SuiteQL)."""
         account = account_id(request.hostname)
         callback = parse_qs(urlsplit(request.query.get("callbackUri", "")).query)
         entity = (callback.get("entity") or [""])[0]
@@ -225,6 +290,10 @@ class NetSuiteConnector(Connector):
             return _login_failed("NetSuite did not say who logged in.")
         if company and account_id(company) != account:
             return _login_failed("NetSuite authorized another account than the one entered.")
+        # before any SuiteQL: a role without SuiteAnalytics Workbook would otherwise fail with no reason given
+        suiteapp = await self._suiteapp_login(request.http, account)
+        if suiteapp.missing:
+            return _permissions_missing(suiteapp.missing)
         rows = await self._suiteql(
             request.http,
             _select("id, firstname, middlename, lastname, email", "employee", f"id = {int(entity)}"),
@@ -234,16 +303,23 @@ class NetSuiteConnector(Connector):
             return _login_failed("NetSuite does not know this user as an employee.")
         row = rows[0]
         name = _person_name(row) or str(row.get("email") or "")
-        subsidiary = await self._subsidiary(request.http, int(entity))
+        # the licence answers whether subsidiaries exist; without the SuiteApp the employee's column tells
+        subsidiary = (
+            None if suiteapp.one_world is False else await self._subsidiary(request.http, int(entity))
+        )
+        extra: JsonDict = {} if suiteapp.one_world is None else {"oneWorldEnabled": suiteapp.one_world}
         user = PlatformUser(
             # entity ids are unique only inside one NetSuite account: the account is part of the stored id
             id=stored_user_id(self.platform, entity, account),
             name=name,
+            # kept with the user: every later call log is timed in it without asking NetSuite again
+            timezone_name=suiteapp.timezone,
             platform_additional_info={
                 "accountId": account,
                 "email": row.get("email") or "",
                 "name": name,
                 "subsidiaryId": str(subsidiary) if subsidiary is not None else "",
+                **extra,
             },
             account_id=account,
         )
@@ -261,6 +337,189 @@ class NetSuiteConnector(Connector):
                 return None
             raise
         return int_or_none(rows[0].get("subsidiary")) if rows else None
+
+    async def _suiteapp_login(self, http: CrmHttp, account: str) -> SuiteAppLogin:
+        """The SuiteApp's view of this login: OneWorld or not, the required permissions the role lacks, the
+        user's time zone. Nothing is known (and nothing refused) when the SuiteApp is not installed or does not
+        answer: the login then goes on as without it. The reference's getUserInfo RESTlets, and the time zone."""
+        try:
+            current = await self._restlet(http, account, "customscript_getcurrentuser")
+            if current is None:
+                return SuiteAppLogin()
+            licence = await self._restlet(http, account, "customscript_getoneworldlicense_scriptid")
+            one_world = licence.get("oneWorldEnabled") if licence else None
+            if not isinstance(one_world, bool):
+                # the reference's inference: a user with a subsidiary works in a OneWorld account
+                one_world = True if str(current.get("subsidiary") or "").strip() else None
+            wanted = dict(REQUIRED_PERMISSIONS)
+            if one_world:
+                wanted[SUBSIDIARY_PERMISSION[0]] = SUBSIDIARY_PERMISSION[1]
+            answer = await self._restlet(
+                http,
+                account,
+                "customscript_checkrolepermissionscriptid",
+                body={"requiredPermissions": list(wanted)},
+                idempotent=True,  # a question: asking twice changes nothing
+            )
+            zone = await self._restlet(http, account, "customscript_gettimezone", idempotent=True)
+        except CrmHttpError:
+            return SuiteAppLogin()  # busy or failing: the login must not depend on an optional add-on
+        name = zone.get("userTimezone") if zone else None
+        timezone_name = name.strip() if isinstance(name, str) and _zone(name) is not None else None
+        results = answer.get("permissionResults") if answer else None
+        # a permission the script did not answer about is not held against the user
+        missing = (
+            [label for code, label in wanted.items() if results.get(code) is False]
+            if isinstance(results, dict)
+            else []
+        )
+        return SuiteAppLogin(one_world=one_world, missing=missing, timezone=timezone_name)
+
+    # --- RESTlets ------------------------------------------------------------------------------------------
+
+    async def _restlet(
+        self,
+        http: CrmHttp,
+        account: str,
+        script: str,
+        *,
+        body: JsonDict | None = None,
+        params: dict[str, str] | None = None,
+        method: str | None = None,
+        idempotent: bool = False,
+    ) -> JsonDict | None:
+        """Call one of the SuiteApp's RESTlets (GET, or POST / `method` with a JSON body); None when the script
+        cannot serve us (not installed or not deployed, a token without the `restlets` scope) or answers no
+        object. A busy account (429), a failing one (5xx) or no answer raise, as any request."""
+        query = {"script": script, "deploy": SUITEAPP_SCRIPTS[script], **(params or {})}
+        try:
+            response = await http.request(
+                method or ("GET" if body is None else "POST"),
+                f"{self.restlet_origin(account)}{RESTLET_PATH}",
+                params=query,
+                json=body,
+                # a RESTlet answers in the media type it is asked in
+                headers={"Content-Type": "application/json"},
+                idempotent=idempotent,
+            )
+        except CrmHttpError as exc:
+            if exc.status in _SUITEAPP_ABSENT:
+                return None
+            raise
+        data = response.json()
+        return data if isinstance(data, dict) else None
+
+    async def _user_zone(self, call: CrmCall) -> tzinfo:
+        """The time zone of the user's NetSuite preferences (the SuiteApp's `customscript_gettimezone`): read
+        at login and kept with the user; for a user who logged in without it (before this version, or before
+        the SuiteApp was installed) read here, at most once an hour per user and process. The offset the server
+        knows for the user when the SuiteApp is absent or names no zone this server knows."""
+        stored = _zone(call.user.timezone_name)
+        if stored is not None:
+            return stored
+        key = call.user.id
+        now = asyncio.get_running_loop().time()
+        cached = self._zones.get(key)
+        if cached is not None and now - cached[0] < TIMEZONE_TTL:
+            return cached[1] or user_timezone(call.user)
+        account = account_id(call.user.hostname)
+        try:
+            answer = (
+                await self._restlet(call.http, account, "customscript_gettimezone", idempotent=True)
+                if account
+                else None
+            )
+        except CrmHttpError:
+            return user_timezone(call.user)  # busy or failing now: ask again on the next call
+        zone = _zone(answer.get("userTimezone") if answer else None)
+        if len(self._zones) >= TIMEZONE_CACHE_SIZE:
+            self._zones.pop(next(iter(self._zones)))  # the oldest entry
+        self._zones[key] = (now, zone)
+        return zone or user_timezone(call.user)
+
+    async def _attach_transcript(self, call: CrmCall, log_id: str, title: str, transcript: str) -> bool:
+        """Keep the whole transcript as a file in the SuiteApp's folder and attach it to the phone call, as the
+        reference does. The file's name ends in the call's id and the transcript's digest, so a retried create
+        or update finds the file it made and attaches it again (an attachment is a link, made once) instead of
+        making a second one. False when the SuiteApp is absent or failed."""
+        account = account_id(call.user.hostname)
+        if account is None:
+            return False
+        try:
+            folder = await self._transcript_folder(call.http, account)
+            if folder is None:
+                return False
+            suffix = f" {int(log_id)} {hashlib.sha256(transcript.encode()).hexdigest()[:12]}.txt"
+            file_id = await self._file_named(call.http, folder, suffix)
+            if file_id is None:
+                name = _FILE_NAME_UNSAFE_RE.sub(" ", title).strip()[:120] or "Call"
+                made = await self._restlet(
+                    call.http,
+                    account,
+                    "customscript_createappconnectfile",
+                    body={
+                        "folderId": folder,
+                        "fileName": f"{name}{suffix}",
+                        "content": transcript,
+                        "note": "Transcript of a call logged by RingCentral App Connect",
+                    },
+                )
+                file_id = int_or_none(made.get("fileId")) if made else None
+            if file_id is None:
+                return False
+            attached = await self._restlet(
+                call.http,
+                account,
+                "customscript_attachfilewithphonecalls",
+                body={"phoneCallId": int(log_id), "fileId": file_id},
+                idempotent=True,  # attaching an attached file changes nothing
+            )
+        except CrmHttpError:
+            return False
+        return attached is not None and attached.get("success") is not False
+
+    async def _transcript_folder(self, http: CrmHttp, account: str) -> int | None:
+        """The SuiteApp's "App Connect Phone Calls" folder, made when missing (a second maker is refused:
+        folder names are unique, so the folder is read again)."""
+        for attempt in range(2):
+            found = await self._restlet(
+                http,
+                account,
+                "customscript_getappconnectfolderbyname",
+                params={"name": TRANSCRIPT_FOLDER},
+                idempotent=True,
+            )
+            if found is None:
+                return None
+            results = found.get("results")
+            if found.get("success") is True and isinstance(results, list) and results:
+                first = results[0]
+                return int_or_none(first.get("id")) if isinstance(first, dict) else None
+            if attempt:
+                return None
+            made = await self._restlet(
+                http, account, "customscript_createappconnectfolder", body={"folderName": TRANSCRIPT_FOLDER}
+            )
+            folder = int_or_none(made.get("folderId")) if made else None
+            if folder is not None:
+                return folder
+        return None
+
+    async def _file_named(self, http: CrmHttp, folder: int, suffix: str) -> int | None:
+        """The file in `folder` whose name ends in `suffix` (digits and hex: nothing to escape in LIKE)."""
+        try:
+            rows = await self._suiteql(
+                http,
+                _select("id, name", "file", f"folder = {folder} AND name LIKE {_literal('%' + suffix)}")
+                + " ORDER BY id ASC",
+                max_pages=1,
+            )
+        except CrmHttpError as exc:
+            if exc.status == 400:
+                return None  # a role that may not query files: make the file
+            raise
+        ids = [int_or_none(r.get("id")) for r in rows if str(r.get("name") or "").endswith(suffix)]
+        return next((i for i in ids if i is not None), None)
 
     # --- SuiteQL and records -------------------------------------------------------------------------------
 
@@ -409,8 +668,9 @@ class NetSuiteConnector(Connector):
         return options
 
     async def create_contact(self, call: CrmCall, new: NewContact) -> CreatedContact | None:
-        """A contact, or a person customer (a lead or prospect: in the account's first active status of that
-        stage), with the caller's number as its main phone."""
+        """A contact under the placeholder company (as the reference files every new contact), or a person
+        customer (a lead or prospect: in the account's first active status of that stage), with the caller's
+        number as its main phone."""
         kind = new.contact_type or "contact"
         first, last = _split_name(new.name)
         person: JsonDict = {"lastName": last, "phone": new.phone_number}
@@ -420,8 +680,9 @@ class NetSuiteConnector(Connector):
         if subsidiary.isdigit():
             person["subsidiary"] = {"id": subsidiary}
         if kind == "contact":
-            created = await self._create(call.http, "contact", person)
-            label = "Contact"
+            company = await self._placeholder_company(call)
+            created = await self._create(call.http, "contact", {**person, "company": {"id": company}})
+            label = f"Contact (under the placeholder company {PLACEHOLDER_COMPANY})"
         elif kind in ("custjob", *_NEW_STAGES):
             body: JsonDict = {**person, "isPerson": True}
             if kind in _NEW_STAGES:
@@ -450,6 +711,69 @@ class NetSuiteConnector(Connector):
         )
         return str(rows[0]["id"]) if rows else None
 
+    async def _placeholder_company(self, call: CrmCall) -> str:
+        """The account's placeholder company: found by SuiteQL, else made. Two workers may both find none and
+        both make one: where entity ids are unique NetSuite refuses the second (it then reads the first); where
+        they are generated both exist, and every caller re-reads after making and takes the lowest id, so all
+        use one company (the other stays empty)."""
+        found = await self._placeholder_companies(call.http)
+        if found:
+            return found[0]
+        body: JsonDict = {
+            "companyName": PLACEHOLDER_COMPANY,
+            "entityId": PLACEHOLDER_COMPANY,
+            "isPerson": False,
+            "comments": "Made by RingCentral App Connect to hold the contacts it creates. Move them to their "
+            "real companies whenever you like.",
+        }
+        subsidiary = str(call.user.platform_additional_info.get("subsidiaryId") or "")
+        if subsidiary.isdigit():
+            body["subsidiary"] = {"id": subsidiary}
+        refused: CrmHttpError | None = None
+        try:
+            await self._create(call.http, "customer", body)
+        except CrmHttpError as exc:
+            if exc.status != 400 and not exc.outcome_unknown:
+                raise
+            refused = exc  # another worker's company took the entity id, or the answer was lost
+        found = await self._placeholder_companies(call.http)
+        if found:
+            return found[0]
+        if refused is not None:
+            raise refused
+        raise CrmAnswerError("placeholder company made but not found")
+
+    async def _placeholder_companies(self, http: CrmHttp) -> list[str]:
+        """Ids of the customers named as the placeholder company, lowest first."""
+        rows = await self._suiteql(
+            http,
+            _select("id, companyname", "customer", f"companyname = {_literal(PLACEHOLDER_COMPANY)}")
+            + " ORDER BY id ASC",
+            max_pages=1,
+        )
+        ids = sorted(
+            int(r["id"])
+            for r in rows
+            if r.get("companyname") == PLACEHOLDER_COMPANY and str(r.get("id") or "").isdigit()
+        )
+        return [str(i) for i in ids]
+
+    async def _call_party(self, call: CrmCall, contact: ContactRef) -> JsonDict:
+        """`contact` and `company` of a phone call. A contact's call names its company, as the reference
+        sends it; a contact without one is first put under the placeholder company (the reference's fix for
+        NetSuite refusing such a call's `company`)."""
+        party = _party(contact)
+        if "contact" not in party:
+            return party
+        path = f"{RECORD_PATH}/contact/{_record_id(contact.id)}"
+        record = await call.http.get_json(path)
+        company = record.get("company") if isinstance(record, dict) else None
+        company_id = str(company.get("id") or "") if isinstance(company, dict) else ""
+        if not company_id.isdigit():
+            company_id = await self._placeholder_company(call)
+            await _patch(call.http, path, {"company": {"id": company_id}})
+        return {**party, "company": {"id": company_id}}
+
     # --- call logs -----------------------------------------------------------------------------------------
 
     async def create_call_log(self, call: CrmCall, log: CallLogCreate) -> LogResult:
@@ -458,25 +782,31 @@ class NetSuiteConnector(Connector):
         if contact_id is None:
             return LogResult(None, ReturnMessage("Contact not found", "warning", 5000))
         record = log.call
-        start = parse_time(record.start_time).astimezone(user_timezone(call.user))
-        end = start + timedelta(seconds=call_seconds(record.duration))
-        if end.strftime("%H:%M") == start.strftime("%H:%M"):
-            end = start + timedelta(minutes=1)  # NetSuite refuses a timed event that ends when it starts
+        details = log.composed_log_details or "No details available"
+        # the transcript as the composed log holds it (absent when the user turned transcripts off): the same
+        # text on create and update, so both name its file alike
+        transcript = _transcript_in(details)
+        too_long = bool(transcript) and len(details) > MESSAGE_LIMIT
+        if too_long:
+            details = _shortened(details, transcript or "")
+        title = record.custom_subject or log.subject or call_subject(record.direction, log.contact.name)
         body: JsonDict = {
-            "title": record.custom_subject or log.subject or call_subject(record.direction, log.contact.name),
+            "title": title,
             "phone": log.contact.phone_number,
             "priority": "MEDIUM",
             "status": "COMPLETE",
-            "startDate": start.strftime("%Y-%m-%d"),
-            "completedDate": end.strftime("%Y-%m-%d"),
+            **_call_times(record.start_time, record.duration, await self._user_zone(call)),
             "timedEvent": True,
-            "startTime": start.strftime("%H:%M"),
-            "endTime": end.strftime("%H:%M"),
-            "message": (log.composed_log_details or "No details available") + _marker_line(call_marker(log)),
-            **_party(log.contact),
+            "message": details + _marker_line(call_marker(log)),
+            **await self._call_party(call, log.contact),
             **_transaction(log.additional_submission),
         }
         created = await self._create(call.http, "phonecall", body)
+        if too_long and not await self._attach_transcript(call, created, title, transcript or ""):
+            return LogResult(
+                created,
+                ReturnMessage("Call logged; the whole transcript could not be attached.", "warning", 5000),
+            )
         return LogResult(created, ReturnMessage("Call logged", "success", 2000))
 
     async def find_call_log(self, call: CrmCall, log: CallLogCreate) -> str | None:
@@ -502,22 +832,34 @@ class NetSuiteConnector(Connector):
         if not isinstance(existing, dict) or "message" not in existing:
             existing = await call.http.get_json(f"{RECORD_PATH}/phonecall/{log_id}")
         marker = _CALL_MARKER_RE.search(str(existing.get("message") or ""))
+        details = update.composed_log_details or "No details available"
+        transcript = _transcript_in(details)
+        too_long = bool(transcript) and len(details) > MESSAGE_LIMIT
+        if too_long:
+            details = _shortened(details, transcript or "")
         body: JsonDict = {
-            "message": (update.composed_log_details or "No details available")
+            "message": details
             + (f"\n\n{marker.group(0)}" if marker else "")
+            # the note-URL lines stay: a disposition sent again finds its notes there
             + _note_sections(_notes_of(str(existing.get("message") or "")))
         }
         if update.subject:
             body["title"] = update.subject
+        if update.start_time and update.duration is not None:
+            body.update(_call_times(update.start_time, update.duration, await self._user_zone(call)))
         await _patch(call.http, f"{RECORD_PATH}/phonecall/{log_id}", body)
-        return CallLogUpdated(
-            updated_note=update.composed_log_details,
-            return_message=ReturnMessage("Call log updated.", "success", 2000),
-        )
+        message = ReturnMessage("Call log updated.", "success", 2000)
+        title = update.subject or str(existing.get("title") or "") or "Call"
+        if too_long and not await self._attach_transcript(call, str(log_id), title, transcript or ""):
+            message = ReturnMessage(
+                "Call log updated; the whole transcript could not be attached.", "warning", 5000
+            )
+        return CallLogUpdated(updated_note=update.composed_log_details, return_message=message)
 
     async def upsert_call_disposition(self, call: CrmCall, update: DispositionUpdate) -> LogResult:
-        """A user note on each chosen sales order / opportunity (the reference SuiteApp's RESTlet), its link
-        kept in the phone call's message: a disposition sent again updates that note instead of adding one."""
+        """A user note on each chosen sales order / opportunity (the SuiteApp's createusernotes RESTlet), its
+        link kept in the phone call's message: a disposition sent again updates that note instead of adding one.
+        Without the SuiteApp no note can be written: the phone call is left as it was, with a warning."""
         chosen = [
             (kind, transaction)
             for kind, spec in TRANSACTION_KINDS.items()
@@ -533,7 +875,13 @@ class NetSuiteConnector(Connector):
         title = str(data.get("title") or "")
         text = _without_notes(_MARKER_RE.sub("", message)).strip() or "empty"
         notes = _notes_of(message)
-        unsure = False
+        before = dict(notes)
+
+        def written() -> str:
+            # the message as it was when the notes are as they were (no whitespace touched), else rewritten
+            return message if notes == before else _with_notes(message, notes)
+
+        unsure = absent = False
         for kind, transaction in chosen:
             note = notes.get((kind, transaction))
             if note == _PENDING:
@@ -541,27 +889,36 @@ class NetSuiteConnector(Connector):
                 continue
             found = _NOTE_ID_RE.search(note or "")
             if found:
-                body = {"noteTitle": title, "noteText": text, "noteId": int(found.group(1))}
-                await call.http.request("PUT", self._user_notes_url(call), json=body, idempotent=True)
+                body: JsonDict = {"noteTitle": title, "noteText": text, "noteId": int(found.group(1))}
+                answer = await self._user_note(call, "PUT", body)
+                absent = absent or answer is None
+                unsure = unsure or (answer is not None and answer.get("success") is not True)
                 continue
             notes[(kind, transaction)] = _PENDING
-            await _patch(call.http, path, {"message": _with_notes(message, notes)})
+            await _patch(call.http, path, {"message": written()})
+            body = {"salesOrderId": transaction, "noteTitle": title, "noteText": text}
             try:
-                note_id = await self._create_user_note(call, transaction, title, text)
+                answer = await self._user_note(call, "POST", body)
             except CrmHttpError as exc:
                 if not exc.outcome_unknown:  # answered: no note was written, a later try may write it
                     del notes[(kind, transaction)]
-                    await _patch(call.http, path, {"message": _with_notes(message, notes)})
+                    await _patch(call.http, path, {"message": written()})
                 raise
+            note_id = _note_id(answer)
             if note_id is None:
                 del notes[(kind, transaction)]
-                unsure = True
+                absent = absent or answer is None
+                unsure = unsure or answer is not None
             else:
                 label = account_label(account_id(call.user.hostname) or "")
                 notes[(kind, transaction)] = (
                     f"https://{label}.app.netsuite.com/app/crm/common/note.nl?id={note_id}"
                 )
-            await _patch(call.http, path, {"message": _with_notes(message, notes)})
+            await _patch(call.http, path, {"message": written()})
+            if absent:
+                break  # no SuiteApp: the other transactions would be refused alike
+        if absent:
+            return LogResult(str(log_id), _no_suiteapp_note())
         if unsure:
             return LogResult(
                 str(log_id),
@@ -573,30 +930,20 @@ class NetSuiteConnector(Connector):
             )
         return LogResult(str(log_id), ReturnMessage("Call log updated.", "success", 2000))
 
-    def _user_notes_url(self, call: CrmCall) -> str:
-        script, deploy = USER_NOTES_SCRIPT
-        account = account_id(call.user.hostname) or ""
-        return f"{self.restlet_origin(account)}{RESTLET_PATH}?script={script}&deploy={deploy}"
-
-    def restlet_origin(self, account: str) -> str:
-        """Where an account's RESTlets run (`<account label>.restlets.api.netsuite.com`); `base_url` as for
-        the API."""
-        host = f"{account_label(account)}.restlets.api.netsuite.com"
-        override = self.config.get("base_url")
-        if override:
-            return override.replace("{host}", host).rstrip("/")
-        return f"https://{host}"
-
-    async def _create_user_note(self, call: CrmCall, transaction: int, title: str, text: str) -> str | None:
-        """The new note's id, or None when the RESTlet answered that it wrote none. Sent once (a POST is not
-        repeated when its answer is lost)."""
-        body = {"salesOrderId": transaction, "noteTitle": title, "noteText": text}
-        response = await call.http.request("POST", self._user_notes_url(call), json=body)
-        answer = response.json()
-        note_id = int_or_none(answer.get("noteId")) if isinstance(answer, dict) else None
-        if not isinstance(answer, dict) or answer.get("success") is not True or note_id is None:
+    async def _user_note(self, call: CrmCall, method: str, body: JsonDict) -> JsonDict | None:
+        """The createusernotes RESTlet's answer to a POST (a new note) or a PUT (a note rewritten); None when
+        the SuiteApp is not there to answer. A POST is sent once: not repeated when its answer is lost."""
+        account = account_id(call.user.hostname)
+        if account is None:
             return None
-        return str(note_id)
+        return await self._restlet(
+            call.http,
+            account,
+            "customscript_createusernotes",
+            method=method,
+            body=body,
+            idempotent=method == "PUT",  # the same text written again changes nothing
+        )
 
     # --- message logs --------------------------------------------------------------------------------------
 
@@ -648,23 +995,28 @@ class NetSuiteConnector(Connector):
         }
         created_id = await self._create(call.http, "phonecall", body)
         chosen = _chosen_transaction(log.additional_submission)
-        if chosen is not None and not await self._message_note(call, chosen[1], subject, text):
-            return LogResult(
-                created_id,
-                ReturnMessage(
-                    "Message logged, but the sales order or opportunity note was not.", "warning", 5000
-                ),
-            )
-        return LogResult(created_id, ReturnMessage("Message logged", "success", 2000))
+        warning = None if chosen is None else await self._message_note(call, chosen[1], subject, text)
+        return LogResult(created_id, warning or ReturnMessage("Message logged", "success", 2000))
 
-    async def _message_note(self, call: CrmCall, transaction: int, title: str, text: str) -> bool:
+    async def _message_note(
+        self, call: CrmCall, transaction: int, title: str, text: str
+    ) -> ReturnMessage | None:
         """A user note with the conversation on the chosen transaction (the reference writes one for a sales
-        order; an opportunity is a transaction too). Written once, after the phone call: a create retried
-        only when the phone call was not found, so no second note; a failure leaves the log in place."""
+        order; an opportunity is a transaction too); a warning when none was written. Written once, after the
+        phone call: a create retried only when the phone call was not found, so no second note; a failure
+        (the SuiteApp absent included) leaves the log in place."""
+        body: JsonDict = {"salesOrderId": transaction, "noteTitle": title, "noteText": text}
         try:
-            return await self._create_user_note(call, transaction, title, text) is not None
+            answer = await self._user_note(call, "POST", body)
         except CrmHttpError:
-            return False
+            answer = {}
+        if answer is None:
+            return _no_suiteapp_note()
+        if _note_id(answer) is None:
+            return ReturnMessage(
+                "Message logged, but the sales order or opportunity note was not.", "warning", 5000
+            )
+        return None
 
     async def find_message_log(self, call: CrmCall, log: MessageLogCreate) -> str | None:
         return await self._phone_call_with_marker(call.http, message_marker(log))
@@ -724,6 +1076,74 @@ class NetSuiteConnector(Connector):
 # ------------------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class SuiteAppLogin:
+    """What the SuiteApp said at login: OneWorld or not (None: not told), the permissions the role lacks (as
+    NetSuite's role page names them) and the user's time zone."""
+
+    one_world: bool | None = None
+    missing: list[str] = field(default_factory=list)
+    #: the IANA name of the user's time zone preference, when the SuiteApp told one this server knows
+    timezone: str | None = None
+
+
+def _permissions_missing(missing: list[str]) -> UserInfoResult:
+    return UserInfoResult(
+        successful=False,
+        return_message=ReturnMessage(
+            "Your NetSuite role lacks permissions App Connect needs: "
+            + ", ".join(missing)
+            + ". Ask your NetSuite administrator to add them to the role (or to give you the RingCentral App "
+            "Connect role), then connect again.",
+            "warning",
+            60000,
+        ),
+    )
+
+
+def _zone(name: object) -> tzinfo | None:
+    """The IANA zone a NetSuite time zone preference names (`America/Los_Angeles`), or None."""
+    if not isinstance(name, str) or not name.strip() or len(name) > 64:
+        return None
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def _call_times(start_time: str | None, duration: int | str | None, zone: tzinfo) -> JsonDict:
+    """A timed phone call's dates and `HH:MM` times in the user's zone; one minute long at least, since
+    NetSuite refuses a timed event that ends when it starts."""
+    start: datetime = parse_time(start_time).astimezone(zone)
+    end = start + timedelta(seconds=call_seconds(duration))
+    if end.strftime("%H:%M") == start.strftime("%H:%M"):
+        end = start + timedelta(minutes=1)
+    return {
+        "startDate": start.strftime("%Y-%m-%d"),
+        "completedDate": end.strftime("%Y-%m-%d"),
+        "startTime": start.strftime("%H:%M"),
+        "endTime": end.strftime("%H:%M"),
+    }
+
+
+def _transcript_in(details: str) -> str | None:
+    """The transcript block of a composed log, unless it is one this connector already shortened."""
+    match = _TRANSCRIPT_BLOCK_RE.search(details)
+    if match is None or _TRUNCATED_NOTE in match.group(1):
+        return None
+    return match.group(1) or None
+
+
+def _shortened(details: str, transcript: str) -> str:
+    """The composed log with as much of the transcript as fits in MESSAGE_LIMIT characters, and a line saying
+    the whole of it is the attached file (the reference's truncation)."""
+    frame = "\n- Transcript:\n\n\n" + _TRUNCATED_NOTE + "\n--- END\n"
+    # the rest of the log is kept whole unless it alone is too long (then its end goes, the note stays)
+    rest = _TRANSCRIPT_BLOCK_RE.sub("", details, count=1).rstrip("\n")[: MESSAGE_LIMIT - len(frame)]
+    room = MESSAGE_LIMIT - len(rest) - len(frame)
+    return f"{rest}\n- Transcript:\n{transcript[:room]}\n\n{_TRUNCATED_NOTE}\n--- END\n"
 
 
 def _login_failed(detail: str) -> UserInfoResult:
@@ -871,6 +1291,20 @@ def _transaction(chosen: JsonDict) -> JsonDict:
     """A phone call's `transaction` field, as the reference sends it: `{id: <number>, type}`."""
     picked = _chosen_transaction(chosen)
     return {"transaction": {"id": picked[1], "type": picked[0]}} if picked else {}
+
+
+def _no_suiteapp_note() -> ReturnMessage:
+    return ReturnMessage(
+        "Logged, but no sales order or opportunity note: notes need the RingCentral SuiteApp in NetSuite.",
+        "warning",
+        5000,
+    )
+
+
+def _note_id(answer: JsonDict | None) -> str | None:
+    """The new note's id in the createusernotes RESTlet's answer; None when it says it wrote none."""
+    note_id = int_or_none(answer.get("noteId")) if answer else None
+    return str(note_id) if answer and answer.get("success") is True and note_id is not None else None
 
 
 def _notes_of(message: str) -> dict[tuple[str, int], str]:
