@@ -38,7 +38,7 @@ from urllib.parse import urlencode, urlsplit
 
 import orjson
 
-from appconnect.outbound.limits import AccountLimiter, RateLimited
+from appconnect.outbound.limits import AccountLimiter, Admission, RateLimited
 from appconnect.outbound.observe import observed
 from appconnect.outbound.types import CrmHttpError, CrmResponse
 from appconnect.outbound.wire import PROXY_SCHEMES, Http1Pool, Timeouts, WireError
@@ -454,9 +454,10 @@ class CrmHttpClient:
         started = time.monotonic()
         waited = 0.0
         attempt = 0
+        limiter = self._limiter
         while True:
             attempt += 1
-            await self._spend_budget(method, safe_url)
+            admission = None if limiter is None else await self._spend_budget(limiter, method, safe_url)
             retry_after: float | None = None
             try:
                 response = await self._client.send(
@@ -471,9 +472,9 @@ class CrmHttpClient:
                 failure, retryable = _unanswered(exc, method, safe_url, repeatable)
             else:
                 status = response.status_code
-                if self._limiter is not None:
+                if limiter is not None and admission is not None:
                     retry_after = _retry_after(response) if status == 429 else None
-                    await self._limiter.observe(safe_url, status, response.headers, retry_after)
+                    await limiter.observe(admission, status, response.headers, retry_after)
                 if response.is_success or status in allow_status:
                     if not repeatable:
                         self.answered_writes += 1
@@ -503,13 +504,12 @@ class CrmHttpClient:
         remaining = self._retry.deadline_seconds - (time.monotonic() - started)
         return self._client.timeout_within(max(remaining, _MIN_TRY_SECONDS))
 
-    async def _spend_budget(self, method: str, safe_url: str) -> None:
-        """Wait until the CRM's limits let this call through; past `max_wait`, a 429 without calling."""
-        limiter = self._limiter
-        if limiter is None:
-            return
+    @staticmethod
+    async def _spend_budget(limiter: AccountLimiter, method: str, safe_url: str) -> Admission:
+        """Wait until the CRM's limits let this call through; past `max_wait`, a 429 without calling. The
+        limits the call counted against go with its answer to `observe`."""
         try:
-            await limiter.admit(safe_url)
+            return await limiter.admit(safe_url)
         except RateLimited as exc:
             raise CrmHttpError(
                 429,
