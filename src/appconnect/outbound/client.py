@@ -201,8 +201,9 @@ class CrmTransport:
         # read that raced the close is sent again on a new connection), so a short guess buys nothing.
         self._keepalive_seconds = keepalive_seconds
         self._default_timeout = self.timeout_within(call_deadline)
-        # the default trust store: SSL_CERT_FILE / SSL_CERT_DIR when set (the bench's fake CRM relies on it)
-        self._ssl = ssl.create_default_context()
+        # the default trust store (SSL_CERT_FILE / SSL_CERT_DIR when set: the bench's fake CRM relies on it),
+        # read when the first pool opens: parsing the system's CA bundle is 20 ms of each worker's start
+        self._ssl: ssl.SSLContext | None = None
         self._proxies = _EnvironmentProxies.read()
         self._pool: Http1Pool | None = None
 
@@ -215,6 +216,8 @@ class CrmTransport:
         )
 
     def _open(self, loop: asyncio.AbstractEventLoop) -> Http1Pool:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
         self._pool = Http1Pool(
             loop=loop,
             ssl_context=self._ssl,
