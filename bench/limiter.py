@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -33,9 +34,16 @@ FLOW = [
     ("GET", f"{API}/persons/search?term=5551234567&fields=phone"),
     ("POST", f"{API}/persons"),
     ("POST", f"{API}/activities"),
-    ("GET", f"{API}/activities/7"),
-    ("PUT", f"{API}/activities/7"),
+    ("GET", f"{API}/activities/{{id}}"),  # a new id every flow, as a CRM's ids are
+    ("PUT", f"{API}/activities/{{id}}"),
 ]
+_ids = itertools.count(1)
+
+
+def flow() -> list[tuple[str, str]]:
+    """The flow's calls, with the next activity id."""
+    activity = str(next(_ids))
+    return [(method, url.replace("{id}", activity)) for method, url in FLOW]
 
 
 class InstantStore:
@@ -117,14 +125,17 @@ async def main() -> None:
     headers = answer_headers()
 
     async def pairs() -> None:
-        for _method, url in FLOW:
+        for _method, url in flow():
             safe = url.split("?", 1)[0]
             ticket = await limiter.admit(safe)
             # this tree's admit hands its match to observe; the code before it returned None
             await limiter.observe(ticket if ticket is not None else safe, 200, headers, None)
 
     async def session_pairs() -> None:
-        for _method, url in FLOW:  # a session (a request) makes one or two calls: build its limiter each time
+        for (
+            _method,
+            url,
+        ) in flow():  # a session (a request) makes one or two calls: build its limiter each time
             session = Services.account_limiter(shared, connector, USER)
             assert session is not None
             safe = url.split("?", 1)[0]
@@ -136,7 +147,7 @@ async def main() -> None:
 
     def calls_of(limited: bool) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
-            for method, url in FLOW:
+            for method, url in flow():
                 client = CrmHttpClient(
                     transport,  # type: ignore[arg-type]
                     base_url=API,

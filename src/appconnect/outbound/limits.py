@@ -42,6 +42,8 @@ SHARED_CHECK_SECONDS = 1.0
 MAX_BACK_OFF_SECONDS = 3_600.0
 #: a reset header larger than this is a Unix time (Clio), not seconds
 _EPOCH_THRESHOLD = 1e9
+#: URLs whose rule match one limiter keeps
+_MOST_MATCHES = 256
 
 
 @dataclass(slots=True, frozen=True)
@@ -234,10 +236,21 @@ class AccountLimiter:
     """The limits one session's calls count against: the connector's rules for this user's token, CRM user and
     company, and the operator's limit if set. `fallback` takes the back-off of a 429 no rule covers.
 
-    Built per session, so it does no work up front; a call costs a few dictionary reads while nothing binds
-    (the CRM's answers leave calls, no 429, no operator's limit), and awaits only when something does."""
+    Holds no count (those are in the book), so the sessions with the same keys share one (see
+    `Services.account_limiter`). A call costs a few dictionary reads while nothing binds (the CRM's answers
+    leave calls, no 429, no operator's limit), and awaits only when something does."""
 
-    __slots__ = ("_every", "_pathed", "_unpathed", "backend", "book", "buckets", "fallback", "max_wait")
+    __slots__ = (
+        "_every",
+        "_matched",
+        "_pathed",
+        "_unpathed",
+        "backend",
+        "book",
+        "buckets",
+        "fallback",
+        "max_wait",
+    )
 
     def __init__(
         self,
@@ -255,21 +268,34 @@ class AccountLimiter:
         self._pathed: tuple[Bucket, ...] | None = None  # the rules that cover some paths only, once asked
         self._unpathed: tuple[Bucket, ...] = ()
         self._every: Admission | None = None  # the match of a call no path rule covers
+        self._matched: dict[str, Admission] = {}  # URL -> its match, while a path rule exists
 
     def _matching(self, url: str) -> Admission:
         """The buckets a call to `url` counts against. A rule without paths covers every call, so only the
-        rules with paths look at the URL; the usual match (no path rule applies) is built once per session."""
+        rules with paths look at the URL (the match of a URL is kept: a rule matches the path alone)."""
         pathed = self._pathed
         if pathed is None:
             pathed = self._pathed = tuple(b for b in self.buckets if b.rule.paths)
             self._unpathed = tuple(b for b in self.buckets if not b.rule.paths)
         if pathed:
+            found = self._matched.get(url)
+            if found is not None:
+                return found
             lowered = _path(url).lower()
             if any(part in lowered for b in pathed for part in b.rule.paths):
                 matched = tuple(
                     b for b in self.buckets if not b.rule.paths or any(p in lowered for p in b.rule.paths)
                 )
-                return Admission(matched, self.fallback)
+                found = Admission(matched, self.fallback)
+            else:
+                found = self._every_call()
+            if len(self._matched) >= _MOST_MATCHES:
+                self._matched.clear()  # URLs with ids in them: a bound, rebuilding a match costs a microsecond
+            self._matched[url] = found
+            return found
+        return self._every_call()
+
+    def _every_call(self) -> Admission:
         every = self._every
         if every is None:
             every = self._every = Admission(self._unpathed, self.fallback)
