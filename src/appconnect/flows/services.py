@@ -39,7 +39,7 @@ from appconnect.store.users import UserStore
 #: no `APPCONNECT_CRM_RATE_LIMIT`: every connector follows its CRM
 _FOLLOW_EVERY_CRM = RateLimitOverrides()
 #: session limiters kept for reuse, per process
-_MOST_LIMITERS = 4096
+_MOST_LIMITERS = 1024
 
 
 @dataclass(slots=True)

@@ -42,8 +42,8 @@ SHARED_CHECK_SECONDS = 1.0
 MAX_BACK_OFF_SECONDS = 3_600.0
 #: a reset header larger than this is a Unix time (Clio), not seconds
 _EPOCH_THRESHOLD = 1e9
-#: URLs whose rule match one limiter keeps
-_MOST_MATCHES = 256
+#: URLs whose rule match one limiter keeps (times the 1024 limiters a process keeps: a few MiB at most)
+_MOST_MATCHES = 32
 
 
 @dataclass(slots=True, frozen=True)
