@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from appconnect.connectors.sdk import LimitRule, RateLimit
+from appconnect.connectors.insightly import InsightlyConnector
+from appconnect.connectors.pipedrive import PipedriveConnector
+from appconnect.connectors.sdk import LimitRule, RateLimit, UserView
+from appconnect.flows.services import build_services
 from appconnect.outbound.limits import (
     AccountLimiter,
     Batched,
@@ -327,6 +330,59 @@ async def test_an_operators_fixed_limit_is_held_in_advance(stores: Stores) -> No
     await limiter.admit(f"{API}/persons/2")
     with pytest.raises(RateLimited):
         await limiter.admit(f"{API}/persons/3")
+
+
+async def test_what_admit_matched_goes_with_the_answer_to_observe(stores: Stores) -> None:
+    """The client hands `observe` what `admit` matched: the headers of a search answer describe the search
+    window, which then holds search calls back and leaves the others alone."""
+    limiter, _tag = account(stores.open(), LimitBook())
+    admission = await limiter.admit(f"{API}/persons/search")
+    assert [b.rule.name for b in admission.buckets] == ["burst", "search", "daily"]
+    headers = {"x-ratelimit-limit": "10", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "2"}
+    await limiter.observe(admission, 200, headers, None)
+    with pytest.raises(RateLimited):
+        await limiter.admit(f"{API}/persons/search")
+    plain = await limiter.admit(f"{API}/persons/1")
+    assert [b.rule.name for b in plain.buckets] == ["burst", "daily"]
+    await limiter.observe(plain, 429, {}, 1.5)  # a 429 on a plain call shuts the burst window, not search's
+    with pytest.raises(RateLimited) as refused:
+        await limiter.admit(f"{API}/persons/2")
+    assert 1 < refused.value.wait <= 1.5
+
+
+async def test_sessions_with_the_same_keys_share_a_limiter_and_no_others(server: LiveServer) -> None:
+    """A request's limiter is kept for the next session with the same scope keys; any key that differs (another
+    token, another company, a company id learnt later) gets its own."""
+    services = build_services(server.settings)
+    try:
+        pipedrive = PipedriveConnector()
+        first = services.account_limiter(
+            pipedrive, UserView("7-pipedrive", "pipedrive", "acme.pipedrive.com")
+        )
+        again = services.account_limiter(
+            pipedrive, UserView("7-pipedrive", "pipedrive", "acme.pipedrive.com")
+        )
+        colleague = services.account_limiter(
+            pipedrive, UserView("8-pipedrive", "pipedrive", "acme.pipedrive.com")
+        )
+        assert first is not None and colleague is not None
+        assert again is first
+        assert colleague is not first
+        keys = {b.rule.name: b.key for b in first.buckets}
+        assert {b.rule.name: b.key for b in colleague.buckets}["daily"] == keys["daily"]  # company-wide
+        assert {b.rule.name: b.key for b in colleague.buckets}["burst"] != keys["burst"]
+
+        insightly = InsightlyConnector()
+        pod = UserView("9-insightly", "insightly", "api.na1.insightly.com")
+        learnt = UserView(
+            "9-insightly", "insightly", "api.na1.insightly.com", platform_additional_info={"instanceId": 5}
+        )
+        before, after = services.account_limiter(insightly, pod), services.account_limiter(insightly, learnt)
+        assert before is not None and after is not None
+        assert after is not before
+        assert [b.key for b in after.buckets] == ["insightly:daily:company:instance-5"]
+    finally:
+        await services.close()
 
 
 # --- the setting ---------------------------------------------------------------------------------------------

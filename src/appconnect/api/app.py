@@ -24,7 +24,7 @@ from appconnect.api.metrics import WorkerMetrics, database_pool_stats, run_direc
 from appconnect.api.middleware import Edge
 from appconnect.api.routes import router
 from appconnect.api.session import Caller
-from appconnect.connectors.registry import ConnectorRegistry
+from appconnect.connectors.registry import ConnectorRegistry, CrmManifest
 from appconnect.flows import oauth
 from appconnect.flows.availability import is_dependency_down
 from appconnect.flows.errors import DATABASE_FAILED, SESSION_EXPIRED
@@ -42,11 +42,13 @@ from appconnect.store.sql import DatabaseBusy, DatabaseError
 log = logging.getLogger("appconnect")
 
 
-def _manifest(settings: Settings, registry: ConnectorRegistry) -> dict[str, object]:
+def _manifest(settings: Settings, registry: ConnectorRegistry) -> CrmManifest:
+    """The manifest's answers, built on first request; the operator's overrides file is read now (a broken one
+    stops the start)."""
     overrides = None
     if settings.manifest_file is not None:
         overrides = json.loads(settings.manifest_file.read_text(encoding="utf-8"))
-    return registry.manifest(server_url=settings.server_url(), version=__version__, overrides=overrides)
+    return CrmManifest(registry, server_url=settings.server_url(), version=__version__, overrides=overrides)
 
 
 def create_app(settings: Settings, registry: ConnectorRegistry | None = None) -> Edge:

@@ -18,6 +18,7 @@ from appconnect.api.http import (
 )
 from appconnect.api.metrics import METRICS_PATH, may_read
 from appconnect.api.openapi import DOCS_CSP, DOCS_INIT_JS, DOCS_PATH, OPENAPI_PATH, build_openapi, docs_page
+from appconnect.connectors.registry import CrmManifest
 from appconnect.connectors.sdk import INTERFACE_METHODS, UNOFFERED_INTERFACES, implements
 from appconnect.flows import (
     account_data,
@@ -66,12 +67,13 @@ async def is_alive(_request: Request) -> Response:
 @router.get("/crmManifest")
 async def crm_manifest(request: Request) -> Response:
     platform = request.query_params.get("platformName", "default")
-    manifest = request.app.state.manifest
+    manifest: CrmManifest = request.app.state.manifest
     if platform == "default":
-        return json_response(manifest)
-    if platform not in manifest["platforms"]:
+        return json_response(manifest.whole())
+    found = manifest.of(platform)
+    if found is None:
         return contract_text("Platform not found")
-    return json_response({**manifest, "platforms": {platform: manifest["platforms"][platform]}})
+    return json_response(found)
 
 
 @router.get("/implementedInterfaces")
@@ -98,7 +100,7 @@ async def implemented_interfaces(request: Request) -> Response:
 
 @router.get("/serverVersionInfo")
 async def server_version_info(request: Request) -> Response:
-    return json_response({"version": request.app.state.manifest.get("version", "unknown")})
+    return json_response({"version": request.app.state.manifest.version})
 
 
 @router.get("/releaseNotes")

@@ -17,7 +17,7 @@ from appconnect.outbound.limits import (
     RateLimiterBackend,
     RateLimitOverrides,
 )
-from appconnect.outbound.types import LimitRule
+from appconnect.outbound.types import LimitRule, LimitScope
 from appconnect.security.crypto import TokenCipher
 from appconnect.security.jwt import SessionTokens
 from appconnect.security.keys import ServerKeys, load_keys
@@ -35,6 +35,11 @@ from appconnect.store.urls import is_sqlite, sqlite_file
 from appconnect.store.user_cache import ListenChanges, SharedMemoryChanges, UserCache, changes_file
 from appconnect.store.user_mappings import UserMappingStore
 from appconnect.store.users import UserStore
+
+#: no `APPCONNECT_CRM_RATE_LIMIT`: every connector follows its CRM
+_FOLLOW_EVERY_CRM = RateLimitOverrides()
+#: session limiters kept for reuse, per process
+_MOST_LIMITERS = 1024
 
 
 @dataclass(slots=True)
@@ -65,39 +70,52 @@ class Services:
     #: what the CRMs' answers said about their limits, in this process
     rate_limit_book: LimitBook = field(default_factory=LimitBook)
     user_cache: UserCache | None = None
+    #: session limiters by connector, operator's limit and scope keys (see `account_limiter`)
+    _limiters: dict[tuple[object, ...], AccountLimiter] = field(default_factory=dict)
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy.from_settings(self.settings)
 
     def account_limiter(self, connector: Connector, user: UserView) -> AccountLimiter | None:
         """The limits the calls of `user` count against: the rules the connector declares for this user's
-        token, CRM user and company, plus the operator's fixed limit when the setting gives one."""
+        token, CRM user and company, plus the operator's fixed limit when the setting gives one.
+
+        Sessions whose scope keys are the same (the same user's requests; a company's users for its company
+        rules) share one limiter: it holds only the rules, the keys and what it matched, never a count (the
+        counts are in the book), so a request pays for its scope keys and a dictionary read."""
         if self.rate_limiter is None:
             return None
-        overrides = self.rate_limit_overrides or RateLimitOverrides()
-        on, fixed = overrides.entry_for(connector.platform)
+        on, fixed = (self.rate_limit_overrides or _FOLLOW_EVERY_CRM).entry_for(connector.platform)
         if not on:
             return None
+        rules = connector.rate_limits
+        # the operator's limit counts per the scope of the connector's main rule (company when none)
+        main = min(rules, key=lambda r: (bool(r.paths), r.per_seconds), default=None) if fixed else None
+        fixed_scope: LimitScope = main.scope if main is not None else "company"
+        scope_keys: dict[str, str] = {"token": connector.limit_scope_key(user, "token")}  # the fallback's
+        for scope in (*(rule.scope for rule in rules), *((fixed_scope,) if fixed is not None else ())):
+            if scope not in scope_keys:
+                scope_keys[scope] = connector.limit_scope_key(user, scope)
+        memo = (connector, fixed, *scope_keys.values())
+        limiter = self._limiters.get(memo)
+        if limiter is not None:
+            return limiter
         platform = connector.platform
-        buckets = [
-            Bucket(rule, f"{platform}:{rule.name}:{connector.limit_scope_key(user, rule.scope)}")
-            for rule in connector.rate_limits
-        ]
+        buckets = [Bucket(rule, f"{platform}:{rule.name}:{scope_keys[rule.scope]}") for rule in rules]
         if fixed is not None:
-            # the operator's limit counts per the scope of the connector's main rule (company when none)
-            main = min(connector.rate_limits, key=lambda r: (bool(r.paths), r.per_seconds), default=None)
-            scope = main.scope if main is not None else "company"
-            rule = LimitRule("setting", scope, per_seconds=fixed.per_seconds, requests=fixed.requests)
-            buckets.append(
-                Bucket(rule, f"{platform}:setting:{connector.limit_scope_key(user, scope)}", fixed)
-            )
-        return AccountLimiter(
-            backend=self.rate_limiter,
-            book=self.rate_limit_book,
-            buckets=tuple(buckets),
-            fallback=f"{platform}:crm:{connector.limit_scope_key(user, 'token')}",
-            max_wait=self.settings.crm_rate_limit_max_wait_seconds,
+            rule = LimitRule("setting", fixed_scope, per_seconds=fixed.per_seconds, requests=fixed.requests)
+            buckets.append(Bucket(rule, f"{platform}:setting:{scope_keys[fixed_scope]}", fixed))
+        limiter = AccountLimiter(
+            self.rate_limiter,
+            self.rate_limit_book,
+            tuple(buckets),
+            f"{platform}:crm:{scope_keys['token']}",
+            self.settings.crm_rate_limit_max_wait_seconds,
         )
+        if len(self._limiters) >= _MOST_LIMITERS:
+            self._limiters.clear()  # a bound, not a policy: rebuilding one costs microseconds
+        self._limiters[memo] = limiter
+        return limiter
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -38,7 +38,7 @@ from urllib.parse import urlencode, urlsplit
 
 import orjson
 
-from appconnect.outbound.limits import AccountLimiter, RateLimited
+from appconnect.outbound.limits import AccountLimiter, Admission, RateLimited
 from appconnect.outbound.observe import observed
 from appconnect.outbound.types import CrmAnswerError, CrmHttpError, CrmResponse
 from appconnect.outbound.wire import PROXY_SCHEMES, Http1Pool, Timeouts, WireError
@@ -289,8 +289,9 @@ class CrmTransport:
         # read that raced the close is sent again on a new connection), so a short guess buys nothing.
         self._keepalive_seconds = keepalive_seconds
         self._default_timeout = self.timeout_within(call_deadline)
-        # the default trust store: SSL_CERT_FILE / SSL_CERT_DIR when set (the bench's fake CRM relies on it)
-        self._ssl = ssl.create_default_context()
+        # the default trust store (SSL_CERT_FILE / SSL_CERT_DIR when set: the bench's fake CRM relies on it),
+        # read when the first pool opens: parsing the system's CA bundle is 20 ms of each worker's start
+        self._ssl: ssl.SSLContext | None = None
         self._proxies = _EnvironmentProxies.read()
         self._pool: Http1Pool | None = None
 
@@ -303,6 +304,8 @@ class CrmTransport:
         )
 
     def _open(self, loop: asyncio.AbstractEventLoop) -> Http1Pool:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
         self._pool = Http1Pool(
             loop=loop,
             ssl_context=self._ssl,
@@ -546,9 +549,10 @@ class CrmHttpClient:
         started = time.monotonic()
         waited = 0.0
         attempt = 0
+        limiter = self._limiter
         while True:
             attempt += 1
-            await self._spend_budget(method, safe_url)
+            admission = None if limiter is None else await self._spend_budget(limiter, method, safe_url)
             retry_after: float | None = None
             try:
                 response = await self._client.send(
@@ -563,9 +567,9 @@ class CrmHttpClient:
                 failure, retryable = _unanswered(exc, method, safe_url, repeatable)
             else:
                 status = response.status_code
-                if self._limiter is not None:
+                if limiter is not None and admission is not None:
                     retry_after = _retry_after(response) if status == 429 else None
-                    await self._limiter.observe(safe_url, status, response.headers, retry_after)
+                    await limiter.observe(admission, status, response.headers, retry_after)
                 if response.is_success or status in allow_status:
                     if not repeatable:
                         self.answered_writes += 1
@@ -599,13 +603,12 @@ class CrmHttpClient:
             return bounds
         return Timeouts(connect=min(bounds.connect, seconds), read=min(bounds.read, seconds), total=seconds)
 
-    async def _spend_budget(self, method: str, safe_url: str) -> None:
-        """Wait until the CRM's limits let this call through; past `max_wait`, a 429 without calling."""
-        limiter = self._limiter
-        if limiter is None:
-            return
+    @staticmethod
+    async def _spend_budget(limiter: AccountLimiter, method: str, safe_url: str) -> Admission:
+        """Wait until the CRM's limits let this call through; past `max_wait`, a 429 without calling. The
+        limits the call counted against go with its answer to `observe`."""
         try:
-            await limiter.admit(safe_url)
+            return await limiter.admit(safe_url)
         except RateLimited as exc:
             raise CrmHttpError(
                 429,

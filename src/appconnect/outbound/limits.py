@@ -42,6 +42,8 @@ SHARED_CHECK_SECONDS = 1.0
 MAX_BACK_OFF_SECONDS = 3_600.0
 #: a reset header larger than this is a Unix time (Clio), not seconds
 _EPOCH_THRESHOLD = 1e9
+#: URLs whose rule match one limiter keeps (times the 1024 limiters a process keeps: a few MiB at most)
+_MOST_MATCHES = 32
 
 
 @dataclass(slots=True, frozen=True)
@@ -187,6 +189,8 @@ def _header_int(headers: Mapping[str, str], name: str) -> int | None:
     value = headers.get(name)
     if value is None:
         return None
+    if value.isdigit() and value.isascii() and len(value) <= 12:  # the usual answer, read without a float
+        return int(value)
     try:
         number = float(value.strip())
     except ValueError:
@@ -214,29 +218,111 @@ class RateLimited(Exception):
         self.wait = wait
 
 
-@dataclass(slots=True, frozen=True)
+class Admission:
+    """The limits one call counted against, matched once by `admit` and handed to `observe` with the answer
+    (the URL is parsed and the rules matched once per call, not twice)."""
+
+    __slots__ = ("buckets", "described", "shared_keys")
+
+    def __init__(self, buckets: tuple[Bucket, ...], fallback: str) -> None:
+        self.buckets = buckets
+        #: the rule the CRM's rate-limit headers describe
+        self.described = _most_specific(buckets)
+        #: the keys whose shared back-off (a 429 seen by any process) holds the call
+        self.shared_keys = tuple(b.key for b in buckets if b.fixed is None) or (fallback,)
+
+
 class AccountLimiter:
     """The limits one session's calls count against: the connector's rules for this user's token, CRM user and
-    company, and the operator's limit if set. `fallback` takes the back-off of a 429 no rule covers."""
+    company, and the operator's limit if set. `fallback` takes the back-off of a 429 no rule covers.
 
-    backend: RateLimiterBackend
-    book: LimitBook
-    buckets: tuple[Bucket, ...]
-    fallback: str
-    max_wait: float = 5.0
+    Holds no count (those are in the book), so the sessions with the same keys share one (see
+    `Services.account_limiter`). A call costs a few dictionary reads while nothing binds (the CRM's answers
+    leave calls, no 429, no operator's limit), and awaits only when something does."""
 
-    def _matching(self, url: str) -> list[Bucket]:
-        path = _path(url)
-        return [b for b in self.buckets if b.rule.applies_to(path)]
+    __slots__ = (
+        "_every",
+        "_matched",
+        "_pathed",
+        "_unpathed",
+        "backend",
+        "book",
+        "buckets",
+        "fallback",
+        "max_wait",
+    )
 
-    async def admit(self, url: str) -> None:
+    def __init__(
+        self,
+        backend: RateLimiterBackend,
+        book: LimitBook,
+        buckets: tuple[Bucket, ...],
+        fallback: str,
+        max_wait: float = 5.0,
+    ) -> None:
+        self.backend = backend
+        self.book = book
+        self.buckets = buckets
+        self.fallback = fallback
+        self.max_wait = max_wait
+        self._pathed: tuple[Bucket, ...] | None = None  # the rules that cover some paths only, once asked
+        self._unpathed: tuple[Bucket, ...] = ()
+        self._every: Admission | None = None  # the match of a call no path rule covers
+        self._matched: dict[str, Admission] = {}  # URL -> its match, while a path rule exists
+
+    def _matching(self, url: str) -> Admission:
+        """The buckets a call to `url` counts against. A rule without paths covers every call, so only the
+        rules with paths look at the URL (the match of a URL is kept: a rule matches the path alone)."""
+        pathed = self._pathed
+        if pathed is None:
+            pathed = self._pathed = tuple(b for b in self.buckets if b.rule.paths)
+            self._unpathed = tuple(b for b in self.buckets if not b.rule.paths)
+        if pathed:
+            found = self._matched.get(url)
+            if found is not None:
+                return found
+            lowered = _path(url).lower()
+            if any(part in lowered for b in pathed for part in b.rule.paths):
+                matched = tuple(
+                    b for b in self.buckets if not b.rule.paths or any(p in lowered for p in b.rule.paths)
+                )
+                found = Admission(matched, self.fallback)
+            else:
+                found = self._every_call()
+            if len(self._matched) >= _MOST_MATCHES:
+                self._matched.clear()  # URLs with ids in them: a bound, rebuilding a match costs a microsecond
+            self._matched[url] = found
+            return found
+        return self._every_call()
+
+    def _every_call(self) -> Admission:
+        every = self._every
+        if every is None:
+            every = self._every = Admission(self._unpathed, self.fallback)
+        return every
+
+    async def admit(self, url: str) -> Admission:
         """Wait until every limit the call to `url` counts against lets it through; :class:`RateLimited` when
-        that is further away than `max_wait`."""
-        deadline = time.monotonic() + self.max_wait
-        buckets = self._matching(url) if self.buckets else []
-        for key in [b.key for b in buckets if b.fixed is None] or [self.fallback]:
-            await self._shared_back_off(key, deadline)
-        for bucket in buckets:
+        that is further away than `max_wait`. The answer goes to :meth:`observe` with the CRM's answer."""
+        admission = self._matching(url)
+        book = self.book
+        now = time.monotonic()
+        deadline = now + self.max_wait
+        for key in admission.shared_keys:
+            seen = book.get(key)
+            if now - seen.checked_at >= SHARED_CHECK_SECONDS or seen.blocked_until > now:
+                await self._shared_back_off(key, deadline)
+                now = time.monotonic()
+        for bucket in admission.buckets:
+            seen = book.get(bucket.key)
+            if (
+                bucket.fixed is None
+                and seen.blocked_until <= now
+                and seen.hot_until <= now
+                and (seen.remaining is None or now >= seen.reset_at or seen.remaining - seen.started > 0)
+            ):
+                seen.started += 1  # nothing binds: no round trip, no await
+                continue
             while True:
                 wait = await self._wait_for(bucket)
                 if wait <= 0:
@@ -244,6 +330,8 @@ class AccountLimiter:
                 if time.monotonic() + wait > deadline:
                     raise RateLimited(wait)
                 await asyncio.sleep(wait + random.uniform(0, min(wait, 0.05)))
+            now = time.monotonic()
+        return admission
 
     async def _shared_back_off(self, key: str, deadline: float) -> None:
         """A back-off this process or another set (a 429), read from the shared store at most once a second."""
@@ -292,17 +380,18 @@ class AccountLimiter:
         return 0.0
 
     async def observe(
-        self, url: str, status: int, headers: Mapping[str, str], retry_after: float | None
+        self, call: Admission | str, status: int, headers: Mapping[str, str], retry_after: float | None
     ) -> None:
-        """Learn from one answer: the rate-limit headers update the most specific rule the call counted
-        against; a 429 backs off the rule whose window covers its `Retry-After` (every worker and machine)."""
-        buckets = self._matching(url) if self.buckets else []
-        described = _most_specific(buckets)
+        """Learn from one answer to a call (what :meth:`admit` returned for it, or its URL): the rate-limit
+        headers update the most specific rule the call counted against; a 429 backs off the rule whose window
+        covers its `Retry-After` (every worker and machine)."""
+        admission = self._matching(call) if isinstance(call, str) else call
+        described = admission.described
         now = time.monotonic()
         if described is not None:
-            limit = _header_int(headers, "x-ratelimit-limit")
             remaining = _header_int(headers, "x-ratelimit-remaining")
             if remaining is not None:
+                limit = _header_int(headers, "x-ratelimit-limit")
                 seen = self.book.get(described.key)
                 if limit:
                     seen.limit = limit
@@ -323,7 +412,7 @@ class AccountLimiter:
             seen = self.book.get(described.key)
             seconds = seen.reset_at - now if seen.reset_at > now else None
         seconds = min(max(seconds if seconds is not None else 1.0, 0.0), MAX_BACK_OFF_SECONDS)
-        target = _covering(buckets, seconds)
+        target = _covering(admission.buckets, seconds)
         key = target.key if target is not None else self.fallback
         seen = self.book.get(key)
         seen.blocked_until = max(seen.blocked_until, now + seconds)
@@ -343,7 +432,7 @@ def _path(url: str) -> str:
     return url[slash:].split("?", 1)[0] if slash >= 0 else "/"
 
 
-def _most_specific(buckets: list[Bucket]) -> Bucket | None:
+def _most_specific(buckets: tuple[Bucket, ...]) -> Bucket | None:
     """The rule a CRM's rate-limit headers describe: one with a path match first, else the shortest window."""
     documented = [b for b in buckets if b.fixed is None]
     if not documented:
@@ -351,7 +440,7 @@ def _most_specific(buckets: list[Bucket]) -> Bucket | None:
     return min(documented, key=lambda b: (not b.rule.paths, b.rule.per_seconds))
 
 
-def _covering(buckets: list[Bucket], seconds: float) -> Bucket | None:
+def _covering(buckets: tuple[Bucket, ...], seconds: float) -> Bucket | None:
     """The rule a 429 of `seconds` belongs to: the most specific one whose window covers the wait (a wait
     longer than a burst window means a longer budget, e.g. a day's, ran out)."""
     documented = sorted(
