@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from appconnect.connectors.declarative.config import ConfigError, load_file
+from appconnect.connectors.declarative.config import ConfigError, JsonDict, load_file
 from appconnect.connectors.declarative.connector import (
     OPERATION_METHODS,
     DeclarativeConnector,
@@ -47,9 +47,27 @@ def check(path: Path, *, api_key: str | None, phone: str | None, base_url: str |
         return 1
     declared = [op for op in config["operations"] if op in OPERATION_METHODS]
     out(f"valid: platform {config['meta']['name']!r}, operations: {', '.join(declared) or 'none'}")
+    for note in _deployment_notes(config):
+        out(note)
     if not api_key:
         return 0
     return asyncio.run(_try_account(config, api_key, phone, base_url, out))
+
+
+def _deployment_notes(config: JsonDict) -> list[str]:
+    """What the file leaves to the deployment's settings (as the reference leaves it to its console)."""
+    prefix = str(config["meta"]["name"]).upper()
+    auth: JsonDict = config.get("auth") or {}
+    defaults: JsonDict = config.get("requestDefaults") or {}
+    notes: list[str] = []
+    if not defaults.get("baseUrl"):
+        notes.append(f"note: requestDefaults.baseUrl is blank: set {prefix}_BASE_URL (or pass --base-url)")
+    for key, setting in (("authUrl", "AUTH_URL"), ("tokenUrl", "TOKEN_URL")):
+        if auth.get("type") == "oauth" and not auth.get(key):
+            notes.append(
+                f"note: auth.{key} is missing: set {prefix}_{setting} (OAuth cannot work without it)"
+            )
+    return notes
 
 
 async def _try_account(
