@@ -16,6 +16,7 @@ import pytest
 from appconnect.connectors.declarative import ConfigError, connector_class, load_file
 from appconnect.connectors.declarative.connector import DeclarativeConnector
 from appconnect.connectors.declarative.engine import as_text, get_by_path, render_string
+from appconnect.connectors.registry import ConnectorRegistry
 from appconnect.connectors.sdk import (
     INTERFACE_METHODS,
     CallLogCreate,
@@ -110,6 +111,13 @@ def test_a_blank_name_takes_the_files_name_and_every_reference_operation_is_offe
     assert cls.platform == "proxysample" and cls.log_format == "text/plain"
     assert offered == REFERENCE_OPERATIONS
     assert connector.manifest_entry()["displayName"] == "proxysample"
+
+
+def test_the_server_serves_the_file_unchanged_under_its_files_name() -> None:
+    registry = ConnectorRegistry.discover(environ={"APPCONNECT_DECLARATIVE_CONNECTORS": str(SAMPLE)})
+    assert "proxysample" in registry.platforms()
+    manifest = registry.manifest(server_url="http://127.0.0.1:1", version="1")
+    assert manifest["platforms"]["proxysample"]["auth"]["type"] == "apiKey"
 
 
 def test_a_blank_name_in_a_file_whose_name_is_no_platform_name_is_refused(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 A configuration is the reference server's `proxyConfig` (`meta`, `auth`, `requestDefaults`, `operations`). It
 is checked once, at start, so a typo stops the server with one line naming where it is
-(`operations.findContact.responseMapping.listPath: required`) instead of failing a user's call later.
+(`operations.findContact.responseMapping.lisPath: not allowed`) instead of failing a user's call later.
 """
 
 from __future__ import annotations
@@ -61,8 +61,6 @@ def _describe(error: ValidationError) -> str:
         extra = sorted(k for k in instance if k not in known)
         return f"{prefix}{extra[0] if extra else '?'}: not allowed"
     where = path or "(top level)"
-    if error.validator == "anyOf" and isinstance(instance, dict):
-        return f"{where}: needs url or steps"
     if error.validator == "type":
         return f"{where}: must be {' or '.join(_as_list(wanted))}"
     if error.validator == "pattern" and path.endswith("method"):
