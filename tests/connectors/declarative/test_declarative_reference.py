@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from appconnect.cli import main
 from appconnect.connectors.declarative import ConfigError, connector_class, load_file
 from appconnect.connectors.declarative.connector import DeclarativeConnector
 from appconnect.connectors.declarative.engine import as_text, get_by_path, render_string
@@ -155,6 +156,39 @@ def test_oauth_endpoints_may_come_from_the_deployment(fake: FakeLedgerCrm, tmp_p
 
 
 # --- every operation of the sample, over loopback ------------------------------------------------------------
+
+
+def test_check_says_what_the_file_leaves_to_the_deployment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("PROXYSAMPLE_BASE_URL", raising=False)
+    assert main(["connector", "check", str(SAMPLE)]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "note: requestDefaults.baseUrl is blank: set PROXYSAMPLE_BASE_URL (or pass --base-url)"
+    ]
+    path = _write(tmp_path, "oauthy.json", {"auth": {"type": "oauth", "tokenUrl": "https://x.example/t"}})
+    monkeypatch.setenv("OAUTHY_BASE_URL", "https://api.x.example")
+    assert main(["connector", "check", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "note: auth.authUrl is missing: set OAUTHY_AUTH_URL (OAuth cannot work without it)"
+    ]
+
+
+def test_check_tries_the_sample_with_the_platforms_settings(
+    fake: FakeLedgerCrm, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The file leaves the base URL and the secret to the deployment: the check reads them as the server does."""
+    fake.reset()
+    fake.add_person("Ari Vance", PHONE)
+    monkeypatch.setenv("PROXYSAMPLE_SECRET_KEY", fake.secret)
+    monkeypatch.setenv("PROXYSAMPLE_BASE_URL", fake.base_url)
+    assert main(["connector", "check", str(SAMPLE), "--api-key", fake.default_key, "--phone", PHONE]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "login: ok",
+        "lookup: 1 contact(s)",
+        "call log: created (an id)",
+        "get call log: ok",
+    ]
 
 
 async def test_login_maps_id_name_timezone_message_and_kept_values(fake: FakeLedgerCrm) -> None:
