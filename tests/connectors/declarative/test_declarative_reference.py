@@ -239,7 +239,7 @@ async def test_find_contact_renders_parsed_number_and_reads_blank_paths_as_defau
     assert "country=US" in sent.raw_query and "tel=%2B14155550142" in sent.raw_query
 
 
-async def test_name_search_reads_a_bare_list_and_sends_a_list_query_as_axios_does(
+async def test_name_search_reads_a_bare_list_and_sends_list_and_object_queries_as_axios_does(
     fake: FakeLedgerCrm, session: tuple[DeclarativeConnector, CrmCall]
 ) -> None:
     connector, call = session
@@ -248,6 +248,7 @@ async def test_name_search_reads_a_bare_list_and_sends_a_list_query_as_axios_doe
     assert [(c.id, c.company, c.type) for c in matches.contacts] == [(person["pid"], "Fjord AB", "Contact")]
     [sent] = fake.requests_to("/people/search", "GET")
     assert "fields%5B%5D=pid&fields%5B%5D=full_name&fields%5B%5D=org" in sent.raw_query
+    assert "page%5Bsize%5D=20&page%5Bsort%5D%5B0%5D=full_name" in sent.raw_query
 
 
 async def test_create_contact_maps_the_created_record(

@@ -122,19 +122,30 @@ def auth_headers(auth: JsonDict, context: JsonDict, session_header: str) -> dict
 
 
 def _query(params: Any) -> dict[str, Any]:
-    """Query values as text; a parameter whose value is nothing is left out rather than sent empty. A list is
-    sent as the reference's axios sends it: `key[]=a&key[]=b`."""
+    """Query values as text, named as the reference's axios names them: a list is `key[]=a&key[]=b`, an object
+    `key[sub]=v` (a list inside it `key[sub][0]=a`). A value that is nothing is left out rather than sent empty."""
     if not isinstance(params, dict):
         return {}
     out: dict[str, Any] = {}
     for key, value in params.items():
-        if value is None:
-            continue
         if isinstance(value, list):
             out[f"{key}[]"] = [as_text(v) for v in value if v is not None]
         else:
-            out[key] = as_text(value)
+            _flatten(out, str(key), value)
     return out
+
+
+def _flatten(out: dict[str, Any], name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _flatten(out, f"{name}[{key}]", inner)
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            _flatten(out, f"{name}[{index}]", inner)
+    else:
+        out[name] = as_text(value)
 
 
 @dataclass(slots=True)
