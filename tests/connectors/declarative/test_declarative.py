@@ -1,9 +1,8 @@
 """Declarative connectors: the reference's format loads unchanged, mistakes are named by their path, the server
 refuses to start on one, templates behave as the reference's, tenants stay apart, and the CLI check works.
 
-`reference_sample.json` is written by hand after the reference server's own sample
-(`packages/core/test/connector/proxy/sample.json` of ringcentral/rc-unified-crm-extension 1.7.42): the same
-shape and keys, a Redtail-like API with a blank `meta.name` and `baseUrl` that its Developer Console fills in.
+`proxysample.json` is our own configuration in the reference's format, written the way the reference's sample
+is (a blank `meta.name` and `baseUrl`; see test_declarative_reference.py, which runs it over loopback).
 The whole client sequence against a configured connector is the conformance suite's (`relay_crm.json` against
 `fake_rest_crm.py`, one line in its TARGETS).
 """
@@ -40,7 +39,7 @@ from appconnect.outbound.client import CrmHttpClient, build_transport_client
 from tests.connectors.declarative.fake_rest_crm import FakeRelayCrm
 
 HERE = Path(__file__).parent
-SAMPLE = HERE / "reference_sample.json"
+SAMPLE = HERE / "proxysample.json"
 RELAY = HERE / "relay_crm.json"
 SRC = str(Path(__file__).resolve().parents[3] / "src")
 
@@ -69,10 +68,11 @@ def test_the_reference_sample_validates_unchanged() -> None:
     assert validation_errors(_sample()) == []
 
 
-def test_a_blank_platform_name_cannot_be_served(tmp_path: Path) -> None:
-    """The reference's sample leaves `meta.name` for its console to fill; here it names the platform."""
-    with pytest.raises(ConfigError, match=r"reference_sample\.json: meta\.name: must be"):
-        load_file(SAMPLE)
+def test_a_platform_name_is_letters_and_digits(tmp_path: Path) -> None:
+    config = _sample()
+    config["meta"]["name"] = "sample-crm"
+    with pytest.raises(ConfigError, match=r"crm\.json: meta\.name: must be"):
+        load_file(_write(tmp_path, config))
 
 
 def test_the_sample_named_is_a_connector_of_exactly_its_operations(tmp_path: Path) -> None:
@@ -84,12 +84,16 @@ def test_the_sample_named_is_a_connector_of_exactly_its_operations(tmp_path: Pat
     assert offered == {
         "getUserInfo",
         "findContact",
+        "findContactWithName",
         "createContact",
         "createCallLog",
         "updateCallLog",
         "getCallLog",
+        "upsertCallDisposition",
         "createMessageLog",
         "updateMessageLog",
+        "getUserList",
+        "unAuthorize",
     }
     assert cls.platform == "sampleCrm" and cls.auth_type == "apiKey"
     entry = connector.manifest_entry()
@@ -119,15 +123,15 @@ def _mutated(change: str) -> dict[str, Any]:
     config["meta"]["name"] = "sampleCrm"
     ops = config["operations"]
     if change == "no listPath":
-        del ops["findContact"]["responseMapping"]["listPath"]
+        ops["findCallLog"] = {"url": "/entries", "responseMapping": {"idPath": "id"}}
     elif change == "typo":
         ops["findContact"]["responseMapping"]["lisPath"] = "body.x"
     elif change == "unknown operation":
         ops["findContacts"] = ops["findContact"]
     elif change == "bad encode":
         config["auth"]["encode"] = "hex"
-    elif change == "no url":
-        del ops["getCallLog"]["url"]
+    elif change == "odd method":
+        ops["getCallLog"]["method"] = "FETCH"
     elif change == "marker search without marker":
         ops["findCallLog"] = {"url": "/activities", "responseMapping": {"listPath": "body.activities"}}
     return config
@@ -136,11 +140,11 @@ def _mutated(change: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("change", "error"),
     [
-        ("no listPath", "operations.findContact.responseMapping.listPath: required"),
+        ("no listPath", "operations.findCallLog.responseMapping.listPath: required"),
         ("typo", "operations.findContact.responseMapping.lisPath: not allowed"),
         ("unknown operation", "operations.findContacts: not allowed"),
         ("bad encode", "auth.encode: must be one of base64, none"),
-        ("no url", "operations.getCallLog: needs url or steps"),
+        ("odd method", "operations.getCallLog.method: must be GET, POST, PUT, PATCH or DELETE"),
         (
             "marker search without marker",
             "operations.createCallLog: must write {{marker}} for operations.findCallLog",
@@ -205,7 +209,7 @@ def test_the_server_refuses_to_start_with_one_line(tmp_path: Path) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("appconnect: invalid setting: APPCONNECT_DECLARATIVE_CONNECTORS: ")
-    assert "broken.json: operations.findContact.responseMapping.listPath: required" in lines[0]
+    assert "broken.json: operations.findCallLog.responseMapping.listPath: required" in lines[0]
 
 
 # --- templates -----------------------------------------------------------------------------------------------

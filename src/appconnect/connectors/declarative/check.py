@@ -9,11 +9,12 @@ prints what it did, never the key, names or numbers it read.
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from appconnect.connectors.declarative.config import ConfigError, load_file
+from appconnect.connectors.declarative.config import ConfigError, JsonDict, load_file
 from appconnect.connectors.declarative.connector import (
     OPERATION_METHODS,
     DeclarativeConnector,
@@ -47,16 +48,40 @@ def check(path: Path, *, api_key: str | None, phone: str | None, base_url: str |
         return 1
     declared = [op for op in config["operations"] if op in OPERATION_METHODS]
     out(f"valid: platform {config['meta']['name']!r}, operations: {', '.join(declared) or 'none'}")
+    for note in _deployment_notes(config, given={"BASE_URL"} if base_url else set()):
+        out(note)
     if not api_key:
         return 0
     return asyncio.run(_try_account(config, api_key, phone, base_url, out))
+
+
+def _deployment_notes(config: JsonDict, *, given: set[str]) -> list[str]:
+    """What the file leaves to the deployment's settings (as the reference leaves it to its console) and no
+    setting gives."""
+    prefix = str(config["meta"]["name"]).upper()
+    auth: JsonDict = config.get("auth") or {}
+    defaults: JsonDict = config.get("requestDefaults") or {}
+    given = given | {k[len(prefix) + 1 :] for k in os.environ if k.upper().startswith(f"{prefix}_")}
+    notes: list[str] = []
+    if not defaults.get("baseUrl") and "BASE_URL" not in given:
+        notes.append(f"note: requestDefaults.baseUrl is blank: set {prefix}_BASE_URL (or pass --base-url)")
+    for key, setting in (("authUrl", "AUTH_URL"), ("tokenUrl", "TOKEN_URL")):
+        if auth.get("type") == "oauth" and not auth.get(key) and setting not in given:
+            notes.append(
+                f"note: auth.{key} is missing: set {prefix}_{setting} (OAuth cannot work without it)"
+            )
+    return notes
 
 
 async def _try_account(
     config: dict[str, object], api_key: str, phone: str | None, base_url: str | None, out: Print
 ) -> int:
     cls = connector_class(config)
-    connector = cls(ConnectorConfig({"base_url": base_url} if base_url else {}))
+    from appconnect.connectors.registry import connector_config  # the registry loads this module lazily
+
+    # the platform's own settings (`<PLATFORM>_SECRET_KEY`...), as the server would read them
+    settings = connector_config(cls.platform, os.environ).values
+    connector = cls(ConnectorConfig({**settings, "base_url": base_url} if base_url else settings))
     transport = build_transport_client(connect_timeout=5.0, read_timeout=20.0)
     platform = cls.platform
     # an OAuth configuration takes an access token of the test account in place of a key

@@ -2,7 +2,7 @@
 
 A configuration is the reference server's `proxyConfig` (`meta`, `auth`, `requestDefaults`, `operations`). It
 is checked once, at start, so a typo stops the server with one line naming where it is
-(`operations.findContact.responseMapping.listPath: required`) instead of failing a user's call later.
+(`operations.findContact.responseMapping.lisPath: not allowed`) instead of failing a user's call later.
 """
 
 from __future__ import annotations
@@ -61,10 +61,10 @@ def _describe(error: ValidationError) -> str:
         extra = sorted(k for k in instance if k not in known)
         return f"{prefix}{extra[0] if extra else '?'}: not allowed"
     where = path or "(top level)"
-    if error.validator == "anyOf" and isinstance(instance, dict):
-        return f"{where}: needs url or steps"
     if error.validator == "type":
         return f"{where}: must be {' or '.join(_as_list(wanted))}"
+    if error.validator == "pattern" and path.endswith("method"):
+        return f"{where}: must be GET, POST, PUT, PATCH or DELETE"
     if error.validator == "enum":
         return f"{where}: must be one of {', '.join(str(v) for v in wanted)}"
     if error.validator in _BOUNDS:
@@ -95,9 +95,9 @@ def validation_errors(config: Any) -> list[str]:
 
 
 def _semantic_errors(config: JsonDict) -> list[str]:
-    """What the schema cannot say: a marker the marker search can find, distinct step names, OAuth endpoints."""
+    """What the schema cannot say: a marker the marker search can find, distinct step names."""
     problems: list[str] = []
-    operations: JsonDict = config["operations"]
+    operations: JsonDict = config.get("operations") or {}
     for create, search in (("createCallLog", "findCallLog"), ("createMessageLog", "findMessageLog")):
         if search in operations:
             if create not in operations:
@@ -108,11 +108,6 @@ def _semantic_errors(config: JsonDict) -> list[str]:
         names = [s.get("name") for s in op.get("steps", []) if s.get("name")]
         if len(names) != len(set(names)):
             problems.append(f"operations.{op_name}.steps: step names repeat")
-    auth = config.get("auth") or {}
-    if auth.get("type") == "oauth":
-        for key in ("tokenUrl", "authUrl"):
-            if not auth.get(key):
-                problems.append(f"auth.{key}: required for OAuth")
     return problems
 
 
@@ -146,15 +141,31 @@ def load_file(path: Path) -> JsonDict:
         where = f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
         raise ConfigError(f"{path.name}: not JSON ({where})") from None
     errors = validation_errors(config)
-    if not errors and not _PLATFORM_NAME.match(config["meta"]["name"]):
-        # the reference's Developer Console leaves it blank (a proxy id names the connector there); here it is
-        # the platform name the client asks for
-        errors = ["meta.name: must be a letter then letters or digits (at most 40)"]
+    if not errors:
+        errors = _name_platform(config, path)
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ConfigError(f"{path.name}: {errors[0]}{more}")
     loaded: JsonDict = config
     return loaded
+
+
+def _name_platform(config: JsonDict, path: Path) -> list[str]:
+    """Fill what the reference lets a configuration leave out: `meta.name` (its Developer Console leaves it
+    blank, a proxy id names the connector there) becomes the file's name, `operations` an empty set. The name
+    is the platform the client asks for, so it must be one."""
+    meta: JsonDict = config.setdefault("meta", {})
+    config.setdefault("operations", {})
+    if meta.get("name"):
+        if not _PLATFORM_NAME.match(meta["name"]):
+            return ["meta.name: must be a letter then letters or digits (at most 40)"]
+        return []
+    if not _PLATFORM_NAME.match(path.stem):
+        return [
+            "meta.name: blank, and the file's name is not a platform name (a letter then letters or digits)"
+        ]
+    meta["name"] = path.stem
+    return []
 
 
 def config_files(setting: str) -> list[Path]:

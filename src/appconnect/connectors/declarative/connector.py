@@ -58,6 +58,7 @@ from appconnect.connectors.sdk import (
     OAuthInfo,
     PlatformUser,
     ReturnMessage,
+    RingSense,
     UserInfoResult,
     UserView,
     placeholder_contact,
@@ -171,7 +172,7 @@ class DeclarativeConnector(Connector):
             auth: JsonDict = self.spec.get("auth") or {}
             entry["auth"] = {
                 "type": "oauth",
-                "oauth": {"authUrl": auth.get("authUrl"), "scope": auth.get("scope")},
+                "oauth": {"authUrl": self._auth_url(), "scope": auth.get("scope")},
             }
         else:
             page = {"title": entry["displayName"], "content": [
@@ -181,6 +182,17 @@ class DeclarativeConnector(Connector):
         extra: JsonDict = meta.get("manifest") or {}
         entry.update({k: v for k, v in extra.items() if k != "name"})
         return entry
+
+    def _auth_url(self) -> str | None:
+        """Where the client sends the user to sign in: `<PLATFORM>_AUTH_URL`, else `auth.authUrl` (the
+        reference keeps it in the Developer Console's manifest, not in the configuration)."""
+        auth: JsonDict = self.spec.get("auth") or {}
+        return self.config.get("auth_url") or auth.get("authUrl") or None
+
+    def _secret_key(self) -> str | None:
+        """`{{secretKey}}`: `<PLATFORM>_SECRET_KEY`, else the configuration's top-level `secretKey` (where the
+        reference's store puts the connector's secret)."""
+        return self.config.get("secret_key") or self.spec.get("secretKey") or None
 
     def base_url(self, user: UserView) -> str:
         """`<PLATFORM>_BASE_URL`, else `requestDefaults.baseUrl` (which may name `{{hostname}}`), else the host."""
@@ -205,10 +217,10 @@ class DeclarativeConnector(Connector):
         return OAuthInfo(
             client_id=self.config.get("client_id") or str(auth.get("clientId") or ""),
             client_secret=self.config.get("client_secret") or auth.get("clientSecret") or None,
-            access_token_uri=str(auth.get("tokenUrl") or ""),
+            access_token_uri=self.config.get("token_url") or str(auth.get("tokenUrl") or ""),
             redirect_uri=self.config.get("redirect_uri")
             or str(auth.get("redirectUri") or DEFAULT_REDIRECT_URI),
-            authorization_uri=auth.get("authUrl") or None,
+            authorization_uri=self._auth_url(),
             scopes=auth.get("scope") or None,
         )
 
@@ -253,7 +265,7 @@ class DeclarativeConnector(Connector):
             },
             "authHeader": self._reference_header(credential),
             "apiKey": credential,
-            "secretKey": self.config.get("secret_key"),
+            "secretKey": self._secret_key(),
         }
         return self._engine(call.http, credential, call.http.base_url), context
 
@@ -279,7 +291,7 @@ class DeclarativeConnector(Connector):
             "additionalInfo": additional,
             "user": {"accessToken": credential},
             "authHeader": self._reference_header(credential),
-            "secretKey": self.config.get("secret_key"),
+            "secretKey": self._secret_key(),
         }
         answer = await self._engine(request.http, credential, request.http.base_url).run(
             "getUserInfo", inputs
@@ -287,7 +299,7 @@ class DeclarativeConnector(Connector):
         read = {**answer, "additionalInfo": additional, "apiKey": credential, "hostname": request.hostname}
         read["platform"] = platform
         mapping = self._mapping("getUserInfo")
-        raw_id = get_by_path(read, mapping.get("idPath"))
+        raw_id = get_by_path(read, mapping.get("idPath") or "body.id")
         if raw_id is None or raw_id == "":
             message = ReturnMessage("Could not load user information.", "warning", 3000)
             return UserInfoResult(successful=False, return_message=message)
@@ -322,6 +334,8 @@ class DeclarativeConnector(Connector):
         )
 
     def _contacts(self, op_name: str, answer: JsonDict) -> list[Contact]:
+        if "responseMapping" not in self.spec["operations"][op_name]:
+            return []  # the reference's answer for a search it is not told how to read
         mapping = self._mapping(op_name)
         items = get_by_path(answer, mapping.get("listPath") or "body")
         if items is None:
@@ -393,7 +407,7 @@ class DeclarativeConnector(Connector):
         }
         answer = await self._run(call, "createContact", inputs)
         mapping = self._mapping("createContact")
-        contact_id = get_by_path(answer, mapping["idPath"])
+        contact_id = get_by_path(answer, mapping.get("idPath") or "body.id")
         if contact_id is None or contact_id == "":
             raise KeyError("contact id")  # created, but the answer does not say which: an unexpected answer
         name = get_by_path(answer, mapping.get("namePath") or "body.name")
@@ -423,12 +437,17 @@ class DeclarativeConnector(Connector):
                 "from": _party(record.from_party.phone_number, record.from_party.name),
                 "to": _party(record.to_party.phone_number, record.to_party.name),
                 "recording": {"link": record.recording_link} if record.recording_link else None,
+                "legs": record.legs,
             },
             "note": log.note,
             "additionalSubmission": log.additional_submission,
             "aiNote": log.ai_note,
             "transcript": log.transcript,
             "voicemailLink": log.voicemail_link,
+            "voicemailMessageId": log.voicemail_message_id,
+            "recordingDownloadLink": log.recording_download_link,
+            "isFromSSCL": log.from_server_side_logging,
+            **_ring_sense(log.ring_sense),
             "composedLogDetails": log.composed_log_details,
             "subject": subject,
             "startTime": iso_utc(started),
@@ -499,6 +518,8 @@ class DeclarativeConnector(Connector):
             "duration": call_seconds(update.duration),
             "result": update.result,
             "recordingLink": update.recording_link,
+            "recordingDownloadLink": update.recording_download_link,
+            **_ring_sense(update.ring_sense),
             "additionalSubmission": update.additional_submission,
             "composedLogDetails": update.composed_log_details,
             "existingCallLogDetails": update.existing_call_log_details,
@@ -568,9 +589,12 @@ class DeclarativeConnector(Connector):
     async def _get_user_list(self, call: CrmCall) -> list[CrmUser]:
         answer = await self._run(call, "getUserList", {})
         mapping = self._mapping("getUserList")
-        items = get_by_path(answer, mapping["listPath"]) or []
-        if not isinstance(items, list):
-            raise TypeError("the user list is not a list")
+        if mapping.get("listPath"):
+            items = get_by_path(answer, mapping["listPath"]) or []
+            if not isinstance(items, list):
+                raise TypeError("the user list is not a list")
+        else:  # the reference reads no list without a listPath; an answer that is itself the list is read
+            items = answer["body"] if isinstance(answer["body"], list) else []
         return [
             CrmUser(
                 id=as_text(get_by_path(item, mapping.get("idPath") or "id")),
@@ -601,6 +625,18 @@ class DeclarativeConnector(Connector):
         return None
 
 
+def _ring_sense(found: RingSense | None) -> JsonDict:
+    """The reference's `ringSense*` template variables ("" when RingSense has nothing, as there)."""
+    found = found or RingSense()
+    return {
+        "ringSenseTranscript": found.transcript or "",
+        "ringSenseSummary": found.summary or "",
+        "ringSenseAIScore": found.ai_score or "",
+        "ringSenseBulletedSummary": found.bulleted_summary or "",
+        "ringSenseLink": found.link or "",
+    }
+
+
 def _optional_text(value: Any, path: str | None) -> str | None:
     if not path:
         return None
@@ -611,7 +647,7 @@ def _optional_text(value: Any, path: str | None) -> str | None:
 def connector_class(config: JsonDict) -> type[DeclarativeConnector]:
     """A connector class for one validated configuration: `meta.name` is its platform, and it overrides the
     interfaces of the operations the configuration declares, no others."""
-    meta: JsonDict = config["meta"]
+    meta: JsonDict = config.get("meta") or {}
     name = str(meta["name"])
     auth_type: AuthType = "oauth" if (config.get("auth") or {}).get("type") == "oauth" else "apiKey"
     rules = tuple(

@@ -21,10 +21,13 @@ from appconnect.connectors.sdk import CrmHttp, JsonDict
 _ONLY_TEMPLATE = re.compile(r"^\{\{\s*([^}]+?)\s*\}\}$")
 _TEMPLATE = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
 _BODYLESS = frozenset({"GET", "HEAD"})
+#: methods the reference sends `{}` with when the operation names no body (a CRM may refuse a bodyless POST)
+_EMPTY_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 
 def get_by_path(value: Any, path: str | None) -> Any:
-    """The value at a dot path (`body.items.0.id`); None where any step is missing. `""`/`$`: the value itself."""
+    """The value at a dot path (`body.items.0.id`); None where any step is missing. `""`/`$`: the value itself.
+    `length` of a list or a text is its length, as the reference's JavaScript property lookup gives it."""
     if not path or path == "$":
         return value
     current = value
@@ -33,6 +36,8 @@ def get_by_path(value: Any, path: str | None) -> Any:
             current = current.get(part)
         elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
             current = current[int(part)]
+        elif isinstance(current, list | str) and part == "length":
+            current = len(current)
         else:
             return None
         if current is None:
@@ -41,12 +46,20 @@ def get_by_path(value: Any, path: str | None) -> Any:
 
 
 def as_text(value: Any) -> str:
-    """A value as the reference's templates write it into text: nothing is "", booleans are `true`/`false`."""
+    """A value as the reference's templates (JavaScript's `String()`) write it into text: nothing is "",
+    booleans are `true`/`false`, a whole float has no `.0`, a list is its items joined by `,`. An object is
+    its JSON (JavaScript writes `[object Object]`, which no CRM wants)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, dict | list):
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e21:
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, list):
+        return ",".join(as_text(v) for v in value)
+    if isinstance(value, dict):
         return json.dumps(value, separators=(",", ":"))
     return str(value)
 
@@ -109,15 +122,30 @@ def auth_headers(auth: JsonDict, context: JsonDict, session_header: str) -> dict
 
 
 def _query(params: Any) -> dict[str, Any]:
-    """Query values as text; a parameter whose value is nothing is left out rather than sent empty."""
+    """Query values as text, named as the reference's axios names them: a list is `key[]=a&key[]=b`, an object
+    `key[sub]=v` (a list inside it `key[sub][0]=a`). A value that is nothing is left out rather than sent empty."""
     if not isinstance(params, dict):
         return {}
     out: dict[str, Any] = {}
     for key, value in params.items():
-        if value is None:
-            continue
-        out[key] = [as_text(v) for v in value] if isinstance(value, list) else as_text(value)
+        if isinstance(value, list):
+            out[f"{key}[]"] = [as_text(v) for v in value if v is not None]
+        else:
+            _flatten(out, str(key), value)
     return out
+
+
+def _flatten(out: dict[str, Any], name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _flatten(out, f"{name}[{key}]", inner)
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            _flatten(out, f"{name}[{index}]", inner)
+    else:
+        out[name] = as_text(value)
 
 
 @dataclass(slots=True)
@@ -163,7 +191,9 @@ class Engine:
     async def _send(self, op_name: str, request: JsonDict, context: JsonDict) -> Answer:
         defaults: JsonDict = self.config.get("requestDefaults") or {}
         method = str(request.get("method") or "GET").upper()
-        url = join_url(self.base_url, as_text(render_string(str(request["url"]), context, escape_path=True)))
+        url = join_url(
+            self.base_url, as_text(render_string(str(request.get("url") or ""), context, escape_path=True))
+        )
         headers = {k: as_text(v) for k, v in render(defaults.get("defaultHeaders") or {}, context).items()}
         headers.update({k: as_text(v) for k, v in render(request.get("headers") or {}, context).items()})
         auth: JsonDict = (
@@ -172,7 +202,9 @@ class Engine:
             or (self.config.get("auth") or {})
         )
         headers.update(auth_headers(auth, context, self.session_header))
-        body = render(request["body"], context) if "body" in request and method not in _BODYLESS else None
+        body = None
+        if method not in _BODYLESS and ("body" in request or method in _EMPTY_BODY):
+            body = render(request.get("body", {}), context)
         response = await self.http.request(
             method,
             url,
