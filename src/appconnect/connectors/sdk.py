@@ -405,6 +405,10 @@ class CallLogUpdate:
     existing_call_log_details: Any = None
     recording_download_link: str | None = None
     ring_sense: RingSense | None = None
+    #: the AI note and transcript as they came with the update (a connector that files them apart from the
+    #: composed log, e.g. in columns of their own, writes them again)
+    ai_note: str | None = None
+    transcript: str | None = None
 
 
 @dataclass(slots=True)

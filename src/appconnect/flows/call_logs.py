@@ -538,6 +538,8 @@ async def update_call_log(services: Services, claims: SessionClaims, body: CallL
                 existing_call_log_details=fetched.info.full_log_response if fetched else None,
                 recording_download_link=body.recording_download_link,
                 ring_sense=_ring_sense(body),
+                ai_note=body.ai_note,
+                transcript=body.transcript,
             ),
         )
     except CrmHttpError as exc:
