@@ -264,6 +264,11 @@ async def test_the_manifest_carries_the_client_id_and_the_sheet_setting_never_th
     assert entry["auth"]["oauth"]["redirectUri"] == _fake_google_server.redirect_uri
     assert "drive.file" in entry["auth"]["oauth"]["scope"]
     assert [s["id"] for s in entry["settings"]] == ["googleSheetsUrl"]
+    # as the reference's entry: server-side logging logs with each user's own Google token
+    assert entry["serverSideLogging"] == {
+        "url": "https://crm-logging.labs.ringcentral.com",
+        "useAdminAssignedUserToken": False,
+    }
     assert "fake-google-secret" not in response.text
 
 
