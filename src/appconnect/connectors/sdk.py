@@ -409,6 +409,10 @@ class CallLogUpdate:
     from_server_side_logging: bool = False
     #: server-side logging only: the admin's fields for it, as in :class:`CallLogCreate`
     server_logging: JsonDict = field(default_factory=dict)
+    #: the AI note and transcript as they came with the update (a connector that files them apart from the
+    #: composed log, e.g. in columns of their own, writes them again)
+    ai_note: str | None = None
+    transcript: str | None = None
 
 
 @dataclass(slots=True)

@@ -540,6 +540,8 @@ async def update_call_log(services: Services, claims: SessionClaims, body: CallL
                 ring_sense=_ring_sense(body),
                 from_server_side_logging=bool(body.is_from_sscl),
                 server_logging=await _server_logging_settings(services, user) if body.is_from_sscl else {},
+                ai_note=body.ai_note,
+                transcript=body.transcript,
             ),
         )
     except CrmHttpError as exc:

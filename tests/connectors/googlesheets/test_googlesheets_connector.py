@@ -38,6 +38,7 @@ from appconnect.connectors.sdk import (
     MessageLogCreate,
     MessageLogUpdate,
     NewContact,
+    RingSense,
     UserView,
 )
 from appconnect.outbound.client import CrmHttpClient, build_transport_client
@@ -464,3 +465,139 @@ async def test_a_number_a_user_typed_without_its_plus_is_still_found(env: Env) -
     )
     assert env.fake.rows(sid, "Contacts")[-1][3] == "14155550142"
     assert await _lookup(env) == ["C-typed"]
+
+
+# --- parity with the reference's Call Logs columns -----------------------------------------------------------
+
+
+def _record(env: Env, sid: str, tab: str = "Call Logs", row: int = 1) -> dict[str, str]:
+    header, *rows = env.fake.rows(sid, tab)
+    values = rows[row - 1]
+    return {name: (values[i] if i < len(values) else "") for i, name in enumerate(header)}
+
+
+async def test_transcript_ai_note_and_ringsense_fill_their_columns_on_create_and_update(env: Env) -> None:
+    """The reference writes Transcript, Smart summary and the five ACE columns when the client sends them."""
+    log = _call_log("C1")
+    log.transcript = "Maya: hello"
+    log.ai_note = "Pricing question"
+    log.ring_sense = RingSense(
+        transcript="t1", summary="s1", ai_score="87", bulleted_summary="- b", link="https://r/1"
+    )
+    logged = await env.connector.create_call_log(env.call, log)
+    assert logged.log_id
+    record = _record(env, env.spreadsheet())
+    assert (record["Transcript"], record["Smart summary"]) == ("Maya: hello", "Pricing question")
+    assert [record[c] for c in ("ACE Transcript", "ACE Summary", "ACE AI Score", "ACE Bulleted Summary")] == [
+        "t1",
+        "s1",
+        "87",
+        "- b",
+    ]
+    assert record["ACE Link"] == "https://r/1"
+    await env.connector.update_call_log(
+        env.call,
+        CallLogUpdate(
+            log=CallLogRef(log_id=logged.log_id),
+            transcript="Maya: hello again",
+            ai_note="Wants a quote",
+            ring_sense=RingSense(summary="s2"),
+        ),
+    )
+    record = _record(env, env.spreadsheet())
+    assert (record["Transcript"], record["Smart summary"], record["ACE Summary"]) == (
+        "Maya: hello again",
+        "Wants a quote",
+        "s2",
+    )
+    assert record["ACE Transcript"] == "t1"  # not sent again: left as it was
+    assert record["Notes"] == "Asked about pricing"
+
+
+async def test_columns_the_users_settings_turn_off_stay_empty(env: Env) -> None:
+    """The reference's `addCallLog…` settings (on unless set off) decide which optional columns get a value."""
+    call = env.with_settings(
+        addCallLogNote=False,
+        addCallSessionId=False,
+        addCallLogContactNumber=False,
+        addCallLogTranscript=False,
+    )
+    log = _call_log("C1")
+    log.transcript = "Maya: hello"
+    log.ai_note = "Pricing question"
+    logged = await env.connector.create_call_log(call, log)
+    assert logged.log_id
+    record = _record(env, env.spreadsheet())
+    assert (record["Notes"], record["Session Id"], record["Phone"], record["Transcript"]) == ("", "", "", "")
+    assert record["Smart summary"] == "Pricing question"
+    assert record["Subject"] == "Inbound Call from Maya Patel" and record["Duration"] == "95"
+    await env.connector.update_call_log(
+        call, CallLogUpdate(log=CallLogRef(log_id=logged.log_id), note="Kept out", subject="Renewal")
+    )
+    record = _record(env, env.spreadsheet())
+    assert (record["Notes"], record["Subject"]) == ("", "Renewal")
+
+
+async def test_the_callers_own_numbers_fill_incoming_and_outgoing(env: Env) -> None:
+    """As the reference: Outgoing is the `from` number, Incoming the `to` number, the contact's when missing."""
+    log = _call_log("C1")
+    log.call = _call("s-out", direction="Outbound")
+    await env.connector.create_call_log(env.call, log)
+    record = _record(env, env.spreadsheet())
+    assert (record["Outgoing Phone Number"], record["Incoming Phone Number"]) == ("+14155550101", PHONE)
+    log = _call_log("C1", session_id="s-in")
+    log.call.to_party = CallParty()
+    await env.connector.create_call_log(env.call, log)
+    record = _record(env, env.spreadsheet(), row=2)
+    assert (record["Outgoing Phone Number"], record["Incoming Phone Number"]) == (PHONE, "")
+
+
+async def test_a_spreadsheet_with_columns_in_its_own_order_and_extra_columns_works(env: Env) -> None:
+    """The reference finds every column by its header (getColumnIndexes): a user's own order and columns stay."""
+    sid = env.fake.add_spreadsheet(
+        env.fake.login_sub,
+        "Mine",
+        {
+            "Contacts": [
+                ["Phone", "Owner", "Contact name", "ID"],
+                ["+14155550199", "me", "Old Friend", "C-old"],
+            ],
+            "Call Logs": [["Notes", "My tag", "ID", "Session Id", "Subject"]],
+        },
+        app_created=False,
+    )
+    call = env.with_settings(googleSheetsUrl=f"https://docs.google.com/spreadsheets/d/{sid}/edit#gid=0")
+    assert await _lookup(env, "+14155550199", call) == ["C-old"]
+    created = await env.connector.create_contact(
+        call, NewContact(phone_number=PHONE, name="Maya Patel", contact_type="")
+    )
+    assert created is not None
+    contact = _record(env, sid, "Contacts", row=2)
+    assert (contact["Phone"], contact["Contact name"], contact["ID"], contact["Owner"]) == (
+        PHONE,
+        "Maya Patel",
+        created.contact.id,
+        "",
+    )
+    assert await _lookup(env, PHONE, call) == [created.contact.id]
+    logged = await env.connector.create_call_log(call, _call_log(created.contact.id))
+    assert logged.log_id
+    header = env.fake.rows(sid, "Call Logs")[0]
+    assert header[:5] == [
+        "Notes",
+        "My tag",
+        "ID",
+        "Session Id",
+        "Subject",
+    ]  # the reference's others at the end
+    assert set(CALL_LOGS.header) <= set(header)
+    await env.connector.update_call_log(
+        call, CallLogUpdate(log=CallLogRef(log_id=logged.log_id), note="Called back")
+    )
+    record = _record(env, sid)
+    assert (record["Notes"], record["ID"], record["Session Id"], record["My tag"]) == (
+        "Called back",
+        logged.log_id,
+        "s-1",
+        "",
+    )

@@ -264,4 +264,55 @@ async def test_the_manifest_carries_the_client_id_and_the_sheet_setting_never_th
     assert entry["auth"]["oauth"]["redirectUri"] == _fake_google_server.redirect_uri
     assert "drive.file" in entry["auth"]["oauth"]["scope"]
     assert [s["id"] for s in entry["settings"]] == ["googleSheetsUrl"]
+    # as the reference's entry: server-side logging logs with each user's own Google token
+    assert entry["serverSideLogging"] == {
+        "url": "https://crm-logging.labs.ringcentral.com",
+        "useAdminAssignedUserToken": False,
+    }
     assert "fake-google-secret" not in response.text
+
+
+async def test_the_ai_columns_are_filled_by_the_clients_log_and_its_update(agent: Agent) -> None:
+    """Transcript, Smart summary and RingSense's ACE columns reach the row on create and on update."""
+    phone = new_phone()
+    contact = await agent.create_contact(phone, "Maya Patel")
+    session = f"s-{uuid.uuid4().hex[:8]}"
+    body = call_log_body(
+        session, contact["id"], phone, aiNote="Pricing question", ringSenseSummary="Summary 1"
+    )
+    assert (await agent.post("/callLog", body))["successful"] is True
+    [row] = agent.records(CALL_LOGS.title)
+    assert (row["Smart summary"], row["ACE Summary"], row["Transcript"]) == (
+        "Pricing question",
+        "Summary 1",
+        "",
+    )
+    patch = {
+        "sessionId": session,
+        "transcript": "Maya: hi",
+        "aiNote": "Wants a quote",
+        "ringSenseLink": "https://r/1",
+    }
+    assert (await agent.post("/callLog", patch, method="PATCH"))["successful"] is True
+    [row] = agent.records(CALL_LOGS.title)
+    assert (row["Transcript"], row["Smart summary"], row["ACE Link"]) == (
+        "Maya: hi",
+        "Wants a quote",
+        "https://r/1",
+    )
+    assert row["ACE Summary"] == "Summary 1"
+
+
+async def test_logout_revokes_the_google_token(agent: Agent) -> None:
+    """As the reference's unAuthorize: Google's /revoke is called, and the token no longer opens the sheet."""
+    phone = new_phone()
+    await agent.create_contact(phone, "Maya Patel")
+    revokes = agent.fake.grants.revoke_calls
+    response = await agent.http.post("/unAuthorize", headers=agent.auth)
+    assert response.status_code == 200, response.text
+    assert agent.fake.grants.revoke_calls == revokes + 1
+    revoke = agent.fake.requests_to("/revoke", "POST")[-1]
+    assert revoke.form is not None and revoke.form["token"]
+    token = revoke.form["token"]
+    # a revoked refresh token ends its access tokens too: either way the token is dead
+    assert not agent.fake.grants.access_valid(token) and not agent.fake.grants.refresh_valid(token)

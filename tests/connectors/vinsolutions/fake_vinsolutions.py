@@ -521,6 +521,11 @@ class FakeVinSolutions(FakeCrm):
                 if not isinstance(body["callDurationSeconds"], int):
                     raise bad_request("callDurationSeconds must be an integer")
                 detail["callDurationSeconds"] = body["callDurationSeconds"]
+            dealer_id = detail["vinProperties"]["dealerId"]
+            if "userId" in vin and (dealer_id, vin["userId"]) not in self.users:
+                raise bad_request("vinProperties.userId is not a user of the dealer")
+            if "leadId" in vin and self.leads.get(vin["leadId"], {}).get("dealerId") != dealer_id:
+                raise bad_request("vinProperties.leadId is not a lead of the dealer")
             for key in ("userId", "leadId"):
                 if key in vin:
                     detail["vinProperties"][key] = vin[key]

@@ -25,6 +25,7 @@ from appconnect.connectors.sdk import (
     ContactRef,
     CrmCall,
     CrmHttpError,
+    CrmUser,
     LoginRequest,
     ManagedAuthOptionsRequest,
     Message,
@@ -537,3 +538,47 @@ async def test_a_contact_is_shown_when_its_leads_cannot_be_listed(env: Env) -> N
     matches = await env.connector.find_contact(env.call(), ContactLookup(PHONE))
     [found, _placeholder] = matches.contacts
     assert found.id == str(contact["ContactId"]) and found.additional_info is None
+
+
+async def test_a_call_assigned_to_another_user_is_filed_under_that_user(env: Env) -> None:
+    """The reference's resolveAssignedCrmUserId: the CRM user the admin mapped the call's extension to is the
+    call detail's `providerUserId` and `vinProperties.userId`; without one, the logged-in user."""
+    colleague = env.fake.add_user(DEALER_ID, 13077, "Jamie", "Soto", "jamie@example.test")
+    contact = env.fake.add_contact("Avery", "Chen", ["4155550100"])
+    ref = ContactRef(str(contact["ContactId"]), PHONE, "contact", "Avery Chen")
+    assigned = CallLogCreate(contact=ref, call=call_record("s-assigned"), composed_log_details="- Note: hi")
+    assigned.owner = CrmUser(str(colleague["UserId"]), "Jamie Soto", "jamie@example.test")
+    mine = CallLogCreate(contact=ref, call=call_record("s-mine"), composed_log_details="- Note: hi")
+    await env.connector.create_call_log(env.call(), assigned)
+    await env.connector.create_call_log(env.call(), mine)
+    details = {d["providerReferenceId"]: d for d in env.fake.call_details_of(DEALER_ID, contact["ContactId"])}
+    assert details["s-assigned"]["providerUserId"] == "13077"
+    assert details["s-assigned"]["vinProperties"]["userId"] == 13077
+    assert details["s-mine"]["providerUserId"] == str(USER_ID)
+    assert details["s-mine"]["vinProperties"]["userId"] == USER_ID
+
+
+async def test_choosing_a_lead_later_keeps_the_call_with_the_user_it_is_filed_under(env: Env) -> None:
+    """An update that sets the lead sends `vinProperties.userId` too (the reference's PATCH): the call detail's
+    own user, so a call assigned to a colleague is not moved to whoever edits it."""
+    colleague = env.fake.add_user(DEALER_ID, 13077, "Jamie", "Soto", "jamie@example.test")
+    contact = env.fake.add_contact("Avery", "Chen", ["4155550100"])
+    lead = env.fake.add_lead(DEALER_ID, contact["ContactId"])
+    ref = ContactRef(str(contact["ContactId"]), PHONE, "contact", "Avery Chen")
+    log = CallLogCreate(contact=ref, call=call_record("s-lead"), composed_log_details="- Note: hi")
+    log.owner = CrmUser(str(colleague["UserId"]), "Jamie Soto")
+    created = await env.connector.create_call_log(env.call(), log)
+    assert created.log_id
+    fetched = await env.connector.get_call_log(env.call(), CallLogRef(created.log_id))
+    await env.connector.update_call_log(
+        env.call(),
+        CallLogUpdate(
+            log=CallLogRef(created.log_id),
+            additional_submission={"leads": lead["leadId"]},
+            existing_call_log_details=fetched.info.full_log_response,
+        ),
+    )
+    [detail] = env.fake.call_details_of(DEALER_ID, contact["ContactId"])
+    assert detail["vinProperties"]["leadId"] == lead["leadId"]
+    assert detail["vinProperties"]["userId"] == 13077
+    assert len(env.fake.requests_to(f"/calldetails/id/{created.log_id}", "PATCH")) == 1

@@ -59,6 +59,7 @@ from appconnect.connectors.sdk import (
     OAuthInfo,
     PlatformUser,
     ReturnMessage,
+    RingSense,
     UserInfoResult,
     UserView,
     placeholder_contact,
@@ -334,29 +335,42 @@ class GoogleSheetsConnector(Connector):
         assert spreadsheet is not None
         rows = await self._tab(call, spreadsheet, CALL_LOGS)
         record = log.call
-        inbound = record.direction == "Inbound"
         start = parse_time(record.start_time)
         seconds = call_seconds(record.duration)
         contact_phone = log.contact.phone_number
+        # the reference's choice of numbers: each side's own number, the contact's when that side has none
+        if record.direction == "Outbound":
+            outgoing = record.from_party.phone_number or ""
+            incoming = record.to_party.phone_number or contact_phone
+        else:
+            outgoing = record.from_party.phone_number or contact_phone
+            incoming = record.to_party.phone_number or ""
+        user = call.user
         values: JsonDict = {
             "ID": new_row_id("L"),
             "Sheet Id": spreadsheet,
-            "Subject": _call_subject(log),
             "Contact name": log.contact.name,
-            "Notes": log.note,
-            "Phone": contact_phone,
             "Start time": iso_utc(start),
             "End time": iso_utc(start + timedelta(seconds=seconds)),
+            "Direction": record.direction,
+            "Incoming Phone Number": incoming,
+            "Outgoing Phone Number": outgoing,
+        }
+        # each optional column as the reference fills it: only when the user's `addCallLog…` setting is on
+        # (every one defaults to on here, as in the reference's Google Sheets connector)
+        optional: JsonDict = {
+            "Subject": _call_subject(log),
+            "Notes": log.note,
+            "Phone": contact_phone,
             "Duration": seconds,
             "Session Id": record.session_id,
-            "Direction": record.direction,
             "Call Result": record.result or "",
             "Call Recording": record.recording_link or "",
-            "Incoming Phone Number": (record.to_party.phone_number or "") if inbound else contact_phone,
-            "Outgoing Phone Number": contact_phone if inbound else (record.from_party.phone_number or ""),
-            "Transcript": log.transcript or "",
-            "Smart summary": log.ai_note or "",
+            "Transcript": log.transcript,
+            "Smart summary": log.ai_note,
+            **_ace_cells(log.ring_sense),
         }
+        values.update(_allowed(user, optional))
         await self._append(call.http, spreadsheet, CALL_LOGS, _row(rows.header, values))
         return LogResult(str(values["ID"]), ReturnMessage("Call logged", "success", 2000))
 
@@ -413,6 +427,9 @@ class GoogleSheetsConnector(Connector):
             cells["Call Result"] = update.result
         if update.recording_link:
             cells["Call Recording"] = update.recording_link
+        cells.update({"Transcript": update.transcript, "Smart summary": update.ai_note})
+        cells.update(_ace_cells(update.ring_sense))
+        cells = _allowed(call.user, cells)
         await self._write_cells(call.http, spreadsheet, CALL_LOGS, rows, index, cells)
         return CallLogUpdated(
             updated_note=update.note, return_message=ReturnMessage("Call log updated.", "success", 2000)
@@ -695,6 +712,65 @@ def _row(header: list[str], values: JsonDict) -> list[Any]:
     while row and row[-1] == "":
         row.pop()
     return row
+
+
+#: the user setting that lets each optional Call Logs column be filled (the reference's `addCallLog…`)
+_COLUMN_SETTINGS = {
+    "Subject": "addCallLogSubject",
+    "Notes": "addCallLogNote",
+    "Phone": "addCallLogContactNumber",
+    "Duration": "addCallLogDuration",
+    "Session Id": "addCallSessionId",
+    "Call Result": "addCallLogResult",
+    "Call Recording": "addCallLogRecording",
+    "Transcript": "addCallLogTranscript",
+    "Smart summary": "addCallLogAiNote",
+    "ACE Transcript": "addCallLogRingSenseRecordingTranscript",
+    "ACE Summary": "addCallLogRingSenseRecordingSummary",
+    "ACE AI Score": "addCallLogRingSenseRecordingAIScore",
+    "ACE Bulleted Summary": "addCallLogRingSenseRecordingBulletedSummary",
+    "ACE Link": "addCallLogRingSenseRecordingLink",
+}
+
+
+def _allowed(user: UserView, cells: JsonDict) -> JsonDict:
+    """The cells that have a value and whose column the user's settings let be filled (on unless set off)."""
+    kept: JsonDict = {}
+    for name, value in cells.items():
+        if value is None or (name in _OPTIONAL_IF_EMPTY and value == ""):
+            continue
+        setting = _COLUMN_SETTINGS.get(name)
+        if setting is not None and user.setting(setting, True) in (False, "false"):
+            continue
+        kept[name] = value
+    return kept
+
+
+#: columns the reference fills only when it has something for them (an empty value writes nothing)
+_OPTIONAL_IF_EMPTY = frozenset(
+    {
+        "Transcript",
+        "Smart summary",
+        "ACE Transcript",
+        "ACE Summary",
+        "ACE AI Score",
+        "ACE Bulleted Summary",
+        "ACE Link",
+    }
+)
+
+
+def _ace_cells(sense: RingSense | None) -> JsonDict:
+    """RingSense's results of a recorded call, in the reference's `ACE …` columns."""
+    if sense is None:
+        return {}
+    return {
+        "ACE Transcript": sense.transcript,
+        "ACE Summary": sense.summary,
+        "ACE AI Score": sense.ai_score,
+        "ACE Bulleted Summary": sense.bulleted_summary,
+        "ACE Link": sense.link,
+    }
 
 
 def _call_subject(log: CallLogCreate) -> str:

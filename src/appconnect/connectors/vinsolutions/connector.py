@@ -469,11 +469,17 @@ class VinSolutionsConnector(Connector):
     # --- call logs -----------------------------------------------------------------------------------------
 
     async def create_call_log(self, call: CrmCall, log: CallLogCreate) -> LogResult:
-        """A call detail under the partner's provider name, keyed by the call's session id."""
+        """A call detail under the partner's provider name, keyed by the call's session id, filed under the
+        call's owner (the admin's user mapping) when it has one, else the logged-in user."""
         contact_id = _positive_id(log.contact.id)
         if contact_id is None:
             return LogResult(None, ReturnMessage("Contact not found", "warning", 5000))
         dealer_id, user_id = _dealer_context(call.user)
+        # the reference's resolveAssignedCrmUserId: a call the admin assigned to (or server-side logging made
+        # for) another extension is filed under the CRM user that extension is mapped to
+        owner = _positive_id(log.owner.id) if log.owner is not None else None
+        if owner is not None:
+            user_id = owner
         record = log.call
         start = parse_time(record.start_time)
         seconds = 0 if record.duration == "pending" else call_seconds(record.duration)
@@ -577,7 +583,12 @@ class VinSolutionsConnector(Connector):
             body["callDurationSeconds"] = call_seconds(update.duration)
         lead_id = _positive_id(update.additional_submission.get("leads"))
         if lead_id is not None:
-            body["vinProperties"].update({"userId": user_id, "leadId": lead_id})
+            # the user the call detail is filed under stays (a call assigned to a colleague stays theirs; the
+            # reference resolves the assigned user again, from the same mapping)
+            existing = update.existing_call_log_details
+            vin = existing.get("vinProperties") if isinstance(existing, dict) else None
+            owner = _positive_id(vin.get("userId")) if isinstance(vin, dict) else None
+            body["vinProperties"].update({"userId": owner or user_id, "leadId": lead_id})
         if len(body) == 2 and lead_id is None:
             return CallLogUpdated(
                 update.composed_log_details, ReturnMessage("Nothing to update.", "success", 1000)
