@@ -17,7 +17,7 @@ import pytest_asyncio
 from cryptography.fernet import Fernet
 
 from appconnect.connectors.sdk import UserView, stored_user_id
-from appconnect.flows.common import session_is_current
+from appconnect.flows.common import login_issued_at, session_is_current
 from appconnect.security.crypto import TokenCipher
 from appconnect.security.jwt import SessionClaims
 from appconnect.store.users import UserRecord, UserStore
@@ -73,7 +73,9 @@ async def test_a_login_from_another_account_takes_nothing_and_ends_the_earlier_s
     assert "companyA" not in second.platform_additional_info
     assert second.user_settings == {}
     earlier = SessionClaims(user_id="7-acme", platform="acme", expires_at=2**31, issued_at=issued_before)
-    later = SessionClaims(user_id="7-acme", platform="acme", expires_at=2**31, issued_at=time.time())
+    # the new login's token is signed as a login signs it: at or past the bound its own replace set
+    later_at = login_issued_at(second, time.time())
+    later = SessionClaims(user_id="7-acme", platform="acme", expires_at=2**31, issued_at=later_at)
     assert not session_is_current(second, earlier)
     assert session_is_current(second, later)
 
