@@ -229,6 +229,15 @@ def test_a_new_sheet_is_made_in_the_references_layout_and_becomes_the_users(user
     assert user.fake.rows(book.spreadsheet_id, CONTACTS.title)[1][2:] == ["Maya Patel", phone]
 
 
+def test_a_name_with_quotes_and_backslashes_is_found_again(user: GoogleUser) -> None:
+    name = "Quinn's paper\\essay and more"
+    first = user.http.post("/googleSheets/sheet", headers=user.auth, json={"name": name})
+    again = user.http.post("/googleSheets/sheet", headers=user.auth, json={"name": name})
+    assert first.status_code == 200, first.text
+    assert again.json() == first.json() and first.json()["name"] == name
+    assert [book.title for book in user.fake.spreadsheets_of(user.sub)] == [name]
+
+
 def test_a_new_sheet_without_a_name_is_the_references_default(user: GoogleUser) -> None:
     made = user.http.post("/googleSheets/sheet", params={"jwtToken": user.jwt}, json={})
     assert made.status_code == 200, made.text
