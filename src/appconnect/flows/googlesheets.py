@@ -24,7 +24,7 @@ from appconnect.connectors.googlesheets.connector import (
 )
 from appconnect.connectors.sdk import CrmHttpError, LoginRequest, UserView
 from appconnect.flows import oauth
-from appconnect.flows.admin import account_key, admin_identity
+from appconnect.flows.admin import account_key, admin_identity, admin_settings_lock
 from appconnect.flows.common import active_user, connector_for
 from appconnect.flows.reply import ClientError, Reply
 from appconnect.flows.services import Services
@@ -262,10 +262,11 @@ async def _save_admin_choice(
 ) -> None:
     """The two settings in the account's admin settings (the others stay), as the reference's
     `setAdminGoogleSheetsConfig`."""
-    stored = await services.admin_settings.get(account) or {}
-    stored[URL_SETTING] = {"value": url, "customizable": customizable}
-    stored[NAME_SETTING] = {"value": name, "customizable": customizable}
-    await services.admin_settings.put(account, stored)
+    async with admin_settings_lock(services, account):
+        stored = await services.admin_settings.get(account) or {}
+        stored[URL_SETTING] = {"value": url, "customizable": customizable}
+        stored[NAME_SETTING] = {"value": name, "customizable": customizable}
+        await services.admin_settings.put(account, stored)
 
 
 async def admin_config(services: Services, claims: SessionClaims, rc_token: str | None) -> Reply:
