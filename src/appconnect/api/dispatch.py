@@ -45,6 +45,11 @@ class Router:
     def delete(self, path: str) -> Callable[[Handler], Handler]:
         return self.route("DELETE", path)
 
+    def include(self, other: Router) -> None:
+        """Add another module's routes (a connector's own pages): a path both register is still an error."""
+        for (method, path), handler in other.table.items():
+            self.route(method, path)(handler)
+
     def methods_by_path(self) -> dict[str, list[str]]:
         """For 405 answers: the methods each known path accepts (the `Allow` header)."""
         found: dict[str, list[str]] = {}

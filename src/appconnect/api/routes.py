@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from appconnect import __version__
+from appconnect.api import googlesheets as googlesheets_routes
 from appconnect.api.dispatch import Router
 from appconnect.api.http import (
     caller_of,
@@ -496,3 +497,8 @@ async def pipedrive_uninstall(request: Request) -> Response:
     uninstall.check_pipedrive_caller(services, request.headers.get("authorization"))
     body = await parse_body(request, uninstall.PipedriveUninstallBody)
     return respond(request, await uninstall.pipedrive_uninstalled(services, body))
+
+
+# --- connector-specific pages and settings routes ------------------------------------------------------------
+
+router.include(googlesheets_routes.router)

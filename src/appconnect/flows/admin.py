@@ -7,6 +7,7 @@ account id the client sends (`rcAccountId`) reveals nothing on its own.
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints, field_validator
@@ -87,6 +88,12 @@ def ringcentral_unavailable() -> ClientError:
     return ClientError(RC_UNAVAILABLE, 400, as_json=True)
 
 
+def admin_settings_lock(services: Services, account: str) -> AbstractAsyncContextManager[None]:
+    """Held by every write of an account's admin settings: a write that changes a few keys of the stored
+    settings (the Google Sheets pick) must not undo a whole save made meanwhile, nor the other way round."""
+    return services.locks.hold(f"admin-settings:{account}")
+
+
 async def rc_identity(services: Services, token: str | None, *, refused_text: str) -> RcIdentity:
     """The RingCentral identity of `token`; a missing, refused or untrusted one is a 403 `refused_text`, a
     RingCentral that cannot be asked a 400 `{error}` saying so."""
@@ -137,7 +144,9 @@ async def set_admin_settings(
     identity = await admin_identity(services, token)
     fields = body.admin_settings
     if fields.user_settings is not None:
-        await services.admin_settings.put(account_key(services, identity), fields.user_settings)
+        account = account_key(services, identity)
+        async with admin_settings_lock(services, account):
+            await services.admin_settings.put(account, fields.user_settings)
     choices = user_mapping.manual_choices(fields.user_mappings)
     if choices is not None:
         owner = await _session_user(services, claims)

@@ -66,7 +66,10 @@ _CELLS = re.compile(r"^([A-Z]*)(\d*)(?::([A-Z]*)(\d*))?$")
 _USER_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _INPUT_OPTIONS = frozenset({"RAW", "USER_ENTERED"})
 _RENDER_OPTIONS = frozenset({"FORMATTED_VALUE", "UNFORMATTED_VALUE", "FORMULA"})
-_Q_TERM = re.compile(r"^\s*(name|mimeType)\s*=\s*'((?:[^'\\]|\\.)*)'\s*$|^\s*trashed\s*=\s*(true|false)\s*$")
+#: one term of a Drive query and the `and` after it (none after the last)
+_Q_NEXT = re.compile(
+    r"\s*(?:(name|mimeType)\s*=\s*'((?:[^'\\]|\\.)*)'|trashed\s*=\s*(true|false))\s*(?:\band\b(?=\s*\S)|$)"
+)
 
 Cell = str | int | float | bool | None
 
@@ -393,10 +396,7 @@ class FakeGoogleSheets(FakeCrm):
             raise HttpError(400, f"Invalid field selection {sorted(unknown)[0]}")
         wanted: dict[str, str] = {}
         trashed: bool | None = None
-        for term in request.query.get("q", "").split(" and ") if request.query.get("q") else []:
-            match = _Q_TERM.match(term)
-            if match is None:
-                raise HttpError(400, "Invalid Value")
+        for match in _q_terms(request.query.get("q", "")):
             if match.group(3) is not None:
                 trashed = match.group(3) == "true"
             else:
@@ -657,6 +657,19 @@ class FakeGoogleSheets(FakeCrm):
 # ------------------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------------------
+
+
+def _q_terms(q: str) -> list[re.Match[str]]:
+    """The `and`-joined terms of a Drive query; an `and` inside a quoted name is part of the name."""
+    terms: list[re.Match[str]] = []
+    position = 0
+    while q and position < len(q):
+        match = _Q_NEXT.match(q, position)
+        if match is None:
+            raise HttpError(400, "Invalid Value")
+        terms.append(match)
+        position = match.end()
+    return terms
 
 
 def _input_option(value: Any) -> str:

@@ -161,6 +161,11 @@ def spreadsheet_id_of(setting: str) -> str | None:
     return text if _BARE_ID.fullmatch(text) else None
 
 
+def spreadsheet_url(spreadsheet: str) -> str:
+    """The address Google gives a spreadsheet (`webViewLink`, `spreadsheetUrl`)."""
+    return f"https://docs.google.com/spreadsheets/d/{quote(spreadsheet, safe='')}/edit"
+
+
 def new_row_id(prefix: str) -> str:
     """A row id unique under concurrent creates (a row count is not: two creates read the same one)."""
     return f"{prefix}{secrets.token_hex(8)}"
@@ -537,13 +542,18 @@ class GoogleSheetsConnector(Connector):
                 self._spreadsheets.popitem(last=False)
         return found
 
-    async def _drive_spreadsheet(self, http: CrmHttp) -> str | None:
-        """The oldest spreadsheet of the default name this app can see (`drive.file`: only its own files)."""
-        name = DEFAULT_SPREADSHEET_NAME.replace("'", "\\'")
+    async def _drive_spreadsheet(self, http: CrmHttp, name: str = DEFAULT_SPREADSHEET_NAME) -> str | None:
+        """The oldest spreadsheet of that name this app can see (`drive.file`: only its own files)."""
+        found = await self._drive_file(http, name)
+        return found[0] if found is not None else None
+
+    async def _drive_file(self, http: CrmHttp, name: str) -> tuple[str, str] | None:
+        """(id, address) of the oldest spreadsheet of that name this app can see."""
+        quoted = name.replace("\\", "\\\\").replace("'", "\\'")
         body = await http.get_json(
             f"{self._root(GOOGLE_ROOT)}/drive/v3/files",
             params={
-                "q": f"name = '{name}' and mimeType = '{SPREADSHEET_MIME}' and trashed = false",
+                "q": f"name = '{quoted}' and mimeType = '{SPREADSHEET_MIME}' and trashed = false",
                 "orderBy": "createdTime",
                 "fields": "files(id,name,webViewLink)",
                 "pageSize": 10,
@@ -552,16 +562,17 @@ class GoogleSheetsConnector(Connector):
         files = body.get("files") or []
         for entry in files:
             if isinstance(entry, dict) and entry.get("id"):
-                return str(entry["id"])
+                file_id = str(entry["id"])
+                return file_id, str(entry.get("webViewLink") or spreadsheet_url(file_id))
         return None
 
-    async def _create_spreadsheet(self, http: CrmHttp) -> str:
+    async def _create_spreadsheet(self, http: CrmHttp, name: str = DEFAULT_SPREADSHEET_NAME) -> str:
         """A new spreadsheet with the reference's three tabs and header rows."""
         response = await http.request(
             "POST",
             "/v4/spreadsheets",
             json={
-                "properties": {"title": DEFAULT_SPREADSHEET_NAME},
+                "properties": {"title": name},
                 "sheets": [{"properties": {"title": tab.title}} for tab in TABS],
             },
         )
@@ -570,6 +581,19 @@ class GoogleSheetsConnector(Connector):
             http, spreadsheet, [{"range": f"{tab.a1}!A1", "values": [list(tab.header)]} for tab in TABS]
         )
         return spreadsheet
+
+    async def spreadsheet_named(self, call: CrmCall, name: str) -> tuple[str, str]:
+        """(name, address) of the user's spreadsheet of that name this app can see, made now (the reference's
+        tabs and header rows) when there is none: what the settings page's "Create new sheet" asks for."""
+        found = await self._drive_file(call.http, name)
+        if found is None:
+            created = await self._create_spreadsheet(call.http, name)
+            return name, spreadsheet_url(created)
+        return name, found[1]
+
+    def picker_settings(self) -> tuple[str, str]:
+        """(API key, Cloud project number) the Google Picker page needs; empty when the server has none."""
+        return self.config.get("picker_key"), self.config.get("project_id")
 
     async def _existing(self, call: CrmCall, tab: Tab) -> Rows | None:
         """The tab of the user's spreadsheet; None when there is none yet, no such tab, or the setting names
