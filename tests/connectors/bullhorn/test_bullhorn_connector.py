@@ -19,6 +19,7 @@ from appconnect.connectors.sdk import (
     ConnectorConfig,
     ContactLookup,
     ContactRef,
+    CrmAnswerError,
     CrmCall,
     DispositionUpdate,
     LoginRequest,
@@ -477,6 +478,114 @@ async def test_a_refused_copy_leaves_the_note_logged_with_a_warning(env: Env) ->
     assert result.log_id is not None and len(env.fake.notes()) == 1
     assert result.return_message is not None and result.return_message.message_type == "warning"
     assert "comments" not in env.fake.people()[0][1]
+
+
+async def test_copy_on_an_update_finds_the_persons_type_by_its_id(env: Env) -> None:
+    """The update knows only the person's id: the one entity with a live record of that id is written, the
+    note overwriting the person's comments as on the create."""
+    person = env.fake.add_person("Lead", "Maya Patel", "(415) 555-0142", comments="Old remark")
+    log = _log(str(person["id"]))
+    log.contact.type = "Lead"
+    created = await env.connector.create_call_log(env.call, log)
+    assert created.log_id is not None
+    ref = CallLogRef(created.log_id, contact_id=str(person["id"]))
+    updated = await env.connector.update_call_log(
+        env.call,
+        CallLogUpdate(
+            ref,
+            composed_log_details=COMPOSED,
+            note="Call back on Friday",
+            additional_submission={"copyToContactComments": True},
+        ),
+    )
+    assert updated.return_message is not None and updated.return_message.message_type == "success"
+    [(entity, stored)] = env.fake.people()
+    assert entity == "Lead" and stored["comments"] == "Call back on Friday"
+    assert [(e, i) for _, e, i, _ in env.fake.updates] == [
+        ("Note", int(created.log_id)),
+        ("Lead", int(person["id"])),
+    ]
+    # unchecked: the person's comments stay
+    await env.connector.update_call_log(
+        env.call, CallLogUpdate(ref, composed_log_details=COMPOSED, note="Not copied")
+    )
+    assert env.fake.people()[0][1]["comments"] == "Call back on Friday"
+
+
+async def test_copy_on_an_update_reads_the_person_from_the_note_when_the_row_has_none(env: Env) -> None:
+    person = env.fake.add_person("ClientContact", "Sam Client", "(415) 555-0143")
+    log = _log(str(person["id"]))
+    log.contact.type = "Contact"
+    created = await env.connector.create_call_log(env.call, log)
+    assert created.log_id is not None
+    ref = CallLogRef(created.log_id)
+    fetched = await env.connector.get_call_log(env.call, ref)
+    await env.connector.update_call_log(
+        env.call,
+        CallLogUpdate(
+            ref,
+            composed_log_details=COMPOSED,
+            note="Wants nights",
+            additional_submission={"copyToContactComments": "true"},
+            existing_call_log_details=fetched.info.full_log_response,
+        ),
+    )
+    assert [(e, r.get("comments")) for e, r in env.fake.people()] == [("ClientContact", "Wants nights")]
+
+
+async def test_copy_on_an_update_to_a_deleted_person_writes_nothing_and_warns(env: Env) -> None:
+    person = env.fake.add_person("Candidate", "Maya Patel", "(415) 555-0142")
+    created = await env.connector.create_call_log(env.call, _log(str(person["id"])))
+    assert created.log_id is not None
+    person_record = env.fake.corporations[1001].records["Candidate"][int(person["id"])]
+    person_record["isDeleted"] = True
+    updated = await env.connector.update_call_log(
+        env.call,
+        CallLogUpdate(
+            CallLogRef(created.log_id, contact_id=str(person["id"])),
+            composed_log_details=COMPOSED,
+            note="Prefers nights",
+            additional_submission={"copyToContactComments": True},
+        ),
+    )
+    assert updated.return_message is not None and updated.return_message.message_type == "warning"
+    assert "comments" not in person_record
+    assert [e for _, e, _, _ in env.fake.updates] == ["Note"]  # the log itself is updated
+
+
+# --- bullhornData account data ------------------------------------------------------------------------------------
+
+
+async def test_bullhorn_data_has_the_references_shape(env: Env) -> None:
+    env.fake.corporations[1001].statuses["Lead"] = ["Cold", "Warm"]
+    data = await env.connector.account_data(env.call, "bullhornData")
+    assert set(data) == {"commentActionList", "leadStatuses", "candidateStatuses", "contactStatuses"}
+    assert data["commentActionList"][0] == {"const": "Call", "title": "Call"}
+    assert data["leadStatuses"] == [{"const": "Cold", "title": "Cold"}, {"const": "Warm", "title": "Warm"}]
+    assert data["candidateStatuses"][-1] == {"const": "Archived", "title": "Archived"}
+    assert data["contactStatuses"][-1] == {"const": "Archive", "title": "Archive"}
+
+
+async def test_bullhorn_data_refresh_reads_bullhorn_again(env: Env) -> None:
+    await env.connector.account_data(env.call, "bullhornData")
+    await env.connector.account_data(env.call, "bullhornData")
+    assert len(_meta_requests(env.fake)) == 3  # kept for the hour
+    env.fake.corporations[1001].statuses["Candidate"] = ["Fresh"]
+    data = await env.connector.account_data(env.call, "bullhornData", refresh=True)
+    assert data["candidateStatuses"] == [{"const": "Fresh", "title": "Fresh"}]
+    assert len(_meta_requests(env.fake)) == 6
+    # the placeholder's picklists follow the refreshed ones
+    found = await env.connector.find_contact(env.call, ContactLookup("+14155550199"))
+    assert found.contacts[0].additional_info is not None
+    assert found.contacts[0].additional_info["Candidate"] == {
+        "status": [{"const": "Fresh", "title": "Fresh"}]
+    }
+
+
+async def test_an_unknown_account_data_key_is_refused(env: Env) -> None:
+    with pytest.raises(CrmAnswerError):  # the server refuses unknown keys before; the hook never guesses
+        await env.connector.account_data(env.call, "activityTypes")
+    assert _meta_requests(env.fake) == []
 
 
 # --- server-side logging's updates in the API user's session ----------------------------------------------------

@@ -291,3 +291,70 @@ async def test_the_new_contact_form_offers_bullhorns_statuses(
     assert created.status_code == 200 and created.json()["successful"] is True, created.text
     [(entity, record)] = fake_bullhorn.people()
     assert entity == "Lead" and record["status"] == "Qualified"
+
+
+def _meta_reads(fake: FakeBullhorn) -> int:
+    return len([r for r in fake.requests_to("/rest91/rest-services/corp1a/meta/") if r.method == "GET"])
+
+
+async def test_bullhorn_data_through_account_data(agent: Agent, fake_bullhorn: FakeBullhorn) -> None:
+    """`GET /accountData?keys=bullhornData` answers the reference's shape, kept for the corporation until
+    `forceRefresh` reads Bullhorn again."""
+    await agent.login()
+    fake_bullhorn.corporations[1001].statuses["Lead"] = ["Cold", "Warm"]
+    refreshed = await agent.http.get(
+        "/accountData", params={"keys": "bullhornData", "forceRefresh": "true"}, headers=agent.auth
+    )
+    assert refreshed.status_code == 200 and refreshed.json()["successful"] is True, refreshed.text
+    data = refreshed.json()["data"]["bullhornData"]
+    assert data["leadStatuses"] == [{"const": "Cold", "title": "Cold"}, {"const": "Warm", "title": "Warm"}]
+    assert data["commentActionList"][0] == {"const": "Call", "title": "Call"}
+    assert [o["const"] for o in data["contactStatuses"]] == ["New Lead", "Active", "Passive", "Archive"]
+    reads = _meta_reads(fake_bullhorn)
+    assert reads == 3
+
+    fake_bullhorn.corporations[1001].statuses["Lead"] = ["Hot"]
+    kept = await agent.http.get("/accountData", params={"keys": "bullhornData"}, headers=agent.auth)
+    assert kept.json()["data"]["bullhornData"] == data
+    assert _meta_reads(fake_bullhorn) == reads
+    again = await agent.http.get(
+        "/accountData", params={"keys": "bullhornData", "forceRefresh": "true"}, headers=agent.auth
+    )
+    assert again.json()["data"]["bullhornData"]["leadStatuses"] == [{"const": "Hot", "title": "Hot"}]
+
+    unknown = await agent.http.get("/accountData", params={"keys": "activityTypes"}, headers=agent.auth)
+    assert unknown.status_code == 400, unknown.text
+    manifest = (await agent.http.get("/crmManifest", params={"platformName": "bullhorn"})).json()
+    page = manifest["platforms"]["bullhorn"]["page"]
+    [status] = page["newContact"]["additionalFields"]
+    assert status["accountDataKey"] == "bullhornData"
+    assert status["accountDataPropertyByContactType"]["Lead"] == "leadStatuses"
+    actions = [f for f in page["callLog"]["additionalFields"] if f["const"] == "noteActions"]
+    assert actions[0]["accountDataProperty"] == "commentActionList"
+
+
+async def test_an_edited_log_copies_its_note_to_the_persons_comments(
+    agent: Agent, fake_bullhorn: FakeBullhorn
+) -> None:
+    """`PATCH /callLog` with "Copy to contact comments" writes the edited note to the person the log is on."""
+    await agent.login()
+    phone = new_phone()
+    person = fake_bullhorn.add_person("Candidate", "Maya Patel", phone, comments="Old remark")
+    logged = await agent.log_call(
+        call_log_body("cp-1", str(person["id"]), phone, contactType="Candidate", contactName="Maya Patel")
+    )
+    assert logged["successful"] is True, logged
+    patched = await agent.http.patch(
+        "/callLog",
+        json={
+            "sessionId": "cp-1",
+            "note": "Call back Friday",
+            "additionalSubmission": {"copyToContactComments": True},
+        },
+        headers=agent.auth,
+    )
+    assert patched.status_code == 200 and patched.json()["successful"] is True, patched.text
+    [(entity, record)] = fake_bullhorn.people()
+    assert entity == "Candidate" and record["comments"] == "Call back Friday"
+    [note] = fake_bullhorn.notes()
+    assert "Call back Friday" in note["comments"]

@@ -100,6 +100,9 @@ USER_PAGE = 200
 MAX_USER_PAGES = 50
 #: seconds a corporation's comment-action list and status picklists are reused
 COMMENT_ACTIONS_TTL = 3600.0
+#: the account data key of the comment actions and status picklists (the reference's, and its manifest's
+#: `accountDataKey`)
+BULLHORN_DATA_KEY = "bullhornData"
 #: characters of a name search used at most (a person's name; longer input is cut)
 MAX_NAME_CHARS = 200
 #: the Note action when neither the log form nor a setting names one (the reference's)
@@ -154,6 +157,7 @@ class BullhornConnector(Connector):
     log_format: ClassVar[str] = "text/html"
     manifest_path: ClassVar[Path | None] = Path(__file__).with_name("manifest.json")
     idempotent_message_append: ClassVar[bool] = True
+    account_data_keys: ClassVar[tuple[str, ...]] = (BULLHORN_DATA_KEY,)
 
     def __init__(self, config: ConnectorConfig | None = None) -> None:
         super().__init__(config)
@@ -621,12 +625,45 @@ class BullhornConnector(Connector):
         data = response.json()["data"]
         return [r for r in data if isinstance(r, dict) and r.get("id") is not None]
 
-    async def _actions(self, call: CrmCall) -> list[str]:
+    async def account_data(self, call: CrmCall, key: str, *, refresh: bool = False) -> Any:
+        """`bullhornData`, in the reference's shape: `commentActionList` (the Note actions the log forms and the
+        admin's action settings pick from) and `leadStatuses`, `candidateStatuses`, `contactStatuses` (the
+        new-contact form's picklists), each a list of `{const, title}`. Kept in the server's account data an
+        hour per corporation (whichever process or user asks); `refresh` reads Bullhorn again."""
+        if key != BULLHORN_DATA_KEY:
+            raise KeyError(key)
+        if call.account_data is None:
+            return await self._bullhorn_data(call, fresh=refresh)
+        stored, _fetched = await call.account_data.get(
+            BULLHORN_DATA_KEY,
+            lambda: self._bullhorn_data(call, fresh=True),
+            max_age=0.0 if refresh else COMMENT_ACTIONS_TTL,
+        )
+        return stored
+
+    async def _bullhorn_data(self, call: CrmCall, *, fresh: bool) -> JsonDict:
+        """The four lists of `bullhornData`; what the user may not read (a 403 on settings or meta) is empty,
+        as the placeholder's picklists are."""
+        actions, statuses = await asyncio.gather(
+            self._actions(call, fresh=fresh), self._status_options(call, fresh=fresh)
+        )
+
+        def options(contact_type: str) -> list[JsonDict]:
+            return [{"const": v, "title": t} for v, t in statuses.get(contact_type, [])]
+
+        return {
+            "commentActionList": _choices(actions),
+            "leadStatuses": options("Lead"),
+            "candidateStatuses": options("Candidate"),
+            "contactStatuses": options("Contact"),
+        }
+
+    async def _actions(self, call: CrmCall, *, fresh: bool = False) -> list[str]:
         """The corporation's comment actions (System Setting `commentActionList`), kept an hour."""
         key = self.rate_limit_key(call.user)
         now = asyncio.get_running_loop().time()
         cached = self._comment_actions.get(key)
-        if cached is not None and now - cached[0] < COMMENT_ACTIONS_TTL:
+        if cached is not None and not fresh and now - cached[0] < COMMENT_ACTIONS_TTL:
             return cached[1]
         try:
             body = await self._get(call, "settings/commentActionList")
@@ -639,14 +676,16 @@ class BullhornConnector(Connector):
         self._comment_actions[key] = (now, actions)
         return actions
 
-    async def _status_options(self, call: CrmCall) -> dict[str, list[tuple[str, str]]]:
+    async def _status_options(
+        self, call: CrmCall, *, fresh: bool = False
+    ) -> dict[str, list[tuple[str, str]]]:
         """Each contact type's `status` picklist, (value, label) pairs from `GET meta/<Entity>?fields=status`
         (Bullhorn's field map options), kept an hour per corporation like the comment actions. A picklist
         Bullhorn would not give is empty and asked for again next time."""
         key = self.rate_limit_key(call.user)
         now = asyncio.get_running_loop().time()
         cached = self._statuses.get(key)
-        if cached is not None and now - cached[0] < COMMENT_ACTIONS_TTL:
+        if cached is not None and not fresh and now - cached[0] < COMMENT_ACTIONS_TTL:
             return cached[1]
         read = await all_or_first_failure([self._entity_statuses(call, e) for e in ENTITIES.values()])
         options = {contact_type: found or [] for contact_type, found in zip(ENTITIES, read, strict=True)}
@@ -753,26 +792,33 @@ class BullhornConnector(Connector):
         log_id = str(int(created["changedEntityId"]))
         message = ReturnMessage("Call logged", "success", 2000)
         if _checked(log.additional_submission.get("copyToContactComments")) and log.note.strip():
-            message = await self._copy_to_comments(call, sscl, log.contact, person_id, log.note) or message
+            message = (
+                await self._copy_to_comments(call, sscl, log.contact.type, person_id, log.note) or message
+            )
         return LogResult(log_id, message)
 
     async def _copy_to_comments(
-        self, call: CrmCall, sscl: tuple[bool, JsonDict], contact: ContactRef, person_id: int, note: str
+        self,
+        call: CrmCall,
+        sscl: tuple[bool, JsonDict],
+        contact_type: str,
+        person_id: int,
+        note: str,
+        *,
+        done: str = "Call logged",
     ) -> ReturnMessage | None:
         """The log form's "Copy to contact comments" checkbox (the reference's): the person's `comments` become the
         agent's note. The Note is written already, so a refusal here is a warning, never a failed log."""
-        entity = ENTITIES.get(contact.type or "")
+        entity = ENTITIES.get(contact_type)
         if entity is None:
-            return ReturnMessage(
-                "Call logged; the note was not copied: unknown contact type.", "warning", 5000
-            )
+            return ReturnMessage(f"{done}; the note was not copied: unknown contact type.", "warning", 5000)
         try:
             await self._log_write(
                 call, sscl, "POST", f"entity/{entity}/{person_id}", json={"comments": note}, idempotent=True
             )
         except CrmHttpError as exc:
             return ReturnMessage(
-                f"Call logged; the note was not copied to the contact's comments (Bullhorn answered "
+                f"{done}; the note was not copied to the contact's comments (Bullhorn answered "
                 f"{exc.status or 'nothing'}).",
                 "warning",
                 5000,
@@ -805,9 +851,49 @@ class BullhornConnector(Connector):
             body["minutesSpent"] = _minutes(update.duration)
         sscl = (update.from_server_side_logging, update.server_logging)
         await self._log_write(call, sscl, "POST", f"entity/Note/{note_id}", json=body, idempotent=True)
-        return CallLogUpdated(
-            updated_note=update.composed_log_details,
-            return_message=ReturnMessage("Call log updated.", "success", 2000),
+        message = ReturnMessage("Call log updated.", "success", 2000)
+        note = update.note or ""
+        if _checked(update.additional_submission.get("copyToContactComments")) and note.strip():
+            message = await self._copy_on_update(call, sscl, update, note) or message
+        return CallLogUpdated(updated_note=update.composed_log_details, return_message=message)
+
+    async def _copy_on_update(
+        self, call: CrmCall, sscl: tuple[bool, JsonDict], update: CallLogUpdate, note: str
+    ) -> ReturnMessage | None:
+        """The log form's "Copy to contact comments" on an edit (the reference's update): the person's `comments`
+        become the note, as on the create. The update names only the person's id, so its type is the one entity
+        holding a live record with that id (Bullhorn's people are subtypes of Person; that their ids never
+        overlap is not verified, hence the check): none or more than one copies nothing and says so, never
+        writing another person's comments."""
+        person_id = int_or_none(update.log.contact_id)
+        if person_id is None and isinstance(update.existing_call_log_details, dict):
+            reference = update.existing_call_log_details.get("personReference")
+            person_id = int_or_none(reference.get("id")) if isinstance(reference, dict) else None
+        if person_id is None:
+            return ReturnMessage(
+                "Call log updated; the note was not copied: the contact is not known.", "warning", 5000
+            )
+        found = await all_or_first_failure([self._is_person(call, e, person_id) for e in ENTITIES.values()])
+        types = [contact_type for contact_type, hit in zip(ENTITIES, found, strict=True) if hit]
+        if len(types) != 1:
+            return ReturnMessage(
+                "Call log updated; the note was not copied: the contact was not found in Bullhorn.",
+                "warning",
+                5000,
+            )
+        return await self._copy_to_comments(call, sscl, types[0], person_id, note, done="Call log updated")
+
+    async def _is_person(self, call: CrmCall, entity: str, person_id: int) -> bool:
+        """Whether `entity` has a live record with this id (Bullhorn answers 404 for none, or a deleted one)."""
+        try:
+            body = await self._get(call, f"entity/{entity}/{person_id}", {"fields": "id,isDeleted"})
+        except CrmHttpError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        data = body.get("data") if isinstance(body, dict) else None
+        return (
+            isinstance(data, dict) and int_or_none(data.get("id")) == person_id and not data.get("isDeleted")
         )
 
     async def get_call_log(self, call: CrmCall, ref: CallLogRef) -> CallLogFetched:
