@@ -582,6 +582,19 @@ async def test_bullhorn_data_refresh_reads_bullhorn_again(env: Env) -> None:
     }
 
 
+async def test_a_forced_lookup_reads_the_picklists_again(env: Env) -> None:
+    """The client's `isForceRefreshAccountData` on a lookup refreshes `bullhornData` as the reference's does."""
+    await env.connector.find_contact(env.call, ContactLookup("+14155550199"))
+    env.fake.corporations[1001].statuses["Lead"] = ["Fresh"]
+    kept = await env.connector.find_contact(env.call, ContactLookup("+14155550199"))
+    assert kept.contacts[0].additional_info is not None
+    assert kept.contacts[0].additional_info["Lead"]["status"][0]["const"] == "New"
+    forced = await env.connector.find_contact(env.call, ContactLookup("+14155550199", force_refresh=True))
+    assert forced.contacts[0].additional_info is not None
+    assert forced.contacts[0].additional_info["Lead"] == {"status": [{"const": "Fresh", "title": "Fresh"}]}
+    assert len(_meta_requests(env.fake)) == 6
+
+
 async def test_an_unknown_account_data_key_is_refused(env: Env) -> None:
     with pytest.raises(CrmAnswerError):  # the server refuses unknown keys before; the hook never guesses
         await env.connector.account_data(env.call, "activityTypes")

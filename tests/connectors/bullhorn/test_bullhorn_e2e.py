@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fake_bullhorn import CLIENT_ID, REDIRECT_URI, FakeBullhorn
+from fake_bullhorn import CLIENT_ID, DEFAULT_STATUSES, REDIRECT_URI, FakeBullhorn
 
 from tests.conftest import LiveServer, call_log_body, connector_server, new_phone, stored_user
 
@@ -317,10 +317,21 @@ async def test_bullhorn_data_through_account_data(agent: Agent, fake_bullhorn: F
     kept = await agent.http.get("/accountData", params={"keys": "bullhornData"}, headers=agent.auth)
     assert kept.json()["data"]["bullhornData"] == data
     assert _meta_reads(fake_bullhorn) == reads
-    again = await agent.http.get(
+    placeholder = await agent.http.get(
+        "/contact",
+        params={"phoneNumber": new_phone(), "isExtension": "false", "isForceRefreshAccountData": "true"},
+        headers=agent.auth,
+    )
+    [entry] = placeholder.json()["contact"]
+    assert entry["additionalInfo"]["Lead"] == {"status": [{"const": "Hot", "title": "Hot"}]}
+    again = await agent.http.get("/accountData", params={"keys": "bullhornData"}, headers=agent.auth)
+    assert again.json()["data"]["bullhornData"]["leadStatuses"] == [{"const": "Hot", "title": "Hot"}]
+    # the corporation's defaults kept again for the tests after this one (the account data outlives the test)
+    fake_bullhorn.corporations[1001].statuses["Lead"] = list(DEFAULT_STATUSES["Lead"])
+    restored = await agent.http.get(
         "/accountData", params={"keys": "bullhornData", "forceRefresh": "true"}, headers=agent.auth
     )
-    assert again.json()["data"]["bullhornData"]["leadStatuses"] == [{"const": "Hot", "title": "Hot"}]
+    assert restored.json()["data"]["bullhornData"]["leadStatuses"][0] == {"const": "New", "title": "New"}
 
     unknown = await agent.http.get("/accountData", params={"keys": "activityTypes"}, headers=agent.auth)
     assert unknown.status_code == 400, unknown.text

@@ -82,6 +82,12 @@ _AUTH_HOST = re.compile(r"auth(-[a-z0-9]+)?\.bullhornstaffing\.com")
 
 #: the contact types of the manifest and the Bullhorn entity of each
 ENTITIES: dict[str, str] = {"Candidate": "Candidate", "Contact": "ClientContact", "Lead": "Lead"}
+#: each contact type's status picklist in `bullhornData` (the manifest's `accountDataPropertyByContactType`)
+_STATUS_KEYS: dict[str, str] = {
+    "Candidate": "candidateStatuses",
+    "Contact": "contactStatuses",
+    "Lead": "leadStatuses",
+}
 #: phone fields searched per entity and the status that hides a record (as the reference searches them)
 _PHONE_FIELDS: dict[str, tuple[str, ...]] = {
     "ClientContact": ("phone", "mobile", "phone2", "phone3"),
@@ -547,8 +553,8 @@ class BullhornConnector(Connector):
                 successful=False, return_message=ReturnMessage("Invalid phone number format", "warning", 3000)
             )
         searches = [self._search_phone(call, entity, digits) for entity in ENTITIES.values()]
-        found, actions, statuses = await asyncio.gather(
-            all_or_first_failure(searches), self._actions(call), self._status_options(call)
+        found, (actions, statuses) = await asyncio.gather(
+            all_or_first_failure(searches), self._picklists(call, refresh=lookup.force_refresh)
         )
         contacts: list[Contact] = []
         for contact_type, records in zip(ENTITIES, found, strict=True):
@@ -585,7 +591,9 @@ class BullhornConnector(Connector):
         if len(words) > 1:
             terms.append(f"lastName:{_phrase(words[-1])}")
         searches = [self._search_name(call, entity, " OR ".join(terms)) for entity in ENTITIES.values()]
-        found, actions = await asyncio.gather(all_or_first_failure(searches), self._actions(call))
+        found, (actions, _statuses) = await asyncio.gather(
+            all_or_first_failure(searches), self._picklists(call)
+        )
         contacts: list[Contact] = []
         for contact_type, records in zip(ENTITIES, found, strict=True):
             seen: set[int] = set()
@@ -641,6 +649,23 @@ class BullhornConnector(Connector):
         )
         return stored
 
+    async def _picklists(
+        self, call: CrmCall, *, refresh: bool = False
+    ) -> tuple[list[str], dict[str, list[tuple[str, str]]]]:
+        """The comment actions and each contact type's statuses, read from `bullhornData` (as the reference's
+        lookup reads them), so the placeholder, the log forms and `/accountData` offer the same lists and the
+        client's `isForceRefreshAccountData` refreshes all of them."""
+        data = await self.account_data(call, BULLHORN_DATA_KEY, refresh=refresh)
+        data = data if isinstance(data, dict) else {}
+        actions = [str(o["const"]) for o in _options_of(data.get("commentActionList"))]
+        statuses = {
+            contact_type: [
+                (str(o["const"]), str(o.get("title") or o["const"])) for o in _options_of(data.get(name))
+            ]
+            for contact_type, name in _STATUS_KEYS.items()
+        }
+        return actions, statuses
+
     async def _bullhorn_data(self, call: CrmCall, *, fresh: bool) -> JsonDict:
         """The four lists of `bullhornData`; what the user may not read (a 403 on settings or meta) is empty,
         as the placeholder's picklists are."""
@@ -648,15 +673,10 @@ class BullhornConnector(Connector):
             self._actions(call, fresh=fresh), self._status_options(call, fresh=fresh)
         )
 
-        def options(contact_type: str) -> list[JsonDict]:
-            return [{"const": v, "title": t} for v, t in statuses.get(contact_type, [])]
-
-        return {
-            "commentActionList": _choices(actions),
-            "leadStatuses": options("Lead"),
-            "candidateStatuses": options("Candidate"),
-            "contactStatuses": options("Contact"),
-        }
+        data: JsonDict = {"commentActionList": _choices(actions)}
+        for contact_type, name in _STATUS_KEYS.items():
+            data[name] = [{"const": v, "title": t} for v, t in statuses.get(contact_type, [])]
+        return data
 
     async def _actions(self, call: CrmCall, *, fresh: bool = False) -> list[str]:
         """The corporation's comment actions (System Setting `commentActionList`), kept an hour."""
@@ -727,7 +747,8 @@ class BullhornConnector(Connector):
         message = ReturnMessage(f"{new.contact_type} created.", "success", 2000)
         status = new.additional_submission.get("status")
         if isinstance(status, str) and status.strip():
-            offered = [value for value, _ in (await self._status_options(call)).get(new.contact_type, [])]
+            _actions, statuses = await self._picklists(call)
+            offered = [value for value, _ in statuses.get(new.contact_type, [])]
             if status in offered:
                 body["status"] = status
             else:
@@ -1126,6 +1147,14 @@ def _name_matches(record: JsonDict, words: list[str]) -> bool:
 def _checked(value: Any) -> bool:
     """A checkbox of the log form: true, or the text "true"."""
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+def _options_of(stored: Any) -> list[JsonDict]:
+    """`{const, title}` options as kept (what another version stored may differ: anything unreadable is
+    skipped)."""
+    if not isinstance(stored, list):
+        return []
+    return [o for o in stored if isinstance(o, dict) and str(o.get("const") or "").strip()]
 
 
 def _choices(actions: list[str]) -> list[JsonDict]:
