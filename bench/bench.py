@@ -373,7 +373,8 @@ class Server:
         workers = [
             p
             for p in tree
-            if ("spawn_main" in cmdline(p) or "appconnect" in cmdline(p)) and "resource_tracker" not in cmdline(p)
+            if ("spawn_main" in cmdline(p) or "appconnect" in cmdline(p))
+            and "resource_tracker" not in cmdline(p)
         ]
         return workers or [self.proc.pid]
 

@@ -567,7 +567,9 @@ def seed_database(
         "INSERT INTO call_logs (scope, session_id, extension_number, hashed_extension_id, call_id, platform, "
         "user_id, contact_id, third_party_log_id, status, attempts, created_at, updated_at) VALUES "
     )
-    cache_sql = "INSERT INTO account_data (account_id, platform, data_key, data, created_at, updated_at) VALUES "
+    cache_sql = (
+        "INSERT INTO account_data (account_id, platform, data_key, data, created_at, updated_at) VALUES "
+    )
     if backend == "sqlite":
         with conn:
             conn.executemany(log_sql + "(" + ",".join("?" * 13) + ")", logs)
@@ -684,7 +686,9 @@ def one_run(
         seeded = None
         if args.seed:
             seeded = seed_database(backend, database_url, workdir, pg, args.seed)
-            log(f"{config}: seeded {args.seed} call logs and {args.seed} contact-cache rows in {seeded['seconds']} s")
+            log(
+                f"{config}: seeded {args.seed} call logs and {args.seed} contact-cache rows in {seeded['seconds']} s"
+            )
         time.sleep(1.0)
         idle = {name: proc_rss_mib(pid) for name, pid in processes.items()}
         log(f"{config}: /isAlive after {alive:.2f} s; processes {processes}; idle RSS {idle}")

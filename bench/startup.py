@@ -132,9 +132,14 @@ def main() -> int:
                 continue  # this start migrated the database
             results[name].append(run)
             memory = ", ".join(f"{rss:.0f}/{pss:.0f}" for rss, pss in run["memory"])  # type: ignore[attr-defined]
-            print(f"{name} rep {len(results[name])}: {run['wall']:.2f} s wall, {run['cpu']:.2f} s CPU, "
-                  f"RSS/PSS MiB per process {memory}", flush=True)
-    print(f"\nworkers {args.workers}, {'migrated' if args.migrated else 'fresh'} database, medians of {args.reps}:")
+            print(
+                f"{name} rep {len(results[name])}: {run['wall']:.2f} s wall, {run['cpu']:.2f} s CPU, "
+                f"RSS/PSS MiB per process {memory}",
+                flush=True,
+            )
+    print(
+        f"\nworkers {args.workers}, {'migrated' if args.migrated else 'fresh'} database, medians of {args.reps}:"
+    )
     for name, runs in results.items():
         wall = statistics.median(float(r["wall"]) for r in runs)  # type: ignore[arg-type]
         cpu = statistics.median(float(r["cpu"]) for r in runs)  # type: ignore[arg-type]
