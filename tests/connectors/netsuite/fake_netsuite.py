@@ -19,6 +19,8 @@ What it holds to, from Oracle's NetSuite REST web services guide and the referen
 - errors in NetSuite's envelope: `{type, title, status, o:errorDetails: [{detail, o:errorCode}]}`;
 - REST, SOAP and RESTlets share one concurrency pool per account (`concurrency_limit`): a request over it is
   answered 429 with `CONCURRENCY_LIMIT_EXCEEDED`;
+- people are contacts, customers (leads and prospects at their stage) and vendors (a role denied
+  `LIST_VENDOR` knows no `vendor` table); a phone call's `company` names a customer or a vendor;
 - transactions (sales orders `SalesOrd`, opportunities `Opprtnty`) are SuiteQL rows of `transaction`, and a
   phone call's `transaction` must name one of them;
 - the RingCentral SuiteApp's RESTlets on `<account>.restlets.api.netsuite.com/app/site/hosting/restlet.nl`

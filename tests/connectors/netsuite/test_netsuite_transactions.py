@@ -506,3 +506,15 @@ async def test_name_search_ignores_wildcards_and_too_short_names(env: Env) -> No
         matches = await env.connector.find_contact_with_name(env.call, typed)
         assert matches.contacts == []
     assert env.queries() == []
+
+
+async def test_a_restlet_not_at_its_url_counts_as_no_suiteapp(env: Env) -> None:
+    """Oracle: a 404 is "the RESTlet called is not at the URL used", as a script never deployed."""
+    log_id, order = await _logged(env)
+    before = _message(env, log_id)
+    env.fake.inject(404, path_prefix=NOTES_URL, method="POST", body={"error": {"code": "NOT_FOUND"}})
+    result = await env.connector.upsert_call_disposition(
+        env.call, DispositionUpdate(CallLogRef(log_id), {"salesorder": order})
+    )
+    assert result.return_message is not None and "SuiteApp" in result.return_message.message
+    assert _message(env, log_id) == before

@@ -110,10 +110,10 @@ SUITEAPP_SCRIPTS = {
     "customscript_attachfilewithphonecalls": "customdeploy_attachfilewithphonecalls",
     "customscript_createusernotes": "customdeploy_createusernotes",
 }
-#: the error code of a RESTlet answer meaning "no such script is deployed": the SuiteApp is not installed
-#: (Oracle, "SuiteScript 2.x RESTlet Error Handling"; this project's evidence table). Only this answer counts
-#: as "the SuiteApp is absent"; any other refusal (a bad body, a token without the `restlets` scope, a role
-#: without access) is a failure of that call, logged at warning
+#: the error code of a RESTlet answer (400) meaning "no such script is deployed": the SuiteApp is not installed.
+#: Only this answer, or a 404 (Oracle, "SuiteScript 2.x RESTlet Error Handling": "the RESTlet called is not at
+#: the URL used"), counts as "the SuiteApp is absent"; any other refusal (a bad body, a token without the
+#: `restlets` scope, a role without access) is a failure of that call, logged at warning
 _NOT_DEPLOYED = "SSS_INVALID_SCRIPTLET_ID"
 #: the permissions the connector's work needs, by NetSuite permission id, as the role-permission RESTlet takes
 #: them (the reference's list), and how NetSuite's role page names them
@@ -423,7 +423,7 @@ class NetSuiteConnector(Connector):
             )
         except CrmHttpError as exc:
             code = _restlet_error_code(exc.body)
-            if exc.status == 400 and code == _NOT_DEPLOYED:
+            if code == _NOT_DEPLOYED or exc.status == 404:
                 return None
             if _refused(exc):
                 log.warning("NetSuite RESTlet %s refused the request: %s %s", script, exc.status, code or "-")
