@@ -65,8 +65,8 @@ class NetSuiteTarget(FakeCrmTarget):
         super().__init__(FakeNetSuite())
 
     def requests_per_fault(self, operation: Operation, status: int | None) -> int:
-        """A lookup sends two queries at once (contacts, customers): both must meet the fault."""
-        return 2 if operation == "find_contact" else 1
+        """A lookup sends three queries at once (contacts, customers, vendors): all must meet the fault."""
+        return 3 if operation == "find_contact" else 1
 
     def server_env(self) -> dict[str, str]:
         return self.fake.env()
@@ -88,6 +88,8 @@ class NetSuiteTarget(FakeCrmTarget):
     def seed_contact(self, name: str, stored_phone: str, contact_type: str = "") -> str:
         if contact_type in ("", "contact"):
             return str(self.fake.add_contact(name, stored_phone)["id"])
+        if contact_type == "vendor":
+            return str(self.fake.add_vendor(name, stored_phone)["id"])
         stage = {"lead": "LEAD", "prospect": "PROSPECT"}.get(contact_type, "CUSTOMER")
         return str(self.fake.add_customer(name, stored_phone, stage=stage)["id"])
 
@@ -97,6 +99,7 @@ class NetSuiteTarget(FakeCrmTarget):
         for customer in account.customers.values():
             status = int(str((customer.get("entityStatus") or {}).get("id") or 13))
             people.append((_KINDS[str(account.statuses[status]["stage"])], customer))
+        people += [("vendor", v) for v in account.vendors.values()]
         return sorted(people, key=lambda p: int(str(p[1]["id"])))
 
     def contacts_with_number(self, e164: str) -> list[CrmRecord]:

@@ -19,6 +19,8 @@ What it holds to, from Oracle's NetSuite REST web services guide and the referen
 - errors in NetSuite's envelope: `{type, title, status, o:errorDetails: [{detail, o:errorCode}]}`;
 - REST, SOAP and RESTlets share one concurrency pool per account (`concurrency_limit`): a request over it is
   answered 429 with `CONCURRENCY_LIMIT_EXCEEDED`;
+- people are contacts, customers (leads and prospects at their stage) and vendors (a role denied
+  `LIST_VENDOR` knows no `vendor` table); a phone call's `company` names a customer or a vendor;
 - transactions (sales orders `SalesOrd`, opportunities `Opprtnty`) are SuiteQL rows of `transaction`, and a
   phone call's `transaction` must name one of them;
 - the RingCentral SuiteApp's RESTlets on `<account>.restlets.api.netsuite.com/app/site/hosting/restlet.nl`
@@ -107,6 +109,25 @@ RECORD_FIELDS: dict[str, frozenset[str]] = {
             "comments",
         }
     ),
+    # a vendor (Oracle schema browser, record "vendor": isPerson, names, companyName, entityId, phone, altPhone,
+    # homePhone, mobilePhone; the reference's vendor create and its vendor phone fields)
+    "vendor": frozenset(
+        {
+            "isPerson",
+            "firstName",
+            "middleName",
+            "lastName",
+            "companyName",
+            "entityId",
+            "phone",
+            "mobilePhone",
+            "homePhone",
+            "altPhone",
+            "email",
+            "subsidiary",
+            "comments",
+        }
+    ),
     "phonecall": frozenset(
         {
             "title",
@@ -128,7 +149,9 @@ RECORD_FIELDS: dict[str, frozenset[str]] = {
 }
 #: reference fields and the record types they may name
 _REFERENCES = {
-    "company": ("customer",),
+    # a phone call's `company` names any entity the call was with: a customer, or a vendor (the reference
+    # sends a vendor's id there)
+    "company": ("customer", "vendor"),
     "contact": ("contact",),
     "subsidiary": ("subsidiary",),
     "entityStatus": ("customerstatus",),
@@ -170,6 +193,27 @@ TABLE_COLUMNS: dict[str, frozenset[str]] = {
             "entitytitle",
             "searchstage",
             "entitystatus",
+            "phone",
+            "mobilephone",
+            "homephone",
+            "altphone",
+            "email",
+            "subsidiary",
+            "comments",
+            "datecreated",
+            "lastmodifieddate",
+        }
+    ),
+    "vendor": frozenset(
+        {
+            "id",
+            "isperson",
+            "firstname",
+            "middlename",
+            "lastname",
+            "companyname",
+            "entityid",
+            "entitytitle",
             "phone",
             "mobilephone",
             "homephone",
@@ -234,6 +278,7 @@ class Account:
     employees: dict[int, JsonDict] = field(default_factory=dict)
     contacts: dict[int, JsonDict] = field(default_factory=dict)
     customers: dict[int, JsonDict] = field(default_factory=dict)
+    vendors: dict[int, JsonDict] = field(default_factory=dict)
     statuses: dict[int, JsonDict] = field(default_factory=dict)
     phonecalls: dict[int, JsonDict] = field(default_factory=dict)
     #: sales orders and opportunities (`type` `SalesOrd` / `Opprtnty`, `entity` the customer)
@@ -263,6 +308,7 @@ class Account:
         return {
             "contact": self.contacts,
             "customer": self.customers,
+            "vendor": self.vendors,
             "phonecall": self.phonecalls,
             "employee": self.employees,
             "customerstatus": self.statuses,
@@ -355,6 +401,24 @@ class FakeNetSuite(FakeCrm):
             "entityStatus": {"id": str(status)},
         }
         return self._insert(account_id, "customer", record)
+
+    def add_vendor(
+        self,
+        name: str,
+        phone: str,
+        *,
+        company: bool = False,
+        field_name: str = "phone",
+        account_id: str = DEFAULT_ACCOUNT,
+    ) -> JsonDict:
+        """A vendor: a person, or (`company`) a company named `name`."""
+        record: JsonDict
+        if company:
+            record = {"isPerson": False, "companyName": name, "entityId": name, field_name: phone}
+        else:
+            first, _, last = name.partition(" ")
+            record = {"isPerson": True, "firstName": first, "lastName": last or first, field_name: phone}
+        return self._insert(account_id, "vendor", record)
 
     def add_transaction(
         self,
@@ -659,6 +723,8 @@ class FakeNetSuite(FakeCrm):
         # a role denied `TRAN_SALESORD` knows no `transaction` table (this fake's simplification of NetSuite's
         # per-type transaction permissions)
         hidden = table == "transaction" and "TRAN_SALESORD" in account.denied_permissions
+        # a role denied `LIST_VENDOR` knows no `vendor` table
+        hidden = hidden or (table == "vendor" and "LIST_VENDOR" in account.denied_permissions)
         if table not in TABLE_COLUMNS or hidden:
             raise SuiteQlError(f"Record '{table}' was not found.")
         rows = []
@@ -673,13 +739,15 @@ class FakeNetSuite(FakeCrm):
                 if isinstance(value, bool):
                     value = "T" if value else "F"
                 row[name] = str(value)
-            if table in ("contact", "customer"):
+            if table in ("contact", "customer", "vendor"):
                 title = " ".join(
                     str(record.get(k) or "") for k in ("firstName", "middleName", "lastName")
                 ).split()
                 row["entitytitle"] = " ".join(title) or str(record.get("companyName") or "")
                 row["datecreated"] = "12/1/2026"
                 row["lastmodifieddate"] = "12/1/2026"
+            if table == "vendor":
+                row.setdefault("isperson", "F")
             if table == "customer":
                 row["searchstage"] = _STAGE_NAMES[self._stage(account, record)]
                 row.setdefault("isperson", "F")
@@ -714,13 +782,13 @@ class FakeNetSuite(FakeCrm):
                 _check_transaction(account, value)
             elif key in _REFERENCES:
                 ref = value.get("id") if isinstance(value, dict) else None
-                target = _REFERENCES[key][0]
                 exists = False
                 if isinstance(ref, str | int) and str(ref).isdigit():
-                    exists = (
+                    exists = any(
                         int(ref) in account.subsidiaries
                         if target == "subsidiary"
                         else int(ref) in account.store(target)
+                        for target in _REFERENCES[key]
                     )
                 if not exists:
                     raise HttpError(
@@ -757,7 +825,7 @@ class FakeNetSuite(FakeCrm):
             self._validate(account, record_type, body)
         if record_type == "phonecall" and not body.get("title"):
             raise HttpError(400, "Please enter value(s) for: Subject", extra={"o:errorCode": "USER_ERROR"})
-        if record_type in ("contact", "customer"):
+        if record_type in ("contact", "customer", "vendor"):
             person = record_type == "contact" or body.get("isPerson") is True
             if person and not body.get("lastName") and not body.get("firstName"):
                 raise HttpError(400, "Please enter value(s) for: Name", extra={"o:errorCode": "USER_ERROR"})
@@ -765,9 +833,12 @@ class FakeNetSuite(FakeCrm):
                 raise HttpError(
                     400, "Please enter value(s) for: Company Name", extra={"o:errorCode": "USER_ERROR"}
                 )
-        if record_type == "customer" and body.get("entityId") and account.unique_entity_ids:
+        if record_type in ("customer", "vendor") and body.get("entityId") and account.unique_entity_ids:
             with self._lock:
-                taken = any(c.get("entityId") == body["entityId"] for c in account.customers.values())
+                taken = any(
+                    c.get("entityId") == body["entityId"]
+                    for c in (*account.customers.values(), *account.vendors.values())
+                )
             if taken:
                 raise HttpError(400, "This entity already exists.", extra={"o:errorCode": "DUP_ENTITY"})
         record = self._insert(account.id, record_type, body)

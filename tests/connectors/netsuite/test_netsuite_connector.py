@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from fake_netsuite import DEFAULT_ACCOUNT, RECORD_PREFIX, SUITEQL_PATH, FakeNetSuite, api_host
 
@@ -184,7 +185,13 @@ async def test_lookup_searches_mobile_phones_too(env: Env) -> None:
 
 @pytest.mark.parametrize(
     ("kind", "record_type"),
-    [("contact", "contact"), ("custjob", "customer"), ("lead", "customer"), ("prospect", "customer")],
+    [
+        ("contact", "contact"),
+        ("custjob", "customer"),
+        ("lead", "customer"),
+        ("prospect", "customer"),
+        ("vendor", "vendor"),
+    ],
 )
 async def test_placeholder_contact_id_comes_from_location(env: Env, kind: str, record_type: str) -> None:
     created = await env.connector.create_contact(
@@ -311,3 +318,70 @@ async def test_lookup_searches_only_the_fields_and_records_the_user_chose(env: E
         and "FROM customer" in query.json["q"]
         and "mobilephone" not in query.json["q"].split("WHERE")[1]
     )
+
+
+# --- vendors -------------------------------------------------------------------------------------------------
+
+
+async def test_lookup_finds_vendors_people_and_companies(env: Env) -> None:
+    person = env.fake.add_vendor("Nora Supplier", "415.555.0142", field_name="altPhone")
+    company = env.fake.add_vendor("Acme Supplies", "(415) 555-0142", company=True)
+    env.fake.add_vendor("Other Vendor", "(415) 555-0143")
+    env.call.user.user_settings = {"enableSalesOrderLogging": {"value": True}}
+    matches = await env.connector.find_contact(env.call, ContactLookup(phone_number="+14155550142"))
+    vendors = {c.id: c for c in matches.contacts if c.type == "vendor"}
+    assert set(vendors) == {str(person["id"]), str(company["id"])}
+    assert vendors[str(person["id"])].name == "Nora Supplier"
+    assert vendors[str(company["id"])].name == "Acme Supplies"
+    # a vendor is offered no sales orders: none is asked for
+    assert all(v.additional_info is None for v in vendors.values())
+    queries = [str(r.json["q"]) for r in env.fake.requests_to(env.fake.path(SUITEQL_PATH), "POST")]
+    assert not [q for q in queries if "FROM transaction" in q]
+    [vendor_query] = [q for q in queries if "FROM vendor" in q]
+    assert "officephone" not in vendor_query  # a vendor has no office phone
+
+
+@pytest.mark.parametrize(
+    ("chosen", "tables"),
+    [
+        (["vendor"], {"vendor"}),
+        (["contact", "customer"], {"contact", "customer"}),
+        ([], {"contact", "customer", "vendor"}),  # nothing picked: the manifest's default, all three
+    ],
+)
+async def test_the_records_searched_follow_the_setting(env: Env, chosen: list[str], tables: set[str]) -> None:
+    env.call.user.user_settings = {"contactsSearchId": {"value": chosen}}
+    await _found(env, "+14155550142")
+    queries = [str(r.json["q"]) for r in env.fake.requests_to(env.fake.path(SUITEQL_PATH), "POST")]
+    assert {q.split(" FROM ")[1].split()[0] for q in queries} == tables
+
+
+async def test_a_role_without_vendors_still_finds_contacts(env: Env) -> None:
+    env.fake.account().denied_permissions = {"LIST_VENDOR"}
+    contact = env.fake.add_contact("Maya Patel", "(415) 555-0142")
+    env.fake.add_vendor("Nora Supplier", "(415) 555-0142")
+    assert await _found(env, "+14155550142") == [
+        (str(contact["id"]), "contact"),
+        (PLACEHOLDER_CONTACT_ID, None),
+    ]
+
+
+async def test_a_vendor_call_names_the_vendor_as_company(env: Env) -> None:
+    vendor = env.fake.add_vendor("Acme Supplies", "4155550142", company=True)
+    ref = ContactRef(id=str(vendor["id"]), phone_number="+14155550142", type="vendor", name="Acme Supplies")
+    result = await env.connector.create_call_log(env.call, CallLogCreate(contact=ref, call=_call()))
+    assert result.log_id is not None
+    call = env.fake.snapshot(env.fake.account().phonecalls)[int(result.log_id)]
+    assert call["company"] == {"id": str(vendor["id"])} and "contact" not in call
+
+
+def test_the_fake_refuses_a_call_whose_company_is_no_entity(fake_netsuite: FakeNetSuite) -> None:
+    """A phone call's `company` must name a customer or vendor that exists (NetSuite: INVALID_KEY_OR_REF)."""
+    token = fake_netsuite.issue_tokens(DEFAULT_ACCOUNT).access_token
+    answer = httpx.post(
+        fake_netsuite.url(api_host(DEFAULT_ACCOUNT), f"{RECORD_PREFIX}/phonecall"),
+        json={"title": "x", "company": {"id": "999999"}},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 400
+    assert answer.json()["o:errorDetails"][0]["o:errorCode"] == "INVALID_KEY_OR_REF"

@@ -445,3 +445,117 @@ async def test_a_transcript_the_user_left_out_of_the_log_is_not_added_or_attache
     message = env.fake.snapshot(env.fake.account().phonecalls)[int(created.log_id)]["message"]
     assert message.startswith(long_note) and "Transcript" not in message
     assert not env.fake.snapshot(env.fake.account().files)
+
+
+# --- the composed log's date line in the user's NetSuite time zone ----------------------------------------
+
+#: the line as the server composed it with the offset it knows (+02:00 here) for a call at 14:35:20 UTC
+COMPOSED_AT = "- Note: renewal\n- Date/Time: 2026-03-12 04:35:20 PM\n- Duration: 8 minutes"
+
+
+def _message(env: Env, log_id: str | None) -> str:
+    assert log_id is not None
+    return str(env.fake.snapshot(env.fake.account().phonecalls)[int(log_id)]["message"])
+
+
+async def test_the_date_line_is_rewritten_in_the_netsuite_zone_on_create_and_update(env: Env) -> None:
+    call = env.call(zone="America/New_York")  # EDT, UTC-4, on 12 March 2026
+    created = await env.connector.create_call_log(
+        call, CallLogCreate(contact=_customer_ref(env), call=_record(), composed_log_details=COMPOSED_AT)
+    )
+    message = _message(env, created.log_id)
+    assert "- Date/Time: 2026-03-12 10:35:20 AM\n" in message
+    assert "- Note: renewal\n" in message and "- Duration: 8 minutes" in message
+    assert created.log_id is not None
+    await env.connector.update_call_log(
+        call,
+        CallLogUpdate(
+            log=CallLogRef(log_id=created.log_id),
+            composed_log_details="- Note: called back\n- Date/Time: 2026-03-12 10:00:00 PM",
+            start_time="2026-03-12T20:00:00.000Z",
+            duration=30,
+        ),
+    )
+    assert "- Date/Time: 2026-03-12 04:00:00 PM" in _message(env, created.log_id)
+
+
+async def test_the_date_line_keeps_the_users_date_format(env: Env) -> None:
+    call = env.call(zone="Europe/Berlin")
+    call.user.user_settings = {"logDateFormat": {"value": "DD.MM.YYYY HH:mm"}}
+    created = await env.connector.create_call_log(
+        call, CallLogCreate(contact=_customer_ref(env), call=_record(), composed_log_details=COMPOSED_AT)
+    )
+    assert "- Date/Time: 12.03.2026 15:35\n" in _message(env, created.log_id)
+
+
+async def test_the_date_line_is_left_alone_when_netsuite_names_no_zone(env: Env) -> None:
+    # no SuiteApp: the zone is unknown, the line stays as the server composed it (the offset it knows)
+    created = await env.connector.create_call_log(
+        env.call(),
+        CallLogCreate(contact=_customer_ref(env), call=_record(), composed_log_details=COMPOSED_AT),
+    )
+    assert _message(env, created.log_id).startswith(COMPOSED_AT)
+
+
+async def test_the_date_line_is_left_alone_when_the_user_turned_it_off(env: Env) -> None:
+    call = env.call(zone="America/New_York")
+    call.user.user_settings = {"addCallLogDateTime": {"value": False}}
+    created = await env.connector.create_call_log(
+        call, CallLogCreate(contact=_customer_ref(env), call=_record(), composed_log_details=COMPOSED_AT)
+    )
+    assert _message(env, created.log_id).startswith(COMPOSED_AT)
+
+
+# --- a RESTlet that refuses is not a SuiteApp that is absent -----------------------------------------------
+
+SCRIPT_ERROR = {"error": {"code": "JS_EXCEPTION", "message": "TypeError: x is undefined"}}
+
+
+async def test_a_refusing_time_zone_restlet_falls_back_to_the_offset_asked_once(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    env.fake.account().suiteapp = True
+    env.fake.account().timezones[1] = "America/New_York"
+    env.fake.inject(
+        400, path_prefix=f"/~{restlet_host(DEFAULT_ACCOUNT)}{RESTLET_PATH}", method="GET", body=SCRIPT_ERROR
+    )
+    call = env.call(offset="+02:00")
+    for session in ("s-1", "s-2"):
+        result = await env.connector.create_call_log(
+            call,
+            CallLogCreate(
+                contact=_customer_ref(env), call=_record(session), composed_log_details=COMPOSED_AT
+            ),
+        )
+        assert _times(env, result.log_id) == ("2026-03-12", "16:35", "16:43")
+        assert _message(env, result.log_id).startswith(COMPOSED_AT)
+    assert len(env.fake.restlet_calls(TIMEZONE)) == 1  # a refusal is kept for the hour, as an absence
+    assert any(
+        "customscript_gettimezone" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records
+    )
+
+
+async def test_a_refusing_permission_check_lets_the_login_go_on_with_the_rest_of_the_suiteapp(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    env.fake.account().suiteapp = True
+    env.fake.account().denied_permissions = {"LIST_CALL"}
+    env.fake.inject(
+        400, path_prefix=f"/~{restlet_host(DEFAULT_ACCOUNT)}{RESTLET_PATH}", method="POST", body=SCRIPT_ERROR
+    )
+    result = await _login(env)
+    assert result.successful is True  # NetSuite checks the role on every request anyway
+    assert result.user is not None
+    assert result.user.platform_additional_info["oneWorldEnabled"] is True
+    assert result.user.timezone_name == "America/Los_Angeles"  # the time zone is still read
+    [line] = [r for r in caplog.records if PERMISSIONS in r.getMessage()]
+    assert line.levelname == "WARNING" and "JS_EXCEPTION" in line.getMessage()
+    assert "TypeError" not in line.getMessage()
+
+
+async def test_a_busy_account_at_login_still_skips_the_suiteapp(env: Env) -> None:
+    env.fake.account().suiteapp = True
+    env.fake.inject(503, path_prefix=f"/~{restlet_host(DEFAULT_ACCOUNT)}{RESTLET_PATH}", times=10)
+    result = await _login(env)
+    assert result.successful is True and result.user is not None
+    assert result.user.timezone_name is None

@@ -80,7 +80,7 @@ async def env(fake_netsuite: FakeNetSuite) -> AsyncIterator[Env]:
         await client.aclose()
 
 
-def _settings(env: Env, **values: bool) -> None:
+def _settings(env: Env, **values: object) -> None:
     env.call.user.user_settings = {key: {"value": value} for key, value in values.items()}
 
 
@@ -303,15 +303,59 @@ async def test_a_note_whose_answer_was_lost_is_never_written_twice(env: Env) -> 
     assert len(env.restlet_calls("POST")) == 1
 
 
-async def test_a_refused_note_can_be_tried_again(env: Env) -> None:
+#: how a deployed RESTlet answers a request its script throws on (Oracle, "SuiteScript 2.x RESTlet Error
+#: Handling": 400 and the error's code); not the undeployed script's SSS_INVALID_SCRIPTLET_ID
+SCRIPT_ERROR = {"error": {"code": "JS_EXCEPTION", "message": "TypeError: Cannot read property 'id' of null"}}
+
+
+async def test_a_refused_note_warns_without_blaming_the_suiteapp_and_can_be_tried_again(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
     log_id, order = await _logged(env)
-    env.fake.inject(409, path_prefix=NOTES_URL, method="POST")
+    env.fake.inject(400, path_prefix=NOTES_URL, method="POST", body=SCRIPT_ERROR)
     update = DispositionUpdate(CallLogRef(log_id), {"salesorder": order})
-    with pytest.raises(CrmHttpError):
-        await env.connector.upsert_call_disposition(env.call, update)
-    assert "SalesOrderNoteUrl" not in _message(env, log_id)
+    result = await env.connector.upsert_call_disposition(env.call, update)
+    assert result.return_message is not None and result.return_message.message_type == "warning"
+    assert "refused" in result.return_message.message
+    assert "needs" not in result.return_message.message  # not the "install the SuiteApp" warning
+    assert "SalesOrderNoteUrl" not in _message(env, log_id)  # no pending line left behind
+    [line] = [r for r in caplog.records if "createusernotes" in r.getMessage()]
+    assert "400 JS_EXCEPTION" in line.getMessage()
+    assert env.call.auth_header not in line.getMessage() and "TypeError" not in line.getMessage()
     await env.connector.upsert_call_disposition(env.call, update)
     assert len(env.fake.user_notes()) == 1
+
+
+async def test_a_refused_note_does_not_stop_the_other_transaction(env: Env) -> None:
+    log_id, order = await _logged(env)
+    company = int(env.fake.snapshot(env.fake.account().transactions[order])["entity"]["id"])
+    opportunity = env.fake.add_transaction("opportunity", company, "Upsell")["id"]
+    env.fake.inject(400, path_prefix=NOTES_URL, method="POST", body=SCRIPT_ERROR)
+    update = DispositionUpdate(CallLogRef(log_id), {"salesorder": order, "opportunity": opportunity})
+    result = await env.connector.upsert_call_disposition(env.call, update)
+    assert result.return_message is not None and result.return_message.message_type == "warning"
+    assert [n["transaction"] for n in env.fake.user_notes()] == [opportunity]
+
+
+async def test_a_refused_note_update_keeps_the_link_and_warns(env: Env) -> None:
+    log_id, order = await _logged(env)
+    update = DispositionUpdate(CallLogRef(log_id), {"salesorder": order})
+    await env.connector.upsert_call_disposition(env.call, update)
+    with_link = _message(env, log_id)
+    env.fake.inject(400, path_prefix=NOTES_URL, method="PUT", body=SCRIPT_ERROR)
+    result = await env.connector.upsert_call_disposition(env.call, update)
+    assert result.return_message is not None and "refused" in result.return_message.message
+    assert _message(env, log_id) == with_link
+
+
+async def test_a_failing_restlet_still_fails_the_disposition(env: Env) -> None:
+    """A 5xx is no refusal: the answer may be lost, so the error goes to the caller as before."""
+    log_id, order = await _logged(env)
+    env.fake.inject(503, path_prefix=NOTES_URL, method="POST")
+    with pytest.raises(CrmHttpError):
+        await env.connector.upsert_call_disposition(
+            env.call, DispositionUpdate(CallLogRef(log_id), {"salesorder": order})
+        )
 
 
 async def test_the_note_lines_never_show_and_survive_an_update(env: Env) -> None:
@@ -400,10 +444,11 @@ async def test_a_message_log_without_a_choice_calls_no_restlet(env: Env) -> None
 
 async def test_a_failed_message_note_keeps_the_log_and_says_so(env: Env) -> None:
     company, _old, new, _opportunity = _company_with_orders(env)
-    env.fake.inject(400, path_prefix=NOTES_URL, method="POST")
+    env.fake.inject(400, path_prefix=NOTES_URL, method="POST", body=SCRIPT_ERROR)
     result = await env.connector.create_message_log(env.call, _sms(company, salesorder=new))
     assert result.log_id is not None and int(result.log_id) in env.fake.account().phonecalls
     assert result.return_message is not None and result.return_message.message_type == "warning"
+    assert "SuiteApp" not in result.return_message.message  # a script error, not an absent SuiteApp
     assert env.fake.user_notes() == []
 
 
@@ -432,6 +477,20 @@ async def test_name_search_finds_contacts_and_customers_with_their_choices(env: 
     assert found[str(contact)].additional_info["salesorder"][0]["const"] == str(new)
 
 
+async def test_name_search_finds_vendors_by_name_company_and_entity_id(env: Env) -> None:
+    person = env.fake.add_vendor("Nora Acmeworth", "+1 415 555 0150")["id"]
+    company = env.fake.add_vendor("Acme Supplies", "+1 415 555 0151", company=True)["id"]
+    env.fake.add_vendor("Other Vendor", "+1 415 555 0152")
+    matches = await env.connector.find_contact_with_name(env.call, "acme")
+    vendors = {c.id: c for c in matches.contacts if c.type == "vendor"}
+    assert set(vendors) == {str(person), str(company)}
+    assert vendors[str(company)].name == "Acme Supplies" and vendors[str(company)].phone == "+1 415 555 0151"
+    assert all(v.additional_info is None for v in vendors.values())
+    _settings(env, contactsSearchId=["contact", "customer"])
+    again = await env.connector.find_contact_with_name(env.call, "acme")
+    assert not [c for c in again.contacts if c.type == "vendor"]
+
+
 async def test_name_search_quotes_what_was_typed(env: Env) -> None:
     env.fake.add_contact("Sean O'Brien", "+1 415 555 0145")
     matches = await env.connector.find_contact_with_name(env.call, "o'brien")
@@ -447,3 +506,15 @@ async def test_name_search_ignores_wildcards_and_too_short_names(env: Env) -> No
         matches = await env.connector.find_contact_with_name(env.call, typed)
         assert matches.contacts == []
     assert env.queries() == []
+
+
+async def test_a_restlet_not_at_its_url_counts_as_no_suiteapp(env: Env) -> None:
+    """Oracle: a 404 is "the RESTlet called is not at the URL used", as a script never deployed."""
+    log_id, order = await _logged(env)
+    before = _message(env, log_id)
+    env.fake.inject(404, path_prefix=NOTES_URL, method="POST", body={"error": {"code": "NOT_FOUND"}})
+    result = await env.connector.upsert_call_disposition(
+        env.call, DispositionUpdate(CallLogRef(log_id), {"salesorder": order})
+    )
+    assert result.return_message is not None and "SuiteApp" in result.return_message.message
+    assert _message(env, log_id) == before

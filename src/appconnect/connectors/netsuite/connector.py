@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
@@ -80,6 +81,7 @@ from appconnect.connectors.sdk import (
     placeholder_contact,
     stored_user_id,
 )
+from appconnect.flows.composer import DEFAULT_DATE_FORMAT, format_date
 
 SUITEQL_PATH = "/services/rest/query/v1/suiteql"
 RECORD_PATH = "/services/rest/record/v1"
@@ -108,9 +110,11 @@ SUITEAPP_SCRIPTS = {
     "customscript_attachfilewithphonecalls": "customdeploy_attachfilewithphonecalls",
     "customscript_createusernotes": "customdeploy_createusernotes",
 }
-#: a RESTlet's answers meaning "this script cannot serve us": not deployed (400 SSS_INVALID_SCRIPTLET_ID, or
-#: 404), a token without the `restlets` scope (401), no access (403), another method or media type (405, 415)
-_SUITEAPP_ABSENT = (400, 401, 403, 404, 405, 415)
+#: the error code of a RESTlet answer (400) meaning "no such script is deployed": the SuiteApp is not installed.
+#: Only this answer, or a 404 (Oracle, "SuiteScript 2.x RESTlet Error Handling": "the RESTlet called is not at
+#: the URL used"), counts as "the SuiteApp is absent"; any other refusal (a bad body, a token without the
+#: `restlets` scope, a role without access) is a failure of that call, logged at warning
+_NOT_DEPLOYED = "SSS_INVALID_SCRIPTLET_ID"
 #: the permissions the connector's work needs, by NetSuite permission id, as the role-permission RESTlet takes
 #: them (the reference's list), and how NetSuite's role page names them
 REQUIRED_PERMISSIONS = {
@@ -138,6 +142,10 @@ PLACEHOLDER_COMPANY = "RingCentral_CRM_Extension_Placeholder_Company"
 _TRANSCRIPT_BLOCK_RE = re.compile(r"^- Transcript:\n([\s\S]*?)\n--- END\n?", re.MULTILINE)
 _TRUNCATED_NOTE = "(Transcript shortened here: the whole transcript is the file attached to this phone call.)"
 _FILE_NAME_UNSAFE_RE = re.compile(r'[\\/:*?"<>|\x00-\x1f]+')
+#: the composed log's date line (plain text: the manifest's log format for NetSuite), first one only
+_DATE_LINE_RE = re.compile(r"^- Date/Time:.*$", re.M)
+
+log = logging.getLogger(__name__)
 
 CONTACT_COLUMNS = (
     "id, firstname, middlename, lastname, entitytitle, phone, mobilephone, homephone, officephone, company, "
@@ -149,6 +157,14 @@ CUSTOMER_COLUMNS = (
     "mobilephone, homephone, altphone, datecreated, lastmodifieddate"
 )
 CUSTOMER_PHONES = ("phone", "mobilephone", "homephone", "altphone")
+#: a vendor's columns; its phone fields are the reference's vendor fields (the common ones and `altPhone`)
+VENDOR_COLUMNS = (
+    "id, firstname, middlename, lastname, companyname, entitytitle, isperson, phone, mobilephone, homephone, "
+    "altphone, datecreated, lastmodifieddate"
+)
+VENDOR_PHONES = ("phone", "mobilephone", "homephone", "altphone")
+#: the manifest's `contactsSearchId` options (the records a lookup searches) -> SuiteQL tables
+_SEARCH_SETTING = {"contact": "contact", "customer": "customer", "vendor": "vendor"}
 _ALL_PHONES = ("phone", "mobilephone", "homephone", "officephone", "altphone")
 #: the manifest's `phoneFieldsId` options -> SuiteQL columns
 _PHONE_SETTING = {
@@ -343,10 +359,10 @@ class NetSuiteConnector(Connector):
         user's time zone. Nothing is known (and nothing refused) when the SuiteApp is not installed or does not
         answer: the login then goes on as without it. The reference's getUserInfo RESTlets, and the time zone."""
         try:
-            current = await self._restlet(http, account, "customscript_getcurrentuser")
+            current = await self._ask(http, account, "customscript_getcurrentuser")
             if current is None:
                 return SuiteAppLogin()
-            licence = await self._restlet(http, account, "customscript_getoneworldlicense_scriptid")
+            licence = await self._ask(http, account, "customscript_getoneworldlicense_scriptid")
             one_world = licence.get("oneWorldEnabled") if licence else None
             if not isinstance(one_world, bool):
                 # the reference's inference: a user with a subsidiary works in a OneWorld account
@@ -354,14 +370,16 @@ class NetSuiteConnector(Connector):
             wanted = dict(REQUIRED_PERMISSIONS)
             if one_world:
                 wanted[SUBSIDIARY_PERMISSION[0]] = SUBSIDIARY_PERMISSION[1]
-            answer = await self._restlet(
+            # a check that fails for another reason than "not deployed" lets the login go on (logged at
+            # warning): the permissions are checked again by NetSuite on every request
+            answer = await self._ask(
                 http,
                 account,
                 "customscript_checkrolepermissionscriptid",
                 body={"requiredPermissions": list(wanted)},
                 idempotent=True,  # a question: asking twice changes nothing
             )
-            zone = await self._restlet(http, account, "customscript_gettimezone", idempotent=True)
+            zone = await self._ask(http, account, "customscript_gettimezone", idempotent=True)
         except CrmHttpError:
             return SuiteAppLogin()  # busy or failing: the login must not depend on an optional add-on
         name = zone.get("userTimezone") if zone else None
@@ -389,8 +407,9 @@ class NetSuiteConnector(Connector):
         idempotent: bool = False,
     ) -> JsonDict | None:
         """Call one of the SuiteApp's RESTlets (GET, or POST / `method` with a JSON body); None when the script
-        cannot serve us (not installed or not deployed, a token without the `restlets` scope) or answers no
-        object. A busy account (429), a failing one (5xx) or no answer raise, as any request."""
+        is not deployed (the SuiteApp is not installed) or answers no object. Any other refusal raises, logged
+        at warning (script, status, NetSuite's error code: no body text, which may quote data); a busy account
+        (429), a failing one (5xx) or no answer raise, as any request."""
         query = {"script": script, "deploy": SUITEAPP_SCRIPTS[script], **(params or {})}
         try:
             response = await http.request(
@@ -403,17 +422,43 @@ class NetSuiteConnector(Connector):
                 idempotent=idempotent,
             )
         except CrmHttpError as exc:
-            if exc.status in _SUITEAPP_ABSENT:
+            code = _restlet_error_code(exc.body)
+            if code == _NOT_DEPLOYED or exc.status == 404:
                 return None
+            if _refused(exc):
+                log.warning("NetSuite RESTlet %s refused the request: %s %s", script, exc.status, code or "-")
             raise
         data = response.json()
         return data if isinstance(data, dict) else None
 
+    async def _ask(
+        self,
+        http: CrmHttp,
+        account: str,
+        script: str,
+        *,
+        body: JsonDict | None = None,
+        idempotent: bool = False,
+    ) -> JsonDict | None:
+        """A RESTlet whose answer is optional: None when the SuiteApp is absent or the script refused the
+        request (logged by `_restlet`), so the caller goes on as without the SuiteApp. Busy, failing or silent
+        accounts still raise."""
+        try:
+            return await self._restlet(http, account, script, body=body, idempotent=idempotent)
+        except CrmHttpError as exc:
+            if _refused(exc):
+                return None
+            raise
+
     async def _user_zone(self, call: CrmCall) -> tzinfo:
+        """The user's NetSuite time zone (`_netsuite_zone`), else the offset the server knows for the user."""
+        return await self._netsuite_zone(call) or user_timezone(call.user)
+
+    async def _netsuite_zone(self, call: CrmCall) -> tzinfo | None:
         """The time zone of the user's NetSuite preferences (the SuiteApp's `customscript_gettimezone`): read
         at login and kept with the user; for a user who logged in without it (before this version, or before
-        the SuiteApp was installed) read here, at most once an hour per user and process. The offset the server
-        knows for the user when the SuiteApp is absent or names no zone this server knows."""
+        the SuiteApp was installed) read here, at most once an hour per user and process. None when the
+        SuiteApp is absent, refuses, or names no zone this server knows."""
         stored = _zone(call.user.timezone_name)
         if stored is not None:
             return stored
@@ -421,21 +466,37 @@ class NetSuiteConnector(Connector):
         now = asyncio.get_running_loop().time()
         cached = self._zones.get(key)
         if cached is not None and now - cached[0] < TIMEZONE_TTL:
-            return cached[1] or user_timezone(call.user)
+            return cached[1]
         account = account_id(call.user.hostname)
         try:
             answer = (
-                await self._restlet(call.http, account, "customscript_gettimezone", idempotent=True)
+                await self._ask(call.http, account, "customscript_gettimezone", idempotent=True)
                 if account
                 else None
             )
         except CrmHttpError:
-            return user_timezone(call.user)  # busy or failing now: ask again on the next call
+            return None  # busy or failing now: ask again on the next call
         zone = _zone(answer.get("userTimezone") if answer else None)
         if len(self._zones) >= TIMEZONE_CACHE_SIZE:
             self._zones.pop(next(iter(self._zones)))  # the oldest entry
         self._zones[key] = (now, zone)
-        return zone or user_timezone(call.user)
+        return zone
+
+    async def _dated(self, call: CrmCall, details: str, start_time: str | None) -> str:
+        """The composed log with its `- Date/Time:` line in the user's NetSuite time zone (the reference's
+        overrideDateTimeInComposedLogDetails, there on create and update): the server composed it with the
+        offset it knows, which may differ from the zone NetSuite shows the call in. Untouched when the zone is
+        not known from NetSuite, the user turned the line off, or the log has no such line."""
+        if not start_time or call.user.setting("addCallLogDateTime", True) is False:
+            return details
+        if not _DATE_LINE_RE.search(details):
+            return details
+        zone = await self._netsuite_zone(call)
+        if zone is None:
+            return details
+        pattern = call.user.setting("logDateFormat")
+        when = format_date(parse_time(start_time).astimezone(zone), str(pattern or DEFAULT_DATE_FORMAT))
+        return _DATE_LINE_RE.sub(lambda _: f"- Date/Time: {when}", details, count=1)
 
     async def _attach_transcript(self, call: CrmCall, log_id: str, title: str, transcript: str) -> bool:
         """Keep the whole transcript as a file in the SuiteApp's folder and attach it to the phone call, as the
@@ -549,8 +610,9 @@ class NetSuiteConnector(Connector):
     # --- contacts ------------------------------------------------------------------------------------------
 
     async def find_contact(self, call: CrmCall, lookup: ContactLookup) -> ContactMatches:
-        """Contacts and customers (leads and prospects are customers) whose phone fields hold the number's
-        digits, whatever the punctuation; every row is re-checked against the caller's number."""
+        """Contacts, customers (leads and prospects are customers) and vendors whose phone fields hold the
+        number's digits, whatever the punctuation, as the `contactsSearchId` setting picks the records; every
+        row is re-checked against the caller's number. One parallel query per record, as the reference."""
         refused = unsearchable(lookup)
         if refused is not None:
             return refused
@@ -559,20 +621,23 @@ class NetSuiteConnector(Connector):
         if not digits:
             return ContactMatches(successful=True, contacts=[placeholder_contact("contact")])
         fields = _chosen(call.user.setting("phoneFieldsId"), _PHONE_SETTING)
-        tables = _chosen(
-            call.user.setting("contactsSearchId"), {"contact": "contact", "customer": "customer"}
-        )
+        tables = _chosen(call.user.setting("contactsSearchId"), _SEARCH_SETTING)
         contact_fields = tuple(f for f in CONTACT_PHONES if f in fields)
         customer_fields = tuple(f for f in CUSTOMER_PHONES if f in fields)
+        vendor_fields = tuple(f for f in VENDOR_PHONES if f in fields)
         contact_query = _select(CONTACT_COLUMNS, "contact", _phone_condition(contact_fields, digits))
         customer_query = _select(CUSTOMER_COLUMNS, "customer", _phone_condition(customer_fields, digits))
-        contact_rows, customer_rows = await all_or_first_failure(
+        vendor_query = _select(VENDOR_COLUMNS, "vendor", _phone_condition(vendor_fields, digits))
+        contact_rows, customer_rows, vendor_rows = await all_or_first_failure(
             [
                 self._suiteql(call.http, contact_query, max_pages=LOOKUP_PAGES)
                 if "contact" in tables and contact_fields
                 else _no_rows(),
                 self._suiteql(call.http, customer_query, max_pages=LOOKUP_PAGES)
                 if "customer" in tables and customer_fields
+                else _no_rows(),
+                self._vendors(call.http, vendor_query, max_pages=LOOKUP_PAGES)
+                if "vendor" in tables and vendor_fields
                 else _no_rows(),
             ]
         )
@@ -586,21 +651,25 @@ class NetSuiteConnector(Connector):
             for row in customer_rows
             if any_same_number([str(row.get(f) or "") for f in customer_fields], phone)
         ]
+        people += [
+            (row, "vendor")
+            for row in vendor_rows
+            if any_same_number([str(row.get(f) or "") for f in vendor_fields], phone)
+        ]
         contacts = await self._with_transactions(call, people, phone)
         contacts.append(placeholder_contact("contact"))
         return ContactMatches(successful=True, contacts=contacts)
 
     async def find_contact_with_name(self, call: CrmCall, name: str) -> ContactMatches:
-        """Contacts and customers whose first name, last name or display name (a customer's company name too)
-        holds the words typed, case-insensitively (the reference's findContactWithName, without vendors)."""
+        """Contacts, customers and vendors whose first name, last name or display name (a customer's or
+        vendor's company name and entity id too) holds the words typed, case-insensitively (the reference's
+        findContactWithName, without its second contact query by company name)."""
         term = re.sub(r"[%_\s]+", " ", name).strip().lower()  # LIKE wildcards typed would match anything
         if len(term) < 2:
             return ContactMatches(successful=True, contacts=[])
         pattern = _literal(f"%{term}%")
         names = ("firstname", "lastname", "entitytitle")
-        tables = _chosen(
-            call.user.setting("contactsSearchId"), {"contact": "contact", "customer": "customer"}
-        )
+        tables = _chosen(call.user.setting("contactsSearchId"), _SEARCH_SETTING)
         contact_query = _select(
             CONTACT_COLUMNS, "contact", " OR ".join(f"LOWER({c}) LIKE {pattern}" for c in names)
         )
@@ -609,15 +678,34 @@ class NetSuiteConnector(Connector):
             "customer",
             " OR ".join(f"LOWER({c}) LIKE {pattern}" for c in (*names, "companyname", "entityid")),
         )
-        contact_rows, customer_rows = await all_or_first_failure(
+        vendor_query = _select(
+            VENDOR_COLUMNS,
+            "vendor",
+            " OR ".join(f"LOWER({c}) LIKE {pattern}" for c in (*names, "companyname", "entityid")),
+        )
+        contact_rows, customer_rows, vendor_rows = await all_or_first_failure(
             [
                 self._suiteql(call.http, contact_query, max_pages=1) if "contact" in tables else _no_rows(),
                 self._suiteql(call.http, customer_query, max_pages=1) if "customer" in tables else _no_rows(),
+                self._vendors(call.http, vendor_query, max_pages=1) if "vendor" in tables else _no_rows(),
             ]
         )
         people = [(row, "contact") for row in contact_rows]
         people += [(row, _customer_type(row)) for row in customer_rows]
+        people += [(row, "vendor") for row in vendor_rows]
         return ContactMatches(successful=True, contacts=await self._with_transactions(call, people, None))
+
+    async def _vendors(self, http: CrmHttp, query: str, *, max_pages: int) -> list[JsonDict]:
+        """Vendor rows; none when the role may not see vendors (SuiteQL answers 400 for a record the role
+        cannot read, 403 for no access): vendors are searched by default, and a role without them must still
+        find its contacts and customers (the reference, too, lets a failed vendor search pass)."""
+        try:
+            return await self._suiteql(http, query, max_pages=max_pages)
+        except CrmHttpError as exc:
+            if exc.status in (400, 403):
+                log.warning("NetSuite vendor search refused: %s", exc.status)
+                return []
+            raise
 
     async def _with_transactions(
         self, call: CrmCall, people: list[tuple[JsonDict, str]], phone: str | None
@@ -625,8 +713,13 @@ class NetSuiteConnector(Connector):
         """The contacts, each offering its company's sales orders and opportunities (a contact's are its
         company's, a customer's its own, as the reference lists them) when the user's settings turn them on."""
         kinds = [kind for kind, spec in TRANSACTION_KINDS.items() if call.user.setting(spec[1]) is True]
+        # a vendor buys nothing from the account: no sales orders or opportunities (as the reference)
         entities: list[int | None] = [
-            int_or_none(row.get("company")) if kind == "contact" else int_or_none(row.get("id"))
+            int_or_none(row.get("company"))
+            if kind == "contact"
+            else None
+            if kind == "vendor"
+            else int_or_none(row.get("id"))
             for row, kind in people
         ]
         wanted = list(dict.fromkeys(e for e in entities if e is not None))[:CHOICE_ENTITIES] if kinds else []
@@ -668,9 +761,9 @@ class NetSuiteConnector(Connector):
         return options
 
     async def create_contact(self, call: CrmCall, new: NewContact) -> CreatedContact | None:
-        """A contact under the placeholder company (as the reference files every new contact), or a person
-        customer (a lead or prospect: in the account's first active status of that stage), with the caller's
-        number as its main phone."""
+        """A contact under the placeholder company (as the reference files every new contact), a person
+        customer (a lead or prospect: in the account's first active status of that stage), or a person vendor
+        (the manifest's `vendor` type), with the caller's number as its main phone."""
         kind = new.contact_type or "contact"
         first, last = _split_name(new.name)
         person: JsonDict = {"lastName": last, "phone": new.phone_number}
@@ -692,6 +785,11 @@ class NetSuiteConnector(Connector):
                 body["entityStatus"] = {"id": status}
             created = await self._create(call.http, "customer", body)
             label = {"custjob": "Customer", "lead": "Lead", "prospect": "Prospect"}[kind]
+        elif kind == "vendor":
+            # the reference's vendor: a person; NetSuite fills the entity id (the reference sends the name as
+            # one, which an account with unique entity ids refuses for a second vendor of that name)
+            created = await self._create(call.http, "vendor", {**person, "isPerson": True})
+            label = "Vendor"
         else:
             return None
         contact = Contact(id=created, name=new.name, phone=new.phone_number, type=kind)
@@ -782,7 +880,9 @@ class NetSuiteConnector(Connector):
         if contact_id is None:
             return LogResult(None, ReturnMessage("Contact not found", "warning", 5000))
         record = log.call
-        details = log.composed_log_details or "No details available"
+        details = await self._dated(
+            call, log.composed_log_details or "No details available", record.start_time
+        )
         # the transcript as the composed log holds it (absent when the user turned transcripts off): the same
         # text on create and update, so both name its file alike
         transcript = _transcript_in(details)
@@ -832,7 +932,9 @@ class NetSuiteConnector(Connector):
         if not isinstance(existing, dict) or "message" not in existing:
             existing = await call.http.get_json(f"{RECORD_PATH}/phonecall/{log_id}")
         marker = _CALL_MARKER_RE.search(str(existing.get("message") or ""))
-        details = update.composed_log_details or "No details available"
+        details = await self._dated(
+            call, update.composed_log_details or "No details available", update.start_time
+        )
         transcript = _transcript_in(details)
         too_long = bool(transcript) and len(details) > MESSAGE_LIMIT
         if too_long:
@@ -881,7 +983,7 @@ class NetSuiteConnector(Connector):
             # the message as it was when the notes are as they were (no whitespace touched), else rewritten
             return message if notes == before else _with_notes(message, notes)
 
-        unsure = absent = False
+        unsure = absent = refused = False
         for kind, transaction in chosen:
             note = notes.get((kind, transaction))
             if note == _PENDING:
@@ -890,7 +992,13 @@ class NetSuiteConnector(Connector):
             found = _NOTE_ID_RE.search(note or "")
             if found:
                 body: JsonDict = {"noteTitle": title, "noteText": text, "noteId": int(found.group(1))}
-                answer = await self._user_note(call, "PUT", body)
+                try:
+                    answer = await self._user_note(call, "PUT", body)
+                except CrmHttpError as exc:
+                    if not _refused(exc):
+                        raise
+                    refused = True  # the note stays as it was; its link too
+                    continue
                 absent = absent or answer is None
                 unsure = unsure or (answer is not None and answer.get("success") is not True)
                 continue
@@ -903,7 +1011,10 @@ class NetSuiteConnector(Connector):
                 if not exc.outcome_unknown:  # answered: no note was written, a later try may write it
                     del notes[(kind, transaction)]
                     await _patch(call.http, path, {"message": written()})
-                raise
+                if not _refused(exc):
+                    raise
+                refused = True  # the SuiteApp is there but refused this note: the others may still be written
+                continue
             note_id = _note_id(answer)
             if note_id is None:
                 del notes[(kind, transaction)]
@@ -919,6 +1030,16 @@ class NetSuiteConnector(Connector):
                 break  # no SuiteApp: the other transactions would be refused alike
         if absent:
             return LogResult(str(log_id), _no_suiteapp_note())
+        if refused:
+            return LogResult(
+                str(log_id),
+                ReturnMessage(
+                    "Call logged, but NetSuite refused a sales order or opportunity note. If this keeps "
+                    "happening, ask your NetSuite administrator to check the RingCentral SuiteApp.",
+                    "warning",
+                    5000,
+                ),
+            )
         if unsure:
             return LogResult(
                 str(log_id),
@@ -1101,6 +1222,18 @@ def _permissions_missing(missing: list[str]) -> UserInfoResult:
             60000,
         ),
     )
+
+
+def _restlet_error_code(body: object) -> str | None:
+    """NetSuite's error code in a RESTlet's error answer (`{"error": {"code", "message"}}`), if any."""
+    error = body.get("error") if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
+
+
+def _refused(exc: CrmHttpError) -> bool:
+    """NetSuite answered and refused the request (4xx other than 429): asking again now changes nothing."""
+    return exc.status is not None and 400 <= exc.status < 500 and exc.status != 429
 
 
 def _zone(name: object) -> tzinfo | None:
