@@ -169,3 +169,39 @@ async def all_or_first_failure(works: list[Coroutine[Any, Any, T]]) -> list[T]:
         found = failures.exceptions
         raise next((e for e in found if isinstance(e, CrmHttpError)), found[0]) from None
     return [task.result() for task in tasks]
+
+
+#: the log date format when the user set none (`logDateFormat`), moment.js tokens as the reference
+DEFAULT_DATE_FORMAT = "YYYY-MM-DD hh:mm:ss A"
+_DATE_TOKEN_RE = re.compile(r"\[[^\]]*\]|YYYY|YY|MM|M|DD|D|HH|H|hh|h|mm|m|ss|s|A|a")
+
+
+def format_date(moment: datetime, pattern: str) -> str:
+    """Format with the moment.js tokens users put in `logDateFormat`; `[text]` and other text stay literal."""
+    hour12 = moment.hour % 12 or 12
+
+    def token(match: re.Match[str]) -> str:
+        tok = match.group(0)
+        if tok.startswith("["):
+            return tok[1:-1]
+        values: dict[str, str] = {
+            "YYYY": f"{moment.year:04d}",
+            "YY": f"{moment.year % 100:02d}",
+            "MM": f"{moment.month:02d}",
+            "M": str(moment.month),
+            "DD": f"{moment.day:02d}",
+            "D": str(moment.day),
+            "HH": f"{moment.hour:02d}",
+            "H": str(moment.hour),
+            "hh": f"{hour12:02d}",
+            "h": str(hour12),
+            "mm": f"{moment.minute:02d}",
+            "m": str(moment.minute),
+            "ss": f"{moment.second:02d}",
+            "s": str(moment.second),
+            "A": "AM" if moment.hour < 12 else "PM",
+            "a": "am" if moment.hour < 12 else "pm",
+        }
+        return values[tok]
+
+    return _DATE_TOKEN_RE.sub(token, pattern)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from appconnect.connectors.kit import DEFAULT_DATE_FORMAT, format_date
 from appconnect.connectors.sdk import CallParty, CallRecord, ContactRef, RingSense
 
 PLAIN = "text/plain"
@@ -31,7 +32,6 @@ HTML = "text/html"
 MARKDOWN = "text/markdown"
 FORMATS = frozenset({PLAIN, HTML, MARKDOWN})
 
-DEFAULT_DATE_FORMAT = "YYYY-MM-DD hh:mm:ss A"
 PENDING = "(pending...)"
 
 # Single-line fields, by the label plain text and markdown use. HTML spells some labels differently.
@@ -125,7 +125,6 @@ _MARKDOWN_NOTE_RE = re.compile(r"## Agent notes\n[\s\S]*?\n## Call details")
 
 _NEWLINES_RE = re.compile(r"\r\n|\r|\n")
 _TRAILING_NEWLINES_RE = re.compile(r"[\r\n]+\Z")
-_DATE_TOKEN_RE = re.compile(r"\[[^\]]*\]|YYYY|YY|MM|M|DD|D|HH|H|hh|h|mm|m|ss|s|A|a")
 _OFFSET_RE = re.compile(r"^\s*(?P<sign>[+-])?(?P<hours>\d{1,2}):?(?P<minutes>\d{2})\s*$")
 _EPOCH_MS_RE = re.compile(r"^\s*-?\d+(?:\.\d+)?\s*$")
 
@@ -333,37 +332,6 @@ def format_duration(seconds: int | str | None) -> str:
         if n
     ]
     return ", ".join(parts)
-
-
-def format_date(moment: datetime, pattern: str) -> str:
-    """Format with the moment.js tokens users put in `logDateFormat`; `[text]` and other text stay literal."""
-    hour12 = moment.hour % 12 or 12
-
-    def token(match: re.Match[str]) -> str:
-        tok = match.group(0)
-        if tok.startswith("["):
-            return tok[1:-1]
-        values: dict[str, str] = {
-            "YYYY": f"{moment.year:04d}",
-            "YY": f"{moment.year % 100:02d}",
-            "MM": f"{moment.month:02d}",
-            "M": str(moment.month),
-            "DD": f"{moment.day:02d}",
-            "D": str(moment.day),
-            "HH": f"{moment.hour:02d}",
-            "H": str(moment.hour),
-            "hh": f"{hour12:02d}",
-            "h": str(hour12),
-            "mm": f"{moment.minute:02d}",
-            "m": str(moment.minute),
-            "ss": f"{moment.second:02d}",
-            "s": str(moment.second),
-            "A": "AM" if moment.hour < 12 else "PM",
-            "a": "am" if moment.hour < 12 else "pm",
-        }
-        return values[tok]
-
-    return _DATE_TOKEN_RE.sub(token, pattern)
 
 
 def call_journey(legs: list[dict[str, Any]]) -> str:

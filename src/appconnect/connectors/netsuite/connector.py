@@ -29,12 +29,14 @@ from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from appconnect.connectors.kit import (
+    DEFAULT_DATE_FORMAT,
     all_or_first_failure,
     call_marker,
     call_seconds,
     call_subject,
     caller_number,
     conversation_marker,
+    format_date,
     int_or_none,
     message_marker,
     message_needle,
@@ -81,7 +83,6 @@ from appconnect.connectors.sdk import (
     placeholder_contact,
     stored_user_id,
 )
-from appconnect.flows.composer import DEFAULT_DATE_FORMAT, format_date
 
 SUITEQL_PATH = "/services/rest/query/v1/suiteql"
 RECORD_PATH = "/services/rest/record/v1"
