@@ -16,9 +16,10 @@ from typing import Any
 import httpx
 import pytest
 from fake_pipedrive import FakePipedrive
-from test_pipedrive_e2e import SHORT_LIVED, Agent, pipedrive_server
+from test_pipedrive_e2e import SHORT_LIVED, Agent
 
 from tests.conftest import LiveServer, new_phone
+from tests.support.e2e import client_of, session_server_beside
 
 JsonDict = dict[str, Any]
 
@@ -27,20 +28,14 @@ JsonDict = dict[str, Any]
 def faults_server(
     server: LiveServer, _fake_pipedrive_server: FakePipedrive, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    folder = tmp_path_factory.mktemp("pipedrive-faults-server")
-    with pipedrive_server(
-        _fake_pipedrive_server,
-        folder,
-        server.settings.database_url,
-        key_file=server.settings.key_file,
-        crm_rate_limit="off",
-    ) as live:
-        yield live
+    yield from session_server_beside(
+        "pipedrive-faults", server, _fake_pipedrive_server.env(), tmp_path_factory, crm_rate_limit="off"
+    )
 
 
 @pytest.fixture
 async def pd_agent(faults_server: LiveServer, fake_pipedrive: FakePipedrive) -> AsyncIterator[Agent]:
-    async with httpx.AsyncClient(base_url=faults_server.base_url, timeout=30) as http:
+    async with client_of(faults_server) as http:
         agent = Agent(http, faults_server, fake_pipedrive)
         await agent.login()
         yield agent

@@ -18,7 +18,8 @@ import httpx
 import pytest
 from fake_pipedrive import FakePipedrive
 
-from tests.conftest import LiveServer, call_log_body, connector_server, new_phone
+from tests.conftest import LiveServer, call_log_body, new_phone
+from tests.support.e2e import session_server_beside
 
 JsonDict = dict[str, Any]
 SEARCH = "/api/v2/persons/search"
@@ -29,14 +30,9 @@ def limits_server(
     server: LiveServer, _fake_pipedrive_server: FakePipedrive, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     """A server on the session server's database and keys, the rate limiter at its defaults."""
-    folder = tmp_path_factory.mktemp("pipedrive-limits")
-    with connector_server(
-        _fake_pipedrive_server.env(),
-        folder,
-        server.settings.database_url,
-        key_file=server.settings.key_file,
-    ) as live:
-        yield live
+    yield from session_server_beside(
+        "pipedrive-limits", server, _fake_pipedrive_server.env(), tmp_path_factory
+    )
 
 
 @pytest.fixture
