@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -46,6 +46,28 @@ def session_server_beside(
     """The body of a session fixture: `server_beside` in a folder of its own named after the CRM."""
     with server_beside(server, env, tmp_path_factory.mktemp(f"{name}-server"), **overrides) as live:
         yield live
+
+
+def server_beside_fixture(
+    name: str,
+    fake_server_fixture: str,
+    *,
+    scope: Literal["session", "module"] = "session",
+    **overrides: object,
+) -> Callable[..., Iterator[LiveServer]]:
+    """A fixture: `session_server_beside` the session `server` (so SQLite and PostgreSQL), its connectors
+    reading the env of the session fake named `fake_server_fixture`.
+
+    Bind it to the fixture's name in the module: `clio_live = server_beside_fixture("clio", "_fake_clio_server")`."""
+
+    @pytest.fixture(scope=scope)
+    def live(
+        request: pytest.FixtureRequest, server: LiveServer, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[LiveServer]:
+        env = request.getfixturevalue(fake_server_fixture).env()
+        yield from session_server_beside(name, server, env, tmp_path_factory, **overrides)
+
+    return live
 
 
 def server_on(

@@ -9,7 +9,7 @@ fake's state.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -17,18 +17,12 @@ import pytest
 from fake_bullhorn import CLIENT_ID, REDIRECT_URI, FakeBullhorn
 
 from tests.conftest import LiveServer, call_log_body, new_phone, stored_user
-from tests.support.e2e import ClientSession, client_of, session_server_beside
+from tests.support.e2e import ClientSession, client_of, server_beside_fixture
 
 JsonDict = dict[str, Any]
 
 
-@pytest.fixture(scope="session")
-def bullhorn_live(
-    server: LiveServer, _fake_bullhorn_server: FakeBullhorn, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    yield from session_server_beside(
-        "bullhorn", server, _fake_bullhorn_server.env(), tmp_path_factory, crm_rate_limit="off"
-    )
+bullhorn_live = server_beside_fixture("bullhorn", "_fake_bullhorn_server", crm_rate_limit="off")
 
 
 class Agent(ClientSession):

@@ -25,18 +25,12 @@ from tests.conftest import (
     sms_message,
     stored_user,
 )
-from tests.support.e2e import ClientSession, agent_call_body, client_of, server_beside, session_server_beside
+from tests.support.e2e import ClientSession, agent_call_body, client_of, server_beside, server_beside_fixture
 
 JsonDict = dict[str, Any]
 
 
-@pytest.fixture(scope="session")
-def clio_live(
-    server: LiveServer, _fake_clio_server: FakeClio, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    yield from session_server_beside(
-        "clio", server, _fake_clio_server.env(), tmp_path_factory, crm_rate_limit="off"
-    )
+clio_live = server_beside_fixture("clio", "_fake_clio_server", crm_rate_limit="off")
 
 
 class Agent(ClientSession):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -30,16 +30,12 @@ from tests.conftest import (
     sms_message,
 )
 from tests.connectors.googlesheets.fake_googlesheets import CLIENT_ID, FakeGoogleSheets
-from tests.support.e2e import ClientSession, client_of, session_server_beside
+from tests.support.e2e import ClientSession, client_of, server_beside_fixture
 
 JsonDict = dict[str, Any]
 
 
-@pytest.fixture(scope="session")
-def sheets_live(
-    server: LiveServer, _fake_google_server: FakeGoogleSheets, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    yield from session_server_beside("googlesheets", server, _fake_google_server.env(), tmp_path_factory)
+sheets_live = server_beside_fixture("googlesheets", "_fake_google_server")
 
 
 class Agent(ClientSession):

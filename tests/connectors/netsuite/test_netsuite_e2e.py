@@ -8,7 +8,7 @@ the fake's state.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +32,13 @@ from tests.conftest import (
     new_phone,
     stored_user,
 )
-from tests.support.e2e import ClientSession, agent_call_body, client_of, session_server_beside
+from tests.support.e2e import ClientSession, agent_call_body, client_of, server_beside_fixture
 
 JsonDict = dict[str, Any]
 STATE = "platform=netsuite&fillerString=appconnect"
 
 
-@pytest.fixture(scope="session")
-def netsuite_live(
-    server: LiveServer, _fake_netsuite_server: FakeNetSuite, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    yield from session_server_beside(
-        "netsuite", server, _fake_netsuite_server.env(), tmp_path_factory, crm_rate_limit="off"
-    )
+netsuite_live = server_beside_fixture("netsuite", "_fake_netsuite_server", crm_rate_limit="off")
 
 
 class Agent(ClientSession):

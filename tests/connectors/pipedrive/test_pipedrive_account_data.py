@@ -18,19 +18,13 @@ from fake_pipedrive import FakePipedrive
 from test_pipedrive_e2e import Agent, call_body, extra_server
 
 from tests.conftest import LiveServer, new_phone
-from tests.support.e2e import client_of, session_server_beside
+from tests.support.e2e import client_of, server_beside_fixture
 
 TYPES = "/v1/activityTypes"
 
 
-@pytest.fixture(scope="session")
-def pd_server(
-    server: LiveServer, _fake_pipedrive_server: FakePipedrive, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    """A server on the session server's database and keys, set up for Pipedrive."""
-    yield from session_server_beside(
-        "pipedrive-account-data", server, _fake_pipedrive_server.env(), tmp_path_factory
-    )
+#: A server on the session server's database and keys, set up for Pipedrive.
+pd_server = server_beside_fixture("pipedrive-account-data", "_fake_pipedrive_server")
 
 
 @pytest.fixture

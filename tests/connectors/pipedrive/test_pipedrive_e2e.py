@@ -40,7 +40,7 @@ from tests.conftest import (
     sms_message,
     stored_user,
 )
-from tests.support.e2e import ClientSession, agent_call_body, client_of, server_beside, session_server_beside
+from tests.support.e2e import ClientSession, agent_call_body, client_of, server_beside, server_beside_fixture
 
 USER_ID = "12345-pipedrive"  # the fake's user 12345, keyed the App Connect way
 SESSION_EXPIRED = "User session expired. Please connect again."
@@ -54,12 +54,8 @@ JsonDict = dict[str, Any]
 # ------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def pd_server(
-    server: LiveServer, _fake_pipedrive_server: FakePipedrive, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    """A second server on the session server's database and keys (no schema reset), set up for Pipedrive."""
-    yield from session_server_beside("pipedrive", server, _fake_pipedrive_server.env(), tmp_path_factory)
+#: A second server on the session server's database and keys (no schema reset), set up for Pipedrive.
+pd_server = server_beside_fixture("pipedrive", "_fake_pipedrive_server")
 
 
 def extra_server(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -19,18 +19,12 @@ from fake_pipedrive import FakePipedrive
 from test_pipedrive_e2e import SHORT_LIVED, Agent
 
 from tests.conftest import LiveServer, new_phone
-from tests.support.e2e import client_of, session_server_beside
+from tests.support.e2e import client_of, server_beside_fixture
 
 JsonDict = dict[str, Any]
 
 
-@pytest.fixture(scope="session")
-def faults_server(
-    server: LiveServer, _fake_pipedrive_server: FakePipedrive, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    yield from session_server_beside(
-        "pipedrive-faults", server, _fake_pipedrive_server.env(), tmp_path_factory, crm_rate_limit="off"
-    )
+faults_server = server_beside_fixture("pipedrive-faults", "_fake_pipedrive_server", crm_rate_limit="off")
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -19,20 +19,14 @@ import pytest
 from fake_pipedrive import FakePipedrive
 
 from tests.conftest import LiveServer, call_log_body, new_phone
-from tests.support.e2e import session_server_beside
+from tests.support.e2e import server_beside_fixture
 
 JsonDict = dict[str, Any]
 SEARCH = "/api/v2/persons/search"
 
 
-@pytest.fixture(scope="module")
-def limits_server(
-    server: LiveServer, _fake_pipedrive_server: FakePipedrive, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    """A server on the session server's database and keys, the rate limiter at its defaults."""
-    yield from session_server_beside(
-        "pipedrive-limits", server, _fake_pipedrive_server.env(), tmp_path_factory
-    )
+#: A server on the session server's database and keys, the rate limiter at its defaults.
+limits_server = server_beside_fixture("pipedrive-limits", "_fake_pipedrive_server", scope="module")
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from fake_redtail import FakeRedtail
 from redtail_agent import Agent
 
 from tests.conftest import LiveServer
-from tests.support.e2e import client_of, session_server_beside
+from tests.support.e2e import client_of, server_beside_fixture
 
 
 @pytest.fixture(scope="session")
@@ -31,15 +31,9 @@ def fake_redtail(_fake_redtail_server: FakeRedtail) -> FakeRedtail:
     return _fake_redtail_server
 
 
-@pytest.fixture(scope="session")
-def rt_server(
-    server: LiveServer, _fake_redtail_server: FakeRedtail, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    """A second server on the session server's database and keys, set up for Redtail (rate limiter off, so an
-    injected 429 leaves no back-off behind for the next test)."""
-    yield from session_server_beside(
-        "redtail", server, _fake_redtail_server.env(), tmp_path_factory, crm_rate_limit="off"
-    )
+#: a second server on the session server's database and keys, set up for Redtail (rate limiter off, so an
+#: injected 429 leaves no back-off behind for the next test)
+rt_server = server_beside_fixture("redtail", "_fake_redtail_server", crm_rate_limit="off")
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ read the fake's own state.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -25,19 +25,13 @@ from tests.connectors.vinsolutions.fake_vinsolutions import (
     USER_ID,
     FakeVinSolutions,
 )
-from tests.support.e2e import ClientSession, agent_call_body, client_of, session_server_beside
+from tests.support.e2e import ClientSession, agent_call_body, client_of, server_beside_fixture
 
 JsonDict = dict[str, Any]
 
 
-@pytest.fixture(scope="session")
-def vs_server(
-    server: LiveServer, _fake_vinsolutions_server: FakeVinSolutions, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    """A second server on the session server's database and keys, configured with the partner's credentials."""
-    yield from session_server_beside(
-        "vinsolutions", server, _fake_vinsolutions_server.env(), tmp_path_factory, crm_rate_limit="off"
-    )
+#: A second server on the session server's database and keys, configured with the partner's credentials.
+vs_server = server_beside_fixture("vinsolutions", "_fake_vinsolutions_server", crm_rate_limit="off")
 
 
 class Agent(ClientSession):
