@@ -9,44 +9,28 @@ fake's state.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from fake_bullhorn import CLIENT_ID, DEFAULT_STATUSES, REDIRECT_URI, FakeBullhorn
 
-from tests.conftest import LiveServer, call_log_body, connector_server, new_phone, stored_user
+from tests.conftest import LiveServer, call_log_body, new_phone, stored_user
+from tests.support.e2e import ClientSession, client_of, server_beside_fixture
 
 JsonDict = dict[str, Any]
 
 
-@pytest.fixture(scope="session")
-def bullhorn_live(
-    server: LiveServer, _fake_bullhorn_server: FakeBullhorn, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    folder = tmp_path_factory.mktemp("bullhorn-server")
-    with connector_server(
-        _fake_bullhorn_server.env(),
-        folder,
-        server.settings.database_url,
-        key_file=server.settings.key_file,
-        crm_rate_limit="off",
-    ) as live:
-        yield live
+bullhorn_live = server_beside_fixture("bullhorn", "_fake_bullhorn_server", crm_rate_limit="off")
 
 
-class Agent:
+class Agent(ClientSession):
     """What the App Connect client does, one method per request."""
 
     def __init__(self, http: httpx.AsyncClient, fake: FakeBullhorn) -> None:
-        self.http = http
+        super().__init__(http)
         self.fake = fake
-        self.jwt = ""
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.jwt}"}
 
     async def login(
         self, username: str = "agent.east", dc: str = "east", rc_account: str = "rc-1"
@@ -63,21 +47,9 @@ class Agent:
                 "username": username,
             },
         )
-        assert consent.status_code == 302, consent.text
-        response = await self.http.get(
-            "/oauth-callback",
-            params={
-                "callbackUri": consent.headers["location"],
-                "hostname": "app.bullhornstaffing.com",
-                "username": username,
-                "rcAccountId": rc_account,
-            },
+        return await self.oauth_callback(
+            consent, hostname="app.bullhornstaffing.com", username=username, rcAccountId=rc_account
         )
-        assert response.status_code == 200, response.text
-        body: JsonDict = response.json()
-        if body.get("jwtToken"):
-            self.jwt = body["jwtToken"]
-        return body
 
     async def find_contact(self, phone: str) -> JsonDict:
         response = await self.http.get(f"/contact?phoneNumber={phone}&isExtension=false", headers=self.auth)
@@ -86,15 +58,12 @@ class Agent:
         return body
 
     async def log_call(self, body: JsonDict) -> JsonDict:
-        response = await self.http.post("/callLog", headers=self.auth, json=body)
-        assert response.status_code == 200, response.text
-        result: JsonDict = response.json()
-        return result
+        return await self.send("POST", "/callLog", body)
 
 
 @pytest.fixture
 async def agent(bullhorn_live: LiveServer, fake_bullhorn: FakeBullhorn) -> AsyncIterator[Agent]:
-    async with httpx.AsyncClient(base_url=bullhorn_live.base_url, timeout=30) as http:
+    async with client_of(bullhorn_live) as http:
         yield Agent(http, fake_bullhorn)
 
 

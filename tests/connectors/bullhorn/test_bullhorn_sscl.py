@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -16,7 +16,8 @@ import pytest
 from fake_bullhorn import FakeBullhorn
 from test_bullhorn_e2e import Agent
 
-from tests.conftest import LiveServer, call_log_body, connector_server, database_url_for, new_phone
+from tests.conftest import LiveServer, call_log_body, new_phone
+from tests.support.e2e import client_of, ringcentral_fixture, sscl_server_fixture
 from tests.support.fake_ringcentral import FakeRingCentral
 
 JsonDict = dict[str, Any]
@@ -26,28 +27,8 @@ API_PASSWORD = "Bh-api-pw-8841"
 COLLEAGUE_ID = 502
 
 
-@pytest.fixture(scope="module")
-def rc() -> Iterator[FakeRingCentral]:
-    with FakeRingCentral() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def sscl_server(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    _fake_bullhorn_server: FakeBullhorn,
-    rc: FakeRingCentral,
-) -> Iterator[LiveServer]:
-    folder = tmp_path_factory.mktemp(f"bullhorn-sscl-{request.param}")
-    with connector_server(
-        _fake_bullhorn_server.env(),
-        folder,
-        database_url_for(request.param, folder),
-        ringcentral_server=rc.base_url,
-        crm_rate_limit="off",
-    ) as live:
-        yield live
+rc = ringcentral_fixture()
+sscl_server = sscl_server_fixture("bullhorn-sscl", "_fake_bullhorn_server", crm_rate_limit="off")
 
 
 class Admin:
@@ -82,7 +63,7 @@ class Admin:
 
 @pytest.fixture
 async def http(sscl_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=sscl_server.base_url, timeout=30) as client:
+    async with client_of(sscl_server) as client:
         yield client
 
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,56 +20,26 @@ from fake_clio import FakeClio
 
 from tests.conftest import (
     LiveServer,
-    call_log_body,
-    connector_server,
     conversation_body,
     new_phone,
     sms_message,
     stored_user,
 )
+from tests.support.e2e import ClientSession, agent_call_body, client_of, server_beside, server_beside_fixture
 
 JsonDict = dict[str, Any]
 
 
-def clio_server(
-    fake: FakeClio,
-    folder: Path,
-    database_url: str,
-    *,
-    extra_env: dict[str, str] | None = None,
-    **overrides: Any,
-) -> AbstractContextManager[LiveServer]:
-    """A connector server whose Clio connector talks to `fake` (settings are read when the app is built)."""
-    return connector_server({**fake.env(), **(extra_env or {})}, folder, database_url, **overrides)
+clio_live = server_beside_fixture("clio", "_fake_clio_server", crm_rate_limit="off")
 
 
-@pytest.fixture(scope="session")
-def clio_live(
-    server: LiveServer, _fake_clio_server: FakeClio, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    folder = tmp_path_factory.mktemp("clio-server")
-    with clio_server(
-        _fake_clio_server,
-        folder,
-        server.settings.database_url,
-        key_file=server.settings.key_file,
-        crm_rate_limit="off",
-    ) as live:
-        yield live
-
-
-class Agent:
+class Agent(ClientSession):
     """What the App Connect client does, one method per request."""
 
     def __init__(self, http: httpx.AsyncClient, server: LiveServer, fake: FakeClio) -> None:
-        self.http = http
+        super().__init__(http)
         self.server = server
         self.fake = fake
-        self.jwt = ""
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.jwt}"}
 
     async def login(
         self, region: str = "", *, hostname: str | None = None, code_region: str | None = None
@@ -87,70 +55,32 @@ class Agent:
                 "state": "platform=clio",
             },
         )
-        assert consent.status_code == 302, consent.text
-        response = await self.http.get(
-            "/oauth-callback",
-            params={"callbackUri": consent.headers["location"], "hostname": host, "rcAccountId": "rc-1"},
-        )
-        assert response.status_code == 200, response.text
-        body: JsonDict = response.json()
-        if body.get("jwtToken"):
-            self.jwt = body["jwtToken"]
-        return body
+        return await self.oauth_callback(consent, hostname=host, rcAccountId="rc-1")
 
     async def find_contact(self, phone: str, *, force: bool = False) -> JsonDict:
-        url = f"/contact?jwtToken={self.jwt}&phoneNumber={phone}&overridingFormat=&isExtension=false"
-        if force:
-            url += "&isForceRefreshAccountData=true"
-        response = await self.http.get(url)
-        assert response.status_code == 200, response.text
-        body: JsonDict = response.json()
-        return body
+        return await self.find_contact_by_query(phone, force=force)
 
     async def create_contact(self, phone: str, name: str, kind: str = "Person") -> JsonDict:
-        response = await self.http.post(
-            "/contact",
-            headers=self.auth,
-            json={"phoneNumber": phone, "newContactName": name, "newContactType": kind},
+        return await self.send(
+            "POST", "/contact", {"phoneNumber": phone, "newContactName": name, "newContactType": kind}
         )
-        assert response.status_code == 200, response.text
-        body: JsonDict = response.json()
-        return body
 
     async def log_call(self, body: JsonDict) -> JsonDict:
-        response = await self.http.post("/callLog", headers=self.auth, json=body)
-        assert response.status_code == 200, response.text
-        result: JsonDict = response.json()
-        return result
+        return await self.send("POST", "/callLog", body)
 
     async def log_messages(self, body: JsonDict) -> JsonDict:
-        response = await self.http.post("/messageLog", headers=self.auth, json=body)
-        assert response.status_code == 200, response.text
-        result: JsonDict = response.json()
-        return result
+        return await self.send("POST", "/messageLog", body)
 
 
 @pytest.fixture
 async def agent(clio_live: LiveServer, fake_clio: FakeClio) -> AsyncIterator[Agent]:
-    async with httpx.AsyncClient(base_url=clio_live.base_url, timeout=30) as http:
+    async with client_of(clio_live) as http:
         yield Agent(http, clio_live, fake_clio)
 
 
 def call_body(session_id: str, contact_id: str, phone: str, **extra: Any) -> JsonDict:
-    return call_log_body(
-        session_id,
-        contact_id,
-        phone,
-        log_info={
-            "startTime": "2026-03-12T14:35:20.000Z",
-            "duration": 487,
-            "from": {"phoneNumber": phone, "name": "Maya Patel"},
-            "to": {"phoneNumber": "+14155550101", "name": "Jordan Lee"},
-        },
-        contactName="Maya Patel",
-        contactType="Person",
-        note="Asked about the lease",
-        **extra,
+    return agent_call_body(
+        session_id, contact_id, phone, contactType="Person", note="Asked about the lease", **extra
     )
 
 
@@ -314,12 +244,10 @@ def two_regions(
     """A server whose US region is the shared fake and whose EU region is a second fake: two deployments."""
     with (
         FakeClio() as eu,
-        clio_server(
-            _fake_clio_server,
+        server_beside(
+            server,
+            {**_fake_clio_server.env(), "CLIO_EU_BASE_URL": eu.base_url},
             tmp_path_factory.mktemp("clio-two-regions"),
-            server.settings.database_url,
-            extra_env={"CLIO_EU_BASE_URL": eu.base_url},
-            key_file=server.settings.key_file,
             crm_rate_limit="off",
         ) as live,
     ):

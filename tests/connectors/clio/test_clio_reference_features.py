@@ -11,12 +11,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
 import pytest
 from fake_clio import BUCKET_HEADERS, FakeClio
-from test_clio_e2e import Agent, call_body, clio_server, only
+from test_clio_e2e import Agent, call_body, only
 
 from tests.conftest import LiveServer, conversation_body, new_phone, sms_message
+from tests.support.e2e import client_of, server_beside
 
 JsonDict = dict[str, Any]
 SETTINGS = [
@@ -32,11 +32,10 @@ def clio_media_live(
     server: LiveServer, _fake_clio_server: FakeClio, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     """A server that downloads attachments from the fake's origin only (it plays RingCentral's media host)."""
-    with clio_server(
-        _fake_clio_server,
+    with server_beside(
+        server,
+        _fake_clio_server.env(),
         tmp_path_factory.mktemp("clio-media-server"),
-        server.settings.database_url,
-        key_file=server.settings.key_file,
         crm_rate_limit="off",
         rc_media_hosts=_fake_clio_server.base_url,
     ) as live:
@@ -45,7 +44,7 @@ def clio_media_live(
 
 @pytest.fixture
 async def agent(clio_media_live: LiveServer, fake_clio: FakeClio) -> AsyncIterator[Agent]:
-    async with httpx.AsyncClient(base_url=clio_media_live.base_url, timeout=30) as http:
+    async with client_of(clio_media_live) as http:
         agent = Agent(http, clio_media_live, fake_clio)
         await agent.login()
         # every test logs in as the fake's one user: no setting of an earlier test carries over

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -25,42 +25,26 @@ from appconnect.connectors.googlesheets.connector import (
 from tests.conftest import (
     LiveServer,
     call_log_body,
-    connector_server,
     conversation_body,
     new_phone,
     sms_message,
 )
 from tests.connectors.googlesheets.fake_googlesheets import CLIENT_ID, FakeGoogleSheets
+from tests.support.e2e import ClientSession, client_of, server_beside_fixture
 
 JsonDict = dict[str, Any]
 
 
-@pytest.fixture(scope="session")
-def sheets_live(
-    server: LiveServer, _fake_google_server: FakeGoogleSheets, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    folder = tmp_path_factory.mktemp("googlesheets-server")
-    with connector_server(
-        _fake_google_server.env(),
-        folder,
-        server.settings.database_url,
-        key_file=server.settings.key_file,
-    ) as live:
-        yield live
+sheets_live = server_beside_fixture("googlesheets", "_fake_google_server")
 
 
-class Agent:
+class Agent(ClientSession):
     """What the App Connect client does for one Google user, one method per request."""
 
     def __init__(self, http: httpx.AsyncClient, fake: FakeGoogleSheets, sub: str) -> None:
-        self.http = http
+        super().__init__(http)
         self.fake = fake
         self.sub = sub
-        self.jwt = ""
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.jwt}"}
 
     async def login(self, rc_account: str = "rc-1") -> None:
         consent = await self.http.get(
@@ -73,17 +57,8 @@ class Agent:
                 "login_hint": self.sub,
             },
         )
-        assert consent.status_code == 302, consent.text
-        response = await self.http.get(
-            "/oauth-callback",
-            params={
-                "callbackUri": consent.headers["location"],
-                "hostname": "temp",
-                "rcAccountId": rc_account,
-            },
-        )
-        assert response.status_code == 200, response.text
-        self.jwt = response.json()["jwtToken"]
+        body = await self.oauth_callback(consent, hostname="temp", rcAccountId=rc_account)
+        assert body.get("jwtToken"), body
 
     async def found(self, phone: str) -> list[str]:
         response = await self.http.get(
@@ -96,21 +71,14 @@ class Agent:
         return [c["id"] for c in response.json()["contact"] if not c.get("isNewContact")]
 
     async def create_contact(self, phone: str, name: str) -> JsonDict:
-        response = await self.http.post(
-            "/contact",
-            json={"phoneNumber": phone, "newContactName": name, "newContactType": ""},
-            headers=self.auth,
+        body = await self.send(
+            "POST", "/contact", {"phoneNumber": phone, "newContactName": name, "newContactType": ""}
         )
-        assert response.status_code == 200, response.text
-        body: JsonDict = response.json()
         assert body["successful"] is True, body
         return body["contact"]  # type: ignore[no-any-return]
 
     async def post(self, path: str, body: JsonDict, method: str = "POST") -> JsonDict:
-        response = await self.http.request(method, path, json=body, headers=self.auth)
-        assert response.status_code == 200, response.text
-        answer: JsonDict = response.json()
-        return answer
+        return await self.send(method, path, body)
 
     def spreadsheet(self) -> str:
         books = self.fake.spreadsheets_of(self.sub)
@@ -124,7 +92,7 @@ class Agent:
 
 @pytest.fixture
 async def http(sheets_live: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=sheets_live.base_url, timeout=30) as client:
+    async with client_of(sheets_live) as client:
         yield client
 
 

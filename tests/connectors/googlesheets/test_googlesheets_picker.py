@@ -18,8 +18,9 @@ import httpx
 import pytest
 
 from appconnect.connectors.googlesheets.connector import CALL_LOGS, CONTACTS, MESSAGE_LOGS
-from tests.conftest import LiveServer, connector_server, database_url_for, new_phone
+from tests.conftest import LiveServer, new_phone
 from tests.connectors.googlesheets.fake_googlesheets import CLIENT_ID, FakeGoogleSheets
+from tests.support.e2e import BACKENDS, backend_server, ringcentral_fixture
 from tests.support.fake_ringcentral import FakeRingCentral
 
 JsonDict = dict[str, Any]
@@ -29,29 +30,22 @@ HOSTILE = "</script><script>alert(1)</script><!-- & \u2028 \"quoted\" 'single'"
 _CONFIG = re.compile(r'<script type="application/json" id="picker-config">(.*?)</script>', re.S)
 
 
-@pytest.fixture(scope="module")
-def rc() -> Iterator[FakeRingCentral]:
-    with FakeRingCentral() as fake:
-        yield fake
+rc = ringcentral_fixture()
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+@pytest.fixture(scope="module", params=BACKENDS)
 def live(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
     _fake_google_server: FakeGoogleSheets,
     rc: FakeRingCentral,
 ) -> Iterator[LiveServer]:
-    folder = tmp_path_factory.mktemp(f"sheets-picker-{request.param}")
     env = {
         **_fake_google_server.env(),
         "GOOGLESHEETS_PICKER_KEY": PICKER_KEY,
         "GOOGLESHEETS_PROJECT_ID": PROJECT_ID,
     }
-    with connector_server(
-        env, folder, database_url_for(request.param, folder), ringcentral_server=rc.base_url
-    ) as server:
-        yield server
+    yield from backend_server("sheets-picker", request, env, tmp_path_factory, ringcentral_server=rc.base_url)
 
 
 @pytest.fixture

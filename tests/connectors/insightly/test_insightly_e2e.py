@@ -12,32 +12,21 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fake_insightly import FakeInsightly
 
-from tests.conftest import LiveServer, call_log_body, connector_server, conversation_body, new_phone
+from tests.conftest import LiveServer, conversation_body, new_phone
+from tests.support.e2e import ClientSession, agent_call_body, client_of, session_server_beside
 
 JsonDict = dict[str, Any]
 
 
-def insightly_server(
-    fake: FakeInsightly,
-    folder: Path,
-    database_url: str,
-    *also: FakeInsightly,
-    **overrides: Any,
-) -> AbstractContextManager[LiveServer]:
-    """A connector server that may send Insightly API keys to the fakes' origins (and to insightly.com)."""
-    env = {
-        "INSIGHTLY_ALLOWED_API_ORIGINS": ",".join(f.base_url for f in (fake, *also)),
-        "INSIGHTLY_BASE_URL": "",
-    }
-    return connector_server(env, folder, database_url, **overrides)
+def insightly_env(*fakes: FakeInsightly) -> dict[str, str]:
+    """Settings under which the server may send Insightly API keys to the fakes' origins (and to insightly.com)."""
+    return {"INSIGHTLY_ALLOWED_API_ORIGINS": ",".join(f.base_url for f in fakes), "INSIGHTLY_BASE_URL": ""}
 
 
 @pytest.fixture(scope="session")
@@ -64,34 +53,20 @@ def ins_server(
 ) -> Iterator[LiveServer]:
     """A second server on the session server's database and keys; the CRM rate limiter off so injected 429s
     and fault tests leave no back-off behind. It may reach both companies' fakes."""
-    folder = tmp_path_factory.mktemp("insightly-server")
-    with insightly_server(
-        _fake_insightly_server,
-        folder,
-        server.settings.database_url,
-        _other_company_server,
-        key_file=server.settings.key_file,
-        crm_rate_limit="off",
-    ) as live:
-        yield live
+    env = insightly_env(_fake_insightly_server, _other_company_server)
+    yield from session_server_beside("insightly", server, env, tmp_path_factory, crm_rate_limit="off")
 
 
-class Agent:
+class Agent(ClientSession):
     """What the App Connect client does, one method per request."""
 
     def __init__(self, http: httpx.AsyncClient, fake: FakeInsightly) -> None:
-        self.http = http
+        super().__init__(http)
         self.fake = fake
-        self.jwt = ""
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.jwt}"}
 
     async def login(self, api_url: str | None = None, api_key: str | None = None) -> httpx.Response:
-        response = await self.http.post(
-            "/apiKeyLogin",
-            json={
+        return await self.api_key_login(
+            {
                 "platform": "insightly",
                 "apiKey": api_key or self.fake.default_key,
                 "hostname": "crm.na1.insightly.com",
@@ -99,9 +74,6 @@ class Agent:
             },
             headers={"rc-account-id": f"acct-{uuid.uuid4().hex[:10]}"},
         )
-        if response.status_code == 200:
-            self.jwt = response.json()["jwtToken"]
-        return response
 
     async def find_contact(self, phone: str, *, force: bool = True, overriding_format: str = "") -> JsonDict:
         response = await self.http.get(
@@ -119,25 +91,13 @@ class Agent:
         return body
 
     async def create_contact(self, phone: str, name: str, contact_type: str) -> JsonDict:
-        response = await self.http.post(
-            "/contact",
-            headers=self.auth,
-            json={"phoneNumber": phone, "newContactName": name, "newContactType": contact_type},
-        )
-        assert response.status_code == 200, response.text
-        body: JsonDict = response.json()
-        return body
-
-    async def send(self, method: str, path: str, body: JsonDict) -> JsonDict:
-        response = await self.http.request(method, path, headers=self.auth, json=body)
-        assert response.status_code == 200, response.text
-        result: JsonDict = response.json()
-        return result
+        body = {"phoneNumber": phone, "newContactName": name, "newContactType": contact_type}
+        return await self.send("POST", "/contact", body)
 
 
 @pytest.fixture
 async def agent(ins_server: LiveServer, fake_insightly: FakeInsightly) -> AsyncIterator[Agent]:
-    async with httpx.AsyncClient(base_url=ins_server.base_url, timeout=30) as http:
+    async with client_of(ins_server) as http:
         yield Agent(http, fake_insightly)
 
 
@@ -151,20 +111,8 @@ async def logged_in(agent: Agent) -> Agent:
 def call_body(
     session_id: str, contact_id: str, phone: str, contact_type: str = "contact", **extra: Any
 ) -> JsonDict:
-    return call_log_body(
-        session_id,
-        contact_id,
-        phone,
-        log_info={
-            "startTime": "2026-03-12T14:35:20.000Z",
-            "duration": 487,
-            "from": {"phoneNumber": phone, "name": "Maya Patel"},
-            "to": {"phoneNumber": "+14155550101", "name": "Jordan Lee"},
-        },
-        contactName="Maya Patel",
-        contactType=contact_type,
-        note="Asked about the renewal",
-        **extra,
+    return agent_call_body(
+        session_id, contact_id, phone, contactType=contact_type, note="Asked about the renewal", **extra
     )
 
 
@@ -371,8 +319,8 @@ async def test_two_companies_with_the_same_user_id_stay_apart(
     assert mine["CONTACT_ID"] != theirs["CONTACT_ID"]
 
     async with (
-        httpx.AsyncClient(base_url=ins_server.base_url, timeout=30) as http_a,
-        httpx.AsyncClient(base_url=ins_server.base_url, timeout=30) as http_b,
+        client_of(ins_server) as http_a,
+        client_of(ins_server) as http_b,
     ):
         a, b = Agent(http_a, first), Agent(http_b, second)
         assert (await a.login()).status_code == 200

@@ -8,7 +8,7 @@ the fake's state.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,37 +32,21 @@ from tests.conftest import (
     new_phone,
     stored_user,
 )
+from tests.support.e2e import ClientSession, agent_call_body, client_of, server_beside_fixture
 
 JsonDict = dict[str, Any]
 STATE = "platform=netsuite&fillerString=appconnect"
 
 
-@pytest.fixture(scope="session")
-def netsuite_live(
-    server: LiveServer, _fake_netsuite_server: FakeNetSuite, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    folder = tmp_path_factory.mktemp("netsuite-server")
-    with connector_server(
-        _fake_netsuite_server.env(),
-        folder,
-        server.settings.database_url,
-        key_file=server.settings.key_file,
-        crm_rate_limit="off",
-    ) as live:
-        yield live
+netsuite_live = server_beside_fixture("netsuite", "_fake_netsuite_server", crm_rate_limit="off")
 
 
-class Agent:
+class Agent(ClientSession):
     """What the App Connect client does, one method per request."""
 
     def __init__(self, http: httpx.AsyncClient, fake: FakeNetSuite) -> None:
-        self.http = http
+        super().__init__(http)
         self.fake = fake
-        self.jwt = ""
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.jwt}"}
 
     async def login(self, account: str = DEFAULT_ACCOUNT, *, hostname: str | None = None) -> JsonDict:
         """NetSuite's consent screen (on the account's own host) redirects with the code, the user and the
@@ -77,18 +61,10 @@ class Agent:
                 "state": STATE,
             },
         )
-        assert consent.status_code == 302, consent.text
-        response = await self.http.get(
-            "/oauth-callback",
-            params={
-                "callbackUri": consent.headers["location"],
-                "hostname": hostname or app_host(account),
-                "rcAccountId": f"rc-{account}",
-            },
+        body = await self.oauth_callback(
+            consent, hostname=hostname or app_host(account), rcAccountId=f"rc-{account}"
         )
-        assert response.status_code == 200, response.text
-        body: JsonDict = response.json()
-        self.jwt = body.get("jwtToken") or ""
+        self.jwt = body.get("jwtToken") or ""  # a refused login ends the earlier session here
         return body
 
     async def find_contact(self, phone: str) -> JsonDict:
@@ -107,19 +83,8 @@ class Agent:
         return body
 
     async def log_call(self, session_id: str, contact_id: str, phone: str, kind: str) -> JsonDict:
-        body = call_log_body(
-            session_id,
-            contact_id,
-            phone,
-            log_info={
-                "startTime": "2026-03-12T14:35:20.000Z",
-                "duration": 487,
-                "from": {"phoneNumber": phone, "name": "Maya Patel"},
-                "to": {"phoneNumber": "+14155550101", "name": "Jordan Lee"},
-            },
-            contactName="Maya Patel",
-            contactType=kind,
-            note="Asked about the renewal",
+        body = agent_call_body(
+            session_id, contact_id, phone, contactType=kind, note="Asked about the renewal"
         )
         response = await self.http.post("/callLog", headers=self.auth, json=body)
         result: JsonDict = response.json()
@@ -128,7 +93,7 @@ class Agent:
 
 @pytest.fixture
 async def agent(netsuite_live: LiveServer, fake_netsuite: FakeNetSuite) -> AsyncIterator[Agent]:
-    async with httpx.AsyncClient(base_url=netsuite_live.base_url, timeout=30) as http:
+    async with client_of(netsuite_live) as http:
         yield Agent(http, fake_netsuite)
 
 

@@ -15,25 +15,16 @@ from pathlib import Path
 import httpx
 import pytest
 from fake_pipedrive import FakePipedrive
-from test_pipedrive_e2e import Agent, call_body, extra_server, pipedrive_server
+from test_pipedrive_e2e import Agent, call_body, extra_server
 
 from tests.conftest import LiveServer, new_phone
+from tests.support.e2e import client_of, server_beside_fixture
 
 TYPES = "/v1/activityTypes"
 
 
-@pytest.fixture(scope="session")
-def pd_server(
-    server: LiveServer, _fake_pipedrive_server: FakePipedrive, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    """A server on the session server's database and keys, set up for Pipedrive."""
-    with pipedrive_server(
-        _fake_pipedrive_server,
-        tmp_path_factory.mktemp("pipedrive-account-data"),
-        server.settings.database_url,
-        key_file=server.settings.key_file,
-    ) as live:
-        yield live
+#: A server on the session server's database and keys, set up for Pipedrive.
+pd_server = server_beside_fixture("pipedrive-account-data", "_fake_pipedrive_server")
 
 
 @pytest.fixture
@@ -47,7 +38,7 @@ def second_server(
 
 @pytest.fixture
 async def agent(pd_server: LiveServer, fake_pipedrive: FakePipedrive) -> AsyncIterator[Agent]:
-    async with httpx.AsyncClient(base_url=pd_server.base_url, timeout=30) as http:
+    async with client_of(pd_server) as http:
         agent = Agent(http, pd_server, fake_pipedrive)
         await agent.login()
         yield agent

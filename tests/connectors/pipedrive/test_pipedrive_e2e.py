@@ -18,7 +18,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,13 +35,12 @@ from appconnect.store.db import create_engine
 from appconnect.store.tables import users
 from tests.conftest import (
     LiveServer,
-    call_log_body,
-    connector_server,
     conversation_body,
     new_phone,
     sms_message,
     stored_user,
 )
+from tests.support.e2e import ClientSession, agent_call_body, client_of, server_beside, server_beside_fixture
 
 USER_ID = "12345-pipedrive"  # the fake's user 12345, keyed the App Connect way
 SESSION_EXPIRED = "User session expired. Please connect again."
@@ -55,34 +54,15 @@ JsonDict = dict[str, Any]
 # ------------------------------------------------------------------------------------------------------------
 
 
-def pipedrive_server(
-    fake: FakePipedrive, folder: Path, database_url: str, **overrides: Any
-) -> AbstractContextManager[LiveServer]:
-    """A connector server whose Pipedrive connector talks to `fake` (settings are read at app build)."""
-    return connector_server(fake.env(), folder, database_url, **overrides)
+#: A second server on the session server's database and keys (no schema reset), set up for Pipedrive.
+pd_server = server_beside_fixture("pipedrive", "_fake_pipedrive_server")
 
 
-@pytest.fixture(scope="session")
-def pd_server(
-    server: LiveServer, _fake_pipedrive_server: FakePipedrive, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    """A second server on the session server's database and keys (no schema reset), set up for Pipedrive."""
-    folder = tmp_path_factory.mktemp("pipedrive-server")
-    with pipedrive_server(
-        _fake_pipedrive_server, folder, server.settings.database_url, key_file=server.settings.key_file
-    ) as live:
-        yield live
-
-
-@contextmanager
 def extra_server(
     base: LiveServer, fake: FakePipedrive, folder: Path, **overrides: Any
-) -> Iterator[LiveServer]:
+) -> AbstractContextManager[LiveServer]:
     """One more server on `base`'s database with the same keys: JWTs and stored tokens work on both."""
-    with pipedrive_server(
-        fake, folder, base.settings.database_url, key_file=base.settings.key_file, **overrides
-    ) as live:
-        yield live
+    return server_beside(base, fake.env(), folder, **overrides)
 
 
 def redis_reachable() -> bool:
@@ -98,19 +78,14 @@ def redis_reachable() -> bool:
 # ------------------------------------------------------------------------------------------------------------
 
 
-class Agent:
+class Agent(ClientSession):
     """What the App Connect client does, one method per request; any 401 fails the test unless expected."""
 
     def __init__(self, http: httpx.AsyncClient, server: LiveServer, fake: FakePipedrive) -> None:
-        self.http = http
+        super().__init__(http)
         self.server = server
         self.fake = fake
         self.rc_account_id = f"rc-{uuid.uuid4().hex[:10]}"  # a fresh contact-cache scope per test
-        self.jwt = ""
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.jwt}"}
 
     async def request(
         self, method: str, url: str, *, expect_401: bool = False, **kwargs: Any
@@ -190,7 +165,7 @@ class Agent:
 
 @pytest.fixture
 async def agent(pd_server: LiveServer, fake_pipedrive: FakePipedrive) -> AsyncIterator[Agent]:
-    async with httpx.AsyncClient(base_url=pd_server.base_url, timeout=30) as http:
+    async with client_of(pd_server) as http:
         yield Agent(http, pd_server, fake_pipedrive)
 
 
@@ -198,20 +173,7 @@ def call_body(
     session_id: str, contact_id: str, phone: str, *, note: str = "Asked about the renewal", **extra: Any
 ) -> JsonDict:
     """A call from Maya Patel to Jordan Lee, 8 min 7 s: the values the Pipedrive assertions expect."""
-    return call_log_body(
-        session_id,
-        contact_id,
-        phone,
-        log_info={
-            "startTime": "2026-03-12T14:35:20.000Z",
-            "duration": 487,
-            "from": {"phoneNumber": phone, "name": "Maya Patel"},
-            "to": {"phoneNumber": "+14155550101", "name": "Jordan Lee"},
-        },
-        contactName="Maya Patel",
-        note=note,
-        **extra,
-    )
+    return agent_call_body(session_id, contact_id, phone, note=note, **extra)
 
 
 async def revoke_at_fake(fake: FakePipedrive, token: str) -> None:

@@ -10,37 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from fake_pipedrive import FakePipedrive
-from test_pipedrive_e2e import SHORT_LIVED, Agent, pipedrive_server
+from test_pipedrive_e2e import SHORT_LIVED, Agent
 
 from tests.conftest import LiveServer, new_phone
+from tests.support.e2e import client_of, server_beside_fixture
 
 JsonDict = dict[str, Any]
 
 
-@pytest.fixture(scope="session")
-def faults_server(
-    server: LiveServer, _fake_pipedrive_server: FakePipedrive, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    folder = tmp_path_factory.mktemp("pipedrive-faults-server")
-    with pipedrive_server(
-        _fake_pipedrive_server,
-        folder,
-        server.settings.database_url,
-        key_file=server.settings.key_file,
-        crm_rate_limit="off",
-    ) as live:
-        yield live
+faults_server = server_beside_fixture("pipedrive-faults", "_fake_pipedrive_server", crm_rate_limit="off")
 
 
 @pytest.fixture
 async def pd_agent(faults_server: LiveServer, fake_pipedrive: FakePipedrive) -> AsyncIterator[Agent]:
-    async with httpx.AsyncClient(base_url=faults_server.base_url, timeout=30) as http:
+    async with client_of(faults_server) as http:
         agent = Agent(http, faults_server, fake_pipedrive)
         await agent.login()
         yield agent

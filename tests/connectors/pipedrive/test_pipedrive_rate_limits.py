@@ -11,32 +11,22 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from fake_pipedrive import FakePipedrive
 
-from tests.conftest import LiveServer, call_log_body, connector_server, new_phone
+from tests.conftest import LiveServer, call_log_body, new_phone
+from tests.support.e2e import server_beside_fixture
 
 JsonDict = dict[str, Any]
 SEARCH = "/api/v2/persons/search"
 
 
-@pytest.fixture(scope="module")
-def limits_server(
-    server: LiveServer, _fake_pipedrive_server: FakePipedrive, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    """A server on the session server's database and keys, the rate limiter at its defaults."""
-    folder = tmp_path_factory.mktemp("pipedrive-limits")
-    with connector_server(
-        _fake_pipedrive_server.env(),
-        folder,
-        server.settings.database_url,
-        key_file=server.settings.key_file,
-    ) as live:
-        yield live
+#: A server on the session server's database and keys, the rate limiter at its defaults.
+limits_server = server_beside_fixture("pipedrive-limits", "_fake_pipedrive_server", scope="module")
 
 
 @pytest.fixture

@@ -6,46 +6,27 @@ platform, SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 from fake_pipedrive import FakePipedrive
 from test_pipedrive_e2e import Agent, call_body
 
-from tests.conftest import LiveServer, connector_server, database_url_for, new_phone
+from tests.conftest import LiveServer, new_phone
+from tests.support.e2e import client_of, ringcentral_fixture, sscl_server_fixture
 from tests.support.fake_ringcentral import FakeRingCentral
 
 COLLEAGUE = 2001
 
 
-@pytest.fixture(scope="module")
-def rc() -> Iterator[FakeRingCentral]:
-    with FakeRingCentral() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def sscl_server(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    _fake_pipedrive_server: FakePipedrive,
-    rc: FakeRingCentral,
-) -> Iterator[LiveServer]:
-    folder = tmp_path_factory.mktemp(f"pipedrive-sscl-{request.param}")
-    with connector_server(
-        _fake_pipedrive_server.env(),
-        folder,
-        database_url_for(request.param, folder),
-        ringcentral_server=rc.base_url,
-    ) as live:
-        yield live
+rc = ringcentral_fixture()
+sscl_server = sscl_server_fixture("pipedrive-sscl", "_fake_pipedrive_server")
 
 
 @pytest.fixture
 async def admin(sscl_server: LiveServer, fake_pipedrive: FakePipedrive) -> AsyncIterator[Agent]:
     """The Pipedrive admin (the fake's logged-in user, Jordan Lee), logged in through the server."""
-    async with httpx.AsyncClient(base_url=sscl_server.base_url, timeout=30) as http:
+    async with client_of(sscl_server) as http:
         agent = Agent(http, sscl_server, fake_pipedrive)
         await agent.login()
         yield agent

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -16,7 +13,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fake_redtail import FakeRedtail
 from redtail_agent import Agent
 
-from tests.conftest import LiveServer, connector_server
+from tests.conftest import LiveServer
+from tests.support.e2e import client_of, server_beside_fixture
 
 
 @pytest.fixture(scope="session")
@@ -33,33 +31,14 @@ def fake_redtail(_fake_redtail_server: FakeRedtail) -> FakeRedtail:
     return _fake_redtail_server
 
 
-def redtail_server(
-    fake: FakeRedtail, folder: Path, database_url: str, **overrides: Any
-) -> AbstractContextManager[LiveServer]:
-    """A connector server whose Redtail connector talks to `fake` (settings are read at app build)."""
-    return connector_server(fake.env(), folder, database_url, **overrides)
-
-
-@pytest.fixture(scope="session")
-def rt_server(
-    server: LiveServer, _fake_redtail_server: FakeRedtail, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    """A second server on the session server's database and keys, set up for Redtail (rate limiter off, so an
-    injected 429 leaves no back-off behind for the next test)."""
-    folder = tmp_path_factory.mktemp("redtail-server")
-    with redtail_server(
-        _fake_redtail_server,
-        folder,
-        server.settings.database_url,
-        key_file=server.settings.key_file,
-        crm_rate_limit="off",
-    ) as live:
-        yield live
+#: a second server on the session server's database and keys, set up for Redtail (rate limiter off, so an
+#: injected 429 leaves no back-off behind for the next test)
+rt_server = server_beside_fixture("redtail", "_fake_redtail_server", crm_rate_limit="off")
 
 
 @pytest.fixture
 async def agent(rt_server: LiveServer, fake_redtail: FakeRedtail) -> AsyncIterator[Agent]:
-    async with httpx.AsyncClient(base_url=rt_server.base_url, timeout=30) as http:
+    async with client_of(rt_server) as http:
         yield Agent(http, rt_server, fake_redtail)
 
 

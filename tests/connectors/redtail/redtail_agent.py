@@ -11,7 +11,8 @@ from sqlalchemy import select
 from appconnect.connectors.sdk import stored_user_id
 from appconnect.store.db import create_engine
 from appconnect.store.tables import users
-from tests.conftest import LiveServer, call_log_body
+from tests.conftest import LiveServer
+from tests.support.e2e import ClientSession, agent_call_body
 
 API = "/api/public/v1"
 JsonDict = dict[str, Any]
@@ -22,18 +23,13 @@ def user_id_of(fake: FakeRedtail, username: str = USERNAME, database_id: int = D
     return stored_user_id("redtail", fake.user(username, database_id=database_id)["id"], database_id)
 
 
-class Agent:
+class Agent(ClientSession):
     """What the App Connect client does, one method per request."""
 
     def __init__(self, http: httpx.AsyncClient, server: LiveServer, fake: FakeRedtail) -> None:
-        self.http = http
+        super().__init__(http)
         self.server = server
         self.fake = fake
-        self.jwt = ""
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.jwt}"}
 
     async def login(
         self, *, username: str = USERNAME, password: str = PASSWORD, api_key: str | None = None
@@ -46,59 +42,25 @@ class Agent:
         }
         if api_key is not None:
             body["apiKey"] = api_key
-        response = await self.http.post("/apiKeyLogin", json=body)
-        if response.status_code == 200:
-            self.jwt = response.json()["jwtToken"]
-        return response
+        return await self.api_key_login(body)
 
     async def find_contact(self, phone: str, *, force: bool = True) -> JsonDict:
-        """GET /contact as the client sends it: an unencoded `+` (it arrives as a space)."""
-        url = f"/contact?jwtToken={self.jwt}&phoneNumber={phone}&overridingFormat=&isExtension=false"
-        if force:
-            url += "&isForceRefreshAccountData=true"
-        response = await self.http.get(url)
-        assert response.status_code == 200, response.text
-        body: JsonDict = response.json()
-        return body
+        return await self.find_contact_by_query(phone, force=force)
 
     async def create_contact(self, phone: str, name: str) -> JsonDict:
-        response = await self.http.post(
-            "/contact",
-            headers=self.auth,
-            json={"phoneNumber": phone, "newContactName": name, "newContactType": ""},
+        return await self.send(
+            "POST", "/contact", {"phoneNumber": phone, "newContactName": name, "newContactType": ""}
         )
-        assert response.status_code == 200, response.text
-        body: JsonDict = response.json()
-        return body
 
     async def log_call(self, body: JsonDict) -> JsonDict:
-        response = await self.http.post("/callLog", headers=self.auth, json=body)
-        assert response.status_code == 200, response.text
-        result: JsonDict = response.json()
-        return result
+        return await self.send("POST", "/callLog", body)
 
     async def log_messages(self, body: JsonDict) -> JsonDict:
-        response = await self.http.post("/messageLog", headers=self.auth, json=body)
-        assert response.status_code == 200, response.text
-        result: JsonDict = response.json()
-        return result
+        return await self.send("POST", "/messageLog", body)
 
 
 def call_body(session_id: str, contact_id: str, phone: str, *, note: str, **extra: Any) -> JsonDict:
-    return call_log_body(
-        session_id,
-        contact_id,
-        phone,
-        log_info={
-            "startTime": "2026-03-12T14:35:20.000Z",
-            "duration": 487,
-            "from": {"phoneNumber": phone, "name": "Maya Patel"},
-            "to": {"phoneNumber": "+14155550101", "name": "Jordan Lee"},
-        },
-        contactName="Maya Patel",
-        note=note,
-        **extra,
-    )
+    return agent_call_body(session_id, contact_id, phone, note=note, **extra)
 
 
 async def raw_user_row(server: LiveServer, user_id: str) -> dict[str, Any]:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 from fake_redtail import FakeRedtail
 from redtail_agent import Agent, call_body, user_id_of
 
 from tests.conftest import LiveServer, new_phone, stored_user
+from tests.support.e2e import client_of
 
 FIRM_A, FIRM_B = 1001, 1002
 
@@ -27,7 +27,7 @@ async def test_two_firms_with_the_same_username_stay_apart(
     ann = fake.add_contact("Ann", "Alpha", phones=[phone[2:]], database_id=FIRM_A)
     bob = fake.add_contact("Bob", "Beta", phones=[phone[2:]], database_id=FIRM_B)
 
-    async with httpx.AsyncClient(base_url=rt_server.base_url, timeout=30) as http:
+    async with client_of(rt_server) as http:
         a, b = Agent(http, rt_server, fake), Agent(http, rt_server, fake)
         login_a = await a.login(username="jsmith", password="firm A pass")
         assert login_a.status_code == 200, login_a.text

@@ -9,13 +9,13 @@ read the fake's own state.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, call_log_body, connector_server, conversation_body, new_phone
+from tests.conftest import LiveServer, conversation_body, new_phone
 from tests.connectors.vinsolutions.fake_vinsolutions import (
     API_KEY,
     CLIENT_ID,
@@ -25,50 +25,27 @@ from tests.connectors.vinsolutions.fake_vinsolutions import (
     USER_ID,
     FakeVinSolutions,
 )
+from tests.support.e2e import ClientSession, agent_call_body, client_of, server_beside_fixture
 
 JsonDict = dict[str, Any]
 
 
-@pytest.fixture(scope="session")
-def vs_server(
-    server: LiveServer, _fake_vinsolutions_server: FakeVinSolutions, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    """A second server on the session server's database and keys, configured with the partner's credentials."""
-    folder = tmp_path_factory.mktemp("vinsolutions-server")
-    with connector_server(
-        _fake_vinsolutions_server.env(),
-        folder,
-        server.settings.database_url,
-        key_file=server.settings.key_file,
-        crm_rate_limit="off",
-    ) as live:
-        yield live
+#: A second server on the session server's database and keys, configured with the partner's credentials.
+vs_server = server_beside_fixture("vinsolutions", "_fake_vinsolutions_server", crm_rate_limit="off")
 
 
-class Agent:
+class Agent(ClientSession):
     """What the App Connect client does, one method per request."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self.http = http
-        self.jwt = ""
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.jwt}"}
-
     async def login(self, dealer_id: int = DEALER_ID, user_id: int = USER_ID) -> httpx.Response:
-        response = await self.http.post(
-            "/apiKeyLogin",
-            json={
+        return await self.api_key_login(
+            {
                 "platform": "vinsolutions",
                 "hostname": "vinsolutions.app.coxautoinc.com",
                 "additionalInfo": {"dealerId": str(dealer_id), "crmUserId": str(user_id)},
             },
             headers={"rc-account-id": f"acct-{uuid.uuid4().hex[:10]}"},
         )
-        if response.status_code == 200:
-            self.jwt = response.json()["jwtToken"]
-        return response
 
     async def find_contact(self, phone: str) -> JsonDict:
         response = await self.http.get(
@@ -84,16 +61,10 @@ class Agent:
         body: JsonDict = response.json()
         return body
 
-    async def send(self, method: str, path: str, body: JsonDict) -> JsonDict:
-        response = await self.http.request(method, path, headers=self.auth, json=body)
-        assert response.status_code == 200, response.text
-        result: JsonDict = response.json()
-        return result
-
 
 @pytest.fixture
 async def agent(vs_server: LiveServer, fake_vinsolutions: FakeVinSolutions) -> AsyncIterator[Agent]:
-    async with httpx.AsyncClient(base_url=vs_server.base_url, timeout=30) as http:
+    async with client_of(vs_server) as http:
         yield Agent(http)
 
 
@@ -105,17 +76,13 @@ async def logged_in(agent: Agent) -> Agent:
 
 
 def call_body(session_id: str, contact_id: str, phone: str, **extra: Any) -> JsonDict:
-    return call_log_body(
+    return agent_call_body(
         session_id,
         contact_id,
         phone,
-        log_info={
-            "startTime": "2026-03-12T14:35:20.000Z",
-            "duration": 95,
-            "from": {"phoneNumber": phone, "name": "Avery Chen"},
-            "to": {"phoneNumber": "+14155550101", "name": "Morgan Rivera"},
-        },
-        contactName="Avery Chen",
+        duration=95,
+        caller="Avery Chen",
+        callee="Morgan Rivera",
         contactType="contact",
         note="Asked about the blue sedan",
         **extra,

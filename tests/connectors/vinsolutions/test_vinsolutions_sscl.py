@@ -6,47 +6,27 @@ RingCentral platform, SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
-from tests.conftest import LiveServer, connector_server, database_url_for, new_phone
+from tests.conftest import LiveServer, new_phone
 from tests.connectors.vinsolutions.fake_vinsolutions import DEALER_ID, USER_ID, FakeVinSolutions
 from tests.connectors.vinsolutions.test_vinsolutions_e2e import Agent, call_body
+from tests.support.e2e import client_of, ringcentral_fixture, sscl_server_fixture
 from tests.support.fake_ringcentral import FakeRingCentral
 
 COLLEAGUE = 13077
 
 
-@pytest.fixture(scope="module")
-def rc() -> Iterator[FakeRingCentral]:
-    with FakeRingCentral() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def sscl_server(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    _fake_vinsolutions_server: FakeVinSolutions,
-    rc: FakeRingCentral,
-) -> Iterator[LiveServer]:
-    folder = tmp_path_factory.mktemp(f"vinsolutions-sscl-{request.param}")
-    with connector_server(
-        _fake_vinsolutions_server.env(),
-        folder,
-        database_url_for(request.param, folder),
-        ringcentral_server=rc.base_url,
-        crm_rate_limit="off",
-    ) as live:
-        yield live
+rc = ringcentral_fixture()
+sscl_server = sscl_server_fixture("vinsolutions-sscl", "_fake_vinsolutions_server", crm_rate_limit="off")
 
 
 @pytest.fixture
 async def admin(sscl_server: LiveServer, fake_vinsolutions: FakeVinSolutions) -> AsyncIterator[Agent]:
     """The dealership's admin (the fake's user Morgan Rivera), logged in through the server."""
-    async with httpx.AsyncClient(base_url=sscl_server.base_url, timeout=30) as http:
+    async with client_of(sscl_server) as http:
         agent = Agent(http)
         response = await agent.login()
         assert response.status_code == 200, response.text
