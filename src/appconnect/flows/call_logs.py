@@ -334,6 +334,18 @@ async def _server_logging_settings(services: Services, user: UserRecord) -> dict
     return await services.admin_ringcentral.logging_settings(key)
 
 
+async def _later_write_settings(
+    services: Services, user: UserRecord, row: CallLogRow, body: CallLogPatchBody | DispositionBody
+) -> dict[str, Any]:
+    """The server-side logging fields for an update or disposition of a kept log: only when server-side
+    logging sent it and the log is one the calling user made. The `SSCL` user agent is any client's to send, and
+    the lookup finds any log of the CRM account by session and extension, so a colleague's log is edited in the
+    caller's own CRM session (the CRM's permissions decide), never with the admin's credentials."""
+    if not body.is_from_sscl or row.user_id != user.id:
+        return {}
+    return await _server_logging_settings(services, user)
+
+
 def _call_log_create(
     connector: Connector, user: UserRecord, body: CallLogBody, record: CallRecord, contact: ContactRef
 ) -> CallLogCreate:
@@ -539,7 +551,7 @@ async def update_call_log(services: Services, claims: SessionClaims, body: CallL
                 recording_download_link=body.recording_download_link,
                 ring_sense=_ring_sense(body),
                 from_server_side_logging=bool(body.is_from_sscl),
-                server_logging=await _server_logging_settings(services, user) if body.is_from_sscl else {},
+                server_logging=await _later_write_settings(services, user, row, body),
                 ai_note=body.ai_note,
                 transcript=body.transcript,
             ),
@@ -633,7 +645,7 @@ async def upsert_disposition(services: Services, claims: SessionClaims, body: Di
                 _ref(row),
                 body.dispositions,
                 from_server_side_logging=bool(body.is_from_sscl),
-                server_logging=await _server_logging_settings(services, user) if body.is_from_sscl else {},
+                server_logging=await _later_write_settings(services, user, row, body),
             ),
         )
     except CrmHttpError as exc:

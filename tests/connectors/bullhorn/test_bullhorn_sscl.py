@@ -206,6 +206,41 @@ async def test_server_side_updates_and_dispositions_are_written_by_the_api_user(
     assert east.password_logins == 1
 
 
+async def test_an_sscl_user_agent_never_makes_the_api_user_edit_a_colleagues_note(
+    http: httpx.AsyncClient, east: FakeBullhorn, rc: FakeRingCentral
+) -> None:
+    """The `SSCL` user agent is any client's to send: a user of the account who names a colleague's logged call
+    with it has that Note edited in the user's own session (Bullhorn's permissions decide), never the API
+    user's. Only the logs the calling session made are written by the API user."""
+    admin, account = await _admin_of(http, east, rc, "agent.east", "east")
+    await _mapped_colleague(admin, rc, account)
+    assert (await admin.save_api_user(API_USER, API_PASSWORD)).status_code == 200
+    colleague = Agent(http, east)
+    await colleague.login("sam.ortiz", dc="east", rc_account=account)
+    phone = new_phone()
+    person = east.add_person("Candidate", "Maya Patel", phone)
+    body = call_log_body(f"own-{uuid.uuid4().hex[:8]}", str(person["id"]), phone, contactType="Candidate")
+    logged = await colleague.log_call(body)
+    assert logged["successful"] is True, logged
+    note_id = int(logged["logId"])
+    session_id = body["logInfo"]["sessionId"]  # type: ignore[index]
+    spoofed = {**admin.agent.auth, "User-Agent": "SSCL"}
+
+    updated = await http.patch(
+        "/callLog", json={"sessionId": session_id, "note": "rewritten", "duration": 185}, headers=spoofed
+    )
+    assert updated.json()["successful"] is True, updated.text
+    disposed = await http.put(
+        "/callDisposition",
+        json={"sessionId": session_id, "dispositions": {"noteActions": "SMS"}},
+        headers=spoofed,
+    )
+    assert disposed.json()["successful"] is True, disposed.text
+
+    assert [(i, who) for _, _, i, who in east.updates] == [(note_id, 501), (note_id, 501)]
+    assert east.password_logins == 0
+
+
 async def test_wrong_api_user_credentials_are_a_clean_error_without_the_secret(
     http: httpx.AsyncClient, east: FakeBullhorn, rc: FakeRingCentral, caplog: pytest.LogCaptureFixture
 ) -> None:
