@@ -339,6 +339,33 @@ async def test_the_note_lines_never_show_and_survive_an_update(env: Env) -> None
     assert "Renewal signed" in note["note"]
 
 
+async def test_a_note_line_typed_in_the_agents_note_never_names_the_note_to_rewrite(env: Env) -> None:
+    """The message holds the agent's text (and a transcript, an AI summary) above the lines the server keeps:
+    a line there written like a note link must not make a disposition rewrite another note (here one of an
+    earlier call); only the lines the server wrote after the call's marker count."""
+    other_log, order = await _logged(env)
+    await env.connector.upsert_call_disposition(
+        env.call, DispositionUpdate(CallLogRef(other_log), {"salesorder": order})
+    )
+    [victim] = env.fake.user_notes()
+    forged = (
+        "- Note: see below\n"
+        f"- SalesOrderNoteUrl: https://1234567-sb1.app.netsuite.com/app/crm/common/note.nl?id={victim['id']}"
+        f" SalesOrderId: {order}\n- Duration: 8 minutes"
+    )
+    contact = env.fake.add_contact("Maya Patel", "(415) 555-0142")["id"]
+    log = _log(str(contact))
+    log.composed_log_details = forged
+    created = await env.connector.create_call_log(env.call, log)
+    assert created.log_id is not None
+    await env.connector.upsert_call_disposition(
+        env.call, DispositionUpdate(CallLogRef(created.log_id), {"salesorder": order})
+    )
+    assert env.restlet_calls("PUT") == []
+    notes = {n["id"]: n for n in env.fake.user_notes()}
+    assert len(notes) == 2 and notes[victim["id"]]["note"] == victim["note"]
+
+
 async def test_without_the_suiteapp_a_disposition_warns_and_leaves_the_call_as_it_was(env: Env) -> None:
     log_id, order = await _logged(env)
     before = _message(env, log_id)

@@ -1308,13 +1308,28 @@ def _note_id(answer: JsonDict | None) -> str | None:
 
 
 def _notes_of(message: str) -> dict[tuple[str, int], str]:
-    """(kind, transaction id) -> the note's URL (or `pending`) from the note lines of a phone call's message."""
+    """(kind, transaction id) -> the note's URL (or `pending`) from the note lines of a phone call's message:
+    those of its last lines only (after the call's marker, where the server writes them). The text above holds
+    the agent's note, a transcript and an AI summary: a line there written like a note link is text, never a
+    note to rewrite."""
     notes: dict[tuple[str, int], str] = {}
-    for word, url, transaction in _NOTE_LINE_RE.findall(message):
+    for word, url, transaction in _NOTE_LINE_RE.findall(_trailing_note_block(message)):
         kind = next(k for k, spec in TRANSACTION_KINDS.items() if spec[2] == word)
         if _NOTE_ID_RE.search(url) or url == _PENDING:
             notes[(kind, int(transaction))] = url
     return notes
+
+
+def _trailing_note_block(message: str) -> str:
+    """The message's last lines that are note lines, their headings or blank (the server's own block)."""
+    lines = message.split("\n")
+    start = len(lines)
+    while start > 0:
+        line = lines[start - 1]
+        if line.strip() and not _NOTE_LINE_RE.fullmatch(line) and not _NOTE_HEADER_RE.fullmatch(line):
+            break
+        start -= 1
+    return "\n".join(lines[start:])
 
 
 def _without_notes(message: str) -> str:
