@@ -241,6 +241,27 @@ async def test_an_sscl_user_agent_never_makes_the_api_user_edit_a_colleagues_not
     assert east.password_logins == 0
 
 
+async def test_copy_to_contact_comments_is_never_written_by_the_api_user(
+    http: httpx.AsyncClient, east: FakeBullhorn, rc: FakeRingCentral
+) -> None:
+    """Copying the note into the person's `comments` replaces what is there, on any person the request names:
+    the `SSCL` user agent (any client's to send) must not let that happen with the API user's rights. The Note
+    is the API user's; the copy is the logging user's own write."""
+    admin, account = await _admin_of(http, east, rc, "agent.east", "east")
+    extension = await _mapped_colleague(admin, rc, account)
+    assert (await admin.save_api_user(API_USER, API_PASSWORD)).status_code == 200
+    phone = new_phone()
+    person = east.add_person("Candidate", "Maya Patel", phone)
+    body = _sscl_body(person, phone, extension)
+    body["note"] = "Wants the night shift"
+    body["additionalSubmission"] = {"copyToContactComments": True}
+    logged = await admin.sscl_call(body)
+    assert logged.json()["successful"] is True, logged.text
+    [note] = east.notes(1001)
+    assert east.note_authors[(1001, note["id"])] == API_USER_ID
+    assert [(entity, who) for _, entity, _, who in east.updates] == [("Candidate", 501)]
+
+
 async def test_wrong_api_user_credentials_are_a_clean_error_without_the_secret(
     http: httpx.AsyncClient, east: FakeBullhorn, rc: FakeRingCentral, caplog: pytest.LogCaptureFixture
 ) -> None:

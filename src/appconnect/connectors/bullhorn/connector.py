@@ -753,22 +753,24 @@ class BullhornConnector(Connector):
         log_id = str(int(created["changedEntityId"]))
         message = ReturnMessage("Call logged", "success", 2000)
         if _checked(log.additional_submission.get("copyToContactComments")) and log.note.strip():
-            message = await self._copy_to_comments(call, sscl, log.contact, person_id, log.note) or message
+            message = await self._copy_to_comments(call, log.contact, person_id, log.note) or message
         return LogResult(log_id, message)
 
     async def _copy_to_comments(
-        self, call: CrmCall, sscl: tuple[bool, JsonDict], contact: ContactRef, person_id: int, note: str
+        self, call: CrmCall, contact: ContactRef, person_id: int, note: str
     ) -> ReturnMessage | None:
         """The log form's "Copy to contact comments" checkbox (the reference's): the person's `comments` become the
-        agent's note. The Note is written already, so a refusal here is a warning, never a failed log."""
+        agent's note. The Note is written already, so a refusal here is a warning, never a failed log. Always in
+        the user's own session (as the reference): it replaces a field of whichever person the request names,
+        and the `SSCL` user agent that selects the API user is any client's to send."""
         entity = ENTITIES.get(contact.type or "")
         if entity is None:
             return ReturnMessage(
                 "Call logged; the note was not copied: unknown contact type.", "warning", 5000
             )
         try:
-            await self._log_write(
-                call, sscl, "POST", f"entity/{entity}/{person_id}", json={"comments": note}, idempotent=True
+            await self._rest(
+                call, "POST", f"entity/{entity}/{person_id}", json={"comments": note}, idempotent=True
             )
         except CrmHttpError as exc:
             return ReturnMessage(
