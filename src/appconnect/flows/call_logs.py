@@ -73,6 +73,7 @@ from appconnect.store.call_logs import (
     Reservation,
     new_claim,
 )
+from appconnect.store.user_mappings import AccountMapping
 from appconnect.store.users import UserRecord
 
 COMPOSED_FORMATS = ("text/plain", "text/html", "text/markdown")
@@ -315,23 +316,36 @@ async def _mapped_owner(services: Services, user: UserRecord, body: CallLogBody)
     extension = _assigned_extension(body)
     if extension is None:
         return None
-    mapped = await services.user_mappings.user_of_extension(account_scope(user), user.platform, extension)
+    found = await _own_mapping(services, user)
+    if found is None:
+        return None
+    mapped = next((m for m in found[1].users if extension in m.rc_extension_ids), None)
     if mapped is None:
         return None
     return CrmUser(id=mapped.crm_user_id, name=mapped.name, email=mapped.email or None)
+
+
+async def _own_mapping(services: Services, user: UserRecord) -> tuple[str, AccountMapping] | None:
+    """The user mapping of the user's RingCentral account (its key with it), only when it was made against
+    this very CRM account. Never another RingCentral account's, even one mapped against the same CRM account:
+    its admin may be any user of the CRM account, and a manual choice may name any extension id."""
+    if not user.rc_account_id:
+        return None
+    key = hash_value(user.rc_account_id, services.keys.hash_key)
+    mapping = await services.user_mappings.get(key)
+    if mapping is None or (mapping.crm_scope, mapping.platform) != (account_scope(user), user.platform):
+        return None
+    return key, mapping
 
 
 async def _server_logging_settings(services: Services, user: UserRecord) -> dict[str, Any]:
     """The admin's server-side logging fields of the user's RingCentral account, only when that account's user
     mapping was made against this very CRM account: one account's fields (an API user's password) never reach
     another tenant's logs, whatever RingCentral account id a user's client claimed at login."""
-    if not user.rc_account_id:
+    found = await _own_mapping(services, user)
+    if found is None:
         return {}
-    key = hash_value(user.rc_account_id, services.keys.hash_key)
-    mapping = await services.user_mappings.get(key)
-    if mapping is None or (mapping.crm_scope, mapping.platform) != (account_scope(user), user.platform):
-        return {}
-    return await services.admin_ringcentral.logging_settings(key)
+    return await services.admin_ringcentral.logging_settings(found[0])
 
 
 async def _later_write_settings(

@@ -262,6 +262,37 @@ async def test_copy_to_contact_comments_is_never_written_by_the_api_user(
     assert [(entity, who) for _, entity, _, who in east.updates] == [("Candidate", 501)]
 
 
+async def test_another_ringcentral_accounts_mapping_never_names_a_calls_owner(
+    http: httpx.AsyncClient, east: FakeBullhorn, rc: FakeRingCentral
+) -> None:
+    """A user of the same corporation who is the admin of a RingCentral account of their own may map any
+    extension id there (a manual choice is not checked against the account's extensions). A call of this
+    account's extension must still be owned as this account's mapping says (here: unmapped, so the logging
+    user's), never as that other account's mapping says."""
+    admin, account = await _admin_of(http, east, rc, "agent.east", "east")
+    unmapped = rc.extension_of(rc.extension(account, name="Front desk"))
+    east.add_user("mallory", corporation=1001, user_id=503, first="Mal", last="Lory")
+    mallory = Agent(http, east)
+    own_account = f"acct-{uuid.uuid4().hex[:8]}"
+    await mallory.login("mallory", dc="east", rc_account=own_account)
+    own_admin = rc.extension(own_account, admin=True, email="mallory@example.com")
+    forged = await http.post(
+        "/admin/settings",
+        json={
+            "adminSettings": {"userMappings": [{"crmUserId": str(COLLEAGUE_ID), "rcExtensionId": [unmapped]}]}
+        },
+        headers={**mallory.auth, "X-RC-Access-Token": own_admin},
+    )
+    assert forged.status_code == 200, forged.text
+
+    phone = new_phone()
+    person = east.add_person("Candidate", "Maya Patel", phone)
+    logged = await admin.sscl_call(_sscl_body(person, phone, unmapped))
+    assert logged.json()["successful"] is True, logged.text
+    [note] = east.notes(1001)
+    assert note["commentingPerson"] == {"id": 501}
+
+
 async def test_wrong_api_user_credentials_are_a_clean_error_without_the_secret(
     http: httpx.AsyncClient, east: FakeBullhorn, rc: FakeRingCentral, caplog: pytest.LogCaptureFixture
 ) -> None:

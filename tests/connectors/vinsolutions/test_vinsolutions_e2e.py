@@ -56,7 +56,9 @@ class Agent:
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.jwt}"}
 
-    async def login(self, dealer_id: int = DEALER_ID, user_id: int = USER_ID) -> httpx.Response:
+    async def login(
+        self, dealer_id: int = DEALER_ID, user_id: int = USER_ID, rc_account: str | None = None
+    ) -> httpx.Response:
         response = await self.http.post(
             "/apiKeyLogin",
             json={
@@ -64,7 +66,7 @@ class Agent:
                 "hostname": "vinsolutions.app.coxautoinc.com",
                 "additionalInfo": {"dealerId": str(dealer_id), "crmUserId": str(user_id)},
             },
-            headers={"rc-account-id": f"acct-{uuid.uuid4().hex[:10]}"},
+            headers={"rc-account-id": rc_account or f"acct-{uuid.uuid4().hex[:10]}"},
         )
         if response.status_code == 200:
             self.jwt = response.json()["jwtToken"]
