@@ -292,6 +292,9 @@ class NetSuiteConnector(Connector):
             return _login_failed("NetSuite authorized another account than the one entered.")
         # before any SuiteQL: a role without SuiteAnalytics Workbook would otherwise fail with no reason given
         suiteapp = await self._suiteapp_login(request.http, account)
+        if suiteapp.entity is not None and suiteapp.entity != int(entity):
+            # the callback URL is the client's to write: its `entity` must be the token's own employee
+            return _login_failed("NetSuite authorized another user than the one named.")
         if suiteapp.missing:
             return _permissions_missing(suiteapp.missing)
         rows = await self._suiteql(
@@ -373,7 +376,8 @@ class NetSuiteConnector(Connector):
             if isinstance(results, dict)
             else []
         )
-        return SuiteAppLogin(one_world=one_world, missing=missing, timezone=timezone_name)
+        entity = int_or_none(current.get("id")) if isinstance(current.get("id"), int | str) else None
+        return SuiteAppLogin(one_world=one_world, missing=missing, timezone=timezone_name, entity=entity)
 
     # --- RESTlets ------------------------------------------------------------------------------------------
 
@@ -1087,6 +1091,8 @@ class SuiteAppLogin:
     missing: list[str] = field(default_factory=list)
     #: the IANA name of the user's time zone preference, when the SuiteApp told one this server knows
     timezone: str | None = None
+    #: the employee the token belongs to, when the SuiteApp's current user named one
+    entity: int | None = None
 
 
 def _permissions_missing(missing: list[str]) -> UserInfoResult:
