@@ -303,6 +303,24 @@ async def test_a_note_whose_answer_was_lost_is_never_written_twice(env: Env) -> 
     assert len(env.restlet_calls("POST")) == 1
 
 
+async def test_a_note_written_but_answered_unreadably_is_never_written_twice(env: Env) -> None:
+    """The RESTlet wrote the note and answered 2xx, but an answer the server refuses to read (nested too
+    deep): the outcome is unknown, so the link stays pending and a second disposition writes no second note."""
+    log_id, order = await _logged(env)
+    deep: Any = 1
+    for _ in range(200):
+        deep = [deep]
+    env.fake.inject(
+        200, path_prefix=NOTES_URL, method="POST", when="after", body={"success": True, "x": deep}
+    )
+    update = DispositionUpdate(CallLogRef(log_id), {"salesorder": order})
+    with pytest.raises(CrmHttpError):
+        await env.connector.upsert_call_disposition(env.call, update)
+    await env.connector.upsert_call_disposition(env.call, update)
+    assert len(env.fake.user_notes()) == 1
+    assert len(env.restlet_calls("POST")) == 1
+
+
 async def test_a_refused_note_can_be_tried_again(env: Env) -> None:
     log_id, order = await _logged(env)
     env.fake.inject(409, path_prefix=NOTES_URL, method="POST")

@@ -904,7 +904,9 @@ class NetSuiteConnector(Connector):
             try:
                 answer = await self._user_note(call, "POST", body)
             except CrmHttpError as exc:
-                if not exc.outcome_unknown:  # answered: no note was written, a later try may write it
+                # refused: no note was written, a later try may write it. An answer that could not be read
+                # (CrmAnswerError) came after the RESTlet ran: the note may exist, the link stays pending
+                if not exc.outcome_unknown and not isinstance(exc, CrmAnswerError):
                     del notes[(kind, transaction)]
                     await _patch(call.http, path, {"message": written()})
                 raise
