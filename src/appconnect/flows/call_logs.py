@@ -73,6 +73,7 @@ from appconnect.store.call_logs import (
     Reservation,
     new_claim,
 )
+from appconnect.store.user_mappings import AccountMapping
 from appconnect.store.users import UserRecord
 
 COMPOSED_FORMATS = ("text/plain", "text/html", "text/markdown")
@@ -315,23 +316,48 @@ async def _mapped_owner(services: Services, user: UserRecord, body: CallLogBody)
     extension = _assigned_extension(body)
     if extension is None:
         return None
-    mapped = await services.user_mappings.user_of_extension(account_scope(user), user.platform, extension)
+    found = await _own_mapping(services, user)
+    if found is None:
+        return None
+    mapped = next((m for m in found[1].users if extension in m.rc_extension_ids), None)
     if mapped is None:
         return None
     return CrmUser(id=mapped.crm_user_id, name=mapped.name, email=mapped.email or None)
+
+
+async def _own_mapping(services: Services, user: UserRecord) -> tuple[str, AccountMapping] | None:
+    """The user mapping of the user's RingCentral account (its key with it), only when it was made against
+    this very CRM account. Never another RingCentral account's, even one mapped against the same CRM account:
+    its admin may be any user of the CRM account, and a manual choice may name any extension id."""
+    if not user.rc_account_id:
+        return None
+    key = hash_value(user.rc_account_id, services.keys.hash_key)
+    mapping = await services.user_mappings.get(key)
+    if mapping is None or (mapping.crm_scope, mapping.platform) != (account_scope(user), user.platform):
+        return None
+    return key, mapping
 
 
 async def _server_logging_settings(services: Services, user: UserRecord) -> dict[str, Any]:
     """The admin's server-side logging fields of the user's RingCentral account, only when that account's user
     mapping was made against this very CRM account: one account's fields (an API user's password) never reach
     another tenant's logs, whatever RingCentral account id a user's client claimed at login."""
-    if not user.rc_account_id:
+    found = await _own_mapping(services, user)
+    if found is None:
         return {}
-    key = hash_value(user.rc_account_id, services.keys.hash_key)
-    mapping = await services.user_mappings.get(key)
-    if mapping is None or (mapping.crm_scope, mapping.platform) != (account_scope(user), user.platform):
+    return await services.admin_ringcentral.logging_settings(found[0])
+
+
+async def _later_write_settings(
+    services: Services, user: UserRecord, row: CallLogRow, body: CallLogPatchBody | DispositionBody
+) -> dict[str, Any]:
+    """The server-side logging fields for an update or disposition of a kept log: only when server-side
+    logging sent it and the log is one the calling user made. The `SSCL` user agent is any client's to send, and
+    the lookup finds any log of the CRM account by session and extension, so a colleague's log is edited in the
+    caller's own CRM session (the CRM's permissions decide), never with the admin's credentials."""
+    if not body.is_from_sscl or row.user_id != user.id:
         return {}
-    return await services.admin_ringcentral.logging_settings(key)
+    return await _server_logging_settings(services, user)
 
 
 def _call_log_create(
@@ -539,7 +565,7 @@ async def update_call_log(services: Services, claims: SessionClaims, body: CallL
                 recording_download_link=body.recording_download_link,
                 ring_sense=_ring_sense(body),
                 from_server_side_logging=bool(body.is_from_sscl),
-                server_logging=await _server_logging_settings(services, user) if body.is_from_sscl else {},
+                server_logging=await _later_write_settings(services, user, row, body),
                 ai_note=body.ai_note,
                 transcript=body.transcript,
             ),
@@ -633,7 +659,7 @@ async def upsert_disposition(services: Services, claims: SessionClaims, body: Di
                 _ref(row),
                 body.dispositions,
                 from_server_side_logging=bool(body.is_from_sscl),
-                server_logging=await _server_logging_settings(services, user) if body.is_from_sscl else {},
+                server_logging=await _later_write_settings(services, user, row, body),
             ),
         )
     except CrmHttpError as exc:

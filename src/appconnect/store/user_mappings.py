@@ -15,7 +15,6 @@ _PUT = sql(
     ON CONFLICT (rc_account) DO UPDATE SET crm_scope = excluded.crm_scope, platform = excluded.platform,
     mappings = excluded.mappings, updated_at = excluded.updated_at"""
 )
-_OF_SCOPE = sql("SELECT mappings FROM user_mappings WHERE crm_scope = ? AND platform = ?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +82,3 @@ class UserMappingStore:
         now = self._db.stamp(datetime.now(UTC))
         payload = to_json([m.to_json() for m in mapping.users])
         await self._db.run(_PUT, rc_account, mapping.crm_scope, mapping.platform, payload, now, now)
-
-    async def user_of_extension(self, crm_scope: str, platform: str, extension_id: str) -> MappedUser | None:
-        """The CRM user an extension is mapped to, among the mappings made against this CRM account only."""
-        for row in await self._db.all(_OF_SCOPE, crm_scope, platform):
-            for user in _users(row["mappings"]):
-                if extension_id in user.rc_extension_ids:
-                    return user
-        return None

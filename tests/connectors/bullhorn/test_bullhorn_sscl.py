@@ -187,6 +187,93 @@ async def test_server_side_updates_and_dispositions_are_written_by_the_api_user(
     assert east.password_logins == 1
 
 
+async def test_an_sscl_user_agent_never_makes_the_api_user_edit_a_colleagues_note(
+    http: httpx.AsyncClient, east: FakeBullhorn, rc: FakeRingCentral
+) -> None:
+    """The `SSCL` user agent is any client's to send: a user of the account who names a colleague's logged call
+    with it has that Note edited in the user's own session (Bullhorn's permissions decide), never the API
+    user's. Only the logs the calling session made are written by the API user."""
+    admin, account = await _admin_of(http, east, rc, "agent.east", "east")
+    await _mapped_colleague(admin, rc, account)
+    assert (await admin.save_api_user(API_USER, API_PASSWORD)).status_code == 200
+    colleague = Agent(http, east)
+    await colleague.login("sam.ortiz", dc="east", rc_account=account)
+    phone = new_phone()
+    person = east.add_person("Candidate", "Maya Patel", phone)
+    body = call_log_body(f"own-{uuid.uuid4().hex[:8]}", str(person["id"]), phone, contactType="Candidate")
+    logged = await colleague.log_call(body)
+    assert logged["successful"] is True, logged
+    note_id = int(logged["logId"])
+    session_id = body["logInfo"]["sessionId"]  # type: ignore[index]
+    spoofed = {**admin.agent.auth, "User-Agent": "SSCL"}
+
+    updated = await http.patch(
+        "/callLog", json={"sessionId": session_id, "note": "rewritten", "duration": 185}, headers=spoofed
+    )
+    assert updated.json()["successful"] is True, updated.text
+    disposed = await http.put(
+        "/callDisposition",
+        json={"sessionId": session_id, "dispositions": {"noteActions": "SMS"}},
+        headers=spoofed,
+    )
+    assert disposed.json()["successful"] is True, disposed.text
+
+    assert [(i, who) for _, _, i, who in east.updates] == [(note_id, 501), (note_id, 501)]
+    assert east.password_logins == 0
+
+
+async def test_copy_to_contact_comments_is_never_written_by_the_api_user(
+    http: httpx.AsyncClient, east: FakeBullhorn, rc: FakeRingCentral
+) -> None:
+    """Copying the note into the person's `comments` replaces what is there, on any person the request names:
+    the `SSCL` user agent (any client's to send) must not let that happen with the API user's rights. The Note
+    is the API user's; the copy is the logging user's own write."""
+    admin, account = await _admin_of(http, east, rc, "agent.east", "east")
+    extension = await _mapped_colleague(admin, rc, account)
+    assert (await admin.save_api_user(API_USER, API_PASSWORD)).status_code == 200
+    phone = new_phone()
+    person = east.add_person("Candidate", "Maya Patel", phone)
+    body = _sscl_body(person, phone, extension)
+    body["note"] = "Wants the night shift"
+    body["additionalSubmission"] = {"copyToContactComments": True}
+    logged = await admin.sscl_call(body)
+    assert logged.json()["successful"] is True, logged.text
+    [note] = east.notes(1001)
+    assert east.note_authors[(1001, note["id"])] == API_USER_ID
+    assert [(entity, who) for _, entity, _, who in east.updates] == [("Candidate", 501)]
+
+
+async def test_another_ringcentral_accounts_mapping_never_names_a_calls_owner(
+    http: httpx.AsyncClient, east: FakeBullhorn, rc: FakeRingCentral
+) -> None:
+    """A user of the same corporation who is the admin of a RingCentral account of their own may map any
+    extension id there (a manual choice is not checked against the account's extensions). A call of this
+    account's extension must still be owned as this account's mapping says (here: unmapped, so the logging
+    user's), never as that other account's mapping says."""
+    admin, account = await _admin_of(http, east, rc, "agent.east", "east")
+    unmapped = rc.extension_of(rc.extension(account, name="Front desk"))
+    east.add_user("mallory", corporation=1001, user_id=503, first="Mal", last="Lory")
+    mallory = Agent(http, east)
+    own_account = f"acct-{uuid.uuid4().hex[:8]}"
+    await mallory.login("mallory", dc="east", rc_account=own_account)
+    own_admin = rc.extension(own_account, admin=True, email="mallory@example.com")
+    forged = await http.post(
+        "/admin/settings",
+        json={
+            "adminSettings": {"userMappings": [{"crmUserId": str(COLLEAGUE_ID), "rcExtensionId": [unmapped]}]}
+        },
+        headers={**mallory.auth, "X-RC-Access-Token": own_admin},
+    )
+    assert forged.status_code == 200, forged.text
+
+    phone = new_phone()
+    person = east.add_person("Candidate", "Maya Patel", phone)
+    logged = await admin.sscl_call(_sscl_body(person, phone, unmapped))
+    assert logged.json()["successful"] is True, logged.text
+    [note] = east.notes(1001)
+    assert note["commentingPerson"] == {"id": 501}
+
+
 async def test_wrong_api_user_credentials_are_a_clean_error_without_the_secret(
     http: httpx.AsyncClient, east: FakeBullhorn, rc: FakeRingCentral, caplog: pytest.LogCaptureFixture
 ) -> None:

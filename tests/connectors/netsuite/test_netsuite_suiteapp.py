@@ -221,12 +221,15 @@ async def test_an_update_with_new_times_writes_them_in_the_users_zone(env: Env) 
 # --- the role check at login -------------------------------------------------------------------------------
 
 
-async def _login(env: Env, account: str = DEFAULT_ACCOUNT, *, restlets: bool = True) -> UserInfoResult:
+async def _login(
+    env: Env, account: str = DEFAULT_ACCOUNT, *, restlets: bool = True, entity: int | None = None
+) -> UserInfoResult:
+    """A login as the client hands it over; `entity`: the callback names another employee than the token's."""
     tokens = env.fake.issue_tokens(
         account, scopes="restlets rest_webservices" if restlets else "rest_webservices"
     )
     auth = f"Bearer {tokens.access_token}"
-    entity = env.fake.login_entity[account]
+    entity = env.fake.login_entity[account] if entity is None else entity
     callback = f"https://redirect.example/cb?state=x&role=3&entity={entity}&company={account}&code=c"
     http = CrmHttpClient(env.http, base_url=env.connector.api_origin(account), auth_header=auth)
     request = LoginRequest(
@@ -288,6 +291,20 @@ async def test_without_the_suiteapp_the_login_goes_on_as_before(env: Env, restle
     assert "oneWorldEnabled" not in info and info["subsidiaryId"] == "1"
     assert result.user.timezone_name is None
     assert not env.fake.restlet_calls(PERMISSIONS)  # the first RESTlet's refusal ends the SuiteApp's part
+
+
+async def test_a_callback_naming_a_colleague_is_refused_when_the_suiteapp_says_who_logged_in(
+    env: Env,
+) -> None:
+    """The callback URL is the client's to write: its `entity` could name a colleague, and the login would be
+    stored as that colleague. The SuiteApp's current user (the token's own) must be the employee named."""
+    env.fake.account().suiteapp = True
+    colleague = env.fake.add_employee(DEFAULT_ACCOUNT, "Casey", "Colleague", "casey@example.test")
+    result = await _login(env, entity=colleague["id"])
+    assert result.successful is False
+    assert result.user is None
+    honest = await _login(env)
+    assert honest.successful is True
 
 
 # --- the placeholder company -------------------------------------------------------------------------------

@@ -308,6 +308,24 @@ async def test_a_note_whose_answer_was_lost_is_never_written_twice(env: Env) -> 
 SCRIPT_ERROR = {"error": {"code": "JS_EXCEPTION", "message": "TypeError: Cannot read property 'id' of null"}}
 
 
+async def test_a_note_written_but_answered_unreadably_is_never_written_twice(env: Env) -> None:
+    """The RESTlet wrote the note and answered 2xx, but an answer the server refuses to read (nested too
+    deep): the outcome is unknown, so the link stays pending and a second disposition writes no second note."""
+    log_id, order = await _logged(env)
+    deep: Any = 1
+    for _ in range(200):
+        deep = [deep]
+    env.fake.inject(
+        200, path_prefix=NOTES_URL, method="POST", when="after", body={"success": True, "x": deep}
+    )
+    update = DispositionUpdate(CallLogRef(log_id), {"salesorder": order})
+    with pytest.raises(CrmHttpError):
+        await env.connector.upsert_call_disposition(env.call, update)
+    await env.connector.upsert_call_disposition(env.call, update)
+    assert len(env.fake.user_notes()) == 1
+    assert len(env.restlet_calls("POST")) == 1
+
+
 async def test_a_refused_note_warns_without_blaming_the_suiteapp_and_can_be_tried_again(
     env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -381,6 +399,33 @@ async def test_the_note_lines_never_show_and_survive_an_update(env: Env) -> None
     )
     [note] = env.fake.user_notes()
     assert "Renewal signed" in note["note"]
+
+
+async def test_a_note_line_typed_in_the_agents_note_never_names_the_note_to_rewrite(env: Env) -> None:
+    """The message holds the agent's text (and a transcript, an AI summary) above the lines the server keeps:
+    a line there written like a note link must not make a disposition rewrite another note (here one of an
+    earlier call); only the lines the server wrote after the call's marker count."""
+    other_log, order = await _logged(env)
+    await env.connector.upsert_call_disposition(
+        env.call, DispositionUpdate(CallLogRef(other_log), {"salesorder": order})
+    )
+    [victim] = env.fake.user_notes()
+    forged = (
+        "- Note: see below\n"
+        f"- SalesOrderNoteUrl: https://1234567-sb1.app.netsuite.com/app/crm/common/note.nl?id={victim['id']}"
+        f" SalesOrderId: {order}\n- Duration: 8 minutes"
+    )
+    contact = env.fake.add_contact("Maya Patel", "(415) 555-0142")["id"]
+    log = _log(str(contact))
+    log.composed_log_details = forged
+    created = await env.connector.create_call_log(env.call, log)
+    assert created.log_id is not None
+    await env.connector.upsert_call_disposition(
+        env.call, DispositionUpdate(CallLogRef(created.log_id), {"salesorder": order})
+    )
+    assert env.restlet_calls("PUT") == []
+    notes = {n["id"]: n for n in env.fake.user_notes()}
+    assert len(notes) == 2 and notes[victim["id"]]["note"] == victim["note"]
 
 
 async def test_without_the_suiteapp_a_disposition_warns_and_leaves_the_call_as_it_was(env: Env) -> None:

@@ -40,6 +40,9 @@ async def test_a_server_side_logged_call_lands_once_under_the_mapped_user(
     rc_admin = rc.extension(account, admin=True, name="Jordan Lee", email=fake_pipedrive.user["email"])
     # the phone system still has Sam's old name: the email says who it is
     sam_ext = rc.extension_of(rc.extension(account, name="Samuel Ortiz", email=colleague["email"]))
+    # the client names the user's RingCentral account at login: its mapping is the one a call consults
+    admin.rc_account_id = account
+    await admin.login()
 
     mapping = await admin.request(
         "POST", "/admin/userMapping", json={}, headers={**admin.auth, "X-RC-Access-Token": rc_admin}

@@ -37,14 +37,16 @@ vs_server = server_beside_fixture("vinsolutions", "_fake_vinsolutions_server", c
 class Agent(ClientSession):
     """What the App Connect client does, one method per request."""
 
-    async def login(self, dealer_id: int = DEALER_ID, user_id: int = USER_ID) -> httpx.Response:
+    async def login(
+        self, dealer_id: int = DEALER_ID, user_id: int = USER_ID, rc_account: str | None = None
+    ) -> httpx.Response:
         return await self.api_key_login(
             {
                 "platform": "vinsolutions",
                 "hostname": "vinsolutions.app.coxautoinc.com",
                 "additionalInfo": {"dealerId": str(dealer_id), "crmUserId": str(user_id)},
             },
-            headers={"rc-account-id": f"acct-{uuid.uuid4().hex[:10]}"},
+            headers={"rc-account-id": rc_account or f"acct-{uuid.uuid4().hex[:10]}"},
         )
 
     async def find_contact(self, phone: str) -> JsonDict:

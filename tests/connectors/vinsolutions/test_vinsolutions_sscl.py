@@ -41,6 +41,8 @@ async def test_a_server_side_logged_call_is_filed_under_the_mapped_colleague(
     account = f"acct-{uuid.uuid4().hex[:8]}"
     rc_admin = rc.extension(account, admin=True, name="Morgan Rivera", email="morgan@example.test")
     jamie_ext = rc.extension_of(rc.extension(account, name="Jamie Soto", email="jamie@example.test"))
+    # the client names the user's RingCentral account at login: its mapping is the one a call consults
+    assert (await admin.login(rc_account=account)).status_code == 200
     mapping = await admin.http.post(
         "/admin/userMapping", json={}, headers={**admin.auth, "X-RC-Access-Token": rc_admin}
     )

@@ -813,29 +813,28 @@ class BullhornConnector(Connector):
         log_id = str(int(created["changedEntityId"]))
         message = ReturnMessage("Call logged", "success", 2000)
         if _checked(log.additional_submission.get("copyToContactComments")) and log.note.strip():
-            message = (
-                await self._copy_to_comments(call, sscl, log.contact.type, person_id, log.note) or message
-            )
+            message = await self._copy_to_comments(call, log.contact.type, person_id, log.note) or message
         return LogResult(log_id, message)
 
     async def _copy_to_comments(
         self,
         call: CrmCall,
-        sscl: tuple[bool, JsonDict],
-        contact_type: str,
+        contact_type: str | None,
         person_id: int,
         note: str,
         *,
         done: str = "Call logged",
     ) -> ReturnMessage | None:
         """The log form's "Copy to contact comments" checkbox (the reference's): the person's `comments` become the
-        agent's note. The Note is written already, so a refusal here is a warning, never a failed log."""
-        entity = ENTITIES.get(contact_type)
+        agent's note. The Note is written already, so a refusal here is a warning, never a failed log. Always in
+        the user's own session (as the reference): it replaces a field of whichever person the request names,
+        and the `SSCL` user agent that selects the API user is any client's to send."""
+        entity = ENTITIES.get(contact_type or "")
         if entity is None:
             return ReturnMessage(f"{done}; the note was not copied: unknown contact type.", "warning", 5000)
         try:
-            await self._log_write(
-                call, sscl, "POST", f"entity/{entity}/{person_id}", json={"comments": note}, idempotent=True
+            await self._rest(
+                call, "POST", f"entity/{entity}/{person_id}", json={"comments": note}, idempotent=True
             )
         except CrmHttpError as exc:
             return ReturnMessage(
@@ -875,12 +874,10 @@ class BullhornConnector(Connector):
         message = ReturnMessage("Call log updated.", "success", 2000)
         note = update.note or ""
         if _checked(update.additional_submission.get("copyToContactComments")) and note.strip():
-            message = await self._copy_on_update(call, sscl, update, note) or message
+            message = await self._copy_on_update(call, update, note) or message
         return CallLogUpdated(updated_note=update.composed_log_details, return_message=message)
 
-    async def _copy_on_update(
-        self, call: CrmCall, sscl: tuple[bool, JsonDict], update: CallLogUpdate, note: str
-    ) -> ReturnMessage | None:
+    async def _copy_on_update(self, call: CrmCall, update: CallLogUpdate, note: str) -> ReturnMessage | None:
         """The log form's "Copy to contact comments" on an edit (the reference's update): the person's `comments`
         become the note, as on the create. The update names only the person's id, so its type is the one entity
         holding a live record with that id (Bullhorn's people are subtypes of Person; that their ids never
@@ -902,7 +899,7 @@ class BullhornConnector(Connector):
                 "warning",
                 5000,
             )
-        return await self._copy_to_comments(call, sscl, types[0], person_id, note, done="Call log updated")
+        return await self._copy_to_comments(call, types[0], person_id, note, done="Call log updated")
 
     async def _is_person(self, call: CrmCall, entity: str, person_id: int) -> bool:
         """Whether `entity` has a live record with this id (Bullhorn answers 404 for none, or a deleted one)."""

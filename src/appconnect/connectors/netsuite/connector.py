@@ -309,6 +309,9 @@ class NetSuiteConnector(Connector):
             return _login_failed("NetSuite authorized another account than the one entered.")
         # before any SuiteQL: a role without SuiteAnalytics Workbook would otherwise fail with no reason given
         suiteapp = await self._suiteapp_login(request.http, account)
+        if suiteapp.entity is not None and suiteapp.entity != int(entity):
+            # the callback URL is the client's to write: its `entity` must be the token's own employee
+            return _login_failed("NetSuite authorized another user than the one named.")
         if suiteapp.missing:
             return _permissions_missing(suiteapp.missing)
         rows = await self._suiteql(
@@ -392,7 +395,8 @@ class NetSuiteConnector(Connector):
             if isinstance(results, dict)
             else []
         )
-        return SuiteAppLogin(one_world=one_world, missing=missing, timezone=timezone_name)
+        entity = int_or_none(current.get("id")) if isinstance(current.get("id"), int | str) else None
+        return SuiteAppLogin(one_world=one_world, missing=missing, timezone=timezone_name, entity=entity)
 
     # --- RESTlets ------------------------------------------------------------------------------------------
 
@@ -1009,7 +1013,9 @@ class NetSuiteConnector(Connector):
             try:
                 answer = await self._user_note(call, "POST", body)
             except CrmHttpError as exc:
-                if not exc.outcome_unknown:  # answered: no note was written, a later try may write it
+                # refused: no note was written, a later try may write it. An answer that could not be read
+                # (CrmAnswerError) came after the RESTlet ran: the note may exist, the link stays pending
+                if not exc.outcome_unknown and not isinstance(exc, CrmAnswerError):
                     del notes[(kind, transaction)]
                     await _patch(call.http, path, {"message": written()})
                 if not _refused(exc):
@@ -1209,6 +1215,8 @@ class SuiteAppLogin:
     missing: list[str] = field(default_factory=list)
     #: the IANA name of the user's time zone preference, when the SuiteApp told one this server knows
     timezone: str | None = None
+    #: the employee the token belongs to, when the SuiteApp's current user named one
+    entity: int | None = None
 
 
 def _permissions_missing(missing: list[str]) -> UserInfoResult:
@@ -1442,13 +1450,28 @@ def _note_id(answer: JsonDict | None) -> str | None:
 
 
 def _notes_of(message: str) -> dict[tuple[str, int], str]:
-    """(kind, transaction id) -> the note's URL (or `pending`) from the note lines of a phone call's message."""
+    """(kind, transaction id) -> the note's URL (or `pending`) from the note lines of a phone call's message:
+    those of its last lines only (after the call's marker, where the server writes them). The text above holds
+    the agent's note, a transcript and an AI summary: a line there written like a note link is text, never a
+    note to rewrite."""
     notes: dict[tuple[str, int], str] = {}
-    for word, url, transaction in _NOTE_LINE_RE.findall(message):
+    for word, url, transaction in _NOTE_LINE_RE.findall(_trailing_note_block(message)):
         kind = next(k for k, spec in TRANSACTION_KINDS.items() if spec[2] == word)
         if _NOTE_ID_RE.search(url) or url == _PENDING:
             notes[(kind, int(transaction))] = url
     return notes
+
+
+def _trailing_note_block(message: str) -> str:
+    """The message's last lines that are note lines, their headings or blank (the server's own block)."""
+    lines = message.split("\n")
+    start = len(lines)
+    while start > 0:
+        line = lines[start - 1]
+        if line.strip() and not _NOTE_LINE_RE.fullmatch(line) and not _NOTE_HEADER_RE.fullmatch(line):
+            break
+        start -= 1
+    return "\n".join(lines[start:])
 
 
 def _without_notes(message: str) -> str:
