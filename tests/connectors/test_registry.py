@@ -139,7 +139,9 @@ def test_the_lazy_manifest_is_the_manifest() -> None:
     assert lazy.version == "9.9"
 
 
-def test_a_built_in_that_cannot_be_imported_fails_alone_with_its_name(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_built_in_that_cannot_be_imported_fails_alone_with_its_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     with pytest.raises(ConnectorLoadError, match=r"'ghost' \(appconnect\.connectors\.ghost:GhostConnector\)"):
         LazyConnector("ghost", "appconnect.connectors.ghost:GhostConnector").load()
     registry = ConnectorRegistry(
@@ -274,7 +276,9 @@ def test_a_broken_built_in_fails_alone_over_http(
         whole = http.get("/crmManifest")
         one = http.get("/crmManifest", params={"platformName": "brokenCrm"})
         interfaces = http.get("/implementedInterfaces", params={"platform": "brokenCrm"})
-        login = http.post("/apiKeyLogin", json={"platform": "brokenCrm", "apiKey": "k", "hostname": "h.example"})
+        login = http.post(
+            "/apiKeyLogin", json={"platform": "brokenCrm", "apiKey": "k", "hostname": "h.example"}
+        )
         again = http.get("/crmManifest")
     assert whole.status_code == 200 and again.json() == whole.json()
     assert "brokenCrm" not in whole.json()["platforms"] and "pipedrive" in whole.json()["platforms"]
