@@ -209,3 +209,32 @@ async def test_no_base_url_anywhere_sends_the_secret_to_no_host_a_login_named(
     finally:
         await transport.aclose()
     assert hostile.requests == []
+
+
+async def test_the_secrets_value_written_literally_is_recognised(
+    hostile: FakeLedgerCrm, tmp_path: Path
+) -> None:
+    """A header holding the secret's text, not its template, passes the start-time check; the engine still
+    recognises the value and does not send it to the user's host."""
+    hostile.reset()
+    config = _sample("http://{{hostname}}")
+    config["requestDefaults"]["defaultHeaders"]["X-Secret-Key"] = hostile.secret
+    assert validation_errors(config) == []
+    cls = connector_class(load_file(_write(tmp_path, config)))
+    connector = cls(ConnectorConfig({"secret_key": hostile.secret}))
+    transport = build_transport_client(connect_timeout=2, read_timeout=5)
+    header = "Basic " + connector.basic_auth(FakeLedgerCrm.default_key)
+    try:
+        http = CrmHttpClient(transport, base_url=hostile.base_url, auth_header=header)
+        login = LoginRequest(
+            auth_header=header,
+            hostname=_address(hostile),
+            platform="hostCrm",
+            http=http,
+            api_key=FakeLedgerCrm.default_key,
+        )
+        with pytest.raises(HostNotAllowed):
+            await connector.get_user_info(login)
+    finally:
+        await transport.aclose()
+    assert hostile.requests == []

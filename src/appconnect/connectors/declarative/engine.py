@@ -243,7 +243,9 @@ class Engine:
         """By the templates the request names, or by the secret's value anywhere in what is about to be sent."""
         if carries_server_secret(self.config, request, self.config["operations"][op_name]):
             return True
-        return bool(self.secret) and str(self.secret) in json.dumps(rendered, default=str)
+        # a secret of a few characters would be "found" in any request (a real one is longer)
+        secret = str(self.secret or "")
+        return len(secret) >= 8 and secret in json.dumps(rendered, default=str, ensure_ascii=False)
 
 
 def _plain_headers(headers: Any) -> dict[str, str]:
