@@ -22,10 +22,12 @@ from appconnect.connectors.registry import (
     CrmManifest,
     DuplicatePlatformError,
     LazyConnector,
+    check_builtin_modules,
     connector_config,
 )
 from appconnect.connectors.sdk import Connector, implements
 from appconnect.connectors.testcrm import TestCrmConnector
+from tests.conftest import connector_server, database_url_for
 
 
 class ImpostorConnector(Connector):
@@ -137,14 +139,40 @@ def test_the_lazy_manifest_is_the_manifest() -> None:
     assert lazy.version == "9.9"
 
 
-def test_a_built_in_that_cannot_be_imported_fails_with_its_name() -> None:
-    registry = ConnectorRegistry([LazyConnector("ghost", "appconnect.connectors.ghost:GhostConnector")], {})
-    assert registry.platforms() == ["ghost"]
+def test_a_built_in_that_cannot_be_imported_fails_alone_with_its_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     with pytest.raises(ConnectorLoadError, match=r"'ghost' \(appconnect\.connectors\.ghost:GhostConnector\)"):
-        registry.get("ghost")
+        LazyConnector("ghost", "appconnect.connectors.ghost:GhostConnector").load()
+    registry = ConnectorRegistry(
+        [LazyConnector("ghost", "appconnect.connectors.ghost:GhostConnector"), PipedriveConnector], {}
+    )
+    with caplog.at_level(logging.ERROR, logger="appconnect.connectors.registry"):
+        assert registry.get("ghost") is None
+        assert registry.get("ghost") is None  # tried once, logged once
+        with pytest.raises(KeyError):
+            registry.manifest_entry("ghost")
+        manifest = registry.manifest(server_url="http://x", version="1")
+    assert list(manifest["platforms"]) == ["pipedrive"]
+    assert registry.platforms() == ["pipedrive"]
+    assert [r.getMessage() for r in caplog.records] == ["connector ghost is left out: ModuleNotFoundError"]
     wrong = ConnectorRegistry([LazyConnector("clio", BUILTIN_CONNECTORS["pipedrive"])], {})
     with pytest.raises(ConnectorLoadError, match="not the connector of platform 'clio'"):
-        wrong.manifest_entry("clio")
+        LazyConnector("clio", BUILTIN_CONNECTORS["pipedrive"]).load()
+    assert wrong.get("clio") is None
+
+
+def test_a_missing_built_in_module_is_logged_at_start_without_importing_any(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(BUILTIN_CONNECTORS, "ghost", "appconnect.connectors.ghost:GhostConnector")
+    monkeypatch.setitem(BUILTIN_CONNECTORS, "nowhere", "nowhere_pkg.sub:NowhereConnector")
+    with caplog.at_level(logging.ERROR, logger="appconnect.connectors.registry"):
+        assert check_builtin_modules() == ["ghost", "nowhere"]
+        registry = ConnectorRegistry.discover(environ={})
+    assert "built-in connector ghost: module appconnect.connectors.ghost not found" in caplog.text
+    assert "built-in connector nowhere: module nowhere_pkg.sub not found" in caplog.text
+    assert "ghost" in registry.platforms()  # still offered until its first use fails
 
 
 # --- third-party entry points, loaded at start -------------------------------------------------------------------
@@ -215,3 +243,49 @@ def test_a_third_party_connector_claiming_a_built_in_name_is_refused(
         DuplicatePlatformError, match=r"appconnect\.connectors\.pipedrive\.PipedriveConnector"
     ):
         ConnectorRegistry.discover(environ={})
+
+
+BROKEN_AT_IMPORT = textwrap.dedent(
+    """
+    from typing import ClassVar
+    from appconnect.connectors.sdk import Connector
+
+    SETTING = {}["CLIENT_SECRET"]  # fails at import, as a connector reading a setting too early would
+
+    class BrokenConnector(Connector):
+        platform: ClassVar[str] = "brokenCrm"
+    """
+)
+
+
+def test_a_broken_built_in_fails_alone_over_http(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A built-in-like table entry whose module raises at import: the worker starts, the whole manifest lists
+    the others, the broken platform answers as an unknown one, and one error line names it."""
+    (tmp_path / "tp_broken_builtin.py").write_text(BROKEN_AT_IMPORT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(BUILTIN_CONNECTORS, "brokenCrm", "tp_broken_builtin:BrokenConnector")
+    folder = tmp_path / "server"
+    folder.mkdir()
+    with (
+        caplog.at_level(logging.ERROR, logger="appconnect.connectors.registry"),
+        connector_server({}, folder, database_url_for("sqlite", folder)) as live,
+        httpx.Client(base_url=live.base_url, timeout=30) as http,
+    ):
+        whole = http.get("/crmManifest")
+        one = http.get("/crmManifest", params={"platformName": "brokenCrm"})
+        interfaces = http.get("/implementedInterfaces", params={"platform": "brokenCrm"})
+        login = http.post(
+            "/apiKeyLogin", json={"platform": "brokenCrm", "apiKey": "k", "hostname": "h.example"}
+        )
+        again = http.get("/crmManifest")
+    assert whole.status_code == 200 and again.json() == whole.json()
+    assert "brokenCrm" not in whole.json()["platforms"] and "pipedrive" in whole.json()["platforms"]
+    assert (one.status_code, one.text) == (400, "Platform not found")
+    assert interfaces.status_code == 400
+    assert interfaces.json() == {"error": "Connector not found for platform: brokenCrm"}
+    assert login.status_code == 400 and "Connector not found for platform: brokenCrm" in login.text
+    lines = [r.getMessage() for r in caplog.records if "brokenCrm" in r.getMessage()]
+    assert lines == ["connector brokenCrm is left out: KeyError"]
+    assert "CLIENT_SECRET" not in caplog.text

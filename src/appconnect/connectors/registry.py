@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 from collections.abc import Collection, Iterable, Mapping
@@ -73,6 +74,22 @@ def _builtin_sources() -> list[LazyConnector]:
     return [LazyConnector(name, target) for name, target in BUILTIN_CONNECTORS.items()]
 
 
+def check_builtin_modules(table: Mapping[str, str] | None = None) -> list[str]:
+    """The platforms whose module cannot be found, each logged at start: `find_spec` locates a module without
+    importing it, so the built-ins stay lazy and a missing one is still reported before its first request."""
+    missing: list[str] = []
+    for platform, target in (BUILTIN_CONNECTORS if table is None else table).items():
+        module_name = target.partition(":")[0]
+        try:
+            found = importlib.util.find_spec(module_name) is not None
+        except (ImportError, ValueError):  # a parent package that is missing or broken
+            found = False
+        if not found:
+            log.error("built-in connector %s: module %s not found", platform, module_name)
+            missing.append(platform)
+    return missing
+
+
 def _entry_point_classes() -> list[type[Connector]]:
     """Third-party connectors, imported at start so that a broken package is reported (and left out) there;
     the entry points of the built-ins are skipped (they are imported on first use)."""
@@ -124,6 +141,8 @@ class ConnectorRegistry:
         self._sources: dict[str, ConnectorSource] = {}
         self._connectors: dict[str, Connector] = {}
         self._manifest_entries: dict[str, JsonDict] = {}
+        #: platforms whose connector failed to import: left out from then on, as if not offered
+        self._broken: set[str] = set()
         for source in classes:
             name = source.platform
             known = self._sources.get(name)
@@ -144,6 +163,7 @@ class ConnectorRegistry:
         """Built-ins, entry points and declarative configurations (`APPCONNECT_DECLARATIVE_CONNECTORS`);
         platforms in `exclude` are not offered (e.g. testcrm when it is off)."""
         env = environ if environ is not None else os.environ
+        check_builtin_modules()
         sources: list[ConnectorSource] = [
             *_builtin_sources(),
             *_entry_point_classes(),
@@ -158,13 +178,24 @@ class ConnectorRegistry:
         return connector
 
     def _connector(self, platform: str) -> Connector | None:
-        """The platform's connector, imported and built on first use; None for a platform not offered."""
+        """The platform's connector, imported and built on first use; None for a platform not offered or one
+        whose connector cannot be imported (logged once; the other platforms go on working)."""
         connector = self._connectors.get(platform)
         if connector is None:
             source = self._sources.get(platform)
-            if source is None:
+            if source is None or platform in self._broken:
                 return None
-            connector = self._build(platform, source.load() if isinstance(source, LazyConnector) else source)
+            if not isinstance(source, LazyConnector):
+                return self._build(platform, source)
+            try:
+                loaded = source.load()
+            except ConnectorLoadError as exc:
+                self._broken.add(platform)
+                cause = exc.__cause__ if exc.__cause__ is not None else exc
+                # the type only: an exception's text may quote configuration (a secret, a path)
+                log.error("connector %s is left out: %s", platform, type(cause).__name__)
+                return None
+            connector = self._build(platform, loaded)
         return connector
 
     def get(self, platform: str) -> Connector | None:
@@ -176,7 +207,8 @@ class ConnectorRegistry:
         return connector
 
     def platforms(self) -> list[str]:
-        return list(self._sources)
+        """The platforms offered (one whose connector failed to import is no longer one of them)."""
+        return [name for name in self._sources if name not in self._broken]
 
     def manifest_entry(self, platform: str) -> JsonDict:
         entry = self._manifest_entries.get(platform)
@@ -207,6 +239,8 @@ class ConnectorRegistry:
             "version": version,
         }
         for name in self._sources if only is None else [p for p in only if p in self._sources]:
+            if self._connector(name) is None:  # a connector that cannot be imported fails alone
+                continue
             entry = dict(self.manifest_entry(name))
             entry.setdefault("name", name)
             _fill_oauth(entry, self._connectors[name])

@@ -411,7 +411,8 @@ async def test_defaults_where_the_reference_has_them(fake: FakeLedgerCrm, tmp_pa
         },
     }
     cls = connector_class(load_file(_write(tmp_path, "plain.json", config)))
-    connector = cls(ConnectorConfig())
+    # no baseUrl: the deployment's setting names the CRM (the server's secret goes to no host a login names)
+    connector = cls(ConnectorConfig({"base_url": fake.base_url}))
     transport = build_transport_client(connect_timeout=2, read_timeout=5)
     header = _header(connector, fake.default_key)
     try:

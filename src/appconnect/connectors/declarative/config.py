@@ -16,12 +16,13 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from appconnect.connectors.declarative.hosts import secret_host_errors, template_names
+
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
 #: a configuration file larger than this is refused (it is read whole at start)
 MAX_CONFIG_BYTES = 1024 * 1024
 #: what a platform name may be: it is a URL query value, a settings prefix and part of stored user ids
 _PLATFORM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,39}$")
-_TEMPLATE = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
 
 JsonDict = dict[str, Any]
 
@@ -102,24 +103,14 @@ def _semantic_errors(config: JsonDict) -> list[str]:
         if search in operations:
             if create not in operations:
                 problems.append(f"operations.{search}: needs operations.{create}")
-            elif "marker" not in _variables(operations[create]):
+            elif "marker" not in template_names(operations[create]):
                 problems.append(f"operations.{create}: must write {{{{marker}}}} for operations.{search}")
     for op_name, op in operations.items():
         names = [s.get("name") for s in op.get("steps", []) if s.get("name")]
         if len(names) != len(set(names)):
             problems.append(f"operations.{op_name}.steps: step names repeat")
+    problems.extend(secret_host_errors(config))
     return problems
-
-
-def _variables(value: Any) -> set[str]:
-    """The first name of every `{{...}}` template in a part of the configuration."""
-    if isinstance(value, str):
-        return {m.group(1).split(".", 1)[0] for m in _TEMPLATE.finditer(value)}
-    if isinstance(value, dict):
-        return set().union(*(_variables(v) for v in value.values())) if value else set()
-    if isinstance(value, list):
-        return set().union(*(_variables(v) for v in value)) if value else set()
-    return set()
 
 
 def _no_constant(name: str) -> Any:

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 from appconnect.connectors.declarative.engine import Engine, as_text, get_by_path, render_string
+from appconnect.connectors.declarative.hosts import fixed_hosts
 from appconnect.connectors.kit import (
     all_or_first_failure,
     call_marker,
@@ -246,8 +247,21 @@ class DeclarativeConnector(Connector):
             return f"Bearer {credential}"
         return "Basic " + base64.b64encode(f"{credential}:".encode()).decode()
 
+    def _allowed_hosts(self) -> tuple[str, ...]:
+        """Where a request carrying `{{secretKey}}` may go: the configuration's fixed hosts (its base URL or
+        `<PLATFORM>_BASE_URL`, its absolute URLs) and `meta.allowedHosts`; never a host only a login named."""
+        listed: list[str] = list((self.spec.get("meta") or {}).get("allowedHosts") or [])
+        return (*fixed_hosts(self.spec, self.config.get("base_url")), *listed)
+
     def _engine(self, http: CrmHttp, credential: str, base_url: str) -> Engine:
-        return Engine(self.spec, http, self._reference_header(credential), base_url)
+        return Engine(
+            self.spec,
+            http,
+            self._reference_header(credential),
+            base_url,
+            allowed_hosts=self._allowed_hosts(),
+            secret=self._secret_key(),
+        )
 
     def _context(self, call: CrmCall, inputs: JsonDict) -> tuple[Engine, JsonDict]:
         credential = self._credential(call.auth_header)

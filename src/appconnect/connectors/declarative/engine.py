@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from appconnect.connectors.declarative.hosts import HostNotAllowed, carries_server_secret, host_allowed
 from appconnect.connectors.sdk import CrmHttp, JsonDict
+
+log = logging.getLogger(__name__)
 
 _ONLY_TEMPLATE = re.compile(r"^\{\{\s*([^}]+?)\s*\}\}$")
 _TEMPLATE = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
@@ -170,6 +174,10 @@ class Engine:
     #: the header the server built for the session (`Basic ...` / `Bearer ...`), the fallback of `auth`
     session_header: str
     base_url: str
+    #: where a request carrying the server's secret may go (`host`, `host:port`, `*.domain` entries)
+    allowed_hosts: tuple[str, ...] = ()
+    #: the server-held secret (`{{secretKey}}`), to recognise it wherever a template put it
+    secret: str | None = None
 
     async def run(self, op_name: str, context: JsonDict) -> JsonDict:
         """Send the operation (one request, or its steps in order) and return the mapping's context:
@@ -205,10 +213,17 @@ class Engine:
         body = None
         if method not in _BODYLESS and ("body" in request or method in _EMPTY_BODY):
             body = render(request.get("body", {}), context)
+        params = _query(render(request.get("query") or {}, context)) or None
+        if self._carries_secret(op_name, request, (url, headers, params, body)) and not host_allowed(
+            url, self.allowed_hosts
+        ):
+            # the host is the user's input: not logged
+            log.warning("%s: not sent, it carries the server's secret to a host not allowed", op_name)
+            raise HostNotAllowed(op_name)
         response = await self.http.request(
             method,
             url,
-            params=_query(render(request.get("query") or {}, context)) or None,
+            params=params,
             json=body,
             headers=headers,
             auth=False,  # the configuration's own header (above) replaces the session's
@@ -223,6 +238,14 @@ class Engine:
             return Answer(response.status_code, response.json(), headers_seen)
         except ValueError:  # text that is not JSON: an error only where a mapping must read it
             return Answer(response.status_code, None, headers_seen, unreadable=True)
+
+    def _carries_secret(self, op_name: str, request: JsonDict, rendered: tuple[Any, ...]) -> bool:
+        """By the templates the request names, or by the secret's value anywhere in what is about to be sent."""
+        if carries_server_secret(self.config, request, self.config["operations"][op_name]):
+            return True
+        # a secret of a few characters would be "found" in any request (a real one is longer)
+        secret = str(self.secret or "")
+        return len(secret) >= 8 and secret in json.dumps(rendered, default=str, ensure_ascii=False)
 
 
 def _plain_headers(headers: Any) -> dict[str, str]:
