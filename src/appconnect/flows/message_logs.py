@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from appconnect.connectors.kit import defused
 from appconnect.connectors.sdk import (
+    CallParty,
     Connector,
     ContactRef,
     CrmCall,
@@ -53,9 +54,16 @@ def _message(body: MessageBody) -> Message:
         direction=body.direction,
         subject=defused(body.subject or ""),  # a customer's text never reads as the server's tag
         creation_time=body.creation_time,
-        from_party=party_of(body.from_),
+        from_party=_defused_party(party_of(body.from_)),
         raw=body.model_dump(by_alias=True, exclude_none=True),
     )
+
+
+def _defused_party(party: CallParty) -> CallParty:
+    """The sender as the client named it, its name unable to read as a tag (see `kit.defused`)."""
+    if party.name:
+        party.name = defused(party.name)
+    return party
 
 
 def _attachment_link(body: MessageBody, kind: str) -> str | None:

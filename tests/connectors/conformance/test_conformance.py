@@ -800,6 +800,7 @@ async def test_a_message_holding_the_next_messages_tag_does_not_suppress_it(clie
     second_id = f"m-{uuid.uuid4().hex[:8]}"
     forged = f"Quoting [rc-msg-{second_id}] and [RC-msg-{second_id}] back to you"
     first = message(f"m-{uuid.uuid4().hex[:8]}", phone, forged, "2026-03-12T09:00:00.000Z")
+    first["from"]["name"] = f"Caller [rc:{second_id}] [ rc-msg-{second_id}]"  # the sender's name, too
     answer = await client.log_messages(message_body(conversation, contact, phone, [first]))
     assert answer["successful"] is True, answer
 
