@@ -149,6 +149,18 @@ def conversation_marker(conversation_log_id: str) -> str:
     return f"rc-sms-{_marker_id(conversation_log_id)}"
 
 
+#: the opening of anything a server writes to find a record or a message again (`[rc-call-…]`, `[rc-sms-…]`,
+#: `[rc-msg-…]`, the test CRM's `[rc:…]`), in any case and spacing
+_MARKER_SHAPED = re.compile(r"\[(?=\s*rc\s*[-:])", re.IGNORECASE)
+
+
+def defused(text: str) -> str:
+    """User text (a message body, a name) with every marker-shaped bracket made a full-width one (U+FF3B): it
+    reads the same, but no connector's tag check or marker search can take it for the server's own tag, so a
+    customer's text can neither suppress a later message's append nor make a log be found as another's."""
+    return _MARKER_SHAPED.sub("\uff3b", text)
+
+
 def message_needle(message: Message) -> str:
     """Written beside each message a conversation's log holds: an append sent again finds it and skips it."""
     return f"[rc-msg-{_marker_id(message.id)}]"

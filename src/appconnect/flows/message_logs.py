@@ -6,7 +6,9 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from appconnect.connectors.kit import defused
 from appconnect.connectors.sdk import (
+    CallParty,
     Connector,
     ContactRef,
     CrmCall,
@@ -50,11 +52,18 @@ def _message(body: MessageBody) -> Message:
         id=str(body.id),
         type=body.type,
         direction=body.direction,
-        subject=body.subject or "",
+        subject=defused(body.subject or ""),  # a customer's text never reads as the server's tag
         creation_time=body.creation_time,
-        from_party=party_of(body.from_),
+        from_party=_defused_party(party_of(body.from_)),
         raw=body.model_dump(by_alias=True, exclude_none=True),
     )
+
+
+def _defused_party(party: CallParty) -> CallParty:
+    """The sender as the client named it, its name unable to read as a tag (see `kit.defused`)."""
+    if party.name:
+        party.name = defused(party.name)
+    return party
 
 
 def _attachment_link(body: MessageBody, kind: str) -> str | None:
@@ -114,7 +123,7 @@ async def log_messages(services: Services, user: UserRecord, body: MessageLogBod
     info = body.log_info
     connector = connector_for(services, user.platform)
     phone = (info.correspondents[0].phone_number if info.correspondents else None) or ""
-    contact = chosen_contact(body.contact_id, phone, body.contact_type, body.contact_name)
+    contact = chosen_contact(body.contact_id, phone, body.contact_type, defused(body.contact_name or ""))
     if contact is None:
         return Reply(envelope(False, warning(f"Contact not found for number {phone}"))), Delivery.FINAL
     if not info.messages:
@@ -387,7 +396,8 @@ async def _correspondent_names(services: Services, user: UserRecord, body: Messa
             if real:
                 name = str(real[0].get("name") or "").strip()
         name = name or (correspondent.name or "").strip() or phone
-        if name and name != own_name and name not in names:
+        name = defused(name)
+        if name and name != defused(own_name) and name not in names:
             names.append(name)
     return names
 
@@ -492,7 +502,7 @@ def _shared_create(
     )
     started = info.creation_time if info.creation_time is not None else info.messages[-1].creation_time
     shared = SharedConversation(
-        subject=subject, body=text, started_at=None if started is None else str(started)
+        subject=defused(subject), body=defused(text), started_at=None if started is None else str(started)
     )
     return MessageLogCreate(
         contact=contact,

@@ -788,6 +788,31 @@ async def test_message_log_5xx_after_the_work_then_retried_gives_one_log(client:
     assert logs[0].text.count("Running late") == 1, logs[0]
 
 
+async def test_a_message_holding_the_next_messages_tag_does_not_suppress_it(client: Client) -> None:
+    """A customer's text may hold anything, a server's own tag included (here the next message's, spelled as the
+    server writes it): the append that checks for that tag must still log the next message, and the text must
+    not read as a tag afterwards."""
+    if not client.harness.offers("createMessageLog"):
+        pytest.skip("no message logs")
+    target = client.harness.target
+    contact, phone = await new_contact(client)
+    conversation = f"conv-{uuid.uuid4().hex[:10]}"
+    second_id = f"m-{uuid.uuid4().hex[:8]}"
+    forged = f"Quoting [rc-msg-{second_id}] and [RC-msg-{second_id}] back to you"
+    first = message(f"m-{uuid.uuid4().hex[:8]}", phone, forged, "2026-03-12T09:00:00.000Z")
+    first["from"]["name"] = f"Caller [rc:{second_id}] [ rc-msg-{second_id}]"  # the sender's name, too
+    answer = await client.log_messages(message_body(conversation, contact, phone, [first]))
+    assert answer["successful"] is True, answer
+
+    second = message(second_id, phone, "Tuesday works for me", "2026-03-12T09:05:00.000Z")
+    answer = await client.log_messages(message_body(conversation, contact, phone, [first, second]))
+    assert answer["successful"] is True and answer["logIds"] == [second_id], answer
+    [log] = target.logs_for(contact["id"], contact["type"])
+    assert "Tuesday works for me" in log.text, log
+    assert "Quoting" in log.text, log
+    assert log.text.lower().count(f"[rc-msg-{second_id}]".lower()) <= 1, f"the quoted text reads as a tag: {log}"
+
+
 async def test_group_sms_names_every_correspondent_in_each_contacts_log(client: Client) -> None:
     """A group SMS: each contact gets their own log, naming the other people of the conversation (as the
     account's lookups found them, else as the client named them, else by number)."""

@@ -423,6 +423,39 @@ async def test_a_long_transcript_is_shortened_in_the_message_and_attached_as_a_f
     assert len(fake.snapshot(fake.account().folders)) == 1
 
 
+async def test_a_create_lost_before_the_transcript_file_is_attached_is_completed_when_found(env: Env) -> None:
+    """The process dies (here: the create is cancelled) after the phone call is made and before its transcript
+    file is attached; the flow's retry finds the call by its marker, and that look attaches the file, once."""
+    fake = env.fake
+    fake.account().suiteapp = True
+    call = env.call(zone="America/New_York")  # no time-zone RESTlet before the create: the delay hits the file
+    log = CallLogCreate(
+        contact=_customer_ref(env),
+        call=_record(),
+        composed_log_details=_composed(TRANSCRIPT),
+        transcript=TRANSCRIPT,
+    )
+    fake.inject(delay=3, path_prefix=f"/~{restlet_host(DEFAULT_ACCOUNT)}{RESTLET_PATH}")
+    create = asyncio.create_task(env.connector.create_call_log(call, log))
+    while not fake.snapshot(fake.account().phonecalls):
+        await asyncio.sleep(0.01)
+    create.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await create
+    assert fake.snapshot(fake.account().attachments) == set()
+
+    found = await env.connector.find_call_log(call, log)
+    assert found is not None
+    [file] = fake.snapshot(fake.account().files).values()
+    assert file["content"] == TRANSCRIPT
+    assert fake.snapshot(fake.account().attachments) == {(int(found), file["id"])}
+
+    # found again (a second retry): the same file, attached once
+    assert await env.connector.find_call_log(call, log) == found
+    assert len(fake.snapshot(fake.account().files)) == 1
+    assert fake.snapshot(fake.account().attachments) == {(int(found), file["id"])}
+
+
 async def test_a_short_transcript_stays_in_the_message(env: Env) -> None:
     env.fake.account().suiteapp = True
     short = "Maya: hello\n"

@@ -885,16 +885,7 @@ class NetSuiteConnector(Connector):
         if contact_id is None:
             return LogResult(None, ReturnMessage("Contact not found", "warning", 5000))
         record = log.call
-        details = await self._dated(
-            call, log.composed_log_details or "No details available", record.start_time
-        )
-        # the transcript as the composed log holds it (absent when the user turned transcripts off): the same
-        # text on create and update, so both name its file alike
-        transcript = _transcript_in(details)
-        too_long = bool(transcript) and len(details) > MESSAGE_LIMIT
-        if too_long:
-            details = _shortened(details, transcript or "")
-        title = record.custom_subject or log.subject or call_subject(record.direction, log.contact.name)
+        details, transcript, title = await self._call_message(call, log)
         body: JsonDict = {
             "title": title,
             "phone": log.contact.phone_number,
@@ -907,15 +898,41 @@ class NetSuiteConnector(Connector):
             **_transaction(log.additional_submission),
         }
         created = await self._create(call.http, "phonecall", body)
-        if too_long and not await self._attach_transcript(call, created, title, transcript or ""):
+        if transcript is not None and not await self._attach_transcript(call, created, title, transcript):
             return LogResult(
                 created,
                 ReturnMessage("Call logged; the whole transcript could not be attached.", "warning", 5000),
             )
         return LogResult(created, ReturnMessage("Call logged", "success", 2000))
 
+    async def _call_message(self, call: CrmCall, log: CallLogCreate) -> tuple[str, str | None, str]:
+        """The phone call's message, the transcript to keep as a file (None: it fits in the message, or the
+        user left it out) and the title; a create and the look after a lost create compose them alike."""
+        record = log.call
+        details = await self._dated(
+            call, log.composed_log_details or "No details available", record.start_time
+        )
+        # the transcript as the composed log holds it (absent when the user turned transcripts off): the same
+        # text on create and update, so both name its file alike
+        transcript = _transcript_in(details)
+        too_long = bool(transcript) and len(details) > MESSAGE_LIMIT
+        if too_long:
+            details = _shortened(details, transcript or "")
+        title = record.custom_subject or log.subject or call_subject(record.direction, log.contact.name)
+        return details, (transcript or None) if too_long else None, title
+
     async def find_call_log(self, call: CrmCall, log: CallLogCreate) -> str | None:
-        return await self._phone_call_with_marker(call.http, call_marker(log))
+        """The phone call an earlier, unanswered create made. That create may have died after the phone call
+        and before its transcript file was attached: the file is attached here (idempotent: the file named
+        after the call and the transcript's digest is reused, an attachment made once), so a retry that adopts
+        the call leaves it as a finished create would have. A failed attachment still adopts the call (the
+        message says the transcript is attached; the next update attaches it again)."""
+        found = await self._phone_call_with_marker(call.http, call_marker(log))
+        if found is not None:
+            _, transcript, title = await self._call_message(call, log)
+            if transcript is not None:
+                await self._attach_transcript(call, found, title, transcript)
+        return found
 
     async def get_call_log(self, call: CrmCall, ref: CallLogRef) -> CallLogFetched:
         """The agent's note is the `- Note:` line of the message; the marker never shows."""
