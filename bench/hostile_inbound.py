@@ -14,7 +14,7 @@ resetting it through `/proc/<pid>/clear_refs`, the kernel's own peak, so no shor
 target: growth under 64 MiB, and every probe answered.
 
 `--pythonpath DIR` runs the server from another source tree, e.g. the code before a change
-(`git archive <rev> src | tar -x -C /tmp/base`): `--pythonpath /tmp/base/src --flood-mib 16`.
+(`git archive <rev> src | tar -x -C ../base`): `--pythonpath ../base/src --flood-mib 16`.
 
     .venv/bin/python bench/hostile_inbound.py
 """

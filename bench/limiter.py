@@ -7,7 +7,7 @@ Pipedrive's rules and answers (`x-ratelimit-*` on every answer, calls left), the
 flow, a store that answers at once (its round trips, one per key per second, are not what is measured). CPU is
 `time.process_time()` over the timed loop, median of the rounds. Run the code before a change beside it:
 
-    PYTHONPATH=/work/main/src .venv/bin/python bench/limiter.py     # main
+    PYTHONPATH=<main tree>/src .venv/bin/python bench/limiter.py   # main, checked out elsewhere
     PYTHONPATH=$PWD/src .venv/bin/python bench/limiter.py           # this tree
 """
 
