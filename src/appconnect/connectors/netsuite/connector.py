@@ -912,14 +912,9 @@ class NetSuiteConnector(Connector):
         details = await self._dated(
             call, log.composed_log_details or "No details available", record.start_time
         )
-        # the transcript as the composed log holds it (absent when the user turned transcripts off): the same
-        # text on create and update, so both name its file alike
-        transcript = _transcript_in(details)
-        too_long = bool(transcript) and len(details) > MESSAGE_LIMIT
-        if too_long:
-            details = _shortened(details, transcript or "")
+        details, transcript = _fitted(details)
         title = record.custom_subject or log.subject or call_subject(record.direction, log.contact.name)
-        return details, (transcript or None) if too_long else None, title
+        return details, transcript, title
 
     async def find_call_log(self, call: CrmCall, log: CallLogCreate) -> str | None:
         """The phone call an earlier, unanswered create made. That create may have died after the phone call
@@ -957,10 +952,7 @@ class NetSuiteConnector(Connector):
         details = await self._dated(
             call, update.composed_log_details or "No details available", update.start_time
         )
-        transcript = _transcript_in(details)
-        too_long = bool(transcript) and len(details) > MESSAGE_LIMIT
-        if too_long:
-            details = _shortened(details, transcript or "")
+        details, transcript = _fitted(details)
         body: JsonDict = {
             "message": details
             + (f"\n\n{marker.group(0)}" if marker else "")
@@ -974,7 +966,7 @@ class NetSuiteConnector(Connector):
         await _patch(call.http, f"{RECORD_PATH}/phonecall/{log_id}", body)
         message = ReturnMessage("Call log updated.", "success", 2000)
         title = update.subject or str(existing.get("title") or "") or "Call"
-        if too_long and not await self._attach_transcript(call, str(log_id), title, transcript or ""):
+        if transcript is not None and not await self._attach_transcript(call, str(log_id), title, transcript):
             message = ReturnMessage(
                 "Call log updated; the whole transcript could not be attached.", "warning", 5000
             )
@@ -1285,6 +1277,16 @@ def _call_times(start_time: str | None, duration: int | str | None, zone: tzinfo
         "startTime": start.strftime("%H:%M"),
         "endTime": end.strftime("%H:%M"),
     }
+
+
+def _fitted(details: str) -> tuple[str, str | None]:
+    """The message that fits NetSuite's limit and the transcript to keep as a file instead (None: the message
+    fits, or holds no transcript). The transcript is taken as the composed log holds it (absent when the user
+    turned transcripts off): the same text on create and update, so both name its file alike."""
+    transcript = _transcript_in(details)
+    if not transcript or len(details) <= MESSAGE_LIMIT:
+        return details, None
+    return _shortened(details, transcript), transcript
 
 
 def _transcript_in(details: str) -> str | None:
