@@ -15,6 +15,7 @@ import html
 import math
 import re
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -366,9 +367,28 @@ class BullhornConnector(Connector):
         json: Any = None,
         idempotent: bool = False,
     ) -> CrmResponse:
-        """A REST call with the session token; a 401 (the session ended) opens a new session and sends the
-        call once more: Bullhorn did nothing with a request it refused."""
+        """A REST call with the user's session token (see :meth:`_in_session`)."""
+
+        async def reopen(stale: RestSession) -> RestSession:
+            return await self._session(call, stale=stale)
+
         session = await self._session(call)
+        return await self._in_session(call, session, reopen, method, path, params, json, idempotent)
+
+    async def _in_session(
+        self,
+        call: CrmCall,
+        session: RestSession,
+        reopen: Callable[[RestSession], Awaitable[RestSession | None]],
+        method: str,
+        path: str,
+        params: dict[str, Any] | None,
+        json: Any,
+        idempotent: bool,
+    ) -> CrmResponse:
+        """One REST call in `session`; a 401 (the session ended) opens it again through `reopen` and sends the
+        call once more: Bullhorn did nothing with a request it refused. A second 401, or no session to reopen,
+        is the CRM's refusal."""
         for attempt in (1, 2):
             try:
                 return await call.http.request(
@@ -383,7 +403,10 @@ class BullhornConnector(Connector):
             except CrmHttpError as exc:
                 if exc.status != 401 or attempt == 2:
                     raise
-                session = await self._session(call, stale=session)
+                fresh = await reopen(session)
+                if fresh is None:
+                    raise
+                session = fresh
         raise AssertionError("unreachable")
 
     # --- the API user of server-side logging -----------------------------------------------------------------
@@ -494,27 +517,15 @@ class BullhornConnector(Connector):
         json: Any = None,
         idempotent: bool = False,
     ) -> CrmResponse | None:
-        """A REST call as the API user (None when the admin saved none); a 401 opens its session again once."""
+        """A REST call as the API user (None when the admin saved none; see :meth:`_in_session`)."""
+
+        async def reopen(stale: RestSession) -> RestSession | None:
+            return await self._api_session(call, settings, stale=stale)
+
         session = await self._api_session(call, settings)
         if session is None:
             return None
-        for attempt in (1, 2):
-            try:
-                return await call.http.request(
-                    method,
-                    f"{self._wire(session.rest_url)}{path}",
-                    json=json,
-                    headers={"BhRestToken": session.token},
-                    auth=False,
-                    idempotent=idempotent,
-                )
-            except CrmHttpError as exc:
-                if exc.status != 401 or attempt == 2:
-                    raise
-                session = await self._api_session(call, settings, stale=session)
-                if session is None:
-                    raise
-        raise AssertionError("unreachable")
+        return await self._in_session(call, session, reopen, method, path, None, json, idempotent)
 
     async def _log_write(
         self,
